@@ -1,0 +1,24 @@
+//! Ferry's engine: everything Ferry knows about OSTree repositories, trust, update sources,
+//! resolution and installation. No GTK and no terminal here; binaries render what the engine
+//! reports through [`event::Reporter`].
+//!
+//! The module tree follows the data flow of an update:
+//! - [`object`]: OSTree object formats (checksums, GVariant views, content headers, validation).
+//! - [`repo`]: a repository on disk: config, refs, locks, reading and writing objects.
+//! - [`scan`]: finding repositories on a drive without leaving it.
+//! - [`trust`]: keys from the local machine, signature checks, bindings and anti-downgrade.
+//! - [`source`]: where objects come from (drives now, peers later), behind one trait.
+//! - [`pull`]: walking a commit's closure and fetching, verifying and storing it.
+//! - [`event`]: progress and results as a stream of events.
+//! - [`schema`]: the JSON shapes shared with other processes (CLI output, drive records).
+//! - [`cancel`]: cooperative cancellation.
+
+pub mod cancel;
+pub mod event;
+pub mod object;
+pub mod pull;
+pub mod repo;
+pub mod scan;
+pub mod schema;
+pub mod source;
+pub mod trust;

@@ -1,0 +1,1 @@
+//! Fetching a commit closure from sources, verifying every object, and storing it.

@@ -1,0 +1,1 @@
+//! Finding OSTree repositories on a drive without leaving it.

@@ -1,0 +1,224 @@
+//! The JSON shapes Ferry shares across processes: `ferryctl scan/list --json`, the drive
+//! records the hook writes under the runtime dir, and install results. Defined once, here, so
+//! no binary formats JSON by hand.
+
+use serde::{Deserialize, Serialize};
+
+use crate::object::Checksum;
+
+/// Version of the drive record format in `$FERRY_RUN_DIR/drives/<id>.json`.
+pub const DRIVE_RECORD_VERSION: u32 = 1;
+
+/// `ferryctl scan --json`: the repositories found under a path.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScanReport {
+    pub repos: Vec<RepoReport>,
+    /// Repositories that were found but refused (for example a symlink leaving the drive).
+    #[serde(default)]
+    pub problems: Vec<Problem>,
+}
+
+/// One repository found by a scan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RepoReport {
+    pub path: String,
+    /// `archive`, `bare`, `bare-user` or `bare-user-only` (`archive-z2` is reported as `archive`).
+    pub mode: String,
+    pub refs: Vec<RefReport>,
+}
+
+/// One ref a repository offers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefReport {
+    pub collection_id: Option<String>,
+    #[serde(rename = "ref")]
+    pub ref_name: String,
+    pub commit: Checksum,
+    /// Commit time, seconds since the Unix epoch.
+    pub timestamp: u64,
+    pub version: Option<String>,
+}
+
+/// What kind of installed thing an update applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetKind {
+    /// The operating system, deployed with `ostree admin`.
+    Os,
+    /// A Flatpak app or runtime.
+    Flatpak,
+    /// A plain repository's remote ref.
+    Repo,
+}
+
+/// Where an update can be fetched from, in order of preference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    Drive,
+    Lan,
+    Upstream,
+}
+
+/// A place holding an update's commit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SourceInfo {
+    pub kind: SourceKind,
+    /// A repository path for drives, a URL for peers and upstream.
+    pub location: String,
+    /// How a person would name it: a drive label, a host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+/// One available update, as `ferryctl list --json` prints it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Update {
+    /// Stable identifier within one listing: target, installation and ref.
+    pub id: String,
+    pub target: TargetKind,
+    /// `system`, `user`, a path, or the sysroot path for the OS.
+    pub installation: Option<String>,
+    pub remote: String,
+    pub collection_id: Option<String>,
+    #[serde(rename = "ref")]
+    pub ref_name: String,
+    /// None when the ref is not installed yet (a runtime another update needs).
+    pub current_commit: Option<Checksum>,
+    pub commit: Checksum,
+    pub current_version: Option<String>,
+    pub version: Option<String>,
+    pub timestamp: u64,
+    pub subject: String,
+    #[serde(default)]
+    pub body: String,
+    /// Bytes to transfer: objects not present locally.
+    pub download_size: u64,
+    /// False when the remote does not verify signatures; shown as "unsigned".
+    pub signed: bool,
+    /// Preferred first.
+    pub sources: Vec<SourceInfo>,
+    /// Refs that must be installed with this update (a missing runtime).
+    #[serde(default)]
+    pub needs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<AppInfo>,
+}
+
+/// What AppStream says about a Flatpak app.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppInfo {
+    pub name: Option<String>,
+    pub summary: Option<String>,
+    /// A path to a cached icon, when the drive carries one.
+    pub icon: Option<String>,
+}
+
+/// Why a source or a candidate was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    UntrustedSignature,
+    UnsignedCommit,
+    UnknownCollection,
+    BindingMismatch,
+    PartialCommit,
+    Downgrade,
+    Corrupt,
+    Unreadable,
+    Unsafe,
+    Unavailable,
+    Other,
+}
+
+/// A rejected source or candidate, listed rather than silently dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    pub kind: ProblemKind,
+    pub source: String,
+    #[serde(rename = "ref")]
+    pub ref_name: Option<String>,
+    /// One sentence a person can act on.
+    pub reason: String,
+}
+
+/// `ferryctl list --json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UpdateList {
+    pub updates: Vec<Update>,
+    pub problems: Vec<Problem>,
+}
+
+/// How one update of an install ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstallStatus {
+    Installed,
+    UpToDate,
+    Failed,
+    Cancelled,
+    Skipped,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstallResult {
+    pub update: String,
+    #[serde(rename = "ref")]
+    pub ref_name: String,
+    pub target: TargetKind,
+    pub status: InstallStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The OS was deployed and a restart completes it.
+    #[serde(default)]
+    pub restart_required: bool,
+}
+
+/// State of an install the hook runs on insertion (kiosks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriveInstallState {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriveInstall {
+    pub state: DriveInstallState,
+    #[serde(default)]
+    pub bytes_done: u64,
+    #[serde(default)]
+    pub bytes_total: u64,
+    #[serde(default)]
+    pub results: Vec<InstallResult>,
+}
+
+/// `$FERRY_RUN_DIR/drives/<id>.json`: what the hook found on a drive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriveRecord {
+    pub v: u32,
+    pub id: String,
+    pub label: Option<String>,
+    pub device: Option<String>,
+    pub mount: String,
+    #[serde(default)]
+    pub fs_type: Option<String>,
+    #[serde(default)]
+    pub uuid: Option<String>,
+    pub repos: Vec<RepoReport>,
+    pub updates: Vec<Update>,
+    pub problems: Vec<Problem>,
+    /// Links made in the Flatpak sideload directory for this drive.
+    #[serde(default)]
+    pub sideload_links: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install: Option<DriveInstall>,
+}
+
+impl DriveRecord {
+    /// A name people recognise: the label, else the mount point.
+    pub fn display_name(&self) -> &str {
+        self.label.as_deref().unwrap_or(&self.mount)
+    }
+}

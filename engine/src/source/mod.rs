@@ -1,0 +1,1 @@
+//! Where objects come from: drives now, LAN peers and upstream later, behind one trait.

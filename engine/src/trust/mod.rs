@@ -1,0 +1,1 @@
+//! Trust: keys from the local machine, signature checks, bindings and anti-downgrade.

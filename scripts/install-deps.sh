@@ -1,0 +1,36 @@
+#!/bin/bash
+# Installs everything Ferry needs to build, test and demo on Debian 12.
+# Safe to run repeatedly; skips apt when every package is already present.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+packages=(
+  # build
+  build-essential pkg-config libudev-dev libgtk-4-dev libadwaita-1-dev gettext
+  # the real tools Ferry interoperates with and is tested against
+  ostree flatpak bubblewrap gnupg attr e2fsprogs util-linux iproute2 openssl time
+  python3
+  # system integration checks
+  udev systemd desktop-file-utils appstream libxml2-utils policykit-1
+  # GUI tests and screenshots
+  xvfb xauth dbus dbus-x11 dunst imagemagick libnotify-bin at-spi2-core
+  # fonts and icons so screenshots look like a desktop
+  fonts-cantarell adwaita-icon-theme
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "cargo is required (https://rustup.rs)" >&2; exit 1
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+  cargo install --locked cargo-nextest
+fi
