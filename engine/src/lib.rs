@@ -21,4 +21,5 @@ pub mod repo;
 pub mod scan;
 pub mod schema;
 pub mod source;
+pub mod target;
 pub mod trust;
