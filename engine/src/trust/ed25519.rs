@@ -1,0 +1,165 @@
+//! ed25519 verification of `ostree.sign.ed25519` (64-byte signatures over the same bytes as
+//! GPG signatures) with strict verification. Keys are base64 public keys, one per line.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use ed25519_dalek::{Signature, VerifyingKey};
+
+use super::error::Rejection;
+use super::keyring::{read_key_file, Ed25519KeySources};
+use super::metadata::MAX_SIGNATURES_PER_KIND;
+
+pub const ED25519_PUBLIC_KEY_LEN: usize = 32;
+pub const ED25519_SIGNATURE_LEN: usize = 64;
+
+/// Trusted and revoked ed25519 public keys.
+#[derive(Debug, Clone, Default)]
+pub struct Ed25519Keys {
+    trusted: Vec<VerifyingKey>,
+    revoked: HashSet<[u8; ED25519_PUBLIC_KEY_LEN]>,
+}
+
+impl Ed25519Keys {
+    /// Loads keys as libostree does: the remote's inline key and key file must be readable and
+    /// hold a key; unreadable system files are skipped. Revoked lists apply to every key.
+    pub fn load(sources: &Ed25519KeySources) -> Result<Self, String> {
+        let mut keys = Self::default();
+        if let Some(inline) = &sources.inline_key {
+            let key = decode_public_key(inline).ok_or_else(|| {
+                "verification-ed25519-key is not a base64-encoded 32-byte ed25519 public key"
+                    .to_owned()
+            })?;
+            keys.add_trusted(key);
+        }
+        if let Some(path) = &sources.key_file {
+            let found = read_key_list(path)?;
+            if found.is_empty() {
+                return Err(format!(
+                    "verification-ed25519-file {} holds no ed25519 public key",
+                    path.display()
+                ));
+            }
+            found.into_iter().for_each(|key| keys.add_trusted(key));
+        }
+        for path in &sources.system_trusted {
+            match read_key_list(path) {
+                Ok(found) => found.into_iter().for_each(|key| keys.add_trusted(key)),
+                Err(e) => tracing::debug!(error = %e, "skipping ed25519 key file"),
+            }
+        }
+        for path in &sources.revoked {
+            match read_key_list(path) {
+                Ok(found) => keys.revoked.extend(found),
+                Err(e) => tracing::warn!(error = %e, "unreadable revoked ed25519 key file"),
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Keys given directly, for callers that already hold them.
+    pub fn from_keys(
+        trusted: impl IntoIterator<Item = [u8; ED25519_PUBLIC_KEY_LEN]>,
+        revoked: impl IntoIterator<Item = [u8; ED25519_PUBLIC_KEY_LEN]>,
+    ) -> Self {
+        let mut keys = Self {
+            trusted: Vec::new(),
+            revoked: revoked.into_iter().collect(),
+        };
+        trusted.into_iter().for_each(|key| keys.add_trusted(key));
+        keys
+    }
+
+    fn add_trusted(&mut self, key: [u8; ED25519_PUBLIC_KEY_LEN]) {
+        match VerifyingKey::from_bytes(&key) {
+            Ok(verifying) if !self.trusted.contains(&verifying) => self.trusted.push(verifying),
+            Ok(_) => {}
+            Err(_) => tracing::warn!(key = %STANDARD.encode(key), "not an ed25519 public key"),
+        }
+    }
+
+    /// Whether no trusted key was loaded at all (revoked or not).
+    pub fn is_empty(&self) -> bool {
+        self.trusted.is_empty()
+    }
+
+    /// Trusted keys that are not revoked.
+    pub fn usable_count(&self) -> usize {
+        self.trusted
+            .iter()
+            .filter(|key| !self.revoked.contains(key.as_bytes()))
+            .count()
+    }
+
+    /// Returns the base64 public key of the first trusted, unrevoked key that made one of the
+    /// signatures, or why none counts.
+    pub fn verify(&self, data: &[u8], signatures: &[Vec<u8>]) -> Result<String, Vec<Rejection>> {
+        let mut rejections = Vec::new();
+        let mut checked = 0;
+        for blob in signatures.iter().take(MAX_SIGNATURES_PER_KIND) {
+            let Ok(bytes) = <[u8; ED25519_SIGNATURE_LEN]>::try_from(blob.as_slice()) else {
+                rejections.push(Rejection::Malformed {
+                    detail: format!(
+                        "an ed25519 signature of {} bytes instead of {ED25519_SIGNATURE_LEN}",
+                        blob.len()
+                    ),
+                });
+                continue;
+            };
+            checked += 1;
+            let signature = Signature::from_bytes(&bytes);
+            for key in &self.trusted {
+                if key.verify_strict(data, &signature).is_err() {
+                    continue;
+                }
+                if self.revoked.contains(key.as_bytes()) {
+                    rejections.push(Rejection::Ed25519Revoked {
+                        key: STANDARD.encode(key.as_bytes()),
+                    });
+                } else {
+                    return Ok(STANDARD.encode(key.as_bytes()));
+                }
+            }
+        }
+        let revoked = rejections
+            .iter()
+            .any(|r| matches!(r, Rejection::Ed25519Revoked { .. }));
+        if checked > 0 && !revoked {
+            rejections.push(Rejection::Ed25519NoMatch {
+                signatures: checked,
+                keys: self.usable_count(),
+            });
+        }
+        Err(rejections)
+    }
+}
+
+/// One base64 key per line; blank lines and `#` comments are skipped, lines that are not a
+/// 32-byte key are skipped with a warning.
+fn read_key_list(path: &Path) -> Result<Vec<[u8; ED25519_PUBLIC_KEY_LEN]>, String> {
+    let bytes = read_key_file(path)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let mut keys = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match decode_public_key(line) {
+            Some(key) => keys.push(key),
+            None => tracing::warn!(
+                path = %path.display(),
+                line = number + 1,
+                "not a base64-encoded ed25519 public key"
+            ),
+        }
+    }
+    Ok(keys)
+}
+
+fn decode_public_key(text: &str) -> Option<[u8; ED25519_PUBLIC_KEY_LEN]> {
+    let bytes = STANDARD.decode(text.trim()).ok()?;
+    <[u8; ED25519_PUBLIC_KEY_LEN]>::try_from(bytes.as_slice()).ok()
+}
