@@ -32,7 +32,9 @@ impl Checksum {
     /// From 64 lowercase hex digits, as in ref files and object paths.
     pub fn from_hex(text: &str) -> Result<Self, InvalidChecksum> {
         let valid = text.len() == Self::HEX_LEN
-            && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if !valid {
             return Err(InvalidChecksum(text.chars().take(80).collect()));
         }
@@ -102,7 +104,10 @@ mod tests {
     #[test]
     fn rejects_bad_hex() {
         assert!(Checksum::from_hex("AB").is_err());
-        assert!(Checksum::from_hex(&"AB".repeat(32)).is_err(), "uppercase is not canonical");
+        assert!(
+            Checksum::from_hex(&"AB".repeat(32)).is_err(),
+            "uppercase is not canonical"
+        );
         assert!(Checksum::from_hex(&"zz".repeat(32)).is_err());
         assert!(Checksum::from_hex(&format!("{}\n", "ab".repeat(32))).is_err());
         assert!(Checksum::from_slice(&[0u8; 31]).is_err());

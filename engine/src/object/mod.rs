@@ -1,6 +1,216 @@
 //! OSTree object formats: checksums, object kinds, GVariant views of metadata objects,
 //! content headers and name validation. Pure functions over bytes; no I/O.
+//!
+//! Every parser here takes untrusted bytes. GVariant readers return default values for
+//! malformed data instead of failing, so each parser re-serialises what it read and refuses
+//! anything that is not byte-for-byte the normal form, then checks the rules libostree's
+//! `ostree_validate_structureof_*` functions impose (checksum lengths, file names, modes,
+//! xattr order).
 
 pub mod checksum;
+pub mod commit;
+pub mod content;
+pub mod dirtree;
+pub mod metadata;
+pub mod names;
+pub mod summary;
+mod variant;
+
+use std::fmt;
 
 pub use checksum::{Checksum, InvalidChecksum};
+pub use commit::{Commit, ObjectSize, RelatedObject};
+pub use content::{
+    ContentHasher, FileHeader, Xattr, ARCHIVE_HEADER_MAX_SIZE, MAX_SYMLINK_TARGET_LEN, S_IFDIR,
+    S_IFLNK, S_IFMT, S_IFREG,
+};
+pub use dirtree::{DirMeta, DirTree, DirTreeDir, DirTreeFile};
+pub use metadata::{Metadata, MetadataValue};
+pub use names::{
+    validate_collection_id, validate_file_name, validate_ref_name, validate_remote_name,
+    InvalidName, NameKind,
+};
+pub use summary::{Summary, SummaryRef};
+
+use crate::repo::RepoMode;
+
+/// libostree's `OSTREE_MAX_METADATA_SIZE`: larger metadata objects, summaries and detached
+/// metadata are refused before they are read.
+pub const MAX_METADATA_SIZE: u64 = 128 * 1024 * 1024;
+
+/// The kinds of object a repository stores under `objects/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ObjectKind {
+    /// Content: a regular file or a symlink, with its ownership, mode and xattrs.
+    File,
+    /// A directory listing: names of files and subdirectories with their checksums.
+    DirTree,
+    /// A directory's ownership, mode and xattrs.
+    DirMeta,
+    /// A commit.
+    Commit,
+    /// Detached metadata of a commit (signatures); named after the commit's checksum.
+    CommitMeta,
+}
+
+impl ObjectKind {
+    /// Metadata objects are GVariants named after the SHA-256 of their bytes (except
+    /// [`ObjectKind::CommitMeta`], which is named after its commit).
+    pub fn is_metadata(self) -> bool {
+        !matches!(self, Self::File)
+    }
+
+    /// The object's file extension in a repository of `mode`: content is `filez` in archive
+    /// repositories and `file` in the bare ones.
+    pub fn extension(self, mode: RepoMode) -> &'static str {
+        match self {
+            Self::File if mode == RepoMode::Archive => "filez",
+            Self::File => "file",
+            Self::DirTree => "dirtree",
+            Self::DirMeta => "dirmeta",
+            Self::Commit => "commit",
+            Self::CommitMeta => "commitmeta",
+        }
+    }
+
+    /// The name libostree uses in messages and in `ostree fsck` output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::File => "file",
+            Self::DirTree => "dirtree",
+            Self::DirMeta => "dirmeta",
+            Self::Commit => "commit",
+            Self::CommitMeta => "commitmeta",
+        }
+    }
+
+    /// libostree's `OstreeObjectType` number, as stored in `ostree.sizes`.
+    pub fn ostree_number(self) -> u8 {
+        match self {
+            Self::File => 1,
+            Self::DirTree => 2,
+            Self::DirMeta => 3,
+            Self::Commit => 4,
+            Self::CommitMeta => 6,
+        }
+    }
+
+    /// The kind for a libostree `OstreeObjectType` number, if Ferry handles it.
+    pub fn from_ostree_number(number: u8) -> Option<Self> {
+        match number {
+            1 => Some(Self::File),
+            2 => Some(Self::DirTree),
+            3 => Some(Self::DirMeta),
+            4 => Some(Self::Commit),
+            6 => Some(Self::CommitMeta),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One object: its checksum and kind. Displays as libostree does, `<checksum>.<kind>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectId {
+    pub checksum: Checksum,
+    pub kind: ObjectKind,
+}
+
+impl ObjectId {
+    pub fn new(checksum: Checksum, kind: ObjectKind) -> Self {
+        Self { checksum, kind }
+    }
+}
+
+impl fmt::Display for ObjectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.checksum, self.kind)
+    }
+}
+
+/// Bytes that are not a valid object of the expected format.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    #[error("{what} is {size} bytes, more than the {max} allowed")]
+    TooLarge {
+        what: &'static str,
+        size: u64,
+        max: u64,
+    },
+    #[error("{what} is not a well-formed GVariant of type {type_str} (not in normal form)")]
+    NotNormalForm {
+        what: &'static str,
+        type_str: &'static str,
+    },
+    #[error("{what}: {reason}")]
+    Invalid { what: &'static str, reason: String },
+}
+
+impl FormatError {
+    pub(crate) fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            what,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn check_size(what: &'static str, size: usize, max: u64) -> Result<(), Self> {
+        let size = size as u64;
+        if size > max {
+            return Err(Self::TooLarge { what, size, max });
+        }
+        Ok(())
+    }
+}
+
+/// The SHA-256 of a metadata object's bytes, which is its name.
+pub fn metadata_checksum(bytes: &[u8]) -> Checksum {
+    use sha2::{Digest, Sha256};
+    Checksum::from_array(Sha256::digest(bytes).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extensions_follow_the_repo_mode() {
+        assert_eq!(ObjectKind::File.extension(RepoMode::Archive), "filez");
+        assert_eq!(ObjectKind::File.extension(RepoMode::BareUser), "file");
+        assert_eq!(ObjectKind::DirTree.extension(RepoMode::Archive), "dirtree");
+        assert_eq!(
+            ObjectKind::CommitMeta.extension(RepoMode::Bare),
+            "commitmeta"
+        );
+    }
+
+    #[test]
+    fn ostree_numbers_round_trip() {
+        for kind in [
+            ObjectKind::File,
+            ObjectKind::DirTree,
+            ObjectKind::DirMeta,
+            ObjectKind::Commit,
+            ObjectKind::CommitMeta,
+        ] {
+            assert_eq!(
+                ObjectKind::from_ostree_number(kind.ostree_number()),
+                Some(kind)
+            );
+        }
+        assert_eq!(ObjectKind::from_ostree_number(5), None);
+    }
+
+    #[test]
+    fn metadata_checksum_is_sha256() {
+        assert_eq!(
+            metadata_checksum(b"").to_hex(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}

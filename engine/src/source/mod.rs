@@ -1,1 +1,128 @@
-//! Where objects come from: drives now, LAN peers and upstream later, behind one trait.
+//! Where objects come from: drives now, nearby computers and upstream servers, behind one
+//! trait so the pull and the resolver treat them alike.
+//!
+//! A source hands out **unverified** bytes. Nothing here checks a checksum or a signature:
+//! the pull re-hashes every object before storing it, and the trust module decides which
+//! commits count. That keeps each source small and makes it impossible for one to skip a check.
+
+pub mod drive;
+pub mod http;
+
+use std::io::Read;
+
+use crate::object::{Checksum, FileHeader, ObjectId, ObjectKind};
+use crate::pull::schedule::SourceRank;
+use crate::schema::SourceInfo;
+
+pub use drive::{open_drive, DriveSource, OpenedDrive};
+pub use http::HttpSource;
+
+/// A ref a source offers, and the commit it points at there.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OfferedRef {
+    /// None when the source's repository has no collection ID for this ref.
+    pub collection_id: Option<String>,
+    pub ref_name: String,
+    pub commit: Checksum,
+}
+
+/// A content object as a source holds it: its header and a stream of the file's bytes
+/// (nothing for a symlink).
+pub struct FetchedContent {
+    pub header: FileHeader,
+    pub body: Box<dyn Read + Send>,
+}
+
+/// A content object exactly as an archive repository stores it (`.filez`: header and raw
+/// deflate), for copying into another archive repository without recompressing.
+pub struct FetchedArchive {
+    /// Its size in bytes, when the source knows it.
+    pub size: Option<u64>,
+    pub stream: Box<dyn Read + Send>,
+}
+
+/// Why a source could not hand out something.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// This source does not have the object. Another source may; keep using this one.
+    #[error("{object} is not on {source_name}")]
+    NotFound { object: String, source_name: String },
+    /// The source as a whole failed (drive removed, connection refused, no summary).
+    /// It is not asked again during this operation.
+    #[error("{source_name} is unavailable: {reason}")]
+    Unavailable { source_name: String, reason: String },
+    /// Something the source holds could not be read or is malformed.
+    #[error("{source_name}: {reason}")]
+    Failed { source_name: String, reason: String },
+}
+
+impl FetchError {
+    pub fn not_found(object: impl std::fmt::Display, source: &SourceInfo) -> Self {
+        Self::NotFound {
+            object: object.to_string(),
+            source_name: source_name(source),
+        }
+    }
+
+    pub fn unavailable(source: &SourceInfo, reason: impl Into<String>) -> Self {
+        Self::Unavailable {
+            source_name: source_name(source),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn failed(source: &SourceInfo, reason: impl Into<String>) -> Self {
+        Self::Failed {
+            source_name: source_name(source),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// How messages name a source: its label and location, e.g. `KINGSTON (/media/k/.ostree/repo)`.
+pub fn source_name(source: &SourceInfo) -> String {
+    match &source.label {
+        Some(label) if label != &source.location => format!("{label} ({})", source.location),
+        _ => source.location.clone(),
+    }
+}
+
+/// A place objects can be read from.
+pub trait Source: Send + Sync {
+    /// What the source is, for listings and messages.
+    fn info(&self) -> &SourceInfo;
+
+    /// How the scheduler ranks it (kind and summary freshness).
+    fn rank(&self) -> SourceRank;
+
+    /// The refs it offers. For drives: mirrors and local heads; for servers: its summary.
+    fn refs(&self) -> Result<Vec<OfferedRef>, FetchError>;
+
+    /// The raw bytes of a metadata object (commit, dirtree or dirmeta), unverified.
+    fn fetch_metadata(&self, kind: ObjectKind, checksum: &Checksum) -> Result<Vec<u8>, FetchError>;
+
+    /// A commit's detached metadata (its signatures), if the source has any.
+    fn fetch_commitmeta(&self, commit: &Checksum) -> Result<Option<Vec<u8>>, FetchError>;
+
+    /// A content object, unverified.
+    fn fetch_content(&self, checksum: &Checksum) -> Result<FetchedContent, FetchError>;
+
+    /// Whether the source holds the commit's whole closure. A drive may hold a partial
+    /// commit (`state/<commit>.commitpartial`); such a commit is not a candidate.
+    fn commit_is_complete(&self, commit: &Checksum) -> Result<bool, FetchError>;
+
+    /// Whether the source has an object, when it can tell cheaply (without fetching it).
+    /// `None` means it cannot tell; the caller then fetches and sees.
+    fn has_object(&self, _object: ObjectId) -> Option<bool> {
+        None
+    }
+
+    /// A content object in its archived form (`.filez`), when the source stores it so and
+    /// handing it out costs nothing extra. `Ok(None)`: use [`Source::fetch_content`].
+    fn fetch_archived_content(
+        &self,
+        _checksum: &Checksum,
+    ) -> Result<Option<FetchedArchive>, FetchError> {
+        Ok(None)
+    }
+}

@@ -1,0 +1,353 @@
+//! Repository summaries: `(a(s(taya{sv}))a{sv})` = refs sorted by name, each with the
+//! commit's size, checksum and metadata (`ostree.commit.timestamp` big-endian,
+//! `ostree.commit.version`), then the summary's own metadata (`ostree.summary.collection-id`,
+//! `ostree.summary.collection-map` `a{sa(s(taya{sv}))}`, `ostree.summary.last-modified`, ...).
+//!
+//! The per-ref commit size is stored as GVariant stores a `t` (little-endian); OSTree does not
+//! byte-swap it, unlike the timestamps.
+
+use gvariant::aligned_bytes::copy_to_align;
+use gvariant::{gv, Marker, Structure};
+
+use super::metadata::{Metadata, MetadataValue};
+use super::names::{validate_collection_id, validate_ref_name};
+use super::variant::{ensure_normal_form, serialize};
+use super::{Checksum, FormatError, MAX_METADATA_SIZE};
+
+pub const COLLECTION_ID_KEY: &str = "ostree.summary.collection-id";
+pub const COLLECTION_MAP_KEY: &str = "ostree.summary.collection-map";
+pub const LAST_MODIFIED_KEY: &str = "ostree.summary.last-modified";
+pub const EXPIRES_KEY: &str = "ostree.summary.expires";
+pub const COMMIT_TIMESTAMP_KEY: &str = "ostree.commit.timestamp";
+pub const COMMIT_VERSION_KEY: &str = "ostree.commit.version";
+
+const COLLECTION_MAP_TYPE: &str = "a{sa(s(taya{sv}))}";
+
+/// One ref listed in a summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SummaryRef {
+    pub name: String,
+    pub commit: Checksum,
+    /// Size of the commit object in bytes.
+    pub commit_size: u64,
+    /// The ref's metadata; [`SummaryRef::timestamp`] and [`SummaryRef::version`] read it.
+    pub metadata: Metadata,
+}
+
+impl SummaryRef {
+    /// `ostree.commit.timestamp`, seconds since the Unix epoch.
+    pub fn timestamp(&self) -> Option<u64> {
+        self.metadata.get_u64_big_endian(COMMIT_TIMESTAMP_KEY)
+    }
+
+    /// `ostree.commit.version`.
+    pub fn version(&self) -> Option<&str> {
+        self.metadata.get_str(COMMIT_VERSION_KEY)
+    }
+}
+
+/// A parsed summary file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// The main ref list; its refs belong to [`Summary::collection_id`] when there is one.
+    pub refs: Vec<SummaryRef>,
+    /// `ostree.summary.collection-id`.
+    pub collection_id: Option<String>,
+    /// `ostree.summary.collection-map`: refs of other collections (mirrors), by collection.
+    pub collection_map: Vec<(String, Vec<SummaryRef>)>,
+    /// The summary's whole metadata dictionary.
+    pub metadata: Metadata,
+}
+
+impl Summary {
+    /// Parses a summary: at most [`MAX_METADATA_SIZE`] bytes, normal form, valid ref names,
+    /// collection IDs and 32-byte checksums.
+    pub fn parse(bytes: &[u8]) -> Result<Self, FormatError> {
+        const WHAT: &str = "summary";
+        FormatError::check_size(WHAT, bytes.len(), MAX_METADATA_SIZE)?;
+        let aligned = copy_to_align(bytes);
+        let (refs, metadata) = gv!("(a(s(taya{sv}))a{sv})")
+            .cast(aligned.as_ref())
+            .to_tuple();
+        let metadata = Metadata::from_dict(metadata, 0)
+            .map_err(|error| FormatError::invalid(WHAT, error.to_string()))?;
+        let mut main_refs = Vec::new();
+        let mut raw_refs = Vec::new();
+        for entry in refs {
+            let (name, (size, checksum, ref_metadata)) = {
+                let (name, details) = entry.to_tuple();
+                (name.to_str(), details.to_tuple())
+            };
+            let ref_metadata = Metadata::from_dict(ref_metadata, 0)
+                .map_err(|error| FormatError::invalid(WHAT, format!("ref {name:?}: {error}")))?;
+            raw_refs.push((name, *size, checksum, ref_metadata));
+        }
+        let again = with_ref_items(&raw_refs, |items| {
+            serialize(
+                WHAT,
+                gv!("(a(s(taya{sv}))a{sv})"),
+                &(items, &metadata.serializable()),
+            )
+        })?;
+        ensure_normal_form(WHAT, "(a(s(taya{sv}))a{sv})", bytes, &again)?;
+        for (name, size, checksum, ref_metadata) in raw_refs {
+            main_refs.push(summary_ref(WHAT, name, size, checksum, ref_metadata)?);
+        }
+
+        let collection_id = match metadata.get(COLLECTION_ID_KEY) {
+            None => None,
+            Some(value) => {
+                let id = value.as_str().ok_or_else(|| {
+                    FormatError::invalid(WHAT, format!("{COLLECTION_ID_KEY} is not a string"))
+                })?;
+                validate_collection_id(id)
+                    .map_err(|error| FormatError::invalid(WHAT, error.to_string()))?;
+                Some(id.to_owned())
+            }
+        };
+        let collection_map = match metadata.get(COLLECTION_MAP_KEY) {
+            None => Vec::new(),
+            Some(value) => parse_collection_map(value)?,
+        };
+        Ok(Self {
+            refs: main_refs,
+            collection_id,
+            collection_map,
+            metadata,
+        })
+    }
+
+    /// `ostree.summary.last-modified`, seconds since the Unix epoch.
+    pub fn last_modified(&self) -> Option<u64> {
+        self.metadata.get_u64_big_endian(LAST_MODIFIED_KEY)
+    }
+
+    /// `ostree.summary.expires`, seconds since the Unix epoch.
+    pub fn expires(&self) -> Option<u64> {
+        self.metadata.get_u64_big_endian(EXPIRES_KEY)
+    }
+
+    /// Every ref with its collection: the main list under [`Summary::collection_id`], then
+    /// the collection map.
+    pub fn collection_refs(&self) -> impl Iterator<Item = (Option<&str>, &SummaryRef)> {
+        let main = self.refs.iter().map(|r| (self.collection_id.as_deref(), r));
+        let mapped = self
+            .collection_map
+            .iter()
+            .flat_map(|(id, refs)| refs.iter().map(move |r| (Some(id.as_str()), r)));
+        main.chain(mapped)
+    }
+
+    /// The commit of `ref_name` in `collection_id` (None: the main list whatever its
+    /// collection).
+    pub fn lookup(&self, collection_id: Option<&str>, ref_name: &str) -> Option<&SummaryRef> {
+        match collection_id {
+            None => self.refs.iter().find(|r| r.name == ref_name),
+            Some(id) => self
+                .collection_refs()
+                .find(|(cid, r)| *cid == Some(id) && r.name == ref_name)
+                .map(|(_, r)| r),
+        }
+    }
+}
+
+fn summary_ref(
+    what: &'static str,
+    name: &str,
+    size: u64,
+    checksum: &[u8],
+    metadata: Metadata,
+) -> Result<SummaryRef, FormatError> {
+    validate_ref_name(name).map_err(|error| FormatError::invalid(what, error.to_string()))?;
+    let commit = Checksum::from_slice(checksum).map_err(|_| {
+        FormatError::invalid(
+            what,
+            format!("ref {name:?} has a checksum of {} bytes", checksum.len()),
+        )
+    })?;
+    Ok(SummaryRef {
+        name: name.to_owned(),
+        commit,
+        commit_size: size,
+        metadata,
+    })
+}
+
+fn parse_collection_map(
+    value: &MetadataValue,
+) -> Result<Vec<(String, Vec<SummaryRef>)>, FormatError> {
+    const WHAT: &str = "summary collection map";
+    if value.type_str() != COLLECTION_MAP_TYPE {
+        return Err(FormatError::invalid(
+            WHAT,
+            format!(
+                "has type {}, expected {COLLECTION_MAP_TYPE}",
+                value.type_str()
+            ),
+        ));
+    }
+    let aligned = copy_to_align(value.data());
+    let map = gv!("a{sa(s(taya{sv}))}").cast(aligned.as_ref());
+    let mut collections: Vec<(String, Vec<SummaryRef>)> = Vec::new();
+    let mut raw = Vec::new();
+    for entry in map {
+        let (collection_id, refs) = entry.to_tuple();
+        let collection_id = collection_id.to_str();
+        let mut list = Vec::new();
+        for r in refs {
+            let (name, details) = r.to_tuple();
+            let (size, checksum, metadata) = details.to_tuple();
+            let metadata = Metadata::from_dict(metadata, 0)?;
+            list.push((name.to_str(), *size, checksum, metadata));
+        }
+        raw.push((collection_id, list));
+    }
+    {
+        let entries: Vec<Vec<Entries<'_>>> = raw
+            .iter()
+            .map(|(_, list)| list.iter().map(|r| r.3.serializable()).collect())
+            .collect();
+        let details: Vec<Vec<RefDetails<'_>>> = raw
+            .iter()
+            .zip(&entries)
+            .map(|((_, list), entries)| {
+                list.iter()
+                    .zip(entries)
+                    .map(|(r, e)| (r.1, r.2, e))
+                    .collect()
+            })
+            .collect();
+        let items: Vec<Vec<RefItem<'_>>> = raw
+            .iter()
+            .zip(&details)
+            .map(|((_, list), details)| list.iter().zip(details).map(|(r, d)| (r.0, d)).collect())
+            .collect();
+        let outer: Vec<(&str, &Vec<RefItem<'_>>)> = raw
+            .iter()
+            .zip(&items)
+            .map(|((id, _), list)| (*id, list))
+            .collect();
+        let again = serialize(WHAT, gv!("a{sa(s(taya{sv}))}"), &outer)?;
+        ensure_normal_form(WHAT, COLLECTION_MAP_TYPE, value.data(), &again)?;
+    }
+    for (collection_id, list) in raw {
+        validate_collection_id(collection_id)
+            .map_err(|error| FormatError::invalid(WHAT, error.to_string()))?;
+        let mut refs = Vec::new();
+        for (name, size, checksum, metadata) in list {
+            refs.push(summary_ref(WHAT, name, size, checksum, metadata)?);
+        }
+        collections.push((collection_id.to_owned(), refs));
+    }
+    Ok(collections)
+}
+
+/// Builds summaries in OSTree's format, for tests and demos; [`Summary::parse`] reads them.
+pub fn build_summary(
+    refs: &[(String, Checksum, u64, Metadata)],
+    metadata: &Metadata,
+) -> Result<Vec<u8>, FormatError> {
+    let raw: Vec<RawRef<'_>> = refs
+        .iter()
+        .map(|(name, commit, size, ref_metadata)| {
+            (
+                name.as_str(),
+                *size,
+                commit.as_bytes().as_slice(),
+                ref_metadata.clone(),
+            )
+        })
+        .collect();
+    with_ref_items(&raw, |items| {
+        serialize(
+            "summary",
+            gv!("(a(s(taya{sv}))a{sv})"),
+            &(items, &metadata.serializable()),
+        )
+    })
+}
+
+/// A ref as read from a summary: name, commit size, checksum bytes, metadata.
+type RawRef<'a> = (&'a str, u64, &'a [u8], Metadata);
+/// A metadata dictionary's entries in the shape `gvariant` serialises.
+type Entries<'a> = Vec<(&'a str, &'a MetadataValue)>;
+/// A ref's `(taya{sv})` in the shape `gvariant` serialises.
+type RefDetails<'a> = (u64, &'a [u8], &'a Entries<'a>);
+/// A ref's `(s(taya{sv}))` in the shape `gvariant` serialises.
+type RefItem<'a> = (&'a str, &'a RefDetails<'a>);
+
+/// Calls `f` with a ref list shaped for serialisation (the borrowed pieces live here).
+fn with_ref_items<R>(raw: &[RawRef<'_>], f: impl FnOnce(&Vec<RefItem<'_>>) -> R) -> R {
+    let entries: Vec<Entries<'_>> = raw.iter().map(|r| r.3.serializable()).collect();
+    let details: Vec<RefDetails<'_>> = raw
+        .iter()
+        .zip(&entries)
+        .map(|(r, e)| (r.1, r.2, e))
+        .collect();
+    let items: Vec<RefItem<'_>> = raw.iter().zip(&details).map(|(r, d)| (r.0, d)).collect();
+    f(&items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ref_metadata(timestamp: u64, version: Option<&str>) -> Metadata {
+        let mut metadata = Metadata::new();
+        metadata
+            .insert(
+                COMMIT_TIMESTAMP_KEY,
+                MetadataValue::u64_big_endian(timestamp),
+            )
+            .expect("timestamp");
+        if let Some(version) = version {
+            metadata
+                .insert_str(COMMIT_VERSION_KEY, version)
+                .expect("version");
+        }
+        metadata
+    }
+
+    #[test]
+    fn round_trips_a_summary() {
+        let mut metadata = Metadata::new();
+        metadata
+            .insert_str(COLLECTION_ID_KEY, "org.example.Os")
+            .expect("cid");
+        metadata
+            .insert(
+                LAST_MODIFIED_KEY,
+                MetadataValue::u64_big_endian(1_700_000_100),
+            )
+            .expect("last modified");
+        let refs = vec![
+            (
+                "os/stable".to_owned(),
+                Checksum::from_array([4; 32]),
+                158,
+                ref_metadata(1_700_000_000, Some("1.0")),
+            ),
+            (
+                "ostree-metadata".to_owned(),
+                Checksum::from_array([5; 32]),
+                190,
+                ref_metadata(1_700_000_001, None),
+            ),
+        ];
+        let bytes = build_summary(&refs, &metadata).expect("build");
+        let summary = Summary::parse(&bytes).expect("parse");
+        assert_eq!(summary.collection_id.as_deref(), Some("org.example.Os"));
+        assert_eq!(summary.last_modified(), Some(1_700_000_100));
+        assert_eq!(summary.refs.len(), 2);
+        assert_eq!(summary.refs[0].commit_size, 158);
+        assert_eq!(summary.refs[0].timestamp(), Some(1_700_000_000));
+        assert_eq!(summary.refs[0].version(), Some("1.0"));
+        let found = summary
+            .lookup(Some("org.example.Os"), "os/stable")
+            .expect("ref");
+        assert_eq!(found.commit, Checksum::from_array([4; 32]));
+        for cut in 0..bytes.len() {
+            assert!(Summary::parse(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+}

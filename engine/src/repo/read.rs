@@ -1,0 +1,572 @@
+//! Reading objects in every repository mode.
+//!
+//! - archive: `.filez` = header + raw deflate; [`Repo::open_content`] inflates while reading.
+//! - bare: real files and symlinks; ownership, mode and xattrs from the filesystem.
+//! - bare-user: ownership, mode and xattrs from the `user.ostreemeta` xattr; symlinks are
+//!   regular files holding the target.
+//! - bare-user-only: mode from the filesystem, uid and gid 0, no xattrs; real symlinks.
+//!
+//! Nothing here verifies checksums: callers hash what they read ([`crate::object::ContentHasher`],
+//! [`crate::object::metadata_checksum`]), since only they know whether the source is trusted.
+
+use std::ffi::CStr;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+
+use flate2::bufread::DeflateDecoder;
+use rustix::fs::{AtFlags, OFlags, Stat};
+
+use super::{open_beneath, read_bounded, Repo, RepoError, RepoMode};
+use crate::object::content::{MAX_SYMLINK_TARGET_LEN, S_IFLNK, S_IFMT, S_IFREG};
+use crate::object::{
+    Checksum, Commit, FileHeader, FormatError, ObjectId, ObjectKind, Xattr, MAX_METADATA_SIZE,
+};
+
+/// Largest total of xattr names, and largest single value, that Linux allows.
+const XATTR_LIST_MAX: usize = 65536;
+const XATTR_SIZE_MAX: usize = 65536;
+
+/// The bytes of a content object, as a stream.
+pub struct ContentReader {
+    inner: Inner,
+}
+
+enum Inner {
+    /// A symlink: no bytes.
+    Empty,
+    /// A plain file, expected to hold exactly `remaining` more bytes.
+    Plain {
+        file: File,
+        remaining: u64,
+        path: PathBuf,
+    },
+    /// An archive object's compressed content.
+    Archive(Box<ArchiveContent<BufReader<File>>>),
+}
+
+impl ContentReader {
+    fn empty() -> Self {
+        Self {
+            inner: Inner::Empty,
+        }
+    }
+}
+
+fn corrupt(path: &std::path::Path, reason: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{}: {reason}", path.display()),
+    )
+}
+
+impl Read for ContentReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.inner {
+            Inner::Empty => Ok(0),
+            Inner::Plain {
+                file,
+                remaining,
+                path,
+            } => {
+                if *remaining == 0 {
+                    return Ok(0);
+                }
+                let want = buf
+                    .len()
+                    .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
+                let read = file.read(&mut buf[..want])?;
+                if read == 0 {
+                    return Err(corrupt(path, "the file is shorter than its size"));
+                }
+                *remaining -= read as u64;
+                Ok(read)
+            }
+            Inner::Archive(content) => content.read(buf),
+        }
+    }
+}
+
+/// The content of an archive object (or of a `.filez` stream from a peer): raw deflate data
+/// that must inflate to exactly the size its header gives, with nothing after the compressed
+/// stream. Reading past either limit fails with `InvalidData`.
+pub struct ArchiveContent<R: BufRead> {
+    decoder: DeflateDecoder<R>,
+    remaining: u64,
+    /// Names the data in errors.
+    origin: String,
+}
+
+impl<R: BufRead> ArchiveContent<R> {
+    fn new(reader: R, size: u64, origin: String) -> Self {
+        Self {
+            decoder: DeflateDecoder::new(reader),
+            remaining: size,
+            origin,
+        }
+    }
+
+    fn invalid(&self, reason: &str) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {reason}", self.origin),
+        )
+    }
+}
+
+impl<R: BufRead> Read for ArchiveContent<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.remaining == 0 {
+            // The header's size is reached: the deflate stream must end here, with nothing
+            // after it.
+            let mut probe = [0u8; 1];
+            if self.decoder.read(&mut probe)? != 0 {
+                return Err(self.invalid("content is longer than its header says"));
+            }
+            if !self.decoder.get_mut().fill_buf()?.is_empty() {
+                return Err(self.invalid("data follows the compressed content"));
+            }
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let read = self.decoder.read(&mut buf[..want])?;
+        if read == 0 {
+            return Err(self.invalid("content is shorter than its header says"));
+        }
+        self.remaining -= read as u64;
+        Ok(read)
+    }
+}
+
+/// Error reading the header of a `.filez` stream.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveHeaderError {
+    #[error("cannot read the header: {0}")]
+    Io(#[source] io::Error),
+    #[error(transparent)]
+    Format(#[from] FormatError),
+}
+
+/// Splits an archive `.filez` stream (from a file or a peer) into its header and its
+/// content, which inflates while read ([`ArchiveContent`]). A symlink has no content; its
+/// reader yields nothing and refuses trailing data. `origin` names the stream in errors.
+pub fn read_archive_stream<R: BufRead>(
+    mut reader: R,
+    origin: &str,
+) -> Result<(FileHeader, ArchiveContent<R>), ArchiveHeaderError> {
+    let header = read_archive_header(&mut reader)?;
+    let size = if header.is_regular() { header.size } else { 0 };
+    let content = ArchiveContent::new(reader, size, origin.to_owned());
+    Ok((header, content))
+}
+
+/// An archive `.filez` object exactly as stored, for copying into another archive
+/// repository without inflating and deflating it again.
+pub struct ArchivedContent {
+    pub file: File,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+impl Repo {
+    /// True when the object exists in this repository.
+    pub fn has_object(&self, object: ObjectId) -> Result<bool, RepoError> {
+        match rustix::fs::statat(
+            &self.objects,
+            self.object_name(object).as_str(),
+            AtFlags::SYMLINK_NOFOLLOW,
+        ) {
+            Ok(_) => Ok(true),
+            Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => Ok(false),
+            Err(error) => Err(RepoError::io("check", self.object_path(object), error)),
+        }
+    }
+
+    fn open_object(&self, object: ObjectId) -> Result<Option<OwnedFd>, RepoError> {
+        match open_beneath(
+            &self.objects,
+            &self.object_name(object),
+            OFlags::RDONLY | OFlags::NOFOLLOW,
+        ) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => Ok(None),
+            Err(error) => Err(RepoError::io("open", self.object_path(object), error)),
+        }
+    }
+
+    fn missing(&self, object: ObjectId) -> RepoError {
+        RepoError::Missing {
+            repo: self.path.clone(),
+            object,
+        }
+    }
+
+    fn corrupt_object(&self, object: ObjectId, reason: impl Into<String>) -> RepoError {
+        RepoError::Corrupt {
+            repo: self.path.clone(),
+            object,
+            reason: reason.into(),
+        }
+    }
+
+    /// Reads a metadata object's bytes (dirtree, dirmeta, commit or commitmeta), refusing
+    /// objects over 128 MiB. Does not parse or verify them.
+    pub fn read_metadata(
+        &self,
+        kind: ObjectKind,
+        checksum: &Checksum,
+    ) -> Result<Vec<u8>, RepoError> {
+        let object = ObjectId::new(*checksum, kind);
+        if !kind.is_metadata() {
+            return Err(RepoError::ModeMismatch {
+                mode: self.mode(),
+                reason: format!("{object} is content; use open_content"),
+            });
+        }
+        let fd = self
+            .open_object(object)?
+            .ok_or_else(|| self.missing(object))?;
+        read_bounded(fd, MAX_METADATA_SIZE).map_err(|error| {
+            if error.kind() == io::ErrorKind::InvalidData {
+                self.corrupt_object(object, error.to_string())
+            } else {
+                RepoError::io("read", self.object_path(object), error)
+            }
+        })
+    }
+
+    /// Reads a commit, checks that its bytes hash to `checksum` and parses it.
+    pub fn read_commit(&self, checksum: &Checksum) -> Result<Commit, RepoError> {
+        let object = ObjectId::new(*checksum, ObjectKind::Commit);
+        let bytes = self.read_metadata(ObjectKind::Commit, checksum)?;
+        let actual = crate::object::metadata_checksum(&bytes);
+        if actual != *checksum {
+            return Err(RepoError::ChecksumMismatch {
+                object,
+                actual,
+                source_name: self.path.display().to_string(),
+            });
+        }
+        Commit::parse(&bytes).map_err(|source| RepoError::Format { object, source })
+    }
+
+    /// A commit's detached metadata (`.commitmeta`, signatures), or None when it has none.
+    pub fn read_commitmeta(&self, commit: &Checksum) -> Result<Option<Vec<u8>>, RepoError> {
+        match self.read_metadata(ObjectKind::CommitMeta, commit) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(RepoError::Missing { .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The repository's `summary` file, or None when it has none (at most 128 MiB; parse it
+    /// with [`crate::object::Summary::parse`]).
+    pub fn read_summary(&self) -> Result<Option<Vec<u8>>, RepoError> {
+        self.read_top_level_file("summary")
+    }
+
+    /// The `summary.sig` file (signatures over `summary`), or None when it has none.
+    pub fn read_summary_signatures(&self) -> Result<Option<Vec<u8>>, RepoError> {
+        self.read_top_level_file("summary.sig")
+    }
+
+    fn read_top_level_file(&self, name: &str) -> Result<Option<Vec<u8>>, RepoError> {
+        let path = self.path.join(name);
+        let fd = match open_beneath(&self.dir, name, OFlags::RDONLY) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => return Ok(None),
+            Err(error) => return Err(RepoError::io("open", path, error)),
+        };
+        read_bounded(fd, MAX_METADATA_SIZE)
+            .map(Some)
+            .map_err(|error| RepoError::io("read", path, error))
+    }
+
+    /// Opens a content object: its header (ownership, mode, xattrs, symlink target, size)
+    /// and a reader of its bytes (empty for a symlink). The reader fails if the stored data
+    /// is shorter or longer than the header says.
+    pub fn open_content(
+        &self,
+        checksum: &Checksum,
+    ) -> Result<(FileHeader, ContentReader), RepoError> {
+        let object = ObjectId::new(*checksum, ObjectKind::File);
+        match self.mode() {
+            RepoMode::Archive => self.open_archive_content(object),
+            RepoMode::Bare | RepoMode::BareUserOnly => self.open_bare_content(object),
+            RepoMode::BareUser => self.open_bare_user_content(object),
+        }
+    }
+
+    /// Opens an archive repository's `.filez` as stored, for an archive-to-archive copy
+    /// ([`Repo::write_archived_content`] verifies it).
+    pub fn open_archived_content(&self, checksum: &Checksum) -> Result<ArchivedContent, RepoError> {
+        let object = ObjectId::new(*checksum, ObjectKind::File);
+        if self.mode() != RepoMode::Archive {
+            return Err(RepoError::ModeMismatch {
+                mode: self.mode(),
+                reason: "only archive repositories store compressed objects".to_owned(),
+            });
+        }
+        let fd = self
+            .open_object(object)?
+            .ok_or_else(|| self.missing(object))?;
+        let stat = rustix::fs::fstat(&fd)
+            .map_err(|e| RepoError::io("read", self.object_path(object), e))?;
+        if stat.st_mode & S_IFMT != S_IFREG {
+            return Err(self.corrupt_object(object, "not a regular file"));
+        }
+        Ok(ArchivedContent {
+            file: File::from(fd),
+            size: stat.st_size as u64,
+        })
+    }
+
+    fn open_archive_content(
+        &self,
+        object: ObjectId,
+    ) -> Result<(FileHeader, ContentReader), RepoError> {
+        let path = self.object_path(object);
+        let fd = self
+            .open_object(object)?
+            .ok_or_else(|| self.missing(object))?;
+        let reader = BufReader::with_capacity(64 * 1024, File::from(fd));
+        let (header, content) = read_archive_stream(reader, &path.display().to_string()).map_err(
+            |error| match error {
+                ArchiveHeaderError::Io(error) if error.kind() == io::ErrorKind::UnexpectedEof => {
+                    self.corrupt_object(object, "truncated header")
+                }
+                ArchiveHeaderError::Io(error) => RepoError::io("read", &path, error),
+                ArchiveHeaderError::Format(error) => self.corrupt_object(object, error.to_string()),
+            },
+        )?;
+        if header.is_symlink() {
+            return Ok((header, ContentReader::empty()));
+        }
+        Ok((
+            header,
+            ContentReader {
+                inner: Inner::Archive(Box::new(content)),
+            },
+        ))
+    }
+
+    /// The directory holding an object and the object's name in it, for `*at` calls that
+    /// must not follow the final symlink.
+    fn object_dir(&self, object: ObjectId) -> Result<Option<(OwnedFd, String)>, RepoError> {
+        let name = self.object_name(object);
+        let (dir, file) = name.split_once('/').unwrap_or(("", &name));
+        match open_beneath(&self.objects, dir, OFlags::RDONLY | OFlags::DIRECTORY) {
+            Ok(fd) => Ok(Some((fd, file.to_owned()))),
+            Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => Ok(None),
+            Err(error) => Err(RepoError::io("open", self.object_path(object), error)),
+        }
+    }
+
+    fn open_bare_content(
+        &self,
+        object: ObjectId,
+    ) -> Result<(FileHeader, ContentReader), RepoError> {
+        let path = self.object_path(object);
+        let (dir, name) = self
+            .object_dir(object)?
+            .ok_or_else(|| self.missing(object))?;
+        let stat = match rustix::fs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => stat,
+            Err(rustix::io::Errno::NOENT) => return Err(self.missing(object)),
+            Err(error) => return Err(RepoError::io("read", &path, error)),
+        };
+        let only_user = self.mode() == RepoMode::BareUserOnly;
+        let (uid, gid) = if only_user {
+            (0, 0)
+        } else {
+            (stat.st_uid, stat.st_gid)
+        };
+        match stat.st_mode & S_IFMT {
+            S_IFLNK => {
+                let target = rustix::fs::readlinkat(&dir, name.as_str(), Vec::new())
+                    .map_err(|e| RepoError::io("read", &path, e))?;
+                let target = target
+                    .into_string()
+                    .map_err(|_| self.corrupt_object(object, "symlink target is not UTF-8"))?;
+                let xattrs = if only_user {
+                    Vec::new()
+                } else {
+                    let proc_path = proc_path(dir.as_fd(), &name);
+                    read_xattrs(XattrSource::Path(&proc_path))
+                        .map_err(|e| RepoError::io("read xattrs of", &path, e))?
+                };
+                let header = FileHeader {
+                    uid,
+                    gid,
+                    mode: stat.st_mode,
+                    symlink_target: target,
+                    xattrs,
+                    size: 0,
+                };
+                header
+                    .validate()
+                    .map_err(|e| self.corrupt_object(object, e.to_string()))?;
+                Ok((header, ContentReader::empty()))
+            }
+            S_IFREG => {
+                let fd = super::open_beneath(&dir, &name, OFlags::RDONLY | OFlags::NOFOLLOW)
+                    .map_err(|e| RepoError::io("open", &path, e))?;
+                let stat = rustix::fs::fstat(&fd).map_err(|e| RepoError::io("read", &path, e))?;
+                let xattrs = if only_user {
+                    Vec::new()
+                } else {
+                    read_xattrs(XattrSource::Fd(fd.as_fd()))
+                        .map_err(|e| RepoError::io("read xattrs of", &path, e))?
+                };
+                let header = FileHeader {
+                    uid,
+                    gid,
+                    mode: stat.st_mode,
+                    symlink_target: String::new(),
+                    xattrs,
+                    size: stat.st_size as u64,
+                };
+                header
+                    .validate()
+                    .map_err(|e| self.corrupt_object(object, e.to_string()))?;
+                Ok(plain_reader(header, fd, &stat, path))
+            }
+            _ => Err(self.corrupt_object(object, "neither a regular file nor a symlink")),
+        }
+    }
+
+    fn open_bare_user_content(
+        &self,
+        object: ObjectId,
+    ) -> Result<(FileHeader, ContentReader), RepoError> {
+        let path = self.object_path(object);
+        let fd = self
+            .open_object(object)?
+            .ok_or_else(|| self.missing(object))?;
+        let stat = rustix::fs::fstat(&fd).map_err(|e| RepoError::io("read", &path, e))?;
+        if stat.st_mode & S_IFMT != S_IFREG {
+            return Err(self.corrupt_object(object, "not a regular file"));
+        }
+        let meta = read_xattr(fd.as_fd(), c"user.ostreemeta")
+            .map_err(|e| RepoError::io("read user.ostreemeta of", &path, e))?
+            .ok_or_else(|| self.corrupt_object(object, "it has no user.ostreemeta xattr"))?;
+        let size = stat.st_size as u64;
+        // A symlink is stored as a regular file holding its target (and a NUL).
+        let mode = FileHeader::ostreemeta_mode(&meta).map_err(|e| self.format_error(object, e))?;
+        let is_symlink = mode & S_IFMT == S_IFLNK;
+        if is_symlink {
+            let bytes = read_bounded(fd, MAX_SYMLINK_TARGET_LEN as u64 + 1)
+                .map_err(|e| self.corrupt_object(object, format!("symlink target: {e}")))?;
+            let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+            let target = std::str::from_utf8(&bytes[..end])
+                .map_err(|_| self.corrupt_object(object, "symlink target is not UTF-8"))?;
+            let header = FileHeader::parse_ostreemeta(&meta, Some(target), 0)
+                .map_err(|e| self.format_error(object, e))?;
+            return Ok((header, ContentReader::empty()));
+        }
+        let header = FileHeader::parse_ostreemeta(&meta, None, size)
+            .map_err(|e| self.format_error(object, e))?;
+        Ok(plain_reader(header, fd, &stat, path))
+    }
+
+    fn format_error(&self, object: ObjectId, error: FormatError) -> RepoError {
+        self.corrupt_object(object, error.to_string())
+    }
+}
+
+fn plain_reader(
+    header: FileHeader,
+    fd: OwnedFd,
+    stat: &Stat,
+    path: PathBuf,
+) -> (FileHeader, ContentReader) {
+    let reader = ContentReader {
+        inner: Inner::Plain {
+            file: File::from(fd),
+            remaining: stat.st_size as u64,
+            path,
+        },
+    };
+    (header, reader)
+}
+
+/// Reads the length-prefixed `(tuuuusa(ayay))` header at the start of a `.filez`.
+pub(crate) fn read_archive_header(
+    reader: &mut impl Read,
+) -> Result<FileHeader, ArchiveHeaderError> {
+    let mut prefix = [0u8; 8];
+    reader
+        .read_exact(&mut prefix)
+        .map_err(ArchiveHeaderError::Io)?;
+    let length = FileHeader::prefix_length(prefix)?;
+    let mut variant = vec![0u8; length as usize];
+    reader
+        .read_exact(&mut variant)
+        .map_err(ArchiveHeaderError::Io)?;
+    Ok(FileHeader::parse_archive(&variant)?)
+}
+
+/// `/proc/self/fd/<dir>/<name>`: a path naming `name` in an open directory without
+/// resolving the directory's path again, for the `l*xattr` calls that have no `*at` form.
+fn proc_path(dir: BorrowedFd<'_>, name: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}/{name}", dir.as_raw_fd()))
+}
+
+pub(crate) enum XattrSource<'a> {
+    Fd(BorrowedFd<'a>),
+    /// A path whose final component is not followed.
+    Path(&'a std::path::Path),
+}
+
+/// All xattrs of a file, sorted by name, as libostree's `glnx_fd_get_all_xattrs` reads them.
+pub(crate) fn read_xattrs(source: XattrSource<'_>) -> io::Result<Vec<Xattr>> {
+    let mut names = vec![0u8; XATTR_LIST_MAX];
+    let length = match &source {
+        XattrSource::Fd(fd) => rustix::fs::flistxattr(fd, &mut names[..]),
+        XattrSource::Path(path) => rustix::fs::llistxattr(*path, &mut names[..]),
+    };
+    let length = match length {
+        Ok(length) => length,
+        Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
+        Err(error) => return Err(error.into()),
+    };
+    let mut xattrs = Vec::new();
+    let mut value = vec![0u8; XATTR_SIZE_MAX];
+    for name in names[..length].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let name_c = std::ffi::CString::new(name)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad xattr name"))?;
+        let got = match &source {
+            XattrSource::Fd(fd) => rustix::fs::fgetxattr(fd, name_c.as_c_str(), &mut value[..]),
+            XattrSource::Path(path) => {
+                rustix::fs::lgetxattr(*path, name_c.as_c_str(), &mut value[..])
+            }
+        };
+        match got {
+            Ok(size) => xattrs.push(Xattr::new(name, &value[..size])),
+            // Removed between listing and reading.
+            Err(rustix::io::Errno::NODATA) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    xattrs.sort();
+    Ok(xattrs)
+}
+
+/// One xattr's value; None when the file does not have it.
+pub(crate) fn read_xattr(fd: BorrowedFd<'_>, name: &CStr) -> io::Result<Option<Vec<u8>>> {
+    let mut value = vec![0u8; XATTR_SIZE_MAX];
+    match rustix::fs::fgetxattr(fd, name, &mut value[..]) {
+        Ok(size) => {
+            value.truncate(size);
+            Ok(Some(value))
+        }
+        Err(rustix::io::Errno::NODATA | rustix::io::Errno::NOTSUP) => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
