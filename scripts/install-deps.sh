@@ -16,6 +16,8 @@ packages=(
   xvfb xauth dbus dbus-x11 dunst imagemagick libnotify-bin at-spi2-core
   # fonts and icons so screenshots look like a desktop
   fonts-cantarell adwaita-icon-theme
+  # drive hook tests and system install: loop devices, mounts, make
+  mount make
 )
 
 missing=()

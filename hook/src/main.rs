@@ -1,1 +1,73 @@
-fn main() {}
+//! `ferry-hook`: started by `ferry-hook@.service` when udev sees a drive, or by hand.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{ArgGroup, Parser};
+use ferry_hook::run::Hook;
+
+/// Validate a drive's OSTree repositories and record what it offers.
+///
+/// Environment: FERRY_RUN_DIR (default /run/ferry), FERRY_SIDELOAD_DIR (default
+/// /run/flatpak/sideload-repos), FERRY_CONFIG (default /etc/ferry/ferry.conf), FERRY_CTL
+/// (default ferryctl on PATH), FERRY_ACCEPT_FIXED_DRIVES=1 (treat fixed disks and loop devices
+/// as removable), FERRY_LOG (log filter, default info).
+#[derive(Debug, Parser)]
+#[command(name = "ferry-hook", version)]
+#[command(group(ArgGroup::new("what").required(true).args(["device", "mount"])))]
+struct Args {
+    /// The block device that appeared, for example /dev/sdb1.
+    #[arg(long, value_name = "/dev/NAME")]
+    device: Option<PathBuf>,
+    /// A drive that is already mounted here.
+    #[arg(long, value_name = "PATH")]
+    mount: Option<PathBuf>,
+    /// Forget the drive: delete its record and sideload links.
+    #[arg(long, conflicts_with = "install")]
+    remove: bool,
+    /// Run the kiosk install for a drive recorded earlier (ferry-install@.service).
+    #[arg(long, requires = "device")]
+    install: bool,
+    /// Running as a systemd unit: mount with systemd-mount and start the kiosk install as
+    /// ferry-install@NAME.service.
+    #[arg(long)]
+    systemd: bool,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let under_journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(false);
+    // The journal stamps every line itself.
+    if under_journal {
+        builder.without_time().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging();
+    let hook = Hook::from_env(args.systemd);
+    let result = match (&args.device, &args.mount) {
+        (Some(device), _) if args.remove => hook.remove_device(device),
+        (_, Some(mount)) if args.remove => hook.remove_mount(mount),
+        (Some(device), _) if args.install => hook.install_device(device),
+        (Some(device), _) => hook.insert_device(device),
+        (_, Some(mount)) => hook.insert_mount(mount),
+        (None, None) => Err(anyhow::anyhow!("pass --device /dev/NAME or --mount PATH")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,515 @@
+//! What the hook does for each command: the steps between udev, the mount table, validation,
+//! the records and the kiosk install.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use ferry_engine::schema::{DriveRecord, DRIVE_RECORD_VERSION};
+
+use crate::device::{self, BlockDevice};
+use crate::kiosk::{self, InstallCommand};
+use crate::mountinfo::{self, MountWatcher};
+use crate::policy::{MountMode, OnInsert, Policy, RebootPolicy};
+use crate::record::{drive_id, RecordStore};
+use crate::selfmount::{self, Mounter};
+use crate::sideload;
+use crate::validate::validate;
+
+/// Environment variables that move Ferry's paths (tests, other layouts).
+pub const ENV_RUN_DIR: &str = "FERRY_RUN_DIR";
+pub const ENV_SIDELOAD_DIR: &str = "FERRY_SIDELOAD_DIR";
+pub const ENV_CONFIG: &str = "FERRY_CONFIG";
+pub const ENV_FERRYCTL: &str = "FERRY_CTL";
+/// `1` accepts fixed disks and loop devices as if they were removable, whatever the policy.
+pub const ENV_ACCEPT_FIXED: &str = "FERRY_ACCEPT_FIXED_DRIVES";
+
+/// Where the hook reads and writes.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub run_dir: PathBuf,
+    pub sideload_dir: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Paths {
+    pub fn from_env() -> Self {
+        let var = |name: &str, default: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(default))
+        };
+        Self {
+            run_dir: var(ENV_RUN_DIR, "/run/ferry"),
+            sideload_dir: var(ENV_SIDELOAD_DIR, "/run/flatpak/sideload-repos"),
+            config: var(ENV_CONFIG, "/etc/ferry/ferry.conf"),
+        }
+    }
+
+    pub fn drives_dir(&self) -> PathBuf {
+        self.run_dir.join("drives")
+    }
+
+    /// Where drives are mounted with `mount = self`.
+    pub fn mount_dir(&self) -> PathBuf {
+        self.run_dir.join("mnt")
+    }
+}
+
+/// Everything a command needs.
+#[derive(Debug, Clone)]
+pub struct Hook {
+    pub paths: Paths,
+    pub policy: Policy,
+    /// Running as a systemd unit: mount through systemd and start the kiosk install as
+    /// `ferry-install@<device>.service`.
+    pub systemd: bool,
+    pub ferryctl: OsString,
+    pub accept_fixed: bool,
+}
+
+impl Hook {
+    /// Reads the policy (logging a bad file and using the defaults) and the environment.
+    pub fn from_env(systemd: bool) -> Self {
+        let paths = Paths::from_env();
+        let (policy, error) = Policy::read_or_default(&paths.config);
+        if let Some(error) = error {
+            tracing::error!(
+                "{error}; using the default policy (on-insert = notify) until the file is fixed"
+            );
+        }
+        let accept_fixed = std::env::var(ENV_ACCEPT_FIXED).is_ok_and(|v| v == "1");
+        Self {
+            paths,
+            policy,
+            systemd,
+            ferryctl: std::env::var_os(ENV_FERRYCTL)
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| OsString::from("ferryctl")),
+            accept_fixed,
+        }
+    }
+
+    fn store(&self) -> RecordStore {
+        RecordStore::new(self.paths.drives_dir())
+    }
+
+    fn mounter(&self) -> Mounter {
+        if self.systemd {
+            Mounter::Systemd
+        } else {
+            Mounter::Direct
+        }
+    }
+
+    /// `ferry-hook --device /dev/NAME`.
+    pub fn insert_device(&self, devnode: &Path) -> Result<()> {
+        if self.policy.on_insert == OnInsert::Ignore {
+            tracing::info!(
+                "policy says on-insert = ignore; not looking at {}",
+                devnode.display()
+            );
+            return Ok(());
+        }
+        self.clean_stale();
+        let device = device::probe(devnode)?;
+        tracing::debug!("{device:?}");
+        if !device.removable && self.policy.removable_only && !self.accept_fixed {
+            tracing::debug!(
+                "{} is not removable media; skipping it (removable-only = false, or {ENV_ACCEPT_FIXED}=1, accepts it)",
+                devnode.display()
+            );
+            return Ok(());
+        }
+        let deadline = Instant::now() + self.policy.mount_timeout;
+        let Some(mount) = self.wait_for_mount(&device, deadline)? else {
+            tracing::info!(
+                "{} was not mounted within {} s; nothing to do until it is",
+                devnode.display(),
+                self.policy.mount_timeout.as_secs()
+            );
+            return Ok(());
+        };
+        tracing::info!("{} is mounted at {}", devnode.display(), mount.display());
+        let id = drive_id(device.uuid.as_deref(), Some(devnode), &mount);
+        let fs_type = device.fs_type.clone().or_else(|| {
+            mountinfo::read()
+                .ok()
+                .and_then(|t| mountinfo::entry_at(&t, &mount).map(|e| e.fs_type.clone()))
+        });
+        let record = DriveRecord {
+            v: DRIVE_RECORD_VERSION,
+            id,
+            label: device.label.clone(),
+            device: Some(devnode.display().to_string()),
+            mount: mount.display().to_string(),
+            fs_type,
+            uuid: device.uuid.clone(),
+            repos: Vec::new(),
+            updates: Vec::new(),
+            problems: Vec::new(),
+            sideload_links: Vec::new(),
+            install: None,
+        };
+        let record = self.validate_and_record(record)?;
+        self.after_record(record, Some(&device))
+    }
+
+    /// Waits for `device` to appear in the mount table, mounting it first with `mount = self`.
+    fn wait_for_mount(&self, device: &BlockDevice, deadline: Instant) -> Result<Option<PathBuf>> {
+        let devnum = (device.major, device.minor);
+        let mut watcher = MountWatcher::open().context("cannot read the mount table")?;
+        let current = watcher.table().context("cannot read the mount table")?;
+        if let Some(mount) = mountinfo::mounts_of_device(&current, devnum, &device.devnode)
+            .into_iter()
+            .next()
+        {
+            return Ok(Some(mount));
+        }
+        if self.policy.mount == MountMode::SelfMount {
+            let id = drive_id(device.uuid.as_deref(), Some(&device.devnode), Path::new(""));
+            let target = self.paths.mount_dir().join(&id);
+            tracing::info!(
+                "mounting {} read-only on {}",
+                device.devnode.display(),
+                target.display()
+            );
+            selfmount::mount(
+                self.mounter(),
+                &device.devnode,
+                &target,
+                device.fs_type.as_deref(),
+            )?;
+        }
+        tracing::info!(
+            "waiting up to {} s for {} to be mounted",
+            deadline.saturating_duration_since(Instant::now()).as_secs(),
+            device.devnode.display()
+        );
+        let found = watcher
+            .wait_until(deadline, |table| {
+                mountinfo::mounts_of_device(table, devnum, &device.devnode)
+                    .into_iter()
+                    .next()
+            })
+            .context("cannot watch the mount table")?;
+        Ok(found)
+    }
+
+    /// `ferry-hook --mount PATH`.
+    pub fn insert_mount(&self, path: &Path) -> Result<()> {
+        if self.policy.on_insert == OnInsert::Ignore {
+            tracing::info!(
+                "policy says on-insert = ignore; not looking at {}",
+                path.display()
+            );
+            return Ok(());
+        }
+        self.clean_stale();
+        let mount = std::fs::canonicalize(path)
+            .with_context(|| format!("cannot find {}", path.display()))?;
+        if !mount.is_dir() {
+            bail!(
+                "{} is not a directory; pass the drive's mount point",
+                mount.display()
+            );
+        }
+        let table = mountinfo::read().context("cannot read the mount table")?;
+        let entry = mountinfo::entry_at(&table, &mount).cloned();
+        // A real mount of a block device: udev knows its UUID and label.
+        let device = entry
+            .as_ref()
+            .filter(|e| e.source.starts_with("/dev/"))
+            .and_then(|e| device::probe(Path::new(&e.source)).ok());
+        let devnode = device.as_ref().map(|d| d.devnode.clone());
+        let uuid = device.as_ref().and_then(|d| d.uuid.clone());
+        let record = DriveRecord {
+            v: DRIVE_RECORD_VERSION,
+            id: drive_id(uuid.as_deref(), devnode.as_deref(), &mount),
+            label: device.as_ref().and_then(|d| d.label.clone()),
+            device: devnode.map(|d| d.display().to_string()),
+            mount: mount.display().to_string(),
+            fs_type: device
+                .as_ref()
+                .and_then(|d| d.fs_type.clone())
+                .or_else(|| entry.map(|e| e.fs_type)),
+            uuid,
+            repos: Vec::new(),
+            updates: Vec::new(),
+            problems: Vec::new(),
+            sideload_links: Vec::new(),
+            install: None,
+        };
+        let record = self.validate_and_record(record)?;
+        self.after_record(record, device.as_ref())
+    }
+
+    /// Validates the drive within the policy's time limit, writes the record and the
+    /// sideload links.
+    fn validate_and_record(&self, mut record: DriveRecord) -> Result<DriveRecord> {
+        let mount = PathBuf::from(&record.mount);
+        let watchdog = Watchdog::arm(
+            self.policy.validation_timeout,
+            format!("validating {}", mount.display()),
+        );
+        let started = Instant::now();
+        let validation = validate(&mount, record.label.as_deref());
+        drop(watchdog);
+        tracing::info!(
+            "{}: {} repo(s), {} update(s), {} problem(s) in {} ms",
+            mount.display(),
+            validation.repos.len(),
+            validation.updates.len(),
+            validation.problems.len(),
+            started.elapsed().as_millis()
+        );
+        for problem in &validation.problems {
+            tracing::warn!("{}: {}", problem.source, problem.reason);
+        }
+        record.repos = validation.repos;
+        record.updates = validation.updates;
+        record.problems = validation.problems;
+        // The record first: whatever happens next, removing the drive finds and undoes it.
+        record.sideload_links = sideload::link_names(&record.id, validation.sideload.len());
+        let store = self.store();
+        let path = store.write(&record)?;
+        tracing::info!("wrote {}", path.display());
+        if let Err(error) =
+            sideload::link(&self.paths.sideload_dir, &record.id, &validation.sideload)
+        {
+            tracing::warn!("{error}; Flatpak will not see this drive by itself");
+            let _ = sideload::unlink_all(&self.paths.sideload_dir, &record.id);
+            record.sideload_links.clear();
+            store.write(&record)?;
+        }
+        Ok(record)
+    }
+
+    fn after_record(&self, record: DriveRecord, device: Option<&BlockDevice>) -> Result<()> {
+        if self.policy.on_insert != OnInsert::Install {
+            return Ok(());
+        }
+        if self.systemd {
+            if let Some(name) = device.and_then(|d| d.devnode.file_name()) {
+                let unit = format!("ferry-install@{}.service", name.to_string_lossy());
+                tracing::info!("starting {unit} for the kiosk install");
+                let status = Command::new("systemctl")
+                    .args(["start", "--no-block"])
+                    .arg(&unit)
+                    .status()
+                    .context("cannot run systemctl")?;
+                if !status.success() {
+                    bail!("systemctl start {unit} failed ({status})");
+                }
+                return Ok(());
+            }
+        }
+        self.kiosk_install(record)
+    }
+
+    /// `ferry-hook --install --device /dev/NAME`: the kiosk install of a recorded drive.
+    pub fn install_device(&self, devnode: &Path) -> Result<()> {
+        let devnode_text = devnode.display().to_string();
+        let record = self
+            .store()
+            .list()?
+            .into_iter()
+            .find(|r| r.device.as_deref() == Some(devnode_text.as_str()))
+            .with_context(|| {
+                format!(
+                    "no drive record for {devnode_text} in {}; the drive must be validated first",
+                    self.paths.drives_dir().display()
+                )
+            })?;
+        self.kiosk_install(record)
+    }
+
+    fn kiosk_install(&self, mut record: DriveRecord) -> Result<()> {
+        let store = self.store();
+        let command = InstallCommand {
+            ferryctl: self.ferryctl.clone(),
+            reboot: self.policy.reboot_after_os_update == RebootPolicy::Always,
+        };
+        let mount = PathBuf::from(&record.mount);
+        let mut write_error = None;
+        let install = kiosk::run_install(&command, &mount, |install| {
+            record.install = Some(install.clone());
+            if let Err(error) = store.write(&record) {
+                tracing::error!("{error}");
+                write_error = Some(error);
+            }
+        });
+        let install = match install {
+            Ok(install) => install,
+            Err(error) => {
+                // Keep the failure in the record, so the kiosk's screen can say why.
+                let failed = ferry_engine::schema::DriveInstall {
+                    state: ferry_engine::schema::DriveInstallState::Failed,
+                    bytes_done: 0,
+                    bytes_total: 0,
+                    results: Vec::new(),
+                };
+                record.install = Some(failed);
+                store.write(&record)?;
+                return Err(error.into());
+            }
+        };
+        if let Some(error) = write_error {
+            return Err(error.into());
+        }
+        let restart = install.results.iter().any(|r| r.restart_required);
+        if install.state != ferry_engine::schema::DriveInstallState::Succeeded {
+            bail!("the kiosk install from {} failed", mount.display());
+        }
+        tracing::info!("the kiosk install from {} succeeded", mount.display());
+        if restart && self.policy.reboot_after_os_update == RebootPolicy::WhenIdle {
+            restart_when_idle()?;
+        }
+        Ok(())
+    }
+
+    /// `ferry-hook --remove --device /dev/NAME`.
+    pub fn remove_device(&self, devnode: &Path) -> Result<()> {
+        let devnode = devnode.display().to_string();
+        self.remove_where(|r| r.device.as_deref() == Some(devnode.as_str()), &devnode)
+    }
+
+    /// `ferry-hook --remove --mount PATH`.
+    pub fn remove_mount(&self, path: &Path) -> Result<()> {
+        // The mount point may be gone already; compare both spellings.
+        let given = path.display().to_string();
+        let canonical = std::fs::canonicalize(path)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| given.clone());
+        self.remove_where(|r| r.mount == given || r.mount == canonical, &given)
+    }
+
+    fn remove_where(&self, matches: impl Fn(&DriveRecord) -> bool, what: &str) -> Result<()> {
+        let records: Vec<DriveRecord> = self.store().list()?.into_iter().filter(matches).collect();
+        if records.is_empty() {
+            tracing::info!("no drive record for {what}");
+        }
+        for record in records {
+            self.forget(&record)?;
+        }
+        self.clean_stale();
+        Ok(())
+    }
+
+    /// Deletes a record, its sideload links, and our own mount of it.
+    fn forget(&self, record: &DriveRecord) -> Result<()> {
+        sideload::unlink_all(&self.paths.sideload_dir, &record.id)?;
+        self.store().remove(&record.id)?;
+        let mount = Path::new(&record.mount);
+        if mount.parent() == Some(self.paths.mount_dir().as_path()) {
+            if let Err(error) = selfmount::unmount(self.mounter(), mount) {
+                tracing::warn!("{error}");
+            }
+        }
+        tracing::info!("forgot drive {} ({})", record.id, record.display_name());
+        Ok(())
+    }
+
+    /// Forgets records whose drive is gone: the mount point no longer exists, or a drive that
+    /// came from a device is no longer mounted there.
+    pub fn clean_stale(&self) {
+        let records = match self.store().list() {
+            Ok(records) => records,
+            Err(error) => {
+                tracing::warn!("{error}");
+                return;
+            }
+        };
+        if records.is_empty() {
+            return;
+        }
+        let table = match mountinfo::read() {
+            Ok(table) => table,
+            Err(error) => {
+                tracing::warn!("cannot read the mount table: {error}");
+                return;
+            }
+        };
+        for record in records {
+            let mount = Path::new(&record.mount);
+            let exists = std::fs::symlink_metadata(mount).is_ok();
+            let unmounted = record.device.is_some() && !mountinfo::is_mount_point(&table, mount);
+            if !exists || unmounted {
+                tracing::info!("{} is gone; removing its stale record", record.mount);
+                if let Err(error) = self.forget(&record) {
+                    tracing::warn!("{error:#}");
+                }
+            }
+        }
+    }
+}
+
+/// Restarts the machine when no session is in use, for `reboot-after-os-update = when-idle`.
+fn restart_when_idle() -> Result<()> {
+    let output = Command::new("loginctl")
+        .args(["list-sessions", "--no-legend"])
+        .output()
+        .context("cannot run loginctl to see whether anyone is using the machine")?;
+    let sessions: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split_whitespace().next().map(str::to_owned))
+        .collect();
+    let busy = sessions.iter().any(|session| {
+        Command::new("loginctl")
+            .args(["show-session", session, "--property=IdleHint", "--value"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() != "yes")
+            .unwrap_or(true)
+    });
+    if busy {
+        tracing::info!(
+            "an OS update is deployed; a session is in use, so the restart that completes it is left to the next boot"
+        );
+        return Ok(());
+    }
+    tracing::info!("an OS update is deployed and nobody is using the machine: restarting");
+    let status = Command::new("systemctl")
+        .arg("reboot")
+        .status()
+        .context("cannot run systemctl reboot")?;
+    if !status.success() {
+        bail!("systemctl reboot failed ({status})");
+    }
+    Ok(())
+}
+
+/// Ends the process if an operation overruns its time limit. A drive that makes the scan hang
+/// (a stuck device, a filesystem crafted to be slow) must not keep a root process around.
+struct Watchdog {
+    disarm: Option<mpsc::Sender<()>>,
+}
+
+impl Watchdog {
+    fn arm(limit: Duration, what: String) -> Self {
+        let (disarm, disarmed) = mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(mpsc::RecvTimeoutError::Timeout) = disarmed.recv_timeout(limit) {
+                tracing::error!(
+                    "{what} took longer than {} s (validation-timeout-seconds); giving up",
+                    limit.as_secs()
+                );
+                std::process::exit(3);
+            }
+        });
+        Self {
+            disarm: Some(disarm),
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        if let Some(disarm) = self.disarm.take() {
+            let _ = disarm.send(());
+        }
+    }
+}

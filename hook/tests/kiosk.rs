@@ -1,0 +1,240 @@
+//! The kiosk policy, `on-insert = install`: the hook runs `ferryctl install` and keeps its
+//! progress and result in the drive record. `ferryctl` is replaced here by a script that
+//! checks its arguments and replays an event stream written with the engine's own types.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use ferry_engine::event::{to_line, Event, Phase};
+use ferry_engine::object::checksum::Checksum;
+use ferry_engine::schema::{
+    DriveInstallState, InstallResult, InstallStatus, SourceInfo, SourceKind, TargetKind, Update,
+};
+
+fn update(id: &str, target: TargetKind, ref_name: &str, size: u64) -> Update {
+    Update {
+        id: id.into(),
+        target,
+        installation: Some("system".into()),
+        remote: "origin".into(),
+        collection_id: Some("org.example.Os".into()),
+        ref_name: ref_name.into(),
+        current_commit: Some(Checksum::from_hex(&"a".repeat(64)).unwrap()),
+        commit: Checksum::from_hex(&"b".repeat(64)).unwrap(),
+        current_version: Some("1.0".into()),
+        version: Some("2.0".into()),
+        timestamp: 1_700_000_000,
+        subject: "v2".into(),
+        body: String::new(),
+        download_size: size,
+        signed: true,
+        sources: vec![SourceInfo {
+            kind: SourceKind::Drive,
+            location: "/media/stick/.ostree/repo".into(),
+            label: Some("STICK".into()),
+        }],
+        needs: Vec::new(),
+        app: None,
+    }
+}
+
+fn result(update: &Update, status: InstallStatus, restart: bool) -> InstallResult {
+    InstallResult {
+        update: update.id.clone(),
+        ref_name: update.ref_name.clone(),
+        target: update.target,
+        status,
+        message: None,
+        restart_required: restart,
+    }
+}
+
+fn progress(update: &Update, done: u64) -> Event {
+    Event::Progress {
+        update: Some(update.id.clone()),
+        objects_done: done / 100,
+        objects_total: update.download_size / 100,
+        bytes_done: done,
+        bytes_total: update.download_size,
+        rate: 1000,
+        eta_seconds: Some(1),
+        source: Some("STICK".into()),
+    }
+}
+
+/// A stream like `ferryctl install --json` prints for an OS and an app update.
+fn stream(app_status: InstallStatus, ok: bool) -> (Vec<Event>, Vec<InstallResult>) {
+    let os = update(
+        "os:/:origin:os/x86_64/stable",
+        TargetKind::Os,
+        "os/x86_64/stable",
+        4000,
+    );
+    let app = update(
+        "flatpak:system:origin:app/org.example.App/x86_64/stable",
+        TargetKind::Flatpak,
+        "app/org.example.App/x86_64/stable",
+        1000,
+    );
+    let results = vec![
+        result(&os, InstallStatus::Installed, true),
+        result(&app, app_status, false),
+    ];
+    let events = vec![
+        Event::Phase {
+            phase: Phase::Resolve,
+            update: None,
+        },
+        Event::Plan {
+            updates: vec![os.clone(), app.clone()],
+            problems: Vec::new(),
+        },
+        Event::Phase {
+            phase: Phase::Pull,
+            update: Some(os.id.clone()),
+        },
+        progress(&os, 2000),
+        progress(&os, 4000),
+        Event::Phase {
+            phase: Phase::Deploy,
+            update: Some(os.id.clone()),
+        },
+        Event::Result(results[0].clone()),
+        progress(&app, 1000),
+        Event::Result(results[1].clone()),
+        Event::Finished { ok },
+    ];
+    (events, results)
+}
+
+/// Writes a fake `ferryctl` that records its arguments and prints `events`.
+fn fake_ferryctl(dir: &Path, events: &[Event], exit_code: i32) -> (PathBuf, PathBuf) {
+    let stream = dir.join("stream.jsonl");
+    let lines: Vec<String> = events.iter().map(to_line).collect();
+    std::fs::write(&stream, lines.join("\n") + "\nthis line is not an event\n").unwrap();
+    let args = dir.join("ferryctl-args");
+    let script = dir.join("ferryctl");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\ncat '{}'\nexit {exit_code}\n",
+            args.display(),
+            stream.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (script, args)
+}
+
+#[test]
+fn an_install_that_succeeds_ends_succeeded_with_every_result() {
+    let env = HookEnv::new("on-insert = install\nreboot-after-os-update = never\n");
+    let (events, results) = stream(InstallStatus::Installed, true);
+    let (ferryctl, args_file) = fake_ferryctl(env.dir.path(), &events, 0);
+    let drive = env.dir.path().join("KIOSK");
+    std::fs::create_dir_all(&drive).unwrap();
+
+    let mut command = env.command();
+    command
+        .env("FERRY_CTL", &ferryctl)
+        .arg("--mount")
+        .arg(&drive);
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "{}", output_text(&output));
+
+    let args = std::fs::read_to_string(&args_file).unwrap();
+    let drive = std::fs::canonicalize(&drive).unwrap();
+    assert_eq!(
+        args.lines().collect::<Vec<_>>(),
+        [
+            "install",
+            "--all",
+            "--yes",
+            "--json",
+            "--from",
+            drive.to_str().unwrap()
+        ]
+    );
+    let records = env.records();
+    assert_eq!(records.len(), 1);
+    let install = records[0]
+        .install
+        .as_ref()
+        .expect("the record has the install");
+    assert_eq!(install.state, DriveInstallState::Succeeded);
+    assert_eq!(install.results, results);
+    assert_eq!((install.bytes_done, install.bytes_total), (5000, 5000));
+    let log = output_text(&output);
+    assert!(log.contains("ignoring a line ferryctl printed"), "{log}");
+    assert!(log.contains("succeeded"), "{log}");
+}
+
+#[test]
+fn a_failed_update_or_exit_code_ends_failed() {
+    for (app_status, ok, exit_code) in [
+        (InstallStatus::Failed, false, 1),
+        (InstallStatus::Installed, true, 1),
+    ] {
+        let env = HookEnv::new("on-insert = install\n");
+        let (events, results) = stream(app_status, ok);
+        let (ferryctl, _) = fake_ferryctl(env.dir.path(), &events, exit_code);
+        let drive = env.dir.path().join("KIOSK");
+        std::fs::create_dir_all(&drive).unwrap();
+        let mut command = env.command();
+        command
+            .env("FERRY_CTL", &ferryctl)
+            .arg("--mount")
+            .arg(&drive);
+        let output = command.output().unwrap();
+        assert!(!output.status.success(), "{}", output_text(&output));
+        let install = env.records()[0].install.clone().expect("install recorded");
+        assert_eq!(install.state, DriveInstallState::Failed);
+        assert_eq!(install.results, results);
+    }
+}
+
+#[test]
+fn a_stream_cut_short_ends_failed_and_always_reboot_is_passed_on() {
+    let env = HookEnv::new("on-insert = install\nreboot-after-os-update = always\n");
+    let (events, _) = stream(InstallStatus::Installed, true);
+    // ferryctl killed after the OS result: no app result and no `finished`.
+    let (ferryctl, args_file) = fake_ferryctl(env.dir.path(), &events[..7], 0);
+    let drive = env.dir.path().join("KIOSK");
+    std::fs::create_dir_all(&drive).unwrap();
+    let mut command = env.command();
+    command
+        .env("FERRY_CTL", &ferryctl)
+        .arg("--mount")
+        .arg(&drive);
+    let output = command.output().unwrap();
+    assert!(!output.status.success(), "{}", output_text(&output));
+    assert!(std::fs::read_to_string(&args_file)
+        .unwrap()
+        .lines()
+        .any(|a| a == "--reboot"));
+    let install = env.records()[0].install.clone().expect("install recorded");
+    assert_eq!(install.state, DriveInstallState::Failed);
+    assert_eq!(install.results.len(), 1);
+}
+
+#[test]
+fn a_missing_ferryctl_is_reported_and_recorded_as_failed() {
+    let env = HookEnv::new("on-insert = install\n");
+    let drive = env.dir.path().join("KIOSK");
+    std::fs::create_dir_all(&drive).unwrap();
+    let mut command = env.command();
+    command
+        .env("FERRY_CTL", env.dir.path().join("no-such-ferryctl"))
+        .arg("--mount")
+        .arg(&drive);
+    let output = command.output().unwrap();
+    assert!(!output.status.success());
+    let text = output_text(&output);
+    assert!(text.contains("set FERRY_CTL"), "{text}");
+    let install = env.records()[0].install.clone().expect("install recorded");
+    assert_eq!(install.state, DriveInstallState::Failed);
+}

@@ -1,0 +1,195 @@
+//! A real block device: an ext4 image carrying `ostree create-usb` content on a loop device.
+//! The hook starts before the drive is mounted and must notice the mount through the mount
+//! table. Runs as root.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use ferry_tests::flatpak::{app_ref, AppSpec, FlatpakFixture, APP_ID, BRANCH};
+
+/// An ext4 image labelled `label` holding `content`, attached to a loop device.
+fn drive_image(dir: &Path, label: &str, content: &Path) -> (LoopDevice, String) {
+    let image = dir.join(format!("{label}.img"));
+    run(Command::new("truncate").args(["-s", "64M"]).arg(&image));
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", label, "-d"])
+        .arg(content)
+        .arg(&image));
+    let uuid = run(Command::new("blkid")
+        .args(["-o", "value", "-s", "UUID"])
+        .arg(&image))
+    .trim()
+    .to_owned();
+    (LoopDevice::attach(&image), uuid)
+}
+
+fn usb_content(dir: &Path) -> PathBuf {
+    let key = GpgKey::new(dir);
+    let repo = signed_repo(dir, &key);
+    let content = dir.join("usb");
+    create_usb(&repo, &content, None);
+    content
+}
+
+#[test]
+fn serial_notices_the_mount_records_the_drive_links_it_and_forgets_it_on_removal() {
+    assert_root();
+    let env = HookEnv::new("[policy]\nmount-timeout-seconds = 60\n");
+    // This machine has app v1 from a signed remote; the stick carries v2.
+    let fixture = FlatpakFixture::new(&env.dir.path().join("flatpak")).unwrap();
+    let v2 = fixture.publish_app(&AppSpec::new("v2")).unwrap();
+    let content = env.dir.path().join("usb");
+    let written = fixture
+        .drive_from_peer("peer", &content, &[APP_ID])
+        .unwrap();
+    let (device, uuid) = drive_image(env.dir.path(), "FERRYTEST", &written.root);
+    let mut rule = RuntimeUdevRule::install(&udev_rule_source(), "90-ferry-test-loop.rules");
+    let properties = rule.test_add(&device);
+    let wants: Vec<&str> = properties
+        .iter()
+        .filter(|(k, _)| k == "SYSTEMD_WANTS")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert!(
+        wants
+            .iter()
+            .any(|v| v.contains(&format!("ferry-hook@{}.service", device.name()))),
+        "the rule did not want ferry-hook@{}.service: {properties:?}",
+        device.name()
+    );
+
+    let mut command = env.command();
+    command
+        .envs(fixture.client.vars())
+        .env("FERRY_ACCEPT_FIXED_DRIVES", "1")
+        .arg("--device")
+        .arg(&device.node);
+    let mut hook = Background::spawn(command);
+    hook.wait_for_line("to be mounted", Duration::from_secs(30));
+    assert!(
+        env.records().is_empty(),
+        "a record before the drive was mounted"
+    );
+
+    let mount_point = env.dir.path().join("media/FERRYTEST");
+    let mounted = Mounted::mount(&device.node, &mount_point, "ro,nosuid,nodev");
+    let (ok, log) = hook.wait(Duration::from_secs(60));
+    assert!(ok, "the hook failed:\n{log}");
+
+    let records = env.records();
+    assert_eq!(records.len(), 1, "{records:?}\n{log}");
+    let record = &records[0];
+    assert_eq!(record.id, uuid.to_ascii_lowercase());
+    assert_eq!(record.uuid.as_deref(), Some(uuid.as_str()));
+    assert_eq!(record.label.as_deref(), Some("FERRYTEST"));
+    assert_eq!(record.fs_type.as_deref(), Some("ext4"));
+    assert_eq!(
+        record.device.as_deref(),
+        Some(device.node.to_str().unwrap())
+    );
+    assert_eq!(Path::new(&record.mount), mounted.point);
+    let repo_path = mounted.point.join(".ostree/repo");
+    assert_eq!(record.repos.len(), 1, "{record:?}");
+    assert_eq!(Path::new(&record.repos[0].path), repo_path);
+
+    let app = app_ref(APP_ID, BRANCH).unwrap();
+    let update = record
+        .updates
+        .iter()
+        .find(|u| u.ref_name == app)
+        .unwrap_or_else(|| panic!("no update of {app}: {record:#?}\n{log}"));
+    assert_eq!(update.commit.to_hex(), v2);
+    assert_eq!(
+        update.current_commit.map(|c| c.to_hex()),
+        Some(fixture.app_v1.clone())
+    );
+    assert_eq!(update.sources[0].location, repo_path.display().to_string());
+    assert_eq!(update.sources[0].label.as_deref(), Some("FERRYTEST"));
+
+    let link_name = format!("ferry-{}-0", record.id);
+    assert_eq!(record.sideload_links, vec![link_name.clone()]);
+    assert_eq!(env.sideload_links(), vec![(link_name, repo_path)]);
+
+    let output = env.hook([Path::new("--remove"), Path::new("--device"), &device.node]);
+    assert!(output.status.success(), "{}", output_text(&output));
+    assert!(env.records().is_empty());
+    assert!(env.sideload_links().is_empty());
+}
+
+#[test]
+fn serial_mounts_the_drive_itself_with_mount_self_and_unmounts_it_on_removal() {
+    assert_root();
+    let env = HookEnv::new("mount = self\nremovable-only = false\nmount-timeout-seconds = 30\n");
+    let content = usb_content(env.dir.path());
+    let (device, _) = drive_image(env.dir.path(), "KIOSKSTICK", &content);
+
+    let output = env.hook([Path::new("--device"), &device.node]);
+    assert!(output.status.success(), "{}", output_text(&output));
+    let records = env.records();
+    assert_eq!(records.len(), 1, "{}", output_text(&output));
+    let mount = PathBuf::from(&records[0].mount);
+    assert_eq!(mount.parent(), Some(env.run_dir.join("mnt").as_path()));
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = table
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(mount.to_str().unwrap()))
+        .unwrap_or_else(|| panic!("{} is not mounted:\n{table}", mount.display()));
+    for option in ["ro", "nosuid", "nodev", "noexec"] {
+        let options = line.split(' ').nth(5).unwrap();
+        assert!(
+            options.split(',').any(|o| o == option),
+            "{option} missing: {line}"
+        );
+    }
+    assert_eq!(records[0].repos.len(), 1, "{:?}", records[0]);
+    // Nothing installed here follows org.example.Os: no update, so no link.
+    assert!(records[0].updates.is_empty());
+    assert!(env.sideload_links().is_empty());
+
+    let output = env.hook([Path::new("--remove"), Path::new("--device"), &device.node]);
+    assert!(output.status.success(), "{}", output_text(&output));
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!table.contains(mount.to_str().unwrap()), "still mounted");
+    assert!(!mount.exists());
+    assert!(env.records().is_empty());
+    assert!(env.sideload_links().is_empty());
+}
+
+#[test]
+fn serial_skips_fixed_disks_quietly_unless_told_otherwise() {
+    assert_root();
+    let env = HookEnv::new("mount-timeout-seconds = 1\n");
+    let content = env.dir.path().join("empty");
+    std::fs::create_dir_all(&content).unwrap();
+    let (device, _) = drive_image(env.dir.path(), "FIXED", &content);
+    let output = env.hook([Path::new("--device"), &device.node]);
+    assert!(output.status.success(), "{}", output_text(&output));
+    let text = output_text(&output);
+    assert!(text.contains("not removable media"), "{text}");
+    assert!(!text.contains("to be mounted"), "{text}");
+    assert!(env.records().is_empty());
+}
+
+#[test]
+fn serial_gives_up_quietly_when_nobody_mounts_the_drive() {
+    assert_root();
+    let env = HookEnv::new("mount-timeout-seconds = 1\n");
+    let content = env.dir.path().join("empty");
+    std::fs::create_dir_all(&content).unwrap();
+    let (device, _) = drive_image(env.dir.path(), "NOMOUNT", &content);
+    let mut command = env.command();
+    command
+        .env("FERRY_ACCEPT_FIXED_DRIVES", "1")
+        .arg("--device")
+        .arg(&device.node);
+    let started = std::time::Instant::now();
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "{}", output_text(&output));
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert!(output_text(&output).contains("was not mounted within 1 s"));
+    assert!(env.records().is_empty());
+}
