@@ -1,0 +1,127 @@
+#!/bin/bash
+# Install benchmark: a whole `ferryctl install` of a ~400 MB Flatpak app update from a drive
+# written by `flatpak create-usb`, against `flatpak update --sideload-repo=<drive>` on the same
+# data in the same run, alternating, page cache dropped before every run. Each run starts from
+# a fresh copy of the same per-user installation (runtime and app v1 installed, the remote's
+# URL unreachable, as on a machine without network). Ferry re-hashes every object; flatpak does
+# not re-hash what it copies from a sideload repository. Prints the median wall-time ratio
+# ferry/flatpak against the target (ratio <= 1.0).
+#
+#   sudo bash bench/install.sh          # BENCH_RUNS=5 rounds; BENCH_DIR to reuse the scene
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+APP=org.example.Bench
+RUNTIME=org.example.BenchPlatform
+COLLECTION=org.example.BenchApps
+REMOTE=bench
+
+bench_init
+bench_tree "$BENCH_DIR/tree"
+ARCH=$(flatpak --default-arch)
+
+# fp_env DIR: an isolated Flatpak "machine" under DIR, as flatpak's own tests isolate theirs.
+fp_env() {
+  export HOME=$1/home XDG_DATA_HOME=$1/home/share XDG_CACHE_HOME=$1/home/cache \
+    XDG_CONFIG_HOME=$1/home/config XDG_STATE_HOME=$1/home/state XDG_RUNTIME_DIR=$1/runtime \
+    FLATPAK_SYSTEM_DIR=$1/system FLATPAK_SYSTEM_CACHE_DIR=$1/system-cache \
+    FLATPAK_CONFIG_DIR=$1/config FLATPAK_RUN_DIR=$1/run FLATPAK_FANCY_OUTPUT=0
+  mkdir -p "$XDG_DATA_HOME" "$XDG_CACHE_HOME" "$XDG_CONFIG_HOME" "$XDG_STATE_HOME" \
+    "$XDG_RUNTIME_DIR" "$FLATPAK_SYSTEM_DIR" "$FLATPAK_CONFIG_DIR" "$FLATPAK_RUN_DIR"
+  chmod 700 "$XDG_RUNTIME_DIR"
+}
+
+# The scene, built once per tree: signed repo with a runtime and app v1/v2 (v2 carries the
+# tree), a drive from a peer that installed v2, and a client installation with v1.
+scene() {
+  local s=$BENCH_DIR/install-scene
+  local stamp="$(cat "$BENCH_DIR/tree.stamp") $ARCH"
+  if [ -f "$s.stamp" ] && [ "$(cat "$s.stamp")" = "$stamp" ]; then return 0; fi
+  rm -rf "$s" "$s.stamp"; mkdir -p "$s"
+  export GNUPGHOME=$s/gnupg; mkdir -m 700 "$GNUPGHOME"
+  gpg --batch --pinentry-mode loopback --passphrase '' \
+    --quick-gen-key 'Ferry Bench <bench@example.org>' ed25519 sign never 2>/dev/null
+  local keyid; keyid=$(gpg --list-keys --with-colons | awk -F: '/^pub/ { print $5; exit }')
+  gpg --export "$keyid" > "$s/pub.gpg"
+  local sign=(--gpg-sign="$keyid" --gpg-homedir="$GNUPGHOME")
+
+  # A runtime with a shell, as flatpak's own tests make one.
+  local rt=$s/rt; mkdir -p "$rt/usr/bin" "$rt/usr/lib" "$rt/files"; ln -s lib "$rt/usr/lib64"
+  printf '[Runtime]\nname=%s\nruntime=%s/%s/stable\nsdk=%s/%s/stable\n' \
+    "$RUNTIME" "$RUNTIME" "$ARCH" "$RUNTIME" "$ARCH" > "$rt/metadata"
+  local b p
+  for b in bash cat; do
+    p=$(type -P "$b"); cp "$p" "$rt/usr/bin/"
+    ldd "$p" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }'
+  done | sort -u | while read -r p; do cp "$p" "$rt/usr/lib/"; done
+  ln -s bash "$rt/usr/bin/sh"; cp /sbin/ldconfig "$rt/usr/bin/ldconfig"
+  flatpak build-export --runtime --collection-id="$COLLECTION" "${sign[@]}" --no-update-summary \
+    --disable-sandbox "$s/repo" "$rt" stable >/dev/null
+
+  local app=$s/app
+  publish() {  # publish VERSION [PAYLOAD_TREE]
+    rm -rf "$app"; mkdir -p "$app/files/bin"
+    printf '[Application]\nname=%s\nruntime=%s/%s/stable\nsdk=%s/%s/stable\n' \
+      "$APP" "$RUNTIME" "$ARCH" "$RUNTIME" "$ARCH" > "$app/metadata"
+    printf '#!/bin/sh\necho "%s %s"\n' "$APP" "$1" > "$app/files/bin/hello.sh"
+    chmod +x "$app/files/bin/hello.sh"
+    if [ -n "${2:-}" ]; then mkdir -p "$app/files/share"; cp -a "$2" "$app/files/share/payload"; fi
+    flatpak build-finish --command=hello.sh "$app" >/dev/null
+    echo "bench: exporting $APP $1 (deflate-bound for the full tree)" >&2
+    flatpak build-export --collection-id="$COLLECTION" "${sign[@]}" --no-update-summary \
+      --disable-sandbox "$s/repo" "$app" stable >/dev/null
+    flatpak build-update-repo "${sign[@]}" "$s/repo" >/dev/null
+  }
+  publish v1
+
+  ( fp_env "$s/client-template"
+    flatpak --user remote-add --gpg-import="$s/pub.gpg" --collection-id="$COLLECTION" \
+      "$REMOTE" "file://$s/repo"
+    flatpak --user install -y --noninteractive "$REMOTE" "$APP" >/dev/null
+    # Offline from now on: only the drive has v2.
+    flatpak --user remote-modify --url="file://$s/nonexistent" "$REMOTE" )
+
+  publish v2 "$BENCH_DIR/tree"
+  ( fp_env "$s/peer"
+    flatpak --user remote-add --gpg-import="$s/pub.gpg" --collection-id="$COLLECTION" \
+      "$REMOTE" "file://$s/repo"
+    flatpak --user install -y --noninteractive "$REMOTE" "$APP" >/dev/null
+    mkdir -p "$s/drive"; flatpak --user create-usb "$s/drive" "$APP" >/dev/null )
+  rm -rf "$s/peer" "$app" "$rt"
+  echo "$stamp" > "$s.stamp"
+}
+scene
+SCENE=$BENCH_DIR/install-scene
+DRIVE=$SCENE/drive
+
+fresh_client() {
+  rm -rf "$BENCH_DIR/client"
+  cp -a "$SCENE/client-template" "$BENCH_DIR/client"
+}
+check_v2() {
+  ( fp_env "$BENCH_DIR/client"
+    out=$(flatpak --user run "$APP")
+    [ "$out" = "$APP v2" ] || bench_die "$1: the app prints '$out' after the update" )
+}
+
+setup_ferry() { fresh_client; }
+run_ferry() {
+  ( fp_env "$BENCH_DIR/client"
+    bench_time ferry env FERRY_RUN_DIR="$BENCH_DIR/ferry-run" "$FERRYCTL" install \
+      --installation user --from "$DRIVE" --offline --yes "$APP" )
+  check_v2 ferry
+}
+setup_flatpak() { fresh_client; }
+run_flatpak() {
+  ( fp_env "$BENCH_DIR/client"
+    bench_time flatpak flatpak --user update -y --noninteractive --sideload-repo="$DRIVE/.ostree/repo" \
+      "$APP" )
+  check_v2 flatpak
+}
+
+mkdir -p "$BENCH_DIR/ferry-run"
+bench_alternate "$BENCH_RUNS" ferry flatpak
+bench_report ferry flatpak
+ratio=$(bench_ratio ferry flatpak)
+echo "ratio ferry/flatpak (median wall time): $ratio (target <= 1.0)"
+echo "ferry peak RSS: $(bench_peak_rss_mib ferry) MiB"

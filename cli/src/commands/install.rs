@@ -1,0 +1,390 @@
+//! `ferryctl install [--sysroot DIR] [--installation user|system|DIR]... [--from SOURCE]...
+//! [--offline] [--all | REF...] [--allow-downgrade] [--reboot] [--yes] [--json]`: install
+//! what `ferryctl list` shows, as one transaction.
+//!
+//! It resolves exactly as `list` does, shows the plan and asks for confirmation on a
+//! terminal (unless `--yes`), then pulls and deploys each update ([`ferry_engine::install`]).
+//! With `--json` it prints the event stream the desktop app and the hook read: the plan,
+//! phases and progress, one `result` per update, then `finished`. Exit code 1 when any
+//! update failed or was cancelled; 0 with "already up to date" when there is nothing to do.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::bail;
+use ferry_engine::deploy;
+use ferry_engine::event::{Event, MessageLevel, Phase, Reporter};
+use ferry_engine::install::{self, InstallOptions, Plan, Selection, Summary};
+use ferry_engine::object::validate_ref_name;
+use ferry_engine::resolve::sources::{self, SourceSet, UPSTREAM_TIMEOUT};
+use ferry_engine::resolve::{resolve, ResolveOptions};
+use ferry_engine::schema::{
+    InstallStatus, Problem, ProblemKind, SourceKind, TargetKind, Update, UpdateList,
+};
+use ferry_engine::source::{source_name, HttpSource};
+use ferry_engine::target::{default_targets, HostPaths, InstallationSelector, Target};
+use ferry_engine::trust::TrustRoots;
+
+use crate::i18n::{tr, trf};
+use crate::render::{human_bytes, Output};
+use crate::signals;
+
+#[derive(Debug, clap::Args)]
+pub struct InstallArgs {
+    /// An OSTree sysroot whose OS to update (booted or not).
+    #[arg(long, value_name = "DIR")]
+    pub sysroot: Option<PathBuf>,
+
+    /// A Flatpak installation: user, system, an installation ID, or a directory. Repeat for
+    /// several.
+    #[arg(long, value_name = "user|system|DIR")]
+    pub installation: Vec<String>,
+
+    /// Also take updates from this drive or repository, or from this http(s) URL of a
+    /// computer nearby. Repeat for several.
+    #[arg(long = "from", value_name = "SOURCE")]
+    pub from: Vec<String>,
+
+    /// Do not ask the remotes' own servers.
+    #[arg(long)]
+    pub offline: bool,
+
+    /// Install every update found.
+    #[arg(long, conflicts_with = "refs")]
+    pub all: bool,
+
+    /// Accept commits older than what is installed.
+    #[arg(long)]
+    pub allow_downgrade: bool,
+
+    /// Restart the machine when an update of the running OS was deployed.
+    #[arg(long)]
+    pub reboot: bool,
+
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub yes: bool,
+
+    /// Print progress and results as JSON lines on stdout (the stream the desktop app reads).
+    #[arg(long)]
+    pub json: bool,
+
+    /// What to install: refs (app/ID/ARCH/BRANCH, an OS ref), update IDs from
+    /// `ferryctl list --json`, or app IDs.
+    #[arg(value_name = "REF", required_unless_present = "all", value_parser = parse_name)]
+    pub refs: Vec<String>,
+}
+
+fn parse_name(text: &str) -> Result<String, String> {
+    // Update IDs (`flatpak:user:app/…`) contain colons; anything else must be a valid ref.
+    if text.contains(':') || !text.contains('/') {
+        if text.is_empty() || text.chars().any(char::is_whitespace) {
+            return Err(tr("a name cannot be empty or contain spaces"));
+        }
+        return Ok(text.to_owned());
+    }
+    validate_ref_name(text)
+        .map(|()| text.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+pub fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
+    let cancel = signals::install()?;
+    let host = HostPaths::from_env();
+    let output = Output::new(args.json);
+    // On a terminal the plan and the question come first; a spinner would draw over them.
+    if output.is_json() {
+        output.on_event(Event::Phase {
+            phase: Phase::Resolve,
+            update: None,
+        });
+    }
+    let mut problems: Vec<Problem> = Vec::new();
+
+    let explicit = args.sysroot.is_some() || !args.installation.is_empty();
+    let targets = if explicit {
+        explicit_targets(&args, &host)?
+    } else {
+        let found = default_targets(&host);
+        problems.extend(found.errors.iter().map(|error| error.to_problem()));
+        found.targets
+    };
+    let mut set = sources::recorded_drives(&sources::run_dir());
+    set.extend(from_sources(&args.from));
+    if !args.offline {
+        set.extend(sources::upstream(&targets, UPSTREAM_TIMEOUT));
+    }
+    problems.append(&mut set.problems);
+    let options = ResolveOptions {
+        known_collections: if explicit {
+            sources::machine_collections(&host)
+        } else {
+            Default::default()
+        },
+        ..ResolveOptions::default()
+    };
+    let mut listing: UpdateList = resolve(&targets, &set.sources, &options);
+    problems.append(&mut listing.problems);
+    listing.problems = problems;
+
+    let selection = if args.all {
+        Selection::All
+    } else {
+        Selection::Refs(args.refs.clone())
+    };
+    let plan = install::plan(&listing, &selection, &targets)
+        .and_then(|plan| install::preflight(&plan, &targets).map(|()| plan));
+    let plan = match plan {
+        Ok(plan) => plan,
+        Err(error) => {
+            if output.is_json() {
+                output.on_event(Event::Message {
+                    level: MessageLevel::Error,
+                    text: error.to_string(),
+                });
+                output.on_event(Event::Finished { ok: false });
+            }
+            return Err(error.into());
+        }
+    };
+
+    if plan.is_empty() {
+        if output.is_json() {
+            output.on_event(Event::Plan {
+                updates: Vec::new(),
+                problems: plan.problems.clone(),
+            });
+            output.on_event(Event::Finished { ok: true });
+        } else {
+            print_problems(&plan.problems);
+            println!("{}", tr("Already up to date: nothing to install."));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    if !output.is_json() {
+        print!("{}", describe_plan(&plan));
+    }
+    if !args.yes {
+        confirm()?;
+    }
+
+    let install_options = InstallOptions {
+        allow_downgrade: args.allow_downgrade,
+        trust_roots: TrustRoots::from_env(),
+        workers: 0,
+    };
+    let summary = install::run(
+        &plan,
+        &targets,
+        &set.sources,
+        &install_options,
+        &output,
+        &cancel,
+    );
+    output.finish();
+    if !output.is_json() {
+        print!("{}", describe_results(&plan, &summary));
+    }
+    if summary.restart_required() {
+        restart(&args, &plan, &summary, &targets, &output)?;
+    }
+    Ok(if summary.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn explicit_targets(args: &InstallArgs, host: &HostPaths) -> anyhow::Result<Vec<Target>> {
+    let mut targets = Vec::new();
+    if let Some(sysroot) = &args.sysroot {
+        targets.push(Target::os(sysroot, &host.boot)?);
+    }
+    for installation in &args.installation {
+        let selector = InstallationSelector::parse(installation);
+        targets.push(Target::flatpak_selected(&selector, &host.flatpak)?);
+    }
+    Ok(targets)
+}
+
+/// `--from` sources: drives and repositories, and computers nearby by URL.
+fn from_sources(from: &[String]) -> SourceSet {
+    let is_url = |s: &str| s.starts_with("http://") || s.starts_with("https://");
+    let paths: Vec<(PathBuf, Option<String>)> = from
+        .iter()
+        .filter(|s| !is_url(s))
+        .map(|s| (PathBuf::from(s), None))
+        .collect();
+    let mut set = sources::open_drives(&paths);
+    for url in from.iter().filter(|s| is_url(s)) {
+        match HttpSource::connect(url, SourceKind::Lan, None) {
+            Ok(source) => set.extend(SourceSet {
+                sources: vec![Arc::new(source)],
+                problems: Vec::new(),
+            }),
+            Err(error) => set.problems.push(Problem {
+                kind: ProblemKind::Unavailable,
+                source: url.clone(),
+                ref_name: None,
+                reason: error.to_string(),
+            }),
+        }
+    }
+    set
+}
+
+/// Asks on the terminal; refuses when there is none to ask on.
+fn confirm() -> anyhow::Result<()> {
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "{}",
+            tr("no terminal to ask for confirmation on: pass --yes to install without asking")
+        );
+    }
+    print!("{}", tr("Install these updates? [y/N] "));
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    let answer = answer.trim().to_lowercase();
+    // The translated "yes" initial is accepted too.
+    let yes_initial = tr("y");
+    if answer == "y" || answer == "yes" || (!answer.is_empty() && answer == yes_initial) {
+        Ok(())
+    } else {
+        bail!("{}", tr("nothing was installed"))
+    }
+}
+
+fn display_name(update: &Update) -> String {
+    update
+        .app
+        .as_ref()
+        .and_then(|app| app.name.clone())
+        .unwrap_or_else(|| update.ref_name.clone())
+}
+
+fn print_problems(problems: &[Problem]) {
+    if problems.is_empty() {
+        return;
+    }
+    eprintln!("{}", tr("Problems:"));
+    for problem in problems {
+        match &problem.ref_name {
+            Some(name) => eprintln!("  {} ({name}): {}", problem.source, problem.reason),
+            None => eprintln!("  {}: {}", problem.source, problem.reason),
+        }
+    }
+}
+
+/// What will be installed, from where, and how much.
+fn describe_plan(plan: &Plan) -> String {
+    print_problems(&plan.problems);
+    let mut text = trf(
+        "{} updates to install, {} to download:\n",
+        &[&plan.updates.len(), &human_bytes(plan.download_size())],
+    );
+    for update in &plan.updates {
+        let new = update
+            .version
+            .clone()
+            .unwrap_or_else(|| update.commit.short());
+        let current = update
+            .current_version
+            .clone()
+            .or_else(|| update.current_commit.map(|c| c.short()))
+            .unwrap_or_else(|| tr("not installed"));
+        let from = update
+            .sources
+            .first()
+            .map(|source| source.label.clone().unwrap_or_else(|| source_name(source)))
+            .unwrap_or_default();
+        let place = update.installation.clone().unwrap_or_default();
+        text.push_str(&format!(
+            "  {}  {current} → {new}  {}  {}\n",
+            display_name(update),
+            human_bytes(update.download_size),
+            trf("into {} from {}", &[&place, &from]),
+        ));
+    }
+    text
+}
+
+/// One line per update, then what remains to do.
+fn describe_results(plan: &Plan, summary: &Summary) -> String {
+    let mut text = String::new();
+    for (update, result) in plan.updates.iter().zip(&summary.results) {
+        let status = match result.status {
+            InstallStatus::Installed => tr("installed"),
+            InstallStatus::UpToDate => tr("up to date"),
+            InstallStatus::Failed => tr("FAILED"),
+            InstallStatus::Cancelled => tr("cancelled"),
+            InstallStatus::Skipped => tr("skipped"),
+        };
+        text.push_str(&format!(
+            "{}: {status}: {}\n",
+            display_name(update),
+            result.message.clone().unwrap_or_default()
+        ));
+    }
+    if summary.restart_required() {
+        text.push_str(&tr(
+            "A new OS deployment was made: restart the machine to complete the update.\n",
+        ));
+    }
+    text
+}
+
+/// `--reboot`: restarts when the running OS got a new deployment; a sysroot that is not
+/// the running system is never restarted.
+fn restart(
+    args: &InstallArgs,
+    plan: &Plan,
+    summary: &Summary,
+    targets: &[Target],
+    output: &Output,
+) -> anyhow::Result<()> {
+    if !args.reboot {
+        return Ok(());
+    }
+    let deployed_os = plan
+        .updates
+        .iter()
+        .zip(&summary.results)
+        .filter(|(update, result)| {
+            update.target == TargetKind::Os && result.status == InstallStatus::Installed
+        })
+        .filter_map(|(update, _)| install::target_of(targets, update));
+    let mut booted = false;
+    for target in deployed_os {
+        match target.os_target() {
+            Some(os) if os.booted() => booted = true,
+            _ => {
+                let text = trf(
+                    "{} is not the running system, so the machine is not restarted for it.",
+                    &[&target.installation],
+                );
+                say(output, MessageLevel::Info, text);
+            }
+        }
+    }
+    if booted {
+        say(
+            output,
+            MessageLevel::Info,
+            tr("Restarting to complete the update."),
+        );
+        deploy::reboot()?;
+    }
+    Ok(())
+}
+
+fn say(output: &Output, level: MessageLevel, text: String) {
+    if output.is_json() {
+        output.on_event(Event::Message { level, text });
+    } else {
+        println!("{text}");
+    }
+}

@@ -1,0 +1,611 @@
+//! The install transaction: what `ferryctl install`, the desktop app and the kiosk hook run.
+//!
+//! 1. [`plan`] picks the updates asked for from a resolver listing, adds the runtimes they
+//!    need, and orders runtimes before the apps that need them.
+//! 2. [`preflight`] refuses before any work when a target is not writable or its repository
+//!    lacks the space the plan needs (honouring the repository's `min-free-space-*`).
+//! 3. [`run`] then, per update: pulls the commit with the engine into the target's
+//!    repository at `refs/remotes/<remote>/<ref>` (every object re-hashed, the ref written
+//!    last), then hands over to `ostree admin deploy` or `flatpak --no-pull` ([`crate::deploy`]).
+//!    One update failing does not stop the others; an app whose runtime could not be
+//!    installed is skipped. Flatpak installations also get the remote's AppStream data from
+//!    the sources when they carry a newer verified commit.
+//!
+//! Everything is reported as [`Event`]s: the plan, phases and progress, one
+//! [`InstallResult`] per planned update, and `finished`.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::cancel::CancelToken;
+use crate::deploy::{self, DeployError};
+use crate::event::{Event, MessageLevel, Phase, Reporter, SilentReporter};
+use crate::pull::{pull, PullError, PullOptions, PullRequest, PullStatus, PullTrust, RefTarget};
+use crate::repo::{Repo, RepoError};
+use crate::schema::{InstallResult, InstallStatus, Problem, TargetKind, Update, UpdateList};
+use crate::source::Source;
+use crate::target::{DeployTarget, Target};
+use crate::trust::TrustRoots;
+
+/// Which updates to install.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// Everything the listing offers.
+    All,
+    /// Updates named by ref (`app/org.example.App/x86_64/stable`), by update ID, or by the
+    /// app or runtime ID (`org.example.App`).
+    Refs(Vec<String>),
+}
+
+/// What an install will do, in order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    /// Runtimes first, then what needs them.
+    pub updates: Vec<Update>,
+    /// What the listing could not offer, shown with the plan.
+    pub problems: Vec<Problem>,
+    /// Refs asked for that are installed and have no newer commit anywhere.
+    pub up_to_date: Vec<String>,
+}
+
+impl Plan {
+    /// Bytes to transfer for the whole plan.
+    pub fn download_size(&self) -> u64 {
+        self.updates.iter().map(|u| u.download_size).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.updates.is_empty()
+    }
+}
+
+/// How to install.
+#[derive(Debug, Clone, Default)]
+pub struct InstallOptions {
+    /// Accept commits older than what is installed.
+    pub allow_downgrade: bool,
+    /// Where the machine's keys live outside repositories.
+    pub trust_roots: TrustRoots,
+    /// Pull threads; 0 lets the pull choose.
+    pub workers: usize,
+}
+
+/// How an install ended.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    /// One per planned update, in plan order.
+    pub results: Vec<InstallResult>,
+}
+
+impl Summary {
+    /// Every update installed or already up to date.
+    pub fn ok(&self) -> bool {
+        self.results
+            .iter()
+            .all(|r| matches!(r.status, InstallStatus::Installed | InstallStatus::UpToDate))
+    }
+
+    /// An OS deployment was made that a restart completes.
+    pub fn restart_required(&self) -> bool {
+        self.results.iter().any(|r| r.restart_required)
+    }
+}
+
+/// Why an install cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error(
+        "no update of {wanted} is offered, and it is not installed in any target looked at: \
+         check the name with `ferryctl list`"
+    )]
+    NotFound { wanted: String },
+
+    #[error(
+        "{target} cannot be written by this user ({}): run as root, or through the Ferry \
+         app's polkit action",
+        path.display()
+    )]
+    NotWritable { target: String, path: PathBuf },
+
+    #[error(
+        "not enough free space for {target} ({}): the updates need {needed} bytes, {usable} \
+         are usable after the {reserved} bytes the repository keeps free, so {missing} bytes \
+         are missing; free some space and try again",
+        path.display()
+    )]
+    NoSpace {
+        target: String,
+        path: PathBuf,
+        needed: u64,
+        usable: u64,
+        reserved: u64,
+        missing: u64,
+    },
+
+    #[error("cannot open the repository of {target}: {error}")]
+    Repo {
+        target: String,
+        #[source]
+        error: RepoError,
+    },
+
+    #[error("update {update} names a target that was not looked at ({installation})")]
+    UnknownTarget {
+        update: String,
+        installation: String,
+    },
+}
+
+/// Picks the updates `selection` names from `listing`, with the runtimes they need, runtimes
+/// first. A name matching no update but an installed ref of `targets` is up to date; one
+/// matching nothing is an error.
+pub fn plan(
+    listing: &UpdateList,
+    selection: &Selection,
+    targets: &[Target],
+) -> Result<Plan, InstallError> {
+    let mut chosen: Vec<usize> = Vec::new();
+    let mut up_to_date = Vec::new();
+    match selection {
+        Selection::All => chosen.extend(0..listing.updates.len()),
+        Selection::Refs(names) => {
+            for name in names {
+                let found: Vec<usize> = listing
+                    .updates
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, update)| names_update(name, update))
+                    .map(|(index, _)| index)
+                    .collect();
+                if !found.is_empty() {
+                    chosen.extend(found);
+                } else if targets.iter().any(|t| {
+                    t.installed
+                        .iter()
+                        .any(|installed| names_ref(name, &installed.ref_name))
+                }) {
+                    up_to_date.push(name.clone());
+                } else {
+                    return Err(InstallError::NotFound {
+                        wanted: name.clone(),
+                    });
+                }
+            }
+        }
+    }
+    // The runtimes the chosen updates need, when the listing offers them.
+    let needed: Vec<usize> = chosen
+        .iter()
+        .flat_map(|&index| {
+            let update = &listing.updates[index];
+            update.needs.iter().filter_map(move |need| {
+                listing.updates.iter().position(|other| {
+                    other.ref_name == *need
+                        && other.target == update.target
+                        && other.installation == update.installation
+                })
+            })
+        })
+        .collect();
+    chosen.extend(needed);
+    let mut seen = BTreeSet::new();
+    chosen.retain(|index| seen.insert(*index));
+    let mut updates: Vec<Update> = chosen
+        .into_iter()
+        .map(|index| listing.updates[index].clone())
+        .collect();
+    updates.sort_by_key(|update| !is_runtime(update));
+    Ok(Plan {
+        updates,
+        problems: listing.problems.clone(),
+        up_to_date,
+    })
+}
+
+fn is_runtime(update: &Update) -> bool {
+    update.target == TargetKind::Flatpak && update.ref_name.starts_with("runtime/")
+}
+
+fn names_update(name: &str, update: &Update) -> bool {
+    name == update.id || names_ref(name, &update.ref_name)
+}
+
+/// `app/ID/ARCH/BRANCH` is named by itself and by `ID`; any other ref by itself.
+fn names_ref(name: &str, ref_name: &str) -> bool {
+    if name == ref_name {
+        return true;
+    }
+    let parts: Vec<&str> = ref_name.split('/').collect();
+    matches!(parts.as_slice(), [kind, id, _, _] if (*kind == "app" || *kind == "runtime") && *id == name)
+}
+
+/// The target an update goes into.
+pub fn target_of<'a>(targets: &'a [Target], update: &Update) -> Option<&'a Target> {
+    targets.iter().find(|target| {
+        target.kind == update.target && update.installation.as_deref() == Some(&target.installation)
+    })
+}
+
+/// Refuses before any work: a target this process cannot write, or a repository without the
+/// space the plan's downloads need.
+pub fn preflight(plan: &Plan, targets: &[Target]) -> Result<(), InstallError> {
+    let mut needed: Vec<(&Target, u64)> = Vec::new();
+    for update in &plan.updates {
+        let target = target_of(targets, update).ok_or_else(|| InstallError::UnknownTarget {
+            update: update.id.clone(),
+            installation: update.installation.clone().unwrap_or_default(),
+        })?;
+        match needed.iter_mut().find(|(t, _)| std::ptr::eq(*t, target)) {
+            Some((_, bytes)) => *bytes += update.download_size,
+            None => needed.push((target, update.download_size)),
+        }
+    }
+    for (target, bytes) in needed {
+        if target.needs_root {
+            return Err(InstallError::NotWritable {
+                target: target.installation.clone(),
+                path: target.repo.clone(),
+            });
+        }
+        let repo = Repo::open(&target.repo).map_err(|error| InstallError::Repo {
+            target: target.installation.clone(),
+            error,
+        })?;
+        match repo.check_free_space(bytes) {
+            Ok(()) => {}
+            Err(RepoError::NoSpace {
+                path,
+                needed,
+                usable,
+                reserved,
+            }) => {
+                return Err(InstallError::NoSpace {
+                    target: target.installation.clone(),
+                    path,
+                    needed,
+                    usable,
+                    reserved,
+                    missing: needed.saturating_sub(usable),
+                })
+            }
+            Err(error) => {
+                return Err(InstallError::Repo {
+                    target: target.installation.clone(),
+                    error,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Installs `plan`: per update a pull from `sources`, then the deploy. Emits the plan, the
+/// phases and progress, one result per update and `finished`.
+pub fn run(
+    plan: &Plan,
+    targets: &[Target],
+    sources: &[Arc<dyn Source>],
+    options: &InstallOptions,
+    reporter: &dyn Reporter,
+    cancel: &CancelToken,
+) -> Summary {
+    reporter.on_event(Event::Plan {
+        updates: plan.updates.clone(),
+        problems: plan.problems.clone(),
+    });
+    let mut summary = Summary::default();
+    for update in &plan.updates {
+        let result = install_one(
+            update, plan, &summary, targets, sources, options, reporter, cancel,
+        );
+        reporter.on_event(Event::Result(result.clone()));
+        summary.results.push(result);
+    }
+    refresh_appstream(plan, &summary, targets, sources, options, reporter, cancel);
+    reporter.on_event(Event::Phase {
+        phase: Phase::Done,
+        update: None,
+    });
+    reporter.on_event(Event::Finished { ok: summary.ok() });
+    summary
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one step of run(), sharing its context"
+)]
+fn install_one(
+    update: &Update,
+    plan: &Plan,
+    done: &Summary,
+    targets: &[Target],
+    sources: &[Arc<dyn Source>],
+    options: &InstallOptions,
+    reporter: &dyn Reporter,
+    cancel: &CancelToken,
+) -> InstallResult {
+    let result = |status, message: String| InstallResult {
+        update: update.id.clone(),
+        ref_name: update.ref_name.clone(),
+        target: update.target,
+        status,
+        message: Some(message),
+        restart_required: false,
+    };
+    if cancel.is_cancelled() {
+        return result(
+            InstallStatus::Cancelled,
+            "cancelled before it started; nothing was changed".to_owned(),
+        );
+    }
+    let Some(target) = target_of(targets, update) else {
+        return result(
+            InstallStatus::Failed,
+            format!(
+                "its target ({}) was not looked at",
+                update.installation.as_deref().unwrap_or("?")
+            ),
+        );
+    };
+    if let Some(missing) = missing_need(update, plan, done, target) {
+        return result(
+            InstallStatus::Skipped,
+            format!("it needs {missing}, which could not be installed; nothing was changed"),
+        );
+    }
+
+    // Pull.
+    let dest = match Repo::open(&target.repo) {
+        Ok(repo) => repo,
+        Err(error) => return result(InstallStatus::Failed, error.to_string()),
+    };
+    let mut pull_options =
+        PullOptions::new(PullTrust::for_target(target, options.trust_roots.clone()));
+    pull_options.allow_downgrade = options.allow_downgrade;
+    pull_options.workers = options.workers;
+    let request = PullRequest::new(&update.ref_name, RefTarget::Remote(update.remote.clone()))
+        .with_collection(update.collection_id.as_deref())
+        .with_update_id(update.id.clone());
+    let chosen = sources_of(update, sources);
+    let pulled = match pull(&dest, &chosen, &[request], &pull_options, reporter, cancel) {
+        Ok(mut outcomes) => match outcomes.pop() {
+            Some(outcome) => outcome.result,
+            None => Err(PullError::Cancelled),
+        },
+        Err(error) => Err(error),
+    };
+    let pulled = match pulled {
+        Ok(pulled) => pulled,
+        Err(error) if error.is_cancelled() => {
+            return result(
+                InstallStatus::Cancelled,
+                format!("{error}; what is installed was not touched"),
+            )
+        }
+        Err(error) => {
+            return result(
+                InstallStatus::Failed,
+                format!("{error}; what is installed was not touched"),
+            )
+        }
+    };
+    let installed = target
+        .installed_ref(update.collection_id.as_deref(), &update.ref_name)
+        .or_else(|| target.installed_ref(None, &update.ref_name));
+    if pulled.status == PullStatus::UpToDate
+        && installed.is_some_and(|current| current.commit == pulled.commit)
+    {
+        return result(
+            InstallStatus::UpToDate,
+            format!("already up to date at {}", pulled.commit.short()),
+        );
+    }
+
+    // Deploy: not interrupted once started, so check for cancellation just before.
+    if cancel.is_cancelled() {
+        return result(
+            InstallStatus::Cancelled,
+            format!(
+                "cancelled after fetching {}; it is kept, and installing again deploys it",
+                pulled.commit.short()
+            ),
+        );
+    }
+    reporter.on_event(Event::Phase {
+        phase: Phase::Deploy,
+        update: Some(update.id.clone()),
+    });
+    let version = pulled
+        .version
+        .as_deref()
+        .map(|v| format!(" (version {v})"))
+        .unwrap_or_default();
+    let deployed: Result<(String, bool), DeployError> = match &target.deploy {
+        DeployTarget::Os(os) => deploy::deploy_os(os, &update.remote, &update.ref_name).map(|()| {
+            let how = if os.booted() {
+                "staged; restart to complete the update"
+            } else {
+                "deployed as the new default; it runs from the next boot of this sysroot"
+            };
+            (format!("{}{version} {how}", pulled.commit.short()), true)
+        }),
+        DeployTarget::Flatpak(installation) => deploy::deploy_flatpak(
+            installation,
+            &update.remote,
+            &update.ref_name,
+            installed.is_some(),
+        )
+        .map(|()| {
+            (
+                format!("{} installed{version}", pulled.commit.short()),
+                false,
+            )
+        }),
+        DeployTarget::Repo => Ok((format!("{} pulled{version}", pulled.commit.short()), false)),
+    };
+    match deployed {
+        Ok((message, restart_required)) => InstallResult {
+            restart_required,
+            ..result(InstallStatus::Installed, message)
+        },
+        Err(error) => result(
+            InstallStatus::Failed,
+            format!(
+                "{} was fetched and verified, but deploying it failed: {error}",
+                pulled.commit.short()
+            ),
+        ),
+    }
+}
+
+/// A runtime `update` needs that is neither installed nor installed by this plan.
+fn missing_need(update: &Update, plan: &Plan, done: &Summary, target: &Target) -> Option<String> {
+    update
+        .needs
+        .iter()
+        .find(|need| {
+            let planned = plan.updates.iter().position(|other| {
+                other.ref_name == **need
+                    && other.target == update.target
+                    && other.installation == update.installation
+            });
+            match planned {
+                Some(index) => !done.results.get(index).is_some_and(|r| {
+                    matches!(r.status, InstallStatus::Installed | InstallStatus::UpToDate)
+                }),
+                None => target.installed_ref(None, need).is_none(),
+            }
+        })
+        .cloned()
+}
+
+/// The sources the listing found the update's commit on, preferred first; all of them when
+/// none matches (the pull then picks among them).
+fn sources_of(update: &Update, sources: &[Arc<dyn Source>]) -> Vec<Arc<dyn Source>> {
+    let mut chosen: Vec<Arc<dyn Source>> = Vec::new();
+    for info in &update.sources {
+        if let Some(source) = sources
+            .iter()
+            .find(|s| s.info().location == info.location && s.info().kind == info.kind)
+        {
+            chosen.push(Arc::clone(source));
+        }
+    }
+    if chosen.is_empty() {
+        sources.to_vec()
+    } else {
+        chosen
+    }
+}
+
+/// For every Flatpak installation and remote an app was installed into, takes the remote's
+/// `appstream2/<arch>` branch from the sources when they carry a newer verified commit, and
+/// deploys it so software centres list the new versions. Failures are warnings: the apps
+/// are installed either way.
+fn refresh_appstream(
+    plan: &Plan,
+    summary: &Summary,
+    targets: &[Target],
+    sources: &[Arc<dyn Source>],
+    options: &InstallOptions,
+    reporter: &dyn Reporter,
+    cancel: &CancelToken,
+) {
+    let mut wanted: BTreeSet<(String, String, String)> = BTreeSet::new();
+    for (update, result) in plan.updates.iter().zip(&summary.results) {
+        if update.target != TargetKind::Flatpak || result.status != InstallStatus::Installed {
+            continue;
+        }
+        let parts: Vec<&str> = update.ref_name.split('/').collect();
+        if let [_, _, arch, _] = parts.as_slice() {
+            wanted.insert((
+                update.installation.clone().unwrap_or_default(),
+                update.remote.clone(),
+                (*arch).to_owned(),
+            ));
+        }
+    }
+    for (installation, remote, arch) in wanted {
+        if cancel.is_cancelled() {
+            return;
+        }
+        let Some(target) = targets
+            .iter()
+            .find(|t| t.kind == TargetKind::Flatpak && t.installation == installation)
+        else {
+            continue;
+        };
+        let Some(flatpak) = target.flatpak_installation() else {
+            continue;
+        };
+        let warn = |text: String| {
+            reporter.on_event(Event::Message {
+                level: MessageLevel::Warning,
+                text,
+            })
+        };
+        let Ok(dest) = Repo::open(&target.repo) else {
+            continue;
+        };
+        let ref_name = format!("appstream2/{arch}");
+        let mut pull_options =
+            PullOptions::new(PullTrust::for_target(target, options.trust_roots.clone()));
+        pull_options.workers = options.workers;
+        let collection_id = target.remote(&remote).and_then(|r| r.collection_id.clone());
+        let request = PullRequest::new(&ref_name, RefTarget::Remote(remote.clone()))
+            .with_collection(collection_id.as_deref());
+        // Its progress is not part of any planned update.
+        let outcome = pull(
+            &dest,
+            sources,
+            &[request],
+            &pull_options,
+            &SilentReporter,
+            cancel,
+        );
+        let pulled = match outcome.map(|mut o| o.pop().map(|o| o.result)) {
+            Ok(Some(Ok(pulled))) => pulled,
+            Ok(Some(Err(PullError::NotOffered { .. }))) | Ok(None) => continue,
+            Ok(Some(Err(error))) | Err(error) => {
+                if !error.is_cancelled() {
+                    warn(format!(
+                        "the AppStream data of remote '{remote}' in {installation} was not \
+                         updated: {error}"
+                    ));
+                }
+                continue;
+            }
+        };
+        match deploy::deploy_appstream(flatpak, &remote, &arch, &pulled.commit) {
+            Ok(changed) => tracing::info!(remote, arch, changed, "AppStream data deployed"),
+            Err(error) => warn(format!(
+                "the AppStream data of remote '{remote}' in {installation} was not updated: \
+                 {error}"
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refs_are_named_by_themselves_and_by_their_id() {
+        let app = "app/org.example.App/x86_64/stable";
+        assert!(names_ref(app, app));
+        assert!(names_ref("org.example.App", app));
+        assert!(names_ref(
+            "org.example.Platform",
+            "runtime/org.example.Platform/x86_64/v2"
+        ));
+        assert!(!names_ref("org.example", app));
+        assert!(!names_ref("x86_64", app));
+        assert!(!names_ref("exampleos", "exampleos/x86_64/stable"));
+        assert!(names_ref(
+            "exampleos/x86_64/stable",
+            "exampleos/x86_64/stable"
+        ));
+    }
+}

@@ -1,0 +1,154 @@
+//! `ferryctl install` of an OS update from a drive into a fake sysroot, deployed by the real
+//! `ostree admin deploy`.
+
+mod install_support;
+
+use anyhow::{ensure, Result};
+use ferry_engine::event::{Event, Phase};
+use ferry_engine::schema::InstallStatus;
+use ferry_tests::compare::{assert_trees_equal, CompareOptions};
+use ferry_tests::gpg::GpgKey;
+use ferry_tests::ostree::CheckoutMode;
+use ferry_tests::sysroot::{Sysroot, KARG, OS_REF, VERSION_FILE};
+use install_support::{args, Machine};
+
+#[test]
+fn os_update_from_a_drive_becomes_the_default_deployment() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
+    let sysroot = Sysroot::create(tmp.path(), &key)?;
+    let v2 = sysroot.publish("2.0")?;
+    let drive = sysroot.os.create_usb(&tmp.path().join("drive"))?;
+    let machine = Machine::new(tmp.path(), Vec::new())?;
+
+    let run = machine.install(&args(&[
+        &"--sysroot",
+        &sysroot.path,
+        &"--from",
+        &drive.root,
+        &OS_REF,
+    ]))?;
+    ensure!(run.success(), "install failed:\n{run}");
+    let result = run.expect(OS_REF, InstallStatus::Installed)?;
+    ensure!(
+        result.restart_required,
+        "an OS update needs a restart: {result:?}"
+    );
+    ensure!(run.finished() == Some(true), "no successful finish:\n{run}");
+    ensure!(
+        run.events.iter().any(|e| matches!(
+            e,
+            Event::Phase {
+                phase: Phase::Deploy,
+                ..
+            }
+        )),
+        "no deploy phase:\n{run}"
+    );
+    ensure!(
+        run.events
+            .iter()
+            .any(|e| matches!(e, Event::Plan { updates, .. } if updates.len() == 1)),
+        "no plan of one update:\n{run}"
+    );
+
+    // ostree admin itself shows v2 first, v1 kept as the second deployment.
+    let deployments = sysroot.deployments()?;
+    ensure!(deployments.len() == 2, "{deployments:?}");
+    ensure!(
+        deployments[0].commit == v2,
+        "default is not v2: {deployments:?}"
+    );
+    ensure!(
+        deployments[0].version.as_deref() == Some("2.0"),
+        "{deployments:?}"
+    );
+    ensure!(deployments[1].commit == sysroot.v1, "{deployments:?}");
+    ensure!(
+        deployments[0].origin_refspec.as_deref() == Some(&format!("exampleos:{OS_REF}")),
+        "{deployments:?}"
+    );
+    // The kernel arguments were kept.
+    let entries = std::fs::read_dir(sysroot.path.join("boot/loader/entries"))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    for entry in &entries {
+        let text = std::fs::read_to_string(entry)?;
+        ensure!(
+            text.contains(KARG),
+            "{} lost {KARG}:\n{text}",
+            entry.display()
+        );
+    }
+
+    // Its files are the v2 tree.
+    let checkout = tmp.path().join("v2-checkout");
+    sysroot
+        .os
+        .repo
+        .checkout(&v2, &checkout, CheckoutMode::User)?;
+    let deployed = sysroot.deployment_dir(&deployments[0]);
+    let options = CompareOptions::content_and_modes();
+    for dir in ["usr/bin", "usr/lib", "usr/share"] {
+        assert_trees_equal(&checkout.join(dir), &deployed.join(dir), &options)?;
+    }
+    assert_trees_equal(&checkout.join("usr/etc"), &deployed.join("etc"), &options)?;
+    ensure!(std::fs::read_to_string(deployed.join(VERSION_FILE))? == "2.0\n");
+
+    // Nothing left to do: a clear "up to date", exit 0.
+    let again = machine.install(&args(&[
+        &"--sysroot",
+        &sysroot.path,
+        &"--from",
+        &drive.root,
+        &OS_REF,
+    ]))?;
+    ensure!(again.success(), "second install failed:\n{again}");
+    ensure!(
+        again.results().is_empty(),
+        "nothing should be installed twice:\n{again}"
+    );
+    let text = machine
+        .command(&args(&[
+            &"--sysroot",
+            &sysroot.path,
+            &"--from",
+            &drive.root,
+            &"--offline",
+            &"--yes",
+            &OS_REF,
+        ]))?
+        .stdout()?;
+    ensure!(text.contains("up to date"), "{text}");
+    ensure!(sysroot.deployments()?.len() == 2);
+    sysroot.repo().fsck()?;
+    Ok(())
+}
+
+#[test]
+fn refuses_without_a_terminal_or_yes() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
+    let sysroot = Sysroot::create(tmp.path(), &key)?;
+    sysroot.publish("2.0")?;
+    let drive = sysroot.os.create_usb(&tmp.path().join("drive"))?;
+    let machine = Machine::new(tmp.path(), Vec::new())?;
+    let out = machine
+        .command(&args(&[
+            &"--sysroot",
+            &sysroot.path,
+            &"--from",
+            &drive.root,
+            &"--offline",
+            &OS_REF,
+        ]))?
+        .output()?;
+    ensure!(
+        !out.success(),
+        "installed without confirmation: {}",
+        out.stdout
+    );
+    ensure!(out.stderr.contains("--yes"), "{}", out.stderr);
+    ensure!(sysroot.deployments()?.len() == 1);
+    Ok(())
+}

@@ -1,0 +1,219 @@
+//! Running `ferryctl install` from the `install_*` tests: an isolated machine (runtime dir,
+//! trust roots, Flatpak directories), and the JSON event stream parsed with the engine's own
+//! reader.
+
+#![allow(
+    dead_code,
+    reason = "each test file uses a different part of the helpers"
+)]
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use ferry_engine::event::{parse_line, Event};
+use ferry_engine::schema::{InstallResult, InstallStatus};
+use ferry_tests::bins;
+use ferry_tests::cmd::{Output, Tool};
+
+/// What `ferryctl install` sees of the machine.
+pub struct Machine {
+    vars: Vec<(String, OsString)>,
+}
+
+impl Machine {
+    /// A machine under `base` with the variables `vars` (a Flatpak environment's); without
+    /// them, HOME and the Flatpak directories point at empty folders under `base`.
+    pub fn new(base: &Path, vars: Vec<(String, OsString)>) -> Result<Machine> {
+        let mut all: Vec<(String, OsString)> = Vec::new();
+        let flatpak_defaults: &[(&str, &str)] = if vars.is_empty() {
+            &[
+                ("HOME", "home"),
+                ("FLATPAK_USER_DIR", "flatpak-user"),
+                ("FLATPAK_SYSTEM_DIR", "flatpak-system"),
+                ("FLATPAK_CONFIG_DIR", "flatpak-config"),
+                ("XDG_CACHE_HOME", "cache"),
+            ]
+        } else {
+            &[]
+        };
+        let own = [
+            ("FERRY_RUN_DIR", "ferry-run"),
+            ("FERRY_TRUST_ROOT", "trust-root"),
+        ];
+        for &(name, dir) in flatpak_defaults.iter().chain(&own) {
+            let path = base.join("machine").join(dir);
+            fs::create_dir_all(&path)?;
+            all.push((name.to_owned(), path.into_os_string()));
+        }
+        all.extend(vars);
+        all.push(("LC_ALL".to_owned(), "C.UTF-8".into()));
+        all.push(("FERRY_LOG".to_owned(), "warn,pgp=error".into()));
+        Ok(Machine { vars: all })
+    }
+
+    /// `ferryctl install ARGS` in this machine.
+    pub fn command(&self, args: &[&OsStr]) -> Result<Tool> {
+        Ok(bins::ferryctl()?
+            .envs(self.vars.iter().map(|(k, v)| (k.as_str(), v.as_os_str())))
+            .env_remove("FLATPAK_FANCY_OUTPUT")
+            .arg("install")
+            .args(args))
+    }
+
+    /// `ferryctl install ARGS --offline --yes --json`, finished, with its events.
+    pub fn install(&self, args: &[&OsStr]) -> Result<InstallRun> {
+        let mut all = args.to_vec();
+        all.extend([OsStr::new("--offline"), "--yes".as_ref(), "--json".as_ref()]);
+        let output = self.command(&all)?.output()?;
+        let events = parse_events(&output.stdout)?;
+        Ok(InstallRun { output, events })
+    }
+
+    /// Starts `ferryctl install ARGS --offline --yes --json` with stdout piped.
+    pub fn spawn(&self, args: &[&OsStr]) -> Result<Child> {
+        let mut all = args.to_vec();
+        all.extend([OsStr::new("--offline"), "--yes".as_ref(), "--json".as_ref()]);
+        let mut command = self.command(&all)?.into_command();
+        command.stdout(Stdio::piped()).stderr(Stdio::null());
+        Ok(command.spawn()?)
+    }
+}
+
+/// A finished `ferryctl install --json` and the events it printed.
+#[derive(Debug)]
+pub struct InstallRun {
+    pub output: Output,
+    pub events: Vec<Event>,
+}
+
+impl InstallRun {
+    pub fn success(&self) -> bool {
+        self.output.success()
+    }
+
+    pub fn results(&self) -> Vec<&InstallResult> {
+        self.events
+            .iter()
+            .filter_map(|event| match event {
+                Event::Result(result) => Some(result),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The one result of `ref_name`.
+    pub fn result(&self, ref_name: &str) -> Result<&InstallResult> {
+        let found: Vec<&InstallResult> = self
+            .results()
+            .into_iter()
+            .filter(|r| r.ref_name == ref_name)
+            .collect();
+        ensure!(
+            found.len() == 1,
+            "expected one result of {ref_name}: {self}"
+        );
+        Ok(found[0])
+    }
+
+    /// Asserts `ref_name` ended with `status`.
+    pub fn expect(&self, ref_name: &str, status: InstallStatus) -> Result<&InstallResult> {
+        let result = self.result(ref_name)?;
+        ensure!(
+            result.status == status,
+            "{ref_name}: expected {status:?}, got {result:?}\n{self}"
+        );
+        Ok(result)
+    }
+
+    pub fn finished(&self) -> Option<bool> {
+        self.events.iter().rev().find_map(|event| match event {
+            Event::Finished { ok } => Some(*ok),
+            _ => None,
+        })
+    }
+}
+
+impl std::fmt::Display for InstallRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.output.code(),
+            self.output.stdout,
+            self.output.stderr
+        )
+    }
+}
+
+pub fn parse_events(stdout: &str) -> Result<Vec<Event>> {
+    stdout
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| parse_line(line).with_context(|| format!("bad event line: {line}")))
+        .collect()
+}
+
+/// Reads `child`'s stdout until `count` progress events with transferred bytes arrived, then
+/// kills it with SIGKILL. Fails when the stream ends first or after `timeout`.
+pub fn kill_after_progress(mut child: Child, count: usize, timeout: Duration) -> Result<()> {
+    let stdout = child.stdout.take().context("stdout is not piped")?;
+    let deadline = Instant::now() + timeout;
+    let mut seen = 0;
+    let mut lines = BufReader::new(stdout).lines();
+    loop {
+        ensure!(Instant::now() < deadline, "no progress within {timeout:?}");
+        let Some(line) = lines.next() else {
+            let _ = child.wait();
+            bail!("ferryctl ended after {seen} progress events, before it could be killed");
+        };
+        if let Ok(Event::Progress { bytes_done, .. }) = parse_line(&line?) {
+            if bytes_done > 0 {
+                seen += 1;
+            }
+        }
+        if seen >= count {
+            child.kill()?;
+            child.wait()?;
+            return Ok(());
+        }
+    }
+}
+
+/// `["--sysroot", path]`-style argument lists without the noise.
+pub fn args<'a>(items: &'a [&'a dyn AsRef<OsStr>]) -> Vec<&'a OsStr> {
+    items.iter().map(|item| item.as_ref()).collect()
+}
+
+/// Every file of `dir` (relative path and content), for before/after comparisons.
+pub fn snapshot(dir: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for entry in walkdir(dir)? {
+        if entry.1.is_file() && !entry.1.is_symlink() {
+            out.push((entry.0.clone(), fs::read(&entry.1)?));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn walkdir(dir: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        for entry in fs::read_dir(&current)? {
+            let entry = entry?;
+            let path = entry.path();
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                stack.push(path.clone());
+            }
+            out.push((path.strip_prefix(dir)?.to_path_buf(), path));
+        }
+    }
+    Ok(out)
+}
