@@ -1,0 +1,587 @@
+//! The window: updates grouped by source, per-row and overall progress, end states, and the
+//! empty and problems-only states. The same component hosts the background agent, so the
+//! window and the agent share one process and one app ID.
+
+mod a11y;
+mod progress_card;
+mod restart;
+mod source_group;
+mod test_hook;
+mod update_row;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ferry_engine::event::StreamError;
+use relm4::adw::prelude::*;
+use relm4::factory::FactoryVecDeque;
+use relm4::gtk::{gio, glib};
+use relm4::{adw, gtk, Component, ComponentParts, ComponentSender, MessageBroker};
+
+use crate::agent::notify::{self, NotificationAction, Notifier, RESULT_KEY};
+use crate::agent::DriveWatcher;
+use crate::config::{self, APP_ID};
+use crate::i18n::{tr, trf};
+use crate::install::{InstallRequest, RunnerEvent, RunningInstall};
+use crate::listing::{self, Listing};
+use crate::model::InstallRun;
+use progress_card::ProgressCard;
+use source_group::{problem_row, GroupInit, GroupInput, GroupOutput, SourceGroupView};
+
+/// Messages from GApplication (command line, activation) reach the window through this.
+pub static APP_BROKER: MessageBroker<AppMsg> = MessageBroker::new();
+
+pub const STYLE: &str = include_str!("style.css");
+
+#[derive(Debug)]
+pub enum AppMsg {
+    /// `ferry` or `ferry --background`, in this process or forwarded by a second one.
+    CommandLine {
+        background: bool,
+    },
+    Activate,
+    DrivesChanged,
+    InstallAll,
+    InstallUpdate(String),
+    InstallDrive(String),
+    Cancel,
+    Runner {
+        serial: u64,
+        event: RunnerEvent,
+    },
+    Restart,
+    RestartFailed(String),
+    Notification {
+        key: String,
+        action: NotificationAction,
+    },
+    WindowClosed,
+    Quit,
+    About,
+}
+
+/// The agent's part: it keeps the application alive with no window, and notifies.
+struct Agent {
+    _hold: gio::ApplicationHoldGuard,
+    notifier: Notifier,
+}
+
+pub struct App {
+    application: gtk::Application,
+    run_dir: PathBuf,
+    listing: Listing,
+    listing_generation: u64,
+    groups: FactoryVecDeque<SourceGroupView>,
+    /// The running installation, or the last one, whose results the rows keep showing.
+    run: Option<Arc<InstallRun>>,
+    running: Option<RunningInstall>,
+    serial: u64,
+    agent: Option<Agent>,
+    _watcher: Option<DriveWatcher>,
+    restart_error: Option<String>,
+}
+
+pub struct AppWidgets {
+    install_all: gtk::Button,
+    stack: gtk::Stack,
+    problems_page: adw::StatusPage,
+    problems_list: gtk::Box,
+    problems_generation: u64,
+    card: ProgressCard,
+}
+
+impl Component for App {
+    type CommandOutput = ();
+    type Input = AppMsg;
+    type Output = ();
+    /// The application the window and the agent belong to.
+    type Init = gtk::Application;
+    type Root = adw::ApplicationWindow;
+    type Widgets = AppWidgets;
+
+    fn init_root() -> Self::Root {
+        adw::ApplicationWindow::builder()
+            .title(tr("Ferry"))
+            .icon_name(APP_ID)
+            .default_width(760)
+            .default_height(640)
+            .width_request(360)
+            .height_request(400)
+            .hide_on_close(true)
+            .build()
+    }
+
+    fn init(
+        application: gtk::Application,
+        window: Self::Root,
+        sender: ComponentSender<Self>,
+    ) -> ComponentParts<Self> {
+        let install_all = gtk::Button::builder()
+            .label(tr("Install All"))
+            .css_classes(["suggested-action"])
+            .tooltip_text(tr("Install every update listed"))
+            .visible(false)
+            .build();
+        install_all.connect_clicked({
+            let sender = sender.clone();
+            move |_| sender.input(AppMsg::InstallAll)
+        });
+
+        let menu = gio::Menu::new();
+        menu.append(Some(&tr("About Ferry")), Some("app.about"));
+        let menu_button = gtk::MenuButton::builder()
+            .icon_name("open-menu-symbolic")
+            .menu_model(&menu)
+            .tooltip_text(tr("Main Menu"))
+            .primary(true)
+            .build();
+        a11y::set_label(&menu_button, &tr("Main Menu"));
+
+        let header = adw::HeaderBar::builder()
+            .title_widget(&adw::WindowTitle::new(&tr("Ferry"), ""))
+            .build();
+        header.pack_end(&menu_button);
+        header.pack_end(&install_all);
+
+        let empty_page = adw::StatusPage::builder()
+            .icon_name("media-removable-symbolic")
+            .title(tr("Plug in a USB drive with updates"))
+            .description(glib::markup_escape_text(&tr(
+                "Ferry checks drives for system and app updates, and lists here what it can install.",
+            )))
+            .vexpand(true)
+            .build();
+
+        let problems_list = gtk::Box::builder()
+            .orientation(gtk::Orientation::Vertical)
+            .spacing(24)
+            .build();
+        let problems_page = adw::StatusPage::builder()
+            .icon_name("dialog-warning-symbolic")
+            .child(
+                &adw::Clamp::builder()
+                    .maximum_size(640)
+                    .child(&problems_list)
+                    .build(),
+            )
+            .vexpand(true)
+            .build();
+
+        let updates_page = adw::PreferencesPage::new();
+        let card = ProgressCard::new();
+        updates_page.add(&card.root);
+        card.cancel.connect_clicked({
+            let sender = sender.clone();
+            move |_| sender.input(AppMsg::Cancel)
+        });
+        card.restart.connect_clicked({
+            let sender = sender.clone();
+            move |_| sender.input(AppMsg::Restart)
+        });
+        let groups = FactoryVecDeque::builder()
+            .launch(updates_page.clone())
+            .forward(sender.input_sender(), |output| match output {
+                GroupOutput::Install(id) => AppMsg::InstallUpdate(id),
+            });
+
+        let stack = gtk::Stack::builder()
+            .transition_type(gtk::StackTransitionType::Crossfade)
+            .build();
+        stack.add_named(&empty_page, Some("empty"));
+        stack.add_named(&problems_page, Some("problems"));
+        stack.add_named(&updates_page, Some("updates"));
+
+        let content = gtk::Box::builder()
+            .orientation(gtk::Orientation::Vertical)
+            .build();
+        content.append(&header);
+        content.append(&stack);
+        window.set_content(Some(&content));
+
+        window.connect_close_request({
+            let sender = sender.clone();
+            move |_| {
+                sender.input(AppMsg::WindowClosed);
+                glib::Propagation::Proceed
+            }
+        });
+        install_app_actions(&application, &sender);
+        if let Some(dir) = config::test_dump_dir() {
+            test_hook::install(&window, dir);
+        }
+
+        let run_dir = config::run_dir();
+        let watcher = {
+            let sender = sender.clone();
+            DriveWatcher::start(run_dir.join("drives"), move || {
+                sender.input(AppMsg::DrivesChanged)
+            })
+        };
+        let watcher = match watcher {
+            Ok(watcher) => Some(watcher),
+            Err(error) => {
+                tracing::error!(%error, "cannot watch for drives; the list will not follow drives plugged in later");
+                None
+            }
+        };
+
+        let mut model = App {
+            application,
+            run_dir,
+            listing: Listing::default(),
+            listing_generation: 0,
+            groups,
+            run: None,
+            running: None,
+            serial: 0,
+            agent: None,
+            _watcher: watcher,
+            restart_error: None,
+        };
+        model.reload_listing();
+        let widgets = AppWidgets {
+            install_all,
+            stack,
+            problems_page,
+            problems_list,
+            problems_generation: u64::MAX,
+            card,
+        };
+        ComponentParts { model, widgets }
+    }
+
+    fn update(&mut self, message: Self::Input, sender: ComponentSender<Self>, window: &Self::Root) {
+        match message {
+            AppMsg::CommandLine { background: true } => self.become_agent(&sender),
+            AppMsg::CommandLine { background: false } | AppMsg::Activate => window.present(),
+            AppMsg::DrivesChanged => self.reload_listing(),
+            AppMsg::InstallAll => self.start(InstallRequest::for_all(&self.listing), &sender),
+            AppMsg::InstallUpdate(id) => {
+                self.start(InstallRequest::for_ids(&self.listing, &[id]), &sender)
+            }
+            AppMsg::InstallDrive(drive) => {
+                self.start(InstallRequest::for_drive(&self.listing, &drive), &sender)
+            }
+            AppMsg::Cancel => {
+                if let (Some(running), Some(run)) = (self.running.as_mut(), self.run.as_mut()) {
+                    Arc::make_mut(run).request_cancel();
+                    running.cancel();
+                    self.broadcast_run();
+                }
+            }
+            AppMsg::Runner { serial, event } => {
+                if serial == self.serial {
+                    self.runner_event(event, window);
+                }
+            }
+            AppMsg::Restart => {
+                self.restart_error = None;
+                let input = sender.input_sender().clone();
+                restart::request(move |error| input.emit(AppMsg::RestartFailed(error)));
+            }
+            AppMsg::RestartFailed(error) => self.restart_error = Some(error),
+            AppMsg::Notification { key, action } => match action {
+                NotificationAction::Show => window.present(),
+                NotificationAction::Restart => sender.input(AppMsg::Restart),
+                NotificationAction::Install => {
+                    window.present();
+                    if let Some(drive) = key.strip_prefix("drive:") {
+                        self.start(InstallRequest::for_drive(&self.listing, drive), &sender);
+                    }
+                }
+            },
+            AppMsg::WindowClosed => self.quit_if_unneeded(window),
+            AppMsg::Quit => {
+                if self.agent.is_some() {
+                    window.close();
+                } else {
+                    window.set_visible(false);
+                    self.quit_if_unneeded(window);
+                }
+            }
+            AppMsg::About => show_about(window),
+        }
+    }
+
+    fn update_view(&self, widgets: &mut Self::Widgets, _sender: ComponentSender<Self>) {
+        let busy = self.running.is_some();
+        let installable = self.has_pending();
+        widgets.install_all.set_visible(installable);
+        widgets.install_all.set_sensitive(installable && !busy);
+
+        let page = if self.listing.update_count() > 0 || self.run.is_some() {
+            "updates"
+        } else if self.listing.only_problems() {
+            "problems"
+        } else {
+            "empty"
+        };
+        widgets.stack.set_visible_child_name(page);
+        if page == "problems" && widgets.problems_generation != self.listing_generation {
+            fill_problems(
+                &widgets.problems_page,
+                &widgets.problems_list,
+                &self.listing,
+            );
+            widgets.problems_generation = self.listing_generation;
+        }
+        widgets
+            .card
+            .render(self.run.as_deref(), self.restart_error.as_deref());
+    }
+}
+
+impl App {
+    fn reload_listing(&mut self) {
+        let listing = listing::load(&self.run_dir);
+        if listing != self.listing || self.listing_generation == 0 {
+            tracing::info!(
+                sources = listing.groups.len(),
+                updates = listing.update_count(),
+                "listing changed"
+            );
+            self.listing = listing;
+            self.listing_generation += 1;
+            let busy = self.running.is_some();
+            let mut guard = self.groups.guard();
+            guard.clear();
+            for group in &self.listing.groups {
+                guard.push_back(GroupInit {
+                    group: group.clone(),
+                    run: self.run.clone(),
+                    busy,
+                });
+            }
+        }
+        if let Some(agent) = self.agent.as_mut() {
+            agent.notifier.sync_drives(&self.listing);
+        }
+    }
+
+    fn become_agent(&mut self, sender: &ComponentSender<Self>) {
+        if self.agent.is_some() {
+            return;
+        }
+        tracing::info!("running in the background");
+        let input = sender.input_sender().clone();
+        let mut notifier =
+            Notifier::new(move |key, action| input.emit(AppMsg::Notification { key, action }));
+        notifier.sync_drives(&self.listing);
+        self.agent = Some(Agent {
+            _hold: self.application.hold(),
+            notifier,
+        });
+    }
+
+    fn start(&mut self, request: InstallRequest, sender: &ComponentSender<Self>) {
+        let request = request.without(|id| self.is_done(id));
+        if self.running.is_some() {
+            tracing::info!("an installation is already running");
+            return;
+        }
+        if request.is_empty() {
+            tracing::info!("nothing to install");
+            return;
+        }
+        if let Some(agent) = self.agent.as_mut() {
+            for source in &request.sources {
+                for group in &self.listing.groups {
+                    if group
+                        .drive
+                        .as_ref()
+                        .is_some_and(|drive| &drive.mount == source)
+                    {
+                        agent.notifier.settle(&group.key);
+                    }
+                }
+            }
+            agent.notifier.withdraw(RESULT_KEY);
+        }
+        let elevate = request.needs_root();
+        let ferryctl = config::ferryctl_path();
+        let launch = request.launch(&ferryctl, elevate);
+        self.serial += 1;
+        let serial = self.serial;
+        let input = sender.input_sender().clone();
+        let mut run = InstallRun::after(self.run.as_deref(), &request.updates);
+        match RunningInstall::spawn(&launch, move |event| {
+            input.emit(AppMsg::Runner { serial, event })
+        }) {
+            Ok(running) => self.running = Some(running),
+            Err(error) => {
+                tracing::error!(program = %launch.program.display(), %error, "cannot start the installer");
+                run.failed_to_start(trf(
+                    "Ferry could not start its installer {program} ({error}). Reinstall Ferry, or ask your administrator.",
+                    &[("program", &launch.program.display()), ("error", &error)],
+                ));
+            }
+        }
+        self.run = Some(Arc::new(run));
+        self.restart_error = None;
+        self.broadcast_run();
+        if self.running.is_none() {
+            self.finished();
+        }
+    }
+
+    fn runner_event(&mut self, event: RunnerEvent, window: &adw::ApplicationWindow) {
+        let Some(run) = self.run.as_mut() else {
+            return;
+        };
+        let run = Arc::make_mut(run);
+        match event {
+            RunnerEvent::Line(line) => {
+                if let Err(StreamError::Version { found }) = run.apply_line(&line) {
+                    tracing::error!(
+                        found,
+                        "the installer's event stream has another version; stopping it"
+                    );
+                    if let Some(running) = self.running.as_mut() {
+                        running.stop();
+                    }
+                }
+            }
+            RunnerEvent::LineTooLong => {
+                tracing::warn!("skipped an overlong line of the installer's output")
+            }
+            RunnerEvent::Exited(exit) => {
+                run.child_exited(&exit);
+                self.running = None;
+                self.finished();
+                self.broadcast_run();
+                self.quit_if_unneeded(window);
+                return;
+            }
+        }
+        self.broadcast_run();
+    }
+
+    fn is_done(&self, id: &str) -> bool {
+        self.run.as_ref().is_some_and(|run| run.is_done(id))
+    }
+
+    /// Whether anything listed is left to install.
+    fn has_pending(&self) -> bool {
+        self.listing
+            .groups
+            .iter()
+            .filter(|group| group.installable())
+            .flat_map(|group| &group.updates)
+            .any(|update| !self.is_done(&update.id))
+    }
+
+    /// Tells a person who may not be looking how the installation ended.
+    fn finished(&mut self) {
+        let (Some(agent), Some(outcome)) = (
+            self.agent.as_mut(),
+            self.run.as_ref().and_then(|run| run.outcome()),
+        ) else {
+            return;
+        };
+        if let Some(mut content) = notify::for_outcome(outcome) {
+            content.fingerprint = format!("{}:{}", self.serial, content.fingerprint);
+            agent.notifier.show(RESULT_KEY, &content);
+        }
+    }
+
+    fn broadcast_run(&self) {
+        self.groups.broadcast(GroupInput::State {
+            run: self.run.clone(),
+            busy: self.running.is_some(),
+        });
+    }
+
+    /// Without the agent, the app ends when its window is closed and nothing is running.
+    fn quit_if_unneeded(&self, window: &adw::ApplicationWindow) {
+        if self.agent.is_none() && self.running.is_none() && !window.is_visible() {
+            self.application.quit();
+        }
+    }
+}
+
+fn install_app_actions(app: &gtk::Application, sender: &ComponentSender<App>) {
+    let quit = gio::SimpleAction::new("quit", None);
+    quit.connect_activate({
+        let sender = sender.clone();
+        move |_, _| sender.input(AppMsg::Quit)
+    });
+    app.add_action(&quit);
+    let about = gio::SimpleAction::new("about", None);
+    about.connect_activate({
+        let sender = sender.clone();
+        move |_, _| sender.input(AppMsg::About)
+    });
+    app.add_action(&about);
+    // Exported on D-Bus with the application, so the desktop (and tests) can start them.
+    let install_all = gio::SimpleAction::new("install-all", None);
+    install_all.connect_activate({
+        let sender = sender.clone();
+        move |_, _| sender.input(AppMsg::InstallAll)
+    });
+    app.add_action(&install_all);
+    let install_drive = gio::SimpleAction::new("install-drive", Some(glib::VariantTy::STRING));
+    install_drive.connect_activate({
+        let sender = sender.clone();
+        move |_, drive| {
+            if let Some(drive) = drive.and_then(|drive| drive.str()) {
+                sender.input(AppMsg::InstallDrive(drive.to_owned()));
+            }
+        }
+    });
+    app.add_action(&install_drive);
+    let cancel = gio::SimpleAction::new("cancel", None);
+    cancel.connect_activate({
+        let sender = sender.clone();
+        move |_, _| sender.input(AppMsg::Cancel)
+    });
+    app.add_action(&cancel);
+    app.set_accels_for_action("app.quit", &["<Control>q"]);
+    app.set_accels_for_action("window.close", &["<Control>w"]);
+}
+
+fn show_about(window: &adw::ApplicationWindow) {
+    gtk::AboutDialog::builder()
+        .transient_for(window)
+        .modal(true)
+        .program_name(tr("Ferry"))
+        .logo_icon_name(APP_ID)
+        .version(config::VERSION)
+        .comments(tr("Install system and app updates from USB drives"))
+        .website("https://github.com/ferry-updates/ferry")
+        .license_type(gtk::License::Gpl30)
+        .build()
+        .present();
+}
+
+/// The problems-only state: every drive and why nothing on it can be installed.
+fn fill_problems(page: &adw::StatusPage, list: &gtk::Box, listing: &Listing) {
+    while let Some(child) = list.first_child() {
+        list.remove(&child);
+    }
+    let groups: Vec<_> = listing
+        .groups
+        .iter()
+        .filter(|group| !group.problems.is_empty())
+        .collect();
+    let title = match groups.as_slice() {
+        [only] => trf(
+            "Nothing can be installed from {label}",
+            &[("label", &only.title)],
+        ),
+        _ => tr("Nothing can be installed from these drives"),
+    };
+    page.set_title(&title);
+    page.set_description(Some(&glib::markup_escape_text(&tr(
+        "Ferry found updates, but checking them showed problems:",
+    ))));
+    for group in groups {
+        let box_group = adw::PreferencesGroup::new();
+        if listing.groups.len() > 1 {
+            box_group.set_title(&glib::markup_escape_text(&group.title));
+        }
+        for problem in &group.problems {
+            box_group.add(&problem_row(problem));
+        }
+        list.append(&box_group);
+    }
+}

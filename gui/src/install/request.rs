@@ -1,0 +1,302 @@
+//! What to install and the exact command that installs it.
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use ferry_engine::schema::{SourceKind, TargetKind, Update};
+
+use crate::listing::Listing;
+
+/// A set of updates to install together, and the drives they come from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstallRequest {
+    pub updates: Vec<Update>,
+    /// Drive mount points, for `--from`.
+    pub sources: Vec<String>,
+}
+
+impl InstallRequest {
+    /// The updates with these ids, from the groups currently listed. Unknown ids are left out.
+    pub fn for_ids(listing: &Listing, ids: &[String]) -> Self {
+        let mut updates: Vec<Update> = Vec::new();
+        let mut sources = BTreeSet::new();
+        for id in ids {
+            let Some((update, groups)) = listing.find_update(id) else {
+                continue;
+            };
+            if updates.iter().any(|known| known.id == update.id) {
+                continue;
+            }
+            updates.push(update.clone());
+            for group in groups {
+                if let Some(drive) = &group.drive {
+                    sources.insert(drive.mount.clone());
+                }
+            }
+        }
+        Self {
+            updates,
+            sources: sources.into_iter().collect(),
+        }
+    }
+
+    /// Everything one drive offers.
+    pub fn for_drive(listing: &Listing, drive_id: &str) -> Self {
+        let ids: Vec<String> = listing
+            .drive_group(drive_id)
+            .filter(|group| group.installable())
+            .map(|group| group.updates.iter().map(|u| u.id.clone()).collect())
+            .unwrap_or_default();
+        Self::for_ids(listing, &ids)
+    }
+
+    /// Everything listed that can be installed.
+    pub fn for_all(listing: &Listing) -> Self {
+        let ids: Vec<String> = listing
+            .groups
+            .iter()
+            .filter(|group| group.installable())
+            .flat_map(|group| group.updates.iter().map(|u| u.id.clone()))
+            .collect();
+        Self::for_ids(listing, &ids)
+    }
+
+    /// Leaves out what `done` says needs nothing more (installed by an earlier run).
+    pub fn without(mut self, done: impl Fn(&str) -> bool) -> Self {
+        self.updates.retain(|update| !done(&update.id));
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.updates.is_empty()
+    }
+
+    /// `ferryctl install` arguments, after the program name.
+    pub fn ferryctl_args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = ["install", "--json", "--yes"].map(OsString::from).to_vec();
+        let online = self.updates.iter().any(|update| {
+            update
+                .sources
+                .iter()
+                .any(|source| source.kind != SourceKind::Drive)
+        });
+        if !online {
+            args.push("--offline".into());
+        }
+        let mut sysroots = BTreeSet::new();
+        let mut installations = BTreeSet::new();
+        for update in &self.updates {
+            match (update.target, update.installation.as_deref()) {
+                // Named even when it is the booted "/": any target option narrows the targets.
+                (TargetKind::Os, sysroot) => {
+                    sysroots.insert(sysroot.unwrap_or("/").to_owned());
+                }
+                (TargetKind::Flatpak, Some(installation)) => {
+                    installations.insert(installation.to_owned());
+                }
+                _ => {}
+            }
+        }
+        for sysroot in sysroots {
+            args.extend(["--sysroot".into(), sysroot.into()]);
+        }
+        for installation in installations {
+            args.extend(["--installation".into(), installation.into()]);
+        }
+        for source in &self.sources {
+            args.extend(["--from".into(), source.into()]);
+        }
+        let mut refs = BTreeSet::new();
+        for update in &self.updates {
+            if refs.insert(update.ref_name.as_str()) {
+                args.push(update.ref_name.clone().into());
+            }
+        }
+        args
+    }
+
+    /// Whether any target of this request is out of reach of the current user.
+    pub fn needs_root(&self) -> bool {
+        if rustix::process::geteuid().is_root() {
+            return false;
+        }
+        self.updates.iter().any(update_needs_root)
+    }
+
+    /// The command to run: `ferryctl` itself, or `pkexec` with its absolute path so polkit
+    /// applies the `io.github.ferry.Ferry.install` action.
+    pub fn launch(&self, ferryctl: &Path, elevate: bool) -> Launch {
+        let args = self.ferryctl_args();
+        if elevate {
+            let mut pkexec_args: Vec<OsString> = vec![absolute(ferryctl).into_os_string()];
+            pkexec_args.extend(args);
+            Launch {
+                program: PathBuf::from("pkexec"),
+                args: pkexec_args,
+                elevated: true,
+            }
+        } else {
+            Launch {
+                program: ferryctl.to_path_buf(),
+                args,
+                elevated: false,
+            }
+        }
+    }
+}
+
+/// A program and its arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Launch {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    pub elevated: bool,
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    std::env::current_dir()
+        .map(|dir| dir.join(path))
+        .unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn update_needs_root(update: &Update) -> bool {
+    let target_dir = match (update.target, update.installation.as_deref()) {
+        (TargetKind::Flatpak, Some("user")) => return false,
+        (TargetKind::Flatpak, Some("system") | None) => std::env::var_os("FLATPAK_SYSTEM_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/var/lib/flatpak")),
+        (TargetKind::Os, sysroot) => {
+            let sysroot = PathBuf::from(sysroot.unwrap_or("/"));
+            let repo = sysroot.join("ostree/repo");
+            if repo.exists() {
+                repo
+            } else {
+                sysroot
+            }
+        }
+        (_, Some(path)) => PathBuf::from(path),
+        (TargetKind::Repo, None) => return false,
+    };
+    !writable(&target_dir)
+}
+
+fn writable(path: &Path) -> bool {
+    rustix::fs::access(path, rustix::fs::Access::WRITE_OK).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::listing;
+    use ferry_engine::schema::DriveRecord;
+
+    fn kingston() -> Listing {
+        let record: DriveRecord =
+            serde_json::from_str(include_str!("../../tests/data/drives/kingston.json"))
+                .expect("record");
+        listing::from_records(vec![record])
+    }
+
+    fn strings(args: &[OsString]) -> Vec<String> {
+        args.iter()
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_drive_installs_every_ref_from_its_mount() {
+        let request = InstallRequest::for_drive(&kingston(), "kingston-1234");
+        assert_eq!(request.updates.len(), 3);
+        assert_eq!(
+            strings(&request.ferryctl_args()),
+            [
+                "install",
+                "--json",
+                "--yes",
+                "--offline",
+                "--sysroot",
+                "/",
+                "--installation",
+                "user",
+                "--from",
+                "/media/user/KINGSTON",
+                "exampleos/x86_64/stable",
+                "app/org.example.Tool/x86_64/stable",
+                "app/org.gnome.TextEditor/x86_64/stable",
+            ]
+        );
+    }
+
+    #[test]
+    fn one_row_installs_one_ref() {
+        let id = "flatpak:user:app/org.example.Tool/x86_64/stable".to_owned();
+        let request = InstallRequest::for_ids(&kingston(), &[id, "no-such-update".into()]);
+        assert_eq!(request.updates.len(), 1);
+        let args = strings(&request.ferryctl_args());
+        assert_eq!(
+            args.last().map(String::as_str),
+            Some("app/org.example.Tool/x86_64/stable")
+        );
+        assert!(!args.iter().any(|arg| arg == "exampleos/x86_64/stable"));
+    }
+
+    #[test]
+    fn a_sysroot_other_than_the_booted_one_is_passed() {
+        let mut listing = kingston();
+        listing.groups[0].updates[0].installation = Some("/tmp/demo/sysroot".into());
+        let request = InstallRequest::for_all(&listing);
+        let args = strings(&request.ferryctl_args());
+        let at = args
+            .iter()
+            .position(|arg| arg == "--sysroot")
+            .expect("--sysroot");
+        assert_eq!(args[at + 1], "/tmp/demo/sysroot");
+    }
+
+    #[test]
+    fn elevation_goes_through_pkexec_with_an_absolute_path() {
+        let request = InstallRequest::for_all(&kingston());
+        let launch = request.launch(Path::new("/usr/bin/ferryctl"), true);
+        assert_eq!(launch.program, PathBuf::from("pkexec"));
+        assert_eq!(launch.args[0], OsString::from("/usr/bin/ferryctl"));
+        assert_eq!(launch.args[1], OsString::from("install"));
+        assert!(launch.elevated);
+        let direct = request.launch(Path::new("/usr/bin/ferryctl"), false);
+        assert_eq!(direct.program, PathBuf::from("/usr/bin/ferryctl"));
+        assert_eq!(direct.args[0], OsString::from("install"));
+    }
+
+    #[test]
+    fn what_an_earlier_run_installed_is_left_out() {
+        let request = InstallRequest::for_all(&kingston()).without(|id| id.starts_with("os:"));
+        let args = strings(&request.ferryctl_args());
+        assert!(
+            !args.iter().any(|arg| arg == "exampleos/x86_64/stable"),
+            "{args:?}"
+        );
+        assert!(!args.iter().any(|arg| arg == "--sysroot"), "{args:?}");
+        assert_eq!(request.updates.len(), 2);
+    }
+
+    #[test]
+    fn per_user_installations_never_need_root() {
+        let mut listing = kingston();
+        listing.groups[0]
+            .updates
+            .retain(|u| u.installation.as_deref() == Some("user"));
+        assert!(!InstallRequest::for_all(&listing).needs_root());
+    }
+
+    #[test]
+    fn a_writable_sysroot_does_not_need_root() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut listing = kingston();
+        listing.groups[0].updates[0].installation = Some(dir.path().display().to_string());
+        listing.groups[0].updates.truncate(1);
+        assert!(!InstallRequest::for_all(&listing).needs_root());
+    }
+}

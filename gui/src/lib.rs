@@ -1,0 +1,16 @@
+//! Ferry's desktop app and background agent, as a library so tests can reach every part.
+//!
+//! - [`listing`]: what can be installed, by source (drive records today, the engine later).
+//! - [`model`]: the state of an installation, from `ferryctl install --json` events.
+//! - [`install`]: the installer child process.
+//! - [`agent`]: the drive watch and the notifications.
+//! - [`app`]: the window.
+
+pub mod agent;
+pub mod app;
+pub mod config;
+pub mod format;
+pub mod i18n;
+pub mod install;
+pub mod listing;
+pub mod model;

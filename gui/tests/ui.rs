@@ -1,0 +1,866 @@
+//! UI tests: the real `ferry` binary under Xvfb, on a private D-Bus session bus, with dunst as
+//! the notification server. A fake `ferryctl` (tests/data/fake-ferryctl.sh) replays recorded
+//! event streams. The window's test hook (`FERRY_TEST_DUMP_DIR`) writes its widget tree and a
+//! rendering after every visible change; the tests wait on those files with inotify, assert on
+//! the tree, and keep the renderings as screenshots in target/screenshots/.
+//!
+//! Run with `cargo test -p ferry --test ui`. Without a display it starts itself again under
+//! `xvfb-run` and `dbus-run-session`. `FERRY_UI_KEEP=1` keeps the scratch directory (logs,
+//! every frame) for a look afterwards.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context as _, Result};
+use inotify::{Inotify, WatchMask};
+use rustix::event::{PollFd, PollFlags, Timespec};
+
+const SESSION_MARK: &str = "FERRY_UI_SESSION";
+const DEADLINE: Duration = Duration::from_secs(60);
+const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
+const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
+
+type Scenario = fn(&Session) -> Result<()>;
+
+/// The one test this binary holds, as test runners list it.
+const TEST_NAME: &str = "ui_states_notifications_and_screenshots";
+
+fn main() -> ExitCode {
+    // Speak the test harness protocol that `cargo test` and `cargo nextest` use: listing,
+    // filters, and `--ignored` (this test is never ignored).
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let ignored = args.iter().any(|arg| arg == "--ignored");
+    if args.iter().any(|arg| arg == "--list") {
+        if !ignored {
+            println!("{TEST_NAME}: test");
+        }
+        return ExitCode::SUCCESS;
+    }
+    let exact = args.iter().any(|arg| arg == "--exact");
+    let filters: Vec<&String> = args.iter().filter(|arg| !arg.starts_with('-')).collect();
+    let selected = filters.is_empty()
+        || filters.iter().any(|filter| {
+            if exact {
+                *filter == TEST_NAME
+            } else {
+                TEST_NAME.contains(filter.as_str())
+            }
+        });
+    if ignored || !selected {
+        return ExitCode::SUCCESS;
+    }
+    if std::env::var_os(SESSION_MARK).is_none() {
+        return run_in_session();
+    }
+    let session = match Session::start() {
+        Ok(session) => session,
+        Err(error) => {
+            eprintln!("ui: cannot set up the test session: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let scenarios: [(&str, Scenario); 6] = [
+        ("empty state, then a drive appears", empty_then_drive),
+        (
+            "agent: notification, Install through D-Bus, progress, restart",
+            agent_notifies_and_installs,
+        ),
+        (
+            "failures: engine message, dead child, unknown stream",
+            failures,
+        ),
+        ("drive with only problems", problems_only),
+        ("German, and cancel", german_and_cancel),
+        (
+            "agent: a drive with only problems, and its removal",
+            agent_problems_and_withdrawal,
+        ),
+    ];
+    let mut failed = 0;
+    for (name, scenario) in scenarios {
+        eprintln!("ui: {name} ...");
+        match scenario(&session) {
+            Ok(()) => eprintln!("ui: {name}: ok"),
+            Err(error) => {
+                failed += 1;
+                eprintln!("ui: {name}: FAILED: {error:#}");
+            }
+        }
+    }
+    eprintln!("ui: screenshots in {}", screenshots_dir().display());
+    if std::env::var_os("FERRY_UI_KEEP").is_some() {
+        let kept = session.root.path().to_path_buf();
+        std::mem::forget(session);
+        eprintln!("ui: kept {} (FERRY_UI_KEEP)", kept.display());
+    }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("ui: {failed} scenario(s) failed");
+        ExitCode::FAILURE
+    }
+}
+
+/// Starts this binary again inside Xvfb and a private session bus.
+fn run_in_session() -> ExitCode {
+    for tool in [
+        "xvfb-run",
+        "dbus-run-session",
+        "dunst",
+        "dunstctl",
+        "dbus-monitor",
+        "gdbus",
+        "import",
+    ] {
+        if which(tool).is_none() {
+            eprintln!("ui: {tool} is missing; run scripts/install-deps.sh");
+            return ExitCode::FAILURE;
+        }
+    }
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(error) => {
+            eprintln!("ui: cannot find this test binary: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let status = Command::new("xvfb-run")
+        .args([
+            "--auto-servernum",
+            "--server-args=-screen 0 1280x900x24 -nolisten tcp",
+        ])
+        .arg("dbus-run-session")
+        .arg("--")
+        .arg(exe)
+        .env(SESSION_MARK, "1")
+        .status();
+    match status {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("ui: the session ended with {status}");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("ui: cannot start xvfb-run: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(tool))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(MANIFEST_DIR).join("..")
+}
+
+fn data(name: &str) -> PathBuf {
+    Path::new(MANIFEST_DIR).join("tests/data").join(name)
+}
+
+fn screenshots_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    target.join("screenshots")
+}
+
+/// Kills a child when dropped, so a failing scenario never leaves the next one a running app.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The session-wide pieces: dunst, a bus monitor, compiled translations, GTK settings.
+struct Session {
+    root: tempfile::TempDir,
+    locale_dir: PathBuf,
+    monitor_log: PathBuf,
+    pick_log: PathBuf,
+    _dunst: Guard,
+    _monitor: Guard,
+}
+
+impl Session {
+    fn start() -> Result<Self> {
+        let root = tempfile::tempdir()?;
+        let locale_dir = root.path().join("locale");
+        run(Command::new(repo_root().join("scripts/i18n.sh"))
+            .arg("compile")
+            .arg(&locale_dir))?;
+
+        // Animations off: every frame the hook records is a settled one.
+        let gtk_dir = root.path().join("config/gtk-4.0");
+        fs::create_dir_all(&gtk_dir)?;
+        fs::write(
+            gtk_dir.join("settings.ini"),
+            "[Settings]\ngtk-font-name=Cantarell 11\ngtk-icon-theme-name=Adwaita\ngtk-enable-animations=false\n",
+        )?;
+
+        let monitor_log = root.path().join("dbus-monitor.log");
+        let monitor = Command::new("dbus-monitor")
+            .args(["--session", "interface='org.freedesktop.Notifications'"])
+            .stdout(fs::File::create(&monitor_log)?)
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting dbus-monitor")?;
+        let monitor = Guard(monitor);
+
+        let pick_log = root.path().join("dunst-menu.log");
+        let dunstrc = root.path().join("dunstrc");
+        fs::write(
+            &dunstrc,
+            format!(
+                "[global]\n    font = Cantarell 11\n    width = 380\n    origin = top-right\n    offset = 16x16\n    \
+                 frame_width = 1\n    frame_color = \"#d5d5d5\"\n    corner_radius = 12\n    padding = 12\n    \
+                 horizontal_padding = 14\n    icon_position = left\n    min_icon_size = 48\n    max_icon_size = 48\n    \
+                 icon_path = {}\n    \
+                 format = \"<b>%s</b>\\n%b\"\n    dmenu = {}\n\n\
+                 [urgency_low]\n    background = \"#ffffff\"\n    foreground = \"#241f31\"\n    timeout = 0\n\n\
+                 [urgency_normal]\n    background = \"#ffffff\"\n    foreground = \"#241f31\"\n    timeout = 0\n",
+                repo_root().join("data/icons/hicolor/scalable/apps").display(),
+                data("pick-install.sh").display()
+            ),
+        )?;
+        let dunst = Command::new("dunst")
+            .arg("-config")
+            .arg(&dunstrc)
+            .env("PICK_LOG", &pick_log)
+            .env("XDG_DATA_DIRS", data_dirs())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(root.path().join("dunst.log"))?)
+            .spawn()
+            .context("starting dunst")?;
+        let dunst = Guard(dunst);
+        run(Command::new("gdbus").args([
+            "wait",
+            "--session",
+            "--timeout",
+            "30",
+            "org.freedesktop.Notifications",
+        ]))
+        .context("dunst did not take the notification bus name")?;
+        fs::create_dir_all(screenshots_dir())?;
+        Ok(Self {
+            root,
+            locale_dir,
+            monitor_log,
+            pick_log,
+            _dunst: dunst,
+            _monitor: monitor,
+        })
+    }
+
+    fn monitor_text(&self) -> String {
+        fs::read_to_string(&self.monitor_log).unwrap_or_default()
+    }
+
+    /// Waits until the bus monitor has seen something satisfying `check`.
+    fn wait_for_bus(&self, what: &str, check: impl Fn(&str) -> bool) -> Result<()> {
+        wait_for_file(&self.monitor_log, what, |text| check(text).then_some(()))
+    }
+}
+
+fn data_dirs() -> OsString {
+    let mut dirs = repo_root().join("data").into_os_string();
+    dirs.push(":/usr/local/share:/usr/share");
+    dirs
+}
+
+fn run(command: &mut Command) -> Result<String> {
+    let output = command
+        .output()
+        .with_context(|| format!("running {command:?}"))?;
+    ensure!(
+        output.status.success(),
+        "{command:?} failed with {}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// One scenario's world: a runtime dir with drive records, the fake ferryctl's settings, and
+/// the window's dump dir.
+struct World<'a> {
+    session: &'a Session,
+    dir: PathBuf,
+    drives: PathBuf,
+    dump: PathBuf,
+    ctl_config: PathBuf,
+    ctl_args: PathBuf,
+    gate: PathBuf,
+    language: Option<&'a str>,
+}
+
+impl<'a> World<'a> {
+    fn new(session: &'a Session, name: &str) -> Result<Self> {
+        let dir = session.root.path().join(name);
+        let world = Self {
+            session,
+            drives: dir.join("run/drives"),
+            dump: dir.join("dump"),
+            ctl_config: dir.join("fake-ferryctl.conf"),
+            ctl_args: dir.join("ferryctl-args"),
+            gate: dir.join("gate"),
+            dir,
+            language: None,
+        };
+        fs::create_dir_all(&world.dir)?;
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &world.gate,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )?;
+        world.fake_ctl("install-all-ok.jsonl", None, &[])?;
+        Ok(world)
+    }
+
+    /// What the fake ferryctl does on its next run.
+    fn fake_ctl(
+        &self,
+        stream: &str,
+        pause_after: Option<usize>,
+        extra: &[(&str, &str)],
+    ) -> Result<()> {
+        let mut config = format!(
+            "FAKE_CTL_ARGS='{}'\nFAKE_CTL_STREAM='{}'\nFAKE_CTL_GATE='{}'\n",
+            self.ctl_args.display(),
+            data(&format!("streams/{stream}")).display(),
+            self.gate.display()
+        );
+        if let Some(lines) = pause_after {
+            config.push_str(&format!("FAKE_CTL_PAUSE_AFTER={lines}\n"));
+        }
+        for (key, value) in extra {
+            config.push_str(&format!("{key}={value}\n"));
+        }
+        fs::write(&self.ctl_config, config)?;
+        Ok(())
+    }
+
+    fn add_drive(&self, name: &str) -> Result<()> {
+        fs::create_dir_all(&self.drives)?;
+        let temporary = self.drives.join(format!(".{name}.tmp"));
+        fs::copy(data(&format!("drives/{name}")), &temporary)?;
+        fs::rename(&temporary, self.drives.join(name))?;
+        Ok(())
+    }
+
+    fn remove_drive(&self, name: &str) -> Result<()> {
+        fs::remove_file(self.drives.join(name))?;
+        Ok(())
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(FERRY);
+        command
+            .args(args)
+            .env("FERRY_RUN_DIR", self.drives.parent().unwrap_or(&self.dir))
+            .env("FERRY_CTL", data("fake-ferryctl.sh"))
+            .env("FAKE_CTL_CONFIG", &self.ctl_config)
+            .env("FERRY_TEST_DUMP_DIR", &self.dump)
+            .env("FERRY_LOCALEDIR", &self.session.locale_dir)
+            .env("FERRY_LOG", "info")
+            .env("GDK_BACKEND", "x11")
+            .env("XDG_CONFIG_HOME", self.session.root.path().join("config"))
+            .env("XDG_DATA_DIRS", data_dirs())
+            .env("LANG", "C.UTF-8")
+            .env_remove("LC_ALL")
+            .env_remove("LC_MESSAGES")
+            .stdout(Stdio::null())
+            .stderr(
+                fs::File::options()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.join("ferry.log"))
+                    .map(Stdio::from)
+                    .unwrap_or_else(|_| Stdio::null()),
+            );
+        match self.language {
+            Some(language) => command.env("LANGUAGE", language),
+            None => command.env_remove("LANGUAGE"),
+        };
+        command
+    }
+
+    fn start(&self, args: &[&str]) -> Result<Guard> {
+        let child = self.command(args).spawn().context("starting ferry")?;
+        Ok(Guard(child))
+    }
+
+    /// Starts the app (or hands the command line to the running one) and waits for that
+    /// process to be done with it.
+    fn run_remote(&self, args: &[&str]) -> Result<()> {
+        let status = self.command(args).status().context("starting ferry")?;
+        ensure!(status.success(), "ferry {args:?} ended with {status}");
+        Ok(())
+    }
+
+    fn wait_for_app_on_bus(&self) -> Result<()> {
+        run(Command::new("gdbus").args([
+            "wait",
+            "--session",
+            "--timeout",
+            "30",
+            "io.github.ferry.Ferry",
+        ]))
+        .context("the app did not register on the session bus")?;
+        Ok(())
+    }
+
+    /// Activates one of the app's actions the way the desktop does, over D-Bus.
+    fn activate(&self, action: &str) -> Result<()> {
+        run(Command::new("gdbus").args([
+            "call",
+            "--session",
+            "--dest",
+            "io.github.ferry.Ferry",
+            "--object-path",
+            "/io/github/ferry/Ferry",
+            "--method",
+            "org.gtk.Actions.Activate",
+            action,
+            "[]",
+            "{}",
+        ]))?;
+        Ok(())
+    }
+
+    fn release_gate(&self) -> Result<()> {
+        let mut gate = fs::OpenOptions::new().write(true).open(&self.gate)?;
+        gate.write_all(b"go\n")?;
+        Ok(())
+    }
+
+    /// Waits for a painted frame whose widget tree satisfies `check`; returns it.
+    fn wait_for_frame(&self, what: &str, check: impl Fn(&str) -> bool) -> Result<Frame> {
+        fs::create_dir_all(&self.dump)?;
+        let latest = self.dump.join("latest");
+        let dump = self.dump.clone();
+        let mut last_text = String::new();
+        let found = wait_for_file(&latest, what, |sequence| {
+            let sequence = sequence.trim();
+            let text = fs::read_to_string(dump.join(format!("frame-{sequence}.txt"))).ok()?;
+            if check(&text) {
+                Some(Frame {
+                    text,
+                    png: dump.join(format!("frame-{sequence}.png")),
+                })
+            } else {
+                last_text = text;
+                None
+            }
+        });
+        found.with_context(|| format!("the last frame was:\n{last_text}"))
+    }
+}
+
+struct Frame {
+    text: String,
+    png: PathBuf,
+}
+
+impl Frame {
+    fn save(&self, name: &str) -> Result<()> {
+        let target = screenshots_dir().join(format!("{name}.png"));
+        fs::copy(&self.png, &target).with_context(|| format!("saving {}", target.display()))?;
+        let size = fs::metadata(&target)?.len();
+        ensure!(
+            size > 10_000,
+            "{} is only {size} bytes: the window drew nothing?",
+            target.display()
+        );
+        Ok(())
+    }
+
+    fn has(&self, needle: &str) -> bool {
+        self.text.contains(needle)
+    }
+
+    fn expect(&self, needles: &[&str]) -> Result<()> {
+        for needle in needles {
+            ensure!(
+                self.has(needle),
+                "missing {needle:?} in the window:\n{}",
+                self.text
+            );
+        }
+        Ok(())
+    }
+
+    fn expect_not(&self, needles: &[&str]) -> Result<()> {
+        for needle in needles {
+            ensure!(
+                !self.has(needle),
+                "unexpected {needle:?} in the window:\n{}",
+                self.text
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Waits, with inotify on its directory, until `path` exists and `check` accepts its text.
+fn wait_for_file<T>(
+    path: &Path,
+    what: &str,
+    mut check: impl FnMut(&str) -> Option<T>,
+) -> Result<T> {
+    let dir = path.parent().context("a path without a directory")?;
+    fs::create_dir_all(dir)?;
+    let inotify = Inotify::init()?;
+    inotify.watches().add(
+        dir,
+        WatchMask::MODIFY | WatchMask::CLOSE_WRITE | WatchMask::MOVED_TO | WatchMask::CREATE,
+    )?;
+    let mut buffer = vec![0; 64 * 1024];
+    let deadline = Instant::now() + DEADLINE;
+    let mut inotify = inotify;
+    loop {
+        if let Ok(text) = fs::read_to_string(path) {
+            if let Some(found) = check(&text) {
+                return Ok(found);
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            bail!(
+                "timed out after {DEADLINE:?} waiting for {what} ({})",
+                path.display()
+            );
+        }
+        let timeout = Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        let mut fds = [PollFd::new(&inotify, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, Some(&timeout)) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(error) => bail!("poll: {error}"),
+        }
+        // Drain; the next round re-reads the file.
+        while let Ok(events) = inotify.read_events(&mut buffer) {
+            if events.count() == 0 {
+                break;
+            }
+        }
+    }
+}
+
+/// For state only reachable by asking (dunst's counters): asks again every 50 ms until
+/// `check` holds, or fails at the deadline.
+fn poll_until(what: &str, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if check()? {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {DEADLINE:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn install_executable_bits() -> Result<()> {
+    for script in ["fake-ferryctl.sh", "pick-install.sh"] {
+        let path = data(script);
+        let mut permissions = fs::metadata(&path)?.permissions();
+        if permissions.mode() & 0o111 == 0 {
+            permissions.set_mode(0o755);
+            fs::set_permissions(&path, permissions)?;
+        }
+    }
+    Ok(())
+}
+
+fn empty_then_drive(session: &Session) -> Result<()> {
+    install_executable_bits()?;
+    let world = World::new(session, "empty")?;
+    // No runtime dir at all yet: the app watches the nearest existing parent.
+    let _app = world.start(&[])?;
+    let empty = world.wait_for_frame("the empty state", |text| {
+        text.contains("StatusPage title=\"Plug in a USB drive with updates\"")
+    })?;
+    empty.expect_not(&["Button \"Install All\""])?;
+    empty.save("empty")?;
+
+    world.add_drive("kingston.json")?;
+    let updates = world.wait_for_frame("the drive's updates", |text| {
+        text.contains("Group title=\"KINGSTON\"")
+    })?;
+    updates.expect(&[
+        "Group title=\"KINGSTON\" description=\"USB drive · 3 updates · 260.8\u{a0}MB\"",
+        "Row title=\"Operating System\" subtitle=\"System update · 41.2 → 42.0\"",
+        "Row title=\"GNOME Text Editor\" subtitle=\"45.1 → 46.0\"",
+        "Row title=\"app/org.example.Tool/x86_64/stable\" subtitle=\"1.0 → 1.1\"",
+        "Label \"Unsigned\"",
+        "Label \"245.1\u{a0}MB\"",
+        "Button \"Install All\" sensitive=true",
+    ])?;
+    ensure!(
+        updates
+            .text
+            .matches("Button \"Install\" sensitive=true")
+            .count()
+            == 3,
+        "three rows with an Install button:\n{}",
+        updates.text
+    );
+    Ok(())
+}
+
+fn agent_notifies_and_installs(session: &Session) -> Result<()> {
+    let world = World::new(session, "agent")?;
+    fs::create_dir_all(&world.drives)?;
+    world.fake_ctl("install-all-ok.jsonl", Some(11), &[])?;
+    let _agent = world.start(&["--background"])?;
+    world.wait_for_app_on_bus()?;
+
+    world.add_drive("kingston.json")?;
+    session.wait_for_bus("the notification for KINGSTON", |log| {
+        log.contains("string \"Updates on KINGSTON\"")
+            && log.contains("string \"2 apps and a system update\"")
+    })?;
+    let log = session.monitor_text();
+    for needle in [
+        "member=Notify",
+        "string \"install\"",
+        "string \"Install\"",
+        "string \"show\"",
+        "string \"Show\"",
+    ] {
+        ensure!(
+            log.contains(needle),
+            "the notification lacks {needle:?}:\n{log}"
+        );
+    }
+    // dunst queues what it received, then shows it.
+    poll_until("dunst to show the notification", || {
+        let displayed = run(Command::new("dunstctl").args(["count", "displayed"]))?;
+        Ok(displayed.trim() != "0")
+    })?;
+
+    // A second `ferry` hands over to the agent, which opens its window.
+    world.run_remote(&[])?;
+    let updates = world.wait_for_frame("the window with updates", |text| {
+        text.contains("Row title=\"GNOME Text Editor\"")
+            && text.contains("Button \"Install All\" sensitive=true")
+    })?;
+    updates.save("updates")?;
+    run(Command::new("import")
+        .args(["-window", "root"])
+        .arg(screenshots_dir().join("notification.png")))?;
+
+    // Install, as a person would: through the notification's action, via dunst's menu.
+    run(Command::new("dunstctl").arg("context"))?;
+    let args = wait_for_file(&world.ctl_args, "ferryctl to be started", |text| {
+        text.contains("--\n").then(|| text.to_owned())
+    })?;
+    let args: Vec<&str> = args.lines().collect();
+    ensure!(
+        args == [
+            "install",
+            "--json",
+            "--yes",
+            "--offline",
+            "--sysroot",
+            "/",
+            "--installation",
+            "user",
+            "--from",
+            "/media/user/KINGSTON",
+            "exampleos/x86_64/stable",
+            "app/org.example.Tool/x86_64/stable",
+            "app/org.gnome.TextEditor/x86_64/stable",
+            "--",
+        ],
+        "ferryctl was called with {args:?}"
+    );
+    ensure!(
+        session.monitor_text().contains("member=ActionInvoked"),
+        "dunst did not report the action"
+    );
+    let menu = fs::read_to_string(&session.pick_log).unwrap_or_default();
+    ensure!(menu.contains("Install"), "dunst's menu offered {menu:?}");
+
+    let installing = world.wait_for_frame("the installation in progress", |text| {
+        text.contains("Installing 3 updates") && text.contains("Label \"Downloaded\"")
+    })?;
+    installing.expect(&[
+        "Label \"101.4\u{a0}MB of 260.8\u{a0}MB · 11.5\u{a0}MB/s · Less than a minute left\"",
+        "Label \"98.0\u{a0}MB of 245.1\u{a0}MB · 9.7\u{a0}MB/s\"",
+        "Label \"Waiting\"",
+        "Button \"Cancel\" sensitive=true",
+        "Button \"Install All\" sensitive=false",
+        "ProgressBar fraction=0.389 size=",
+    ])?;
+    installing.save("installing")?;
+
+    world.release_gate()?;
+    let done = world.wait_for_frame("the end of the installation", |text| {
+        text.contains("Button \"Restart\" sensitive=true")
+    })?;
+    done.expect(&[
+        "Label \"Restart to finish\"",
+        "Label \"The system update is ready. Restart the computer to start using it.\"",
+        "Label \"Installed\"",
+    ])?;
+    done.expect_not(&["Button \"Cancel\"", "ProgressBar"])?;
+    done.save("done")?;
+    session.wait_for_bus("the result notification", |log| {
+        log.contains("string \"Restart to finish\"") && log.contains("string \"restart\"")
+    })?;
+    Ok(())
+}
+
+fn failures(session: &Session) -> Result<()> {
+    let world = World::new(session, "failures")?;
+    world.add_drive("kingston.json")?;
+    world.fake_ctl("install-one-fails.jsonl", None, &[("FAKE_CTL_EXIT", "1")])?;
+    let _app = world.start(&[])?;
+    world.wait_for_frame("the updates", |text| {
+        text.contains("Button \"Install All\" sensitive=true")
+    })?;
+    world.wait_for_app_on_bus()?;
+
+    world.activate("install-all")?;
+    let failed = world.wait_for_frame("the failure", |text| {
+        text.contains("Label \"Some updates could not be installed\"")
+    })?;
+    failed.expect(&[
+        "is corrupt: its checksum does not match. Copy the app to the drive again.",
+        "Button \"Try Again\" sensitive=true",
+        "Label \"Restart to finish\"",
+        "Button \"Install All\" sensitive=true",
+    ])?;
+    failed.save("failed")?;
+
+    // Only what failed is left to install; what was installed stays so.
+    world.fake_ctl("install-tool-killed.jsonl", None, &[("FAKE_CTL_DIE", "1")])?;
+    world.activate("install-all")?;
+    let died = world.wait_for_frame("a child that died", |text| {
+        text.contains("Label \"Installation failed\"") && text.contains("The drive went away")
+    })?;
+    died.expect(&[
+        "Row title=\"app/org.example.Tool/x86_64/stable\" subtitle=\"The drive went away\"",
+        "Button \"Try Again\" sensitive=true",
+        "Label \"Installed\"",
+        "Label \"Restart to finish\"",
+        // The system update of the first run still waits for its restart.
+        "Button \"Restart\" sensitive=true",
+    ])?;
+    ensure!(
+        died.text.matches("Button \"Try Again\"").count() == 1 && !died.has("Button \"Install\""),
+        "only the failed update can be tried again:\n{}",
+        died.text
+    );
+    let args = fs::read_to_string(&world.ctl_args)?;
+    let second_run = args.split("--\n").nth(1).unwrap_or_default();
+    ensure!(
+        second_run.lines().last() == Some("app/org.example.Tool/x86_64/stable")
+            && !second_run.contains("exampleos"),
+        "the second run asked for more than what failed:\n{second_run}"
+    );
+    died.save("failed-child-died")?;
+
+    world.fake_ctl("stream-version-2.jsonl", None, &[])?;
+    world.activate("install-all")?;
+    world.wait_for_frame("a refused stream", |text| {
+        text.contains("a format this app does not understand (event stream version 2)")
+    })?;
+    Ok(())
+}
+
+fn problems_only(session: &Session) -> Result<()> {
+    let world = World::new(session, "problems")?;
+    world.add_drive("broken-stick.json")?;
+    let app = world.start(&[])?;
+    let frame = world.wait_for_frame("the problems", |text| {
+        text.contains("StatusPage title=\"Nothing can be installed from BROKEN STICK\"")
+    })?;
+    frame.expect(&[
+        "Row title=\"The system update is signed with a key this computer does not trust; get the drive from your administrator.\" subtitle=\"exampleos/x86_64/stable\"",
+        "subtitle=\"app/org.gnome.Maps/x86_64/stable\"",
+    ])?;
+    frame.expect_not(&["Button \"Install All\""])?;
+    frame.save("problems")?;
+
+    // Without the agent, quitting (Ctrl+Q, or the desktop's Quit) ends the process.
+    world.wait_for_app_on_bus()?;
+    world.activate("quit")?;
+    let mut app = app;
+    poll_until("the app to exit", || Ok(app.0.try_wait()?.is_some()))?;
+    Ok(())
+}
+
+fn german_and_cancel(session: &Session) -> Result<()> {
+    let mut world = World::new(session, "german")?;
+    world.language = Some("de");
+    world.add_drive("kingston.json")?;
+    world.add_drive("broken-stick.json")?;
+    world.fake_ctl("install-all-ok.jsonl", Some(11), &[])?;
+    let _app = world.start(&[])?;
+    world.wait_for_frame("the German window", |text| {
+        text.contains("Button \"Alle installieren\" sensitive=true")
+    })?;
+    world.wait_for_app_on_bus()?;
+    world.activate("install-all")?;
+    let frame = world.wait_for_frame("the German progress", |text| {
+        text.contains("3 Aktualisierungen werden installiert")
+            && text.contains("Label \"Heruntergeladen\"")
+    })?;
+    frame.expect(&[
+        "Group title=\"KINGSTON\" description=\"USB-Datenträger · 3 Aktualisierungen · 260.8\u{a0}MB\"",
+        "Row title=\"Betriebssystem\" subtitle=\"Systemaktualisierung · 41.2 → 42.0\"",
+        "ExpanderRow title=\"2 Aktualisierungen können nicht installiert werden\"",
+        "Label \"Unsigniert\"",
+        "Button \"Abbrechen\" sensitive=true",
+        "Weniger als eine Minute verbleibend",
+    ])?;
+    frame.save("german")?;
+
+    world.activate("cancel")?;
+    let cancelled = world.wait_for_frame("the cancelled installation", |text| {
+        text.contains("Label \"Installation abgebrochen\"")
+    })?;
+    cancelled.expect(&["Button \"Erneut versuchen\" sensitive=true"])?;
+    Ok(())
+}
+
+fn agent_problems_and_withdrawal(session: &Session) -> Result<()> {
+    let world = World::new(session, "withdrawal")?;
+    fs::create_dir_all(&world.drives)?;
+    let _agent = world.start(&["--background"])?;
+    world.wait_for_app_on_bus()?;
+    let closes_before = session
+        .monitor_text()
+        .matches("member=CloseNotification")
+        .count();
+
+    world.add_drive("broken-stick.json")?;
+    session.wait_for_bus("the problems notification", |log| {
+        log.contains("string \"Nothing can be installed from BROKEN STICK\"")
+            && log.contains("string \"The system update is signed with a key this computer does not trust; get the drive from your administrator. And 1 more problem.\"")
+    })?;
+    world.remove_drive("broken-stick.json")?;
+    session.wait_for_bus("the notification to be withdrawn", |log| {
+        log.matches("member=CloseNotification").count() > closes_before
+    })?;
+    Ok(())
+}
