@@ -14,10 +14,13 @@
 //! - [`cancel`]: cooperative cancellation.
 
 pub mod cancel;
+pub mod deploy;
 pub mod event;
+pub mod install;
 pub mod object;
 pub mod pull;
 pub mod repo;
+pub mod resolve;
 pub mod scan;
 pub mod schema;
 pub mod source;

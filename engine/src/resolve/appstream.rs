@@ -1,0 +1,347 @@
+//! AppStream data from a remote's `appstream2/<arch>` (or `appstream/<arch>`) branch: display
+//! names, summaries and icons of Flatpak apps.
+//!
+//! The branch's tree holds `appstream.xml` (`appstream.xml.gz` in the older branch) and
+//! `icons/64x64/<app-id>.png`. Its commit is verified like any other before anything in it
+//! is read, and every file read is checked against its checksum. The XML is read with a
+//! streaming reader, within limits on size, depth and entries.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use flate2::read::GzDecoder;
+use quick_xml::escape::resolve_predefined_entity;
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::{Reader, XmlVersion};
+
+use super::flatpak::FlatpakRef;
+use super::tree::{fetch_file, lookup_file};
+use crate::object::Checksum;
+use crate::source::Source;
+
+/// Largest AppStream document read, uncompressed.
+const MAX_XML_BYTES: u64 = 64 * 1024 * 1024;
+/// Largest compressed `appstream.xml.gz` read.
+const MAX_XML_GZ_BYTES: u64 = 32 * 1024 * 1024;
+/// Components beyond this many are ignored.
+const MAX_COMPONENTS: usize = 200_000;
+/// Elements nested deeper than this make the document invalid.
+const MAX_DEPTH: usize = 64;
+/// Longest name or summary kept.
+const MAX_TEXT_BYTES: usize = 4096;
+/// Largest icon copied.
+const MAX_ICON_BYTES: u64 = 1024 * 1024;
+
+/// What AppStream says about one app.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct AppEntry {
+    pub name: Option<String>,
+    pub summary: Option<String>,
+}
+
+/// The apps of one AppStream document, by Flatpak app ID.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Catalog {
+    apps: HashMap<String, AppEntry>,
+}
+
+impl Catalog {
+    pub fn get(&self, app_id: &str) -> Option<&AppEntry> {
+        self.apps.get(app_id)
+    }
+
+    /// Parses an AppStream collection document.
+    pub fn parse(xml: &[u8]) -> Result<Self, String> {
+        let mut reader = Reader::from_reader(xml);
+        let mut catalog = Catalog::default();
+        let mut stack: Vec<String> = Vec::new();
+        let mut current: Option<Component> = None;
+        let mut buf = Vec::new();
+        loop {
+            let event = reader
+                .read_event_into(&mut buf)
+                .map_err(|error| format!("malformed AppStream XML: {error}"))?;
+            match event {
+                Event::Start(start) => {
+                    if stack.len() >= MAX_DEPTH {
+                        return Err(format!("AppStream XML nests deeper than {MAX_DEPTH}"));
+                    }
+                    let name = start.local_name().as_ref().to_owned();
+                    if name == "component" && current.is_none() {
+                        current = Some(Component::new(stack.len()));
+                    } else if let Some(component) = current.as_mut() {
+                        component.open(&name, &start, stack.len());
+                    }
+                    stack.push(name);
+                }
+                Event::End(_) => {
+                    stack.pop();
+                    if let Some(component) = current.as_mut() {
+                        if stack.len() == component.depth {
+                            if let Some(done) = current.take() {
+                                if catalog.apps.len() < MAX_COMPONENTS {
+                                    done.store(&mut catalog.apps);
+                                }
+                            }
+                        } else {
+                            component.close(stack.len());
+                        }
+                    }
+                }
+                Event::Text(text) => {
+                    if let Some(component) = current.as_mut() {
+                        component.text(&text.xml10_content());
+                    }
+                }
+                Event::CData(data) => {
+                    if let Some(component) = current.as_mut() {
+                        component.text(&data);
+                    }
+                }
+                Event::GeneralRef(reference) => {
+                    if let Some(component) = current.as_mut() {
+                        if let Ok(Some(ch)) = reference.resolve_char_ref() {
+                            component.text(ch.encode_utf8(&mut [0; 4]));
+                        } else if let Some(text) = resolve_predefined_entity(&reference) {
+                            component.text(text);
+                        }
+                    }
+                }
+                Event::Eof => break,
+                _ => {}
+            }
+            buf.clear();
+        }
+        Ok(catalog)
+    }
+}
+
+/// Which field of a component the text being read belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Id,
+    Name,
+    Summary,
+    FlatpakBundle,
+}
+
+#[derive(Debug)]
+struct Component {
+    /// Depth of the `<component>` element.
+    depth: usize,
+    reading: Option<Field>,
+    id: String,
+    bundle: String,
+    name: Option<String>,
+    summary: Option<String>,
+}
+
+impl Component {
+    fn new(depth: usize) -> Self {
+        Self {
+            depth,
+            reading: None,
+            id: String::new(),
+            bundle: String::new(),
+            name: None,
+            summary: None,
+        }
+    }
+
+    /// An element opened at `depth`; only direct children of the component count, and
+    /// names and summaries only in the untranslated form.
+    fn open(&mut self, element: &str, start: &BytesStart<'_>, depth: usize) {
+        self.reading = None;
+        if depth != self.depth + 1 {
+            return;
+        }
+        let attribute = |key: &str| {
+            start
+                .attributes()
+                .flatten()
+                .find(|a| a.key.as_ref() == key)
+                .and_then(|a| {
+                    a.normalized_value(XmlVersion::Implicit1_0)
+                        .ok()
+                        .map(|v| v.into_owned())
+                })
+        };
+        let untranslated =
+            || attribute("xml:lang").is_none_or(|lang| lang == "C" || lang.is_empty());
+        self.reading = match element {
+            "id" => Some(Field::Id),
+            "name" if self.name.is_none() && untranslated() => {
+                self.name = Some(String::new());
+                Some(Field::Name)
+            }
+            "summary" if self.summary.is_none() && untranslated() => {
+                self.summary = Some(String::new());
+                Some(Field::Summary)
+            }
+            "bundle" if attribute("type").as_deref() == Some("flatpak") => {
+                Some(Field::FlatpakBundle)
+            }
+            _ => None,
+        };
+    }
+
+    fn close(&mut self, _depth: usize) {
+        self.reading = None;
+    }
+
+    fn text(&mut self, text: &str) {
+        let target = match self.reading {
+            Some(Field::Id) => &mut self.id,
+            Some(Field::FlatpakBundle) => &mut self.bundle,
+            Some(Field::Name) => match self.name.as_mut() {
+                Some(name) => name,
+                None => return,
+            },
+            Some(Field::Summary) => match self.summary.as_mut() {
+                Some(summary) => summary,
+                None => return,
+            },
+            None => return,
+        };
+        if target.len() + text.len() <= MAX_TEXT_BYTES {
+            target.push_str(text);
+        }
+    }
+
+    /// Files the component under the app ID of its Flatpak bundle, else under its `<id>`
+    /// (without the `.desktop` suffix older documents carry).
+    fn store(self, apps: &mut HashMap<String, AppEntry>) {
+        let clean = |text: Option<String>| {
+            text.map(|t| t.split_whitespace().collect::<Vec<_>>().join(" "))
+                .filter(|t| !t.is_empty())
+        };
+        let entry = AppEntry {
+            name: clean(self.name),
+            summary: clean(self.summary),
+        };
+        let bundle_id = FlatpakRef::parse(self.bundle.trim()).map(|r| r.id.to_owned());
+        let id = self.id.trim();
+        let plain_id = id.strip_suffix(".desktop").unwrap_or(id).to_owned();
+        for key in bundle_id.into_iter().chain([plain_id]) {
+            if !key.is_empty() {
+                apps.entry(key).or_insert_with(|| entry.clone());
+            }
+        }
+    }
+}
+
+/// Reads the AppStream document of the tree rooted at `root` on `source`.
+pub(crate) fn read_catalog(source: &dyn Source, root: &Checksum) -> Result<Catalog, String> {
+    if let Some(file) = lookup_file(source, root, "appstream.xml")? {
+        let xml = fetch_file(source, &file, MAX_XML_BYTES)?;
+        return Catalog::parse(&xml);
+    }
+    if let Some(file) = lookup_file(source, root, "appstream.xml.gz")? {
+        let compressed = fetch_file(source, &file, MAX_XML_GZ_BYTES)?;
+        let mut xml = Vec::new();
+        GzDecoder::new(compressed.as_slice())
+            .take(MAX_XML_BYTES + 1)
+            .read_to_end(&mut xml)
+            .map_err(|error| format!("appstream.xml.gz cannot be decompressed: {error}"))?;
+        if xml.len() as u64 > MAX_XML_BYTES {
+            return Err(format!(
+                "appstream.xml.gz holds more than the {MAX_XML_BYTES} bytes read"
+            ));
+        }
+        return Catalog::parse(&xml);
+    }
+    Err("the AppStream branch has neither appstream.xml nor appstream.xml.gz".to_owned())
+}
+
+/// Copies `icons/64x64/<app_id>.png` of the tree rooted at `root` into `cache_dir`, named by
+/// its checksum, and returns the copy's path; None when the tree has no such icon.
+pub(crate) fn cache_icon(
+    source: &dyn Source,
+    root: &Checksum,
+    app_id: &str,
+    cache_dir: &Path,
+) -> Result<Option<PathBuf>, String> {
+    if app_id.contains('/') || app_id.starts_with('.') {
+        return Ok(None);
+    }
+    let Some(file) = lookup_file(source, root, &format!("icons/64x64/{app_id}.png"))? else {
+        return Ok(None);
+    };
+    let path = cache_dir.join(format!("{file}.png"));
+    let bytes = fetch_file(source, &file, MAX_ICON_BYTES)?;
+    write_atomically(cache_dir, &path, &bytes)
+        .map_err(|error| format!("cannot cache the icon in {}: {error}", path.display()))?;
+    Ok(Some(path))
+}
+
+fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)?;
+    file.write_all(bytes)?;
+    drop(file);
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<components version="0.8" origin="flatpak">
+  <component type="desktop">
+    <id>org.example.App.desktop</id>
+    <name>Example &amp; Greeter</name>
+    <name xml:lang="de">Beispiel</name>
+    <summary>Prints a <![CDATA[greeting]]></summary>
+    <description><p><name>not this</name></p></description>
+    <bundle type="flatpak">app/org.example.Bundled/x86_64/stable</bundle>
+  </component>
+  <component type="desktop-application">
+    <id>org.example.Other</id>
+    <name xml:lang="fr">Autre</name>
+    <name>Other</name>
+  </component>
+</components>"#;
+
+    #[test]
+    fn finds_untranslated_names_by_bundle_and_id() {
+        let catalog = Catalog::parse(DOC.as_bytes()).expect("parses");
+        let bundled = catalog.get("org.example.Bundled").expect("by bundle");
+        assert_eq!(bundled.name.as_deref(), Some("Example & Greeter"));
+        assert_eq!(bundled.summary.as_deref(), Some("Prints a greeting"));
+        assert_eq!(catalog.get("org.example.App"), Some(bundled));
+        let other = catalog.get("org.example.Other").expect("by id");
+        assert_eq!(other.name.as_deref(), Some("Other"));
+        assert_eq!(other.summary, None);
+    }
+
+    #[test]
+    fn refuses_broken_and_deep_documents() {
+        assert!(Catalog::parse(b"<components><component><id>x</name></component>").is_err());
+        let deep = format!(
+            "{}{}",
+            "<a>".repeat(MAX_DEPTH + 1),
+            "</a>".repeat(MAX_DEPTH + 1)
+        );
+        assert!(Catalog::parse(deep.as_bytes()).is_err());
+        assert_eq!(Catalog::parse(b"").expect("empty"), Catalog::default());
+    }
+}

@@ -1,0 +1,144 @@
+//! How many bytes an update needs to fetch: the objects of the new commit that the target's
+//! repository does not have yet.
+//!
+//! With `ostree.sizes` in the commit this is a lookup per object. Without it the commit's
+//! tree is walked on the source, counting objects as the source stores them, unless the
+//! listing is quick (drive insertion), where Flatpak's `xa.download-size` or the commit's own
+//! size has to do.
+
+use std::collections::HashSet;
+
+use super::flatpak::recorded_download_size;
+use super::tree::fetch_metadata;
+use crate::object::{Checksum, Commit, DirTree, ObjectId, ObjectKind};
+use crate::repo::Repo;
+use crate::source::Source;
+
+/// Objects visited by one walk at most; a tree larger than this is not measured further.
+const MAX_WALKED_OBJECTS: usize = 4_000_000;
+
+/// The target repository objects are checked against; None when it could not be opened,
+/// in which case every object counts as missing.
+pub(crate) struct LocalObjects<'a>(pub Option<&'a Repo>);
+
+impl LocalObjects<'_> {
+    fn missing(&self, object: ObjectId) -> bool {
+        match self.0 {
+            Some(repo) => !repo.has_object(object).unwrap_or(false),
+            None => true,
+        }
+    }
+}
+
+/// The outcome of a measurement: the bytes, and why the figure may be short when the walk
+/// could not finish.
+pub(crate) struct Measured {
+    pub bytes: u64,
+    pub incomplete: Option<String>,
+}
+
+/// Bytes to fetch for `commit` (whose object is `commit_len` bytes) from `source`.
+pub(crate) fn download_size(
+    checksum: &Checksum,
+    commit: &Commit,
+    commit_len: u64,
+    local: &LocalObjects<'_>,
+    source: &dyn Source,
+    quick: bool,
+) -> Measured {
+    let own = if local.missing(ObjectId::new(*checksum, ObjectKind::Commit)) {
+        commit_len
+    } else {
+        0
+    };
+    let done = |bytes| Measured {
+        bytes,
+        incomplete: None,
+    };
+    if let Ok(Some(sizes)) = commit.sizes() {
+        let objects: u64 = sizes
+            .iter()
+            .filter(|size| local.missing(ObjectId::new(size.checksum, size.kind)))
+            .map(|size| size.archived)
+            .fold(0, u64::saturating_add);
+        return done(own.saturating_add(objects));
+    }
+    if quick {
+        return done(recorded_download_size(commit).map_or(own, |recorded| recorded.max(own)));
+    }
+    let mut walk = Walk {
+        source,
+        local,
+        seen: HashSet::new(),
+        bytes: own,
+    };
+    match walk.tree(commit.root_tree, commit.root_meta) {
+        Ok(()) => done(walk.bytes),
+        Err(reason) => Measured {
+            bytes: walk.bytes,
+            incomplete: Some(reason),
+        },
+    }
+}
+
+struct Walk<'a> {
+    source: &'a dyn Source,
+    local: &'a LocalObjects<'a>,
+    seen: HashSet<ObjectId>,
+    bytes: u64,
+}
+
+impl Walk<'_> {
+    /// Adds what is missing of the tree rooted at (`tree`, `meta`). Trees the target already
+    /// has are taken as complete there, as a pull takes them.
+    fn tree(&mut self, tree: Checksum, meta: Checksum) -> Result<(), String> {
+        let mut pending = vec![(tree, meta)];
+        while let Some((tree, meta)) = pending.pop() {
+            if self.seen.len() > MAX_WALKED_OBJECTS {
+                return Err(format!(
+                    "the tree has more than {MAX_WALKED_OBJECTS} objects; the size shown is \
+                     only part of it"
+                ));
+            }
+            let meta_id = ObjectId::new(meta, ObjectKind::DirMeta);
+            if self.seen.insert(meta_id) && self.local.missing(meta_id) {
+                let bytes = fetch_metadata(self.source, ObjectKind::DirMeta, &meta)?;
+                self.add(bytes.len() as u64);
+            }
+            let tree_id = ObjectId::new(tree, ObjectKind::DirTree);
+            if !self.seen.insert(tree_id) || !self.local.missing(tree_id) {
+                continue;
+            }
+            let bytes = fetch_metadata(self.source, ObjectKind::DirTree, &tree)?;
+            self.add(bytes.len() as u64);
+            let listing = DirTree::parse(&bytes).map_err(|error| format!("{tree_id}: {error}"))?;
+            for file in &listing.files {
+                let file_id = ObjectId::new(file.checksum, ObjectKind::File);
+                if self.seen.insert(file_id) && self.local.missing(file_id) {
+                    let size = self.stored_size(&file.checksum)?;
+                    self.add(size);
+                }
+            }
+            pending.extend(listing.dirs.iter().map(|dir| (dir.tree, dir.meta)));
+        }
+        Ok(())
+    }
+
+    /// A content object's size as the source stores it: the `.filez` size of an archive
+    /// repository, else the file's own size.
+    fn stored_size(&self, checksum: &Checksum) -> Result<u64, String> {
+        if let Ok(Some(archived)) = self.source.fetch_archived_content(checksum) {
+            if let Some(size) = archived.size {
+                return Ok(size);
+            }
+        }
+        self.source
+            .fetch_content(checksum)
+            .map(|fetched| fetched.header.size)
+            .map_err(|error| error.to_string())
+    }
+
+    fn add(&mut self, bytes: u64) {
+        self.bytes = self.bytes.saturating_add(bytes);
+    }
+}

@@ -1,0 +1,461 @@
+//! Where a listing looks: drives the hook recorded under the runtime dir, paths given on the
+//! command line, and each remote's own upstream URL.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::parallel;
+use crate::repo::{KeyFile, Repo};
+use crate::schema::{DriveRecord, Problem, ProblemKind, SourceKind};
+use crate::source::{open_drive, FetchError, HttpSource, Source};
+use crate::target::{flatpak, HostPaths, Target};
+
+/// How long a listing waits for upstream servers' summaries, all together.
+pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Sources to list from, and the problems met while finding and opening them.
+#[derive(Default)]
+pub struct SourceSet {
+    pub sources: Vec<Arc<dyn Source>>,
+    pub problems: Vec<Problem>,
+}
+
+impl std::fmt::Debug for SourceSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceSet")
+            .field(
+                "sources",
+                &self.sources.iter().map(|s| s.info()).collect::<Vec<_>>(),
+            )
+            .field("problems", &self.problems)
+            .finish()
+    }
+}
+
+impl SourceSet {
+    /// Adds `other`'s sources (a repository already present is not added twice) and problems.
+    pub fn extend(&mut self, other: SourceSet) {
+        for source in other.sources {
+            let location = &source.info().location;
+            if !self.sources.iter().any(|s| &s.info().location == location) {
+                self.sources.push(source);
+            }
+        }
+        self.problems.extend(other.problems);
+    }
+}
+
+/// The drives the hook recorded under `run_dir`, each scanned again and opened.
+pub fn recorded_drives(run_dir: &Path) -> SourceSet {
+    let (records, problems) = drive_records(run_dir);
+    let drives: Vec<(PathBuf, Option<String>)> = records
+        .into_iter()
+        .map(|record| (PathBuf::from(record.mount), record.label))
+        .collect();
+    let mut set = open_drives(&drives);
+    set.problems.splice(0..0, problems);
+    set
+}
+
+/// Drives or repositories at `drives` (a mount point or a repository, with the label people
+/// know it by), scanned and opened in parallel.
+pub fn open_drives(drives: &[(PathBuf, Option<String>)]) -> SourceSet {
+    let opened = parallel::map(drives, 8, |(path, label)| {
+        open_drive(path, label.as_deref())
+    });
+    let mut set = SourceSet::default();
+    for ((path, label), result) in drives.iter().zip(opened) {
+        let opened = match result {
+            Ok(opened) => opened,
+            Err(error) => {
+                let name = match label {
+                    Some(label) => format!("{label} ({})", path.display()),
+                    None => path.display().to_string(),
+                };
+                set.problems.push(Problem {
+                    kind: ProblemKind::Unreadable,
+                    source: name,
+                    ref_name: None,
+                    reason: format!(
+                        "{error}: check that the drive is still mounted, then try again"
+                    ),
+                });
+                continue;
+            }
+        };
+        // Per-ref findings of the scan (partial or damaged commits) are judged again, and
+        // reported, for the refs that matter; problems with whole repositories stay.
+        set.problems.extend(
+            opened
+                .report
+                .problems
+                .into_iter()
+                .filter(|problem| problem.ref_name.is_none()),
+        );
+        let mut found = SourceSet::default();
+        for source in opened.sources {
+            found.sources.push(Arc::new(source));
+        }
+        set.extend(found);
+    }
+    set
+}
+
+/// Sources named on a command line (`--from`): drive mount points and repositories, and
+/// `http://` or `https://` URLs of computers nearby.
+pub fn named(locations: &[String]) -> SourceSet {
+    let is_url = |s: &str| s.starts_with("http://") || s.starts_with("https://");
+    let paths: Vec<(PathBuf, Option<String>)> = locations
+        .iter()
+        .filter(|s| !is_url(s))
+        .map(|s| (PathBuf::from(s), None))
+        .collect();
+    let mut set = open_drives(&paths);
+    for url in locations.iter().filter(|s| is_url(s)) {
+        match HttpSource::connect(url, SourceKind::Lan, None) {
+            Ok(source) => set.extend(SourceSet {
+                sources: vec![Arc::new(source)],
+                problems: Vec::new(),
+            }),
+            Err(error) => set.problems.push(Problem {
+                kind: ProblemKind::Unavailable,
+                source: url.clone(),
+                ref_name: None,
+                reason: format!("{error}: check the address and that the computer is on"),
+            }),
+        }
+    }
+    set
+}
+
+/// The upstream servers of the targets' remotes: every `http://` or `https://` `url` of an
+/// enabled remote some installed ref comes from, each connected to (its summary fetched) in
+/// parallel. Servers that have not answered within `timeout` are left out, as problems.
+pub fn upstream(targets: &[Target], timeout: Duration) -> SourceSet {
+    let mut urls: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for target in targets {
+        for remote in &target.remotes {
+            let used = target
+                .installed
+                .iter()
+                .any(|i| i.remote.as_deref() == Some(remote.name.as_str()));
+            let Some(url) = remote.url.as_deref().map(str::trim) else {
+                continue;
+            };
+            if remote.disabled || !used {
+                continue;
+            }
+            if url.starts_with("http://") || url.starts_with("https://") {
+                urls.entry(url.to_owned())
+                    .or_default()
+                    .insert(remote.name.clone());
+            }
+        }
+    }
+    let (sender, receiver) = mpsc::channel();
+    for (url, remotes) in &urls {
+        let sender = sender.clone();
+        let url = url.clone();
+        let label = remotes.iter().cloned().collect::<Vec<_>>().join(", ");
+        // Detached: a server that hangs past the deadline is abandoned, not waited for.
+        let spawned = std::thread::Builder::new()
+            .name("ferry-upstream".into())
+            .spawn(move || {
+                let result = HttpSource::connect(&url, SourceKind::Upstream, Some(label));
+                let _ = sender.send((url, result));
+            });
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "cannot start a thread to reach an upstream server");
+        }
+    }
+    drop(sender);
+    let deadline = Instant::now() + timeout;
+    let mut answered: HashSet<String> = HashSet::new();
+    let mut set = SourceSet::default();
+    while answered.len() < urls.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok((url, result)) = receiver.recv_timeout(left) else {
+            break;
+        };
+        answered.insert(url.clone());
+        match result {
+            Ok(source) => set.sources.push(Arc::new(source)),
+            Err(error) => set.problems.push(Problem {
+                kind: ProblemKind::Unavailable,
+                source: url,
+                ref_name: None,
+                reason: upstream_failure(&error),
+            }),
+        }
+    }
+    for url in urls.keys().filter(|url| !answered.contains(*url)) {
+        set.problems.push(Problem {
+            kind: ProblemKind::Unavailable,
+            source: url.clone(),
+            ref_name: None,
+            reason: format!(
+                "{url} did not answer within {} seconds: updates from it are not listed; \
+                 check the network connection, or use --offline",
+                timeout.as_secs()
+            ),
+        });
+    }
+    // Answers arrive in any order; list servers in a stable one.
+    set.sources
+        .sort_by(|a, b| a.info().location.cmp(&b.info().location));
+    set
+}
+
+fn upstream_failure(error: &FetchError) -> String {
+    format!(
+        "{error}: updates from it are not listed; check the network connection, or use --offline"
+    )
+}
+
+/// Collection IDs of every remote configured on this machine: the booted OS's repository and
+/// every Flatpak installation, read from their configuration only.
+pub fn machine_collections(host: &HostPaths) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut add_repo = |repo: &Path| {
+        if let Ok(opened) = Repo::open(repo) {
+            for remote in opened.config().remotes() {
+                if let Some(id) = remote.collection_id().filter(|id| !id.is_empty()) {
+                    found.insert(id.to_owned());
+                }
+            }
+        }
+    };
+    if host.boot.ostree_booted() {
+        add_repo(&host.boot.root.join("ostree/repo"));
+    }
+    let (mut installations, _) = flatpak::system_installations(&host.flatpak);
+    installations.push(flatpak::user_installation(&host.flatpak));
+    for installation in &installations {
+        add_repo(&installation.repo());
+    }
+    if host.boot.ostree_booted() {
+        found.extend(remotes_d_collections(
+            &host.boot.root.join("etc/ostree/remotes.d"),
+        ));
+    }
+    found
+}
+
+/// Collection IDs of the remotes defined in `dir/*.conf`.
+fn remotes_d_collections(dir: &Path) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.filter_map(Result::ok).take(1024) {
+        let path = entry.path();
+        if path.extension().is_none_or(|ext| ext != "conf") {
+            continue;
+        }
+        let Ok(text) = read_bounded_text(&path, 1024 * 1024) else {
+            continue;
+        };
+        let Ok(keyfile) = KeyFile::parse(&text) else {
+            continue;
+        };
+        let groups: Vec<String> = keyfile.groups().map(str::to_owned).collect();
+        for group in groups.iter().filter(|g| g.starts_with("remote \"")) {
+            if let Ok(Some(id)) = keyfile.get(group, "collection-id") {
+                if !id.is_empty() {
+                    found.insert(id);
+                }
+            }
+        }
+    }
+    found
+}
+
+fn read_bounded_text(path: &Path, max: u64) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|error| error.to_string())?;
+    let mut text = String::new();
+    file.take(max)
+        .read_to_string(&mut text)
+        .map_err(|error| error.to_string())?;
+    Ok(text)
+}
+
+/// Drive records are small; anything larger in the directory is not one.
+const MAX_RECORD_BYTES: u64 = 16 * 1024 * 1024;
+/// Records beyond this many are ignored.
+const MAX_RECORDS: usize = 256;
+
+/// `$FERRY_RUN_DIR`, else `/run/ferry`.
+pub fn run_dir() -> PathBuf {
+    std::env::var_os("FERRY_RUN_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run/ferry"))
+}
+
+/// Where a listing run by a person copies app icons: `$XDG_CACHE_HOME/ferry/icons`, else
+/// `~/.cache/ferry/icons`.
+pub fn user_icon_cache() -> Option<PathBuf> {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|home| !home.is_empty())
+                .map(|home| PathBuf::from(home).join(".cache"))
+        })?;
+    Some(cache.join("ferry/icons"))
+}
+
+/// The drive records in `<run_dir>/drives/*.json`, sorted by file name, and the problems of
+/// those that cannot be read.
+pub fn drive_records(run_dir: &Path) -> (Vec<DriveRecord>, Vec<Problem>) {
+    let dir = run_dir.join("drives");
+    let mut problems = Vec::new();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return (Vec::new(), problems)
+        }
+        Err(error) => {
+            problems.push(Problem {
+                kind: ProblemKind::Unreadable,
+                source: dir.display().to_string(),
+                ref_name: None,
+                reason: format!("cannot list the drive records: {error}"),
+            });
+            return (Vec::new(), problems);
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.extension().is_some_and(|ext| ext == "json")
+                && !path
+                    .file_name()
+                    .is_some_and(|name| name.as_encoded_bytes().starts_with(b"."))
+        })
+        .collect();
+    paths.sort();
+    paths.truncate(MAX_RECORDS);
+    let mut records = Vec::new();
+    for path in paths {
+        match read_record(&path) {
+            Ok(record) => records.push(record),
+            Err(reason) => problems.push(Problem {
+                kind: ProblemKind::Unreadable,
+                source: path.display().to_string(),
+                ref_name: None,
+                reason,
+            }),
+        }
+    }
+    (records, problems)
+}
+
+fn read_record(path: &Path) -> Result<DriveRecord, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|error| format!("cannot read it: {error}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_RECORD_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|error| format!("cannot read it: {error}"))?;
+    if bytes.len() as u64 > MAX_RECORD_BYTES {
+        return Err(format!(
+            "it is larger than the {MAX_RECORD_BYTES} bytes a drive record may have"
+        ));
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|error| format!("it is not a drive record Ferry understands: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::RepoMode;
+    use crate::target::{BootState, FlatpakPaths};
+
+    fn write(path: &Path, text: &str) {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+
+    #[test]
+    fn machine_collections_come_from_every_installation_and_the_booted_os() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let root = dir.path();
+        let user = root.join("user");
+        Repo::init(&user.join("repo"), RepoMode::BareUserOnly, None).expect("user repo");
+        let config = user.join("repo/config");
+        let mut text = std::fs::read_to_string(&config).expect("config");
+        text.push_str("[remote \"apps\"]\nurl=file:///x\ncollection-id=org.example.Apps\n");
+        std::fs::write(&config, text).expect("config");
+        let booted_root = root.join("booted");
+        Repo::init(&booted_root.join("ostree/repo"), RepoMode::Bare, None).expect("os repo");
+        write(
+            &booted_root.join("etc/ostree/remotes.d/os.conf"),
+            "[remote \"os\"]\nurl=https://example.org\ncollection-id=org.example.Os\n",
+        );
+        write(&root.join("ostree-booted"), "");
+        let host = HostPaths {
+            boot: BootState {
+                ostree_booted: root.join("ostree-booted"),
+                kernel_cmdline: root.join("cmdline"),
+                staged_deployment: root.join("staged"),
+                root: booted_root,
+            },
+            flatpak: FlatpakPaths {
+                system_dir: root.join("system"),
+                user_dir: user,
+                config_dir: root.join("config"),
+            },
+        };
+        let found = machine_collections(&host);
+        assert_eq!(
+            found.into_iter().collect::<Vec<_>>(),
+            vec!["org.example.Apps".to_owned(), "org.example.Os".to_owned()]
+        );
+    }
+
+    #[test]
+    fn drive_records_are_read_and_bad_ones_reported() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let drives = dir.path().join("drives");
+        let record = DriveRecord {
+            v: crate::schema::DRIVE_RECORD_VERSION,
+            id: "abc".into(),
+            label: Some("KINGSTON".into()),
+            device: None,
+            mount: "/media/k".into(),
+            fs_type: None,
+            uuid: None,
+            repos: Vec::new(),
+            updates: Vec::new(),
+            problems: Vec::new(),
+            sideload_links: Vec::new(),
+            install: None,
+        };
+        write(
+            &drives.join("abc.json"),
+            &serde_json::to_string(&record).expect("json"),
+        );
+        write(&drives.join("bad.json"), "{ not a record");
+        write(&drives.join(".abc.json.tmp"), "partial");
+        let (records, problems) = drive_records(dir.path());
+        assert_eq!(records, vec![record]);
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert!(problems[0].source.ends_with("bad.json"));
+
+        // A recorded drive whose mount is gone is a problem, not a failure.
+        let set = recorded_drives(dir.path());
+        assert!(set.sources.is_empty());
+        assert!(set
+            .problems
+            .iter()
+            .any(|p| p.kind == ProblemKind::Unreadable && p.source.starts_with("KINGSTON")));
+    }
+}
