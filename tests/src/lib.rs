@@ -1,1 +1,37 @@
+//! Fixture builders for Ferry's integration tests. Everything here drives the real tools:
+//! `ostree`, `gpg`, `flatpak`, `ostree admin`, `mkfs.ext4`/`losetup`/`mount`. Each builder
+//! takes a base directory (usually a [`tempfile::TempDir`] the test owns) and returns a typed
+//! handle.
+//!
+//! - [`gpg::GpgKey`]: throwaway signing keys.
+//! - [`tree::Tree`]: the standard tree, the "many files" tree, edits for a second commit.
+//! - [`ostree::OstreeRepo`]: init, commit, summary, remotes, pulls, create-usb, refs, fsck,
+//!   checkout, object paths.
+//! - [`compare`]: byte-for-byte comparison of checkouts, with modes, xattrs and ownership.
+//! - [`tamper`]: well-formed tampered objects, truncated and missing objects, forbidden names.
+//! - [`flatpak`]: isolated installations, a hand-made runtime and app, signed repos, drives
+//!   written by `flatpak create-usb` from a peer.
+//! - [`sysroot::Sysroot`]: a fake sysroot with OS v1 deployed by `ostree admin`.
+//! - [`loopdev`]: ext4 images on loop devices, tmpfs mounts (root only).
+//! - [`bins`]: the workspace's own binaries (`ferryctl`, `ferry-hook`).
+//! - [`http::StaticServer`]: a loopback HTTP server standing for upstream or a peer.
+//! - [`generate`]: deterministic trees of random files (tests and benchmarks).
+//! - [`demo`]: the demo scene `scripts/demo.sh` shows.
 
+pub mod bins;
+pub mod cmd;
+pub mod compare;
+pub mod demo;
+pub mod error;
+pub mod flatpak;
+pub mod generate;
+pub mod gpg;
+pub mod http;
+pub mod loopdev;
+pub mod ostree;
+pub mod sysroot;
+pub mod tamper;
+pub mod tree;
+
+pub use cmd::{is_root, require_root, wait_for, Output, Tool};
+pub use error::{FixtureError, Result};

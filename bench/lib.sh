@@ -1,0 +1,180 @@
+# Benchmark harness for Ferry. Source it from a benchmark script:
+#
+#   . "$(dirname "$0")/lib.sh"
+#   bench_init                       # BENCH_DIR, release binaries, results dir
+#   bench_tree "$BENCH_DIR/tree"     # the 20,000-file ~400 MB tree (generated once)
+#   bench_archive_repo "$BENCH_DIR/src" "$BENCH_DIR/tree" org.example.Perf perf/x86_64/stable
+#   setup_ferry()  { bench_fresh_repo "$BENCH_DIR/dst" bare-user-only; }
+#   run_ferry()    { bench_time ferry "$FERRYCTL" pull --repo "$BENCH_DIR/dst" ...; }
+#   setup_ostree() { bench_fresh_repo "$BENCH_DIR/dst" bare-user-only; }
+#   run_ostree()   { bench_time ostree ostree --repo="$BENCH_DIR/dst" pull-local ...; }
+#   bench_alternate 5 ferry ostree   # setup_X + run_X, alternating, caches dropped before each run
+#   bench_report ferry ostree        # median wall time, peak RSS per case
+#   echo "ratio: $(bench_ratio ferry ostree)"
+#
+# Environment:
+#   BENCH_DIR     work directory (default: a new directory under /var/tmp); kept afterwards so
+#                 the generated tree and source repos are reused by the next run
+#   BENCH_RUNS    default number of runs for bench_alternate (5)
+#   BENCH_DROP    1 to drop the page cache before every timed run (default 1 as root, else 0)
+#   BENCH_SEED    seed of the generated tree (42)
+#
+# Every timed run is recorded in $BENCH_DIR/results/<case>.tsv as
+# `wall_seconds <TAB> peak_rss_kib <TAB> exit_status`; the full /usr/bin/time -v output is in
+# $BENCH_DIR/results/<case>.<n>.time.
+
+BENCH_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+BENCH_ROOT=$(cd "$BENCH_LIB_DIR/.." && pwd)
+
+bench_die() { echo "bench: $*" >&2; exit 1; }
+
+# bench_init: creates BENCH_DIR and its results dir (cleared), builds release binaries and
+# sets FERRYCTL and FERRY_FIXTURE to their paths.
+bench_init() {
+  [ -x /usr/bin/time ] || bench_die "/usr/bin/time is missing: run scripts/install-deps.sh"
+  BENCH_DIR=${BENCH_DIR:-$(mktemp -d /var/tmp/ferry-bench.XXXXXX)}
+  BENCH_RUNS=${BENCH_RUNS:-5}
+  BENCH_SEED=${BENCH_SEED:-42}
+  if [ -z "${BENCH_DROP:-}" ]; then
+    if [ "$(id -u)" -eq 0 ]; then BENCH_DROP=1; else BENCH_DROP=0; fi
+  fi
+  export BENCH_DIR BENCH_RUNS BENCH_SEED BENCH_DROP
+  mkdir -p "$BENCH_DIR"
+  rm -rf "$BENCH_DIR/results"; mkdir -p "$BENCH_DIR/results"
+  echo "bench: building release binaries" >&2
+  (cd "$BENCH_ROOT" && cargo build --release --quiet -p ferryctl -p ferry-tests) \
+    || bench_die "cargo build --release failed"
+  local target=${CARGO_TARGET_DIR:-$BENCH_ROOT/target}
+  FERRYCTL=$target/release/ferryctl
+  FERRY_FIXTURE=$target/release/ferry-fixture
+  export FERRYCTL FERRY_FIXTURE
+  echo "bench: work directory $BENCH_DIR (runs=$BENCH_RUNS, drop caches=$BENCH_DROP)" >&2
+}
+
+# bench_tree DIR [SEED]: the deterministic 20,000-file (~400 MB) tree: 12000 x 256 B-4 KiB,
+# 6000 x 4-32 KiB, 1900 x 32-128 KiB, 100 x 0.5-1.8 MiB, random bytes. Skipped when DIR.stamp
+# says DIR holds a complete tree for the same seed.
+bench_tree() {
+  local dir=${1%/} seed=${2:-$BENCH_SEED}
+  if [ -f "$dir.stamp" ] && [ "$(cat "$dir.stamp")" = "benchmark seed $seed" ]; then return 0; fi
+  rm -rf "$dir" "$dir.stamp"
+  "$FERRY_FIXTURE" gen-tree --preset benchmark --seed "$seed" "$dir" >&2 || bench_die "gen-tree failed"
+  echo "benchmark seed $seed" > "$dir.stamp"
+}
+
+# bench_archive_repo REPO TREE COLLECTION REF: commits TREE into a new archive repository with
+# that collection ID (with ostree.sizes) and updates its summary. Skipped when REPO already
+# holds REF from the same tree (REPO.stamp records it).
+bench_archive_repo() {
+  local repo=${1%/} tree=$2 collection=$3 ref=$4
+  if [ -f "$repo.stamp" ] && [ "$(cat "$repo.stamp")" = "$tree $ref $(cat "${tree%/}.stamp" 2>/dev/null)" ]; then
+    return 0
+  fi
+  rm -rf "$repo" "$repo.stamp"
+  ostree init --mode=archive --repo="$repo" --collection-id="$collection" || bench_die "ostree init failed"
+  echo "bench: committing $tree into $repo (deflate-bound, ~25 s for the full tree)" >&2
+  ostree --repo="$repo" commit -b "$ref" -s bench --generate-sizes "$tree" >/dev/null \
+    || bench_die "ostree commit failed"
+  ostree --repo="$repo" summary -u || bench_die "ostree summary failed"
+  echo "$tree $ref $(cat "${tree%/}.stamp" 2>/dev/null)" > "$repo.stamp"
+}
+
+# bench_fresh_repo PATH MODE [COLLECTION]: removes PATH and creates an empty repository there.
+bench_fresh_repo() {
+  rm -rf "$1"
+  if [ -n "${3:-}" ]; then
+    ostree init --mode="$2" --repo="$1" --collection-id="$3"
+  else
+    ostree init --mode="$2" --repo="$1"
+  fi
+}
+
+# bench_drop_caches: writes dirty pages and drops the page cache, when BENCH_DROP=1.
+bench_drop_caches() {
+  if [ "${BENCH_DROP:-0}" = 1 ]; then
+    sync
+    echo 3 > /proc/sys/vm/drop_caches || bench_die "cannot drop caches (needs root; set BENCH_DROP=0)"
+  fi
+}
+
+# bench_time CASE COMMAND [ARGS...]: runs COMMAND (not through a shell) under /usr/bin/time -v
+# and appends wall time, peak RSS and exit status to $BENCH_DIR/results/CASE.tsv. Its output
+# goes to $BENCH_DIR/results/CASE.<n>.out. Returns the command's exit status.
+bench_time() {
+  local case=$1; shift
+  local results="$BENCH_DIR/results" n
+  n=$(( $(cat "$results/$case.tsv" 2>/dev/null | wc -l) + 1 ))
+  local timefile="$results/$case.$n.time"
+  /usr/bin/time -v -o "$timefile" "$@" > "$results/$case.$n.out" 2>&1
+  local status=$?
+  awk -F': ' '
+    /Elapsed \(wall clock\) time/ {
+      n = split($NF, p, ":"); s = 0
+      for (i = 1; i <= n; i++) s = s * 60 + p[i]
+      wall = s
+    }
+    /Maximum resident set size/ { rss = $NF }
+    /Exit status/ { st = $NF }
+    END { printf "%.3f\t%d\t%d\n", wall, rss, st }
+  ' "$timefile" >> "$results/$case.tsv"
+  if [ "$status" -ne 0 ]; then
+    echo "bench: $case run $n failed (exit $status); see $results/$case.$n.out" >&2
+  fi
+  return "$status"
+}
+
+# bench_alternate RUNS CASE...: RUNS rounds; each round runs every CASE once, in turn
+# (reversed on even rounds, so no case always goes first). A case is a pair of functions:
+# optional setup_CASE (not timed) and run_CASE, which calls bench_time CASE ....
+bench_alternate() {
+  local runs=${1:-$BENCH_RUNS}; shift
+  local round case order
+  for ((round = 1; round <= runs; round++)); do
+    if ((round % 2)); then order=("$@"); else order=(); for case in "$@"; do order=("$case" "${order[@]}"); done; fi
+    for case in "${order[@]}"; do
+      if declare -F "setup_$case" >/dev/null; then "setup_$case" >/dev/null || bench_die "setup_$case failed"; fi
+      bench_drop_caches
+      echo "bench: round $round/$runs: $case" >&2
+      "run_$case" || bench_die "run_$case failed in round $round"
+    done
+  done
+}
+
+# bench_median CASE [COLUMN]: median of a results column (1 = wall seconds, 2 = peak RSS KiB).
+bench_median() {
+  local file="$BENCH_DIR/results/$1.tsv" col=${2:-1}
+  [ -s "$file" ] || bench_die "no results for $1"
+  cut -f"$col" "$file" | sort -g | awk '{ v[NR] = $1 } END {
+    if (NR % 2) printf "%.3f\n", v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# bench_max CASE [COLUMN]: largest value of a results column.
+bench_max() {
+  local file="$BENCH_DIR/results/$1.tsv" col=${2:-1}
+  [ -s "$file" ] || bench_die "no results for $1"
+  cut -f"$col" "$file" | sort -g | tail -n 1
+}
+
+# bench_peak_rss_mib CASE: the largest peak RSS over all runs of CASE, in MiB.
+bench_peak_rss_mib() {
+  awk -v k="$(bench_max "$1" 2)" 'BEGIN { printf "%.1f\n", k / 1024 }'
+}
+
+# bench_ratio CASE_A CASE_B: median wall time of A divided by that of B.
+bench_ratio() {
+  awk -v a="$(bench_median "$1")" -v b="$(bench_median "$2")" 'BEGIN {
+    if (b <= 0) { print "inf"; exit } printf "%.2f\n", a / b }'
+}
+
+# bench_report CASE...: one line per case: runs, median/min/max wall time, peak RSS.
+bench_report() {
+  local case file
+  printf '%-24s %5s %10s %10s %10s %14s\n' case runs median_s min_s max_s peak_rss_MiB
+  for case in "$@"; do
+    file="$BENCH_DIR/results/$case.tsv"
+    [ -s "$file" ] || { printf '%-24s  (no results)\n' "$case"; continue; }
+    printf '%-24s %5d %10s %10s %10s %14s\n' "$case" "$(wc -l < "$file")" \
+      "$(bench_median "$case")" "$(cut -f1 "$file" | sort -g | head -n 1)" \
+      "$(bench_max "$case")" "$(bench_peak_rss_mib "$case")"
+  done
+}

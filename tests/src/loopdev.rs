@@ -1,0 +1,164 @@
+//! Real drives for tests that need a block device or a mount: ext4 images on loop devices and
+//! small tmpfs mounts. All of it needs root; these helpers fail (not skip) without it, since
+//! the test command and CI run as root.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::cmd::{require_root, Tool};
+use crate::error::{FixtureError, IoContext, Result};
+
+/// An ext4 filesystem image file.
+#[derive(Debug, Clone)]
+pub struct LoopImage {
+    pub image: PathBuf,
+    pub label: String,
+}
+
+impl LoopImage {
+    /// Creates a sparse `size_mib` MiB image at `image` and formats it ext4 with `label`.
+    pub fn create(image: &Path, size_mib: u64, label: &str) -> Result<LoopImage> {
+        require_root("a loop-mounted drive image")?;
+        if let Some(parent) = image.parent() {
+            fs::create_dir_all(parent).at("create directory", parent)?;
+        }
+        let file = fs::File::create(image).at("create image", image)?;
+        file.set_len(size_mib * 1024 * 1024)
+            .at("size image", image)?;
+        drop(file);
+        Tool::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", label])
+            .arg(image)
+            .run()?;
+        Ok(LoopImage {
+            image: image.to_path_buf(),
+            label: label.to_string(),
+        })
+    }
+
+    /// Attaches the image to a free loop device (`losetup -f --show`).
+    pub fn attach(&self) -> Result<LoopDevice> {
+        require_root("attaching a loop device")?;
+        let out = Tool::new("losetup")
+            .args(["-f", "--show"])
+            .arg(&self.image)
+            .stdout()?;
+        let device = PathBuf::from(out.trim());
+        if !device.starts_with("/dev/") {
+            return Err(FixtureError::Unexpected(format!(
+                "losetup printed {out:?} instead of a device"
+            )));
+        }
+        Ok(LoopDevice { device })
+    }
+
+    /// Mounts the image at `mountpoint` (created), runs `fill` on it, and unmounts: the way to
+    /// put `create-usb` content on the drive before a test "inserts" it.
+    pub fn populate<T>(
+        &self,
+        mountpoint: &Path,
+        fill: impl FnOnce(&Path) -> Result<T>,
+    ) -> Result<T> {
+        let device = self.attach()?;
+        let mount = device.mount(mountpoint, &[])?;
+        let result = fill(mountpoint);
+        mount.unmount()?;
+        device.detach()?;
+        result
+    }
+}
+
+/// An attached loop device; detached on drop.
+#[derive(Debug)]
+pub struct LoopDevice {
+    /// `/dev/loopN`.
+    pub device: PathBuf,
+}
+
+impl LoopDevice {
+    /// Kernel name, `loopN`.
+    pub fn kernel_name(&self) -> String {
+        self.device
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Mounts the device at `mountpoint` (created) with `-o` options such as `ro`.
+    pub fn mount(&self, mountpoint: &Path, options: &[&str]) -> Result<Mount> {
+        Mount::new(&self.device, mountpoint, None, options)
+    }
+
+    /// Detaches now, reporting errors (drop ignores them).
+    pub fn detach(self) -> Result<()> {
+        let device = self.device.clone();
+        std::mem::forget(self);
+        Tool::new("losetup").arg("-d").arg(&device).run()?;
+        Ok(())
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = Tool::new("losetup").arg("-d").arg(&self.device).output();
+    }
+}
+
+/// A mounted filesystem; unmounted on drop.
+#[derive(Debug)]
+pub struct Mount {
+    pub target: PathBuf,
+}
+
+impl Mount {
+    /// `mount [-t FSTYPE] [-o OPTIONS] SOURCE TARGET`; `target` is created.
+    pub fn new(
+        source: &Path,
+        target: &Path,
+        fstype: Option<&str>,
+        options: &[&str],
+    ) -> Result<Mount> {
+        require_root("mounting a filesystem")?;
+        fs::create_dir_all(target).at("create mount point", target)?;
+        let mut tool = Tool::new("mount");
+        if let Some(fstype) = fstype {
+            tool = tool.args(["-t", fstype]);
+        }
+        if !options.is_empty() {
+            tool = tool.arg("-o").arg(options.join(","));
+        }
+        tool.arg(source).arg(target).run()?;
+        Ok(Mount {
+            target: target.to_path_buf(),
+        })
+    }
+
+    /// A tmpfs of `size` (as `mount -o size=` takes it: `8m`, `512k`) at `target`, for
+    /// out-of-space tests.
+    pub fn tmpfs(target: &Path, size: &str) -> Result<Mount> {
+        Mount::new(
+            Path::new("tmpfs"),
+            target,
+            Some("tmpfs"),
+            &[&format!("size={size}")],
+        )
+    }
+
+    /// Unmounts now, reporting errors (drop ignores them).
+    pub fn unmount(self) -> Result<()> {
+        let target = self.target.clone();
+        std::mem::forget(self);
+        Tool::new("umount").arg(&target).run()?;
+        Ok(())
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let busy = Tool::new("umount").arg(&self.target).output();
+        if !matches!(busy, Ok(ref out) if out.success()) {
+            // Something still holds it open (a test's child); detach it lazily.
+            let _ = Tool::new("umount").arg("-l").arg(&self.target).output();
+        }
+    }
+}

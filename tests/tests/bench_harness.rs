@@ -1,0 +1,117 @@
+//! Self-test of the benchmark harness `bench/lib.sh`: timing, peak RSS, alternation, medians
+//! and ratios, on small commands (the real benchmarks are scripts, not tests).
+
+use std::fs;
+use std::path::PathBuf;
+
+use anyhow::{ensure, Result};
+use ferry_tests::Tool;
+use tempfile::TempDir;
+
+fn lib_sh() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/lib.sh")
+}
+
+fn bench_bash(dir: &TempDir, script: &str) -> Result<String> {
+    let full = format!(". '{}'\nset -e\n{script}", lib_sh().display());
+    Ok(Tool::new("bash")
+        .arg("-c")
+        .arg(full)
+        .env("BENCH_DIR", dir.path())
+        .env("BENCH_DROP", "0")
+        .stdout()?)
+}
+
+#[test]
+fn times_commands_measures_peak_rss_and_alternates_cases() -> Result<()> {
+    let dir = TempDir::new()?;
+    fs::create_dir_all(dir.path().join("results"))?;
+    let out = bench_bash(
+        &dir,
+        r#"
+        setup_small() { echo small >> "$BENCH_DIR/order"; }
+        run_small() { bench_time small head -c 1000 /dev/zero; }
+        setup_big() { echo big >> "$BENCH_DIR/order"; }
+        run_big() { bench_time big perl -e '$x = "a" x (96 * 1024 * 1024); print length($x)'; }
+        bench_alternate 3 small big
+        echo "rss_small=$(bench_peak_rss_mib small)"
+        echo "rss_big=$(bench_peak_rss_mib big)"
+        bench_report small big
+        "#,
+    )?;
+    let order = fs::read_to_string(dir.path().join("order"))?;
+    ensure!(
+        order.split_whitespace().collect::<Vec<_>>()
+            == ["small", "big", "big", "small", "small", "big"],
+        "cases did not alternate: {order}"
+    );
+    for case in ["small", "big"] {
+        let rows = fs::read_to_string(dir.path().join(format!("results/{case}.tsv")))?;
+        ensure!(rows.lines().count() == 3, "{case}: {rows}");
+        for row in rows.lines() {
+            let cols: Vec<&str> = row.split('\t').collect();
+            ensure!(cols.len() == 3 && cols[2] == "0", "bad row {row:?}");
+            ensure!(cols[0].parse::<f64>()? >= 0.0);
+        }
+    }
+    let value = |key: &str| -> Result<f64> {
+        let line = out
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .ok_or_else(|| anyhow::anyhow!("{key} missing in:\n{out}"))?;
+        Ok(line.parse()?)
+    };
+    let (small, big) = (value("rss_small=")?, value("rss_big=")?);
+    ensure!(
+        big >= 96.0,
+        "peak RSS of a 96 MiB allocation reported as {big} MiB"
+    );
+    ensure!(small < 16.0, "peak RSS of `head` reported as {small} MiB");
+    ensure!(
+        out.contains("case") && out.lines().any(|l| l.starts_with("big ")),
+        "{out}"
+    );
+    let output = fs::read_to_string(dir.path().join("results/big.1.out"))?;
+    ensure!(output.trim() == (96 * 1024 * 1024).to_string(), "{output}");
+    Ok(())
+}
+
+#[test]
+fn medians_ratios_and_failures() -> Result<()> {
+    let dir = TempDir::new()?;
+    let results = dir.path().join("results");
+    fs::create_dir_all(&results)?;
+    fs::write(
+        results.join("odd.tsv"),
+        "3.0\t100\t0\n1.0\t300\t0\n2.0\t200\t0\n",
+    )?;
+    fs::write(
+        results.join("even.tsv"),
+        "1.0\t1\t0\n10.0\t1\t0\n2.0\t1\t0\n3.0\t1\t0\n",
+    )?;
+    let out = bench_bash(
+        &dir,
+        r#"
+        echo "odd=$(bench_median odd)"
+        echo "even=$(bench_median even)"
+        echo "rss=$(bench_median odd 2)"
+        echo "ratio=$(bench_ratio odd even)"
+        if bench_time failing false; then echo "failure not reported"; fi
+        echo "failing=$(cut -f3 "$BENCH_DIR/results/failing.tsv")"
+        "#,
+    )?;
+    for expected in [
+        "odd=2.000",
+        "even=2.500",
+        "rss=200.000",
+        "ratio=0.80",
+        "failing=1",
+    ] {
+        ensure!(
+            out.lines().any(|l| l == expected),
+            "missing {expected} in:\n{out}"
+        );
+    }
+    ensure!(!out.contains("failure not reported"));
+    Ok(())
+}
