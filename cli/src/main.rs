@@ -1,1 +1,80 @@
-fn main() {}
+//! `ferryctl`: the one entry point for scripts, kiosks, tests and the desktop app's installer.
+//!
+//! Exit codes: 0 success, 1 failure (one line on stderr; `-v` shows the causes), 2 bad usage.
+
+mod commands;
+mod i18n;
+mod render;
+mod signals;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Carries OSTree OS updates and Flatpak apps from drives and nearby computers.
+#[derive(Debug, Parser)]
+#[command(name = "ferryctl", version, about, propagate_version = true)]
+struct Cli {
+    /// Show the causes of errors and more log output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List the OSTree repositories found on a drive or at a path.
+    Scan(commands::scan::ScanArgs),
+    /// Fetch refs from drives or repositories into a local repository, verifying everything.
+    Pull(commands::pull::PullArgs),
+    /// List the updates drives, nearby computers and upstream servers offer for this machine.
+    List(commands::list::ListArgs),
+    /// Install updates: fetch and verify them, then deploy with ostree admin and flatpak.
+    Install(commands::install::InstallArgs),
+}
+
+fn init_logging(verbose: u8) {
+    // The OpenPGP library warns about keyring details (trust packets) that are normal in
+    // keyrings exported by gpg; only its errors are worth showing.
+    let default = match verbose {
+        0 => "warn,pgp=error",
+        1 => "info,pgp=warn",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn main() -> ExitCode {
+    i18n::init();
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Scan(args) => commands::scan::run(args),
+        Command::Pull(args) => commands::pull::run(args),
+        Command::List(args) => commands::list::run(args),
+        Command::Install(args) => commands::install::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            if cli.verbose > 0 {
+                eprintln!("{}{error}", i18n::tr("error: "));
+                for cause in error.chain().skip(1) {
+                    eprintln!("  {}{cause}", i18n::tr("caused by: "));
+                }
+            } else {
+                eprintln!("{}{error:#}", i18n::tr("error: "));
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

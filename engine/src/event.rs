@@ -144,7 +144,10 @@ mod tests {
             source: Some("KINGSTON".into()),
         };
         let line = to_line(&event);
-        assert!(line.starts_with("{\"v\":1,\"event\":\"progress\""), "{line}");
+        assert!(
+            line.starts_with("{\"v\":1,\"event\":\"progress\""),
+            "{line}"
+        );
         assert_eq!(parse_line(&line).expect("parses"), event);
     }
 

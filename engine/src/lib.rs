@@ -9,6 +9,10 @@
 //! - [`trust`]: keys from the local machine, signature checks, bindings and anti-downgrade.
 //! - [`source`]: where objects come from (drives now, peers later), behind one trait.
 //! - [`pull`]: walking a commit's closure and fetching, verifying and storing it.
+//! - [`target`]: what is installed: OS deployments, Flatpak installations, plain repositories.
+//! - [`resolve`]: for each installed ref, the newest commit the machine trusts, over all sources.
+//! - [`install`]: the install transaction: plan, checks, pull, then deploy.
+//! - [`deploy`]: handing a pulled commit to `ostree admin` and `flatpak`.
 //! - [`event`]: progress and results as a stream of events.
 //! - [`schema`]: the JSON shapes shared with other processes (CLI output, drive records).
 //! - [`cancel`]: cooperative cancellation.

@@ -1,3 +1,695 @@
 //! Fetching a commit closure from sources, verifying every object, and storing it.
+//!
+//! [`pull`] takes the destination repository, the sources, and the refs to pull. For each ref:
+//! 1. the remote whose configuration governs trust is found in the destination (the one
+//!    named, or the one whose collection ID matches);
+//! 2. every commit the sources offer for the ref is fetched, re-hashed and checked by that
+//!    remote's [`RemotePolicy`] (signatures, collection and ref bindings); the newest one that
+//!    passes wins, ties going to the better-ranked source;
+//! 3. it is compared with what the destination ref points at (anti-downgrade; the same commit
+//!    is a no-op reported as up to date);
+//! 4. `state/<commit>.commitpartial` is written, then the commit and its detached metadata,
+//!    then every dirtree, dirmeta and content object the destination lacks, each re-hashed
+//!    before it is stored ([`transfer`]);
+//! 5. once the closure is complete: [`Repo::sync`], the marker is removed, and the ref is
+//!    written last.
+//!
+//! A pull that is killed or cancelled leaves the ref as it was and the commit marked partial,
+//! which `ostree fsck` accepts; the next pull skips what is already stored. The destination's
+//! shared lock is held throughout, as libostree holds it, so `ostree` and `flatpak` can work
+//! on the same repository at the same time.
 
 pub mod schedule;
+
+mod error;
+mod progress;
+mod transfer;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use error::PullError;
+
+use crate::cancel::CancelToken;
+use crate::event::{Event, MessageLevel, Phase, Reporter};
+use crate::object::{Checksum, Commit, ObjectId, ObjectKind};
+use crate::repo::{LockKind, RefLocation, Repo, RepoError};
+use crate::schema::SourceKind;
+use crate::source::{FetchError, OfferedRef, Source};
+use crate::target::{Target, TargetError};
+use crate::trust::{
+    check_timestamp, find_remote_for_collection, Accepted, CommitCandidate, Destination,
+    InstalledCommit, RemotePolicy, RemoteTrustConfig, TrustRoots, UpdateKind, Verdict,
+};
+use progress::Progress;
+use schedule::Schedule;
+use transfer::{names_of, Transfer};
+
+/// Where a pulled ref is written in the destination, and so which remote vouches for it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RefTarget {
+    /// `refs/remotes/<remote>/<ref>`; that remote's configuration governs trust.
+    Remote(String),
+    /// `refs/mirrors/<collection-id>/<ref>`; the remote with that collection ID governs trust.
+    Mirror,
+    /// `refs/heads/<ref>`; the remote with the ref's collection ID governs trust.
+    Head,
+}
+
+/// One ref to pull.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PullRequest {
+    /// The collection the ref belongs to. None: the remote's collection ID (for
+    /// [`RefTarget::Remote`]), or the one collection the sources offer the ref in.
+    pub collection_id: Option<String>,
+    pub ref_name: String,
+    pub target: RefTarget,
+    /// Names this pull in progress events ([`crate::schema::Update::id`]); None: the
+    /// destination ref, e.g. `origin:os/x86_64/stable`.
+    pub update_id: Option<String>,
+}
+
+impl PullRequest {
+    pub fn new(ref_name: &str, target: RefTarget) -> Self {
+        Self {
+            collection_id: None,
+            ref_name: ref_name.to_owned(),
+            target,
+            update_id: None,
+        }
+    }
+
+    pub fn with_collection(mut self, collection_id: Option<&str>) -> Self {
+        self.collection_id = collection_id.map(str::to_owned);
+        self
+    }
+
+    pub fn with_update_id(mut self, id: impl Into<String>) -> Self {
+        self.update_id = Some(id.into());
+        self
+    }
+
+    /// The ref and its collection, as messages name it.
+    fn wanted(&self, collection_id: Option<&str>) -> String {
+        match collection_id {
+            Some(id) => format!("ref {} of collection {id}", self.ref_name),
+            None => format!("ref {}", self.ref_name),
+        }
+    }
+}
+
+/// The destination's trust configuration: its remotes and where their keys are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullTrust {
+    pub destination: Destination,
+    pub remotes: Vec<RemoteTrustConfig>,
+    pub roots: TrustRoots,
+}
+
+impl PullTrust {
+    /// The remotes of the plain repository at `repo` (its `config`, and
+    /// `/etc/ostree/remotes.d` for the system repository), as libostree loads them.
+    pub fn for_repo(repo: &Path, roots: TrustRoots) -> Result<Self, TargetError> {
+        Ok(Self::for_target(&Target::repo(repo)?, roots))
+    }
+
+    /// The remotes of an installation target.
+    pub fn for_target(target: &Target, roots: TrustRoots) -> Self {
+        Self {
+            destination: target.trust.clone(),
+            remotes: target.remotes.iter().map(|r| r.trust_config()).collect(),
+            roots,
+        }
+    }
+
+    fn remote(&self, name: &str) -> Option<&RemoteTrustConfig> {
+        self.remotes.iter().find(|remote| remote.name == name)
+    }
+}
+
+/// How to pull.
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    /// Accept commits older than what the destination ref points at.
+    pub allow_downgrade: bool,
+    pub trust: PullTrust,
+    /// Threads fetching content objects; 0 picks a number from the cores and the sources.
+    pub workers: usize,
+}
+
+impl PullOptions {
+    pub fn new(trust: PullTrust) -> Self {
+        Self {
+            allow_downgrade: false,
+            trust,
+            workers: 0,
+        }
+    }
+}
+
+/// How a ref's pull ended when it succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullStatus {
+    /// The ref now points at the pulled commit.
+    Updated,
+    /// The ref already pointed at the newest commit offered; nothing was written.
+    UpToDate,
+}
+
+/// What a pull transferred.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PullStats {
+    /// Metadata objects stored: commit, detached metadata, dirtrees, dirmetas.
+    pub metadata_objects: u64,
+    /// Content objects stored.
+    pub content_objects: u64,
+    /// Bytes read from the sources for content objects (unpacked, or as archived when
+    /// copied into an archive repository).
+    pub bytes: u64,
+    /// Objects the destination already had.
+    pub already_present: u64,
+}
+
+impl PullStats {
+    /// Every object stored.
+    pub fn objects(&self) -> u64 {
+        self.metadata_objects + self.content_objects
+    }
+}
+
+/// A ref pulled (or found up to date).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PulledRef {
+    pub location: RefLocation,
+    pub commit: Checksum,
+    /// What the ref pointed at before.
+    pub previous: Option<Checksum>,
+    pub status: PullStatus,
+    pub update: UpdateKind,
+    /// Signed, or accepted from a remote that verifies no signatures.
+    pub verdict: Verdict,
+    /// The remote whose configuration vouched for the commit.
+    pub remote: String,
+    /// The source the commit was taken from, as messages name it.
+    pub source: String,
+    pub timestamp: u64,
+    pub version: Option<String>,
+    pub subject: String,
+    pub stats: PullStats,
+}
+
+/// How one requested ref ended.
+#[derive(Debug)]
+pub struct RefOutcome {
+    pub request: PullRequest,
+    pub result: Result<PulledRef, PullError>,
+}
+
+/// Pulls `requests` from `sources` into `dest`, one ref after the other. Fails as a whole
+/// only when the destination cannot be locked; each ref has its own outcome otherwise.
+pub fn pull(
+    dest: &Repo,
+    sources: &[Arc<dyn Source>],
+    requests: &[PullRequest],
+    options: &PullOptions,
+    reporter: &dyn Reporter,
+    cancel: &CancelToken,
+) -> Result<Vec<RefOutcome>, PullError> {
+    let _lock = dest
+        .lock(LockKind::Shared, Some(cancel))
+        .map_err(|error| match error {
+            RepoError::Cancelled => PullError::Cancelled,
+            other => PullError::Destination(other),
+        })?;
+    let names = names_of(sources);
+    let schedule = Schedule::new(sources.iter().map(|source| source.rank()).collect());
+    let mut offers = Vec::with_capacity(sources.len());
+    for (index, source) in sources.iter().enumerate() {
+        match source.refs() {
+            Ok(refs) => offers.push(refs),
+            Err(error) => {
+                if matches!(error, FetchError::Unavailable { .. }) {
+                    schedule.record_unavailable(index);
+                }
+                reporter.on_event(Event::Message {
+                    level: MessageLevel::Warning,
+                    text: error.to_string(),
+                });
+                offers.push(Vec::new());
+            }
+        }
+    }
+    let workers = match options.workers {
+        0 => default_workers(sources),
+        chosen => chosen,
+    };
+    let context = Context {
+        dest,
+        sources,
+        names,
+        schedule,
+        offers,
+        options,
+        reporter,
+        cancel,
+        workers,
+    };
+    Ok(requests
+        .iter()
+        .map(|request| RefOutcome {
+            request: request.clone(),
+            result: if cancel.is_cancelled() {
+                Err(PullError::Cancelled)
+            } else {
+                context.pull_one(request)
+            },
+        })
+        .collect())
+}
+
+/// Drives read best with a few more threads than cores (reads wait on the disk while others
+/// hash); peers answer best with several requests in flight.
+fn default_workers(sources: &[Arc<dyn Source>]) -> usize {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    if sources
+        .iter()
+        .all(|source| source.info().kind == SourceKind::Drive)
+    {
+        (cores + 1).clamp(2, 8)
+    } else {
+        8
+    }
+}
+
+struct Context<'a> {
+    dest: &'a Repo,
+    sources: &'a [Arc<dyn Source>],
+    names: Vec<String>,
+    schedule: Schedule,
+    offers: Vec<Vec<OfferedRef>>,
+    options: &'a PullOptions,
+    reporter: &'a dyn Reporter,
+    cancel: &'a CancelToken,
+    workers: usize,
+}
+
+/// Which remote vouches for a request, and where it is written.
+struct Plan<'a> {
+    remote: &'a RemoteTrustConfig,
+    collection_id: Option<String>,
+    location: RefLocation,
+}
+
+impl Plan<'_> {
+    fn matches(&self, request: &PullRequest, offer: &OfferedRef) -> bool {
+        offer.ref_name == request.ref_name
+            && match (&self.collection_id, &offer.collection_id) {
+                (Some(wanted), Some(offered)) => wanted == offered,
+                // A repository without collection IDs may still hold the commit; its
+                // bindings are checked against the remote.
+                _ => true,
+            }
+    }
+}
+
+/// A commit that passed the remote's checks, and where it came from.
+struct Candidate {
+    source: usize,
+    checksum: Checksum,
+    bytes: Vec<u8>,
+    commitmeta: Option<Vec<u8>>,
+    accepted: Accepted,
+}
+
+impl Context<'_> {
+    fn pull_one(&self, request: &PullRequest) -> Result<PulledRef, PullError> {
+        let plan = self.plan(request)?;
+        plan.location.validate()?;
+        let update_id = request
+            .update_id
+            .clone()
+            .unwrap_or_else(|| plan.location.to_string());
+        self.reporter.on_event(Event::Phase {
+            phase: Phase::Pull,
+            update: Some(update_id.clone()),
+        });
+        let trust = &self.options.trust;
+        let policy = RemotePolicy::load(plan.remote, &trust.destination, &trust.roots)?;
+        let chosen = self.choose(request, &plan, &policy)?;
+        let object = ObjectId::new(chosen.checksum, ObjectKind::Commit);
+        let source_name = self.names[chosen.source].clone();
+        let commit = Commit::parse(&chosen.bytes).map_err(|error| PullError::BadObject {
+            object,
+            path: None,
+            source_name: source_name.clone(),
+            reason: format!("it is invalid ({error}); refused"),
+        })?;
+
+        let previous = self.dest.resolve_ref(&plan.location)?;
+        let installed = match previous {
+            Some(current) => Some(InstalledCommit {
+                checksum: current,
+                timestamp: self.dest.read_commit(&current)?.timestamp,
+            }),
+            None => None,
+        };
+        let update = check_timestamp(
+            &request.ref_name,
+            installed,
+            &chosen.checksum,
+            chosen.accepted.timestamp,
+            self.options.allow_downgrade,
+        )?;
+        let complete = self.dest.has_object(object)? && !self.dest.is_partial(&chosen.checksum)?;
+        let mut result = PulledRef {
+            location: plan.location.clone(),
+            commit: chosen.checksum,
+            previous,
+            status: PullStatus::UpToDate,
+            update,
+            verdict: chosen.accepted.verdict.clone(),
+            remote: plan.remote.name.clone(),
+            source: source_name,
+            timestamp: chosen.accepted.timestamp,
+            version: commit.version().map(str::to_owned),
+            subject: commit.subject.clone(),
+            stats: PullStats::default(),
+        };
+        if update == UpdateKind::UpToDate && complete {
+            return Ok(result);
+        }
+        if !complete {
+            result.stats = self.store(&chosen, &commit, update_id)?;
+        }
+        if self.cancel.is_cancelled() {
+            return Err(PullError::Cancelled);
+        }
+        // The closure is complete: make it durable, then let a ref point at it.
+        self.dest.sync()?;
+        self.dest.clear_partial(&chosen.checksum)?;
+        self.dest.write_ref(&plan.location, &chosen.checksum)?;
+        result.status = PullStatus::Updated;
+        Ok(result)
+    }
+
+    /// Finds the remote vouching for `request` and the ref's location in the destination.
+    fn plan(&self, request: &PullRequest) -> Result<Plan<'_>, PullError> {
+        let trust = &self.options.trust;
+        match &request.target {
+            RefTarget::Remote(name) => {
+                let remote = trust.remote(name).ok_or_else(|| PullError::UnknownRemote {
+                    remote: name.clone(),
+                    repo: self.dest.path().to_path_buf(),
+                })?;
+                let collection_id = match (&request.collection_id, remote.collection_id()) {
+                    (Some(requested), Some(configured)) if requested != configured => {
+                        return Err(PullError::CollectionMismatch {
+                            ref_name: request.ref_name.clone(),
+                            remote: name.clone(),
+                            requested: requested.clone(),
+                            configured: configured.to_owned(),
+                        })
+                    }
+                    (Some(requested), _) => Some(requested.clone()),
+                    (None, configured) => configured.map(str::to_owned),
+                };
+                Ok(Plan {
+                    remote,
+                    collection_id,
+                    location: RefLocation::remote(name, &request.ref_name),
+                })
+            }
+            RefTarget::Mirror | RefTarget::Head => {
+                let collection_id = match &request.collection_id {
+                    Some(id) => id.clone(),
+                    None => self.offered_collection(&request.ref_name)?,
+                };
+                let remotes = trust
+                    .remotes
+                    .iter()
+                    .map(|remote| (remote.name.as_str(), remote.collection_id()));
+                let name = find_remote_for_collection(self.dest.path(), remotes, &collection_id)?;
+                let remote = trust.remote(name).ok_or_else(|| PullError::UnknownRemote {
+                    remote: name.to_owned(),
+                    repo: self.dest.path().to_path_buf(),
+                })?;
+                let location = match request.target {
+                    RefTarget::Mirror => RefLocation::mirror(&collection_id, &request.ref_name),
+                    _ => RefLocation::head(&request.ref_name),
+                };
+                Ok(Plan {
+                    remote,
+                    collection_id: Some(collection_id),
+                    location,
+                })
+            }
+        }
+    }
+
+    /// The one collection the sources offer `ref_name` in.
+    fn offered_collection(&self, ref_name: &str) -> Result<String, PullError> {
+        let mut collections: Vec<String> = self
+            .offers
+            .iter()
+            .flatten()
+            .filter(|offer| offer.ref_name == ref_name)
+            .filter_map(|offer| offer.collection_id.clone())
+            .collect();
+        collections.sort();
+        collections.dedup();
+        match collections.len() {
+            0 => Err(PullError::NoCollection {
+                ref_name: ref_name.to_owned(),
+            }),
+            1 => Ok(collections.remove(0)),
+            _ => Err(PullError::AmbiguousCollection {
+                ref_name: ref_name.to_owned(),
+                collections,
+            }),
+        }
+    }
+
+    /// The newest commit offered for the ref that the remote's policy accepts; ties go to the
+    /// better-ranked source.
+    fn choose(
+        &self,
+        request: &PullRequest,
+        plan: &Plan<'_>,
+        policy: &RemotePolicy,
+    ) -> Result<Candidate, PullError> {
+        let order = self.schedule.order(&mut rand::thread_rng());
+        let mut accepted: Vec<(usize, Candidate)> = Vec::new();
+        let mut refusals: Vec<PullError> = Vec::new();
+        let mut offered = false;
+        for (position, &index) in order.iter().enumerate() {
+            let offers: Vec<&OfferedRef> = self.offers[index]
+                .iter()
+                .filter(|offer| plan.matches(request, offer))
+                .collect();
+            if offers.is_empty() {
+                continue;
+            }
+            offered = true;
+            if let Err(error) = self.check_summary(index, policy) {
+                refusals.push(error);
+                continue;
+            }
+            for offer in offers {
+                if accepted.iter().any(|(_, c)| c.checksum == offer.commit) {
+                    continue;
+                }
+                match self.candidate(index, offer, request, policy) {
+                    Ok(candidate) => accepted.push((position, candidate)),
+                    Err(error) => refusals.push(error),
+                }
+            }
+        }
+        let best = accepted
+            .into_iter()
+            .max_by_key(|(position, c)| (c.accepted.timestamp, std::cmp::Reverse(*position)));
+        if let Some((_, candidate)) = best {
+            return Ok(candidate);
+        }
+        let wanted = request.wanted(plan.collection_id.as_deref());
+        if !offered {
+            let sources = order.iter().map(|&i| self.names[i].clone()).collect();
+            return Err(PullError::NotOffered { wanted, sources });
+        }
+        if refusals.len() == 1 {
+            if let Some(only) = refusals.pop() {
+                return Err(only);
+            }
+        }
+        Err(PullError::NoUsableCommit {
+            wanted,
+            reasons: refusals.iter().map(ToString::to_string).collect(),
+        })
+    }
+
+    /// Checks a source's `summary.sig` when the remote asks for signed summaries. A source
+    /// without summary signatures passes: its summary only locates commits, whose own
+    /// signatures decide.
+    fn check_summary(&self, index: usize, policy: &RemotePolicy) -> Result<(), PullError> {
+        if !policy.checks_summary() {
+            return Ok(());
+        }
+        let summary = self.sources[index].fetch_summary().map_err(|error| {
+            if matches!(error, FetchError::Unavailable { .. }) {
+                self.schedule.record_unavailable(index);
+            }
+            PullError::Source(error)
+        })?;
+        if let Some(summary) = summary {
+            policy.verify_summary(
+                &summary.summary,
+                summary.signatures.as_deref(),
+                &self.names[index],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Fetches one offered commit and has the remote's policy check it.
+    fn candidate(
+        &self,
+        index: usize,
+        offer: &OfferedRef,
+        request: &PullRequest,
+        policy: &RemotePolicy,
+    ) -> Result<Candidate, PullError> {
+        let source = &self.sources[index];
+        let name = &self.names[index];
+        let fetched = (|| {
+            if !source.commit_is_complete(&offer.commit)? {
+                return Ok(None);
+            }
+            let bytes = source.fetch_metadata(ObjectKind::Commit, &offer.commit)?;
+            let commitmeta = source.fetch_commitmeta(&offer.commit)?;
+            Ok(Some((bytes, commitmeta)))
+        })();
+        let (bytes, commitmeta) = match fetched {
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                return Err(PullError::Source(FetchError::Failed {
+                    source_name: name.clone(),
+                    reason: format!(
+                        "commit {} of {} is only partly there (an interrupted copy); use \
+                         another drive or peer",
+                        offer.commit.short(),
+                        request.ref_name
+                    ),
+                }))
+            }
+            Err(error) => {
+                if matches!(error, FetchError::Unavailable { .. }) {
+                    self.schedule.record_unavailable(index);
+                }
+                return Err(PullError::Source(error));
+            }
+        };
+        let accepted = policy.check_commit_for_ref(
+            &CommitCandidate {
+                checksum: offer.commit,
+                commit: &bytes,
+                detached_metadata: commitmeta.as_deref(),
+                source: name,
+            },
+            &request.ref_name,
+            None,
+            true,
+        )?;
+        Ok(Candidate {
+            source: index,
+            checksum: offer.commit,
+            bytes,
+            commitmeta,
+            accepted,
+        })
+    }
+
+    /// Stores the commit and its closure, with `state/<commit>.commitpartial` in place until
+    /// every object is there.
+    fn store(
+        &self,
+        chosen: &Candidate,
+        commit: &Commit,
+        update_id: String,
+    ) -> Result<PullStats, PullError> {
+        let started = Instant::now();
+        let progress = Progress::new(self.reporter, Some(update_id), self.names.clone());
+        progress.set_source(chosen.source);
+        let checksum = chosen.checksum;
+        let source_name = &self.names[chosen.source];
+        self.dest.mark_partial(&checksum)?;
+
+        let mut stats = PullStats::default();
+        let commit_object = ObjectId::new(checksum, ObjectKind::Commit);
+        if !self.dest.has_object(commit_object)? {
+            progress.expect(1, 0);
+            self.dest
+                .write_metadata(ObjectKind::Commit, &checksum, &chosen.bytes)
+                .map_err(|error| PullError::BadObject {
+                    object: commit_object,
+                    path: None,
+                    source_name: source_name.clone(),
+                    reason: error.to_string(),
+                })?;
+            progress.object_done();
+            stats.metadata_objects += 1;
+        }
+        if let Some(meta) = &chosen.commitmeta {
+            // Rewritten even when present: the source's signatures are the ones just checked.
+            let new = !self
+                .dest
+                .has_object(ObjectId::new(checksum, ObjectKind::CommitMeta))?;
+            match self.dest.write_commitmeta(&checksum, meta) {
+                Ok(()) if new => {
+                    stats.metadata_objects += 1;
+                    progress.expect(1, 0);
+                    progress.object_done();
+                }
+                Ok(()) => {}
+                // Only a remote that verifies nothing accepts unreadable detached metadata;
+                // the commit is stored without it.
+                Err(RepoError::Format { source, .. }) if !chosen.accepted.verdict.is_signed() => {
+                    self.reporter.on_event(Event::Message {
+                        level: MessageLevel::Warning,
+                        text: format!(
+                            "the detached metadata of commit {} on {source_name} is invalid \
+                             ({source}); it was not copied",
+                            checksum.short()
+                        ),
+                    });
+                }
+                Err(error) => return Err(PullError::Destination(error)),
+            }
+        }
+
+        let transfer = Transfer {
+            dest: self.dest,
+            sources: self.sources,
+            names: &self.names,
+            schedule: &self.schedule,
+            cancel: self.cancel,
+            progress: &progress,
+            workers: self.workers,
+        };
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(1);
+        let fetched = std::thread::scope(|scope| {
+            scope.spawn(|| progress.run_ticker(stopped));
+            let fetched = transfer.fetch_closure(commit);
+            drop(stop);
+            fetched
+        });
+        progress.finish(started.elapsed());
+        let closure = fetched?;
+        stats.metadata_objects += closure.metadata_objects;
+        stats.content_objects += closure.content_objects;
+        stats.bytes += closure.bytes;
+        stats.already_present += closure.already_present;
+        Ok(stats)
+    }
+}

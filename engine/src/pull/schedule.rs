@@ -85,7 +85,9 @@ impl Schedule {
 
     /// The source did not have one object. It stays in the pull.
     pub fn record_miss(&self, index: usize) {
-        self.update(index, |health| health.misses = health.misses.saturating_add(1));
+        self.update(index, |health| {
+            health.misses = health.misses.saturating_add(1)
+        });
     }
 
     /// The source failed as a whole; it is not asked again in this pull.

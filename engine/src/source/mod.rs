@@ -41,6 +41,12 @@ pub struct FetchedArchive {
     pub stream: Box<dyn Read + Send>,
 }
 
+/// A source's summary file and its detached signatures (`summary.sig`), unverified.
+pub struct FetchedSummary {
+    pub summary: Vec<u8>,
+    pub signatures: Option<Vec<u8>>,
+}
+
 /// Why a source could not hand out something.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -123,6 +129,12 @@ pub trait Source: Send + Sync {
         &self,
         _checksum: &Checksum,
     ) -> Result<Option<FetchedArchive>, FetchError> {
+        Ok(None)
+    }
+
+    /// The source's summary and `summary.sig`, when it has a summary, so a remote that asks
+    /// for signed summaries can check them. `Ok(None)`: no summary.
+    fn fetch_summary(&self) -> Result<Option<FetchedSummary>, FetchError> {
         Ok(None)
     }
 }

@@ -62,6 +62,25 @@ impl Default for TrustRoots {
     }
 }
 
+impl TrustRoots {
+    /// The machine's roots, or those under `$FERRY_TRUST_ROOT` when it is set (a directory laid
+    /// out like `/`, for tests and image builders).
+    pub fn from_env() -> Self {
+        match std::env::var_os("FERRY_TRUST_ROOT") {
+            Some(root) if !root.is_empty() => Self::under(Path::new(&root)),
+            _ => Self::default(),
+        }
+    }
+
+    /// The default roots below `root` instead of `/`.
+    pub fn under(root: &Path) -> Self {
+        Self {
+            global_gpg_keyring_dir: root.join("usr/share/ostree/trusted.gpg.d"),
+            ed25519_dirs: vec![root.join("etc/ostree"), root.join("usr/share/ostree")],
+        }
+    }
+}
+
 /// The repository a pull writes into, and where libostree looks for its remotes' keyrings:
 /// `<repo>/<remote>.trustedkeys.gpg`, then `<remotes_config_dir>/<remote>.trustedkeys.gpg`,
 /// then the same in each parent repository (`core.parent`).

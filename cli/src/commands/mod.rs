@@ -1,0 +1,15 @@
+//! One module per `ferryctl` subcommand.
+
+pub mod install;
+pub mod list;
+pub mod pull;
+pub mod scan;
+
+/// A short, human date for a commit timestamp: `2024-01-02`.
+pub fn format_date(unix_seconds: u64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_seconds);
+    let full = humantime::format_rfc3339_seconds(time).to_string();
+    full.split_once('T')
+        .map(|(date, _)| date.to_owned())
+        .unwrap_or(full)
+}

@@ -1,0 +1,40 @@
+//! Translations of ferryctl's human output (the JSON output is never translated).
+
+use gettextrs::{bindtextdomain, textdomain};
+
+pub const GETTEXT_DOMAIN: &str = "ferry";
+
+/// Where compiled catalogues are installed; `FERRY_LOCALEDIR` overrides it for tests.
+fn locale_dir() -> String {
+    std::env::var("FERRY_LOCALEDIR")
+        .ok()
+        .or_else(|| option_env!("FERRY_LOCALEDIR").map(str::to_owned))
+        .unwrap_or_else(|| "/usr/share/locale".to_owned())
+}
+
+/// Sets up gettext. Called once at the start of `main`, before any thread exists.
+pub fn init() {
+    // SAFETY: called first thing in main, while the process is still single-threaded.
+    unsafe {
+        gettextrs::setlocale(gettextrs::LocaleCategory::LcAll, "");
+    }
+    // A missing catalogue only means English output.
+    let _ = bindtextdomain(GETTEXT_DOMAIN, locale_dir());
+    let _ = textdomain(GETTEXT_DOMAIN);
+}
+
+/// Translates `msgid`.
+pub fn tr(msgid: &str) -> String {
+    gettextrs::gettext(msgid)
+}
+
+/// Translates `msgid` and fills its `{}` placeholders in order.
+pub fn trf(msgid: &str, args: &[&dyn std::fmt::Display]) -> String {
+    let mut text = gettextrs::gettext(msgid);
+    for arg in args {
+        if let Some(at) = text.find("{}") {
+            text.replace_range(at..at + 2, &arg.to_string());
+        }
+    }
+    text
+}

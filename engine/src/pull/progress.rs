@@ -1,0 +1,176 @@
+//! Progress of one ref's pull: counters shared by the walker and the workers, and a ticker
+//! that turns them into throttled [`Event::Progress`] events with a rate and an ETA.
+
+use std::collections::VecDeque;
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use crate::event::{Event, Reporter};
+
+/// How often progress is reported at most.
+const TICK: Duration = Duration::from_millis(100);
+/// Unchanged progress is repeated this often, so a reader sees the operation is alive.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+/// The rate is measured over this window.
+const RATE_WINDOW: Duration = Duration::from_secs(3);
+
+const NO_SOURCE: usize = usize::MAX;
+
+pub(super) struct Progress<'a> {
+    reporter: &'a dyn Reporter,
+    update: Option<String>,
+    source_names: Vec<String>,
+    objects_done: AtomicU64,
+    objects_total: AtomicU64,
+    bytes_done: AtomicU64,
+    bytes_total: AtomicU64,
+    source: AtomicUsize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Snapshot {
+    objects_done: u64,
+    objects_total: u64,
+    bytes_done: u64,
+    bytes_total: u64,
+    source: usize,
+}
+
+impl<'a> Progress<'a> {
+    pub(super) fn new(
+        reporter: &'a dyn Reporter,
+        update: Option<String>,
+        source_names: Vec<String>,
+    ) -> Self {
+        Self {
+            reporter,
+            update,
+            source_names,
+            objects_done: AtomicU64::new(0),
+            objects_total: AtomicU64::new(0),
+            bytes_done: AtomicU64::new(0),
+            bytes_total: AtomicU64::new(0),
+            source: AtomicUsize::new(NO_SOURCE),
+        }
+    }
+
+    /// More objects (and bytes, when known) are to be fetched.
+    pub(super) fn expect(&self, objects: u64, bytes: u64) {
+        self.objects_total.fetch_add(objects, Ordering::Relaxed);
+        self.bytes_total.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes whose total was not known when the object was expected.
+    pub(super) fn expect_bytes(&self, bytes: u64) {
+        self.bytes_total.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub(super) fn object_done(&self) {
+        self.objects_done.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn bytes_read(&self, bytes: u64) {
+        self.bytes_done.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub(super) fn set_source(&self, index: usize) {
+        self.source.store(index, Ordering::Relaxed);
+    }
+
+    pub(super) fn bytes_done(&self) -> u64 {
+        self.bytes_done.load(Ordering::Relaxed)
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let objects_done = self.objects_done.load(Ordering::Relaxed);
+        let bytes_done = self.bytes_done.load(Ordering::Relaxed);
+        Snapshot {
+            objects_done,
+            objects_total: self.objects_total.load(Ordering::Relaxed).max(objects_done),
+            bytes_done,
+            bytes_total: self.bytes_total.load(Ordering::Relaxed).max(bytes_done),
+            source: self.source.load(Ordering::Relaxed),
+        }
+    }
+
+    fn emit(&self, snapshot: Snapshot, rate: u64) {
+        let remaining = snapshot.bytes_total - snapshot.bytes_done;
+        let eta_seconds = (rate > 0 && remaining > 0).then(|| remaining.div_ceil(rate));
+        self.reporter.on_event(Event::Progress {
+            update: self.update.clone(),
+            objects_done: snapshot.objects_done,
+            objects_total: snapshot.objects_total,
+            bytes_done: snapshot.bytes_done,
+            bytes_total: snapshot.bytes_total,
+            rate,
+            eta_seconds,
+            source: self.source_names.get(snapshot.source).cloned(),
+        });
+    }
+
+    /// The final, exact figures.
+    pub(super) fn finish(&self, elapsed: Duration) {
+        let snapshot = self.snapshot();
+        let seconds = elapsed.as_secs_f64();
+        let rate = if seconds > 0.0 {
+            (snapshot.bytes_done as f64 / seconds) as u64
+        } else {
+            0
+        };
+        self.emit(snapshot, rate);
+    }
+
+    /// Reports every [`TICK`] while something changes (every [`HEARTBEAT`] otherwise), until
+    /// `stop` is signalled or dropped.
+    pub(super) fn run_ticker(&self, stop: Receiver<()>) {
+        let mut samples: VecDeque<(Instant, u64)> = VecDeque::new();
+        let mut last: Option<(Snapshot, Instant)> = None;
+        loop {
+            match stop.recv_timeout(TICK) {
+                Err(RecvTimeoutError::Timeout) => {}
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+            }
+            let now = Instant::now();
+            let snapshot = self.snapshot();
+            samples.push_back((now, snapshot.bytes_done));
+            while samples
+                .front()
+                .is_some_and(|(at, _)| now.duration_since(*at) > RATE_WINDOW)
+            {
+                samples.pop_front();
+            }
+            let unchanged = last.is_some_and(|(previous, at)| {
+                previous == snapshot && now.duration_since(at) < HEARTBEAT
+            });
+            if unchanged || snapshot.objects_total == 0 {
+                continue;
+            }
+            let rate = match (samples.front(), samples.back()) {
+                (Some((first_at, first)), Some((last_at, latest))) if last_at > first_at => {
+                    let seconds = last_at.duration_since(*first_at).as_secs_f64();
+                    (latest.saturating_sub(*first) as f64 / seconds) as u64
+                }
+                _ => 0,
+            };
+            self.emit(snapshot, rate);
+            last = Some((snapshot, now));
+        }
+    }
+}
+
+/// Counts the bytes read through it into the progress.
+pub(super) struct Counted<'p, 'a, R> {
+    pub(super) inner: R,
+    pub(super) progress: &'p Progress<'a>,
+}
+
+impl<R: Read> Read for Counted<'_, '_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        self.progress.bytes_read(read as u64);
+        Ok(read)
+    }
+}

@@ -1,0 +1,237 @@
+//! Repositories on a drive (or any local path), in every mode, as sources.
+//!
+//! A [`DriveSource`] reads through [`Repo`], whose every path is resolved beneath the
+//! repository, so a symlink planted on a drive cannot make Ferry read elsewhere; [`open_drive`]
+//! finds the repositories with [`crate::scan::scan`], which refuses those leading off the drive.
+
+use std::collections::HashSet;
+use std::fmt::Display;
+use std::path::Path;
+
+use super::{
+    source_name, FetchError, FetchedArchive, FetchedContent, FetchedSummary, OfferedRef, Source,
+    SourceRank,
+};
+use crate::object::{Checksum, ObjectId, ObjectKind, Summary};
+use crate::repo::{CollectionRef, RefLocation, Repo, RepoError, RepoMode};
+use crate::scan::{scan, ScanError};
+use crate::schema::{Problem, ProblemKind, ScanReport, SourceInfo, SourceKind};
+
+/// A repository on a drive or at a local path.
+pub struct DriveSource {
+    repo: Repo,
+    info: SourceInfo,
+    rank: SourceRank,
+}
+
+impl std::fmt::Debug for DriveSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DriveSource")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DriveSource {
+    /// Opens the repository at `path` (already found safe by a scan). `label` is how people
+    /// know the drive, for example its filesystem label.
+    pub fn open(path: &Path, label: Option<String>) -> Result<Self, RepoError> {
+        let repo = Repo::open(path)?;
+        // The summary only ranks drives against each other; a bad one ranks as none.
+        let summary_timestamp = repo
+            .read_summary()
+            .ok()
+            .flatten()
+            .and_then(|bytes| Summary::parse(&bytes).ok())
+            .and_then(|summary| summary.last_modified());
+        let info = SourceInfo {
+            kind: SourceKind::Drive,
+            location: path.display().to_string(),
+            label,
+        };
+        Ok(Self {
+            repo,
+            info,
+            rank: SourceRank {
+                kind: SourceKind::Drive,
+                summary_timestamp,
+            },
+        })
+    }
+
+    /// The repository read from.
+    pub fn repo(&self) -> &Repo {
+        &self.repo
+    }
+
+    fn name(&self) -> String {
+        source_name(&self.info)
+    }
+
+    /// Sorts a repository error into what the pull does next: a missing object is looked for
+    /// elsewhere; a drive that stopped answering is dropped; anything else is a failure.
+    fn fetch_error(&self, object: impl Display, error: RepoError) -> FetchError {
+        match error {
+            RepoError::Missing { .. } => FetchError::not_found(object, &self.info),
+            RepoError::Io { source, .. } if is_gone(&source) => FetchError::unavailable(
+                &self.info,
+                format!("it stopped answering ({source}); was the drive removed?"),
+            ),
+            RepoError::Corrupt { reason, .. } => FetchError::failed(&self.info, reason),
+            other => FetchError::failed(&self.info, other.with_source(&self.name()).to_string()),
+        }
+    }
+}
+
+/// Errors that mean the device went away rather than one file being bad.
+fn is_gone(error: &std::io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EIO | libc::ENODEV | libc::ENXIO | libc::ESTALE | libc::ENOTCONN)
+    )
+}
+
+impl Source for DriveSource {
+    fn info(&self) -> &SourceInfo {
+        &self.info
+    }
+
+    fn rank(&self) -> SourceRank {
+        self.rank
+    }
+
+    /// Heads, then mirrors, then remote refs; a collection ref offered twice is listed once.
+    /// Ref files that cannot be read are skipped (a scan lists them as problems).
+    fn refs(&self) -> Result<Vec<OfferedRef>, FetchError> {
+        let entries = self
+            .repo
+            .ref_entries()
+            .map_err(|error| self.fetch_error("the refs", error))?;
+        let order = |location: &RefLocation| match location {
+            RefLocation::Head { .. } => 0,
+            RefLocation::Mirror { .. } => 1,
+            RefLocation::Remote { .. } => 2,
+        };
+        let mut entries: Vec<_> = entries.into_iter().collect();
+        entries.sort_by_key(|entry| order(&entry.location));
+        let mut seen: HashSet<CollectionRef> = HashSet::new();
+        let mut offered = Vec::new();
+        for entry in entries {
+            let commit = match entry.commit {
+                Ok(commit) => commit,
+                Err(error) => {
+                    tracing::warn!(source = %self.name(), "skipping a ref: {error}");
+                    continue;
+                }
+            };
+            let key = CollectionRef {
+                collection_id: self.repo.collection_of(&entry.location),
+                name: entry.location.name().to_owned(),
+            };
+            if seen.insert(key.clone()) {
+                offered.push(OfferedRef {
+                    collection_id: key.collection_id,
+                    ref_name: key.name,
+                    commit,
+                });
+            }
+        }
+        Ok(offered)
+    }
+
+    fn fetch_metadata(&self, kind: ObjectKind, checksum: &Checksum) -> Result<Vec<u8>, FetchError> {
+        self.repo
+            .read_metadata(kind, checksum)
+            .map_err(|error| self.fetch_error(ObjectId::new(*checksum, kind), error))
+    }
+
+    fn fetch_commitmeta(&self, commit: &Checksum) -> Result<Option<Vec<u8>>, FetchError> {
+        self.repo.read_commitmeta(commit).map_err(|error| {
+            self.fetch_error(ObjectId::new(*commit, ObjectKind::CommitMeta), error)
+        })
+    }
+
+    fn fetch_content(&self, checksum: &Checksum) -> Result<FetchedContent, FetchError> {
+        let (header, body) = self
+            .repo
+            .open_content(checksum)
+            .map_err(|error| self.fetch_error(ObjectId::new(*checksum, ObjectKind::File), error))?;
+        Ok(FetchedContent {
+            header,
+            body: Box::new(body),
+        })
+    }
+
+    fn commit_is_complete(&self, commit: &Checksum) -> Result<bool, FetchError> {
+        self.repo
+            .is_partial(commit)
+            .map(|partial| !partial)
+            .map_err(|error| self.fetch_error(ObjectId::new(*commit, ObjectKind::Commit), error))
+    }
+
+    fn has_object(&self, object: ObjectId) -> Option<bool> {
+        self.repo.has_object(object).ok()
+    }
+
+    fn fetch_archived_content(
+        &self,
+        checksum: &Checksum,
+    ) -> Result<Option<FetchedArchive>, FetchError> {
+        if self.repo.mode() != RepoMode::Archive {
+            return Ok(None);
+        }
+        let archived = self
+            .repo
+            .open_archived_content(checksum)
+            .map_err(|error| self.fetch_error(ObjectId::new(*checksum, ObjectKind::File), error))?;
+        Ok(Some(FetchedArchive {
+            size: Some(archived.size),
+            stream: Box::new(archived.file),
+        }))
+    }
+
+    fn fetch_summary(&self) -> Result<Option<FetchedSummary>, FetchError> {
+        let Some(summary) = self
+            .repo
+            .read_summary()
+            .map_err(|error| self.fetch_error("the summary", error))?
+        else {
+            return Ok(None);
+        };
+        let signatures = self
+            .repo
+            .read_summary_signatures()
+            .map_err(|error| self.fetch_error("the summary signatures", error))?;
+        Ok(Some(FetchedSummary {
+            summary,
+            signatures,
+        }))
+    }
+}
+
+/// The repositories found on a drive, opened as sources, and what the scan reported
+/// (including repositories it refused and any that could not be opened).
+#[derive(Debug)]
+pub struct OpenedDrive {
+    pub sources: Vec<DriveSource>,
+    pub report: ScanReport,
+}
+
+/// Scans `path` (a drive's root or a repository) and opens every repository found. A
+/// repository that resolves off the drive is refused by the scan and only listed as a problem.
+pub fn open_drive(path: &Path, label: Option<&str>) -> Result<OpenedDrive, ScanError> {
+    let mut report = scan(path)?;
+    let mut sources = Vec::new();
+    for repo in &report.repos {
+        match DriveSource::open(Path::new(&repo.path), label.map(str::to_owned)) {
+            Ok(source) => sources.push(source),
+            Err(error) => report.problems.push(Problem {
+                kind: ProblemKind::Unreadable,
+                source: repo.path.clone(),
+                ref_name: None,
+                reason: error.to_string(),
+            }),
+        }
+    }
+    Ok(OpenedDrive { sources, report })
+}

@@ -1,0 +1,376 @@
+//! An archive repository served over HTTP: a computer nearby or an upstream server.
+//!
+//! The layout is libostree's: `config`, `summary`, `summary.sig` and
+//! `objects/XX/YYYY.{commit,commitmeta,dirtree,dirmeta,filez}` under a base URL. A source
+//! whose `config` or `summary` cannot be fetched, or that refuses the connection, is
+//! unavailable as a whole; a 404 for one object only means that peer lacks it.
+//!
+//! Requests run on a small Tokio runtime owned by the source, so callers use plain blocking
+//! calls from any thread. Connections time out after [`CONNECT_TIMEOUT`]; a response that
+//! sends nothing for [`IDLE_TIMEOUT`] is abandoned, however large the object. Proxies are
+//! taken from the usual environment variables (`http_proxy`, `https_proxy`, `no_proxy`).
+
+use std::io::{self, BufReader, Read};
+use std::time::Duration;
+
+use flate2::bufread::DeflateDecoder;
+
+use super::{
+    source_name, FetchError, FetchedArchive, FetchedContent, FetchedSummary, OfferedRef, Source,
+    SourceRank,
+};
+use crate::object::{Checksum, FileHeader, ObjectId, ObjectKind, Summary, MAX_METADATA_SIZE};
+use crate::repo::{RepoConfig, RepoMode, MAX_CONFIG_SIZE};
+use crate::schema::{SourceInfo, SourceKind};
+
+/// How long to wait for a connection to be accepted.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a response may stay silent before it is abandoned.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An archive repository at an `http://` or `https://` URL.
+pub struct HttpSource {
+    info: SourceInfo,
+    base: reqwest::Url,
+    client: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
+    summary: Summary,
+    summary_bytes: Vec<u8>,
+    summary_signatures: Option<Vec<u8>>,
+    rank: SourceRank,
+}
+
+impl std::fmt::Debug for HttpSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSource")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a request came back with.
+enum Fetched {
+    Found(reqwest::Response),
+    NotFound,
+}
+
+impl HttpSource {
+    /// Connects to the repository at `url`: reads its `config` (it must be an archive
+    /// repository) and its `summary` (and `summary.sig` when there is one). Fails as
+    /// [`FetchError::Unavailable`] when the server refuses, or serves no repository or no
+    /// summary. Call it from a thread that is not running asynchronous tasks.
+    pub fn connect(url: &str, kind: SourceKind, label: Option<String>) -> Result<Self, FetchError> {
+        let mut base = reqwest::Url::parse(url).map_err(|error| {
+            FetchError::failed(
+                &info(kind, url, label.clone()),
+                format!("{url} is not a valid URL: {error}"),
+            )
+        })?;
+        let info = info(kind, url, label);
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(FetchError::failed(
+                &info,
+                "only http:// and https:// repositories can be fetched from",
+            ));
+        }
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("ferry-http")
+            .enable_all()
+            .build()
+            .map_err(|error| FetchError::failed(&info, format!("cannot start: {error}")))?;
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| FetchError::failed(&info, format!("cannot start: {error}")))?;
+        let mut source = Self {
+            info,
+            base,
+            client,
+            runtime,
+            summary: Summary {
+                refs: Vec::new(),
+                collection_id: None,
+                collection_map: Vec::new(),
+                metadata: crate::object::Metadata::new(),
+            },
+            summary_bytes: Vec::new(),
+            summary_signatures: None,
+            rank: SourceRank {
+                kind,
+                summary_timestamp: None,
+            },
+        };
+
+        let config = source
+            .get_bytes("config", MAX_CONFIG_SIZE as u64)?
+            .ok_or_else(|| source.unavailable("it serves no OSTree repository (no config)"))?;
+        let config = std::str::from_utf8(&config)
+            .ok()
+            .and_then(|text| RepoConfig::parse(text).ok())
+            .ok_or_else(|| source.unavailable("its repository config cannot be read"))?;
+        if config.mode != RepoMode::Archive {
+            return Err(source.unavailable(&format!(
+                "it serves a {} repository; only archive repositories can be served",
+                config.mode
+            )));
+        }
+        let summary_bytes = source
+            .get_bytes("summary", MAX_METADATA_SIZE)?
+            .ok_or_else(|| source.unavailable("it has no summary"))?;
+        let summary = Summary::parse(&summary_bytes)
+            .map_err(|error| source.unavailable(&format!("its summary is invalid: {error}")))?;
+        source.summary_signatures = source.get_bytes("summary.sig", MAX_METADATA_SIZE)?;
+        source.rank.summary_timestamp = summary.last_modified();
+        source.summary = summary;
+        source.summary_bytes = summary_bytes;
+        Ok(source)
+    }
+
+    /// The summary read when connecting (unverified).
+    pub fn summary(&self) -> &Summary {
+        &self.summary
+    }
+
+    /// The summary's bytes, for checking `summary.sig`.
+    pub fn summary_bytes(&self) -> &[u8] {
+        &self.summary_bytes
+    }
+
+    /// `summary.sig`, when the server has one.
+    pub fn summary_signatures(&self) -> Option<&[u8]> {
+        self.summary_signatures.as_deref()
+    }
+
+    fn unavailable(&self, reason: &str) -> FetchError {
+        FetchError::unavailable(&self.info, reason)
+    }
+
+    fn request_error(&self, path: &str, error: &reqwest::Error) -> FetchError {
+        let what = if error.is_connect() {
+            "cannot connect"
+        } else if error.is_timeout() {
+            "timed out"
+        } else {
+            "request failed"
+        };
+        self.unavailable(&format!("{what} fetching {path}: {error}"))
+    }
+
+    /// Starts a GET of `path` below the base URL and waits for the response headers.
+    fn get(&self, path: &str) -> Result<Fetched, FetchError> {
+        let url = self
+            .base
+            .join(path)
+            .map_err(|error| FetchError::failed(&self.info, format!("bad path {path}: {error}")))?;
+        let request = self.client.get(url).send();
+        let response = self
+            .runtime
+            .block_on(async { tokio::time::timeout(IDLE_TIMEOUT, request).await })
+            .map_err(|_| self.unavailable(&format!("timed out fetching {path}")))?
+            .map_err(|error| self.request_error(path, &error))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(Fetched::NotFound);
+        }
+        if !status.is_success() {
+            return Err(self.unavailable(&format!("it answered {status} for {path}")));
+        }
+        Ok(Fetched::Found(response))
+    }
+
+    /// The whole body of `path`, at most `max` bytes; None for a 404.
+    fn get_bytes(&self, path: &str, max: u64) -> Result<Option<Vec<u8>>, FetchError> {
+        let response = match self.get(path)? {
+            Fetched::Found(response) => response,
+            Fetched::NotFound => return Ok(None),
+        };
+        if response.content_length().is_some_and(|length| length > max) {
+            return Err(FetchError::failed(
+                &self.info,
+                format!("{path} is larger than the {max} bytes allowed"),
+            ));
+        }
+        let mut body = self.body(response);
+        let mut bytes = Vec::new();
+        (&mut body)
+            .take(max + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|error| self.unavailable(&format!("reading {path} failed: {error}")))?;
+        if bytes.len() as u64 > max {
+            return Err(FetchError::failed(
+                &self.info,
+                format!("{path} is larger than the {max} bytes allowed"),
+            ));
+        }
+        Ok(Some(bytes))
+    }
+
+    fn body(&self, response: reqwest::Response) -> HttpBody {
+        HttpBody {
+            runtime: self.runtime.handle().clone(),
+            response,
+            chunk: Vec::new(),
+            position: 0,
+        }
+    }
+
+    fn object_path(object: ObjectId) -> String {
+        let hex = object.checksum.to_hex();
+        format!(
+            "objects/{}/{}.{}",
+            &hex[..2],
+            &hex[2..],
+            object.kind.extension(RepoMode::Archive)
+        )
+    }
+
+    fn get_object(&self, object: ObjectId) -> Result<reqwest::Response, FetchError> {
+        match self.get(&Self::object_path(object))? {
+            Fetched::Found(response) => Ok(response),
+            Fetched::NotFound => Err(FetchError::not_found(object, &self.info)),
+        }
+    }
+}
+
+fn info(kind: SourceKind, url: &str, label: Option<String>) -> SourceInfo {
+    SourceInfo {
+        kind,
+        location: url.to_owned(),
+        label,
+    }
+}
+
+/// A response body read as a blocking stream; each wait for data is bounded by
+/// [`IDLE_TIMEOUT`].
+struct HttpBody {
+    runtime: tokio::runtime::Handle,
+    response: reqwest::Response,
+    chunk: Vec<u8>,
+    position: usize,
+}
+
+impl Read for HttpBody {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.position >= self.chunk.len() {
+            let next = self.response.chunk();
+            let chunk = self
+                .runtime
+                .block_on(async { tokio::time::timeout(IDLE_TIMEOUT, next).await })
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the server stopped sending"))?
+                .map_err(io::Error::other)?;
+            match chunk {
+                Some(chunk) => {
+                    self.chunk = chunk.to_vec();
+                    self.position = 0;
+                }
+                None => return Ok(0),
+            }
+        }
+        let available = &self.chunk[self.position..];
+        let count = available.len().min(buf.len());
+        buf[..count].copy_from_slice(&available[..count]);
+        self.position += count;
+        Ok(count)
+    }
+}
+
+impl Source for HttpSource {
+    fn info(&self) -> &SourceInfo {
+        &self.info
+    }
+
+    fn rank(&self) -> SourceRank {
+        self.rank
+    }
+
+    fn refs(&self) -> Result<Vec<OfferedRef>, FetchError> {
+        let mut offered: Vec<OfferedRef> = Vec::new();
+        for (collection_id, summary_ref) in self.summary.collection_refs() {
+            let entry = OfferedRef {
+                collection_id: collection_id.map(str::to_owned),
+                ref_name: summary_ref.name.clone(),
+                commit: summary_ref.commit,
+            };
+            if !offered
+                .iter()
+                .any(|o| o.collection_id == entry.collection_id && o.ref_name == entry.ref_name)
+            {
+                offered.push(entry);
+            }
+        }
+        Ok(offered)
+    }
+
+    fn fetch_metadata(&self, kind: ObjectKind, checksum: &Checksum) -> Result<Vec<u8>, FetchError> {
+        let object = ObjectId::new(*checksum, kind);
+        self.get_bytes(&Self::object_path(object), MAX_METADATA_SIZE)?
+            .ok_or_else(|| FetchError::not_found(object, &self.info))
+    }
+
+    fn fetch_commitmeta(&self, commit: &Checksum) -> Result<Option<Vec<u8>>, FetchError> {
+        let object = ObjectId::new(*commit, ObjectKind::CommitMeta);
+        self.get_bytes(&Self::object_path(object), MAX_METADATA_SIZE)
+    }
+
+    fn fetch_content(&self, checksum: &Checksum) -> Result<FetchedContent, FetchError> {
+        let object = ObjectId::new(*checksum, ObjectKind::File);
+        let response = self.get_object(object)?;
+        let mut body = BufReader::with_capacity(64 * 1024, self.body(response));
+        let header = read_header(&mut body).map_err(|reason| {
+            FetchError::failed(
+                &self.info,
+                format!("{object} from {}: {reason}", source_name(&self.info)),
+            )
+        })?;
+        let body: Box<dyn Read + Send> = if header.is_regular() {
+            Box::new(DeflateDecoder::new(body))
+        } else {
+            Box::new(io::empty())
+        };
+        Ok(FetchedContent { header, body })
+    }
+
+    /// A served repository can only be asked for objects; its summary lists complete commits.
+    fn commit_is_complete(&self, _commit: &Checksum) -> Result<bool, FetchError> {
+        Ok(true)
+    }
+
+    fn fetch_archived_content(
+        &self,
+        checksum: &Checksum,
+    ) -> Result<Option<FetchedArchive>, FetchError> {
+        let response = self.get_object(ObjectId::new(*checksum, ObjectKind::File))?;
+        let size = response.content_length();
+        Ok(Some(FetchedArchive {
+            size,
+            stream: Box::new(self.body(response)),
+        }))
+    }
+
+    fn fetch_summary(&self) -> Result<Option<FetchedSummary>, FetchError> {
+        Ok(Some(FetchedSummary {
+            summary: self.summary_bytes.clone(),
+            signatures: self.summary_signatures.clone(),
+        }))
+    }
+}
+
+/// Reads the length-prefixed archive header at the start of a `.filez` stream.
+fn read_header(reader: &mut impl Read) -> Result<FileHeader, String> {
+    let mut prefix = [0u8; 8];
+    reader
+        .read_exact(&mut prefix)
+        .map_err(|error| format!("cannot read the header: {error}"))?;
+    let length = FileHeader::prefix_length(prefix).map_err(|error| error.to_string())?;
+    let mut variant = vec![0u8; length as usize];
+    reader
+        .read_exact(&mut variant)
+        .map_err(|error| format!("cannot read the header: {error}"))?;
+    FileHeader::parse_archive(&variant).map_err(|error| error.to_string())
+}

@@ -1,0 +1,207 @@
+//! Interrupted and concurrent pulls: `ferryctl pull` killed midway leaves a repository that
+//! `ostree fsck` accepts and that the next pull completes; `ostree pull-local` into the same
+//! repository at the same time does not disturb it (both take libostree's shared lock).
+
+mod pull_support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use ferry_engine::event::Event;
+use ferry_tests::compare::{assert_trees_equal, CompareOptions};
+use ferry_tests::generate::{Bucket, GenSpec};
+use ferry_tests::gpg::GpgKey;
+use ferry_tests::ostree::{CheckoutMode, CommitSpec, OstreeRepo, RefLocation, RepoMode};
+use ferry_tests::tree::{Tree, TreeOptions};
+use pull_support::{
+    client, object_count, pull_args, pull_remote, remote_ref, trust_root, RunningPull, BRANCH,
+    COLLECTION,
+};
+use tempfile::TempDir;
+
+/// A signed archive repository holding a tree of a few thousand files (about 12 MiB), big
+/// enough for a pull to be caught midway.
+fn big_publisher(base: &Path) -> Result<(GpgKey, OstreeRepo, String)> {
+    let key = GpgKey::generate(&base.join("gnupg"), "Publisher <publisher@example.org>")?;
+    let spec = GenSpec {
+        buckets: vec![
+            Bucket {
+                count: 3000,
+                min: 512,
+                max: 4096,
+            },
+            Bucket {
+                count: 4,
+                min: 1 << 20,
+                max: 2 << 20,
+            },
+        ],
+        files_per_dir: 100,
+        seed: 99,
+    };
+    let tree = Tree::with_generated(&base.join("tree"), TreeOptions::full(), spec)?;
+    let repo = OstreeRepo::init(&base.join("publisher"), RepoMode::Archive, Some(COLLECTION))?;
+    // The fixture need not survive a power cut; syncing it only slows the test.
+    repo.config_set("core.fsync", "false")?;
+    let commit = repo.commit(
+        &CommitSpec::new(BRANCH, &tree.root)
+            .version("1.0")
+            .generate_sizes()
+            .sign(&key),
+    )?;
+    Ok((key, repo, commit))
+}
+
+#[test]
+fn killed_pull_leaves_a_valid_repo_and_the_next_pull_completes() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let (key, source, commit) = big_publisher(base)?;
+    let dest = client(&base.join("dest"), RepoMode::BareUser, Some(&key))?;
+
+    let args = pull_args(
+        &dest.path,
+        &[source.path.as_os_str()],
+        &["--remote", "origin"],
+        &[BRANCH],
+    );
+    let mut running = RunningPull::spawn(&trust_root(base), args)?;
+    let event = running.wait_for_event(Duration::from_secs(120), |event| {
+        matches!(event, Event::Progress { objects_done, objects_total, .. }
+            if *objects_done >= 50 && objects_done < objects_total)
+    })?;
+    running.child.kill()?;
+    let status = running.child.wait()?;
+    ensure!(!status.success(), "the pull ended before it was killed");
+    ensure!(
+        dest.read_ref(&remote_ref(BRANCH))?.is_none(),
+        "the ref was written by a pull killed at {event:?}"
+    );
+    let stored = object_count(&dest)?;
+    ensure!(stored >= 50, "only {stored} objects stored before the kill");
+    ensure!(
+        dest.path
+            .join(format!("state/{commit}.commitpartial"))
+            .exists(),
+        "the interrupted commit is not marked partial"
+    );
+    let fsck = dest.fsck().context("fsck after the kill")?;
+    ensure!(
+        fsck.stdout.contains("partial commits not verified"),
+        "{}",
+        fsck.stdout
+    );
+
+    let run =
+        pull_remote(&trust_root(base), &dest.path, &source.path, &[BRANCH])?.require_success()?;
+    let (done, total, _, _) = run.last_progress().context("no progress")?;
+    let all = object_count(&dest)?;
+    ensure!(
+        done == total && (done as usize) + stored == all,
+        "resumed pull fetched {done}/{total}; {stored} were stored before, {all} now"
+    );
+    dest.fsck()?;
+    ensure!(dest.read_ref(&remote_ref(BRANCH))? == Some(commit.clone()));
+    ensure!(!dest
+        .path
+        .join(format!("state/{commit}.commitpartial"))
+        .exists());
+    let (theirs, ours) = (base.join("co-source"), base.join("co-dest"));
+    source.checkout(&commit, &theirs, CheckoutMode::Plain)?;
+    dest.checkout(&commit, &ours, CheckoutMode::Plain)?;
+    assert_trees_equal(&theirs, &ours, &CompareOptions::everything())?;
+    Ok(())
+}
+
+/// SIGTERM (as SIGINT) cancels between objects: exit code 1 with one line saying so, the
+/// ref unchanged, a valid repository, and the next pull completes it.
+#[test]
+fn sigterm_cancels_cleanly() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let (key, source, commit) = big_publisher(base)?;
+    let dest = client(&base.join("dest"), RepoMode::Archive, Some(&key))?;
+    let args = pull_args(
+        &dest.path,
+        &[source.path.as_os_str()],
+        &["--remote", "origin"],
+        &[BRANCH],
+    );
+    let mut running = RunningPull::spawn(&trust_root(base), args)?;
+    running.wait_for_event(Duration::from_secs(120), |event| {
+        matches!(event, Event::Progress { objects_done, objects_total, .. }
+            if *objects_done >= 20 && objects_done < objects_total)
+    })?;
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&running.child),
+        rustix::process::Signal::TERM,
+    )?;
+    let cancelled = running.wait_for_event(Duration::from_secs(60), |event| {
+        matches!(event, Event::Result(_))
+    })?;
+    let output = running.child.wait_with_output()?;
+    ensure!(
+        output.status.code() == Some(1),
+        "exit status {:?} after SIGTERM",
+        output.status
+    );
+    let Event::Result(result) = cancelled else {
+        unreachable!("matched above")
+    };
+    ensure!(
+        result.status == ferry_engine::schema::InstallStatus::Cancelled,
+        "{result:?}"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(stderr.contains("cancelled"), "{stderr}");
+    ensure!(dest.read_ref(&remote_ref(BRANCH))?.is_none());
+    dest.fsck().context("fsck after cancelling")?;
+
+    pull_remote(&trust_root(base), &dest.path, &source.path, &[BRANCH])?.require_success()?;
+    dest.fsck()?;
+    ensure!(dest.read_ref(&remote_ref(BRANCH))? == Some(commit));
+    Ok(())
+}
+
+#[test]
+fn ostree_pull_local_at_the_same_time_succeeds_too() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let (key, source, commit) = big_publisher(base)?;
+    let dest = client(&base.join("dest"), RepoMode::BareUser, Some(&key))?;
+
+    let args = pull_args(
+        &dest.path,
+        &[source.path.as_os_str()],
+        &["--remote", "origin"],
+        &[BRANCH],
+    );
+    let mut ferry = RunningPull::spawn(&trust_root(base), args)?;
+    let ostree = dest
+        .ostree()
+        .args(["pull-local", "--untrusted"])
+        .arg(&source.path)
+        .arg(BRANCH)
+        .spawn()?;
+    let ostree = ostree.wait_with_output()?;
+    ensure!(
+        ostree.status.success(),
+        "ostree pull-local failed: {}",
+        String::from_utf8_lossy(&ostree.stderr)
+    );
+    ferry.wait_for_event(Duration::from_secs(300), |event| {
+        matches!(event, Event::Finished { .. })
+    })?;
+    let status = ferry.child.wait()?;
+    ensure!(status.success(), "ferryctl pull failed: {status}");
+
+    dest.fsck()?;
+    ensure!(dest.read_ref(&remote_ref(BRANCH))? == Some(commit.clone()));
+    ensure!(dest.read_ref(&RefLocation::Head(BRANCH.into()))? == Some(commit.clone()));
+    let (theirs, ours) = (base.join("co-source"), base.join("co-dest"));
+    source.checkout(&commit, &theirs, CheckoutMode::Plain)?;
+    dest.checkout(&commit, &ours, CheckoutMode::Plain)?;
+    assert_trees_equal(&theirs, &ours, &CompareOptions::everything())?;
+    Ok(())
+}
