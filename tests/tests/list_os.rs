@@ -158,7 +158,13 @@ fn upstream_is_used_when_newer_and_a_drive_is_preferred_on_a_tie() -> Result<()>
     let v4 = sysroot.publish("4.0")?;
     let list = machine.list(&list_args(false))?;
     let os = update(&list, OS_REF)?;
-    ensure!(os.commit.to_hex() == v4);
+    ensure!(
+        os.commit.to_hex() == v4,
+        "upstream's v4 was not chosen: {:#?} {:#?} {:?}",
+        os.sources,
+        list.problems,
+        server.requests()
+    );
     ensure!(sources(os) == vec![server.url.clone()], "{:?}", sources(os));
 
     // Offline, the drive's v3 is what there is, and upstream is not asked.

@@ -9,7 +9,8 @@
 //! - its closure is complete on that source (no `state/<commit>.commitpartial`);
 //! - it is not older than what is installed.
 //!
-//! The newest timestamp wins; on a tie a drive beats a computer nearby, which beats upstream.
+//! The newest timestamp wins (commits of the same second are ordered by their parent chain);
+//! on a tie a drive beats a computer nearby, which beats upstream.
 //! The update lists every source holding the winning commit, preferred first (drives, then
 //! fresher summaries), so the pull takes objects from the closest one even when upstream
 //! offered the commit first. Every rejected candidate, unreadable source and drive collection
@@ -730,8 +731,40 @@ impl<'a> Resolver<'a> {
                 .map(|(c, _, _)| preference(self.ranks[c.source], c.source))
                 .min()
         };
+        // Commits made within one second share a timestamp; the parent chain still orders them.
+        let parent_of = |commit: Checksum| {
+            accepted
+                .iter()
+                .find_map(|(c, _, _)| match self.fetched.get(&(c.source, commit)) {
+                    Some(Fetched::Commit(fetched)) => Some(fetched.commit.parent),
+                    _ => None,
+                })?
+        };
+        let descends_from = |child: Checksum, ancestor: Checksum| {
+            let mut current = parent_of(child);
+            for _ in 0..accepted.len() {
+                match current {
+                    Some(parent) if parent == ancestor => return true,
+                    Some(parent) => current = parent_of(parent),
+                    None => return false,
+                }
+            }
+            false
+        };
+        let lineage = |a: Checksum, b: Checksum| {
+            if a == b {
+                std::cmp::Ordering::Equal
+            } else if descends_from(a, b) {
+                std::cmp::Ordering::Greater
+            } else if descends_from(b, a) {
+                std::cmp::Ordering::Less
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        };
         let (winner, _, verdict) = accepted.iter().max_by(|a, b| {
             a.1.cmp(&b.1)
+                .then_with(|| lineage(a.0.commit, b.0.commit))
                 .then_with(|| best_source(b.0.commit).cmp(&best_source(a.0.commit)))
                 .then_with(|| b.0.commit.cmp(&a.0.commit))
         })?;
