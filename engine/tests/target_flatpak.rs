@@ -454,6 +454,7 @@ fn configured_system_and_user_installations_are_found_by_default() {
             ..BootState::default()
         },
         flatpak: machine.paths(),
+        os_sysroot: None,
     };
     let found = default_targets(&host);
     let labels: Vec<&str> = found

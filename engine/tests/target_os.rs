@@ -413,6 +413,7 @@ fn default_targets_include_the_booted_os_only_when_booted() {
             ..fixture.not_booted()
         },
         flatpak: flatpak.clone(),
+        os_sysroot: None,
     };
     let found = default_targets(&host);
     assert!(
@@ -425,12 +426,77 @@ fn default_targets_include_the_booted_os_only_when_booted() {
     let host = HostPaths {
         boot: fixture.booted_with(&karg),
         flatpak,
+        os_sysroot: None,
     };
     let found = default_targets(&host);
     assert!(found.errors.is_empty(), "{:?}", found.errors);
     assert_eq!(found.targets.len(), 1);
     assert_eq!(found.targets[0].kind, TargetKind::Os);
     assert_eq!(found.targets[0].installed[0].commit, v1);
+}
+
+#[test]
+fn ostree_sysroot_names_the_os_of_default_targets_when_not_booted() {
+    let fixture = OsFixture::new();
+    let v1 = fixture.deploy_version("1.0", &[]);
+    let empty = tempfile::tempdir().expect("temp dir");
+    let sysroot = fixture.sysroot();
+    let vars = |name: &str| match name {
+        "OSTREE_SYSROOT" => Some(sysroot.clone().into_os_string()),
+        "HOME" | "FLATPAK_SYSTEM_DIR" | "FLATPAK_CONFIG_DIR" => {
+            Some(empty.path().join(name).into_os_string())
+        }
+        _ => None,
+    };
+    let host = HostPaths {
+        // Nothing is booted: only OSTREE_SYSROOT brings the OS in.
+        boot: fixture.not_booted(),
+        ..HostPaths::from_vars(vars)
+    };
+    assert_eq!(host.os_sysroot.as_deref(), Some(sysroot.as_path()));
+    let found = default_targets(&host);
+    assert!(found.errors.is_empty(), "{:?}", found.errors);
+    assert_eq!(found.targets.len(), 1, "{:?}", found.targets);
+    let target = &found.targets[0];
+    assert_eq!(target.kind, TargetKind::Os);
+    assert_eq!(target.installation, sysroot.display().to_string());
+    assert_eq!(target.installed[0].commit, v1);
+    // Deployed as `ostree admin deploy --sysroot` would, not staged for a running system.
+    assert!(!target.os_target().expect("OS target").booted());
+    // ostree admin agrees on which deployment is the default one.
+    let status = ostree(&[
+        "admin",
+        "status",
+        &format!("--sysroot={}", sysroot.display()),
+    ]);
+    assert!(status.contains(&v1.to_string()), "{status}");
+
+    // An empty OSTREE_SYSROOT is ignored, as libostree ignores it.
+    let host = HostPaths {
+        boot: fixture.not_booted(),
+        ..HostPaths::from_vars(|name| match name {
+            "OSTREE_SYSROOT" => Some("".into()),
+            _ => vars(name),
+        })
+    };
+    assert_eq!(host.os_sysroot, None);
+    assert!(default_targets(&host).targets.is_empty());
+
+    // A sysroot that is not one is reported, not skipped.
+    let host = HostPaths {
+        boot: fixture.not_booted(),
+        ..HostPaths::from_vars(|name| match name {
+            "OSTREE_SYSROOT" => Some(empty.path().as_os_str().to_owned()),
+            _ => vars(name),
+        })
+    };
+    let found = default_targets(&host);
+    assert!(found.targets.is_empty());
+    assert!(
+        matches!(found.errors[..], [TargetError::NotASysroot { .. }]),
+        "{:?}",
+        found.errors
+    );
 }
 
 #[test]

@@ -35,10 +35,10 @@ pub enum InstallError {
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct InstallCommand {
-    /// `ferryctl`, or a path to it.
+    /// `ferryctl`, or a path to it. It inherits the hook's environment, so `OSTREE_SYSROOT`
+    /// and the Flatpak variables choose its targets as they choose the hook's. Restarting
+    /// after an OS update is the hook's decision (`reboot`), not ferryctl's.
     pub ferryctl: OsString,
-    /// Ask ferryctl to restart when an OS update was deployed.
-    pub reboot: bool,
 }
 
 impl InstallCommand {
@@ -48,9 +48,6 @@ impl InstallCommand {
             .map(OsString::from)
             .collect();
         args.push(mount.as_os_str().to_owned());
-        if self.reboot {
-            args.push("--reboot".into());
-        }
         args
     }
 }

@@ -6,6 +6,7 @@ pub mod device;
 pub mod kiosk;
 pub mod mountinfo;
 pub mod policy;
+pub mod reboot;
 pub mod record;
 pub mod run;
 pub mod selfmount;

@@ -13,7 +13,8 @@ use ferry_engine::schema::{DriveRecord, DRIVE_RECORD_VERSION};
 use crate::device::{self, BlockDevice};
 use crate::kiosk::{self, InstallCommand};
 use crate::mountinfo::{self, MountWatcher};
-use crate::policy::{MountMode, OnInsert, Policy, RebootPolicy};
+use crate::policy::{MountMode, OnInsert, Policy};
+use crate::reboot;
 use crate::record::{drive_id, RecordStore};
 use crate::selfmount::{self, Mounter};
 use crate::sideload;
@@ -332,7 +333,6 @@ impl Hook {
         let store = self.store();
         let command = InstallCommand {
             ferryctl: self.ferryctl.clone(),
-            reboot: self.policy.reboot_after_os_update == RebootPolicy::Always,
         };
         let mount = PathBuf::from(&record.mount);
         let mut write_error = None;
@@ -361,13 +361,27 @@ impl Hook {
         if let Some(error) = write_error {
             return Err(error.into());
         }
-        let restart = install.results.iter().any(|r| r.restart_required);
-        if install.state != ferry_engine::schema::DriveInstallState::Succeeded {
-            bail!("the kiosk install from {} failed", mount.display());
+        let succeeded = install.state == ferry_engine::schema::DriveInstallState::Succeeded;
+        if succeeded {
+            tracing::info!("the kiosk install from {} succeeded", mount.display());
+        } else {
+            tracing::error!("the kiosk install from {} failed", mount.display());
         }
-        tracing::info!("the kiosk install from {} succeeded", mount.display());
-        if restart && self.policy.reboot_after_os_update == RebootPolicy::WhenIdle {
-            restart_when_idle()?;
+        // An OS deployment that went in needs its restart even when an app failed.
+        let decision = reboot::decide(
+            self.policy.reboot_after_os_update,
+            reboot::os_update_needs_restart(&install.results),
+            reboot::probe_activity,
+        );
+        match decision {
+            reboot::Decision::Restart => {
+                tracing::info!("an OS update is deployed: restarting the machine");
+                reboot::restart(&reboot::reboot_command())?;
+            }
+            reboot::Decision::Stay(why) => tracing::info!("not restarting: {why}"),
+        }
+        if !succeeded {
+            bail!("the kiosk install from {} failed", mount.display());
         }
         Ok(())
     }
@@ -446,40 +460,6 @@ impl Hook {
             }
         }
     }
-}
-
-/// Restarts the machine when no session is in use, for `reboot-after-os-update = when-idle`.
-fn restart_when_idle() -> Result<()> {
-    let output = Command::new("loginctl")
-        .args(["list-sessions", "--no-legend"])
-        .output()
-        .context("cannot run loginctl to see whether anyone is using the machine")?;
-    let sessions: Vec<String> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| line.split_whitespace().next().map(str::to_owned))
-        .collect();
-    let busy = sessions.iter().any(|session| {
-        Command::new("loginctl")
-            .args(["show-session", session, "--property=IdleHint", "--value"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim() != "yes")
-            .unwrap_or(true)
-    });
-    if busy {
-        tracing::info!(
-            "an OS update is deployed; a session is in use, so the restart that completes it is left to the next boot"
-        );
-        return Ok(());
-    }
-    tracing::info!("an OS update is deployed and nobody is using the machine: restarting");
-    let status = Command::new("systemctl")
-        .arg("reboot")
-        .status()
-        .context("cannot run systemctl reboot")?;
-    if !status.success() {
-        bail!("systemctl reboot failed ({status})");
-    }
-    Ok(())
 }
 
 /// Ends the process if an operation overruns its time limit. A drive that makes the scan hang

@@ -197,12 +197,13 @@ fn a_failed_update_or_exit_code_ends_failed() {
     }
 }
 
-#[test]
-fn a_stream_cut_short_ends_failed_and_always_reboot_is_passed_on() {
-    let env = HookEnv::new("on-insert = install\nreboot-after-os-update = always\n");
-    let (events, _) = stream(InstallStatus::Installed, true);
-    // ferryctl killed after the OS result: no app result and no `finished`.
-    let (ferryctl, args_file) = fake_ferryctl(env.dir.path(), &events[..7], 0);
+/// Runs the hook on an empty drive directory with `ferryctl` replaying `events`.
+fn kiosk_run(
+    env: &HookEnv,
+    events: &[Event],
+    exit_code: i32,
+) -> (std::process::Output, Vec<String>) {
+    let (ferryctl, args_file) = fake_ferryctl(env.dir.path(), events, exit_code);
     let drive = env.dir.path().join("KIOSK");
     std::fs::create_dir_all(&drive).unwrap();
     let mut command = env.command();
@@ -211,14 +212,81 @@ fn a_stream_cut_short_ends_failed_and_always_reboot_is_passed_on() {
         .arg("--mount")
         .arg(&drive);
     let output = command.output().unwrap();
-    assert!(!output.status.success(), "{}", output_text(&output));
-    assert!(std::fs::read_to_string(&args_file)
+    let args = std::fs::read_to_string(&args_file)
         .unwrap()
         .lines()
-        .any(|a| a == "--reboot"));
+        .map(str::to_owned)
+        .collect();
+    (output, args)
+}
+
+#[test]
+fn a_stream_cut_short_ends_failed_and_the_deployed_os_still_gets_its_restart() {
+    let env = HookEnv::new("on-insert = install\nreboot-after-os-update = always\n");
+    let (events, _) = stream(InstallStatus::Installed, true);
+    // ferryctl killed after the OS result: no app result and no `finished`.
+    let (output, args) = kiosk_run(&env, &events[..7], 0);
+    assert!(!output.status.success(), "{}", output_text(&output));
+    // Restarting is the hook's decision, not ferryctl's.
+    assert!(!args.iter().any(|a| a == "--reboot"), "{args:?}");
     let install = env.records()[0].install.clone().expect("install recorded");
     assert_eq!(install.state, DriveInstallState::Failed);
     assert_eq!(install.results.len(), 1);
+    assert_eq!(env.reboots(), 1, "{}", output_text(&output));
+}
+
+#[test]
+fn reboot_always_restarts_after_an_os_update_and_only_then() {
+    let env = HookEnv::new("on-insert = install\nreboot-after-os-update = always\n");
+    let (events, _) = stream(InstallStatus::Installed, true);
+    let (output, _) = kiosk_run(&env, &events, 0);
+    assert!(output.status.success(), "{}", output_text(&output));
+    assert_eq!(env.reboots(), 1, "{}", output_text(&output));
+    // The record says the install succeeded before the machine goes down.
+    let install = env.records()[0].install.clone().expect("install recorded");
+    assert_eq!(install.state, DriveInstallState::Succeeded);
+
+    // Only an app updated: nothing to restart for.
+    let env = HookEnv::new("on-insert = install\nreboot-after-os-update = always\n");
+    let (mut events, _) = stream(InstallStatus::Installed, true);
+    for event in &mut events {
+        if let Event::Result(result) = event {
+            result.restart_required = false;
+        }
+    }
+    let (output, _) = kiosk_run(&env, &events, 0);
+    assert!(output.status.success(), "{}", output_text(&output));
+    assert_eq!(env.reboots(), 0, "{}", output_text(&output));
+}
+
+#[test]
+fn reboot_never_leaves_the_os_update_for_the_next_boot() {
+    let env = HookEnv::new("on-insert = install\nreboot-after-os-update = never\n");
+    let (events, _) = stream(InstallStatus::Installed, true);
+    let (output, _) = kiosk_run(&env, &events, 0);
+    assert!(output.status.success(), "{}", output_text(&output));
+    assert_eq!(env.reboots(), 0, "{}", output_text(&output));
+    let log = output_text(&output);
+    assert!(log.contains("reboot-after-os-update = never"), "{log}");
+}
+
+#[test]
+fn a_failing_restart_command_is_an_error_that_says_so() {
+    let env = HookEnv::new("on-insert = install\nreboot-after-os-update = always\n");
+    let (events, _) = stream(InstallStatus::Installed, true);
+    let (ferryctl, _) = fake_ferryctl(env.dir.path(), &events, 0);
+    let drive = env.dir.path().join("KIOSK");
+    std::fs::create_dir_all(&drive).unwrap();
+    let mut command = env.command();
+    command
+        .env("FERRY_CTL", &ferryctl)
+        .env("FERRY_REBOOT_COMMAND", "false")
+        .arg("--mount")
+        .arg(&drive);
+    let output = command.output().unwrap();
+    assert!(!output.status.success(), "{}", output_text(&output));
+    let log = output_text(&output);
+    assert!(log.contains("restart the machine"), "{log}");
 }
 
 #[test]

@@ -111,6 +111,21 @@ impl KeyFile {
         }
     }
 
+    /// Every key of `group` with its escapes resolved, sorted by key.
+    pub fn entries_unescaped(&self, group: &str) -> Result<Vec<(String, String)>, String> {
+        let mut out = self
+            .entries(group)
+            .iter()
+            .map(|(key, raw)| {
+                unescape(raw)
+                    .map(|value| (key.clone(), value))
+                    .map_err(|reason| format!("[{group}] {key}: {reason}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        out.sort();
+        Ok(out)
+    }
+
     /// The value exactly as written.
     pub fn raw(&self, group: &str, key: &str) -> Option<&str> {
         self.entries(group)
@@ -504,6 +519,31 @@ pub enum ConfigError {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn repeated_groups_merge_and_repeated_keys_keep_the_last_value() {
+        let file = KeyFile::parse(
+            "# comment\n[core]\nmode = bare-user-only\r\n\n[remote \"x\"]\nurl=file:///a\\sb\n\
+             gpg-verify=false\n[core]\nmode=archive-z2\n",
+        )
+        .expect("valid");
+        assert_eq!(file.groups().collect::<Vec<_>>(), ["core", "remote \"x\""]);
+        assert_eq!(
+            file.get("core", "mode").expect("valid").as_deref(),
+            Some("archive-z2")
+        );
+        assert_eq!(
+            file.entries_unescaped("remote \"x\"").expect("valid"),
+            [
+                ("gpg-verify".to_owned(), "false".to_owned()),
+                ("url".to_owned(), "file:///a b".to_owned())
+            ]
+        );
+        let bad = KeyFile::parse("[g]\nb=yes\ns=a\\q\n").expect("valid");
+        assert!(bad.get_bool("g", "b").is_err());
+        assert!(bad.entries_unescaped("g").is_err());
+    }
+
     use super::*;
 
     const SAMPLE: &str = "# comment\n[core]\nrepo_version=1\nmode=archive-z2\n\

@@ -413,6 +413,7 @@ mod tests {
                 user_dir: user,
                 config_dir: root.join("config"),
             },
+            os_sysroot: None,
         };
         let found = machine_collections(&host);
         assert_eq!(

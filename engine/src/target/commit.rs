@@ -3,13 +3,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use gvariant::aligned_bytes::copy_to_align;
-use gvariant::{gv, Marker, Structure};
-
-use crate::object::Checksum;
-
-/// libostree's limit on metadata objects (`OSTREE_MAX_METADATA_SIZE`).
-const MAX_COMMIT_SIZE: u64 = 128 * 1024 * 1024;
+use crate::object::{Checksum, Commit, MAX_METADATA_SIZE as MAX_COMMIT_SIZE};
 
 /// The facts of an installed commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,31 +36,9 @@ pub(crate) fn read_commit(repo: &Path, commit: &Checksum) -> Result<CommitSummar
 }
 
 fn parse_commit(bytes: &[u8]) -> Result<CommitSummary, String> {
-    // The smallest valid commit: empty metadata, parent, related, subject, body, a timestamp
-    // and two 32-byte checksums, plus framing.
-    if bytes.len() < 8 + 64 {
-        return Err(format!(
-            "only {} bytes, too short for a commit",
-            bytes.len()
-        ));
-    }
-    let aligned = copy_to_align(bytes);
-    let commit = gv!("(a{sv}aya(say)sstayay)").cast(aligned.as_ref());
-    let (metadata, _parent, _related, _subject, _body, timestamp, root_tree, root_meta) =
-        commit.to_tuple();
-    if root_tree.len() != Checksum::LEN || root_meta.len() != Checksum::LEN {
-        return Err("its root tree checksums are malformed: the object is damaged".to_owned());
-    }
-    let mut version = None;
-    for entry in metadata {
-        let (key, value) = entry.to_tuple();
-        if key.to_str() == "version" {
-            version = value.get(gv!("s")).map(|s| s.to_str().to_owned());
-            break;
-        }
-    }
+    let commit = Commit::parse(bytes).map_err(|error| error.to_string())?;
     Ok(CommitSummary {
-        timestamp: u64::from_be(*timestamp),
-        version,
+        timestamp: commit.timestamp,
+        version: commit.version().map(str::to_owned),
     })
 }

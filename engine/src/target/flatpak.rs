@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use gvariant::aligned_bytes::copy_to_align;
 use gvariant::{gv, Marker, Structure};
 
-use super::keyfile::KeyFile;
 use super::{read_key_file, read_limited, TargetError};
 use crate::object::Checksum;
+use crate::repo::KeyFile;
 
 /// Largest `deploy` file read; real ones are a few kilobytes.
 const MAX_DEPLOY_DATA_SIZE: u64 = 1024 * 1024;
@@ -300,7 +300,7 @@ fn installations_in(file: &KeyFile, path: &Path) -> Vec<Result<FlatpakInstallati
             continue;
         }
         let entry = |key: &str| {
-            file.string(group, key)
+            file.get(group, key)
                 .map_err(|detail| TargetError::invalid(path, detail))
         };
         let installation = (|| {

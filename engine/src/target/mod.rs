@@ -5,8 +5,9 @@
 //! remotes with their collection IDs, the installed refs with their current commits, and what
 //! the deploy step needs. Nothing here writes anything.
 //!
-//! - [`default_targets`]: what `ferryctl list` looks at without options: the booted OS (when
-//!   `/run/ostree-booted` exists) and every Flatpak installation that exists.
+//! - [`default_targets`]: what `ferryctl list` looks at without options: the OS of the sysroot
+//!   `OSTREE_SYSROOT` names, else the booted OS (when `/run/ostree-booted` exists), and every
+//!   Flatpak installation that exists.
 //! - [`Target::os`], [`Target::flatpak`], [`Target::flatpak_selected`], [`Target::repo`]:
 //!   the targets `--sysroot`, `--installation` and `--repo` name.
 
@@ -15,8 +16,8 @@ pub mod remotes;
 pub mod sysroot;
 
 mod commit;
-mod keyfile;
 
+use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -30,7 +31,11 @@ pub use flatpak::{
 pub use remotes::Remote;
 pub use sysroot::{parse_refspec, BootState, Deployment, StagedDeployment, SysrootState};
 
-use keyfile::KeyFile;
+use crate::repo::KeyFile;
+
+/// The variable libostree reads for the sysroot `ostree admin` works on when `--sysroot` is
+/// not given.
+pub const ENV_OSTREE_SYSROOT: &str = "OSTREE_SYSROOT";
 
 /// Where this machine keeps what Ferry updates. [`HostPaths::from_env`] gives the real
 /// places, resolved as `ostree` and `flatpak` resolve them.
@@ -38,13 +43,37 @@ use keyfile::KeyFile;
 pub struct HostPaths {
     pub boot: BootState,
     pub flatpak: FlatpakPaths,
+    /// The sysroot whose OS [`default_targets`] lists instead of the booted one: set from a
+    /// non-empty `OSTREE_SYSROOT`, as `ostree admin` honours it (image builders, kiosks
+    /// preparing another disk, tests). The sysroot is booted only if it is the running root.
+    pub os_sysroot: Option<PathBuf>,
 }
 
 impl HostPaths {
+    /// From the process environment.
     pub fn from_env() -> Self {
+        Self::from_vars(|name| std::env::var_os(name))
+    }
+
+    /// From the variables `var` returns: `OSTREE_SYSROOT` and those of
+    /// [`FlatpakPaths::from_vars`].
+    pub fn from_vars(var: impl Fn(&str) -> Option<OsString>) -> Self {
         Self {
             boot: BootState::default(),
-            flatpak: FlatpakPaths::from_env(),
+            os_sysroot: var(ENV_OSTREE_SYSROOT)
+                .filter(|value| !value.is_empty())
+                .map(PathBuf::from),
+            flatpak: FlatpakPaths::from_vars(var),
+        }
+    }
+
+    /// The sysroot whose OS is this machine's OS target: [`HostPaths::os_sysroot`], else the
+    /// running root when it was booted from OSTree, else none.
+    pub fn os_target_sysroot(&self) -> Option<&Path> {
+        match &self.os_sysroot {
+            Some(sysroot) => Some(sysroot),
+            None if self.boot.ostree_booted() => Some(&self.boot.root),
+            None => None,
         }
     }
 }
@@ -320,13 +349,14 @@ pub struct Discovery {
     pub errors: Vec<TargetError>,
 }
 
-/// What `ferryctl list` looks at without target options: the booted OS when the running system
-/// was booted from OSTree, then every Flatpak system installation (highest priority first)
-/// and the per-user one, each when it exists.
+/// What `ferryctl list` looks at without target options: the OS of the sysroot `OSTREE_SYSROOT`
+/// names ([`HostPaths::os_sysroot`]), else the booted OS when the running system was booted
+/// from OSTree; then every Flatpak system installation (highest priority first) and the
+/// per-user one, each when it exists.
 pub fn default_targets(host: &HostPaths) -> Discovery {
     let mut found = Discovery::default();
-    if host.boot.ostree_booted() {
-        match Target::os(&host.boot.root, &host.boot) {
+    if let Some(sysroot) = host.os_target_sysroot() {
+        match Target::os(sysroot, &host.boot) {
             Ok(target) => found.targets.push(target),
             Err(error) => found.errors.push(error),
         }
@@ -510,7 +540,7 @@ fn read_repo_config(
     }
     let config = read_key_file(&config_path)?;
     let mode = config
-        .string("core", "mode")
+        .get("core", "mode")
         .map_err(|detail| TargetError::invalid(&config_path, detail))?;
     // libostree's default mode is bare.
     let mode = match mode.as_deref().unwrap_or("bare") {
@@ -614,6 +644,6 @@ pub(crate) fn read_text(path: &Path, limit: u64) -> Result<String, TargetError> 
 }
 
 pub(crate) fn read_key_file(path: &Path) -> Result<KeyFile, TargetError> {
-    let text = read_text(path, keyfile::MAX_KEY_FILE_SIZE as u64)?;
+    let text = read_text(path, crate::repo::MAX_CONFIG_SIZE as u64)?;
     KeyFile::parse(&text).map_err(|detail| TargetError::invalid(path, detail))
 }

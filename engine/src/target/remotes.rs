@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::keyfile::KeyFile;
 use super::{read_key_file, TargetError};
+use crate::repo::KeyFile;
 use crate::trust::RemoteTrustConfig;
 
 /// A remote configured in a target's repository.
@@ -92,15 +92,19 @@ fn remotes_in(file: &KeyFile, path: &Path) -> Result<Vec<Remote>, TargetError> {
         };
         let bad = |detail: String| TargetError::invalid(path, detail);
         let collection_id = file
-            .string(group, "collection-id")
+            .get(group, "collection-id")
             .map_err(bad)?
             .filter(|id| !id.is_empty());
-        let url = file.string(group, "url").map_err(bad)?;
+        let url = file.get(group, "url").map_err(bad)?;
         let disabled = file
-            .boolean(group, "xa.disable")
+            .get_bool(group, "xa.disable")
             .map_err(bad)?
             .unwrap_or(false);
-        let options = file.entries(group).map_err(bad)?.into_iter().collect();
+        let options = file
+            .entries_unescaped(group)
+            .map_err(bad)?
+            .into_iter()
+            .collect();
         remotes.push(Remote {
             name: name.to_owned(),
             collection_id,

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use gvariant::aligned_bytes::copy_to_align;
 use gvariant::{gv, Marker, Structure};
 
-use super::keyfile::KeyFile;
 use super::{read_limited, read_text, TargetError};
 use crate::object::Checksum;
+use crate::repo::KeyFile;
 
 /// Bootloader entries beyond this many are not read; real systems have two or three.
 const MAX_BOOT_ENTRIES: usize = 256;
@@ -497,7 +497,7 @@ fn read_deployment(
 /// The refspec of an origin file (rpm-ostree's `baserefspec` when there is no `refspec`).
 /// A missing origin file means no refspec, as in libostree.
 fn read_origin_refspec(path: &Path) -> Result<Option<String>, TargetError> {
-    let text = match read_text(path, super::keyfile::MAX_KEY_FILE_SIZE as u64) {
+    let text = match read_text(path, crate::repo::MAX_CONFIG_SIZE as u64) {
         Ok(text) => text,
         Err(TargetError::Io { error, .. }) if error.kind() == std::io::ErrorKind::NotFound => {
             return Ok(None)
@@ -507,7 +507,7 @@ fn read_origin_refspec(path: &Path) -> Result<Option<String>, TargetError> {
     let origin = KeyFile::parse(&text).map_err(|detail| TargetError::invalid(path, detail))?;
     for key in ["refspec", "baserefspec"] {
         if let Some(refspec) = origin
-            .string("origin", key)
+            .get("origin", key)
             .map_err(|detail| TargetError::invalid(path, detail))?
         {
             return Ok(Some(refspec));

@@ -147,12 +147,42 @@ impl HookEnv {
         let sideload_dir = dir.path().join("sideload-repos");
         let config = dir.path().join("ferry.conf");
         std::fs::write(&config, policy).unwrap();
-        Self {
+        let env = Self {
             dir,
             run_dir,
             sideload_dir,
             config,
-        }
+        };
+        // A hook under test never restarts the machine: its restart command only leaves a mark.
+        let script = env.reboot_command();
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\necho \"$@\" >> '{}'\n",
+                env.reboot_marker().display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        env
+    }
+
+    /// The restart command the hook is given (FERRY_REBOOT_COMMAND).
+    pub fn reboot_command(&self) -> PathBuf {
+        self.dir.path().join("fake-reboot")
+    }
+
+    /// Written by [`HookEnv::reboot_command`]: one line per restart the hook asked for.
+    pub fn reboot_marker(&self) -> PathBuf {
+        self.dir.path().join("rebooted")
+    }
+
+    /// How many times the hook restarted the machine.
+    pub fn reboots(&self) -> usize {
+        std::fs::read_to_string(self.reboot_marker())
+            .map(|text| text.lines().count())
+            .unwrap_or(0)
     }
 
     pub fn command(&self) -> Command {
@@ -161,8 +191,10 @@ impl HookEnv {
             .env("FERRY_RUN_DIR", &self.run_dir)
             .env("FERRY_SIDELOAD_DIR", &self.sideload_dir)
             .env("FERRY_CONFIG", &self.config)
+            .env("FERRY_REBOOT_COMMAND", self.reboot_command())
             .env("FERRY_LOG", "debug")
             .env_remove("FERRY_ACCEPT_FIXED_DRIVES")
+            .env_remove("OSTREE_SYSROOT")
             .env_remove("JOURNAL_STREAM");
         command
     }

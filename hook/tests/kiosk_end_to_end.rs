@@ -1,0 +1,106 @@
+//! The kiosk for real: `on-insert = install` with the real `ferryctl`, a fake sysroot at OS 1.0
+//! (named by OSTREE_SYSROOT, as `ostree admin` takes it) and a per-user Flatpak installation
+//! with an app at v1, and one drive carrying OS 2.0 and the app v2 written by `ostree
+//! create-usb` and `flatpak create-usb`. Afterwards `ostree admin status` and `flatpak info`
+//! must show the new versions, and the drive record must say both installed.
+
+mod common;
+
+use common::*;
+use ferry_engine::schema::{DriveInstallState, InstallStatus, TargetKind};
+use ferry_tests::bins;
+use ferry_tests::flatpak::{app_ref, AppSpec, FlatpakFixture, APP_ID, BRANCH};
+use ferry_tests::sysroot::{Sysroot, OS_REF};
+
+#[test]
+fn a_drive_with_an_os_and_an_app_update_ends_with_both_installed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture = FlatpakFixture::new(tmp.path()).expect("flatpak scene");
+    let sysroot = Sysroot::create(tmp.path(), &fixture.key).expect("sysroot at 1.0");
+    let os_v2 = sysroot.publish("2.0").expect("OS 2.0");
+    let app_v2 = fixture.publish_app(&AppSpec::new("v2")).expect("app v2");
+    // One drive, both updates.
+    let drive = tmp.path().join("drive");
+    sysroot.os.create_usb(&drive).expect("ostree create-usb");
+    fixture
+        .drive_from_peer("peer", &drive, &[APP_ID])
+        .expect("flatpak create-usb");
+    let app = app_ref(APP_ID, BRANCH).unwrap();
+    assert_eq!(
+        fixture.client.installed_commit(APP_ID).unwrap(),
+        fixture.app_v1
+    );
+    assert_eq!(sysroot.default_deployment().unwrap().commit, sysroot.v1);
+
+    let env = HookEnv::new("on-insert = install\nreboot-after-os-update = always\n");
+    let trust_root = tmp.path().join("trust-root");
+    std::fs::create_dir_all(&trust_root).unwrap();
+    let mut command = env.command();
+    command
+        .envs(fixture.client.vars())
+        .env("FLATPAK_USER_DIR", fixture.client.user_installation())
+        .env("OSTREE_SYSROOT", &sysroot.path)
+        .env(
+            "FERRY_CTL",
+            bins::binary("ferryctl").expect("ferryctl built"),
+        )
+        .env("FERRY_TRUST_ROOT", &trust_root)
+        .env("LC_ALL", "C.UTF-8")
+        .arg("--mount")
+        .arg(&drive);
+    let output = command.output().unwrap();
+    let log = output_text(&output);
+    assert!(output.status.success(), "{log}");
+
+    // What ostree and flatpak themselves say.
+    let deployments = sysroot.deployments().unwrap();
+    assert_eq!(deployments[0].commit, os_v2, "{deployments:?}\n{log}");
+    assert_eq!(deployments[0].version.as_deref(), Some("2.0"));
+    assert_eq!(deployments[1].commit, sysroot.v1, "{deployments:?}");
+    let info = fixture
+        .client
+        .flatpak()
+        .env("FLATPAK_USER_DIR", fixture.client.user_installation())
+        .args(["--user", "info", "--show-commit", APP_ID])
+        .stdout()
+        .unwrap();
+    assert_eq!(info.trim(), app_v2, "{log}");
+
+    // The record: both offered, both installed, the install succeeded.
+    let records = env.records();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let record = &records[0];
+    let offered: Vec<(TargetKind, &str)> = record
+        .updates
+        .iter()
+        .map(|u| (u.target, u.ref_name.as_str()))
+        .collect();
+    assert!(offered.contains(&(TargetKind::Os, OS_REF)), "{offered:?}");
+    assert!(
+        offered.contains(&(TargetKind::Flatpak, app.as_str())),
+        "{offered:?}"
+    );
+    let install = record.install.as_ref().expect("the record has the install");
+    assert_eq!(install.state, DriveInstallState::Succeeded, "{install:?}");
+    for (target, ref_name) in [
+        (TargetKind::Os, OS_REF),
+        (TargetKind::Flatpak, app.as_str()),
+    ] {
+        let result = install
+            .results
+            .iter()
+            .find(|r| r.ref_name == ref_name)
+            .unwrap_or_else(|| panic!("no result for {ref_name}: {install:?}"));
+        assert_eq!(result.target, target);
+        assert_eq!(result.status, InstallStatus::Installed, "{result:?}");
+    }
+    assert!(
+        install
+            .results
+            .iter()
+            .all(|r| r.status == InstallStatus::Installed),
+        "{install:?}"
+    );
+    // reboot-after-os-update = always: the OS update asked for its restart, once.
+    assert_eq!(env.reboots(), 1, "{log}");
+}
