@@ -2,12 +2,12 @@
 //! benchmarks.
 //!
 //! ```text
-//! ferry-fixture demo DIR                 the demo scene (update drive, target repo, sysroot)
+//! ferry-fixture demo DIR                 the demo scene (update drive, sysroot, user apps)
 //! ferry-fixture gen-tree DIR [--seed N] [--preset benchmark|many-files]
 //! ferry-fixture clean DIR                remove a scene, sysroot deployments included
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -25,7 +25,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Build the demo scene in DIR and print its paths as shell variables.
+    /// Build the demo scene in DIR and print it as `export NAME=value` lines.
     Demo { dir: PathBuf },
     /// Write a deterministic tree of random files into DIR.
     GenTree {
@@ -52,16 +52,11 @@ fn main() -> Result<()> {
         Command::Demo { dir } => {
             let scene = ferry_tests::demo::build(&dir)
                 .with_context(|| format!("building the demo scene in {}", dir.display()))?;
-            println!("DEMO_DIR={}", shell_quote(&scene.dir));
-            println!("DEMO_DRIVE={}", shell_quote(&scene.drive.root));
-            println!("DEMO_TARGET_REPO={}", shell_quote(&scene.target_repo.path));
-            println!("DEMO_SYSROOT={}", shell_quote(&scene.sysroot.path));
-            println!("DEMO_KEY_FINGERPRINT={}", scene.key.fingerprint);
-            println!("DEMO_V1={}", scene.v1);
-            println!("DEMO_V2={}", scene.v2);
+            print_demo_vars(&scene);
             // The scene outlives this process: leave the deployment immutable, as ostree made
-            // it (dropping the rest stops the vendor key's gpg-agent).
-            std::mem::forget(scene.sysroot);
+            // it (dropping the rest stops the vendor keys' gpg-agents).
+            let ferry_tests::demo::DemoScene { sysroot, .. } = scene;
+            std::mem::forget(sysroot);
         }
         Command::GenTree { dir, seed, preset } => {
             let spec = match preset {
@@ -85,6 +80,40 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn shell_quote(path: &std::path::Path) -> String {
-    format!("'{}'", path.display().to_string().replace('\'', r"'\''"))
+/// The scene as `export NAME=value` lines for the shell to `eval`.
+fn print_demo_vars(scene: &ferry_tests::demo::DemoScene) {
+    let export = |name: &str, value: &str| println!("export {name}={}", shell_quote(value));
+    let path = |name: &str, value: &Path| export(name, &value.display().to_string());
+    path("DEMO_DIR", &scene.dir);
+    path("DEMO_DRIVE", &scene.drive.root);
+    path("DEMO_TARGET_REPO", &scene.target_repo.path);
+    path("DEMO_SYSROOT", &scene.sysroot.path);
+    path("DEMO_FLATPAK_USER_DIR", &scene.user_installation());
+    for (name, value) in scene.user.vars() {
+        let name = match name.as_str() {
+            "HOME" => "DEMO_HOME",
+            "FLATPAK_SYSTEM_DIR" => "DEMO_FLATPAK_SYSTEM_DIR",
+            "FLATPAK_CONFIG_DIR" => "DEMO_FLATPAK_CONFIG_DIR",
+            _ => continue,
+        };
+        path(name, Path::new(&value));
+    }
+    export("DEMO_KEY_FINGERPRINT", &scene.key.fingerprint);
+    export("DEMO_APPS_KEY_FINGERPRINT", &scene.apps_key.fingerprint);
+    export("DEMO_V1", &scene.v1);
+    export("DEMO_V2", &scene.v2);
+    let ids: Vec<&str> = scene.apps.iter().map(|app| app.app.id).collect();
+    export("DEMO_APP_IDS", &ids.join(" "));
+    for (index, app) in scene.apps.iter().enumerate() {
+        let n = index + 1;
+        export(&format!("DEMO_APP{n}_ID"), app.app.id);
+        export(&format!("DEMO_APP{n}_NAME"), app.app.name);
+        export(&format!("DEMO_APP{n}_OLD"), app.app.old);
+        export(&format!("DEMO_APP{n}_NEW"), app.app.new);
+        export(&format!("DEMO_APP{n}_COMMIT"), &app.offered);
+    }
+}
+
+fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
 }
