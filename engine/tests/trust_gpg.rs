@@ -22,9 +22,7 @@ fn untrusted(err: &TrustError) -> &Rejection {
 #[test]
 fn signed_by_trusted_key_is_accepted() {
     let world = World::new();
-    let commit = world
-        .server
-        .commit_signed("os/x86_64/stable", "v1", &world.publisher, &[]);
+    let commit = world.commit_by(&world.publisher, "v1");
     assert!(
         world
             .client
@@ -46,25 +44,14 @@ fn signed_by_trusted_key_is_accepted() {
         }
         other => panic!("one GPG signer expected, got {other:?}"),
     }
-    assert!(world
-        .client
-        .libostree_accepts("origin", &world.server, "os/x86_64/stable"));
+    assert!(world.libostree_accepts("origin"));
 }
 
 #[test]
 fn signed_by_unknown_key_is_refused() {
     let world = World::new();
-    let stranger = world.key(
-        "stranger",
-        "Stranger <s@example.org>",
-        "ed25519",
-        "sign",
-        "never",
-        &[],
-    );
-    let commit = world
-        .server
-        .commit_signed("os/x86_64/stable", "evil", &stranger, &[]);
+    let stranger = world.signing_key("stranger", "Stranger <s@example.org>");
+    let commit = world.commit_by(&stranger, "evil");
 
     let err = refusal(verify(&world.origin(), &world.server, &commit));
     assert_eq!(err.problem_kind(), ProblemKind::UntrustedSignature);
@@ -77,9 +64,7 @@ fn signed_by_unknown_key_is_refused() {
         stranger.fingerprint
     );
     assert!(message.starts_with(&expected), "{message}");
-    assert!(!world
-        .client
-        .libostree_accepts("origin", &world.server, "os/x86_64/stable"));
+    assert!(!world.libostree_accepts("origin"));
 }
 
 #[test]
@@ -99,9 +84,7 @@ fn unsigned_commit_is_refused_when_remote_requires_signatures() {
     assert!(err
         .to_string()
         .contains("has no GPG signature, but remote 'origin' requires one (gpg-verify)"));
-    assert!(!world
-        .client
-        .libostree_accepts("origin", &world.server, "os/x86_64/stable"));
+    assert!(!world.libostree_accepts("origin"));
 }
 
 #[test]
@@ -116,12 +99,9 @@ fn expired_trusted_key_is_refused() {
         "1d",
         &["faked-system-time 20200101T000000"],
     );
-    let commit = world
-        .server
-        .commit_signed("os/x86_64/stable", "old", &old, &[]);
+    let commit = world.commit_by(&old, "old");
 
-    let policy = world.trust("old", &old);
-    let err = refusal(verify(&policy, &world.server, &commit));
+    let err = refusal(world.verify_as("old", &old, &commit));
     assert!(
         matches!(untrusted(&err), Rejection::KeyExpired { key, .. } if key.contains(&old.fingerprint)),
         "{err}"
@@ -130,9 +110,7 @@ fn expired_trusted_key_is_refused() {
         err.to_string().contains("which expired on 2020-01-02"),
         "{err}"
     );
-    assert!(!world
-        .client
-        .libostree_accepts("old", &world.server, "os/x86_64/stable"));
+    assert!(!world.libostree_accepts("old"));
 }
 
 #[test]
@@ -146,19 +124,14 @@ fn expired_signature_is_refused() {
         "never",
         &["faked-system-time 20200101T000000", "default-sig-expire 1d"],
     );
-    let commit = world
-        .server
-        .commit_signed("os/x86_64/stable", "sig", &signer, &[]);
+    let commit = world.commit_by(&signer, "sig");
 
-    let policy = world.trust("sigexp", &signer);
-    let err = refusal(verify(&policy, &world.server, &commit));
+    let err = refusal(world.verify_as("sigexp", &signer, &commit));
     assert!(
         matches!(untrusted(&err), Rejection::SignatureExpired { .. }),
         "{err}"
     );
-    assert!(!world
-        .client
-        .libostree_accepts("sigexp", &world.server, "os/x86_64/stable"));
+    assert!(!world.libostree_accepts("sigexp"));
 }
 
 #[test]
@@ -173,9 +146,7 @@ fn revoked_signing_subkey_is_refused() {
         &[],
     );
     let subkey = key.add_subkey("ed25519", "sign", "never");
-    let commit = world
-        .server
-        .commit_signed("os/x86_64/stable", "sub", &key, &[]);
+    let commit = world.commit_by(&key, "sub");
 
     // Before the revocation the subkey's signature counts.
     let before = world.trust("before", &key);
@@ -193,36 +164,22 @@ fn revoked_signing_subkey_is_refused() {
         "{err}"
     );
     assert!(err.to_string().contains("which has been revoked"), "{err}");
-    assert!(!world
-        .client
-        .libostree_accepts("after", &world.server, "os/x86_64/stable"));
+    assert!(!world.libostree_accepts("after"));
 }
 
 #[test]
 fn revoked_primary_key_is_refused() {
     let world = World::new();
-    let key = world.key(
-        "rev",
-        "Revoked <rev@example.org>",
-        "ed25519",
-        "sign",
-        "never",
-        &[],
-    );
-    let commit = world
-        .server
-        .commit_signed("os/x86_64/stable", "rev", &key, &[]);
+    let key = world.signing_key("rev", "Revoked <rev@example.org>");
+    let commit = world.commit_by(&key, "rev");
     key.revoke_primary();
 
-    let policy = world.trust("rev", &key);
-    let err = refusal(verify(&policy, &world.server, &commit));
+    let err = refusal(world.verify_as("rev", &key, &commit));
     assert!(
         matches!(untrusted(&err), Rejection::KeyRevoked { .. }),
         "{err}"
     );
-    assert!(!world
-        .client
-        .libostree_accepts("rev", &world.server, "os/x86_64/stable"));
+    assert!(!world.libostree_accepts("rev"));
 }
 
 #[test]
@@ -240,9 +197,7 @@ fn subkey_without_signing_flag_is_refused() {
         &[],
     );
     let subkey = key.add_subkey("ed25519", "sign", "never");
-    let commit = world
-        .server
-        .commit_signed("os/x86_64/stable", "usage", &key, &[]);
+    let commit = world.commit_by(&key, "usage");
     key.edit_key(&["key 1", "change-usage", "S", "A", "Q", "save"]);
     let listing = run(key.command().args(["--list-keys", "--with-colons"]));
     assert!(
@@ -252,8 +207,7 @@ fn subkey_without_signing_flag_is_refused() {
         "the subkey is now authentication-only:\n{listing}"
     );
 
-    let policy = world.trust("usage", &key);
-    let err = refusal(verify(&policy, &world.server, &commit));
+    let err = refusal(world.verify_as("usage", &key, &commit));
     assert!(
         matches!(untrusted(&err), Rejection::NotForSigning { key } if key.contains(&subkey)),
         "{err}"
@@ -262,9 +216,7 @@ fn subkey_without_signing_flag_is_refused() {
         err.to_string().contains("which is not allowed to sign"),
         "{err}"
     );
-    assert!(!world
-        .client
-        .libostree_accepts("usage", &world.server, "os/x86_64/stable"));
+    assert!(!world.libostree_accepts("usage"));
 }
 
 #[test]
@@ -278,28 +230,21 @@ fn sha1_signature_is_refused() {
         "never",
         &["digest-algo SHA1", "personal-digest-preferences SHA1"],
     );
-    let commit = world
-        .server
-        .commit_signed("os/x86_64/stable", "sha1", &key, &[]);
+    let commit = world.commit_by(&key, "sha1");
 
-    let policy = world.trust("sha1", &key);
-    let err = refusal(verify(&policy, &world.server, &commit));
+    let err = refusal(world.verify_as("sha1", &key, &commit));
     assert!(
         matches!(untrusted(&err), Rejection::WeakHash { hash, .. } if hash == "SHA1"),
         "{err}"
     );
     // The signature is otherwise good: libostree (with gpg 2.2) still takes it.
-    assert!(world
-        .client
-        .libostree_accepts("sha1", &world.server, "os/x86_64/stable"));
+    assert!(world.libostree_accepts("sha1"));
 }
 
 #[test]
 fn signature_over_a_different_commit_is_refused() {
     let world = World::new();
-    let signed = world
-        .server
-        .commit_signed("os/x86_64/stable", "genuine", &world.publisher, &[]);
+    let signed = world.commit_by(&world.publisher, "genuine");
     let forged = world.server.commit("os/x86_64/stable", "tampered", &[]);
     fs::copy(
         world.server.object_path(&signed, "commitmeta"),
@@ -316,55 +261,32 @@ fn signature_over_a_different_commit_is_refused() {
         err.to_string().contains("does not match its contents"),
         "{err}"
     );
-    assert!(!world
-        .client
-        .libostree_accepts("origin", &world.server, "os/x86_64/stable"));
+    assert!(!world.libostree_accepts("origin"));
 }
 
 #[test]
 fn signature_from_the_future_is_refused() {
     let world = World::new();
-    let key = world.key(
-        "future",
-        "Future <f@example.org>",
-        "ed25519",
-        "sign",
-        "never",
-        &[],
-    );
+    let key = world.signing_key("future", "Future <f@example.org>");
     key.set_conf(&["faked-system-time 20990101T000000"]);
-    let commit = world
-        .server
-        .commit_signed("os/x86_64/stable", "future", &key, &[]);
+    let commit = world.commit_by(&key, "future");
     key.set_conf(&[]);
 
-    let policy = world.trust("future", &key);
-    let err = refusal(verify(&policy, &world.server, &commit));
+    let err = refusal(world.verify_as("future", &key, &commit));
     assert!(
         matches!(untrusted(&err), Rejection::CreatedInFuture { .. }),
         "{err}"
     );
     assert!(err.to_string().contains("2099-01-01"), "{err}");
     // Otherwise a good signature: libostree (gpgme) takes it, Ferry does not.
-    assert!(world
-        .client
-        .libostree_accepts("future", &world.server, "os/x86_64/stable"));
+    assert!(world.libostree_accepts("future"));
 }
 
 #[test]
 fn one_valid_signature_suffices() {
     let world = World::new();
-    let stranger = world.key(
-        "stranger",
-        "Stranger <s@example.org>",
-        "ed25519",
-        "sign",
-        "never",
-        &[],
-    );
-    let commit = world
-        .server
-        .commit_signed("os/x86_64/stable", "both", &stranger, &[]);
+    let stranger = world.signing_key("stranger", "Stranger <s@example.org>");
+    let commit = world.commit_by(&stranger, "both");
     run(world
         .server
         .ostree()
@@ -380,21 +302,12 @@ fn one_valid_signature_suffices() {
 #[test]
 fn keyring_via_gpgkeypath_file_directory_and_list() {
     let world = World::new();
-    let commit = world
-        .server
-        .commit_signed("os/x86_64/stable", "v1", &world.publisher, &[]);
+    let commit = world.commit_by(&world.publisher, "v1");
     let armored = world.publisher.export_armored(&world.path("publisher.asc"));
     let key_dir = world.path("keys.d");
     fs::create_dir_all(&key_dir).expect("key dir");
     world.publisher.export(&key_dir.join("publisher.gpg"));
-    let other = world.key(
-        "other",
-        "Other <o@example.org>",
-        "ed25519",
-        "sign",
-        "never",
-        &[],
-    );
+    let other = world.signing_key("other", "Other <o@example.org>");
     let other_key = other.export_armored(&world.path("other.asc"));
 
     for (name, value) in [
@@ -459,9 +372,7 @@ fn keyring_via_gpgkeypath_file_directory_and_list() {
 #[test]
 fn keyring_in_remotes_config_dir_and_global_dir() {
     let world = World::new();
-    let commit = world
-        .server
-        .commit_signed("os/x86_64/stable", "v1", &world.publisher, &[]);
+    let commit = world.commit_by(&world.publisher, "v1");
     world
         .client
         .add_remote("elsewhere", &world.server.url(), &[]);
@@ -508,14 +419,7 @@ fn keyring_in_remotes_config_dir_and_global_dir() {
         .is_signed());
 
     // ...and not when it has one, even one that trusts someone else.
-    let other = world.key(
-        "other",
-        "Other <o@example.org>",
-        "ed25519",
-        "sign",
-        "never",
-        &[],
-    );
+    let other = world.signing_key("other", "Other <o@example.org>");
     other.export(&world.client.repo.path.join("elsewhere.trustedkeys.gpg"));
     let policy = RemotePolicy::load(&config, &plain, &world.roots).expect("policy");
     let err = refusal(verify(&policy, &world.server, &commit));
@@ -528,9 +432,7 @@ fn keyring_in_remotes_config_dir_and_global_dir() {
 #[test]
 fn summary_signature_is_checked() {
     let world = World::new();
-    world
-        .server
-        .commit_signed("os/x86_64/stable", "v1", &world.publisher, &[]);
+    world.commit_by(&world.publisher, "v1");
     run(world
         .server
         .ostree()
@@ -586,14 +488,7 @@ fn summary_signature_is_checked() {
     );
     assert!(err.to_string().starts_with("the summary on "), "{err}");
 
-    let stranger = world.key(
-        "stranger",
-        "Stranger <s@example.org>",
-        "ed25519",
-        "sign",
-        "never",
-        &[],
-    );
+    let stranger = world.signing_key("stranger", "Stranger <s@example.org>");
     run(world
         .server
         .ostree()
@@ -626,9 +521,7 @@ fn subkey_bound_by_another_primary_is_refused() {
         &[],
     );
     let stolen = thief.add_subkey("ed25519", "sign", "never");
-    let commit = world
-        .server
-        .commit_signed("os/x86_64/stable", "graft", &thief, &[]);
+    let commit = world.commit_by(&thief, "graft");
 
     // A keyring that claims the thief's signing subkey belongs to the trusted publisher. The
     // subkey's binding signature was made by the thief's primary key, so it binds nothing to

@@ -23,6 +23,24 @@ use tempfile::TempDir;
 
 /// A signed publisher repository and a bare-user destination trusting its key, with the
 /// publisher's commit already in place at `origin:BRANCH` when `installed`.
+/// Pulls [`BRANCH`] from the publisher into `dest` and checks that it was refused, naming
+/// every needle, with `dest` as it was.
+fn pull_of_branch_is_refused(
+    base: &Path,
+    publisher: &Publisher,
+    dest: &OstreeRepo,
+    before: &Option<String>,
+    needles: &[&str],
+) -> Result<()> {
+    let run = pull_remote(
+        &trust_root(base),
+        &dest.path,
+        &publisher.repo.path,
+        &[BRANCH],
+    )?;
+    assert_refused(&run, dest, &remote_ref(BRANCH), before, needles)
+}
+
 fn setup(base: &Path, installed: bool) -> Result<(Publisher, OstreeRepo, Option<String>)> {
     let publisher = Publisher::new(&base.join("publisher"), TreeOptions::full())?;
     let dest = client(&base.join("dest"), RepoMode::BareUser, Some(&publisher.key))?;
@@ -72,17 +90,11 @@ fn tampered_filez_is_refused_naming_the_object_path_and_source() -> Result<()> {
     let object = publisher
         .repo
         .content_checksum(&commit, "/usr/share/hello.txt")?;
-    let run = pull_remote(
-        &trust_root(tmp.path()),
-        &dest.path,
-        &publisher.repo.path,
-        &[BRANCH],
-    )?;
     let source = fs::canonicalize(&publisher.repo.path)?;
-    assert_refused(
-        &run,
+    pull_of_branch_is_refused(
+        tmp.path(),
+        &publisher,
         &dest,
-        &remote_ref(BRANCH),
         &before,
         &[
             &object,
@@ -111,16 +123,10 @@ fn tampered_dirtree_is_refused() -> Result<()> {
         "hello.txt",
         "hellp.txt",
     )?;
-    let run = pull_remote(
-        &trust_root(tmp.path()),
-        &dest.path,
-        &publisher.repo.path,
-        &[BRANCH],
-    )?;
-    assert_refused(
-        &run,
+    pull_of_branch_is_refused(
+        tmp.path(),
+        &publisher,
         &dest,
-        &remote_ref(BRANCH),
         &before,
         &[&dirtree, "dirtree", "/usr/share", "tampered"],
     )
@@ -135,16 +141,10 @@ fn truncated_objects_are_refused() -> Result<()> {
         .repo
         .content_checksum(&publisher.commit, "/usr/bin/hi")?;
     tamper::truncate_object(&publisher.repo, &header_cut, ObjectKind::Content, 10)?;
-    let run = pull_remote(
-        &trust_root(tmp.path()),
-        &dest.path,
-        &publisher.repo.path,
-        &[BRANCH],
-    )?;
-    assert_refused(
-        &run,
+    pull_of_branch_is_refused(
+        tmp.path(),
+        &publisher,
         &dest,
-        &remote_ref(BRANCH),
         &before,
         &[&header_cut, "/usr/bin/hi", "truncated"],
     )?;
@@ -157,16 +157,10 @@ fn truncated_objects_are_refused() -> Result<()> {
     let path = publisher.repo.object_path(&body_cut, ObjectKind::Content)?;
     let length = fs::metadata(&path)?.len();
     tamper::truncate_object(&publisher.repo, &body_cut, ObjectKind::Content, length - 3)?;
-    let run = pull_remote(
-        &trust_root(tmp.path()),
-        &dest.path,
-        &publisher.repo.path,
-        &[BRANCH],
-    )?;
-    assert_refused(
-        &run,
+    pull_of_branch_is_refused(
+        tmp.path(),
+        &publisher,
         &dest,
-        &remote_ref(BRANCH),
         &before,
         &[
             &body_cut,
@@ -185,16 +179,10 @@ fn missing_object_is_refused() -> Result<()> {
         .repo
         .content_checksum(&commit, standard::ADDED_IN_V2)?;
     tamper::remove_object(&publisher.repo, &object, ObjectKind::Content)?;
-    let run = pull_remote(
-        &trust_root(tmp.path()),
-        &dest.path,
-        &publisher.repo.path,
-        &[BRANCH],
-    )?;
-    assert_refused(
-        &run,
+    pull_of_branch_is_refused(
+        tmp.path(),
+        &publisher,
         &dest,
-        &remote_ref(BRANCH),
         &before,
         &[&object, standard::ADDED_IN_V2, "is on none of the sources"],
     )
@@ -208,16 +196,10 @@ fn forbidden_names_in_dirtrees_are_refused() -> Result<()> {
         let tmp = TempDir::new()?;
         let (publisher, dest, before) = setup(tmp.path(), true)?;
         tamper::rename_dirtree_entry(&publisher.repo, BRANCH, dir, old, new, Some(&publisher.key))?;
-        let run = pull_remote(
-            &trust_root(tmp.path()),
-            &dest.path,
-            &publisher.repo.path,
-            &[BRANCH],
-        )?;
-        assert_refused(
-            &run,
+        pull_of_branch_is_refused(
+            tmp.path(),
+            &publisher,
             &dest,
-            &remote_ref(BRANCH),
             &before,
             &[dir, &format!("{new:?}"), "invalid file name"],
         )
@@ -302,16 +284,10 @@ fn ref_file_that_is_not_a_checksum_is_refused() -> Result<()> {
         "{report:?}"
     );
 
-    let run = pull_remote(
-        &trust_root(tmp.path()),
-        &dest.path,
-        &publisher.repo.path,
-        &[BRANCH],
-    )?;
-    assert_refused(
-        &run,
+    pull_of_branch_is_refused(
+        tmp.path(),
+        &publisher,
         &dest,
-        &remote_ref(BRANCH),
         &before,
         &[BRANCH, "is not offered"],
     )

@@ -53,20 +53,29 @@ fn big_publisher(base: &Path) -> Result<(GpgKey, OstreeRepo, String)> {
     Ok((key, repo, commit))
 }
 
-#[test]
-fn killed_pull_leaves_a_valid_repo_and_the_next_pull_completes() -> Result<()> {
-    let tmp = TempDir::new()?;
-    let base = tmp.path();
+/// A publisher with a big commit, a client repository in `mode` trusting it, and a running
+/// `ferryctl pull` of the commit into the client.
+fn start_big_pull(
+    base: &Path,
+    mode: RepoMode,
+) -> Result<(OstreeRepo, String, OstreeRepo, RunningPull)> {
     let (key, source, commit) = big_publisher(base)?;
-    let dest = client(&base.join("dest"), RepoMode::BareUser, Some(&key))?;
-
+    let dest = client(&base.join("dest"), mode, Some(&key))?;
     let args = pull_args(
         &dest.path,
         &[source.path.as_os_str()],
         &["--remote", "origin"],
         &[BRANCH],
     );
-    let mut running = RunningPull::spawn(&trust_root(base), args)?;
+    let running = RunningPull::spawn(&trust_root(base), args)?;
+    Ok((source, commit, dest, running))
+}
+
+#[test]
+fn killed_pull_leaves_a_valid_repo_and_the_next_pull_completes() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let (source, commit, dest, mut running) = start_big_pull(base, RepoMode::BareUser)?;
     let event = running.wait_for_event(Duration::from_secs(120), |event| {
         matches!(event, Event::Progress { objects_done, objects_total, .. }
             if *objects_done >= 50 && objects_done < objects_total)
@@ -120,15 +129,7 @@ fn killed_pull_leaves_a_valid_repo_and_the_next_pull_completes() -> Result<()> {
 fn sigterm_cancels_cleanly() -> Result<()> {
     let tmp = TempDir::new()?;
     let base = tmp.path();
-    let (key, source, commit) = big_publisher(base)?;
-    let dest = client(&base.join("dest"), RepoMode::Archive, Some(&key))?;
-    let args = pull_args(
-        &dest.path,
-        &[source.path.as_os_str()],
-        &["--remote", "origin"],
-        &[BRANCH],
-    );
-    let mut running = RunningPull::spawn(&trust_root(base), args)?;
+    let (source, commit, dest, mut running) = start_big_pull(base, RepoMode::Archive)?;
     running.wait_for_event(Duration::from_secs(120), |event| {
         matches!(event, Event::Progress { objects_done, objects_total, .. }
             if *objects_done >= 20 && objects_done < objects_total)
@@ -168,16 +169,7 @@ fn sigterm_cancels_cleanly() -> Result<()> {
 fn ostree_pull_local_at_the_same_time_succeeds_too() -> Result<()> {
     let tmp = TempDir::new()?;
     let base = tmp.path();
-    let (key, source, commit) = big_publisher(base)?;
-    let dest = client(&base.join("dest"), RepoMode::BareUser, Some(&key))?;
-
-    let args = pull_args(
-        &dest.path,
-        &[source.path.as_os_str()],
-        &["--remote", "origin"],
-        &[BRANCH],
-    );
-    let mut ferry = RunningPull::spawn(&trust_root(base), args)?;
+    let (source, commit, dest, mut ferry) = start_big_pull(base, RepoMode::BareUser)?;
     let ostree = dest
         .ostree()
         .args(["pull-local", "--untrusted"])

@@ -72,6 +72,18 @@ impl World {
         )
     }
 
+    /// Pulls [`BRANCH`] from `source` into `dest` through remote `origin`.
+    fn pull_into(&self, dest: &OstreeRepo, source: &Path) -> Result<PullRun> {
+        pull_remote(&trust_root(self.tmp.path()), &dest.path, source, &[BRANCH])
+    }
+
+    /// Like [`World::pull_into`], and checks the pull was refused naming every needle, with
+    /// nothing installed before.
+    fn refused_into(&self, dest: &OstreeRepo, source: &Path, needles: &[&str]) -> Result<()> {
+        let run = self.pull_into(dest, source)?;
+        assert_refused(&run, dest, &remote_ref(BRANCH), &None, needles)
+    }
+
     fn pull_with(&self, extra: &[&str]) -> Result<PullRun> {
         pull(
             &trust_root(self.tmp.path()),
@@ -126,13 +138,9 @@ fn keyring_through_gpgkeypath_is_used() -> Result<()> {
         .args([REMOTE, "http://127.0.0.1:9/unused"])
         .run()?;
     ensure!(!dest.path.join("origin.trustedkeys.gpg").exists());
-    let run = pull_remote(
-        &trust_root(world.tmp.path()),
-        &dest.path,
-        &world.server.path,
-        &[BRANCH],
-    )?
-    .require_success()?;
+    let run = world
+        .pull_into(&dest, &world.server.path)?
+        .require_success()?;
     ensure!(message(&run).contains("signed by key"), "{}", message(&run));
     ensure!(dest.read_ref(&remote_ref(BRANCH))? == Some(commit));
 
@@ -148,19 +156,7 @@ fn keyring_through_gpgkeypath_is_used() -> Result<()> {
         ))
         .args([REMOTE, "http://127.0.0.1:9/unused"])
         .run()?;
-    let run = pull_remote(
-        &trust_root(world.tmp.path()),
-        &strict.path,
-        &world.server.path,
-        &[BRANCH],
-    )?;
-    assert_refused(
-        &run,
-        &strict,
-        &remote_ref(BRANCH),
-        &None,
-        &["does not trust"],
-    )
+    world.refused_into(&strict, &world.server.path, &["does not trust"])
 }
 
 #[test]
@@ -198,17 +194,9 @@ fn expired_key_is_refused() -> Result<()> {
         RepoMode::BareUser,
         Some(&expired),
     )?;
-    let run = pull_remote(
-        &trust_root(world.tmp.path()),
-        &dest.path,
-        &world.server.path,
-        &[BRANCH],
-    )?;
-    assert_refused(
-        &run,
+    world.refused_into(
         &dest,
-        &remote_ref(BRANCH),
-        &None,
+        &world.server.path,
         &[&expired.fingerprint, "which expired on 2020-01-02"],
     )
 }
@@ -262,17 +250,9 @@ fn revoked_signing_subkey_is_refused() -> Result<()> {
         .run()?;
     key.export_public(&key.public_keyring, false)?;
     let dest = client(&world.path("dest-revoked"), RepoMode::BareUser, Some(&key))?;
-    let run = pull_remote(
-        &trust_root(world.tmp.path()),
-        &dest.path,
-        &world.server.path,
-        &[BRANCH],
-    )?;
-    assert_refused(
-        &run,
+    world.refused_into(
         &dest,
-        &remote_ref(BRANCH),
-        &None,
+        &world.server.path,
         &["subkey", "which has been revoked"],
     )
 }
@@ -302,17 +282,9 @@ fn collection_binding_mismatch_is_refused() -> Result<()> {
             .metadata("ostree.collection-binding", "org.other.Os")
             .sign(&world.key),
     )?;
-    let run = pull_remote(
-        &trust_root(world.tmp.path()),
-        &world.dest.path,
-        &elsewhere.path,
-        &[BRANCH],
-    )?;
-    assert_refused(
-        &run,
+    world.refused_into(
         &world.dest,
-        &remote_ref(BRANCH),
-        &None,
+        &elsewhere.path,
         &["belongs to collection org.other.Os", COLLECTION],
     )
 }
@@ -423,13 +395,9 @@ fn ed25519_trusted_key_is_accepted_and_revoked_key_is_refused() -> Result<()> {
             format!("--set=verification-ed25519-key={}", public_b64(&trusted)),
         ],
     )?;
-    let run = pull_remote(
-        &trust_root(world.tmp.path()),
-        &dest.path,
-        &world.server.path,
-        &[BRANCH],
-    )?
-    .require_success()?;
+    let run = world
+        .pull_into(&dest, &world.server.path)?
+        .require_success()?;
     ensure!(
         message(&run).contains(&format!("signed by ed25519 key {}", public_b64(&trusted))),
         "{}",
@@ -481,13 +449,9 @@ fn remote_without_verification_pulls_and_reports_unsigned() -> Result<()> {
     let world = World::new()?;
     let commit = world.commit(CommitSpec::new(BRANCH, &world.tree.root))?;
     let dest = client(&world.path("dest-unsigned"), RepoMode::BareUser, None)?;
-    let run = pull_remote(
-        &trust_root(world.tmp.path()),
-        &dest.path,
-        &world.server.path,
-        &[BRANCH],
-    )?
-    .require_success()?;
+    let run = world
+        .pull_into(&dest, &world.server.path)?
+        .require_success()?;
     ensure!(message(&run).contains("unsigned"), "{}", message(&run));
     ensure!(dest.read_ref(&remote_ref(BRANCH))? == Some(commit));
     dest.fsck()?;

@@ -363,6 +363,9 @@ pub struct World {
     pub dir: TempDir,
 }
 
+/// The ref the trust tests commit to.
+pub const OS_REF: &str = "os/x86_64/stable";
+
 impl World {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -414,6 +417,31 @@ impl World {
             expire,
             conf,
         )
+    }
+
+    /// An ed25519 signing key that never expires: what most tests need.
+    pub fn signing_key(&self, name: &str, uid: &str) -> Gpg {
+        self.key(name, uid, "ed25519", "sign", "never", &[])
+    }
+
+    /// A commit of the OS ref on the server, with `subject`, signed by `key`.
+    pub fn commit_by(&self, key: &Gpg, subject: &str) -> Checksum {
+        self.server.commit_signed(OS_REF, subject, key, &[])
+    }
+
+    /// Checks `commit` on the server as remote `name`, trusting `key`, would.
+    pub fn verify_as(
+        &self,
+        name: &str,
+        key: &Gpg,
+        commit: &Checksum,
+    ) -> Result<Verdict, TrustError> {
+        verify(&self.trust(name, key), &self.server, commit)
+    }
+
+    /// Whether libostree, pulling the OS ref from the server through remote `name`, accepts it.
+    pub fn libostree_accepts(&self, name: &str) -> bool {
+        self.client.libostree_accepts(name, &self.server, OS_REF)
     }
 
     /// Adds remote `name` trusting `key` (exported after whatever the test did to it).
