@@ -21,6 +21,7 @@ APPLICATIONSDIR ?= $(DATADIR)/applications
 AUTOSTARTDIR ?= $(SYSCONFDIR)/xdg/autostart
 METAINFODIR ?= $(DATADIR)/metainfo
 ICONSDIR ?= $(DATADIR)/icons
+DBUSSERVICESDIR ?= $(DATADIR)/dbus-1/services
 
 CARGO ?= cargo
 CARGO_TARGET_DIR ?= target
@@ -36,6 +37,7 @@ APP_ID := io.github.ferry.Ferry
 UNITS := $(notdir $(wildcard data/systemd/*.service))
 UDEV_RULES := $(notdir $(wildcard udev-rules/*.rules))
 TMPFILES := $(notdir $(wildcard data/tmpfiles.d/*.conf))
+DBUS_SERVICES := $(notdir $(wildcard data/dbus-1/services/*.service))
 ICONS := $(patsubst data/icons/%,%,$(shell find data/icons -type f \( -name '*.svg' -o -name '*.png' \) 2>/dev/null))
 
 .PHONY: all build data install uninstall
@@ -76,6 +78,11 @@ install: data
 	  copy $(BUILDDIR)/metainfo $(DESTDIR)$(METAINFODIR); \
 	  copy $(BUILDDIR)/polkit $(DESTDIR)$(POLKITACTIONSDIR)
 	@set -e; for i in $(ICONS); do $(INSTALL) -D -m 0644 data/icons/$$i $(DESTDIR)$(ICONSDIR)/$$i; done
+	$(INSTALL) -d $(DESTDIR)$(DBUSSERVICESDIR)
+	@# D-Bus activation of the app (DBusActivatable=true in its desktop file).
+	@set -e; for s in $(DBUS_SERVICES); do \
+	  sed -e 's|@bindir@|$(BINDIR)|g' data/dbus-1/services/$$s > $(DESTDIR)$(DBUSSERVICESDIR)/$$s; \
+	  chmod 0644 $(DESTDIR)$(DBUSSERVICESDIR)/$$s; done
 	@set -e; for mo in $$(cd $(BUILDDIR)/locale && find . -name ferry.mo); do \
 	  $(INSTALL) -D -m 0644 $(BUILDDIR)/locale/$${mo#./} $(DESTDIR)$(LOCALEDIR)/$${mo#./}; done
 
@@ -88,6 +95,7 @@ uninstall:
 	rm -f $(DESTDIR)$(APPLICATIONSDIR)/$(APP_ID)*.desktop $(DESTDIR)$(AUTOSTARTDIR)/$(APP_ID)*.desktop
 	rm -f $(DESTDIR)$(METAINFODIR)/$(APP_ID)*.metainfo.xml
 	rm -f $(addprefix $(DESTDIR)$(ICONSDIR)/,$(ICONS))
+	rm -f $(addprefix $(DESTDIR)$(DBUSSERVICESDIR)/,$(DBUS_SERVICES))
 	rm -f $(DESTDIR)$(LOCALEDIR)/*/LC_MESSAGES/ferry.mo
 	@# The policy goes only if nobody changed it.
 	@if cmp -s data/ferry.conf $(DESTDIR)$(SYSCONFDIR)/ferry/ferry.conf; then \

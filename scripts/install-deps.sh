@@ -13,7 +13,7 @@ packages=(
   # system integration checks
   udev systemd desktop-file-utils appstream libxml2-utils policykit-1
   # GUI tests and screenshots
-  xvfb xauth dbus dbus-x11 dunst imagemagick libnotify-bin at-spi2-core libglib2.0-bin librsvg2-common
+  xvfb xauth x11-utils dbus dbus-x11 dunst imagemagick libnotify-bin at-spi2-core libglib2.0-bin librsvg2-common
   # fonts and icons so screenshots look like a desktop
   fonts-cantarell adwaita-icon-theme
   # drive hook tests and system install: loop devices, mounts, make

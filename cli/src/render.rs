@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use ferry_engine::event::{self, Event, MessageLevel, Phase, Reporter};
+use ferry_engine::schema::Problem;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::i18n::tr;
@@ -147,4 +148,43 @@ impl Reporter for Output {
 /// Formats a byte count the way people read it (1.5 MB).
 pub fn human_bytes(bytes: u64) -> String {
     indicatif::DecimalBytes(bytes).to_string()
+}
+
+/// Rows under headings, each column as wide as its widest cell, every line after `indent`.
+pub fn table<const N: usize>(headings: &[String; N], rows: &[[String; N]], indent: &str) -> String {
+    let mut widths = headings.each_ref().map(|h| h.chars().count());
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut text = String::new();
+    for row in std::iter::once(headings).chain(rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        text.push_str(&format!("{indent}{}\n", cells.join("  ").trim_end()));
+    }
+    text
+}
+
+/// "Problems:" and one indented line each, or nothing when there are none.
+pub fn problems(problems: &[Problem]) -> String {
+    let mut text = String::new();
+    if problems.is_empty() {
+        return text;
+    }
+    text.push_str(&tr("Problems:\n"));
+    for problem in problems {
+        match &problem.ref_name {
+            Some(name) => text.push_str(&format!(
+                "  {} ({name}): {}\n",
+                problem.source, problem.reason
+            )),
+            None => text.push_str(&format!("  {}: {}\n", problem.source, problem.reason)),
+        }
+    }
+    text
 }

@@ -217,8 +217,52 @@ pub struct DriveRecord {
 }
 
 impl DriveRecord {
-    /// A name people recognise: the label, else the mount point.
+    /// A name people recognise: the label, else the mount point's last part (udisks mounts
+    /// a drive at `/media/USER/LABEL-OR-UUID`), else the mount point.
     pub fn display_name(&self) -> &str {
-        self.label.as_deref().unwrap_or(&self.mount)
+        self.label
+            .as_deref()
+            .filter(|label| !label.trim().is_empty())
+            .or_else(|| {
+                self.mount
+                    .trim_end_matches('/')
+                    .rsplit('/')
+                    .next()
+                    .filter(|last| !last.is_empty())
+            })
+            .unwrap_or(&self.mount)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drive_is_named_by_its_label_else_by_where_it_is_mounted() {
+        let record = |label: Option<&str>, mount: &str| DriveRecord {
+            v: DRIVE_RECORD_VERSION,
+            id: "id".to_owned(),
+            label: label.map(str::to_owned),
+            device: None,
+            mount: mount.to_owned(),
+            fs_type: None,
+            uuid: None,
+            repos: Vec::new(),
+            updates: Vec::new(),
+            problems: Vec::new(),
+            sideload_links: Vec::new(),
+            install: None,
+        };
+        assert_eq!(
+            record(Some("KINGSTON"), "/media/ann/K").display_name(),
+            "KINGSTON"
+        );
+        assert_eq!(
+            record(None, "/media/ann/1234-ABCD/").display_name(),
+            "1234-ABCD"
+        );
+        assert_eq!(record(Some(" "), "/run/ferry/mnt/x").display_name(), "x");
+        assert_eq!(record(None, "/").display_name(), "/");
     }
 }

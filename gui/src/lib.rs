@@ -1,6 +1,6 @@
 //! Ferry's desktop app and background agent, as a library so tests can reach every part.
 //!
-//! - [`listing`]: what can be installed, by source (drive records today, the engine later).
+//! - [`listing`]: what can be installed, by source (the engine's resolver, in-process).
 //! - [`model`]: the state of an installation, from `ferryctl install --json` events.
 //! - [`install`]: the installer child process.
 //! - [`agent`]: the drive watch and the notifications.

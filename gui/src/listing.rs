@@ -1,19 +1,25 @@
 //! What can be installed, grouped by where it comes from.
 //!
-//! This is the one place the app learns about updates. Today it reads the drive records the
-//! hook writes under `$FERRY_RUN_DIR/drives`, whose `updates` already have the shape of
-//! `ferryctl list --json`. When the engine's resolver can be called in-process, [`load`]
-//! asks it instead (read-only: installations are world-readable) and adds the groups for
-//! computers nearby and the Internet; nothing else in the app changes.
+//! This is the one place the app learns about updates. [`load`] reads the drive records the
+//! hook writes under `$FERRY_RUN_DIR/drives`, then asks the engine's resolver in-process, as
+//! `ferryctl list` does (read-only: installations are world-readable), for this machine's
+//! OS, system and per-user installations against those drives and the remotes' own servers.
+//! Every update appears once, under its preferred (first) source: each drive by label, then
+//! computers nearby, then the Internet. A drive this user cannot read keeps what the hook
+//! recorded for it. [`load_records`] is the instant, records-only view shown first.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use ferry_engine::resolve::sources::{self, MachineListing};
 use ferry_engine::schema::{
     DriveInstallState, DriveRecord, Problem, SourceKind, TargetKind, Update, DRIVE_RECORD_VERSION,
 };
+use ferry_engine::target::HostPaths;
+
+pub use ferry_engine::resolve::sources::MachineListingOptions as LoadOptions;
 
 use crate::i18n::tr;
 
@@ -25,7 +31,7 @@ const MAX_RECORDS: usize = 256;
 /// One place updates come from, as the window shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceGroup {
-    /// Stable within a run: `drive:<record id>`.
+    /// Stable within a run: `drive:<record id>`, [`NEARBY_KEY`] or [`INTERNET_KEY`].
     pub key: String,
     pub kind: SourceKind,
     /// A drive label, a host name, or "Internet".
@@ -61,10 +67,18 @@ impl SourceGroup {
     }
 }
 
+/// Key of the group of updates from computers nearby.
+pub const NEARBY_KEY: &str = "nearby";
+/// Key of the group of updates from the remotes' own servers.
+pub const INTERNET_KEY: &str = "internet";
+
 /// Every source, drives first (by label), then computers nearby, then the Internet.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Listing {
     pub groups: Vec<SourceGroup>,
+    /// Problems of no drive: servers that did not answer, installations that could not be
+    /// read. Logged; a drive's own problems are in its group.
+    pub problems: Vec<Problem>,
 }
 
 impl Listing {
@@ -105,16 +119,179 @@ impl Listing {
     }
 }
 
-/// Reads the current listing. Unreadable records are logged and left out; a record the
-/// hook is still writing appears with the next change of the directory.
+/// Reads the current listing, asking the remotes' own servers too (this may take up to
+/// [`sources::UPSTREAM_TIMEOUT`]; call it off the main thread). Unreadable records are logged
+/// and left out; a record the hook is still writing appears with the next change of the
+/// directory.
 pub fn load(run_dir: &Path) -> Listing {
+    load_with(run_dir, LoadOptions::default())
+}
+
+/// [`load`], offline or quick as `options` say.
+pub fn load_with(run_dir: &Path, options: LoadOptions) -> Listing {
+    load_for(&HostPaths::from_env(), run_dir, options)
+}
+
+/// [`load_with`] for the machine `host` describes.
+pub fn load_for(host: &HostPaths, run_dir: &Path, options: LoadOptions) -> Listing {
     let records = read_drive_records(&run_dir.join("drives"));
-    from_records(records)
+    let drives: Vec<(PathBuf, Option<String>)> = records
+        .iter()
+        .map(|record| (PathBuf::from(&record.mount), record.label.clone()))
+        .collect();
+    let machine = sources::list_machine(host, &drives, options);
+    merge(records, machine)
+}
+
+/// The drive records alone, as the hook wrote them: instant, for a first view.
+pub fn load_records(run_dir: &Path) -> Listing {
+    from_records(read_drive_records(&run_dir.join("drives")))
 }
 
 /// Groups drive records for display.
 pub fn from_records(records: Vec<DriveRecord>) -> Listing {
-    let mut groups: Vec<SourceGroup> = records.into_iter().map(group_for_record).collect();
+    sorted(
+        records.into_iter().map(group_for_record).collect(),
+        Vec::new(),
+    )
+}
+
+/// Groups the resolver's listing by each update's preferred source. A drive the resolver read
+/// gets the updates it found there and the problems met on it; a drive it could not read
+/// (mounted where only root may look, or gone) keeps its record's updates and problems.
+pub fn merge(records: Vec<DriveRecord>, machine: MachineListing) -> Listing {
+    let MachineListing { list, sources } = machine;
+    let mut problems = list.problems;
+    let mut groups = Vec::with_capacity(records.len() + 2);
+    let mut from_record: Vec<bool> = Vec::with_capacity(records.len());
+    for record in records {
+        let mount = PathBuf::from(&record.mount);
+        let read = sources
+            .iter()
+            .any(|source| source.kind == SourceKind::Drive && is_under(&source.location, &mount));
+        let mut group = group_for_record(record);
+        let (own, rest): (Vec<Problem>, Vec<Problem>) = problems
+            .into_iter()
+            .partition(|problem| is_under(problem_location(&problem.source), &mount));
+        problems = rest;
+        if read {
+            group.updates.clear();
+            group.problems = own;
+        } else {
+            for problem in own {
+                tracing::info!(drive = %group.title, reason = %problem.reason, "cannot read the drive; showing what the hook recorded");
+            }
+        }
+        from_record.push(!read);
+        groups.push(group);
+    }
+    let mut nearby = remote_group(NEARBY_KEY, SourceKind::Lan, tr("Computers nearby"));
+    let mut internet = remote_group(INTERNET_KEY, SourceKind::Upstream, tr("Internet"));
+    for update in list.updates {
+        let Some(first) = update.sources.first().cloned() else {
+            tracing::warn!(id = %update.id, "an update without a source; leaving it out");
+            continue;
+        };
+        match first.kind {
+            SourceKind::Lan => nearby.updates.push(update),
+            SourceKind::Upstream => internet.updates.push(update),
+            SourceKind::Drive => {
+                let known = groups.iter_mut().find(|group| {
+                    group
+                        .drive
+                        .as_ref()
+                        .is_some_and(|drive| is_under(&first.location, Path::new(&drive.mount)))
+                });
+                match known {
+                    Some(group) => group.updates.push(update),
+                    None => {
+                        let title = first.label.clone().unwrap_or(first.location.clone());
+                        let key = format!("drive:{}", first.location);
+                        match groups.iter_mut().find(|group| group.key == key) {
+                            Some(group) => group.updates.push(update),
+                            None => {
+                                from_record.push(false);
+                                groups.push(SourceGroup {
+                                    key,
+                                    kind: SourceKind::Drive,
+                                    title,
+                                    drive: Some(DriveInfo {
+                                        id: first.location.clone(),
+                                        mount: first.location.clone(),
+                                        device: None,
+                                        installing_by_system: false,
+                                    }),
+                                    updates: vec![update],
+                                    problems: Vec::new(),
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // An update both a record and the resolver offer appears once: the newer commit wins,
+    // the drive on a tie (as the resolver itself prefers drives).
+    for remote in [&mut nearby, &mut internet] {
+        remote.updates.retain(|resolved| {
+            let mut keep = true;
+            for (group, _) in groups.iter_mut().zip(&from_record).filter(|(_, r)| **r) {
+                group.updates.retain(|recorded| {
+                    if recorded.id != resolved.id {
+                        return true;
+                    }
+                    if resolved.timestamp > recorded.timestamp {
+                        false
+                    } else {
+                        keep = false;
+                        true
+                    }
+                });
+            }
+            keep
+        });
+    }
+    for group in &mut groups {
+        sort_updates(&mut group.updates);
+    }
+    for mut remote in [nearby, internet] {
+        if !remote.updates.is_empty() {
+            sort_updates(&mut remote.updates);
+            groups.push(remote);
+        }
+    }
+    for problem in &problems {
+        tracing::info!(source = %problem.source, reason = %problem.reason, "listing problem");
+    }
+    sorted(groups, problems)
+}
+
+fn remote_group(key: &str, kind: SourceKind, title: String) -> SourceGroup {
+    SourceGroup {
+        key: key.to_owned(),
+        kind,
+        title,
+        drive: None,
+        updates: Vec::new(),
+        problems: Vec::new(),
+    }
+}
+
+/// Whether `location` (a repository path) lies on the drive mounted at `mount`.
+fn is_under(location: &str, mount: &Path) -> bool {
+    !location.is_empty() && Path::new(location).starts_with(mount)
+}
+
+/// The path or URL in a problem's source: `LABEL (LOCATION)` or `LOCATION`.
+fn problem_location(source: &str) -> &str {
+    source
+        .strip_suffix(')')
+        .and_then(|inner| inner.rsplit_once(" ("))
+        .map_or(source, |(_, location)| location)
+}
+
+fn sorted(mut groups: Vec<SourceGroup>, problems: Vec<Problem>) -> Listing {
     // Sources with something to install first; those with only problems after them.
     groups.sort_by(|a, b| {
         let key = |g: &SourceGroup| {
@@ -127,7 +304,17 @@ pub fn from_records(records: Vec<DriveRecord>) -> Listing {
         };
         key(a).cmp(&key(b))
     });
-    Listing { groups }
+    Listing { groups, problems }
+}
+
+/// The operating system first, then apps by name, as GNOME Software orders them.
+fn sort_updates(updates: &mut [Update]) {
+    updates.sort_by_key(|update| {
+        (
+            update.target != TargetKind::Os,
+            display_name(update).to_lowercase(),
+        )
+    });
 }
 
 fn group_for_record(record: DriveRecord) -> SourceGroup {
@@ -137,13 +324,7 @@ fn group_for_record(record: DriveRecord) -> SourceGroup {
         .as_ref()
         .is_some_and(|install| install.state == DriveInstallState::Running);
     let mut updates = record.updates;
-    // The operating system first, then apps by name, as GNOME Software orders them.
-    updates.sort_by_key(|update| {
-        (
-            update.target != TargetKind::Os,
-            display_name(update).to_lowercase(),
-        )
-    });
+    sort_updates(&mut updates);
     SourceGroup {
         key: format!("drive:{}", record.id),
         kind: SourceKind::Drive,
@@ -261,7 +442,7 @@ mod tests {
         fs::create_dir(&drives).expect("mkdir");
         write(&drives, "kingston.json", KINGSTON);
         write(&drives, "broken.json", BROKEN_STICK);
-        let listing = load(run.path());
+        let listing = load_records(run.path());
         let titles: Vec<&str> = listing.groups.iter().map(|g| g.title.as_str()).collect();
         assert_eq!(titles, ["KINGSTON", "BROKEN STICK"]);
         let kingston = listing
@@ -297,13 +478,13 @@ mod tests {
             "future.json",
             &BROKEN_STICK.replacen("\"v\": 1", "\"v\": 2", 1),
         );
-        let listing = load(run.path());
+        let listing = load_records(run.path());
         assert!(listing.is_empty(), "{listing:?}");
     }
 
     #[test]
     fn a_missing_runtime_dir_is_an_empty_listing() {
-        let listing = load(Path::new("/nonexistent/ferry-run"));
+        let listing = load_records(Path::new("/nonexistent/ferry-run"));
         assert!(listing.is_empty());
     }
 
@@ -312,6 +493,159 @@ mod tests {
         let record: DriveRecord = serde_json::from_str(BROKEN_STICK).expect("record");
         let listing = from_records(vec![record]);
         assert!(listing.only_problems());
+    }
+
+    /// A machine with nothing installed, under `base`.
+    fn empty_host(base: &Path) -> HostPaths {
+        let base = base.to_path_buf();
+        HostPaths::from_vars(move |name| match name {
+            "HOME" => Some(base.join("home").into_os_string()),
+            "FLATPAK_USER_DIR" => Some(base.join("flatpak-user").into_os_string()),
+            "FLATPAK_SYSTEM_DIR" => Some(base.join("flatpak-system").into_os_string()),
+            "FLATPAK_CONFIG_DIR" => Some(base.join("flatpak-config").into_os_string()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_drive_the_engine_cannot_read_keeps_what_the_hook_recorded() {
+        let run = tempfile::tempdir().expect("tempdir");
+        let drives = run.path().join("drives");
+        fs::create_dir(&drives).expect("mkdir");
+        write(&drives, "kingston.json", KINGSTON);
+        write(&drives, "broken.json", BROKEN_STICK);
+        let offline = LoadOptions {
+            upstream: None,
+            quick: true,
+        };
+        let listing = load_for(&empty_host(run.path()), run.path(), offline);
+        let records = load_records(run.path());
+        // /media/user/KINGSTON is not mounted here: the records stand, with their problems
+        // and nothing added about the missing mount.
+        assert_eq!(listing.groups, records.groups);
+    }
+
+    /// A record of the drive at `mount`, as the hook writes it.
+    fn record_of(id: &str, label: &str, mount: &Path) -> DriveRecord {
+        DriveRecord {
+            v: DRIVE_RECORD_VERSION,
+            id: id.to_owned(),
+            label: Some(label.to_owned()),
+            device: Some("/dev/sdz1".to_owned()),
+            mount: mount.display().to_string(),
+            fs_type: None,
+            uuid: None,
+            repos: Vec::new(),
+            updates: Vec::new(),
+            problems: Vec::new(),
+            sideload_links: Vec::new(),
+            install: None,
+        }
+    }
+
+    /// Real flatpak, a drive written by `flatpak create-usb` and the remote's server: each
+    /// update is listed once, under its preferred source.
+    #[test]
+    fn per_user_updates_come_from_the_drive_or_the_internet_once() {
+        use ferry_tests::flatpak::{app_ref, AppSpec, FlatpakFixture, BRANCH, REMOTE};
+        use ferry_tests::http::StaticServer;
+
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let fixture = FlatpakFixture::new(tmp.path()).expect("flatpak scene");
+        let v2 = fixture
+            .publish_app(&AppSpec::new("v2"))
+            .expect("publish v2");
+        let drive = fixture
+            .drive_from_peer(
+                "peer",
+                &tmp.path().join("stick"),
+                &[ferry_tests::flatpak::APP_ID],
+            )
+            .expect("drive");
+        let server = StaticServer::serve(&fixture.repo.repo.path).expect("server");
+        fixture
+            .client
+            .flatpak()
+            .args(["--user", "remote-modify"])
+            .arg(format!("--url={}", server.url))
+            .arg(REMOTE)
+            .run()
+            .expect("remote-modify");
+        let run = tempfile::tempdir().expect("tempdir");
+        let drives = run.path().join("drives");
+        fs::create_dir(&drives).expect("mkdir");
+        let record = record_of("stick-1", "KINGSTON", &drive.root);
+        write(
+            &drives,
+            "stick-1.json",
+            &serde_json::to_string(&record).expect("json"),
+        );
+        let vars = fixture.client.vars();
+        let user_dir = fixture.client.user_installation();
+        let host = HostPaths::from_vars(|name| {
+            if name == "FLATPAK_USER_DIR" {
+                return Some(user_dir.clone().into_os_string());
+            }
+            vars.iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+        });
+        let app = app_ref(ferry_tests::flatpak::APP_ID, BRANCH).expect("ref");
+
+        // Drive and server hold the same v2: once, under the drive, which keeps its record's
+        // identity.
+        let listing = load_for(&host, run.path(), LoadOptions::default());
+        assert_eq!(listing.groups.len(), 1, "{listing:#?}");
+        let stick = listing.drive_group("stick-1").expect("the drive's group");
+        assert_eq!(stick.title, "KINGSTON");
+        let drive_info = stick.drive.as_ref().expect("drive info");
+        assert_eq!(drive_info.device.as_deref(), Some("/dev/sdz1"));
+        assert_eq!(Path::new(&drive_info.mount), drive.root.as_path());
+        let ids: Vec<&str> = stick.updates.iter().map(|u| u.ref_name.as_str()).collect();
+        assert_eq!(ids, [app.as_str()], "{listing:#?}");
+        assert_eq!(stick.updates[0].commit.to_hex(), v2);
+        assert_eq!(stick.updates[0].sources.len(), 2, "{:#?}", stick.updates[0]);
+        assert!(listing.group(INTERNET_KEY).is_none());
+
+        // The server has a newer one: it moves to "Internet"; the drive has nothing newer.
+        let v3 = fixture
+            .publish_app(&AppSpec::new("v3"))
+            .expect("publish v3");
+        let listing = load_for(&host, run.path(), LoadOptions::default());
+        let internet = listing.group(INTERNET_KEY).expect("an Internet group");
+        assert_eq!(internet.title, "Internet");
+        assert_eq!(internet.kind, SourceKind::Upstream);
+        assert!(internet.drive.is_none());
+        assert_eq!(internet.updates.len(), 1, "{listing:#?}");
+        assert_eq!(internet.updates[0].ref_name, app);
+        assert_eq!(internet.updates[0].commit.to_hex(), v3);
+        let stick = listing.drive_group("stick-1").expect("the drive's group");
+        assert!(stick.updates.is_empty(), "{listing:#?}");
+        assert_eq!(listing.update_count(), 1);
+
+        // Offline, the drive's v2 is what there is.
+        let offline = LoadOptions {
+            upstream: None,
+            quick: true,
+        };
+        let listing = load_for(&host, run.path(), offline);
+        assert!(listing.group(INTERNET_KEY).is_none(), "{listing:#?}");
+        let stick = listing.drive_group("stick-1").expect("the drive's group");
+        assert_eq!(stick.updates.len(), 1, "{listing:#?}");
+        assert_eq!(stick.updates[0].commit.to_hex(), v2);
+    }
+
+    #[test]
+    fn problem_sources_name_their_location() {
+        assert_eq!(
+            problem_location("KINGSTON (/media/k/.ostree/repo)"),
+            "/media/k/.ostree/repo"
+        );
+        assert_eq!(problem_location("/media/k"), "/media/k");
+        assert_eq!(problem_location("http://example.org"), "http://example.org");
+        assert!(is_under("/media/k/.ostree/repo", Path::new("/media/k")));
+        assert!(!is_under("/media/kk/.ostree/repo", Path::new("/media/k")));
+        assert!(!is_under("", Path::new("/media/k")));
     }
 
     #[test]

@@ -156,3 +156,30 @@ fn icons_are_well_formed_svg_of_the_right_size() {
         );
     }
 }
+
+#[test]
+fn dbus_service_activates_the_app_in_service_mode() {
+    let service = repo().join("data/dbus-1/services/io.github.ferry.Ferry.service");
+    let text = std::fs::read_to_string(&service).expect("D-Bus service file");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "[D-BUS Service]",
+            "Name=io.github.ferry.Ferry",
+            "Exec=@bindir@/ferry --gapplication-service",
+        ],
+        "{text}"
+    );
+    // The name is the app ID the binary registers, so the desktop file may say so.
+    let desktop = repo().join("data/applications/io.github.ferry.Ferry.desktop.in");
+    let desktop = std::fs::read_to_string(desktop).expect("app desktop file");
+    assert!(
+        desktop.lines().any(|line| line == "DBusActivatable=true"),
+        "{desktop}"
+    );
+    assert_eq!(ferry_gui::config::APP_ID, "io.github.ferry.Ferry");
+    // The binary understands the option the service starts it with (GApplication's own).
+    let help = run(Command::new(env!("CARGO_BIN_EXE_ferry")).arg("--help-gapplication"));
+    assert!(help.contains("--gapplication-service"), "{help}");
+}

@@ -17,6 +17,8 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _, Result};
+use ferry_tests::flatpak::{AppSpec, FlatpakFixture, APP_NAME, REMOTE};
+use ferry_tests::http::StaticServer;
 use inotify::{Inotify, WatchMask};
 use rustix::event::{PollFd, PollFlags, Timespec};
 
@@ -64,7 +66,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let scenarios: [(&str, Scenario); 6] = [
+    let scenarios: [(&str, Scenario); 8] = [
         ("empty state, then a drive appears", empty_then_drive),
         (
             "agent: notification, Install through D-Bus, progress, restart",
@@ -80,6 +82,12 @@ fn main() -> ExitCode {
             "agent: a drive with only problems, and its removal",
             agent_problems_and_withdrawal,
         ),
+        (
+            "a per-user app's update from the Internet",
+            internet_update_of_a_per_user_app,
+        ),
+        // Last: a failure could leave the activated app running, owning the name.
+        ("D-Bus activation", dbus_activation),
     ];
     let mut failed = 0;
     for (name, scenario) in scenarios {
@@ -129,6 +137,17 @@ fn run_in_session() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The D-Bus service file, rewritten the way `make install` does, where the session bus
+    // looks for services: activation starts this build's `ferry`.
+    let services = match install_dbus_service() {
+        Ok(services) => services,
+        Err(error) => {
+            eprintln!("ui: cannot install the D-Bus service file: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut bus_data_dirs = services.path().as_os_str().to_owned();
+    bus_data_dirs.push(":/usr/local/share:/usr/share");
     let status = Command::new("xvfb-run")
         .args([
             "--auto-servernum",
@@ -138,6 +157,7 @@ fn run_in_session() -> ExitCode {
         .arg("--")
         .arg(exe)
         .env(SESSION_MARK, "1")
+        .env("XDG_DATA_DIRS", bus_data_dirs)
         .status();
     match status {
         Ok(status) if status.success() => ExitCode::SUCCESS,
@@ -150,6 +170,24 @@ fn run_in_session() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `DIR/dbus-1/services/io.github.ferry.Ferry.service` with `@bindir@` replaced by the
+/// directory of the `ferry` under test.
+fn install_dbus_service() -> Result<tempfile::TempDir> {
+    let dir = tempfile::tempdir()?;
+    let name = "io.github.ferry.Ferry.service";
+    let template = fs::read_to_string(repo_root().join("data/dbus-1/services").join(name))?;
+    let bindir = Path::new(FERRY)
+        .parent()
+        .context("the ferry binary has no directory")?;
+    let services = dir.path().join("dbus-1/services");
+    fs::create_dir_all(&services)?;
+    fs::write(
+        services.join(name),
+        template.replace("@bindir@", &bindir.display().to_string()),
+    )?;
+    Ok(dir)
 }
 
 fn which(tool: &str) -> Option<PathBuf> {
@@ -305,6 +343,8 @@ struct World<'a> {
     ctl_args: PathBuf,
     gate: PathBuf,
     language: Option<&'a str>,
+    /// What the app sees of the machine: HOME and the Flatpak directories.
+    machine: Vec<(String, OsString)>,
 }
 
 impl<'a> World<'a> {
@@ -317,10 +357,26 @@ impl<'a> World<'a> {
             ctl_config: dir.join("fake-ferryctl.conf"),
             ctl_args: dir.join("ferryctl-args"),
             gate: dir.join("gate"),
+            machine: Vec::new(),
             dir,
             language: None,
         };
         fs::create_dir_all(&world.dir)?;
+        // An empty machine of its own: nothing installed, so nothing from the Internet.
+        let mut machine = Vec::new();
+        for (name, sub) in [
+            ("HOME", "home"),
+            ("FLATPAK_USER_DIR", "flatpak-user"),
+            ("FLATPAK_SYSTEM_DIR", "flatpak-system"),
+            ("FLATPAK_CONFIG_DIR", "flatpak-config"),
+            ("XDG_CACHE_HOME", "cache"),
+        ] {
+            let path = world.dir.join("machine").join(sub);
+            fs::create_dir_all(&path)?;
+            machine.push((name.to_owned(), path.into_os_string()));
+        }
+        let mut world = world;
+        world.machine = machine;
         rustix::fs::mkfifoat(
             rustix::fs::CWD,
             &world.gate,
@@ -380,6 +436,9 @@ impl<'a> World<'a> {
             .env("XDG_CONFIG_HOME", self.session.root.path().join("config"))
             .env("XDG_DATA_DIRS", data_dirs())
             .env("LANG", "C.UTF-8")
+            .env_remove("OSTREE_SYSROOT")
+            .env_remove("XDG_DATA_HOME")
+            .envs(self.machine.iter().map(|(name, value)| (name, value)))
             .env_remove("LC_ALL")
             .env_remove("LC_MESSAGES")
             .stdout(Stdio::null())
@@ -678,6 +737,7 @@ fn agent_notifies_and_installs(session: &Session) -> Result<()> {
             "install",
             "--json",
             "--yes",
+            "--cancel-on-stdin-eof",
             "--offline",
             "--sysroot",
             "/",
@@ -863,4 +923,156 @@ fn agent_problems_and_withdrawal(session: &Session) -> Result<()> {
         log.matches("member=CloseNotification").count() > closes_before
     })?;
     Ok(())
+}
+
+/// A per-user installation whose remote's server has a newer app: listed under "Internet",
+/// with no drive at all. Real flatpak and a real HTTP server; the listing is the engine's.
+fn internet_update_of_a_per_user_app(session: &Session) -> Result<()> {
+    let mut world = World::new(session, "internet")?;
+    let fixture = FlatpakFixture::new(&world.dir.join("flatpak"))?;
+    fixture.publish_app(&AppSpec::new("v2"))?;
+    let server = StaticServer::serve(&fixture.repo.repo.path)?;
+    fixture
+        .client
+        .flatpak()
+        .args(["--user", "remote-modify"])
+        .arg(format!("--url={}", server.url))
+        .arg(REMOTE)
+        .run()?;
+    // The client's machine, but the session's GTK settings and runtime dir.
+    world.machine = fixture
+        .client
+        .vars()
+        .into_iter()
+        .filter(|(name, _)| !matches!(name.as_str(), "XDG_CONFIG_HOME" | "XDG_RUNTIME_DIR"))
+        .collect();
+    world.machine.push((
+        "FLATPAK_USER_DIR".to_owned(),
+        fixture.client.user_installation().into_os_string(),
+    ));
+    fs::create_dir_all(&world.drives)?;
+    let _app = world.start(&[])?;
+    let frame = world.wait_for_frame("the app update from the Internet", |text| {
+        text.contains("Group title=\"Internet\"")
+    })?;
+    frame.expect(&[
+        &format!("Row title=\"{APP_NAME}\""),
+        "Button \"Install All\" sensitive=true",
+    ])?;
+    frame.expect_not(&["KINGSTON"])?;
+    ensure!(
+        server.requests().iter().any(|path| path == "/summary"),
+        "the remote's server was not asked: {:?}",
+        server.requests()
+    );
+    frame.save("internet")?;
+    Ok(())
+}
+
+/// The desktop starts a `DBusActivatable` app by calling `Activate` on its name: the bus
+/// starts `ferry --gapplication-service` from the service file, and the window opens.
+fn dbus_activation(session: &Session) -> Result<()> {
+    let world = World::new(session, "activation")?;
+    fs::create_dir_all(&world.drives)?;
+    // The bus starts the app with its own environment plus this: the world's.
+    let command = world.command(&[]);
+    let mut vars = Vec::new();
+    for (name, value) in command.get_envs() {
+        let (Some(name), Some(value)) = (name.to_str(), value.and_then(|v| v.to_str())) else {
+            continue;
+        };
+        ensure!(
+            !name.contains('\'') && !value.contains('\''),
+            "cannot quote {name}={value}"
+        );
+        vars.push(format!("'{name}': '{value}'"));
+    }
+    run(Command::new("gdbus").args([
+        "call",
+        "--session",
+        "--dest",
+        "org.freedesktop.DBus",
+        "--object-path",
+        "/org/freedesktop/DBus",
+        "--method",
+        "org.freedesktop.DBus.UpdateActivationEnvironment",
+        &format!("{{{}}}", vars.join(", ")),
+    ]))?;
+    let activate = Command::new("gdbus")
+        .args([
+            "call",
+            "--session",
+            "--dest",
+            "io.github.ferry.Ferry",
+            "--object-path",
+            "/io/github/ferry/Ferry",
+            "--method",
+            "org.freedesktop.Application.Activate",
+            "{}",
+        ])
+        .output()?;
+    // A pidfd names this very process, even after it exits: safe to signal on failure.
+    let activated = bus_pid("io.github.ferry.Ferry").and_then(|pid| {
+        Ok(Activated(rustix::process::pidfd_open(
+            pid,
+            rustix::process::PidfdFlags::empty(),
+        )?))
+    });
+    ensure!(
+        activate.status.success(),
+        "activation failed: {}",
+        String::from_utf8_lossy(&activate.stderr)
+    );
+    let activated = activated?;
+    world.wait_for_frame("the window opened by D-Bus activation", |text| {
+        text.contains("Plug in a USB drive with updates")
+    })?;
+    // It is the service process the bus started, and it quits when asked.
+    world.activate("quit")?;
+    let timeout = Timespec {
+        tv_sec: DEADLINE.as_secs() as i64,
+        tv_nsec: 0,
+    };
+    let mut fds = [PollFd::new(&activated.0, PollFlags::IN)];
+    let ready = rustix::event::poll(&mut fds, Some(&timeout))?;
+    ensure!(
+        ready == 1,
+        "the activated app did not quit within {DEADLINE:?}"
+    );
+    Ok(())
+}
+
+/// The pid of the process owning `name` on the session bus.
+fn bus_pid(name: &str) -> Result<rustix::process::Pid> {
+    let text = run(Command::new("gdbus").args([
+        "call",
+        "--session",
+        "--dest",
+        "org.freedesktop.DBus",
+        "--object-path",
+        "/org/freedesktop/DBus",
+        "--method",
+        "org.freedesktop.DBus.GetConnectionUnixProcessID",
+        name,
+    ]))?;
+    // "(uint32 1234,)"
+    let digits: String = text
+        .trim()
+        .trim_start_matches("(uint32 ")
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let raw: i32 = digits
+        .parse()
+        .with_context(|| format!("no pid in {text:?}"))?;
+    rustix::process::Pid::from_raw(raw).context("pid 0")
+}
+
+/// The app the bus started, killed if the scenario ends before it quits.
+struct Activated(std::os::fd::OwnedFd);
+
+impl Drop for Activated {
+    fn drop(&mut self) {
+        let _ = rustix::process::pidfd_send_signal(&self.0, rustix::process::Signal::KILL);
+    }
 }

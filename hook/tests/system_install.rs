@@ -111,6 +111,19 @@ fn install_puts_every_file_in_place_and_each_one_validates() {
 
     // The desktop app's files: each kind must be there, and each must validate.
     let share = dest.join("usr/share");
+    let service =
+        std::fs::read_to_string(share.join("dbus-1/services/io.github.ferry.Ferry.service"))
+            .expect("the D-Bus activation file is installed");
+    assert!(
+        service.contains("Exec=/usr/bin/ferry --gapplication-service") && !service.contains('@'),
+        "{service}"
+    );
+    let desktop = std::fs::read_to_string(share.join("applications/io.github.ferry.Ferry.desktop"))
+        .expect("the app desktop file is installed");
+    assert!(
+        desktop.lines().any(|line| line == "DBusActivatable=true"),
+        "{desktop}"
+    );
     let kinds: [(&str, PathBuf, &str); 7] = [
         ("app desktop file", share.join("applications"), ".desktop"),
         (

@@ -11,25 +11,23 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::bail;
 use ferry_engine::deploy;
 use ferry_engine::event::{Event, MessageLevel, Phase, Reporter};
 use ferry_engine::install::{self, InstallOptions, Plan, Selection, Summary};
 use ferry_engine::object::validate_ref_name;
-use ferry_engine::resolve::sources::{self, SourceSet, UPSTREAM_TIMEOUT};
-use ferry_engine::resolve::{resolve, ResolveOptions};
-use ferry_engine::schema::{
-    InstallStatus, Problem, ProblemKind, SourceKind, TargetKind, Update, UpdateList,
-};
-use ferry_engine::source::{source_name, HttpSource};
-use ferry_engine::target::{default_targets, HostPaths, InstallationSelector, Target};
+use ferry_engine::schema::{InstallStatus, Problem, TargetKind};
+use ferry_engine::source::source_name;
+use ferry_engine::target::Target;
 use ferry_engine::trust::TrustRoots;
 
+use super::display_name;
+use super::selection::{gather, SourceOptions, TargetOptions};
 use crate::i18n::{tr, trf};
-use crate::render::{human_bytes, Output};
+use crate::render::{self, human_bytes, Output};
 use crate::signals;
+use ferry_engine::resolve::sources::Gathered;
 
 #[derive(Debug, clap::Args)]
 pub struct InstallArgs {
@@ -71,6 +69,12 @@ pub struct InstallArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Cancel, as SIGTERM does, when standard input is closed: how a parent that cannot
+    /// signal this process (it runs as root through pkexec) asks it to stop. Needs --yes,
+    /// since standard input is then not read for the question.
+    #[arg(long, requires = "yes")]
+    pub cancel_on_stdin_eof: bool,
+
     /// What to install: refs (app/ID/ARCH/BRANCH, an OS ref), update IDs from
     /// `ferryctl list --json`, or app IDs.
     #[arg(value_name = "REF", required_unless_present = "all", value_parser = parse_name)]
@@ -92,7 +96,9 @@ fn parse_name(text: &str) -> Result<String, String> {
 
 pub fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
     let cancel = signals::install()?;
-    let host = HostPaths::from_env();
+    if args.cancel_on_stdin_eof {
+        signals::cancel_on_stdin_eof(&cancel)?;
+    }
     let output = Output::new(args.json);
     // On a terminal the plan and the question come first; a spinner would draw over them.
     if output.is_json() {
@@ -101,33 +107,20 @@ pub fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
             update: None,
         });
     }
-    let mut problems: Vec<Problem> = Vec::new();
-
-    let explicit = args.sysroot.is_some() || !args.installation.is_empty();
-    let targets = if explicit {
-        explicit_targets(&args, &host)?
-    } else {
-        let found = default_targets(&host);
-        problems.extend(found.errors.iter().map(|error| error.to_problem()));
-        found.targets
+    let choice = TargetOptions {
+        sysroot: args.sysroot.as_deref(),
+        installations: &args.installation,
+        repo: None,
     };
-    let mut set = sources::recorded_drives(&sources::run_dir());
-    set.extend(from_sources(&args.from));
-    if !args.offline {
-        set.extend(sources::upstream(&targets, UPSTREAM_TIMEOUT));
-    }
-    problems.append(&mut set.problems);
-    let options = ResolveOptions {
-        known_collections: if explicit {
-            sources::machine_collections(&host)
-        } else {
-            Default::default()
-        },
-        ..ResolveOptions::default()
+    let from = SourceOptions {
+        named: &args.from,
+        offline: args.offline,
     };
-    let mut listing: UpdateList = resolve(&targets, &set.sources, &options);
-    problems.append(&mut listing.problems);
-    listing.problems = problems;
+    let Gathered {
+        targets,
+        sources: set,
+        list: listing,
+    } = gather(choice, from, None)?;
 
     let selection = if args.all {
         Selection::All
@@ -198,44 +191,6 @@ pub fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn explicit_targets(args: &InstallArgs, host: &HostPaths) -> anyhow::Result<Vec<Target>> {
-    let mut targets = Vec::new();
-    if let Some(sysroot) = &args.sysroot {
-        targets.push(Target::os(sysroot, &host.boot)?);
-    }
-    for installation in &args.installation {
-        let selector = InstallationSelector::parse(installation);
-        targets.push(Target::flatpak_selected(&selector, &host.flatpak)?);
-    }
-    Ok(targets)
-}
-
-/// `--from` sources: drives and repositories, and computers nearby by URL.
-fn from_sources(from: &[String]) -> SourceSet {
-    let is_url = |s: &str| s.starts_with("http://") || s.starts_with("https://");
-    let paths: Vec<(PathBuf, Option<String>)> = from
-        .iter()
-        .filter(|s| !is_url(s))
-        .map(|s| (PathBuf::from(s), None))
-        .collect();
-    let mut set = sources::open_drives(&paths);
-    for url in from.iter().filter(|s| is_url(s)) {
-        match HttpSource::connect(url, SourceKind::Lan, None) {
-            Ok(source) => set.extend(SourceSet {
-                sources: vec![Arc::new(source)],
-                problems: Vec::new(),
-            }),
-            Err(error) => set.problems.push(Problem {
-                kind: ProblemKind::Unavailable,
-                source: url.clone(),
-                ref_name: None,
-                reason: error.to_string(),
-            }),
-        }
-    }
-    set
-}
-
 /// Asks on the terminal; refuses when there is none to ask on.
 fn confirm() -> anyhow::Result<()> {
     if !std::io::stdin().is_terminal() {
@@ -258,25 +213,8 @@ fn confirm() -> anyhow::Result<()> {
     }
 }
 
-fn display_name(update: &Update) -> String {
-    update
-        .app
-        .as_ref()
-        .and_then(|app| app.name.clone())
-        .unwrap_or_else(|| update.ref_name.clone())
-}
-
 fn print_problems(problems: &[Problem]) {
-    if problems.is_empty() {
-        return;
-    }
-    eprintln!("{}", tr("Problems:"));
-    for problem in problems {
-        match &problem.ref_name {
-            Some(name) => eprintln!("  {} ({name}): {}", problem.source, problem.reason),
-            None => eprintln!("  {}: {}", problem.source, problem.reason),
-        }
-    }
+    eprint!("{}", render::problems(problems));
 }
 
 /// What will be installed, from where, and how much.

@@ -11,15 +11,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use ferry_engine::resolve::sources::{self, UPSTREAM_TIMEOUT};
-use ferry_engine::resolve::{resolve, ResolveOptions};
-use ferry_engine::schema::{Problem, Update, UpdateList};
+use ferry_engine::resolve::sources;
+use ferry_engine::schema::{Update, UpdateList};
 use ferry_engine::source::source_name;
-use ferry_engine::target::{default_targets, HostPaths, InstallationSelector, Target};
 
-use super::format_date;
+use super::selection::{gather, SourceOptions, TargetOptions};
+use super::{display_name, format_date};
 use crate::i18n::{tr, trf};
-use crate::render::human_bytes;
+use crate::render::{self, human_bytes};
 
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
@@ -51,37 +50,16 @@ pub struct ListArgs {
 }
 
 pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
-    let host = HostPaths::from_env();
-    let mut problems: Vec<Problem> = Vec::new();
-    let explicit = args.sysroot.is_some() || !args.installation.is_empty() || args.repo.is_some();
-    let targets = if explicit {
-        explicit_targets(&args, &host)?
-    } else {
-        let found = default_targets(&host);
-        problems.extend(found.errors.iter().map(|error| error.to_problem()));
-        found.targets
+    let targets = TargetOptions {
+        sysroot: args.sysroot.as_deref(),
+        installations: &args.installation,
+        repo: args.repo.as_deref(),
     };
-
-    let mut set = sources::recorded_drives(&sources::run_dir());
-    set.extend(sources::named(&args.from));
-    if !args.offline {
-        set.extend(sources::upstream(&targets, UPSTREAM_TIMEOUT));
-    }
-    problems.append(&mut set.problems);
-
-    let options = ResolveOptions {
-        icon_cache: sources::user_icon_cache(),
-        // Listing some installations only: collections the others know are not unknown.
-        known_collections: if explicit {
-            sources::machine_collections(&host)
-        } else {
-            Default::default()
-        },
-        ..ResolveOptions::default()
+    let from = SourceOptions {
+        named: &args.from,
+        offline: args.offline,
     };
-    let mut listing = resolve(&targets, &set.sources, &options);
-    problems.append(&mut listing.problems);
-    listing.problems = problems;
+    let listing = gather(targets, from, sources::user_icon_cache())?.list;
 
     let text = if args.json {
         let json = serde_json::to_string_pretty(&listing).context("cannot format the listing")?;
@@ -98,21 +76,6 @@ pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn explicit_targets(args: &ListArgs, host: &HostPaths) -> anyhow::Result<Vec<Target>> {
-    let mut targets = Vec::new();
-    if let Some(sysroot) = &args.sysroot {
-        targets.push(Target::os(sysroot, &host.boot)?);
-    }
-    for installation in &args.installation {
-        let selector = InstallationSelector::parse(installation);
-        targets.push(Target::flatpak_selected(&selector, &host.flatpak)?);
-    }
-    if let Some(repo) = &args.repo {
-        targets.push(Target::repo(repo)?);
-    }
-    Ok(targets)
-}
-
 /// The listing as a table of updates, then the problems.
 fn human(listing: &UpdateList) -> String {
     let mut text = String::new();
@@ -127,20 +90,7 @@ fn human(listing: &UpdateList) -> String {
             tr("FROM"),
         ];
         let rows: Vec<[String; 5]> = listing.updates.iter().map(row).collect();
-        let mut widths = headings.each_ref().map(|h| h.chars().count());
-        for row in &rows {
-            for (width, cell) in widths.iter_mut().zip(row) {
-                *width = (*width).max(cell.chars().count());
-            }
-        }
-        for row in std::iter::once(&headings).chain(&rows) {
-            let cells: Vec<String> = row
-                .iter()
-                .zip(widths)
-                .map(|(cell, width)| format!("{cell:<width$}"))
-                .collect();
-            text.push_str(&format!("{}\n", cells.join("  ").trim_end()));
-        }
+        text.push_str(&render::table(&headings, &rows, ""));
         for update in &listing.updates {
             for needed in &update.needs {
                 text.push_str(&trf(
@@ -150,27 +100,8 @@ fn human(listing: &UpdateList) -> String {
             }
         }
     }
-    if !listing.problems.is_empty() {
-        text.push_str(&tr("Problems:\n"));
-        for problem in &listing.problems {
-            match &problem.ref_name {
-                Some(name) => text.push_str(&format!(
-                    "  {} ({name}): {}\n",
-                    problem.source, problem.reason
-                )),
-                None => text.push_str(&format!("  {}: {}\n", problem.source, problem.reason)),
-            }
-        }
-    }
+    text.push_str(&render::problems(&listing.problems));
     text
-}
-
-fn display_name(update: &Update) -> String {
-    update
-        .app
-        .as_ref()
-        .and_then(|app| app.name.clone())
-        .unwrap_or_else(|| update.ref_name.clone())
 }
 
 fn row(update: &Update) -> [String; 5] {

@@ -4,6 +4,18 @@ pub mod install;
 pub mod list;
 pub mod pull;
 pub mod scan;
+mod selection;
+
+use ferry_engine::schema::Update;
+
+/// An update's app name when AppStream gives one, else its ref.
+pub fn display_name(update: &Update) -> String {
+    update
+        .app
+        .as_ref()
+        .and_then(|app| app.name.clone())
+        .unwrap_or_else(|| update.ref_name.clone())
+}
 
 /// A short, human date for a commit timestamp: `2024-01-02`.
 pub fn format_date(unix_seconds: u64) -> String {

@@ -10,6 +10,7 @@ use ferry_engine::schema::ScanReport;
 
 use super::format_date;
 use crate::i18n::{tr, trf};
+use crate::render;
 
 #[derive(Debug, clap::Args)]
 pub struct ScanArgs {
@@ -71,32 +72,8 @@ fn human(path: &std::path::Path, report: &ScanReport) -> String {
                 ]
             })
             .collect();
-        let mut widths = headings.each_ref().map(|h| h.chars().count());
-        for row in &rows {
-            for (width, cell) in widths.iter_mut().zip(row) {
-                *width = (*width).max(cell.chars().count());
-            }
-        }
-        for row in std::iter::once(&headings).chain(&rows) {
-            let cells: Vec<String> = row
-                .iter()
-                .zip(widths)
-                .map(|(cell, width)| format!("{cell:<width$}"))
-                .collect();
-            text.push_str(&format!("  {}\n", cells.join("  ").trim_end()));
-        }
+        text.push_str(&render::table(&headings, &rows, "  "));
     }
-    if !report.problems.is_empty() {
-        text.push_str(&tr("Problems:\n"));
-        for problem in &report.problems {
-            match &problem.ref_name {
-                Some(name) => text.push_str(&format!(
-                    "  {} ({name}): {}\n",
-                    problem.source, problem.reason
-                )),
-                None => text.push_str(&format!("  {}: {}\n", problem.source, problem.reason)),
-            }
-        }
-    }
+    text.push_str(&render::problems(&report.problems));
     text
 }

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use super::parallel;
 use crate::repo::{KeyFile, Repo};
-use crate::schema::{DriveRecord, Problem, ProblemKind, SourceKind};
+use crate::schema::{DriveRecord, Problem, ProblemKind, SourceInfo, SourceKind, UpdateList};
 use crate::source::{open_drive, FetchError, HttpSource, Source};
-use crate::target::{flatpak, HostPaths, Target};
+use crate::target::{default_targets, flatpak, HostPaths, Target};
 
 /// How long a listing waits for upstream servers' summaries, all together.
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
@@ -215,6 +215,132 @@ fn upstream_failure(error: &FetchError) -> String {
     )
 }
 
+/// How [`list_machine`] looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MachineListingOptions {
+    /// Ask the remotes' own servers, waiting this long for them all; None stays offline.
+    pub upstream: Option<Duration>,
+    /// Sizes from what commits record, without walking their objects
+    /// ([`ResolveOptions::quick`](super::ResolveOptions::quick)).
+    pub quick: bool,
+}
+
+impl Default for MachineListingOptions {
+    fn default() -> Self {
+        Self {
+            upstream: Some(UPSTREAM_TIMEOUT),
+            quick: false,
+        }
+    }
+}
+
+/// A listing of this machine, and the sources it read.
+#[derive(Debug, Clone, Default)]
+pub struct MachineListing {
+    /// The updates; its problems start with those of finding targets and opening sources.
+    pub list: UpdateList,
+    /// Every source that was opened and read, drives and servers alike.
+    pub sources: Vec<SourceInfo>,
+}
+
+/// What `ferryctl list` shows without target options: the machine's default targets
+/// ([`default_targets`]) against `drives` (mount points or repositories, with their labels,
+/// as [`open_drives`] takes them) and, unless offline, the targets' upstream servers.
+/// Read-only; a person's own listing, so app icons go to [`user_icon_cache`].
+pub fn list_machine(
+    host: &HostPaths,
+    drives: &[(PathBuf, Option<String>)],
+    options: MachineListingOptions,
+) -> MachineListing {
+    let gathered = gather(
+        host,
+        TargetChoice::MachineDefaults,
+        open_drives(drives),
+        GatherOptions {
+            upstream: options.upstream,
+            quick: options.quick,
+            icon_cache: user_icon_cache(),
+        },
+    );
+    MachineListing {
+        sources: gathered
+            .sources
+            .sources
+            .iter()
+            .map(|s| s.info().clone())
+            .collect(),
+        list: gathered.list,
+    }
+}
+
+/// Which targets [`gather`] resolves for.
+#[derive(Debug)]
+pub enum TargetChoice {
+    /// [`default_targets`]: the machine's OS and every Flatpak installation that exists.
+    MachineDefaults,
+    /// Targets named by the caller (`--sysroot`, `--installation`, `--repo`). Collections the
+    /// machine's other targets know are then not reported as unknown.
+    Chosen(Vec<Target>),
+}
+
+/// How [`gather`] looks.
+#[derive(Debug, Clone, Default)]
+pub struct GatherOptions {
+    /// Ask the targets' upstream servers, waiting this long for them all; None stays offline.
+    pub upstream: Option<Duration>,
+    /// See [`ResolveOptions::quick`](super::ResolveOptions::quick).
+    pub quick: bool,
+    /// See [`ResolveOptions::icon_cache`](super::ResolveOptions::icon_cache).
+    pub icon_cache: Option<PathBuf>,
+}
+
+/// Targets, the sources that were opened, and the resolution over them.
+#[derive(Debug)]
+pub struct Gathered {
+    pub targets: Vec<Target>,
+    /// `sources` as given, plus upstream servers; their problems are in `list.problems`.
+    pub sources: SourceSet,
+    /// Problems of finding targets and opening sources come first.
+    pub list: UpdateList,
+}
+
+/// The one way to list updates: chooses the targets, adds their upstream servers (unless
+/// offline) to `sources` (drives and computers nearby the caller opened) and resolves.
+pub fn gather(
+    host: &HostPaths,
+    targets: TargetChoice,
+    mut sources: SourceSet,
+    options: GatherOptions,
+) -> Gathered {
+    let mut problems: Vec<Problem> = Vec::new();
+    let (targets, known_collections) = match targets {
+        TargetChoice::MachineDefaults => {
+            let found = default_targets(host);
+            problems.extend(found.errors.iter().map(|e| e.to_problem()));
+            (found.targets, BTreeSet::new())
+        }
+        TargetChoice::Chosen(targets) => (targets, machine_collections(host)),
+    };
+    if let Some(timeout) = options.upstream {
+        sources.extend(upstream(&targets, timeout));
+    }
+    problems.append(&mut sources.problems);
+    let resolve_options = super::ResolveOptions {
+        quick: options.quick,
+        icon_cache: options.icon_cache,
+        known_collections,
+        ..super::ResolveOptions::default()
+    };
+    let mut list = super::resolve(&targets, &sources.sources, &resolve_options);
+    problems.append(&mut list.problems);
+    list.problems = problems;
+    Gathered {
+        targets,
+        sources,
+        list,
+    }
+}
+
 /// Collection IDs of every remote configured on this machine: the booted OS's repository and
 /// every Flatpak installation, read from their configuration only.
 pub fn machine_collections(host: &HostPaths) -> BTreeSet<String> {
@@ -228,18 +354,16 @@ pub fn machine_collections(host: &HostPaths) -> BTreeSet<String> {
             }
         }
     };
-    if host.boot.ostree_booted() {
-        add_repo(&host.boot.root.join("ostree/repo"));
+    if let Some(sysroot) = host.os_target_sysroot() {
+        add_repo(&sysroot.join("ostree/repo"));
     }
     let (mut installations, _) = flatpak::system_installations(&host.flatpak);
     installations.push(flatpak::user_installation(&host.flatpak));
     for installation in &installations {
         add_repo(&installation.repo());
     }
-    if host.boot.ostree_booted() {
-        found.extend(remotes_d_collections(
-            &host.boot.root.join("etc/ostree/remotes.d"),
-        ));
+    if let Some(sysroot) = host.os_target_sysroot() {
+        found.extend(remotes_d_collections(&sysroot.join("etc/ostree/remotes.d")));
     }
     found
 }

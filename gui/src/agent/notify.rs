@@ -101,17 +101,28 @@ pub fn for_drive(group: &SourceGroup) -> Option<NotificationContent> {
 
 /// "2 apps and a system update", "A system update", "3 app updates", "4 updates".
 pub fn updates_body(group: &SourceGroup) -> String {
-    let os = group
+    // A runtime that comes along because an app needs it is part of that app's update.
+    let needed: Vec<&str> = group
         .updates
+        .iter()
+        .flat_map(|update| update.needs.iter().map(String::as_str))
+        .collect();
+    let counted: Vec<_> = group
+        .updates
+        .iter()
+        .filter(|update| !needed.contains(&update.ref_name.as_str()))
+        .collect();
+    let os = counted
         .iter()
         .filter(|update| update.target == TargetKind::Os)
         .count() as u64;
-    let apps = group
-        .updates
+    let apps = counted
         .iter()
-        .filter(|update| update.target == TargetKind::Flatpak)
+        .filter(|update| {
+            update.target == TargetKind::Flatpak && update.ref_name.starts_with("app/")
+        })
         .count() as u64;
-    let other = group.updates.len() as u64 - os - apps;
+    let other = counted.len() as u64 - os - apps;
     match (os, apps, other) {
         (0, 0, 0) => String::new(),
         (1, 0, 0) => tr("A system update"),
@@ -335,6 +346,22 @@ mod tests {
         assert_eq!(updates_body(&kingston), "A system update");
         let mut apps = group(include_str!("../../tests/data/drives/kingston.json"));
         apps.updates.retain(|u| u.target == TargetKind::Flatpak);
+        assert_eq!(updates_body(&apps), "2 app updates");
+    }
+
+    #[test]
+    fn a_runtime_that_comes_with_an_app_is_not_counted_apart() {
+        let mut apps = group(include_str!("../../tests/data/drives/kingston.json"));
+        apps.updates.retain(|u| u.target == TargetKind::Flatpak);
+        let mut runtime = apps.updates[0].clone();
+        runtime.ref_name = "runtime/org.example.Platform/x86_64/24.08".to_owned();
+        apps.updates.push(runtime.clone());
+        assert_eq!(
+            updates_body(&apps),
+            "3 updates",
+            "a runtime on its own counts"
+        );
+        apps.updates[0].needs.push(runtime.ref_name);
         assert_eq!(updates_body(&apps), "2 app updates");
     }
 

@@ -23,7 +23,7 @@ use crate::agent::DriveWatcher;
 use crate::config::{self, APP_ID};
 use crate::i18n::{tr, trf};
 use crate::install::{InstallRequest, RunnerEvent, RunningInstall};
-use crate::listing::{self, Listing};
+use crate::listing::{self, Listing, LoadOptions};
 use crate::model::InstallRun;
 use progress_card::ProgressCard;
 use source_group::{problem_row, GroupInit, GroupInput, GroupOutput, SourceGroupView};
@@ -60,6 +60,13 @@ pub enum AppMsg {
     About,
 }
 
+/// A listing made off the main thread, for the reload numbered `request`.
+#[derive(Debug)]
+pub struct ListingLoaded {
+    request: u64,
+    listing: Listing,
+}
+
 /// The agent's part: it keeps the application alive with no window, and notifies.
 struct Agent {
     _hold: gio::ApplicationHoldGuard,
@@ -71,6 +78,8 @@ pub struct App {
     run_dir: PathBuf,
     listing: Listing,
     listing_generation: u64,
+    /// Reloads asked for; results of older ones are dropped.
+    listing_request: u64,
     groups: FactoryVecDeque<SourceGroupView>,
     /// The running installation, or the last one, whose results the rows keep showing.
     run: Option<Arc<InstallRun>>,
@@ -91,7 +100,7 @@ pub struct AppWidgets {
 }
 
 impl Component for App {
-    type CommandOutput = ();
+    type CommandOutput = ListingLoaded;
     type Input = AppMsg;
     type Output = ();
     /// The application the window and the agent belong to.
@@ -230,6 +239,7 @@ impl Component for App {
             run_dir,
             listing: Listing::default(),
             listing_generation: 0,
+            listing_request: 0,
             groups,
             run: None,
             running: None,
@@ -238,7 +248,9 @@ impl Component for App {
             _watcher: watcher,
             restart_error: None,
         };
-        model.reload_listing();
+        // The hook's records show at once; the engine's listing follows.
+        model.show_listing(listing::load_records(&model.run_dir));
+        model.reload_listing(&sender);
         let widgets = AppWidgets {
             install_all,
             stack,
@@ -254,7 +266,7 @@ impl Component for App {
         match message {
             AppMsg::CommandLine { background: true } => self.become_agent(&sender),
             AppMsg::CommandLine { background: false } | AppMsg::Activate => window.present(),
-            AppMsg::DrivesChanged => self.reload_listing(),
+            AppMsg::DrivesChanged => self.reload_listing(&sender),
             AppMsg::InstallAll => self.start(InstallRequest::for_all(&self.listing), &sender),
             AppMsg::InstallUpdate(id) => {
                 self.start(InstallRequest::for_ids(&self.listing, &[id]), &sender)
@@ -303,6 +315,17 @@ impl Component for App {
         }
     }
 
+    fn update_cmd(
+        &mut self,
+        loaded: Self::CommandOutput,
+        _sender: ComponentSender<Self>,
+        _window: &Self::Root,
+    ) {
+        if loaded.request == self.listing_request {
+            self.show_listing(loaded.listing);
+        }
+    }
+
     fn update_view(&self, widgets: &mut Self::Widgets, _sender: ComponentSender<Self>) {
         let busy = self.running.is_some();
         let installable = self.has_pending();
@@ -332,8 +355,25 @@ impl Component for App {
 }
 
 impl App {
-    fn reload_listing(&mut self) {
-        let listing = listing::load(&self.run_dir);
+    /// Lists again off the main thread: first offline and quick (drives only, fast), then
+    /// with the remotes' servers, which may take seconds to answer.
+    fn reload_listing(&mut self, sender: &ComponentSender<Self>) {
+        self.listing_request += 1;
+        let request = self.listing_request;
+        let run_dir = self.run_dir.clone();
+        sender.spawn_command(move |out| {
+            let offline = LoadOptions {
+                upstream: None,
+                quick: true,
+            };
+            let listing = listing::load_with(&run_dir, offline);
+            out.emit(ListingLoaded { request, listing });
+            let listing = listing::load_with(&run_dir, LoadOptions::default());
+            out.emit(ListingLoaded { request, listing });
+        });
+    }
+
+    fn show_listing(&mut self, listing: Listing) {
         if listing != self.listing || self.listing_generation == 0 {
             tracing::info!(
                 sources = listing.groups.len(),

@@ -1,4 +1,4 @@
-//! One source of updates (a drive, later a computer nearby or the Internet) as a boxed list:
+//! One source of updates (a drive, computers nearby or the Internet) as a boxed list:
 //! its updates, and why some of what it carries cannot be installed.
 
 use std::sync::Arc;
@@ -104,12 +104,11 @@ impl FactoryComponent for SourceGroupView {
 
 /// "USB drive · 3 updates · 260.8 MB"
 fn describe(group: &SourceGroup) -> String {
-    let kind = match group.kind {
-        SourceKind::Drive => tr("USB drive"),
-        SourceKind::Lan => tr("Computer nearby"),
-        SourceKind::Upstream => tr("Internet"),
+    // "Computers nearby" and "Internet" are titles that already say what they are.
+    let mut parts = match group.kind {
+        SourceKind::Drive => vec![tr("USB drive")],
+        SourceKind::Lan | SourceKind::Upstream => Vec::new(),
     };
-    let mut parts = vec![kind];
     if group
         .drive
         .as_ref()

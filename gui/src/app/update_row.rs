@@ -80,7 +80,9 @@ impl FactoryComponent for UpdateRow {
     }
 
     fn init_root(&self) -> Self::Root {
-        adw::ActionRow::builder().title_lines(1).build()
+        // Two lines: a ref standing in for an unknown app name is long, and a narrow row
+        // next to a badge and a button would otherwise cut it.
+        adw::ActionRow::builder().title_lines(2).build()
     }
 
     fn init_widgets(

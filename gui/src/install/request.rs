@@ -74,7 +74,10 @@ impl InstallRequest {
 
     /// `ferryctl install` arguments, after the program name.
     pub fn ferryctl_args(&self) -> Vec<OsString> {
-        let mut args: Vec<OsString> = ["install", "--json", "--yes"].map(OsString::from).to_vec();
+        // Cancel closes the child's stdin: a child running as root cannot be signalled.
+        let mut args: Vec<OsString> = ["install", "--json", "--yes", "--cancel-on-stdin-eof"]
+            .map(OsString::from)
+            .to_vec();
         let online = self.updates.iter().any(|update| {
             update
                 .sources
@@ -217,6 +220,7 @@ mod tests {
                 "install",
                 "--json",
                 "--yes",
+                "--cancel-on-stdin-eof",
                 "--offline",
                 "--sysroot",
                 "/",

@@ -109,19 +109,20 @@ impl RunningInstall {
         })
     }
 
-    /// Asks the child to stop: closes its stdin and sends SIGTERM, then kills it if it is
-    /// still running after a grace period. A child running as root through pkexec cannot be
-    /// signalled by us; closing its stdin is then the request to stop.
+    /// Asks the child to stop: closes its stdin (`--cancel-on-stdin-eof`) and, when it runs
+    /// as us, sends SIGTERM, then kills it if it is still running after a grace period. A
+    /// child running as root through pkexec cannot be signalled by us; the closed stdin is
+    /// its request to stop.
     pub fn cancel(&mut self) {
         if self.cancelled {
             return;
         }
         self.cancelled = true;
         self.stdin.take();
-        signal(self.pid, &self.state, Signal::TERM);
         if self.elevated {
             return;
         }
+        signal(self.pid, &self.state, Signal::TERM);
         let pid = self.pid;
         let state = self.state.clone();
         let spawned = thread::Builder::new()

@@ -1,0 +1,68 @@
+//! What `list` and `install` share: the targets a command line names, and the sources it
+//! adds, handed to the engine's one way of listing ([`sources::gather`]), so both commands
+//! always agree on what is offered.
+
+use std::path::{Path, PathBuf};
+
+use ferry_engine::resolve::sources::{
+    self, GatherOptions, Gathered, TargetChoice, UPSTREAM_TIMEOUT,
+};
+use ferry_engine::target::{HostPaths, InstallationSelector, Target};
+
+/// The target options of a command line; all empty means "this machine's defaults".
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TargetOptions<'a> {
+    pub sysroot: Option<&'a Path>,
+    pub installations: &'a [String],
+    pub repo: Option<&'a Path>,
+}
+
+/// Where updates may come from besides the targets themselves.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceOptions<'a> {
+    /// `--from`: drives, repositories and URLs of computers nearby.
+    pub named: &'a [String],
+    /// `--offline`: leave the remotes' own servers out.
+    pub offline: bool,
+}
+
+/// Opens the recorded drives and the named sources, then lists updates for the chosen
+/// targets. A target that cannot be read is an error (the person named it).
+pub fn gather(
+    targets: TargetOptions<'_>,
+    from: SourceOptions<'_>,
+    icon_cache: Option<PathBuf>,
+) -> anyhow::Result<Gathered> {
+    let host = HostPaths::from_env();
+    let choice = if targets.sysroot.is_none()
+        && targets.installations.is_empty()
+        && targets.repo.is_none()
+    {
+        TargetChoice::MachineDefaults
+    } else {
+        TargetChoice::Chosen(chosen_targets(targets, &host)?)
+    };
+    let mut set = sources::recorded_drives(&sources::run_dir());
+    set.extend(sources::named(from.named));
+    let options = GatherOptions {
+        upstream: (!from.offline).then_some(UPSTREAM_TIMEOUT),
+        quick: false,
+        icon_cache,
+    };
+    Ok(sources::gather(&host, choice, set, options))
+}
+
+fn chosen_targets(options: TargetOptions<'_>, host: &HostPaths) -> anyhow::Result<Vec<Target>> {
+    let mut targets = Vec::new();
+    if let Some(sysroot) = options.sysroot {
+        targets.push(Target::os(sysroot, &host.boot)?);
+    }
+    for installation in options.installations {
+        let selector = InstallationSelector::parse(installation);
+        targets.push(Target::flatpak_selected(&selector, &host.flatpak)?);
+    }
+    if let Some(repo) = options.repo {
+        targets.push(Target::repo(repo)?);
+    }
+    Ok(targets)
+}
