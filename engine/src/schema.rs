@@ -110,6 +110,9 @@ pub struct Update {
 pub struct AppInfo {
     pub name: Option<String>,
     pub summary: Option<String>,
+    /// The newest release's version in the source's AppStream data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// A path to a cached icon, when the drive carries one.
     pub icon: Option<String>,
 }

@@ -57,6 +57,14 @@ fn a_drive_from_another_installation_offers_the_app_update_with_its_appstream_na
     let info = app.app.as_ref().expect("AppStream data for the app");
     ensure!(info.name.as_deref() == Some(APP_NAME), "{info:?}");
     ensure!(info.summary.as_deref() == Some(APP_SUMMARY), "{info:?}");
+    // Versions come from AppStream: the drive's catalog, and the installed app's own file.
+    ensure!(info.version.as_deref() == Some("v2"), "{info:?}");
+    ensure!(
+        app.version.as_deref() == Some("v2") && app.current_version.as_deref() == Some("v1"),
+        "{:?} -> {:?}",
+        app.current_version,
+        app.version
+    );
     let icon = info.icon.as_deref().expect("an icon");
     ensure!(
         icon.starts_with(&machine.cache.display().to_string()),
@@ -72,7 +80,7 @@ fn a_drive_from_another_installation_offers_the_app_update_with_its_appstream_na
         drive.root.as_os_str(),
     ])?;
     ensure!(text.contains(APP_NAME), "{text}");
-    ensure!(text.contains(&app.commit.short()), "{text}");
+    ensure!(text.contains("v1 → v2"), "{text}");
     Ok(())
 }
 

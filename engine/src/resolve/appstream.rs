@@ -1,5 +1,6 @@
 //! AppStream data from a remote's `appstream2/<arch>` (or `appstream/<arch>`) branch: display
-//! names, summaries and icons of Flatpak apps.
+//! names, summaries, release versions and icons of Flatpak apps. The same parser reads the
+//! AppStream file an installed app carries, for the version installed.
 //!
 //! The branch's tree holds `appstream.xml` (`appstream.xml.gz` in the older branch) and
 //! `icons/64x64/<app-id>.png`. Its commit is verified like any other before anything in it
@@ -28,6 +29,8 @@ const MAX_XML_GZ_BYTES: u64 = 32 * 1024 * 1024;
 const MAX_COMPONENTS: usize = 200_000;
 /// Elements nested deeper than this make the document invalid.
 const MAX_DEPTH: usize = 64;
+/// Longest release version kept.
+const MAX_VERSION_BYTES: usize = 128;
 /// Longest name or summary kept.
 const MAX_TEXT_BYTES: usize = 4096;
 /// Largest icon copied.
@@ -38,6 +41,8 @@ const MAX_ICON_BYTES: u64 = 1024 * 1024;
 pub(crate) struct AppEntry {
     pub name: Option<String>,
     pub summary: Option<String>,
+    /// The version of the newest `<release>` (by timestamp; the first one without).
+    pub version: Option<String>,
 }
 
 /// The apps of one AppStream document, by Flatpak app ID.
@@ -74,6 +79,14 @@ impl Catalog {
                         component.open(&name, &start, stack.len());
                     }
                     stack.push(name);
+                }
+                // `<release version="1.0"/>`: opened and closed at once.
+                Event::Empty(start) => {
+                    if let Some(component) = current.as_mut() {
+                        let name = start.local_name().as_ref().to_owned();
+                        component.open(&name, &start, stack.len());
+                        component.close(stack.len());
+                    }
                 }
                 Event::End(_) => {
                     stack.pop();
@@ -135,6 +148,10 @@ struct Component {
     bundle: String,
     name: Option<String>,
     summary: Option<String>,
+    /// Inside `<releases>`: releases are its children.
+    in_releases: bool,
+    /// The newest release so far: its timestamp (0 when it has none) and version.
+    newest_release: Option<(u64, String)>,
 }
 
 impl Component {
@@ -146,6 +163,8 @@ impl Component {
             bundle: String::new(),
             name: None,
             summary: None,
+            in_releases: false,
+            newest_release: None,
         }
     }
 
@@ -153,9 +172,6 @@ impl Component {
     /// names and summaries only in the untranslated form.
     fn open(&mut self, element: &str, start: &BytesStart<'_>, depth: usize) {
         self.reading = None;
-        if depth != self.depth + 1 {
-            return;
-        }
         let attribute = |key: &str| {
             start
                 .attributes()
@@ -167,6 +183,14 @@ impl Component {
                         .map(|v| v.into_owned())
                 })
         };
+        if depth == self.depth + 2 && self.in_releases && element == "release" {
+            self.release(attribute("version"), attribute("timestamp"));
+            return;
+        }
+        if depth != self.depth + 1 {
+            return;
+        }
+        self.in_releases = element == "releases";
         let untranslated =
             || attribute("xml:lang").is_none_or(|lang| lang == "C" || lang.is_empty());
         self.reading = match element {
@@ -186,8 +210,32 @@ impl Component {
         };
     }
 
-    fn close(&mut self, _depth: usize) {
+    /// A `<release>`: kept when newer than the one kept, or the first one when releases carry
+    /// no timestamps (AppStream lists them newest first).
+    fn release(&mut self, version: Option<String>, timestamp: Option<String>) {
+        let Some(version) = version
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty() && v.len() <= MAX_VERSION_BYTES)
+        else {
+            return;
+        };
+        let timestamp = timestamp
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        let newer = match &self.newest_release {
+            None => true,
+            Some((kept, _)) => timestamp > *kept,
+        };
+        if newer {
+            self.newest_release = Some((timestamp, version));
+        }
+    }
+
+    fn close(&mut self, depth: usize) {
         self.reading = None;
+        if depth == self.depth + 1 {
+            self.in_releases = false;
+        }
     }
 
     fn text(&mut self, text: &str) {
@@ -219,6 +267,7 @@ impl Component {
         let entry = AppEntry {
             name: clean(self.name),
             summary: clean(self.summary),
+            version: self.newest_release.map(|(_, version)| version),
         };
         let bundle_id = FlatpakRef::parse(self.bundle.trim()).map(|r| r.id.to_owned());
         let id = self.id.trim();
@@ -313,11 +362,17 @@ mod tests {
     <summary>Prints a <![CDATA[greeting]]></summary>
     <description><p><name>not this</name></p></description>
     <bundle type="flatpak">app/org.example.Bundled/x86_64/stable</bundle>
+    <releases>
+      <release timestamp="1600000000" version="1.0"/>
+      <release timestamp="1700000000" version="1.1"><description><p>Fixes</p></description></release>
+    </releases>
+    <description><release version="9.9"/></description>
   </component>
   <component type="desktop-application">
     <id>org.example.Other</id>
     <name xml:lang="fr">Autre</name>
     <name>Other</name>
+    <releases><release version="2.0"/><release version="1.9"/></releases>
   </component>
 </components>"#;
 
@@ -331,6 +386,16 @@ mod tests {
         let other = catalog.get("org.example.Other").expect("by id");
         assert_eq!(other.name.as_deref(), Some("Other"));
         assert_eq!(other.summary, None);
+        assert_eq!(
+            bundled.version.as_deref(),
+            Some("1.1"),
+            "the newest by timestamp"
+        );
+        assert_eq!(
+            other.version.as_deref(),
+            Some("2.0"),
+            "the first without timestamps"
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@
 //! Work is spread over threads: every source's refs are read at once, and commits are fetched
 //! and verified in parallel, each once.
 
-mod appstream;
+pub(crate) mod appstream;
 pub mod flatpak;
 mod parallel;
 mod size;
@@ -906,6 +906,7 @@ impl<'a> Resolver<'a> {
         Some(AppInfo {
             name: entry.name.clone(),
             summary: entry.summary.clone(),
+            version: entry.version.clone(),
             icon,
         })
     }
@@ -938,7 +939,11 @@ impl<'a> Resolver<'a> {
             current_commit: installed.map(|i| i.commit),
             commit: winner.commit,
             current_version: installed.and_then(|i| i.version.clone()),
-            version: commit.version().map(str::to_owned),
+            // Flatpak commits rarely carry a version; their AppStream data does.
+            version: commit
+                .version()
+                .map(str::to_owned)
+                .or_else(|| app.as_ref().and_then(|app| app.version.clone())),
             timestamp: commit.timestamp,
             subject: commit.subject.clone(),
             body: commit.body.clone(),

@@ -7,6 +7,7 @@
 //! a GVariant `(ssasta{sv})` naming its origin remote and commit.
 
 use std::ffi::{OsStr, OsString};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use gvariant::aligned_bytes::copy_to_align;
@@ -550,6 +551,48 @@ fn valid_part(part: &OsStr) -> Option<&str> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     valid.then_some(text)
+}
+
+/// Largest AppStream file of an installed app read.
+const MAX_APP_APPSTREAM_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The version an installed app's own AppStream data gives: its metainfo (or older appdata)
+/// file, else the collection Flatpak composed at build time. None when it has neither or
+/// they name no release; never an error, since the version only labels the listing.
+pub(crate) fn installed_app_version(deploy_dir: &Path, app_id: &str) -> Option<String> {
+    let share = deploy_dir.join("files/share");
+    let plain = [
+        share.join(format!("metainfo/{app_id}.metainfo.xml")),
+        share.join(format!("appdata/{app_id}.appdata.xml")),
+    ];
+    let composed = share.join(format!("app-info/xmls/{app_id}.xml.gz"));
+    let documents = plain
+        .iter()
+        .filter_map(|path| read_limited(path, MAX_APP_APPSTREAM_BYTES).ok())
+        .chain(
+            read_limited(&composed, MAX_APP_APPSTREAM_BYTES)
+                .ok()
+                .and_then(|compressed| {
+                    let mut xml = Vec::new();
+                    flate2::read::GzDecoder::new(compressed.as_slice())
+                        .take(MAX_APP_APPSTREAM_BYTES + 1)
+                        .read_to_end(&mut xml)
+                        .ok()
+                        .filter(|_| xml.len() as u64 <= MAX_APP_APPSTREAM_BYTES)
+                        .map(|_| xml)
+                }),
+        );
+    for xml in documents {
+        match crate::resolve::appstream::Catalog::parse(&xml) {
+            Ok(catalog) => {
+                if let Some(version) = catalog.get(app_id).and_then(|app| app.version.clone()) {
+                    return Some(version);
+                }
+            }
+            Err(reason) => tracing::debug!(app_id, %reason, "installed AppStream data unreadable"),
+        }
+    }
+    None
 }
 
 #[cfg(test)]

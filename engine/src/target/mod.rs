@@ -251,6 +251,14 @@ impl Target {
                 Ok(mut item) => {
                     item.subpaths = data.subpaths;
                     item.runtime = data.runtime;
+                    // Flatpak commits rarely carry a version; the app's AppStream data does.
+                    if item.version.is_none() {
+                        if let Some(app_id) = found.ref_name.strip_prefix("app/") {
+                            let app_id = app_id.split('/').next().unwrap_or(app_id);
+                            item.version =
+                                flatpak::installed_app_version(&found.deploy_dir, app_id);
+                        }
+                    }
                     installed.push(item);
                 }
                 Err(reason) => problems.push(problem(&label, &found.ref_name, reason)),
