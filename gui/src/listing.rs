@@ -340,7 +340,8 @@ fn group_for_record(record: DriveRecord) -> SourceGroup {
     }
 }
 
-/// The name a person knows an update by: the AppStream name, else a readable ref.
+/// The name a person knows an update by: the AppStream name, else the app ID (a runtime's
+/// with its branch, which tells its versions apart), else the ref.
 pub fn display_name(update: &Update) -> String {
     if let Some(name) = update
         .app
@@ -353,7 +354,12 @@ pub fn display_name(update: &Update) -> String {
     if update.target == TargetKind::Os {
         return tr("Operating System");
     }
-    update.ref_name.clone()
+    let parts: Vec<&str> = update.ref_name.split('/').collect();
+    match parts.as_slice() {
+        ["app", id, _arch, _branch] => (*id).to_owned(),
+        ["runtime", id, _arch, branch] => format!("{id} {branch}"),
+        _ => update.ref_name.clone(),
+    }
 }
 
 /// Reads every `*.json` record in `dir`, newest format only, bounded in size and number.
@@ -451,11 +457,7 @@ mod tests {
         let names: Vec<String> = kingston.updates.iter().map(display_name).collect();
         assert_eq!(
             names,
-            [
-                "Operating System",
-                "app/org.example.Tool/x86_64/stable",
-                "GNOME Text Editor"
-            ]
+            ["Operating System", "GNOME Text Editor", "org.example.Tool"]
         );
         assert!(kingston.installable());
         assert_eq!(listing.update_count(), 3);

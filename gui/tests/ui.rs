@@ -667,7 +667,7 @@ fn empty_then_drive(session: &Session) -> Result<()> {
         "Group title=\"KINGSTON\" description=\"USB drive · 3 updates · 260.8\u{a0}MB\"",
         "Row title=\"Operating System\" subtitle=\"System update · 41.2 → 42.0\"",
         "Row title=\"GNOME Text Editor\" subtitle=\"45.1 → 46.0\"",
-        "Row title=\"app/org.example.Tool/x86_64/stable\" subtitle=\"1.0 → 1.1\"",
+        "Row title=\"org.example.Tool\" subtitle=\"1.0 → 1.1\"",
         "Label \"Unsigned\"",
         "Label \"245.1\u{a0}MB\"",
         "Button \"Install All\" sensitive=true",
@@ -746,8 +746,8 @@ fn agent_notifies_and_installs(session: &Session) -> Result<()> {
             "--from",
             "/media/user/KINGSTON",
             "exampleos/x86_64/stable",
-            "app/org.example.Tool/x86_64/stable",
             "app/org.gnome.TextEditor/x86_64/stable",
+            "app/org.example.Tool/x86_64/stable",
             "--",
         ],
         "ferryctl was called with {args:?}"
@@ -818,7 +818,7 @@ fn failures(session: &Session) -> Result<()> {
         text.contains("Label \"Installation failed\"") && text.contains("The drive went away")
     })?;
     died.expect(&[
-        "Row title=\"app/org.example.Tool/x86_64/stable\" subtitle=\"The drive went away\"",
+        "Row title=\"org.example.Tool\" subtitle=\"The drive went away\"",
         "Button \"Try Again\" sensitive=true",
         "Label \"Installed\"",
         "Label \"Restart to finish\"",

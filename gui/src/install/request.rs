@@ -229,8 +229,8 @@ mod tests {
                 "--from",
                 "/media/user/KINGSTON",
                 "exampleos/x86_64/stable",
-                "app/org.example.Tool/x86_64/stable",
                 "app/org.gnome.TextEditor/x86_64/stable",
+                "app/org.example.Tool/x86_64/stable",
             ]
         );
     }
