@@ -220,6 +220,24 @@ pub struct DriveRecord {
 }
 
 impl DriveRecord {
+    /// A record of the drive at `mount`, before anything is known about it.
+    pub fn new(id: impl Into<String>, mount: impl Into<String>) -> Self {
+        Self {
+            v: DRIVE_RECORD_VERSION,
+            id: id.into(),
+            label: None,
+            device: None,
+            mount: mount.into(),
+            fs_type: None,
+            uuid: None,
+            repos: Vec::new(),
+            updates: Vec::new(),
+            problems: Vec::new(),
+            sideload_links: Vec::new(),
+            install: None,
+        }
+    }
+
     /// A name people recognise: the label, else the mount point's last part (udisks mounts
     /// a drive at `/media/USER/LABEL-OR-UUID`), else the mount point.
     pub fn display_name(&self) -> &str {
@@ -244,18 +262,8 @@ mod tests {
     #[test]
     fn a_drive_is_named_by_its_label_else_by_where_it_is_mounted() {
         let record = |label: Option<&str>, mount: &str| DriveRecord {
-            v: DRIVE_RECORD_VERSION,
-            id: "id".to_owned(),
             label: label.map(str::to_owned),
-            device: None,
-            mount: mount.to_owned(),
-            fs_type: None,
-            uuid: None,
-            repos: Vec::new(),
-            updates: Vec::new(),
-            problems: Vec::new(),
-            sideload_links: Vec::new(),
-            install: None,
+            ..DriveRecord::new("id", mount)
         };
         assert_eq!(
             record(Some("KINGSTON"), "/media/ann/K").display_name(),

@@ -530,18 +530,9 @@ mod tests {
     /// A record of the drive at `mount`, as the hook writes it.
     fn record_of(id: &str, label: &str, mount: &Path) -> DriveRecord {
         DriveRecord {
-            v: DRIVE_RECORD_VERSION,
-            id: id.to_owned(),
             label: Some(label.to_owned()),
             device: Some("/dev/sdz1".to_owned()),
-            mount: mount.display().to_string(),
-            fs_type: None,
-            uuid: None,
-            repos: Vec::new(),
-            updates: Vec::new(),
-            problems: Vec::new(),
-            sideload_links: Vec::new(),
-            install: None,
+            ..DriveRecord::new(id, mount.display().to_string())
         }
     }
 

@@ -179,22 +179,13 @@ fn read_record(path: &Path) -> Option<DriveRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_engine::schema::DRIVE_RECORD_VERSION;
 
     fn record(id: &str) -> DriveRecord {
         DriveRecord {
-            v: DRIVE_RECORD_VERSION,
-            id: id.into(),
             label: Some("STICK".into()),
             device: Some("/dev/sdb1".into()),
-            mount: "/run/media/ann/STICK".into(),
             fs_type: Some("vfat".into()),
-            uuid: None,
-            repos: Vec::new(),
-            updates: Vec::new(),
-            problems: Vec::new(),
-            sideload_links: Vec::new(),
-            install: None,
+            ..DriveRecord::new(id, "/run/media/ann/STICK")
         }
     }
 

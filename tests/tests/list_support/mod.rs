@@ -11,9 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
-use ferry_engine::schema::{
-    DriveRecord, Problem, ProblemKind, Update, UpdateList, DRIVE_RECORD_VERSION,
-};
+use ferry_engine::schema::{DriveRecord, Problem, ProblemKind, Update, UpdateList};
 use ferry_tests::bins;
 
 /// What `ferryctl list` sees of the machine: the runtime dir with drive records, the icon
@@ -88,18 +86,8 @@ impl Machine {
     /// Records a drive the way the hook does: `drives/<id>.json` with its mount point.
     pub fn record_drive(&self, id: &str, mount: &Path, label: &str) -> Result<()> {
         let record = DriveRecord {
-            v: DRIVE_RECORD_VERSION,
-            id: id.to_owned(),
             label: Some(label.to_owned()),
-            device: None,
-            mount: mount.display().to_string(),
-            fs_type: None,
-            uuid: None,
-            repos: Vec::new(),
-            updates: Vec::new(),
-            problems: Vec::new(),
-            sideload_links: Vec::new(),
-            install: None,
+            ..DriveRecord::new(id, mount.display().to_string())
         };
         let path = self.run_dir.join("drives").join(format!("{id}.json"));
         fs::write(&path, serde_json::to_vec_pretty(&record)?)?;
