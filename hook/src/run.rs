@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
-use ferry_engine::schema::{DriveRecord, DRIVE_RECORD_VERSION};
+use ferry_engine::schema::DriveRecord;
 
 use crate::device::{self, BlockDevice};
 use crate::kiosk::{self, InstallCommand};
@@ -143,18 +143,11 @@ impl Hook {
                 .and_then(|t| mountinfo::entry_at(&t, &mount).map(|e| e.fs_type.clone()))
         });
         let record = DriveRecord {
-            v: DRIVE_RECORD_VERSION,
-            id,
             label: device.label.clone(),
             device: Some(devnode.display().to_string()),
-            mount: mount.display().to_string(),
             fs_type,
             uuid: device.uuid.clone(),
-            repos: Vec::new(),
-            updates: Vec::new(),
-            problems: Vec::new(),
-            sideload_links: Vec::new(),
-            install: None,
+            ..DriveRecord::new(id, mount.display().to_string())
         };
         let record = self.validate_and_record(record)?;
         self.after_record(record, Some(&device))
@@ -228,22 +221,16 @@ impl Hook {
             .and_then(|e| device::probe(Path::new(&e.source)).ok());
         let devnode = device.as_ref().map(|d| d.devnode.clone());
         let uuid = device.as_ref().and_then(|d| d.uuid.clone());
+        let id = drive_id(uuid.as_deref(), devnode.as_deref(), &mount);
         let record = DriveRecord {
-            v: DRIVE_RECORD_VERSION,
-            id: drive_id(uuid.as_deref(), devnode.as_deref(), &mount),
             label: device.as_ref().and_then(|d| d.label.clone()),
             device: devnode.map(|d| d.display().to_string()),
-            mount: mount.display().to_string(),
             fs_type: device
                 .as_ref()
                 .and_then(|d| d.fs_type.clone())
                 .or_else(|| entry.map(|e| e.fs_type)),
             uuid,
-            repos: Vec::new(),
-            updates: Vec::new(),
-            problems: Vec::new(),
-            sideload_links: Vec::new(),
-            install: None,
+            ..DriveRecord::new(id, mount.display().to_string())
         };
         let record = self.validate_and_record(record)?;
         self.after_record(record, device.as_ref())
