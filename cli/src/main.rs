@@ -33,6 +33,8 @@ enum Command {
     List(commands::list::ListArgs),
     /// Install updates: fetch and verify them, then deploy with ostree admin and flatpak.
     Install(commands::install::InstallArgs),
+    /// Serve a repository read-only to computers nearby over HTTP, and advertise it (DNS-SD).
+    Serve(commands::serve::ServeArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         Command::Pull(args) => commands::pull::run(args),
         Command::List(args) => commands::list::run(args),
         Command::Install(args) => commands::install::run(args),
+        Command::Serve(args) => commands::serve::run(args),
     };
     match result {
         Ok(code) => code,

@@ -8,6 +8,7 @@
 //! - [`scan`]: finding repositories on a drive without leaving it.
 //! - [`trust`]: keys from the local machine, signature checks, bindings and anti-downgrade.
 //! - [`source`]: where objects come from (drives now, peers later), behind one trait.
+//! - [`lan`]: computers nearby: advertising a repository with DNS-SD and finding others.
 //! - [`pull`]: walking a commit's closure and fetching, verifying and storing it.
 //! - [`target`]: what is installed: OS deployments, Flatpak installations, plain repositories.
 //! - [`resolve`]: for each installed ref, the newest commit the machine trusts, over all sources.
@@ -21,6 +22,7 @@ pub mod cancel;
 pub mod deploy;
 pub mod event;
 pub mod install;
+pub mod lan;
 pub mod object;
 pub mod pull;
 pub mod repo;

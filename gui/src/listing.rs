@@ -516,10 +516,7 @@ mod tests {
         fs::create_dir(&drives).expect("mkdir");
         write(&drives, "kingston.json", KINGSTON);
         write(&drives, "broken.json", BROKEN_STICK);
-        let offline = LoadOptions {
-            upstream: None,
-            quick: true,
-        };
+        let offline = LoadOptions::offline_quick();
         let listing = load_for(&empty_host(run.path()), run.path(), offline);
         let records = load_records(run.path());
         // /media/user/KINGSTON is not mounted here: the records stand, with their problems
@@ -617,10 +614,7 @@ mod tests {
         assert_eq!(listing.update_count(), 1);
 
         // Offline, the drive's v2 is what there is.
-        let offline = LoadOptions {
-            upstream: None,
-            quick: true,
-        };
+        let offline = LoadOptions::offline_quick();
         let listing = load_for(&host, run.path(), offline);
         assert!(listing.group(INTERNET_KEY).is_none(), "{listing:#?}");
         let stick = listing.drive_group("stick-1").expect("the drive's group");

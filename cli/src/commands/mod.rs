@@ -5,6 +5,7 @@ pub mod list;
 pub mod pull;
 pub mod scan;
 mod selection;
+pub mod serve;
 
 use ferry_engine::schema::Update;
 

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use ferry_engine::resolve::sources::{
-    self, GatherOptions, Gathered, TargetChoice, UPSTREAM_TIMEOUT,
+    self, GatherOptions, Gathered, TargetChoice, NEARBY_TIMEOUT, UPSTREAM_TIMEOUT,
 };
 use ferry_engine::target::{HostPaths, InstallationSelector, Target};
 
@@ -22,7 +22,8 @@ pub struct TargetOptions<'a> {
 pub struct SourceOptions<'a> {
     /// `--from`: drives, repositories and URLs of computers nearby.
     pub named: &'a [String],
-    /// `--offline`: leave the remotes' own servers out.
+    /// `--offline`: leave the network out: the remotes' own servers, and computers nearby
+    /// (found with DNS-SD otherwise).
     pub offline: bool,
 }
 
@@ -46,6 +47,7 @@ pub fn gather(
     set.extend(sources::named(from.named));
     let options = GatherOptions {
         upstream: (!from.offline).then_some(UPSTREAM_TIMEOUT),
+        nearby: (!from.offline).then_some(NEARBY_TIMEOUT),
         quick: false,
         icon_cache,
     };

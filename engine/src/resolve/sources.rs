@@ -131,6 +131,62 @@ pub fn named(locations: &[String]) -> SourceSet {
     set
 }
 
+/// How long a listing browses the local network for computers nearby.
+pub const NEARBY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Computers nearby: browses DNS-SD for `timeout` ([`crate::lan::discover::browse`]), then
+/// connects to every repository found (its summary fetched) in parallel, each as a
+/// [`SourceKind::Lan`] source labelled with its advertised name. Computers that refuse the
+/// connection or serve no summary are left out, as [`ProblemKind::Unavailable`] problems.
+pub fn nearby(timeout: Duration) -> SourceSet {
+    let mut set = SourceSet::default();
+    let peers = match crate::lan::discover::browse(timeout) {
+        Ok(peers) => peers,
+        Err(error) => {
+            set.problems.push(Problem {
+                kind: ProblemKind::Unavailable,
+                source: "computers nearby".to_owned(),
+                ref_name: None,
+                reason: format!(
+                    "{error}: computers nearby are not listed; check that the network is up"
+                ),
+            });
+            return set;
+        }
+    };
+    set.extend(connect_peers(&peers));
+    set
+}
+
+/// Connects to computers found nearby, in parallel, each as a [`SourceKind::Lan`] source;
+/// those that refuse or serve no summary become [`ProblemKind::Unavailable`] problems.
+pub fn connect_peers(peers: &[crate::lan::discover::Peer]) -> SourceSet {
+    let mut set = SourceSet::default();
+    let connected = parallel::map(peers, 8, |peer| {
+        HttpSource::connect(&peer.url, SourceKind::Lan, Some(peer.name.clone()))
+    });
+    for (peer, result) in peers.iter().zip(connected) {
+        match result {
+            Ok(source) => set.extend(SourceSet {
+                sources: vec![Arc::new(source)],
+                problems: Vec::new(),
+            }),
+            Err(error) => {
+                tracing::info!(url = %peer.url, %error, "dropping a computer nearby");
+                set.problems.push(Problem {
+                    kind: ProblemKind::Unavailable,
+                    source: format!("{} ({})", peer.name, peer.url),
+                    ref_name: None,
+                    reason: format!(
+                        "{error}: updates from it are not listed; it may have stopped serving"
+                    ),
+                });
+            }
+        }
+    }
+    set
+}
+
 /// The upstream servers of the targets' remotes: every `http://` or `https://` `url` of an
 /// enabled remote some installed ref comes from, each connected to (its summary fetched) in
 /// parallel. Servers that have not answered within `timeout` are left out, as problems.
@@ -220,15 +276,29 @@ fn upstream_failure(error: &FetchError) -> String {
 pub struct MachineListingOptions {
     /// Ask the remotes' own servers, waiting this long for them all; None stays offline.
     pub upstream: Option<Duration>,
+    /// Browse for computers nearby this long ([`nearby`]); None looks for none.
+    pub nearby: Option<Duration>,
     /// Sizes from what commits record, without walking their objects
     /// ([`ResolveOptions::quick`](super::ResolveOptions::quick)).
     pub quick: bool,
+}
+
+impl MachineListingOptions {
+    /// Drives only, with the sizes commits record: what can be shown at once.
+    pub fn offline_quick() -> Self {
+        Self {
+            upstream: None,
+            nearby: None,
+            quick: true,
+        }
+    }
 }
 
 impl Default for MachineListingOptions {
     fn default() -> Self {
         Self {
             upstream: Some(UPSTREAM_TIMEOUT),
+            nearby: Some(NEARBY_TIMEOUT),
             quick: false,
         }
     }
@@ -245,8 +315,9 @@ pub struct MachineListing {
 
 /// What `ferryctl list` shows without target options: the machine's default targets
 /// ([`default_targets`]) against `drives` (mount points or repositories, with their labels,
-/// as [`open_drives`] takes them) and, unless offline, the targets' upstream servers.
-/// Read-only; a person's own listing, so app icons go to [`user_icon_cache`].
+/// as [`open_drives`] takes them) and, as `options` say, the targets' upstream servers and
+/// computers nearby. Read-only; a person's own listing, so app icons go to
+/// [`user_icon_cache`].
 pub fn list_machine(
     host: &HostPaths,
     drives: &[(PathBuf, Option<String>)],
@@ -258,6 +329,7 @@ pub fn list_machine(
         open_drives(drives),
         GatherOptions {
             upstream: options.upstream,
+            nearby: options.nearby,
             quick: options.quick,
             icon_cache: user_icon_cache(),
         },
@@ -288,6 +360,8 @@ pub enum TargetChoice {
 pub struct GatherOptions {
     /// Ask the targets' upstream servers, waiting this long for them all; None stays offline.
     pub upstream: Option<Duration>,
+    /// Browse for computers nearby this long ([`nearby`]), while upstream servers are asked.
+    pub nearby: Option<Duration>,
     /// See [`ResolveOptions::quick`](super::ResolveOptions::quick).
     pub quick: bool,
     /// See [`ResolveOptions::icon_cache`](super::ResolveOptions::icon_cache).
@@ -321,8 +395,22 @@ pub fn gather(
         }
         TargetChoice::Chosen(targets) => (targets, machine_collections(host)),
     };
+    // Browsing takes its whole timeout; it runs while upstream servers answer.
+    let browsing = options.nearby.and_then(|timeout| {
+        std::thread::Builder::new()
+            .name("ferry-nearby".into())
+            .spawn(move || nearby(timeout))
+            .map_err(|error| tracing::warn!(%error, "cannot start looking for computers nearby"))
+            .ok()
+    });
     if let Some(timeout) = options.upstream {
         sources.extend(upstream(&targets, timeout));
+    }
+    if let Some(browsing) = browsing {
+        match browsing.join() {
+            Ok(found) => sources.extend(found),
+            Err(_) => tracing::warn!("looking for computers nearby failed"),
+        }
     }
     problems.append(&mut sources.problems);
     let resolve_options = super::ResolveOptions {
@@ -544,6 +632,24 @@ mod tests {
             found.into_iter().collect::<Vec<_>>(),
             vec!["org.example.Apps".to_owned(), "org.example.Os".to_owned()]
         );
+    }
+
+    #[test]
+    fn a_computer_nearby_that_refuses_is_a_problem_not_a_source() {
+        // A port that was just free: nothing listens there, so connections are refused.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        drop(listener);
+        let peer = crate::lan::discover::Peer {
+            name: "Ferry on gone".into(),
+            url: format!("http://127.0.0.1:{port}/0"),
+            summary_timestamp: Some(1),
+        };
+        let set = connect_peers(&[peer]);
+        assert!(set.sources.is_empty());
+        assert_eq!(set.problems.len(), 1, "{:#?}", set.problems);
+        assert_eq!(set.problems[0].kind, ProblemKind::Unavailable);
+        assert!(set.problems[0].source.contains("Ferry on gone"));
     }
 
     #[test]

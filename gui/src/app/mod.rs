@@ -362,10 +362,7 @@ impl App {
         let request = self.listing_request;
         let run_dir = self.run_dir.clone();
         sender.spawn_command(move |out| {
-            let offline = LoadOptions {
-                upstream: None,
-                quick: true,
-            };
+            let offline = LoadOptions::offline_quick();
             let listing = listing::load_with(&run_dir, offline);
             out.emit(ListingLoaded { request, listing });
             let listing = listing::load_with(&run_dir, LoadOptions::default());

@@ -1,0 +1,243 @@
+//! What a serving computer tells the network: its repository's refs (as a bloom filter),
+//! summary time and index, in eos-updater's TXT format, published with DNS-SD.
+
+use std::io::Read;
+use std::net::IpAddr;
+use std::path::Path;
+
+use mdns_sd::{ServiceDaemon, ServiceInfo, TxtProperty};
+use siphasher::sip::SipHasher24;
+
+use super::{LanError, SERVICE_TYPE, TXT_VERSION};
+use crate::object::{Summary, MAX_METADATA_SIZE};
+
+/// Bloom filter size eos-updater uses: what fits one TXT string of 255 bytes after `rb=`
+/// and the two leading bytes.
+pub const BLOOM_BYTES: usize = 250;
+/// Number of hash functions eos-updater uses.
+pub const BLOOM_HASHES: u8 = 1;
+/// libostree's `OSTREE_BLOOM_HASH_STR`: siphash over collection ID and ref name.
+const BLOOM_HASH_ID: u8 = 1;
+
+/// What is advertised for one repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advertisement {
+    /// The summary's `ostree.summary.last-modified`, else the summary file's modification time.
+    pub summary_timestamp: u64,
+    /// (collection ID, ref) pairs the summary lists.
+    pub collection_refs: Vec<(String, String)>,
+    /// Where below the server the repository lives: `/<repo_index>/`.
+    pub repo_index: u16,
+}
+
+impl Advertisement {
+    /// Reads `repo/summary`. A repository without a summary cannot be advertised: peers
+    /// would drop it anyway.
+    pub fn from_repo(repo: &Path, repo_index: u16) -> Result<Self, LanError> {
+        let path = repo.join("summary");
+        let failed = |reason: String| LanError::Summary {
+            path: path.display().to_string(),
+            reason,
+        };
+        let file = std::fs::File::open(&path).map_err(|error| {
+            failed(format!(
+                "{error}; run `ostree summary --update --repo={}` first",
+                repo.display()
+            ))
+        })?;
+        let modified = file
+            .metadata()
+            .and_then(|meta| meta.modified())
+            .ok()
+            .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|age| age.as_secs());
+        let mut bytes = Vec::new();
+        file.take(MAX_METADATA_SIZE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|error| failed(error.to_string()))?;
+        if bytes.len() as u64 > MAX_METADATA_SIZE {
+            return Err(failed(format!(
+                "it is larger than the {MAX_METADATA_SIZE} bytes allowed"
+            )));
+        }
+        let summary = Summary::parse(&bytes).map_err(|error| failed(error.to_string()))?;
+        Ok(Self::from_summary(
+            &summary,
+            modified.unwrap_or(0),
+            repo_index,
+        ))
+    }
+
+    /// The advertisement of a parsed summary; `file_time` stands in for a summary that
+    /// records no last-modified time.
+    pub fn from_summary(summary: &Summary, file_time: u64, repo_index: u16) -> Self {
+        let mut collection_refs: Vec<(String, String)> = summary
+            .collection_refs()
+            .filter_map(|(collection, summary_ref)| {
+                let collection = collection.filter(|c| !c.is_empty())?;
+                Some((collection.to_owned(), summary_ref.name.clone()))
+            })
+            .collect();
+        collection_refs.sort();
+        collection_refs.dedup();
+        Self {
+            summary_timestamp: summary.last_modified().unwrap_or(file_time),
+            collection_refs,
+            repo_index,
+        }
+    }
+
+    /// The TXT records: `v`, `rb`, `st`, `ri`, each a serialized GVariant.
+    pub fn txt_properties(&self) -> Vec<TxtProperty> {
+        let mut bloom = vec![BLOOM_HASHES, BLOOM_HASH_ID];
+        bloom.extend(bloom_filter(
+            &self.collection_refs,
+            BLOOM_BYTES,
+            BLOOM_HASHES,
+        ));
+        vec![
+            TxtProperty::from(("v", [TXT_VERSION])),
+            TxtProperty::from(("rb", bloom)),
+            TxtProperty::from(("st", self.summary_timestamp.to_be_bytes())),
+            TxtProperty::from(("ri", self.repo_index.to_be_bytes())),
+        ]
+    }
+}
+
+/// libostree's `ostree_str_bloom_hash` for function `k`: siphash-2-4 keyed with sixteen
+/// bytes of `k`, of the collection ID xor of the ref name.
+pub fn bloom_hash(collection_id: &str, ref_name: &str, k: u8) -> u64 {
+    let hasher = SipHasher24::new_with_key(&[k; 16]);
+    hasher.hash(collection_id.as_bytes()) ^ hasher.hash(ref_name.as_bytes())
+}
+
+/// The bloom filter's bits (`bytes` long) for `refs`, with `hashes` functions.
+pub fn bloom_filter(refs: &[(String, String)], bytes: usize, hashes: u8) -> Vec<u8> {
+    let mut bits = vec![0u8; bytes];
+    let width = (bytes as u64) * 8;
+    if width == 0 {
+        return bits;
+    }
+    for (collection_id, ref_name) in refs {
+        for k in 0..hashes {
+            let bit = bloom_hash(collection_id, ref_name, k) % width;
+            bits[(bit / 8) as usize] |= 1 << (bit % 8);
+        }
+    }
+    bits
+}
+
+/// Where and how to publish.
+#[derive(Debug, Clone)]
+pub struct AdvertiseOptions {
+    /// The instance name people see, e.g. "Ferry on classroom-1".
+    pub instance_name: String,
+    pub port: u16,
+    /// The addresses to announce; empty announces every address of every interface, and
+    /// follows them as they change.
+    pub addresses: Vec<IpAddr>,
+}
+
+impl AdvertiseOptions {
+    /// "Ferry on <host name>" on `port`, on every interface.
+    pub fn for_this_host(port: u16) -> Self {
+        Self {
+            instance_name: format!("Ferry on {}", host_name()),
+            port,
+            addresses: Vec::new(),
+        }
+    }
+}
+
+/// This computer's host name, as DNS-SD knows it without `.local.`.
+pub fn host_name() -> String {
+    let mut name = String::new();
+    if let Ok(file) = std::fs::File::open("/proc/sys/kernel/hostname") {
+        let _ = file.take(256).read_to_string(&mut name);
+    }
+    let name = name.trim();
+    let name: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    if name.trim_matches('-').is_empty() {
+        "ferry".to_owned()
+    } else {
+        name
+    }
+}
+
+/// A running advertisement; dropped or [`stop`](Advertiser::stop)ped, it says goodbye.
+pub struct Advertiser {
+    daemon: ServiceDaemon,
+    options: AdvertiseOptions,
+    fullname: String,
+}
+
+impl Advertiser {
+    /// Starts an mDNS responder announcing `advertisement`.
+    pub fn start(
+        advertisement: &Advertisement,
+        options: AdvertiseOptions,
+    ) -> Result<Self, LanError> {
+        let daemon = ServiceDaemon::new()?;
+        let info = service_info(advertisement, &options)?;
+        let fullname = info.get_fullname().to_owned();
+        daemon.register(info)?;
+        tracing::info!(service = %fullname, port = options.port, "advertising the repository");
+        Ok(Self {
+            daemon,
+            options,
+            fullname,
+        })
+    }
+
+    /// The DNS-SD instance's full name.
+    pub fn fullname(&self) -> &str {
+        &self.fullname
+    }
+
+    /// Announces new TXT records (after the summary changed).
+    pub fn refresh(&self, advertisement: &Advertisement) -> Result<(), LanError> {
+        self.daemon
+            .register(service_info(advertisement, &self.options)?)?;
+        tracing::info!(
+            service = %self.fullname,
+            summary_timestamp = advertisement.summary_timestamp,
+            "advertisement refreshed"
+        );
+        Ok(())
+    }
+
+    /// Withdraws the advertisement and stops the responder, waiting a little for the goodbye.
+    pub fn stop(&self) {
+        let timeout = std::time::Duration::from_secs(1);
+        if let Ok(done) = self.daemon.unregister(&self.fullname) {
+            let _ = done.recv_timeout(timeout);
+        }
+        if let Ok(done) = self.daemon.shutdown() {
+            let _ = done.recv_timeout(timeout);
+        }
+    }
+}
+
+/// The DNS-SD service for `advertisement` under `options`.
+pub fn service_info(
+    advertisement: &Advertisement,
+    options: &AdvertiseOptions,
+) -> Result<ServiceInfo, LanError> {
+    let host = format!("{}.local.", host_name());
+    let info = ServiceInfo::new(
+        SERVICE_TYPE,
+        &options.instance_name,
+        &host,
+        &options.addresses[..],
+        options.port,
+        advertisement.txt_properties(),
+    )?;
+    Ok(if options.addresses.is_empty() {
+        info.enable_addr_auto()
+    } else {
+        info
+    })
+}

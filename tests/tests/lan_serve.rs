@@ -1,0 +1,469 @@
+//! `ferryctl serve`: a repository served read-only over HTTP to computers nearby and
+//! advertised with DNS-SD. On loopback: pulls by `ferryctl pull` and by the real `ostree pull`,
+//! and nothing outside the pull paths is served. Between two network namespaces joined by a
+//! veth pair (tests named `serial_`, run alone): machine B finds machine A's newer OS commit
+//! with no address given, lists it under a computer nearby and installs it from there, while a
+//! computer that advertises a repository without a summary is dropped as a problem.
+
+mod install_support;
+mod pull_support;
+
+use std::ffi::{OsStr, OsString};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use ferry_engine::schema::{InstallStatus, ProblemKind, SourceKind, UpdateList};
+use ferry_tests::bins;
+use ferry_tests::cmd::{require_root, wait_for, Tool};
+use ferry_tests::gpg::GpgKey;
+use ferry_tests::ostree::{CommitSpec, OstreeRepo, RemoteSpec, RepoMode};
+use ferry_tests::sysroot::{Sysroot, OS_COLLECTION_ID, OS_REF};
+use ferry_tests::tree::TreeOptions;
+use install_support::InstallRun;
+use pull_support::{client, pull, remote_ref, trust_root, Publisher, BRANCH, COLLECTION};
+use tempfile::TempDir;
+
+/// How long a server may take to start, and a stopped one to exit.
+const PROCESS_WAIT: Duration = Duration::from_secs(30);
+/// How long machine B keeps listing until machine A's advertisement has been seen.
+const DISCOVERY_WAIT: Duration = Duration::from_secs(40);
+
+/// A running `ferryctl serve`, stopped (SIGTERM, then SIGKILL) when dropped.
+struct Server {
+    child: Child,
+    /// What it printed: `Serving DIR at http://ADDRESS:PORT/`.
+    url: String,
+    log: PathBuf,
+}
+
+impl Server {
+    /// `[ip netns exec NAMESPACE] ferryctl -v serve --repo REPO ARGS...`, its log in `log`.
+    fn start(namespace: Option<&str>, repo: &Path, args: &[&str], log: &Path) -> Result<Server> {
+        let ferryctl = bins::binary("ferryctl")?;
+        let mut tool = match namespace {
+            Some(name) => Tool::new("ip").args(["netns", "exec", name]).arg(&ferryctl),
+            None => Tool::new(&ferryctl),
+        };
+        tool = tool
+            .env("FERRY_LOG", "info")
+            .env("NO_COLOR", "1")
+            .env("LC_ALL", "C.UTF-8")
+            .args(["-v", "serve", "--repo"])
+            .arg(repo)
+            .args(args);
+        let mut command = tool.into_command();
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log)?);
+        let mut child = command.spawn().context("start ferryctl serve")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + PROCESS_WAIT;
+        let mut server = Server {
+            child,
+            url: String::new(),
+            log: log.to_owned(),
+        };
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = receiver.recv_timeout(left).with_context(|| {
+                format!(
+                    "ferryctl serve printed no address; its log:\n{}",
+                    server.log_text()
+                )
+            })?;
+            if let Some(at) = line.find("http://") {
+                server.url = line[at..].trim_end_matches('/').to_owned();
+                return Ok(server);
+            }
+        }
+    }
+
+    fn port(&self) -> Result<u16> {
+        let port = self.url.rsplit(':').next().context("no port")?;
+        Ok(port.parse()?)
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    fn terminate(&mut self) -> Result<std::process::ExitStatus> {
+        // The shell's own `kill`: present wherever `sh` is.
+        Tool::new("sh")
+            .args(["-c", &format!("kill -TERM {}", self.child.id())])
+            .run()?;
+        let mut status = None;
+        wait_for("ferryctl serve to stop", PROCESS_WAIT, || {
+            status = self.child.try_wait().ok().flatten();
+            Ok(status.is_some())
+        })?;
+        status.context("no exit status")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.terminate();
+        }
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The status code of `GET path` (sent as is, unnormalised) and the body.
+fn get(port: u16, path: &str) -> Result<(u16, Vec<u8>)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(PROCESS_WAIT))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .context("no status line")?
+        .parse()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.as_bytes().to_vec())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+#[test]
+fn serves_a_signed_repository_read_only_to_ferry_and_ostree() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let publisher = Publisher::new(&base.join("publisher"), TreeOptions::full())?;
+    let secret = base.join("secret");
+    std::fs::write(&secret, "not for peers\n")?;
+    std::os::unix::fs::symlink(&secret, publisher.repo.path.join("refs/heads/escape"))?;
+    std::fs::write(publisher.repo.path.join("tmp-file"), "not for peers\n")?;
+    let mut server = Server::start(
+        None,
+        &publisher.repo.path,
+        &["--address", "127.0.0.1", "--port", "0", "--no-advertise"],
+        &base.join("serve.log"),
+    )?;
+    let port = server.port()?;
+
+    for (path, expected) in [
+        ("/config", 200),
+        ("/summary", 200),
+        ("/summary.sig", 200),
+        ("/0/summary", 200),
+        (&*format!("/refs/heads/{BRANCH}"), 200),
+        ("/refs/heads/escape", 404),
+        ("/0/refs/heads/escape", 404),
+        ("/objects/../../secret", 404),
+        ("/../secret", 404),
+        ("/%2e%2e/secret", 404),
+        ("/tmp-file", 404),
+        ("/", 404),
+        ("/objects/", 404),
+        ("/refs/heads/", 404),
+    ] {
+        let (status, body) = get(port, path)?;
+        ensure!(status == expected, "GET {path}: {status}, not {expected}");
+        ensure!(
+            !String::from_utf8_lossy(&body).contains("not for peers"),
+            "GET {path} leaked a file outside the pull paths"
+        );
+    }
+
+    // Ferry pulls and verifies through it.
+    let dest = client(&base.join("dest"), RepoMode::Bare, Some(&publisher.key))?;
+    let run = pull(
+        &trust_root(base),
+        &dest.path,
+        &[OsStr::new(&server.url)],
+        &["--remote", "origin"],
+        &[BRANCH],
+    )?
+    .require_success()?;
+    ensure!(run.results().len() == 1);
+    ensure!(dest.read_ref(&remote_ref(BRANCH))? == Some(publisher.commit.clone()));
+    dest.fsck()?;
+
+    // And so does libostree, with GPG verification, at the advertised path `/0`.
+    let theirs = OstreeRepo::init(&base.join("ostree-client"), RepoMode::BareUser, None)?;
+    theirs.remote_add(
+        &RemoteSpec::new("peer", &format!("{}/0", server.url))
+            .collection_id(COLLECTION)
+            .trust(&publisher.key),
+    )?;
+    theirs.pull("peer", &[BRANCH])?;
+    ensure!(theirs.rev_parse(&format!("peer:{BRANCH}"))? == publisher.commit);
+
+    let log = server.log_text();
+    ensure!(
+        log.contains("path=/objects/") && log.contains("path=/0/objects/"),
+        "requests were not logged:\n{log}"
+    );
+    let status = server.terminate()?;
+    ensure!(
+        status.success(),
+        "ferryctl serve exited {status} on SIGTERM"
+    );
+    Ok(())
+}
+
+#[test]
+fn refuses_to_serve_what_peers_cannot_use() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let bare = OstreeRepo::init(&tmp.path().join("bare"), RepoMode::Bare, None)?;
+    let output = bins::ferryctl()?
+        .env("LC_ALL", "C.UTF-8")
+        .args(["serve", "--no-advertise", "--port", "0", "--repo"])
+        .arg(&bare.path)
+        .run_failing()?;
+    ensure!(
+        output
+            .stderr
+            .contains("only archive repositories can be served"),
+        "{}",
+        output.stderr
+    );
+    // Advertising a repository needs its summary: peers would drop it otherwise.
+    let archive = OstreeRepo::init(&tmp.path().join("archive"), RepoMode::Archive, None)?;
+    let output = bins::ferryctl()?
+        .env("LC_ALL", "C.UTF-8")
+        .args(["serve", "--port", "0", "--repo"])
+        .arg(&archive.path)
+        .run_failing()?;
+    ensure!(output.stderr.contains("summary"), "{}", output.stderr);
+    Ok(())
+}
+
+/// Two network namespaces, A (10.201.0.1) and B (10.201.0.2), joined by a veth pair created
+/// inside them; deleted when dropped, whatever happened.
+struct Lan {
+    a: String,
+    b: String,
+}
+
+impl Lan {
+    fn create() -> Result<Lan> {
+        let id = std::process::id();
+        let lan = Lan {
+            a: format!("ferry-lan-{id}-a"),
+            b: format!("ferry-lan-{id}-b"),
+        };
+        for name in [&lan.a, &lan.b] {
+            Tool::new("ip").args(["netns", "add", name]).run()?;
+        }
+        let ip = |args: &[&str]| Tool::new("ip").args(args).run();
+        ip(&[
+            "-n", &lan.a, "link", "add", "veth-a", "type", "veth", "peer", "name", "veth-b",
+            "netns", &lan.b,
+        ])?;
+        for (name, dev, address) in [
+            (&lan.a, "veth-a", "10.201.0.1/24"),
+            (&lan.b, "veth-b", "10.201.0.2/24"),
+        ] {
+            ip(&["-n", name, "addr", "add", address, "dev", dev])?;
+            ip(&["-n", name, "link", "set", "lo", "up"])?;
+            ip(&["-n", name, "link", "set", dev, "multicast", "on", "up"])?;
+        }
+        Ok(lan)
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        for name in [&self.a, &self.b] {
+            let _ = Tool::new("ip").args(["netns", "del", name]).run();
+        }
+    }
+}
+
+/// What `ferryctl list` and `install` see of machine B: its own runtime dir, trust roots,
+/// home and Flatpak directories under `base`.
+fn machine_b(base: &Path) -> Result<Vec<(String, OsString)>> {
+    let mut vars = Vec::new();
+    for (name, dir) in [
+        ("HOME", "home"),
+        ("FLATPAK_USER_DIR", "flatpak-user"),
+        ("FLATPAK_SYSTEM_DIR", "flatpak-system"),
+        ("FLATPAK_CONFIG_DIR", "flatpak-config"),
+        ("XDG_CACHE_HOME", "cache"),
+        ("FERRY_RUN_DIR", "ferry-run"),
+        ("FERRY_TRUST_ROOT", "trust-root"),
+    ] {
+        let path = base.join("machine-b").join(dir);
+        std::fs::create_dir_all(&path)?;
+        vars.push((name.to_owned(), path.into_os_string()));
+    }
+    vars.push(("LC_ALL".to_owned(), "C.UTF-8".into()));
+    vars.push(("FERRY_LOG".to_owned(), "warn,pgp=error".into()));
+    Ok(vars)
+}
+
+/// `ferryctl ARGS` run in namespace `namespace` on machine B.
+fn ferryctl_in(namespace: &str, vars: &[(String, OsString)], args: &[&OsStr]) -> Result<Tool> {
+    Ok(Tool::new("ip")
+        .args(["netns", "exec", namespace])
+        .arg(bins::binary("ferryctl")?)
+        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_os_str())))
+        .args(args))
+}
+
+#[test]
+fn serial_a_computer_nearby_is_found_listed_and_installed_from() -> Result<()> {
+    require_root("network namespaces")?;
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let key = GpgKey::generate(&base.join("gnupg"), "OS Vendor <os@example.org>")?;
+    // Machine B runs 1.0; machine A's repository (the vendor's, served as is) has 2.0.
+    let sysroot = Sysroot::create(base, &key)?;
+    let v2 = sysroot.publish("2.0")?;
+    // A second computer advertises a repository whose summary is gone by the time B asks.
+    let stale = OstreeRepo::init(
+        &base.join("stale"),
+        RepoMode::Archive,
+        Some(OS_COLLECTION_ID),
+    )?;
+    stale.commit(&CommitSpec::new("other/ref", &sysroot.os.data).subject("other"))?;
+    stale.update_summary(None)?;
+
+    let lan = Lan::create()?;
+    let peer = Server::start(
+        Some(&lan.a),
+        &sysroot.os.repo.path,
+        &["--port", "0"],
+        &base.join("serve-a.log"),
+    )?;
+    let stale_server = Server::start(
+        Some(&lan.a),
+        &stale.path,
+        &["--port", "0"],
+        &base.join("serve-stale.log"),
+    )?;
+    std::fs::remove_file(stale.path.join("summary"))?;
+    let peer_url = format!("http://10.201.0.1:{}/0", peer.port()?);
+    let stale_url = format!("http://10.201.0.1:{}/0", stale_server.port()?);
+
+    let vars = machine_b(base)?;
+    let list_args = [
+        OsStr::new("list"),
+        OsStr::new("--sysroot"),
+        sysroot.path.as_os_str(),
+        OsStr::new("--json"),
+    ];
+    // Announcements take a moment after a responder starts: list until both were seen.
+    let deadline = Instant::now() + DISCOVERY_WAIT;
+    let list = loop {
+        let stdout = ferryctl_in(&lan.b, &vars, &list_args)?.stdout()?;
+        let list: UpdateList =
+            serde_json::from_str(&stdout).with_context(|| format!("not a listing: {stdout}"))?;
+        let stale_seen = list.problems.iter().any(|p| p.source.contains(&stale_url));
+        if !list.updates.is_empty() && stale_seen {
+            break list;
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "machine B never found both computers nearby: {list:#?}\nA's log:\n{}",
+                peer.log_text()
+            );
+        }
+    };
+    ensure!(list.updates.len() == 1, "{:#?}", list.updates);
+    let os = &list.updates[0];
+    ensure!(os.ref_name == OS_REF && os.commit.to_hex() == v2, "{os:#?}");
+    ensure!(os.version.as_deref() == Some("2.0"));
+    ensure!(os.signed);
+    ensure!(
+        os.sources
+            .iter()
+            .any(|s| s.kind == SourceKind::Lan && s.location.trim_end_matches('/') == peer_url),
+        "not offered by {peer_url}: {:#?}",
+        os.sources
+    );
+    ensure!(
+        os.sources.iter().any(|s| s
+            .label
+            .as_deref()
+            .is_some_and(|l| l.starts_with("Ferry on"))),
+        "the computer nearby is not named: {:#?}",
+        os.sources
+    );
+    ensure!(
+        list.problems.len() == 1 && list.problems[0].kind == ProblemKind::Unavailable,
+        "only the computer without a summary is a problem: {:#?}",
+        list.problems
+    );
+
+    // --offline leaves computers nearby out.
+    let mut offline_args = list_args.to_vec();
+    offline_args.push(OsStr::new("--offline"));
+    let stdout = ferryctl_in(&lan.b, &vars, &offline_args)?.stdout()?;
+    let offline: UpdateList = serde_json::from_str(&stdout)?;
+    ensure!(
+        offline.updates.is_empty() && offline.problems.is_empty(),
+        "{offline:#?}"
+    );
+
+    let output = ferryctl_in(
+        &lan.b,
+        &vars,
+        &[
+            OsStr::new("install"),
+            OsStr::new("--sysroot"),
+            sysroot.path.as_os_str(),
+            OsStr::new("--yes"),
+            OsStr::new("--json"),
+            OsStr::new(OS_REF),
+        ],
+    )?
+    .output()?;
+    let run = InstallRun {
+        events: install_support::parse_events(&output.stdout)?,
+        output,
+    };
+    ensure!(run.success(), "install failed:\n{run}");
+    run.expect(OS_REF, InstallStatus::Installed)?;
+    let deployments = sysroot.deployments()?;
+    ensure!(deployments[0].commit == v2, "{deployments:?}");
+    sysroot.repo().fsck()?;
+    // The objects came from machine A.
+    let log = peer.log_text();
+    ensure!(
+        log.lines().any(|l| l.contains("path=/0/objects/")
+            && l.contains(".filez")
+            && l.contains("status=200")),
+        "machine A served no objects:\n{log}"
+    );
+
+    // A new summary on machine A is announced again (its time is in the TXT records).
+    sysroot.publish("3.0")?;
+    wait_for(
+        "machine A to refresh its advertisement",
+        DISCOVERY_WAIT,
+        || Ok(peer.log_text().contains("advertisement refreshed")),
+    )?;
+    drop(stale_server);
+    drop(peer);
+    drop(lan);
+    Ok(())
+}
