@@ -1,10 +1,12 @@
 //! Interrupted and concurrent pulls: `ferryctl pull` killed midway leaves a repository that
-//! `ostree fsck` accepts and that the next pull completes; `ostree pull-local` into the same
-//! repository at the same time does not disturb it (both take libostree's shared lock).
+//! `ostree fsck` accepts and that the next pull completes (objects wait in a staging directory
+//! under `tmp/` until a batch is synced, and what a killed pull left there is discarded, never
+//! moved into `objects/`); `ostree pull-local` into the same repository at the same time does
+//! not disturb it (both take libostree's shared lock), and `ostree prune` waits for it.
 
 mod pull_support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
@@ -71,6 +73,62 @@ fn start_big_pull(
     Ok((source, commit, dest, running))
 }
 
+/// What a torn write left: the start of an object's content.
+const TORN: &[u8] = b"only the first bytes";
+
+/// Staging directories under a repository's `tmp/`.
+fn staging_dirs(repo: &Path) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(repo.join("tmp"))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("staging-") && !name.ends_with("-lock") && entry.file_type()?.is_dir() {
+            found.push(entry.path());
+        }
+    }
+    Ok(found)
+}
+
+/// Files under `dir`, recursively.
+fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            found.extend(files_under(&entry.path())?);
+        } else {
+            found.push(entry.path());
+        }
+    }
+    Ok(found)
+}
+
+/// Writes a torn copy of one of the source's content objects into `staging`, named as the
+/// bare-user destination names it (libostree's staging layout `XX/YYYY.file`). Returns that
+/// name and the planted file's path.
+fn plant_torn_object(source: &OstreeRepo, staging: &Path) -> Result<(String, PathBuf)> {
+    let filez = files_under(&source.path.join("objects"))?
+        .into_iter()
+        .find(|path| path.extension().is_some_and(|ext| ext == "filez"))
+        .context("no content object in the source")?;
+    let prefix = filez
+        .parent()
+        .and_then(Path::file_name)
+        .context("object directory")?
+        .to_string_lossy()
+        .into_owned();
+    let stem = filez
+        .file_stem()
+        .context("object name")?
+        .to_string_lossy()
+        .into_owned();
+    let name = format!("{prefix}/{stem}.file");
+    std::fs::create_dir_all(staging.join(&prefix))?;
+    let path = staging.join(&name);
+    std::fs::write(&path, TORN)?;
+    Ok((name, path))
+}
+
 #[test]
 fn killed_pull_leaves_a_valid_repo_and_the_next_pull_completes() -> Result<()> {
     let tmp = TempDir::new()?;
@@ -87,17 +145,37 @@ fn killed_pull_leaves_a_valid_repo_and_the_next_pull_completes() -> Result<()> {
         dest.read_ref(&remote_ref(BRANCH))?.is_none(),
         "the ref was written by a pull killed at {event:?}"
     );
+    // Objects of committed batches are in `objects/`; the rest wait, complete or not, in the
+    // killed pull's staging directory.
     let stored = object_count(&dest)?;
-    ensure!(stored >= 50, "only {stored} objects stored before the kill");
+    let leftovers = staging_dirs(&dest.path)?;
+    ensure!(
+        leftovers.len() == 1,
+        "expected the killed pull's staging directory, found {leftovers:?}"
+    );
+    let staged = files_under(&leftovers[0])?.len();
+    ensure!(
+        stored + staged >= 50,
+        "only {stored} objects stored and {staged} staged before the kill"
+    );
+    // A torn object under its final name in the leftover directory (as a power cut could
+    // leave one) must not reach `objects/`.
+    let (torn_name, torn_path) = plant_torn_object(&source, &leftovers[0])?;
     ensure!(
         dest.path
             .join(format!("state/{commit}.commitpartial"))
             .exists(),
         "the interrupted commit is not marked partial"
     );
+    // Every object under `objects/` is whole; the commit itself is there only if a batch
+    // was committed before the kill, and then it is marked partial.
     let fsck = dest.fsck().context("fsck after the kill")?;
+    let commit_stored = dest
+        .path
+        .join(format!("objects/{}/{}.commit", &commit[..2], &commit[2..]))
+        .exists();
     ensure!(
-        fsck.stdout.contains("partial commits not verified"),
+        !commit_stored || fsck.stdout.contains("partial commits not verified"),
         "{}",
         fsck.stdout
     );
@@ -116,6 +194,19 @@ fn killed_pull_leaves_a_valid_repo_and_the_next_pull_completes() -> Result<()> {
         .path
         .join(format!("state/{commit}.commitpartial"))
         .exists());
+    ensure!(
+        !torn_path.exists(),
+        "the leftover staging directory was kept"
+    );
+    let stored_object = std::fs::read(dest.path.join("objects").join(&torn_name))?;
+    ensure!(
+        stored_object != TORN,
+        "the torn object {torn_name} was moved into objects/"
+    );
+    ensure!(
+        staging_dirs(&dest.path)?.is_empty(),
+        "a staging directory is left"
+    );
     let (theirs, ours) = (base.join("co-source"), base.join("co-dest"));
     source.checkout(&commit, &theirs, CheckoutMode::Plain)?;
     dest.checkout(&commit, &ours, CheckoutMode::Plain)?;
@@ -191,6 +282,42 @@ fn ostree_pull_local_at_the_same_time_succeeds_too() -> Result<()> {
     dest.fsck()?;
     ensure!(dest.read_ref(&remote_ref(BRANCH))? == Some(commit.clone()));
     ensure!(dest.read_ref(&RefLocation::Head(BRANCH.into()))? == Some(commit.clone()));
+    let (theirs, ours) = (base.join("co-source"), base.join("co-dest"));
+    source.checkout(&commit, &theirs, CheckoutMode::Plain)?;
+    dest.checkout(&commit, &ours, CheckoutMode::Plain)?;
+    assert_trees_equal(&theirs, &ours, &CompareOptions::everything())?;
+    Ok(())
+}
+
+/// `ostree prune` started during a pull waits for the pull's shared lock, then prunes nothing
+/// the pull wrote: both succeed and the repository is whole.
+#[test]
+fn ostree_prune_at_the_same_time_succeeds_too() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let (source, commit, dest, mut ferry) = start_big_pull(base, RepoMode::BareUser)?;
+    ferry.wait_for_event(Duration::from_secs(120), |event| {
+        matches!(event, Event::Progress { objects_done, objects_total, .. }
+            if *objects_done >= 20 && objects_done < objects_total)
+    })?;
+    let prune = dest.ostree().args(["prune", "--refs-only"]).spawn()?;
+    let prune = prune.wait_with_output()?;
+    ensure!(
+        prune.status.success(),
+        "ostree prune failed: {}",
+        String::from_utf8_lossy(&prune.stderr)
+    );
+    ferry.wait_for_event(Duration::from_secs(300), |event| {
+        matches!(event, Event::Finished { .. })
+    })?;
+    let status = ferry.child.wait()?;
+    ensure!(status.success(), "ferryctl pull failed: {status}");
+    dest.fsck()?;
+    ensure!(dest.read_ref(&remote_ref(BRANCH))? == Some(commit.clone()));
+    ensure!(
+        staging_dirs(&dest.path)?.is_empty(),
+        "a staging directory is left"
+    );
     let (theirs, ours) = (base.join("co-source"), base.join("co-dest"));
     source.checkout(&commit, &theirs, CheckoutMode::Plain)?;
     dest.checkout(&commit, &ours, CheckoutMode::Plain)?;

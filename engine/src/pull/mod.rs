@@ -10,14 +10,18 @@
 //!    is a no-op reported as up to date);
 //! 4. `state/<commit>.commitpartial` is written, then the commit and its detached metadata,
 //!    then every dirtree, dirmeta and content object the destination lacks, each re-hashed
-//!    before it is stored ([`transfer`]);
-//! 5. once the closure is complete: [`Repo::sync`], the marker is removed, and the ref is
-//!    written last.
+//!    before it is stored ([`transfer`]). Objects go through a [`Transaction`]: staged under
+//!    `tmp/staging-<boot-id>-…`, and moved into `objects/` in batches, each only after its
+//!    data is on disk, so a power cut never leaves an incomplete object under its final name
+//!    (which a later pull would trust);
+//! 5. once the closure is complete: the last batch is committed and synced, the marker is
+//!    removed, and the ref is written last.
 //!
 //! A pull that is killed or cancelled leaves the ref as it was and the commit marked partial,
-//! which `ostree fsck` accepts; the next pull skips what is already stored. The destination's
-//! shared lock is held throughout, as libostree holds it, so `ostree` and `flatpak` can work
-//! on the same repository at the same time.
+//! which `ostree fsck` accepts; a cancelled or failed pull commits what it verified, a killed
+//! one loses at most its last batch, and the next pull skips what is already stored. The
+//! destination's shared lock is held throughout, as libostree holds it, so `ostree` and
+//! `flatpak` can work on the same repository at the same time.
 
 pub mod schedule;
 
@@ -34,7 +38,7 @@ pub use error::PullError;
 use crate::cancel::CancelToken;
 use crate::event::{Event, MessageLevel, Phase, Reporter};
 use crate::object::{Checksum, Commit, ObjectId, ObjectKind};
-use crate::repo::{LockKind, RefLocation, Repo, RepoError};
+use crate::repo::{LockKind, RefLocation, Repo, RepoError, Transaction};
 use crate::schema::SourceKind;
 use crate::source::{FetchError, OfferedRef, Source};
 use crate::target::{Target, TargetError};
@@ -381,14 +385,17 @@ impl Context<'_> {
         if update == UpdateKind::UpToDate && complete {
             return Ok(result);
         }
-        if !complete {
+        if complete {
+            // Stored by an earlier pull (or another process): make sure it is on disk.
+            self.dest.sync()?;
+        } else {
+            // Committed durably by the transaction.
             result.stats = self.store(&chosen, &commit, update_id)?;
         }
         if self.cancel.is_cancelled() {
             return Err(PullError::Cancelled);
         }
-        // The closure is complete: make it durable, then let a ref point at it.
-        self.dest.sync()?;
+        // The closure is complete and durable: let a ref point at it.
         self.dest.clear_partial(&chosen.checksum)?;
         self.dest.write_ref(&plan.location, &chosen.checksum)?;
         result.status = PullStatus::Updated;
@@ -611,9 +618,30 @@ impl Context<'_> {
     }
 
     /// Stores the commit and its closure, with `state/<commit>.commitpartial` in place until
-    /// every object is there.
+    /// every object is there. Whatever was verified is committed even when the pull fails or
+    /// is cancelled, so the next pull need not fetch it again.
     fn store(
         &self,
+        chosen: &Candidate,
+        commit: &Commit,
+        update_id: String,
+    ) -> Result<PullStats, PullError> {
+        self.dest.mark_partial(&chosen.checksum)?;
+        let transaction =
+            Transaction::begin(self.dest, Some(self.cancel)).map_err(|error| match error {
+                RepoError::Cancelled => PullError::Cancelled,
+                other => PullError::Destination(other),
+            })?;
+        let stored = self.store_in(&transaction, chosen, commit, update_id);
+        let committed = transaction.commit();
+        let stats = stored?;
+        committed?;
+        Ok(stats)
+    }
+
+    fn store_in(
+        &self,
+        transaction: &Transaction<'_>,
         chosen: &Candidate,
         commit: &Commit,
         update_id: String,
@@ -623,13 +651,12 @@ impl Context<'_> {
         progress.set_source(chosen.source);
         let checksum = chosen.checksum;
         let source_name = &self.names[chosen.source];
-        self.dest.mark_partial(&checksum)?;
 
         let mut stats = PullStats::default();
         let commit_object = ObjectId::new(checksum, ObjectKind::Commit);
         if !self.dest.has_object(commit_object)? {
             progress.expect(1, 0);
-            self.dest
+            transaction
                 .write_metadata(ObjectKind::Commit, &checksum, &chosen.bytes)
                 .map_err(|error| PullError::BadObject {
                     object: commit_object,
@@ -645,7 +672,7 @@ impl Context<'_> {
             let new = !self
                 .dest
                 .has_object(ObjectId::new(checksum, ObjectKind::CommitMeta))?;
-            match self.dest.write_commitmeta(&checksum, meta) {
+            match transaction.write_commitmeta(&checksum, meta) {
                 Ok(()) if new => {
                     stats.metadata_objects += 1;
                     progress.expect(1, 0);
@@ -670,6 +697,7 @@ impl Context<'_> {
 
         let transfer = Transfer {
             dest: self.dest,
+            transaction,
             sources: self.sources,
             names: &self.names,
             schedule: &self.schedule,

@@ -15,7 +15,7 @@ use crate::cancel::CancelToken;
 use crate::object::{
     metadata_checksum, Checksum, Commit, DirMeta, DirTree, ObjectId, ObjectKind, ObjectSize,
 };
-use crate::repo::{Repo, RepoError, RepoMode, WriteOutcome};
+use crate::repo::{Repo, RepoError, RepoMode, Transaction, WriteOutcome};
 use crate::source::{source_name, FetchError, Source};
 
 /// Content objects waiting for a worker, at most.
@@ -71,6 +71,8 @@ impl Failure {
 /// Everything a transfer reads and writes, shared by the walker and the workers.
 pub(super) struct Transfer<'t, 'a> {
     pub(super) dest: &'t Repo,
+    /// Where objects are written: staged, and moved into `dest` in durable batches.
+    pub(super) transaction: &'t Transaction<'t>,
     pub(super) sources: &'t [Arc<dyn Source>],
     pub(super) names: &'t [String],
     pub(super) schedule: &'t Schedule,
@@ -281,7 +283,7 @@ impl Transfer<'_, '_> {
                     format!("it is invalid ({error}); refused"),
                 ));
             }
-            self.dest
+            self.transaction
                 .write_metadata(kind, checksum, &bytes)
                 .map_err(|error| store_error(error, path, name))?;
             counts.metadata += 1;
@@ -375,7 +377,7 @@ impl Transfer<'_, '_> {
                             progress: self.progress,
                         };
                         return self
-                            .dest
+                            .transaction
                             .write_archived_content(&job.checksum, stream)
                             .map_err(|error| content_error(error, job, name));
                     }
@@ -401,7 +403,7 @@ impl Transfer<'_, '_> {
                         progress: self.progress,
                     };
                     return self
-                        .dest
+                        .transaction
                         .write_content(&job.checksum, &content.header, body)
                         .map_err(|error| content_error(error, job, name));
                 }

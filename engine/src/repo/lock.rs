@@ -253,3 +253,65 @@ fn set_lock(fd: BorrowedFd<'_>, kind: Option<LockKind>) -> io::Result<()> {
     };
     rustix::fs::flock(fd, operation).map_err(io::Error::from)
 }
+
+/// An exclusive lock on a lock file beside a staging directory under `tmp/`
+/// (`<dir>-lock`), taken as libostree's `_ostree_repo_try_lock_tmpdir` takes it: an OFD lock
+/// (or `flock`), without waiting. While it is held, neither libostree nor Ferry reuses or
+/// deletes the directory. Dropping it removes the lock file and releases the lock.
+#[derive(Debug)]
+pub(crate) struct StagingLock {
+    dir: OwnedFd,
+    name: String,
+    fd: Option<OwnedFd>,
+}
+
+impl StagingLock {
+    /// Locks `<tmp>/<name>`; None when another process holds it.
+    pub(crate) fn try_lock(tmp: BorrowedFd<'_>, name: &str) -> io::Result<Option<Self>> {
+        let dir = rustix::fs::openat(
+            tmp,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        loop {
+            let fd = rustix::fs::openat(
+                &dir,
+                name,
+                OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY,
+                Mode::from_raw_mode(0o600),
+            )?;
+            match set_lock(fd.as_fd(), Some(LockKind::Exclusive)) {
+                Ok(()) => {}
+                Err(error)
+                    if matches!(
+                        error.raw_os_error(),
+                        Some(libc::EAGAIN) | Some(libc::EACCES)
+                    ) =>
+                {
+                    return Ok(None)
+                }
+                Err(error) => return Err(error),
+            }
+            // The previous holder may have removed the file while we opened it; such a lock
+            // protects nothing, so take it again on a fresh file (as libglnx does).
+            if rustix::fs::fstat(&fd)?.st_nlink > 0 {
+                return Ok(Some(Self {
+                    dir,
+                    name: name.to_owned(),
+                    fd: Some(fd),
+                }));
+            }
+        }
+    }
+}
+
+impl Drop for StagingLock {
+    fn drop(&mut self) {
+        // Removed while still held, so nobody locks a file that is about to disappear.
+        let _ = rustix::fs::unlinkat(&self.dir, self.name.as_str(), rustix::fs::AtFlags::empty());
+        if let Some(fd) = self.fd.take() {
+            let _ = set_lock(fd.as_fd(), None);
+        }
+    }
+}

@@ -11,6 +11,10 @@
 //! - Objects are written to `tmp/` and renamed into `objects/`; refs are written last, after
 //!   [`Repo::sync`], and a `state/<commit>.commitpartial` marker says a commit's closure is not
 //!   complete yet ([`Repo::mark_partial`]).
+//! - A [`Transaction`] stages objects in `tmp/staging-<boot-id>-XXXXXX`, locked by
+//!   `tmp/staging-<boot-id>-XXXXXX-lock` as libostree locks its own, and moves them into
+//!   `objects/` in batches only once their data is synced; libostree neither reuses nor
+//!   deletes such a directory while it is held.
 //!
 //! `Repo` is `Send + Sync`: several threads may read and write objects at once.
 
@@ -38,7 +42,9 @@ pub use read::{
     read_archive_stream, ArchiveContent, ArchiveHeaderError, ArchivedContent, ContentReader,
 };
 pub use refs::{CollectionRef, RefEntry, RefLocation};
-pub use write::WriteOutcome;
+pub use write::{
+    StagingOrigin, Transaction, WriteOutcome, BATCH_BYTES, BATCH_OBJECTS, STAGING_PREFIX,
+};
 
 use crate::object::{validate_collection_id, Checksum, ObjectId};
 
