@@ -6,6 +6,7 @@
 
 mod pull_support;
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -127,6 +128,27 @@ fn plant_torn_object(source: &OstreeRepo, staging: &Path) -> Result<(String, Pat
     let path = staging.join(&name);
     std::fs::write(&path, TORN)?;
     Ok((name, path))
+}
+
+/// Runs `ostree` with `args` on `dest` while `ferry` pulls, then waits for both: each must
+/// succeed.
+fn ostree_beside_the_pull(
+    dest: &OstreeRepo,
+    args: &[&OsStr],
+    ferry: &mut RunningPull,
+) -> Result<()> {
+    let output = dest.ostree().args(args).spawn()?.wait_with_output()?;
+    ensure!(
+        output.status.success(),
+        "ostree {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    ferry.wait_for_event(Duration::from_secs(300), |event| {
+        matches!(event, Event::Finished { .. })
+    })?;
+    let status = ferry.child.wait()?;
+    ensure!(status.success(), "ferryctl pull failed: {status}");
+    Ok(())
 }
 
 #[test]
@@ -261,23 +283,13 @@ fn ostree_pull_local_at_the_same_time_succeeds_too() -> Result<()> {
     let tmp = TempDir::new()?;
     let base = tmp.path();
     let (source, commit, dest, mut ferry) = start_big_pull(base, RepoMode::BareUser)?;
-    let ostree = dest
-        .ostree()
-        .args(["pull-local", "--untrusted"])
-        .arg(&source.path)
-        .arg(BRANCH)
-        .spawn()?;
-    let ostree = ostree.wait_with_output()?;
-    ensure!(
-        ostree.status.success(),
-        "ostree pull-local failed: {}",
-        String::from_utf8_lossy(&ostree.stderr)
-    );
-    ferry.wait_for_event(Duration::from_secs(300), |event| {
-        matches!(event, Event::Finished { .. })
-    })?;
-    let status = ferry.child.wait()?;
-    ensure!(status.success(), "ferryctl pull failed: {status}");
+    let pull_local = [
+        OsStr::new("pull-local"),
+        OsStr::new("--untrusted"),
+        source.path.as_os_str(),
+        OsStr::new(BRANCH),
+    ];
+    ostree_beside_the_pull(&dest, &pull_local, &mut ferry)?;
 
     dest.fsck()?;
     ensure!(dest.read_ref(&remote_ref(BRANCH))? == Some(commit.clone()));
@@ -300,18 +312,8 @@ fn ostree_prune_at_the_same_time_succeeds_too() -> Result<()> {
         matches!(event, Event::Progress { objects_done, objects_total, .. }
             if *objects_done >= 20 && objects_done < objects_total)
     })?;
-    let prune = dest.ostree().args(["prune", "--refs-only"]).spawn()?;
-    let prune = prune.wait_with_output()?;
-    ensure!(
-        prune.status.success(),
-        "ostree prune failed: {}",
-        String::from_utf8_lossy(&prune.stderr)
-    );
-    ferry.wait_for_event(Duration::from_secs(300), |event| {
-        matches!(event, Event::Finished { .. })
-    })?;
-    let status = ferry.child.wait()?;
-    ensure!(status.success(), "ferryctl pull failed: {status}");
+    let prune = [OsStr::new("prune"), OsStr::new("--refs-only")];
+    ostree_beside_the_pull(&dest, &prune, &mut ferry)?;
     dest.fsck()?;
     ensure!(dest.read_ref(&remote_ref(BRANCH))? == Some(commit.clone()));
     ensure!(

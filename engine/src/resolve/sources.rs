@@ -657,18 +657,8 @@ mod tests {
         let dir = tempfile::TempDir::new().expect("temp dir");
         let drives = dir.path().join("drives");
         let record = DriveRecord {
-            v: crate::schema::DRIVE_RECORD_VERSION,
-            id: "abc".into(),
             label: Some("KINGSTON".into()),
-            device: None,
-            mount: "/media/k".into(),
-            fs_type: None,
-            uuid: None,
-            repos: Vec::new(),
-            updates: Vec::new(),
-            problems: Vec::new(),
-            sideload_links: Vec::new(),
-            install: None,
+            ..DriveRecord::new("abc", "/media/k")
         };
         write(
             &drives.join("abc.json"),
