@@ -53,7 +53,11 @@ pub fn recorded_drives(run_dir: &Path) -> SourceSet {
     let (records, problems) = drive_records(run_dir);
     let drives: Vec<(PathBuf, Option<String>)> = records
         .into_iter()
-        .map(|record| (PathBuf::from(record.mount), record.label))
+        .map(|record| {
+            // Named as people know the drive, even when it has no label.
+            let name = record.display_name().to_owned();
+            (PathBuf::from(record.mount), Some(name))
+        })
         .collect();
     let mut set = open_drives(&drives);
     set.problems.splice(0..0, problems);
