@@ -1,7 +1,7 @@
 //! Flatpak targets, checked against real `flatpak`: a signed repository with a collection ID
 //! is built with `flatpak build-export`, apps are installed with `flatpak install` into
 //! isolated installations (HOME, XDG and FLATPAK variables pointed into a temporary directory,
-//! as `../shared/recipes/04-flatpak.sh` and flatpak's own tests do), and what Ferry reads must
+//! as flatpak's own tests do), and what Ferry reads must
 //! equal what `flatpak info` and `flatpak remotes` report.
 
 use std::ffi::OsString;

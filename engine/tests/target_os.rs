@@ -32,8 +32,8 @@ fn ostree(args: &[&str]) -> String {
     run(Command::new("ostree").args(args))
 }
 
-/// A temporary directory holding an OS repository and a sysroot deployed from it, built the
-/// way `../shared/recipes/05-sysroot-deploy.sh` does. Dropping it clears the immutable flag
+/// A temporary directory holding an OS repository and a sysroot deployed from it with
+/// `ostree admin init-fs`, `os-init` and `deploy`. Dropping it clears the immutable flag
 /// ostree sets on deployments so the directory can be removed.
 struct OsFixture {
     dir: tempfile::TempDir,

@@ -197,14 +197,7 @@ impl Repo {
         if needs_change {
             match set_lock(fd.as_fd(), Some(kind)) {
                 Ok(()) => {}
-                Err(error)
-                    if matches!(
-                        error.raw_os_error(),
-                        Some(libc::EAGAIN) | Some(libc::EACCES)
-                    ) =>
-                {
-                    return Ok(None)
-                }
+                Err(error) if held_elsewhere(&error) => return Ok(None),
                 Err(error) => return Err(RepoError::io("lock", &self.lock.path, error)),
             }
         }
@@ -283,14 +276,7 @@ impl StagingLock {
             )?;
             match set_lock(fd.as_fd(), Some(LockKind::Exclusive)) {
                 Ok(()) => {}
-                Err(error)
-                    if matches!(
-                        error.raw_os_error(),
-                        Some(libc::EAGAIN) | Some(libc::EACCES)
-                    ) =>
-                {
-                    return Ok(None)
-                }
+                Err(error) if held_elsewhere(&error) => return Ok(None),
                 Err(error) => return Err(error),
             }
             // The previous holder may have removed the file while we opened it; such a lock
@@ -314,4 +300,12 @@ impl Drop for StagingLock {
             let _ = set_lock(fd.as_fd(), None);
         }
     }
+}
+
+/// Whether a non-blocking lock failed only because another holder has it.
+fn held_elsewhere(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EAGAIN) | Some(libc::EACCES)
+    )
 }
