@@ -367,14 +367,26 @@ fn partial_markers_summary_files_and_free_space() {
     );
     assert_eq!(repo.read_summary_signatures().expect("sig"), None);
 
-    // The default reserve is 3% of the filesystem; a reserve larger than the disk refuses.
+    // The default reserve is 3% of the filesystem, whatever the disk holds today.
     let space = repo.free_space().expect("space");
-    assert!(space.reserved > 0 && space.available > 0, "{space:?}");
-    repo.check_free_space(1).expect("one byte fits");
+    let disk = rustix::fs::statvfs(&path).expect("statvfs");
+    let total = disk.f_blocks * disk.f_frsize;
+    assert_eq!(space.reserved, total / 100 * 3, "{space:?}");
     assert!(matches!(
         repo.check_free_space(space.usable() + 1),
         Err(ferry_engine::repo::RepoError::NoSpace { .. })
     ));
+    // Without a reserve one byte fits; a reserve larger than the disk refuses.
+    ostree(&[
+        "config",
+        &repo_arg(&path),
+        "set",
+        "core.min-free-space-size",
+        "0MB",
+    ]);
+    let repo = Repo::open(&path).expect("reopen");
+    assert_eq!(repo.free_space().expect("space").reserved, 0);
+    repo.check_free_space(1).expect("one byte fits");
     ostree(&[
         "config",
         &repo_arg(&path),

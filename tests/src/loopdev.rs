@@ -16,8 +16,19 @@ pub struct LoopImage {
 }
 
 impl LoopImage {
-    /// Creates a sparse `size_mib` MiB image at `image` and formats it ext4 with `label`.
+    /// Creates a sparse `size_mib` MiB image at `image` and formats it ext4 with `label`,
+    /// keeping mkfs's default 5% of blocks for root.
     pub fn create(image: &Path, size_mib: u64, label: &str) -> Result<LoopImage> {
+        LoopImage::create_reserving(image, size_mib, label, 5)
+    }
+
+    /// As [`LoopImage::create`], with `root_percent` of the blocks kept for root (`mkfs -m`).
+    pub fn create_reserving(
+        image: &Path,
+        size_mib: u64,
+        label: &str,
+        root_percent: u8,
+    ) -> Result<LoopImage> {
         require_root("a loop-mounted drive image")?;
         if let Some(parent) = image.parent() {
             fs::create_dir_all(parent).at("create directory", parent)?;
@@ -28,6 +39,8 @@ impl LoopImage {
         drop(file);
         Tool::new("mkfs.ext4")
             .args(["-q", "-F", "-L", label])
+            .arg("-m")
+            .arg(root_percent.to_string())
             .arg(image)
             .run()?;
         Ok(LoopImage {

@@ -19,6 +19,8 @@ pub const KERNEL_VERSION: &str = "6.1.0";
 pub const KARG: &str = "root=LABEL=ROOT";
 /// File in the OS tree whose content is `VERSION\n`.
 pub const VERSION_FILE: &str = "usr/share/exampleos/version";
+/// `core.min-free-space-size` of the fixture sysroot's repository.
+pub const FIXTURE_RESERVE: &str = "16MB";
 
 /// The OS vendor's side: a signed archive repository with a collection ID, and the tree its
 /// commits are made from.
@@ -137,6 +139,11 @@ impl Sysroot {
             .arg(&path)
             .run()?;
         let sysroot = Sysroot { path, os, v1 };
+        // A fixed reserve instead of 3% of the host's disk, so a nearly full test machine
+        // does not turn every install test into a free-space refusal.
+        sysroot
+            .repo()
+            .config_set("core.min-free-space-size", FIXTURE_RESERVE)?;
         sysroot.admin("os-init").arg(OS_NAME).run()?;
         // Bootloader stub from ostree's own tests, so deploys also write syslinux.cfg.
         let boot = sysroot.path.join("boot");

@@ -63,3 +63,67 @@ fn too_little_space_is_refused_and_changes_nothing() -> Result<()> {
     device.detach()?;
     Ok(())
 }
+
+/// libostree lets root write into the blocks ext4 keeps for root; so does Ferry. Only the
+/// filesystem's root reserve is left free here, and the update still installs.
+#[test]
+fn root_installs_into_the_blocks_kept_for_root() -> Result<()> {
+    ferry_tests::require_root("a loop-mounted filesystem holding the sysroot")?;
+    let tmp = tempfile::tempdir()?;
+    let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
+    // A quarter of the 64 MiB is kept for root.
+    let image = LoopImage::create_reserving(&tmp.path().join("reserving.img"), 64, "ROOTONLY", 25)?;
+    let device = image.attach()?;
+    let mount = device.mount(&tmp.path().join("sysroot"), &[])?;
+    let sysroot = Sysroot::create(tmp.path(), &key)?;
+    sysroot
+        .repo()
+        .config_set("core.min-free-space-size", "1MB")?;
+
+    let payload = GenSpec {
+        buckets: vec![Bucket {
+            count: 2,
+            min: 2 * 1024 * 1024,
+            max: 2 * 1024 * 1024,
+        }],
+        files_per_dir: 100,
+        seed: 4,
+    };
+    generate_tree(&sysroot.os.data.join("usr/share/payload"), &payload)?;
+    let v2 = sysroot.publish("2.0")?;
+    let drive = sysroot.os.create_usb(&tmp.path().join("drive"))?;
+
+    // Fill what unprivileged users may use; root's reserve stays.
+    let filler = std::fs::File::create(sysroot.path.join("filler"))?;
+    let disk = rustix::fs::statvfs(&sysroot.path)?;
+    rustix::fs::fallocate(
+        &filler,
+        rustix::fs::FallocateFlags::empty(),
+        0,
+        disk.f_bavail * disk.f_frsize,
+    )?;
+    let disk = rustix::fs::statvfs(&sysroot.path)?;
+    let unprivileged = disk.f_bavail * disk.f_frsize;
+    ensure!(
+        unprivileged < 4 * 1024 * 1024,
+        "{unprivileged} bytes left to users"
+    );
+
+    let run = Machine::new(tmp.path(), Vec::new())?.install(&args(&[
+        &"--sysroot",
+        &sysroot.path,
+        &"--from",
+        &drive.root,
+        &OS_REF,
+    ]))?;
+    ensure!(run.success(), "{run}");
+    ensure!(sysroot.default_deployment()?.commit == v2, "{run}");
+    sysroot.repo().fsck()?;
+
+    drop(filler);
+    sysroot.release_immutable()?;
+    drop(sysroot);
+    mount.unmount()?;
+    device.detach()?;
+    Ok(())
+}

@@ -323,7 +323,13 @@ impl Repo {
     pub fn free_space(&self) -> Result<FreeSpace, RepoError> {
         let stat = rustix::fs::fstatvfs(&self.dir)
             .map_err(|e| RepoError::io("measure free space of", &self.path, e))?;
-        let available = stat.f_bavail.saturating_mul(stat.f_frsize);
+        // As libostree does: root may also use the blocks the filesystem keeps for root.
+        let free_blocks = if rustix::process::getuid().is_root() {
+            stat.f_bfree
+        } else {
+            stat.f_bavail
+        };
+        let available = free_blocks.saturating_mul(stat.f_frsize);
         let total = stat.f_blocks.saturating_mul(stat.f_frsize);
         let reserved = match self.config.min_free_space {
             MinFreeSpace::Megabytes(megabytes) => megabytes.saturating_mul(1 << 20),
@@ -387,7 +393,8 @@ impl Repo {
 /// Free space on a repository's filesystem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FreeSpace {
-    /// Bytes an unprivileged writer may still use.
+    /// Bytes this process may still write: the free blocks for root, else those left to
+    /// unprivileged users.
     pub available: u64,
     /// Bytes the repository's config asks to keep free.
     pub reserved: u64,
