@@ -16,7 +16,7 @@ use ferry_engine::schema::InstallStatus;
 use ferry_tests::generate::{generate_tree, Bucket, GenSpec};
 use ferry_tests::gpg::GpgKey;
 use ferry_tests::sysroot::{Sysroot, OS_REF};
-use install_support::{args, Machine};
+use install_support::{os_from_drive, Machine};
 
 /// How long the whole installation may take before the test gives up on it.
 const DEADLINE: Duration = Duration::from_secs(300);
@@ -48,17 +48,11 @@ fn closing_stdin_cancels_and_leaves_the_sysroot_intact() -> Result<()> {
 
     let stderr_path = tmp.path().join("ferryctl.stderr");
     let mut command = machine
-        .command(&args(&[
-            &"--sysroot",
+        .command(&os_from_drive(
             &sysroot.path,
-            &"--from",
             &drive.root,
-            &"--offline",
-            &"--yes",
-            &"--json",
-            &"--cancel-on-stdin-eof",
-            &OS_REF,
-        ]))?
+            &["--offline", "--yes", "--json", "--cancel-on-stdin-eof"],
+        ))?
         .into_command();
     command
         .stdin(Stdio::piped())

@@ -10,7 +10,7 @@ use ferry_tests::compare::{assert_trees_equal, CompareOptions};
 use ferry_tests::gpg::GpgKey;
 use ferry_tests::ostree::CheckoutMode;
 use ferry_tests::sysroot::{Sysroot, KARG, OS_REF, VERSION_FILE};
-use install_support::{args, Machine};
+use install_support::{os_from_drive, Machine};
 
 #[test]
 fn os_update_from_a_drive_becomes_the_default_deployment() -> Result<()> {
@@ -21,13 +21,7 @@ fn os_update_from_a_drive_becomes_the_default_deployment() -> Result<()> {
     let drive = sysroot.os.create_usb(&tmp.path().join("drive"))?;
     let machine = Machine::new(tmp.path(), Vec::new())?;
 
-    let run = machine.install(&args(&[
-        &"--sysroot",
-        &sysroot.path,
-        &"--from",
-        &drive.root,
-        &OS_REF,
-    ]))?;
+    let run = machine.install(&os_from_drive(&sysroot.path, &drive.root, &[]))?;
     ensure!(run.success(), "install failed:\n{run}");
     let result = run.expect(OS_REF, InstallStatus::Installed)?;
     ensure!(
@@ -96,28 +90,18 @@ fn os_update_from_a_drive_becomes_the_default_deployment() -> Result<()> {
     ensure!(std::fs::read_to_string(deployed.join(VERSION_FILE))? == "2.0\n");
 
     // Nothing left to do: a clear "up to date", exit 0.
-    let again = machine.install(&args(&[
-        &"--sysroot",
-        &sysroot.path,
-        &"--from",
-        &drive.root,
-        &OS_REF,
-    ]))?;
+    let again = machine.install(&os_from_drive(&sysroot.path, &drive.root, &[]))?;
     ensure!(again.success(), "second install failed:\n{again}");
     ensure!(
         again.results().is_empty(),
         "nothing should be installed twice:\n{again}"
     );
     let text = machine
-        .command(&args(&[
-            &"--sysroot",
+        .command(&os_from_drive(
             &sysroot.path,
-            &"--from",
             &drive.root,
-            &"--offline",
-            &"--yes",
-            &OS_REF,
-        ]))?
+            &["--offline", "--yes"],
+        ))?
         .stdout()?;
     ensure!(text.contains("up to date"), "{text}");
     ensure!(sysroot.deployments()?.len() == 2);
@@ -134,14 +118,7 @@ fn refuses_without_a_terminal_or_yes() -> Result<()> {
     let drive = sysroot.os.create_usb(&tmp.path().join("drive"))?;
     let machine = Machine::new(tmp.path(), Vec::new())?;
     let out = machine
-        .command(&args(&[
-            &"--sysroot",
-            &sysroot.path,
-            &"--from",
-            &drive.root,
-            &"--offline",
-            &OS_REF,
-        ]))?
+        .command(&os_from_drive(&sysroot.path, &drive.root, &["--offline"]))?
         .output()?;
     ensure!(
         !out.success(),

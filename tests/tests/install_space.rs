@@ -1,49 +1,102 @@
-//! `ferryctl install` into a sysroot on a small loop-mounted ext4 filesystem, with an OS
-//! update larger than the free space: refused before any work, with how much is missing.
+//! `ferryctl install` into a sysroot on a small loop-mounted ext4 filesystem: an OS update
+//! larger than the free space is refused before any work, with how much is missing; one that
+//! fits only into the blocks ext4 keeps for root installs, as it would with `ostree` as root.
 
 mod install_support;
+
+use std::path::PathBuf;
 
 use anyhow::{ensure, Result};
 use ferry_tests::generate::{generate_tree, Bucket, GenSpec};
 use ferry_tests::gpg::GpgKey;
-use ferry_tests::loopdev::LoopImage;
-use ferry_tests::sysroot::{Sysroot, OS_REF};
-use install_support::{args, Machine};
+use ferry_tests::loopdev::{LoopDevice, LoopImage, Mount};
+use ferry_tests::sysroot::Sysroot;
+use install_support::{os_from_drive, InstallRun, Machine};
+use tempfile::TempDir;
+
+/// The fixture sysroot on its own ext4 image, with OS 2.0 on a drive outside it.
+struct SysrootOnImage {
+    tmp: TempDir,
+    device: LoopDevice,
+    mount: Mount,
+    sysroot: Sysroot,
+    /// The drive's root.
+    drive: PathBuf,
+    /// The commit of OS 2.0.
+    v2: String,
+}
+
+impl SysrootOnImage {
+    /// An image of `size_mib` MiB keeping `root_percent` of its blocks for root; OS 2.0
+    /// adds `payload_files` files of `file_mib` MiB of random data.
+    fn create(
+        size_mib: u64,
+        root_percent: u8,
+        payload_files: usize,
+        file_mib: u64,
+    ) -> Result<Self> {
+        ferry_tests::require_root("a loop-mounted filesystem holding the sysroot")?;
+        let tmp = tempfile::tempdir()?;
+        let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
+        let image = LoopImage::create_reserving(
+            &tmp.path().join("sysroot.img"),
+            size_mib,
+            "SMALL",
+            root_percent,
+        )?;
+        let device = image.attach()?;
+        let mount = device.mount(&tmp.path().join("sysroot"), &[])?;
+        let sysroot = Sysroot::create(tmp.path(), &key)?;
+        let payload = GenSpec {
+            buckets: vec![Bucket {
+                count: payload_files,
+                min: file_mib * 1024 * 1024,
+                max: file_mib * 1024 * 1024,
+            }],
+            files_per_dir: 100,
+            seed: 3,
+        };
+        generate_tree(&sysroot.os.data.join("usr/share/payload"), &payload)?;
+        let v2 = sysroot.publish("2.0")?;
+        let drive = sysroot.os.create_usb(&tmp.path().join("drive"))?.root;
+        Ok(SysrootOnImage {
+            tmp,
+            device,
+            mount,
+            sysroot,
+            drive,
+            v2,
+        })
+    }
+
+    /// `ferryctl install --sysroot … --from DRIVE OS_REF`.
+    fn install(&self) -> Result<InstallRun> {
+        Machine::new(self.tmp.path(), Vec::new())?.install(&os_from_drive(
+            &self.sysroot.path,
+            &self.drive,
+            &[],
+        ))
+    }
+
+    /// Unmounts and detaches, reporting errors.
+    fn remove(self) -> Result<()> {
+        self.sysroot.release_immutable()?;
+        drop(self.sysroot);
+        self.mount.unmount()?;
+        self.device.detach()?;
+        Ok(())
+    }
+}
 
 #[test]
 fn too_little_space_is_refused_and_changes_nothing() -> Result<()> {
-    ferry_tests::require_root("a loop-mounted filesystem holding the sysroot")?;
-    let tmp = tempfile::tempdir()?;
-    let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
-    let image = LoopImage::create(&tmp.path().join("small.img"), 32, "SMALL")?;
-    let device = image.attach()?;
-    let mount = device.mount(&tmp.path().join("sysroot"), &[])?;
-    let sysroot = Sysroot::create(tmp.path(), &key)?;
-
-    // v2 carries 48 MiB of random data: more than the 32 MiB filesystem holds.
-    let payload = GenSpec {
-        buckets: vec![Bucket {
-            count: 12,
-            min: 4 * 1024 * 1024,
-            max: 4 * 1024 * 1024,
-        }],
-        files_per_dir: 100,
-        seed: 3,
-    };
-    generate_tree(&sysroot.os.data.join("usr/share/payload"), &payload)?;
-    sysroot.publish("2.0")?;
-    let drive = sysroot.os.create_usb(&tmp.path().join("drive"))?;
-    let repo = sysroot.repo();
+    // 48 MiB of update for a 32 MiB filesystem.
+    let machine = SysrootOnImage::create(32, 5, 12, 4)?;
+    let repo = machine.sysroot.repo();
     let refs_before = repo.refs()?;
     let objects_before = repo.count_objects()?;
 
-    let run = Machine::new(tmp.path(), Vec::new())?.install(&args(&[
-        &"--sysroot",
-        &sysroot.path,
-        &"--from",
-        &drive.root,
-        &OS_REF,
-    ]))?;
+    let run = machine.install()?;
     ensure!(!run.success(), "installed without the space for it:\n{run}");
     let stderr = &run.output.stderr;
     ensure!(stderr.contains("not enough free space"), "{stderr}");
@@ -51,49 +104,27 @@ fn too_little_space_is_refused_and_changes_nothing() -> Result<()> {
     ensure!(run.finished() == Some(false), "{run}");
     ensure!(run.results().is_empty(), "{run}");
 
+    let sysroot = &machine.sysroot;
     ensure!(sysroot.deployments()?.len() == 1);
     ensure!(sysroot.default_deployment()?.commit == sysroot.v1);
     ensure!(repo.refs()? == refs_before);
     ensure!(repo.count_objects()? == objects_before);
     repo.fsck()?;
-
-    sysroot.release_immutable()?;
-    drop(sysroot);
-    mount.unmount()?;
-    device.detach()?;
-    Ok(())
+    machine.remove()
 }
 
 /// libostree lets root write into the blocks ext4 keeps for root; so does Ferry. Only the
 /// filesystem's root reserve is left free here, and the update still installs.
 #[test]
 fn root_installs_into_the_blocks_kept_for_root() -> Result<()> {
-    ferry_tests::require_root("a loop-mounted filesystem holding the sysroot")?;
-    let tmp = tempfile::tempdir()?;
-    let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
-    // A quarter of the 64 MiB is kept for root.
-    let image = LoopImage::create_reserving(&tmp.path().join("reserving.img"), 64, "ROOTONLY", 25)?;
-    let device = image.attach()?;
-    let mount = device.mount(&tmp.path().join("sysroot"), &[])?;
-    let sysroot = Sysroot::create(tmp.path(), &key)?;
+    // A quarter of the 64 MiB is kept for root; the update is 4 MiB.
+    let machine = SysrootOnImage::create(64, 25, 2, 2)?;
+    let sysroot = &machine.sysroot;
     sysroot
         .repo()
         .config_set("core.min-free-space-size", "1MB")?;
 
-    let payload = GenSpec {
-        buckets: vec![Bucket {
-            count: 2,
-            min: 2 * 1024 * 1024,
-            max: 2 * 1024 * 1024,
-        }],
-        files_per_dir: 100,
-        seed: 4,
-    };
-    generate_tree(&sysroot.os.data.join("usr/share/payload"), &payload)?;
-    let v2 = sysroot.publish("2.0")?;
-    let drive = sysroot.os.create_usb(&tmp.path().join("drive"))?;
-
-    // Fill what unprivileged users may use; root's reserve stays.
+    // Fill what unprivileged users may use.
     let filler = std::fs::File::create(sysroot.path.join("filler"))?;
     let disk = rustix::fs::statvfs(&sysroot.path)?;
     rustix::fs::fallocate(
@@ -109,21 +140,10 @@ fn root_installs_into_the_blocks_kept_for_root() -> Result<()> {
         "{unprivileged} bytes left to users"
     );
 
-    let run = Machine::new(tmp.path(), Vec::new())?.install(&args(&[
-        &"--sysroot",
-        &sysroot.path,
-        &"--from",
-        &drive.root,
-        &OS_REF,
-    ]))?;
+    let run = machine.install()?;
     ensure!(run.success(), "{run}");
-    ensure!(sysroot.default_deployment()?.commit == v2, "{run}");
+    ensure!(sysroot.default_deployment()?.commit == machine.v2, "{run}");
     sysroot.repo().fsck()?;
-
     drop(filler);
-    sysroot.release_immutable()?;
-    drop(sysroot);
-    mount.unmount()?;
-    device.detach()?;
-    Ok(())
+    machine.remove()
 }

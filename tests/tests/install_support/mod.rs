@@ -19,6 +19,7 @@ use ferry_engine::event::{parse_line, Event};
 use ferry_engine::schema::{InstallResult, InstallStatus};
 use ferry_tests::bins;
 use ferry_tests::cmd::{Output, Tool};
+use ferry_tests::sysroot::OS_REF;
 
 /// What `ferryctl install` sees of the machine.
 pub struct Machine {
@@ -187,6 +188,19 @@ pub fn kill_after_progress(mut child: Child, count: usize, timeout: Duration) ->
 /// `["--sysroot", path]`-style argument lists without the noise.
 pub fn args<'a>(items: &'a [&'a dyn AsRef<OsStr>]) -> Vec<&'a OsStr> {
     items.iter().map(|item| item.as_ref()).collect()
+}
+
+/// `--sysroot SYSROOT --from DRIVE EXTRA... OS_REF`: the fixture OS, from one drive.
+pub fn os_from_drive<'a>(sysroot: &'a Path, drive: &'a Path, extra: &[&'a str]) -> Vec<&'a OsStr> {
+    let mut all = vec![
+        OsStr::new("--sysroot"),
+        sysroot.as_os_str(),
+        OsStr::new("--from"),
+        drive.as_os_str(),
+    ];
+    all.extend(extra.iter().map(|arg| OsStr::new(*arg)));
+    all.push(OsStr::new(OS_REF));
+    all
 }
 
 /// Every file of `dir` (relative path and content), for before/after comparisons.
