@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 use ferry_engine::resolve::sources::{self, MachineListing};
 use ferry_engine::schema::{
-    DriveInstallState, DriveRecord, Problem, SourceKind, TargetKind, Update, DRIVE_RECORD_VERSION,
+    DriveInstallState, DriveRecord, Problem, ProblemKind, SourceInfo, SourceKind, TargetKind,
+    Update, DRIVE_RECORD_VERSION,
 };
 use ferry_engine::target::HostPaths;
 
@@ -57,6 +58,28 @@ impl SourceGroup {
         self.drive.as_ref().map(|drive| drive.id.as_str())
     }
 
+    /// The updates shown on their own, each with the runtimes that come along only because
+    /// it needs them (runtimes in its `needs`, which are not installed yet).
+    pub fn shown(&self) -> Vec<(&Update, Vec<&Update>)> {
+        let comes_with = |runtime: &Update, app: &Update| {
+            app.target == runtime.target
+                && app.installation == runtime.installation
+                && app.needs.contains(&runtime.ref_name)
+        };
+        self.updates
+            .iter()
+            .filter(|update| !self.updates.iter().any(|app| comes_with(update, app)))
+            .map(|update| {
+                let along = self
+                    .updates
+                    .iter()
+                    .filter(|runtime| comes_with(runtime, update))
+                    .collect();
+                (update, along)
+            })
+            .collect()
+    }
+
     /// Updates a person can start installing from here.
     pub fn installable(&self) -> bool {
         !self.updates.is_empty()
@@ -76,8 +99,8 @@ pub const INTERNET_KEY: &str = "internet";
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Listing {
     pub groups: Vec<SourceGroup>,
-    /// Problems of no drive: servers that did not answer, installations that could not be
-    /// read. Logged; a drive's own problems are in its group.
+    /// Problems of no source, such as installations that could not be read. Logged; those of
+    /// a drive, a computer nearby or a server are in its group.
     pub problems: Vec<Problem>,
 }
 
@@ -255,16 +278,57 @@ pub fn merge(records: Vec<DriveRecord>, machine: MachineListing) -> Listing {
     for group in &mut groups {
         sort_updates(&mut group.updates);
     }
+    let mut rest = Vec::new();
+    for problem in problems {
+        match remote_kind(&problem, &sources) {
+            Some(SourceKind::Lan) => nearby.problems.push(problem),
+            Some(SourceKind::Upstream) => internet.problems.push(problem),
+            Some(SourceKind::Drive) | None => rest.push(problem),
+        }
+    }
+    let problems = rest;
     for mut remote in [nearby, internet] {
-        if !remote.updates.is_empty() {
+        if worth_showing(&remote) {
             sort_updates(&mut remote.updates);
             groups.push(remote);
+        } else {
+            for problem in &remote.problems {
+                tracing::info!(source = %problem.source, reason = %problem.reason, "source unavailable");
+            }
         }
     }
     for problem in &problems {
         tracing::info!(source = %problem.source, reason = %problem.reason, "listing problem");
     }
     sorted(groups, problems)
+}
+
+/// Which remote group a problem of no drive belongs to: a computer nearby (`NAME (URL)`, or
+/// a source read as one) or a remote's server (its bare URL). None for the rest, such as an
+/// installation that could not be read.
+fn remote_kind(problem: &Problem, sources: &[SourceInfo]) -> Option<SourceKind> {
+    let location = problem_location(&problem.source);
+    if let Some(source) = sources.iter().find(|source| source.location == location) {
+        return (source.kind != SourceKind::Drive).then_some(source.kind);
+    }
+    if !(location.starts_with("http://") || location.starts_with("https://")) {
+        return None;
+    }
+    Some(if location == problem.source {
+        SourceKind::Upstream
+    } else {
+        SourceKind::Lan
+    })
+}
+
+/// Whether a remote group is worth showing: it offers updates, or something it offered was
+/// refused. A server that did not answer is no news on its own (the machine may be offline).
+fn worth_showing(group: &SourceGroup) -> bool {
+    !group.updates.is_empty()
+        || group
+            .problems
+            .iter()
+            .any(|problem| problem.kind != ProblemKind::Unavailable)
 }
 
 fn remote_group(key: &str, kind: SourceKind, title: String) -> SourceGroup {
@@ -439,6 +503,43 @@ mod tests {
 
     fn write(dir: &Path, name: &str, text: &str) {
         fs::write(dir.join(name), text).expect("write test record");
+    }
+
+    #[test]
+    fn a_runtime_an_app_needs_is_shown_with_that_app() {
+        let record: DriveRecord = serde_json::from_str(KINGSTON).expect("record");
+        let mut group = from_records(vec![record]).groups.remove(0);
+        let app = group
+            .updates
+            .iter()
+            .position(|u| u.ref_name.starts_with("app/"))
+            .expect("an app");
+        let mut runtime = group.updates[app].clone();
+        runtime.id = "runtime-id".to_owned();
+        runtime.ref_name = "runtime/org.example.Platform/x86_64/24.08".to_owned();
+        runtime.current_commit = None;
+        group.updates.push(runtime.clone());
+        let count = group.updates.len();
+        assert_eq!(
+            group.shown().len(),
+            count,
+            "a runtime nothing needs has a row"
+        );
+
+        group.updates[app].needs.push(runtime.ref_name.clone());
+        let shown = group.shown();
+        assert_eq!(shown.len(), count - 1);
+        let (_, along) = shown
+            .iter()
+            .find(|(update, _)| update.id == group.updates[app].id)
+            .expect("the app's row");
+        assert_eq!(along.len(), 1);
+        assert_eq!(along[0].id, "runtime-id");
+
+        // A runtime of another installation does not come with this app.
+        let last = group.updates.len() - 1;
+        group.updates[last].installation = Some("elsewhere".to_owned());
+        assert_eq!(group.shown().len(), count);
     }
 
     #[test]
@@ -620,6 +721,56 @@ mod tests {
         let stick = listing.drive_group("stick-1").expect("the drive's group");
         assert_eq!(stick.updates.len(), 1, "{listing:#?}");
         assert_eq!(stick.updates[0].commit.to_hex(), v2);
+    }
+
+    #[test]
+    fn problems_of_servers_and_computers_nearby_go_to_their_groups() {
+        use ferry_engine::schema::UpdateList;
+        let problem = |kind, source: &str| Problem {
+            kind,
+            source: source.to_owned(),
+            ref_name: None,
+            reason: format!("{source} said no"),
+        };
+        let server = "https://dl.example.org/repo";
+        let peer = "classroom-1 (http://192.0.2.7:8080/)";
+        let installation = problem(ProblemKind::Unreadable, "/var/lib/flatpak");
+        let offline = MachineListing {
+            list: UpdateList {
+                updates: Vec::new(),
+                problems: vec![
+                    problem(ProblemKind::Unavailable, server),
+                    problem(ProblemKind::Unavailable, peer),
+                    installation.clone(),
+                ],
+            },
+            sources: Vec::new(),
+        };
+        // Nobody answered: no news, so the empty state rather than a page of problems.
+        let listing = merge(Vec::new(), offline.clone());
+        assert!(listing.is_empty(), "{listing:#?}");
+        assert_eq!(listing.problems, std::slice::from_ref(&installation));
+
+        // The server answered with a commit signed by a key this machine does not trust.
+        let mut refused = offline;
+        refused.list.problems[0].kind = ProblemKind::UntrustedSignature;
+        let listing = merge(Vec::new(), refused);
+        assert_eq!(listing.groups.len(), 1, "{listing:#?}");
+        let internet = listing.group(INTERNET_KEY).expect("an Internet group");
+        assert_eq!(internet.problems.len(), 1);
+        assert_eq!(internet.problems[0].source, server);
+        assert!(listing.only_problems());
+        assert_eq!(listing.problems, [installation]);
+
+        // A peer that was read is known by its location.
+        let sources = [SourceInfo {
+            kind: SourceKind::Lan,
+            location: "http://192.0.2.7:8080/".to_owned(),
+            label: Some("classroom-1".to_owned()),
+        }];
+        let read = problem(ProblemKind::Downgrade, "http://192.0.2.7:8080/");
+        assert_eq!(remote_kind(&read, &sources), Some(SourceKind::Lan));
+        assert_eq!(remote_kind(&read, &[]), Some(SourceKind::Upstream));
     }
 
     #[test]

@@ -66,8 +66,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let scenarios: [(&str, Scenario); 8] = [
+    let scenarios: [(&str, Scenario); 9] = [
         ("empty state, then a drive appears", empty_then_drive),
+        ("a runtime that comes with its app", runtime_with_its_app),
         (
             "agent: notification, Install through D-Bus, progress, restart",
             agent_notifies_and_installs,
@@ -410,9 +411,14 @@ impl<'a> World<'a> {
     }
 
     fn add_drive(&self, name: &str) -> Result<()> {
+        self.add_record(name, &fs::read_to_string(data(&format!("drives/{name}")))?)
+    }
+
+    /// Writes a drive record as the hook does: a temporary file renamed into place.
+    fn add_record(&self, name: &str, text: &str) -> Result<()> {
         fs::create_dir_all(&self.drives)?;
         let temporary = self.drives.join(format!(".{name}.tmp"));
-        fs::copy(data(&format!("drives/{name}")), &temporary)?;
+        fs::write(&temporary, text)?;
         fs::rename(&temporary, self.drives.join(name))?;
         Ok(())
     }
@@ -681,6 +687,45 @@ fn empty_then_drive(session: &Session) -> Result<()> {
         "three rows with an Install button:\n{}",
         updates.text
     );
+    Ok(())
+}
+
+/// The Text Editor's update needs a runtime that is not installed: one row, sized with it.
+fn runtime_with_its_app(session: &Session) -> Result<()> {
+    let world = World::new(session, "runtime")?;
+    let mut record: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(data("drives/kingston.json"))?)?;
+    let updates = record["updates"]
+        .as_array_mut()
+        .context("the record's updates")?;
+    let editor = updates
+        .iter()
+        .position(|update| update["ref"] == "app/org.gnome.TextEditor/x86_64/stable")
+        .context("the Text Editor's update")?;
+    let runtime_ref = "runtime/org.gnome.Platform/x86_64/46";
+    let mut runtime = updates[editor].clone();
+    runtime["id"] = format!("flatpak:user:{runtime_ref}").into();
+    runtime["ref"] = runtime_ref.into();
+    runtime["current_commit"] = serde_json::Value::Null;
+    runtime["current_version"] = serde_json::Value::Null;
+    runtime["version"] = serde_json::Value::Null;
+    runtime["app"] = serde_json::Value::Null;
+    runtime["download_size"] = 250_000_000.into();
+    updates[editor]["needs"] = serde_json::json!([runtime_ref]);
+    updates.push(runtime);
+    world.add_record("kingston.json", &serde_json::to_string(&record)?)?;
+
+    let _app = world.start(&[])?;
+    let frame = world.wait_for_frame("the drive's updates", |text| {
+        text.contains("Group title=\"KINGSTON\"")
+    })?;
+    frame.expect(&[
+        "Group title=\"KINGSTON\" description=\"USB drive · 3 updates · 510.8\u{a0}MB\"",
+        "Row title=\"GNOME Text Editor\" subtitle=\"45.1 → 46.0 · with org.gnome.Platform 46\"",
+        "Label \"253.4\u{a0}MB\"",
+    ])?;
+    frame.expect_not(&["Row title=\"org.gnome.Platform 46\""])?;
+    frame.save("runtime")?;
     Ok(())
 }
 

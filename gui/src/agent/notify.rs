@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ferry_engine::schema::TargetKind;
+use ferry_engine::schema::{TargetKind, Update};
 use notify_rust::{Hint, Notification, NotificationResponse, Timeout};
 use tokio::sync::oneshot;
 
@@ -102,15 +102,10 @@ pub fn for_drive(group: &SourceGroup) -> Option<NotificationContent> {
 /// "2 apps and a system update", "A system update", "3 app updates", "4 updates".
 pub fn updates_body(group: &SourceGroup) -> String {
     // A runtime that comes along because an app needs it is part of that app's update.
-    let needed: Vec<&str> = group
-        .updates
-        .iter()
-        .flat_map(|update| update.needs.iter().map(String::as_str))
-        .collect();
-    let counted: Vec<_> = group
-        .updates
-        .iter()
-        .filter(|update| !needed.contains(&update.ref_name.as_str()))
+    let counted: Vec<&Update> = group
+        .shown()
+        .into_iter()
+        .map(|(update, _)| update)
         .collect();
     let os = counted
         .iter()

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ferry_engine::event::StreamError;
+use ferry_engine::schema::SourceKind;
 use relm4::adw::prelude::*;
 use relm4::factory::FactoryVecDeque;
 use relm4::gtk::{gio, glib};
@@ -600,12 +601,14 @@ fn fill_problems(page: &adw::StatusPage, list: &gtk::Box, listing: &Listing) {
         .iter()
         .filter(|group| !group.problems.is_empty())
         .collect();
+    let only_drives = groups.iter().all(|group| group.kind == SourceKind::Drive);
     let title = match groups.as_slice() {
-        [only] => trf(
+        [only] if only_drives => trf(
             "Nothing can be installed from {label}",
             &[("label", &only.title)],
         ),
-        _ => tr("Nothing can be installed from these drives"),
+        _ if only_drives => tr("Nothing can be installed from these drives"),
+        _ => tr("No update can be installed"),
     };
     page.set_title(&title);
     page.set_description(Some(&glib::markup_escape_text(&tr(

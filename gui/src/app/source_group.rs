@@ -60,9 +60,10 @@ impl FactoryComponent for SourceGroupView {
         let blocked = init.busy || !init.group.installable();
         {
             let mut guard = rows.guard();
-            for update in &init.group.updates {
+            for (update, along) in init.group.shown() {
                 guard.push_back(RowInit {
                     update: update.clone(),
+                    along: along.into_iter().cloned().collect(),
                     run: init.run.clone(),
                     blocked,
                 });
@@ -117,7 +118,7 @@ fn describe(group: &SourceGroup) -> String {
         parts.push(tr("The system is installing from this drive"));
     }
     if !group.updates.is_empty() {
-        let count = group.updates.len() as u64;
+        let count = group.shown().len() as u64;
         parts.push(ntrf("{n} update", "{n} updates", count, &[]));
         let bytes: u64 = group
             .updates

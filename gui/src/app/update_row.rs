@@ -21,6 +21,8 @@ const MAX_ICON_BYTES: u64 = 512 * 1024;
 #[derive(Debug, Clone)]
 pub struct RowInit {
     pub update: Update,
+    /// Runtimes installed with it because it needs them; shown and sized as part of it.
+    pub along: Vec<Update>,
     pub run: Option<Arc<InstallRun>>,
     /// Another installation is running, or the source cannot be installed from now.
     pub blocked: bool,
@@ -41,6 +43,7 @@ pub enum RowOutput {
 
 pub struct UpdateRow {
     update: Update,
+    along: Vec<Update>,
     name: String,
     status: Option<RowStatus>,
     blocked: bool,
@@ -70,9 +73,10 @@ impl FactoryComponent for UpdateRow {
 
     fn init_model(init: Self::Init, _index: &DynamicIndex, _sender: FactorySender<Self>) -> Self {
         let name = display_name(&init.update);
-        let status = status_in(&init.update.id, init.run.as_deref());
+        let status = status_in(&init.update, &init.along, init.run.as_deref());
         Self {
             update: init.update,
+            along: init.along,
             name,
             status,
             blocked: init.blocked,
@@ -107,9 +111,13 @@ impl FactoryComponent for UpdateRow {
             row.add_suffix(&badge);
         }
 
-        let size = (self.update.download_size > 0).then(|| {
+        let bytes: u64 = std::iter::once(&self.update)
+            .chain(&self.along)
+            .map(|update| update.download_size)
+            .sum();
+        let size = (bytes > 0).then(|| {
             let size = gtk::Label::builder()
-                .label(format::size(self.update.download_size))
+                .label(format::size(bytes))
                 .valign(gtk::Align::Center)
                 .css_classes(["dim-label"])
                 .build();
@@ -197,7 +205,7 @@ impl FactoryComponent for UpdateRow {
     fn update(&mut self, message: Self::Input, _sender: FactorySender<Self>) {
         match message {
             RowInput::State { run, blocked } => {
-                self.status = status_in(&self.update.id, run.as_deref());
+                self.status = status_in(&self.update, &self.along, run.as_deref());
                 self.blocked = blocked;
             }
         }
@@ -223,6 +231,14 @@ impl UpdateRow {
             (_, Some(versions)) => versions,
             (_, None) => self.update.subject.clone(),
         };
+        if !self.along.is_empty() {
+            let runtimes: Vec<String> = self.along.iter().map(display_name).collect();
+            // Translators: {runtimes} is one or more runtime names, such as "org.gnome.Platform 45".
+            subtitle = trf(
+                "{subtitle} · with {runtimes}",
+                &[("subtitle", &subtitle), ("runtimes", &runtimes.join(", "))],
+            );
+        }
         widgets.row.set_subtitle_lines(2);
 
         let status = self.status.as_ref();
@@ -328,8 +344,25 @@ fn set_status(widgets: &UpdateRowWidgets, icon: &str, class: &str, text: &str) {
     widgets.status_label.set_label(text);
 }
 
-fn status_in(id: &str, run: Option<&InstallRun>) -> Option<RowStatus> {
-    run.and_then(|run| run.status(id)).cloned()
+/// The row's status in `run`; while the update waits for a runtime that comes with it, the
+/// runtime's progress.
+fn status_in(update: &Update, along: &[Update], run: Option<&InstallRun>) -> Option<RowStatus> {
+    let run = run?;
+    let own = run.status(&update.id).cloned();
+    if !matches!(own, Some(RowStatus::Waiting)) {
+        return own;
+    }
+    along
+        .iter()
+        .filter_map(|runtime| run.status(&runtime.id))
+        .find(|status| {
+            matches!(
+                status,
+                RowStatus::Downloading(_) | RowStatus::Downloaded | RowStatus::Deploying
+            )
+        })
+        .cloned()
+        .or(own)
 }
 
 /// The app's own icon when the icon theme has it (installed Flatpaks export theirs), else the
