@@ -400,7 +400,16 @@ pub fn gather(
         TargetChoice::Chosen(targets) => (targets, machine_collections(host)),
     };
     // Browsing takes its whole timeout; it runs while upstream servers answer.
-    let browsing = options.nearby.and_then(|timeout| {
+    let browse = options.nearby.filter(|_| {
+        let worth = peers_could_offer(&targets);
+        if !worth {
+            tracing::debug!(
+                "no installed ref has a collection ID; not looking for computers nearby"
+            );
+        }
+        worth
+    });
+    let browsing = browse.and_then(|timeout| {
         std::thread::Builder::new()
             .name("ferry-nearby".into())
             .spawn(move || nearby(timeout))
@@ -431,6 +440,15 @@ pub fn gather(
         sources,
         list,
     }
+}
+
+/// Whether computers nearby could offer anything for `targets`: a peer's refs count only
+/// for installed refs bound to a collection ID (a remote's own server needs none).
+pub(crate) fn peers_could_offer(targets: &[Target]) -> bool {
+    targets
+        .iter()
+        .flat_map(|target| &target.installed)
+        .any(|installed| installed.collection_id.is_some())
 }
 
 /// Collection IDs of every remote configured on this machine: the booted OS's repository and

@@ -894,3 +894,20 @@ fn apps_get_their_name_summary_and_icon_from_verified_appstream() {
         Some("appstream2/x86_64")
     );
 }
+
+#[test]
+fn computers_nearby_are_looked_for_only_for_refs_bound_to_a_collection() {
+    let machine = Machine::new();
+    let bound = machine.target(TargetKind::Repo, vec![machine.installed_ref()]);
+    assert!(super::sources::peers_could_offer(std::slice::from_ref(
+        &bound
+    )));
+    let mut unbound_ref = machine.installed_ref();
+    unbound_ref.collection_id = None;
+    let unbound = machine.target(TargetKind::Repo, vec![unbound_ref]);
+    assert!(!super::sources::peers_could_offer(std::slice::from_ref(
+        &unbound
+    )));
+    assert!(super::sources::peers_could_offer(&[unbound, bound]));
+    assert!(!super::sources::peers_could_offer(&[]));
+}
