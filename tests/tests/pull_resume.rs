@@ -56,22 +56,57 @@ fn big_publisher(base: &Path) -> Result<(GpgKey, OstreeRepo, String)> {
     Ok((key, repo, commit))
 }
 
-/// A publisher with a big commit, a client repository in `mode` trusting it, and a running
-/// `ferryctl pull` of the commit into the client.
-fn start_big_pull(
-    base: &Path,
-    mode: RepoMode,
-) -> Result<(OstreeRepo, String, OstreeRepo, RunningPull)> {
-    let (key, source, commit) = big_publisher(base)?;
-    let dest = client(&base.join("dest"), mode, Some(&key))?;
-    let args = pull_args(
-        &dest.path,
-        &[source.path.as_os_str()],
-        &["--remote", "origin"],
-        &[BRANCH],
-    );
-    let running = RunningPull::spawn(&trust_root(base), args)?;
-    Ok((source, commit, dest, running))
+/// A running `ferryctl pull` of a big commit from its publisher into a client repository
+/// that trusts the publisher.
+struct BigPull {
+    source: OstreeRepo,
+    commit: String,
+    dest: OstreeRepo,
+    running: RunningPull,
+}
+
+impl BigPull {
+    /// Publishes the big commit under `base` and starts pulling it into a `mode` client.
+    fn start(base: &Path, mode: RepoMode) -> Result<BigPull> {
+        let (key, source, commit) = big_publisher(base)?;
+        let dest = client(&base.join("dest"), mode, Some(&key))?;
+        let args = pull_args(
+            &dest.path,
+            &[source.path.as_os_str()],
+            &["--remote", "origin"],
+            &[BRANCH],
+        );
+        let running = RunningPull::spawn(&trust_root(base), args)?;
+        Ok(BigPull {
+            source,
+            commit,
+            dest,
+            running,
+        })
+    }
+
+    /// Waits for progress of at least `done` objects, with more to come; returns it.
+    fn wait_until_midway(&mut self, done: u64) -> Result<Event> {
+        self.running
+            .wait_for_event(Duration::from_secs(120), |event| {
+                matches!(event, Event::Progress { objects_done, objects_total, .. }
+                    if *objects_done >= done && objects_done < objects_total)
+            })
+    }
+
+    /// The destination passes fsck, its remote ref names the commit, and its checkout equals
+    /// the source's (into `base/co-source` and `base/co-dest`).
+    fn expect_whole(&self, base: &Path) -> Result<()> {
+        self.dest.fsck()?;
+        ensure!(self.dest.read_ref(&remote_ref(BRANCH))? == Some(self.commit.clone()));
+        let (theirs, ours) = (base.join("co-source"), base.join("co-dest"));
+        self.source
+            .checkout(&self.commit, &theirs, CheckoutMode::Plain)?;
+        self.dest
+            .checkout(&self.commit, &ours, CheckoutMode::Plain)?;
+        assert_trees_equal(&theirs, &ours, &CompareOptions::everything())?;
+        Ok(())
+    }
 }
 
 /// What a torn write left: the start of an object's content.
@@ -155,13 +190,11 @@ fn ostree_beside_the_pull(
 fn killed_pull_leaves_a_valid_repo_and_the_next_pull_completes() -> Result<()> {
     let tmp = TempDir::new()?;
     let base = tmp.path();
-    let (source, commit, dest, mut running) = start_big_pull(base, RepoMode::BareUser)?;
-    let event = running.wait_for_event(Duration::from_secs(120), |event| {
-        matches!(event, Event::Progress { objects_done, objects_total, .. }
-            if *objects_done >= 50 && objects_done < objects_total)
-    })?;
-    running.child.kill()?;
-    let status = running.child.wait()?;
+    let mut pull = BigPull::start(base, RepoMode::BareUser)?;
+    let event = pull.wait_until_midway(50)?;
+    pull.running.child.kill()?;
+    let status = pull.running.child.wait()?;
+    let (source, commit, dest) = (&pull.source, &pull.commit, &pull.dest);
     ensure!(!status.success(), "the pull ended before it was killed");
     ensure!(
         dest.read_ref(&remote_ref(BRANCH))?.is_none(),
@@ -169,7 +202,7 @@ fn killed_pull_leaves_a_valid_repo_and_the_next_pull_completes() -> Result<()> {
     );
     // Objects of committed batches are in `objects/`; the rest wait, complete or not, in the
     // killed pull's staging directory.
-    let stored = object_count(&dest)?;
+    let stored = object_count(dest)?;
     let leftovers = staging_dirs(&dest.path)?;
     ensure!(
         leftovers.len() == 1,
@@ -182,7 +215,7 @@ fn killed_pull_leaves_a_valid_repo_and_the_next_pull_completes() -> Result<()> {
     );
     // A torn object under its final name in the leftover directory (as a power cut could
     // leave one) must not reach `objects/`.
-    let (torn_name, torn_path) = plant_torn_object(&source, &leftovers[0])?;
+    let (torn_name, torn_path) = plant_torn_object(source, &leftovers[0])?;
     ensure!(
         dest.path
             .join(format!("state/{commit}.commitpartial"))
@@ -205,13 +238,12 @@ fn killed_pull_leaves_a_valid_repo_and_the_next_pull_completes() -> Result<()> {
     let run =
         pull_remote(&trust_root(base), &dest.path, &source.path, &[BRANCH])?.require_success()?;
     let (done, total, _, _) = run.last_progress().context("no progress")?;
-    let all = object_count(&dest)?;
+    let all = object_count(dest)?;
     ensure!(
         done == total && (done as usize) + stored == all,
         "resumed pull fetched {done}/{total}; {stored} were stored before, {all} now"
     );
-    dest.fsck()?;
-    ensure!(dest.read_ref(&remote_ref(BRANCH))? == Some(commit.clone()));
+    pull.expect_whole(base)?;
     ensure!(!dest
         .path
         .join(format!("state/{commit}.commitpartial"))
@@ -229,10 +261,6 @@ fn killed_pull_leaves_a_valid_repo_and_the_next_pull_completes() -> Result<()> {
         staging_dirs(&dest.path)?.is_empty(),
         "a staging directory is left"
     );
-    let (theirs, ours) = (base.join("co-source"), base.join("co-dest"));
-    source.checkout(&commit, &theirs, CheckoutMode::Plain)?;
-    dest.checkout(&commit, &ours, CheckoutMode::Plain)?;
-    assert_trees_equal(&theirs, &ours, &CompareOptions::everything())?;
     Ok(())
 }
 
@@ -242,11 +270,14 @@ fn killed_pull_leaves_a_valid_repo_and_the_next_pull_completes() -> Result<()> {
 fn sigterm_cancels_cleanly() -> Result<()> {
     let tmp = TempDir::new()?;
     let base = tmp.path();
-    let (source, commit, dest, mut running) = start_big_pull(base, RepoMode::Archive)?;
-    running.wait_for_event(Duration::from_secs(120), |event| {
-        matches!(event, Event::Progress { objects_done, objects_total, .. }
-            if *objects_done >= 20 && objects_done < objects_total)
-    })?;
+    let mut pull = BigPull::start(base, RepoMode::Archive)?;
+    pull.wait_until_midway(20)?;
+    let BigPull {
+        source,
+        commit,
+        dest,
+        mut running,
+    } = pull;
     rustix::process::kill_process(
         rustix::process::Pid::from_child(&running.child),
         rustix::process::Signal::TERM,
@@ -282,22 +313,17 @@ fn sigterm_cancels_cleanly() -> Result<()> {
 fn ostree_pull_local_at_the_same_time_succeeds_too() -> Result<()> {
     let tmp = TempDir::new()?;
     let base = tmp.path();
-    let (source, commit, dest, mut ferry) = start_big_pull(base, RepoMode::BareUser)?;
+    let mut pull = BigPull::start(base, RepoMode::BareUser)?;
     let pull_local = [
         OsStr::new("pull-local"),
         OsStr::new("--untrusted"),
-        source.path.as_os_str(),
+        pull.source.path.as_os_str(),
         OsStr::new(BRANCH),
     ];
-    ostree_beside_the_pull(&dest, &pull_local, &mut ferry)?;
+    ostree_beside_the_pull(&pull.dest, &pull_local, &mut pull.running)?;
 
-    dest.fsck()?;
-    ensure!(dest.read_ref(&remote_ref(BRANCH))? == Some(commit.clone()));
-    ensure!(dest.read_ref(&RefLocation::Head(BRANCH.into()))? == Some(commit.clone()));
-    let (theirs, ours) = (base.join("co-source"), base.join("co-dest"));
-    source.checkout(&commit, &theirs, CheckoutMode::Plain)?;
-    dest.checkout(&commit, &ours, CheckoutMode::Plain)?;
-    assert_trees_equal(&theirs, &ours, &CompareOptions::everything())?;
+    pull.expect_whole(base)?;
+    ensure!(pull.dest.read_ref(&RefLocation::Head(BRANCH.into()))? == Some(pull.commit.clone()));
     Ok(())
 }
 
@@ -307,22 +333,14 @@ fn ostree_pull_local_at_the_same_time_succeeds_too() -> Result<()> {
 fn ostree_prune_at_the_same_time_succeeds_too() -> Result<()> {
     let tmp = TempDir::new()?;
     let base = tmp.path();
-    let (source, commit, dest, mut ferry) = start_big_pull(base, RepoMode::BareUser)?;
-    ferry.wait_for_event(Duration::from_secs(120), |event| {
-        matches!(event, Event::Progress { objects_done, objects_total, .. }
-            if *objects_done >= 20 && objects_done < objects_total)
-    })?;
+    let mut pull = BigPull::start(base, RepoMode::BareUser)?;
+    pull.wait_until_midway(20)?;
     let prune = [OsStr::new("prune"), OsStr::new("--refs-only")];
-    ostree_beside_the_pull(&dest, &prune, &mut ferry)?;
-    dest.fsck()?;
-    ensure!(dest.read_ref(&remote_ref(BRANCH))? == Some(commit.clone()));
+    ostree_beside_the_pull(&pull.dest, &prune, &mut pull.running)?;
+    pull.expect_whole(base)?;
     ensure!(
-        staging_dirs(&dest.path)?.is_empty(),
+        staging_dirs(&pull.dest.path)?.is_empty(),
         "a staging directory is left"
     );
-    let (theirs, ours) = (base.join("co-source"), base.join("co-dest"));
-    source.checkout(&commit, &theirs, CheckoutMode::Plain)?;
-    dest.checkout(&commit, &ours, CheckoutMode::Plain)?;
-    assert_trees_equal(&theirs, &ours, &CompareOptions::everything())?;
     Ok(())
 }
