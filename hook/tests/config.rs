@@ -22,15 +22,7 @@ fn a_bad_line_is_named_and_the_hook_falls_back_to_notify() {
     )
     .unwrap();
     std::fs::set_permissions(&ferryctl, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let drive = env.dir.path().join("STICK");
-    std::fs::create_dir_all(&drive).unwrap();
-
-    let mut command = env.command();
-    command
-        .env("FERRY_CTL", &ferryctl)
-        .arg("--mount")
-        .arg(&drive);
-    let output = command.output().unwrap();
+    let (output, _) = env.run_on_new_drive("STICK", &ferryctl, &[]);
     assert!(output.status.success(), "{}", output_text(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     let expected = format!(

@@ -134,22 +134,11 @@ fn fake_ferryctl(dir: &Path, events: &[Event], exit_code: i32) -> (PathBuf, Path
 fn an_install_that_succeeds_ends_succeeded_with_every_result() {
     let env = HookEnv::new("on-insert = install\nreboot-after-os-update = never\n");
     let (events, results) = stream(InstallStatus::Installed, true);
-    let (ferryctl, args_file) = fake_ferryctl(env.dir.path(), &events, 0);
-    let drive = env.dir.path().join("KIOSK");
-    std::fs::create_dir_all(&drive).unwrap();
-
-    let mut command = env.command();
-    command
-        .env("FERRY_CTL", &ferryctl)
-        .arg("--mount")
-        .arg(&drive);
-    let output = command.output().unwrap();
+    let (output, args, drive) = kiosk_run_with(&env, &events, 0, &[]);
     assert!(output.status.success(), "{}", output_text(&output));
 
-    let args = std::fs::read_to_string(&args_file).unwrap();
-    let drive = std::fs::canonicalize(&drive).unwrap();
     assert_eq!(
-        args.lines().collect::<Vec<_>>(),
+        args,
         [
             "install",
             "--all",
@@ -181,15 +170,7 @@ fn a_failed_update_or_exit_code_ends_failed() {
     ] {
         let env = HookEnv::new("on-insert = install\n");
         let (events, results) = stream(app_status, ok);
-        let (ferryctl, _) = fake_ferryctl(env.dir.path(), &events, exit_code);
-        let drive = env.dir.path().join("KIOSK");
-        std::fs::create_dir_all(&drive).unwrap();
-        let mut command = env.command();
-        command
-            .env("FERRY_CTL", &ferryctl)
-            .arg("--mount")
-            .arg(&drive);
-        let output = command.output().unwrap();
+        let (output, _) = kiosk_run(&env, &events, exit_code);
         assert!(!output.status.success(), "{}", output_text(&output));
         let install = env.records()[0].install.clone().expect("install recorded");
         assert_eq!(install.state, DriveInstallState::Failed);
@@ -203,21 +184,25 @@ fn kiosk_run(
     events: &[Event],
     exit_code: i32,
 ) -> (std::process::Output, Vec<String>) {
+    let (output, args, _) = kiosk_run_with(env, events, exit_code, &[]);
+    (output, args)
+}
+
+/// [`kiosk_run`] with the variables `vars` on top; also returns the drive's path.
+fn kiosk_run_with(
+    env: &HookEnv,
+    events: &[Event],
+    exit_code: i32,
+    vars: &[(&str, &str)],
+) -> (std::process::Output, Vec<String>, PathBuf) {
     let (ferryctl, args_file) = fake_ferryctl(env.dir.path(), events, exit_code);
-    let drive = env.dir.path().join("KIOSK");
-    std::fs::create_dir_all(&drive).unwrap();
-    let mut command = env.command();
-    command
-        .env("FERRY_CTL", &ferryctl)
-        .arg("--mount")
-        .arg(&drive);
-    let output = command.output().unwrap();
+    let (output, drive) = env.run_on_new_drive("KIOSK", &ferryctl, vars);
     let args = std::fs::read_to_string(&args_file)
-        .unwrap()
+        .unwrap_or_default()
         .lines()
         .map(str::to_owned)
         .collect();
-    (output, args)
+    (output, args, drive)
 }
 
 #[test]
@@ -274,16 +259,7 @@ fn reboot_never_leaves_the_os_update_for_the_next_boot() {
 fn a_failing_restart_command_is_an_error_that_says_so() {
     let env = HookEnv::new("on-insert = install\nreboot-after-os-update = always\n");
     let (events, _) = stream(InstallStatus::Installed, true);
-    let (ferryctl, _) = fake_ferryctl(env.dir.path(), &events, 0);
-    let drive = env.dir.path().join("KIOSK");
-    std::fs::create_dir_all(&drive).unwrap();
-    let mut command = env.command();
-    command
-        .env("FERRY_CTL", &ferryctl)
-        .env("FERRY_REBOOT_COMMAND", "false")
-        .arg("--mount")
-        .arg(&drive);
-    let output = command.output().unwrap();
+    let (output, _, _) = kiosk_run_with(&env, &events, 0, &[("FERRY_REBOOT_COMMAND", "false")]);
     assert!(!output.status.success(), "{}", output_text(&output));
     let log = output_text(&output);
     assert!(log.contains("restart the machine"), "{log}");
@@ -292,14 +268,8 @@ fn a_failing_restart_command_is_an_error_that_says_so() {
 #[test]
 fn a_missing_ferryctl_is_reported_and_recorded_as_failed() {
     let env = HookEnv::new("on-insert = install\n");
-    let drive = env.dir.path().join("KIOSK");
-    std::fs::create_dir_all(&drive).unwrap();
-    let mut command = env.command();
-    command
-        .env("FERRY_CTL", env.dir.path().join("no-such-ferryctl"))
-        .arg("--mount")
-        .arg(&drive);
-    let output = command.output().unwrap();
+    let missing = env.dir.path().join("no-such-ferryctl");
+    let (output, _) = env.run_on_new_drive("KIOSK", &missing, &[]);
     assert!(!output.status.success());
     let text = output_text(&output);
     assert!(text.contains("set FERRY_CTL"), "{text}");

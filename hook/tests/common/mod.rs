@@ -168,6 +168,24 @@ impl HookEnv {
         env
     }
 
+    /// Runs the hook with `--mount` on a new empty drive directory `name`, with `ferryctl` as
+    /// its `FERRY_CTL` and the variables `vars` on top; returns the drive's canonical path.
+    pub fn run_on_new_drive(
+        &self,
+        name: &str,
+        ferryctl: &Path,
+        vars: &[(&str, &str)],
+    ) -> (Output, PathBuf) {
+        let drive = self.dir.path().join(name);
+        std::fs::create_dir_all(&drive).unwrap();
+        let mut command = self.command();
+        command
+            .env("FERRY_CTL", ferryctl)
+            .envs(vars.iter().copied());
+        let output = command.arg("--mount").arg(&drive).output().unwrap();
+        (output, std::fs::canonicalize(&drive).unwrap())
+    }
+
     /// The restart command the hook is given (FERRY_REBOOT_COMMAND).
     pub fn reboot_command(&self) -> PathBuf {
         self.dir.path().join("fake-reboot")
