@@ -8,26 +8,18 @@
 //! computers nearby, then the Internet. A drive this user cannot read keeps what the hook
 //! recorded for it. [`load_records`] is the instant, records-only view shown first.
 
-use std::collections::BTreeMap;
-use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use ferry_engine::resolve::sources::{self, MachineListing};
 use ferry_engine::schema::{
     DriveInstallState, DriveRecord, Problem, ProblemKind, SourceInfo, SourceKind, TargetKind,
-    Update, DRIVE_RECORD_VERSION,
+    Update,
 };
 use ferry_engine::target::HostPaths;
 
 pub use ferry_engine::resolve::sources::MachineListingOptions as LoadOptions;
 
 use crate::i18n::tr;
-
-/// Records are small; anything bigger than this is not a record the hook wrote.
-const MAX_RECORD_BYTES: u64 = 16 * 1024 * 1024;
-/// More records than drives anyone plugs in at once means something else fills the directory.
-const MAX_RECORDS: usize = 256;
 
 /// One place updates come from, as the window shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -157,7 +149,7 @@ pub fn load_with(run_dir: &Path, options: LoadOptions) -> Listing {
 
 /// [`load_with`] for the machine `host` describes.
 pub fn load_for(host: &HostPaths, run_dir: &Path, options: LoadOptions) -> Listing {
-    let records = read_drive_records(&run_dir.join("drives"));
+    let records = read_drive_records(run_dir);
     let drives: Vec<(PathBuf, Option<String>)> = records
         .iter()
         .map(|record| (PathBuf::from(&record.mount), record.label.clone()))
@@ -168,7 +160,7 @@ pub fn load_for(host: &HostPaths, run_dir: &Path, options: LoadOptions) -> Listi
 
 /// The drive records alone, as the hook wrote them: instant, for a first view.
 pub fn load_records(run_dir: &Path) -> Listing {
-    from_records(read_drive_records(&run_dir.join("drives")))
+    from_records(read_drive_records(run_dir))
 }
 
 /// Groups drive records for display.
@@ -426,77 +418,20 @@ pub fn display_name(update: &Update) -> String {
     }
 }
 
-/// Reads every `*.json` record in `dir`, newest format only, bounded in size and number.
-pub fn read_drive_records(dir: &Path) -> Vec<DriveRecord> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
-        Err(error) => {
-            tracing::warn!(dir = %dir.display(), %error, "cannot read the drive records");
-            return Vec::new();
-        }
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .filter(|path| is_record_name(path))
-        .collect();
-    paths.sort();
-    if paths.len() > MAX_RECORDS {
-        tracing::warn!(dir = %dir.display(), count = paths.len(), "too many drive records; reading the first {MAX_RECORDS}");
-        paths.truncate(MAX_RECORDS);
+/// The drive records under `run_dir` ([`sources::drive_records`]); those that cannot be
+/// read are logged and skipped.
+pub fn read_drive_records(run_dir: &Path) -> Vec<DriveRecord> {
+    let (records, problems) = sources::drive_records(run_dir);
+    for problem in problems {
+        tracing::warn!(path = %problem.source, "skipping drive record: {}", problem.reason);
     }
-    let mut records: BTreeMap<String, DriveRecord> = BTreeMap::new();
-    for path in paths {
-        match read_record(&path) {
-            Ok(record) => {
-                records.insert(record.id.clone(), record);
-            }
-            Err(error) => {
-                tracing::warn!(path = %path.display(), "skipping drive record: {error:#}")
-            }
-        }
-    }
-    records.into_values().collect()
-}
-
-/// `<id>.json`, not a hidden temporary file the hook is still writing.
-fn is_record_name(path: &Path) -> bool {
-    let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
-        return false;
-    };
-    !name.starts_with('.') && name.ends_with(".json")
-}
-
-fn read_record(path: &Path) -> anyhow::Result<DriveRecord> {
-    use anyhow::Context as _;
-    let file = fs::File::open(path).context("cannot open it")?;
-    let metadata = file.metadata().context("cannot stat it")?;
-    anyhow::ensure!(metadata.is_file(), "it is not a regular file");
-    let mut text = String::new();
-    file.take(MAX_RECORD_BYTES + 1)
-        .read_to_string(&mut text)
-        .context("cannot read it as UTF-8 text")?;
-    anyhow::ensure!(
-        text.len() as u64 <= MAX_RECORD_BYTES,
-        "it is larger than {MAX_RECORD_BYTES} bytes"
-    );
-    #[derive(serde::Deserialize)]
-    struct VersionOnly {
-        v: u32,
-    }
-    let version: VersionOnly = serde_json::from_str(&text).context("it is not a drive record")?;
-    anyhow::ensure!(
-        version.v == DRIVE_RECORD_VERSION,
-        "record format {} is not supported (expected {DRIVE_RECORD_VERSION}); install matching versions of ferry and ferry-hook",
-        version.v
-    );
-    serde_json::from_str(&text).context("it is not a valid drive record")
+    records
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     const KINGSTON: &str = include_str!("../tests/data/drives/kingston.json");
     const BROKEN_STICK: &str = include_str!("../tests/data/drives/broken-stick.json");

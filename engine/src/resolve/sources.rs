@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use super::parallel;
 use crate::repo::{KeyFile, Repo};
-use crate::schema::{DriveRecord, Problem, ProblemKind, SourceInfo, SourceKind, UpdateList};
+use crate::schema::{
+    DriveRecord, Problem, ProblemKind, SourceInfo, SourceKind, UpdateList, DRIVE_RECORD_VERSION,
+};
 use crate::source::{open_drive, FetchError, HttpSource, Source};
 use crate::target::{default_targets, flatpak, HostPaths, Target};
 
@@ -603,6 +605,18 @@ fn read_record(path: &Path) -> Result<DriveRecord, String> {
             "it is larger than the {MAX_RECORD_BYTES} bytes a drive record may have"
         ));
     }
+    #[derive(serde::Deserialize)]
+    struct VersionOnly {
+        v: u32,
+    }
+    let version: VersionOnly = serde_json::from_slice(&bytes)
+        .map_err(|error| format!("it is not a drive record Ferry understands: {error}"))?;
+    if version.v != DRIVE_RECORD_VERSION {
+        return Err(format!(
+            "record format {} is not supported (expected {DRIVE_RECORD_VERSION}); install matching versions of ferry, ferryctl and ferry-hook",
+            version.v
+        ));
+    }
     serde_json::from_slice(&bytes)
         .map_err(|error| format!("it is not a drive record Ferry understands: {error}"))
 }
@@ -688,10 +702,22 @@ mod tests {
         );
         write(&drives.join("bad.json"), "{ not a record");
         write(&drives.join(".abc.json.tmp"), "partial");
+        let future = serde_json::to_string(&DriveRecord {
+            v: DRIVE_RECORD_VERSION + 1,
+            ..DriveRecord::new("future", "/media/f")
+        })
+        .expect("json");
+        write(&drives.join("future.json"), &future);
         let (records, problems) = drive_records(dir.path());
         assert_eq!(records, vec![record]);
-        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert_eq!(problems.len(), 2, "{problems:#?}");
         assert!(problems[0].source.ends_with("bad.json"));
+        assert!(problems[1].source.ends_with("future.json"));
+        assert!(
+            problems[1].reason.contains("install matching versions"),
+            "{}",
+            problems[1].reason
+        );
 
         // A recorded drive whose mount is gone is a problem, not a failure.
         let set = recorded_drives(dir.path());
