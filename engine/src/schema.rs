@@ -2,12 +2,20 @@
 //! records the hook writes under the runtime dir, and install results. Defined once, here, so
 //! no binary formats JSON by hand.
 
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
 use serde::{Deserialize, Serialize};
 
 use crate::object::Checksum;
 
 /// Version of the drive record format in `$FERRY_RUN_DIR/drives/<id>.json`.
 pub const DRIVE_RECORD_VERSION: u32 = 1;
+/// Drive records are small; anything larger in the directory is not one.
+const MAX_DRIVE_RECORD_BYTES: u64 = 16 * 1024 * 1024;
+/// More records than drives anyone plugs in at once means something else fills the directory.
+pub const MAX_DRIVE_RECORDS: usize = 256;
 
 /// `ferryctl scan --json`: the repositories found under a path.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -197,6 +205,28 @@ pub struct DriveInstall {
     pub results: Vec<InstallResult>,
 }
 
+/// Why a drive record cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DriveRecordError {
+    #[error("cannot read it: {0}")]
+    Open(#[source] std::io::Error),
+    #[error("it is larger than the {MAX_DRIVE_RECORD_BYTES} bytes a drive record may have")]
+    TooLarge,
+    #[error("it is not a drive record Ferry understands: {0}")]
+    NotARecord(#[source] serde_json::Error),
+    #[error(
+        "record format {0} is not supported (expected {DRIVE_RECORD_VERSION}); install matching versions of ferry, ferryctl and ferry-hook"
+    )]
+    OtherVersion(u32),
+}
+
+impl DriveRecordError {
+    /// The record does not exist (any more).
+    pub fn is_missing(&self) -> bool {
+        matches!(self, Self::Open(error) if error.kind() == std::io::ErrorKind::NotFound)
+    }
+}
+
 /// `$FERRY_RUN_DIR/drives/<id>.json`: what the hook found on a drive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DriveRecord {
@@ -238,6 +268,51 @@ impl DriveRecord {
         }
     }
 
+    /// The record files in `dir`, sorted: `<id>.json`, not the hidden temporary file of a
+    /// write in progress; at most [`MAX_DRIVE_RECORDS`].
+    pub fn paths_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| {
+                path.extension().is_some_and(|ext| ext == "json")
+                    && !path
+                        .file_name()
+                        .is_some_and(|name| name.as_encoded_bytes().starts_with(b"."))
+            })
+            .collect();
+        paths.sort();
+        paths.truncate(MAX_DRIVE_RECORDS);
+        Ok(paths)
+    }
+
+    /// Reads the record at `path`: a file, not a symbolic link, of bounded size, in this
+    /// version of the format.
+    pub fn read(path: &Path) -> Result<Self, DriveRecordError> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(path)
+            .map_err(DriveRecordError::Open)?;
+        let mut bytes = Vec::new();
+        file.take(MAX_DRIVE_RECORD_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(DriveRecordError::Open)?;
+        if bytes.len() as u64 > MAX_DRIVE_RECORD_BYTES {
+            return Err(DriveRecordError::TooLarge);
+        }
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            v: u32,
+        }
+        let version: VersionOnly =
+            serde_json::from_slice(&bytes).map_err(DriveRecordError::NotARecord)?;
+        if version.v != DRIVE_RECORD_VERSION {
+            return Err(DriveRecordError::OtherVersion(version.v));
+        }
+        serde_json::from_slice(&bytes).map_err(DriveRecordError::NotARecord)
+    }
+
     /// A name people recognise: the label, else the mount point's last part (udisks mounts
     /// a drive at `/media/USER/LABEL-OR-UUID`), else the mount point.
     pub fn display_name(&self) -> &str {
@@ -258,6 +333,49 @@ impl DriveRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drive_records_are_read_only_from_bounded_files_of_this_format() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let record = DriveRecord::new("abc", "/media/k");
+        let good = dir.path().join("abc.json");
+        std::fs::write(&good, serde_json::to_vec(&record).expect("json")).expect("write");
+        assert_eq!(DriveRecord::read(&good).expect("read"), record);
+
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink(&good, &link).expect("symlink");
+        assert!(matches!(
+            DriveRecord::read(&link),
+            Err(DriveRecordError::Open(_))
+        ));
+        let other = dir.path().join("other.json");
+        let future = DriveRecord {
+            v: DRIVE_RECORD_VERSION + 1,
+            ..record.clone()
+        };
+        std::fs::write(&other, serde_json::to_vec(&future).expect("json")).expect("write");
+        assert!(matches!(
+            DriveRecord::read(&other),
+            Err(DriveRecordError::OtherVersion(2))
+        ));
+        let huge = dir.path().join("huge.json");
+        let file = std::fs::File::create(&huge).expect("create");
+        file.set_len(MAX_DRIVE_RECORD_BYTES + 1).expect("size");
+        assert!(matches!(
+            DriveRecord::read(&huge),
+            Err(DriveRecordError::TooLarge)
+        ));
+        let missing = DriveRecord::read(&dir.path().join("gone.json")).expect_err("missing");
+        assert!(missing.is_missing());
+        std::fs::write(dir.path().join(".abc.json.tmp"), "partial").expect("write");
+        std::fs::write(dir.path().join("notes.txt"), "hello").expect("write");
+        let names: Vec<String> = DriveRecord::paths_in(dir.path())
+            .expect("list")
+            .iter()
+            .filter_map(|path| path.file_name()?.to_str().map(str::to_owned))
+            .collect();
+        assert_eq!(names, ["abc.json", "huge.json", "link.json", "other.json"]);
+    }
 
     #[test]
     fn a_drive_is_named_by_its_label_else_by_where_it_is_mounted() {

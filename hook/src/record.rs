@@ -2,15 +2,12 @@
 //! by the desktop agent and by `ferryctl list`. Written whole through a temporary file and a
 //! rename, so a reader never sees half a record.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use ferry_engine::schema::DriveRecord;
 use sha2::{Digest, Sha256};
-
-/// Records are small; anything larger in the directory is not one of ours.
-const MAX_RECORD_BYTES: u64 = 8 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -123,8 +120,8 @@ impl RecordStore {
 
     /// Every readable record, sorted by id. Files that are not records are skipped.
     pub fn list(&self) -> Result<Vec<DriveRecord>, RecordError> {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
+        let paths = match DriveRecord::paths_in(&self.dir) {
+            Ok(paths) => paths,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(source) => {
                 return Err(RecordError::Read {
@@ -133,17 +130,8 @@ impl RecordStore {
                 })
             }
         };
-        let mut records: Vec<DriveRecord> = entries
-            .filter_map(Result::ok)
-            .map(|entry| entry.path())
-            .filter(|path| {
-                path.extension().is_some_and(|ext| ext == "json")
-                    && !path
-                        .file_name()
-                        .is_some_and(|n| n.as_encoded_bytes().starts_with(b"."))
-            })
-            .filter_map(|path| read_record(&path))
-            .collect();
+        let mut records: Vec<DriveRecord> =
+            paths.iter().filter_map(|path| read_record(path)).collect();
         records.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(records)
     }
@@ -160,17 +148,11 @@ impl RecordStore {
 }
 
 fn read_record(path: &Path) -> Option<DriveRecord> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)
-        .ok()?;
-    let mut bytes = Vec::new();
-    file.take(MAX_RECORD_BYTES).read_to_end(&mut bytes).ok()?;
-    match serde_json::from_slice(&bytes) {
+    match DriveRecord::read(path) {
         Ok(record) => Some(record),
+        Err(error) if error.is_missing() => None,
         Err(error) => {
-            tracing::warn!("ignoring {}: not a drive record ({error})", path.display());
+            tracing::warn!("ignoring {}: {error}", path.display());
             None
         }
     }

@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::parallel;
 use crate::repo::{KeyFile, Repo};
-use crate::schema::{
-    DriveRecord, Problem, ProblemKind, SourceInfo, SourceKind, UpdateList, DRIVE_RECORD_VERSION,
-};
+use crate::schema::{DriveRecord, Problem, ProblemKind, SourceInfo, SourceKind, UpdateList};
 use crate::source::{open_drive, FetchError, HttpSource, Source};
 use crate::target::{default_targets, flatpak, HostPaths, Target};
 
@@ -519,11 +517,6 @@ fn read_bounded_text(path: &Path, max: u64) -> Result<String, String> {
     Ok(text)
 }
 
-/// Drive records are small; anything larger in the directory is not one.
-const MAX_RECORD_BYTES: u64 = 16 * 1024 * 1024;
-/// Records beyond this many are ignored.
-const MAX_RECORDS: usize = 256;
-
 /// `$FERRY_RUN_DIR`, else `/run/ferry`.
 pub fn run_dir() -> PathBuf {
     std::env::var_os("FERRY_RUN_DIR")
@@ -551,8 +544,8 @@ pub fn user_icon_cache() -> Option<PathBuf> {
 pub fn drive_records(run_dir: &Path) -> (Vec<DriveRecord>, Vec<Problem>) {
     let dir = run_dir.join("drives");
     let mut problems = Vec::new();
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
+    let paths = match DriveRecord::paths_in(&dir) {
+        Ok(paths) => paths,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             return (Vec::new(), problems)
         }
@@ -566,65 +559,26 @@ pub fn drive_records(run_dir: &Path) -> (Vec<DriveRecord>, Vec<Problem>) {
             return (Vec::new(), problems);
         }
     };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .filter(|path| {
-            path.extension().is_some_and(|ext| ext == "json")
-                && !path
-                    .file_name()
-                    .is_some_and(|name| name.as_encoded_bytes().starts_with(b"."))
-        })
-        .collect();
-    paths.sort();
-    paths.truncate(MAX_RECORDS);
     let mut records = Vec::new();
     for path in paths {
-        match read_record(&path) {
+        match DriveRecord::read(&path) {
             Ok(record) => records.push(record),
-            Err(reason) => problems.push(Problem {
+            Err(error) => problems.push(Problem {
                 kind: ProblemKind::Unreadable,
                 source: path.display().to_string(),
                 ref_name: None,
-                reason,
+                reason: error.to_string(),
             }),
         }
     }
     (records, problems)
 }
 
-fn read_record(path: &Path) -> Result<DriveRecord, String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|error| format!("cannot read it: {error}"))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_RECORD_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|error| format!("cannot read it: {error}"))?;
-    if bytes.len() as u64 > MAX_RECORD_BYTES {
-        return Err(format!(
-            "it is larger than the {MAX_RECORD_BYTES} bytes a drive record may have"
-        ));
-    }
-    #[derive(serde::Deserialize)]
-    struct VersionOnly {
-        v: u32,
-    }
-    let version: VersionOnly = serde_json::from_slice(&bytes)
-        .map_err(|error| format!("it is not a drive record Ferry understands: {error}"))?;
-    if version.v != DRIVE_RECORD_VERSION {
-        return Err(format!(
-            "record format {} is not supported (expected {DRIVE_RECORD_VERSION}); install matching versions of ferry, ferryctl and ferry-hook",
-            version.v
-        ));
-    }
-    serde_json::from_slice(&bytes)
-        .map_err(|error| format!("it is not a drive record Ferry understands: {error}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::repo::RepoMode;
+    use crate::schema::DRIVE_RECORD_VERSION;
     use crate::target::{BootState, FlatpakPaths};
 
     fn write(path: &Path, text: &str) {
