@@ -1,16 +1,18 @@
 //! `ferryctl install` into a sysroot on a small loop-mounted ext4 filesystem: an OS update
 //! larger than the free space is refused before any work, with how much is missing; one that
-//! fits only into the blocks ext4 keeps for root installs, as it would with `ostree` as root.
+//! grows past the repository's reserve as it is unpacked stops there; one that fits only into
+//! the blocks ext4 keeps for root installs, as it would with `ostree` as root.
 
 mod install_support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Result};
+use ferry_engine::schema::InstallStatus;
 use ferry_tests::generate::{generate_tree, Bucket, GenSpec};
 use ferry_tests::gpg::GpgKey;
 use ferry_tests::loopdev::{LoopDevice, LoopImage, Mount};
-use ferry_tests::sysroot::Sysroot;
+use ferry_tests::sysroot::{Sysroot, OS_REF};
 use install_support::{os_from_drive, InstallRun, Machine};
 use tempfile::TempDir;
 
@@ -28,12 +30,11 @@ struct SysrootOnImage {
 
 impl SysrootOnImage {
     /// An image of `size_mib` MiB keeping `root_percent` of its blocks for root; OS 2.0
-    /// adds `payload_files` files of `file_mib` MiB of random data.
+    /// adds what `fill` writes into the directory it is given.
     fn create(
         size_mib: u64,
         root_percent: u8,
-        payload_files: usize,
-        file_mib: u64,
+        fill: impl FnOnce(&Path) -> Result<()>,
     ) -> Result<Self> {
         ferry_tests::require_root("a loop-mounted filesystem holding the sysroot")?;
         let tmp = tempfile::tempdir()?;
@@ -47,16 +48,9 @@ impl SysrootOnImage {
         let device = image.attach()?;
         let mount = device.mount(&tmp.path().join("sysroot"), &[])?;
         let sysroot = Sysroot::create(tmp.path(), &key)?;
-        let payload = GenSpec {
-            buckets: vec![Bucket {
-                count: payload_files,
-                min: file_mib * 1024 * 1024,
-                max: file_mib * 1024 * 1024,
-            }],
-            files_per_dir: 100,
-            seed: 3,
-        };
-        generate_tree(&sysroot.os.data.join("usr/share/payload"), &payload)?;
+        let payload = sysroot.os.data.join("usr/share/payload");
+        std::fs::create_dir_all(&payload)?;
+        fill(&payload)?;
         let v2 = sysroot.publish("2.0")?;
         let drive = sysroot.os.create_usb(&tmp.path().join("drive"))?.root;
         Ok(SysrootOnImage {
@@ -88,10 +82,39 @@ impl SysrootOnImage {
     }
 }
 
+/// `count` files of `mib` MiB of random data, which does not compress.
+fn random_files(count: usize, mib: u64) -> impl FnOnce(&Path) -> Result<()> {
+    move |dir| {
+        let spec = GenSpec {
+            buckets: vec![Bucket {
+                count,
+                min: mib * 1024 * 1024,
+                max: mib * 1024 * 1024,
+            }],
+            files_per_dir: 100,
+            seed: 3,
+        };
+        generate_tree(dir, &spec)?;
+        Ok(())
+    }
+}
+
+/// The refused install left the machine as it was: v1 is still the only deployment, and
+/// the repository's refs are as they were and it passes fsck.
+fn expect_unchanged(machine: &SysrootOnImage, refs_before: &[String]) -> Result<()> {
+    let sysroot = &machine.sysroot;
+    let repo = sysroot.repo();
+    ensure!(sysroot.deployments()?.len() == 1);
+    ensure!(sysroot.default_deployment()?.commit == sysroot.v1);
+    ensure!(repo.refs()? == refs_before);
+    repo.fsck()?;
+    Ok(())
+}
+
 #[test]
 fn too_little_space_is_refused_and_changes_nothing() -> Result<()> {
     // 48 MiB of update for a 32 MiB filesystem.
-    let machine = SysrootOnImage::create(32, 5, 12, 4)?;
+    let machine = SysrootOnImage::create(32, 5, random_files(12, 4))?;
     let repo = machine.sysroot.repo();
     let refs_before = repo.refs()?;
     let objects_before = repo.count_objects()?;
@@ -103,13 +126,48 @@ fn too_little_space_is_refused_and_changes_nothing() -> Result<()> {
     ensure!(stderr.contains("bytes are missing"), "{stderr}");
     ensure!(run.finished() == Some(false), "{run}");
     ensure!(run.results().is_empty(), "{run}");
-
-    let sysroot = &machine.sysroot;
-    ensure!(sysroot.deployments()?.len() == 1);
-    ensure!(sysroot.default_deployment()?.commit == sysroot.v1);
-    ensure!(repo.refs()? == refs_before);
+    expect_unchanged(&machine, &refs_before)?;
+    // Refused before any work: not one object was written.
     ensure!(repo.count_objects()? == objects_before);
-    repo.fsck()?;
+    machine.remove()
+}
+
+/// An update that compresses well looks small on the drive and grows as it is unpacked. The
+/// pull counts what it writes, as libostree does, and stops before the repository's reserve.
+#[test]
+fn an_update_that_grows_when_unpacked_stops_at_the_reserve() -> Result<()> {
+    // Three 16 MiB files of one repeated byte each: a few KiB on the drive.
+    let machine = SysrootOnImage::create(64, 5, |dir| {
+        for byte in 1..=3u8 {
+            std::fs::write(dir.join(format!("fill-{byte}")), vec![byte; 16 << 20])?;
+        }
+        Ok(())
+    })?;
+    let sysroot = &machine.sysroot;
+    let reserve = 24u64 << 20;
+    sysroot
+        .repo()
+        .config_set("core.min-free-space-size", "24MB")?;
+    let refs_before = sysroot.repo().refs()?;
+    let free = |path: &Path| -> Result<u64> {
+        let disk = rustix::fs::statvfs(path)?;
+        Ok(disk.f_bfree * disk.f_frsize)
+    };
+    let before = free(&sysroot.path)?;
+    ensure!(
+        before > reserve && before - reserve < 48 << 20,
+        "the image leaves {before} bytes: the update would fit"
+    );
+
+    let run = machine.install()?;
+    ensure!(!run.success(), "installed into the reserve:\n{run}");
+    let result = run.expect(OS_REF, InstallStatus::Failed)?;
+    let message = result.message.as_deref().unwrap_or_default();
+    ensure!(message.contains("not enough free space"), "{message}");
+    expect_unchanged(&machine, &refs_before)?;
+    // What the pull verified before it stopped may stay for the next try; the reserve stays.
+    let after = free(&sysroot.path)?;
+    ensure!(after >= reserve, "only {after} bytes are left");
     machine.remove()
 }
 
@@ -118,7 +176,7 @@ fn too_little_space_is_refused_and_changes_nothing() -> Result<()> {
 #[test]
 fn root_installs_into_the_blocks_kept_for_root() -> Result<()> {
     // A quarter of the 64 MiB is kept for root; the update is 4 MiB.
-    let machine = SysrootOnImage::create(64, 25, 2, 2)?;
+    let machine = SysrootOnImage::create(64, 25, random_files(2, 2))?;
     let sysroot = &machine.sysroot;
     sysroot
         .repo()

@@ -330,6 +330,7 @@ impl Repo {
             stat.f_bavail
         };
         let available = free_blocks.saturating_mul(stat.f_frsize);
+        let block_size = stat.f_bsize.max(1);
         let total = stat.f_blocks.saturating_mul(stat.f_frsize);
         let reserved = match self.config.min_free_space {
             MinFreeSpace::Megabytes(megabytes) => megabytes.saturating_mul(1 << 20),
@@ -338,6 +339,7 @@ impl Repo {
         Ok(FreeSpace {
             available,
             reserved,
+            block_size,
         })
     }
 
@@ -398,6 +400,8 @@ pub struct FreeSpace {
     pub available: u64,
     /// Bytes the repository's config asks to keep free.
     pub reserved: u64,
+    /// The filesystem's block size, in which libostree counts what objects take.
+    pub block_size: u64,
 }
 
 impl FreeSpace {

@@ -309,6 +309,7 @@ impl Repo {
         if place.is_staged() && self.config.fsync && self.config.per_object_fsync {
             rustix::fs::fsync(&file).map_err(|e| RepoError::io("sync", &path, e))?;
         }
+        place.claim_space(&file)?;
         drop(file);
         self.place_entry(place, temp, object, None, bytes.len() as u64)
     }
@@ -447,6 +448,7 @@ impl Repo {
         }
         self.apply_file_metadata(&file, header)
             .map_err(|e| self.metadata_error(object, e))?;
+        place.claim_space(&file)?;
         self.place_entry(place, temp, object, Some(&file), header.size)?;
         Ok(WriteOutcome::Written)
     }
@@ -661,6 +663,7 @@ impl Repo {
         if place.is_staged() && self.config.fsync && self.config.per_object_fsync {
             rustix::fs::fsync(&file).map_err(|e| RepoError::io("sync", &path, e))?;
         }
+        place.claim_space(&file)?;
         drop(file);
         self.place_entry(place, temp, object, None, header.size)?;
         Ok(WriteOutcome::Written)
@@ -700,6 +703,24 @@ impl Place<'_> {
     fn is_staged(self) -> bool {
         matches!(self, Self::Staged(_))
     }
+
+    /// Counts a written content object against the transaction's space budget.
+    fn claim_space(self, file: &File) -> Result<(), RepoError> {
+        match self {
+            Self::Direct => Ok(()),
+            Self::Staged(transaction) => transaction.claim_space(file),
+        }
+    }
+}
+
+/// What content objects may still take before the repository's reserve is reached, counted
+/// as libostree counts it (`txn.max_blocks`): fixed when the transaction begins, and each
+/// content object takes its size in blocks, plus one, once it is written. Metadata objects
+/// are small and not counted, as in libostree.
+struct SpaceBudget {
+    remaining: Mutex<u64>,
+    block_size: u64,
+    reserved: u64,
 }
 
 /// A batch is committed once it holds this many objects...
@@ -764,6 +785,8 @@ pub struct Transaction<'r> {
     removed_stale: u64,
     batch: Mutex<Batch>,
     limits: (usize, u64),
+    /// None when the repository reserves no space.
+    budget: Option<SpaceBudget>,
     _lock: RepoLock,
 }
 
@@ -785,6 +808,14 @@ impl<'r> Transaction<'r> {
         let tmp_path = repo.path.join("tmp");
         let prefix = format!("{STAGING_PREFIX}{}-", boot_id()?);
         let (staging, origin, removed_stale) = allocate_staging(tmp, &tmp_path, &prefix)?;
+        let budget = match repo.free_space()? {
+            space if space.reserved == 0 => None,
+            space => Some(SpaceBudget {
+                remaining: Mutex::new(space.usable()),
+                block_size: space.block_size,
+                reserved: space.reserved,
+            }),
+        };
         Ok(Self {
             repo,
             staging,
@@ -792,6 +823,7 @@ impl<'r> Transaction<'r> {
             removed_stale,
             batch: Mutex::new(Batch::default()),
             limits: (BATCH_OBJECTS, BATCH_BYTES),
+            budget,
             _lock: lock,
         })
     }
@@ -869,6 +901,33 @@ impl<'r> Transaction<'r> {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         }
+    }
+
+    /// Takes what `file` (a written content object) occupies from the space budget, or
+    /// refuses when the repository's reserve would be reached.
+    fn claim_space(&self, file: &File) -> Result<(), RepoError> {
+        let Some(budget) = &self.budget else {
+            return Ok(());
+        };
+        let size = file
+            .metadata()
+            .map_err(|e| RepoError::io("measure", self.staging_path(), e))?
+            .len();
+        let claim = (size / budget.block_size + 1).saturating_mul(budget.block_size);
+        let mut remaining = match budget.remaining.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if claim > *remaining {
+            return Err(RepoError::NoSpace {
+                path: self.repo.path.clone(),
+                needed: size,
+                usable: *remaining,
+                reserved: budget.reserved,
+            });
+        }
+        *remaining -= claim;
+        Ok(())
     }
 
     /// Records a verified entry of the staging directory; commits the batch when full.
