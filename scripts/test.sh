@@ -31,6 +31,9 @@ step() {  # step NAME COMMAND...: runs and times one step, remembering failures
 
 step "install dependencies" bash scripts/install-deps.sh || exit 1
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+# A one-off build gains nothing from incremental caches, which take gigabytes; set
+# CARGO_INCREMENTAL=1 to keep them between runs.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 for tool in fmt clippy nextest; do
   if ! cargo "$tool" --version >/dev/null 2>&1; then
     echo "cargo $tool is missing: install it (rustup component add rustfmt clippy; cargo install cargo-nextest)" >&2
