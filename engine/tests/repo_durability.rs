@@ -313,3 +313,65 @@ fn transactions_commit_under_every_fsync_setting() {
         assert_eq!(staging_dirs(&dest_path), Vec::<String>::new(), "{key}");
     }
 }
+
+/// As libostree: with the repository's reserve out of reach, a transaction still writes
+/// metadata objects, and refuses content objects with an error saying what is missing. For
+/// every mode, archive included (where compressed objects are copied as they are).
+#[test]
+fn content_beyond_the_reserve_is_refused_and_metadata_still_written() {
+    for mode in [RepoMode::Archive, RepoMode::BareUserOnly] {
+        let work = TempDir::new().expect("tempdir");
+        let (source, commit) = source_commit(work.path());
+        let dest_path = work.path().join("dest");
+        Repo::init(&dest_path, mode, None).expect("init");
+        let config = dest_path.join("config");
+        let text = fs::read_to_string(&config).expect("read config");
+        let text = text.replacen("[core]\n", "[core]\nmin-free-space-size=999999999TB\n", 1);
+        fs::write(&config, text).expect("write config");
+        let dest = Repo::open(&dest_path).expect("open");
+
+        let transaction = Transaction::begin(&dest, None).expect("begin");
+        let mut refused = 0;
+        for object in closure(&source, &commit) {
+            match object.kind {
+                ObjectKind::File => {
+                    let result = if mode == RepoMode::Archive {
+                        let filez = source
+                            .open_archived_content(&object.checksum)
+                            .expect("open");
+                        transaction.write_archived_content(&object.checksum, filez.file)
+                    } else {
+                        let (header, reader) = source.open_content(&object.checksum).expect("open");
+                        let result = transaction.write_content(&object.checksum, &header, reader);
+                        if header.is_symlink() {
+                            // A symbolic link takes no data blocks; libostree lets it through.
+                            result.expect("a symbolic link");
+                            continue;
+                        }
+                        result
+                    };
+                    let error = result.expect_err(&format!("{mode:?}: {object} past the reserve"));
+                    assert!(
+                        error.to_string().contains("not enough free space"),
+                        "{error}"
+                    );
+                    refused += 1;
+                }
+                kind => {
+                    let bytes = source.read_metadata(kind, &object.checksum).expect("read");
+                    transaction
+                        .write_metadata(kind, &object.checksum, &bytes)
+                        .unwrap_or_else(|error| panic!("metadata {object}: {error}"));
+                }
+            }
+        }
+        assert!(refused > 0, "the tree has content objects");
+        transaction.commit().expect("commit the metadata");
+        assert!(dest
+            .has_object(ferry_engine::object::ObjectId::new(
+                commit,
+                ObjectKind::Commit
+            ))
+            .expect("check"));
+    }
+}

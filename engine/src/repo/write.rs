@@ -309,7 +309,6 @@ impl Repo {
         if place.is_staged() && self.config.fsync && self.config.per_object_fsync {
             rustix::fs::fsync(&file).map_err(|e| RepoError::io("sync", &path, e))?;
         }
-        place.claim_space(&file)?;
         drop(file);
         self.place_entry(place, temp, object, None, bytes.len() as u64)
     }
