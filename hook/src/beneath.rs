@@ -158,20 +158,21 @@ mod tests {
 
     #[test]
     fn follows_links_inside_and_refuses_links_out() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("temp dir");
         let drive = dir.path().join("drive");
-        std::fs::create_dir_all(drive.join(".ostree/repo")).unwrap();
-        std::fs::create_dir_all(drive.join(".ostree/repos.d")).unwrap();
-        std::fs::create_dir_all(dir.path().join("outside")).unwrap();
-        symlink("../repo", drive.join(".ostree/repos.d/00-inside")).unwrap();
-        symlink("../../../outside", drive.join(".ostree/repos.d/01-up")).unwrap();
-        symlink("/etc", drive.join(".ostree/repos.d/02-absolute")).unwrap();
-        symlink("/proc/self/root", drive.join(".ostree/repos.d/03-magic")).unwrap();
+        std::fs::create_dir_all(drive.join(".ostree/repo")).expect("create a directory");
+        std::fs::create_dir_all(drive.join(".ostree/repos.d")).expect("create a directory");
+        std::fs::create_dir_all(dir.path().join("outside")).expect("create a directory");
+        symlink("../repo", drive.join(".ostree/repos.d/00-inside")).expect("create a symlink");
+        symlink("../../../outside", drive.join(".ostree/repos.d/01-up")).expect("create a symlink");
+        symlink("/etc", drive.join(".ostree/repos.d/02-absolute")).expect("create a symlink");
+        symlink("/proc/self/root", drive.join(".ostree/repos.d/03-magic"))
+            .expect("create a symlink");
 
-        let root = DriveRoot::open(&drive).unwrap();
+        let root = DriveRoot::open(&drive).expect("open the drive");
         let inside = root
             .resolve(&drive.join(".ostree/repos.d/00-inside"))
-            .unwrap();
+            .expect("resolve the link inside the drive");
         assert_eq!(inside, drive.join(".ostree/repo"));
         for name in ["01-up", "02-absolute", "03-magic"] {
             let error = root

@@ -189,7 +189,7 @@ mod tests {
     fn parses_lines_with_optional_fields_and_escapes() {
         let line = "36 35 8:17 / /run/media/ann/MY\\040STICK rw,nosuid,nodev shared:1 master:2 \
                     - vfat /dev/sdb1 rw,uid=1000";
-        let entry = parse_line(line).unwrap();
+        let entry = parse_line(line).expect("parse the line");
         assert_eq!((entry.major, entry.minor), (8, 17));
         assert_eq!(entry.mount_point, PathBuf::from("/run/media/ann/MY STICK"));
         assert_eq!(entry.root, PathBuf::from("/"));
@@ -223,12 +223,15 @@ mod tests {
 
     #[test]
     fn reads_this_process_table_and_times_out_without_changes() {
-        let mut watcher = MountWatcher::open().unwrap();
-        assert!(is_mount_point(&watcher.table().unwrap(), Path::new("/")));
+        let mut watcher = MountWatcher::open().expect("watch mounts");
+        assert!(is_mount_point(
+            &watcher.table().expect("read the mount table"),
+            Path::new("/")
+        ));
         let start = Instant::now();
         let found: Option<()> = watcher
             .wait_until(start + Duration::from_millis(200), |_| None)
-            .unwrap();
+            .expect("wait on the mount table");
         assert!(found.is_none());
         assert!(start.elapsed() >= Duration::from_millis(200));
     }

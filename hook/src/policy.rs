@@ -265,9 +265,9 @@ mod tests {
 
     #[test]
     fn empty_text_gives_defaults() {
-        assert_eq!(parse("").unwrap(), Policy::default());
+        assert_eq!(parse("").expect("parse the policy"), Policy::default());
         assert_eq!(
-            parse("# only comments\n; and this\n\n").unwrap(),
+            parse("# only comments\n; and this\n\n").expect("parse the policy"),
             Policy::default()
         );
     }
@@ -277,7 +277,7 @@ mod tests {
         let text = "[policy]\non-insert = install\nreboot-after-os-update=when-idle\n\
                     mount = self\nmount-timeout-seconds = 30\nvalidation-timeout-seconds=5\n\
                     removable-only = no\n";
-        let policy = parse(text).unwrap();
+        let policy = parse(text).expect("parse the policy");
         assert_eq!(policy.on_insert, OnInsert::Install);
         assert_eq!(policy.reboot_after_os_update, RebootPolicy::WhenIdle);
         assert_eq!(policy.mount, MountMode::SelfMount);
@@ -285,7 +285,9 @@ mod tests {
         assert_eq!(policy.validation_timeout, Duration::from_secs(5));
         assert!(!policy.removable_only);
         assert_eq!(
-            parse("on-insert = ignore").unwrap().on_insert,
+            parse("on-insert = ignore")
+                .expect("parse the policy")
+                .on_insert,
             OnInsert::Ignore
         );
     }
@@ -326,26 +328,26 @@ mod tests {
     #[test]
     fn the_example_file_is_valid_and_says_the_defaults() {
         let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/ferry.conf");
-        let policy = Policy::read(Path::new(example)).unwrap();
+        let policy = Policy::read(Path::new(example)).expect("read the policy");
         assert_eq!(policy, Policy::default());
     }
 
     #[test]
     fn bad_or_missing_files_fall_back_to_notify() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("temp dir");
         let missing = dir.path().join("none.conf");
         let (policy, error) = Policy::read_or_default(&missing);
         assert!(error.is_none());
         assert_eq!(policy.on_insert, OnInsert::Notify);
 
         let bad = dir.path().join("bad.conf");
-        std::fs::write(&bad, "on-insert = install\nmount = sometimes\n").unwrap();
+        std::fs::write(&bad, "on-insert = install\nmount = sometimes\n").expect("write a file");
         let (policy, error) = Policy::read_or_default(&bad);
         assert_eq!(policy.on_insert, OnInsert::Notify);
         assert_eq!(error.and_then(|e| e.line()), Some(2));
 
         let huge = dir.path().join("huge.conf");
-        std::fs::write(&huge, "#".repeat(100_000)).unwrap();
+        std::fs::write(&huge, "#".repeat(100_000)).expect("write a file");
         assert!(Policy::read(&huge).is_err());
     }
 }

@@ -191,24 +191,33 @@ mod tests {
 
     #[test]
     fn writes_atomically_with_mode_0644_and_reads_back() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("temp dir");
         let store = RecordStore::new(dir.path().join("drives"));
-        let path = store.write(&record("abc")).unwrap();
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        let path = store.write(&record("abc")).expect("write the record");
+        let mode = std::fs::metadata(&path)
+            .expect("stat the record")
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o644);
         assert_eq!(store.read("abc"), Some(record("abc")));
-        std::fs::write(store.dir().join("junk.json"), b"{not json").unwrap();
-        store.write(&record("def")).unwrap();
-        let ids: Vec<String> = store.list().unwrap().into_iter().map(|r| r.id).collect();
+        std::fs::write(store.dir().join("junk.json"), b"{not json").expect("write a file");
+        store.write(&record("def")).expect("write the record");
+        let ids: Vec<String> = store
+            .list()
+            .expect("list the records")
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
         assert_eq!(ids, ["abc", "def"]);
         let leftovers: Vec<_> = std::fs::read_dir(store.dir())
-            .unwrap()
+            .expect("list the directory")
             .filter_map(Result::ok)
             .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty());
-        store.remove("abc").unwrap();
-        store.remove("abc").unwrap();
+        store.remove("abc").expect("remove the record");
+        store.remove("abc").expect("remove the record");
         assert_eq!(store.read("abc"), None);
     }
 }

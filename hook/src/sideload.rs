@@ -97,11 +97,13 @@ mod tests {
 
     #[test]
     fn links_and_unlinks_only_its_own() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("temp dir");
         let sideload = dir.path().join("sideload-repos");
-        std::fs::create_dir(&sideload).unwrap();
-        std::os::unix::fs::symlink("/elsewhere", sideload.join("automount-x")).unwrap();
-        std::os::unix::fs::symlink("/other", sideload.join("ferry-ab-cd-0")).unwrap();
+        std::fs::create_dir(&sideload).expect("create a directory");
+        std::os::unix::fs::symlink("/elsewhere", sideload.join("automount-x"))
+            .expect("create a symlink");
+        std::os::unix::fs::symlink("/other", sideload.join("ferry-ab-cd-0"))
+            .expect("create a symlink");
         let names = link(
             &sideload,
             "ab",
@@ -110,19 +112,24 @@ mod tests {
                 PathBuf::from("/m/ostree/repo"),
             ],
         )
-        .unwrap();
+        .expect("make the links");
         assert_eq!(names, ["ferry-ab-0", "ferry-ab-1"]);
         assert_eq!(
-            std::fs::read_link(sideload.join("ferry-ab-1")).unwrap(),
+            std::fs::read_link(sideload.join("ferry-ab-1")).expect("read a link"),
             PathBuf::from("/m/ostree/repo")
         );
         // Re-linking with fewer repos drops the old extra link.
-        link(&sideload, "ab", &[PathBuf::from("/m/.ostree/repo")]).unwrap();
+        link(&sideload, "ab", &[PathBuf::from("/m/.ostree/repo")]).expect("make the links");
         assert!(std::fs::symlink_metadata(sideload.join("ferry-ab-1")).is_err());
-        unlink_all(&sideload, "ab").unwrap();
+        unlink_all(&sideload, "ab").expect("remove the links");
         let mut left: Vec<String> = std::fs::read_dir(&sideload)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .expect("list the directory")
+            .map(|e| {
+                e.expect("a directory entry")
+                    .file_name()
+                    .into_string()
+                    .expect("a UTF-8 name")
+            })
             .collect();
         left.sort();
         assert_eq!(left, ["automount-x", "ferry-ab-cd-0"]);

@@ -141,12 +141,12 @@ mod tests {
 
     #[test]
     fn repositories_outside_the_drive_are_refused_whoever_reported_them() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("temp dir");
         let drive = dir.path().join("drive");
-        std::fs::create_dir_all(drive.join(".ostree/repo")).unwrap();
-        std::fs::create_dir_all(dir.path().join("elsewhere")).unwrap();
-        std::os::unix::fs::symlink("../elsewhere", drive.join("ostree")).unwrap();
-        let root = DriveRoot::open(&drive).unwrap();
+        std::fs::create_dir_all(drive.join(".ostree/repo")).expect("create a directory");
+        std::fs::create_dir_all(dir.path().join("elsewhere")).expect("create a directory");
+        std::os::unix::fs::symlink("../elsewhere", drive.join("ostree")).expect("create a symlink");
+        let root = DriveRoot::open(&drive).expect("open the drive");
         let mut validation = Validation::default();
         let contained = accept_contained(
             &root,
