@@ -51,12 +51,8 @@ setup_scene() {
   fi
   rm -rf "$CACHE" "$CACHE.stamp"
   mkdir -p "$CACHE"
-  export GNUPGHOME=$CACHE/gnupg
-  mkdir -m 700 -p "$GNUPGHOME"
-  gpg --batch --passphrase '' --quick-gen-key 'OS Vendor <os@example.org>' ed25519 sign never 2>/dev/null
-  local key
-  key=$(gpg --list-keys --with-colons | awk -F: '/^fpr:/ { print $10; exit }')
-  gpg --batch --export "$key" > "$CACHE/vendor.gpg"
+  bench_signing_key "$CACHE" 'OS Vendor <os@example.org>'
+  local key=$BENCH_KEY
 
   local vendor=$CACHE/osrepo data=$CACHE/osdata
   ostree init --mode=archive --repo="$vendor" --collection-id=$COLLECTION

@@ -38,12 +38,8 @@ scene() {
   local stamp="$(cat "$BENCH_DIR/tree.stamp") $ARCH"
   if [ -f "$s.stamp" ] && [ "$(cat "$s.stamp")" = "$stamp" ]; then return 0; fi
   rm -rf "$s" "$s.stamp"; mkdir -p "$s"
-  export GNUPGHOME=$s/gnupg; mkdir -m 700 "$GNUPGHOME"
-  gpg --batch --pinentry-mode loopback --passphrase '' \
-    --quick-gen-key 'Ferry Bench <bench@example.org>' ed25519 sign never 2>/dev/null
-  local keyid; keyid=$(gpg --list-keys --with-colons | awk -F: '/^pub/ { print $5; exit }')
-  gpg --export "$keyid" > "$s/pub.gpg"
-  local sign=(--gpg-sign="$keyid" --gpg-homedir="$GNUPGHOME")
+  bench_signing_key "$s" 'Ferry Bench <bench@example.org>'
+  local sign=(--gpg-sign="$BENCH_KEY" --gpg-homedir="$GNUPGHOME")
 
   # A runtime with a shell, as flatpak's own tests make one.
   local rt=$s/rt; mkdir -p "$rt/usr/bin" "$rt/usr/lib" "$rt/files"; ln -s lib "$rt/usr/lib64"
@@ -75,7 +71,7 @@ scene() {
   publish v1
 
   ( fp_env "$s/client-template"
-    flatpak --user remote-add --gpg-import="$s/pub.gpg" --collection-id="$COLLECTION" \
+    flatpak --user remote-add --gpg-import="$s/vendor.gpg" --collection-id="$COLLECTION" \
       "$REMOTE" "file://$s/repo"
     flatpak --user install -y --noninteractive "$REMOTE" "$APP" >/dev/null
     # Offline from now on: only the drive has v2.
@@ -83,7 +79,7 @@ scene() {
 
   publish v2 "$BENCH_DIR/tree"
   ( fp_env "$s/peer"
-    flatpak --user remote-add --gpg-import="$s/pub.gpg" --collection-id="$COLLECTION" \
+    flatpak --user remote-add --gpg-import="$s/vendor.gpg" --collection-id="$COLLECTION" \
       "$REMOTE" "file://$s/repo"
     flatpak --user install -y --noninteractive "$REMOTE" "$APP" >/dev/null
     mkdir -p "$s/drive"; flatpak --user create-usb "$s/drive" "$APP" >/dev/null )

@@ -79,6 +79,17 @@ bench_archive_repo() {
   echo "$tree $ref $(cat "${tree%/}.stamp" 2>/dev/null)" > "$repo.stamp"
 }
 
+# bench_signing_key DIR NAME: a new ed25519 signing key for NAME in DIR/gnupg, which becomes
+# GNUPGHOME; its public key goes to DIR/vendor.gpg and its fingerprint to BENCH_KEY.
+bench_signing_key() {
+  export GNUPGHOME=$1/gnupg
+  mkdir -m 700 -p "$GNUPGHOME"
+  gpg --batch --pinentry-mode loopback --passphrase '' \
+    --quick-gen-key "$2" ed25519 sign never 2>/dev/null || bench_die "gpg could not make a key"
+  BENCH_KEY=$(gpg --list-keys --with-colons | awk -F: '/^fpr:/ { print $10; exit }')
+  gpg --batch --export "$BENCH_KEY" > "$1/vendor.gpg"
+}
+
 # bench_fresh_repo PATH MODE [COLLECTION]: removes PATH and creates an empty repository there.
 bench_fresh_repo() {
   rm -rf "$1"

@@ -29,12 +29,8 @@ setup_scene() {
   if [ -f "$SETUP.stamp" ] && [ "$(cat "$SETUP.stamp")" = "$STAMP" ]; then return 0; fi
   rm -rf "$SETUP" "$SETUP.stamp"
   mkdir -p "$SETUP"
-  export GNUPGHOME=$SETUP/gnupg
-  mkdir -m 700 -p "$GNUPGHOME"
-  gpg --batch --passphrase '' --quick-gen-key 'Bench Vendor <bench@example.org>' ed25519 sign never 2>/dev/null
-  local key
-  key=$(gpg --list-keys --with-colons | awk -F: '/^fpr:/ { print $10; exit }')
-  gpg --batch --export "$key" > "$SETUP/vendor.gpg"
+  bench_signing_key "$SETUP" 'Bench Vendor <bench@example.org>'
+  local key=$BENCH_KEY
 
   local vendor=$SETUP/vendor tree=$SETUP/tree
   ostree init --mode=archive --repo="$vendor" --collection-id=$COLLECTION
