@@ -591,11 +591,7 @@ mod tests {
         let server = StaticServer::serve(&fixture.repo.repo.path).expect("server");
         fixture
             .client
-            .flatpak()
-            .args(["--user", "remote-modify"])
-            .arg(format!("--url={}", server.url))
-            .arg(REMOTE)
-            .run()
+            .set_remote_url(REMOTE, &server.url)
             .expect("remote-modify");
         let run = tempfile::tempdir().expect("tempdir");
         let drives = run.path().join("drives");

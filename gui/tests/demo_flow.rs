@@ -15,12 +15,17 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use ferry_tests::bins;
+use ferry_tests::cmd::wait_for;
 use ferry_tests::demo::{self, DemoScene, DRIVE_NAME, NEW_RUNTIME_BRANCH};
 use ferry_tests::flatpak::runtime_ref;
+
+mod session_support;
+
+use session_support::{gdbus_wait, stdout_of};
 
 const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 /// Starting a server or the agent.
@@ -140,13 +145,7 @@ impl Desktop {
             _dunst: Guard(dunst),
         };
         desktop
-            .run(Command::new("gdbus").args([
-                "wait",
-                "--session",
-                "--timeout",
-                "30",
-                "org.freedesktop.Notifications",
-            ]))
+            .run(&mut gdbus_wait("org.freedesktop.Notifications"))
             .context("dunst did not take the notification bus name")?;
         Ok(desktop)
     }
@@ -163,19 +162,11 @@ impl Desktop {
 
     /// Runs `command` in this session; its stdout, or an error with its stderr.
     fn run(&self, command: &mut Command) -> Result<String> {
-        command
-            .env("DISPLAY", &self.display)
-            .env("DBUS_SESSION_BUS_ADDRESS", &self.bus);
-        let output = command
-            .output()
-            .with_context(|| format!("running {command:?}"))?;
-        ensure!(
-            output.status.success(),
-            "{command:?} failed with {}: {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        stdout_of(
+            command
+                .env("DISPLAY", &self.display)
+                .env("DBUS_SESSION_BUS_ADDRESS", &self.bus),
+        )
     }
 
     fn monitor_text(&self) -> String {
@@ -189,23 +180,8 @@ impl Desktop {
         limit: Duration,
         found: impl Fn(&str) -> bool,
     ) -> Result<()> {
-        poll_until(what, limit, || Ok(found(&self.monitor_text())))
+        wait_for(what, limit, || anyhow::Ok(found(&self.monitor_text())))
             .with_context(|| format!("the bus monitor saw:\n{}", self.monitor_text()))
-    }
-}
-
-/// Asks `check` every 50 ms until it holds, or fails at the deadline: for state that is only
-/// known by asking (a log file, dunst's counters).
-fn poll_until(what: &str, limit: Duration, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if check()? {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            bail!("timed out after {limit:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -257,13 +233,7 @@ fn demo_drive_notifies_and_install_updates_the_os_and_both_apps() -> Result<()> 
         .context("starting ferry --background")?;
     let mut agent = Guard(agent);
     desktop
-        .run(Command::new("gdbus").args([
-            "wait",
-            "--session",
-            "--timeout",
-            "30",
-            "io.github.ferry.Ferry",
-        ]))
+        .run(&mut gdbus_wait("io.github.ferry.Ferry"))
         .with_context(|| format!("the agent did not start; {}", log_text(&agent_log)))?;
 
     // The drive is plugged in: the hook validates it and writes its record.
@@ -305,9 +275,9 @@ fn demo_drive_notifies_and_install_updates_the_os_and_both_apps() -> Result<()> 
             "the notification lacks {needle:?}:\n{log}"
         );
     }
-    poll_until("dunst to show the notification", START, || {
+    wait_for("dunst to show the notification", START, || {
         let displayed = desktop.run(Command::new("dunstctl").args(["count", "displayed"]))?;
-        Ok(displayed.trim() != "0")
+        anyhow::Ok(displayed.trim() != "0")
     })?;
 
     // A person clicks Install: dunst's menu picks the action and dunst emits ActionInvoked.

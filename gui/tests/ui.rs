@@ -17,10 +17,15 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _, Result};
+use ferry_tests::cmd::wait_for;
 use ferry_tests::flatpak::{AppSpec, FlatpakFixture, APP_NAME, REMOTE};
 use ferry_tests::http::StaticServer;
 use inotify::{Inotify, WatchMask};
 use rustix::event::{PollFd, PollFlags, Timespec};
+
+mod session_support;
+
+use session_support::{gdbus_call, gdbus_wait, stdout_of};
 
 const SESSION_MARK: &str = "FERRY_UI_SESSION";
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -238,9 +243,11 @@ impl Session {
     fn start() -> Result<Self> {
         let root = tempfile::tempdir()?;
         let locale_dir = root.path().join("locale");
-        run(Command::new(repo_root().join("scripts/i18n.sh"))
-            .arg("compile")
-            .arg(&locale_dir))?;
+        stdout_of(
+            Command::new(repo_root().join("scripts/i18n.sh"))
+                .arg("compile")
+                .arg(&locale_dir),
+        )?;
 
         // Animations off: every frame the hook records is a settled one.
         let gtk_dir = root.path().join("config/gtk-4.0");
@@ -285,7 +292,7 @@ impl Session {
             .spawn()
             .context("starting dunst")?;
         let dunst = Guard(dunst);
-        run(Command::new("gdbus").args([
+        stdout_of(Command::new("gdbus").args([
             "wait",
             "--session",
             "--timeout",
@@ -318,19 +325,6 @@ fn data_dirs() -> OsString {
     let mut dirs = repo_root().join("data").into_os_string();
     dirs.push(":/usr/local/share:/usr/share");
     dirs
-}
-
-fn run(command: &mut Command) -> Result<String> {
-    let output = command
-        .output()
-        .with_context(|| format!("running {command:?}"))?;
-    ensure!(
-        output.status.success(),
-        "{command:?} failed with {}: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// One scenario's world: a runtime dir with drive records, the fake ferryctl's settings, and
@@ -477,32 +471,19 @@ impl<'a> World<'a> {
     }
 
     fn wait_for_app_on_bus(&self) -> Result<()> {
-        run(Command::new("gdbus").args([
-            "wait",
-            "--session",
-            "--timeout",
-            "30",
-            "io.github.ferry.Ferry",
-        ]))
-        .context("the app did not register on the session bus")?;
+        stdout_of(&mut gdbus_wait("io.github.ferry.Ferry"))
+            .context("the app did not register on the session bus")?;
         Ok(())
     }
 
     /// Activates one of the app's actions the way the desktop does, over D-Bus.
     fn activate(&self, action: &str) -> Result<()> {
-        run(Command::new("gdbus").args([
-            "call",
-            "--session",
-            "--dest",
+        stdout_of(&mut gdbus_call(
             "io.github.ferry.Ferry",
-            "--object-path",
             "/io/github/ferry/Ferry",
-            "--method",
             "org.gtk.Actions.Activate",
-            action,
-            "[]",
-            "{}",
-        ]))?;
+            &[action, "[]", "{}"],
+        ))?;
         Ok(())
     }
 
@@ -627,21 +608,6 @@ fn wait_for_file<T>(
     }
 }
 
-/// For state only reachable by asking (dunst's counters): asks again every 50 ms until
-/// `check` holds, or fails at the deadline.
-fn poll_until(what: &str, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if check()? {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            bail!("timed out after {DEADLINE:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn install_executable_bits() -> Result<()> {
     for script in ["fake-ferryctl.sh", "pick-install.sh"] {
         let path = data(script);
@@ -755,9 +721,9 @@ fn agent_notifies_and_installs(session: &Session) -> Result<()> {
         );
     }
     // dunst queues what it received, then shows it.
-    poll_until("dunst to show the notification", || {
-        let displayed = run(Command::new("dunstctl").args(["count", "displayed"]))?;
-        Ok(displayed.trim() != "0")
+    wait_for("dunst to show the notification", DEADLINE, || {
+        let displayed = stdout_of(Command::new("dunstctl").args(["count", "displayed"]))?;
+        anyhow::Ok(displayed.trim() != "0")
     })?;
 
     // A second `ferry` hands over to the agent, which opens its window.
@@ -767,12 +733,14 @@ fn agent_notifies_and_installs(session: &Session) -> Result<()> {
             && text.contains("Button \"Install All\" sensitive=true")
     })?;
     updates.save("updates")?;
-    run(Command::new("import")
-        .args(["-window", "root"])
-        .arg(screenshots_dir().join("notification.png")))?;
+    stdout_of(
+        Command::new("import")
+            .args(["-window", "root"])
+            .arg(screenshots_dir().join("notification.png")),
+    )?;
 
     // Install, as a person would: through the notification's action, via dunst's menu.
-    run(Command::new("dunstctl").arg("context"))?;
+    stdout_of(Command::new("dunstctl").arg("context"))?;
     let args = wait_for_file(&world.ctl_args, "ferryctl to be started", |text| {
         text.contains("--\n").then(|| text.to_owned())
     })?;
@@ -910,7 +878,9 @@ fn problems_only(session: &Session) -> Result<()> {
     world.wait_for_app_on_bus()?;
     world.activate("quit")?;
     let mut app = app;
-    poll_until("the app to exit", || Ok(app.0.try_wait()?.is_some()))?;
+    wait_for("the app to exit", DEADLINE, || {
+        anyhow::Ok(app.0.try_wait()?.is_some())
+    })?;
     Ok(())
 }
 
@@ -977,13 +947,7 @@ fn internet_update_of_a_per_user_app(session: &Session) -> Result<()> {
     let fixture = FlatpakFixture::new(&world.dir.join("flatpak"))?;
     fixture.publish_app(&AppSpec::new("v2"))?;
     let server = StaticServer::serve(&fixture.repo.repo.path)?;
-    fixture
-        .client
-        .flatpak()
-        .args(["--user", "remote-modify"])
-        .arg(format!("--url={}", server.url))
-        .arg(REMOTE)
-        .run()?;
+    fixture.client.set_remote_url(REMOTE, &server.url)?;
     // The client's machine, but the session's GTK settings and runtime dir.
     world.machine = fixture
         .client
@@ -1032,30 +996,19 @@ fn dbus_activation(session: &Session) -> Result<()> {
         );
         vars.push(format!("'{name}': '{value}'"));
     }
-    run(Command::new("gdbus").args([
-        "call",
-        "--session",
-        "--dest",
+    stdout_of(&mut gdbus_call(
         "org.freedesktop.DBus",
-        "--object-path",
         "/org/freedesktop/DBus",
-        "--method",
         "org.freedesktop.DBus.UpdateActivationEnvironment",
-        &format!("{{{}}}", vars.join(", ")),
-    ]))?;
-    let activate = Command::new("gdbus")
-        .args([
-            "call",
-            "--session",
-            "--dest",
-            "io.github.ferry.Ferry",
-            "--object-path",
-            "/io/github/ferry/Ferry",
-            "--method",
-            "org.freedesktop.Application.Activate",
-            "{}",
-        ])
-        .output()?;
+        &[&format!("{{{}}}", vars.join(", "))],
+    ))?;
+    let activate = gdbus_call(
+        "io.github.ferry.Ferry",
+        "/io/github/ferry/Ferry",
+        "org.freedesktop.Application.Activate",
+        &["{}"],
+    )
+    .output()?;
     // A pidfd names this very process, even after it exits: safe to signal on failure.
     let activated = bus_pid("io.github.ferry.Ferry").and_then(|pid| {
         Ok(Activated(rustix::process::pidfd_open(
@@ -1089,17 +1042,12 @@ fn dbus_activation(session: &Session) -> Result<()> {
 
 /// The pid of the process owning `name` on the session bus.
 fn bus_pid(name: &str) -> Result<rustix::process::Pid> {
-    let text = run(Command::new("gdbus").args([
-        "call",
-        "--session",
-        "--dest",
+    let text = stdout_of(&mut gdbus_call(
         "org.freedesktop.DBus",
-        "--object-path",
         "/org/freedesktop/DBus",
-        "--method",
         "org.freedesktop.DBus.GetConnectionUnixProcessID",
-        name,
-    ]))?;
+        &[name],
+    ))?;
     // "(uint32 1234,)"
     let digits: String = text
         .trim()

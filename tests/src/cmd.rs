@@ -235,11 +235,11 @@ pub fn require_root(what: &str) -> Result<()> {
 /// Polls `check` every 20 ms until it returns `true`, failing after `timeout` with a message
 /// naming `what`. Tests use it instead of fixed sleeps: waiting for a record file, a mount, a
 /// child process reaching some point.
-pub fn wait_for(
+pub fn wait_for<E: From<FixtureError>>(
     what: &str,
     timeout: std::time::Duration,
-    mut check: impl FnMut() -> Result<bool>,
-) -> Result<()> {
+    mut check: impl FnMut() -> std::result::Result<bool, E>,
+) -> std::result::Result<(), E> {
     let deadline = std::time::Instant::now() + timeout;
     loop {
         if check()? {
@@ -248,7 +248,8 @@ pub fn wait_for(
         if std::time::Instant::now() >= deadline {
             return Err(FixtureError::Unexpected(format!(
                 "timed out after {timeout:?} waiting for {what}"
-            )));
+            ))
+            .into());
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }

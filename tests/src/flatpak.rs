@@ -153,6 +153,16 @@ impl FlatpakEnv {
         Ok(())
     }
 
+    /// Points the per-user remote `name` at `url` (`flatpak --user remote-modify --url`).
+    pub fn set_remote_url(&self, name: &str, url: &str) -> Result<()> {
+        self.flatpak()
+            .args(["--user", "remote-modify"])
+            .arg(format!("--url={url}"))
+            .arg(name)
+            .run()?;
+        Ok(())
+    }
+
     /// `flatpak --user install -y --noninteractive REMOTE REF...` plus `extra` options.
     pub fn install(&self, remote: &str, refs: &[&str], extra: &[&str]) -> Result<()> {
         self.flatpak()

@@ -548,12 +548,14 @@ fn wait_for_polls_until_true_and_times_out() -> Result<()> {
     let mut calls = 0;
     ferry_tests::wait_for("the third call", std::time::Duration::from_secs(5), || {
         calls += 1;
-        Ok(calls == 3)
+        anyhow::Ok(calls == 3)
     })?;
     ensure!(calls == 3);
-    let err = ferry_tests::wait_for("never", std::time::Duration::from_millis(50), || Ok(false))
-        .err()
-        .context("wait_for returned without its condition")?;
+    let err = ferry_tests::wait_for("never", std::time::Duration::from_millis(50), || {
+        Ok::<_, ferry_tests::FixtureError>(false)
+    })
+    .err()
+    .context("wait_for returned without its condition")?;
     ensure!(err.to_string().contains("waiting for never"), "{err}");
     Ok(())
 }

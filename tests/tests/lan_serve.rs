@@ -25,7 +25,7 @@ use ferry_tests::ostree::{CommitSpec, OstreeRepo, RemoteSpec, RepoMode};
 use ferry_tests::sysroot::{Sysroot, OS_COLLECTION_ID, OS_REF};
 use ferry_tests::tree::TreeOptions;
 use install_support::InstallRun;
-use pull_support::{client, pull, remote_ref, trust_root, Publisher, BRANCH, COLLECTION};
+use pull_support::{client, pull_remote, remote_ref, trust_root, Publisher, BRANCH, COLLECTION};
 use tempfile::TempDir;
 
 /// How long a server may take to start, and a stopped one to exit.
@@ -110,7 +110,7 @@ impl Server {
         let mut status = None;
         wait_for("ferryctl serve to stop", PROCESS_WAIT, || {
             status = self.child.try_wait().ok().flatten();
-            Ok(status.is_some())
+            anyhow::Ok(status.is_some())
         })?;
         status.context("no exit status")
     }
@@ -194,14 +194,8 @@ fn serves_a_signed_repository_read_only_to_ferry_and_ostree() -> Result<()> {
 
     // Ferry pulls and verifies through it.
     let dest = client(&base.join("dest"), RepoMode::Bare, Some(&publisher.key))?;
-    let run = pull(
-        &trust_root(base),
-        &dest.path,
-        &[OsStr::new(&server.url)],
-        &["--remote", "origin"],
-        &[BRANCH],
-    )?
-    .require_success()?;
+    let run =
+        pull_remote(&trust_root(base), &dest.path, &server.url, &[BRANCH])?.require_success()?;
     ensure!(run.results().len() == 1);
     ensure!(dest.read_ref(&remote_ref(BRANCH))? == Some(publisher.commit.clone()));
     dest.fsck()?;
@@ -460,7 +454,7 @@ fn serial_a_computer_nearby_is_found_listed_and_installed_from() -> Result<()> {
     wait_for(
         "machine A to refresh its advertisement",
         DISCOVERY_WAIT,
-        || Ok(peer.log_text().contains("advertisement refreshed")),
+        || anyhow::Ok(peer.log_text().contains("advertisement refreshed")),
     )?;
     drop(stale_server);
     drop(peer);

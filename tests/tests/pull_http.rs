@@ -26,11 +26,10 @@ fn pulls_from_a_peer_over_http() -> Result<()> {
     let publisher = Publisher::new(&base.join("publisher"), TreeOptions::full())?;
     let server = Peer::serve(&publisher.repo.path)?;
     let dest = client(&base.join("dest"), RepoMode::Bare, Some(&publisher.key))?;
-    let run = pull(
+    let run = pull_remote(
         &trust_root(base),
         &dest.path,
-        &[OsStr::new(&format!("{}/", server.url))],
-        &["--remote", "origin"],
+        format!("{}/", server.url),
         &[BRANCH],
     )?
     .require_success()?;
@@ -117,13 +116,7 @@ fn tampered_object_from_a_peer_is_refused() -> Result<()> {
     )?;
     let server = Peer::serve(&publisher.repo.path)?;
     let dest = client(&base.join("dest"), RepoMode::BareUser, Some(&publisher.key))?;
-    let run = pull(
-        &trust_root(base),
-        &dest.path,
-        &[OsStr::new(&server.url)],
-        &["--remote", "origin"],
-        &[BRANCH],
-    )?;
+    let run = pull_remote(&trust_root(base), &dest.path, &server.url, &[BRANCH])?;
     let object = publisher
         .repo
         .content_checksum(&publisher.commit, &format!("/{}", standard::HELLO))?;
@@ -139,12 +132,7 @@ fn tampered_object_from_a_peer_is_refused() -> Result<()> {
     let empty = base.join("empty");
     fs::create_dir_all(&empty)?;
     let nothing = Peer::serve(&empty)?;
-    let run = pull_remote(
-        &trust_root(base),
-        &dest.path,
-        std::path::Path::new(&nothing.url),
-        &[BRANCH],
-    )?;
+    let run = pull_remote(&trust_root(base), &dest.path, &nothing.url, &[BRANCH])?;
     assert_refused(
         &run,
         &dest,

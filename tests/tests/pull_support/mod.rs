@@ -122,13 +122,13 @@ pub fn pull(
 pub fn pull_remote(
     trust_root: &Path,
     dest: &Path,
-    source: &Path,
+    source: impl AsRef<OsStr>,
     refs: &[&str],
 ) -> Result<PullRun> {
     pull(
         trust_root,
         dest,
-        &[source.as_os_str()],
+        &[source.as_ref()],
         &["--remote", REMOTE],
         refs,
     )
