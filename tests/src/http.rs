@@ -6,7 +6,21 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use crate::cmd::Tool;
 use crate::error::{FixtureError, Result};
+
+/// Moves the calling thread into a network namespace of its own with only loopback up. Servers
+/// it starts and processes it spawns afterwards share it, so a listing that browses for
+/// computers nearby (DNS-SD multicast) reaches nothing beyond this test. Needs root.
+pub fn isolate_network() -> Result<()> {
+    // SAFETY: CLONE_NEWNET changes only which network stack this thread's new sockets use; no
+    // file descriptor table or memory is shared differently afterwards.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }.map_err(
+        |e| FixtureError::Requirement(format!("a network namespace of its own (root): {e}")),
+    )?;
+    Tool::new("ip").args(["link", "set", "lo", "up"]).run()?;
+    Ok(())
+}
 
 /// Serves the files under a directory at `http://127.0.0.1:PORT/`, until dropped.
 pub struct StaticServer {

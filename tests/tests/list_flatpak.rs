@@ -6,12 +6,13 @@ mod list_support;
 use std::ffi::OsStr;
 
 use anyhow::{ensure, Result};
-use ferry_engine::schema::{SourceKind, TargetKind};
+use ferry_engine::schema::{ProblemKind, SourceKind, TargetKind};
 use ferry_tests::flatpak::{
     self, AppSpec, FlatpakFixture, APP_ID, APP_NAME, APP_SUMMARY, BRANCH, COLLECTION_ID, REMOTE,
     RUNTIME_ID,
 };
-use list_support::{location, sources, update, Machine};
+use ferry_tests::http::StaticServer;
+use list_support::{location, problem, sources, update, Machine};
 use tempfile::TempDir;
 
 #[test]
@@ -112,5 +113,89 @@ fn an_app_update_needing_a_runtime_that_is_not_installed_brings_it() -> Result<(
     ensure!(sources(runtime) == vec![location(&drive.repo.path)?]);
     ensure!(runtime.download_size > 0);
     ensure!(list.updates.len() == 2, "{:#?}", list.updates);
+    Ok(())
+}
+
+#[test]
+fn a_runtime_that_is_not_installed_comes_from_a_drive_only_if_current_or_offline() -> Result<()> {
+    ferry_tests::http::isolate_network()?;
+    let tmp = TempDir::new()?;
+    let scene = FlatpakFixture::new(tmp.path())?;
+    let drive_runtime = scene.publish_runtime("next")?;
+    scene.publish_app(&AppSpec::new("v2").runtime_branch("next"))?;
+    let drive = scene.drive_from_peer("peer", &tmp.path().join("stick"), &[APP_ID])?;
+    let server = StaticServer::serve(&scene.repo.repo.path)?;
+    scene.client.set_remote_url(REMOTE, &server.url)?;
+    let machine = Machine::new(tmp.path(), scene.client.vars())?;
+    let app_ref = flatpak::app_ref(APP_ID, BRANCH)?;
+    let runtime_ref = flatpak::runtime_ref(RUNTIME_ID, "next")?;
+    let drive_location = location(&drive.repo.path)?;
+    let list_args = |offline: bool| {
+        let mut args = vec![
+            OsStr::new("--installation"),
+            OsStr::new("user"),
+            OsStr::new("--from"),
+            drive.root.as_os_str(),
+        ];
+        if offline {
+            args.push(OsStr::new("--offline"));
+        }
+        args
+    };
+
+    // The server offers the drive's commit: the drive is as new, and comes first.
+    let list = machine.list(&list_args(false))?;
+    ensure!(list.problems.is_empty(), "{:#?}", list.problems);
+    let runtime = update(&list, &runtime_ref)?;
+    ensure!(runtime.commit.to_hex() == drive_runtime);
+    ensure!(
+        sources(runtime) == vec![drive_location.clone(), server.url.clone()],
+        "{:?}",
+        sources(runtime)
+    );
+
+    // The server moves on: its newer commit is the one taken.
+    let server_runtime = scene.publish_runtime("next")?;
+    let list = machine.list(&list_args(false))?;
+    let runtime = update(&list, &runtime_ref)?;
+    ensure!(runtime.commit.to_hex() == server_runtime);
+    ensure!(sources(runtime) == vec![server.url.clone()]);
+
+    // The server no longer offers the runtime: nothing shows the drive's copy is current.
+    scene
+        .repo
+        .repo
+        .ostree()
+        .args(["refs", "--delete"])
+        .arg(&runtime_ref)
+        .run()?;
+    scene.repo.update_repo()?;
+    let list = machine.list(&list_args(false))?;
+    ensure!(
+        list.updates.iter().all(|u| u.ref_name != runtime_ref),
+        "{:#?}",
+        list.updates
+    );
+    ensure!(update(&list, &app_ref)?.needs == vec![runtime_ref.clone()]);
+    let refusal = problem(&list, ProblemKind::Unavailable, &drive_location)?;
+    ensure!(refusal.ref_name.as_deref() == Some(runtime_ref.as_str()));
+    ensure!(
+        refusal.reason.contains(&server.url) && refusal.reason.contains("--offline"),
+        "{}",
+        refusal.reason
+    );
+
+    // Offline, by choice or because the server is gone, the drive's runtime is taken.
+    let offline = machine.list(&list_args(true))?;
+    ensure!(offline.problems.is_empty(), "{:#?}", offline.problems);
+    ensure!(update(&offline, &runtime_ref)?.commit.to_hex() == drive_runtime);
+    let gone = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        format!("http://127.0.0.1:{}", listener.local_addr()?.port())
+    };
+    scene.client.set_remote_url(REMOTE, &gone)?;
+    let unreachable = machine.list(&list_args(false))?;
+    ensure!(update(&unreachable, &runtime_ref)?.commit.to_hex() == drive_runtime);
+    problem(&unreachable, ProblemKind::Unavailable, &gone)?;
     Ok(())
 }

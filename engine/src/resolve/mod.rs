@@ -23,6 +23,8 @@
 //! Flatpak apps also get the runtime their new commit names in `xa.metadata` when it is not
 //! installed (listed as an update of its own, with no current commit, and named in the app's
 //! `needs`), and a display name, summary and icon from the remote's verified AppStream branch.
+//! Such a runtime comes from a drive or computer nearby only when the remote's server did not
+//! answer (or was not asked: offline), or offers no newer commit of it that passes the checks.
 //!
 //! Work is spread over threads: every source's refs are read at once, and commits are fetched
 //! and verified in parallel, each once.
@@ -218,8 +220,11 @@ impl<'a> Resolver<'a> {
         let mut extra =
             self.evaluate_wants(runtime_wants.into_iter().chain(appstream_wants).collect());
         let appstream = extra.split_off(runtime_count);
-        for (want, winner) in &extra {
-            if winner.is_none() {
+        for (want, winner) in &mut extra {
+            if let Some(refusal) = winner.as_ref().and_then(|w| self.runtime_refusal(want, w)) {
+                self.problems.push(refusal);
+                *winner = None;
+            } else if winner.is_none() {
                 self.problems.push(Problem {
                     kind: ProblemKind::Unavailable,
                     source: self.targets[want.target].repo.display().to_string(),
@@ -292,6 +297,64 @@ impl<'a> Resolver<'a> {
             );
         }
         (needs, wants)
+    }
+
+    /// Why the chosen commit of a runtime that is not installed yet cannot be taken, if it
+    /// cannot. Online (a server at the remote's URL answered with its refs), the commit must be
+    /// at least as new as the newest commit of the runtime that server offers and that passes
+    /// the checks; a drive or computer nearby could otherwise bring an old runtime the server
+    /// has long replaced, which no downgrade check catches since nothing is installed.
+    /// Offline (`--offline`, or the server unreachable) what the drives carry is taken.
+    fn runtime_refusal(&self, want: &Want, winner: &Winner) -> Option<Problem> {
+        let remote_url = normalize_url(self.remote(want)?.url.as_deref()?);
+        let servers: Vec<usize> = (0..self.sources.len())
+            .filter(|&index| {
+                let info = self.sources[index].info();
+                info.kind == SourceKind::Upstream
+                    && normalize_url(&info.location) == remote_url
+                    && matches!(self.offers.get(index), Some(Some(_)))
+            })
+            .collect();
+        if servers.is_empty() {
+            return None;
+        }
+        let newest_on_server = self
+            .candidates(0, want)
+            .iter()
+            .filter(|candidate| servers.contains(&candidate.source))
+            .filter_map(|candidate| self.check(want, candidate).ok().flatten())
+            .map(|(timestamp, _)| timestamp)
+            .max();
+        let source = winner
+            .sources
+            .first()
+            .map_or_else(|| remote_url.clone(), |&index| self.names[index].clone());
+        let problem = |kind: ProblemKind, reason: String| Problem {
+            kind,
+            source: source.clone(),
+            ref_name: Some(want.ref_name.clone()),
+            reason,
+        };
+        let timestamp = winner.fetched.commit.timestamp;
+        match newest_on_server {
+            Some(newest) if newest <= timestamp => None,
+            Some(_) => Some(problem(
+                ProblemKind::Downgrade,
+                format!(
+                    "{} is not installed and commit {}… on {source} is older than what                      {remote_url} offers: install it from {remote_url}",
+                    want.ref_name,
+                    winner.commit.short()
+                ),
+            )),
+            None => Some(problem(
+                ProblemKind::Unavailable,
+                format!(
+                    "{} is not installed, and {remote_url} offers no usable commit of it to                      show that commit {}… on {source} is current: a runtime that is not                      installed is taken from a drive or computer nearby only when it is as new                      as the server's, or when offline (--offline)",
+                    want.ref_name,
+                    winner.commit.short()
+                ),
+            )),
+        }
     }
 
     /// The AppStream branches (`appstream2/<arch>`, then `appstream/<arch>`) of the remotes
