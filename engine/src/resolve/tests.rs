@@ -821,6 +821,72 @@ fn a_missing_runtime_is_listed_and_needed() {
 }
 
 #[test]
+fn a_missing_runtime_from_a_drive_must_be_as_new_as_what_upstream_offers() {
+    let machine = Machine::new();
+    let signer = key(1);
+    let installed_app = InstalledRef {
+        ref_name: APP.to_owned(),
+        ..machine.installed_ref()
+    };
+    let target = machine.target(TargetKind::Flatpak, vec![installed_app]);
+    let (apps, drive_commits) = drive(
+        machine.path(),
+        "apps",
+        &[
+            app_spec("2.0", 1_700_000_100, NEXT_RUNTIME, &signer),
+            Spec {
+                ref_name: NEXT_RUNTIME,
+                ..signed("next", 1_700_000_050, &signer)
+            },
+        ],
+    );
+    let runtime_on = |name: &str, timestamp: u64, signer: &SigningKey| {
+        let (path, _) = drive(
+            machine.path(),
+            name,
+            &[Spec {
+                ref_name: NEXT_RUNTIME,
+                ..signed("next", timestamp, signer)
+            }],
+        );
+        Arc::new(Upstream::open(&path)) as Arc<dyn Source>
+    };
+
+    // Upstream offers an older runtime: the drive's is newer, and taken.
+    let older = runtime_on("older", 1_700_000_010, &signer);
+    let list = machine.resolve(&target, vec![open(&apps, "APPS"), older]);
+    assert_eq!(list.problems, vec![]);
+    let runtime = list
+        .updates
+        .iter()
+        .find(|u| u.ref_name == NEXT_RUNTIME)
+        .expect("the runtime is listed");
+    assert_eq!(runtime.commit, drive_commits[1]);
+
+    // Upstream's only runtime fails the checks: nothing shows the drive's is current.
+    let forged = runtime_on("forged", 1_700_000_090, &key(9));
+    let list = machine.resolve(&target, vec![open(&apps, "APPS"), forged]);
+    assert!(
+        list.updates.iter().all(|u| u.ref_name != NEXT_RUNTIME),
+        "{:#?}",
+        list.updates
+    );
+    assert_eq!(list.updates[0].needs, vec![NEXT_RUNTIME.to_owned()]);
+    let refusal = list
+        .problems
+        .iter()
+        .find(|p| p.source.contains("APPS"))
+        .expect("the drive's runtime is refused");
+    assert_eq!(refusal.kind, ProblemKind::Unavailable);
+    assert_eq!(refusal.ref_name.as_deref(), Some(NEXT_RUNTIME));
+    assert!(
+        refusal.reason.contains(URL) && refusal.reason.contains("--offline"),
+        "{}",
+        refusal.reason
+    );
+}
+
+#[test]
 fn apps_get_their_name_summary_and_icon_from_verified_appstream() {
     let machine = Machine::new();
     let signer = key(1);
