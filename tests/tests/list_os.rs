@@ -115,6 +115,8 @@ fn of_two_drives_only_the_one_with_the_newest_commit_is_a_source() -> Result<()>
 
 #[test]
 fn upstream_is_used_when_newer_and_a_drive_is_preferred_on_a_tie() -> Result<()> {
+    // Online listings also browse for computers nearby; keep that multicast off the host's links.
+    ferry_tests::http::isolate_network()?;
     let tmp = TempDir::new()?;
     let sysroot = os_scene(tmp.path())?;
     let v3 = sysroot.publish("3.0")?;
