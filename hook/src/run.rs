@@ -366,6 +366,7 @@ impl Hook {
         let store = self.store();
         let command = InstallCommand {
             ferryctl: self.ferryctl.clone(),
+            sources: self.policy.kiosk_sources,
         };
         let mount = PathBuf::from(&record.mount);
         let mut write_error = None;
