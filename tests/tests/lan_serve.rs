@@ -345,6 +345,55 @@ fn clients_that_trickle_bytes_neither_lock_out_others_nor_hold_descriptors() -> 
 }
 
 #[test]
+fn a_client_that_stops_reading_is_dropped_after_the_idle_timeout() -> Result<()> {
+    let idle_timeout = Duration::from_secs(2);
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let publisher = Publisher::new(&base.join("publisher"), TreeOptions::plain())?;
+    // Far more than loopback's socket buffers hold, so the server's writes stall.
+    let big = format!("objects/ff/{}.filez", "f".repeat(62));
+    std::fs::create_dir_all(publisher.repo.path.join("objects/ff"))?;
+    std::fs::write(publisher.repo.path.join(&big), vec![0x5a; 64 << 20])?;
+    let mut server = Server::start(
+        None,
+        &publisher.repo.path,
+        &[
+            "--address",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-advertise",
+            "--idle-timeout",
+            "2s",
+        ],
+        &base.join("serve.log"),
+    )?;
+    let port = server.port()?;
+    let pid = server.child.id();
+    let idle_fds = open_fds(pid)?;
+
+    let mut stalled = TcpStream::connect(("127.0.0.1", port))?;
+    write!(stalled, "GET /{big} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")?;
+    wait_for("the server to answer", PROCESS_WAIT, || {
+        anyhow::Ok(open_fds(pid)? > idle_fds)
+    })?;
+    let started = Instant::now();
+    wait_for(
+        "the server to drop the client that stopped reading",
+        idle_timeout + Duration::from_secs(15),
+        || anyhow::Ok(open_fds(pid)? <= idle_fds),
+    )?;
+    ensure!(
+        started.elapsed() + Duration::from_millis(500) >= idle_timeout,
+        "dropped after {:?}, before the idle timeout",
+        started.elapsed()
+    );
+    drop(stalled);
+    server.terminate()?;
+    Ok(())
+}
+
+#[test]
 fn refuses_to_serve_what_peers_cannot_use() -> Result<()> {
     let tmp = TempDir::new()?;
     let bare = OstreeRepo::init(&tmp.path().join("bare"), RepoMode::Bare, None)?;
