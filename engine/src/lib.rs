@@ -9,6 +9,7 @@
 //! - [`trust`]: keys from the local machine, signature checks, bindings and anti-downgrade.
 //! - [`source`]: where objects come from (drives now, peers later), behind one trait.
 //! - [`lan`]: computers nearby: advertising a repository with DNS-SD and finding others.
+//! - [`serve`]: serving an archive repository read-only to computers nearby, within limits.
 //! - [`pull`]: walking a commit's closure and fetching, verifying and storing it.
 //! - [`target`]: what is installed: OS deployments, Flatpak installations, plain repositories.
 //! - [`resolve`]: for each installed ref, the newest commit the machine trusts, over all sources.
@@ -29,6 +30,7 @@ pub mod repo;
 pub mod resolve;
 pub mod scan;
 pub mod schema;
+pub mod serve;
 pub mod source;
 pub mod target;
 pub mod trust;

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::policy::KioskSources;
 use ferry_engine::event::{parse_line, Event, MessageLevel};
 use ferry_engine::schema::{DriveInstall, DriveInstallState, InstallStatus};
 
@@ -39,14 +40,20 @@ pub struct InstallCommand {
     /// and the Flatpak variables choose its targets as they choose the hook's. Restarting
     /// after an OS update is the hook's decision (`reboot`), not ferryctl's.
     pub ferryctl: OsString,
+    /// The policy's `kiosk-sources`.
+    pub sources: KioskSources,
 }
 
 impl InstallCommand {
     pub fn args(&self, mount: &Path) -> Vec<OsString> {
-        let mut args: Vec<OsString> = ["install", "--all", "--yes", "--json", "--from"]
+        let mut args: Vec<OsString> = ["install", "--all", "--yes", "--json"]
             .into_iter()
             .map(OsString::from)
             .collect();
+        if self.sources == KioskSources::InsertedDrive {
+            args.push(OsString::from("--only-from"));
+        }
+        args.push(OsString::from("--from"));
         args.push(mount.as_os_str().to_owned());
         args
     }

@@ -102,20 +102,50 @@ fn read_from(file: &mut std::fs::File) -> std::io::Result<Vec<MountEntry>> {
     Ok(parse(&text))
 }
 
-/// Where the block device `devnum` (or its node `devnode`) is mounted, first mount first.
-/// Only whole-filesystem mounts count, not bind mounts of a subdirectory.
-pub fn mounts_of_device(table: &[MountEntry], devnum: (u32, u32), devnode: &Path) -> Vec<PathBuf> {
+/// Where the block device `devnum` with filesystem `fs_type` (udev's `ID_FS_TYPE`) is
+/// mounted, first mount first. Only whole-filesystem mounts count, not bind mounts of a
+/// subdirectory.
+///
+/// The device number the kernel gives the mounted filesystem decides, and the mount point's
+/// own `st_dev` must agree: the source string is whatever the mounter said (a FUSE or tmpfs
+/// mount can name `/dev/sdb1`). Filesystems that report an anonymous device number (btrfs)
+/// are matched by source only when the kernel's filesystem type is that same block
+/// filesystem, which no FUSE or tmpfs mount can claim.
+pub fn mounts_of_device(
+    table: &[MountEntry],
+    devnum: (u32, u32),
+    devnode: &Path,
+    fs_type: Option<&str>,
+) -> Vec<PathBuf> {
     let canonical_node = std::fs::canonicalize(devnode).unwrap_or_else(|_| devnode.to_path_buf());
     table
         .iter()
         .filter(|entry| entry.root == Path::new("/"))
         .filter(|entry| {
-            (entry.major, entry.minor) == devnum
-                || Path::new(&entry.source) == devnode
-                || Path::new(&entry.source) == canonical_node
+            if (entry.major, entry.minor) == devnum {
+                return st_dev_of(&entry.mount_point) == Some(devnum);
+            }
+            let named =
+                Path::new(&entry.source) == devnode || Path::new(&entry.source) == canonical_node;
+            named
+                && entry.major == 0
+                && ANONYMOUS_DEVICE_FILESYSTEMS.contains(&entry.fs_type.as_str())
+                && fs_type == Some(entry.fs_type.as_str())
         })
         .map(|entry| entry.mount_point.clone())
         .collect()
+}
+
+/// Block filesystems whose mounts carry an anonymous device number, not the device's.
+const ANONYMOUS_DEVICE_FILESYSTEMS: &[&str] = &["btrfs"];
+
+/// The device number of the filesystem mounted at `path`.
+fn st_dev_of(path: &Path) -> Option<(u32, u32)> {
+    let stat = rustix::fs::stat(path).ok()?;
+    Some((
+        rustix::fs::major(stat.st_dev),
+        rustix::fs::minor(stat.st_dev),
+    ))
 }
 
 /// Whether `path` is a mount point in `table`.
@@ -203,20 +233,30 @@ mod tests {
 
     #[test]
     fn finds_the_mounts_of_a_device_but_not_bind_mounts_of_subdirectories() {
-        let table = parse(
-            "1 0 254:0 / / rw - ext4 /dev/vda rw\n\
+        // `/` stands in for a mount whose st_dev is the device's: the root filesystem's own.
+        let root_dev = st_dev_of(Path::new("/")).expect("stat /");
+        let table = parse(&format!(
+            "1 0 {}:{} / / rw - ext4 /dev/vda rw\n\
              2 1 7:0 / /mnt/a rw - ext4 /dev/loop0 rw\n\
              3 1 7:0 /sub /mnt/b rw - ext4 /dev/loop0 rw\n\
-             4 1 0:55 / /mnt/c rw - btrfs /dev/loop1 rw\n",
-        );
+             4 1 0:55 / /mnt/c rw - btrfs /dev/loop1 rw\n\
+             5 1 0:56 / /mnt/d rw - tmpfs /dev/loop2 rw\n\
+             6 1 0:57 / /mnt/e rw - fuse.btrfs /dev/loop1 rw\n",
+            root_dev.0, root_dev.1
+        ));
         assert_eq!(
-            mounts_of_device(&table, (7, 0), Path::new("/dev/loop0")),
-            vec![PathBuf::from("/mnt/a")]
+            mounts_of_device(&table, root_dev, Path::new("/dev/vda"), Some("ext4")),
+            vec![PathBuf::from("/")]
         );
+        // The table says 7:0, but nothing mounted at /mnt/a has that device number.
+        assert!(mounts_of_device(&table, (7, 0), Path::new("/dev/loop0"), Some("ext4")).is_empty());
         assert_eq!(
-            mounts_of_device(&table, (7, 1), Path::new("/dev/loop1")),
+            mounts_of_device(&table, (7, 1), Path::new("/dev/loop1"), Some("btrfs")),
             vec![PathBuf::from("/mnt/c")]
         );
+        // Sources that name a device prove nothing.
+        assert!(mounts_of_device(&table, (7, 2), Path::new("/dev/loop2"), Some("ext4")).is_empty());
+        assert!(mounts_of_device(&table, (7, 1), Path::new("/dev/loop1"), Some("ext4")).is_empty());
         assert!(is_mount_point(&table, Path::new("/mnt/b")));
         assert!(!is_mount_point(&table, Path::new("/mnt")));
     }

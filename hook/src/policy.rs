@@ -24,6 +24,15 @@ pub enum OnInsert {
     Ignore,
 }
 
+/// Where a kiosk install (`on-insert = install`) may take updates from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KioskSources {
+    /// Only the drive just inserted: no other recorded drive, server or computer nearby.
+    InsertedDrive,
+    /// Everything `ferryctl install` would use: every recorded drive and the network too.
+    All,
+}
+
 /// Whether a kiosk restarts after an OS update was deployed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RebootPolicy {
@@ -53,6 +62,7 @@ pub struct Policy {
     /// Only consider removable media (USB, SD cards). Fixed disks and loop devices are
     /// skipped unless this is false.
     pub removable_only: bool,
+    pub kiosk_sources: KioskSources,
 }
 
 impl Default for Policy {
@@ -64,6 +74,7 @@ impl Default for Policy {
             mount_timeout: Duration::from_secs(120),
             validation_timeout: Duration::from_secs(60),
             removable_only: true,
+            kiosk_sources: KioskSources::InsertedDrive,
         }
     }
 }
@@ -124,6 +135,12 @@ const REBOOT: Choice<RebootPolicy> = Choice {
 };
 const MOUNT: Choice<MountMode> = Choice {
     names: &[("wait", MountMode::Wait), ("self", MountMode::SelfMount)],
+};
+const KIOSK_SOURCES: Choice<KioskSources> = Choice {
+    names: &[
+        ("inserted-drive", KioskSources::InsertedDrive),
+        ("all", KioskSources::All),
+    ],
 };
 const BOOLEAN: Choice<bool> = Choice {
     names: &[
@@ -195,9 +212,11 @@ impl Policy {
                     parse_seconds(value).map(|v| policy.validation_timeout = v)
                 }
                 "removable-only" => BOOLEAN.parse(value).map(|v| policy.removable_only = v),
+                "kiosk-sources" => KIOSK_SOURCES.parse(value).map(|v| policy.kiosk_sources = v),
                 _ => Err(format!(
                     "unknown key '{key}'; known keys are on-insert, reboot-after-os-update, \
-                     mount, mount-timeout-seconds, validation-timeout-seconds, removable-only"
+                     mount, mount-timeout-seconds, validation-timeout-seconds, removable-only, \
+                     kiosk-sources"
                 )),
             };
             result.map_err(|message| error(line_no, format!("{key}: {message}")))?;
@@ -276,8 +295,10 @@ mod tests {
     fn reads_every_key_with_and_without_group() {
         let text = "[policy]\non-insert = install\nreboot-after-os-update=when-idle\n\
                     mount = self\nmount-timeout-seconds = 30\nvalidation-timeout-seconds=5\n\
-                    removable-only = no\n";
+                    removable-only = no\nkiosk-sources = all\n";
         let policy = parse(text).expect("parse the policy");
+        assert_eq!(policy.kiosk_sources, KioskSources::All);
+        assert_eq!(Policy::default().kiosk_sources, KioskSources::InsertedDrive);
         assert_eq!(policy.on_insert, OnInsert::Install);
         assert_eq!(policy.reboot_after_os_update, RebootPolicy::WhenIdle);
         assert_eq!(policy.mount, MountMode::SelfMount);

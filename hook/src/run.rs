@@ -136,7 +136,7 @@ impl Hook {
             return Ok(());
         };
         tracing::info!("{} is mounted at {}", devnode.display(), mount.display());
-        let id = drive_id(device.uuid.as_deref(), Some(devnode), &mount);
+        let id = self.record_id(device.uuid.as_deref(), Some(devnode), &mount);
         let fs_type = device.fs_type.clone().or_else(|| {
             mountinfo::read()
                 .ok()
@@ -158,14 +158,21 @@ impl Hook {
         let devnum = (device.major, device.minor);
         let mut watcher = MountWatcher::open().context("cannot read the mount table")?;
         let current = watcher.table().context("cannot read the mount table")?;
-        if let Some(mount) = mountinfo::mounts_of_device(&current, devnum, &device.devnode)
-            .into_iter()
-            .next()
+        if let Some(mount) = mountinfo::mounts_of_device(
+            &current,
+            devnum,
+            &device.devnode,
+            device.fs_type.as_deref(),
+        )
+        .into_iter()
+        .next()
         {
             return Ok(Some(mount));
         }
         if self.policy.mount == MountMode::SelfMount {
-            let id = drive_id(device.uuid.as_deref(), Some(&device.devnode), Path::new(""));
+            // Named by the device, not the UUID: a drive with a copied UUID must not be
+            // mounted over another's.
+            let id = drive_id(None, Some(&device.devnode), Path::new(""));
             let target = self.paths.mount_dir().join(&id);
             tracing::info!(
                 "mounting {} read-only on {}",
@@ -186,9 +193,14 @@ impl Hook {
         );
         let found = watcher
             .wait_until(deadline, |table| {
-                mountinfo::mounts_of_device(table, devnum, &device.devnode)
-                    .into_iter()
-                    .next()
+                mountinfo::mounts_of_device(
+                    table,
+                    devnum,
+                    &device.devnode,
+                    device.fs_type.as_deref(),
+                )
+                .into_iter()
+                .next()
             })
             .context("cannot watch the mount table")?;
         Ok(found)
@@ -215,13 +227,23 @@ impl Hook {
         let table = mountinfo::read().context("cannot read the mount table")?;
         let entry = mountinfo::entry_at(&table, &mount).cloned();
         // A real mount of a block device: udev knows its UUID and label.
+        // The source string is the mounter's word; the device must also be what is mounted.
         let device = entry
             .as_ref()
             .filter(|e| e.source.starts_with("/dev/"))
-            .and_then(|e| device::probe(Path::new(&e.source)).ok());
+            .and_then(|e| device::probe(Path::new(&e.source)).ok())
+            .filter(|d| {
+                mountinfo::mounts_of_device(
+                    &table,
+                    (d.major, d.minor),
+                    &d.devnode,
+                    d.fs_type.as_deref(),
+                )
+                .contains(&mount)
+            });
         let devnode = device.as_ref().map(|d| d.devnode.clone());
         let uuid = device.as_ref().and_then(|d| d.uuid.clone());
-        let id = drive_id(uuid.as_deref(), devnode.as_deref(), &mount);
+        let id = self.record_id(uuid.as_deref(), devnode.as_deref(), &mount);
         let record = DriveRecord {
             label: device.as_ref().and_then(|d| d.label.clone()),
             device: devnode.map(|d| d.display().to_string()),
@@ -234,6 +256,30 @@ impl Hook {
         };
         let record = self.validate_and_record(record)?;
         self.after_record(record, device.as_ref())
+    }
+
+    /// The record id of a drive: by its UUID, unless another device's record already has
+    /// that id (a copied or forged UUID), then by its device node or mount point, so no drive
+    /// can overwrite or remove another's record.
+    fn record_id(&self, uuid: Option<&str>, devnode: Option<&Path>, mount: &Path) -> String {
+        let id = drive_id(uuid, devnode, mount);
+        let Some(existing) = self.store().read(&id) else {
+            return id;
+        };
+        let same_device = match devnode {
+            Some(node) => existing.device.as_deref() == node.to_str(),
+            None => existing.device.is_none() && Path::new(&existing.mount) == mount,
+        };
+        if same_device {
+            return id;
+        }
+        tracing::warn!(
+            "{} claims the filesystem UUID of drive {} ({}); recording it separately",
+            devnode.unwrap_or(mount).display(),
+            existing.id,
+            existing.display_name()
+        );
+        drive_id(None, devnode, mount)
     }
 
     /// Validates the drive within the policy's time limit, writes the record and the
@@ -320,6 +366,7 @@ impl Hook {
         let store = self.store();
         let command = InstallCommand {
             ferryctl: self.ferryctl.clone(),
+            sources: self.policy.kiosk_sources,
         };
         let mount = PathBuf::from(&record.mount);
         let mut write_error = None;

@@ -144,6 +144,7 @@ fn an_install_that_succeeds_ends_succeeded_with_every_result() {
             "--all",
             "--yes",
             "--json",
+            "--only-from",
             "--from",
             drive.to_str().unwrap()
         ]

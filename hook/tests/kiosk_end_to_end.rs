@@ -104,3 +104,59 @@ fn a_drive_with_an_os_and_an_app_update_ends_with_both_installed() {
     // reboot-after-os-update = always: the OS update asked for its restart, once.
     assert_eq!(env.reboots(), 1, "{log}");
 }
+
+#[test]
+fn a_kiosk_install_takes_nothing_from_another_recorded_drive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture = FlatpakFixture::new(tmp.path()).expect("flatpak scene");
+    let sysroot = Sysroot::create(tmp.path(), &fixture.key).expect("sysroot at 1.0");
+    // Drive B carries OS 2.0; drive A, recorded earlier, carries the newer 3.0.
+    let os_v2 = sysroot.publish("2.0").expect("OS 2.0");
+    let drive_b = tmp.path().join("drive-b");
+    sysroot
+        .os
+        .create_usb(&drive_b)
+        .expect("ostree create-usb B");
+    sysroot.publish("3.0").expect("OS 3.0");
+    let drive_a = tmp.path().join("drive-a");
+    sysroot
+        .os
+        .create_usb(&drive_a)
+        .expect("ostree create-usb A");
+
+    let env = HookEnv::new("on-insert = notify\n");
+    let trust_root = tmp.path().join("trust-root");
+    std::fs::create_dir_all(&trust_root).unwrap();
+    let hook = |drive: &std::path::Path| {
+        let mut command = env.command();
+        command
+            .envs(fixture.client.vars())
+            .env("FLATPAK_USER_DIR", fixture.client.user_installation())
+            .env("OSTREE_SYSROOT", &sysroot.path)
+            .env(
+                "FERRY_CTL",
+                bins::binary("ferryctl").expect("ferryctl built"),
+            )
+            .env("FERRY_TRUST_ROOT", &trust_root)
+            .env("LC_ALL", "C.UTF-8")
+            .arg("--mount")
+            .arg(drive);
+        let output = command.output().unwrap();
+        let log = output_text(&output);
+        assert!(output.status.success(), "{log}");
+        log
+    };
+    hook(&drive_a);
+    assert_eq!(env.records().len(), 1);
+
+    std::fs::write(
+        &env.config,
+        "on-insert = install\nreboot-after-os-update = never\n",
+    )
+    .unwrap();
+    let log = hook(&drive_b);
+    assert_eq!(env.records().len(), 2, "{log}");
+    let deployments = sysroot.deployments().unwrap();
+    assert_eq!(deployments[0].commit, os_v2, "{deployments:?}\n{log}");
+    assert_eq!(deployments[0].version.as_deref(), Some("2.0"));
+}

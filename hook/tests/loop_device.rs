@@ -13,10 +13,22 @@ use ferry_tests::flatpak::{app_ref, AppSpec, FlatpakFixture, APP_ID, BRANCH};
 
 /// An ext4 image labelled `label` holding `content`, attached to a loop device.
 fn drive_image(dir: &Path, label: &str, content: &Path) -> (LoopDevice, String) {
+    drive_image_with(dir, label, content, &[])
+}
+
+/// [`drive_image`] with more `mkfs.ext4` options (`-U UUID`).
+fn drive_image_with(
+    dir: &Path,
+    label: &str,
+    content: &Path,
+    options: &[&str],
+) -> (LoopDevice, String) {
     let image = dir.join(format!("{label}.img"));
     run(Command::new("truncate").args(["-s", "64M"]).arg(&image));
     run(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", label, "-d"])
+        .args(["-q", "-F", "-L", label])
+        .args(options)
+        .arg("-d")
         .arg(content)
         .arg(&image));
     let uuid = run(Command::new("blkid")
@@ -192,4 +204,107 @@ fn serial_gives_up_quietly_when_nobody_mounts_the_drive() {
     assert!(started.elapsed() >= Duration::from_secs(1));
     assert!(output_text(&output).contains("was not mounted within 1 s"));
     assert!(env.records().is_empty());
+}
+
+#[test]
+fn serial_a_mount_that_only_names_the_device_is_not_taken_for_it() {
+    assert_root();
+    let env = HookEnv::new("mount-timeout-seconds = 1\n");
+    let content = usb_content(env.dir.path());
+    let (device, _) = drive_image(env.dir.path(), "NAMEDONLY", &content);
+    // tmpfs takes any source name: this mount claims to be the loop device.
+    let point = env.dir.path().join("media/NAMEDONLY");
+    std::fs::create_dir_all(&point).unwrap();
+    run(Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1M"])
+        .arg(&device.node)
+        .arg(&point));
+    let mounted = Mounted { point };
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains(&format!(" {} tmpfs {} ", "-", device.node.display()))),
+        "the tmpfs does not name {}:\n{table}",
+        device.node.display()
+    );
+
+    let mut command = env.command();
+    command
+        .env("FERRY_ACCEPT_FIXED_DRIVES", "1")
+        .arg("--device")
+        .arg(&device.node);
+    let output = command.output().unwrap();
+    let text = output_text(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("was not mounted within 1 s"), "{text}");
+    assert!(env.records().is_empty(), "{text}");
+
+    // Named by its mount point, it is a plain directory drive: no device, no UUID.
+    let output = env.hook([Path::new("--mount"), &mounted.point]);
+    assert!(output.status.success(), "{}", output_text(&output));
+    let records = env.records();
+    assert_eq!(records.len(), 1, "{}", output_text(&output));
+    assert_eq!(records[0].device, None, "{:?}", records[0]);
+    assert_eq!(records[0].uuid, None, "{:?}", records[0]);
+    drop(mounted);
+}
+
+#[test]
+fn serial_a_drive_with_a_copied_uuid_neither_overwrites_nor_removes_the_other() {
+    assert_root();
+    let env = HookEnv::new("mount-timeout-seconds = 5\n");
+    let content = usb_content(env.dir.path());
+    let uuid = "0b6c3a53-5d0e-4a8f-9a0e-3b2f7c1d9e44";
+    let (first, _) = drive_image_with(env.dir.path(), "FIRST", &content, &["-U", uuid]);
+    let (second, _) = drive_image_with(env.dir.path(), "SECOND", &content, &["-U", uuid]);
+    let mut rule = RuntimeUdevRule::install(&udev_rule_source(), "90-ferry-test-uuid.rules");
+    rule.test_add(&first);
+    rule.test_add(&second);
+    let first_mount = Mounted::mount(
+        &first.node,
+        &env.dir.path().join("media/FIRST"),
+        "ro,nosuid,nodev",
+    );
+    let second_mount = Mounted::mount(
+        &second.node,
+        &env.dir.path().join("media/SECOND"),
+        "ro,nosuid,nodev",
+    );
+    let insert = |device: &LoopDevice| {
+        let mut command = env.command();
+        command
+            .env("FERRY_ACCEPT_FIXED_DRIVES", "1")
+            .arg("--device")
+            .arg(&device.node);
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "{}", output_text(&output));
+    };
+
+    insert(&first);
+    let records = env.records();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].id, uuid);
+    assert_eq!(records[0].uuid.as_deref(), Some(uuid), "{records:?}");
+    insert(&second);
+    let records = env.records();
+    assert_eq!(records.len(), 2, "{records:?}");
+    let of = |device: &LoopDevice| {
+        env.records()
+            .into_iter()
+            .find(|r| r.device.as_deref() == device.node.to_str())
+            .unwrap_or_else(|| panic!("no record of {}", device.node.display()))
+    };
+    let first_record = of(&first);
+    assert_eq!(first_record.id, uuid);
+    assert_eq!(Path::new(&first_record.mount), first_mount.point);
+    assert_ne!(of(&second).id, uuid);
+    assert_eq!(Path::new(&of(&second).mount), second_mount.point);
+
+    // Removing the second drive leaves the first one's record alone.
+    let output = env.hook([Path::new("--remove"), Path::new("--device"), &second.node]);
+    assert!(output.status.success(), "{}", output_text(&output));
+    assert_eq!(env.records(), vec![first_record]);
+    drop(second_mount);
+    drop(first_mount);
 }

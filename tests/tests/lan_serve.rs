@@ -160,6 +160,15 @@ fn serves_a_signed_repository_read_only_to_ferry_and_ostree() -> Result<()> {
     std::fs::write(&secret, "not for peers\n")?;
     std::os::unix::fs::symlink(&secret, publisher.repo.path.join("refs/heads/escape"))?;
     std::fs::write(publisher.repo.path.join("tmp-file"), "not for peers\n")?;
+    // An object that is a symlink out of the repository.
+    std::fs::create_dir_all(publisher.repo.path.join("objects/00"))?;
+    let linked_object = format!("objects/00/{}.commit", "0".repeat(62));
+    std::os::unix::fs::symlink(&secret, publisher.repo.path.join(&linked_object))?;
+    // The publisher's own config names a remote with credentials in its URL.
+    publisher.repo.remote_add(&RemoteSpec::new(
+        "upstream",
+        "https://builder:hunter2@updates.example.com/repo",
+    ))?;
     let mut server = Server::start(
         None,
         &publisher.repo.path,
@@ -175,6 +184,8 @@ fn serves_a_signed_repository_read_only_to_ferry_and_ostree() -> Result<()> {
         ("/0/summary", 200),
         (&*format!("/refs/heads/{BRANCH}"), 200),
         ("/refs/heads/escape", 404),
+        (&*format!("/{linked_object}"), 404),
+        (&*format!("/0/{linked_object}"), 404),
         ("/0/refs/heads/escape", 404),
         ("/objects/../../secret", 404),
         ("/../secret", 404),
@@ -191,6 +202,19 @@ fn serves_a_signed_repository_read_only_to_ferry_and_ostree() -> Result<()> {
             "GET {path} leaked a file outside the pull paths"
         );
     }
+
+    // The config served is generated: mode and collection ID, none of the publisher's remotes.
+    let (_, config) = get(port, "/config")?;
+    let config = String::from_utf8_lossy(&config);
+    ensure!(
+        config.contains("mode=archive-z2")
+            && config.contains(&format!("collection-id={COLLECTION}")),
+        "served config:\n{config}"
+    );
+    ensure!(
+        !config.contains("hunter2") && !config.contains("remote"),
+        "the served config carries the publisher's remotes:\n{config}"
+    );
 
     // Ferry pulls and verifies through it.
     let dest = client(&base.join("dest"), RepoMode::Bare, Some(&publisher.key))?;
@@ -220,6 +244,152 @@ fn serves_a_signed_repository_read_only_to_ferry_and_ostree() -> Result<()> {
         status.success(),
         "ferryctl serve exited {status} on SIGTERM"
     );
+    Ok(())
+}
+
+/// Descriptors the process `pid` has open.
+fn open_fds(pid: u32) -> Result<usize> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count())
+}
+
+#[test]
+fn clients_that_trickle_bytes_neither_lock_out_others_nor_hold_descriptors() -> Result<()> {
+    const CAP: usize = 16;
+    const TRICKLERS: usize = CAP + 8;
+    let header_timeout = Duration::from_secs(3);
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let publisher = Publisher::new(&base.join("publisher"), TreeOptions::plain())?;
+    let mut server = Server::start(
+        None,
+        &publisher.repo.path,
+        &[
+            "--address",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-advertise",
+            "--max-connections",
+            &CAP.to_string(),
+            "--header-timeout",
+            "3s",
+        ],
+        &base.join("serve.log"),
+    )?;
+    let port = server.port()?;
+    let pid = server.child.id();
+    let idle_fds = open_fds(pid)?;
+
+    // Each trickler opens a connection and sends one byte of a request head every 500 ms.
+    let mut tricklers = Vec::new();
+    for _ in 0..TRICKLERS {
+        let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.write_all(b"G")?;
+        tricklers.push(stream);
+    }
+    let trickling = tricklers
+        .iter()
+        .map(TcpStream::try_clone)
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let (stop_trickling, stopped) = mpsc::channel::<()>();
+    let trickler = std::thread::spawn(move || {
+        let mut trickling = trickling;
+        while stopped.recv_timeout(Duration::from_millis(500)).is_err() {
+            for stream in &mut trickling {
+                let _ = stream.write_all(b"E");
+            }
+        }
+    });
+
+    // An honest client is answered at once, well before the header timeout frees anything.
+    let started = Instant::now();
+    let (status, body) = get(port, "/summary")?;
+    let took = started.elapsed();
+    ensure!(status == 200 && !body.is_empty(), "GET /summary: {status}");
+    ensure!(
+        took < header_timeout,
+        "the summary took {took:?} behind {TRICKLERS} trickling connections"
+    );
+    let busy_fds = open_fds(pid)?;
+    ensure!(
+        busy_fds <= idle_fds + CAP + 1,
+        "{busy_fds} descriptors open with {TRICKLERS} trickling connections (idle: {idle_fds}, \
+         cap {CAP})"
+    );
+
+    // Past the header timeout every trickling connection has been closed by the server.
+    wait_for(
+        "the server to close the trickling connections",
+        header_timeout + Duration::from_secs(10),
+        || anyhow::Ok(open_fds(pid)? <= idle_fds),
+    )?;
+    let _ = stop_trickling.send(());
+    let _ = trickler.join();
+    for mut stream in tricklers {
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        // End of file (after any error response) or a reset: the server let it go.
+        let mut answer = Vec::new();
+        let closed = match stream.read_to_end(&mut answer) {
+            Ok(_) => true,
+            Err(error) => !matches!(
+                error.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        };
+        ensure!(closed, "a trickling connection is still open");
+    }
+    let (status, _) = get(port, "/config")?;
+    ensure!(status == 200, "GET /config after the tricklers: {status}");
+    server.terminate()?;
+    Ok(())
+}
+
+#[test]
+fn a_client_that_stops_reading_is_dropped_after_the_idle_timeout() -> Result<()> {
+    let idle_timeout = Duration::from_secs(2);
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let publisher = Publisher::new(&base.join("publisher"), TreeOptions::plain())?;
+    // Far more than loopback's socket buffers hold, so the server's writes stall.
+    let big = format!("objects/ff/{}.filez", "f".repeat(62));
+    std::fs::create_dir_all(publisher.repo.path.join("objects/ff"))?;
+    std::fs::write(publisher.repo.path.join(&big), vec![0x5a; 64 << 20])?;
+    let mut server = Server::start(
+        None,
+        &publisher.repo.path,
+        &[
+            "--address",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-advertise",
+            "--idle-timeout",
+            "2s",
+        ],
+        &base.join("serve.log"),
+    )?;
+    let port = server.port()?;
+    let pid = server.child.id();
+    let idle_fds = open_fds(pid)?;
+
+    let mut stalled = TcpStream::connect(("127.0.0.1", port))?;
+    write!(stalled, "GET /{big} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")?;
+    wait_for("the server to answer", PROCESS_WAIT, || {
+        anyhow::Ok(open_fds(pid)? > idle_fds)
+    })?;
+    let started = Instant::now();
+    wait_for(
+        "the server to drop the client that stopped reading",
+        idle_timeout + Duration::from_secs(15),
+        || anyhow::Ok(open_fds(pid)? <= idle_fds),
+    )?;
+    ensure!(
+        started.elapsed() + Duration::from_millis(500) >= idle_timeout,
+        "dropped after {:?}, before the idle timeout",
+        started.elapsed()
+    );
+    drop(stalled);
+    server.terminate()?;
     Ok(())
 }
 

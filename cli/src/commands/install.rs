@@ -49,6 +49,11 @@ pub struct InstallArgs {
     #[arg(long)]
     pub offline: bool,
 
+    /// Take updates only from the --from sources: not from other recorded drives, the
+    /// remotes' servers or computers nearby (the kiosk install of one inserted drive).
+    #[arg(long, requires = "from")]
+    pub only_from: bool,
+
     /// Install every update found.
     #[arg(long, conflicts_with = "refs")]
     pub all: bool,
@@ -115,6 +120,7 @@ pub fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
     let from = SourceOptions {
         named: &args.from,
         offline: args.offline,
+        only_named: args.only_from,
     };
     let Gathered {
         targets,

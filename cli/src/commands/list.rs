@@ -58,6 +58,7 @@ pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
     let from = SourceOptions {
         named: &args.from,
         offline: args.offline,
+        only_named: false,
     };
     let listing = gather(targets, from, sources::user_icon_cache())?.list;
 

@@ -25,6 +25,8 @@ pub struct SourceOptions<'a> {
     /// `--offline`: leave the network out: the remotes' own servers, and computers nearby
     /// (found with DNS-SD otherwise).
     pub offline: bool,
+    /// `--only-from`: the named sources and nothing else (no recorded drives, no network).
+    pub only_named: bool,
 }
 
 /// Opens the recorded drives and the named sources, then lists updates for the chosen
@@ -43,11 +45,16 @@ pub fn gather(
     } else {
         TargetChoice::Chosen(chosen_targets(targets, &host)?)
     };
-    let mut set = sources::recorded_drives(&sources::run_dir());
+    let mut set = if from.only_named {
+        Default::default()
+    } else {
+        sources::recorded_drives(&sources::run_dir())
+    };
     set.extend(sources::named(from.named));
+    let network = !from.offline && !from.only_named;
     let options = GatherOptions {
-        upstream: (!from.offline).then_some(UPSTREAM_TIMEOUT),
-        nearby: (!from.offline).then_some(NEARBY_TIMEOUT),
+        upstream: network.then_some(UPSTREAM_TIMEOUT),
+        nearby: network.then_some(NEARBY_TIMEOUT),
         quick: false,
         icon_cache,
     };

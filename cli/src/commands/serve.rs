@@ -1,10 +1,7 @@
 //! `ferryctl serve --repo DIR [--port N] [--address ADDR] [--no-advertise]`: serve an archive
 //! repository read-only over HTTP to computers nearby, and advertise it with DNS-SD.
 //!
-//! Only what a pull reads is served: `config`, `summary`, `summary.sig` and files under
-//! `objects/`, `deltas/`, `delta-indexes/` and `refs/`; never a directory listing, and never
-//! a file a symbolic link leads to outside the repository. The repository answers both at
-//! `/` and at `/0/`, the path eos-updater's advertisement (`ri` = 0) points libostree to.
+//! What is served, and the limits on clients, are the engine's ([`ferry_engine::serve`]).
 //! Peers that pull from it verify every object and commit against their own keys.
 
 use std::io::Write;
@@ -13,23 +10,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{bail, Context};
-use axum::extract::{OriginalUri, Request, State};
-use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use axum::Router;
+use anyhow::Context;
 use ferry_engine::cancel::CancelToken;
 use ferry_engine::lan::advertise::{AdvertiseOptions, Advertisement, Advertiser};
 use ferry_engine::lan::DEFAULT_PORT;
-use ferry_engine::repo::{Repo, RepoMode};
-use tower_http::services::ServeDir;
+use ferry_engine::serve::{ServeLimits, ServedRepo, REPO_INDEX};
 
 use crate::i18n::trf;
 use crate::signals;
 
-/// The repository index advertised (`ri`), and the path prefix it is also served under.
-const REPO_INDEX: u16 = 0;
 /// How often the summary is checked for changes, to refresh the advertisement.
 const SUMMARY_POLL: Duration = Duration::from_secs(2);
 /// How often the server checks whether it was asked to stop.
@@ -52,11 +41,24 @@ pub struct ServeArgs {
     /// Do not advertise the repository on the local network (DNS-SD).
     #[arg(long)]
     pub no_advertise: bool,
+
+    /// Connections open at once; at the cap a new one displaces the longest idle one.
+    #[arg(long, value_name = "N", default_value_t = ServeLimits::default().max_connections)]
+    pub max_connections: usize,
+
+    /// Time a client has to send a whole request head (and an idle connection is kept).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+
+    /// Time a connection may move no byte before it is closed.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
-    let repo = open_archive(&args.repo)?;
-    let advertisement = Advertisement::from_repo(&repo, REPO_INDEX);
+    let served = ServedRepo::open(&args.repo)
+        .with_context(|| format!("check the path given to --repo ({})", args.repo.display()))?;
+    let advertisement = Advertisement::from_repo(served.path(), REPO_INDEX);
     let advertisement = match (advertisement, args.no_advertise) {
         (Ok(advertisement), _) => Some(advertisement),
         (Err(error), true) => {
@@ -74,33 +76,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the server")?;
-    runtime.block_on(serve(args, repo, advertisement, stop))?;
+    runtime.block_on(serve(args, served, advertisement, stop))?;
     Ok(std::process::ExitCode::SUCCESS)
-}
-
-/// The canonical path of `dir`, which must be an archive repository.
-fn open_archive(dir: &Path) -> anyhow::Result<PathBuf> {
-    let opened = Repo::open(dir).with_context(|| {
-        format!(
-            "cannot open the repository {}: check the path given to --repo",
-            dir.display()
-        )
-    })?;
-    if opened.config().mode != RepoMode::Archive {
-        bail!(
-            "{} is a {} repository; only archive repositories can be served: copy it into one \
-             with `ostree init --mode=archive` and `ostree pull-local`",
-            dir.display(),
-            opened.config().mode
-        );
-    }
-    dir.canonicalize()
-        .with_context(|| format!("cannot resolve {}", dir.display()))
 }
 
 async fn serve(
     args: ServeArgs,
-    repo: PathBuf,
+    served: ServedRepo,
     advertisement: Option<Advertisement>,
     stop: CancelToken,
 ) -> anyhow::Result<()> {
@@ -128,6 +110,7 @@ async fn serve(
         None => None,
     };
 
+    let repo = served.path().to_owned();
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(trf("Serving {} at http://{}/\n", &[&repo.display(), &bound]).as_bytes());
     if let Some((advertiser, _)) = &advertiser {
@@ -149,28 +132,26 @@ async fn serve(
             advertisement.clone(),
         ))
     });
-    let app = router(repo);
+    let limits = ServeLimits {
+        max_connections: args.max_connections,
+        header_timeout: args.header_timeout,
+        idle_timeout: args.idle_timeout,
+    };
     let stopped = stop.clone();
-    let withdrawn = advertiser
-        .as_ref()
-        .map(|(advertiser, _)| Arc::clone(advertiser));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let mut ticks = tokio::time::interval(STOP_POLL);
-            while !stopped.is_cancelled() {
-                ticks.tick().await;
-            }
-            tracing::info!("stopping the server");
-            // Peers stop being told about this server before it stops answering.
-            if let Some(refresher) = refresher {
-                refresher.abort();
-            }
-            if let Some(advertiser) = withdrawn {
-                let _ = tokio::task::spawn_blocking(move || advertiser.stop()).await;
-            }
-        })
-        .await
-        .context("the server failed")?;
+    let stop_requested = async move {
+        let mut ticks = tokio::time::interval(STOP_POLL);
+        while !stopped.is_cancelled() {
+            ticks.tick().await;
+        }
+        // Peers stop being told about this server before it stops answering.
+        if let Some(refresher) = refresher {
+            refresher.abort();
+        }
+        if let Some((advertiser, _)) = advertiser {
+            let _ = tokio::task::spawn_blocking(move || advertiser.stop()).await;
+        }
+    };
+    ferry_engine::serve::serve(listener, Arc::new(served), limits, stop_requested).await;
     Ok(())
 }
 
@@ -203,110 +184,6 @@ async fn refresh_advertisement(
             }
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "keeping the previous advertisement"),
-        }
-    }
-}
-
-/// The repository at `/` and at `/<REPO_INDEX>/`, each request checked by [`guard`].
-fn router(repo: PathBuf) -> Router {
-    let files = ServeDir::new(&repo).append_index_html_on_directories(false);
-    let repo_routes = Router::new()
-        .fallback_service(files)
-        .layer(axum::middleware::from_fn_with_state(Arc::new(repo), guard));
-    Router::new()
-        .nest_service(&format!("/{REPO_INDEX}"), repo_routes.clone())
-        .fallback_service(repo_routes)
-}
-
-/// Lets through only GET and HEAD of a servable file; logs every request.
-async fn guard(State(repo): State<Arc<PathBuf>>, request: Request, next: Next) -> Response {
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    // Below `/0` the path is relative to the nest; the log shows what was asked for.
-    let asked = request
-        .extensions()
-        .get::<OriginalUri>()
-        .map(|original| original.path().to_owned())
-        .unwrap_or_else(|| path.clone());
-    let allowed =
-        (method == Method::GET || method == Method::HEAD) && servable(&repo, &path).is_some();
-    let response = if allowed {
-        next.run(request).await
-    } else {
-        StatusCode::NOT_FOUND.into_response()
-    };
-    tracing::info!(%method, path = %asked, status = response.status().as_u16(), "request");
-    response
-}
-
-/// The file `uri_path` names, when it is one a pull may read and it lies inside the
-/// repository once every symbolic link is resolved.
-fn servable(repo: &Path, uri_path: &str) -> Option<PathBuf> {
-    let relative = uri_path.strip_prefix('/')?;
-    // Percent-escapes are refused rather than decoded: no OSTree path needs one, and the
-    // file checked must be the file served.
-    if relative.is_empty() || relative.contains(['%', '\\', '\0']) {
-        return None;
-    }
-    let segments: Vec<&str> = relative.split('/').collect();
-    if segments
-        .iter()
-        .any(|s| s.is_empty() || *s == "." || *s == "..")
-    {
-        return None;
-    }
-    let allowed = matches!(
-        segments.as_slice(),
-        ["config" | "summary" | "summary.sig"]
-            | ["objects" | "deltas" | "delta-indexes" | "refs", _, ..]
-    );
-    if !allowed {
-        return None;
-    }
-    let resolved = repo.join(relative).canonicalize().ok()?;
-    if !resolved.starts_with(repo) || !resolved.is_file() {
-        return None;
-    }
-    Some(resolved)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_pull_paths_inside_the_repository_are_servable() {
-        let dir = tempfile::TempDir::new().expect("temp dir");
-        let repo = dir.path().join("repo");
-        std::fs::create_dir_all(repo.join("objects/ab")).expect("mkdir");
-        std::fs::create_dir_all(repo.join("refs/heads")).expect("mkdir");
-        std::fs::write(repo.join("config"), "[core]\n").expect("write");
-        std::fs::write(repo.join("objects/ab/cd.commit"), "x").expect("write");
-        std::fs::write(repo.join("tmp-secret"), "x").expect("write");
-        std::fs::write(dir.path().join("outside"), "x").expect("write");
-        std::os::unix::fs::symlink(dir.path().join("outside"), repo.join("refs/heads/escape"))
-            .expect("symlink");
-        std::os::unix::fs::symlink(repo.join("config"), repo.join("refs/heads/inside"))
-            .expect("symlink");
-        let repo = repo.canonicalize().expect("canonical");
-
-        assert!(servable(&repo, "/config").is_some());
-        assert!(servable(&repo, "/objects/ab/cd.commit").is_some());
-        assert!(servable(&repo, "/refs/heads/inside").is_some());
-        for refused in [
-            "/",
-            "/objects",
-            "/objects/ab",
-            "/objects/ab/",
-            "/tmp-secret",
-            "/refs/heads/escape",
-            "/objects/../config",
-            "/objects/ab/../../tmp-secret",
-            "/objects/ab/cd%2ecommit",
-            "/summary",
-            "/config/x",
-        ] {
-            assert!(servable(&repo, refused).is_none(), "{refused} was servable");
         }
     }
 }

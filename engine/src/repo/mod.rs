@@ -423,9 +423,20 @@ fn open_beneath_mode(
     flags: OFlags,
     mode: Mode,
 ) -> rustix::io::Result<OwnedFd> {
+    open_beneath_resolving(dir, path, flags, mode, BENEATH)
+}
+
+/// `openat2` beneath `dir` with the given resolve flags, retrying the spurious `EAGAIN`.
+pub(crate) fn open_beneath_resolving(
+    dir: impl AsFd,
+    path: &str,
+    flags: OFlags,
+    mode: Mode,
+    resolve: ResolveFlags,
+) -> rustix::io::Result<OwnedFd> {
     let mut attempts = 0;
     loop {
-        match rustix::fs::openat2(dir.as_fd(), path, flags | OFlags::CLOEXEC, mode, BENEATH) {
+        match rustix::fs::openat2(dir.as_fd(), path, flags | OFlags::CLOEXEC, mode, resolve) {
             Err(rustix::io::Errno::AGAIN) if attempts < 1000 => attempts += 1,
             other => return other,
         }

@@ -1,0 +1,698 @@
+//! Serving an archive repository read-only over HTTP to computers nearby.
+//!
+//! Only what a pull reads is served: a `config` generated here (never the repository's own,
+//! whose remote URLs may carry credentials), `summary`, `summary.sig` and regular files under
+//! `objects/`, `deltas/`, `delta-indexes/` and `refs/`. Files are opened from a descriptor of
+//! the repository with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)`
+//! and the opened file is what is streamed, so no symbolic link is followed and nothing can be
+//! swapped between a check and the open. The repository answers both at `/` and at `/0/`, the
+//! path eos-updater's advertisement (`ri` = 0) points libostree to.
+//!
+//! Clients are untrusted; [`ServeLimits`] bounds what each may hold: the request head must
+//! arrive within the header timeout (also the keep-alive idle timeout), a connection that
+//! moves no byte either way for the idle timeout is closed, request heads are capped at
+//! [`MAX_REQUEST_HEAD`] bytes, and at most `max_connections` are open at once. When the cap is
+//! reached a new connection displaces the one that has waited longest for a request head, so
+//! clients that trickle bytes cannot lock out an honest one; if every connection is busy
+//! answering, the new one is closed at once.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+use tokio::time::{Instant, Sleep};
+
+use crate::repo::{open_beneath_resolving, RepoConfig, RepoError, RepoMode};
+
+/// The repository index advertised (`ri`), and the path prefix it is also served under.
+pub const REPO_INDEX: u16 = 0;
+/// The largest request head read (hyper's smallest buffer): OSTree paths are short.
+pub const MAX_REQUEST_HEAD: usize = 8192;
+/// How long open connections may finish their responses once the server is asked to stop.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Bytes read from a file per body frame.
+const CHUNK: usize = 64 * 1024;
+
+/// What each client may hold of the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeLimits {
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// Time for a whole request head to arrive, from when the server starts reading one
+    /// (so also how long an idle keep-alive connection is kept).
+    pub header_timeout: Duration,
+    /// Time a connection may move no byte in either direction.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 64,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why a repository cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot open the repository {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: RepoError,
+    },
+    #[error(
+        "{path} is a {mode} repository; only archive repositories can be served: copy it into \
+         one with `ostree init --mode=archive` and `ostree pull-local`"
+    )]
+    NotArchive { path: PathBuf, mode: RepoMode },
+    #[error("cannot open the directory {path}: {source}")]
+    Directory {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// An archive repository opened for serving.
+#[derive(Debug)]
+pub struct ServedRepo {
+    path: PathBuf,
+    dir: OwnedFd,
+    config: Bytes,
+}
+
+impl ServedRepo {
+    /// Opens `path`, which must be an archive repository, and generates the config served.
+    pub fn open(path: &Path) -> Result<Self, ServeError> {
+        let repo = crate::repo::Repo::open(path).map_err(|source| ServeError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mode = repo.config().mode;
+        if mode != RepoMode::Archive {
+            return Err(ServeError::NotArchive {
+                path: path.to_owned(),
+                mode,
+            });
+        }
+        let config = RepoConfig::new_text(RepoMode::Archive, repo.collection_id());
+        let dir = rustix::fs::open(
+            path,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|errno| ServeError::Directory {
+            path: path.to_owned(),
+            source: errno.into(),
+        })?;
+        let path = path.canonicalize().unwrap_or_else(|_| path.to_owned());
+        Ok(Self {
+            path,
+            dir,
+            config: Bytes::from(config),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The `config` peers are given: `[core]` repo_version, mode and collection ID only.
+    pub fn config_text(&self) -> &[u8] {
+        &self.config
+    }
+
+    /// The regular file at `relative`, opened beneath the repository with no symlink
+    /// followed, and its size.
+    fn open_file(&self, relative: &str) -> Option<(std::fs::File, u64)> {
+        let resolve = ResolveFlags::BENEATH
+            .union(ResolveFlags::NO_SYMLINKS)
+            .union(ResolveFlags::NO_MAGICLINKS);
+        // NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
+        let fd = open_beneath_resolving(
+            &self.dir,
+            relative,
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
+            Mode::empty(),
+            resolve,
+        )
+        .ok()?;
+        let stat = rustix::fs::fstat(&fd).ok()?;
+        if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
+            return None;
+        }
+        Some((std::fs::File::from(fd), u64::try_from(stat.st_size).ok()?))
+    }
+}
+
+/// What a request path names, when it is one a pull may read.
+#[derive(Debug, PartialEq, Eq)]
+enum Servable<'a> {
+    Config,
+    File(&'a str),
+}
+
+/// Parses `uri_path` (at `/` or below `/<REPO_INDEX>/`) without touching the filesystem.
+fn servable(uri_path: &str) -> Option<Servable<'_>> {
+    let index_prefix = format!("/{REPO_INDEX}/");
+    let relative = match uri_path.strip_prefix(index_prefix.as_str()) {
+        Some(rest) => rest,
+        None => uri_path.strip_prefix('/')?,
+    };
+    // Percent-escapes are refused rather than decoded: no OSTree path needs one.
+    if relative.is_empty() || relative.contains(['%', '\\', '\0']) {
+        return None;
+    }
+    let segments: Vec<&str> = relative.split('/').collect();
+    if segments
+        .iter()
+        .any(|s| s.is_empty() || *s == "." || *s == "..")
+    {
+        return None;
+    }
+    match segments.as_slice() {
+        ["config"] => Some(Servable::Config),
+        ["summary" | "summary.sig"] | ["objects" | "deltas" | "delta-indexes" | "refs", _, ..] => {
+            Some(Servable::File(relative))
+        }
+        _ => None,
+    }
+}
+
+/// Serves `repo` on `listener` until `stop` completes, then lets open responses finish for
+/// a few seconds.
+pub async fn serve(
+    listener: TcpListener,
+    repo: Arc<ServedRepo>,
+    limits: ServeLimits,
+    stop: impl Future<Output = ()>,
+) {
+    let table = Arc::new(Connections::default());
+    let (shutdown, shutting_down) = watch::channel(false);
+    tokio::pin!(stop);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut stop => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of descriptors or similar: wait instead of spinning.
+                tracing::warn!(%error, "cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some((id, evict)) = table.admit(limits.max_connections) else {
+            tracing::warn!(
+                max = limits.max_connections,
+                "every connection is busy; closing a new one"
+            );
+            drop(stream);
+            continue;
+        };
+        tokio::spawn(connection(
+            stream,
+            Arc::clone(&repo),
+            limits,
+            Arc::clone(&table),
+            id,
+            evict,
+            shutting_down.clone(),
+        ));
+    }
+    tracing::info!("stopping the server");
+    let _ = shutdown.send(true);
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    while table.count() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    repo: Arc<ServedRepo>,
+    limits: ServeLimits,
+    table: Arc<Connections>,
+    id: u64,
+    evict: Arc<Notify>,
+    mut shutting_down: watch::Receiver<bool>,
+) {
+    let service_table = Arc::clone(&table);
+    let service = hyper::service::service_fn(move |request| {
+        let repo = Arc::clone(&repo);
+        let guard = WaitingGuard::busy(Arc::clone(&service_table), id);
+        async move { Ok::<_, Infallible>(respond(&repo, request, guard).await) }
+    });
+    let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout));
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_REQUEST_HEAD)
+        .serve_connection(io, service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(error) = result {
+                tracing::debug!(%error, "connection ended");
+            }
+        }
+        () = evict.notified() => {
+            tracing::debug!("closing a connection still waiting for a request, for a new one");
+        }
+        () = stopping(&mut shutting_down) => {
+            connection.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, connection).await;
+        }
+    }
+    table.remove(id);
+}
+
+/// Completes once the server is asked to stop.
+async fn stopping(shutting_down: &mut watch::Receiver<bool>) {
+    let _ = shutting_down.wait_for(|stop| *stop).await;
+}
+
+async fn respond(
+    repo: &Arc<ServedRepo>,
+    request: Request<Incoming>,
+    guard: WaitingGuard,
+) -> Response<ServeBody> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = answer(repo, &method, &path, guard).await;
+    tracing::info!(%method, %path, status = response.status().as_u16(), "request");
+    response
+}
+
+async fn answer(
+    repo: &Arc<ServedRepo>,
+    method: &Method,
+    path: &str,
+    guard: WaitingGuard,
+) -> Response<ServeBody> {
+    let not_found = |guard| {
+        let mut response = Response::new(ServeBody::empty(guard));
+        *response.status_mut() = StatusCode::NOT_FOUND;
+        response
+    };
+    if method != Method::GET && method != Method::HEAD {
+        return not_found(guard);
+    }
+    let body = match servable(path) {
+        None => return not_found(guard),
+        Some(Servable::Config) => {
+            let config = repo.config.clone();
+            let length = config.len() as u64;
+            (Content::Bytes(Some(config)), length)
+        }
+        Some(Servable::File(relative)) => {
+            let repo = Arc::clone(repo);
+            let relative = relative.to_owned();
+            let opened = tokio::task::spawn_blocking(move || repo.open_file(&relative)).await;
+            match opened {
+                Ok(Some((file, length))) => (
+                    Content::File {
+                        file: tokio::fs::File::from_std(file),
+                        remaining: length,
+                        buffer: vec![0; CHUNK].into_boxed_slice(),
+                    },
+                    length,
+                ),
+                _ => return not_found(guard),
+            }
+        }
+    };
+    let (content, length) = body;
+    let content = if method == Method::HEAD {
+        Content::Empty
+    } else {
+        content
+    };
+    let mut response = Response::new(ServeBody {
+        content,
+        _guard: guard,
+    });
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    response
+}
+
+/// A response body; dropping it (sent or abandoned) marks the connection as waiting again.
+pub struct ServeBody {
+    content: Content,
+    _guard: WaitingGuard,
+}
+
+enum Content {
+    Empty,
+    Bytes(Option<Bytes>),
+    File {
+        file: tokio::fs::File,
+        remaining: u64,
+        buffer: Box<[u8]>,
+    },
+}
+
+impl ServeBody {
+    fn empty(guard: WaitingGuard) -> Self {
+        Self {
+            content: Content::Empty,
+            _guard: guard,
+        }
+    }
+}
+
+impl Body for ServeBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        match &mut self.get_mut().content {
+            Content::Empty => Poll::Ready(None),
+            Content::Bytes(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Content::File {
+                file,
+                remaining,
+                buffer,
+            } => {
+                if *remaining == 0 {
+                    return Poll::Ready(None);
+                }
+                let want = usize::try_from(*remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(buffer.len());
+                let mut read = ReadBuf::new(&mut buffer[..want]);
+                ready!(Pin::new(file).poll_read(cx, &mut read))?;
+                let filled = read.filled();
+                if filled.is_empty() {
+                    return Poll::Ready(Some(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the file shrank while it was served",
+                    ))));
+                }
+                *remaining -= filled.len() as u64;
+                Poll::Ready(Some(Ok(Frame::data(Bytes::copy_from_slice(filled)))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.content {
+            Content::Empty => true,
+            Content::Bytes(bytes) => bytes.is_none(),
+            Content::File { remaining, .. } => *remaining == 0,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.content {
+            Content::Empty => SizeHint::with_exact(0),
+            Content::Bytes(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            Content::File { remaining, .. } => SizeHint::with_exact(*remaining),
+        }
+    }
+}
+
+/// The open connections, and since when each has been waiting for a request head.
+#[derive(Default)]
+struct Connections {
+    table: Mutex<ConnectionTable>,
+}
+
+#[derive(Default)]
+struct ConnectionTable {
+    next_id: u64,
+    open: HashMap<u64, Connection>,
+}
+
+struct Connection {
+    /// `None` while a request is being answered.
+    waiting_since: Option<Instant>,
+    evict: Arc<Notify>,
+}
+
+impl Connections {
+    fn lock(&self) -> MutexGuard<'_, ConnectionTable> {
+        self.table
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn count(&self) -> usize {
+        self.lock().open.len()
+    }
+
+    /// Registers a new connection, displacing the longest-waiting one at the cap; `None`
+    /// when every open connection is answering a request.
+    fn admit(&self, max: usize) -> Option<(u64, Arc<Notify>)> {
+        let mut table = self.lock();
+        if table.open.len() >= max.max(1) {
+            let longest = table
+                .open
+                .iter()
+                .filter_map(|(id, c)| c.waiting_since.map(|since| (since, *id)))
+                .min()?
+                .1;
+            if let Some(displaced) = table.open.remove(&longest) {
+                displaced.evict.notify_one();
+            }
+        }
+        let id = table.next_id;
+        table.next_id += 1;
+        let evict = Arc::new(Notify::new());
+        table.open.insert(
+            id,
+            Connection {
+                waiting_since: Some(Instant::now()),
+                evict: Arc::clone(&evict),
+            },
+        );
+        Some((id, evict))
+    }
+
+    fn set_waiting(&self, id: u64, waiting: bool) {
+        if let Some(connection) = self.lock().open.get_mut(&id) {
+            connection.waiting_since = waiting.then(Instant::now);
+        }
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().open.remove(&id);
+    }
+}
+
+/// Marks a connection busy while it lives, and waiting again when dropped.
+struct WaitingGuard {
+    table: Arc<Connections>,
+    id: u64,
+}
+
+impl WaitingGuard {
+    fn busy(table: Arc<Connections>, id: u64) -> Self {
+        table.set_waiting(id, false);
+        Self { table, id }
+    }
+}
+
+impl Drop for WaitingGuard {
+    fn drop(&mut self) {
+        self.table.set_waiting(self.id, true);
+    }
+}
+
+/// A stream that fails with `TimedOut` once no byte has moved for `timeout`.
+struct IdleTimeout {
+    stream: TcpStream,
+    timeout: Duration,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl IdleTimeout {
+    fn new(stream: TcpStream, timeout: Duration) -> Self {
+        Self {
+            stream,
+            timeout,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+
+    fn moved(&mut self) {
+        let next = Instant::now() + self.timeout;
+        self.deadline.as_mut().reset(next);
+    }
+
+    fn pending<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client moved no byte for too long",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncRead for IdleTimeout {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    this.moved();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            Poll::Pending => this.pending(cx),
+        }
+    }
+}
+
+impl AsyncWrite for IdleTimeout {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.stream).poll_write(cx, buf) {
+            Poll::Ready(Ok(written)) => {
+                if written > 0 {
+                    this.moved();
+                }
+                Poll::Ready(Ok(written))
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            Poll::Pending => this.pending(cx),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.stream).poll_flush(cx) {
+            Poll::Pending => this.pending(cx),
+            other => other,
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_pull_paths_are_servable() {
+        assert_eq!(servable("/config"), Some(Servable::Config));
+        assert_eq!(servable("/0/config"), Some(Servable::Config));
+        assert_eq!(
+            servable("/0/objects/ab/cd.commit"),
+            Some(Servable::File("objects/ab/cd.commit"))
+        );
+        assert_eq!(servable("/summary"), Some(Servable::File("summary")));
+        for refused in [
+            "/",
+            "/0",
+            "/0/",
+            "/objects",
+            "/objects/",
+            "/objects/ab/",
+            "/tmp-secret",
+            "/objects/../config",
+            "/objects/ab/../../tmp-secret",
+            "/objects/ab/cd%2ecommit",
+            "/config/x",
+            "/1/config",
+        ] {
+            assert!(servable(refused).is_none(), "{refused} was servable");
+        }
+    }
+
+    #[test]
+    fn files_are_opened_beneath_the_repository_without_symlinks() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let repo_path = dir.path().join("repo");
+        crate::repo::Repo::init(&repo_path, RepoMode::Archive, Some("org.example.Os"))
+            .expect("init");
+        std::fs::write(
+            repo_path.join("config"),
+            "[core]\nrepo_version=1\nmode=archive-z2\ncollection-id=org.example.Os\n\
+             [remote \"origin\"]\nurl=https://user:secret@example.com/repo\n",
+        )
+        .expect("write config");
+        std::fs::create_dir_all(repo_path.join("objects/ab")).expect("mkdir");
+        std::fs::write(repo_path.join("objects/ab/cd.commit"), "x").expect("write");
+        std::fs::write(dir.path().join("outside"), "secret").expect("write");
+        std::os::unix::fs::symlink(
+            dir.path().join("outside"),
+            repo_path.join("objects/ab/ef.commit"),
+        )
+        .expect("symlink");
+        std::os::unix::fs::symlink("cd.commit", repo_path.join("objects/ab/00.commit"))
+            .expect("symlink");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            repo_path.join("objects/ab/11.commit"),
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .expect("mkfifo");
+
+        let served = ServedRepo::open(&repo_path).expect("open");
+        let config = String::from_utf8_lossy(served.config_text()).into_owned();
+        assert!(config.contains("mode=archive-z2"), "{config}");
+        assert!(config.contains("collection-id=org.example.Os"), "{config}");
+        assert!(
+            !config.contains("secret") && !config.contains("remote"),
+            "{config}"
+        );
+        assert!(served.open_file("objects/ab/cd.commit").is_some());
+        for refused in [
+            "objects/ab/ef.commit",
+            "objects/ab/00.commit",
+            "objects/ab/11.commit",
+            "objects/ab",
+        ] {
+            assert!(served.open_file(refused).is_none(), "{refused} was opened");
+        }
+    }
+}
