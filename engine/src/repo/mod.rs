@@ -423,9 +423,37 @@ fn open_beneath_mode(
     flags: OFlags,
     mode: Mode,
 ) -> rustix::io::Result<OwnedFd> {
+    openat2_retrying(dir, path, flags, mode, BENEATH)
+}
+
+/// `openat2` beneath `dir` following no symlink at all, for what root writes or reads in
+/// directories whose entries came from elsewhere (a pulled tree): a symlink anywhere in
+/// `path` fails with `ELOOP` instead of leading out.
+pub(crate) fn open_no_symlinks(
+    dir: impl AsFd,
+    path: &str,
+    flags: OFlags,
+    mode: Mode,
+) -> rustix::io::Result<OwnedFd> {
+    openat2_retrying(
+        dir,
+        path,
+        flags | OFlags::NOFOLLOW,
+        mode,
+        BENEATH.union(ResolveFlags::NO_SYMLINKS),
+    )
+}
+
+fn openat2_retrying(
+    dir: impl AsFd,
+    path: &str,
+    flags: OFlags,
+    mode: Mode,
+    resolve: ResolveFlags,
+) -> rustix::io::Result<OwnedFd> {
     let mut attempts = 0;
     loop {
-        match rustix::fs::openat2(dir.as_fd(), path, flags | OFlags::CLOEXEC, mode, BENEATH) {
+        match rustix::fs::openat2(dir.as_fd(), path, flags | OFlags::CLOEXEC, mode, resolve) {
             Err(rustix::io::Errno::AGAIN) if attempts < 1000 => attempts += 1,
             other => return other,
         }
