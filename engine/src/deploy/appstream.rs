@@ -64,6 +64,11 @@ fn errno(path: &Path) -> impl FnOnce(rustix::io::Errno) -> AppstreamError + '_ {
             path: path.to_owned(),
             reason: "it is a symlink, or leads through one".to_owned(),
         },
+        // What `O_DIRECTORY | O_NOFOLLOW` reports for a symlink.
+        rustix::io::Errno::NOTDIR => AppstreamError::Refused {
+            path: path.to_owned(),
+            reason: "it is a symlink or not a directory".to_owned(),
+        },
         other => AppstreamError::Io {
             path: path.to_owned(),
             error: other.into(),
