@@ -360,17 +360,27 @@ impl Repo {
 
     /// Creates `relative` (one or more components, `/`-separated) under the repository when
     /// missing.
+    /// Each directory is made in the one before it, opened beneath the repository: a
+    /// symlink on the way cannot lead the new directory out of it.
     fn ensure_dir(&self, relative: &str) -> Result<(), RepoError> {
         let mut prefix = String::new();
+        let mut parent: Option<OwnedFd> = None;
         for component in relative.split('/') {
             if !prefix.is_empty() {
                 prefix.push('/');
             }
             prefix.push_str(component);
-            match rustix::fs::mkdirat(&self.dir, prefix.as_str(), Mode::from_raw_mode(0o777)) {
+            let made = match &parent {
+                Some(fd) => rustix::fs::mkdirat(fd, component, Mode::from_raw_mode(0o777)),
+                None => rustix::fs::mkdirat(&self.dir, component, Mode::from_raw_mode(0o777)),
+            };
+            match made {
                 Ok(()) | Err(rustix::io::Errno::EXIST) => {}
                 Err(error) => return Err(RepoError::io("create", self.path.join(&prefix), error)),
             }
+            let opened = open_beneath(&self.dir, &prefix, OFlags::PATH | OFlags::DIRECTORY)
+                .map_err(|e| RepoError::io("open", self.path.join(&prefix), e))?;
+            parent = Some(opened);
         }
         Ok(())
     }
