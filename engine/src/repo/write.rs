@@ -1491,3 +1491,78 @@ fn random_suffix() -> String {
     use rand::distributions::{Alphanumeric, DistString};
     Alphanumeric.sample_string(&mut rand::thread_rng(), 6)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deflate_bound_covers_incompressible_data_at_every_level() {
+        let data: Vec<u8> = (0..(1 << 20)).map(|_| rand::random::<u8>()).collect();
+        for size in [0, 1, 100, 16383, 16384, 65536, 1 << 20] {
+            for level in [0, 1, 6, 9] {
+                let mut encoder = DeflateEncoder::new(Vec::new(), Compression::new(level));
+                encoder.write_all(&data[..size]).expect("deflate");
+                let packed = encoder.finish().expect("deflate").len() as u64;
+                assert!(
+                    packed <= deflate_bound(size as u64),
+                    "{size} bytes at level {level} took {packed}"
+                );
+            }
+        }
+    }
+
+    /// An endless source of zeros: what an object whose header lies would stream.
+    struct Zeros;
+
+    impl Read for Zeros {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            buf.fill(0);
+            Ok(buf.len())
+        }
+    }
+
+    #[test]
+    fn a_direct_write_larger_than_the_free_space_is_refused_before_writing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for mode in [RepoMode::BareUserOnly, RepoMode::Archive] {
+            let path = dir.path().join(mode.as_str());
+            let repo = Repo::init(&path, mode, None).expect("init");
+            let header = FileHeader::regular(0, 0, 0o644, 1 << 60);
+            let checksum = Checksum::from_hex(&"ab".repeat(32)).expect("checksum");
+            let error = repo
+                .write_content(&checksum, &header, Zeros)
+                .expect_err("a 1 EiB object was accepted");
+            assert!(matches!(error, RepoError::NoSpace { .. }), "{error}");
+            let left: Vec<_> = std::fs::read_dir(path.join("tmp"))
+                .expect("list tmp")
+                .filter_map(Result::ok)
+                .filter(|entry| entry.file_name().to_string_lossy().starts_with("ferry-"))
+                .collect();
+            assert!(left.is_empty(), "temporary files were written: {left:?}");
+        }
+    }
+
+    #[test]
+    fn a_refused_charge_is_given_back_and_a_settled_one_kept() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let repo = Repo::init(dir.path(), RepoMode::Archive, None).expect("init");
+        let transaction = Transaction::begin(&repo, None).expect("begin");
+        let budget = &transaction.budget;
+        let start = *budget.remaining();
+        {
+            let charge = SpaceCharge::begin(&repo, Place::Staged(&transaction)).expect("charge");
+            charge.reserve(10 * budget.block_size).expect("reserve");
+            assert_eq!(*budget.remaining(), start - budget.blocks(10 * budget.block_size));
+            assert!(charge.reserve(start.saturating_mul(2)).is_err());
+            assert!(charge.refusal().is_some());
+        }
+        assert_eq!(*budget.remaining(), start, "a dropped charge keeps space");
+        let charge = SpaceCharge::begin(&repo, Place::Staged(&transaction)).expect("charge");
+        charge.reserve(1 << 20).expect("reserve");
+        let file = tempfile::tempfile().expect("temp file");
+        file.set_len(100).expect("size");
+        charge.settle(&file).expect("settle");
+        assert_eq!(*budget.remaining(), start - budget.blocks(100));
+    }
+}
