@@ -52,10 +52,9 @@ impl Scene {
         let tree = self.tmp.path().join(name);
         fs::create_dir_all(&tree)?;
         fill(&tree)?;
-        let commit = self.repo.commit(&CommitSpec::new(
-            &format!("appstream2/{ARCH}"),
-            &tree,
-        ))?;
+        let commit = self
+            .repo
+            .commit(&CommitSpec::new(&format!("appstream2/{ARCH}"), &tree))?;
         Ok(Checksum::from_hex(&commit)?)
     }
 
@@ -196,7 +195,11 @@ fn serial_appstream_data_larger_than_what_the_reserve_leaves_is_not_deployed() -
         scope: FlatpakScope::Directory,
         path: mount.target.join("installation"),
     };
-    let repo = OstreeRepo::init(&installation.path.join("repo"), RepoMode::BareUserOnly, None)?;
+    let repo = OstreeRepo::init(
+        &installation.path.join("repo"),
+        RepoMode::BareUserOnly,
+        None,
+    )?;
     let tree = tmp.path().join("tree");
     fs::create_dir_all(&tree)?;
     // 6 MiB that do not compress, in a 16 MiB filesystem keeping 8 MB free.

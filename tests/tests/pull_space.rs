@@ -18,7 +18,7 @@ use ferry_tests::ostree::{CommitSpec, ObjectKind, OstreeRepo, RepoMode};
 use ferry_tests::tamper;
 use ferry_tests::tree::{standard, TreeOptions};
 use pull_support::{
-    assert_refused, client, pull_remote, remote_ref, trust_root, PullRun, Publisher, BRANCH,
+    assert_refused, client, pull_remote, remote_ref, trust_root, Publisher, PullRun, BRANCH,
 };
 use tempfile::TempDir;
 
@@ -105,10 +105,7 @@ impl Scene {
             "the destination went down to {least} bytes free, below its {RESERVE}-byte reserve"
         );
         ensure!(
-            !self
-                .dest
-                .object_path(object, ObjectKind::Content)?
-                .exists(),
+            !self.dest.object_path(object, ObjectKind::Content)?.exists(),
             "the refused object {object} was stored"
         );
         Ok(())
@@ -191,8 +188,7 @@ fn serial_a_header_declaring_more_than_the_free_space_is_refused_before_writing(
 }
 
 #[test]
-fn serial_a_decompression_bomb_larger_than_the_budget_is_refused_before_writing() -> Result<()>
-{
+fn serial_a_decompression_bomb_larger_than_the_budget_is_refused_before_writing() -> Result<()> {
     let scene = Scene::new(RepoMode::BareUser)?;
     // 64 MiB of zeros: a few hundred KiB on the drive, twice the destination unpacked.
     let commit = scene.publish(&[("usr/share/zeros", vec![0u8; 64 << 20])], false)?;
@@ -205,8 +201,7 @@ fn serial_a_decompression_bomb_larger_than_the_budget_is_refused_before_writing(
 }
 
 #[test]
-fn serial_compressed_padding_in_an_archive_copy_is_refused_before_filling_the_disk(
-) -> Result<()> {
+fn serial_compressed_padding_in_an_archive_copy_is_refused_before_filling_the_disk() -> Result<()> {
     let scene = Scene::new(RepoMode::Archive)?;
     let commit = scene.publish(&[], false)?;
     let object = scene

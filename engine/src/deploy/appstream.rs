@@ -145,8 +145,7 @@ impl Dir {
 
 /// A remote or architecture name used as one directory name.
 fn check_component(name: &str, base: &Path) -> Result<(), AppstreamError> {
-    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0')
-    {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
         return Err(AppstreamError::Refused {
             path: base.to_owned(),
             reason: format!("{name:?} is not a usable directory name"),
@@ -259,10 +258,12 @@ fn checkout_size(repo: &Repo, commit: &Checksum) -> Result<u64, AppstreamError> 
     let mut pending = vec![commit.root_tree];
     let (mut files, mut bytes) = (0usize, 0u64);
     while let Some(tree) = pending.pop() {
-        let listing = DirTree::parse(&repo.read_metadata(ObjectKind::DirTree, &tree)?)
-            .map_err(|source| RepoError::Format {
-                object: crate::object::ObjectId::new(tree, ObjectKind::DirTree),
-                source,
+        let listing =
+            DirTree::parse(&repo.read_metadata(ObjectKind::DirTree, &tree)?).map_err(|source| {
+                RepoError::Format {
+                    object: crate::object::ObjectId::new(tree, ObjectKind::DirTree),
+                    source,
+                }
             })?;
         for file in &listing.files {
             files += 1;
@@ -289,8 +290,7 @@ fn compress_catalog(checkout: &Dir, repo: &Repo) -> Result<(), AppstreamError> {
         return Ok(());
     }
     let plain = checkout.path.join("appstream.xml");
-    let fd = match open_no_symlinks(&checkout.fd, "appstream.xml", OFlags::RDONLY, Mode::empty())
-    {
+    let fd = match open_no_symlinks(&checkout.fd, "appstream.xml", OFlags::RDONLY, Mode::empty()) {
         Ok(fd) => fd,
         Err(rustix::io::Errno::NOENT) => return Ok(()),
         Err(rustix::io::Errno::LOOP) => {

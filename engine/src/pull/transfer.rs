@@ -392,7 +392,9 @@ impl Transfer<'_, '_> {
                                 stream,
                                 unpacked,
                             ),
-                            None => self.transaction.write_archived_content(&job.checksum, stream),
+                            None => self
+                                .transaction
+                                .write_archived_content(&job.checksum, stream),
                         };
                         return written.map_err(|error| content_error(error, job, name));
                     }

@@ -634,8 +634,11 @@ impl Repo {
         // The header is read (and copied) within the budget's first block and the bound on
         // headers; the content's declared size is then charged before any of it is copied.
         let charge = SpaceCharge::begin(self, place)?;
-        let write_error =
-            |error: io::Error| charge.refusal().unwrap_or_else(|| RepoError::io("write", &path, error));
+        let write_error = |error: io::Error| {
+            charge
+                .refusal()
+                .unwrap_or_else(|| RepoError::io("write", &path, error))
+        };
         let (file, temp) = self.create_temp_file(place)?;
         let mut tee = BufReader::with_capacity(
             CHUNK,
@@ -746,7 +749,6 @@ impl Place<'_> {
     fn is_staged(self) -> bool {
         matches!(self, Self::Staged(_))
     }
-
 }
 
 /// What content objects may still take before the repository's reserve is reached, counted
@@ -1553,7 +1555,10 @@ mod tests {
         {
             let charge = SpaceCharge::begin(&repo, Place::Staged(&transaction)).expect("charge");
             charge.reserve(10 * budget.block_size).expect("reserve");
-            assert_eq!(*budget.remaining(), start - budget.blocks(10 * budget.block_size));
+            assert_eq!(
+                *budget.remaining(),
+                start - budget.blocks(10 * budget.block_size)
+            );
             assert!(charge.reserve(start.saturating_mul(2)).is_err());
             assert!(charge.refusal().is_some());
         }
