@@ -6,14 +6,8 @@
 
 mod pull_support;
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::Duration;
-
 use anyhow::{ensure, Context, Result};
-use ferry_tests::loopdev::{LoopDevice, LoopImage, Mount};
+use ferry_tests::loopdev::{FreeSpaceWatch, LoopDevice, LoopImage, Mount};
 use ferry_tests::ostree::{CommitSpec, ObjectKind, OstreeRepo, RepoMode};
 use ferry_tests::tamper;
 use ferry_tests::tree::{standard, TreeOptions};
@@ -85,7 +79,7 @@ impl Scene {
     /// Pulls the branch while watching the destination's free space; returns the run and
     /// the least free space seen.
     fn pull(&self) -> Result<(PullRun, u64)> {
-        let watch = FreeSpaceWatch::start(self.dest.path.clone());
+        let watch = FreeSpaceWatch::start(&self.dest.path);
         let run = pull_remote(
             &trust_root(self.tmp.path()),
             &self.dest.path,
@@ -135,43 +129,6 @@ impl Drop for Scene {
             let _ = device.detach();
         }
     }
-}
-
-/// Polls free space (as root sees it) in a background thread, keeping the least seen.
-struct FreeSpaceWatch {
-    stop: Arc<AtomicBool>,
-    thread: JoinHandle<Result<u64>>,
-}
-
-impl FreeSpaceWatch {
-    fn start(path: PathBuf) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || -> Result<u64> {
-            let mut least = u64::MAX;
-            loop {
-                least = least.min(free_bytes(&path)?);
-                if flag.load(Ordering::Relaxed) {
-                    return Ok(least);
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        });
-        Self { stop, thread }
-    }
-
-    fn stop(self) -> Result<u64> {
-        self.stop.store(true, Ordering::Relaxed);
-        match self.thread.join() {
-            Ok(least) => least,
-            Err(_) => anyhow::bail!("the free-space watcher panicked"),
-        }
-    }
-}
-
-fn free_bytes(path: &Path) -> Result<u64> {
-    let stat = rustix::fs::statvfs(path).context("statvfs")?;
-    Ok(stat.f_bfree * stat.f_frsize)
 }
 
 #[test]
