@@ -175,3 +175,50 @@ impl Drop for Mount {
         }
     }
 }
+
+/// Polls the free space of the filesystem holding a path (as root sees it: `f_bfree`) in a
+/// background thread, keeping the least seen, so a test can check a reserve was never
+/// entered while something ran.
+#[derive(Debug)]
+pub struct FreeSpaceWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Result<u64>>,
+}
+
+impl FreeSpaceWatch {
+    pub fn start(path: &Path) -> FreeSpaceWatch {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let path = path.to_path_buf();
+        let thread = std::thread::spawn(move || -> Result<u64> {
+            let mut least = u64::MAX;
+            loop {
+                least = least.min(free_bytes(&path)?);
+                if flag.load(Ordering::Relaxed) {
+                    return Ok(least);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        });
+        FreeSpaceWatch { stop, thread }
+    }
+
+    /// Stops polling; the least free space seen, in bytes.
+    pub fn stop(self) -> Result<u64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or_else(|_| {
+            Err(FixtureError::Unexpected(
+                "the free-space watcher panicked".to_owned(),
+            ))
+        })
+    }
+}
+
+/// Free bytes on the filesystem holding `path`, root's reserve included.
+pub fn free_bytes(path: &Path) -> Result<u64> {
+    let stat = rustix::fs::statvfs(path)
+        .map_err(std::io::Error::from)
+        .at("statvfs", path)?;
+    Ok(stat.f_bfree * stat.f_frsize)
+}

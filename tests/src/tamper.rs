@@ -54,6 +54,54 @@ pub fn tamper_filez(
     Ok(object)
 }
 
+/// Rewrites the size the `.filez` header of file `path` in commit `rev` declares (the `t`
+/// at the start of its `(tuuuusa(ayay))`), leaving the compressed content as it was: a
+/// header that lies about what follows. Returns the object's path.
+pub fn set_filez_size(repo: &OstreeRepo, rev: &str, path: &str, size: u64) -> Result<PathBuf> {
+    let checksum = repo.content_checksum(rev, path)?;
+    let object = object_path_in(&repo.path, &checksum, "filez");
+    let mut bytes = fs::read(&object).at("read", &object)?;
+    let field = bytes
+        .get_mut(8..16)
+        .ok_or_else(|| bad_object(&object, "shorter than its header"))?;
+    field.copy_from_slice(&size.to_be_bytes());
+    rewrite(&object, &bytes)?;
+    Ok(object)
+}
+
+/// Puts `blocks` empty stored deflate blocks in front of the compressed content of file
+/// `path`'s `.filez` in commit `rev`. The content inflates to the same bytes, so the object
+/// still hashes right, but it takes 5 bytes more per block: compressed padding no honest
+/// compressor writes. Returns the object's path.
+pub fn pad_filez(repo: &OstreeRepo, rev: &str, path: &str, blocks: usize) -> Result<PathBuf> {
+    let checksum = repo.content_checksum(rev, path)?;
+    let object = object_path_in(&repo.path, &checksum, "filez");
+    let bytes = fs::read(&object).at("read", &object)?;
+    let body_start = filez_body_start(&object, &bytes)?;
+    let mut out = bytes[..body_start].to_vec();
+    // BFINAL=0, BTYPE=00 (stored), padded to the byte; LEN=0, NLEN=!0.
+    for _ in 0..blocks {
+        out.extend_from_slice(&[0x00, 0x00, 0x00, 0xff, 0xff]);
+    }
+    out.extend_from_slice(&bytes[body_start..]);
+    rewrite(&object, &out)?;
+    Ok(object)
+}
+
+/// Where the compressed content of a `.filez` starts: after the 4-byte header length, 4
+/// bytes of padding and the header.
+fn filez_body_start(object: &Path, bytes: &[u8]) -> Result<usize> {
+    let header_len = bytes
+        .get(..4)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(u32::from_be_bytes)
+        .ok_or_else(|| bad_object(object, "shorter than its header length"))?;
+    8usize
+        .checked_add(header_len as usize)
+        .filter(|start| *start <= bytes.len())
+        .ok_or_else(|| bad_object(object, "header longer than the file"))
+}
+
 /// Like [`tamper_filez`] for any mode: archive objects are re-deflated, bare objects (`.file`)
 /// are edited in place (their xattrs, such as `user.ostreemeta`, are kept).
 pub fn tamper_content(

@@ -11,7 +11,7 @@ use anyhow::{ensure, Result};
 use ferry_engine::schema::InstallStatus;
 use ferry_tests::generate::{generate_tree, Bucket, GenSpec};
 use ferry_tests::gpg::GpgKey;
-use ferry_tests::loopdev::{LoopDevice, LoopImage, Mount};
+use ferry_tests::loopdev::{FreeSpaceWatch, LoopDevice, LoopImage, Mount};
 use ferry_tests::sysroot::{Sysroot, OS_REF};
 use install_support::{os_from_drive, InstallRun, Machine};
 use tempfile::TempDir;
@@ -159,8 +159,13 @@ fn an_update_that_grows_when_unpacked_stops_at_the_reserve() -> Result<()> {
         "the image leaves {before} bytes: the update would fit"
     );
 
-    let run = machine.install()?;
+    let watch = FreeSpaceWatch::start(&sysroot.path);
+    let run = machine.install();
+    let least = watch.stop()?;
+    let run = run?;
     ensure!(!run.success(), "installed into the reserve:\n{run}");
+    // Each object is charged before it is written, so the reserve is never entered.
+    ensure!(least >= reserve, "free space went down to {least} bytes");
     let result = run.expect(OS_REF, InstallStatus::Failed)?;
     let message = result.message.as_deref().unwrap_or_default();
     ensure!(message.contains("not enough free space"), "{message}");

@@ -30,6 +30,8 @@ struct Job {
     path: String,
     /// Whether its bytes were already counted in the progress total.
     size_known: bool,
+    /// Its size once unpacked, as the signed commit's `ostree.sizes` records it.
+    unpacked: Option<u64>,
 }
 
 /// What the pull does after a source failed to hand out one object.
@@ -92,7 +94,7 @@ impl Transfer<'_, '_> {
     /// Fetches every object of `commit` the destination lacks. The commit object itself is
     /// already stored.
     pub(super) fn fetch_closure(&self, commit: &Commit) -> Result<PullStats, PullError> {
-        let sizes = content_sizes(commit, self.dest.mode());
+        let sizes = content_sizes(commit);
         let failure = Failure::default();
         let (jobs, queue) = crossbeam_channel::bounded::<Job>(QUEUE_LENGTH);
         let content_counts: Mutex<(u64, u64)> = Mutex::new((0, 0));
@@ -151,7 +153,7 @@ impl Transfer<'_, '_> {
     fn walk(
         &self,
         commit: &Commit,
-        sizes: &Option<HashMap<Checksum, u64>>,
+        sizes: &Option<HashMap<Checksum, ObjectSize>>,
         jobs: &Sender<Job>,
         failure: &Failure,
     ) -> Result<Counts, PullError> {
@@ -194,11 +196,19 @@ impl Transfer<'_, '_> {
                     continue;
                 }
                 let size = sizes.as_ref().and_then(|map| map.get(&file.checksum));
-                self.progress.expect(1, size.copied().unwrap_or(0));
+                let download = size.map(|size| {
+                    if self.dest.mode() == RepoMode::Archive {
+                        size.archived
+                    } else {
+                        size.unpacked
+                    }
+                });
+                self.progress.expect(1, download.unwrap_or(0));
                 let job = Job {
                     checksum: file.checksum,
                     path: join(&path, &file.name),
                     size_known: size.is_some(),
+                    unpacked: size.map(|size| size.unpacked),
                 };
                 if jobs.send(job).is_err() {
                     // Every worker is gone; the failure that stopped them is reported.
@@ -376,10 +386,17 @@ impl Transfer<'_, '_> {
                             inner: archived.stream,
                             progress: self.progress,
                         };
-                        return self
-                            .transaction
-                            .write_archived_content(&job.checksum, stream)
-                            .map_err(|error| content_error(error, job, name));
+                        let written = match job.unpacked {
+                            Some(unpacked) => self.transaction.write_archived_content_sized(
+                                &job.checksum,
+                                stream,
+                                unpacked,
+                            ),
+                            None => self
+                                .transaction
+                                .write_archived_content(&job.checksum, stream),
+                        };
+                        return written.map_err(|error| content_error(error, job, name));
                     }
                     Ok(None) => {}
                     Err(error) => {
@@ -395,6 +412,19 @@ impl Transfer<'_, '_> {
             }
             match source.fetch_content(&job.checksum) {
                 Ok(content) => {
+                    if let Some(unpacked) = job.unpacked.filter(|u| *u != content.header.size) {
+                        return Err(bad_object(
+                            object,
+                            &job.path,
+                            name,
+                            format!(
+                                "its header declares {} bytes, but the signed commit's \
+                                 ostree.sizes records {unpacked}: the source is corrupt or has \
+                                 been tampered with; do not use it",
+                                content.header.size
+                            ),
+                        ));
+                    }
                     if !job.size_known {
                         self.progress.expect_bytes(content.header.size);
                     }
@@ -422,22 +452,17 @@ impl Transfer<'_, '_> {
     }
 }
 
-/// Sizes of content objects from the commit's `ostree.sizes`, as the destination will read
-/// them: archived for an archive destination, unpacked otherwise.
-fn content_sizes(commit: &Commit, mode: RepoMode) -> Option<HashMap<Checksum, u64>> {
+/// Sizes of content objects from the commit's `ostree.sizes`. The commit is verified, so
+/// an object whose header declares another unpacked size is refused before it is written.
+/// (Archived sizes are only used for progress: a drive made from an installed, bare
+/// repository holds the same objects compressed anew, whose lengths differ.)
+fn content_sizes(commit: &Commit) -> Option<HashMap<Checksum, ObjectSize>> {
     let sizes = commit.sizes().ok().flatten()?;
     Some(
         sizes
-            .iter()
-            .filter(|size: &&ObjectSize| size.kind == ObjectKind::File)
-            .map(|size| {
-                let bytes = if mode == RepoMode::Archive {
-                    size.archived
-                } else {
-                    size.unpacked
-                };
-                (size.checksum, bytes)
-            })
+            .into_iter()
+            .filter(|size| size.kind == ObjectKind::File)
+            .map(|size| (size.checksum, size))
             .collect(),
     )
 }

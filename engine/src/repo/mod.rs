@@ -360,17 +360,27 @@ impl Repo {
 
     /// Creates `relative` (one or more components, `/`-separated) under the repository when
     /// missing.
+    /// Each directory is made in the one before it, opened beneath the repository: a
+    /// symlink on the way cannot lead the new directory out of it.
     fn ensure_dir(&self, relative: &str) -> Result<(), RepoError> {
         let mut prefix = String::new();
+        let mut parent: Option<OwnedFd> = None;
         for component in relative.split('/') {
             if !prefix.is_empty() {
                 prefix.push('/');
             }
             prefix.push_str(component);
-            match rustix::fs::mkdirat(&self.dir, prefix.as_str(), Mode::from_raw_mode(0o777)) {
+            let made = match &parent {
+                Some(fd) => rustix::fs::mkdirat(fd, component, Mode::from_raw_mode(0o777)),
+                None => rustix::fs::mkdirat(&self.dir, component, Mode::from_raw_mode(0o777)),
+            };
+            match made {
                 Ok(()) | Err(rustix::io::Errno::EXIST) => {}
                 Err(error) => return Err(RepoError::io("create", self.path.join(&prefix), error)),
             }
+            let opened = open_beneath(&self.dir, &prefix, OFlags::PATH | OFlags::DIRECTORY)
+                .map_err(|e| RepoError::io("open", self.path.join(&prefix), e))?;
+            parent = Some(opened);
         }
         Ok(())
     }
@@ -424,6 +434,24 @@ fn open_beneath_mode(
     mode: Mode,
 ) -> rustix::io::Result<OwnedFd> {
     open_beneath_resolving(dir, path, flags, mode, BENEATH)
+}
+
+/// `openat2` beneath `dir` following no symlink at all, for what root writes or reads in
+/// directories whose entries came from elsewhere (a pulled tree): a symlink anywhere in
+/// `path` fails with `ELOOP` instead of leading out.
+pub(crate) fn open_no_symlinks(
+    dir: impl AsFd,
+    path: &str,
+    flags: OFlags,
+    mode: Mode,
+) -> rustix::io::Result<OwnedFd> {
+    open_beneath_resolving(
+        dir,
+        path,
+        flags | OFlags::NOFOLLOW,
+        mode,
+        BENEATH.union(ResolveFlags::NO_SYMLINKS),
+    )
 }
 
 /// `openat2` beneath `dir` with the given resolve flags, retrying the spurious `EAGAIN`.

@@ -477,6 +477,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_ref_never_makes_directories_through_a_symlink_out_of_the_repository() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("repo");
+        let repo = Repo::init(&path, crate::repo::RepoMode::Archive, None).expect("init");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).expect("create a directory");
+        std::fs::remove_dir(path.join("refs/remotes")).expect("remove refs/remotes");
+        std::os::unix::fs::symlink(&outside, path.join("refs/remotes")).expect("symlink");
+        let commit = Checksum::from_hex(&"ab".repeat(32)).expect("checksum");
+        let written = repo.write_ref(&RefLocation::remote("origin", "os/x86_64/stable"), &commit);
+        assert!(written.is_err(), "a ref was written through the symlink");
+        let made: Vec<_> = std::fs::read_dir(&outside)
+            .expect("list")
+            .filter_map(Result::ok)
+            .map(|entry| entry.file_name())
+            .collect();
+        assert!(made.is_empty(), "made {made:?} outside the repository");
+    }
+
+    #[test]
     fn ref_contents_are_strict() {
         let hex = "ab".repeat(32);
         assert!(parse_ref_contents(hex.as_bytes()).is_ok());

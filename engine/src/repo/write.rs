@@ -400,7 +400,21 @@ impl Repo {
             return self.store_symlink(place, object, header);
         }
 
+        // What the object will take, charged before anything is written.
+        let declared = if header.is_symlink() {
+            header.symlink_target.len() as u64 + 1
+        } else {
+            header.size
+        };
+        let charge = SpaceCharge::begin(self, place)?;
+        charge.reserve(declared)?;
         let (file, temp) = self.create_temp_file(place)?;
+        let file = ChargedFile::new(file, &charge);
+        let write_error = |error: io::Error| charge.refusal().unwrap_or_else(|| write_error(error));
+        let copy_error = |error: CopyError| match error {
+            CopyError::Source(reason) => read_error(reason),
+            CopyError::Sink(error) => write_error(error),
+        };
         let file = match self.mode() {
             RepoMode::Archive => {
                 let mut out = BufWriter::with_capacity(CHUNK, file);
@@ -440,14 +454,15 @@ impl Repo {
                 file
             }
         };
+        let file = file.into_inner();
         let actual = hasher.finish();
         if actual != *expected {
-            // `temp` is dropped here, removing the file.
+            // `temp` is dropped here, removing the file; dropping `charge` releases its space.
             return Err(self.refuse_write_mismatch(object, actual));
         }
         self.apply_file_metadata(&file, header)
             .map_err(|e| self.metadata_error(object, e))?;
-        place.claim_space(&file)?;
+        charge.settle(&file)?;
         self.place_entry(place, temp, object, Some(&file), header.size)?;
         Ok(WriteOutcome::Written)
     }
@@ -587,14 +602,17 @@ impl Repo {
         expected: &Checksum,
         filez: impl Read,
     ) -> Result<WriteOutcome, RepoError> {
-        self.write_archived_content_at(Place::Direct, expected, filez)
+        self.write_archived_content_at(Place::Direct, expected, filez, None)
     }
 
+    /// `unpacked`, when known (from the commit's `ostree.sizes`), is the size the header
+    /// must declare.
     fn write_archived_content_at(
         &self,
         place: Place<'_>,
         expected: &Checksum,
         filez: impl Read,
+        unpacked: Option<u64>,
     ) -> Result<WriteOutcome, RepoError> {
         let object = ObjectId::new(*expected, ObjectKind::File);
         if self.mode() != RepoMode::Archive {
@@ -613,12 +631,24 @@ impl Repo {
             source_name: "the source".to_owned(),
             reason,
         };
+        // The header is read (and copied) within the budget's first block and the bound on
+        // headers; the content's declared size is then charged before any of it is copied.
+        let charge = SpaceCharge::begin(self, place)?;
+        let write_error = |error: io::Error| {
+            charge
+                .refusal()
+                .unwrap_or_else(|| RepoError::io("write", &path, error))
+        };
         let (file, temp) = self.create_temp_file(place)?;
         let mut tee = BufReader::with_capacity(
             CHUNK,
             Tee {
-                inner: filez,
-                out: BufWriter::with_capacity(CHUNK, file),
+                inner: Bounded {
+                    inner: filez,
+                    limit: MAX_HEADER_BYTES + CHUNK as u64,
+                    read: 0,
+                },
+                out: BufWriter::with_capacity(CHUNK, ChargedFile::new(file, &charge)),
                 error: None,
             },
         );
@@ -626,6 +656,22 @@ impl Repo {
             ArchiveHeaderError::Io(error) => read_error(error.to_string()),
             ArchiveHeaderError::Format(source) => RepoError::Format { object, source },
         })?;
+        if let Some(unpacked) = unpacked.filter(|size| *size != header.size) {
+            return Err(read_error(format!(
+                "its header declares {} bytes, but the signed commit's ostree.sizes records \
+                 {unpacked}",
+                header.size
+            )));
+        }
+        charge.reserve(header.size)?;
+        // No more compressed bytes than deflate can need for the declared size.
+        let header_end = tee.get_ref().inner.read - tee.buffer().len() as u64;
+        let body_bound = if header.is_regular() {
+            deflate_bound(header.size)
+        } else {
+            0
+        };
+        tee.get_mut().inner.limit = header_end.saturating_add(body_bound);
         let mut hasher =
             ContentHasher::new(&header).map_err(|source| RepoError::Format { object, source })?;
         let mut tee = if header.is_regular() {
@@ -635,8 +681,8 @@ impl Repo {
                 Ok(())
             })
             .map_err(|error| match error {
-                CopyError::Source(reason) => read_error(reason),
-                CopyError::Sink(error) => RepoError::io("write", &path, error),
+                CopyError::Source(reason) => charge.refusal().unwrap_or_else(|| read_error(reason)),
+                CopyError::Sink(error) => write_error(error),
             })?;
             decoder.into_inner()
         } else {
@@ -648,11 +694,12 @@ impl Repo {
         }
         let Tee { out, error, .. } = tee.into_inner();
         if let Some(error) = error {
-            return Err(RepoError::io("write", &path, error));
+            return Err(write_error(error));
         }
         let file = out
             .into_inner()
-            .map_err(|e| RepoError::io("write", &path, e.into_error()))?;
+            .map_err(|e| write_error(e.into_error()))?
+            .into_inner();
         let actual = hasher.finish();
         if actual != *expected {
             return Err(self.refuse_write_mismatch(object, actual));
@@ -662,7 +709,7 @@ impl Repo {
         if place.is_staged() && self.config.fsync && self.config.per_object_fsync {
             rustix::fs::fsync(&file).map_err(|e| RepoError::io("sync", &path, e))?;
         }
-        place.claim_space(&file)?;
+        charge.settle(&file)?;
         drop(file);
         self.place_entry(place, temp, object, None, header.size)?;
         Ok(WriteOutcome::Written)
@@ -702,24 +749,230 @@ impl Place<'_> {
     fn is_staged(self) -> bool {
         matches!(self, Self::Staged(_))
     }
-
-    /// Counts a written content object against the transaction's space budget.
-    fn claim_space(self, file: &File) -> Result<(), RepoError> {
-        match self {
-            Self::Direct => Ok(()),
-            Self::Staged(transaction) => transaction.claim_space(file),
-        }
-    }
 }
 
 /// What content objects may still take before the repository's reserve is reached, counted
-/// as libostree counts it (`txn.max_blocks`): fixed when the transaction begins, and each
-/// content object takes its size in blocks, plus one, once it is written. Metadata objects
-/// are small and not counted, as in libostree.
+/// as libostree counts it (`txn.max_blocks`): measured when the transaction begins (or, for
+/// a write outside a transaction, when it begins), and each content object takes its size
+/// in blocks, plus one. An object's declared size is charged before it is written, what it
+/// writes beyond that is charged as it is written, and the charge is settled to what the
+/// stored file takes. Metadata objects are small and not counted, as in libostree.
 struct SpaceBudget {
     remaining: Mutex<u64>,
     block_size: u64,
     reserved: u64,
+}
+
+impl SpaceBudget {
+    fn measure(repo: &Repo) -> Result<Self, RepoError> {
+        let space = repo.free_space()?;
+        Ok(Self {
+            remaining: Mutex::new(space.usable()),
+            block_size: space.block_size,
+            reserved: space.reserved,
+        })
+    }
+
+    fn remaining(&self) -> MutexGuard<'_, u64> {
+        match self.remaining.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// What `size` bytes take, in whole blocks plus one, as libostree counts them.
+    fn blocks(&self, size: u64) -> u64 {
+        (size / self.block_size)
+            .saturating_add(1)
+            .saturating_mul(self.block_size)
+    }
+}
+
+/// The budget a write charges: the transaction's, or one measured for this write alone.
+enum BudgetRef<'b> {
+    Shared(&'b SpaceBudget),
+    Own(SpaceBudget),
+}
+
+impl std::ops::Deref for BudgetRef<'_> {
+    type Target = SpaceBudget;
+    fn deref(&self) -> &SpaceBudget {
+        match self {
+            Self::Shared(budget) => budget,
+            Self::Own(budget) => budget,
+        }
+    }
+}
+
+/// What one content object has taken from the budget while it is written. Dropped without
+/// [`SpaceCharge::settle`] (a refused object), it gives everything back.
+struct SpaceCharge<'b> {
+    budget: BudgetRef<'b>,
+    path: &'b Path,
+    claimed: std::cell::Cell<u64>,
+    /// Set when a write went past the budget: the bytes that would have been needed.
+    refused: std::cell::Cell<Option<(u64, u64)>>,
+}
+
+impl<'b> SpaceCharge<'b> {
+    fn begin(repo: &'b Repo, place: Place<'b>) -> Result<Self, RepoError> {
+        let budget = match place {
+            Place::Staged(transaction) => BudgetRef::Shared(&transaction.budget),
+            Place::Direct => BudgetRef::Own(SpaceBudget::measure(repo)?),
+        };
+        Ok(Self {
+            budget,
+            path: &repo.path,
+            claimed: std::cell::Cell::new(0),
+            refused: std::cell::Cell::new(None),
+        })
+    }
+
+    /// Makes sure `size` bytes are charged, taking more from the budget if needed. Refuses,
+    /// taking nothing, when the budget does not hold them.
+    fn reserve(&self, size: u64) -> Result<(), RepoError> {
+        let wanted = self.budget.blocks(size);
+        let claimed = self.claimed.get();
+        if wanted <= claimed {
+            return Ok(());
+        }
+        let mut remaining = self.budget.remaining();
+        if wanted - claimed > *remaining {
+            let usable = *remaining + claimed;
+            drop(remaining);
+            self.refused.set(Some((size, usable)));
+            return Err(self.no_space(size, usable));
+        }
+        *remaining -= wanted - claimed;
+        self.claimed.set(wanted);
+        Ok(())
+    }
+
+    fn no_space(&self, needed: u64, usable: u64) -> RepoError {
+        RepoError::NoSpace {
+            path: self.path.to_path_buf(),
+            needed,
+            usable,
+            reserved: self.budget.reserved,
+        }
+    }
+
+    /// The refusal, when a write failed because the budget was spent.
+    fn refusal(&self) -> Option<RepoError> {
+        self.refused
+            .get()
+            .map(|(needed, usable)| self.no_space(needed, usable))
+    }
+
+    /// Settles the charge to what the finished `file` takes and keeps it.
+    fn settle(self, file: &File) -> Result<(), RepoError> {
+        let size = file
+            .metadata()
+            .map_err(|e| RepoError::io("measure", self.path, e))?
+            .len();
+        let wanted = self.budget.blocks(size);
+        let claimed = self.claimed.get();
+        if wanted > claimed {
+            self.reserve(size)?;
+        } else {
+            *self.budget.remaining() += claimed - wanted;
+        }
+        self.claimed.set(0);
+        Ok(())
+    }
+}
+
+impl Drop for SpaceCharge<'_> {
+    fn drop(&mut self) {
+        let claimed = self.claimed.get();
+        if claimed > 0 {
+            *self.budget.remaining() += claimed;
+        }
+    }
+}
+
+/// A temporary file that charges every byte written to it against a [`SpaceCharge`] first,
+/// so a write stops at the budget instead of at a full filesystem.
+struct ChargedFile<'c, 'b> {
+    file: File,
+    charge: &'c SpaceCharge<'b>,
+    written: u64,
+}
+
+impl<'c, 'b> ChargedFile<'c, 'b> {
+    fn new(file: File, charge: &'c SpaceCharge<'b>) -> Self {
+        Self {
+            file,
+            charge,
+            written: 0,
+        }
+    }
+
+    fn into_inner(self) -> File {
+        self.file
+    }
+}
+
+impl Write for ChargedFile<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let total = self.written.saturating_add(buf.len() as u64);
+        if self.charge.reserve(total).is_err() {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "the repository's free-space reserve would be reached",
+            ));
+        }
+        let written = self.file.write(buf)?;
+        self.written += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Reads at most `limit` bytes from `inner`; a byte more is an error.
+struct Bounded<R> {
+    inner: R,
+    limit: u64,
+    read: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.limit.saturating_sub(self.read);
+        if left == 0 {
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the object is longer than the {} bytes its header allows",
+                        self.limit
+                    ),
+                )),
+            };
+        }
+        let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+        let read = self.inner.read(&mut buf[..want])?;
+        self.read += read as u64;
+        Ok(read)
+    }
+}
+
+/// Longest archive header: its length prefix and the largest variant accepted.
+const MAX_HEADER_BYTES: u64 = 8 + crate::object::ARCHIVE_HEADER_MAX_SIZE as u64;
+
+/// The most raw-deflate bytes any compressor needs for `size` bytes: zlib's conservative
+/// `deflateBound` (fixed-Huffman codes of 9 bits a byte, plus block overhead), with room to
+/// spare for encoders that end with an empty block.
+fn deflate_bound(size: u64) -> u64 {
+    size.saturating_add(size.div_ceil(8))
+        .saturating_add(size.div_ceil(64))
+        .saturating_add(5 * size.div_ceil(16383))
+        .saturating_add(64)
 }
 
 /// A batch is committed once it holds this many objects...
@@ -784,8 +1037,7 @@ pub struct Transaction<'r> {
     removed_stale: u64,
     batch: Mutex<Batch>,
     limits: (usize, u64),
-    /// None when the repository reserves no space.
-    budget: Option<SpaceBudget>,
+    budget: SpaceBudget,
     _lock: RepoLock,
 }
 
@@ -807,14 +1059,7 @@ impl<'r> Transaction<'r> {
         let tmp_path = repo.path.join("tmp");
         let prefix = format!("{STAGING_PREFIX}{}-", boot_id()?);
         let (staging, origin, removed_stale) = allocate_staging(tmp, &tmp_path, &prefix)?;
-        let budget = match repo.free_space()? {
-            space if space.reserved == 0 => None,
-            space => Some(SpaceBudget {
-                remaining: Mutex::new(space.usable()),
-                block_size: space.block_size,
-                reserved: space.reserved,
-            }),
-        };
+        let budget = SpaceBudget::measure(repo)?;
         Ok(Self {
             repo,
             staging,
@@ -887,7 +1132,20 @@ impl<'r> Transaction<'r> {
         filez: impl Read,
     ) -> Result<WriteOutcome, RepoError> {
         self.repo
-            .write_archived_content_at(Place::Staged(self), expected, filez)
+            .write_archived_content_at(Place::Staged(self), expected, filez, None)
+    }
+
+    /// [`Transaction::write_archived_content`] of an object whose header must declare
+    /// `unpacked` bytes (the signed commit's `ostree.sizes` says so); any other size is
+    /// refused before the content is read.
+    pub fn write_archived_content_sized(
+        &self,
+        expected: &Checksum,
+        filez: impl Read,
+        unpacked: u64,
+    ) -> Result<WriteOutcome, RepoError> {
+        self.repo
+            .write_archived_content_at(Place::Staged(self), expected, filez, Some(unpacked))
     }
 
     /// Objects staged and not yet committed.
@@ -900,33 +1158,6 @@ impl<'r> Transaction<'r> {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         }
-    }
-
-    /// Takes what `file` (a written content object) occupies from the space budget, or
-    /// refuses when the repository's reserve would be reached.
-    fn claim_space(&self, file: &File) -> Result<(), RepoError> {
-        let Some(budget) = &self.budget else {
-            return Ok(());
-        };
-        let size = file
-            .metadata()
-            .map_err(|e| RepoError::io("measure", self.staging_path(), e))?
-            .len();
-        let claim = (size / budget.block_size + 1).saturating_mul(budget.block_size);
-        let mut remaining = match budget.remaining.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if claim > *remaining {
-            return Err(RepoError::NoSpace {
-                path: self.repo.path.clone(),
-                needed: size,
-                usable: *remaining,
-                reserved: budget.reserved,
-            });
-        }
-        *remaining -= claim;
-        Ok(())
     }
 
     /// Records a verified entry of the staging directory; commits the batch when full.
@@ -1261,4 +1492,82 @@ fn empty_dir(dir: &OwnedFd, path: &Path) -> Result<u64, RepoError> {
 fn random_suffix() -> String {
     use rand::distributions::{Alphanumeric, DistString};
     Alphanumeric.sample_string(&mut rand::thread_rng(), 6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deflate_bound_covers_incompressible_data_at_every_level() {
+        let data: Vec<u8> = (0..(1 << 20)).map(|_| rand::random::<u8>()).collect();
+        for size in [0, 1, 100, 16383, 16384, 65536, 1 << 20] {
+            for level in [0, 1, 6, 9] {
+                let mut encoder = DeflateEncoder::new(Vec::new(), Compression::new(level));
+                encoder.write_all(&data[..size]).expect("deflate");
+                let packed = encoder.finish().expect("deflate").len() as u64;
+                assert!(
+                    packed <= deflate_bound(size as u64),
+                    "{size} bytes at level {level} took {packed}"
+                );
+            }
+        }
+    }
+
+    /// An endless source of zeros: what an object whose header lies would stream.
+    struct Zeros;
+
+    impl Read for Zeros {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            buf.fill(0);
+            Ok(buf.len())
+        }
+    }
+
+    #[test]
+    fn a_direct_write_larger_than_the_free_space_is_refused_before_writing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for mode in [RepoMode::BareUserOnly, RepoMode::Archive] {
+            let path = dir.path().join(mode.as_str());
+            let repo = Repo::init(&path, mode, None).expect("init");
+            let header = FileHeader::regular(0, 0, 0o644, 1 << 60);
+            let checksum = Checksum::from_hex(&"ab".repeat(32)).expect("checksum");
+            let error = repo
+                .write_content(&checksum, &header, Zeros)
+                .expect_err("a 1 EiB object was accepted");
+            assert!(matches!(error, RepoError::NoSpace { .. }), "{error}");
+            let left: Vec<_> = std::fs::read_dir(path.join("tmp"))
+                .expect("list tmp")
+                .filter_map(Result::ok)
+                .filter(|entry| entry.file_name().to_string_lossy().starts_with("ferry-"))
+                .collect();
+            assert!(left.is_empty(), "temporary files were written: {left:?}");
+        }
+    }
+
+    #[test]
+    fn a_refused_charge_is_given_back_and_a_settled_one_kept() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let repo = Repo::init(dir.path(), RepoMode::Archive, None).expect("init");
+        let transaction = Transaction::begin(&repo, None).expect("begin");
+        let budget = &transaction.budget;
+        let start = *budget.remaining();
+        {
+            let charge = SpaceCharge::begin(&repo, Place::Staged(&transaction)).expect("charge");
+            charge.reserve(10 * budget.block_size).expect("reserve");
+            assert_eq!(
+                *budget.remaining(),
+                start - budget.blocks(10 * budget.block_size)
+            );
+            assert!(charge.reserve(start.saturating_mul(2)).is_err());
+            assert!(charge.refusal().is_some());
+        }
+        assert_eq!(*budget.remaining(), start, "a dropped charge keeps space");
+        let charge = SpaceCharge::begin(&repo, Place::Staged(&transaction)).expect("charge");
+        charge.reserve(1 << 20).expect("reserve");
+        let file = tempfile::tempfile().expect("temp file");
+        file.set_len(100).expect("size");
+        charge.settle(&file).expect("settle");
+        assert_eq!(*budget.remaining(), start - budget.blocks(100));
+    }
 }
