@@ -205,7 +205,13 @@ pub fn deploy_appstream(
             .arg(path_option("--repo", &installation.repo()))
             .args(["--user-mode", "--union"])
             .arg(&name)
-            .arg(&staged);
+            .arg(&staged_name)
+            // The child starts in the directory opened above (its descriptor stays open until
+            // the child execs), so the checkout lands there whatever a name above it became.
+            .current_dir(format!(
+                "/proc/self/fd/{}",
+                std::os::fd::AsRawFd::as_raw_fd(&arch_dir.fd)
+            ));
         run(command, "ostree")?;
         let compressed = arch_dir
             .open(&staged_name)
