@@ -181,7 +181,17 @@ pub fn deploy_appstream(
     let previous = rustix::fs::readlinkat(&arch_dir.fd, "active", Vec::new())
         .ok()
         .and_then(|target| target.into_string().ok());
-    let present = arch_dir.kind(&name) == Some(FileType::Directory);
+    let present = match arch_dir.kind(&name) {
+        Some(FileType::Directory) => true,
+        None => false,
+        // Not what a checkout leaves (a symlink, say): removed, never followed, and checked
+        // out afresh.
+        Some(_) => {
+            rustix::fs::unlinkat(&arch_dir.fd, name.as_str(), AtFlags::empty())
+                .map_err(errno(&arch_dir.path.join(&name)))?;
+            false
+        }
+    };
     if previous.as_deref() == Some(name.as_str()) && present {
         touch_timestamp(&arch_dir)?;
         return Ok(false);
