@@ -224,3 +224,35 @@ fn serial_appstream_data_larger_than_what_the_reserve_leaves_is_not_deployed() -
     mount.unmount()?;
     Ok(())
 }
+
+#[test]
+fn a_checkout_name_symlinked_out_of_the_destination_is_replaced_by_a_real_checkout() -> Result<()> {
+    let scene = Scene::new()?;
+    let commit = scene.commit("tree", |tree| {
+        Ok(fs::write(tree.join("appstream.xml"), CATALOG)?)
+    })?;
+    // A directory outside with a forged catalogue, linked where the checkout goes.
+    let forged = scene.tmp.path().join("outside/forged");
+    fs::create_dir_all(&forged)?;
+    fs::write(forged.join("appstream.xml"), "forged")?;
+    let arch_dir = scene.arch_dir();
+    fs::create_dir_all(&arch_dir)?;
+    symlink(&forged, arch_dir.join(commit.to_string()))?;
+
+    ensure!(deploy_appstream(
+        &scene.installation,
+        REMOTE,
+        ARCH,
+        &commit
+    )?);
+
+    ensure!(fs::symlink_metadata(arch_dir.join(commit.to_string()))?.is_dir());
+    ensure!(fs::read_to_string(arch_dir.join("active/appstream.xml"))? == CATALOG);
+    let outside: Vec<_> = fs::read_dir(&forged)?.collect::<Result<_, _>>()?;
+    ensure!(
+        outside.len() == 1,
+        "written into the linked directory: {outside:?}"
+    );
+    ensure!(fs::read_to_string(forged.join("appstream.xml"))? == "forged");
+    scene.secret_unchanged()
+}

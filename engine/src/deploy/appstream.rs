@@ -181,7 +181,17 @@ pub fn deploy_appstream(
     let previous = rustix::fs::readlinkat(&arch_dir.fd, "active", Vec::new())
         .ok()
         .and_then(|target| target.into_string().ok());
-    let present = arch_dir.kind(&name) == Some(FileType::Directory);
+    let present = match arch_dir.kind(&name) {
+        Some(FileType::Directory) => true,
+        None => false,
+        // Not what a checkout leaves (a symlink, say): removed, never followed, and checked
+        // out afresh.
+        Some(_) => {
+            rustix::fs::unlinkat(&arch_dir.fd, name.as_str(), AtFlags::empty())
+                .map_err(errno(&arch_dir.path.join(&name)))?;
+            false
+        }
+    };
     if previous.as_deref() == Some(name.as_str()) && present {
         touch_timestamp(&arch_dir)?;
         return Ok(false);
@@ -205,7 +215,13 @@ pub fn deploy_appstream(
             .arg(path_option("--repo", &installation.repo()))
             .args(["--user-mode", "--union"])
             .arg(&name)
-            .arg(&staged);
+            .arg(&staged_name)
+            // The child starts in the directory opened above (its descriptor stays open until
+            // the child execs), so the checkout lands there whatever a name above it became.
+            .current_dir(format!(
+                "/proc/self/fd/{}",
+                std::os::fd::AsRawFd::as_raw_fd(&arch_dir.fd)
+            ));
         run(command, "ostree")?;
         let compressed = arch_dir
             .open(&staged_name)

@@ -301,7 +301,14 @@ impl Repo {
     /// Removes `state/<commit>.commitpartial` once the commit's closure is complete.
     pub fn clear_partial(&self, commit: &Checksum) -> Result<(), RepoError> {
         let name = Self::commitpartial_name(commit);
-        match rustix::fs::unlinkat(&self.dir, name.as_str(), rustix::fs::AtFlags::empty()) {
+        // Removed from `state/` opened beneath the repository, never through a symlink.
+        let state = match open_beneath(&self.dir, "state", OFlags::RDONLY | OFlags::DIRECTORY) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => return Ok(()),
+            Err(error) => return Err(RepoError::io("open", self.path.join("state"), error)),
+        };
+        let file_name = name.rsplit('/').next().unwrap_or(&name);
+        match rustix::fs::unlinkat(&state, file_name, rustix::fs::AtFlags::empty()) {
             Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
             Err(error) => Err(RepoError::io("remove", self.path.join(name), error)),
         }

@@ -352,7 +352,14 @@ impl Repo {
     pub fn delete_ref(&self, location: &RefLocation) -> Result<(), RepoError> {
         location.validate()?;
         let relative = location.relative_path();
-        match rustix::fs::unlinkat(&self.dir, relative.as_str(), AtFlags::empty()) {
+        let (parent, file_name) = relative.rsplit_once('/').unwrap_or(("refs", &relative));
+        // Removed from its parent opened beneath the repository, never through a symlink.
+        let parent_fd = match open_beneath(&self.dir, parent, OFlags::RDONLY | OFlags::DIRECTORY) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => return Ok(()),
+            Err(error) => return Err(RepoError::io("open", self.path.join(parent), error)),
+        };
+        match rustix::fs::unlinkat(&parent_fd, file_name, AtFlags::empty()) {
             Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
             Err(error) => Err(RepoError::io("remove", self.path.join(relative), error)),
         }
@@ -525,5 +532,37 @@ mod tests {
         assert!(RefLocation::remote("a/b", "x").validate().is_err());
         assert!(RefLocation::mirror("nodots", "x").validate().is_err());
         assert_eq!(RefLocation::remote("origin", "x").to_string(), "origin:x");
+    }
+
+    #[test]
+    fn symlinks_in_the_repository_lead_no_write_or_removal_outside() {
+        use crate::repo::{Repo, RepoMode};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&outside).expect("create a directory");
+        let repo = Repo::init(&dir.path().join("repo"), RepoMode::Archive, None).expect("init");
+        let commit = Checksum::from_hex(&"ab".repeat(32)).expect("checksum");
+        std::fs::create_dir_all(repo.path().join("refs/remotes")).expect("create a directory");
+        std::os::unix::fs::symlink(&outside, repo.path().join("refs/remotes/origin"))
+            .expect("create a symlink");
+        std::fs::remove_dir_all(repo.path().join("state")).expect("remove state/");
+        std::os::unix::fs::symlink(&outside, repo.path().join("state")).expect("symlink");
+        let kept = ["x", &format!("{commit}.commitpartial")];
+        for name in kept {
+            std::fs::write(outside.join(name), "kept").expect("write");
+        }
+
+        assert!(repo
+            .write_ref(&RefLocation::remote("origin", "app/x"), &commit)
+            .is_err());
+        assert!(repo
+            .delete_ref(&RefLocation::remote("origin", "x"))
+            .is_err());
+        assert!(repo.clear_partial(&commit).is_err());
+        // Nothing was created or removed through the symlinks.
+        assert!(!outside.join("app").exists());
+        for name in kept {
+            assert!(outside.join(name).is_file(), "{name} was removed");
+        }
     }
 }
