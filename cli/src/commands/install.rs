@@ -7,6 +7,9 @@
 //! With `--json` it prints the event stream the desktop app and the hook read: the plan,
 //! phases and progress, one `result` per update, then `finished`. Exit code 1 when any
 //! update failed or was cancelled; 0 with "already up to date" when there is nothing to do.
+//!
+//! Run as root through pkexec, it first narrows itself to what root may do for a user
+//! ([`ferry_engine::privilege`]) and refuses the rest.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
