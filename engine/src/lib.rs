@@ -15,6 +15,7 @@
 //! - [`resolve`]: for each installed ref, the newest commit the machine trusts, over all sources.
 //! - [`install`]: the install transaction: plan, checks, pull, then deploy.
 //! - [`deploy`]: handing a pulled commit to `ostree admin` and `flatpak`.
+//! - [`privilege`]: what a run as root on a user's behalf (pkexec) may target and read.
 //! - [`event`]: progress and results as a stream of events.
 //! - [`schema`]: the JSON shapes shared with other processes (CLI output, drive records).
 //! - [`cancel`]: cooperative cancellation.
@@ -25,6 +26,7 @@ pub mod event;
 pub mod install;
 pub mod lan;
 pub mod object;
+pub mod privilege;
 pub mod pull;
 pub mod repo;
 pub mod resolve;

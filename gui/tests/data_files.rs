@@ -123,6 +123,18 @@ fn polkit_policy_is_valid_and_names_the_installed_ferryctl() {
     let text = std::fs::read_to_string(&policy).expect("policy");
     assert!(text.contains("<action id=\"io.github.ferry.Ferry.install\">"));
     assert!(text.contains("<allow_active>auth_admin_keep</allow_active>"));
+    // Downgrades and unsigned updates: an administrator every time, never kept.
+    let downgrade = text
+        .split("<action id=\"io.github.ferry.Ferry.install-downgrade\">")
+        .nth(1)
+        .expect("the downgrade action");
+    let downgrade = &downgrade[..downgrade.find("</action>").expect("end of action")];
+    for session in ["any", "inactive", "active"] {
+        assert!(
+            downgrade.contains(&format!("<allow_{session}>auth_admin</allow_{session}>")),
+            "{downgrade}"
+        );
+    }
     assert!(
         text.contains("<annotate key=\"org.freedesktop.policykit.exec.path\">/opt/ferry/bin/ferryctl</annotate>"),
         "{text}"

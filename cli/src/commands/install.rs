@@ -7,6 +7,9 @@
 //! With `--json` it prints the event stream the desktop app and the hook read: the plan,
 //! phases and progress, one `result` per update, then `finished`. Exit code 1 when any
 //! update failed or was cancelled; 0 with "already up to date" when there is nothing to do.
+//!
+//! Run as root through pkexec, it first narrows itself to what root may do for a user
+//! ([`ferry_engine::privilege`]) and refuses the rest.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -17,13 +20,14 @@ use ferry_engine::deploy;
 use ferry_engine::event::{Event, MessageLevel, Phase, Reporter};
 use ferry_engine::install::{self, InstallOptions, Plan, Selection, Summary};
 use ferry_engine::object::validate_ref_name;
+use ferry_engine::privilege::{self, Caller, Machine, Refusal, Request};
 use ferry_engine::schema::{InstallStatus, Problem, TargetKind};
 use ferry_engine::source::source_name;
 use ferry_engine::target::Target;
 use ferry_engine::trust::TrustRoots;
 
 use super::display_name;
-use super::selection::{gather, SourceOptions, TargetOptions};
+use super::selection::{gather, gather_on, SourceOptions, TargetOptions};
 use crate::i18n::{tr, trf};
 use crate::render::{self, human_bytes, Output};
 use crate::signals;
@@ -100,11 +104,23 @@ fn parse_name(text: &str) -> Result<String, String> {
 }
 
 pub fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
+    let output = Output::new(args.json);
+    // Before any thread starts: it edits the environment.
+    let privileged = match privileged_request(&args) {
+        Ok(privileged) => privileged,
+        Err(refusal) => return Err(refuse(&output, refusal)),
+    };
+    // Asked before anything is read, so a refusal costs nothing.
+    if let Some(privileged) = &privileged {
+        let reasons = privilege::admin_reasons(privileged.request.allow_downgrade, []);
+        if let Err(refusal) = privilege::authorize_admin(privileged.caller, &reasons) {
+            return Err(refuse(&output, refusal));
+        }
+    }
     let cancel = signals::install()?;
     if args.cancel_on_stdin_eof {
         signals::cancel_on_stdin_eof(&cancel)?;
     }
-    let output = Output::new(args.json);
     // On a terminal the plan and the question come first; a spinner would draw over them.
     if output.is_json() {
         output.on_event(Event::Phase {
@@ -112,13 +128,22 @@ pub fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
             update: None,
         });
     }
+    let asked = match &privileged {
+        Some(privileged) => privileged.request.clone(),
+        None => Request {
+            sysroot: args.sysroot.clone(),
+            installations: args.installation.clone(),
+            from: args.from.clone(),
+            allow_downgrade: args.allow_downgrade,
+        },
+    };
     let choice = TargetOptions {
-        sysroot: args.sysroot.as_deref(),
-        installations: &args.installation,
+        sysroot: asked.sysroot.as_deref(),
+        installations: &asked.installations,
         repo: None,
     };
     let from = SourceOptions {
-        named: &args.from,
+        named: &asked.from,
         offline: args.offline,
         only_named: args.only_from,
     };
@@ -126,7 +151,16 @@ pub fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
         targets,
         sources: set,
         list: listing,
-    } = gather(choice, from, None)?;
+    } = match &privileged {
+        Some(privileged) => gather_on(
+            &privileged.machine.host,
+            &privileged.machine.run_dir,
+            choice,
+            from,
+            None,
+        )?,
+        None => gather(choice, from, None)?,
+    };
 
     let selection = if args.all {
         Selection::All
@@ -163,6 +197,13 @@ pub fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
+    if let Some(privileged) = &privileged {
+        let reasons = privilege::admin_reasons(false, &plan.updates);
+        if let Err(refusal) = privilege::authorize_admin(privileged.caller, &reasons) {
+            return Err(refuse(&output, refusal));
+        }
+    }
+
     if !output.is_json() {
         print!("{}", describe_plan(&plan));
     }
@@ -172,7 +213,10 @@ pub fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
 
     let install_options = InstallOptions {
         allow_downgrade: args.allow_downgrade,
-        trust_roots: TrustRoots::from_env(),
+        trust_roots: match &privileged {
+            Some(privileged) => privileged.machine.trust_roots.clone(),
+            None => TrustRoots::from_env(),
+        },
         workers: 0,
     };
     let summary = install::run(
@@ -195,6 +239,49 @@ pub fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// A run as root through pkexec: for whom, the request as validated, and the fixed places.
+struct Privileged {
+    caller: Caller,
+    request: Request,
+    machine: Machine,
+}
+
+/// None for an ordinary run; for a privileged one, the environment's overrides removed and
+/// the request checked ([`privilege::validate`]).
+fn privileged_request(args: &InstallArgs) -> Result<Option<Privileged>, Refusal> {
+    let Some(caller) = Caller::detect()? else {
+        return Ok(None);
+    };
+    for name in privilege::IGNORED_VARIABLES {
+        std::env::remove_var(name);
+    }
+    let machine = Machine::fixed();
+    let asked = Request {
+        sysroot: args.sysroot.clone(),
+        installations: args.installation.clone(),
+        from: args.from.clone(),
+        allow_downgrade: args.allow_downgrade,
+    };
+    let request = privilege::validate(caller, &asked, &machine)?;
+    Ok(Some(Privileged {
+        caller,
+        request,
+        machine,
+    }))
+}
+
+/// Reports a refusal as the event stream's last words, and returns it as the error.
+fn refuse(output: &Output, refusal: Refusal) -> anyhow::Error {
+    if output.is_json() {
+        output.on_event(Event::Message {
+            level: MessageLevel::Error,
+            text: refusal.to_string(),
+        });
+        output.on_event(Event::Finished { ok: false });
+    }
+    refusal.into()
 }
 
 /// Asks on the terminal; refuses when there is none to ask on.

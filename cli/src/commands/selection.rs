@@ -36,19 +36,36 @@ pub fn gather(
     from: SourceOptions<'_>,
     icon_cache: Option<PathBuf>,
 ) -> anyhow::Result<Gathered> {
-    let host = HostPaths::from_env();
+    gather_on(
+        &HostPaths::from_env(),
+        &sources::run_dir(),
+        targets,
+        from,
+        icon_cache,
+    )
+}
+
+/// As [`gather`], with the machine's places and the drive records' directory given rather
+/// than taken from the environment (a privileged run fixes them).
+pub fn gather_on(
+    host: &HostPaths,
+    run_dir: &Path,
+    targets: TargetOptions<'_>,
+    from: SourceOptions<'_>,
+    icon_cache: Option<PathBuf>,
+) -> anyhow::Result<Gathered> {
     let choice = if targets.sysroot.is_none()
         && targets.installations.is_empty()
         && targets.repo.is_none()
     {
         TargetChoice::MachineDefaults
     } else {
-        TargetChoice::Chosen(chosen_targets(targets, &host)?)
+        TargetChoice::Chosen(chosen_targets(targets, host)?)
     };
     let mut set = if from.only_named {
         Default::default()
     } else {
-        sources::recorded_drives(&sources::run_dir())
+        sources::recorded_drives(run_dir)
     };
     set.extend(sources::named(from.named));
     let network = !from.offline && !from.only_named;
@@ -58,7 +75,7 @@ pub fn gather(
         quick: false,
         icon_cache,
     };
-    Ok(sources::gather(&host, choice, set, options))
+    Ok(sources::gather(host, choice, set, options))
 }
 
 fn chosen_targets(options: TargetOptions<'_>, host: &HostPaths) -> anyhow::Result<Vec<Target>> {

@@ -85,6 +85,9 @@ pub struct App {
     /// The running installation, or the last one, whose results the rows keep showing.
     run: Option<Arc<InstallRun>>,
     running: Option<RunningInstall>,
+    /// The caller's own updates of a request whose other part runs as root: started, without
+    /// root, once that run ends.
+    queued: Option<InstallRequest>,
     serial: u64,
     agent: Option<Agent>,
     _watcher: Option<DriveWatcher>,
@@ -244,6 +247,7 @@ impl Component for App {
             groups,
             run: None,
             running: None,
+            queued: None,
             serial: 0,
             agent: None,
             _watcher: watcher,
@@ -279,12 +283,18 @@ impl Component for App {
                 if let (Some(running), Some(run)) = (self.running.as_mut(), self.run.as_mut()) {
                     Arc::make_mut(run).request_cancel();
                     running.cancel();
+                    self.queued = None;
                     self.broadcast_run();
                 }
             }
             AppMsg::Runner { serial, event } => {
                 if serial == self.serial {
                     self.runner_event(event, window);
+                    if self.running.is_none() {
+                        if let Some(next) = self.queued.take() {
+                            self.start(next, &sender);
+                        }
+                    }
                 }
             }
             AppMsg::Restart => {
@@ -435,7 +445,19 @@ impl App {
             }
             agent.notifier.withdraw(RESULT_KEY);
         }
-        let elevate = request.needs_root();
+        // Root is given only what it accepts on a user's behalf (the system's own targets);
+        // the user's own installations follow without root.
+        let (request, elevate) = if request.needs_root() {
+            let (as_root, own) = request.split_for_root();
+            if as_root.is_empty() {
+                (own, false)
+            } else {
+                self.queued = Some(own).filter(|own| !own.is_empty());
+                (as_root, true)
+            }
+        } else {
+            (request, false)
+        };
         let ferryctl = config::ferryctl_path();
         let launch = request.launch(&ferryctl, elevate);
         self.serial += 1;

@@ -119,6 +119,22 @@ impl InstallRequest {
         args
     }
 
+    /// The part `ferryctl` accepts when run as root for a user (the running system's OS and
+    /// the system Flatpak installations; see `ferry_engine::privilege`), and the rest.
+    pub fn split_for_root(self) -> (Self, Self) {
+        let (as_root, own): (Vec<Update>, Vec<Update>) =
+            self.updates.into_iter().partition(root_accepts);
+        let as_root = Self {
+            updates: as_root,
+            sources: self.sources.clone(),
+        };
+        let own = Self {
+            updates: own,
+            sources: self.sources,
+        };
+        (as_root, own)
+    }
+
     /// Whether any target of this request is out of reach of the current user.
     pub fn needs_root(&self) -> bool {
         if rustix::process::geteuid().is_root() {
@@ -164,6 +180,17 @@ fn absolute(path: &Path) -> PathBuf {
     std::env::current_dir()
         .map(|dir| dir.join(path))
         .unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Whether a privileged `ferryctl` installs into this update's target: the sysroot `/`, or a
+/// system Flatpak installation named by `system` or its ID, never `user` or a directory.
+fn root_accepts(update: &Update) -> bool {
+    match (update.target, update.installation.as_deref()) {
+        (TargetKind::Os, sysroot) => sysroot.is_none_or(|sysroot| sysroot == "/"),
+        (TargetKind::Flatpak, None) => true,
+        (TargetKind::Flatpak, Some(name)) => name != "user" && !name.contains('/'),
+        (TargetKind::Repo, _) => false,
+    }
 }
 
 fn update_needs_root(update: &Update) -> bool {
@@ -272,6 +299,50 @@ mod tests {
         let direct = request.launch(Path::new("/usr/bin/ferryctl"), false);
         assert_eq!(direct.program, PathBuf::from("/usr/bin/ferryctl"));
         assert_eq!(direct.args[0], OsString::from("install"));
+    }
+
+    #[test]
+    fn root_is_given_only_the_systems_own_targets() {
+        let mut listing = kingston();
+        let other_sysroot = Update {
+            id: "os:/tmp/demo/sysroot:exampleos/x86_64/stable".into(),
+            installation: Some("/tmp/demo/sysroot".into()),
+            ..listing.groups[0].updates[0].clone()
+        };
+        listing.groups[0].updates.push(other_sysroot);
+        let (as_root, own) = InstallRequest::for_all(&listing).split_for_root();
+        let args = strings(&as_root.ferryctl_args());
+        assert!(
+            args.windows(2).any(|pair| pair == ["--sysroot", "/"]),
+            "{args:?}"
+        );
+        assert!(
+            !args
+                .iter()
+                .any(|arg| arg == "user" || arg.starts_with("/tmp")),
+            "{args:?}"
+        );
+        assert!(
+            args.iter().any(|arg| arg == "exampleos/x86_64/stable"),
+            "{args:?}"
+        );
+        let own_args = strings(&own.ferryctl_args());
+        assert!(
+            own_args
+                .windows(2)
+                .any(|pair| pair == ["--installation", "user"]),
+            "{own_args:?}"
+        );
+        assert!(
+            own_args
+                .windows(2)
+                .any(|pair| pair == ["--sysroot", "/tmp/demo/sysroot"]),
+            "{own_args:?}"
+        );
+        assert_eq!(
+            as_root.updates.len() + own.updates.len(),
+            listing.groups[0].updates.len()
+        );
     }
 
     #[test]

@@ -1,0 +1,340 @@
+//! `ferryctl install` run as root on a user's behalf: through real `pkexec`, with a system
+//! D-Bus, polkitd, Ferry's policy and a rule that lets the user `nobody` through the install
+//! action. Whatever passes polkit must still be refused every target and source the user
+//! could own, and `--allow-downgrade` needs the separate administrator action.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::fs::{chown, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use ferry_engine::event::{parse_line, Event};
+use ferry_engine::schema::DriveRecord;
+use ferry_tests::{bins, require_root, wait_for, Tool};
+
+const USER: &str = "nobody";
+const NOBODY_UID: u32 = 65534;
+const SYSTEM_BUS: &str = "/run/dbus/system_bus_socket";
+const POLKIT_NAME: &str = "org.freedesktop.PolicyKit1";
+/// A ref nothing offers: an allowed request gets past the checks and then fails on this.
+const ABSENT_REF: &str = "app/org.example.Absent/x86_64/stable";
+
+/// Everything the test installs or starts, removed again on drop.
+struct Polkit {
+    daemons: Vec<Child>,
+    files: Vec<PathBuf>,
+    dirs: Vec<PathBuf>,
+    rule: PathBuf,
+    /// Root-owned copy of ferryctl: pkexec runs only what the policy names.
+    ferryctl: PathBuf,
+    _bin_dir: tempfile::TempDir,
+}
+
+impl Drop for Polkit {
+    fn drop(&mut self) {
+        for file in &self.files {
+            let _ = std::fs::remove_file(file);
+        }
+        for dir in self.dirs.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+        for daemon in self.daemons.iter_mut().rev() {
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+        }
+    }
+}
+
+impl Polkit {
+    fn start() -> Result<Self> {
+        require_root("running pkexec as another user")?;
+        let bin_dir = tempfile::Builder::new()
+            .prefix("ferry-pkexec-")
+            .tempdir()
+            .context("tempdir")?;
+        std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755))?;
+        let ferryctl = bin_dir.path().join("ferryctl");
+        std::fs::copy(bins::binary("ferryctl")?, &ferryctl).context("copy ferryctl")?;
+        let mut polkit = Polkit {
+            daemons: Vec::new(),
+            files: Vec::new(),
+            dirs: Vec::new(),
+            rule: PathBuf::from(format!(
+                "/etc/polkit-1/rules.d/10-ferry-test-{}.rules",
+                std::process::id()
+            )),
+            ferryctl,
+            _bin_dir: bin_dir,
+        };
+        if !Path::new(SYSTEM_BUS).exists() {
+            polkit.daemons.push(
+                Command::new("dbus-daemon")
+                    .args(["--system", "--nofork", "--nopidfile"])
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .context("dbus-daemon")?,
+            );
+            wait_for("the system bus", Duration::from_secs(10), || {
+                Ok::<_, anyhow::Error>(Path::new(SYSTEM_BUS).exists())
+            })?;
+            polkit.files.push(PathBuf::from(SYSTEM_BUS));
+        }
+        let policy_in = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../data/polkit/io.github.ferry.Ferry.policy.in");
+        let policy = std::fs::read_to_string(&policy_in)?.replace(
+            ">/usr/bin/ferryctl<",
+            &format!(">{}<", polkit.ferryctl.display()),
+        );
+        let policy_file = PathBuf::from(format!(
+            "/usr/share/polkit-1/actions/io.github.ferry.Ferry.test-{}.policy",
+            std::process::id()
+        ));
+        std::fs::write(&policy_file, policy)?;
+        polkit.files.push(policy_file);
+        polkit.files.push(polkit.rule.clone());
+        polkit.set_downgrade_answer("NO")?;
+        if !name_has_owner(POLKIT_NAME)? {
+            polkit.daemons.push(
+                Command::new("/usr/lib/polkit-1/polkitd")
+                    .arg("--no-debug")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .context("polkitd")?,
+            );
+            wait_for("polkitd on the system bus", Duration::from_secs(10), || {
+                name_has_owner(POLKIT_NAME)
+            })?;
+        }
+        Ok(polkit)
+    }
+
+    /// The rule: the install action is granted to `nobody`; the administrator action gets
+    /// `answer`.
+    fn set_downgrade_answer(&self, answer: &str) -> Result<()> {
+        let rule = format!(
+            "polkit.addRule(function(action, subject) {{\n\
+             if (subject.user != \"{USER}\") return polkit.Result.NOT_HANDLED;\n\
+             if (action.id == \"io.github.ferry.Ferry.install\") return polkit.Result.YES;\n\
+             if (action.id == \"io.github.ferry.Ferry.install-downgrade\") return polkit.Result.{answer};\n\
+             }});\n"
+        );
+        std::fs::write(&self.rule, rule)?;
+        Ok(())
+    }
+
+    /// `pkexec ferryctl install --json --yes --offline ARGS…` run by `nobody`: its last error
+    /// message, after checking it finished with ok false.
+    fn install_as_user(&self, args: &[&OsStr]) -> Result<String> {
+        // A shell of the user's runs pkexec, so pkexec's parent, polkit's subject, is the
+        // user's: runuser's own process stays root.
+        let output = Tool::new("runuser")
+            .args([
+                "-u",
+                USER,
+                "--",
+                "/bin/sh",
+                "-c",
+                "\"$0\" \"$@\"; exit $?",
+                "pkexec",
+            ])
+            .arg(&self.ferryctl)
+            .args(["install", "--json", "--yes", "--offline"])
+            .args(args)
+            .current_dir("/")
+            .output()?;
+        ensure!(!output.success(), "the install succeeded: {output:?}");
+        ensure!(
+            output.code() == Some(1),
+            "pkexec did not run ferryctl (exit code {:?}): {}",
+            output.code(),
+            output.stderr
+        );
+        let mut error = None;
+        let mut finished = None;
+        for line in output.stdout.lines() {
+            match parse_line(line) {
+                Ok(Event::Message { text, .. }) => error = Some(text),
+                Ok(Event::Finished { ok }) => finished = Some(ok),
+                _ => {}
+            }
+        }
+        ensure!(finished == Some(false), "no failed finish: {output:?}");
+        error.with_context(|| format!("no error message: {output:?}"))
+    }
+}
+
+fn name_has_owner(name: &str) -> Result<bool> {
+    let output = Tool::new("dbus-send")
+        .args([
+            "--system",
+            "--print-reply",
+            "--dest=org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus.NameHasOwner",
+        ])
+        .arg(format!("string:{name}"))
+        .output()?;
+    Ok(output.success() && output.stdout.contains("boolean true"))
+}
+
+/// A drive record in the real `/run/ferry/drives`, removed on drop with the directories it
+/// made.
+struct RecordedDrive {
+    mount: tempfile::TempDir,
+    record: PathBuf,
+    made: Vec<PathBuf>,
+}
+
+impl RecordedDrive {
+    fn new() -> Result<Self> {
+        let mount = tempfile::Builder::new()
+            .prefix("ferry-test-drive-")
+            .tempdir()?;
+        let mut made = Vec::new();
+        for dir in ["/run/ferry", "/run/ferry/drives"] {
+            if !Path::new(dir).exists() {
+                std::fs::create_dir(dir)?;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+                made.push(PathBuf::from(dir));
+            }
+        }
+        let id = format!("ferry-privileged-test-{}", std::process::id());
+        let record = PathBuf::from(format!("/run/ferry/drives/{id}.json"));
+        let contents = DriveRecord::new(id, mount.path().display().to_string());
+        std::fs::write(&record, serde_json::to_vec(&contents)?)?;
+        Ok(Self {
+            mount,
+            record,
+            made,
+        })
+    }
+}
+
+impl Drop for RecordedDrive {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.record);
+        for dir in self.made.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// A directory `nobody` owns.
+fn owned_by_user(parent: &Path, name: &str) -> Result<PathBuf> {
+    let dir = parent.join(name);
+    std::fs::create_dir_all(dir.join("ostree/repo"))?;
+    for made in [&dir, &dir.join("ostree"), &dir.join("ostree/repo")] {
+        chown(made, Some(NOBODY_UID), Some(NOBODY_UID))?;
+    }
+    Ok(dir)
+}
+
+fn os(text: &str) -> OsString {
+    OsString::from(text)
+}
+
+fn refused(message: &str, option: &str) -> bool {
+    message.starts_with(&format!("refused as root for user {NOBODY_UID}: {option}"))
+}
+
+#[test]
+fn serial_a_user_through_pkexec_cannot_point_root_at_what_they_own() -> Result<()> {
+    let polkit = Polkit::start()?;
+    let drive = RecordedDrive::new()?;
+    let scratch = tempfile::tempdir()?;
+    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755))?;
+    let user_dir = owned_by_user(scratch.path(), "mine")?;
+    let user_path = user_dir.as_os_str();
+    let drive_mount = drive.mount.path().as_os_str();
+
+    for (args, option) in [
+        (vec![os("--sysroot"), user_path.into(), os(ABSENT_REF)], "--sysroot"),
+        (vec![os("--installation"), os("user"), os(ABSENT_REF)], "--installation user"),
+        (vec![os("--installation"), user_path.into(), os(ABSENT_REF)], "--installation"),
+        (vec![os("--installation"), os("system"), os("--from"), user_path.into(), os(ABSENT_REF)], "--from"),
+        (vec![os("--installation"), os("system"), os("--allow-downgrade"), os(ABSENT_REF)], "--allow-downgrade needs an administrator (io.github.ferry.Ferry.install-downgrade): polkit said no"),
+    ] {
+        let args: Vec<&OsStr> = args.iter().map(OsString::as_os_str).collect();
+        let message = polkit.install_as_user(&args)?;
+        ensure!(refused(&message, option), "{args:?} was not refused for {option}: {message}");
+    }
+
+    // The system installation from a recorded drive passes, and fails only later: nothing
+    // offers the ref.
+    let allowed = [
+        os("--installation"),
+        os("system"),
+        os("--from"),
+        drive_mount.into(),
+        os(ABSENT_REF),
+    ];
+    let args: Vec<&OsStr> = allowed.iter().map(OsString::as_os_str).collect();
+    let message = polkit.install_as_user(&args)?;
+    ensure!(
+        message.starts_with(&format!("no update of {ABSENT_REF} is offered")),
+        "the allowed request failed otherwise: {message}"
+    );
+
+    // Once polkit grants the administrator action, --allow-downgrade passes too.
+    polkit.set_downgrade_answer("YES")?;
+    let mut downgrade = allowed.to_vec();
+    downgrade.insert(0, os("--allow-downgrade"));
+    let args: Vec<&OsStr> = downgrade.iter().map(OsString::as_os_str).collect();
+    let mut last = String::new();
+    let waited = wait_for(
+        "polkitd to load the changed rule",
+        Duration::from_secs(20),
+        || {
+            let message = polkit.install_as_user(&args)?;
+            last = message.clone();
+            ensure!(
+                message.starts_with("no update of") || refused(&message, "--allow-downgrade"),
+                "unexpected failure: {message}"
+            );
+            Ok::<_, anyhow::Error>(message.starts_with("no update of"))
+        },
+    );
+    waited.with_context(|| format!("still: {last}"))?;
+    Ok(())
+}
+
+/// Root with `PKEXEC_UID` set, without pkexec: the environment's overrides are ignored, so
+/// a drive recorded only in `FERRY_RUN_DIR` is not a recorded drive.
+#[test]
+fn pkexec_uid_set_as_root_ignores_ferry_run_dir() -> Result<()> {
+    require_root("a privileged run")?;
+    let run_dir = tempfile::tempdir()?;
+    std::fs::set_permissions(run_dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    let user_repo = tempfile::tempdir()?;
+    std::fs::create_dir(run_dir.path().join("drives"))?;
+    let record = DriveRecord::new("planted", user_repo.path().display().to_string());
+    std::fs::write(
+        run_dir.path().join("drives/planted.json"),
+        serde_json::to_vec(&record)?,
+    )?;
+    let output = bins::ferryctl()?
+        .args([
+            "install",
+            "--json",
+            "--yes",
+            "--offline",
+            "--installation",
+            "system",
+            "--from",
+        ])
+        .arg(user_repo.path())
+        .arg(ABSENT_REF)
+        .env("PKEXEC_UID", NOBODY_UID.to_string())
+        .env("FERRY_RUN_DIR", run_dir.path())
+        .output()?;
+    ensure!(
+        output
+            .stdout
+            .contains("refused as root for user 65534: --from"),
+        "not refused: {output:?}"
+    );
+    Ok(())
+}
