@@ -285,7 +285,8 @@ impl Repo {
 
     fn read_top_level_file(&self, name: &str) -> Result<Option<Vec<u8>>, RepoError> {
         let path = self.path.join(name);
-        let fd = match open_beneath(&self.dir, name, OFlags::RDONLY) {
+        // NONBLOCK: opening a FIFO planted on a drive would otherwise wait for a writer forever.
+        let fd = match open_beneath(&self.dir, name, OFlags::RDONLY | OFlags::NONBLOCK) {
             Ok(fd) => fd,
             Err(rustix::io::Errno::NOENT) => return Ok(None),
             Err(error) => return Err(RepoError::io("open", path, error)),
