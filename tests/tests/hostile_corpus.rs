@@ -243,6 +243,39 @@ fn dirtree_fifo() -> Result<()> {
     })
 }
 
+/// The drive's summary only ranks drives, but reading a FIFO would block before anything
+/// else: the untrusted commit behind it must still be refused, in time.
+#[test]
+fn summary_fifo_on_the_drive() -> Result<()> {
+    refused(|s| {
+        let stranger = hostile::key(s, "stranger", "ed25519", "never", &[])?;
+        let (drive, _) = s.drive_with_v2(Some(&stranger))?;
+        hostile::replace_by_fifo(&drive.repo.path.join("summary"))?;
+        Ok(s.drive_case(&drive).needle("does not trust").listed())
+    })
+}
+
+#[test]
+fn ref_fifo_on_the_drive() -> Result<()> {
+    refused(|s| {
+        let drive = s.drive("drive")?;
+        let location = hostile::mirror_ref(hostile::COLLECTION);
+        hostile::replace_by_fifo(&drive.repo.path.join(location.relative_path()))?;
+        Ok(s.drive_case(&drive).needle("is not offered").listed())
+    })
+}
+
+#[test]
+fn config_fifo_on_the_drive() -> Result<()> {
+    refused(|s| {
+        let drive = s.drive("drive")?;
+        hostile::replace_by_fifo(&drive.repo.path.join("config"))?;
+        Ok(s.drive_case(&drive)
+            .needle("no OSTree repository found")
+            .listed())
+    })
+}
+
 #[test]
 fn commit_symlink_leaving_the_drive() -> Result<()> {
     refused(|s| {
