@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -203,7 +203,8 @@ pub struct Case {
     pub before: Option<String>,
     /// What the error line must also say.
     pub needles: Vec<String>,
-    /// Also run `ferryctl list` on the source, which must end within [`TIMEOUT`].
+    /// Also run `ferryctl list` and `ferry-hook --mount` on the source, which must end within
+    /// [`TIMEOUT`].
     pub also_list: bool,
     _server: Option<StaticServer>,
 }
@@ -234,8 +235,8 @@ fn failed(what: String) -> FixtureError {
 /// The check every case goes through: `ferryctl pull` ends within [`TIMEOUT`] with exit code
 /// 1 and one error line naming the source and every needle, without a panic; the destination
 /// ref is unchanged and `ostree fsck` passes; nothing under the watched folder but the
-/// destination changed (the drive included). With `also_list`, `ferryctl list` on the source
-/// ends within the timeout without a panic.
+/// destination changed (the drive included). With `also_list`, `ferryctl list` and
+/// `ferry-hook --mount` on the source end within the timeout without a panic.
 pub fn expect_refused(case: &Case) -> Result<()> {
     let before = snapshot(&case.watched, &case.dest.path)?;
     let pull = ferryctl(case)?
@@ -299,6 +300,7 @@ pub fn expect_refused(case: &Case) -> Result<()> {
                 out.stderr
             )));
         }
+        expect_hook_ends(case)?;
     }
     let after = snapshot(&case.watched, &case.dest.path)?;
     if before != after {
@@ -321,6 +323,34 @@ pub fn expect_refused(case: &Case) -> Result<()> {
     Ok(())
 }
 
+/// `ferry-hook --mount SOURCE`, as when the drive is inserted, must end within [`TIMEOUT`]
+/// without a panic. Its records and links go to a folder of their own, outside the watched one.
+fn expect_hook_ends(case: &Case) -> Result<()> {
+    let run = tempfile::TempDir::new().at("create temporary directory", "/tmp")?;
+    let hook = crate::bins::ferry_hook()?
+        .env("FERRY_RUN_DIR", run.path().join("run"))
+        .env("FERRY_SIDELOAD_DIR", run.path().join("sideload"))
+        .env("FERRY_CONFIG", run.path().join("ferry.conf"))
+        .env("FERRY_REBOOT_COMMAND", "/bin/false")
+        .env("FERRY_TRUST_ROOT", &case.trust_root)
+        .env_remove("FERRY_ACCEPT_FIXED_DRIVES")
+        .env_remove("OSTREE_SYSROOT")
+        .args(["--mount", &case.source]);
+    let display = hook.display();
+    let out = hook
+        .output_within(TIMEOUT)?
+        .ok_or_else(|| failed(format!("`{display}` still ran after {TIMEOUT:?}")))?;
+    eprintln!("{display}: {:?}\n{}", out.code(), out.stderr.trim_end());
+    if !matches!(out.code(), Some(0 | 1)) || out.stderr.contains("panicked") {
+        return Err(failed(format!(
+            "`{display}` crashed ({:?}):\n{}",
+            out.code(),
+            out.stderr
+        )));
+    }
+    Ok(())
+}
+
 /// Type, size, modification time, inode and symlink target of everything under `root` but
 /// `skip`, without following symlinks.
 fn snapshot(root: &Path, skip: &Path) -> Result<BTreeMap<PathBuf, String>> {
@@ -332,9 +362,15 @@ fn snapshot(root: &Path, skip: &Path) -> Result<BTreeMap<PathBuf, String>> {
     for entry in walk {
         let entry = entry.map_err(|e| failed(format!("walk {}: {e}", root.display())))?;
         let meta = fs::symlink_metadata(entry.path()).at("stat", entry.path())?;
-        let target = fs::read_link(entry.path()).ok();
-        entries.insert(
-            entry.path().to_path_buf(),
+        // gpg-agents of the test's keys come and go with their sockets; a folder's own times
+        // change with them, and anything added or removed inside it is seen entry by entry.
+        if entry.file_type().is_socket() {
+            continue;
+        }
+        let state = if meta.is_dir() {
+            format!("{:o}", meta.mode())
+        } else {
+            let target = fs::read_link(entry.path()).ok();
             format!(
                 "{:o} {} {}.{} {} {target:?}",
                 meta.mode(),
@@ -342,8 +378,9 @@ fn snapshot(root: &Path, skip: &Path) -> Result<BTreeMap<PathBuf, String>> {
                 meta.mtime(),
                 meta.mtime_nsec(),
                 meta.ino()
-            ),
-        );
+            )
+        };
+        entries.insert(entry.path().to_path_buf(), state);
     }
     Ok(entries)
 }
