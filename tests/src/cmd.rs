@@ -125,6 +125,54 @@ impl Tool {
         })
     }
 
+    /// Runs to completion whatever the exit status, killing the command when it is still
+    /// running after `timeout`: `None` then. For inputs that could make a tool hang.
+    pub fn output_within(mut self, timeout: std::time::Duration) -> Result<Option<Output>> {
+        let display = self.display();
+        self.command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = self.command.spawn().map_err(|source| FixtureError::Spawn {
+            command: display.clone(),
+            source,
+        })?;
+        let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                if let Some(mut pipe) = pipe {
+                    let _ = pipe.read_to_end(&mut bytes);
+                }
+                bytes
+            })
+        };
+        let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+        let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+        let deadline = std::time::Instant::now() + timeout;
+        let spawn_error = |source| FixtureError::Spawn {
+            command: display.clone(),
+            source,
+        };
+        let status = loop {
+            if let Some(status) = child.try_wait().map_err(spawn_error)? {
+                break Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let stdout = stdout.join().unwrap_or_default();
+        let stderr = stderr.join().unwrap_or_default();
+        Ok(status.map(|status| Output {
+            status,
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }))
+    }
+
     /// Runs and requires success.
     pub fn run(self) -> Result<Output> {
         let display = self.display();

@@ -113,6 +113,100 @@ impl GpgKey {
         ]
     }
 
+    /// Adds a subkey (`--quick-add-key FPR ALGO USAGE EXPIRE`), re-exports the public key and
+    /// returns the subkey's fingerprint. gpg signs with the newest signing subkey.
+    pub fn add_subkey(&mut self, algo: &str, usage: &str, expire: &str) -> Result<String> {
+        self.command()
+            .args(["--batch", "--passphrase", "", "--pinentry-mode", "loopback"])
+            .args(["--quick-add-key", &self.fingerprint, algo, usage, expire])
+            .run()?;
+        let listing = self
+            .command()
+            .args(["--list-keys", "--with-colons"])
+            .stdout()?;
+        let subkey = listing
+            .lines()
+            .filter_map(|line| line.strip_prefix("fpr:"))
+            .filter_map(|rest| rest.split(':').nth(8))
+            .next_back()
+            .filter(|fpr| *fpr != self.fingerprint)
+            .ok_or_else(|| FixtureError::Unexpected(format!("no subkey listed:\n{listing}")))?
+            .to_string();
+        self.refresh_exports()?;
+        Ok(subkey)
+    }
+
+    /// Runs `gpg --edit-key` with `commands` (one per line) and re-exports the public key.
+    pub fn edit_key(&self, commands: &[&str]) -> Result<()> {
+        self.command()
+            .args(["--batch", "--passphrase", "", "--pinentry-mode", "loopback"])
+            .args(["--command-fd", "0", "--status-fd", "2"])
+            .args(["--edit-key", &self.fingerprint])
+            .stdin(format!("{}\n", commands.join("\n")))
+            .run()?;
+        self.refresh_exports()
+    }
+
+    /// Revokes the primary key with the certificate gpg made when it generated the key, and
+    /// re-exports the public key with the revocation.
+    pub fn revoke(&self) -> Result<()> {
+        let certificate = self
+            .homedir
+            .join("openpgp-revocs.d")
+            .join(format!("{}.rev", self.fingerprint));
+        let text = fs::read_to_string(&certificate).at("read", &certificate)?;
+        // gpg prefixes the armour line with ':' so the certificate is not imported by mistake.
+        let armored = text.replace(":-----BEGIN PGP", "-----BEGIN PGP");
+        let path = self.homedir.join("revocation.asc");
+        fs::write(&path, armored).at("write", &path)?;
+        self.command()
+            .arg("--batch")
+            .arg("--import")
+            .arg(&path)
+            .run()?;
+        self.refresh_exports()
+    }
+
+    /// Replaces `gpg.conf` (`faked-system-time`, `digest-algo`, …): it applies to `gpg` and to
+    /// `ostree` signing through gpgme alike.
+    pub fn set_conf(&self, lines: &[&str]) -> Result<()> {
+        Self::write_conf(&self.homedir, lines)
+    }
+
+    /// Writes `gpg.conf` into a GNUPGHOME before a key is made in it.
+    pub fn write_conf(homedir: &Path, lines: &[&str]) -> Result<()> {
+        fs::create_dir_all(homedir).at("create GNUPGHOME", homedir)?;
+        fs::set_permissions(homedir, fs::Permissions::from_mode(0o700)).at("chmod 700", homedir)?;
+        let path = homedir.join("gpg.conf");
+        let mut text = lines.join("\n");
+        text.push('\n');
+        fs::write(&path, text).at("write", &path)
+    }
+
+    /// A binary keyring holding this key's primary key and user IDs with `donor`'s subkeys
+    /// (and their binding signatures, made by `donor`'s primary key): a keyring claiming a
+    /// subkey that is not bound to the key it is listed under.
+    pub fn graft_subkeys_of(&self, donor: &GpgKey, path: &Path) -> Result<()> {
+        const PUBLIC_SUBKEY: u8 = 14;
+        let own =
+            openpgp_packets(&fs::read(&self.public_keyring).at("read", &self.public_keyring)?)?;
+        let theirs =
+            openpgp_packets(&fs::read(&donor.public_keyring).at("read", &donor.public_keyring)?)?;
+        let mut out = Vec::new();
+        for (_, bytes) in own.iter().take_while(|(tag, _)| *tag != PUBLIC_SUBKEY) {
+            out.extend_from_slice(bytes);
+        }
+        for (_, bytes) in theirs.iter().skip_while(|(tag, _)| *tag != PUBLIC_SUBKEY) {
+            out.extend_from_slice(bytes);
+        }
+        fs::write(path, out).at("write", path)
+    }
+
+    fn refresh_exports(&self) -> Result<()> {
+        self.export_public(&self.public_keyring, false)?;
+        self.export_public(&self.public_armored, true)
+    }
+
     fn gpg(homedir: &Path) -> Tool {
         Tool::new("gpg").env("GNUPGHOME", homedir).arg("--quiet")
     }
@@ -126,4 +220,59 @@ impl Drop for AgentGuard {
             .args(["--kill", "all"])
             .output();
     }
+}
+
+/// Splits a binary OpenPGP stream (RFC 4880 section 4.2) into `(tag, whole packet)` pairs.
+fn openpgp_packets(bytes: &[u8]) -> Result<Vec<(u8, Vec<u8>)>> {
+    let bad = |what: &str| FixtureError::Unexpected(format!("not an OpenPGP keyring: {what}"));
+    let mut packets = Vec::new();
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let ctb = bytes[at];
+        if ctb & 0x80 == 0 {
+            return Err(bad("packet without its marker bit"));
+        }
+        let byte = |i: usize| {
+            bytes
+                .get(i)
+                .copied()
+                .map(usize::from)
+                .ok_or_else(|| bad("cut"))
+        };
+        let (tag, header, body) = if ctb & 0x40 != 0 {
+            let first = byte(at + 1)?;
+            match first {
+                0..=191 => (ctb & 0x3f, 2, first),
+                192..=223 => (ctb & 0x3f, 3, ((first - 192) << 8) + byte(at + 2)? + 192),
+                255 => {
+                    let mut len = 0;
+                    for i in 0..4 {
+                        len = (len << 8) | byte(at + 2 + i)?;
+                    }
+                    (ctb & 0x3f, 6, len)
+                }
+                _ => return Err(bad("partial body lengths")),
+            }
+        } else {
+            let tag = (ctb >> 2) & 0x0f;
+            let size = match ctb & 0x03 {
+                0 => 1,
+                1 => 2,
+                2 => 4,
+                _ => return Err(bad("indeterminate length")),
+            };
+            let mut len = 0;
+            for i in 0..size {
+                len = (len << 8) | byte(at + 1 + i)?;
+            }
+            (tag, 1 + size, len)
+        };
+        let end = at
+            .checked_add(header + body)
+            .filter(|end| *end <= bytes.len())
+            .ok_or_else(|| bad("packet longer than the keyring"))?;
+        packets.push((tag, bytes[at..end].to_vec()));
+        at = end;
+    }
+    Ok(packets)
 }

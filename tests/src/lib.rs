@@ -16,6 +16,7 @@
 //! - [`bins`]: the workspace's own binaries (`ferryctl`, `ferry-hook`).
 //! - [`http::StaticServer`]: a loopback HTTP server standing for upstream or a peer.
 //! - [`generate`]: deterministic trees of random files (tests and benchmarks).
+//! - [`hostile`]: the hostile corpus: crafted drives and peers, and the check of a refusal.
 //! - [`demo`]: the demo scene `scripts/demo.sh` shows.
 
 pub mod bins;
@@ -26,6 +27,7 @@ pub mod error;
 pub mod flatpak;
 pub mod generate;
 pub mod gpg;
+pub mod hostile;
 pub mod http;
 pub mod loopdev;
 pub mod ostree;

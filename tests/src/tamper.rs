@@ -198,11 +198,35 @@ pub fn rename_dirtree_entry(
 ) -> Result<String> {
     same_length(old_name.as_bytes(), new_name.as_bytes())?;
     let commit = repo.rev_parse(branch)?;
+    let (dirtree, _) = repo.dir_checksums(&commit, &normalize_dir(dir))?;
+    let first = object_path_in(&repo.path, &dirtree, "dirtree");
+    let bytes = fs::read(&first).at("read", &first)?;
+    let replaced = replace_once(&bytes, &name_bytes(old_name), &name_bytes(new_name))
+        .ok_or_else(|| bad_object(&first, &format!("has no single entry named {old_name:?}")))?;
+    let new_commit = replace_dirtree(repo, &commit, dir, &replaced)?;
+    publish(
+        repo,
+        &RefLocation::Head(branch.to_string()),
+        &new_commit,
+        key,
+    )?;
+    Ok(new_commit)
+}
+
+/// Stores `new_dirtree` (any bytes) as the dirtree of directory `dir` of commit `commit`, and
+/// recomputes the dirtrees above it and the commit, so every checksum is right. Returns the
+/// new commit, unsigned and on no ref (see [`publish`]).
+pub fn replace_dirtree(
+    repo: &OstreeRepo,
+    commit: &str,
+    dir: &str,
+    new_dirtree: &[u8],
+) -> Result<String> {
     // Directories from `dir` up to the root, with their dirtree checksums in the old commit.
     let mut chain = Vec::new();
     let mut current = normalize_dir(dir);
     loop {
-        let (dirtree, _) = repo.dir_checksums(&commit, &current)?;
+        let (dirtree, _) = repo.dir_checksums(commit, &current)?;
         chain.push(dirtree);
         if current == "/" {
             break;
@@ -212,31 +236,43 @@ pub fn rename_dirtree_entry(
             Some(i) => current[..i].to_string(),
         };
     }
-    let first = object_path_in(&repo.path, &chain[0], "dirtree");
-    let bytes = fs::read(&first).at("read", &first)?;
-    let mut replaced = replace_once(&bytes, &name_bytes(old_name), &name_bytes(new_name))
-        .ok_or_else(|| bad_object(&first, &format!("has no single entry named {old_name:?}")))?;
-    let mut new_checksum = store_metadata(repo, &replaced, "dirtree")?;
+    let mut new_checksum = store_metadata(repo, new_dirtree, "dirtree")?;
     let mut old_checksum = chain[0].clone();
     for parent in &chain[1..] {
         let object = object_path_in(&repo.path, parent, "dirtree");
         let bytes = fs::read(&object).at("read", &object)?;
-        replaced = replace_checksum(&bytes, &old_checksum, &new_checksum, &object)?;
+        let replaced = replace_checksum(&bytes, &old_checksum, &new_checksum, &object)?;
         old_checksum = parent.clone();
         new_checksum = store_metadata(repo, &replaced, "dirtree")?;
     }
-    let commit_object = object_path_in(&repo.path, &commit, "commit");
+    replace_in_commit(repo, commit, &old_checksum, &new_checksum)
+}
+
+/// Replaces the checksum `old` (a root dirtree or dirmeta, a parent) by `new` in commit
+/// `commit`, and stores the result. Returns the new commit, unsigned and on no ref.
+pub fn replace_in_commit(repo: &OstreeRepo, commit: &str, old: &str, new: &str) -> Result<String> {
+    let commit_object = object_path_in(&repo.path, commit, "commit");
     let bytes = fs::read(&commit_object).at("read", &commit_object)?;
-    let new_commit_bytes = replace_checksum(&bytes, &old_checksum, &new_checksum, &commit_object)?;
-    let new_commit = store_metadata(repo, &new_commit_bytes, "commit")?;
-    let ref_path = repo
-        .path
-        .join(RefLocation::Head(branch.to_string()).relative_path());
-    fs::write(&ref_path, format!("{new_commit}\n")).at("write ref", &ref_path)?;
+    let new_commit_bytes = replace_checksum(&bytes, old, new, &commit_object)?;
+    store_metadata(repo, &new_commit_bytes, "commit")
+}
+
+/// Points ref `location` of `repo` at `commit`, signing the commit with `key` first when given.
+pub fn publish(
+    repo: &OstreeRepo,
+    location: &RefLocation,
+    commit: &str,
+    key: Option<&GpgKey>,
+) -> Result<()> {
     if let Some(key) = key {
-        repo.gpg_sign(&new_commit, key)?;
+        repo.gpg_sign(commit, key)?;
     }
-    Ok(new_commit)
+    let ref_path = repo.path.join(location.relative_path());
+    if let Some(dir) = ref_path.parent() {
+        fs::create_dir_all(dir).at("create directory", dir)?;
+    }
+    fs::write(&ref_path, format!("{commit}\n")).at("write ref", &ref_path)?;
+    Ok(())
 }
 
 fn normalize_dir(dir: &str) -> String {
@@ -251,7 +287,7 @@ fn normalize_dir(dir: &str) -> String {
 }
 
 /// Writes a metadata object under its SHA-256 name; returns the checksum.
-fn store_metadata(repo: &OstreeRepo, bytes: &[u8], extension: &str) -> Result<String> {
+pub fn store_metadata(repo: &OstreeRepo, bytes: &[u8], extension: &str) -> Result<String> {
     let checksum = hex::encode(Sha256::digest(bytes));
     let path = object_path_in(&repo.path, &checksum, extension);
     if let Some(dir) = path.parent() {

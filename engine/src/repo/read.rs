@@ -189,15 +189,22 @@ impl Repo {
     }
 
     fn open_object(&self, object: ObjectId) -> Result<Option<OwnedFd>, RepoError> {
-        match open_beneath(
+        // NONBLOCK: opening a FIFO planted on a drive would otherwise wait for a writer forever.
+        let fd = match open_beneath(
             &self.objects,
             &self.object_name(object),
-            OFlags::RDONLY | OFlags::NOFOLLOW,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK,
         ) {
-            Ok(fd) => Ok(Some(fd)),
-            Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => Ok(None),
-            Err(error) => Err(RepoError::io("open", self.object_path(object), error)),
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => return Ok(None),
+            Err(error) => return Err(RepoError::io("open", self.object_path(object), error)),
+        };
+        let stat = rustix::fs::fstat(&fd)
+            .map_err(|error| RepoError::io("stat", self.object_path(object), error))?;
+        if stat.st_mode & S_IFMT != S_IFREG {
+            return Err(self.corrupt_object(object, "it is not a regular file"));
         }
+        Ok(Some(fd))
     }
 
     fn missing(&self, object: ObjectId) -> RepoError {
@@ -278,7 +285,8 @@ impl Repo {
 
     fn read_top_level_file(&self, name: &str) -> Result<Option<Vec<u8>>, RepoError> {
         let path = self.path.join(name);
-        let fd = match open_beneath(&self.dir, name, OFlags::RDONLY) {
+        // NONBLOCK: opening a FIFO planted on a drive would otherwise wait for a writer forever.
+        let fd = match open_beneath(&self.dir, name, OFlags::RDONLY | OFlags::NONBLOCK) {
             Ok(fd) => fd,
             Err(rustix::io::Errno::NOENT) => return Ok(None),
             Err(error) => return Err(RepoError::io("open", path, error)),
