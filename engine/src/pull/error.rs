@@ -15,6 +15,14 @@ pub enum PullError {
     #[error(transparent)]
     Trust(#[from] TrustError),
 
+    /// A source offered a commit the trust rules refuse after it verified (anti-downgrade).
+    #[error("{source_name} offers {error}")]
+    Offered {
+        source_name: String,
+        #[source]
+        error: TrustError,
+    },
+
     /// The destination repository could not be read or written.
     #[error(transparent)]
     Destination(#[from] RepoError),
@@ -113,7 +121,7 @@ impl PullError {
     /// The kind listings and install results show for this failure.
     pub fn problem_kind(&self) -> ProblemKind {
         match self {
-            Self::Trust(error) => error.problem_kind(),
+            Self::Trust(error) | Self::Offered { error, .. } => error.problem_kind(),
             Self::BadObject { .. } => ProblemKind::Corrupt,
             Self::Missing { .. } | Self::NotOffered { .. } | Self::NoSourceLeft { .. } => {
                 ProblemKind::Unavailable

@@ -366,7 +366,11 @@ impl Context<'_> {
             &chosen.checksum,
             chosen.accepted.timestamp,
             self.options.allow_downgrade,
-        )?;
+        )
+        .map_err(|error| PullError::Offered {
+            source_name: source_name.clone(),
+            error,
+        })?;
         let complete = self.dest.has_object(object)? && !self.dest.is_partial(&chosen.checksum)?;
         let mut result = PulledRef {
             location: plan.location.clone(),
