@@ -23,6 +23,7 @@ pub mod deploy;
 pub mod event;
 pub mod install;
 pub mod lan;
+pub mod memory;
 pub mod object;
 pub mod pull;
 pub mod repo;

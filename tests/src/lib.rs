@@ -26,6 +26,7 @@ pub mod error;
 pub mod flatpak;
 pub mod generate;
 pub mod gpg;
+pub mod heavy;
 pub mod http;
 pub mod loopdev;
 pub mod ostree;

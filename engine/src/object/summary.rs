@@ -12,7 +12,7 @@ use gvariant::{gv, Marker, Structure};
 use super::metadata::{Metadata, MetadataValue};
 use super::names::{validate_collection_id, validate_ref_name};
 use super::variant::{ensure_normal_form, serialize};
-use super::{Checksum, FormatError, MAX_METADATA_SIZE};
+use super::{Checksum, FormatError, MAX_METADATA_SIZE, MAX_SUMMARY_REFS};
 
 pub const COLLECTION_ID_KEY: &str = "ostree.summary.collection-id";
 pub const COLLECTION_MAP_KEY: &str = "ostree.summary.collection-map";
@@ -71,6 +71,10 @@ impl Summary {
             .to_tuple();
         let metadata = Metadata::from_dict(metadata, 0)
             .map_err(|error| FormatError::invalid(WHAT, error.to_string()))?;
+        // Counted before any ref is read: the array's length comes from its framing.
+        if refs.len() > MAX_SUMMARY_REFS {
+            return Err(too_many_refs(refs.len()));
+        }
         let mut main_refs = Vec::new();
         let mut raw_refs = Vec::new();
         for entry in refs {
@@ -107,7 +111,7 @@ impl Summary {
         };
         let collection_map = match metadata.get(COLLECTION_MAP_KEY) {
             None => Vec::new(),
-            Some(value) => parse_collection_map(value)?,
+            Some(value) => parse_collection_map(value, MAX_SUMMARY_REFS - main_refs.len())?,
         };
         Ok(Self {
             refs: main_refs,
@@ -115,6 +119,21 @@ impl Summary {
             collection_map,
             metadata,
         })
+    }
+
+    /// `ostree.summary.last-modified` of a serialized summary, reading only its metadata
+    /// (not its refs, nor checking it further): enough to rank sources, cheap on any size.
+    pub fn last_modified_of(bytes: &[u8]) -> Option<u64> {
+        if bytes.len() as u64 > MAX_METADATA_SIZE {
+            return None;
+        }
+        let aligned = copy_to_align(bytes);
+        let (_, metadata) = gv!("(a(s(taya{sv}))a{sv})")
+            .cast(aligned.as_ref())
+            .to_tuple();
+        Metadata::from_dict(metadata, 0)
+            .ok()?
+            .get_u64_big_endian(LAST_MODIFIED_KEY)
     }
 
     /// `ostree.summary.last-modified`, seconds since the Unix epoch.
@@ -173,8 +192,17 @@ fn summary_ref(
     })
 }
 
+fn too_many_refs(count: usize) -> FormatError {
+    FormatError::invalid(
+        "summary",
+        format!("it lists {count} refs or more, more than the {MAX_SUMMARY_REFS} allowed"),
+    )
+}
+
+/// The collection map, refused when it lists more than `max_refs` refs.
 fn parse_collection_map(
     value: &MetadataValue,
+    max_refs: usize,
 ) -> Result<Vec<(String, Vec<SummaryRef>)>, FormatError> {
     const WHAT: &str = "summary collection map";
     if value.type_str() != COLLECTION_MAP_TYPE {
@@ -188,6 +216,13 @@ fn parse_collection_map(
     }
     let aligned = copy_to_align(value.data());
     let map = gv!("a{sa(s(taya{sv}))}").cast(aligned.as_ref());
+    let mut listed = 0usize;
+    for entry in map {
+        listed = listed.saturating_add(entry.to_tuple().1.len());
+        if listed > max_refs {
+            return Err(too_many_refs(MAX_SUMMARY_REFS - max_refs + listed));
+        }
+    }
     let mut collections: Vec<(String, Vec<SummaryRef>)> = Vec::new();
     let mut raw = Vec::new();
     for entry in map {

@@ -19,7 +19,10 @@ use super::{
     source_name, FetchError, FetchedArchive, FetchedContent, FetchedSummary, OfferedRef, Source,
     SourceRank,
 };
-use crate::object::{Checksum, FileHeader, ObjectId, ObjectKind, Summary, MAX_METADATA_SIZE};
+use crate::object::{
+    Checksum, FileHeader, ObjectId, ObjectKind, Summary, MAX_COMMIT_SIZE,
+    MAX_DETACHED_METADATA_SIZE, MAX_METADATA_SIZE,
+};
 use crate::repo::{RepoConfig, RepoMode, MAX_CONFIG_SIZE};
 use crate::schema::{SourceInfo, SourceKind};
 
@@ -291,17 +294,16 @@ impl Source for HttpSource {
 
     fn refs(&self) -> Result<Vec<OfferedRef>, FetchError> {
         let mut offered: Vec<OfferedRef> = Vec::new();
+        // A set, not a scan of what was kept: a summary may list hundreds of thousands of refs.
+        let mut seen: std::collections::HashSet<(Option<&str>, &str)> =
+            std::collections::HashSet::new();
         for (collection_id, summary_ref) in self.summary.collection_refs() {
-            let entry = OfferedRef {
-                collection_id: collection_id.map(str::to_owned),
-                ref_name: summary_ref.name.clone(),
-                commit: summary_ref.commit,
-            };
-            if !offered
-                .iter()
-                .any(|o| o.collection_id == entry.collection_id && o.ref_name == entry.ref_name)
-            {
-                offered.push(entry);
+            if seen.insert((collection_id, summary_ref.name.as_str())) {
+                offered.push(OfferedRef {
+                    collection_id: collection_id.map(str::to_owned),
+                    ref_name: summary_ref.name.clone(),
+                    commit: summary_ref.commit,
+                });
             }
         }
         Ok(offered)
@@ -309,13 +311,17 @@ impl Source for HttpSource {
 
     fn fetch_metadata(&self, kind: ObjectKind, checksum: &Checksum) -> Result<Vec<u8>, FetchError> {
         let object = ObjectId::new(*checksum, kind);
-        self.get_bytes(&Self::object_path(object), MAX_METADATA_SIZE)?
+        let max = match kind {
+            ObjectKind::Commit => MAX_COMMIT_SIZE,
+            _ => MAX_METADATA_SIZE,
+        };
+        self.get_bytes(&Self::object_path(object), max)?
             .ok_or_else(|| FetchError::not_found(object, &self.info))
     }
 
     fn fetch_commitmeta(&self, commit: &Checksum) -> Result<Option<Vec<u8>>, FetchError> {
         let object = ObjectId::new(*commit, ObjectKind::CommitMeta);
-        self.get_bytes(&Self::object_path(object), MAX_METADATA_SIZE)
+        self.get_bytes(&Self::object_path(object), MAX_DETACHED_METADATA_SIZE)
     }
 
     fn fetch_content(&self, checksum: &Checksum) -> Result<FetchedContent, FetchError> {

@@ -10,7 +10,7 @@ use ed25519_dalek::{Signature, VerifyingKey};
 
 use super::error::Rejection;
 use super::keyring::{read_key_file, Ed25519KeySources};
-use super::metadata::MAX_SIGNATURES_PER_KIND;
+use super::metadata::{MAX_KEYS_PER_UNNAMED_SIGNATURE, MAX_SIGNATURES_PER_KIND};
 
 pub const ED25519_PUBLIC_KEY_LEN: usize = 32;
 pub const ED25519_SIGNATURE_LEN: usize = 64;
@@ -96,9 +96,15 @@ impl Ed25519Keys {
     /// Returns the base64 public key of the first trusted, unrevoked key that made one of the
     /// signatures, or why none counts.
     pub fn verify(&self, data: &[u8], signatures: &[Vec<u8>]) -> Result<String, Vec<Rejection>> {
+        if signatures.len() > MAX_SIGNATURES_PER_KIND {
+            return Err(vec![Rejection::TooManySignatures {
+                count: signatures.len(),
+                max: MAX_SIGNATURES_PER_KIND,
+            }]);
+        }
         let mut rejections = Vec::new();
         let mut checked = 0;
-        for blob in signatures.iter().take(MAX_SIGNATURES_PER_KIND) {
+        for blob in signatures {
             let Ok(bytes) = <[u8; ED25519_SIGNATURE_LEN]>::try_from(blob.as_slice()) else {
                 rejections.push(Rejection::Malformed {
                     detail: format!(
@@ -110,7 +116,8 @@ impl Ed25519Keys {
             };
             checked += 1;
             let signature = Signature::from_bytes(&bytes);
-            for key in &self.trusted {
+            // Ed25519 signatures name no key: each is tried against a bounded number.
+            for key in self.trusted.iter().take(MAX_KEYS_PER_UNNAMED_SIGNATURE) {
                 if key.verify_strict(data, &signature).is_err() {
                     continue;
                 }
