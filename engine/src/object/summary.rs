@@ -63,6 +63,11 @@ impl Summary {
     /// Parses a summary: at most [`MAX_METADATA_SIZE`] bytes, normal form, valid ref names,
     /// collection IDs and 32-byte checksums.
     pub fn parse(bytes: &[u8]) -> Result<Self, FormatError> {
+        Self::parse_listing_at_most(bytes, MAX_SUMMARY_REFS)
+    }
+
+    /// [`Summary::parse`], refusing more than `max_refs` refs in all.
+    fn parse_listing_at_most(bytes: &[u8], max_refs: usize) -> Result<Self, FormatError> {
         const WHAT: &str = "summary";
         FormatError::check_size(WHAT, bytes.len(), MAX_METADATA_SIZE)?;
         let aligned = copy_to_align(bytes);
@@ -72,8 +77,8 @@ impl Summary {
         let metadata = Metadata::from_dict(metadata, 0)
             .map_err(|error| FormatError::invalid(WHAT, error.to_string()))?;
         // Counted before any ref is read: the array's length comes from its framing.
-        if refs.len() > MAX_SUMMARY_REFS {
-            return Err(too_many_refs(refs.len()));
+        if refs.len() > max_refs {
+            return Err(too_many_refs(refs.len(), max_refs));
         }
         let mut main_refs = Vec::new();
         let mut raw_refs = Vec::new();
@@ -111,7 +116,7 @@ impl Summary {
         };
         let collection_map = match metadata.get(COLLECTION_MAP_KEY) {
             None => Vec::new(),
-            Some(value) => parse_collection_map(value, MAX_SUMMARY_REFS - main_refs.len())?,
+            Some(value) => parse_collection_map(value, main_refs.len(), max_refs)?,
         };
         Ok(Self {
             refs: main_refs,
@@ -192,16 +197,18 @@ fn summary_ref(
     })
 }
 
-fn too_many_refs(count: usize) -> FormatError {
+fn too_many_refs(count: usize, max_refs: usize) -> FormatError {
     FormatError::invalid(
         "summary",
-        format!("it lists {count} refs or more, more than the {MAX_SUMMARY_REFS} allowed"),
+        format!("it lists {count} refs or more, more than the {max_refs} allowed"),
     )
 }
 
-/// The collection map, refused when it lists more than `max_refs` refs.
+/// The collection map, refused when it and the `listed` refs of the main list together
+/// list more than `max_refs`.
 fn parse_collection_map(
     value: &MetadataValue,
+    listed: usize,
     max_refs: usize,
 ) -> Result<Vec<(String, Vec<SummaryRef>)>, FormatError> {
     const WHAT: &str = "summary collection map";
@@ -216,11 +223,11 @@ fn parse_collection_map(
     }
     let aligned = copy_to_align(value.data());
     let map = gv!("a{sa(s(taya{sv}))}").cast(aligned.as_ref());
-    let mut listed = 0usize;
+    let mut listed = listed;
     for entry in map {
         listed = listed.saturating_add(entry.to_tuple().1.len());
         if listed > max_refs {
-            return Err(too_many_refs(MAX_SUMMARY_REFS - max_refs + listed));
+            return Err(too_many_refs(listed, max_refs));
         }
     }
     let mut collections: Vec<(String, Vec<SummaryRef>)> = Vec::new();
@@ -341,6 +348,48 @@ mod tests {
                 .expect("version");
         }
         metadata
+    }
+
+    #[test]
+    fn a_summary_listing_more_refs_than_allowed_is_refused_before_they_are_read() {
+        let refs: Vec<_> = (0..11)
+            .map(|index| {
+                (
+                    format!("app/{index}"),
+                    Checksum::from_array([index; 32]),
+                    100,
+                    ref_metadata(1_700_000_000, None),
+                )
+            })
+            .collect();
+        let bytes = build_summary(&refs, &Metadata::new()).expect("build");
+        assert_eq!(
+            Summary::parse_listing_at_most(&bytes, 11)
+                .expect("at the limit")
+                .refs
+                .len(),
+            11
+        );
+        let error = Summary::parse_listing_at_most(&bytes, 10)
+            .expect_err("one ref over the limit")
+            .to_string();
+        assert!(
+            error.contains("11 refs") && error.contains("10 allowed"),
+            "{error}"
+        );
+        // The limit is checked before any ref: the refs' names are not even looked at.
+        let bad_names: Vec<_> = refs
+            .iter()
+            .map(|(_, commit, size, metadata)| {
+                ("..bad".to_owned(), *commit, *size, metadata.clone())
+            })
+            .collect();
+        let bytes = build_summary(&bad_names, &Metadata::new()).expect("build");
+        let error = Summary::parse_listing_at_most(&bytes, 10)
+            .expect_err("over the limit")
+            .to_string();
+        assert!(error.contains("10 allowed"), "{error}");
+        const { assert!(MAX_SUMMARY_REFS < 2_000_000) };
     }
 
     #[test]

@@ -612,7 +612,7 @@ impl<'a> Resolver<'a> {
             }
         }
         let mut jobs: Vec<((usize, Checksum), Vec<PolicyKey>)> = jobs.into_iter().collect();
-        jobs.sort_by(|a, b| a.0.cmp(&b.0));
+        jobs.sort_by_key(|job| job.0);
         let sources = self.sources;
         let names = &self.names;
         let policies = &self.policies;

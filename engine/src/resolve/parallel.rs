@@ -3,9 +3,15 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Threads for CPU-bound work: one per core.
+/// Most threads [`cpu_threads`] gives, whatever the core count: the hook's unit allows 64
+/// tasks (`TasksMax=`), and reads of drives gain nothing from more.
+const MAX_CPU_THREADS: usize = 8;
+
+/// Threads for CPU-bound work: one per core, at most [`MAX_CPU_THREADS`].
 pub(crate) fn cpu_threads() -> usize {
-    std::thread::available_parallelism().map_or(2, usize::from)
+    std::thread::available_parallelism()
+        .map_or(2, usize::from)
+        .min(MAX_CPU_THREADS)
 }
 
 /// `f` applied to every item, using up to `max_threads` threads; results in item order.

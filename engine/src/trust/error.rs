@@ -105,7 +105,7 @@ impl Rejection {
         }
     }
 
-    fn describe(&self, remote: &str) -> String {
+    pub(crate) fn describe(&self, remote: &str) -> String {
         match self {
             Self::UnknownKey { key } => format!(
                 "is signed by {key}, which remote '{remote}' does not trust: use an update \

@@ -582,3 +582,30 @@ fn merge_cert(into: &mut SignedPublicKey, other: SignedPublicKey) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_of_signatures_are_refused_without_checking_them() {
+        let keyring = GpgKeyring::from_files(Vec::new());
+        let junk = vec![vec![0xffu8; 8]; 3000];
+        let refused = keyring.verify(b"commit", &junk, 0).expect_err("refused");
+        assert_eq!(
+            refused,
+            vec![Rejection::TooManySignatures {
+                count: 3000,
+                max: MAX_SIGNATURES_PER_KIND
+            }]
+        );
+        // Up to the limit each is looked at, and refused for what it is.
+        let refused = keyring
+            .verify(b"commit", &junk[..MAX_SIGNATURES_PER_KIND], 0)
+            .expect_err("refused");
+        assert_eq!(refused.len(), MAX_SIGNATURES_PER_KIND);
+        assert!(refused
+            .iter()
+            .all(|r| matches!(r, Rejection::Malformed { .. })));
+    }
+}
