@@ -10,6 +10,7 @@
 //! sends nothing for [`IDLE_TIMEOUT`] is abandoned, however large the object. Proxies are
 //! taken from the usual environment variables (`http_proxy`, `https_proxy`, `no_proxy`).
 
+use std::collections::HashMap;
 use std::io::{self, BufReader, Read};
 use std::time::Duration;
 
@@ -40,6 +41,8 @@ pub struct HttpSource {
     summary: Summary,
     summary_bytes: Vec<u8>,
     summary_signatures: Option<Vec<u8>>,
+    /// Commit sizes the summary states, by commit: a commit is never read past its size.
+    commit_sizes: HashMap<Checksum, u64>,
     rank: SourceRank,
 }
 
@@ -104,6 +107,7 @@ impl HttpSource {
             },
             summary_bytes: Vec::new(),
             summary_signatures: None,
+            commit_sizes: HashMap::new(),
             rank: SourceRank {
                 kind,
                 summary_timestamp: None,
@@ -130,6 +134,10 @@ impl HttpSource {
             .map_err(|error| source.unavailable(&format!("its summary is invalid: {error}")))?;
         source.summary_signatures = source.get_bytes("summary.sig", MAX_METADATA_SIZE)?;
         source.rank.summary_timestamp = summary.last_modified();
+        source.commit_sizes = summary
+            .collection_refs()
+            .map(|(_, summary_ref)| (summary_ref.commit, summary_ref.commit_size))
+            .collect();
         source.summary = summary;
         source.summary_bytes = summary_bytes;
         Ok(source)
@@ -312,11 +320,24 @@ impl Source for HttpSource {
     fn fetch_metadata(&self, kind: ObjectKind, checksum: &Checksum) -> Result<Vec<u8>, FetchError> {
         let object = ObjectId::new(*checksum, kind);
         let max = match kind {
-            ObjectKind::Commit => MAX_COMMIT_SIZE,
+            // The size the summary states is the object's exact size (its name fixes it).
+            ObjectKind::Commit => self.metadata_size(object).unwrap_or(MAX_COMMIT_SIZE),
             _ => MAX_METADATA_SIZE,
         };
         self.get_bytes(&Self::object_path(object), max)?
             .ok_or_else(|| FetchError::not_found(object, &self.info))
+    }
+
+    /// Commits the summary lists, at the size it states (at most [`MAX_COMMIT_SIZE`]).
+    fn metadata_size(&self, object: ObjectId) -> Option<u64> {
+        if object.kind != ObjectKind::Commit {
+            return None;
+        }
+        // 0 is what a summary writer that did not know the size would put.
+        self.commit_sizes
+            .get(&object.checksum)
+            .filter(|&&size| size > 0)
+            .map(|&size| size.min(MAX_COMMIT_SIZE))
     }
 
     fn fetch_commitmeta(&self, commit: &Checksum) -> Result<Option<Vec<u8>>, FetchError> {
