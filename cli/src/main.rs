@@ -56,6 +56,7 @@ fn init_logging(verbose: u8) {
 }
 
 fn main() -> ExitCode {
+    ferry_engine::memory::return_large_buffers();
     i18n::init();
     let cli = Cli::parse();
     init_logging(cli.verbose);

@@ -25,6 +25,7 @@ pub mod deploy;
 pub mod event;
 pub mod install;
 pub mod lan;
+pub mod memory;
 pub mod object;
 pub mod privilege;
 pub mod pull;

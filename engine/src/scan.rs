@@ -7,11 +7,11 @@
 //! refused and listed as a problem, as is anything unreadable; the same repository found twice
 //! is listed once. Nothing on the drive is written.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::object::Checksum;
+use crate::object::{Checksum, Commit, ObjectId, ObjectKind};
 use crate::repo::{CollectionRef, RefLocation, Repo, RepoError};
 use crate::schema::{Problem, ProblemKind, RefReport, RepoReport, ScanReport};
 
@@ -84,6 +84,9 @@ pub fn scan(root: &Path) -> Result<ScanReport, ScanError> {
 fn looks_like_repo(path: &Path) -> bool {
     path.join("config").is_file() && path.join("objects").is_dir()
 }
+
+/// A commit's timestamp and version, or the kind of problem and why.
+type Described = Result<(u64, Option<String>), (ProblemKind, String)>;
 
 struct Scanner {
     root: PathBuf,
@@ -235,6 +238,8 @@ impl Scanner {
         let mut ordered: Vec<_> = entries.into_iter().collect();
         ordered.sort_by_key(|entry| matches!(entry.location, RefLocation::Remote { .. }));
         let mut seen: HashSet<CollectionRef> = HashSet::new();
+        // Many refs may name one commit: it is read and hashed once per scan of the repository.
+        let mut described: HashMap<Checksum, Described> = HashMap::new();
         let mut refs = Vec::new();
         for entry in ordered {
             let key = CollectionRef {
@@ -256,7 +261,11 @@ impl Scanner {
             if seen.contains(&key) {
                 continue;
             }
-            match self.describe_commit(repo, &commit) {
+            let description = described
+                .entry(commit)
+                .or_insert_with(|| Self::describe_commit(repo, &commit))
+                .clone();
+            match description {
                 Ok((timestamp, version)) => {
                     seen.insert(key.clone());
                     refs.push(RefReport {
@@ -276,23 +285,32 @@ impl Scanner {
         refs
     }
 
-    fn describe_commit(
-        &self,
-        repo: &Repo,
-        commit: &Checksum,
-    ) -> Result<(u64, Option<String>), (ProblemKind, String)> {
+    fn describe_commit(repo: &Repo, commit: &Checksum) -> Described {
         if repo.is_partial(commit).unwrap_or(false) {
             return Err((
                 ProblemKind::PartialCommit,
                 format!("commit {} is only partly present", commit.short()),
             ));
         }
-        match repo.read_commit(commit) {
-            Ok(parsed) => Ok((parsed.timestamp, parsed.version().map(str::to_owned))),
+        // Read and hashed, but only peeked at: nothing on a drive is parsed in full before it
+        // verifies (see `resolve`).
+        let bytes = match repo.read_metadata(ObjectKind::Commit, commit) {
+            Ok(bytes) => bytes,
             Err(error @ RepoError::Missing { .. }) => {
-                Err((ProblemKind::Unavailable, error.to_string()))
+                return Err((ProblemKind::Unavailable, error.to_string()))
             }
-            Err(error) => Err((ProblemKind::Corrupt, error.to_string())),
+            Err(error) => return Err((ProblemKind::Corrupt, error.to_string())),
+        };
+        let actual = crate::object::metadata_checksum(&bytes);
+        if actual != *commit {
+            let error = RepoError::ChecksumMismatch {
+                object: ObjectId::new(*commit, ObjectKind::Commit),
+                actual,
+                source_name: repo.path().display().to_string(),
+            };
+            return Err((ProblemKind::Corrupt, error.to_string()));
         }
+        Commit::peek_timestamp_and_version(&bytes)
+            .map_err(|error| (ProblemKind::Corrupt, error.to_string()))
     }
 }

@@ -261,3 +261,63 @@ fn refuses_a_repository_on_another_filesystem() {
     assert_eq!(report.problems[0].kind, ProblemKind::Unsafe);
     assert!(report.problems[0].reason.contains("another filesystem"));
 }
+
+/// Opens of files in `dir` while `action` runs, by name (inotify).
+fn opens_during(dir: &Path, action: impl FnOnce()) -> BTreeMap<String, usize> {
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: plain syscalls on a descriptor this function owns and closes.
+    let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+    assert!(fd >= 0, "inotify_init1");
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).expect("path");
+    // SAFETY: `path` is a valid NUL-terminated string.
+    // Closes too: the kernel merges identical events in a row, never an open after a close.
+    let mask = libc::IN_OPEN | libc::IN_CLOSE_NOWRITE;
+    let watch = unsafe { libc::inotify_add_watch(fd, path.as_ptr(), mask) };
+    assert!(watch >= 0, "inotify_add_watch");
+    action();
+    let mut opens = BTreeMap::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        // SAFETY: reads into a buffer of the length given.
+        let read = unsafe { libc::read(fd, buffer.as_mut_ptr().cast(), buffer.len()) };
+        if read <= 0 {
+            break;
+        }
+        let mut offset = 0;
+        let header = std::mem::size_of::<libc::inotify_event>();
+        while offset + header <= read as usize {
+            // SAFETY: the kernel wrote a whole event at `offset`.
+            let event: libc::inotify_event =
+                unsafe { std::ptr::read_unaligned(buffer[offset..].as_ptr().cast()) };
+            let name = &buffer[offset + header..offset + header + event.len as usize];
+            let name = String::from_utf8_lossy(name.split(|&b| b == 0).next().unwrap_or(&[]));
+            if event.mask & libc::IN_OPEN != 0 {
+                *opens.entry(name.into_owned()).or_insert(0) += 1;
+            }
+            offset += header + event.len as usize;
+        }
+    }
+    // SAFETY: `fd` is ours.
+    unsafe { libc::close(fd) };
+    opens
+}
+
+#[test]
+fn a_commit_named_by_many_refs_is_read_once_per_scan() {
+    let work = TempDir::new().expect("tempdir");
+    let (repo, stable, _) = source_repo(work.path());
+    for alias in 0..20 {
+        fs::write(
+            repo.join(format!("refs/heads/alias-{alias}")),
+            format!("{stable}\n"),
+        )
+        .expect("ref written");
+    }
+    let objects = repo.join("objects").join(&stable[..2]);
+    let commit_file = format!("{}.commit", &stable[2..]);
+    let opens = opens_during(&objects, || {
+        let report = scan(&repo).expect("scan");
+        assert_eq!(report.repos[0].refs.len(), 22, "{report:#?}");
+    });
+    assert_eq!(opens.get(&commit_file), Some(&1), "{opens:?}");
+}

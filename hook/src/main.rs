@@ -54,6 +54,7 @@ fn init_logging() {
 }
 
 fn main() -> ExitCode {
+    ferry_engine::memory::return_large_buffers();
     let args = Args::parse();
     init_logging();
     let hook = Hook::from_env(args.systemd);

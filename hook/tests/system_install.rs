@@ -253,6 +253,8 @@ fn installed_units_pass_systemd_analyze_and_are_hardened() {
         ("PrivateNetwork", "yes"),
         ("NoNewPrivileges", "yes"),
         ("BindsTo", "dev-%i.device"),
+        ("MemoryMax", "128M"),
+        ("TasksMax", "64"),
     ] {
         assert!(
             unit.lines().any(|l| l == format!("{setting}={expected}")),

@@ -27,6 +27,7 @@ pub mod error;
 pub mod flatpak;
 pub mod generate;
 pub mod gpg;
+pub mod heavy;
 pub mod hostile;
 pub mod http;
 pub mod loopdev;

@@ -92,6 +92,10 @@ fn peer(service: &ResolvedService) -> Result<Peer, String> {
     })
 }
 
+/// Most repositories nearby a listing connects to; further ones are ignored, so a network
+/// flooded with advertisements cannot make a listing open thousands of connections.
+pub const MAX_PEERS: usize = 64;
+
 /// Browses for `timeout` and returns every repository advertised, sorted by URL. A service
 /// withdrawn meanwhile is left out; one whose TXT records are malformed is logged and skipped.
 pub fn browse(timeout: Duration) -> Result<Vec<Peer>, LanError> {
@@ -105,6 +109,12 @@ pub fn browse(timeout: Duration) -> Result<Vec<Peer>, LanError> {
             break;
         }
         match events.recv_timeout(left) {
+            Ok(ServiceEvent::ServiceResolved(service))
+                if found.len() >= MAX_PEERS && !found.contains_key(service.get_fullname()) =>
+            {
+                tracing::info!(service = %service.get_fullname(),
+                    "ignoring an advertised repository: {MAX_PEERS} already found");
+            }
             Ok(ServiceEvent::ServiceResolved(service)) => match peer(&service) {
                 Ok(peer) => {
                     tracing::debug!(url = %peer.url, name = %peer.name, "found a computer nearby");

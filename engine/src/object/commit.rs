@@ -7,7 +7,7 @@ use gvariant::{gv, Marker, Structure};
 
 use super::metadata::{Metadata, COLLECTION_BINDING_KEY, REF_BINDING_KEY, SIZES_KEY, VERSION_KEY};
 use super::variant::{ensure_normal_form, serialize};
-use super::{Checksum, FormatError, ObjectKind, MAX_METADATA_SIZE};
+use super::{Checksum, FormatError, ObjectKind, MAX_COMMIT_SIZE};
 
 /// An entry of a commit's related objects (unused by current OSTree, kept for round trips).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,12 +43,12 @@ pub struct Commit {
 }
 
 impl Commit {
-    /// Parses and validates a commit: at most [`MAX_METADATA_SIZE`] bytes, normal form,
+    /// Parses and validates a commit: at most [`MAX_COMMIT_SIZE`] bytes, normal form,
     /// non-empty metadata keys, and 32-byte checksums (the parent may be absent), as
     /// `ostree_validate_structureof_commit` requires.
     pub fn parse(bytes: &[u8]) -> Result<Self, FormatError> {
         const WHAT: &str = "commit";
-        FormatError::check_size(WHAT, bytes.len(), MAX_METADATA_SIZE)?;
+        FormatError::check_size(WHAT, bytes.len(), MAX_COMMIT_SIZE)?;
         let aligned = copy_to_align(bytes);
         let (metadata, parent, related, subject, body, timestamp, root_tree, root_meta) =
             gv!("(a{sv}aya(say)sstayay)")
@@ -111,6 +111,33 @@ impl Commit {
             root_tree: checksum(root_tree, "root tree")?,
             root_meta: checksum(root_meta, "root dirmeta")?,
         })
+    }
+
+    /// A commit's timestamp and `version`, read without copying or checking the rest: for
+    /// describing commits nobody has verified yet (a drive scan), which [`Commit::parse`]
+    /// checks fully before they are used. Costs no memory beyond `bytes`.
+    pub fn peek_timestamp_and_version(bytes: &[u8]) -> Result<(u64, Option<String>), FormatError> {
+        FormatError::check_size("commit", bytes.len(), MAX_COMMIT_SIZE)?;
+        let aligned = copy_to_align(bytes);
+        let (metadata, _, _, _, _, timestamp, _, _) = gv!("(a{sv}aya(say)sstayay)")
+            .cast(aligned.as_ref())
+            .to_tuple();
+        let mut version = None;
+        for entry in metadata {
+            let (key, value) = entry.to_tuple();
+            if key.to_str() != VERSION_KEY {
+                continue;
+            }
+            // As `Metadata::get`: the first entry counts; one of another type is no version.
+            let (type_str, data) = value.split();
+            if type_str == b"s" {
+                version = super::MetadataValue::from_parts("s", data.to_vec())
+                    .ok()
+                    .and_then(|value| value.as_str().map(str::to_owned));
+            }
+            break;
+        }
+        Ok((u64::from_be(*timestamp), version))
     }
 
     /// Serialises the commit; its SHA-256 is the commit's checksum. Fails only for strings

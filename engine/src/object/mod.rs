@@ -38,6 +38,23 @@ use crate::repo::RepoMode;
 /// metadata are refused before they are read.
 pub const MAX_METADATA_SIZE: u64 = 128 * 1024 * 1024;
 
+/// Largest commit object read from anywhere. A commit is small except for `ostree.sizes`,
+/// about 44 bytes per object of its tree: 12 MiB holds the sizes of ~285,000 objects, more
+/// than a whole OS tree and several times the largest Flatpak runtime. Parsing a commit takes
+/// about three times its size, so this keeps one parse, with the rest of a listing, within
+/// 64 MiB.
+pub const MAX_COMMIT_SIZE: u64 = 12 * 1024 * 1024;
+
+/// Largest detached metadata (`.commitmeta`) read from anywhere. It holds the signatures: an
+/// OpenPGP signature by an RSA-4096 key is ~600 bytes, an ed25519 one 64, so 64 KiB is over
+/// three times what [`crate::trust::MAX_SIGNATURES_PER_KIND`] signatures of each kind take.
+pub const MAX_DETACHED_METADATA_SIZE: u64 = 64 * 1024;
+
+/// Most refs a summary may list (main list and collection map together); a summary with more
+/// is refused before its refs are read. Flathub, the largest public remote, lists tens of
+/// thousands.
+pub const MAX_SUMMARY_REFS: usize = 500_000;
+
 /// The kinds of object a repository stores under `objects/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ObjectKind {

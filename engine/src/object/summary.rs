@@ -12,7 +12,7 @@ use gvariant::{gv, Marker, Structure};
 use super::metadata::{Metadata, MetadataValue};
 use super::names::{validate_collection_id, validate_ref_name};
 use super::variant::{ensure_normal_form, serialize};
-use super::{Checksum, FormatError, MAX_METADATA_SIZE};
+use super::{Checksum, FormatError, MAX_METADATA_SIZE, MAX_SUMMARY_REFS};
 
 pub const COLLECTION_ID_KEY: &str = "ostree.summary.collection-id";
 pub const COLLECTION_MAP_KEY: &str = "ostree.summary.collection-map";
@@ -63,6 +63,11 @@ impl Summary {
     /// Parses a summary: at most [`MAX_METADATA_SIZE`] bytes, normal form, valid ref names,
     /// collection IDs and 32-byte checksums.
     pub fn parse(bytes: &[u8]) -> Result<Self, FormatError> {
+        Self::parse_listing_at_most(bytes, MAX_SUMMARY_REFS)
+    }
+
+    /// [`Summary::parse`], refusing more than `max_refs` refs in all.
+    fn parse_listing_at_most(bytes: &[u8], max_refs: usize) -> Result<Self, FormatError> {
         const WHAT: &str = "summary";
         FormatError::check_size(WHAT, bytes.len(), MAX_METADATA_SIZE)?;
         let aligned = copy_to_align(bytes);
@@ -71,6 +76,10 @@ impl Summary {
             .to_tuple();
         let metadata = Metadata::from_dict(metadata, 0)
             .map_err(|error| FormatError::invalid(WHAT, error.to_string()))?;
+        // Counted before any ref is read: the array's length comes from its framing.
+        if refs.len() > max_refs {
+            return Err(too_many_refs(refs.len(), max_refs));
+        }
         let mut main_refs = Vec::new();
         let mut raw_refs = Vec::new();
         for entry in refs {
@@ -107,7 +116,7 @@ impl Summary {
         };
         let collection_map = match metadata.get(COLLECTION_MAP_KEY) {
             None => Vec::new(),
-            Some(value) => parse_collection_map(value)?,
+            Some(value) => parse_collection_map(value, main_refs.len(), max_refs)?,
         };
         Ok(Self {
             refs: main_refs,
@@ -115,6 +124,21 @@ impl Summary {
             collection_map,
             metadata,
         })
+    }
+
+    /// `ostree.summary.last-modified` of a serialized summary, reading only its metadata
+    /// (not its refs, nor checking it further): enough to rank sources, cheap on any size.
+    pub fn last_modified_of(bytes: &[u8]) -> Option<u64> {
+        if bytes.len() as u64 > MAX_METADATA_SIZE {
+            return None;
+        }
+        let aligned = copy_to_align(bytes);
+        let (_, metadata) = gv!("(a(s(taya{sv}))a{sv})")
+            .cast(aligned.as_ref())
+            .to_tuple();
+        Metadata::from_dict(metadata, 0)
+            .ok()?
+            .get_u64_big_endian(LAST_MODIFIED_KEY)
     }
 
     /// `ostree.summary.last-modified`, seconds since the Unix epoch.
@@ -173,8 +197,19 @@ fn summary_ref(
     })
 }
 
+fn too_many_refs(count: usize, max_refs: usize) -> FormatError {
+    FormatError::invalid(
+        "summary",
+        format!("it lists {count} refs or more, more than the {max_refs} allowed"),
+    )
+}
+
+/// The collection map, refused when it and the `listed` refs of the main list together
+/// list more than `max_refs`.
 fn parse_collection_map(
     value: &MetadataValue,
+    listed: usize,
+    max_refs: usize,
 ) -> Result<Vec<(String, Vec<SummaryRef>)>, FormatError> {
     const WHAT: &str = "summary collection map";
     if value.type_str() != COLLECTION_MAP_TYPE {
@@ -188,6 +223,13 @@ fn parse_collection_map(
     }
     let aligned = copy_to_align(value.data());
     let map = gv!("a{sa(s(taya{sv}))}").cast(aligned.as_ref());
+    let mut listed = listed;
+    for entry in map {
+        listed = listed.saturating_add(entry.to_tuple().1.len());
+        if listed > max_refs {
+            return Err(too_many_refs(listed, max_refs));
+        }
+    }
     let mut collections: Vec<(String, Vec<SummaryRef>)> = Vec::new();
     let mut raw = Vec::new();
     for entry in map {
@@ -306,6 +348,48 @@ mod tests {
                 .expect("version");
         }
         metadata
+    }
+
+    #[test]
+    fn a_summary_listing_more_refs_than_allowed_is_refused_before_they_are_read() {
+        let refs: Vec<_> = (0..11)
+            .map(|index| {
+                (
+                    format!("app/{index}"),
+                    Checksum::from_array([index; 32]),
+                    100,
+                    ref_metadata(1_700_000_000, None),
+                )
+            })
+            .collect();
+        let bytes = build_summary(&refs, &Metadata::new()).expect("build");
+        assert_eq!(
+            Summary::parse_listing_at_most(&bytes, 11)
+                .expect("at the limit")
+                .refs
+                .len(),
+            11
+        );
+        let error = Summary::parse_listing_at_most(&bytes, 10)
+            .expect_err("one ref over the limit")
+            .to_string();
+        assert!(
+            error.contains("11 refs") && error.contains("10 allowed"),
+            "{error}"
+        );
+        // The limit is checked before any ref: the refs' names are not even looked at.
+        let bad_names: Vec<_> = refs
+            .iter()
+            .map(|(_, commit, size, metadata)| {
+                ("..bad".to_owned(), *commit, *size, metadata.clone())
+            })
+            .collect();
+        let bytes = build_summary(&bad_names, &Metadata::new()).expect("build");
+        let error = Summary::parse_listing_at_most(&bytes, 10)
+            .expect_err("over the limit")
+            .to_string();
+        assert!(error.contains("10 allowed"), "{error}");
+        const { assert!(MAX_SUMMARY_REFS < 2_000_000) };
     }
 
     #[test]

@@ -487,15 +487,23 @@ fn read_bounded_text(fd: OwnedFd, max: u64) -> io::Result<String> {
 }
 
 fn read_bounded(fd: OwnedFd, max: u64) -> io::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    std::fs::File::from(fd)
-        .take(max + 1)
-        .read_to_end(&mut bytes)?;
+    let file = std::fs::File::from(fd);
+    // Sized once from the file, so reading does not double the buffer past the limit.
+    let expected = file.metadata().map_or(0, |m| m.len());
+    if expected > max {
+        return Err(too_large(max));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
+    file.take(max + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > max {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("the file is larger than the {max} bytes allowed"),
-        ));
+        return Err(too_large(max));
     }
     Ok(bytes)
+}
+
+fn too_large(max: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("the file is larger than the {max} bytes allowed, a size real objects never reach"),
+    )
 }

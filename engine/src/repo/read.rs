@@ -21,7 +21,8 @@ use rustix::fs::{AtFlags, OFlags, Stat};
 use super::{open_beneath, read_bounded, Repo, RepoError, RepoMode};
 use crate::object::content::{MAX_SYMLINK_TARGET_LEN, S_IFLNK, S_IFMT, S_IFREG};
 use crate::object::{
-    Checksum, Commit, FileHeader, FormatError, ObjectId, ObjectKind, Xattr, MAX_METADATA_SIZE,
+    Checksum, Commit, FileHeader, FormatError, ObjectId, ObjectKind, Xattr, MAX_COMMIT_SIZE,
+    MAX_DETACHED_METADATA_SIZE, MAX_METADATA_SIZE,
 };
 
 /// Largest total of xattr names, and largest single value, that Linux allows.
@@ -222,8 +223,20 @@ impl Repo {
         }
     }
 
+    /// The size in bytes of a metadata object's file, or None when it is absent. A cheap
+    /// look (one `fstat`), so readers can plan memory before reading.
+    pub fn metadata_size(&self, object: ObjectId) -> Result<Option<u64>, RepoError> {
+        let Some(fd) = self.open_object(object)? else {
+            return Ok(None);
+        };
+        rustix::fs::fstat(&fd)
+            .map(|stat| Some(u64::try_from(stat.st_size).unwrap_or(0)))
+            .map_err(|error| RepoError::io("stat", self.object_path(object), error))
+    }
+
     /// Reads a metadata object's bytes (dirtree, dirmeta, commit or commitmeta), refusing
-    /// objects over 128 MiB. Does not parse or verify them.
+    /// commits over [`MAX_COMMIT_SIZE`], detached metadata over
+    /// [`MAX_DETACHED_METADATA_SIZE`] and others over 128 MiB. Does not parse or verify them.
     pub fn read_metadata(
         &self,
         kind: ObjectKind,
@@ -239,7 +252,12 @@ impl Repo {
         let fd = self
             .open_object(object)?
             .ok_or_else(|| self.missing(object))?;
-        read_bounded(fd, MAX_METADATA_SIZE).map_err(|error| {
+        let max = match kind {
+            ObjectKind::Commit => MAX_COMMIT_SIZE,
+            ObjectKind::CommitMeta => MAX_DETACHED_METADATA_SIZE,
+            _ => MAX_METADATA_SIZE,
+        };
+        read_bounded(fd, max).map_err(|error| {
             if error.kind() == io::ErrorKind::InvalidData {
                 self.corrupt_object(object, error.to_string())
             } else {
@@ -283,7 +301,20 @@ impl Repo {
         self.read_top_level_file("summary.sig")
     }
 
+    /// The `summary` file when it is at most `max` bytes; larger ones are an error.
+    pub fn read_summary_at_most(&self, max: u64) -> Result<Option<Vec<u8>>, RepoError> {
+        self.read_top_level_file_at_most("summary", max)
+    }
+
     fn read_top_level_file(&self, name: &str) -> Result<Option<Vec<u8>>, RepoError> {
+        self.read_top_level_file_at_most(name, MAX_METADATA_SIZE)
+    }
+
+    fn read_top_level_file_at_most(
+        &self,
+        name: &str,
+        max: u64,
+    ) -> Result<Option<Vec<u8>>, RepoError> {
         let path = self.path.join(name);
         // NONBLOCK: opening a FIFO planted on a drive would otherwise wait for a writer forever.
         let fd = match open_beneath(&self.dir, name, OFlags::RDONLY | OFlags::NONBLOCK) {
@@ -291,7 +322,7 @@ impl Repo {
             Err(rustix::io::Errno::NOENT) => return Ok(None),
             Err(error) => return Err(RepoError::io("open", path, error)),
         };
-        read_bounded(fd, MAX_METADATA_SIZE)
+        read_bounded(fd, max)
             .map(Some)
             .map_err(|error| RepoError::io("read", path, error))
     }

@@ -27,7 +27,9 @@
 //! answer (or was not asked: offline), or offers no newer commit of it that passes the checks.
 //!
 //! Work is spread over threads: every source's refs are read at once, and commits are fetched
-//! and verified in parallel, each once.
+//! and verified in parallel, each once. A commit is verified as soon as it is read; only the
+//! parsed commits that verified are kept (bytes and signatures are dropped), and commits being
+//! read and checked together hold at most [`VERIFY_MEMORY_BUDGET`] bytes.
 
 pub(crate) mod appstream;
 pub mod flatpak;
@@ -43,7 +45,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::object::{Checksum, Commit, ObjectKind};
+use crate::object::{
+    Checksum, Commit, ObjectId, ObjectKind, MAX_COMMIT_SIZE, MAX_DETACHED_METADATA_SIZE,
+};
 use crate::pull::schedule::SourceRank;
 use crate::repo::Repo;
 use crate::schema::{
@@ -117,24 +121,42 @@ struct Candidate {
     commit: Checksum,
 }
 
-/// A commit read from a source.
+/// Memory that commits being read and verified at once may take: a commit's bytes, its
+/// parse (about three times its size) and its detached metadata. One commit of
+/// [`crate::object::MAX_COMMIT_SIZE`] fills it and is checked alone, which keeps a listing
+/// within 64 MiB whatever a drive holds.
+pub const VERIFY_MEMORY_BUDGET: u64 = 40 * 1024 * 1024;
+
+/// A commit that verified for at least one remote, parsed; its bytes and signatures are not
+/// kept.
 #[derive(Debug)]
 struct FetchedCommit {
-    bytes: Vec<u8>,
     commit: Commit,
-    detached_metadata: Option<Vec<u8>>,
+    /// Size of the commit object in bytes.
+    size: u64,
 }
 
 /// What reading a commit from a source gave.
 #[derive(Debug, Clone)]
 enum Fetched {
-    Commit(Arc<FetchedCommit>),
+    /// Read and found to hash to its name; whether it verified is in `Resolver::verified`,
+    /// and the parsed commit, when it did, in `Resolver::commits`.
+    Read,
     /// `state/<commit>.commitpartial`: not all of its objects are there.
     Partial,
     Failed {
         kind: ProblemKind,
         reason: String,
     },
+}
+
+/// What one read of a commit from a source gave, with its verification for each remote
+/// that wanted it.
+struct ReadOutcome {
+    fetched: Fetched,
+    /// The parsed commit, when some remote's policy accepted it.
+    commit: Option<Arc<FetchedCommit>>,
+    verifications: Vec<(PolicyKey, Result<Verdict, TrustError>)>,
 }
 
 /// The commit chosen for a [`Want`].
@@ -151,8 +173,8 @@ struct Winner {
 type Offers = HashMap<String, Vec<(Option<String>, Checksum)>>;
 /// A target's remote: (target index, remote name).
 type PolicyKey = (usize, String);
-/// How verifying one commit for one policy went: Ok, or each source's refusal.
-type Verification = Result<(), Vec<(usize, TrustError)>>;
+/// How verifying one commit for one policy went: its verdict, or each source's refusal.
+type Verification = Result<Verdict, Vec<(usize, TrustError)>>;
 
 struct Resolver<'a> {
     targets: &'a [Target],
@@ -164,6 +186,8 @@ struct Resolver<'a> {
     offers: Vec<Option<Offers>>,
     policies: HashMap<PolicyKey, Result<RemotePolicy, TrustError>>,
     fetched: HashMap<(usize, Checksum), Fetched>,
+    /// Commits that verified for some remote, by checksum (the same bytes on every source).
+    commits: HashMap<Checksum, Arc<FetchedCommit>>,
     verified: HashMap<(PolicyKey, Checksum), Verification>,
     /// Each target's repository, for what is present locally.
     local: Vec<Option<Repo>>,
@@ -186,6 +210,7 @@ impl<'a> Resolver<'a> {
             offers: Vec::new(),
             policies: HashMap::new(),
             fetched: HashMap::new(),
+            commits: HashMap::new(),
             verified: HashMap::new(),
             local: Vec::new(),
             catalogs: HashMap::new(),
@@ -597,11 +622,10 @@ impl<'a> Resolver<'a> {
             .enumerate()
             .flat_map(|(index, want)| self.candidates(index, want))
             .collect();
-        self.fetch_commits(&candidates);
         for want in wants {
             self.load_policy(want);
         }
-        self.verify(wants, &candidates);
+        self.read_and_verify(wants, &candidates);
 
         let mut accepted: Vec<Vec<(Candidate, u64, Verdict)>> = vec![Vec::new(); wants.len()];
         for candidate in &candidates {
@@ -620,22 +644,87 @@ impl<'a> Resolver<'a> {
             .collect()
     }
 
-    /// Reads, in parallel, each (source, commit) not read yet: completeness first, then the
-    /// commit object (checked against its name) and its detached metadata.
-    fn fetch_commits(&mut self, candidates: &[Candidate]) {
-        let mut jobs: Vec<(usize, Checksum)> = candidates
-            .iter()
-            .map(|c| (c.source, c.commit))
-            .filter(|key| !self.fetched.contains_key(key))
-            .collect();
-        jobs.sort();
-        jobs.dedup();
+    /// Reads, in parallel, each (source, commit) not read yet for every remote that wants
+    /// it: completeness first, then the commit object (checked against its name) and its
+    /// detached metadata, verified at once; only what verified is kept. The first source
+    /// whose signatures verify vouches for the commit wherever it is.
+    fn read_and_verify(&mut self, wants: &[Want], candidates: &[Candidate]) {
+        let mut jobs: HashMap<(usize, Checksum), Vec<PolicyKey>> = HashMap::new();
+        for candidate in candidates {
+            let want = &wants[candidate.want];
+            let policy_key = (want.target, want.remote.clone());
+            let read = (candidate.source, candidate.commit);
+            let decided = match self.fetched.get(&read) {
+                None => false,
+                Some(Fetched::Read) => self
+                    .verified
+                    .get(&(policy_key.clone(), candidate.commit))
+                    .is_some_and(|v| {
+                        v.is_ok()
+                            || v.as_ref()
+                                .is_err_and(|r| r.iter().any(|(s, _)| *s == read.0))
+                    }),
+                Some(_) => true,
+            };
+            if decided {
+                continue;
+            }
+            let policies = jobs.entry(read).or_default();
+            if !policies.contains(&policy_key) {
+                policies.push(policy_key);
+            }
+        }
+        let mut jobs: Vec<((usize, Checksum), Vec<PolicyKey>)> = jobs.into_iter().collect();
+        jobs.sort_by_key(|job| job.0);
         let sources = self.sources;
         let names = &self.names;
-        let results = parallel::map(&jobs, parallel::cpu_threads() * 2, |&(index, commit)| {
-            fetch_commit(sources[index].as_ref(), &names[index], &commit)
-        });
-        self.fetched.extend(jobs.into_iter().zip(results));
+        let policies = &self.policies;
+        let budget = parallel::MemoryBudget::new(VERIFY_MEMORY_BUDGET);
+        let results = parallel::map(
+            &jobs,
+            parallel::cpu_threads() * 2,
+            |((index, commit), wanted_by)| {
+                let wanted: Vec<(&PolicyKey, &RemotePolicy)> = wanted_by
+                    .iter()
+                    .filter_map(|key| match policies.get(key) {
+                        Some(Ok(policy)) => Some((key, policy)),
+                        // The policy's own problem is already listed.
+                        _ => None,
+                    })
+                    .collect();
+                read_commit(
+                    sources[*index].as_ref(),
+                    &names[*index],
+                    commit,
+                    &wanted,
+                    &budget,
+                )
+            },
+        );
+        for (((index, commit), _), outcome) in jobs.into_iter().zip(results) {
+            self.fetched.insert((index, commit), outcome.fetched);
+            if let Some(parsed) = outcome.commit {
+                self.commits.entry(commit).or_insert(parsed);
+            }
+            for (policy_key, result) in outcome.verifications {
+                let entry = self
+                    .verified
+                    .entry((policy_key, commit))
+                    .or_insert_with(|| Err(Vec::new()));
+                match (result, &mut *entry) {
+                    (_, Ok(_)) => {}
+                    (Ok(verdict), entry) => *entry = Ok(verdict),
+                    (Err(error), Err(refusals)) => refusals.push((index, error)),
+                }
+            }
+        }
+        // Refusals in source preference order: the best source's reason is shown first.
+        let ranks = &self.ranks;
+        for verification in self.verified.values_mut() {
+            if let Err(refusals) = verification {
+                refusals.sort_by_key(|(index, _)| preference(ranks[*index], *index));
+            }
+        }
     }
 
     fn load_policy(&mut self, want: &Want) {
@@ -666,64 +755,6 @@ impl<'a> Resolver<'a> {
         self.policies.insert(key, policy);
     }
 
-    /// Verifies each (policy, commit) once, in parallel: the first source whose detached
-    /// metadata carries a valid signature vouches for the commit wherever it is.
-    fn verify(&mut self, wants: &[Want], candidates: &[Candidate]) {
-        let mut groups: HashMap<(PolicyKey, Checksum), Vec<usize>> = HashMap::new();
-        for candidate in candidates {
-            let want = &wants[candidate.want];
-            let key = ((want.target, want.remote.clone()), candidate.commit);
-            if self.verified.contains_key(&key) {
-                continue;
-            }
-            if let Some(Fetched::Commit(_)) =
-                self.fetched.get(&(candidate.source, candidate.commit))
-            {
-                let holders = groups.entry(key).or_default();
-                if !holders.contains(&candidate.source) {
-                    holders.push(candidate.source);
-                }
-            }
-        }
-        let mut jobs: Vec<((PolicyKey, Checksum), Vec<usize>)> = groups.into_iter().collect();
-        jobs.sort_by(|a, b| a.0.cmp(&b.0));
-        let policies = &self.policies;
-        let fetched = &self.fetched;
-        let names = &self.names;
-        let ranks = &self.ranks;
-        let results = parallel::map(
-            &jobs,
-            parallel::cpu_threads(),
-            |((key, commit), holders)| {
-                let Some(Ok(policy)) = policies.get(key) else {
-                    // The policy's own problem is already listed.
-                    return Ok(());
-                };
-                let mut ordered = holders.clone();
-                ordered.sort_by_key(|&index| preference(ranks[index], index));
-                let mut refusals = Vec::new();
-                for index in ordered {
-                    let Some(Fetched::Commit(data)) = fetched.get(&(index, *commit)) else {
-                        continue;
-                    };
-                    let candidate = CommitCandidate {
-                        checksum: *commit,
-                        commit: &data.bytes,
-                        detached_metadata: data.detached_metadata.as_deref(),
-                        source: &names[index],
-                    };
-                    match policy.verify_commit(&candidate) {
-                        Ok(_) => return Ok(()),
-                        Err(error) => refusals.push((index, error)),
-                    }
-                }
-                Err(refusals)
-            },
-        );
-        self.verified
-            .extend(jobs.into_iter().map(|(key, _)| key).zip(results));
-    }
-
     /// One candidate's verdict: accepted with its timestamp, skipped (nothing to report), or a
     /// problem saying why it was refused.
     fn check(&self, want: &Want, candidate: &Candidate) -> Result<Option<(u64, Verdict)>, Problem> {
@@ -734,8 +765,8 @@ impl<'a> Resolver<'a> {
             ref_name: Some(want.ref_name.clone()),
             reason,
         };
-        let data = match self.fetched.get(&(candidate.source, candidate.commit)) {
-            Some(Fetched::Commit(data)) => data,
+        match self.fetched.get(&(candidate.source, candidate.commit)) {
+            Some(Fetched::Read) => {}
             Some(Fetched::Partial) => {
                 return Err(problem(
                     ProblemKind::PartialCommit,
@@ -751,33 +782,42 @@ impl<'a> Resolver<'a> {
             }
             Some(Fetched::Failed { kind, reason }) => return Err(problem(*kind, reason.clone())),
             None => return Ok(None),
-        };
+        }
         let key = (want.target, want.remote.clone());
         let Some(Ok(policy)) = self.policies.get(&key) else {
             return Ok(None);
         };
-        if let Some(Err(refusals)) = self.verified.get(&(key, candidate.commit)) {
-            let error = refusals
-                .iter()
-                .find(|(index, _)| *index == candidate.source)
-                .or_else(|| refusals.first())
-                .map(|(_, error)| error);
-            return match error {
-                Some(error) => Err(error.to_problem(source, Some(&want.ref_name))),
-                None => Ok(None),
-            };
-        }
+        let verdict = match self.verified.get(&(key, candidate.commit)) {
+            Some(Ok(verdict)) => verdict.clone(),
+            Some(Err(refusals)) => {
+                let error = refusals
+                    .iter()
+                    .find(|(index, _)| *index == candidate.source)
+                    .or_else(|| refusals.first())
+                    .map(|(_, error)| error);
+                return match error {
+                    Some(error) => Err(error.to_problem(source, Some(&want.ref_name))),
+                    None => Ok(None),
+                };
+            }
+            None => return Ok(None),
+        };
+        let Some(data) = self.commits.get(&candidate.commit) else {
+            return Ok(None);
+        };
         let installed = self.installed(want).map(|i| InstalledCommit {
             checksum: i.commit,
             timestamp: i.timestamp,
         });
-        let checked = CommitCandidate {
-            checksum: candidate.commit,
-            commit: &data.bytes,
-            detached_metadata: data.detached_metadata.as_deref(),
+        match policy.check_verified_commit_for_ref(
+            &candidate.commit,
+            &data.commit,
+            verdict,
             source,
-        };
-        match policy.check_commit_for_ref(&checked, &want.ref_name, installed, false) {
+            &want.ref_name,
+            installed,
+            false,
+        ) {
             Ok(accepted) if accepted.update == UpdateKind::UpToDate => Ok(None),
             Ok(accepted) => Ok(Some((accepted.timestamp, accepted.verdict))),
             Err(error) => Err(error.to_problem(source, Some(&want.ref_name))),
@@ -795,14 +835,7 @@ impl<'a> Resolver<'a> {
                 .min()
         };
         // Commits made within one second share a timestamp; the parent chain still orders them.
-        let parent_of = |commit: Checksum| {
-            accepted
-                .iter()
-                .find_map(|(c, _, _)| match self.fetched.get(&(c.source, commit)) {
-                    Some(Fetched::Commit(fetched)) => Some(fetched.commit.parent),
-                    _ => None,
-                })?
-        };
+        let parent_of = |commit: Checksum| self.commits.get(&commit)?.commit.parent;
         let descends_from = |child: Checksum, ancestor: Checksum| {
             let mut current = parent_of(child);
             for _ in 0..accepted.len() {
@@ -849,10 +882,7 @@ impl<'a> Resolver<'a> {
         }
         holders.sort_by_key(|&index| preference(self.ranks[index], index));
         holders.dedup();
-        let Some(Fetched::Commit(fetched)) = self.fetched.get(&(winner.source, winner.commit))
-        else {
-            return None;
-        };
+        let fetched = self.commits.get(&winner.commit)?;
         Some(Winner {
             commit: winner.commit,
             fetched: fetched.clone(),
@@ -875,7 +905,7 @@ impl<'a> Resolver<'a> {
             let measured = download_size(
                 &winner.commit,
                 &winner.fetched.commit,
-                winner.fetched.bytes.len() as u64,
+                winner.fetched.size,
                 &LocalObjects(local[want.target].as_ref()),
                 sources[preferred].as_ref(),
                 quick,
@@ -1051,58 +1081,109 @@ fn fetch_problem_kind(error: &FetchError) -> ProblemKind {
     }
 }
 
-/// Reads a commit from a source: whether its closure is complete there, its bytes (checked
-/// against its name and parsed) and its detached metadata.
-fn fetch_commit(source: &dyn Source, name: &str, commit: &Checksum) -> Fetched {
-    let failed = |error: FetchError, what: &str| Fetched::Failed {
-        kind: fetch_problem_kind(&error),
-        reason: format!(
-            "cannot read {what} of commit {}… from {name}: {error}",
-            commit.short()
-        ),
+/// Memory a read of `commit` from `source` plans for: its bytes, about three times that
+/// while it is parsed, and its detached metadata twice (bytes and signatures).
+fn read_cost(source: &dyn Source, commit: &Checksum) -> u64 {
+    let size = source
+        .metadata_size(ObjectId::new(*commit, ObjectKind::Commit))
+        .unwrap_or(MAX_COMMIT_SIZE)
+        .min(MAX_COMMIT_SIZE);
+    let detached = source
+        .metadata_size(ObjectId::new(*commit, ObjectKind::CommitMeta))
+        .unwrap_or(MAX_DETACHED_METADATA_SIZE)
+        .min(MAX_DETACHED_METADATA_SIZE);
+    size.saturating_mul(4)
+        .saturating_add(detached.saturating_mul(2))
+}
+
+/// Reads a commit from a source (whether its closure is complete there, its bytes checked
+/// against its name and parsed, its detached metadata) and verifies it at once for each of
+/// the `wanted` remotes' policies. The bytes and signatures are dropped before returning;
+/// the parsed commit is kept only when some policy accepted it.
+fn read_commit(
+    source: &dyn Source,
+    name: &str,
+    commit: &Checksum,
+    wanted: &[(&PolicyKey, &RemotePolicy)],
+    budget: &parallel::MemoryBudget,
+) -> ReadOutcome {
+    let only = |fetched: Fetched| ReadOutcome {
+        fetched,
+        commit: None,
+        verifications: Vec::new(),
+    };
+    let failed = |error: FetchError, what: &str| {
+        only(Fetched::Failed {
+            kind: fetch_problem_kind(&error),
+            reason: format!(
+                "cannot read {what} of commit {}… from {name}: {error}",
+                commit.short()
+            ),
+        })
     };
     match source.commit_is_complete(commit) {
         Ok(true) => {}
-        Ok(false) => return Fetched::Partial,
+        Ok(false) => return only(Fetched::Partial),
         Err(error) => return failed(error, "the state"),
     }
+    let _reservation = budget.reserve(read_cost(source, commit));
     let bytes = match source.fetch_metadata(ObjectKind::Commit, commit) {
         Ok(bytes) => bytes,
         Err(error) => return failed(error, "the object"),
     };
     let actual = crate::object::metadata_checksum(&bytes);
     if actual != *commit {
-        return Fetched::Failed {
+        return only(Fetched::Failed {
             kind: ProblemKind::Corrupt,
             reason: format!(
                 "commit {}… on {name} is damaged (its bytes hash to {}…): use another source",
                 commit.short(),
                 actual.short()
             ),
-        };
+        });
     }
-    let parsed = match Commit::parse(&bytes) {
-        Ok(parsed) => parsed,
-        Err(error) => {
-            return Fetched::Failed {
-                kind: ProblemKind::Corrupt,
-                reason: format!(
-                    "commit {}… on {name} is damaged ({error}): use another source",
-                    commit.short()
-                ),
-            }
-        }
-    };
     let detached_metadata = match source.fetch_commitmeta(commit) {
         Ok(meta) => meta,
         Err(FetchError::NotFound { .. }) => None,
         Err(error) => return failed(error, "the signatures"),
     };
-    Fetched::Commit(Arc::new(FetchedCommit {
-        bytes,
-        commit: parsed,
-        detached_metadata,
-    }))
+    // Signatures are checked over the raw bytes before anything parses them: a commit no
+    // remote vouches for costs its bytes and no more.
+    let candidate = CommitCandidate {
+        checksum: *commit,
+        commit: &bytes,
+        detached_metadata: detached_metadata.as_deref(),
+        source: name,
+    };
+    let verifications: Vec<(PolicyKey, Result<Verdict, TrustError>)> = wanted
+        .iter()
+        .map(|(key, policy)| ((*key).clone(), policy.verify_commit(&candidate)))
+        .collect();
+    drop(detached_metadata);
+    if !verifications.iter().any(|(_, result)| result.is_ok()) {
+        return ReadOutcome {
+            fetched: Fetched::Read,
+            commit: None,
+            verifications,
+        };
+    }
+    match Commit::parse(&bytes) {
+        Ok(parsed) => ReadOutcome {
+            fetched: Fetched::Read,
+            commit: Some(Arc::new(FetchedCommit {
+                commit: parsed,
+                size: bytes.len() as u64,
+            })),
+            verifications,
+        },
+        Err(error) => only(Fetched::Failed {
+            kind: ProblemKind::Corrupt,
+            reason: format!(
+                "commit {}… on {name} is damaged ({error}): use another source",
+                commit.short()
+            ),
+        }),
+    }
 }
 
 /// Drops repeated problems (the same refusal found for two targets), keeping the first.

@@ -17,6 +17,10 @@ use crate::repo::{CollectionRef, RefLocation, Repo, RepoError, RepoMode};
 use crate::scan::{scan, ScanError};
 use crate::schema::{Problem, ProblemKind, ScanReport, SourceInfo, SourceKind};
 
+/// Largest drive summary read to rank the drive: summaries `create-usb` writes list the few
+/// refs on the drive and take kilobytes.
+const MAX_RANKING_SUMMARY_SIZE: u64 = 16 * 1024 * 1024;
+
 /// A repository on a drive or at a local path.
 pub struct DriveSource {
     repo: Repo,
@@ -37,13 +41,13 @@ impl DriveSource {
     /// know the drive, for example its filesystem label.
     pub fn open(path: &Path, label: Option<String>) -> Result<Self, RepoError> {
         let repo = Repo::open(path)?;
-        // The summary only ranks drives against each other; a bad one ranks as none.
+        // The summary only ranks drives against each other; a bad or oversized one ranks as
+        // none, and only its metadata is read.
         let summary_timestamp = repo
-            .read_summary()
+            .read_summary_at_most(MAX_RANKING_SUMMARY_SIZE)
             .ok()
             .flatten()
-            .and_then(|bytes| Summary::parse(&bytes).ok())
-            .and_then(|summary| summary.last_modified());
+            .and_then(|bytes| Summary::last_modified_of(&bytes));
         let info = SourceInfo {
             kind: SourceKind::Drive,
             location: path.display().to_string(),
@@ -167,6 +171,10 @@ impl Source for DriveSource {
             .is_partial(commit)
             .map(|partial| !partial)
             .map_err(|error| self.fetch_error(ObjectId::new(*commit, ObjectKind::Commit), error))
+    }
+
+    fn metadata_size(&self, object: ObjectId) -> Option<u64> {
+        self.repo.metadata_size(object).ok().flatten()
     }
 
     fn has_object(&self, object: ObjectId) -> Option<bool> {

@@ -10,6 +10,7 @@
 //! sends nothing for [`IDLE_TIMEOUT`] is abandoned, however large the object. Proxies are
 //! taken from the usual environment variables (`http_proxy`, `https_proxy`, `no_proxy`).
 
+use std::collections::HashMap;
 use std::io::{self, BufReader, Read};
 use std::time::Duration;
 
@@ -19,7 +20,10 @@ use super::{
     source_name, FetchError, FetchedArchive, FetchedContent, FetchedSummary, OfferedRef, Source,
     SourceRank,
 };
-use crate::object::{Checksum, FileHeader, ObjectId, ObjectKind, Summary, MAX_METADATA_SIZE};
+use crate::object::{
+    Checksum, FileHeader, ObjectId, ObjectKind, Summary, MAX_COMMIT_SIZE,
+    MAX_DETACHED_METADATA_SIZE, MAX_METADATA_SIZE,
+};
 use crate::repo::{RepoConfig, RepoMode, MAX_CONFIG_SIZE};
 use crate::schema::{SourceInfo, SourceKind};
 
@@ -37,6 +41,8 @@ pub struct HttpSource {
     summary: Summary,
     summary_bytes: Vec<u8>,
     summary_signatures: Option<Vec<u8>>,
+    /// Commit sizes the summary states, by commit: a commit is never read past its size.
+    commit_sizes: HashMap<Checksum, u64>,
     rank: SourceRank,
 }
 
@@ -101,6 +107,7 @@ impl HttpSource {
             },
             summary_bytes: Vec::new(),
             summary_signatures: None,
+            commit_sizes: HashMap::new(),
             rank: SourceRank {
                 kind,
                 summary_timestamp: None,
@@ -127,6 +134,10 @@ impl HttpSource {
             .map_err(|error| source.unavailable(&format!("its summary is invalid: {error}")))?;
         source.summary_signatures = source.get_bytes("summary.sig", MAX_METADATA_SIZE)?;
         source.rank.summary_timestamp = summary.last_modified();
+        source.commit_sizes = summary
+            .collection_refs()
+            .map(|(_, summary_ref)| (summary_ref.commit, summary_ref.commit_size))
+            .collect();
         source.summary = summary;
         source.summary_bytes = summary_bytes;
         Ok(source)
@@ -291,17 +302,16 @@ impl Source for HttpSource {
 
     fn refs(&self) -> Result<Vec<OfferedRef>, FetchError> {
         let mut offered: Vec<OfferedRef> = Vec::new();
+        // A set, not a scan of what was kept: a summary may list hundreds of thousands of refs.
+        let mut seen: std::collections::HashSet<(Option<&str>, &str)> =
+            std::collections::HashSet::new();
         for (collection_id, summary_ref) in self.summary.collection_refs() {
-            let entry = OfferedRef {
-                collection_id: collection_id.map(str::to_owned),
-                ref_name: summary_ref.name.clone(),
-                commit: summary_ref.commit,
-            };
-            if !offered
-                .iter()
-                .any(|o| o.collection_id == entry.collection_id && o.ref_name == entry.ref_name)
-            {
-                offered.push(entry);
+            if seen.insert((collection_id, summary_ref.name.as_str())) {
+                offered.push(OfferedRef {
+                    collection_id: collection_id.map(str::to_owned),
+                    ref_name: summary_ref.name.clone(),
+                    commit: summary_ref.commit,
+                });
             }
         }
         Ok(offered)
@@ -309,13 +319,30 @@ impl Source for HttpSource {
 
     fn fetch_metadata(&self, kind: ObjectKind, checksum: &Checksum) -> Result<Vec<u8>, FetchError> {
         let object = ObjectId::new(*checksum, kind);
-        self.get_bytes(&Self::object_path(object), MAX_METADATA_SIZE)?
+        let max = match kind {
+            // The size the summary states is the object's exact size (its name fixes it).
+            ObjectKind::Commit => self.metadata_size(object).unwrap_or(MAX_COMMIT_SIZE),
+            _ => MAX_METADATA_SIZE,
+        };
+        self.get_bytes(&Self::object_path(object), max)?
             .ok_or_else(|| FetchError::not_found(object, &self.info))
+    }
+
+    /// Commits the summary lists, at the size it states (at most [`MAX_COMMIT_SIZE`]).
+    fn metadata_size(&self, object: ObjectId) -> Option<u64> {
+        if object.kind != ObjectKind::Commit {
+            return None;
+        }
+        // 0 is what a summary writer that did not know the size would put.
+        self.commit_sizes
+            .get(&object.checksum)
+            .filter(|&&size| size > 0)
+            .map(|&size| size.min(MAX_COMMIT_SIZE))
     }
 
     fn fetch_commitmeta(&self, commit: &Checksum) -> Result<Option<Vec<u8>>, FetchError> {
         let object = ObjectId::new(*commit, ObjectKind::CommitMeta);
-        self.get_bytes(&Self::object_path(object), MAX_METADATA_SIZE)
+        self.get_bytes(&Self::object_path(object), MAX_DETACHED_METADATA_SIZE)
     }
 
     fn fetch_content(&self, checksum: &Checksum) -> Result<FetchedContent, FetchError> {

@@ -117,6 +117,12 @@ pub trait Source: Send + Sync {
     /// commit (`state/<commit>.commitpartial`); such a commit is not a candidate.
     fn commit_is_complete(&self, commit: &Checksum) -> Result<bool, FetchError>;
 
+    /// The size of a stored metadata object, when the source can tell without fetching it;
+    /// readers use it to plan memory. `None`: unknown (plan for the largest allowed).
+    fn metadata_size(&self, _object: ObjectId) -> Option<u64> {
+        None
+    }
+
     /// Whether the source has an object, when it can tell cheaply (without fetching it).
     /// `None` means it cannot tell; the caller then fetches and sees.
     fn has_object(&self, _object: ObjectId) -> Option<bool> {

@@ -10,7 +10,7 @@ use ed25519_dalek::{Signature, VerifyingKey};
 
 use super::error::Rejection;
 use super::keyring::{read_key_file, Ed25519KeySources};
-use super::metadata::MAX_SIGNATURES_PER_KIND;
+use super::metadata::{MAX_KEYS_PER_UNNAMED_SIGNATURE, MAX_SIGNATURES_PER_KIND};
 
 pub const ED25519_PUBLIC_KEY_LEN: usize = 32;
 pub const ED25519_SIGNATURE_LEN: usize = 64;
@@ -96,9 +96,15 @@ impl Ed25519Keys {
     /// Returns the base64 public key of the first trusted, unrevoked key that made one of the
     /// signatures, or why none counts.
     pub fn verify(&self, data: &[u8], signatures: &[Vec<u8>]) -> Result<String, Vec<Rejection>> {
+        if signatures.len() > MAX_SIGNATURES_PER_KIND {
+            return Err(vec![Rejection::TooManySignatures {
+                count: signatures.len(),
+                max: MAX_SIGNATURES_PER_KIND,
+            }]);
+        }
         let mut rejections = Vec::new();
         let mut checked = 0;
-        for blob in signatures.iter().take(MAX_SIGNATURES_PER_KIND) {
+        for blob in signatures {
             let Ok(bytes) = <[u8; ED25519_SIGNATURE_LEN]>::try_from(blob.as_slice()) else {
                 rejections.push(Rejection::Malformed {
                     detail: format!(
@@ -110,7 +116,8 @@ impl Ed25519Keys {
             };
             checked += 1;
             let signature = Signature::from_bytes(&bytes);
-            for key in &self.trusted {
+            // Ed25519 signatures name no key: each is tried against a bounded number.
+            for key in self.trusted.iter().take(MAX_KEYS_PER_UNNAMED_SIGNATURE) {
                 if key.verify_strict(data, &signature).is_err() {
                     continue;
                 }
@@ -162,4 +169,53 @@ fn read_key_list(path: &Path) -> Result<Vec<[u8; ED25519_PUBLIC_KEY_LEN]>, Strin
 fn decode_public_key(text: &str) -> Option<[u8; ED25519_PUBLIC_KEY_LEN]> {
     let bytes = STANDARD.decode(text.trim()).ok()?;
     <[u8; ED25519_PUBLIC_KEY_LEN]>::try_from(bytes.as_slice()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::{Signer as _, SigningKey};
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    #[test]
+    fn thousands_of_signatures_are_refused_without_checking_them() {
+        let signer = key(1);
+        let keys = Ed25519Keys::from_keys([signer.verifying_key().to_bytes()], []);
+        let data = b"commit bytes";
+        let mut signatures = vec![vec![7u8; ED25519_SIGNATURE_LEN]; 5000];
+        // A valid signature among them does not help: the object is refused as a whole.
+        signatures.push(signer.sign(data).to_bytes().to_vec());
+        let refused = keys.verify(data, &signatures).expect_err("too many");
+        assert_eq!(
+            refused,
+            vec![Rejection::TooManySignatures {
+                count: 5001,
+                max: MAX_SIGNATURES_PER_KIND
+            }]
+        );
+        assert!(refused[0].describe("os").contains("5001 signatures"));
+
+        // At the limit they are all checked, and the valid one counts.
+        signatures.drain(..signatures.len() - MAX_SIGNATURES_PER_KIND);
+        assert!(keys.verify(data, &signatures).is_ok());
+    }
+
+    #[test]
+    fn each_signature_is_tried_against_a_bounded_number_of_keys() {
+        let count = u8::try_from(MAX_KEYS_PER_UNNAMED_SIGNATURE + 1).expect("small");
+        let signers: Vec<SigningKey> = (1..=count).map(key).collect();
+        let keys = Ed25519Keys::from_keys(signers.iter().map(|k| k.verifying_key().to_bytes()), []);
+        let data = b"commit bytes";
+        let first = signers.first().expect("keys");
+        let last = signers.last().expect("keys");
+        assert!(keys
+            .verify(data, &[first.sign(data).to_bytes().to_vec()])
+            .is_ok());
+        assert!(keys
+            .verify(data, &[last.sign(data).to_bytes().to_vec()])
+            .is_err());
+    }
 }

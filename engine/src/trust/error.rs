@@ -85,6 +85,12 @@ pub enum Rejection {
         signatures: usize,
         keys: usize,
     },
+    /// More signatures than [`super::metadata::MAX_SIGNATURES_PER_KIND`]: refused unread, so a
+    /// source cannot make verification take long.
+    TooManySignatures {
+        count: usize,
+        max: usize,
+    },
 }
 
 impl Rejection {
@@ -92,14 +98,14 @@ impl Rejection {
     /// shown when several signatures fail.
     pub(crate) fn weight(&self) -> u8 {
         match self {
-            Self::Malformed { .. } => 0,
+            Self::Malformed { .. } | Self::TooManySignatures { .. } => 0,
             Self::UnknownKey { .. } | Self::Ed25519NoMatch { .. } => 1,
             Self::BadSignature { .. } => 2,
             _ => 3,
         }
     }
 
-    fn describe(&self, remote: &str) -> String {
+    pub(crate) fn describe(&self, remote: &str) -> String {
         match self {
             Self::UnknownKey { key } => format!(
                 "is signed by {key}, which remote '{remote}' does not trust: use an update \
@@ -165,6 +171,10 @@ impl Rejection {
                 "has no ed25519 signature from a key remote '{remote}' trusts ({signatures} \
                  signature(s) checked against {keys} key(s)): use an update signed by the \
                  publisher of '{remote}'"
+            ),
+            Self::TooManySignatures { count, max } => format!(
+                "carries {count} signatures of one kind, more than the {max} Ferry checks; \
+                 real updates carry one or two, so it is refused: use another source"
             ),
         }
     }

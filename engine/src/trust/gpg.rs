@@ -15,7 +15,7 @@ use pgp::packet::{Packet, PacketParser, RevocationCode, Signature, SignatureType
 use pgp::types::{KeyDetails, Tag};
 
 use super::error::Rejection;
-use super::metadata::MAX_SIGNATURES_PER_KIND;
+use super::metadata::{MAX_KEYS_PER_UNNAMED_SIGNATURE, MAX_SIGNATURES_PER_KIND};
 
 /// One OpenPGP signature packet is at most a few kilobytes (RSA-16384 is 2 KiB).
 pub const MAX_SIGNATURE_BLOB: usize = 64 * 1024;
@@ -110,8 +110,11 @@ impl GpgKeyring {
         now: u64,
     ) -> Result<GpgSigner, Vec<Rejection>> {
         let mut rejections = Vec::new();
-        for blob in signatures.iter().take(MAX_SIGNATURES_PER_KIND) {
+        let mut packets_found = 0usize;
+        let mut readable = Vec::new();
+        for blob in signatures {
             if blob.len() > MAX_SIGNATURE_BLOB {
+                packets_found += 1;
                 rejections.push(Rejection::Malformed {
                     detail: format!("a {}-byte OpenPGP signature", blob.len()),
                 });
@@ -120,22 +123,37 @@ impl GpgKeyring {
             let packets = match DetachedSignature::from_bytes_many(&blob[..]) {
                 Ok(packets) => packets,
                 Err(e) => {
+                    packets_found += 1;
                     rejections.push(Rejection::Malformed {
                         detail: e.to_string(),
                     });
                     continue;
                 }
             };
-            for packet in packets.take(MAX_SIGNATURES_PER_KIND) {
+            for packet in packets {
+                packets_found += 1;
+                if packets_found > MAX_SIGNATURES_PER_KIND {
+                    // Counted, not kept: the refusal says how many there were.
+                    continue;
+                }
                 match packet {
-                    Ok(detached) => match self.check_signature(&detached.signature, data, now) {
-                        Ok(signer) => return Ok(signer),
-                        Err(rejection) => rejections.push(rejection),
-                    },
+                    Ok(detached) => readable.push(detached),
                     Err(e) => rejections.push(Rejection::Malformed {
                         detail: e.to_string(),
                     }),
                 }
+            }
+        }
+        if packets_found > MAX_SIGNATURES_PER_KIND {
+            return Err(vec![Rejection::TooManySignatures {
+                count: packets_found,
+                max: MAX_SIGNATURES_PER_KIND,
+            }]);
+        }
+        for detached in readable {
+            match self.check_signature(&detached.signature, data, now) {
+                Ok(signer) => return Ok(signer),
+                Err(rejection) => rejections.push(rejection),
             }
         }
         Err(rejections)
@@ -156,10 +174,19 @@ impl GpgKeyring {
             });
         }
         let mut best: Option<Rejection> = None;
+        let names_issuer =
+            !signature.issuer_fingerprint().is_empty() || !signature.issuer_key_id().is_empty();
+        let mut unnamed_tries = 0usize;
         for cert in &self.certs {
             for component in components(cert) {
                 if !issued_by(signature, cert, &component) {
                     continue;
+                }
+                if !names_issuer {
+                    unnamed_tries += 1;
+                    if unnamed_tries > MAX_KEYS_PER_UNNAMED_SIGNATURE {
+                        break;
+                    }
                 }
                 let outcome = check_with_component(cert, &component, signature, data, now);
                 match outcome {
@@ -553,5 +580,32 @@ fn merge_cert(into: &mut SignedPublicKey, other: SignedPublicKey) {
             Some(existing) => existing.signatures.extend(sub.signatures),
             None => into.public_subkeys.push(sub),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_of_signatures_are_refused_without_checking_them() {
+        let keyring = GpgKeyring::from_files(Vec::new());
+        let junk = vec![vec![0xffu8; 8]; 3000];
+        let refused = keyring.verify(b"commit", &junk, 0).expect_err("refused");
+        assert_eq!(
+            refused,
+            vec![Rejection::TooManySignatures {
+                count: 3000,
+                max: MAX_SIGNATURES_PER_KIND
+            }]
+        );
+        // Up to the limit each is looked at, and refused for what it is.
+        let refused = keyring
+            .verify(b"commit", &junk[..MAX_SIGNATURES_PER_KIND], 0)
+            .expect_err("refused");
+        assert_eq!(refused.len(), MAX_SIGNATURES_PER_KIND);
+        assert!(refused
+            .iter()
+            .all(|r| matches!(r, Rejection::Malformed { .. })));
     }
 }

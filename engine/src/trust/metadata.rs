@@ -5,8 +5,16 @@
 use crate::object::metadata::{ED25519_SIGNATURES_KEY, GPG_SIGNATURES_KEY};
 use crate::object::{Commit, Metadata};
 
-/// Signatures beyond this many per kind are not examined; real objects carry one or two.
-pub const MAX_SIGNATURES_PER_KIND: usize = 32;
+/// Most signatures of one kind (GPG packets, or ed25519 signatures) an object may carry;
+/// with more it is refused before any is checked. Real objects carry one or two (one per
+/// signing key, a few during a key rotation), so 16 bounds the work a source can cause.
+pub const MAX_SIGNATURES_PER_KIND: usize = 16;
+
+/// Most trusted keys one signature that names no issuer is checked against (every ed25519
+/// signature, and OpenPGP signatures without an issuer subpacket): at most
+/// `MAX_SIGNATURES_PER_KIND` × `MAX_KEYS_PER_UNNAMED_SIGNATURE` = 512 checks per object.
+/// Keys beyond it (in configuration order) cannot vouch for such signatures.
+pub const MAX_KEYS_PER_UNNAMED_SIGNATURE: usize = 32;
 
 /// The signatures found in a `.commitmeta` object or a `summary.sig` file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

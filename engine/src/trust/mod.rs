@@ -33,7 +33,9 @@ pub use downgrade::{check_timestamp, InstalledCommit, UpdateKind};
 pub use ed25519::{Ed25519Keys, ED25519_PUBLIC_KEY_LEN, ED25519_SIGNATURE_LEN};
 pub use error::{Rejection, SignatureKind, SignedObject, TrustError};
 pub use gpg::{GpgKeyring, GpgSigner};
-pub use metadata::{CommitFacts, DetachedSignatures};
+pub use metadata::{
+    CommitFacts, DetachedSignatures, MAX_KEYS_PER_UNNAMED_SIGNATURE, MAX_SIGNATURES_PER_KIND,
+};
 pub use policy::{
     Accepted, CommitCandidate, RemotePolicy, RemoteTrustConfig, Signer, SummaryVerdict, Verdict,
 };

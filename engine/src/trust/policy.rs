@@ -364,18 +364,66 @@ impl RemotePolicy {
                 location: candidate.source.into(),
                 detail,
             })?;
-        check_bindings(
+        self.check_verified_facts(
             &candidate.checksum,
+            &facts,
+            verdict,
+            candidate.source,
+            ref_name,
+            installed,
+            allow_downgrade,
+        )
+    }
+
+    /// [`RemotePolicy::check_commit_for_ref`] for a commit [`RemotePolicy::verify_commit`]
+    /// already accepted (its `verdict`), from its parsed `commit`: bindings and timestamp. Lets
+    /// a caller drop the commit's bytes and signatures once they verified.
+    #[allow(clippy::too_many_arguments)]
+    pub fn check_verified_commit_for_ref(
+        &self,
+        checksum: &Checksum,
+        commit: &crate::object::Commit,
+        verdict: Verdict,
+        source: &str,
+        ref_name: &str,
+        installed: Option<InstalledCommit>,
+        allow_downgrade: bool,
+    ) -> Result<Accepted, TrustError> {
+        let facts = CommitFacts::from_commit(commit);
+        self.check_verified_facts(
+            checksum,
+            &facts,
+            verdict,
+            source,
+            ref_name,
+            installed,
+            allow_downgrade,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn check_verified_facts(
+        &self,
+        checksum: &Checksum,
+        facts: &CommitFacts,
+        verdict: Verdict,
+        source: &str,
+        ref_name: &str,
+        installed: Option<InstalledCommit>,
+        allow_downgrade: bool,
+    ) -> Result<Accepted, TrustError> {
+        check_bindings(
+            checksum,
             facts.bindings(),
             &self.remote,
             self.collection_id(),
             Some(ref_name),
-            candidate.source,
+            source,
         )?;
         let update = check_timestamp(
             ref_name,
             installed,
-            &candidate.checksum,
+            checksum,
             facts.timestamp,
             allow_downgrade,
         )?;
