@@ -20,7 +20,7 @@ pub enum PullError {
     Offered {
         source_name: String,
         #[source]
-        error: TrustError,
+        error: Box<TrustError>,
     },
 
     /// The destination repository could not be read or written.
@@ -121,7 +121,8 @@ impl PullError {
     /// The kind listings and install results show for this failure.
     pub fn problem_kind(&self) -> ProblemKind {
         match self {
-            Self::Trust(error) | Self::Offered { error, .. } => error.problem_kind(),
+            Self::Trust(error) => error.problem_kind(),
+            Self::Offered { error, .. } => error.problem_kind(),
             Self::BadObject { .. } => ProblemKind::Corrupt,
             Self::Missing { .. } | Self::NotOffered { .. } | Self::NoSourceLeft { .. } => {
                 ProblemKind::Unavailable

@@ -369,7 +369,7 @@ impl Context<'_> {
         )
         .map_err(|error| PullError::Offered {
             source_name: source_name.clone(),
-            error,
+            error: Box::new(error),
         })?;
         let complete = self.dest.has_object(object)? && !self.dest.is_partial(&chosen.checksum)?;
         let mut result = PulledRef {
