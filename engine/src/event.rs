@@ -5,6 +5,8 @@
 //! desktop app reads those same lines back with [`parse_line`]. The serialised shape is
 //! versioned (`"v": 1`) so a reader can refuse a stream it does not understand.
 
+use std::io::{self, BufRead};
+
 use serde::{Deserialize, Serialize};
 
 use crate::schema::{InstallResult, Problem, Update};
@@ -127,6 +129,55 @@ pub fn parse_line(line: &str) -> Result<Event, StreamError> {
     Ok(envelope.event)
 }
 
+/// What [`read_line_bounded`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LineRead {
+    Line,
+    TooLong,
+    Eof,
+}
+
+/// Reads up to the next newline into `line` (without it), refusing to hold more than `max`
+/// bytes: an overlong line is consumed and reported, never buffered.
+pub fn read_line_bounded(
+    reader: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<LineRead> {
+    line.clear();
+    let mut too_long = false;
+    let mut read_any = false;
+    loop {
+        let available = reader.fill_buf()?;
+        if available.is_empty() {
+            return Ok(match (read_any, too_long) {
+                (false, _) => LineRead::Eof,
+                (true, true) => LineRead::TooLong,
+                (true, false) => LineRead::Line,
+            });
+        }
+        read_any = true;
+        let (chunk, consumed, end) = match available.iter().position(|&byte| byte == b'\n') {
+            Some(at) => (&available[..at], at + 1, true),
+            None => (available, available.len(), false),
+        };
+        if !too_long && line.len() + chunk.len() <= max {
+            line.extend_from_slice(chunk);
+        } else {
+            too_long = true;
+            line.clear();
+        }
+        reader.consume(consumed);
+        if end {
+            return Ok(if too_long {
+                LineRead::TooLong
+            } else {
+                LineRead::Line
+            });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,5 +210,29 @@ mod tests {
         ));
         assert!(parse_line("not json").is_err());
         assert!(parse_line(r#"{"v":1,"event":"no_such_event"}"#).is_err());
+    }
+
+    #[test]
+    fn bounded_lines_skip_what_is_too_long() {
+        let mut reader =
+            std::io::Cursor::new(b"short\nthis line is far too long\nok\nlast".to_vec());
+        let mut line = Vec::new();
+        let mut seen = Vec::new();
+        loop {
+            let read = read_line_bounded(&mut reader, &mut line, 10).expect("read");
+            if read == LineRead::Eof {
+                break;
+            }
+            seen.push((read, String::from_utf8_lossy(&line).into_owned()));
+        }
+        assert_eq!(
+            seen,
+            [
+                (LineRead::Line, "short".to_owned()),
+                (LineRead::TooLong, String::new()),
+                (LineRead::Line, "ok".to_owned()),
+                (LineRead::Line, "last".to_owned()),
+            ]
+        );
     }
 }

@@ -298,6 +298,11 @@ impl DriveRecord {
         file.take(MAX_DRIVE_RECORD_BYTES + 1)
             .read_to_end(&mut bytes)
             .map_err(DriveRecordError::Open)?;
+        Self::parse(&bytes)
+    }
+
+    /// Parses a record's bytes: bounded in size, in this version of the format.
+    pub fn parse(bytes: &[u8]) -> Result<Self, DriveRecordError> {
         if bytes.len() as u64 > MAX_DRIVE_RECORD_BYTES {
             return Err(DriveRecordError::TooLarge);
         }
@@ -306,11 +311,11 @@ impl DriveRecord {
             v: u32,
         }
         let version: VersionOnly =
-            serde_json::from_slice(&bytes).map_err(DriveRecordError::NotARecord)?;
+            serde_json::from_slice(bytes).map_err(DriveRecordError::NotARecord)?;
         if version.v != DRIVE_RECORD_VERSION {
             return Err(DriveRecordError::OtherVersion(version.v));
         }
-        serde_json::from_slice(&bytes).map_err(DriveRecordError::NotARecord)
+        serde_json::from_slice(bytes).map_err(DriveRecordError::NotARecord)
     }
 
     /// A name people recognise: the label, else the mount point's last part (udisks mounts

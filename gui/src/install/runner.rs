@@ -3,13 +3,15 @@
 //! [`RunnerEvent::Exited`], so a child that dies midway becomes a failed run, never a hang.
 
 use std::collections::VecDeque;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
 use rustix::process::{Pid, Signal, WaitId, WaitIdOptions};
+
+use ferry_engine::event::{read_line_bounded, LineRead};
 
 use super::Launch;
 use crate::model::ChildExit;
@@ -246,86 +248,14 @@ fn collect_stderr(stderr: impl Read) -> Vec<String> {
     tail.into()
 }
 
-#[derive(Debug, PartialEq, Eq)]
-enum LineRead {
-    Line,
-    TooLong,
-    Eof,
-}
-
-/// Reads up to the next newline into `line` (without it), refusing to hold more than `max`
-/// bytes: an overlong line is consumed and reported, never buffered.
-fn read_line_bounded(
-    reader: &mut impl BufRead,
-    line: &mut Vec<u8>,
-    max: usize,
-) -> io::Result<LineRead> {
-    line.clear();
-    let mut too_long = false;
-    let mut read_any = false;
-    loop {
-        let available = reader.fill_buf()?;
-        if available.is_empty() {
-            return Ok(match (read_any, too_long) {
-                (false, _) => LineRead::Eof,
-                (true, true) => LineRead::TooLong,
-                (true, false) => LineRead::Line,
-            });
-        }
-        read_any = true;
-        let (chunk, consumed, end) = match available.iter().position(|&byte| byte == b'\n') {
-            Some(at) => (&available[..at], at + 1, true),
-            None => (available, available.len(), false),
-        };
-        if !too_long && line.len() + chunk.len() <= max {
-            line.extend_from_slice(chunk);
-        } else {
-            too_long = true;
-            line.clear();
-        }
-        reader.consume(consumed);
-        if end {
-            return Ok(if too_long {
-                LineRead::TooLong
-            } else {
-                LineRead::Line
-            });
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Cursor;
     use std::path::PathBuf;
     use std::sync::mpsc;
     use std::time::Instant;
 
     use crate::model::{InstallRun, Outcome};
-
-    #[test]
-    fn bounded_lines_skip_what_is_too_long() {
-        let mut reader = Cursor::new(b"short\nthis line is far too long\nok\nlast".to_vec());
-        let mut line = Vec::new();
-        let mut seen = Vec::new();
-        loop {
-            let read = read_line_bounded(&mut reader, &mut line, 10).expect("read");
-            if read == LineRead::Eof {
-                break;
-            }
-            seen.push((read, String::from_utf8_lossy(&line).into_owned()));
-        }
-        assert_eq!(
-            seen,
-            [
-                (LineRead::Line, "short".to_owned()),
-                (LineRead::TooLong, String::new()),
-                (LineRead::Line, "ok".to_owned()),
-                (LineRead::Line, "last".to_owned()),
-            ]
-        );
-    }
 
     fn sh(script: &str) -> Launch {
         Launch {
