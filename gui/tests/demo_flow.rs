@@ -210,6 +210,8 @@ fn demo_drive_notifies_and_install_updates_the_os_and_both_apps() -> Result<()> 
         ferry_tests::is_root(),
         "this test deploys a fake sysroot with `ostree admin`: run it as root"
     );
+    // The window lists online too: keep its browse for computers nearby off the host's links.
+    ferry_tests::http::isolate_network()?;
     let ferryctl = bins::binary("ferryctl")?;
     let ferry_hook = bins::binary("ferry-hook")?;
     let tmp = tempfile::tempdir()?;

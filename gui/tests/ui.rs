@@ -62,6 +62,12 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if std::env::var_os(SESSION_MARK).is_none() {
+        // The window lists online too, which browses for computers nearby: keep that
+        // multicast off the host's links. Everything the session starts inherits this.
+        if let Err(error) = ferry_tests::http::isolate_network() {
+            eprintln!("ui: {error}");
+            return ExitCode::FAILURE;
+        }
         return run_in_session();
     }
     let session = match Session::start() {
