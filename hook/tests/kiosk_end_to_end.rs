@@ -12,6 +12,32 @@ use ferry_tests::bins;
 use ferry_tests::flatpak::{app_ref, AppSpec, FlatpakFixture, APP_ID, BRANCH};
 use ferry_tests::sysroot::{Sysroot, OS_REF};
 
+/// `ferry-hook --mount DRIVE` for the fixture machine (its sysroot and per-user installation),
+/// with the real `ferryctl` and machine-wide trust moved under `trust_root`.
+fn kiosk_hook(
+    env: &HookEnv,
+    fixture: &FlatpakFixture,
+    sysroot: &Sysroot,
+    trust_root: &std::path::Path,
+    drive: &std::path::Path,
+) -> std::process::Command {
+    std::fs::create_dir_all(trust_root).expect("trust root directory");
+    let mut command = env.command();
+    command
+        .envs(fixture.client.vars())
+        .env("FLATPAK_USER_DIR", fixture.client.user_installation())
+        .env("OSTREE_SYSROOT", &sysroot.path)
+        .env(
+            "FERRY_CTL",
+            bins::binary("ferryctl").expect("ferryctl built"),
+        )
+        .env("FERRY_TRUST_ROOT", trust_root)
+        .env("LC_ALL", "C.UTF-8")
+        .arg("--mount")
+        .arg(drive);
+    command
+}
+
 #[test]
 fn a_drive_with_an_os_and_an_app_update_ends_with_both_installed() {
     let tmp = tempfile::tempdir().unwrap();
@@ -34,21 +60,9 @@ fn a_drive_with_an_os_and_an_app_update_ends_with_both_installed() {
 
     let env = HookEnv::new("on-insert = install\nreboot-after-os-update = always\n");
     let trust_root = tmp.path().join("trust-root");
-    std::fs::create_dir_all(&trust_root).unwrap();
-    let mut command = env.command();
-    command
-        .envs(fixture.client.vars())
-        .env("FLATPAK_USER_DIR", fixture.client.user_installation())
-        .env("OSTREE_SYSROOT", &sysroot.path)
-        .env(
-            "FERRY_CTL",
-            bins::binary("ferryctl").expect("ferryctl built"),
-        )
-        .env("FERRY_TRUST_ROOT", &trust_root)
-        .env("LC_ALL", "C.UTF-8")
-        .arg("--mount")
-        .arg(&drive);
-    let output = command.output().unwrap();
+    let output = kiosk_hook(&env, &fixture, &sysroot, &trust_root, &drive)
+        .output()
+        .unwrap();
     let log = output_text(&output);
     assert!(output.status.success(), "{log}");
 
@@ -126,22 +140,10 @@ fn a_kiosk_install_takes_nothing_from_another_recorded_drive() {
 
     let env = HookEnv::new("on-insert = notify\n");
     let trust_root = tmp.path().join("trust-root");
-    std::fs::create_dir_all(&trust_root).unwrap();
     let hook = |drive: &std::path::Path| {
-        let mut command = env.command();
-        command
-            .envs(fixture.client.vars())
-            .env("FLATPAK_USER_DIR", fixture.client.user_installation())
-            .env("OSTREE_SYSROOT", &sysroot.path)
-            .env(
-                "FERRY_CTL",
-                bins::binary("ferryctl").expect("ferryctl built"),
-            )
-            .env("FERRY_TRUST_ROOT", &trust_root)
-            .env("LC_ALL", "C.UTF-8")
-            .arg("--mount")
-            .arg(drive);
-        let output = command.output().unwrap();
+        let output = kiosk_hook(&env, &fixture, &sysroot, &trust_root, drive)
+            .output()
+            .unwrap();
         let log = output_text(&output);
         assert!(output.status.success(), "{log}");
         log
