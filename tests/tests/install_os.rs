@@ -129,3 +129,18 @@ fn refuses_without_a_terminal_or_yes() -> Result<()> {
     ensure!(sysroot.deployments()?.len() == 1);
     Ok(())
 }
+
+#[test]
+fn naming_nothing_to_install_is_bad_usage_that_says_what_to_do() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let machine = Machine::new(tmp.path(), Vec::new())?;
+    let out = machine.command(&["--offline".as_ref()])?.output()?;
+    ensure!(out.status.code() == Some(2), "{out:?}");
+    ensure!(
+        out.stderr
+            .contains("name the updates to install, or use --all"),
+        "{}",
+        out.stderr
+    );
+    Ok(())
+}

@@ -86,7 +86,7 @@ pub struct InstallArgs {
 
     /// What to install: refs (app/ID/ARCH/BRANCH, an OS ref), update IDs from
     /// `ferryctl list --json`, or app IDs.
-    #[arg(value_name = "REF", required_unless_present = "all", value_parser = parse_name)]
+    #[arg(value_name = "REF", value_parser = parse_name)]
     pub refs: Vec<String>,
 }
 
@@ -104,6 +104,15 @@ fn parse_name(text: &str) -> Result<String, String> {
 }
 
 pub fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
+    if !args.all && args.refs.is_empty() {
+        // Bad usage, like clap's own errors: exit code 2.
+        eprintln!(
+            "{}{}",
+            tr("error: "),
+            tr("name the updates to install, or use --all")
+        );
+        return Ok(ExitCode::from(2));
+    }
     let output = Output::new(args.json);
     // Before any thread starts: it edits the environment.
     let privileged = match privileged_request(&args) {
