@@ -144,3 +144,32 @@ fn naming_nothing_to_install_is_bad_usage_that_says_what_to_do() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_person_reads_what_was_installed_by_name_and_version() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
+    let sysroot = Sysroot::create(tmp.path(), &key)?;
+    let v2 = sysroot.publish("2.0")?;
+    let drive = sysroot.os.create_usb(&tmp.path().join("drive"))?;
+    let machine = Machine::new(tmp.path(), Vec::new())?;
+    let out = machine
+        .command(&os_from_drive(
+            &sysroot.path,
+            &drive.root,
+            &["--offline".as_ref(), "--yes".as_ref()],
+        ))?
+        .output()?;
+    ensure!(out.success(), "{}\n{}", out.stdout, out.stderr);
+    let line = out
+        .stdout
+        .lines()
+        .find(|line| line.ends_with(": installed"))
+        .ok_or_else(|| anyhow::anyhow!("no result line:\n{}", out.stdout))?;
+    ensure!(line.ends_with(" 2.0: installed"), "{line}");
+    ensure!(
+        !line.contains(&v2[..10]),
+        "a checksum where a version is known: {line}"
+    );
+    Ok(())
+}

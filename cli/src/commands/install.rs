@@ -363,11 +363,22 @@ fn describe_results(plan: &Plan, summary: &Summary) -> String {
             InstallStatus::Cancelled => tr("cancelled"),
             InstallStatus::Skipped => tr("skipped"),
         };
-        text.push_str(&format!(
-            "{}: {status}: {}\n",
-            display_name(update),
-            result.message.clone().unwrap_or_default()
-        ));
+        // What went well needs no detail; anything else says why.
+        let detail = match result.status {
+            InstallStatus::Installed | InstallStatus::UpToDate => None,
+            _ => result
+                .message
+                .as_deref()
+                .filter(|message| !message.is_empty()),
+        };
+        let version = update
+            .version
+            .clone()
+            .unwrap_or_else(|| update.commit.short());
+        text.push_str(&match detail {
+            Some(detail) => format!("{} {version}: {status}: {detail}\n", display_name(update)),
+            None => format!("{} {version}: {status}\n", display_name(update)),
+        });
     }
     if summary.restart_required() {
         text.push_str(&tr(
