@@ -157,7 +157,7 @@ fn a_person_reads_what_was_installed_by_name_and_version() -> Result<()> {
         .command(&os_from_drive(
             &sysroot.path,
             &drive.root,
-            &["--offline".as_ref(), "--yes".as_ref()],
+            &["--offline", "--yes"],
         ))?
         .output()?;
     ensure!(out.success(), "{}\n{}", out.stdout, out.stderr);
