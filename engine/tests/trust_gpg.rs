@@ -90,14 +90,16 @@ fn unsigned_commit_is_refused_when_remote_requires_signatures() {
 #[test]
 fn expired_trusted_key_is_refused() {
     let world = World::new();
-    // Made and used on 2020-01-01 with a one-day lifetime: expired long before now.
+    // Made and used on 2020-01-01 with a one-day lifetime: expired long before now. The `!`
+    // freezes gpg's clock there, so a slow key generation cannot date the key after the
+    // signature that a later gpg process makes.
     let old = world.key(
         "old",
         "Old <old@example.org>",
         "ed25519",
         "sign",
         "1d",
-        &["faked-system-time 20200101T000000"],
+        &["faked-system-time 20200101T000000!"],
     );
     let commit = world.commit_by(&old, "old");
 
@@ -122,7 +124,10 @@ fn expired_signature_is_refused() {
         "ed25519",
         "sign",
         "never",
-        &["faked-system-time 20200101T000000", "default-sig-expire 1d"],
+        &[
+            "faked-system-time 20200101T000000!",
+            "default-sig-expire 1d",
+        ],
     );
     let commit = world.commit_by(&signer, "sig");
 

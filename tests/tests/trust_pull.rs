@@ -186,7 +186,10 @@ fn expired_key_is_refused() -> Result<()> {
     // Made and used on 2020-01-01 with a one-day lifetime.
     let home = world.path("gnupg-expired");
     fs::create_dir_all(&home)?;
-    fs::write(home.join("gpg.conf"), "faked-system-time 20200101T000000\n")?;
+    fs::write(
+        home.join("gpg.conf"),
+        "faked-system-time 20200101T000000!\n",
+    )?;
     let expired = GpgKey::generate_with(&home, "Old <old@example.org>", "ed25519", "1d")?;
     world.commit(CommitSpec::new(BRANCH, &world.tree.root).sign(&expired))?;
     let dest = client(
