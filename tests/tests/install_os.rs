@@ -3,23 +3,32 @@
 
 mod install_support;
 
+use std::path::Path;
+
 use anyhow::{ensure, Result};
 use ferry_engine::event::{Event, Phase};
 use ferry_engine::schema::InstallStatus;
 use ferry_tests::compare::{assert_trees_equal, CompareOptions};
 use ferry_tests::gpg::GpgKey;
-use ferry_tests::ostree::CheckoutMode;
+use ferry_tests::ostree::{CheckoutMode, UsbDrive};
 use ferry_tests::sysroot::{Sysroot, KARG, OS_REF, VERSION_FILE};
 use install_support::{os_from_drive, Machine};
+
+/// A machine at OS 1.0 (its sysroot under `base`) and a drive carrying the signed 2.0, whose
+/// commit is returned.
+fn os_1_0_with_2_0_on_a_drive(base: &Path) -> Result<(Sysroot, String, UsbDrive, Machine)> {
+    let key = GpgKey::generate(&base.join("gnupg"), "OS Vendor <os@example.org>")?;
+    let sysroot = Sysroot::create(base, &key)?;
+    let v2 = sysroot.publish("2.0")?;
+    let drive = sysroot.os.create_usb(&base.join("drive"))?;
+    let machine = Machine::new(base, Vec::new())?;
+    Ok((sysroot, v2, drive, machine))
+}
 
 #[test]
 fn os_update_from_a_drive_becomes_the_default_deployment() -> Result<()> {
     let tmp = tempfile::tempdir()?;
-    let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
-    let sysroot = Sysroot::create(tmp.path(), &key)?;
-    let v2 = sysroot.publish("2.0")?;
-    let drive = sysroot.os.create_usb(&tmp.path().join("drive"))?;
-    let machine = Machine::new(tmp.path(), Vec::new())?;
+    let (sysroot, v2, drive, machine) = os_1_0_with_2_0_on_a_drive(tmp.path())?;
 
     let run = machine.install(&os_from_drive(&sysroot.path, &drive.root, &[]))?;
     ensure!(run.success(), "install failed:\n{run}");
@@ -112,11 +121,7 @@ fn os_update_from_a_drive_becomes_the_default_deployment() -> Result<()> {
 #[test]
 fn refuses_without_a_terminal_or_yes() -> Result<()> {
     let tmp = tempfile::tempdir()?;
-    let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
-    let sysroot = Sysroot::create(tmp.path(), &key)?;
-    sysroot.publish("2.0")?;
-    let drive = sysroot.os.create_usb(&tmp.path().join("drive"))?;
-    let machine = Machine::new(tmp.path(), Vec::new())?;
+    let (sysroot, _, drive, machine) = os_1_0_with_2_0_on_a_drive(tmp.path())?;
     let out = machine
         .command(&os_from_drive(&sysroot.path, &drive.root, &["--offline"]))?
         .output()?;
@@ -148,11 +153,7 @@ fn naming_nothing_to_install_is_bad_usage_that_says_what_to_do() -> Result<()> {
 #[test]
 fn a_person_reads_what_was_installed_by_name_and_version() -> Result<()> {
     let tmp = tempfile::tempdir()?;
-    let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
-    let sysroot = Sysroot::create(tmp.path(), &key)?;
-    let v2 = sysroot.publish("2.0")?;
-    let drive = sysroot.os.create_usb(&tmp.path().join("drive"))?;
-    let machine = Machine::new(tmp.path(), Vec::new())?;
+    let (sysroot, v2, drive, machine) = os_1_0_with_2_0_on_a_drive(tmp.path())?;
     let out = machine
         .command(&os_from_drive(
             &sysroot.path,
