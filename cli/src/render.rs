@@ -8,7 +8,7 @@ use ferry_engine::event::{self, Event, MessageLevel, Phase, Reporter};
 use ferry_engine::schema::Problem;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::i18n::tr;
+use crate::i18n::{tr, trf};
 
 /// Writes every event as one JSON line on stdout, flushed at once so a reading process
 /// (the desktop app, the hook) sees progress as it happens.
@@ -100,7 +100,19 @@ impl Reporter for Terminal {
                 };
                 self.bar.println(format!("{prefix}{text}"));
             }
-            Event::Plan { .. } | Event::Result(_) | Event::Finished { .. } => {}
+            Event::SourceState {
+                source,
+                reason: Some(reason),
+                ..
+            } => self.bar.println(format!(
+                "{}{}",
+                tr("warning: "),
+                trf("{}: {}", &[&source, &reason])
+            )),
+            Event::SourceState { .. }
+            | Event::Plan { .. }
+            | Event::Result(_)
+            | Event::Finished { .. } => {}
         }
     }
 }

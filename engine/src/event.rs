@@ -9,7 +9,7 @@ use std::io::{self, BufRead};
 
 use serde::{Deserialize, Serialize};
 
-use crate::schema::{InstallResult, Problem, Update};
+use crate::schema::{InstallResult, Problem, SourceState, SourceUse, Update};
 
 /// The version of the JSON event stream. Bump it on any incompatible change.
 pub const EVENT_STREAM_VERSION: u32 = 1;
@@ -57,6 +57,18 @@ pub enum Event {
         /// The source objects are currently read from, as a person would name it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         source: Option<String>,
+        /// Every source of the pull, with its share so far.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        sources: Vec<SourceUse>,
+    },
+    /// A source was set aside or dropped during a pull (or taken back into use).
+    SourceState {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        update: Option<String>,
+        source: String,
+        state: SourceState,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// Something a person should read, that is not an error of the whole operation.
     Message { level: MessageLevel, text: String },
@@ -193,6 +205,7 @@ mod tests {
             rate: 100,
             eta_seconds: Some(7),
             source: Some("KINGSTON".into()),
+            sources: Vec::new(),
         };
         let line = to_line(&event);
         assert!(

@@ -79,6 +79,34 @@ pub struct SourceInfo {
     pub label: Option<String>,
 }
 
+/// Where a source stands in one pull.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceState {
+    /// It is handed work.
+    Active,
+    /// Stalled or much slower than the others: no new work while they can take it. Not an error.
+    SetAside,
+    /// Refused, vanished, or caught handing out a bad object: not used again in this pull.
+    Dropped,
+}
+
+/// What one source did in one pull: its share of the transfer, and why it stopped if it did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceUse {
+    /// The source as messages name it, e.g. `KINGSTON (/media/k/.ostree/repo)`.
+    pub source: String,
+    pub kind: SourceKind,
+    /// Objects it handed out that were verified and stored.
+    pub objects: u64,
+    /// Bytes read from it.
+    pub bytes: u64,
+    pub state: SourceState,
+    /// Why it was set aside or dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// One available update, as `ferryctl list --json` prints it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Update {
@@ -183,6 +211,9 @@ pub struct InstallResult {
     /// The OS was deployed and a restart completes it.
     #[serde(default)]
     pub restart_required: bool,
+    /// The sources the update was fetched from, and how each fared.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceUse>,
 }
 
 /// State of an install the hook runs on insertion (kiosks).

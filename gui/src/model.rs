@@ -335,6 +335,8 @@ impl InstallRun {
                 }
             }
             Event::Message { level, text } => self.messages.push((level, text)),
+            // Shown through the sources of each result.
+            Event::SourceState { .. } => {}
             Event::Result(result) => self.apply_result(result),
             Event::Finished { ok } => self.finished_ok = Some(ok),
         }

@@ -128,6 +128,18 @@ impl InstallBookkeeping {
                 self.sum_progress();
                 false
             }
+            Event::SourceState {
+                source,
+                state,
+                reason,
+                ..
+            } => {
+                tracing::warn!(
+                    "{source}: {state:?}{}",
+                    reason.map(|r| format!(" ({r})")).unwrap_or_default()
+                );
+                false
+            }
             Event::Message { level, text } => {
                 match level {
                     MessageLevel::Info => tracing::info!("{text}"),

@@ -49,6 +49,7 @@ fn result(update: &Update, status: InstallStatus, restart: bool) -> InstallResul
         status,
         message: None,
         restart_required: restart,
+        sources: Vec::new(),
     }
 }
 
@@ -62,6 +63,7 @@ fn progress(update: &Update, done: u64) -> Event {
         rate: 1000,
         eta_seconds: Some(1),
         source: Some("STICK".into()),
+        sources: Vec::new(),
     }
 }
 

@@ -123,6 +123,7 @@ fn only_an_installed_update_that_needs_it_asks_for_a_restart() {
         status,
         message: None,
         restart_required,
+        sources: Vec::new(),
     };
     assert!(os_update_needs_restart(&[result(
         InstallStatus::Installed,

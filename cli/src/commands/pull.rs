@@ -208,6 +208,7 @@ fn report(outcomes: &[RefOutcome], output: &Output) -> anyhow::Result<bool> {
                 status,
                 message: Some(message),
                 restart_required: false,
+                sources: Vec::new(),
             }));
         } else if outcome.result.is_ok() {
             writeln!(stdout, "{message}")?;

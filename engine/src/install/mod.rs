@@ -332,6 +332,7 @@ fn install_one(
         status,
         message: Some(message),
         restart_required: false,
+        sources: Vec::new(),
     };
     if cancel.is_cancelled() {
         return result(

@@ -108,6 +108,7 @@ impl<'a> Progress<'a> {
             rate,
             eta_seconds,
             source: self.source_names.get(snapshot.source).cloned(),
+            sources: Vec::new(),
         });
     }
 
