@@ -4,10 +4,11 @@
 mod pull_support;
 
 use anyhow::{ensure, Context, Result};
+use ferry_engine::cancel::CancelToken;
 use ferry_engine::object::summary::build_summary;
 use ferry_engine::object::{Checksum, ObjectKind, Summary};
 use ferry_engine::schema::SourceKind;
-use ferry_engine::source::{HttpSource, Source};
+use ferry_engine::source::{HttpSource, Interrupt, Source};
 use ferry_tests::tree::TreeOptions;
 use pull_support::peer::Peer;
 use pull_support::Publisher;
@@ -40,8 +41,8 @@ fn a_commit_larger_than_its_summary_says_is_refused() -> Result<()> {
 
     // As published, the commit is read whole.
     std::fs::write(&summary_path, stated(0)?)?;
-    let source = HttpSource::connect(&url, SourceKind::Lan, None)?;
-    let bytes = source.fetch_metadata(ObjectKind::Commit, &commit)?;
+    let source = HttpSource::connect(&url, SourceKind::Lan, None, &CancelToken::new())?;
+    let bytes = source.fetch_metadata(ObjectKind::Commit, &commit, &Interrupt::never())?;
     ensure!(
         bytes.len() as u64
             == summary
@@ -53,9 +54,9 @@ fn a_commit_larger_than_its_summary_says_is_refused() -> Result<()> {
 
     // A summary that understates it: the read stops at the stated size.
     std::fs::write(&summary_path, stated(1)?)?;
-    let source = HttpSource::connect(&url, SourceKind::Lan, None)?;
+    let source = HttpSource::connect(&url, SourceKind::Lan, None, &CancelToken::new())?;
     let error = source
-        .fetch_metadata(ObjectKind::Commit, &commit)
+        .fetch_metadata(ObjectKind::Commit, &commit, &Interrupt::never())
         .expect_err("read past the stated size")
         .to_string();
     ensure!(error.contains("bytes allowed"), "{error}");

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use ferry_engine::cancel::CancelToken;
 use ferry_engine::event::{Event, MessageLevel, Reporter};
 use ferry_engine::object::{validate_collection_id, validate_ref_name, validate_remote_name};
 use ferry_engine::pull::{
@@ -92,7 +93,7 @@ pub fn run(args: PullArgs) -> anyhow::Result<ExitCode> {
         )
     })?;
     let trust = PullTrust::for_repo(&args.repo, TrustRoots::from_env())?;
-    let sources = open_sources(&args.from, &output)?;
+    let sources = open_sources(&args.from, &output, &cancel)?;
 
     let target = match (&args.remote, args.mirror) {
         (Some(remote), _) => RefTarget::Remote(remote.clone()),
@@ -128,12 +129,16 @@ pub fn run(args: PullArgs) -> anyhow::Result<ExitCode> {
 /// Opens every `--from`: drives and repositories are scanned (a repository leading off the
 /// drive is refused there), URLs are connected to. Sources that cannot be used are reported
 /// as warnings; having none at all is an error.
-fn open_sources(from: &[String], output: &Output) -> anyhow::Result<Vec<Arc<dyn Source>>> {
+fn open_sources(
+    from: &[String],
+    output: &Output,
+    cancel: &CancelToken,
+) -> anyhow::Result<Vec<Arc<dyn Source>>> {
     let mut sources: Vec<Arc<dyn Source>> = Vec::new();
     let mut problems: Vec<String> = Vec::new();
     for location in from {
         if is_url(location) {
-            match HttpSource::connect(location, SourceKind::Lan, None) {
+            match HttpSource::connect(location, SourceKind::Lan, None, cancel) {
                 Ok(source) => sources.push(Arc::new(source)),
                 Err(error) => problems.push(error.to_string()),
             }
@@ -208,7 +213,11 @@ fn report(outcomes: &[RefOutcome], output: &Output) -> anyhow::Result<bool> {
                 status,
                 message: Some(message),
                 restart_required: false,
-                sources: Vec::new(),
+                sources: outcome
+                    .result
+                    .as_ref()
+                    .map(|pulled| pulled.sources.clone())
+                    .unwrap_or_default(),
             }));
         } else if outcome.result.is_ok() {
             writeln!(stdout, "{message}")?;

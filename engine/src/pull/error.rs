@@ -87,6 +87,18 @@ pub enum PullError {
         sources: Vec<String>,
     },
 
+    /// No source could hand out an object the commit needs: each source, and why.
+    #[error(
+        "{object}{} could not be fetched from any source: {}",
+        at_path(path),
+        attempts.join("; ")
+    )]
+    Unfetchable {
+        object: ObjectId,
+        path: Option<String>,
+        attempts: Vec<String>,
+    },
+
     /// A source handed out an object that failed verification, or could not be read.
     #[error("{object}{} from {source_name}: {reason}", at_path(path))]
     BadObject {
@@ -123,7 +135,7 @@ impl PullError {
         match self {
             Self::Trust(error) => error.problem_kind(),
             Self::Offered { error, .. } => error.problem_kind(),
-            Self::BadObject { .. } => ProblemKind::Corrupt,
+            Self::BadObject { .. } | Self::Unfetchable { .. } => ProblemKind::Corrupt,
             Self::Missing { .. } | Self::NotOffered { .. } | Self::NoSourceLeft { .. } => {
                 ProblemKind::Unavailable
             }

@@ -9,8 +9,9 @@
 //! 3. it is compared with what the destination ref points at (anti-downgrade; the same commit
 //!    is a no-op reported as up to date);
 //! 4. `state/<commit>.commitpartial` is written, then the commit and its detached metadata,
-//!    then every dirtree, dirmeta and content object the destination lacks, each re-hashed
-//!    before it is stored ([`transfer`]). Objects go through a [`Transaction`]: staged under
+//!    then every dirtree, dirmeta and content object the destination lacks, from every source
+//!    offering that commit at once, each object re-hashed before it is stored ([`transfer`]
+//!    has the rules for sources that lack, lie, stall or vanish). Objects go through a [`Transaction`]: staged under
 //!    `tmp/staging-<boot-id>-…`, and moved into `objects/` in batches, each only after its
 //!    data is on disk, so a power cut never leaves an incomplete object under its final name
 //!    (which a later pull would trust);
@@ -23,15 +24,16 @@
 //! destination's shared lock is held throughout, as libostree holds it, so `ostree` and
 //! `flatpak` can work on the same repository at the same time.
 
-pub mod schedule;
-
 mod error;
 mod progress;
 mod transfer;
 
+use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+use rand::seq::SliceRandom;
 
 pub use error::PullError;
 
@@ -39,15 +41,14 @@ use crate::cancel::CancelToken;
 use crate::event::{Event, MessageLevel, Phase, Reporter};
 use crate::object::{Checksum, Commit, ObjectId, ObjectKind};
 use crate::repo::{LockKind, RefLocation, Repo, RepoError, Transaction};
-use crate::schema::SourceKind;
-use crate::source::{FetchError, OfferedRef, Source};
+use crate::schema::SourceUse;
+use crate::source::{FetchError, Interrupt, OfferedRef, Source};
 use crate::target::{Target, TargetError};
 use crate::trust::{
     check_timestamp, find_remote_for_collection, Accepted, CommitCandidate, Destination,
     InstalledCommit, RemotePolicy, RemoteTrustConfig, TrustRoots, UpdateKind, Verdict,
 };
 use progress::Progress;
-use schedule::Schedule;
 use transfer::{names_of, Transfer};
 
 /// Where a pulled ref is written in the destination, and so which remote vouches for it.
@@ -138,7 +139,8 @@ pub struct PullOptions {
     /// Accept commits older than what the destination ref points at.
     pub allow_downgrade: bool,
     pub trust: PullTrust,
-    /// Threads fetching content objects; 0 picks a number from the cores and the sources.
+    /// Threads reading each drive; 0 picks a number from the cores. Peers and servers get a
+    /// few requests in flight each.
     pub workers: usize,
 }
 
@@ -197,6 +199,8 @@ pub struct PulledRef {
     pub remote: String,
     /// The source the commit was taken from, as messages name it.
     pub source: String,
+    /// Every source the closure was fetched from, with its share and state.
+    pub sources: Vec<SourceUse>,
     pub timestamp: u64,
     pub version: Option<String>,
     pub subject: String,
@@ -227,14 +231,14 @@ pub fn pull(
             other => PullError::Destination(other),
         })?;
     let names = names_of(sources);
-    let schedule = Schedule::new(sources.iter().map(|source| source.rank()).collect());
+    let unavailable = Mutex::new(HashSet::new());
     let mut offers = Vec::with_capacity(sources.len());
     for (index, source) in sources.iter().enumerate() {
         match source.refs() {
             Ok(refs) => offers.push(refs),
             Err(error) => {
                 if matches!(error, FetchError::Unavailable { .. }) {
-                    schedule.record_unavailable(index);
+                    mark(&unavailable, index);
                 }
                 reporter.on_event(Event::Message {
                     level: MessageLevel::Warning,
@@ -245,14 +249,14 @@ pub fn pull(
         }
     }
     let workers = match options.workers {
-        0 => default_workers(sources),
+        0 => default_drive_workers(),
         chosen => chosen,
     };
     let context = Context {
         dest,
         sources,
         names,
-        schedule,
+        unavailable,
         offers,
         options,
         reporter,
@@ -272,27 +276,45 @@ pub fn pull(
         .collect())
 }
 
-/// Drives read best with a few more threads than cores (reads wait on the disk while others
-/// hash); peers answer best with several requests in flight.
-fn default_workers(sources: &[Arc<dyn Source>]) -> usize {
+/// Drives read best with a few more threads than cores: reads wait on the disk while others
+/// hash.
+fn default_drive_workers() -> usize {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
-    if sources
-        .iter()
-        .all(|source| source.info().kind == SourceKind::Drive)
-    {
-        (cores + 1).clamp(2, 8)
-    } else {
-        8
-    }
+    (cores + 1).clamp(2, 8)
+}
+
+fn mark(set: &Mutex<HashSet<usize>>, index: usize) {
+    match set.lock() {
+        Ok(mut set) => set.insert(index),
+        Err(poisoned) => poisoned.into_inner().insert(index),
+    };
+}
+
+/// Sources in order of preference: drives, then nearby computers, then upstream; among equals
+/// fresher summaries first (the timestamp is unsigned, so this only orders sources offering
+/// the same commit), and equal ones in random order so load spreads across them.
+fn preference_order(sources: &[Arc<dyn Source>], skip: &HashSet<usize>) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..sources.len()).filter(|i| !skip.contains(i)).collect();
+    // Shuffle first, then sort stably: equal sources keep a random order.
+    order.shuffle(&mut rand::thread_rng());
+    order.sort_by_key(|&index| {
+        let rank = sources[index].rank();
+        (
+            rank.kind,
+            std::cmp::Reverse(rank.summary_timestamp.unwrap_or(0)),
+        )
+    });
+    order
 }
 
 struct Context<'a> {
     dest: &'a Repo,
     sources: &'a [Arc<dyn Source>],
     names: Vec<String>,
-    schedule: Schedule,
+    /// Sources found gone (refused, removed) during this pull.
+    unavailable: Mutex<HashSet<usize>>,
     offers: Vec<Vec<OfferedRef>>,
     options: &'a PullOptions,
     reporter: &'a dyn Reporter,
@@ -321,6 +343,7 @@ impl Plan<'_> {
 
 /// A commit that passed the remote's checks, and where it came from.
 struct Candidate {
+    /// The best-ranked source that handed it out.
     source: usize,
     checksum: Checksum,
     bytes: Vec<u8>,
@@ -381,6 +404,7 @@ impl Context<'_> {
             verdict: chosen.accepted.verdict.clone(),
             remote: plan.remote.name.clone(),
             source: source_name,
+            sources: Vec::new(),
             timestamp: chosen.accepted.timestamp,
             version: commit.version().map(str::to_owned),
             subject: commit.subject.clone(),
@@ -394,7 +418,9 @@ impl Context<'_> {
             self.dest.sync()?;
         } else {
             // Committed durably by the transaction.
-            result.stats = self.store(&chosen, &commit, update_id)?;
+            let (stats, sources) = self.store(request, &plan, &chosen, &commit, update_id)?;
+            result.stats = stats;
+            result.sources = sources;
         }
         if self.cancel.is_cancelled() {
             return Err(PullError::Cancelled);
@@ -484,17 +510,20 @@ impl Context<'_> {
     }
 
     /// The newest commit offered for the ref that the remote's policy accepts; ties go to the
-    /// better-ranked source.
+    /// better-ranked source. Each distinct commit is fetched once, from the best-ranked source
+    /// offering it (the next one when that fails), and the commits are fetched in parallel, so
+    /// a source that stalls or fails only costs its own offers.
     fn choose(
         &self,
         request: &PullRequest,
         plan: &Plan<'_>,
         policy: &RemotePolicy,
     ) -> Result<Candidate, PullError> {
-        let order = self.schedule.order(&mut rand::thread_rng());
-        let mut accepted: Vec<(usize, Candidate)> = Vec::new();
-        let mut refusals: Vec<PullError> = Vec::new();
+        let order = preference_order(self.sources, &self.unavailable_now());
         let mut offered = false;
+        let mut refusals: Vec<PullError> = Vec::new();
+        // Distinct commits, each with the sources offering it, best first.
+        let mut commits: Vec<(Checksum, Vec<(usize, usize)>)> = Vec::new();
         for (position, &index) in order.iter().enumerate() {
             let offers: Vec<&OfferedRef> = self.offers[index]
                 .iter()
@@ -509,13 +538,38 @@ impl Context<'_> {
                 continue;
             }
             for offer in offers {
-                if accepted.iter().any(|(_, c)| c.checksum == offer.commit) {
-                    continue;
+                match commits
+                    .iter_mut()
+                    .find(|(commit, _)| *commit == offer.commit)
+                {
+                    Some((_, offering)) => offering.push((position, index)),
+                    None => commits.push((offer.commit, vec![(position, index)])),
                 }
-                match self.candidate(index, offer, request, policy) {
-                    Ok(candidate) => accepted.push((position, candidate)),
-                    Err(error) => refusals.push(error),
-                }
+            }
+        }
+        let fetched: Vec<Result<(usize, Candidate), PullError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = commits
+                .iter()
+                .map(|(commit, offering)| {
+                    scope.spawn(move || self.first_candidate(commit, offering, request, policy))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|handle| match handle.join() {
+                    Ok(results) => results,
+                    Err(_) => vec![Err(PullError::Cancelled)],
+                })
+                .collect()
+        });
+        if self.cancel.is_cancelled() {
+            return Err(PullError::Cancelled);
+        }
+        let mut accepted: Vec<(usize, Candidate)> = Vec::new();
+        for result in fetched {
+            match result {
+                Ok(candidate) => accepted.push(candidate),
+                Err(error) => refusals.push(error),
             }
         }
         let best = accepted
@@ -540,6 +594,44 @@ impl Context<'_> {
         })
     }
 
+    /// Fetches `commit` from the first of `offering` ((position, source) pairs, best first)
+    /// that hands it out and has it pass the policy. A source that fails to hand it out is
+    /// followed by the next; one whose commit is refused ends the search, since every source
+    /// holds the same bytes under that name. Returns the refusals too.
+    fn first_candidate(
+        &self,
+        commit: &Checksum,
+        offering: &[(usize, usize)],
+        request: &PullRequest,
+        policy: &RemotePolicy,
+    ) -> Vec<Result<(usize, Candidate), PullError>> {
+        let mut results = Vec::new();
+        for &(position, index) in offering {
+            if self.cancel.is_cancelled() {
+                break;
+            }
+            match self.candidate(index, commit, request, policy) {
+                Ok(candidate) => {
+                    results.push(Ok((position, candidate)));
+                    return results;
+                }
+                Err(error @ (PullError::Trust(_) | PullError::Offered { .. })) => {
+                    results.push(Err(error));
+                    return results;
+                }
+                Err(error) => results.push(Err(error)),
+            }
+        }
+        results
+    }
+
+    fn unavailable_now(&self) -> HashSet<usize> {
+        match self.unavailable.lock() {
+            Ok(set) => set.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
     /// Checks a source's `summary.sig` when the remote asks for signed summaries. A source
     /// without summary signatures passes: its summary only locates commits, whose own
     /// signatures decide.
@@ -549,7 +641,7 @@ impl Context<'_> {
         }
         let summary = self.sources[index].fetch_summary().map_err(|error| {
             if matches!(error, FetchError::Unavailable { .. }) {
-                self.schedule.record_unavailable(index);
+                mark(&self.unavailable, index);
             }
             PullError::Source(error)
         })?;
@@ -567,18 +659,19 @@ impl Context<'_> {
     fn candidate(
         &self,
         index: usize,
-        offer: &OfferedRef,
+        commit: &Checksum,
         request: &PullRequest,
         policy: &RemotePolicy,
     ) -> Result<Candidate, PullError> {
         let source = &self.sources[index];
         let name = &self.names[index];
+        let interrupt = Interrupt::on_cancel(self.cancel);
         let fetched = (|| {
-            if !source.commit_is_complete(&offer.commit)? {
+            if !source.commit_is_complete(commit)? {
                 return Ok(None);
             }
-            let bytes = source.fetch_metadata(ObjectKind::Commit, &offer.commit)?;
-            let commitmeta = source.fetch_commitmeta(&offer.commit)?;
+            let bytes = source.fetch_metadata(ObjectKind::Commit, commit, &interrupt)?;
+            let commitmeta = source.fetch_commitmeta(commit, &interrupt)?;
             Ok(Some((bytes, commitmeta)))
         })();
         let (bytes, commitmeta) = match fetched {
@@ -589,21 +682,22 @@ impl Context<'_> {
                     reason: format!(
                         "commit {} of {} is only partly there (an interrupted copy); use \
                          another drive or peer",
-                        offer.commit.short(),
+                        commit.short(),
                         request.ref_name
                     ),
                 }))
             }
+            Err(FetchError::Interrupted { .. }) => return Err(PullError::Cancelled),
             Err(error) => {
                 if matches!(error, FetchError::Unavailable { .. }) {
-                    self.schedule.record_unavailable(index);
+                    mark(&self.unavailable, index);
                 }
                 return Err(PullError::Source(error));
             }
         };
         let accepted = policy.check_commit_for_ref(
             &CommitCandidate {
-                checksum: offer.commit,
+                checksum: *commit,
                 commit: &bytes,
                 detached_metadata: commitmeta.as_deref(),
                 source: name,
@@ -614,11 +708,28 @@ impl Context<'_> {
         )?;
         Ok(Candidate {
             source: index,
-            checksum: offer.commit,
+            checksum: *commit,
             bytes,
             commitmeta,
             accepted,
         })
+    }
+
+    /// The sources a chosen commit is fetched from: every usable one offering exactly that
+    /// commit for the request, the one it came from first.
+    fn mirrors_of(&self, request: &PullRequest, plan: &Plan<'_>, chosen: &Candidate) -> Vec<usize> {
+        let unavailable = self.unavailable_now();
+        let mut mirrors = vec![chosen.source];
+        for index in preference_order(self.sources, &unavailable) {
+            if index != chosen.source
+                && self.offers[index]
+                    .iter()
+                    .any(|offer| offer.commit == chosen.checksum && plan.matches(request, offer))
+            {
+                mirrors.push(index);
+            }
+        }
+        mirrors
     }
 
     /// Stores the commit and its closure, with `state/<commit>.commitpartial` in place until
@@ -626,36 +737,53 @@ impl Context<'_> {
     /// is cancelled, so the next pull need not fetch it again.
     fn store(
         &self,
+        request: &PullRequest,
+        plan: &Plan<'_>,
         chosen: &Candidate,
         commit: &Commit,
         update_id: String,
-    ) -> Result<PullStats, PullError> {
+    ) -> Result<(PullStats, Vec<SourceUse>), PullError> {
         self.dest.mark_partial(&chosen.checksum)?;
         let transaction =
             Transaction::begin(self.dest, Some(self.cancel)).map_err(|error| match error {
                 RepoError::Cancelled => PullError::Cancelled,
                 other => PullError::Destination(other),
             })?;
-        let stored = self.store_in(&transaction, chosen, commit, update_id);
+        let mirrors = self.mirrors_of(request, plan, chosen);
+        let stored = self.store_in(&transaction, &mirrors, chosen, commit, update_id);
         let committed = transaction.commit();
-        let stats = stored?;
+        let stored = stored?;
         committed?;
-        Ok(stats)
+        Ok(stored)
     }
 
     fn store_in(
         &self,
         transaction: &Transaction<'_>,
+        mirrors: &[usize],
         chosen: &Candidate,
         commit: &Commit,
         update_id: String,
-    ) -> Result<PullStats, PullError> {
+    ) -> Result<(PullStats, Vec<SourceUse>), PullError> {
         let started = Instant::now();
-        let progress = Progress::new(self.reporter, Some(update_id), self.names.clone());
-        progress.set_source(chosen.source);
+        let sources: Vec<Arc<dyn Source>> = mirrors
+            .iter()
+            .map(|&index| self.sources[index].clone())
+            .collect();
+        let names: Vec<String> = mirrors.iter().map(|&i| self.names[i].clone()).collect();
+        let progress = Progress::new(
+            self.reporter,
+            Some(update_id),
+            sources
+                .iter()
+                .zip(&names)
+                .map(|(source, name)| (name.clone(), source.info().kind))
+                .collect(),
+        );
+        // The commit's source is mirrors[0].
+        progress.set_source(0);
         let checksum = chosen.checksum;
         let source_name = &self.names[chosen.source];
-
         let mut stats = PullStats::default();
         let commit_object = ObjectId::new(checksum, ObjectKind::Commit);
         if !self.dest.has_object(commit_object)? {
@@ -702,12 +830,11 @@ impl Context<'_> {
         let transfer = Transfer {
             dest: self.dest,
             transaction,
-            sources: self.sources,
-            names: &self.names,
-            schedule: &self.schedule,
+            sources: &sources,
+            names: &names,
             cancel: self.cancel,
             progress: &progress,
-            workers: self.workers,
+            drive_workers: self.workers,
         };
         let (stop, stopped) = crossbeam_channel::bounded::<()>(1);
         let fetched = std::thread::scope(|scope| {
@@ -722,6 +849,6 @@ impl Context<'_> {
         stats.content_objects += closure.content_objects;
         stats.bytes += closure.bytes;
         stats.already_present += closure.already_present;
-        Ok(stats)
+        Ok((stats, progress.shares()))
     }
 }

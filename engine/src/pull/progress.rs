@@ -1,14 +1,18 @@
-//! Progress of one ref's pull: counters shared by the walker and the workers, and a ticker
-//! that turns them into throttled [`Event::Progress`] events with a rate and an ETA.
+//! Progress of one ref's pull: counters shared by the workers of every source, each
+//! source's share and state, and a ticker that turns them into throttled
+//! [`Event::Progress`] events with a rate and an ETA.
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::event::{Event, Reporter};
+use crate::schema::{SourceKind, SourceState, SourceUse};
+use crate::source::Interrupt;
 
 /// How often progress is reported at most.
 const TICK: Duration = Duration::from_millis(100);
@@ -28,6 +32,15 @@ pub(super) struct Progress<'a> {
     bytes_done: AtomicU64,
     bytes_total: AtomicU64,
     source: AtomicUsize,
+    shares: Vec<Share>,
+}
+
+/// One source's part in the pull.
+struct Share {
+    kind: SourceKind,
+    objects: AtomicU64,
+    bytes: AtomicU64,
+    state: Mutex<(SourceState, Option<String>)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,21 +53,102 @@ struct Snapshot {
 }
 
 impl<'a> Progress<'a> {
+    /// `sources`: the name and kind of each source, by index.
     pub(super) fn new(
         reporter: &'a dyn Reporter,
         update: Option<String>,
-        source_names: Vec<String>,
+        sources: Vec<(String, SourceKind)>,
     ) -> Self {
+        let shares = sources
+            .iter()
+            .map(|(_, kind)| Share {
+                kind: *kind,
+                objects: AtomicU64::new(0),
+                bytes: AtomicU64::new(0),
+                state: Mutex::new((SourceState::Active, None)),
+            })
+            .collect();
         Self {
             reporter,
             update,
-            source_names,
+            source_names: sources.into_iter().map(|(name, _)| name).collect(),
+            shares,
             objects_done: AtomicU64::new(0),
             objects_total: AtomicU64::new(0),
             bytes_done: AtomicU64::new(0),
             bytes_total: AtomicU64::new(0),
             source: AtomicUsize::new(NO_SOURCE),
         }
+    }
+
+    /// An object from source `index` was verified and stored.
+    pub(super) fn stored_from(&self, index: usize) {
+        if let Some(share) = self.shares.get(index) {
+            share.objects.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Bytes read from source `index` (they count towards the total once, in [`Counted`]).
+    fn read_from(&self, index: usize, bytes: u64) {
+        if let Some(share) = self.shares.get(index) {
+            share.bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// A metadata object's bytes read from source `index` (its share only: totals count
+    /// content).
+    pub(super) fn metadata_read(&self, index: usize, bytes: u64) {
+        self.read_from(index, bytes);
+    }
+
+    /// Source `index` was set aside or dropped: reported at once, and kept for the result.
+    pub(super) fn set_state(&self, index: usize, state: SourceState, reason: Option<String>) {
+        let Some(share) = self.shares.get(index) else {
+            return;
+        };
+        match share.state.lock() {
+            Ok(mut slot) => *slot = (state, reason.clone()),
+            Err(poisoned) => *poisoned.into_inner() = (state, reason.clone()),
+        }
+        self.reporter.on_event(Event::SourceState {
+            update: self.update.clone(),
+            source: self.source_names.get(index).cloned().unwrap_or_default(),
+            state,
+            reason,
+        });
+    }
+
+    /// Each source's share so far.
+    pub(super) fn shares(&self) -> Vec<SourceUse> {
+        self.shares
+            .iter()
+            .zip(&self.source_names)
+            .map(|(share, name)| {
+                let (state, reason) = match share.state.lock() {
+                    Ok(slot) => slot.clone(),
+                    Err(poisoned) => poisoned.into_inner().clone(),
+                };
+                SourceUse {
+                    source: name.clone(),
+                    kind: share.kind,
+                    objects: share.objects.load(Ordering::Relaxed),
+                    bytes: share.bytes.load(Ordering::Relaxed),
+                    state,
+                    reason,
+                }
+            })
+            .collect()
+    }
+
+    /// The source that has handed out the most bytes so far.
+    fn leading_source(&self) -> usize {
+        self.shares
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, share)| share.bytes.load(Ordering::Relaxed))
+            .filter(|(_, share)| share.bytes.load(Ordering::Relaxed) > 0)
+            .map(|(index, _)| index)
+            .unwrap_or_else(|| self.source.load(Ordering::Relaxed))
     }
 
     /// More objects (and bytes, when known) are to be fetched.
@@ -92,7 +186,7 @@ impl<'a> Progress<'a> {
             objects_total: self.objects_total.load(Ordering::Relaxed).max(objects_done),
             bytes_done,
             bytes_total: self.bytes_total.load(Ordering::Relaxed).max(bytes_done),
-            source: self.source.load(Ordering::Relaxed),
+            source: self.leading_source(),
         }
     }
 
@@ -108,7 +202,11 @@ impl<'a> Progress<'a> {
             rate,
             eta_seconds,
             source: self.source_names.get(snapshot.source).cloned(),
-            sources: Vec::new(),
+            sources: if self.shares.len() > 1 {
+                self.shares()
+            } else {
+                Vec::new()
+            },
         });
     }
 
@@ -162,16 +260,35 @@ impl<'a> Progress<'a> {
     }
 }
 
-/// Counts the bytes read through it into the progress.
+/// Counts the bytes read through it into the progress and the source's share, marks the
+/// request alive for stall detection, and remembers whether reading the source failed (as
+/// opposed to the bytes failing verification).
 pub(super) struct Counted<'p, 'a, R> {
     pub(super) inner: R,
     pub(super) progress: &'p Progress<'a>,
+    pub(super) source: usize,
+    pub(super) interrupt: &'p Interrupt,
+    pub(super) read_failed: &'p mut Option<io::Error>,
 }
 
 impl<R: Read> Read for Counted<'_, '_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let read = self.inner.read(buf)?;
+        let read = match self.inner.read(buf) {
+            Ok(read) => read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => return Err(error),
+            Err(error) => {
+                *self.read_failed = Some(match error.raw_os_error() {
+                    Some(code) => io::Error::from_raw_os_error(code),
+                    None => io::Error::new(error.kind(), error.to_string()),
+                });
+                return Err(error);
+            }
+        };
+        if read > 0 {
+            self.interrupt.note_activity();
+        }
         self.progress.bytes_read(read as u64);
+        self.progress.read_from(self.source, read as u64);
         Ok(read)
     }
 }

@@ -48,12 +48,12 @@ use std::sync::Arc;
 use crate::object::{
     Checksum, Commit, ObjectId, ObjectKind, MAX_COMMIT_SIZE, MAX_DETACHED_METADATA_SIZE,
 };
-use crate::pull::schedule::SourceRank;
 use crate::repo::Repo;
 use crate::schema::{
     AppInfo, Problem, ProblemKind, SourceInfo, SourceKind, TargetKind, Update, UpdateList,
 };
-use crate::source::{source_name, FetchError, OfferedRef, Source};
+use crate::source::SourceRank;
+use crate::source::{source_name, FetchError, Interrupt, OfferedRef, Source};
 use crate::target::{InstalledRef, Remote, Target};
 use crate::trust::{
     CommitCandidate, InstalledCommit, RemotePolicy, TrustError, TrustRoots, UpdateKind, Verdict,
@@ -1077,7 +1077,7 @@ fn fetch_problem_kind(error: &FetchError) -> ProblemKind {
     match error {
         FetchError::Unavailable { .. } => ProblemKind::Unavailable,
         FetchError::NotFound { .. } => ProblemKind::Corrupt,
-        FetchError::Failed { .. } => ProblemKind::Unreadable,
+        FetchError::Failed { .. } | FetchError::Interrupted { .. } => ProblemKind::Unreadable,
     }
 }
 
@@ -1127,7 +1127,7 @@ fn read_commit(
         Err(error) => return failed(error, "the state"),
     }
     let _reservation = budget.reserve(read_cost(source, commit));
-    let bytes = match source.fetch_metadata(ObjectKind::Commit, commit) {
+    let bytes = match source.fetch_metadata(ObjectKind::Commit, commit, &Interrupt::never()) {
         Ok(bytes) => bytes,
         Err(error) => return failed(error, "the object"),
     };
@@ -1142,7 +1142,7 @@ fn read_commit(
             ),
         });
     }
-    let detached_metadata = match source.fetch_commitmeta(commit) {
+    let detached_metadata = match source.fetch_commitmeta(commit, &Interrupt::never()) {
         Ok(meta) => meta,
         Err(FetchError::NotFound { .. }) => None,
         Err(error) => return failed(error, "the signatures"),

@@ -12,7 +12,7 @@ use super::flatpak::recorded_download_size;
 use super::tree::fetch_metadata;
 use crate::object::{Checksum, Commit, DirTree, ObjectId, ObjectKind};
 use crate::repo::Repo;
-use crate::source::Source;
+use crate::source::{Interrupt, Source};
 
 /// Objects visited by one walk at most; a tree larger than this is not measured further.
 const MAX_WALKED_OBJECTS: usize = 4_000_000;
@@ -127,13 +127,16 @@ impl Walk<'_> {
     /// A content object's size as the source stores it: the `.filez` size of an archive
     /// repository, else the file's own size.
     fn stored_size(&self, checksum: &Checksum) -> Result<u64, String> {
-        if let Ok(Some(archived)) = self.source.fetch_archived_content(checksum) {
+        if let Ok(Some(archived)) = self
+            .source
+            .fetch_archived_content(checksum, &Interrupt::never())
+        {
             if let Some(size) = archived.size {
                 return Ok(size);
             }
         }
         self.source
-            .fetch_content(checksum)
+            .fetch_content(checksum, &Interrupt::never())
             .map(|fetched| fetched.header.size)
             .map_err(|error| error.to_string())
     }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::parallel;
+use crate::cancel::CancelToken;
 use crate::repo::{KeyFile, Repo};
 use crate::schema::{DriveRecord, Problem, ProblemKind, SourceInfo, SourceKind, UpdateList};
 use crate::source::{open_drive, FetchError, HttpSource, Source};
@@ -118,8 +119,12 @@ pub fn named(locations: &[String]) -> SourceSet {
         .map(|s| (PathBuf::from(s), None))
         .collect();
     let mut set = open_drives(&paths);
-    for url in locations.iter().filter(|s| is_url(s)) {
-        match HttpSource::connect(url, SourceKind::Lan, None) {
+    let urls: Vec<&String> = locations.iter().filter(|s| is_url(s)).collect();
+    let connected = parallel::map(&urls, 8, |url| {
+        HttpSource::connect(url, SourceKind::Lan, None, &CancelToken::new())
+    });
+    for (url, connected) in urls.into_iter().zip(connected) {
+        match connected {
             Ok(source) => set.extend(SourceSet {
                 sources: vec![Arc::new(source)],
                 problems: Vec::new(),
@@ -167,7 +172,12 @@ pub fn nearby(timeout: Duration) -> SourceSet {
 pub fn connect_peers(peers: &[crate::lan::discover::Peer]) -> SourceSet {
     let mut set = SourceSet::default();
     let connected = parallel::map(peers, 8, |peer| {
-        HttpSource::connect(&peer.url, SourceKind::Lan, Some(peer.name.clone()))
+        HttpSource::connect(
+            &peer.url,
+            SourceKind::Lan,
+            Some(peer.name.clone()),
+            &CancelToken::new(),
+        )
     });
     for (peer, result) in peers.iter().zip(connected) {
         match result {
@@ -224,7 +234,12 @@ pub fn upstream(targets: &[Target], timeout: Duration) -> SourceSet {
         let spawned = std::thread::Builder::new()
             .name("ferry-upstream".into())
             .spawn(move || {
-                let result = HttpSource::connect(&url, SourceKind::Upstream, Some(label));
+                let result = HttpSource::connect(
+                    &url,
+                    SourceKind::Upstream,
+                    Some(label),
+                    &CancelToken::new(),
+                );
                 let _ = sender.send((url, result));
             });
         if let Err(error) = spawned {

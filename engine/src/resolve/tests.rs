@@ -18,7 +18,7 @@ use crate::object::{
     Metadata, MetadataValue, ObjectId, ObjectSize, S_IFDIR,
 };
 use crate::repo::{RefLocation, RepoMode};
-use crate::source::{DriveSource, FetchedArchive, FetchedContent};
+use crate::source::{DriveSource, FetchedArchive, FetchedContent, Interrupt};
 use crate::target::DeployTarget;
 use crate::trust::Destination;
 
@@ -253,14 +253,27 @@ impl Source for Upstream {
     fn refs(&self) -> Result<Vec<OfferedRef>, FetchError> {
         self.inner.refs()
     }
-    fn fetch_metadata(&self, kind: ObjectKind, checksum: &Checksum) -> Result<Vec<u8>, FetchError> {
-        self.inner.fetch_metadata(kind, checksum)
+    fn fetch_metadata(
+        &self,
+        kind: ObjectKind,
+        checksum: &Checksum,
+        interrupt: &Interrupt,
+    ) -> Result<Vec<u8>, FetchError> {
+        self.inner.fetch_metadata(kind, checksum, interrupt)
     }
-    fn fetch_commitmeta(&self, commit: &Checksum) -> Result<Option<Vec<u8>>, FetchError> {
-        self.inner.fetch_commitmeta(commit)
+    fn fetch_commitmeta(
+        &self,
+        commit: &Checksum,
+        interrupt: &Interrupt,
+    ) -> Result<Option<Vec<u8>>, FetchError> {
+        self.inner.fetch_commitmeta(commit, interrupt)
     }
-    fn fetch_content(&self, checksum: &Checksum) -> Result<FetchedContent, FetchError> {
-        self.inner.fetch_content(checksum)
+    fn fetch_content(
+        &self,
+        checksum: &Checksum,
+        interrupt: &Interrupt,
+    ) -> Result<FetchedContent, FetchError> {
+        self.inner.fetch_content(checksum, interrupt)
     }
     fn commit_is_complete(&self, commit: &Checksum) -> Result<bool, FetchError> {
         self.inner.commit_is_complete(commit)
@@ -268,8 +281,9 @@ impl Source for Upstream {
     fn fetch_archived_content(
         &self,
         checksum: &Checksum,
+        interrupt: &Interrupt,
     ) -> Result<Option<FetchedArchive>, FetchError> {
-        self.inner.fetch_archived_content(checksum)
+        self.inner.fetch_archived_content(checksum, interrupt)
     }
 }
 

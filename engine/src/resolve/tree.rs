@@ -4,7 +4,7 @@
 use std::io::Read;
 
 use crate::object::{metadata_checksum, Checksum, ContentHasher, DirTree, FileHeader, ObjectKind};
-use crate::source::{source_name, Source};
+use crate::source::{source_name, Interrupt, Source};
 
 /// Path components deeper than this are not followed.
 const MAX_PATH_DEPTH: usize = 16;
@@ -16,7 +16,7 @@ pub(crate) fn fetch_metadata(
     checksum: &Checksum,
 ) -> Result<Vec<u8>, String> {
     let bytes = source
-        .fetch_metadata(kind, checksum)
+        .fetch_metadata(kind, checksum, &Interrupt::never())
         .map_err(|error| error.to_string())?;
     let actual = metadata_checksum(&bytes);
     if actual != *checksum {
@@ -49,7 +49,7 @@ pub(crate) fn fetch_file(
 ) -> Result<Vec<u8>, String> {
     let name = || source_name(source.info());
     let fetched = source
-        .fetch_content(checksum)
+        .fetch_content(checksum, &Interrupt::never())
         .map_err(|error| error.to_string())?;
     let header: FileHeader = fetched.header;
     if !header.is_regular() {

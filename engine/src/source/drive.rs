@@ -9,8 +9,8 @@ use std::fmt::Display;
 use std::path::Path;
 
 use super::{
-    source_name, FetchError, FetchedArchive, FetchedContent, FetchedSummary, OfferedRef, Source,
-    SourceRank,
+    source_name, FetchError, FetchedArchive, FetchedContent, FetchedSummary, Interrupt, OfferedRef,
+    Source, SourceRank,
 };
 use crate::object::{Checksum, ObjectId, ObjectKind, Summary};
 use crate::repo::{CollectionRef, RefLocation, Repo, RepoError, RepoMode};
@@ -70,6 +70,14 @@ impl DriveSource {
 
     fn name(&self) -> String {
         source_name(&self.info)
+    }
+
+    /// Local reads take milliseconds: an interrupt is honoured before each one starts.
+    fn check(&self, interrupt: &Interrupt) -> Result<(), FetchError> {
+        if interrupt.is_interrupted() {
+            return Err(interrupt.error(&self.info));
+        }
+        Ok(())
     }
 
     /// Sorts a repository error into what the pull does next: a missing object is looked for
@@ -143,19 +151,35 @@ impl Source for DriveSource {
         Ok(offered)
     }
 
-    fn fetch_metadata(&self, kind: ObjectKind, checksum: &Checksum) -> Result<Vec<u8>, FetchError> {
+    fn fetch_metadata(
+        &self,
+        kind: ObjectKind,
+        checksum: &Checksum,
+        interrupt: &Interrupt,
+    ) -> Result<Vec<u8>, FetchError> {
+        self.check(interrupt)?;
         self.repo
             .read_metadata(kind, checksum)
             .map_err(|error| self.fetch_error(ObjectId::new(*checksum, kind), error))
     }
 
-    fn fetch_commitmeta(&self, commit: &Checksum) -> Result<Option<Vec<u8>>, FetchError> {
+    fn fetch_commitmeta(
+        &self,
+        commit: &Checksum,
+        interrupt: &Interrupt,
+    ) -> Result<Option<Vec<u8>>, FetchError> {
+        self.check(interrupt)?;
         self.repo.read_commitmeta(commit).map_err(|error| {
             self.fetch_error(ObjectId::new(*commit, ObjectKind::CommitMeta), error)
         })
     }
 
-    fn fetch_content(&self, checksum: &Checksum) -> Result<FetchedContent, FetchError> {
+    fn fetch_content(
+        &self,
+        checksum: &Checksum,
+        interrupt: &Interrupt,
+    ) -> Result<FetchedContent, FetchError> {
+        self.check(interrupt)?;
         let (header, body) = self
             .repo
             .open_content(checksum)
@@ -184,7 +208,9 @@ impl Source for DriveSource {
     fn fetch_archived_content(
         &self,
         checksum: &Checksum,
+        interrupt: &Interrupt,
     ) -> Result<Option<FetchedArchive>, FetchError> {
+        self.check(interrupt)?;
         if self.repo.mode() != RepoMode::Archive {
             return Ok(None);
         }

@@ -6,20 +6,24 @@
 //! unavailable as a whole; a 404 for one object only means that peer lacks it.
 //!
 //! Requests run on a small Tokio runtime owned by the source, so callers use plain blocking
-//! calls from any thread. Connections time out after [`CONNECT_TIMEOUT`]; a response that
-//! sends nothing for [`IDLE_TIMEOUT`] is abandoned, however large the object. Proxies are
-//! taken from the usual environment variables (`http_proxy`, `https_proxy`, `no_proxy`).
+//! calls from any thread, each waiting in slices of [`Interrupt::POLL`] so a cancelled or
+//! abandoned request returns at once. Connections time out after [`CONNECT_TIMEOUT`]; a
+//! response that sends nothing for [`IDLE_TIMEOUT`] is given up, however large the object.
+//! Connections are kept alive and reused (reqwest's pool). Proxies are taken from the usual
+//! environment variables (`http_proxy`, `https_proxy`, `no_proxy`).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io::{self, BufReader, Read};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use flate2::bufread::DeflateDecoder;
 
 use super::{
-    source_name, FetchError, FetchedArchive, FetchedContent, FetchedSummary, OfferedRef, Source,
-    SourceRank,
+    source_name, FetchError, FetchedArchive, FetchedContent, FetchedSummary, Interrupt, OfferedRef,
+    Source, SourceRank,
 };
+use crate::cancel::CancelToken;
 use crate::object::{
     Checksum, FileHeader, ObjectId, ObjectKind, Summary, MAX_COMMIT_SIZE,
     MAX_DETACHED_METADATA_SIZE, MAX_METADATA_SIZE,
@@ -29,8 +33,10 @@ use crate::schema::{SourceInfo, SourceKind};
 
 /// How long to wait for a connection to be accepted.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a response may stay silent before it is abandoned.
+/// How long a response may stay silent before the source is given up as gone.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Idle connections kept open per server, for requests in flight at once.
+const POOL_PER_HOST: usize = 16;
 
 /// An archive repository at an `http://` or `https://` URL.
 pub struct HttpSource {
@@ -64,8 +70,14 @@ impl HttpSource {
     /// Connects to the repository at `url`: reads its `config` (it must be an archive
     /// repository) and its `summary` (and `summary.sig` when there is one). Fails as
     /// [`FetchError::Unavailable`] when the server refuses, or serves no repository or no
-    /// summary. Call it from a thread that is not running asynchronous tasks.
-    pub fn connect(url: &str, kind: SourceKind, label: Option<String>) -> Result<Self, FetchError> {
+    /// summary. Tripping `cancel` stops it within [`Interrupt::POLL`]. Call it from a thread
+    /// that is not running asynchronous tasks.
+    pub fn connect(
+        url: &str,
+        kind: SourceKind,
+        label: Option<String>,
+        cancel: &CancelToken,
+    ) -> Result<Self, FetchError> {
         let mut base = reqwest::Url::parse(url).map_err(|error| {
             FetchError::failed(
                 &info(kind, url, label.clone()),
@@ -91,6 +103,8 @@ impl HttpSource {
             .map_err(|error| FetchError::failed(&info, format!("cannot start: {error}")))?;
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
+            .pool_max_idle_per_host(POOL_PER_HOST)
+            .tcp_nodelay(true)
             .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|error| FetchError::failed(&info, format!("cannot start: {error}")))?;
@@ -114,8 +128,9 @@ impl HttpSource {
             },
         };
 
+        let interrupt = Interrupt::on_cancel(cancel);
         let config = source
-            .get_bytes("config", MAX_CONFIG_SIZE as u64)?
+            .get_bytes("config", MAX_CONFIG_SIZE as u64, &interrupt)?
             .ok_or_else(|| source.unavailable("it serves no OSTree repository (no config)"))?;
         let config = std::str::from_utf8(&config)
             .ok()
@@ -128,11 +143,12 @@ impl HttpSource {
             )));
         }
         let summary_bytes = source
-            .get_bytes("summary", MAX_METADATA_SIZE)?
+            .get_bytes("summary", MAX_METADATA_SIZE, &interrupt)?
             .ok_or_else(|| source.unavailable("it has no summary"))?;
         let summary = Summary::parse(&summary_bytes)
             .map_err(|error| source.unavailable(&format!("its summary is invalid: {error}")))?;
-        source.summary_signatures = source.get_bytes("summary.sig", MAX_METADATA_SIZE)?;
+        source.summary_signatures =
+            source.get_bytes("summary.sig", MAX_METADATA_SIZE, &interrupt)?;
         source.rank.summary_timestamp = summary.last_modified();
         source.commit_sizes = summary
             .collection_refs()
@@ -174,17 +190,15 @@ impl HttpSource {
     }
 
     /// Starts a GET of `path` below the base URL and waits for the response headers.
-    fn get(&self, path: &str) -> Result<Fetched, FetchError> {
+    fn get(&self, path: &str, interrupt: &Interrupt) -> Result<Fetched, FetchError> {
         let url = self
             .base
             .join(path)
             .map_err(|error| FetchError::failed(&self.info, format!("bad path {path}: {error}")))?;
         let request = self.client.get(url).send();
-        let response = self
-            .runtime
-            .block_on(async { tokio::time::timeout(IDLE_TIMEOUT, request).await })
-            .map_err(|_| self.unavailable(&format!("timed out fetching {path}")))?
+        let response = wait(self.runtime.handle(), interrupt, &self.info, path, request)?
             .map_err(|error| self.request_error(path, &error))?;
+        interrupt.note_activity();
         let status = response.status();
         if status == reqwest::StatusCode::NOT_FOUND {
             return Ok(Fetched::NotFound);
@@ -196,8 +210,13 @@ impl HttpSource {
     }
 
     /// The whole body of `path`, at most `max` bytes; None for a 404.
-    fn get_bytes(&self, path: &str, max: u64) -> Result<Option<Vec<u8>>, FetchError> {
-        let response = match self.get(path)? {
+    fn get_bytes(
+        &self,
+        path: &str,
+        max: u64,
+        interrupt: &Interrupt,
+    ) -> Result<Option<Vec<u8>>, FetchError> {
+        let response = match self.get(path, interrupt)? {
             Fetched::Found(response) => response,
             Fetched::NotFound => return Ok(None),
         };
@@ -207,12 +226,14 @@ impl HttpSource {
                 format!("{path} is larger than the {max} bytes allowed"),
             ));
         }
-        let mut body = self.body(response);
+        let mut body = self.body(response, path, interrupt);
         let mut bytes = Vec::new();
-        (&mut body)
-            .take(max + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|error| self.unavailable(&format!("reading {path} failed: {error}")))?;
+        if let Err(error) = (&mut body).take(max + 1).read_to_end(&mut bytes) {
+            return Err(body
+                .stopped
+                .take()
+                .unwrap_or_else(|| self.unavailable(&format!("reading {path} failed: {error}"))));
+        }
         if bytes.len() as u64 > max {
             return Err(FetchError::failed(
                 &self.info,
@@ -222,12 +243,15 @@ impl HttpSource {
         Ok(Some(bytes))
     }
 
-    fn body(&self, response: reqwest::Response) -> HttpBody {
+    fn body(&self, response: reqwest::Response, path: &str, interrupt: &Interrupt) -> HttpBody {
         HttpBody {
             runtime: self.runtime.handle().clone(),
+            info: self.info.clone(),
+            path: path.to_owned(),
+            interrupt: interrupt.clone(),
             response,
-            chunk: Vec::new(),
-            position: 0,
+            chunk: bytes::Bytes::new(),
+            stopped: None,
         }
     }
 
@@ -241,9 +265,14 @@ impl HttpSource {
         )
     }
 
-    fn get_object(&self, object: ObjectId) -> Result<reqwest::Response, FetchError> {
-        match self.get(&Self::object_path(object))? {
-            Fetched::Found(response) => Ok(response),
+    fn get_object(
+        &self,
+        object: ObjectId,
+        interrupt: &Interrupt,
+    ) -> Result<(reqwest::Response, String), FetchError> {
+        let path = Self::object_path(object);
+        match self.get(&path, interrupt)? {
+            Fetched::Found(response) => Ok((response, path)),
             Fetched::NotFound => Err(FetchError::not_found(object, &self.info)),
         }
     }
@@ -257,36 +286,74 @@ fn info(kind: SourceKind, url: &str, label: Option<String>) -> SourceInfo {
     }
 }
 
-/// A response body read as a blocking stream; each wait for data is bounded by
-/// [`IDLE_TIMEOUT`].
+/// Runs `future` to completion on `runtime`, looking at `interrupt` every
+/// [`Interrupt::POLL`] and giving up after [`IDLE_TIMEOUT`] without bytes.
+fn wait<F: Future>(
+    runtime: &tokio::runtime::Handle,
+    interrupt: &Interrupt,
+    info: &SourceInfo,
+    what: &str,
+    future: F,
+) -> Result<F::Output, FetchError> {
+    let started = Instant::now();
+    runtime.block_on(async {
+        tokio::pin!(future);
+        loop {
+            if let Ok(output) = tokio::time::timeout(Interrupt::POLL, &mut future).await {
+                return Ok(output);
+            }
+            if interrupt.is_interrupted() {
+                return Err(interrupt.error(info));
+            }
+            if interrupt.silent_for(started) >= IDLE_TIMEOUT {
+                return Err(FetchError::unavailable(
+                    info,
+                    format!(
+                        "it sent nothing for {} s while serving {what}",
+                        IDLE_TIMEOUT.as_secs()
+                    ),
+                ));
+            }
+        }
+    })
+}
+
+/// A response body read as a blocking stream; each wait for data honours the request's
+/// [`Interrupt`] and [`IDLE_TIMEOUT`].
 struct HttpBody {
     runtime: tokio::runtime::Handle,
+    info: SourceInfo,
+    path: String,
+    interrupt: Interrupt,
     response: reqwest::Response,
-    chunk: Vec<u8>,
-    position: usize,
+    chunk: bytes::Bytes,
+    /// Why reading stopped early, in the source's terms (the `io::Error` only carries text).
+    stopped: Option<FetchError>,
 }
 
 impl Read for HttpBody {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.position >= self.chunk.len() {
+        while self.chunk.is_empty() {
             let next = self.response.chunk();
-            let chunk = self
-                .runtime
-                .block_on(async { tokio::time::timeout(IDLE_TIMEOUT, next).await })
-                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the server stopped sending"))?
-                .map_err(io::Error::other)?;
+            let chunk = match wait(&self.runtime, &self.interrupt, &self.info, &self.path, next) {
+                Ok(chunk) => chunk.map_err(io::Error::other)?,
+                Err(error) => {
+                    let text = error.to_string();
+                    self.stopped = Some(error);
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, text));
+                }
+            };
             match chunk {
                 Some(chunk) => {
-                    self.chunk = chunk.to_vec();
-                    self.position = 0;
+                    self.interrupt.note_activity();
+                    self.chunk = chunk;
                 }
                 None => return Ok(0),
             }
         }
-        let available = &self.chunk[self.position..];
-        let count = available.len().min(buf.len());
-        buf[..count].copy_from_slice(&available[..count]);
-        self.position += count;
+        let count = self.chunk.len().min(buf.len());
+        buf[..count].copy_from_slice(&self.chunk[..count]);
+        bytes::Buf::advance(&mut self.chunk, count);
         Ok(count)
     }
 }
@@ -317,14 +384,19 @@ impl Source for HttpSource {
         Ok(offered)
     }
 
-    fn fetch_metadata(&self, kind: ObjectKind, checksum: &Checksum) -> Result<Vec<u8>, FetchError> {
+    fn fetch_metadata(
+        &self,
+        kind: ObjectKind,
+        checksum: &Checksum,
+        interrupt: &Interrupt,
+    ) -> Result<Vec<u8>, FetchError> {
         let object = ObjectId::new(*checksum, kind);
         let max = match kind {
             // The size the summary states is the object's exact size (its name fixes it).
             ObjectKind::Commit => self.metadata_size(object).unwrap_or(MAX_COMMIT_SIZE),
             _ => MAX_METADATA_SIZE,
         };
-        self.get_bytes(&Self::object_path(object), max)?
+        self.get_bytes(&Self::object_path(object), max, interrupt)?
             .ok_or_else(|| FetchError::not_found(object, &self.info))
     }
 
@@ -340,16 +412,31 @@ impl Source for HttpSource {
             .map(|&size| size.min(MAX_COMMIT_SIZE))
     }
 
-    fn fetch_commitmeta(&self, commit: &Checksum) -> Result<Option<Vec<u8>>, FetchError> {
+    fn fetch_commitmeta(
+        &self,
+        commit: &Checksum,
+        interrupt: &Interrupt,
+    ) -> Result<Option<Vec<u8>>, FetchError> {
         let object = ObjectId::new(*commit, ObjectKind::CommitMeta);
-        self.get_bytes(&Self::object_path(object), MAX_DETACHED_METADATA_SIZE)
+        self.get_bytes(
+            &Self::object_path(object),
+            MAX_DETACHED_METADATA_SIZE,
+            interrupt,
+        )
     }
 
-    fn fetch_content(&self, checksum: &Checksum) -> Result<FetchedContent, FetchError> {
+    fn fetch_content(
+        &self,
+        checksum: &Checksum,
+        interrupt: &Interrupt,
+    ) -> Result<FetchedContent, FetchError> {
         let object = ObjectId::new(*checksum, ObjectKind::File);
-        let response = self.get_object(object)?;
-        let mut body = BufReader::with_capacity(64 * 1024, self.body(response));
+        let (response, path) = self.get_object(object, interrupt)?;
+        let mut body = BufReader::with_capacity(64 * 1024, self.body(response, &path, interrupt));
         let header = read_header(&mut body).map_err(|reason| {
+            if let Some(stopped) = body.get_mut().stopped.take() {
+                return stopped;
+            }
             FetchError::failed(
                 &self.info,
                 format!("{object} from {}: {reason}", source_name(&self.info)),
@@ -371,12 +458,14 @@ impl Source for HttpSource {
     fn fetch_archived_content(
         &self,
         checksum: &Checksum,
+        interrupt: &Interrupt,
     ) -> Result<Option<FetchedArchive>, FetchError> {
-        let response = self.get_object(ObjectId::new(*checksum, ObjectKind::File))?;
+        let (response, path) =
+            self.get_object(ObjectId::new(*checksum, ObjectKind::File), interrupt)?;
         let size = response.content_length();
         Ok(Some(FetchedArchive {
             size,
-            stream: Box::new(self.body(response)),
+            stream: Box::new(self.body(response, &path, interrupt)),
         }))
     }
 

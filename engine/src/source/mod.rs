@@ -9,13 +9,114 @@ pub mod drive;
 pub mod http;
 
 use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 
+use crate::cancel::CancelToken;
 use crate::object::{Checksum, FileHeader, ObjectId, ObjectKind};
-use crate::pull::schedule::SourceRank;
-use crate::schema::SourceInfo;
+use crate::schema::{SourceInfo, SourceKind};
 
 pub use drive::{open_drive, DriveSource, OpenedDrive};
 pub use http::HttpSource;
+
+/// How a source ranks before a pull starts: drives before nearby computers before upstream.
+/// The summary's timestamp is unsigned, so it only orders sources that offer the same commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceRank {
+    pub kind: SourceKind,
+    /// Last-modified time of the source's summary, when it has one. Newer is preferred.
+    pub summary_timestamp: Option<u64>,
+}
+
+/// What can cut one fetch short: the operation being cancelled, or the pull abandoning this
+/// request (another source delivered the object first, or this one stalled). Sources check
+/// it while they wait, so no request outlives it by more than [`Interrupt::POLL`].
+#[derive(Debug, Clone)]
+pub struct Interrupt {
+    cancel: Option<CancelToken>,
+    abandoned: Option<Arc<AtomicBool>>,
+    /// When bytes last arrived for this request, in milliseconds after `epoch`.
+    activity: Arc<AtomicU64>,
+    epoch: Instant,
+}
+
+impl Default for Interrupt {
+    fn default() -> Self {
+        Self::never()
+    }
+}
+
+impl Interrupt {
+    /// How often a waiting fetch looks at its interrupt.
+    pub const POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+    /// Nothing interrupts the fetch (listings, tests).
+    pub fn never() -> Self {
+        Self {
+            cancel: None,
+            abandoned: None,
+            activity: Arc::new(AtomicU64::new(0)),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// The fetch stops when `cancel` is tripped.
+    pub fn on_cancel(cancel: &CancelToken) -> Self {
+        Self {
+            cancel: Some(cancel.clone()),
+            ..Self::never()
+        }
+    }
+
+    /// The fetch stops when `cancel` is tripped or `abandoned` is set.
+    pub fn on_cancel_or_abandon(cancel: &CancelToken, abandoned: Arc<AtomicBool>) -> Self {
+        Self {
+            cancel: Some(cancel.clone()),
+            abandoned: Some(abandoned),
+            ..Self::never()
+        }
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(CancelToken::is_cancelled)
+    }
+
+    pub fn is_abandoned(&self) -> bool {
+        self.abandoned
+            .as_ref()
+            .is_some_and(|flag| flag.load(Ordering::Relaxed))
+    }
+
+    /// Whether the fetch should stop now.
+    pub fn is_interrupted(&self) -> bool {
+        self.is_cancelled() || self.is_abandoned()
+    }
+
+    /// Bytes arrived: the request is alive.
+    pub fn note_activity(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.activity.store(now.max(1), Ordering::Relaxed);
+    }
+
+    /// How long since bytes last arrived (or since `started`, when none has yet).
+    pub fn silent_for(&self, started: Instant) -> std::time::Duration {
+        let last = self.activity.load(Ordering::Relaxed);
+        if last == 0 {
+            return started.elapsed();
+        }
+        let last = self.epoch + std::time::Duration::from_millis(last);
+        last.max(started).elapsed()
+    }
+
+    /// The error a source returns when this interrupt stopped it.
+    pub fn error(&self, source: &SourceInfo) -> FetchError {
+        FetchError::Interrupted {
+            source_name: source_name(source),
+            cancelled: self.is_cancelled(),
+        }
+    }
+}
 
 /// A ref a source offers, and the commit it points at there.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -60,6 +161,12 @@ pub enum FetchError {
     /// Something the source holds could not be read or is malformed.
     #[error("{source_name}: {reason}")]
     Failed { source_name: String, reason: String },
+    /// The fetch was cut short by its [`Interrupt`]: cancelled, or abandoned by the pull.
+    #[error("{source_name}: {}", if *cancelled { "cancelled" } else { "abandoned" })]
+    Interrupted {
+        source_name: String,
+        cancelled: bool,
+    },
 }
 
 impl FetchError {
@@ -105,13 +212,26 @@ pub trait Source: Send + Sync {
     fn refs(&self) -> Result<Vec<OfferedRef>, FetchError>;
 
     /// The raw bytes of a metadata object (commit, dirtree or dirmeta), unverified.
-    fn fetch_metadata(&self, kind: ObjectKind, checksum: &Checksum) -> Result<Vec<u8>, FetchError>;
+    fn fetch_metadata(
+        &self,
+        kind: ObjectKind,
+        checksum: &Checksum,
+        interrupt: &Interrupt,
+    ) -> Result<Vec<u8>, FetchError>;
 
     /// A commit's detached metadata (its signatures), if the source has any.
-    fn fetch_commitmeta(&self, commit: &Checksum) -> Result<Option<Vec<u8>>, FetchError>;
+    fn fetch_commitmeta(
+        &self,
+        commit: &Checksum,
+        interrupt: &Interrupt,
+    ) -> Result<Option<Vec<u8>>, FetchError>;
 
-    /// A content object, unverified.
-    fn fetch_content(&self, checksum: &Checksum) -> Result<FetchedContent, FetchError>;
+    /// A content object, unverified. Reading its body honours `interrupt` too.
+    fn fetch_content(
+        &self,
+        checksum: &Checksum,
+        interrupt: &Interrupt,
+    ) -> Result<FetchedContent, FetchError>;
 
     /// Whether the source holds the commit's whole closure. A drive may hold a partial
     /// commit (`state/<commit>.commitpartial`); such a commit is not a candidate.
@@ -134,6 +254,7 @@ pub trait Source: Send + Sync {
     fn fetch_archived_content(
         &self,
         _checksum: &Checksum,
+        _interrupt: &Interrupt,
     ) -> Result<Option<FetchedArchive>, FetchError> {
         Ok(None)
     }
