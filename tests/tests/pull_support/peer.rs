@@ -166,6 +166,8 @@ struct Shared {
     log: Mutex<Vec<Request>>,
     logged: Condvar,
     gone: Gone,
+    /// Set once the listener is closed: connections are refused from then on.
+    closed: Gone,
     connections: Mutex<HashMap<u64, TcpStream>>,
     next_connection: AtomicU64,
 }
@@ -181,8 +183,10 @@ impl Shared {
     /// Stops listening and cuts every connection.
     fn vanish(&self) {
         self.gone.set();
-        // Wakes the accept loop so it drops the listener.
+        // Wakes the accept loop so it drops the listener, and waits for that: a connection
+        // attempted after this returns is refused.
         let _ = TcpStream::connect(self.address);
+        self.closed.wait(Duration::from_secs(5));
         for stream in lock(&self.connections).values() {
             let _ = stream.shutdown(Shutdown::Both);
         }
@@ -251,6 +255,7 @@ impl Peer {
             log: Mutex::new(Vec::new()),
             logged: Condvar::new(),
             gone: Gone::default(),
+            closed: Gone::default(),
             connections: Mutex::new(HashMap::new()),
             next_connection: AtomicU64::new(0),
         });
@@ -265,7 +270,8 @@ impl Peer {
                     let shared = shared.clone();
                     std::thread::spawn(move || serve_connection(stream, &shared));
                 }
-                // The listener is dropped here: later connections are refused.
+                drop(listener);
+                shared.closed.set();
             })
         };
         Ok(Peer {
