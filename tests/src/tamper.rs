@@ -88,6 +88,28 @@ pub fn pad_filez(repo: &OstreeRepo, rev: &str, path: &str, blocks: usize) -> Res
     Ok(object)
 }
 
+/// The bytes of a `.filez` object with the last byte of its content flipped: the same header
+/// and a valid raw-deflate stream of the same length, so the object is well formed and only
+/// its hash shows it is not the object named. Fails for an object without content (a
+/// symlink, an empty file).
+pub fn change_filez_content(bytes: &[u8]) -> Result<Vec<u8>> {
+    let object = Path::new("(filez bytes)");
+    let body_start = filez_body_start(object, bytes)?;
+    let mut content = Vec::new();
+    DeflateDecoder::new(&bytes[body_start..])
+        .read_to_end(&mut content)
+        .at("inflate", object)?;
+    let last = content
+        .last_mut()
+        .ok_or_else(|| bad_object(object, "has no content to change"))?;
+    *last ^= 0x01;
+    let mut encoder = DeflateEncoder::new(Vec::new(), Compression::new(6));
+    encoder.write_all(&content).at("deflate", object)?;
+    let mut out = bytes[..body_start].to_vec();
+    out.extend(encoder.finish().at("deflate", object)?);
+    Ok(out)
+}
+
 /// Where the compressed content of a `.filez` starts: after the 4-byte header length, 4
 /// bytes of padding and the header.
 fn filez_body_start(object: &Path, bytes: &[u8]) -> Result<usize> {

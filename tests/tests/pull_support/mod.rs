@@ -118,6 +118,26 @@ pub fn pull(
     Ok(PullRun { output, events })
 }
 
+/// Runs `ferryctl pull --json`, killing it when it is still running after `timeout`: `None`
+/// then. For pulls a misbehaving source could hold up.
+pub fn pull_within(
+    timeout: Duration,
+    trust_root: &Path,
+    dest: &Path,
+    from: &[&OsStr],
+    extra: &[&str],
+    refs: &[&str],
+) -> Result<Option<PullRun>> {
+    let Some(output) = ferryctl(trust_root)?
+        .args(pull_args(dest, from, extra, refs))
+        .output_within(timeout)?
+    else {
+        return Ok(None);
+    };
+    let events = parse_events(&output.stdout)?;
+    Ok(Some(PullRun { output, events }))
+}
+
 /// `ferryctl pull --json --from SOURCE --remote origin REF`.
 pub fn pull_remote(
     trust_root: &Path,
