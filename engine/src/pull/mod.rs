@@ -30,8 +30,9 @@ mod transfer;
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rand::seq::SliceRandom;
 
@@ -50,6 +51,9 @@ use crate::trust::{
 };
 use progress::Progress;
 use transfer::{names_of, Transfer};
+
+/// A commit a source has not handed out within this long is asked of the next source too.
+const COMMIT_HEDGE_AFTER: Duration = Duration::from_secs(2);
 
 /// Where a pulled ref is written in the destination, and so which remote vouches for it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -595,9 +599,11 @@ impl Context<'_> {
     }
 
     /// Fetches `commit` from the first of `offering` ((position, source) pairs, best first)
-    /// that hands it out and has it pass the policy. A source that fails to hand it out is
-    /// followed by the next; one whose commit is refused ends the search, since every source
-    /// holds the same bytes under that name. Returns the refusals too.
+    /// that hands it out and has it pass the policy. When a source has not answered within
+    /// [`COMMIT_HEDGE_AFTER`], or failed, the next one is asked too, so a slow or failing source
+    /// cannot hold the choice; the first answer wins and the others are abandoned. A commit the
+    /// policy refuses ends the search, since every source holds the same bytes under that
+    /// name. Returns the refusals too.
     fn first_candidate(
         &self,
         commit: &Checksum,
@@ -606,22 +612,61 @@ impl Context<'_> {
         policy: &RemotePolicy,
     ) -> Vec<Result<(usize, Candidate), PullError>> {
         let mut results = Vec::new();
-        for &(position, index) in offering {
-            if self.cancel.is_cancelled() {
-                break;
-            }
-            match self.candidate(index, commit, request, policy) {
-                Ok(candidate) => {
-                    results.push(Ok((position, candidate)));
-                    return results;
+        let (answers, answered) = crossbeam_channel::unbounded();
+        std::thread::scope(|scope| {
+            let mut abandon: Vec<Arc<AtomicBool>> = Vec::new();
+            let mut asked = 0;
+            let mut running = 0;
+            let mut last_asked = Instant::now();
+            let mut ask = |asked: &mut usize, running: &mut usize| {
+                let (position, index) = offering[*asked];
+                let flag = Arc::new(AtomicBool::new(false));
+                abandon.push(flag.clone());
+                let answers = answers.clone();
+                scope.spawn(move || {
+                    let interrupt = Interrupt::on_cancel_or_abandon(self.cancel, flag);
+                    let result = self.candidate(index, commit, request, policy, &interrupt);
+                    let _ = answers.send(result.map(|candidate| (position, candidate)));
+                });
+                *asked += 1;
+                *running += 1;
+            };
+            ask(&mut asked, &mut running);
+            while running > 0 {
+                match answered.recv_timeout(Interrupt::POLL) {
+                    Ok(Ok(found)) => {
+                        results.push(Ok(found));
+                        break;
+                    }
+                    Ok(Err(error @ (PullError::Trust(_) | PullError::Offered { .. }))) => {
+                        results.push(Err(error));
+                        break;
+                    }
+                    Ok(Err(error)) => {
+                        running -= 1;
+                        if !matches!(error, PullError::Cancelled) {
+                            results.push(Err(error));
+                        }
+                        if asked < offering.len() {
+                            ask(&mut asked, &mut running);
+                            last_asked = Instant::now();
+                        }
+                    }
+                    Err(_) => {
+                        if self.cancel.is_cancelled() {
+                            break;
+                        }
+                        if asked < offering.len() && last_asked.elapsed() >= COMMIT_HEDGE_AFTER {
+                            ask(&mut asked, &mut running);
+                            last_asked = Instant::now();
+                        }
+                    }
                 }
-                Err(error @ (PullError::Trust(_) | PullError::Offered { .. })) => {
-                    results.push(Err(error));
-                    return results;
-                }
-                Err(error) => results.push(Err(error)),
             }
-        }
+            for flag in &abandon {
+                flag.store(true, Ordering::Relaxed);
+            }
+        });
         results
     }
 
@@ -662,16 +707,16 @@ impl Context<'_> {
         commit: &Checksum,
         request: &PullRequest,
         policy: &RemotePolicy,
+        interrupt: &Interrupt,
     ) -> Result<Candidate, PullError> {
         let source = &self.sources[index];
         let name = &self.names[index];
-        let interrupt = Interrupt::on_cancel(self.cancel);
         let fetched = (|| {
             if !source.commit_is_complete(commit)? {
                 return Ok(None);
             }
-            let bytes = source.fetch_metadata(ObjectKind::Commit, commit, &interrupt)?;
-            let commitmeta = source.fetch_commitmeta(commit, &interrupt)?;
+            let bytes = source.fetch_metadata(ObjectKind::Commit, commit, interrupt)?;
+            let commitmeta = source.fetch_commitmeta(commit, interrupt)?;
             Ok(Some((bytes, commitmeta)))
         })();
         let (bytes, commitmeta) = match fetched {
