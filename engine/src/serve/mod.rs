@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -32,6 +33,7 @@ use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
@@ -195,6 +197,34 @@ fn servable(uri_path: &str) -> Option<Servable<'_>> {
             Some(Servable::File(relative))
         }
         _ => None,
+    }
+}
+
+/// A listening socket on `address`:`port`, or, with no address, on every address: IPv6
+/// (link-local ones included) and IPv4 on one dual-stack socket, else IPv4 alone where this
+/// machine has no IPv6. Non-blocking, for [`TcpListener::from_std`].
+pub fn listen(address: Option<IpAddr>, port: u16) -> io::Result<std::net::TcpListener> {
+    let bind = |address: SocketAddr, dual_stack: bool| -> io::Result<std::net::TcpListener> {
+        let socket = Socket::new(
+            Domain::for_address(address),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )?;
+        if dual_stack {
+            socket.set_only_v6(false)?;
+        }
+        socket.set_reuse_address(true)?;
+        socket.bind(&address.into())?;
+        socket.listen(1024)?;
+        socket.set_nonblocking(true)?;
+        Ok(socket.into())
+    };
+    match address {
+        Some(address) => bind(SocketAddr::new(address, port), false),
+        None => bind(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port), true).or_else(|error| {
+            tracing::info!(%error, "no IPv6 here; listening on IPv4 only");
+            bind(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port), false)
+        }),
     }
 }
 

@@ -66,7 +66,11 @@ impl HttpSource {
     /// [`FetchError::Unavailable`] when the server refuses, or serves no repository or no
     /// summary. Call it from a thread that is not running asynchronous tasks.
     pub fn connect(url: &str, kind: SourceKind, label: Option<String>) -> Result<Self, FetchError> {
-        let mut base = reqwest::Url::parse(url).map_err(|error| {
+        // A link-local peer's zone cannot be parsed: it is asked for by a stand-in name.
+        let zoned = crate::lan::zone::ZonedUrl::parse(url)
+            .map_err(|reason| FetchError::failed(&info(kind, url, label.clone()), reason))?;
+        let parsed = zoned.as_ref().map_or(url, |zoned| zoned.url.as_str());
+        let mut base = reqwest::Url::parse(parsed).map_err(|error| {
             FetchError::failed(
                 &info(kind, url, label.clone()),
                 format!("{url} is not a valid URL: {error}"),
@@ -89,9 +93,14 @@ impl HttpSource {
             .enable_all()
             .build()
             .map_err(|error| FetchError::failed(&info, format!("cannot start: {error}")))?;
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
-            .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")));
+        if let Some(zoned) = &zoned {
+            // No proxy can reach a link-local address.
+            client = client.resolve(&zoned.host, zoned.address).no_proxy();
+        }
+        let client = client
             .build()
             .map_err(|error| FetchError::failed(&info, format!("cannot start: {error}")))?;
         let mut source = Self {
