@@ -321,7 +321,7 @@ mod tests {
     fn a_peer_with_only_a_link_local_address_is_reached_through_its_interface() {
         let link_local = announced("fe80::1", Some("veth-b"));
         assert_eq!(
-            peer_url(&[link_local.clone()], 43381, 0).as_deref(),
+            peer_url(std::slice::from_ref(&link_local), 43381, 0).as_deref(),
             Some("http://[fe80::1%25veth-b]:43381/0")
         );
         // Routable addresses are preferred, IPv4 first; a zone-less link-local one is unusable.
