@@ -19,7 +19,7 @@ use ferry_engine::source::{open_drive, HttpSource, Source};
 use ferry_engine::trust::{Signer, TrustRoots, Verdict};
 
 use crate::i18n::{tr, trf};
-use crate::render::{human_bytes, Output};
+use crate::render::{describe_sources, human_bytes, Output};
 use crate::signals;
 
 #[derive(Debug, clap::Args)]
@@ -82,7 +82,8 @@ fn is_url(source: &str) -> bool {
     source.starts_with("http://") || source.starts_with("https://")
 }
 
-pub fn run(args: PullArgs) -> anyhow::Result<ExitCode> {
+/// `list_sources` (`-v`): each ref's sources follow its result line.
+pub fn run(args: PullArgs, list_sources: bool) -> anyhow::Result<ExitCode> {
     let cancel = signals::install()?;
     let output = Output::new(args.json);
     let dest = Repo::open(&args.repo).with_context(|| {
@@ -114,7 +115,7 @@ pub fn run(args: PullArgs) -> anyhow::Result<ExitCode> {
     let outcomes = pull(&dest, &sources, &requests, &options, &output, &cancel);
     output.finish();
     let outcomes = outcomes?;
-    let ok = report(&outcomes, &output)?;
+    let ok = report(&outcomes, &output, list_sources)?;
     if output.is_json() {
         output.on_event(Event::Finished { ok });
     }
@@ -171,8 +172,9 @@ fn open_sources(from: &[String], output: &Output) -> anyhow::Result<Vec<Arc<dyn 
     Ok(sources)
 }
 
-/// Prints how each ref ended; returns whether all succeeded.
-fn report(outcomes: &[RefOutcome], output: &Output) -> anyhow::Result<bool> {
+/// Prints how each ref ended, with its sources when `list_sources`; returns whether all
+/// succeeded.
+fn report(outcomes: &[RefOutcome], output: &Output, list_sources: bool) -> anyhow::Result<bool> {
     let mut ok = true;
     let mut stdout = std::io::stdout().lock();
     for outcome in outcomes {
@@ -201,6 +203,7 @@ fn report(outcomes: &[RefOutcome], output: &Output) -> anyhow::Result<bool> {
             }
         };
         if output.is_json() {
+            let sources = output.sources_of(&id);
             output.on_event(Event::Result(InstallResult {
                 update: id,
                 ref_name: outcome.request.ref_name.clone(),
@@ -208,10 +211,15 @@ fn report(outcomes: &[RefOutcome], output: &Output) -> anyhow::Result<bool> {
                 status,
                 message: Some(message),
                 restart_required: false,
-                sources: Vec::new(),
+                sources,
             }));
-        } else if outcome.result.is_ok() {
-            writeln!(stdout, "{message}")?;
+        } else {
+            if outcome.result.is_ok() {
+                writeln!(stdout, "{message}")?;
+            }
+            if list_sources {
+                write!(stdout, "{}", describe_sources(&output.sources_of(&id)))?;
+            }
         }
     }
     stdout.flush()?;
