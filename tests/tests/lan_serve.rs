@@ -3,7 +3,9 @@
 //! and nothing outside the pull paths is served. Between two network namespaces joined by a
 //! veth pair (tests named `serial_`, run alone): machine B finds machine A's newer OS commit
 //! with no address given, lists it under a computer nearby and installs it from there, while a
-//! computer that advertises a repository without a summary is dropped as a problem.
+//! computer that advertises a repository without a summary is dropped as a problem; a computer
+//! with only an IPv6 link-local address is found and installed from the same way; and past 32
+//! computers nearby the others are ignored and counted.
 
 mod install_support;
 mod pull_support;
@@ -44,10 +46,32 @@ struct Server {
 impl Server {
     /// `[ip netns exec NAMESPACE] ferryctl -v serve --repo REPO ARGS...`, its log in `log`.
     fn start(namespace: Option<&str>, repo: &Path, args: &[&str], log: &Path) -> Result<Server> {
+        Server::start_as(None, namespace, repo, args, log)
+    }
+
+    /// [`Server::start`], with host name `host` (in a UTS namespace of its own) when given,
+    /// so that it advertises itself as "Ferry on HOST".
+    fn start_as(
+        host: Option<&str>,
+        namespace: Option<&str>,
+        repo: &Path,
+        args: &[&str],
+        log: &Path,
+    ) -> Result<Server> {
         let ferryctl = bins::binary("ferryctl")?;
-        let mut tool = match namespace {
-            Some(name) => Tool::new("ip").args(["netns", "exec", name]).arg(&ferryctl),
-            None => Tool::new(&ferryctl),
+        let mut tool = match host {
+            Some(host) => Tool::new("unshare").args([
+                "--uts",
+                "sh",
+                "-c",
+                "hostname \"$0\" && exec \"$@\"",
+                host,
+            ]),
+            None => Tool::new("env"),
+        };
+        tool = match namespace {
+            Some(name) => tool.args(["ip", "netns", "exec", name]).arg(&ferryctl),
+            None => tool.arg(&ferryctl),
         };
         tool = tool
             .env("FERRY_LOG", "info")
@@ -738,6 +762,68 @@ fn serial_a_computer_nearby_with_only_a_link_local_address_is_found_and_installe
         "machine A served no objects:\n{log}"
     );
     drop(peer);
+    drop(lan);
+    Ok(())
+}
+
+#[test]
+fn serial_past_32_computers_nearby_the_rest_are_ignored_and_counted() -> Result<()> {
+    const SERVERS: usize = 34;
+    require_root("network namespaces")?;
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let key = GpgKey::generate(&base.join("gnupg"), "OS Vendor <os@example.org>")?;
+    let sysroot = Sysroot::create(base, &key)?;
+    sysroot.publish("2.0")?;
+    let lan = Lan::create()?;
+    let mut servers = Vec::new();
+    for n in 0..SERVERS {
+        // Each under a host name of its own, as separate computers would be.
+        servers.push(Server::start_as(
+            Some(&format!("peer-{n}")),
+            Some(&lan.a),
+            &sysroot.os.repo.path,
+            &["--port", "0"],
+            &base.join(format!("serve-{n}.log")),
+        )?);
+    }
+    let vars = machine_b(base)?;
+    let list_args = [
+        OsStr::new("list"),
+        OsStr::new("--sysroot"),
+        sysroot.path.as_os_str(),
+        OsStr::new("--json"),
+    ];
+    let ignored = format!("{} more computers nearby", SERVERS - 32);
+    let deadline = Instant::now() + DISCOVERY_WAIT;
+    let list = loop {
+        let stdout = ferryctl_in(&lan.b, &vars, &list_args)?.stdout()?;
+        let list: UpdateList =
+            serde_json::from_str(&stdout).with_context(|| format!("not a listing: {stdout}"))?;
+        if list.problems.iter().any(|p| p.reason.starts_with(&ignored)) {
+            break list;
+        }
+        if Instant::now() >= deadline {
+            let seen: Vec<_> = list
+                .updates
+                .iter()
+                .flat_map(|u| u.sources.iter().map(|s| s.location.clone()))
+                .collect();
+            bail!(
+                "machine B never saw all {SERVERS} computers nearby: {} seen: {seen:?}\n{:#?}",
+                seen.len(),
+                list.problems
+            );
+        }
+    };
+    ensure!(list.updates.len() == 1, "{:#?}", list.updates);
+    let peers = list.updates[0]
+        .sources
+        .iter()
+        .filter(|s| s.kind == SourceKind::Lan)
+        .count();
+    ensure!(peers == 32, "{peers} computers nearby used, not 32");
+    drop(servers);
     drop(lan);
     Ok(())
 }
