@@ -650,6 +650,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn with_no_address_one_socket_takes_ipv6_and_ipv4() {
+        let listener = listen(None, 0).expect("listen");
+        let bound = listener.local_addr().expect("bound");
+        assert!(bound.is_ipv6(), "{bound}: IPv4 only");
+        for client in [
+            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), bound.port()),
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), bound.port()),
+        ] {
+            std::net::TcpStream::connect_timeout(&client, Duration::from_secs(5))
+                .unwrap_or_else(|error| panic!("{client}: {error}"));
+        }
+        let chosen = listen(Some(Ipv4Addr::LOCALHOST.into()), 0).expect("listen");
+        assert_eq!(
+            chosen.local_addr().expect("bound").ip(),
+            IpAddr::from(Ipv4Addr::LOCALHOST)
+        );
+    }
+
+    #[test]
     fn only_pull_paths_are_servable() {
         assert_eq!(servable("/config"), Some(Servable::Config));
         assert_eq!(servable("/0/config"), Some(Servable::Config));
