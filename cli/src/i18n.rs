@@ -30,7 +30,18 @@ pub fn tr(msgid: &str) -> String {
 
 /// Translates `msgid` and fills its `{}` placeholders in order.
 pub fn trf(msgid: &str, args: &[&dyn std::fmt::Display]) -> String {
-    let mut text = gettextrs::gettext(msgid);
+    fill(gettextrs::gettext(msgid), args)
+}
+
+/// Translates a message with a plural form chosen by `n`, and fills its `{}` placeholders in
+/// order.
+pub fn ntrf(singular: &str, plural: &str, n: u64, args: &[&dyn std::fmt::Display]) -> String {
+    // gettext takes an u32; counts beyond it all use the plural form of a big number.
+    let n = u32::try_from(n).unwrap_or(u32::MAX);
+    fill(gettextrs::ngettext(singular, plural, n), args)
+}
+
+fn fill(mut text: String, args: &[&dyn std::fmt::Display]) -> String {
     for arg in args {
         if let Some(at) = text.find("{}") {
             text.replace_range(at..at + 2, &arg.to_string());

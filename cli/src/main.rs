@@ -15,7 +15,8 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "ferryctl", version, about, propagate_version = true)]
 struct Cli {
-    /// Show the causes of errors and more log output (repeat for more).
+    /// Show the causes of errors, each update's sources after `pull` and `install`, and more
+    /// log output (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
 
@@ -62,9 +63,9 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Scan(args) => commands::scan::run(args),
-        Command::Pull(args) => commands::pull::run(args),
+        Command::Pull(args) => commands::pull::run(args, cli.verbose > 0),
         Command::List(args) => commands::list::run(args),
-        Command::Install(args) => commands::install::run(args),
+        Command::Install(args) => commands::install::run(args, cli.verbose > 0),
         Command::Serve(args) => commands::serve::run(args),
     };
     match result {

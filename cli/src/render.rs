@@ -5,10 +5,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use ferry_engine::event::{self, Event, MessageLevel, Phase, Reporter};
-use ferry_engine::schema::Problem;
+use ferry_engine::schema::{Problem, SourceState, SourceUse};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::i18n::{tr, trf};
+use crate::i18n::{ntrf, tr, trf};
 
 /// Writes every event as one JSON line on stdout, flushed at once so a reading process
 /// (the desktop app, the hook) sees progress as it happens.
@@ -118,7 +118,13 @@ impl Reporter for Terminal {
 }
 
 /// The reporter a command uses: JSON lines when asked, a bar on a terminal, else nothing.
-pub enum Output {
+/// Whatever it shows, it keeps each update's sources for [`Output::sources_of`].
+pub struct Output {
+    sink: Sink,
+    sources: Mutex<SourceLedger>,
+}
+
+enum Sink {
     Json(JsonLines),
     Terminal(Terminal),
     Quiet,
@@ -127,34 +133,131 @@ pub enum Output {
 impl Output {
     pub fn new(json: bool) -> Self {
         use std::io::IsTerminal;
-        if json {
-            Output::Json(JsonLines::default())
+        let sink = if json {
+            Sink::Json(JsonLines::default())
         } else if std::io::stderr().is_terminal() {
-            Output::Terminal(Terminal::new())
+            Sink::Terminal(Terminal::new())
         } else {
-            Output::Quiet
+            Sink::Quiet
+        };
+        Self {
+            sink,
+            sources: Mutex::default(),
         }
     }
 
     pub fn is_json(&self) -> bool {
-        matches!(self, Output::Json(_))
+        matches!(self.sink, Sink::Json(_))
     }
 
     pub fn finish(&self) {
-        if let Output::Terminal(terminal) = self {
+        if let Sink::Terminal(terminal) = &self.sink {
             terminal.finish();
         }
+    }
+
+    /// The sources update `update` was fetched from, as its events last told.
+    pub fn sources_of(&self, update: &str) -> Vec<SourceUse> {
+        self.sources
+            .lock()
+            .map(|ledger| ledger.sources_of(update))
+            .unwrap_or_default()
     }
 }
 
 impl Reporter for Output {
     fn on_event(&self, event: Event) {
-        match self {
-            Output::Json(json) => json.on_event(event),
-            Output::Terminal(terminal) => terminal.on_event(event),
-            Output::Quiet => {}
+        if let Ok(mut ledger) = self.sources.lock() {
+            ledger.record(&event);
+        }
+        match &self.sink {
+            Sink::Json(json) => json.on_event(event),
+            Sink::Terminal(terminal) => terminal.on_event(event),
+            Sink::Quiet => {}
         }
     }
+}
+
+/// Each update's sources, from progress events, source state changes and results.
+#[derive(Debug, Default)]
+pub struct SourceLedger {
+    /// By update ID; "" for events that name no update.
+    by_update: std::collections::HashMap<String, Vec<SourceUse>>,
+}
+
+impl SourceLedger {
+    pub fn record(&mut self, event: &Event) {
+        match event {
+            Event::Progress {
+                update, sources, ..
+            } if !sources.is_empty() => {
+                self.by_update
+                    .insert(update.clone().unwrap_or_default(), sources.clone());
+            }
+            Event::Result(result) if !result.sources.is_empty() => {
+                self.by_update
+                    .insert(result.update.clone(), result.sources.clone());
+            }
+            Event::SourceState {
+                update,
+                source,
+                state,
+                reason,
+            } => {
+                let known = self
+                    .by_update
+                    .get_mut(update.as_deref().unwrap_or_default())
+                    .and_then(|sources| sources.iter_mut().find(|s| &s.source == source));
+                if let Some(known) = known {
+                    known.state = *state;
+                    known.reason = reason.clone();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// `update`'s sources; those of events that named no update when there are none.
+    pub fn sources_of(&self, update: &str) -> Vec<SourceUse> {
+        self.by_update
+            .get(update)
+            .or_else(|| self.by_update.get(""))
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// What `-v` prints under an update's result line: one indented line per source with its
+/// share, and why it was set aside or dropped. Nothing when no source is known.
+pub fn describe_sources(sources: &[SourceUse]) -> String {
+    let mut text = String::new();
+    for source in sources {
+        // Translators: a source's share of a pull, e.g. "12 objects, 3.4 MB".
+        let share = ntrf(
+            "{} object, {}",
+            "{} objects, {}",
+            source.objects,
+            &[&source.objects, &human_bytes(source.bytes)],
+        );
+        let state = match source.state {
+            SourceState::Active => None,
+            SourceState::SetAside => Some(tr("set aside")),
+            SourceState::Dropped => Some(tr("dropped")),
+        };
+        // Translators: "from SOURCE: SHARE[; set aside|dropped[: REASON]]", under -v.
+        let line = match (state, source.reason.as_deref().filter(|r| !r.is_empty())) {
+            (None, _) => trf("from {}: {}", &[&source.source, &share]),
+            (Some(state), None) => trf("from {}: {}; {}", &[&source.source, &share, &state]),
+            (Some(state), Some(reason)) => trf(
+                "from {}: {}; {}: {}",
+                &[&source.source, &share, &state, &reason],
+            ),
+        };
+        text.push_str("  ");
+        text.push_str(&line);
+        text.push('\n');
+    }
+    text
 }
 
 /// Formats a byte count the way people read it (1.5 MB).
@@ -199,4 +302,97 @@ pub fn problems(problems: &[Problem]) -> String {
         }
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_engine::schema::{InstallResult, InstallStatus, SourceKind, TargetKind};
+
+    fn used(source: &str, kind: SourceKind, objects: u64, bytes: u64) -> SourceUse {
+        SourceUse {
+            source: source.to_owned(),
+            kind,
+            objects,
+            bytes,
+            state: SourceState::Active,
+            reason: None,
+        }
+    }
+
+    fn progress(update: &str, sources: Vec<SourceUse>) -> Event {
+        Event::Progress {
+            update: Some(update.to_owned()),
+            objects_done: 0,
+            objects_total: 0,
+            bytes_done: 0,
+            bytes_total: 0,
+            rate: 0,
+            eta_seconds: None,
+            source: None,
+            sources,
+        }
+    }
+
+    #[test]
+    fn each_source_is_listed_with_its_share_and_why_it_was_dropped() {
+        let drive = used(
+            "KINGSTON (/media/k/.ostree/repo)",
+            SourceKind::Drive,
+            1,
+            2_500,
+        );
+        let peer = "Ferry on lab-2 (http://10.0.0.2:43381/0)";
+        let mut ledger = SourceLedger::default();
+        ledger.record(&progress(
+            "os",
+            vec![drive.clone(), used(peer, SourceKind::Lan, 12, 3_400_000)],
+        ));
+        ledger.record(&Event::SourceState {
+            update: Some("os".into()),
+            source: peer.into(),
+            state: SourceState::Dropped,
+            reason: Some("an object does not hash to its name".into()),
+        });
+        let text = describe_sources(&ledger.sources_of("os"));
+        assert_eq!(
+            text,
+            "  from KINGSTON (/media/k/.ostree/repo): 1 object, 2.50 kB\n  \
+             from Ferry on lab-2 (http://10.0.0.2:43381/0): 12 objects, 3.40 MB; dropped: \
+             an object does not hash to its name\n"
+        );
+        let mut slow = used(peer, SourceKind::Lan, 0, 0);
+        slow.state = SourceState::SetAside;
+        assert_eq!(
+            describe_sources(&[slow]),
+            format!("  from {peer}: 0 objects, 0 B; set aside\n")
+        );
+        assert_eq!(describe_sources(&[]), "");
+        assert!(ledger.sources_of("another").is_empty());
+    }
+
+    #[test]
+    fn a_result_s_own_sources_replace_what_progress_said() {
+        let mut ledger = SourceLedger::default();
+        ledger.record(&progress(
+            "app",
+            vec![used("https://flathub.org/repo", SourceKind::Upstream, 1, 1)],
+        ));
+        let final_share = vec![used(
+            "https://flathub.org/repo",
+            SourceKind::Upstream,
+            9,
+            900,
+        )];
+        ledger.record(&Event::Result(InstallResult {
+            update: "app".into(),
+            ref_name: "app/org.example.App/x86_64/stable".into(),
+            target: TargetKind::Flatpak,
+            status: InstallStatus::Installed,
+            message: None,
+            restart_required: false,
+            sources: final_share.clone(),
+        }));
+        assert_eq!(ledger.sources_of("app"), final_share);
+    }
 }

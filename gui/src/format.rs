@@ -1,5 +1,7 @@
-//! How numbers look to people: sizes, rates, remaining time and versions.
+//! How numbers look to people: sizes, rates, remaining time, versions and where an update
+//! came from.
 
+use ferry_engine::schema::{SourceKind, SourceUse};
 use relm4::gtk::glib;
 
 use crate::i18n::{ntrf, tr, trf};
@@ -60,9 +62,152 @@ pub fn version_change(current: Option<&str>, new: Option<&str>) -> Option<String
     }
 }
 
+/// Where an update came from, e.g. "from KINGSTON and 2 computers nearby": the drives by
+/// label, computers nearby counted, servers as "the Internet". Only sources that handed out
+/// something count; None while none has.
+pub fn came_from(sources: &[SourceUse]) -> Option<String> {
+    let used = || sources.iter().filter(|s| s.objects > 0 || s.bytes > 0);
+    let mut drives: Vec<&str> = Vec::new();
+    for source in used().filter(|s| s.kind == SourceKind::Drive) {
+        let label = drive_label(&source.source);
+        if !drives.contains(&label) {
+            drives.push(label);
+        }
+    }
+    let mut peers: Vec<&str> = used()
+        .filter(|s| s.kind == SourceKind::Lan)
+        .map(|s| s.source.as_str())
+        .collect();
+    peers.sort_unstable();
+    peers.dedup();
+    let internet = used().any(|s| s.kind == SourceKind::Upstream);
+
+    let mut parts: Vec<String> = Vec::new();
+    match drives.as_slice() {
+        [] => {}
+        [label] => parts.push((*label).to_owned()),
+        // Translators: this and the next three fill {source}, {first}, {second} or {third} in
+        // "from {source}" and the like; use the form that reads right after "from".
+        more => parts.push(ntrf("{n} drive", "{n} drives", more.len() as u64, &[])),
+    }
+    match peers.len() {
+        0 => {}
+        1 => parts.push(tr("a computer nearby")),
+        n => parts.push(ntrf(
+            "{n} computer nearby",
+            "{n} computers nearby",
+            n as u64,
+            &[],
+        )),
+    }
+    if internet {
+        parts.push(tr("the Internet"));
+    }
+    Some(match parts.as_slice() {
+        [] => return None,
+        // Translators: under an update; {source} is a drive's label, "3 computers nearby"
+        // or "the Internet".
+        [one] => trf("from {source}", &[("source", one)]),
+        // Translators: under an update, e.g. "from KINGSTON and 2 computers nearby".
+        [first, second] => trf(
+            "from {first} and {second}",
+            &[("first", first), ("second", second)],
+        ),
+        [first, second, third, ..] => trf(
+            "from {first}, {second} and {third}",
+            &[("first", first), ("second", second), ("third", third)],
+        ),
+    })
+}
+
+/// A drive's label in a source name: "KINGSTON" of "KINGSTON (/media/k/.ostree/repo)"; the
+/// whole name when it has no label.
+fn drive_label(name: &str) -> &str {
+    name.find(" (/")
+        .or_else(|| name.ends_with(')').then(|| name.rfind(" (")).flatten())
+        .map_or(name, |end| &name[..end])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferry_engine::schema::SourceState;
+
+    fn used(source: &str, kind: SourceKind, objects: u64) -> SourceUse {
+        SourceUse {
+            source: source.to_owned(),
+            kind,
+            objects,
+            bytes: objects * 1000,
+            state: SourceState::Active,
+            reason: None,
+        }
+    }
+
+    fn peer(n: u32) -> SourceUse {
+        used(
+            &format!("Ferry on lab-{n} (http://10.0.0.{n}:43381/0)"),
+            SourceKind::Lan,
+            3,
+        )
+    }
+
+    #[test]
+    fn an_update_says_which_drive_and_how_many_computers_it_came_from() {
+        let kingston = used("KINGSTON (/media/k/.ostree/repo)", SourceKind::Drive, 10);
+        assert_eq!(
+            came_from(std::slice::from_ref(&kingston)).as_deref(),
+            Some("from KINGSTON")
+        );
+        assert_eq!(
+            came_from(&[kingston.clone(), peer(1), peer(2)]).as_deref(),
+            Some("from KINGSTON and 2 computers nearby")
+        );
+        assert_eq!(
+            came_from(&[peer(1), peer(2), peer(3)]).as_deref(),
+            Some("from 3 computers nearby")
+        );
+        assert_eq!(
+            came_from(&[peer(4)]).as_deref(),
+            Some("from a computer nearby")
+        );
+        let flathub = used("https://dl.flathub.org/repo/", SourceKind::Upstream, 5);
+        assert_eq!(
+            came_from(std::slice::from_ref(&flathub)).as_deref(),
+            Some("from the Internet")
+        );
+        assert_eq!(
+            came_from(&[kingston.clone(), peer(1), flathub]).as_deref(),
+            Some("from KINGSTON, a computer nearby and the Internet")
+        );
+        // Two repositories on one drive are one drive; two drives are counted.
+        let other_repo = used("KINGSTON (/media/k/ostree/repo)", SourceKind::Drive, 1);
+        let sandisk = used("SANDISK (/media/s/.ostree/repo)", SourceKind::Drive, 1);
+        assert_eq!(
+            came_from(&[kingston.clone(), other_repo]).as_deref(),
+            Some("from KINGSTON")
+        );
+        assert_eq!(
+            came_from(&[kingston, sandisk]).as_deref(),
+            Some("from 2 drives")
+        );
+    }
+
+    #[test]
+    fn sources_that_gave_nothing_are_not_named() {
+        let mut dropped = peer(9);
+        dropped.objects = 0;
+        dropped.bytes = 0;
+        dropped.state = SourceState::Dropped;
+        assert_eq!(came_from(&[]), None);
+        assert_eq!(came_from(std::slice::from_ref(&dropped)), None);
+        let unlabelled = used("/run/media/repo", SourceKind::Drive, 2);
+        assert_eq!(
+            came_from(&[unlabelled, dropped]).as_deref(),
+            Some("from /run/media/repo")
+        );
+        assert_eq!(drive_label("USB (2) (/media/u/.ostree/repo)"), "USB (2)");
+    }
 
     #[test]
     fn sizes_use_decimal_units() {

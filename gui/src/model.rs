@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use ferry_engine::event::{Event, MessageLevel, Phase, StreamError};
-use ferry_engine::schema::{InstallResult, InstallStatus, TargetKind, Update};
+use ferry_engine::schema::{InstallResult, InstallStatus, SourceUse, TargetKind, Update};
 
 use crate::i18n::{ntrf, tr, trf};
 
@@ -191,6 +191,8 @@ pub struct InstallRun {
     outcome: Option<Outcome>,
     /// What earlier runs installed, so those rows keep saying so.
     earlier: HashMap<String, RowStatus>,
+    /// Each update's sources, as progress and its result last told (earlier runs' too).
+    sources: HashMap<String, Vec<SourceUse>>,
 }
 
 impl InstallRun {
@@ -213,6 +215,7 @@ impl InstallRun {
             ignored_lines: 0,
             outcome: None,
             earlier: HashMap::new(),
+            sources: HashMap::new(),
         }
     }
 
@@ -229,6 +232,12 @@ impl InstallRun {
             for id in run.rows.keys() {
                 run.earlier.remove(id);
             }
+            run.sources = previous
+                .sources
+                .iter()
+                .filter(|(id, _)| run.earlier.contains_key(*id))
+                .map(|(id, sources)| (id.clone(), sources.clone()))
+                .collect();
         }
         run
     }
@@ -312,8 +321,12 @@ impl InstallRun {
                 bytes_total,
                 rate,
                 eta_seconds,
+                sources,
                 ..
             } => {
+                if let Some(id) = update.as_ref().filter(|_| !sources.is_empty()) {
+                    self.sources.insert(id.clone(), sources);
+                }
                 let transfer = Transfer {
                     bytes_done,
                     bytes_total,
@@ -335,14 +348,32 @@ impl InstallRun {
                 }
             }
             Event::Message { level, text } => self.messages.push((level, text)),
-            // Shown through the sources of each result.
-            Event::SourceState { .. } => {}
+            Event::SourceState {
+                update: Some(id),
+                source,
+                state,
+                reason,
+            } => {
+                let known = self
+                    .sources
+                    .get_mut(&id)
+                    .and_then(|sources| sources.iter_mut().find(|s| s.source == source));
+                if let Some(known) = known {
+                    known.state = state;
+                    known.reason = reason;
+                }
+            }
+            Event::SourceState { update: None, .. } => {}
             Event::Result(result) => self.apply_result(result),
             Event::Finished { ok } => self.finished_ok = Some(ok),
         }
     }
 
     fn apply_result(&mut self, result: InstallResult) {
+        if !result.sources.is_empty() {
+            self.sources
+                .insert(result.update.clone(), result.sources.clone());
+        }
         let restart_required = result.restart_required
             && self
                 .planned
@@ -530,6 +561,11 @@ impl InstallRun {
         )
     }
 
+    /// The sources update `id` was fetched from so far, each with its share.
+    pub fn sources(&self, id: &str) -> &[SourceUse] {
+        self.sources.get(id).map_or(&[], Vec::as_slice)
+    }
+
     pub fn contains(&self, id: &str) -> bool {
         self.rows.contains_key(id)
     }
@@ -643,6 +679,69 @@ mod tests {
                 assert_eq!(to_line(&event), line, "not canonical");
             }
         }
+    }
+
+    fn share(source: &str, kind: ferry_engine::schema::SourceKind, objects: u64) -> SourceUse {
+        SourceUse {
+            source: source.to_owned(),
+            kind,
+            objects,
+            bytes: objects * 100,
+            state: ferry_engine::schema::SourceState::Active,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn each_row_knows_its_sources_from_progress_drops_and_its_result() {
+        use ferry_engine::schema::{SourceKind, SourceState};
+        let kingston = "KINGSTON (/media/k/.ostree/repo)";
+        let peer = "Ferry on lab-2 (http://[fe80::2%25eth0]:43381/0)";
+        let mut run = InstallRun::new(&kingston_updates());
+        run.apply(Event::Progress {
+            update: Some(OS.into()),
+            objects_done: 4,
+            objects_total: 10,
+            bytes_done: 400,
+            bytes_total: 1000,
+            rate: 0,
+            eta_seconds: None,
+            source: None,
+            sources: vec![
+                share(kingston, SourceKind::Drive, 3),
+                share(peer, SourceKind::Lan, 1),
+            ],
+        });
+        assert_eq!(run.sources(OS).len(), 2);
+        assert!(run.sources(EDITOR).is_empty());
+        assert_eq!(
+            crate::format::came_from(run.sources(OS)).as_deref(),
+            Some("from KINGSTON and a computer nearby")
+        );
+        run.apply(Event::SourceState {
+            update: Some(OS.into()),
+            source: peer.into(),
+            state: SourceState::Dropped,
+            reason: Some("it sent an object that does not hash to its name".into()),
+        });
+        assert_eq!(run.sources(OS)[1].state, SourceState::Dropped);
+        // The result's figures are final: what the dropped peer sent was discarded.
+        run.apply(Event::Result(InstallResult {
+            update: OS.into(),
+            ref_name: "exampleos/x86_64/stable".into(),
+            target: TargetKind::Os,
+            status: InstallStatus::Installed,
+            message: None,
+            restart_required: false,
+            sources: vec![share(kingston, SourceKind::Drive, 10)],
+        }));
+        assert_eq!(
+            crate::format::came_from(run.sources(OS)).as_deref(),
+            Some("from KINGSTON")
+        );
+        // A later run keeps saying where the installed update came from.
+        let next = InstallRun::after(Some(&run), &[]);
+        assert_eq!(next.sources(OS), run.sources(OS));
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! and nothing outside the pull paths is served. Between two network namespaces joined by a
 //! veth pair (tests named `serial_`, run alone): machine B finds machine A's newer OS commit
 //! with no address given, lists it under a computer nearby and installs it from there, while a
-//! computer that advertises a repository without a summary is dropped as a problem.
+//! computer that advertises a repository without a summary is dropped as a problem; a computer
+//! with only an IPv6 link-local address is found and installed from the same way; and past 32
+//! computers nearby the others are ignored and counted.
 
 mod install_support;
 mod pull_support;
@@ -44,10 +46,32 @@ struct Server {
 impl Server {
     /// `[ip netns exec NAMESPACE] ferryctl -v serve --repo REPO ARGS...`, its log in `log`.
     fn start(namespace: Option<&str>, repo: &Path, args: &[&str], log: &Path) -> Result<Server> {
+        Server::start_as(None, namespace, repo, args, log)
+    }
+
+    /// [`Server::start`], with host name `host` (in a UTS namespace of its own) when given,
+    /// so that it advertises itself as "Ferry on HOST".
+    fn start_as(
+        host: Option<&str>,
+        namespace: Option<&str>,
+        repo: &Path,
+        args: &[&str],
+        log: &Path,
+    ) -> Result<Server> {
         let ferryctl = bins::binary("ferryctl")?;
-        let mut tool = match namespace {
-            Some(name) => Tool::new("ip").args(["netns", "exec", name]).arg(&ferryctl),
-            None => Tool::new(&ferryctl),
+        let mut tool = match host {
+            Some(host) => Tool::new("unshare").args([
+                "--uts",
+                "sh",
+                "-c",
+                "hostname \"$0\" && exec \"$@\"",
+                host,
+            ]),
+            None => Tool::new("env"),
+        };
+        tool = match namespace {
+            Some(name) => tool.args(["ip", "netns", "exec", name]).arg(&ferryctl),
+            None => tool.arg(&ferryctl),
         };
         tool = tool
             .env("FERRY_LOG", "info")
@@ -420,15 +444,35 @@ fn refuses_to_serve_what_peers_cannot_use() -> Result<()> {
     Ok(())
 }
 
-/// Two network namespaces, A (10.201.0.1) and B (10.201.0.2), joined by a veth pair created
-/// inside them; deleted when dropped, whatever happened.
+/// Two network namespaces, A and B, joined by a veth pair (`veth-a` in A, `veth-b` in B)
+/// created inside them; deleted when dropped, whatever happened.
 struct Lan {
     a: String,
     b: String,
 }
 
+/// A's IPv6 link-local address on a link-local-only [`Lan`].
+const LINK_LOCAL_A: &str = "fe80::a";
+
 impl Lan {
+    /// A is 10.201.0.1, B 10.201.0.2.
     fn create() -> Result<Lan> {
+        Lan::with_addresses(&[
+            ("veth-a", "10.201.0.1/24", false),
+            ("veth-b", "10.201.0.2/24", false),
+        ])
+    }
+
+    /// No IPv4 at all: A is fe80::a, B fe80::b, link-local IPv6 only.
+    fn link_local_only() -> Result<Lan> {
+        Lan::with_addresses(&[
+            ("veth-a", &format!("{LINK_LOCAL_A}/64"), true),
+            ("veth-b", "fe80::b/64", true),
+        ])
+    }
+
+    /// `addresses`: A's then B's (device, address, whether it is IPv6 link-local).
+    fn with_addresses(addresses: &[(&str, &str, bool); 2]) -> Result<Lan> {
         let id = std::process::id();
         let lan = Lan {
             a: format!("ferry-lan-{id}-a"),
@@ -442,11 +486,14 @@ impl Lan {
             "-n", &lan.a, "link", "add", "veth-a", "type", "veth", "peer", "name", "veth-b",
             "netns", &lan.b,
         ])?;
-        for (name, dev, address) in [
-            (&lan.a, "veth-a", "10.201.0.1/24"),
-            (&lan.b, "veth-b", "10.201.0.2/24"),
-        ] {
-            ip(&["-n", name, "addr", "add", address, "dev", dev])?;
+        for (name, (dev, address, link_local)) in [&lan.a, &lan.b].into_iter().zip(addresses) {
+            if *link_local {
+                // Exactly the address given, usable at once (no duplicate detection).
+                ip(&["-n", name, "link", "set", dev, "addrgenmode", "none"])?;
+                ip(&["-n", name, "addr", "add", address, "dev", dev, "nodad"])?;
+            } else {
+                ip(&["-n", name, "addr", "add", address, "dev", dev])?;
+            }
             ip(&["-n", name, "link", "set", "lo", "up"])?;
             ip(&["-n", name, "link", "set", dev, "multicast", "on", "up"])?;
         }
@@ -628,6 +675,155 @@ fn serial_a_computer_nearby_is_found_listed_and_installed_from() -> Result<()> {
     )?;
     drop(stale_server);
     drop(peer);
+    drop(lan);
+    Ok(())
+}
+
+#[test]
+fn serial_a_computer_nearby_with_only_a_link_local_address_is_found_and_installed_from(
+) -> Result<()> {
+    require_root("network namespaces")?;
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let key = GpgKey::generate(&base.join("gnupg"), "OS Vendor <os@example.org>")?;
+    let sysroot = Sysroot::create(base, &key)?;
+    let v2 = sysroot.publish("2.0")?;
+
+    let lan = Lan::link_local_only()?;
+    // No address given: it listens on IPv6 as well as IPv4.
+    let peer = Server::start(
+        Some(&lan.a),
+        &sysroot.os.repo.path,
+        &["--port", "0"],
+        &base.join("serve-a.log"),
+    )?;
+    // B reaches A through its own end of the link.
+    let peer_url = format!("http://[{LINK_LOCAL_A}%25veth-b]:{}/0", peer.port()?);
+
+    let vars = machine_b(base)?;
+    let list_args = [
+        OsStr::new("list"),
+        OsStr::new("--sysroot"),
+        sysroot.path.as_os_str(),
+        OsStr::new("--json"),
+    ];
+    let deadline = Instant::now() + DISCOVERY_WAIT;
+    let list = loop {
+        let stdout = ferryctl_in(&lan.b, &vars, &list_args)?.stdout()?;
+        let list: UpdateList =
+            serde_json::from_str(&stdout).with_context(|| format!("not a listing: {stdout}"))?;
+        if !list.updates.is_empty() {
+            break list;
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "machine B never found machine A: {list:#?}\nA's log:\n{}",
+                peer.log_text()
+            );
+        }
+    };
+    ensure!(list.updates.len() == 1, "{:#?}", list.updates);
+    let os = &list.updates[0];
+    ensure!(os.commit.to_hex() == v2 && os.signed, "{os:#?}");
+    ensure!(
+        os.sources
+            .iter()
+            .any(|s| s.kind == SourceKind::Lan && s.location.trim_end_matches('/') == peer_url),
+        "not offered by {peer_url}: {:#?}",
+        os.sources
+    );
+    ensure!(list.problems.is_empty(), "{:#?}", list.problems);
+
+    let output = ferryctl_in(
+        &lan.b,
+        &vars,
+        &[
+            OsStr::new("install"),
+            OsStr::new("--sysroot"),
+            sysroot.path.as_os_str(),
+            OsStr::new("--yes"),
+            OsStr::new("--json"),
+            OsStr::new(OS_REF),
+        ],
+    )?
+    .output()?;
+    let run = InstallRun {
+        events: install_support::parse_events(&output.stdout)?,
+        output,
+    };
+    ensure!(run.success(), "install failed:\n{run}");
+    run.expect(OS_REF, InstallStatus::Installed)?;
+    ensure!(sysroot.deployments()?[0].commit == v2);
+    sysroot.repo().fsck()?;
+    let log = peer.log_text();
+    ensure!(
+        log.lines()
+            .any(|l| l.contains("path=/0/objects/") && l.contains("status=200")),
+        "machine A served no objects:\n{log}"
+    );
+    drop(peer);
+    drop(lan);
+    Ok(())
+}
+
+#[test]
+fn serial_past_32_computers_nearby_the_rest_are_ignored_and_counted() -> Result<()> {
+    const SERVERS: usize = 34;
+    require_root("network namespaces")?;
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let key = GpgKey::generate(&base.join("gnupg"), "OS Vendor <os@example.org>")?;
+    let sysroot = Sysroot::create(base, &key)?;
+    sysroot.publish("2.0")?;
+    let lan = Lan::create()?;
+    let mut servers = Vec::new();
+    for n in 0..SERVERS {
+        // Each under a host name of its own, as separate computers would be.
+        servers.push(Server::start_as(
+            Some(&format!("peer-{n}")),
+            Some(&lan.a),
+            &sysroot.os.repo.path,
+            &["--port", "0"],
+            &base.join(format!("serve-{n}.log")),
+        )?);
+    }
+    let vars = machine_b(base)?;
+    let list_args = [
+        OsStr::new("list"),
+        OsStr::new("--sysroot"),
+        sysroot.path.as_os_str(),
+        OsStr::new("--json"),
+    ];
+    let ignored = format!("{} more computers nearby", SERVERS - 32);
+    let deadline = Instant::now() + DISCOVERY_WAIT;
+    let list = loop {
+        let stdout = ferryctl_in(&lan.b, &vars, &list_args)?.stdout()?;
+        let list: UpdateList =
+            serde_json::from_str(&stdout).with_context(|| format!("not a listing: {stdout}"))?;
+        if list.problems.iter().any(|p| p.reason.starts_with(&ignored)) {
+            break list;
+        }
+        if Instant::now() >= deadline {
+            let seen: Vec<_> = list
+                .updates
+                .iter()
+                .flat_map(|u| u.sources.iter().map(|s| s.location.clone()))
+                .collect();
+            bail!(
+                "machine B never saw all {SERVERS} computers nearby: {} seen: {seen:?}\n{:#?}",
+                seen.len(),
+                list.problems
+            );
+        }
+    };
+    ensure!(list.updates.len() == 1, "{:#?}", list.updates);
+    let peers = list.updates[0]
+        .sources
+        .iter()
+        .filter(|s| s.kind == SourceKind::Lan)
+        .count();
+    ensure!(peers == 32, "{peers} computers nearby used, not 32");
+    drop(servers);
     drop(lan);
     Ok(())
 }

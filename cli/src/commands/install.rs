@@ -103,7 +103,8 @@ fn parse_name(text: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-pub fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
+/// `list_sources` (`-v`): each update's sources follow its result line.
+pub fn run(args: InstallArgs, list_sources: bool) -> anyhow::Result<ExitCode> {
     if !args.all && args.refs.is_empty() {
         // Bad usage, like clap's own errors: exit code 2.
         eprintln!(
@@ -238,7 +239,8 @@ pub fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
     );
     output.finish();
     if !output.is_json() {
-        print!("{}", describe_results(&plan, &summary));
+        let sources = list_sources.then_some(&output);
+        print!("{}", describe_results(&plan, &summary, sources));
     }
     if summary.restart_required() {
         restart(&args, &plan, &summary, &targets, &output)?;
@@ -352,8 +354,9 @@ fn describe_plan(plan: &Plan) -> String {
     text
 }
 
-/// One line per update, then what remains to do.
-fn describe_results(plan: &Plan, summary: &Summary) -> String {
+/// One line per update, each followed by its sources when `sources` is given (`-v`), then
+/// what remains to do.
+fn describe_results(plan: &Plan, summary: &Summary, sources: Option<&Output>) -> String {
     let mut text = String::new();
     for (update, result) in plan.updates.iter().zip(&summary.results) {
         let status = match result.status {
@@ -379,6 +382,14 @@ fn describe_results(plan: &Plan, summary: &Summary) -> String {
             Some(detail) => format!("{} {version}: {status}: {detail}\n", display_name(update)),
             None => format!("{} {version}: {status}\n", display_name(update)),
         });
+        if let Some(output) = sources {
+            let used = if result.sources.is_empty() {
+                output.sources_of(&result.update)
+            } else {
+                result.sources.clone()
+            };
+            text.push_str(&render::describe_sources(&used));
+        }
     }
     if summary.restart_required() {
         text.push_str(&tr(

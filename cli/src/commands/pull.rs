@@ -20,7 +20,7 @@ use ferry_engine::source::{open_drive, HttpSource, Source};
 use ferry_engine::trust::{Signer, TrustRoots, Verdict};
 
 use crate::i18n::{tr, trf};
-use crate::render::{human_bytes, Output};
+use crate::render::{describe_sources, human_bytes, Output};
 use crate::signals;
 
 #[derive(Debug, clap::Args)]
@@ -83,7 +83,8 @@ fn is_url(source: &str) -> bool {
     source.starts_with("http://") || source.starts_with("https://")
 }
 
-pub fn run(args: PullArgs) -> anyhow::Result<ExitCode> {
+/// `list_sources` (`-v`): each ref's sources follow its result line.
+pub fn run(args: PullArgs, list_sources: bool) -> anyhow::Result<ExitCode> {
     let cancel = signals::install()?;
     let output = Output::new(args.json);
     let dest = Repo::open(&args.repo).with_context(|| {
@@ -115,7 +116,7 @@ pub fn run(args: PullArgs) -> anyhow::Result<ExitCode> {
     let outcomes = pull(&dest, &sources, &requests, &options, &output, &cancel);
     output.finish();
     let outcomes = outcomes?;
-    let ok = report(&outcomes, &output)?;
+    let ok = report(&outcomes, &output, list_sources)?;
     if output.is_json() {
         output.on_event(Event::Finished { ok });
     }
@@ -176,8 +177,9 @@ fn open_sources(
     Ok(sources)
 }
 
-/// Prints how each ref ended; returns whether all succeeded.
-fn report(outcomes: &[RefOutcome], output: &Output) -> anyhow::Result<bool> {
+/// Prints how each ref ended, with its sources when `list_sources`; returns whether all
+/// succeeded.
+fn report(outcomes: &[RefOutcome], output: &Output, list_sources: bool) -> anyhow::Result<bool> {
     let mut ok = true;
     let mut stdout = std::io::stdout().lock();
     for outcome in outcomes {
@@ -205,6 +207,11 @@ fn report(outcomes: &[RefOutcome], output: &Output) -> anyhow::Result<bool> {
                 (status, error.to_string())
             }
         };
+        // The pull's own account when it finished; what progress said when it failed.
+        let sources = match &outcome.result {
+            Ok(pulled) if !pulled.sources.is_empty() => pulled.sources.clone(),
+            _ => output.sources_of(&id),
+        };
         if output.is_json() {
             output.on_event(Event::Result(InstallResult {
                 update: id,
@@ -213,14 +220,15 @@ fn report(outcomes: &[RefOutcome], output: &Output) -> anyhow::Result<bool> {
                 status,
                 message: Some(message),
                 restart_required: false,
-                sources: outcome
-                    .result
-                    .as_ref()
-                    .map(|pulled| pulled.sources.clone())
-                    .unwrap_or_default(),
+                sources,
             }));
-        } else if outcome.result.is_ok() {
-            writeln!(stdout, "{message}")?;
+        } else {
+            if outcome.result.is_ok() {
+                writeln!(stdout, "{message}")?;
+            }
+            if list_sources {
+                write!(stdout, "{}", describe_sources(&sources))?;
+            }
         }
     }
     stdout.flush()?;

@@ -1,11 +1,12 @@
 //! `ferryctl serve --repo DIR [--port N] [--address ADDR] [--no-advertise]`: serve an archive
-//! repository read-only over HTTP to computers nearby, and advertise it with DNS-SD.
+//! repository read-only over HTTP (IPv6 and IPv4) to computers nearby, and advertise it with
+//! DNS-SD.
 //!
 //! What is served, and the limits on clients, are the engine's ([`ferry_engine::serve`]).
 //! Peers that pull from it verify every object and commit against their own keys.
 
 use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -34,9 +35,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = DEFAULT_PORT)]
     pub port: u16,
 
-    /// The address to listen on (and to advertise, unless it is 0.0.0.0 or ::).
-    #[arg(long, value_name = "ADDR", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
-    pub address: IpAddr,
+    /// The address to listen on (and to advertise, unless it is 0.0.0.0 or ::); by default
+    /// every IPv6 and IPv4 address.
+    #[arg(long, value_name = "ADDR")]
+    pub address: Option<IpAddr>,
 
     /// Do not advertise the repository on the local network (DNS-SD).
     #[arg(long)]
@@ -86,12 +88,13 @@ async fn serve(
     advertisement: Option<Advertisement>,
     stop: CancelToken,
 ) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(SocketAddr::new(args.address, args.port))
-        .await
+    let listener = ferry_engine::serve::listen(args.address, args.port)
+        .and_then(tokio::net::TcpListener::from_std)
         .with_context(|| {
+            let address = args.address.map_or("*".to_owned(), |a| a.to_string());
             format!(
-                "cannot listen on {}:{}: choose another --port or --address",
-                args.address, args.port
+                "cannot listen on {address} port {}: choose another --port or --address",
+                args.port
             )
         })?;
     let bound = listener
@@ -100,8 +103,8 @@ async fn serve(
     let advertiser = match advertisement.filter(|_| !args.no_advertise) {
         Some(advertisement) => {
             let mut options = AdvertiseOptions::for_this_host(bound.port());
-            if !args.address.is_unspecified() {
-                options.addresses = vec![args.address];
+            if let Some(address) = args.address.filter(|a| !a.is_unspecified()) {
+                options.addresses = vec![address];
             }
             let advertiser = Advertiser::start(&advertisement, options)
                 .context("cannot advertise the repository on the local network")?;

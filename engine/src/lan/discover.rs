@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use mdns_sd::{ResolvedService, ServiceDaemon, ServiceEvent};
+use mdns_sd::{ResolvedService, ScopedIp, ServiceDaemon, ServiceEvent};
 
 use super::{LanError, SERVICE_TYPE, TXT_VERSION};
 
@@ -59,26 +59,64 @@ pub fn repo_url(address: IpAddr, port: u16, repo_index: u16) -> String {
     }
 }
 
-fn peer(service: &ResolvedService) -> Result<Peer, String> {
-    let advertised = parse_txt(|key| service.get_property_val(key))?;
-    let addresses: Vec<IpAddr> = service
+/// One address a service announced, with the interface it was seen on for IPv6 addresses
+/// (name, else index; None when unknown).
+type Announced = (IpAddr, Option<String>);
+
+/// The URL to reach a repository announced at `addresses`: IPv4 first, then routable IPv6,
+/// then link-local IPv6 with its zone (`[fe80::…%25IFACE]`); lowest address first within each.
+/// A link-local address without a known interface cannot be reached and is passed over.
+pub fn peer_url(addresses: &[Announced], port: u16, repo_index: u16) -> Option<String> {
+    let lowest = |keep: &dyn Fn(&Announced) -> bool| {
+        addresses
+            .iter()
+            .filter(|a| keep(a))
+            .min_by(|a, b| a.0.cmp(&b.0))
+    };
+    let link_local =
+        |address: &IpAddr| matches!(address, IpAddr::V6(v6) if v6.is_unicast_link_local());
+    if let Some((address, _)) =
+        lowest(&|(a, _)| a.is_ipv4()).or_else(|| lowest(&|(a, _)| a.is_ipv6() && !link_local(a)))
+    {
+        return Some(repo_url(*address, port, repo_index));
+    }
+    match lowest(&|(a, zone)| link_local(a) && zone.is_some())? {
+        (IpAddr::V6(v6), Some(zone)) => {
+            Some(super::zone::zoned_repo_url(*v6, zone, port, repo_index))
+        }
+        _ => None,
+    }
+}
+
+fn announced(service: &ResolvedService) -> Vec<Announced> {
+    service
         .get_addresses()
         .iter()
-        .map(|scoped| scoped.to_ip_addr())
-        .collect();
-    // IPv4 first; IPv6 link-local addresses need a scope URLs cannot carry portably.
-    let address = addresses
-        .iter()
-        .filter(|a| a.is_ipv4())
-        .min()
-        .or_else(|| {
-            addresses
-                .iter()
-                .filter(|a| matches!(a, IpAddr::V6(v6) if !v6.is_unicast_link_local()))
-                .min()
+        .map(|scoped| match scoped {
+            ScopedIp::V6(v6) => {
+                let interface = v6.scope_id();
+                let zone = if interface.index == 0 {
+                    None
+                } else if interface.name.is_empty() {
+                    Some(interface.index.to_string())
+                } else {
+                    Some(interface.name.clone())
+                };
+                (IpAddr::V6(*v6.addr()), zone)
+            }
+            other => (other.to_ip_addr(), None),
         })
-        .copied()
-        .ok_or_else(|| "it announces no usable address".to_owned())?;
+        .collect()
+}
+
+fn peer(service: &ResolvedService) -> Result<Peer, String> {
+    let advertised = parse_txt(|key| service.get_property_val(key))?;
+    let url = peer_url(
+        &announced(service),
+        service.get_port(),
+        advertised.repo_index,
+    )
+    .ok_or_else(|| "it announces no usable address".to_owned())?;
     let fullname = service.get_fullname();
     let name = fullname
         .strip_suffix(SERVICE_TYPE)
@@ -87,22 +125,59 @@ fn peer(service: &ResolvedService) -> Result<Peer, String> {
         .replace("\\ ", " ");
     Ok(Peer {
         name,
-        url: repo_url(address, service.get_port(), advertised.repo_index),
+        url,
         summary_timestamp: advertised.summary_timestamp,
     })
 }
 
-/// Most repositories nearby a listing connects to; further ones are ignored, so a network
-/// flooded with advertisements cannot make a listing open thousands of connections.
-pub const MAX_PEERS: usize = 64;
+/// Most repositories nearby a pull or listing connects to: the best-ranked ones
+/// ([`rank_peers`]); the others are ignored, so a network flooded with advertisements
+/// cannot make a listing open thousands of connections.
+pub const MAX_PEERS: usize = 32;
 
-/// Browses for `timeout` and returns every repository advertised, sorted by URL. A service
-/// withdrawn meanwhile is left out; one whose TXT records are malformed is logged and skipped.
-pub fn browse(timeout: Duration) -> Result<Vec<Peer>, LanError> {
+/// Most advertisements remembered while browsing, before ranking; further ones are not
+/// even kept, so memory stays bounded whatever the network sends.
+pub const MAX_ADVERTISED: usize = 1024;
+
+/// A summary time further ahead of this computer's clock than this ranks as unknown: an
+/// unsigned claim of the far future must not push honest peers out.
+pub const MAX_CLOCK_AHEAD: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// What browsing found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Browsed {
+    /// At most [`MAX_PEERS`] repositories, best-ranked first.
+    pub peers: Vec<Peer>,
+    /// Repositories advertised beyond those, ignored.
+    pub ignored: usize,
+}
+
+/// Orders `peers` best first and keeps `max` of them, returning how many were dropped: the
+/// newest advertised summary first (a time missing, or more than [`MAX_CLOCK_AHEAD`] ahead of
+/// `now`, counts as oldest), then by URL, so the choice is stable. The time is only a hint of
+/// which peers are worth asking: whatever they serve is verified like any source.
+pub fn rank_peers(peers: &mut Vec<Peer>, max: usize, now: u64) -> usize {
+    let horizon = now.saturating_add(MAX_CLOCK_AHEAD.as_secs());
+    let freshness = |peer: &Peer| peer.summary_timestamp.filter(|time| *time <= horizon);
+    peers.sort_by(|a, b| {
+        freshness(b)
+            .cmp(&freshness(a))
+            .then_with(|| a.url.cmp(&b.url))
+    });
+    let ignored = peers.len().saturating_sub(max);
+    peers.truncate(max);
+    ignored
+}
+
+/// Browses for `timeout` and returns the repositories advertised, ranked and bounded
+/// ([`rank_peers`], [`MAX_PEERS`]). A service withdrawn meanwhile is left out; one whose TXT
+/// records are malformed is logged and skipped.
+pub fn browse(timeout: Duration) -> Result<Browsed, LanError> {
     let daemon = ServiceDaemon::new()?;
     let events = daemon.browse(SERVICE_TYPE)?;
     let deadline = Instant::now() + timeout;
     let mut found: BTreeMap<String, Peer> = BTreeMap::new();
+    let mut unremembered = 0usize;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -110,10 +185,11 @@ pub fn browse(timeout: Duration) -> Result<Vec<Peer>, LanError> {
         }
         match events.recv_timeout(left) {
             Ok(ServiceEvent::ServiceResolved(service))
-                if found.len() >= MAX_PEERS && !found.contains_key(service.get_fullname()) =>
+                if found.len() >= MAX_ADVERTISED && !found.contains_key(service.get_fullname()) =>
             {
-                tracing::info!(service = %service.get_fullname(),
-                    "ignoring an advertised repository: {MAX_PEERS} already found");
+                unremembered = unremembered.saturating_add(1);
+                tracing::debug!(service = %service.get_fullname(),
+                    "ignoring an advertised repository: {MAX_ADVERTISED} already found");
             }
             Ok(ServiceEvent::ServiceResolved(service)) => match peer(&service) {
                 Ok(peer) => {
@@ -138,7 +214,17 @@ pub fn browse(timeout: Duration) -> Result<Vec<Peer>, LanError> {
     let mut peers: Vec<Peer> = found.into_values().collect();
     peers.sort_by(|a, b| a.url.cmp(&b.url));
     peers.dedup_by(|a, b| a.url == b.url);
-    Ok(peers)
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |age| age.as_secs());
+    let ignored = rank_peers(&mut peers, MAX_PEERS, now).saturating_add(unremembered);
+    if ignored > 0 {
+        tracing::info!(
+            ignored,
+            "ignoring computers nearby beyond the best {MAX_PEERS}"
+        );
+    }
+    Ok(Browsed { peers, ignored })
 }
 
 #[cfg(test)]
@@ -225,6 +311,63 @@ mod tests {
         let bit = bloom_hash("org.example.Os", "os/x86_64/stable", 0) % (BLOOM_BYTES as u64 * 8);
         assert_ne!(bits[(bit / 8) as usize] & (1 << (bit % 8)), 0);
         assert_eq!(bits.iter().map(|b| b.count_ones()).sum::<u32>(), 1);
+    }
+
+    fn announced(address: &str, zone: Option<&str>) -> Announced {
+        (address.parse().expect("address"), zone.map(str::to_owned))
+    }
+
+    #[test]
+    fn a_peer_with_only_a_link_local_address_is_reached_through_its_interface() {
+        let link_local = announced("fe80::1", Some("veth-b"));
+        assert_eq!(
+            peer_url(std::slice::from_ref(&link_local), 43381, 0).as_deref(),
+            Some("http://[fe80::1%25veth-b]:43381/0")
+        );
+        // Routable addresses are preferred, IPv4 first; a zone-less link-local one is unusable.
+        let global = announced("fd00::1", None);
+        let v4 = announced("10.0.0.9", None);
+        assert_eq!(
+            peer_url(&[link_local.clone(), global.clone()], 1, 2).as_deref(),
+            Some("http://[fd00::1]:1/2")
+        );
+        assert_eq!(
+            peer_url(&[global, link_local, v4], 1, 2).as_deref(),
+            Some("http://10.0.0.9:1/2")
+        );
+        assert_eq!(peer_url(&[announced("fe80::1", None)], 1, 2), None);
+    }
+
+    fn nearby(url: &str, summary_timestamp: Option<u64>) -> Peer {
+        Peer {
+            name: url.to_owned(),
+            url: url.to_owned(),
+            summary_timestamp,
+        }
+    }
+
+    #[test]
+    fn the_freshest_peers_are_kept_and_the_others_counted() {
+        let now = 1_700_000_000;
+        let far_future = now + MAX_CLOCK_AHEAD.as_secs() + 1;
+        let mut peers: Vec<Peer> = (0..40u64)
+            .map(|i| nearby(&format!("http://10.0.{i}.1:1/0"), Some(now - 1000 + i)))
+            .collect();
+        peers.push(nearby("http://10.9.0.1:1/0", Some(far_future)));
+        peers.push(nearby("http://10.9.0.2:1/0", None));
+        peers.push(nearby("http://10.0.0.0:1/0", Some(now)));
+        let ignored = rank_peers(&mut peers, MAX_PEERS, now);
+        assert_eq!(ignored, 43 - MAX_PEERS);
+        assert_eq!(peers.len(), MAX_PEERS);
+        assert_eq!(peers[0].url, "http://10.0.0.0:1/0");
+        // Then newest first: 39, 38, ... and the far-future and untimed ones are left out.
+        assert_eq!(peers[1].url, "http://10.0.39.1:1/0");
+        assert_eq!(peers[MAX_PEERS - 1].url, "http://10.0.9.1:1/0");
+        assert!(peers.iter().all(|p| p.url.starts_with("http://10.0.")));
+        // Equal times fall back to the URL, so the choice does not depend on arrival order.
+        let mut tied = vec![nearby("http://b/", Some(5)), nearby("http://a/", Some(5))];
+        assert_eq!(rank_peers(&mut tied, 1, now), 1);
+        assert_eq!(tied[0].url, "http://a/");
     }
 
     #[test]

@@ -5,11 +5,13 @@
 //! (`OstreeRepoFinderAvahi`), so either side interoperates with them: type
 //! `_ostree_repo._tcp`, TXT `v` (version 1), `rb` (a bloom filter of the collection-refs),
 //! `st` (the summary's last-modified time) and `ri` (the repository index; the repository
-//! is served at `http://ADDRESS:PORT/<ri>/`). Each value is a serialized GVariant of a fixed
+//! is served at `http://ADDRESS:PORT/<ri>/`; an IPv6 link-local address carries its interface,
+//! `http://[fe80::…%25IFACE]:PORT/<ri>/`, see [`zone`]). Each value is a serialized GVariant of a fixed
 //! type. Peers are untrusted transport: whatever they serve is verified like any source.
 
 pub mod advertise;
 pub mod discover;
+pub mod zone;
 
 /// The DNS-SD service type OSTree repositories are advertised under.
 pub const SERVICE_TYPE: &str = "_ostree_repo._tcp.local.";

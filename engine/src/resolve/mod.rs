@@ -300,6 +300,19 @@ impl<'a> Resolver<'a> {
     fn needed_runtimes(&self, found: &[(Want, Winner)]) -> (Vec<Vec<String>>, Vec<Want>) {
         let mut needs: Vec<Vec<String>> = vec![Vec::new(); found.len()];
         let mut wants: Vec<Want> = Vec::new();
+        // Sets, so the work grows linearly with the installed refs and the updates found.
+        let installed: HashSet<(usize, &str)> = self
+            .targets
+            .iter()
+            .enumerate()
+            .flat_map(|(index, target)| {
+                target
+                    .installed
+                    .iter()
+                    .map(move |i| (index, i.ref_name.as_str()))
+            })
+            .collect();
+        let mut wanted: HashSet<(usize, String, String)> = HashSet::new();
         for (index, (want, winner)) in found.iter().enumerate() {
             let target = &self.targets[want.target];
             if target.kind != TargetKind::Flatpak {
@@ -308,18 +321,17 @@ impl<'a> Resolver<'a> {
             let Some(runtime) = needed_runtime(&winner.fetched.commit) else {
                 continue;
             };
-            if target.installed.iter().any(|i| i.ref_name == runtime) {
+            if installed.contains(&(want.target, runtime.as_str())) {
                 continue;
             }
             needs[index].push(runtime.clone());
-            push_once(
-                &mut wants,
-                Want {
+            if wanted.insert((want.target, want.remote.clone(), runtime.clone())) {
+                wants.push(Want {
                     ref_name: runtime,
                     installed: None,
                     ..want.clone()
-                },
-            );
+                });
+            }
         }
         (needs, wants)
     }

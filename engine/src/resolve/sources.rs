@@ -144,13 +144,15 @@ pub fn named(locations: &[String]) -> SourceSet {
 pub const NEARBY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Computers nearby: browses DNS-SD for `timeout` ([`crate::lan::discover::browse`]), then
-/// connects to every repository found (its summary fetched) in parallel, each as a
+/// connects to the best-ranked repositories found (at most
+/// [`MAX_PEERS`](crate::lan::discover::MAX_PEERS); a problem counts the others), in parallel,
+/// their summaries fetched, each as a
 /// [`SourceKind::Lan`] source labelled with its advertised name. Computers that refuse the
 /// connection or serve no summary are left out, as [`ProblemKind::Unavailable`] problems.
 pub fn nearby(timeout: Duration) -> SourceSet {
     let mut set = SourceSet::default();
-    let peers = match crate::lan::discover::browse(timeout) {
-        Ok(peers) => peers,
+    let browsed = match crate::lan::discover::browse(timeout) {
+        Ok(browsed) => browsed,
         Err(error) => {
             set.problems.push(Problem {
                 kind: ProblemKind::Unavailable,
@@ -163,8 +165,26 @@ pub fn nearby(timeout: Duration) -> SourceSet {
             return set;
         }
     };
-    set.extend(connect_peers(&peers));
+    set.extend(connect_peers(&browsed.peers));
+    if let Some(problem) = ignored_peers(browsed.ignored) {
+        set.problems.push(problem);
+    }
     set
+}
+
+/// The problem saying `ignored` computers nearby were left out, past the
+/// [`MAX_PEERS`](crate::lan::discover::MAX_PEERS) used; None when none were.
+pub fn ignored_peers(ignored: usize) -> Option<Problem> {
+    use crate::lan::discover::MAX_PEERS;
+    (ignored > 0).then(|| Problem {
+        kind: ProblemKind::Other,
+        source: "computers nearby".to_owned(),
+        ref_name: None,
+        reason: format!(
+            "{ignored} more computers nearby advertise updates; only the {MAX_PEERS} with the \
+             newest summaries are used"
+        ),
+    })
 }
 
 /// Connects to computers found nearby, in parallel, each as a [`SourceKind::Lan`] source;
@@ -655,6 +675,18 @@ mod tests {
         assert_eq!(set.problems.len(), 1, "{:#?}", set.problems);
         assert_eq!(set.problems[0].kind, ProblemKind::Unavailable);
         assert!(set.problems[0].source.contains("Ferry on gone"));
+    }
+
+    #[test]
+    fn computers_nearby_past_the_cap_are_counted_in_a_problem() {
+        assert_eq!(ignored_peers(0), None);
+        let problem = ignored_peers(5).expect("a problem");
+        assert!(
+            problem.reason.starts_with("5 more computers nearby")
+                && problem.reason.contains("only the 32 "),
+            "{}",
+            problem.reason
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -32,6 +33,7 @@ use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
@@ -195,6 +197,34 @@ fn servable(uri_path: &str) -> Option<Servable<'_>> {
             Some(Servable::File(relative))
         }
         _ => None,
+    }
+}
+
+/// A listening socket on `address`:`port`, or, with no address, on every address: IPv6
+/// (link-local ones included) and IPv4 on one dual-stack socket, else IPv4 alone where this
+/// machine has no IPv6. Non-blocking, for [`TcpListener::from_std`].
+pub fn listen(address: Option<IpAddr>, port: u16) -> io::Result<std::net::TcpListener> {
+    let bind = |address: SocketAddr, dual_stack: bool| -> io::Result<std::net::TcpListener> {
+        let socket = Socket::new(
+            Domain::for_address(address),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )?;
+        if dual_stack {
+            socket.set_only_v6(false)?;
+        }
+        socket.set_reuse_address(true)?;
+        socket.bind(&address.into())?;
+        socket.listen(1024)?;
+        socket.set_nonblocking(true)?;
+        Ok(socket.into())
+    };
+    match address {
+        Some(address) => bind(SocketAddr::new(address, port), false),
+        None => bind(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port), true).or_else(|error| {
+            tracing::info!(%error, "no IPv6 here; listening on IPv4 only");
+            bind(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port), false)
+        }),
     }
 }
 
@@ -618,6 +648,25 @@ impl AsyncWrite for IdleTimeout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_no_address_one_socket_takes_ipv6_and_ipv4() {
+        let listener = listen(None, 0).expect("listen");
+        let bound = listener.local_addr().expect("bound");
+        assert!(bound.is_ipv6(), "{bound}: IPv4 only");
+        for client in [
+            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), bound.port()),
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), bound.port()),
+        ] {
+            std::net::TcpStream::connect_timeout(&client, Duration::from_secs(5))
+                .unwrap_or_else(|error| panic!("{client}: {error}"));
+        }
+        let chosen = listen(Some(Ipv4Addr::LOCALHOST.into()), 0).expect("listen");
+        assert_eq!(
+            chosen.local_addr().expect("bound").ip(),
+            IpAddr::from(Ipv4Addr::LOCALHOST)
+        );
+    }
 
     #[test]
     fn only_pull_paths_are_servable() {

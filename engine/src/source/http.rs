@@ -78,7 +78,11 @@ impl HttpSource {
         label: Option<String>,
         cancel: &CancelToken,
     ) -> Result<Self, FetchError> {
-        let mut base = reqwest::Url::parse(url).map_err(|error| {
+        // A link-local peer's zone cannot be parsed: it is asked for by a stand-in name.
+        let zoned = crate::lan::zone::ZonedUrl::parse(url)
+            .map_err(|reason| FetchError::failed(&info(kind, url, label.clone()), reason))?;
+        let parsed = zoned.as_ref().map_or(url, |zoned| zoned.url.as_str());
+        let mut base = reqwest::Url::parse(parsed).map_err(|error| {
             FetchError::failed(
                 &info(kind, url, label.clone()),
                 format!("{url} is not a valid URL: {error}"),
@@ -101,11 +105,16 @@ impl HttpSource {
             .enable_all()
             .build()
             .map_err(|error| FetchError::failed(&info, format!("cannot start: {error}")))?;
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .pool_max_idle_per_host(POOL_PER_HOST)
             .tcp_nodelay(true)
-            .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")));
+        if let Some(zoned) = &zoned {
+            // No proxy can reach a link-local address.
+            client = client.resolve(&zoned.host, zoned.address).no_proxy();
+        }
+        let client = client
             .build()
             .map_err(|error| FetchError::failed(&info, format!("cannot start: {error}")))?;
         let mut source = Self {

@@ -46,6 +46,8 @@ pub struct UpdateRow {
     along: Vec<Update>,
     name: String,
     status: Option<RowStatus>,
+    /// "from KINGSTON and 2 computers nearby", once the install has fetched something.
+    came_from: Option<String>,
     blocked: bool,
 }
 
@@ -74,11 +76,13 @@ impl FactoryComponent for UpdateRow {
     fn init_model(init: Self::Init, _index: &DynamicIndex, _sender: FactorySender<Self>) -> Self {
         let name = display_name(&init.update);
         let status = status_in(&init.update, &init.along, init.run.as_deref());
+        let came_from = came_from_in(&init.update, init.run.as_deref());
         Self {
             update: init.update,
             along: init.along,
             name,
             status,
+            came_from,
             blocked: init.blocked,
         }
     }
@@ -206,6 +210,7 @@ impl FactoryComponent for UpdateRow {
         match message {
             RowInput::State { run, blocked } => {
                 self.status = status_in(&self.update, &self.along, run.as_deref());
+                self.came_from = came_from_in(&self.update, run.as_deref());
                 self.blocked = blocked;
             }
         }
@@ -239,7 +244,14 @@ impl UpdateRow {
                 &[("subtitle", &subtitle), ("runtimes", &runtimes.join(", "))],
             );
         }
-        widgets.row.set_subtitle_lines(2);
+        // Where it came from gets a line of its own.
+        let came_from = self
+            .came_from
+            .as_ref()
+            .filter(|_| !matches!(self.status, Some(RowStatus::Failed(_))));
+        widgets
+            .row
+            .set_subtitle_lines(if came_from.is_some() { 3 } else { 2 });
 
         let status = self.status.as_ref();
         let (page, retry) = match status {
@@ -326,6 +338,9 @@ impl UpdateRow {
             }
             None => {}
         }
+        if let Some(came_from) = came_from {
+            subtitle = format!("{subtitle}\n{came_from}");
+        }
         widgets
             .row
             .set_subtitle(&gtk::glib::markup_escape_text(&subtitle));
@@ -363,6 +378,11 @@ fn status_in(update: &Update, along: &[Update], run: Option<&InstallRun>) -> Opt
         })
         .cloned()
         .or(own)
+}
+
+/// Where `update` came from in `run` ([`format::came_from`]).
+fn came_from_in(update: &Update, run: Option<&InstallRun>) -> Option<String> {
+    format::came_from(run?.sources(&update.id))
 }
 
 /// The app's own icon when the icon theme has it (installed Flatpaks export theirs), else the
