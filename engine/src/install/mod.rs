@@ -448,15 +448,19 @@ fn install_one(
     match deployed {
         Ok((message, restart_required)) => InstallResult {
             restart_required,
+            sources: pulled.sources.clone(),
             ..result(InstallStatus::Installed, message)
         },
-        Err(error) => result(
-            InstallStatus::Failed,
-            format!(
-                "{} was fetched and verified, but deploying it failed: {error}",
-                pulled.commit.short()
-            ),
-        ),
+        Err(error) => InstallResult {
+            sources: pulled.sources.clone(),
+            ..result(
+                InstallStatus::Failed,
+                format!(
+                    "{} was fetched and verified, but deploying it failed: {error}",
+                    pulled.commit.short()
+                ),
+            )
+        },
     }
 }
 
