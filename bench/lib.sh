@@ -18,6 +18,8 @@
 #   BENCH_RUNS    default number of runs for bench_alternate (5)
 #   BENCH_DROP    1 to drop the page cache before every timed run (default 1 as root, else 0)
 #   BENCH_SEED    seed of the generated tree (42)
+#   BENCH_SYNC    1 to end every timed run with `sync`, inside the timing, so a run ends when
+#                 what it wrote is durable (default 0)
 #
 # Every timed run is recorded in $BENCH_DIR/results/<case>.tsv as
 # `wall_seconds <TAB> peak_rss_kib <TAB> exit_status`; the full /usr/bin/time -v output is in
@@ -51,15 +53,17 @@ bench_init() {
   echo "bench: work directory $BENCH_DIR (runs=$BENCH_RUNS, drop caches=$BENCH_DROP)" >&2
 }
 
-# bench_tree DIR [SEED]: the deterministic 20,000-file (~400 MB) tree: 12000 x 256 B-4 KiB,
-# 6000 x 4-32 KiB, 1900 x 32-128 KiB, 100 x 0.5-1.8 MiB, random bytes. Skipped when DIR.stamp
-# says DIR holds a complete tree for the same seed.
+# bench_tree DIR [SEED] [PRESET]: a deterministic tree of random bytes from `ferry-fixture
+# gen-tree --preset PRESET`. The default preset, benchmark, is the 20,000-file (~400 MB) tree:
+# 12000 x 256 B-4 KiB, 6000 x 4-32 KiB, 1900 x 32-128 KiB, 100 x 0.5-1.8 MiB; preset lan is
+# 4,000 files (~212 MB). Skipped when DIR.stamp says DIR holds a complete tree for the same
+# preset and seed.
 bench_tree() {
-  local dir=${1%/} seed=${2:-$BENCH_SEED}
-  if [ -f "$dir.stamp" ] && [ "$(cat "$dir.stamp")" = "benchmark seed $seed" ]; then return 0; fi
+  local dir=${1%/} seed=${2:-$BENCH_SEED} preset=${3:-benchmark}
+  if [ -f "$dir.stamp" ] && [ "$(cat "$dir.stamp")" = "$preset seed $seed" ]; then return 0; fi
   rm -rf "$dir" "$dir.stamp"
-  "$FERRY_FIXTURE" gen-tree --preset benchmark --seed "$seed" "$dir" >&2 || bench_die "gen-tree failed"
-  echo "benchmark seed $seed" > "$dir.stamp"
+  "$FERRY_FIXTURE" gen-tree --preset "$preset" --seed "$seed" "$dir" >&2 || bench_die "gen-tree failed"
+  echo "$preset seed $seed" > "$dir.stamp"
 }
 
 # bench_archive_repo REPO TREE COLLECTION REF: commits TREE into a new archive repository with
@@ -110,13 +114,20 @@ bench_drop_caches() {
 
 # bench_time CASE COMMAND [ARGS...]: runs COMMAND (not through a shell) under /usr/bin/time -v
 # and appends wall time, peak RSS and exit status to $BENCH_DIR/results/CASE.tsv. Its output
-# goes to $BENCH_DIR/results/CASE.<n>.out. Returns the command's exit status.
+# goes to $BENCH_DIR/results/CASE.<n>.out. Returns the command's exit status. With
+# BENCH_SYNC=1, a `sync` follows the command inside the timing (through `sh`, whose peak RSS
+# is below any command measured here; the reported peak is the largest of the processes).
 bench_time() {
   local case=$1; shift
   local results="$BENCH_DIR/results" n
   n=$(( $(cat "$results/$case.tsv" 2>/dev/null | wc -l) + 1 ))
   local timefile="$results/$case.$n.time"
-  /usr/bin/time -v -o "$timefile" "$@" > "$results/$case.$n.out" 2>&1
+  if [ "${BENCH_SYNC:-0}" = 1 ]; then
+    /usr/bin/time -v -o "$timefile" sh -c '"$@"; status=$?; sync; exit $status' bench-sync "$@" \
+      > "$results/$case.$n.out" 2>&1
+  else
+    /usr/bin/time -v -o "$timefile" "$@" > "$results/$case.$n.out" 2>&1
+  fi
   local status=$?
   awk -F': ' '
     /Elapsed \(wall clock\) time/ {
@@ -164,6 +175,14 @@ bench_max() {
   local file="$BENCH_DIR/results/$1.tsv" col=${2:-1}
   [ -s "$file" ] || bench_die "no results for $1"
   cut -f"$col" "$file" | sort -g | tail -n 1
+}
+
+# bench_failures CASE: how many runs of CASE exited with a status other than 0 (for cases
+# whose run_CASE tolerates failure, e.g. `bench_time ... || true`).
+bench_failures() {
+  local file="$BENCH_DIR/results/$1.tsv"
+  [ -s "$file" ] || bench_die "no results for $1"
+  awk -F'\t' '$3 != 0 { n++ } END { print n + 0 }' "$file"
 }
 
 # bench_peak_rss_mib CASE: the largest peak RSS over all runs of CASE, in MiB.

@@ -89,6 +89,38 @@ impl GenSpec {
         }
     }
 
+    /// The LAN data set: 4,000 files, about 212 MB, in 40 directories of 100 files, closer to
+    /// an OS update's mix than the benchmark set: 2000 × 256 B–8 KiB, 1200 × 8–64 KiB,
+    /// 740 × 64–224 KiB, 60 × 0.5–1 MiB.
+    pub fn lan(seed: u64) -> GenSpec {
+        GenSpec {
+            buckets: vec![
+                Bucket {
+                    count: 2000,
+                    min: 256,
+                    max: 8 * KIB,
+                },
+                Bucket {
+                    count: 1200,
+                    min: 8 * KIB,
+                    max: 64 * KIB,
+                },
+                Bucket {
+                    count: 740,
+                    min: 64 * KIB,
+                    max: 224 * KIB,
+                },
+                Bucket {
+                    count: 60,
+                    min: 512 * KIB,
+                    max: MIB,
+                },
+            ],
+            files_per_dir: 100,
+            seed,
+        }
+    }
+
     /// Number of files the spec makes.
     pub fn file_count(&self) -> usize {
         self.buckets.iter().map(|b| b.count).sum()
@@ -189,6 +221,23 @@ mod tests {
         assert_eq!(
             GenSpec::benchmark(42).file_path(19_999),
             PathBuf::from("d199/f19999.bin")
+        );
+    }
+
+    #[test]
+    fn lan_spec_is_four_thousand_files_of_about_212_mb() {
+        let sizes = GenSpec::lan(42).sizes();
+        assert_eq!(sizes.len(), 4_000);
+        let total: u64 = sizes.iter().sum();
+        assert!(
+            (202_000_000..=222_000_000).contains(&total),
+            "{total} bytes"
+        );
+        assert_eq!(sizes.iter().filter(|s| **s >= 512 * KIB).count(), 60);
+        assert_eq!(GenSpec::lan(42).sizes(), sizes, "not deterministic");
+        assert_eq!(
+            GenSpec::lan(42).file_path(3_999),
+            PathBuf::from("d039/f03999.bin")
         );
     }
 

@@ -89,6 +89,10 @@ fn medians_ratios_and_failures() -> Result<()> {
         results.join("even.tsv"),
         "1.0\t1\t0\n10.0\t1\t0\n2.0\t1\t0\n3.0\t1\t0\n",
     )?;
+    fs::write(
+        results.join("mixed.tsv"),
+        "1.0\t1\t0\n2.0\t1\t1\n3.0\t1\t0\n4.0\t1\t124\n",
+    )?;
     let out = bench_bash(
         &dir,
         r#"
@@ -98,6 +102,9 @@ fn medians_ratios_and_failures() -> Result<()> {
         echo "ratio=$(bench_ratio odd even)"
         if bench_time failing false; then echo "failure not reported"; fi
         echo "failing=$(cut -f3 "$BENCH_DIR/results/failing.tsv")"
+        echo "failures_odd=$(bench_failures odd)"
+        echo "failures_mixed=$(bench_failures mixed)"
+        echo "failures_failing=$(bench_failures failing)"
         "#,
     )?;
     for expected in [
@@ -106,6 +113,9 @@ fn medians_ratios_and_failures() -> Result<()> {
         "rss=200.000",
         "ratio=0.80",
         "failing=1",
+        "failures_odd=0",
+        "failures_mixed=2",
+        "failures_failing=1",
     ] {
         ensure!(
             out.lines().any(|l| l == expected),
@@ -113,5 +123,44 @@ fn medians_ratios_and_failures() -> Result<()> {
         );
     }
     ensure!(!out.contains("failure not reported"));
+    Ok(())
+}
+
+#[test]
+fn sync_inside_the_timing_keeps_status_output_and_peak_rss() -> Result<()> {
+    let dir = TempDir::new()?;
+    fs::create_dir_all(dir.path().join("results"))?;
+    let out = bench_bash(
+        &dir,
+        r#"
+        BENCH_SYNC=1
+        bench_time big perl -e '$x = "a" x (96 * 1024 * 1024); print length($x)'
+        if bench_time failing sh -c 'echo partial; exit 7'; then echo "failure not reported"; fi
+        echo "rss_big=$(bench_peak_rss_mib big)"
+        echo "status=$(cut -f3 "$BENCH_DIR/results/failing.tsv")"
+        "#,
+    )?;
+    ensure!(!out.contains("failure not reported"), "{out}");
+    ensure!(out.lines().any(|l| l == "status=7"), "{out}");
+    let rss: f64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("rss_big="))
+        .ok_or_else(|| anyhow::anyhow!("no rss in:\n{out}"))?
+        .parse()?;
+    ensure!(rss >= 96.0, "peak RSS through sh reported as {rss} MiB");
+    let output = fs::read_to_string(dir.path().join("results/big.1.out"))?;
+    ensure!(output.trim() == (96 * 1024 * 1024).to_string(), "{output}");
+    let output = fs::read_to_string(dir.path().join("results/failing.1.out"))?;
+    ensure!(output.trim() == "partial", "{output}");
+    // The sync runs under /usr/bin/time, after the command.
+    let timed = fs::read_to_string(dir.path().join("results/big.1.time"))?;
+    let command = timed
+        .lines()
+        .find(|l| l.contains("Command being timed"))
+        .unwrap_or_default();
+    ensure!(
+        command.contains("sync") && command.contains("perl"),
+        "{timed}"
+    );
     Ok(())
 }

@@ -343,6 +343,37 @@ fn tampered_objects_are_well_formed_but_fail_fsck() -> Result<()> {
 }
 
 #[test]
+fn ferry_fixture_tamper_filez_alters_a_hard_linked_copy_only() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let (_key, tree, repo, commit) = signed_repo(tmp.path())?;
+    let copy_path = tmp.path().join("copy");
+    ferry_tests::Tool::new("cp")
+        .arg("-al")
+        .arg(&repo.path)
+        .arg(&copy_path)
+        .run()?;
+    let file = "/usr/share/hello.txt";
+    let object = ferry_tests::Tool::new(env!("CARGO_BIN_EXE_ferry-fixture"))
+        .args(["tamper-filez"])
+        .arg(&copy_path)
+        .args([commit.as_str(), file])
+        .arg(tree.root.join("usr/share/hello.txt"))
+        .stdout()?;
+    ensure!(object.trim().ends_with(".filez"), "{object}");
+    let copy = OstreeRepo::open(&copy_path);
+    let fsck = copy.fsck_output()?;
+    ensure!(
+        !fsck.success() && fsck.stderr.contains("Corrupted file object"),
+        "{fsck:?}"
+    );
+    // The original, whose objects the copy's are hard links of, is untouched.
+    repo.fsck()?;
+    let original = repo.ostree().args(["cat", &commit, file]).stdout()?;
+    ensure!(original == fs::read_to_string(tree.root.join("usr/share/hello.txt"))?);
+    Ok(())
+}
+
+#[test]
 fn renamed_dirtree_entry_gives_a_consistent_signed_commit() -> Result<()> {
     let tmp = TempDir::new()?;
     let (key, _tree, repo, commit) = signed_repo(tmp.path())?;

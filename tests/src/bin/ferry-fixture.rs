@@ -3,8 +3,10 @@
 //!
 //! ```text
 //! ferry-fixture demo DIR                 the demo scene (update drive, sysroot, user apps)
-//! ferry-fixture gen-tree DIR [--seed N] [--preset benchmark|many-files]
+//! ferry-fixture gen-tree DIR [--seed N] [--preset benchmark|many-files|lan]
 //! ferry-fixture clean DIR                remove a scene, sysroot deployments included
+//! ferry-fixture tamper-filez REPO REV PATH ORIGINAL
+//!                                        alter PATH's object in an archive repository
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -37,6 +39,17 @@ enum Command {
     },
     /// Remove DIR, first clearing the immutable flag of sysroot deployments inside it.
     Clean { dir: PathBuf },
+    /// Alter the content object of file PATH in commit REV of archive repository REPO: its
+    /// first bytes (up to 16, read from ORIGINAL, a copy of the committed file) are inverted.
+    /// The object stays well formed and declares the same size; only its checksum is wrong.
+    /// It is rewritten through a new file, so a hard-linked copy of a repository can be
+    /// altered without touching the original.
+    TamperFilez {
+        repo: PathBuf,
+        rev: String,
+        path: String,
+        original: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -45,6 +58,8 @@ enum Preset {
     Benchmark,
     /// A few thousand small files and a few large ones.
     ManyFiles,
+    /// 4,000 files, about 212 MB.
+    Lan,
 }
 
 fn main() -> Result<()> {
@@ -62,6 +77,7 @@ fn main() -> Result<()> {
             let spec = match preset {
                 Preset::Benchmark => GenSpec::benchmark(seed),
                 Preset::ManyFiles => GenSpec::many_files(seed),
+                Preset::Lan => GenSpec::lan(seed),
             };
             let stats = generate_tree(&dir, &spec)
                 .with_context(|| format!("generating a tree in {}", dir.display()))?;
@@ -75,6 +91,22 @@ fn main() -> Result<()> {
         Command::Clean { dir } => {
             ferry_tests::sysroot::remove_tree_with_sysroots(&dir)
                 .with_context(|| format!("removing {}", dir.display()))?;
+        }
+        Command::TamperFilez {
+            repo,
+            rev,
+            path,
+            original,
+        } => {
+            let content = std::fs::read(&original)
+                .with_context(|| format!("reading {}", original.display()))?;
+            let old = &content[..content.len().min(16)];
+            anyhow::ensure!(!old.is_empty(), "{} is empty", original.display());
+            let new: Vec<u8> = old.iter().map(|byte| !byte).collect();
+            let repo = ferry_tests::ostree::OstreeRepo::open(&repo);
+            let object = ferry_tests::tamper::tamper_filez(&repo, &rev, &path, old, &new)
+                .with_context(|| format!("altering {path} in {}", repo.path.display()))?;
+            println!("{}", object.display());
         }
     }
     Ok(())
