@@ -27,6 +27,8 @@
 //! - `every_source_bad_for_an_object_fails_naming_each_one_and_why`: a drive lacking an
 //!   object, a peer answering 404 for it and a peer tampering with it: the pull fails, the one
 //!   error names all three sources and the tampering; ref unchanged, fsck-clean.
+//! - `past_32_peers_the_rest_are_left_out_and_counted`: given 34 peers, a pull asks objects
+//!   of 32 at most and says that 2 were left out.
 //! - `test_peer_misbehaves_as_told`: the peer fixture does what each behaviour says (tampered
 //!   body with the genuine header, 404, trickle, trigger at the n-th object, a cut object then
 //!   refused connections), so a failure above is the pull's, not the fixture's.
@@ -442,6 +444,33 @@ fn partial_peer_stays_in_use() -> Result<()> {
     ensure!(
         used.state == SourceState::Active && used.objects > 0,
         "the partial peer is not reported active with objects: {used:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn past_32_peers_the_rest_are_left_out_and_counted() -> Result<()> {
+    ferry_tests::http::isolate_network()?;
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let publisher = publisher(&base.join("publisher"))?;
+    let peers = (0..34)
+        .map(|_| Peer::serve(&publisher.repo.path))
+        .collect::<Result<Vec<_>>>()?;
+    let dest = client(&base.join("dest"), RepoMode::Bare, Some(&publisher.key))?;
+    let urls: Vec<&OsStr> = peers.iter().map(url).collect();
+    let run = pull_bounded(base, &dest, &urls)?;
+    let run = assert_complete(run, base, &publisher, &dest)?;
+    let asked = peers
+        .iter()
+        .filter(|peer| !peer.object_requests().is_empty())
+        .count();
+    ensure!(asked <= 32, "{asked} peers were asked for objects");
+    ensure!(
+        run.events.iter().any(|event| matches!(event,
+            Event::Message { text, .. } if text.starts_with("2 more") && text.contains("32"))),
+        "no word of the 2 peers left out: {:?}",
+        run.events
     );
     Ok(())
 }

@@ -40,9 +40,10 @@ pub use error::PullError;
 
 use crate::cancel::CancelToken;
 use crate::event::{Event, MessageLevel, Phase, Reporter};
+use crate::lan::discover::MAX_PEERS;
 use crate::object::{Checksum, Commit, ObjectId, ObjectKind};
 use crate::repo::{LockKind, RefLocation, Repo, RepoError, Transaction};
-use crate::schema::SourceUse;
+use crate::schema::{SourceKind, SourceUse};
 use crate::source::{FetchError, Interrupt, OfferedRef, Source};
 use crate::target::{Target, TargetError};
 use crate::trust::{
@@ -251,6 +252,24 @@ pub fn pull(
                 offers.push(Vec::new());
             }
         }
+    }
+    // As many computers nearby as a listing uses, the best-ranked; the rest wait.
+    let network: Vec<usize> = preference_order(sources, &HashSet::new())
+        .into_iter()
+        .filter(|&index| sources[index].info().kind != SourceKind::Drive)
+        .collect();
+    if network.len() > MAX_PEERS {
+        for &index in &network[MAX_PEERS..] {
+            mark(&unavailable, index);
+        }
+        reporter.on_event(Event::Message {
+            level: MessageLevel::Warning,
+            text: format!(
+                "{} more computers nearby or servers offer updates; only the {MAX_PEERS} ranked \
+                 first are used",
+                network.len() - MAX_PEERS
+            ),
+        });
     }
     let workers = match options.workers {
         0 => default_drive_workers(),
