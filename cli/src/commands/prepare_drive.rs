@@ -80,7 +80,8 @@ pub fn run(args: PrepareDriveArgs) -> anyhow::Result<ExitCode> {
             return Err(error.into());
         }
     };
-    let text = describe(&outcome);
+    // The JSON stream is never translated.
+    let text = describe(&outcome, !output.is_json());
     if output.is_json() {
         output.on_event(Event::Message {
             level: MessageLevel::Info,
@@ -118,8 +119,27 @@ fn targets(args: &PrepareDriveArgs) -> anyhow::Result<Vec<Target>> {
     Ok(targets)
 }
 
-/// The plan or what was written, for people.
-fn describe(outcome: &PrepareOutcome) -> String {
+/// The plan or what was written, for people; in English when `translate` is false.
+fn describe(outcome: &PrepareOutcome, translate: bool) -> String {
+    let tr = |msgid: &str| {
+        if translate {
+            tr(msgid)
+        } else {
+            msgid.to_owned()
+        }
+    };
+    let trf = |msgid: &str, args: &[&dyn std::fmt::Display]| {
+        if translate {
+            return trf(msgid, args);
+        }
+        let mut text = msgid.to_owned();
+        for arg in args {
+            if let Some(at) = text.find("{}") {
+                text.replace_range(at..at + 2, &arg.to_string());
+            }
+        }
+        text
+    };
     let plan = &outcome.plan;
     let mut lines = Vec::new();
     for carried in &plan.refs {
