@@ -5,7 +5,7 @@
 mod install_support;
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
 use ferry_engine::event::{Event, MessageLevel};
@@ -178,7 +178,10 @@ fn second_run_writes_only_new_objects_and_a_third_nothing() -> Result<()> {
     reference.pull_local(&source.path.join("ostree/repo"), &[&v2], &[])?;
     let added = object_files(&reference.path)? - before;
 
-    let second = objects_written(&prepare(&[], &[&drive, &"--sysroot", &source.path])?)?;
+    let second = objects_written(&prepare(
+        &[],
+        &[&drive, &"--sysroot", &source.path, &"--keep-old"],
+    )?)?;
     ensure!(
         second as usize == added,
         "the second run wrote {second} objects; 2.0 adds {added}"
@@ -193,6 +196,58 @@ fn second_run_writes_only_new_objects_and_a_third_nothing() -> Result<()> {
         snapshot(&drive)? == files_before,
         "the third run changed files on the drive"
     );
+    Ok(())
+}
+
+/// Relative paths of the object files of a repository.
+fn object_names(repo: &Path) -> Result<std::collections::BTreeSet<PathBuf>> {
+    let objects = repo.join("objects");
+    let mut names = std::collections::BTreeSet::new();
+    for prefix in std::fs::read_dir(&objects)? {
+        let prefix = prefix?.path();
+        for entry in std::fs::read_dir(&prefix)? {
+            names.insert(entry?.path().strip_prefix(&objects)?.to_path_buf());
+        }
+    }
+    Ok(names)
+}
+
+#[test]
+fn objects_of_the_old_version_are_removed_unless_kept() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
+    let source = Sysroot::create(&tmp.path().join("source"), &key)?;
+    let drive = tmp.path().join("drive");
+    std::fs::create_dir_all(&drive)?;
+    let repo_path = drive.join(".ostree/repo");
+    objects_written(&prepare(&[], &[&drive, &"--sysroot", &source.path])?)?;
+    let v2 = publish_2_0(&source)?;
+    upgrade(&source)?;
+
+    // The dry run plans 2.0 and changes nothing.
+    let files_before = snapshot(&drive)?;
+    let dry = prepare(&[], &[&drive, &"--sysroot", &source.path, &"--dry-run"])?;
+    ensure!(dry.success(), "{dry:?}");
+    ensure!(dry.stdout.contains("Would write"), "{}", dry.stdout);
+    ensure!(
+        snapshot(&drive)? == files_before,
+        "the dry run changed the drive"
+    );
+
+    objects_written(&prepare(&[], &[&drive, &"--sysroot", &source.path])?)?;
+    // Exactly what ostree itself copies for 2.0 alone.
+    let reference = OstreeRepo::init(&tmp.path().join("reference"), RepoMode::Archive, None)?;
+    reference.pull_local(&source.path.join("ostree/repo"), &[&v2], &[])?;
+    let on_drive = object_names(&repo_path)?;
+    let wanted = object_names(&reference.path)?;
+    ensure!(
+        on_drive == wanted,
+        "left over: {:?}; missing: {:?}",
+        on_drive.difference(&wanted).collect::<Vec<_>>(),
+        wanted.difference(&on_drive).collect::<Vec<_>>()
+    );
+    let fsck = OstreeRepo::open(&repo_path).fsck_output()?;
+    ensure!(fsck.success(), "{fsck:?}");
     Ok(())
 }
 

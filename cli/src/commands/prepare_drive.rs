@@ -1,5 +1,5 @@
 //! `ferryctl prepare-drive DRIVE [--os] [--app ID]... [--all-apps] [--installation
-//! user|system|DIR]... [--sysroot DIR] [--dry-run] [--json]`: write this machine's OS and apps
+//! user|system|DIR]... [--sysroot DIR] [--keep-old] [--dry-run] [--json]`: write this machine's OS and apps
 //! to a drive, for other machines to update from.
 
 use std::io::Write;
@@ -42,6 +42,10 @@ pub struct PrepareDriveArgs {
     #[arg(long, value_name = "DIR")]
     pub sysroot: Option<PathBuf>,
 
+    /// Keep objects that no ref on the drive needs any more (older versions).
+    #[arg(long)]
+    pub keep_old: bool,
+
     /// Show what would be written, and whether it fits, without writing anything.
     #[arg(long)]
     pub dry_run: bool,
@@ -64,6 +68,7 @@ pub fn run(args: PrepareDriveArgs) -> anyhow::Result<ExitCode> {
         },
         dry_run: args.dry_run,
         threads: 0,
+        keep_old: args.keep_old,
     };
     let result = prepare_drive(&targets, &request, &output, &cancel);
     output.finish();
@@ -178,6 +183,12 @@ fn describe(outcome: &PrepareOutcome, translate: bool) -> String {
             ],
         )
     };
+    if outcome.objects_removed > 0 {
+        lines.push(trf(
+            "Removed {} objects that no ref on the drive needs any more",
+            &[&outcome.objects_removed],
+        ));
+    }
     lines.push(summary);
     lines.join("\n")
 }

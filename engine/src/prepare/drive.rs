@@ -16,6 +16,26 @@ use crate::repo::RepoMode;
 
 use super::PrepareError;
 
+/// Names of this writer's temporary files in `tmp/`.
+const TEMP_PREFIX: &str = "ferry-prepare-";
+
+/// The UTF-8 names in a directory, `.` and `..` left out.
+fn list_dir(dir: &OwnedFd, path: &Path) -> Result<Vec<String>, PrepareError> {
+    let mut entries = rustix::fs::Dir::read_from(dir)
+        .map_err(|e| PrepareError::io("list", path.to_path_buf(), e.into()))?;
+    let mut names = Vec::new();
+    while let Some(entry) = entries.read() {
+        let entry = entry.map_err(|e| PrepareError::io("list", path.to_path_buf(), e.into()))?;
+        let Ok(name) = entry.file_name().to_str() else {
+            continue;
+        };
+        if name != "." && name != ".." {
+            names.push(name.to_owned());
+        }
+    }
+    Ok(names)
+}
+
 /// The open directories of a drive's archive repository, for writing.
 pub(super) struct DriveWriter {
     path: PathBuf,
@@ -78,7 +98,7 @@ impl DriveWriter {
     }
 
     fn temp_file(&self) -> Result<(File, TempFile<'_>), PrepareError> {
-        let name = format!("ferry-prepare-{:016x}", rand::random::<u64>());
+        let name = format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>());
         let fd = rustix::fs::openat(
             &self.tmp,
             name.as_str(),
@@ -161,6 +181,67 @@ impl DriveWriter {
                 error.into(),
             )),
         }
+    }
+
+    /// Every object file as (`XX`, `YYYY.ext`), read from `objects/` without following
+    /// symlinks.
+    pub(super) fn object_files(&self) -> Result<Vec<(String, String)>, PrepareError> {
+        let objects_path = self.path.join("objects");
+        let mut found = Vec::new();
+        for prefix in list_dir(&self.objects, &objects_path)? {
+            if prefix.len() != 2 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+                continue;
+            }
+            let dir = match rustix::fs::openat(
+                &self.objects,
+                prefix.as_str(),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+                Mode::empty(),
+            ) {
+                Ok(dir) => dir,
+                Err(Errno::NOTDIR | Errno::LOOP | Errno::NOENT) => continue,
+                Err(error) => {
+                    return Err(PrepareError::io(
+                        "open",
+                        objects_path.join(&prefix),
+                        error.into(),
+                    ))
+                }
+            };
+            for name in list_dir(&dir, &objects_path.join(&prefix))? {
+                found.push((prefix.clone(), name));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Removes `objects/PREFIX/NAME`.
+    pub(super) fn remove_object(&self, prefix: &str, name: &str) -> Result<(), PrepareError> {
+        let path = self.path.join("objects").join(prefix);
+        let dir = open_dir(&self.objects, prefix, &self.path.join("objects"))?;
+        match rustix::fs::unlinkat(&dir, name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(error) => Err(PrepareError::io("remove", path.join(name), error.into())),
+        }
+    }
+
+    /// Removes temporary files an interrupted run of this writer left in `tmp/`.
+    pub(super) fn remove_stale_temporaries(&self) -> Result<(), PrepareError> {
+        for name in list_dir(&self.tmp, &self.path.join("tmp"))? {
+            if name.starts_with(TEMP_PREFIX) {
+                match rustix::fs::unlinkat(&self.tmp, name.as_str(), AtFlags::empty()) {
+                    Ok(()) | Err(Errno::NOENT | Errno::ISDIR) => {}
+                    Err(error) => {
+                        return Err(PrepareError::io(
+                            "remove",
+                            self.path.join("tmp").join(name),
+                            error.into(),
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn reopen_dir(&self) -> Result<OwnedFd, PrepareError> {

@@ -82,6 +82,9 @@ pub struct PrepareRequest {
     pub dry_run: bool,
     /// Worker threads for writing objects; 0 means one per core.
     pub threads: usize,
+    /// Keep objects no ref on the drive needs any more (by default they are removed once
+    /// a ref moved).
+    pub keep_old: bool,
 }
 
 /// One ref the drive carries.
@@ -120,6 +123,8 @@ pub struct PrepareOutcome {
     pub bytes_written: u64,
     pub refs_written: u64,
     pub summary_written: bool,
+    /// Object files removed because no ref on the drive needs them any more.
+    pub objects_removed: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -339,6 +344,7 @@ pub fn prepare_drive(
             bytes_written: 0,
             refs_written: 0,
             summary_written: false,
+            objects_removed: 0,
         });
     }
 
@@ -351,6 +357,7 @@ pub fn prepare_drive(
         }
     };
     let writer = DriveWriter::open(&repo_path)?;
+    writer.remove_stale_temporaries()?;
     reporter.on_event(Event::Phase {
         phase: crate::event::Phase::Pull,
         update: None,
@@ -386,6 +393,13 @@ pub fn prepare_drive(
     }
     let summary_written = write_summary(&drive_repo, &writer)?;
     writer.sync()?;
+    let objects_removed = if request.keep_old || refs_written == 0 {
+        0
+    } else {
+        let removed = remove_unreachable(&drive_repo, &writer, cancel)?;
+        writer.sync()?;
+        removed
+    };
 
     for carried in &plan.refs {
         reporter.on_event(Event::Result(InstallResult {
@@ -416,7 +430,90 @@ pub fn prepare_drive(
         bytes_written: progress.bytes.load(Ordering::Relaxed),
         refs_written,
         summary_written,
+        objects_removed,
     })
+}
+
+/// Removes the object files no ref on the drive reaches (older commits the refs moved
+/// away from). Missing objects are no error: a ref another tool left partial keeps what
+/// it has.
+fn remove_unreachable(
+    drive: &Repo,
+    writer: &DriveWriter,
+    cancel: &CancelToken,
+) -> Result<u64, PrepareError> {
+    let mut reachable: HashSet<ObjectId> = HashSet::new();
+    for (_, commit) in drive.list_refs()? {
+        if cancel.is_cancelled() {
+            return Err(PrepareError::Cancelled);
+        }
+        mark_reachable(drive, &commit, &mut reachable)?;
+    }
+    let mut removed = 0;
+    for (prefix, name) in writer.object_files()? {
+        let Some(object) = parse_object_name(&prefix, &name) else {
+            continue;
+        };
+        if !reachable.contains(&object) {
+            writer.remove_object(&prefix, &name)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+fn mark_reachable(
+    drive: &Repo,
+    commit: &Checksum,
+    reachable: &mut HashSet<ObjectId>,
+) -> Result<(), PrepareError> {
+    let commit_id = ObjectId::new(*commit, ObjectKind::Commit);
+    if !reachable.insert(commit_id) {
+        return Ok(());
+    }
+    reachable.insert(ObjectId::new(*commit, ObjectKind::CommitMeta));
+    let parsed = match drive.read_commit(commit) {
+        Ok(parsed) => parsed,
+        Err(error) if error.is_missing() => return Ok(()),
+        Err(error) => return Err(error.into()),
+    };
+    let mut pending = vec![(parsed.root_tree, parsed.root_meta)];
+    while let Some((tree, meta)) = pending.pop() {
+        reachable.insert(ObjectId::new(meta, ObjectKind::DirMeta));
+        let tree_id = ObjectId::new(tree, ObjectKind::DirTree);
+        if !reachable.insert(tree_id) {
+            continue;
+        }
+        let bytes = match drive.read_metadata(ObjectKind::DirTree, &tree) {
+            Ok(bytes) => bytes,
+            Err(error) if error.is_missing() => continue,
+            Err(error) => return Err(error.into()),
+        };
+        let parsed_tree = DirTree::parse(&bytes).map_err(|source| PrepareError::Format {
+            object: tree_id,
+            source,
+        })?;
+        for file in &parsed_tree.files {
+            reachable.insert(ObjectId::new(file.checksum, ObjectKind::File));
+        }
+        pending.extend(parsed_tree.dirs.iter().map(|dir| (dir.tree, dir.meta)));
+    }
+    Ok(())
+}
+
+/// The object `objects/PREFIX/NAME` of an archive repository names, if it names one.
+fn parse_object_name(prefix: &str, name: &str) -> Option<ObjectId> {
+    let (rest, extension) = name.split_once('.')?;
+    let kind = match extension {
+        "filez" => ObjectKind::File,
+        "dirtree" => ObjectKind::DirTree,
+        "dirmeta" => ObjectKind::DirMeta,
+        "commit" => ObjectKind::Commit,
+        "commitmeta" => ObjectKind::CommitMeta,
+        _ => return None,
+    };
+    let checksum = Checksum::from_hex(&format!("{prefix}{rest}")).ok()?;
+    Some(ObjectId::new(checksum, kind))
 }
 
 /// The drive's repository when there is one; refused when it is not an archive one.
@@ -1051,6 +1148,24 @@ mod tests {
             flatpak_id("runtime/org.example.App/x86_64/stable", "app/"),
             None
         );
+    }
+
+    #[test]
+    fn object_names_parse_only_as_archive_objects() {
+        let hex = "ab".repeat(32);
+        let parsed = parse_object_name(&hex[..2], &format!("{}.filez", &hex[2..]));
+        assert_eq!(
+            parsed,
+            Some(ObjectId::new(
+                Checksum::from_hex(&hex).expect("checksum"),
+                ObjectKind::File
+            ))
+        );
+        assert_eq!(
+            parse_object_name(&hex[..2], &format!("{}.file", &hex[2..])),
+            None
+        );
+        assert_eq!(parse_object_name("ab", "short.filez"), None);
     }
 
     #[test]
