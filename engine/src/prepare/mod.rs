@@ -18,6 +18,7 @@
 mod drive;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -173,6 +174,15 @@ pub enum PrepareError {
         object: ObjectId,
         #[source]
         source: FormatError,
+    },
+    #[error(
+        "{count} objects read back from {drive} differ from what was written ({objects}); the \
+         drive may be failing: use another one"
+    )]
+    BadDrive {
+        drive: PathBuf,
+        count: usize,
+        objects: String,
     },
     #[error("cannot build the drive's summary: {0}")]
     Summary(#[source] FormatError),
@@ -373,10 +383,15 @@ pub fn prepare_drive(
     } else {
         request.threads
     };
-    write_all(&writer, &objects, &source_of, &progress, threads, cancel)?;
+    let written: Mutex<Vec<Planned>> = Mutex::new(Vec::new());
+    write_all(
+        &writer, &objects, &source_of, &progress, threads, cancel, &written,
+    )?;
     writer.sync()?;
     // Commits last: a commit on the drive means everything it reaches is there.
-    write_all(&writer, &commits, &source_of, &progress, 1, cancel)?;
+    write_all(
+        &writer, &commits, &source_of, &progress, 1, cancel, &written,
+    )?;
     progress.report(true);
 
     let mut refs_written = 0;
@@ -400,6 +415,34 @@ pub fn prepare_drive(
         writer.sync()?;
         removed
     };
+
+    // Everything is on the drive; read it back from the device to catch a stick that
+    // loses or garbles writes.
+    let written: Vec<ObjectId> = written
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .map(|planned| planned.object)
+        .collect();
+    if !written.is_empty() {
+        reporter.on_event(Event::Message {
+            level: MessageLevel::Info,
+            text: format!("reading back {} objects from the drive", written.len()),
+        });
+    }
+    let bad = verify_objects(&drive_repo, &written, threads, cancel)?;
+    if !bad.is_empty() {
+        return Err(PrepareError::BadDrive {
+            drive: request.drive.clone(),
+            count: bad.len(),
+            objects: bad
+                .iter()
+                .take(10)
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
 
     for carried in &plan.refs {
         reporter.on_event(Event::Result(InstallResult {
@@ -917,7 +960,53 @@ impl<'r> Progress<'r> {
     }
 }
 
-/// Writes `objects` on `threads` workers; the first error stops them all.
+/// Runs `work` on every item on `threads` workers; the first error (or a cancellation)
+/// stops them all.
+fn for_each_parallel<T: Sync>(
+    items: &[T],
+    threads: usize,
+    cancel: &CancelToken,
+    work: impl Fn(&T) -> Result<(), PrepareError> + Sync,
+) -> Result<(), PrepareError> {
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let first_error: Mutex<Option<PrepareError>> = Mutex::new(None);
+    let worker = || loop {
+        if failed.load(Ordering::Relaxed) {
+            return;
+        }
+        let index = next.fetch_add(1, Ordering::Relaxed);
+        let Some(item) = items.get(index) else {
+            return;
+        };
+        let result = if cancel.is_cancelled() {
+            Err(PrepareError::Cancelled)
+        } else {
+            work(item)
+        };
+        if let Err(error) = result {
+            failed.store(true, Ordering::Relaxed);
+            if let Ok(mut slot) = first_error.lock() {
+                slot.get_or_insert(error);
+            }
+            return;
+        }
+    };
+    let threads = threads.clamp(1, items.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 1..threads {
+            scope.spawn(worker);
+        }
+        worker();
+    });
+    match first_error.into_inner() {
+        Ok(Some(error)) => Err(error),
+        Ok(None) => Ok(()),
+        Err(poisoned) => poisoned.into_inner().map_or(Ok(()), Err),
+    }
+}
+
+/// Writes `objects` on `threads` workers, adding each object written to `written`.
 fn write_all<'s>(
     writer: &DriveWriter,
     objects: &[Planned],
@@ -925,46 +1014,74 @@ fn write_all<'s>(
     progress: &Progress<'_>,
     threads: usize,
     cancel: &CancelToken,
+    written: &Mutex<Vec<Planned>>,
 ) -> Result<(), PrepareError> {
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let first_error: Mutex<Option<PrepareError>> = Mutex::new(None);
-    let work = || loop {
-        if failed.load(Ordering::Relaxed) {
-            return;
-        }
-        let index = next.fetch_add(1, Ordering::Relaxed);
-        let Some(planned) = objects.get(index) else {
-            return;
-        };
-        let result = if cancel.is_cancelled() {
-            Err(PrepareError::Cancelled)
-        } else {
-            write_object(writer, source_of(planned.source), planned.object)
-        };
-        match result {
-            Ok(Some(bytes)) => progress.add(bytes),
-            Ok(None) => {}
-            Err(error) => {
-                failed.store(true, Ordering::Relaxed);
-                if let Ok(mut slot) = first_error.lock() {
-                    slot.get_or_insert(error);
-                }
-                return;
+    for_each_parallel(objects, threads, cancel, |planned| {
+        if let Some(bytes) = write_object(writer, source_of(planned.source), planned.object)? {
+            progress.add(bytes);
+            if let Ok(mut list) = written.lock() {
+                list.push(*planned);
             }
         }
-    };
-    let threads = threads.clamp(1, objects.len().max(1));
-    std::thread::scope(|scope| {
-        for _ in 1..threads {
-            scope.spawn(work);
+        Ok(())
+    })
+}
+
+/// Reads `objects` back from `drive` past the page cache and hashes them again. Returns
+/// those that no longer match their names or cannot be read.
+pub fn verify_objects(
+    drive: &Repo,
+    objects: &[ObjectId],
+    threads: usize,
+    cancel: &CancelToken,
+) -> Result<Vec<ObjectId>, PrepareError> {
+    let bad: Mutex<Vec<ObjectId>> = Mutex::new(Vec::new());
+    for_each_parallel(objects, threads, cancel, |object| {
+        if !read_back_matches(drive, *object) {
+            if let Ok(mut list) = bad.lock() {
+                list.push(*object);
+            }
         }
-        work();
-    });
-    match first_error.into_inner() {
-        Ok(Some(error)) => Err(error),
-        Ok(None) => Ok(()),
-        Err(poisoned) => poisoned.into_inner().map_or(Ok(()), Err),
+        Ok(())
+    })?;
+    let mut bad = bad.into_inner().unwrap_or_else(|p| p.into_inner());
+    bad.sort_by_key(|object| object.checksum);
+    Ok(bad)
+}
+
+/// Whether an object on the drive, read from the device rather than the page cache, still
+/// hashes to its name (detached metadata, which has no name of its own, must parse).
+fn read_back_matches(drive: &Repo, object: ObjectId) -> bool {
+    // Pages of a synced file are clean, so DONTNEED drops them and the next read goes to
+    // the device. A filesystem without fadvise is read as it is.
+    if let Ok(file) = File::open(drive.object_path(object)) {
+        let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed);
+    }
+    match object.kind {
+        ObjectKind::File => {
+            let Ok((header, mut content)) = drive.open_content(&object.checksum) else {
+                return false;
+            };
+            let Ok(mut hasher) = ContentHasher::new(&header) else {
+                return false;
+            };
+            let mut buffer = vec![0u8; CHUNK];
+            loop {
+                match content.read(&mut buffer) {
+                    Ok(0) => break,
+                    Ok(read) => hasher.update(&buffer[..read]),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => return false,
+                }
+            }
+            hasher.finish() == object.checksum
+        }
+        ObjectKind::CommitMeta => drive
+            .read_metadata(ObjectKind::CommitMeta, &object.checksum)
+            .is_ok_and(|bytes| Metadata::parse(&bytes).is_ok()),
+        kind => drive
+            .read_metadata(kind, &object.checksum)
+            .is_ok_and(|bytes| metadata_checksum(&bytes) == object.checksum),
     }
 }
 
@@ -1166,6 +1283,33 @@ mod tests {
             None
         );
         assert_eq!(parse_object_name("ab", "short.filez"), None);
+    }
+
+    #[test]
+    fn read_back_reports_objects_the_drive_garbled_or_cut_short() {
+        use crate::object::FileHeader;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let repo = Repo::init(&dir.path().join("repo"), RepoMode::Archive, None).expect("init");
+        let mut objects = Vec::new();
+        for text in ["first file\n", "second file, a little longer\n"] {
+            let header = FileHeader::regular(0, 0, 0o644, text.len() as u64);
+            let checksum = ContentHasher::checksum(&header, text.as_bytes()).expect("hash");
+            repo.write_content(&checksum, &header, text.as_bytes())
+                .expect("write");
+            objects.push(ObjectId::new(checksum, ObjectKind::File));
+        }
+        let cancel = CancelToken::new();
+        let bad = verify_objects(&repo, &objects, 2, &cancel).expect("verify");
+        assert!(bad.is_empty(), "{bad:?}");
+
+        // The first object reads back as the second one's bytes; the second loses its end.
+        let second = std::fs::read(repo.object_path(objects[1])).expect("read");
+        std::fs::write(repo.object_path(objects[0]), &second).expect("write");
+        std::fs::write(repo.object_path(objects[1]), &second[..second.len() - 4]).expect("cut");
+        let mut expected = objects.clone();
+        expected.sort_by_key(|object| object.checksum);
+        let bad = verify_objects(&repo, &objects, 2, &cancel).expect("verify");
+        assert_eq!(bad, expected);
     }
 
     #[test]
