@@ -6,6 +6,7 @@ mod install_support;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use ferry_engine::event::{Event, MessageLevel};
@@ -17,11 +18,12 @@ use ferry_tests::flatpak::{
     BRANCH, COLLECTION_ID, REMOTE, RUNTIME_ID,
 };
 use ferry_tests::fusefs::{FatKind, FuseDrive};
+use ferry_tests::generate::{generate_tree, Bucket, GenSpec};
 use ferry_tests::gpg::GpgKey;
 use ferry_tests::loopdev::Mount;
 use ferry_tests::ostree::{ObjectKind, OstreeRepo, RefLocation, RepoMode};
 use ferry_tests::sysroot::{Sysroot, KARG, OS_COLLECTION_ID, OS_NAME, OS_REF, OS_REMOTE};
-use install_support::{os_from_drive, parse_events, snapshot, Machine};
+use install_support::{kill_after_progress, os_from_drive, parse_events, snapshot, Machine};
 
 /// `ferryctl prepare-drive ARGS --json` with the variables `vars`.
 fn prepare(vars: &[(String, OsString)], args: &[&dyn AsRef<std::ffi::OsStr>]) -> Result<Output> {
@@ -248,6 +250,71 @@ fn objects_of_the_old_version_are_removed_unless_kept() -> Result<()> {
     );
     let fsck = OstreeRepo::open(&repo_path).fsck_output()?;
     ensure!(fsck.success(), "{fsck:?}");
+    Ok(())
+}
+
+#[test]
+fn a_run_killed_mid_write_leaves_a_repository_fsck_accepts_with_the_old_ref() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
+    let source = Sysroot::create(&tmp.path().join("source"), &key)?;
+    let drive = tmp.path().join("drive");
+    std::fs::create_dir_all(&drive)?;
+    let repo_path = drive.join(".ostree/repo");
+    objects_written(&prepare(&[], &[&drive, &"--sysroot", &source.path])?)?;
+    // About 20 MB in 3,000 files: long enough a write to be killed midway.
+    let payload = GenSpec {
+        buckets: vec![Bucket {
+            count: 3000,
+            min: 1024,
+            max: 12 * 1024,
+        }],
+        files_per_dir: 100,
+        seed: 13,
+    };
+    generate_tree(&source.os.data.join("usr/share/payload"), &payload)?;
+    let v2 = publish_2_0(&source)?;
+    upgrade(&source)?;
+
+    let mut command = bins::ferryctl()?
+        .arg("prepare-drive")
+        .arg(&drive)
+        .arg("--sysroot")
+        .arg(&source.path)
+        .arg("--json")
+        .into_command();
+    command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    kill_after_progress(command.spawn()?, 2, Duration::from_secs(120))?;
+    let written = object_files(&repo_path)?;
+    let fsck = OstreeRepo::open(&repo_path).fsck_output()?;
+    ensure!(
+        fsck.success(),
+        "fsck refused the interrupted drive:\n{fsck:?}"
+    );
+    ensure!(
+        os_drive_mirror(&drive)?.as_deref() == Some(source.v1.as_str()),
+        "the ref moved before its commit was complete"
+    );
+
+    // The next run finishes the job without writing again what is there.
+    let rest = objects_written(&prepare(&[], &[&drive, &"--sysroot", &source.path])?)?;
+    ensure!(os_drive_mirror(&drive)?.as_deref() == Some(v2.as_str()));
+    let reference = OstreeRepo::init(&tmp.path().join("reference"), RepoMode::Archive, None)?;
+    reference.pull_local(&source.path.join("ostree/repo"), &[&source.v1], &[])?;
+    let v1_objects = object_files(&reference.path)?;
+    reference.pull_local(&source.path.join("ostree/repo"), &[&v2], &[])?;
+    let all_objects = object_files(&reference.path)?;
+    ensure!(
+        written > v1_objects && rest as usize == all_objects - written,
+        "killed after {written} of {all_objects} objects, then wrote {rest}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(repo_path.join("tmp"))?
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("ferry-"))
+        .collect();
+    ensure!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
     Ok(())
 }
 
