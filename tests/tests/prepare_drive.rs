@@ -402,6 +402,43 @@ fn os_drive_on(kind: FatKind, name: &str) -> Result<()> {
 }
 
 #[test]
+fn serial_libostrees_mount_finder_pulls_from_an_exfat_drive() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
+    let target = Sysroot::create(&tmp.path().join("target"), &key)?;
+    let (source, v2) = sysroot_at_2_0(&tmp.path().join("source"), &key)?;
+    // GIO shows root the mounts under /media (not those under a dot directory such as the
+    // test's own /tmp/.tmpXXXX).
+    let media = tempfile::Builder::new()
+        .prefix("ferry-test-")
+        .tempdir_in("/media")?;
+    let mountpoint = media.path().join("stick");
+    let fuse = FuseDrive::create(
+        FatKind::Exfat,
+        &tmp.path().join("stick.img"),
+        &mountpoint,
+        64,
+    )?;
+    objects_written(&prepare(&[], &[&mountpoint, &"--sysroot", &source.path])?)?;
+
+    let found = target
+        .repo()
+        .ostree()
+        .args(["find-remotes", "--finders=mount", "--pull"])
+        .arg(OS_COLLECTION_ID)
+        .arg(OS_REF)
+        .output()?;
+    fuse.unmount()?;
+    ensure!(found.success(), "ostree find-remotes failed:\n{found:?}");
+    let pulled = target.repo().rev_parse(&format!("{OS_REMOTE}:{OS_REF}"))?;
+    ensure!(
+        pulled == v2,
+        "ostree pulled {pulled}, not 2.0 ({v2}):\n{found:?}"
+    );
+    Ok(())
+}
+
+#[test]
 fn serial_os_drive_on_fat32_through_fuse() -> Result<()> {
     os_drive_on(FatKind::Fat32, "fat32")
 }
