@@ -506,6 +506,75 @@ fn apps_drive_updates_an_installation_through_ferry_with_its_runtime() -> Result
     Ok(())
 }
 
+/// The refs mirrored on a drive, as `ostree refs --collections` lists them.
+fn drive_refs(drive: &Path) -> Result<Vec<String>> {
+    Ok(OstreeRepo::open(&drive.join(".ostree/repo"))
+        .collection_refs()?
+        .into_iter()
+        .map(|(_, name)| name)
+        .collect())
+}
+
+#[test]
+fn a_runtime_goes_alone_and_a_ref_installed_in_part_stays_behind() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let fixture = FlatpakFixture::new(tmp.path())?;
+    let installation = fixture.client.user_installation();
+    let runtime = runtime_ref(RUNTIME_ID, BRANCH)?;
+    let app = app_ref(APP_ID, BRANCH)?;
+
+    let runtime_drive = tmp.path().join("runtime-drive");
+    std::fs::create_dir_all(&runtime_drive)?;
+    let output = prepare(
+        &fixture.client.vars(),
+        &[
+            &runtime_drive,
+            &"--installation",
+            &installation,
+            &"--runtime",
+            &RUNTIME_ID,
+        ],
+    )?;
+    objects_written(&output)?;
+    let carried = drive_refs(&runtime_drive)?;
+    ensure!(
+        carried.contains(&runtime) && !carried.contains(&app),
+        "{carried:?}"
+    );
+
+    // The runtime's commit as if only some of its subdirectories were installed.
+    let repo = fixture.client.user_repo();
+    let commit = fixture.client.installed_commit(&runtime)?;
+    std::fs::create_dir_all(repo.path.join("state"))?;
+    std::fs::write(repo.path.join(format!("state/{commit}.commitpartial")), "")?;
+    let app_drive = tmp.path().join("app-drive");
+    std::fs::create_dir_all(&app_drive)?;
+    let output = prepare(
+        &fixture.client.vars(),
+        &[
+            &app_drive,
+            &"--installation",
+            &installation,
+            &"--app",
+            &APP_ID,
+        ],
+    )?;
+    objects_written(&output)?;
+    let carried = drive_refs(&app_drive)?;
+    ensure!(
+        carried.contains(&app) && !carried.contains(&runtime),
+        "{carried:?}"
+    );
+    ensure!(
+        output.stdout.contains("installed only in part") && output.stdout.contains(&runtime),
+        "no warning about the partial runtime:\n{}",
+        output.stdout
+    );
+    let fsck = OstreeRepo::open(&app_drive.join(".ostree/repo")).fsck_output()?;
+    ensure!(fsck.success(), "{fsck:?}");
+    Ok(())
+}
+
 #[test]
 fn apps_drive_updates_an_installation_through_flatpak_sideload() -> Result<()> {
     let tmp = tempfile::tempdir()?;

@@ -1,6 +1,6 @@
-//! `ferryctl prepare-drive DRIVE [--os] [--app ID]... [--all-apps] [--installation
-//! user|system|DIR]... [--sysroot DIR] [--keep-old] [--dry-run] [--json]`: write this machine's OS and apps
-//! to a drive, for other machines to update from.
+//! `ferryctl prepare-drive DRIVE [--os] [--app ID]... [--all-apps] [--runtime REF]...
+//! [--installation user|system|DIR]... [--sysroot DIR] [--keep-old] [--dry-run] [--json]`:
+//! write this machine's OS and apps to a drive, for other machines to update from.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -32,6 +32,11 @@ pub struct PrepareDriveArgs {
     /// Put every installed app on the drive.
     #[arg(long)]
     pub all_apps: bool,
+
+    /// Put this runtime (ID or full ref) on the drive, with its installed extensions.
+    /// Repeat for more.
+    #[arg(long = "runtime", value_name = "REF")]
+    pub runtimes: Vec<String>,
 
     /// A Flatpak installation to read apps from: user, system, an installation ID, or a
     /// directory. Repeat for several.
@@ -65,6 +70,7 @@ pub fn run(args: PrepareDriveArgs) -> anyhow::Result<ExitCode> {
             os: args.os,
             apps: args.apps.clone(),
             all_apps: args.all_apps,
+            runtimes: args.runtimes.clone(),
         },
         dry_run: args.dry_run,
         threads: 0,

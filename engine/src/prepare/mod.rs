@@ -65,11 +65,14 @@ pub struct Selection {
     /// App IDs (`org.example.App`) or full refs (`app/org.example.App/x86_64/stable`).
     pub apps: Vec<String>,
     pub all_apps: bool,
+    /// Runtime IDs or full refs (`runtime/org.example.Platform/x86_64/stable`), with their
+    /// installed extensions.
+    pub runtimes: Vec<String>,
 }
 
 impl Selection {
     fn everything(&self) -> bool {
-        !self.os && self.apps.is_empty() && !self.all_apps
+        !self.os && self.apps.is_empty() && !self.all_apps && self.runtimes.is_empty()
     }
 }
 
@@ -140,8 +143,8 @@ pub enum PrepareError {
         source_label: String,
         fix: String,
     },
-    #[error("app {0} is not installed in any chosen installation")]
-    AppNotInstalled(String),
+    #[error("{0} is not installed in any chosen installation")]
+    NotInstalled(String),
     #[error("nothing to put on the drive: {0}")]
     NothingSelected(String),
     #[error(
@@ -244,7 +247,25 @@ pub fn prepare_drive(
         phase: crate::event::Phase::Scan,
         update: None,
     });
-    let chosen = choose_refs(targets, &request.selection)?;
+    let mut chosen = choose_refs(targets, &request.selection)?;
+    // Refs installed in part (Flatpak's locale extensions with some languages) cannot be
+    // carried whole; they are left behind, said so.
+    let mut whole = Vec::with_capacity(chosen.len());
+    for item in chosen {
+        let partial = Repo::open(&targets[item.target].repo)?.is_partial(&item.commit)?;
+        if partial {
+            reporter.on_event(Event::Message {
+                level: MessageLevel::Warning,
+                text: format!(
+                    "{} is installed only in part in {}; it is not put on the drive",
+                    item.ref_name, targets[item.target].installation
+                ),
+            });
+        } else {
+            whole.push(item);
+        }
+    }
+    chosen = whole;
     if chosen.is_empty() {
         return Err(PrepareError::NothingSelected(
             "no OS deployment or installed app was found in the chosen places".to_owned(),
@@ -588,6 +609,27 @@ fn choose_refs(targets: &[Target], selection: &Selection) -> Result<Vec<Chosen>,
             TargetKind::Flatpak => {
                 let mut names: BTreeSet<String> = BTreeSet::new();
                 for installed in &target.installed {
+                    let Some(runtime_id) = flatpak_id(&installed.ref_name, "runtime/") else {
+                        continue;
+                    };
+                    let named = selection
+                        .runtimes
+                        .iter()
+                        .find(|name| *name == runtime_id || **name == installed.ref_name);
+                    if let Some(name) = named {
+                        found_apps.insert(name.as_str());
+                        names.insert(installed.ref_name.clone());
+                        let prefix = format!("{runtime_id}.");
+                        for other in &target.installed {
+                            if flatpak_id(&other.ref_name, "runtime/")
+                                .is_some_and(|id| id.starts_with(&prefix))
+                            {
+                                names.insert(other.ref_name.clone());
+                            }
+                        }
+                    }
+                }
+                for installed in &target.installed {
                     let Some(app_id) = flatpak_id(&installed.ref_name, "app/") else {
                         if everything {
                             names.insert(installed.ref_name.clone());
@@ -638,9 +680,10 @@ fn choose_refs(targets: &[Target], selection: &Selection) -> Result<Vec<Chosen>,
     if let Some(missing) = selection
         .apps
         .iter()
-        .find(|app| !found_apps.contains(app.as_str()))
+        .chain(&selection.runtimes)
+        .find(|name| !found_apps.contains(name.as_str()))
     {
-        return Err(PrepareError::AppNotInstalled(missing.clone()));
+        return Err(PrepareError::NotInstalled(missing.clone()));
     }
 
     let mut chosen: Vec<Chosen> = Vec::new();
