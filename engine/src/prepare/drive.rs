@@ -7,6 +7,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
@@ -42,6 +43,9 @@ pub(super) struct DriveWriter {
     dir: OwnedFd,
     objects: OwnedFd,
     tmp: OwnedFd,
+    /// `objects/XX` directories known to exist, to spare a `mkdir` per object (a round trip
+    /// on FUSE).
+    made_prefixes: [AtomicBool; 256],
 }
 
 /// A file in `tmp/`, removed on drop unless it was renamed into place.
@@ -94,6 +98,7 @@ impl DriveWriter {
             dir,
             objects,
             tmp,
+            made_prefixes: std::array::from_fn(|_| AtomicBool::new(false)),
         })
     }
 
@@ -138,7 +143,11 @@ impl DriveWriter {
             .map_err(|e| PrepareError::io("write", path.clone(), e))?
             .len();
         drop(file);
-        make_dir(&self.objects, &hex[..2], &self.path.join("objects"))?;
+        let made = &self.made_prefixes[usize::from(object.checksum.as_bytes()[0])];
+        if !made.load(Ordering::Relaxed) {
+            make_dir(&self.objects, &hex[..2], &self.path.join("objects"))?;
+            made.store(true, Ordering::Relaxed);
+        }
         let placed = rename_no_replace(&self.tmp, &temp.name, &self.objects, &name)
             .map_err(|e| PrepareError::io("store", path, e))?;
         if placed {

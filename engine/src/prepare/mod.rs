@@ -228,11 +228,22 @@ struct Chosen {
     commit: Checksum,
 }
 
-/// An object to write and where it is read from.
+/// An object to write, where it is read from, and the bytes it will take.
 #[derive(Debug, Clone, Copy)]
 struct Planned {
     object: ObjectId,
     source: usize,
+    size: u64,
+}
+
+/// What walking the chosen commits found to write.
+#[derive(Default)]
+struct Walk {
+    seen: HashSet<ObjectId>,
+    /// Dirtrees, dirmeta and content, written first.
+    objects: Vec<Planned>,
+    /// Commits and their detached metadata, written once everything else is.
+    commits: Vec<Planned>,
 }
 
 /// Plans and, unless `request.dry_run`, writes the drive. `targets` are the sysroot and
@@ -287,10 +298,7 @@ pub fn prepare_drive(
     };
 
     // The closure of every commit the drive does not hold completely yet.
-    let mut seen: HashSet<ObjectId> = HashSet::new();
-    let mut objects: Vec<Planned> = Vec::new();
-    let mut commits: Vec<Planned> = Vec::new();
-    let mut estimates: HashMap<ObjectId, u64> = HashMap::new();
+    let mut walk = Walk::default();
     let mut carried = Vec::new();
     for item in &chosen {
         if cancel.is_cancelled() {
@@ -315,12 +323,13 @@ pub fn prepare_drive(
             item.target,
             &item.commit,
             existing.as_ref(),
-            &mut seen,
-            &mut objects,
-            &mut commits,
-            &mut estimates,
+            &mut walk,
         )?;
     }
+
+    let Walk {
+        objects, commits, ..
+    } = walk;
 
     // Space, counted in the drive's blocks.
     let space = drive_space(&request.drive)?;
@@ -329,7 +338,7 @@ pub fn prepare_drive(
     let mut bytes_to_write: u64 = 0;
     let mut prefixes: BTreeSet<u8> = BTreeSet::new();
     for planned in objects.iter().chain(&commits) {
-        let size = estimates.get(&planned.object).copied().unwrap_or(0);
+        let size = planned.size;
         if space.fat32 && size > FAT32_MAX_FILE {
             return Err(PrepareError::TooLargeForFat {
                 object: planned.object,
@@ -778,26 +787,28 @@ fn flatpak_id<'r>(ref_name: &'r str, prefix: &str) -> Option<&'r str> {
 
 /// Adds the objects of `commit`'s closure that `drive` lacks. A commit the drive holds, not
 /// marked partial, is complete there and not walked.
-#[allow(clippy::too_many_arguments)]
 fn walk_commit(
     source: &Repo,
     source_index: usize,
     commit: &Checksum,
     drive: Option<&Repo>,
-    seen: &mut HashSet<ObjectId>,
-    objects: &mut Vec<Planned>,
-    commits: &mut Vec<Planned>,
-    estimates: &mut HashMap<ObjectId, u64>,
+    walk: &mut Walk,
 ) -> Result<(), PrepareError> {
+    let Walk {
+        seen,
+        objects,
+        commits,
+    } = walk;
     let commit_id = ObjectId::new(*commit, ObjectKind::Commit);
     if !seen.insert(commit_id) {
         return Ok(());
     }
     let meta_id = ObjectId::new(*commit, ObjectKind::CommitMeta);
     let source_meta = source.read_commitmeta(commit)?;
-    let planned = |object| Planned {
+    let planned = |object, size| Planned {
         object,
         source: source_index,
+        size,
     };
     let has = |object: ObjectId| -> Result<bool, PrepareError> {
         Ok(match drive {
@@ -812,8 +823,7 @@ fn walk_commit(
             None => false,
         };
         if !same {
-            commits.push(planned(meta_id));
-            estimates.insert(meta_id, bytes.len() as u64);
+            commits.push(planned(meta_id, bytes.len() as u64));
         }
     }
     let complete_on_drive = match drive {
@@ -838,8 +848,7 @@ fn walk_commit(
         let meta_id = ObjectId::new(meta, ObjectKind::DirMeta);
         if seen.insert(meta_id) && !has(meta_id)? {
             let size = source.metadata_size(meta_id)?.unwrap_or(0);
-            estimates.insert(meta_id, size);
-            objects.push(planned(meta_id));
+            objects.push(planned(meta_id, size));
         }
         let tree_id = ObjectId::new(tree, ObjectKind::DirTree);
         if !seen.insert(tree_id) {
@@ -857,8 +866,7 @@ fn walk_commit(
             source,
         })?;
         if !has(tree_id)? {
-            estimates.insert(tree_id, bytes.len() as u64);
-            objects.push(planned(tree_id));
+            objects.push(planned(tree_id, bytes.len() as u64));
         }
         for file in &parsed_tree.files {
             let file_id = ObjectId::new(file.checksum, ObjectKind::File);
@@ -866,18 +874,14 @@ fn walk_commit(
                 continue;
             }
             let size = content_estimate(source, file_id, archived_sizes.get(&file.checksum))?;
-            estimates.insert(file_id, size);
-            objects.push(planned(file_id));
+            objects.push(planned(file_id, size));
         }
         for dir in &parsed_tree.dirs {
             pending_trees.push((dir.tree, dir.meta));
         }
     }
-    commits.push(planned(commit_id));
-    estimates.insert(
-        commit_id,
-        source.metadata_size(commit_id)?.unwrap_or_default(),
-    );
+    let size = source.metadata_size(commit_id)?.unwrap_or_default();
+    commits.push(planned(commit_id, size));
     Ok(())
 }
 
