@@ -258,13 +258,23 @@ pub fn prepare_drive(
         phase: crate::event::Phase::Scan,
         update: None,
     });
-    let mut chosen = choose_refs(targets, &request.selection)?;
+    let chosen = choose_refs(targets, &request.selection)?;
+    // Each target read from, opened once; `Planned::source` indexes `sources`.
+    let mut sources: Vec<Repo> = Vec::new();
+    let mut source_index: HashMap<usize, usize> = HashMap::new();
+    for item in &chosen {
+        if let std::collections::hash_map::Entry::Vacant(slot) = source_index.entry(item.target) {
+            slot.insert(sources.len());
+            sources.push(Repo::open(&targets[item.target].repo)?);
+        }
+    }
+    let source_of = |index: usize| -> &Repo { &sources[index] };
     // Refs installed in part (Flatpak's locale extensions with some languages) cannot be
     // carried whole; they are left behind, said so.
     let mut whole = Vec::with_capacity(chosen.len());
     for item in chosen {
-        let partial = Repo::open(&targets[item.target].repo)?.is_partial(&item.commit)?;
-        if partial {
+        let source = source_of(source_index[&item.target]);
+        if source.is_partial(&item.commit)? {
             reporter.on_event(Event::Message {
                 level: MessageLevel::Warning,
                 text: format!(
@@ -276,7 +286,7 @@ pub fn prepare_drive(
             whole.push(item);
         }
     }
-    chosen = whole;
+    let chosen = whole;
     if chosen.is_empty() {
         return Err(PrepareError::NothingSelected(
             "no OS deployment or installed app was found in the chosen places".to_owned(),
@@ -284,18 +294,6 @@ pub fn prepare_drive(
     }
     let repo_path = request.drive.join(DRIVE_REPO_PATH);
     let existing = open_existing_drive_repo(&repo_path)?;
-    let mut sources: Vec<Option<Repo>> = targets.iter().map(|_| None).collect();
-    for item in &chosen {
-        if sources[item.target].is_none() {
-            sources[item.target] = Some(Repo::open(&targets[item.target].repo)?);
-        }
-    }
-    let source_of = |index: usize| -> &Repo {
-        // Every chosen target's repository was opened just above.
-        sources[index]
-            .as_ref()
-            .unwrap_or_else(|| unreachable!("source {index} was opened"))
-    };
 
     // The closure of every commit the drive does not hold completely yet.
     let mut walk = Walk::default();
@@ -304,7 +302,7 @@ pub fn prepare_drive(
         if cancel.is_cancelled() {
             return Err(PrepareError::Cancelled);
         }
-        let source = source_of(item.target);
+        let index = source_index[&item.target];
         let location = RefLocation::mirror(&item.collection_id, &item.ref_name);
         let on_drive = match &existing {
             Some(drive) => drive.resolve_ref(&location)?,
@@ -319,8 +317,8 @@ pub fn prepare_drive(
             up_to_date: on_drive == Some(item.commit),
         });
         walk_commit(
-            source,
-            item.target,
+            source_of(index),
+            index,
             &item.commit,
             existing.as_ref(),
             &mut walk,
