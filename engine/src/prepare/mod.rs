@@ -39,7 +39,7 @@ use crate::object::{
     metadata_checksum, Checksum, ContentHasher, DirTree, FormatError, Metadata, MetadataValue,
     ObjectId, ObjectKind, Summary,
 };
-use crate::repo::{RefLocation, Repo, RepoError, RepoMode};
+use crate::repo::{LockKind, RefLocation, Repo, RepoError, RepoMode};
 use crate::schema::{InstallResult, InstallStatus, TargetKind};
 use crate::target::Target;
 use drive::DriveWriter;
@@ -394,6 +394,9 @@ pub fn prepare_drive(
             Repo::init(&repo_path, RepoMode::Archive, None)?
         }
     };
+    // The lock `ostree` and `flatpak` take: shared while objects are added, exclusive while
+    // unneeded ones are removed.
+    let _writing = drive_repo.lock(LockKind::Shared, Some(cancel))?;
     let writer = DriveWriter::open(&repo_path)?;
     writer.remove_stale_temporaries()?;
     reporter.on_event(Event::Phase {
@@ -439,6 +442,7 @@ pub fn prepare_drive(
     let objects_removed = if request.keep_old || refs_written == 0 {
         0
     } else {
+        let _removing = drive_repo.lock(LockKind::Exclusive, Some(cancel))?;
         let removed = remove_unreachable(&drive_repo, &writer, cancel)?;
         writer.sync()?;
         removed
