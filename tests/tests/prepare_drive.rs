@@ -373,6 +373,29 @@ fn serial_a_full_drive_is_refused_before_writing() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn serial_a_read_only_drive_is_refused_with_the_reason() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
+    let source = Sysroot::create(&tmp.path().join("source"), &key)?;
+    let drive = tmp.path().join("drive");
+    let mount = Mount::new(
+        Path::new("tmpfs"),
+        &drive,
+        Some("tmpfs"),
+        &["ro", "size=8m"],
+    )?;
+    let output = prepare(&[], &[&drive, &"--sysroot", &source.path])?;
+    mount.unmount()?;
+    ensure!(!output.success(), "a read-only drive was accepted");
+    ensure!(
+        output.stderr.contains("Read-only file system"),
+        "{}",
+        output.stderr
+    );
+    Ok(())
+}
+
 /// A drive on `kind` prepared from a sysroot at 2.0 updates a machine at 1.0, and fsck
 /// accepts it after it is mounted again.
 fn os_drive_on(kind: FatKind, name: &str) -> Result<()> {
