@@ -36,6 +36,8 @@ enum Command {
     Install(commands::install::InstallArgs),
     /// Serve a repository read-only to computers nearby over HTTP, and advertise it (DNS-SD).
     Serve(commands::serve::ServeArgs),
+    /// Write this machine's OS and apps to a drive that other machines update from.
+    PrepareDrive(commands::prepare_drive::PrepareDriveArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
         Command::List(args) => commands::list::run(args),
         Command::Install(args) => commands::install::run(args, cli.verbose > 0),
         Command::Serve(args) => commands::serve::run(args),
+        Command::PrepareDrive(args) => commands::prepare_drive::run(args),
     };
     match result {
         Ok(code) => code,

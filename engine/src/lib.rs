@@ -14,6 +14,7 @@
 //! - [`target`]: what is installed: OS deployments, Flatpak installations, plain repositories.
 //! - [`resolve`]: for each installed ref, the newest commit the machine trusts, over all sources.
 //! - [`install`]: the install transaction: plan, checks, pull, then deploy.
+//! - [`prepare`]: making update drives from this machine's OS and apps.
 //! - [`deploy`]: handing a pulled commit to `ostree admin` and `flatpak`.
 //! - [`privilege`]: what a run as root on a user's behalf (pkexec) may target and read.
 //! - [`event`]: progress and results as a stream of events.
@@ -27,6 +28,7 @@ pub mod install;
 pub mod lan;
 pub mod memory;
 pub mod object;
+pub mod prepare;
 pub mod privilege;
 pub mod pull;
 pub mod repo;

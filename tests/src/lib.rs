@@ -12,6 +12,7 @@
 //! - [`flatpak`]: isolated installations, a hand-made runtime and app, signed repos, drives
 //!   written by `flatpak create-usb` from a peer.
 //! - [`sysroot::Sysroot`]: a fake sysroot with OS v1 deployed by `ostree admin`.
+//! - [`fusefs`]: FAT32 and exFAT drives through FUSE (root only).
 //! - [`loopdev`]: ext4 images on loop devices, tmpfs mounts (root only).
 //! - [`bins`]: the workspace's own binaries (`ferryctl`, `ferry-hook`).
 //! - [`http::StaticServer`]: a loopback HTTP server standing for upstream or a peer.
@@ -25,6 +26,7 @@ pub mod compare;
 pub mod demo;
 pub mod error;
 pub mod flatpak;
+pub mod fusefs;
 pub mod generate;
 pub mod gpg;
 pub mod heavy;

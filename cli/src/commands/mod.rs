@@ -2,6 +2,7 @@
 
 pub mod install;
 pub mod list;
+pub mod prepare_drive;
 pub mod pull;
 pub mod scan;
 mod selection;

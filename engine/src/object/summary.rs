@@ -309,6 +309,59 @@ pub fn build_summary(
     })
 }
 
+/// A ref as a summary lists it: name, commit, commit size, metadata.
+pub type SummaryEntry = (String, Checksum, u64, Metadata);
+
+/// The `ostree.summary.collection-map` value listing `collections` (collection ID, then its
+/// refs as name, commit, commit size, metadata), as libostree writes it for mirrored refs.
+pub fn collection_map_value(
+    collections: &[(String, Vec<SummaryEntry>)],
+) -> Result<MetadataValue, FormatError> {
+    let raw: Vec<(&str, Vec<RawRef<'_>>)> = collections
+        .iter()
+        .map(|(id, refs)| {
+            let list = refs
+                .iter()
+                .map(|(name, commit, size, metadata)| {
+                    (
+                        name.as_str(),
+                        *size,
+                        commit.as_bytes().as_slice(),
+                        metadata.clone(),
+                    )
+                })
+                .collect();
+            (id.as_str(), list)
+        })
+        .collect();
+    let entries: Vec<Vec<Entries<'_>>> = raw
+        .iter()
+        .map(|(_, list)| list.iter().map(|r| r.3.serializable()).collect())
+        .collect();
+    let details: Vec<Vec<RefDetails<'_>>> = raw
+        .iter()
+        .zip(&entries)
+        .map(|((_, list), entries)| {
+            list.iter()
+                .zip(entries)
+                .map(|(r, e)| (r.1, r.2, e))
+                .collect()
+        })
+        .collect();
+    let items: Vec<Vec<RefItem<'_>>> = raw
+        .iter()
+        .zip(&details)
+        .map(|((_, list), details)| list.iter().zip(details).map(|(r, d)| (r.0, d)).collect())
+        .collect();
+    let outer: Vec<(&str, &Vec<RefItem<'_>>)> = raw
+        .iter()
+        .zip(&items)
+        .map(|((id, _), list)| (*id, list))
+        .collect();
+    let data = serialize("summary collection map", gv!("a{sa(s(taya{sv}))}"), &outer)?;
+    MetadataValue::from_parts(COLLECTION_MAP_TYPE, data)
+}
+
 /// A ref as read from a summary: name, commit size, checksum bytes, metadata.
 type RawRef<'a> = (&'a str, u64, &'a [u8], Metadata);
 /// A metadata dictionary's entries in the shape `gvariant` serialises.

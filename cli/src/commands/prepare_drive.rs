@@ -1,0 +1,200 @@
+//! `ferryctl prepare-drive DRIVE [--os] [--app ID]... [--all-apps] [--runtime REF]...
+//! [--installation user|system|DIR]... [--sysroot DIR] [--keep-old] [--dry-run] [--json]`:
+//! write this machine's OS and apps to a drive, for other machines to update from.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use ferry_engine::event::{Event, MessageLevel, Reporter};
+use ferry_engine::prepare::{prepare_drive, PrepareOutcome, PrepareRequest, Selection};
+use ferry_engine::target::{default_targets, HostPaths, InstallationSelector, Target};
+
+use crate::i18n::{tr, trf};
+use crate::render::{human_bytes, Output};
+use crate::signals;
+
+#[derive(Debug, clap::Args)]
+pub struct PrepareDriveArgs {
+    /// The drive's mount point, or a plain folder.
+    #[arg(value_name = "DRIVE")]
+    pub drive: PathBuf,
+
+    /// Put the OS on the drive (the booted deployment, else the sysroot's default).
+    #[arg(long)]
+    pub os: bool,
+
+    /// Put this app on the drive, with the runtime and extensions it needs. Repeat for more.
+    #[arg(long = "app", value_name = "ID")]
+    pub apps: Vec<String>,
+
+    /// Put every installed app on the drive.
+    #[arg(long)]
+    pub all_apps: bool,
+
+    /// Put this runtime (ID or full ref) on the drive, with its installed extensions.
+    /// Repeat for more.
+    #[arg(long = "runtime", value_name = "REF")]
+    pub runtimes: Vec<String>,
+
+    /// A Flatpak installation to read apps from: user, system, an installation ID, or a
+    /// directory. Repeat for several.
+    #[arg(long, value_name = "INSTALLATION")]
+    pub installation: Vec<String>,
+
+    /// The OSTree sysroot to read the OS from.
+    #[arg(long, value_name = "DIR")]
+    pub sysroot: Option<PathBuf>,
+
+    /// Keep objects that no ref on the drive needs any more (older versions).
+    #[arg(long)]
+    pub keep_old: bool,
+
+    /// Show what would be written, and whether it fits, without writing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print progress and results as JSON lines on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: PrepareDriveArgs) -> anyhow::Result<ExitCode> {
+    let cancel = signals::install()?;
+    let output = Output::new(args.json);
+    let targets = targets(&args)?;
+    let request = PrepareRequest {
+        drive: args.drive.clone(),
+        selection: Selection {
+            os: args.os,
+            apps: args.apps.clone(),
+            all_apps: args.all_apps,
+            runtimes: args.runtimes.clone(),
+        },
+        dry_run: args.dry_run,
+        threads: 0,
+        keep_old: args.keep_old,
+    };
+    let result = prepare_drive(&targets, &request, &output, &cancel);
+    output.finish();
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            if output.is_json() {
+                output.on_event(Event::Message {
+                    level: MessageLevel::Error,
+                    text: error.to_string(),
+                });
+                output.on_event(Event::Finished { ok: false });
+            }
+            return Err(error.into());
+        }
+    };
+    // The JSON stream is never translated.
+    let text = describe(&outcome, !output.is_json());
+    if output.is_json() {
+        output.on_event(Event::Message {
+            level: MessageLevel::Info,
+            text,
+        });
+        output.on_event(Event::Finished { ok: true });
+    } else {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{text}")?;
+        stdout.flush()?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The sysroot and installations named, else this machine's OS and every installation.
+fn targets(args: &PrepareDriveArgs) -> anyhow::Result<Vec<Target>> {
+    let host = HostPaths::from_env();
+    if args.sysroot.is_none() && args.installation.is_empty() {
+        let found = default_targets(&host);
+        if found.targets.is_empty() {
+            if let Some(error) = found.errors.into_iter().next() {
+                return Err(error).context(tr("cannot read this machine's OS or apps"));
+            }
+        }
+        return Ok(found.targets);
+    }
+    let mut targets = Vec::new();
+    if let Some(sysroot) = &args.sysroot {
+        targets.push(Target::os(sysroot, &host.boot)?);
+    }
+    for installation in &args.installation {
+        let selector = InstallationSelector::parse(installation);
+        targets.push(Target::flatpak_selected(&selector, &host.flatpak)?);
+    }
+    Ok(targets)
+}
+
+/// The plan or what was written, for people; in English when `translate` is false.
+fn describe(outcome: &PrepareOutcome, translate: bool) -> String {
+    let tr = |msgid: &str| {
+        if translate {
+            tr(msgid)
+        } else {
+            msgid.to_owned()
+        }
+    };
+    let trf = |msgid: &str, args: &[&dyn std::fmt::Display]| {
+        if translate {
+            return trf(msgid, args);
+        }
+        let mut text = msgid.to_owned();
+        for arg in args {
+            if let Some(at) = text.find("{}") {
+                text.replace_range(at..at + 2, &arg.to_string());
+            }
+        }
+        text
+    };
+    let plan = &outcome.plan;
+    let mut lines = Vec::new();
+    for carried in &plan.refs {
+        let state = if carried.up_to_date {
+            tr("already on the drive")
+        } else {
+            tr("new")
+        };
+        lines.push(format!(
+            "  ({}, {}) {} [{}]",
+            carried.collection_id,
+            carried.ref_name,
+            &carried.commit[..carried.commit.len().min(12)],
+            state
+        ));
+    }
+    let summary = if outcome.dry_run {
+        let free = plan.free_bytes.map_or_else(|| tr("unknown"), human_bytes);
+        trf(
+            "Would write {} objects, {} ({} free) to {}",
+            &[
+                &plan.objects_to_write,
+                &human_bytes(plan.bytes_to_write),
+                &free,
+                &plan.repo.display(),
+            ],
+        )
+    } else {
+        trf(
+            "Wrote {} objects ({}) and {} refs to {}; safe to remove once unmounted",
+            &[
+                &outcome.objects_written,
+                &human_bytes(outcome.bytes_written),
+                &outcome.refs_written,
+                &plan.repo.display(),
+            ],
+        )
+    };
+    if outcome.objects_removed > 0 {
+        lines.push(trf(
+            "Removed {} objects that no ref on the drive needs any more",
+            &[&outcome.objects_removed],
+        ));
+    }
+    lines.push(summary);
+    lines.join("\n")
+}

@@ -1,0 +1,1454 @@
+//! Making update drives: the OS and apps of this machine written to an archive repository at
+//! `DRIVE/.ostree/repo`, laid out as `ostree create-usb` lays it out, so that libostree's
+//! mount finder, `flatpak --sideload-repo`, eos-updater and Ferry all read it.
+//!
+//! - Refs go under `refs/mirrors/<collection-id>/`; only refs of remotes with a collection ID
+//!   can be carried.
+//! - Each commit goes with its complete closure and its detached metadata byte for byte
+//!   (the publisher's signatures; Ferry never signs). Apps take their runtime and extensions
+//!   along, and each carried remote's `appstream2`/`appstream` and `ostree-metadata` refs.
+//! - Archive-mode sources are copied as stored; objects of bare-mode sources are compressed
+//!   on every core at zlib level 1 (any level is valid in archive mode).
+//! - Objects already on the drive are not written again; a commit on the drive is complete
+//!   once present, since commits are written after everything they reach.
+//! - The bytes to write, rounded up to the drive's blocks, are checked against its free space
+//!   before anything is written.
+//! - Order of writing: objects, sync, commits, refs, the unsigned summary, sync.
+
+mod drive;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use flate2::write::DeflateEncoder;
+use flate2::Compression;
+use serde::Serialize;
+
+use crate::cancel::CancelToken;
+use crate::event::{Event, MessageLevel, Reporter};
+use crate::object::summary::{
+    build_summary, collection_map_value, SummaryEntry, COLLECTION_MAP_KEY, COMMIT_TIMESTAMP_KEY,
+    COMMIT_VERSION_KEY, LAST_MODIFIED_KEY,
+};
+use crate::object::{
+    metadata_checksum, Checksum, ContentHasher, DirTree, FormatError, Metadata, MetadataValue,
+    ObjectId, ObjectKind, Summary,
+};
+use crate::repo::{LockKind, RefLocation, Repo, RepoError, RepoMode};
+use crate::schema::{InstallResult, InstallStatus, TargetKind};
+use crate::target::Target;
+use drive::DriveWriter;
+
+/// Where the repository goes on a drive, as `ostree create-usb` puts it.
+pub const DRIVE_REPO_PATH: &str = ".ostree/repo";
+/// zlib level for objects of bare-mode sources: fast; libostree reads any level.
+const ZLIB_LEVEL: u32 = 1;
+/// The largest file FAT32 can hold.
+const FAT32_MAX_FILE: u64 = (4 << 30) - 1;
+/// `statfs` type of the kernel's FAT driver.
+const MSDOS_SUPER_MAGIC: u64 = 0x4d44;
+/// Header bytes allowed per archived object when estimating the size of a bare one.
+const ARCHIVE_HEADER_ESTIMATE: u64 = 512;
+/// How often progress is reported.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
+const CHUNK: usize = 128 * 1024;
+
+/// What to put on the drive. All empty means the OS and every installed app.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub os: bool,
+    /// App IDs (`org.example.App`) or full refs (`app/org.example.App/x86_64/stable`).
+    pub apps: Vec<String>,
+    pub all_apps: bool,
+    /// Runtime IDs or full refs (`runtime/org.example.Platform/x86_64/stable`), with their
+    /// installed extensions.
+    pub runtimes: Vec<String>,
+}
+
+impl Selection {
+    fn everything(&self) -> bool {
+        !self.os && self.apps.is_empty() && !self.all_apps && self.runtimes.is_empty()
+    }
+}
+
+/// A `prepare-drive` request.
+#[derive(Debug, Clone)]
+pub struct PrepareRequest {
+    /// A mount point or a plain folder; the repository goes to `DRIVE/.ostree/repo`.
+    pub drive: PathBuf,
+    pub selection: Selection,
+    /// Plan only: nothing is created or written.
+    pub dry_run: bool,
+    /// Worker threads for writing objects; 0 means one per core.
+    pub threads: usize,
+    /// Keep objects no ref on the drive needs any more (by default they are removed once
+    /// a ref moved).
+    pub keep_old: bool,
+}
+
+/// One ref the drive carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CarriedRef {
+    pub collection_id: String,
+    #[serde(rename = "ref")]
+    pub ref_name: String,
+    pub commit: String,
+    pub target: TargetKind,
+    /// The installation or sysroot it is read from.
+    pub source: String,
+    /// The drive already has this ref at this commit.
+    pub up_to_date: bool,
+}
+
+/// What a run writes, computed before writing.
+#[derive(Debug, Clone, Serialize)]
+pub struct DrivePlan {
+    pub repo: PathBuf,
+    pub refs: Vec<CarriedRef>,
+    pub objects_to_write: u64,
+    /// As the drive's filesystem counts them: each file rounded up to its block size.
+    pub bytes_to_write: u64,
+    /// None when the drive's filesystem does not report it.
+    pub free_bytes: Option<u64>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct PrepareOutcome {
+    pub plan: DrivePlan,
+    pub dry_run: bool,
+    /// Object files written (commits and detached metadata included).
+    pub objects_written: u64,
+    pub bytes_written: u64,
+    pub refs_written: u64,
+    pub summary_written: bool,
+    /// Object files removed because no ref on the drive needs them any more.
+    pub objects_removed: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(
+        "{refs} cannot be put on a drive: remote '{remote}' of {source_label} has no collection \
+         ID. {fix}"
+    )]
+    NoCollectionId {
+        remote: String,
+        refs: String,
+        source_label: String,
+        fix: String,
+    },
+    #[error("{0} is not installed in any chosen installation")]
+    NotInstalled(String),
+    #[error("nothing to put on the drive: {0}")]
+    NothingSelected(String),
+    #[error(
+        "the drive needs {} ({needed} bytes), {} ({free} bytes) free; free some space or use a \
+         larger drive",
+        human_bytes(*needed),
+        human_bytes(*free)
+    )]
+    NoSpace { needed: u64, free: u64 },
+    #[error(
+        "object {object} is {size} bytes, more than a FAT32 file can hold (4 GiB); format the \
+         drive as exFAT"
+    )]
+    TooLargeForFat { object: ObjectId, size: u64 },
+    #[error("{path} is a {mode} repository; a drive needs an archive repository")]
+    NotArchive { path: PathBuf, mode: RepoMode },
+    #[error("object {object} of {repo} does not hash to its name; run `ostree fsck` there")]
+    SourceCorrupt { repo: PathBuf, object: ObjectId },
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error("invalid object {object}: {source}")]
+    Format {
+        object: ObjectId,
+        #[source]
+        source: FormatError,
+    },
+    #[error(
+        "{count} objects read back from {drive} differ from what was written ({objects}); the \
+         drive may be failing: use another one"
+    )]
+    BadDrive {
+        drive: PathBuf,
+        count: usize,
+        objects: String,
+    },
+    #[error("cannot build the drive's summary: {0}")]
+    Summary(#[source] FormatError),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl PrepareError {
+    fn io(action: &'static str, path: PathBuf, source: io::Error) -> Self {
+        Self::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}
+
+/// Bytes as people read them: `1.5 GB`.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// A ref chosen from a target.
+#[derive(Debug, Clone)]
+struct Chosen {
+    target: usize,
+    collection_id: String,
+    ref_name: String,
+    commit: Checksum,
+}
+
+/// An object to write, where it is read from, and the bytes it will take.
+#[derive(Debug, Clone, Copy)]
+struct Planned {
+    object: ObjectId,
+    source: usize,
+    size: u64,
+}
+
+/// What walking the chosen commits found to write.
+#[derive(Default)]
+struct Walk {
+    seen: HashSet<ObjectId>,
+    /// Dirtrees, dirmeta and content, written first.
+    objects: Vec<Planned>,
+    /// Commits and their detached metadata, written once everything else is.
+    commits: Vec<Planned>,
+}
+
+/// Plans and, unless `request.dry_run`, writes the drive. `targets` are the sysroot and
+/// installations to read from.
+pub fn prepare_drive(
+    targets: &[Target],
+    request: &PrepareRequest,
+    reporter: &dyn Reporter,
+    cancel: &CancelToken,
+) -> Result<PrepareOutcome, PrepareError> {
+    reporter.on_event(Event::Phase {
+        phase: crate::event::Phase::Scan,
+        update: None,
+    });
+    let chosen = choose_refs(targets, &request.selection)?;
+    // Each target read from, opened once; `Planned::source` indexes `sources`.
+    let mut sources: Vec<Repo> = Vec::new();
+    let mut source_index: HashMap<usize, usize> = HashMap::new();
+    for item in &chosen {
+        if let std::collections::hash_map::Entry::Vacant(slot) = source_index.entry(item.target) {
+            slot.insert(sources.len());
+            sources.push(Repo::open(&targets[item.target].repo)?);
+        }
+    }
+    let source_of = |index: usize| -> &Repo { &sources[index] };
+    // Refs installed in part (Flatpak's locale extensions with some languages) cannot be
+    // carried whole; they are left behind, said so.
+    let mut whole = Vec::with_capacity(chosen.len());
+    for item in chosen {
+        let source = source_of(source_index[&item.target]);
+        if source.is_partial(&item.commit)? {
+            reporter.on_event(Event::Message {
+                level: MessageLevel::Warning,
+                text: format!(
+                    "{} is installed only in part in {}; it is not put on the drive",
+                    item.ref_name, targets[item.target].installation
+                ),
+            });
+        } else {
+            whole.push(item);
+        }
+    }
+    let chosen = whole;
+    if chosen.is_empty() {
+        return Err(PrepareError::NothingSelected(
+            "no OS deployment or installed app was found in the chosen places".to_owned(),
+        ));
+    }
+    let repo_path = request.drive.join(DRIVE_REPO_PATH);
+    let existing = open_existing_drive_repo(&repo_path)?;
+
+    // The closure of every commit the drive does not hold completely yet.
+    let mut walk = Walk::default();
+    let mut carried = Vec::new();
+    for item in &chosen {
+        if cancel.is_cancelled() {
+            return Err(PrepareError::Cancelled);
+        }
+        let index = source_index[&item.target];
+        let location = RefLocation::mirror(&item.collection_id, &item.ref_name);
+        let on_drive = match &existing {
+            Some(drive) => drive.resolve_ref(&location)?,
+            None => None,
+        };
+        carried.push(CarriedRef {
+            collection_id: item.collection_id.clone(),
+            ref_name: item.ref_name.clone(),
+            commit: item.commit.to_hex(),
+            target: targets[item.target].kind,
+            source: targets[item.target].installation.clone(),
+            up_to_date: on_drive == Some(item.commit),
+        });
+        walk_commit(
+            source_of(index),
+            index,
+            &item.commit,
+            existing.as_ref(),
+            &mut walk,
+        )?;
+    }
+
+    let Walk {
+        objects, commits, ..
+    } = walk;
+
+    // Space, counted in the drive's blocks.
+    let space = drive_space(&request.drive)?;
+    let cluster = space.block_size.max(512);
+    let round = |size: u64| size.div_ceil(cluster).saturating_mul(cluster);
+    let mut bytes_to_write: u64 = 0;
+    let mut prefixes: BTreeSet<u8> = BTreeSet::new();
+    for planned in objects.iter().chain(&commits) {
+        let size = planned.size;
+        if space.fat32 && size > FAT32_MAX_FILE {
+            return Err(PrepareError::TooLargeForFat {
+                object: planned.object,
+                size,
+            });
+        }
+        bytes_to_write = bytes_to_write.saturating_add(round(size));
+        prefixes.insert(planned.object.checksum.as_bytes()[0]);
+    }
+    // New object directories, ref files with their directories, config, summary.
+    let overhead_files = prefixes.len() as u64 + 4 * carried.len() as u64 + 16;
+    bytes_to_write = bytes_to_write.saturating_add(overhead_files.saturating_mul(cluster));
+    let plan = DrivePlan {
+        repo: repo_path.clone(),
+        refs: carried,
+        objects_to_write: (objects.len() + commits.len()) as u64,
+        bytes_to_write,
+        free_bytes: space.free,
+    };
+    let nothing_new = objects.is_empty() && commits.is_empty();
+    match space.free {
+        Some(free) if !nothing_new && bytes_to_write > free => {
+            return Err(PrepareError::NoSpace {
+                needed: bytes_to_write,
+                free,
+            });
+        }
+        Some(_) => {}
+        None => reporter.on_event(Event::Message {
+            level: MessageLevel::Warning,
+            text: format!(
+                "{} does not report its free space; writing {} without checking it",
+                request.drive.display(),
+                human_bytes(bytes_to_write)
+            ),
+        }),
+    }
+    if request.dry_run {
+        return Ok(PrepareOutcome {
+            plan,
+            dry_run: true,
+            objects_written: 0,
+            bytes_written: 0,
+            refs_written: 0,
+            summary_written: false,
+            objects_removed: 0,
+        });
+    }
+
+    let drive_repo = match existing {
+        Some(repo) => repo,
+        None => {
+            std::fs::create_dir_all(&repo_path)
+                .map_err(|e| PrepareError::io("create", repo_path.clone(), e))?;
+            Repo::init(&repo_path, RepoMode::Archive, None)?
+        }
+    };
+    // The lock `ostree` and `flatpak` take: shared while objects are added, exclusive while
+    // unneeded ones are removed.
+    let _writing = drive_repo.lock(LockKind::Shared, Some(cancel))?;
+    let writer = DriveWriter::open(&repo_path)?;
+    writer.remove_stale_temporaries()?;
+    reporter.on_event(Event::Phase {
+        phase: crate::event::Phase::Pull,
+        update: None,
+    });
+    let progress = Progress::new(
+        reporter,
+        plan.objects_to_write,
+        bytes_to_write,
+        &request.drive,
+    );
+    let threads = if request.threads == 0 {
+        std::thread::available_parallelism().map_or(1, usize::from)
+    } else {
+        request.threads
+    };
+    let written: Mutex<Vec<Planned>> = Mutex::new(Vec::new());
+    write_all(
+        &writer, &objects, &source_of, &progress, threads, cancel, &written,
+    )?;
+    writer.sync()?;
+    // Commits last: a commit on the drive means everything it reaches is there.
+    write_all(
+        &writer, &commits, &source_of, &progress, 1, cancel, &written,
+    )?;
+    progress.report(true);
+
+    let mut refs_written = 0;
+    for item in &chosen {
+        let location = RefLocation::mirror(&item.collection_id, &item.ref_name);
+        if drive_repo.resolve_ref(&location)? == Some(item.commit) {
+            continue;
+        }
+        writer.write_file(
+            &location.relative_path(),
+            format!("{}\n", item.commit).as_bytes(),
+        )?;
+        refs_written += 1;
+    }
+    let summary_written = write_summary(&drive_repo, &writer)?;
+    writer.sync()?;
+    let objects_removed = if request.keep_old || refs_written == 0 {
+        0
+    } else {
+        let _removing = drive_repo.lock(LockKind::Exclusive, Some(cancel))?;
+        let removed = remove_unreachable(&drive_repo, &writer, cancel)?;
+        writer.sync()?;
+        removed
+    };
+
+    // Everything is on the drive; read it back from the device to catch a stick that
+    // loses or garbles writes.
+    let written: Vec<ObjectId> = written
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .map(|planned| planned.object)
+        .collect();
+    if !written.is_empty() {
+        reporter.on_event(Event::Message {
+            level: MessageLevel::Info,
+            text: format!("reading back {} objects from the drive", written.len()),
+        });
+    }
+    let bad = verify_objects(&drive_repo, &written, threads, cancel)?;
+    if !bad.is_empty() {
+        return Err(PrepareError::BadDrive {
+            drive: request.drive.clone(),
+            count: bad.len(),
+            objects: bad
+                .iter()
+                .take(10)
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+
+    for carried in &plan.refs {
+        reporter.on_event(Event::Result(InstallResult {
+            update: carried.ref_name.clone(),
+            ref_name: carried.ref_name.clone(),
+            target: carried.target,
+            status: if carried.up_to_date {
+                InstallStatus::UpToDate
+            } else {
+                InstallStatus::Installed
+            },
+            message: Some(format!(
+                "({}, {}) at {}",
+                carried.collection_id, carried.ref_name, carried.commit
+            )),
+            restart_required: false,
+            sources: Vec::new(),
+        }));
+    }
+    reporter.on_event(Event::Phase {
+        phase: crate::event::Phase::Done,
+        update: None,
+    });
+    Ok(PrepareOutcome {
+        plan,
+        dry_run: false,
+        objects_written: progress.objects.load(Ordering::Relaxed),
+        bytes_written: progress.bytes.load(Ordering::Relaxed),
+        refs_written,
+        summary_written,
+        objects_removed,
+    })
+}
+
+/// Removes the object files no ref on the drive reaches (older commits the refs moved
+/// away from). Missing objects are no error: a ref another tool left partial keeps what
+/// it has.
+fn remove_unreachable(
+    drive: &Repo,
+    writer: &DriveWriter,
+    cancel: &CancelToken,
+) -> Result<u64, PrepareError> {
+    let mut reachable: HashSet<ObjectId> = HashSet::new();
+    for (_, commit) in drive.list_refs()? {
+        if cancel.is_cancelled() {
+            return Err(PrepareError::Cancelled);
+        }
+        mark_reachable(drive, &commit, &mut reachable)?;
+    }
+    let mut removed = 0;
+    for (prefix, name) in writer.object_files()? {
+        let Some(object) = parse_object_name(&prefix, &name) else {
+            continue;
+        };
+        if !reachable.contains(&object) {
+            writer.remove_object(&prefix, &name)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+fn mark_reachable(
+    drive: &Repo,
+    commit: &Checksum,
+    reachable: &mut HashSet<ObjectId>,
+) -> Result<(), PrepareError> {
+    let commit_id = ObjectId::new(*commit, ObjectKind::Commit);
+    if !reachable.insert(commit_id) {
+        return Ok(());
+    }
+    reachable.insert(ObjectId::new(*commit, ObjectKind::CommitMeta));
+    let parsed = match drive.read_commit(commit) {
+        Ok(parsed) => parsed,
+        Err(error) if error.is_missing() => return Ok(()),
+        Err(error) => return Err(error.into()),
+    };
+    let mut pending = vec![(parsed.root_tree, parsed.root_meta)];
+    while let Some((tree, meta)) = pending.pop() {
+        reachable.insert(ObjectId::new(meta, ObjectKind::DirMeta));
+        let tree_id = ObjectId::new(tree, ObjectKind::DirTree);
+        if !reachable.insert(tree_id) {
+            continue;
+        }
+        let bytes = match drive.read_metadata(ObjectKind::DirTree, &tree) {
+            Ok(bytes) => bytes,
+            Err(error) if error.is_missing() => continue,
+            Err(error) => return Err(error.into()),
+        };
+        let parsed_tree = DirTree::parse(&bytes).map_err(|source| PrepareError::Format {
+            object: tree_id,
+            source,
+        })?;
+        for file in &parsed_tree.files {
+            reachable.insert(ObjectId::new(file.checksum, ObjectKind::File));
+        }
+        pending.extend(parsed_tree.dirs.iter().map(|dir| (dir.tree, dir.meta)));
+    }
+    Ok(())
+}
+
+/// The object `objects/PREFIX/NAME` of an archive repository names, if it names one.
+fn parse_object_name(prefix: &str, name: &str) -> Option<ObjectId> {
+    let (rest, extension) = name.split_once('.')?;
+    let kind = match extension {
+        "filez" => ObjectKind::File,
+        "dirtree" => ObjectKind::DirTree,
+        "dirmeta" => ObjectKind::DirMeta,
+        "commit" => ObjectKind::Commit,
+        "commitmeta" => ObjectKind::CommitMeta,
+        _ => return None,
+    };
+    let checksum = Checksum::from_hex(&format!("{prefix}{rest}")).ok()?;
+    Some(ObjectId::new(checksum, kind))
+}
+
+/// The drive's repository when there is one; refused when it is not an archive one.
+fn open_existing_drive_repo(path: &Path) -> Result<Option<Repo>, PrepareError> {
+    if !path.join("config").exists() {
+        return Ok(None);
+    }
+    let repo = Repo::open(path)?;
+    if repo.mode() != RepoMode::Archive {
+        return Err(PrepareError::NotArchive {
+            path: path.to_path_buf(),
+            mode: repo.mode(),
+        });
+    }
+    Ok(Some(repo))
+}
+
+/// The refs `selection` names in `targets`, with the runtimes and extensions apps need and
+/// the AppStream and `ostree-metadata` refs of the remotes carried.
+fn choose_refs(targets: &[Target], selection: &Selection) -> Result<Vec<Chosen>, PrepareError> {
+    let everything = selection.everything();
+    let mut wanted: Vec<(usize, &crate::target::InstalledRef)> = Vec::new();
+    let mut found_apps: HashSet<&str> = HashSet::new();
+    for (index, target) in targets.iter().enumerate() {
+        match target.kind {
+            TargetKind::Os if everything || selection.os => {
+                wanted.extend(target.installed.iter().map(|r| (index, r)));
+            }
+            TargetKind::Flatpak => {
+                let mut names: BTreeSet<String> = BTreeSet::new();
+                for installed in &target.installed {
+                    let Some(runtime_id) = flatpak_id(&installed.ref_name, "runtime/") else {
+                        continue;
+                    };
+                    let named = selection
+                        .runtimes
+                        .iter()
+                        .find(|name| *name == runtime_id || **name == installed.ref_name);
+                    if let Some(name) = named {
+                        found_apps.insert(name.as_str());
+                        names.insert(installed.ref_name.clone());
+                        let prefix = format!("{runtime_id}.");
+                        for other in &target.installed {
+                            if flatpak_id(&other.ref_name, "runtime/")
+                                .is_some_and(|id| id.starts_with(&prefix))
+                            {
+                                names.insert(other.ref_name.clone());
+                            }
+                        }
+                    }
+                }
+                for installed in &target.installed {
+                    let Some(app_id) = flatpak_id(&installed.ref_name, "app/") else {
+                        if everything {
+                            names.insert(installed.ref_name.clone());
+                        }
+                        continue;
+                    };
+                    let named = selection
+                        .apps
+                        .iter()
+                        .find(|app| *app == app_id || **app == installed.ref_name);
+                    if let Some(app) = named {
+                        found_apps.insert(app.as_str());
+                    }
+                    if !(everything || selection.all_apps || named.is_some()) {
+                        continue;
+                    }
+                    names.insert(installed.ref_name.clone());
+                    let mut prefixes = vec![format!("{app_id}.")];
+                    if let Some(runtime) = &installed.runtime {
+                        names.insert(runtime.clone());
+                        if let Some(runtime_id) = flatpak_id(runtime, "runtime/") {
+                            prefixes.push(format!("{runtime_id}."));
+                        }
+                    }
+                    // Extensions and locales: runtimes named after the app or its runtime.
+                    for other in &target.installed {
+                        if let Some(id) = flatpak_id(&other.ref_name, "runtime/") {
+                            if prefixes
+                                .iter()
+                                .any(|prefix| id.starts_with(prefix.as_str()))
+                            {
+                                names.insert(other.ref_name.clone());
+                            }
+                        }
+                    }
+                }
+                wanted.extend(
+                    target
+                        .installed
+                        .iter()
+                        .filter(|r| names.contains(&r.ref_name))
+                        .map(|r| (index, r)),
+                );
+            }
+            _ => {}
+        }
+    }
+    if let Some(missing) = selection
+        .apps
+        .iter()
+        .chain(&selection.runtimes)
+        .find(|name| !found_apps.contains(name.as_str()))
+    {
+        return Err(PrepareError::NotInstalled(missing.clone()));
+    }
+
+    let mut chosen: Vec<Chosen> = Vec::new();
+    let mut keys: HashSet<(String, String)> = HashSet::new();
+    let mut refused: BTreeMap<(usize, String), Vec<String>> = BTreeMap::new();
+    let mut remotes: BTreeSet<(usize, String, String)> = BTreeSet::new();
+    for (index, installed) in wanted {
+        let remote = installed.remote.clone().unwrap_or_default();
+        let Some(collection_id) = installed.collection_id.clone() else {
+            refused
+                .entry((index, remote))
+                .or_default()
+                .push(installed.ref_name.clone());
+            continue;
+        };
+        remotes.insert((index, remote, collection_id.clone()));
+        if keys.insert((collection_id.clone(), installed.ref_name.clone())) {
+            chosen.push(Chosen {
+                target: index,
+                collection_id,
+                ref_name: installed.ref_name.clone(),
+                commit: installed.commit,
+            });
+        }
+    }
+    if let Some(((index, remote), refs)) = refused.into_iter().next() {
+        let target = &targets[index];
+        let fix = match target.kind {
+            TargetKind::Flatpak => format!(
+                "Set one with `flatpak remote-modify --collection-id=ID {remote}` (or \
+                 DeploySideloadCollectionID in the remote's .flatpakrepo file)"
+            ),
+            _ => format!(
+                "Set one with `ostree --repo={} config set --group='remote \"{remote}\"' \
+                 collection-id ID`",
+                target.repo.display()
+            ),
+        };
+        let remote = if remote.is_empty() {
+            "(none: deployed from a local branch)".to_owned()
+        } else {
+            remote
+        };
+        return Err(PrepareError::NoCollectionId {
+            remote,
+            refs: refs.join(", "),
+            source_label: target.installation.clone(),
+            fix,
+        });
+    }
+
+    // AppStream and ostree-metadata of each remote carried, where the source has them.
+    for (index, remote, collection_id) in remotes {
+        let Ok(repo) = Repo::open(&targets[index].repo) else {
+            continue;
+        };
+        for (location, commit) in repo.list_refs()? {
+            let RefLocation::Remote {
+                remote: ref_remote,
+                name,
+            } = &location
+            else {
+                continue;
+            };
+            let extra = name.starts_with("appstream2/")
+                || name.starts_with("appstream/")
+                || name == "ostree-metadata";
+            if *ref_remote != remote || !extra {
+                continue;
+            }
+            // A partial commit (flatpak pulls appstream whole, but be safe) is left behind.
+            if repo.is_partial(&commit)? {
+                continue;
+            }
+            if keys.insert((collection_id.clone(), name.clone())) {
+                chosen.push(Chosen {
+                    target: index,
+                    collection_id: collection_id.clone(),
+                    ref_name: name.clone(),
+                    commit,
+                });
+            }
+        }
+    }
+    Ok(chosen)
+}
+
+/// `org.example.App` of `app/org.example.App/x86_64/stable` (with `prefix` `app/`).
+fn flatpak_id<'r>(ref_name: &'r str, prefix: &str) -> Option<&'r str> {
+    ref_name.strip_prefix(prefix)?.split('/').next()
+}
+
+/// Adds the objects of `commit`'s closure that `drive` lacks. A commit the drive holds, not
+/// marked partial, is complete there and not walked.
+fn walk_commit(
+    source: &Repo,
+    source_index: usize,
+    commit: &Checksum,
+    drive: Option<&Repo>,
+    walk: &mut Walk,
+) -> Result<(), PrepareError> {
+    let Walk {
+        seen,
+        objects,
+        commits,
+    } = walk;
+    let commit_id = ObjectId::new(*commit, ObjectKind::Commit);
+    if !seen.insert(commit_id) {
+        return Ok(());
+    }
+    let meta_id = ObjectId::new(*commit, ObjectKind::CommitMeta);
+    let source_meta = source.read_commitmeta(commit)?;
+    let planned = |object, size| Planned {
+        object,
+        source: source_index,
+        size,
+    };
+    let has = |object: ObjectId| -> Result<bool, PrepareError> {
+        Ok(match drive {
+            Some(drive) => drive.has_object(object)?,
+            None => false,
+        })
+    };
+    // Detached metadata as the source has it now, byte for byte.
+    if let Some(bytes) = &source_meta {
+        let same = match drive {
+            Some(drive) => drive.read_commitmeta(commit)?.as_ref() == Some(bytes),
+            None => false,
+        };
+        if !same {
+            commits.push(planned(meta_id, bytes.len() as u64));
+        }
+    }
+    let complete_on_drive = match drive {
+        Some(drive) => drive.has_object(commit_id)? && !drive.is_partial(commit)?,
+        None => false,
+    };
+    if complete_on_drive {
+        return Ok(());
+    }
+    let parsed = source.read_commit(commit)?;
+    let archived_sizes: HashMap<Checksum, u64> = parsed
+        .sizes()
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|size| size.kind == ObjectKind::File)
+        .map(|size| (size.checksum, size.archived))
+        .collect();
+    let mut pending_trees: Vec<(Checksum, Checksum)> = vec![(parsed.root_tree, parsed.root_meta)];
+    while let Some((tree, meta)) = pending_trees.pop() {
+        let meta_id = ObjectId::new(meta, ObjectKind::DirMeta);
+        if seen.insert(meta_id) && !has(meta_id)? {
+            let size = source.metadata_size(meta_id)?.unwrap_or(0);
+            objects.push(planned(meta_id, size));
+        }
+        let tree_id = ObjectId::new(tree, ObjectKind::DirTree);
+        if !seen.insert(tree_id) {
+            continue;
+        }
+        let bytes = source.read_metadata(ObjectKind::DirTree, &tree)?;
+        if metadata_checksum(&bytes) != tree {
+            return Err(PrepareError::SourceCorrupt {
+                repo: source.path().to_path_buf(),
+                object: tree_id,
+            });
+        }
+        let parsed_tree = DirTree::parse(&bytes).map_err(|source| PrepareError::Format {
+            object: tree_id,
+            source,
+        })?;
+        if !has(tree_id)? {
+            objects.push(planned(tree_id, bytes.len() as u64));
+        }
+        for file in &parsed_tree.files {
+            let file_id = ObjectId::new(file.checksum, ObjectKind::File);
+            if !seen.insert(file_id) || has(file_id)? {
+                continue;
+            }
+            let size = content_estimate(source, file_id, archived_sizes.get(&file.checksum))?;
+            objects.push(planned(file_id, size));
+        }
+        for dir in &parsed_tree.dirs {
+            pending_trees.push((dir.tree, dir.meta));
+        }
+    }
+    let size = source.metadata_size(commit_id)?.unwrap_or_default();
+    commits.push(planned(commit_id, size));
+    Ok(())
+}
+
+/// The bytes a content object takes in archive form: its file in an archive source, the
+/// commit's `ostree.sizes` entry, else its size with deflate's worst case added.
+fn content_estimate(
+    source: &Repo,
+    object: ObjectId,
+    archived: Option<&u64>,
+) -> Result<u64, PrepareError> {
+    let path = source.object_path(object);
+    let stat = match std::fs::symlink_metadata(&path) {
+        Ok(stat) => stat,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            return Err(RepoError::Missing {
+                repo: source.path().to_path_buf(),
+                object,
+            }
+            .into())
+        }
+        Err(error) => return Err(PrepareError::io("read", path, error)),
+    };
+    if source.mode() == RepoMode::Archive {
+        return Ok(stat.len());
+    }
+    if let Some(archived) = archived {
+        return Ok(*archived);
+    }
+    let size = stat.len();
+    Ok(ARCHIVE_HEADER_ESTIMATE + size + size / 16_384 * 5 + 5)
+}
+
+struct DriveSpace {
+    /// None when the filesystem does not report it (fusefat reports no blocks at all).
+    free: Option<u64>,
+    block_size: u64,
+    fat32: bool,
+}
+
+fn drive_space(drive: &Path) -> Result<DriveSpace, PrepareError> {
+    let stat = rustix::fs::statvfs(drive)
+        .map_err(|e| PrepareError::io("measure free space of", drive.to_path_buf(), e.into()))?;
+    let fs_type = rustix::fs::statfs(drive)
+        .map(|s| s.f_type as u64)
+        .unwrap_or(0);
+    // FUSE filesystems all share one statfs type; their mount entry names them.
+    let mounted_type = std::fs::canonicalize(drive).ok().and_then(|path| {
+        let mut text = String::new();
+        File::open("/proc/self/mountinfo")
+            .and_then(|file| file.take(MAX_MOUNTINFO).read_to_string(&mut text))
+            .ok()?;
+        mount_type_of(&text, &path)
+    });
+    let fat_by_name = mounted_type
+        .as_deref()
+        .is_some_and(|name| matches!(name, "vfat" | "msdos" | "fuse.fusefat"));
+    Ok(DriveSpace {
+        free: (stat.f_blocks > 0).then(|| stat.f_bavail.saturating_mul(stat.f_frsize)),
+        block_size: stat.f_bsize,
+        fat32: fs_type == MSDOS_SUPER_MAGIC || fat_by_name,
+    })
+}
+
+/// The largest `/proc/self/mountinfo` read.
+const MAX_MOUNTINFO: u64 = 4 << 20;
+
+/// The filesystem type (`vfat`, `fuse.fusefat`, …) of the mount holding `path`, from the
+/// text of `/proc/self/mountinfo`: the entry with the longest mount point above `path`, the
+/// last one when mounts are stacked.
+fn mount_type_of(mountinfo: &str, path: &Path) -> Option<String> {
+    let mut best: Option<(usize, String)> = None;
+    for line in mountinfo.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let Some(mount_point) = left.split(' ').nth(4) else {
+            continue;
+        };
+        let Some(fs_type) = right.split(' ').next() else {
+            continue;
+        };
+        let mount_point = unescape_mount_path(mount_point);
+        if !path.starts_with(&mount_point) {
+            continue;
+        }
+        let depth = Path::new(&mount_point).components().count();
+        if best
+            .as_ref()
+            .is_none_or(|(best_depth, _)| depth >= *best_depth)
+        {
+            best = Some((depth, fs_type.to_owned()));
+        }
+    }
+    best.map(|(_, fs_type)| fs_type)
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space).
+fn unescape_mount_path(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let escaped = bytes.get(index + 1..index + 4).and_then(|digits| {
+            let digits = std::str::from_utf8(digits).ok()?;
+            u8::from_str_radix(digits, 8).ok()
+        });
+        match (bytes[index], escaped) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                index += 4;
+            }
+            (byte, _) => {
+                out.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Counts what is written and reports it now and then.
+struct Progress<'r> {
+    reporter: &'r dyn Reporter,
+    objects_total: u64,
+    bytes_total: u64,
+    objects: AtomicU64,
+    bytes: AtomicU64,
+    started: Instant,
+    last: Mutex<Instant>,
+    label: String,
+}
+
+impl<'r> Progress<'r> {
+    fn new(reporter: &'r dyn Reporter, objects_total: u64, bytes_total: u64, drive: &Path) -> Self {
+        let now = Instant::now();
+        Self {
+            reporter,
+            objects_total,
+            bytes_total,
+            objects: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            started: now,
+            last: Mutex::new(now),
+            label: drive.display().to_string(),
+        }
+    }
+
+    fn add(&self, bytes: u64) {
+        self.objects.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.report(false);
+    }
+
+    fn report(&self, force: bool) {
+        {
+            let Ok(mut last) = self.last.try_lock() else {
+                if !force {
+                    return;
+                }
+                return self.emit();
+            };
+            if !force && last.elapsed() < PROGRESS_INTERVAL {
+                return;
+            }
+            *last = Instant::now();
+        }
+        self.emit();
+    }
+
+    fn emit(&self) {
+        let bytes_done = self.bytes.load(Ordering::Relaxed);
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let rate = if elapsed > 0.0 {
+            (bytes_done as f64 / elapsed) as u64
+        } else {
+            0
+        };
+        let eta_seconds =
+            (rate > 0).then(|| self.bytes_total.saturating_sub(bytes_done) / rate.max(1));
+        self.reporter.on_event(Event::Progress {
+            update: None,
+            objects_done: self.objects.load(Ordering::Relaxed),
+            objects_total: self.objects_total,
+            bytes_done,
+            bytes_total: self.bytes_total.max(bytes_done),
+            rate,
+            eta_seconds,
+            source: Some(self.label.clone()),
+            sources: Vec::new(),
+        });
+    }
+}
+
+/// Runs `work` on every item on `threads` workers; the first error (or a cancellation)
+/// stops them all.
+fn for_each_parallel<T: Sync>(
+    items: &[T],
+    threads: usize,
+    cancel: &CancelToken,
+    work: impl Fn(&T) -> Result<(), PrepareError> + Sync,
+) -> Result<(), PrepareError> {
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let first_error: Mutex<Option<PrepareError>> = Mutex::new(None);
+    let worker = || loop {
+        if failed.load(Ordering::Relaxed) {
+            return;
+        }
+        let index = next.fetch_add(1, Ordering::Relaxed);
+        let Some(item) = items.get(index) else {
+            return;
+        };
+        let result = if cancel.is_cancelled() {
+            Err(PrepareError::Cancelled)
+        } else {
+            work(item)
+        };
+        if let Err(error) = result {
+            failed.store(true, Ordering::Relaxed);
+            if let Ok(mut slot) = first_error.lock() {
+                slot.get_or_insert(error);
+            }
+            return;
+        }
+    };
+    let threads = threads.clamp(1, items.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 1..threads {
+            scope.spawn(worker);
+        }
+        worker();
+    });
+    match first_error.into_inner() {
+        Ok(Some(error)) => Err(error),
+        Ok(None) => Ok(()),
+        Err(poisoned) => poisoned.into_inner().map_or(Ok(()), Err),
+    }
+}
+
+/// Writes `objects` on `threads` workers, adding each object written to `written`.
+fn write_all<'s>(
+    writer: &DriveWriter,
+    objects: &[Planned],
+    source_of: &(dyn Fn(usize) -> &'s Repo + Sync),
+    progress: &Progress<'_>,
+    threads: usize,
+    cancel: &CancelToken,
+    written: &Mutex<Vec<Planned>>,
+) -> Result<(), PrepareError> {
+    for_each_parallel(objects, threads, cancel, |planned| {
+        if let Some(bytes) = write_object(writer, source_of(planned.source), planned.object)? {
+            progress.add(bytes);
+            if let Ok(mut list) = written.lock() {
+                list.push(*planned);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Reads `objects` back from `drive` past the page cache and hashes them again. Returns
+/// those that no longer match their names or cannot be read.
+pub fn verify_objects(
+    drive: &Repo,
+    objects: &[ObjectId],
+    threads: usize,
+    cancel: &CancelToken,
+) -> Result<Vec<ObjectId>, PrepareError> {
+    let bad: Mutex<Vec<ObjectId>> = Mutex::new(Vec::new());
+    for_each_parallel(objects, threads, cancel, |object| {
+        if !read_back_matches(drive, *object) {
+            if let Ok(mut list) = bad.lock() {
+                list.push(*object);
+            }
+        }
+        Ok(())
+    })?;
+    let mut bad = bad.into_inner().unwrap_or_else(|p| p.into_inner());
+    bad.sort_by_key(|object| object.checksum);
+    Ok(bad)
+}
+
+/// Whether an object on the drive, read from the device rather than the page cache, still
+/// hashes to its name (detached metadata, which has no name of its own, must parse).
+fn read_back_matches(drive: &Repo, object: ObjectId) -> bool {
+    // Pages of a synced file are clean, so DONTNEED drops them and the next read goes to
+    // the device. A filesystem without fadvise is read as it is.
+    if let Ok(file) = File::open(drive.object_path(object)) {
+        let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed);
+    }
+    match object.kind {
+        ObjectKind::File => {
+            let Ok((header, mut content)) = drive.open_content(&object.checksum) else {
+                return false;
+            };
+            let Ok(mut hasher) = ContentHasher::new(&header) else {
+                return false;
+            };
+            let mut buffer = vec![0u8; CHUNK];
+            loop {
+                match content.read(&mut buffer) {
+                    Ok(0) => break,
+                    Ok(read) => hasher.update(&buffer[..read]),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => return false,
+                }
+            }
+            hasher.finish() == object.checksum
+        }
+        ObjectKind::CommitMeta => drive
+            .read_metadata(ObjectKind::CommitMeta, &object.checksum)
+            .is_ok_and(|bytes| Metadata::parse(&bytes).is_ok()),
+        kind => drive
+            .read_metadata(kind, &object.checksum)
+            .is_ok_and(|bytes| metadata_checksum(&bytes) == object.checksum),
+    }
+}
+
+/// Copies one object from `source` into the drive. Returns the bytes written, or None when
+/// it was there already.
+fn write_object(
+    writer: &DriveWriter,
+    source: &Repo,
+    object: ObjectId,
+) -> Result<Option<u64>, PrepareError> {
+    let write_error = |path: PathBuf| move |e: io::Error| PrepareError::io("write", path, e);
+    match object.kind {
+        ObjectKind::File if source.mode() == RepoMode::Archive => {
+            let mut stored = source.open_archived_content(&object.checksum)?;
+            writer.write_object(object, |file| {
+                io::copy(&mut stored.file, file)
+                    .map(|_| ())
+                    .map_err(write_error(source.object_path(object)))
+            })
+        }
+        ObjectKind::File => {
+            let (header, mut content) = source.open_content(&object.checksum)?;
+            let format = |source| PrepareError::Format { object, source };
+            let header_bytes = header.archive_header_bytes().map_err(format)?;
+            let mut hasher = ContentHasher::new(&header).map_err(format)?;
+            writer.write_object(object, |file| {
+                let path = source.object_path(object);
+                let mut out = io::BufWriter::with_capacity(CHUNK, file);
+                out.write_all(&header_bytes)
+                    .map_err(write_error(path.clone()))?;
+                if header.is_regular() {
+                    let mut encoder = DeflateEncoder::new(out, Compression::new(ZLIB_LEVEL));
+                    let mut buffer = vec![0u8; CHUNK];
+                    loop {
+                        let read = match content.read(&mut buffer) {
+                            Ok(0) => break,
+                            Ok(read) => read,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                            Err(e) => return Err(PrepareError::io("read", path, e)),
+                        };
+                        hasher.update(&buffer[..read]);
+                        encoder
+                            .write_all(&buffer[..read])
+                            .map_err(write_error(path.clone()))?;
+                    }
+                    out = encoder.finish().map_err(write_error(path.clone()))?;
+                }
+                out.flush().map_err(write_error(path.clone()))?;
+                if hasher.finish() != object.checksum {
+                    return Err(PrepareError::SourceCorrupt {
+                        repo: source.path().to_path_buf(),
+                        object,
+                    });
+                }
+                Ok(())
+            })
+        }
+        kind => {
+            let bytes = source.read_metadata(kind, &object.checksum)?;
+            if kind != ObjectKind::CommitMeta && metadata_checksum(&bytes) != object.checksum {
+                return Err(PrepareError::SourceCorrupt {
+                    repo: source.path().to_path_buf(),
+                    object,
+                });
+            }
+            if kind == ObjectKind::CommitMeta {
+                // Replaced when the publisher's signatures changed; the only object that may.
+                let relative = format!(
+                    "objects/{}/{}.commitmeta",
+                    &object.checksum.to_hex()[..2],
+                    &object.checksum.to_hex()[2..]
+                );
+                writer.write_file(&relative, &bytes)?;
+                return Ok(Some(bytes.len() as u64));
+            }
+            writer.write_object(object, |file| {
+                file.write_all(&bytes)
+                    .map_err(write_error(source.object_path(object)))
+            })
+        }
+    }
+}
+
+/// Writes an unsigned summary listing every mirrored ref whose commit the drive holds, as
+/// libostree writes it for `create-usb`; a stale `summary.sig` is removed. Returns false when
+/// the summary already listed exactly these refs.
+fn write_summary(drive: &Repo, writer: &DriveWriter) -> Result<bool, PrepareError> {
+    let mut collections: BTreeMap<String, Vec<SummaryEntry>> = BTreeMap::new();
+    let mut listed: BTreeSet<(String, String, Checksum)> = BTreeSet::new();
+    for (location, commit) in drive.list_refs()? {
+        let RefLocation::Mirror {
+            collection_id,
+            name,
+        } = location
+        else {
+            continue;
+        };
+        let commit_id = ObjectId::new(commit, ObjectKind::Commit);
+        let Some(size) = drive.metadata_size(commit_id)? else {
+            continue;
+        };
+        let parsed = drive.read_commit(&commit)?;
+        let mut metadata = Metadata::new();
+        let format = |source| PrepareError::Format {
+            object: commit_id,
+            source,
+        };
+        metadata
+            .insert(
+                COMMIT_TIMESTAMP_KEY,
+                MetadataValue::u64_big_endian(parsed.timestamp),
+            )
+            .map_err(format)?;
+        if let Some(version) = parsed.version() {
+            metadata
+                .insert_str(COMMIT_VERSION_KEY, version)
+                .map_err(format)?;
+        }
+        listed.insert((collection_id.clone(), name.clone(), commit));
+        collections
+            .entry(collection_id)
+            .or_default()
+            .push((name, commit, size, metadata));
+    }
+    let previous: Option<BTreeSet<(String, String, Checksum)>> = drive
+        .read_summary()?
+        .and_then(|bytes| Summary::parse(&bytes).ok())
+        .map(|summary| {
+            summary
+                .collection_refs()
+                .filter_map(|(id, r)| id.map(|id| (id.to_owned(), r.name.clone(), r.commit)))
+                .collect()
+        });
+    if previous.as_ref() == Some(&listed) {
+        return Ok(false);
+    }
+    let summary_error = PrepareError::Summary;
+    let mut lists: Vec<(String, Vec<SummaryEntry>)> = collections.into_iter().collect();
+    for (_, refs) in &mut lists {
+        refs.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    let mut metadata = Metadata::new();
+    metadata
+        .insert(
+            COLLECTION_MAP_KEY,
+            collection_map_value(&lists).map_err(summary_error)?,
+        )
+        .map_err(summary_error)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    metadata
+        .insert(LAST_MODIFIED_KEY, MetadataValue::u64_big_endian(now))
+        .map_err(summary_error)?;
+    metadata
+        .insert_str("ostree.summary.mode", "archive-z2")
+        .map_err(summary_error)?;
+    metadata
+        .insert(
+            "ostree.summary.tombstone-commits",
+            MetadataValue::bool(false),
+        )
+        .map_err(summary_error)?;
+    let bytes = build_summary(&[], &metadata).map_err(summary_error)?;
+    writer.remove_file("summary.sig")?;
+    writer.write_file("summary", &bytes)?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flatpak_ids_come_from_the_second_component() {
+        assert_eq!(
+            flatpak_id("app/org.example.App/x86_64/stable", "app/"),
+            Some("org.example.App")
+        );
+        assert_eq!(
+            flatpak_id("runtime/org.example.App/x86_64/stable", "app/"),
+            None
+        );
+    }
+
+    #[test]
+    fn object_names_parse_only_as_archive_objects() {
+        let hex = "ab".repeat(32);
+        let parsed = parse_object_name(&hex[..2], &format!("{}.filez", &hex[2..]));
+        assert_eq!(
+            parsed,
+            Some(ObjectId::new(
+                Checksum::from_hex(&hex).expect("checksum"),
+                ObjectKind::File
+            ))
+        );
+        assert_eq!(
+            parse_object_name(&hex[..2], &format!("{}.file", &hex[2..])),
+            None
+        );
+        assert_eq!(parse_object_name("ab", "short.filez"), None);
+    }
+
+    #[test]
+    fn read_back_reports_objects_the_drive_garbled_or_cut_short() {
+        use crate::object::FileHeader;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let repo = Repo::init(&dir.path().join("repo"), RepoMode::Archive, None).expect("init");
+        let mut objects = Vec::new();
+        for text in ["first file\n", "second file, a little longer\n"] {
+            let header = FileHeader::regular(0, 0, 0o644, text.len() as u64);
+            let checksum = ContentHasher::checksum(&header, text.as_bytes()).expect("hash");
+            repo.write_content(&checksum, &header, text.as_bytes())
+                .expect("write");
+            objects.push(ObjectId::new(checksum, ObjectKind::File));
+        }
+        let cancel = CancelToken::new();
+        let bad = verify_objects(&repo, &objects, 2, &cancel).expect("verify");
+        assert!(bad.is_empty(), "{bad:?}");
+
+        // The first object reads back as the second one's bytes; the second loses its end.
+        let second = std::fs::read(repo.object_path(objects[1])).expect("read");
+        std::fs::write(repo.object_path(objects[0]), &second).expect("write");
+        std::fs::write(repo.object_path(objects[1]), &second[..second.len() - 4]).expect("cut");
+        let mut expected = objects.clone();
+        expected.sort_by_key(|object| object.checksum);
+        let bad = verify_objects(&repo, &objects, 2, &cancel).expect("verify");
+        assert_eq!(bad, expected);
+    }
+
+    #[test]
+    fn the_mount_holding_a_drive_names_its_filesystem() {
+        let mountinfo = "\
+22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw
+51 22 0:41 / /media/my\\040stick rw,nosuid - fuse.fusefat fusefat rw,user_id=0
+52 22 0:42 / /media/other rw - vfat /dev/sdb1 rw
+";
+        let of = |path: &str| mount_type_of(mountinfo, Path::new(path));
+        assert_eq!(
+            of("/media/my stick/.ostree").as_deref(),
+            Some("fuse.fusefat")
+        );
+        assert_eq!(of("/media/other").as_deref(), Some("vfat"));
+        assert_eq!(of("/media/otherwise").as_deref(), Some("ext4"));
+        assert_eq!(of("/home/user").as_deref(), Some("ext4"));
+    }
+
+    #[test]
+    fn sizes_read_as_people_read_them() {
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(1_500_000), "1.5 MB");
+    }
+}

@@ -1,0 +1,621 @@
+//! `ferryctl prepare-drive`: drives written from a fake sysroot or a Flatpak installation
+//! update other machines through Ferry, `flatpak --sideload-repo` and `ostree`, on plain
+//! folders and on FAT32 and exFAT (FUSE).
+
+mod install_support;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use ferry_engine::event::{Event, MessageLevel};
+use ferry_engine::schema::InstallStatus;
+use ferry_tests::bins;
+use ferry_tests::cmd::Output;
+use ferry_tests::flatpak::{
+    app_ref, appstream2_ref, greeting, runtime_ref, AppSpec, FlatpakEnv, FlatpakFixture, APP_ID,
+    BRANCH, COLLECTION_ID, REMOTE, RUNTIME_ID,
+};
+use ferry_tests::fusefs::{FatKind, FuseDrive};
+use ferry_tests::generate::{generate_tree, Bucket, GenSpec};
+use ferry_tests::gpg::GpgKey;
+use ferry_tests::loopdev::Mount;
+use ferry_tests::ostree::{ObjectKind, OstreeRepo, RefLocation, RepoMode};
+use ferry_tests::sysroot::{Sysroot, KARG, OS_COLLECTION_ID, OS_NAME, OS_REF, OS_REMOTE};
+use install_support::{kill_after_progress, os_from_drive, parse_events, snapshot, Machine};
+
+/// `ferryctl prepare-drive ARGS --json` with the variables `vars`.
+fn prepare(vars: &[(String, OsString)], args: &[&dyn AsRef<std::ffi::OsStr>]) -> Result<Output> {
+    Ok(bins::ferryctl()?
+        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_os_str())))
+        .env("LC_ALL", "C.UTF-8")
+        .arg("prepare-drive")
+        .args(args.iter().map(|a| a.as_ref()))
+        .arg("--json")
+        .output()?)
+}
+
+/// The number of objects a successful `--json` run reports having written.
+fn objects_written(output: &Output) -> Result<u64> {
+    ensure!(output.success(), "prepare-drive failed:\n{output:?}");
+    let events = parse_events(&output.stdout)?;
+    ensure!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Finished { ok: true })),
+        "no successful finish: {events:?}"
+    );
+    let text = events
+        .iter()
+        .find_map(|event| match event {
+            Event::Message {
+                level: MessageLevel::Info,
+                text,
+            } if text.contains("Wrote ") => Some(text.clone()),
+            _ => None,
+        })
+        .context("no summary message")?;
+    let count = text
+        .split("Wrote ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no count in {text:?}"))?;
+    Ok(count)
+}
+
+/// A sysroot under `base` at OS 1.0 signed by `key`, upgraded to 2.0 (pulled and deployed by
+/// `ostree admin`). Returns it with the 2.0 commit.
+fn sysroot_at_2_0(base: &Path, key: &GpgKey) -> Result<(Sysroot, String)> {
+    let sysroot = Sysroot::create(base, key)?;
+    let v2 = publish_2_0(&sysroot)?;
+    upgrade(&sysroot)?;
+    Ok((sysroot, v2))
+}
+
+/// Commits 2.0, dated after any 1.0 a test makes (those are dated now).
+fn publish_2_0(sysroot: &Sysroot) -> Result<String> {
+    Ok(sysroot
+        .os
+        .commit_version_with("2.0", |spec| spec.timestamp("2030-01-01 00:00:00"))?)
+}
+
+/// Pulls the newest OS from the vendor and deploys it.
+fn upgrade(sysroot: &Sysroot) -> Result<()> {
+    sysroot.repo().pull(OS_REMOTE, &[OS_REF])?;
+    sysroot
+        .admin("deploy")
+        .arg(format!("--os={OS_NAME}"))
+        .arg(format!("--karg={KARG}"))
+        .arg(format!("{OS_REMOTE}:{OS_REF}"))
+        .run()?;
+    Ok(())
+}
+
+/// Object files under a repository's `objects/`.
+fn object_files(repo: &Path) -> Result<usize> {
+    Ok(OstreeRepo::open(repo).count_objects()?.values().sum())
+}
+
+/// A machine at OS 1.0 takes 2.0 from `drive` through `ferryctl install`.
+fn machine_at_1_0_installs_from(base: &Path, key: &GpgKey, drive: &Path, v2: &str) -> Result<()> {
+    let target = Sysroot::create(base, key)?;
+    let machine = Machine::new(base, Vec::new())?;
+    let run = machine.install(&os_from_drive(&target.path, drive, &[]))?;
+    ensure!(
+        run.success(),
+        "install from the prepared drive failed:\n{run}"
+    );
+    run.expect(OS_REF, InstallStatus::Installed)?;
+    let default = target.default_deployment()?;
+    ensure!(default.commit == v2, "default is not 2.0: {default:?}");
+    ensure!(default.version.as_deref() == Some("2.0"), "{default:?}");
+    Ok(())
+}
+
+fn os_drive_mirror(drive: &Path) -> Result<Option<String>> {
+    OstreeRepo::open(&drive.join(".ostree/repo"))
+        .read_ref(&RefLocation::Mirror {
+            collection_id: OS_COLLECTION_ID.to_owned(),
+            name: OS_REF.to_owned(),
+        })
+        .map_err(Into::into)
+}
+
+#[test]
+fn os_drive_from_a_sysroot_at_2_0_updates_a_sysroot_at_1_0() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
+    let (source, v2) = sysroot_at_2_0(&tmp.path().join("source"), &key)?;
+    let drive = tmp.path().join("drive");
+    std::fs::create_dir_all(&drive)?;
+
+    let output = prepare(&[], &[&drive, &"--sysroot", &source.path, &"--os"])?;
+    ensure!(objects_written(&output)? > 0, "{output:?}");
+    ensure!(os_drive_mirror(&drive)?.as_deref() == Some(v2.as_str()));
+    // A complete archive repository with the publisher's signature, and nothing else.
+    let repo = OstreeRepo::open(&drive.join(".ostree/repo"));
+    let fsck = repo.fsck_output()?;
+    ensure!(fsck.success(), "ostree fsck refused the drive:\n{fsck:?}");
+    ensure!(repo.mode()? == RepoMode::Archive);
+    let signatures = |repo: &OstreeRepo| -> Result<Vec<u8>> {
+        Ok(std::fs::read(
+            repo.object_path(&v2, ObjectKind::CommitMeta)?,
+        )?)
+    };
+    ensure!(
+        signatures(&repo)? == signatures(&source.repo())?,
+        "the detached metadata was not copied byte for byte"
+    );
+    // The summary lists the mirror, as libostree reads it.
+    let summary = repo.ostree().args(["summary", "--view"]).stdout()?;
+    ensure!(
+        summary.contains(OS_COLLECTION_ID) && summary.contains(OS_REF),
+        "{summary}"
+    );
+
+    machine_at_1_0_installs_from(&tmp.path().join("target"), &key, &drive, &v2)
+}
+
+#[test]
+fn second_run_writes_only_new_objects_and_a_third_nothing() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
+    let source = Sysroot::create(&tmp.path().join("source"), &key)?;
+    let drive = tmp.path().join("drive");
+    std::fs::create_dir_all(&drive)?;
+    let repo_path = drive.join(".ostree/repo");
+
+    let first = objects_written(&prepare(&[], &[&drive, &"--sysroot", &source.path])?)?;
+    ensure!(first as usize == object_files(&repo_path)?);
+    ensure!(os_drive_mirror(&drive)?.as_deref() == Some(source.v1.as_str()));
+
+    // What 2.0 adds, as ostree itself counts it: a repository holding 1.0 pulls 2.0.
+    let v2 = publish_2_0(&source)?;
+    upgrade(&source)?;
+    let reference = OstreeRepo::init(&tmp.path().join("reference"), RepoMode::Archive, None)?;
+    reference.pull_local(&source.path.join("ostree/repo"), &[&source.v1], &[])?;
+    let before = object_files(&reference.path)?;
+    reference.pull_local(&source.path.join("ostree/repo"), &[&v2], &[])?;
+    let added = object_files(&reference.path)? - before;
+
+    let second = objects_written(&prepare(
+        &[],
+        &[&drive, &"--sysroot", &source.path, &"--keep-old"],
+    )?)?;
+    ensure!(
+        second as usize == added,
+        "the second run wrote {second} objects; 2.0 adds {added}"
+    );
+    ensure!(object_files(&repo_path)? == first as usize + added);
+    ensure!(os_drive_mirror(&drive)?.as_deref() == Some(v2.as_str()));
+
+    let files_before = snapshot(&drive)?;
+    let third = objects_written(&prepare(&[], &[&drive, &"--sysroot", &source.path])?)?;
+    ensure!(third == 0, "the third run wrote {third} objects");
+    ensure!(
+        snapshot(&drive)? == files_before,
+        "the third run changed files on the drive"
+    );
+    Ok(())
+}
+
+/// Relative paths of the object files of a repository.
+fn object_names(repo: &Path) -> Result<std::collections::BTreeSet<PathBuf>> {
+    let objects = repo.join("objects");
+    let mut names = std::collections::BTreeSet::new();
+    for prefix in std::fs::read_dir(&objects)? {
+        let prefix = prefix?.path();
+        for entry in std::fs::read_dir(&prefix)? {
+            names.insert(entry?.path().strip_prefix(&objects)?.to_path_buf());
+        }
+    }
+    Ok(names)
+}
+
+#[test]
+fn objects_of_the_old_version_are_removed_unless_kept() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
+    let source = Sysroot::create(&tmp.path().join("source"), &key)?;
+    let drive = tmp.path().join("drive");
+    std::fs::create_dir_all(&drive)?;
+    let repo_path = drive.join(".ostree/repo");
+    objects_written(&prepare(&[], &[&drive, &"--sysroot", &source.path])?)?;
+    let v2 = publish_2_0(&source)?;
+    upgrade(&source)?;
+
+    // The dry run plans 2.0 and changes nothing.
+    let files_before = snapshot(&drive)?;
+    let dry = prepare(&[], &[&drive, &"--sysroot", &source.path, &"--dry-run"])?;
+    ensure!(dry.success(), "{dry:?}");
+    ensure!(dry.stdout.contains("Would write"), "{}", dry.stdout);
+    ensure!(
+        snapshot(&drive)? == files_before,
+        "the dry run changed the drive"
+    );
+
+    objects_written(&prepare(&[], &[&drive, &"--sysroot", &source.path])?)?;
+    // Exactly what ostree itself copies for 2.0 alone.
+    let reference = OstreeRepo::init(&tmp.path().join("reference"), RepoMode::Archive, None)?;
+    reference.pull_local(&source.path.join("ostree/repo"), &[&v2], &[])?;
+    let on_drive = object_names(&repo_path)?;
+    let wanted = object_names(&reference.path)?;
+    ensure!(
+        on_drive == wanted,
+        "left over: {:?}; missing: {:?}",
+        on_drive.difference(&wanted).collect::<Vec<_>>(),
+        wanted.difference(&on_drive).collect::<Vec<_>>()
+    );
+    let fsck = OstreeRepo::open(&repo_path).fsck_output()?;
+    ensure!(fsck.success(), "{fsck:?}");
+    Ok(())
+}
+
+#[test]
+fn a_run_killed_mid_write_leaves_a_repository_fsck_accepts_with_the_old_ref() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
+    let source = Sysroot::create(&tmp.path().join("source"), &key)?;
+    let drive = tmp.path().join("drive");
+    std::fs::create_dir_all(&drive)?;
+    let repo_path = drive.join(".ostree/repo");
+    objects_written(&prepare(&[], &[&drive, &"--sysroot", &source.path])?)?;
+    // About 20 MB in 3,000 files: long enough a write to be killed midway.
+    let payload = GenSpec {
+        buckets: vec![Bucket {
+            count: 3000,
+            min: 1024,
+            max: 12 * 1024,
+        }],
+        files_per_dir: 100,
+        seed: 13,
+    };
+    generate_tree(&source.os.data.join("usr/share/payload"), &payload)?;
+    let v2 = publish_2_0(&source)?;
+    upgrade(&source)?;
+
+    let mut command = bins::ferryctl()?
+        .arg("prepare-drive")
+        .arg(&drive)
+        .arg("--sysroot")
+        .arg(&source.path)
+        .arg("--json")
+        .into_command();
+    command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    kill_after_progress(command.spawn()?, 2, Duration::from_secs(120))?;
+    let written = object_files(&repo_path)?;
+    let fsck = OstreeRepo::open(&repo_path).fsck_output()?;
+    ensure!(
+        fsck.success(),
+        "fsck refused the interrupted drive:\n{fsck:?}"
+    );
+    ensure!(
+        os_drive_mirror(&drive)?.as_deref() == Some(source.v1.as_str()),
+        "the ref moved before its commit was complete"
+    );
+
+    // The next run finishes the job without writing again what is there.
+    let rest = objects_written(&prepare(&[], &[&drive, &"--sysroot", &source.path])?)?;
+    ensure!(os_drive_mirror(&drive)?.as_deref() == Some(v2.as_str()));
+    let reference = OstreeRepo::init(&tmp.path().join("reference"), RepoMode::Archive, None)?;
+    reference.pull_local(&source.path.join("ostree/repo"), &[&source.v1], &[])?;
+    let v1_objects = object_files(&reference.path)?;
+    reference.pull_local(&source.path.join("ostree/repo"), &[&v2], &[])?;
+    let all_objects = object_files(&reference.path)?;
+    ensure!(
+        written > v1_objects && rest as usize == all_objects - written,
+        "killed after {written} of {all_objects} objects, then wrote {rest}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(repo_path.join("tmp"))?
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("ferry-"))
+        .collect();
+    ensure!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    Ok(())
+}
+
+#[test]
+fn a_remote_without_a_collection_id_is_refused_with_the_fix() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
+    let source = Sysroot::create(&tmp.path().join("source"), &key)?;
+    source
+        .repo()
+        .ostree()
+        .args(["config", "unset", "--group"])
+        .arg(format!("remote \"{OS_REMOTE}\""))
+        .arg("collection-id")
+        .run()?;
+    let drive = tmp.path().join("drive");
+    std::fs::create_dir_all(&drive)?;
+
+    let output = prepare(&[], &[&drive, &"--sysroot", &source.path])?;
+    ensure!(
+        !output.success(),
+        "a remote without collection ID was carried"
+    );
+    ensure!(
+        output.stderr.contains("has no collection ID")
+            && output.stderr.contains(OS_REMOTE)
+            && output.stderr.contains("collection-id"),
+        "{}",
+        output.stderr
+    );
+    ensure!(
+        !drive.join(".ostree").exists(),
+        "something was written to the drive"
+    );
+    Ok(())
+}
+
+#[test]
+fn serial_a_full_drive_is_refused_before_writing() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
+    let source = Sysroot::create(&tmp.path().join("source"), &key)?;
+    let drive = tmp.path().join("drive");
+    let mount = Mount::tmpfs(&drive, "64k")?;
+
+    let output = prepare(&[], &[&drive, &"--sysroot", &source.path])?;
+    let entries = std::fs::read_dir(&drive)?.count();
+    mount.unmount()?;
+    ensure!(!output.success(), "a drive too small was written to");
+    ensure!(
+        output.stderr.contains("needs") && output.stderr.contains("free"),
+        "{}",
+        output.stderr
+    );
+    ensure!(entries == 0, "{entries} entries were created on the drive");
+    Ok(())
+}
+
+#[test]
+fn serial_a_read_only_drive_is_refused_with_the_reason() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
+    let source = Sysroot::create(&tmp.path().join("source"), &key)?;
+    let drive = tmp.path().join("drive");
+    let mount = Mount::new(
+        Path::new("tmpfs"),
+        &drive,
+        Some("tmpfs"),
+        &["ro", "size=8m"],
+    )?;
+    let output = prepare(&[], &[&drive, &"--sysroot", &source.path])?;
+    mount.unmount()?;
+    ensure!(!output.success(), "a read-only drive was accepted");
+    ensure!(
+        output.stderr.contains("Read-only file system"),
+        "{}",
+        output.stderr
+    );
+    Ok(())
+}
+
+/// A drive on `kind` prepared from a sysroot at 2.0 updates a machine at 1.0, and fsck
+/// accepts it after it is mounted again.
+fn os_drive_on(kind: FatKind, name: &str) -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
+    let (source, v2) = sysroot_at_2_0(&tmp.path().join("source"), &key)?;
+    let image = tmp.path().join(format!("{name}.img"));
+    let mountpoint = tmp.path().join(name);
+    let fuse = FuseDrive::create(kind, &image, &mountpoint, 64)?;
+
+    let output = prepare(&[], &[&mountpoint, &"--sysroot", &source.path])?;
+    let written = objects_written(&output)?;
+    ensure!(written > 0);
+    let again = objects_written(&prepare(&[], &[&mountpoint, &"--sysroot", &source.path])?)?;
+    ensure!(again == 0, "the second run on {name} wrote {again} objects");
+    fuse.unmount()?;
+
+    let fuse = FuseDrive::create_existing(kind, &image, &mountpoint)?;
+    let fsck = OstreeRepo::open(&mountpoint.join(".ostree/repo")).fsck_output()?;
+    ensure!(
+        fsck.success(),
+        "ostree fsck refused the {name} drive:\n{fsck:?}"
+    );
+    machine_at_1_0_installs_from(&tmp.path().join("target"), &key, &mountpoint, &v2)?;
+    fuse.unmount()?;
+    Ok(())
+}
+
+#[test]
+fn serial_libostrees_mount_finder_pulls_from_an_exfat_drive() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
+    let target = Sysroot::create(&tmp.path().join("target"), &key)?;
+    let (source, v2) = sysroot_at_2_0(&tmp.path().join("source"), &key)?;
+    // GIO shows root the mounts under /media (not those under a dot directory such as the
+    // test's own /tmp/.tmpXXXX).
+    let media = tempfile::Builder::new()
+        .prefix("ferry-test-")
+        .tempdir_in("/media")?;
+    let mountpoint = media.path().join("stick");
+    let fuse = FuseDrive::create(
+        FatKind::Exfat,
+        &tmp.path().join("stick.img"),
+        &mountpoint,
+        64,
+    )?;
+    objects_written(&prepare(&[], &[&mountpoint, &"--sysroot", &source.path])?)?;
+
+    let found = target
+        .repo()
+        .ostree()
+        .args(["find-remotes", "--finders=mount", "--pull"])
+        .arg(OS_COLLECTION_ID)
+        .arg(OS_REF)
+        .output()?;
+    fuse.unmount()?;
+    ensure!(found.success(), "ostree find-remotes failed:\n{found:?}");
+    let pulled = target.repo().rev_parse(&format!("{OS_REMOTE}:{OS_REF}"))?;
+    ensure!(
+        pulled == v2,
+        "ostree pulled {pulled}, not 2.0 ({v2}):\n{found:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn serial_os_drive_on_fat32_through_fuse() -> Result<()> {
+    os_drive_on(FatKind::Fat32, "fat32")
+}
+
+#[test]
+fn serial_os_drive_on_exfat_through_fuse() -> Result<()> {
+    os_drive_on(FatKind::Exfat, "exfat")
+}
+
+/// An installation with the app v2 and its new runtime, written to a drive by
+/// `prepare-drive`; the fixture's client is still at v1.
+fn app_v2_drive(fixture: &FlatpakFixture, drive: &Path) -> Result<(FlatpakEnv, String)> {
+    fixture.publish_runtime("v2")?;
+    let v2 = fixture.publish_app(&AppSpec::new("v2").runtime_branch("v2"))?;
+    let maker = fixture.peer("maker")?;
+    maker.install(REMOTE, &[APP_ID], &[])?;
+    // The remote's AppStream data, which the drive carries along where it is present.
+    maker
+        .flatpak()
+        .args(["--user", "update", "--appstream", REMOTE])
+        .run()?;
+    std::fs::create_dir_all(drive)?;
+    let output = prepare(
+        &maker.vars(),
+        &[
+            &drive,
+            &"--installation",
+            &maker.user_installation(),
+            &"--app",
+            &APP_ID,
+        ],
+    )?;
+    ensure!(objects_written(&output)? > 0);
+    Ok((maker, v2))
+}
+
+#[test]
+fn apps_drive_updates_an_installation_through_ferry_with_its_runtime() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let fixture = FlatpakFixture::new(tmp.path())?;
+    let drive = tmp.path().join("drive");
+    let (_maker, v2) = app_v2_drive(&fixture, &drive)?;
+    let repo = OstreeRepo::open(&drive.join(".ostree/repo"));
+    let runtime = runtime_ref(RUNTIME_ID, "v2")?;
+    for name in [app_ref(APP_ID, BRANCH)?, runtime.clone(), appstream2_ref()?] {
+        let mirror = repo.read_ref(&RefLocation::Mirror {
+            collection_id: COLLECTION_ID.to_owned(),
+            name: name.clone(),
+        })?;
+        ensure!(mirror.is_some(), "{name} is not on the drive");
+    }
+
+    let machine = Machine::new(&fixture.base, fixture.client.vars())?;
+    let run = machine.install(&install_support::args(&[
+        &"--installation",
+        &"user",
+        &"--from",
+        &drive,
+        &APP_ID,
+    ]))?;
+    ensure!(run.success(), "install failed:\n{run}");
+    run.expect(&runtime, InstallStatus::Installed)?;
+    ensure!(fixture.client.installed_commit(APP_ID)? == v2);
+    ensure!(fixture.client.run(APP_ID)? == greeting(&AppSpec::new("v2")));
+    Ok(())
+}
+
+/// The refs mirrored on a drive, as `ostree refs --collections` lists them.
+fn drive_refs(drive: &Path) -> Result<Vec<String>> {
+    Ok(OstreeRepo::open(&drive.join(".ostree/repo"))
+        .collection_refs()?
+        .into_iter()
+        .map(|(_, name)| name)
+        .collect())
+}
+
+#[test]
+fn a_runtime_goes_alone_and_a_ref_installed_in_part_stays_behind() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let fixture = FlatpakFixture::new(tmp.path())?;
+    let installation = fixture.client.user_installation();
+    let runtime = runtime_ref(RUNTIME_ID, BRANCH)?;
+    let app = app_ref(APP_ID, BRANCH)?;
+
+    let runtime_drive = tmp.path().join("runtime-drive");
+    std::fs::create_dir_all(&runtime_drive)?;
+    let output = prepare(
+        &fixture.client.vars(),
+        &[
+            &runtime_drive,
+            &"--installation",
+            &installation,
+            &"--runtime",
+            &RUNTIME_ID,
+        ],
+    )?;
+    objects_written(&output)?;
+    let carried = drive_refs(&runtime_drive)?;
+    ensure!(
+        carried.contains(&runtime) && !carried.contains(&app),
+        "{carried:?}"
+    );
+
+    // The runtime's commit as if only some of its subdirectories were installed.
+    let repo = fixture.client.user_repo();
+    let commit = fixture.client.installed_commit(&runtime)?;
+    std::fs::create_dir_all(repo.path.join("state"))?;
+    std::fs::write(repo.path.join(format!("state/{commit}.commitpartial")), "")?;
+    let app_drive = tmp.path().join("app-drive");
+    std::fs::create_dir_all(&app_drive)?;
+    let output = prepare(
+        &fixture.client.vars(),
+        &[
+            &app_drive,
+            &"--installation",
+            &installation,
+            &"--app",
+            &APP_ID,
+        ],
+    )?;
+    objects_written(&output)?;
+    let carried = drive_refs(&app_drive)?;
+    ensure!(
+        carried.contains(&app) && !carried.contains(&runtime),
+        "{carried:?}"
+    );
+    ensure!(
+        output.stdout.contains("installed only in part") && output.stdout.contains(&runtime),
+        "no warning about the partial runtime:\n{}",
+        output.stdout
+    );
+    let fsck = OstreeRepo::open(&app_drive.join(".ostree/repo")).fsck_output()?;
+    ensure!(fsck.success(), "{fsck:?}");
+    Ok(())
+}
+
+#[test]
+fn apps_drive_updates_an_installation_through_flatpak_sideload() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let fixture = FlatpakFixture::new(tmp.path())?;
+    let drive = tmp.path().join("drive");
+    let (_maker, v2) = app_v2_drive(&fixture, &drive)?;
+    // The remote's server is gone: only the drive can deliver.
+    fixture
+        .client
+        .set_remote_url(REMOTE, "file:///nonexistent")?;
+    let sideload = format!("--sideload-repo={}", drive.join(".ostree/repo").display());
+    fixture.client.update(&[&sideload])?;
+    ensure!(fixture.client.installed_commit(APP_ID)? == v2);
+    ensure!(fixture.client.run(APP_ID)? == greeting(&AppSpec::new("v2")));
+    let listed = runtime_ref(RUNTIME_ID, "v2")?
+        .trim_start_matches("runtime/")
+        .to_owned();
+    let installed = fixture.client.installed_refs()?;
+    ensure!(installed.contains(&listed), "{installed:?}");
+    Ok(())
+}
