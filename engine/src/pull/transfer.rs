@@ -70,6 +70,19 @@ struct Job {
     lacking: Vec<usize>,
 }
 
+impl Job {
+    /// A dirtree or dirmeta: no size to check, none to count.
+    fn metadata(object: ObjectId, path: &str) -> Self {
+        Self {
+            object,
+            path: path.to_owned(),
+            size_known: true,
+            unpacked: None,
+            lacking: Vec::new(),
+        }
+    }
+}
+
 /// A request running on one source.
 struct Running {
     job: Job,
@@ -316,68 +329,56 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
 
     // Adding work.
 
-    fn add_meta(&self, meta: Checksum, path: &str) -> Result<(), PullError> {
-        let fresh = match self.seen.lock() {
-            Ok(mut seen) => seen.metas.insert(meta),
-            Err(poisoned) => poisoned.into_inner().metas.insert(meta),
+    /// Whether the object is met for the first time in this closure: each is looked at once,
+    /// though the same subtree or file may appear under many names.
+    fn first_sight(&self, object: ObjectId) -> bool {
+        let mut seen = match self.seen.lock() {
+            Ok(seen) => seen,
+            Err(poisoned) => poisoned.into_inner(),
         };
-        if !fresh {
-            return Ok(());
+        match object.kind {
+            ObjectKind::DirMeta => seen.metas.insert(object.checksum),
+            ObjectKind::DirTree => seen.trees.insert(object.checksum),
+            _ => seen.content.insert(object.checksum),
         }
-        let object = ObjectId::new(meta, ObjectKind::DirMeta);
-        if self.transfer.dest.has_object(object)? {
+    }
+
+    /// Whether the destination has the object already (then counted as present).
+    fn present(&self, object: ObjectId) -> Result<bool, PullError> {
+        let present = self.transfer.dest.has_object(object)?;
+        if present {
             self.count(|counts| counts.present += 1);
-            return Ok(());
         }
-        self.add_job(Job {
-            object,
-            path: path.to_owned(),
-            size_known: true,
-            unpacked: None,
-            lacking: Vec::new(),
-        });
+        Ok(present)
+    }
+
+    fn add_meta(&self, meta: Checksum, path: &str) -> Result<(), PullError> {
+        let object = ObjectId::new(meta, ObjectKind::DirMeta);
+        if self.first_sight(object) && !self.present(object)? {
+            self.add_job(Job::metadata(object, path));
+        }
         Ok(())
     }
 
     fn add_tree(&self, tree: Checksum, path: &str) -> Result<(), PullError> {
-        // The same subtree may appear under many names; its objects are fetched once.
-        let fresh = match self.seen.lock() {
-            Ok(mut seen) => seen.trees.insert(tree),
-            Err(poisoned) => poisoned.into_inner().trees.insert(tree),
-        };
-        if !fresh {
+        let object = ObjectId::new(tree, ObjectKind::DirTree);
+        if !self.first_sight(object) {
             return Ok(());
         }
-        let object = ObjectId::new(tree, ObjectKind::DirTree);
-        if self.transfer.dest.has_object(object)? {
-            self.count(|counts| counts.present += 1);
+        if self.present(object)? {
             let mut board = self.lock();
             board.local.push((tree, path.to_owned()));
             board.outstanding += 1;
             self.changed.notify_one();
             return Ok(());
         }
-        self.add_job(Job {
-            object,
-            path: path.to_owned(),
-            size_known: true,
-            unpacked: None,
-            lacking: Vec::new(),
-        });
+        self.add_job(Job::metadata(object, path));
         Ok(())
     }
 
     fn add_file(&self, checksum: Checksum, path: String) -> Result<(), PullError> {
-        let fresh = match self.seen.lock() {
-            Ok(mut seen) => seen.content.insert(checksum),
-            Err(poisoned) => poisoned.into_inner().content.insert(checksum),
-        };
-        if !fresh {
-            return Ok(());
-        }
         let object = ObjectId::new(checksum, ObjectKind::File);
-        if self.transfer.dest.has_object(object)? {
-            self.count(|counts| counts.present += 1);
+        if !self.first_sight(object) || self.present(object)? {
             return Ok(());
         }
         let size = self.sizes.as_ref().and_then(|map| map.get(&checksum));
