@@ -13,6 +13,8 @@ fn locale_dir() -> String {
 }
 
 /// Sets up gettext. Called once at the start of `main`, before any thread exists.
+// setlocale is unsafe: it races with other threads reading the locale.
+#[allow(unsafe_code)]
 pub fn init() {
     // SAFETY: called first thing in main, while the process is still single-threaded.
     unsafe {

@@ -2,6 +2,9 @@
 //!
 //! Exit codes: 0 success, 1 failure (one line on stderr; `-v` shows the causes), 2 bad usage.
 
+// What a drive, peer or file supplies is never unwrapped; tests may.
+#![deny(clippy::unwrap_used)]
+
 mod commands;
 mod i18n;
 mod render;

@@ -21,6 +21,9 @@
 //! - [`schema`]: the JSON shapes shared with other processes (CLI output, drive records).
 //! - [`cancel`]: cooperative cancellation.
 
+// What a drive, peer or file supplies is never unwrapped; tests may.
+#![deny(clippy::unwrap_used)]
+
 pub mod cancel;
 pub mod deploy;
 pub mod event;

@@ -8,6 +8,8 @@
 const MMAP_THRESHOLD: i32 = 128 * 1024;
 
 /// Call once at start, before threads are spawned.
+// mallopt has no safe wrapper.
+#[allow(unsafe_code)]
 pub fn return_large_buffers() {
     #[cfg(target_env = "gnu")]
     // SAFETY: mallopt only sets a glibc tunable; called before other threads exist.

@@ -264,41 +264,29 @@ fn refuses_a_repository_on_another_filesystem() {
 
 /// Opens of files in `dir` while `action` runs, by name (inotify).
 fn opens_during(dir: &Path, action: impl FnOnce()) -> BTreeMap<String, usize> {
-    use std::os::unix::ffi::OsStrExt;
-    // SAFETY: plain syscalls on a descriptor this function owns and closes.
-    let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-    assert!(fd >= 0, "inotify_init1");
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).expect("path");
-    // SAFETY: `path` is a valid NUL-terminated string.
+    use rustix::fs::inotify;
+    let fd = inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC)
+        .expect("inotify_init1");
     // Closes too: the kernel merges identical events in a row, never an open after a close.
-    let mask = libc::IN_OPEN | libc::IN_CLOSE_NOWRITE;
-    let watch = unsafe { libc::inotify_add_watch(fd, path.as_ptr(), mask) };
-    assert!(watch >= 0, "inotify_add_watch");
+    inotify::add_watch(
+        &fd,
+        dir,
+        inotify::WatchFlags::OPEN | inotify::WatchFlags::CLOSE_NOWRITE,
+    )
+    .expect("inotify_add_watch");
     action();
     let mut opens = BTreeMap::new();
-    let mut buffer = vec![0u8; 64 * 1024];
-    loop {
-        // SAFETY: reads into a buffer of the length given.
-        let read = unsafe { libc::read(fd, buffer.as_mut_ptr().cast(), buffer.len()) };
-        if read <= 0 {
-            break;
-        }
-        let mut offset = 0;
-        let header = std::mem::size_of::<libc::inotify_event>();
-        while offset + header <= read as usize {
-            // SAFETY: the kernel wrote a whole event at `offset`.
-            let event: libc::inotify_event =
-                unsafe { std::ptr::read_unaligned(buffer[offset..].as_ptr().cast()) };
-            let name = &buffer[offset + header..offset + header + event.len as usize];
-            let name = String::from_utf8_lossy(name.split(|&b| b == 0).next().unwrap_or(&[]));
-            if event.mask & libc::IN_OPEN != 0 {
-                *opens.entry(name.into_owned()).or_insert(0) += 1;
-            }
-            offset += header + event.len as usize;
+    let mut buffer = [std::mem::MaybeUninit::<u8>::uninit(); 64 * 1024];
+    let mut events = inotify::Reader::new(&fd, &mut buffer);
+    while let Ok(event) = events.next() {
+        if event.events().contains(inotify::ReadFlags::OPEN) {
+            let name = event
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            *opens.entry(name).or_insert(0) += 1;
         }
     }
-    // SAFETY: `fd` is ours.
-    unsafe { libc::close(fd) };
     opens
 }
 

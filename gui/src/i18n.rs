@@ -7,6 +7,8 @@ use gettextrs::{bind_textdomain_codeset, bindtextdomain, textdomain};
 use crate::config;
 
 /// Sets up gettext. Called first in `main`, before any thread exists.
+// setlocale is unsafe: it races with other threads reading the locale.
+#[allow(unsafe_code)]
 pub fn init() {
     // SAFETY: called at the very start of main, while the process is single-threaded.
     unsafe {

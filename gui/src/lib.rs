@@ -6,6 +6,9 @@
 //! - [`agent`]: the drive watch and the notifications.
 //! - [`app`]: the window.
 
+// What a drive, peer or file supplies is never unwrapped; tests may.
+#![deny(clippy::unwrap_used)]
+
 pub mod agent;
 pub mod app;
 pub mod config;

@@ -2,6 +2,9 @@
 //! with updates. Both are one GApplication (`io.github.ferry.Ferry`): a second start hands
 //! its command line to the running instance.
 
+// What a drive, peer or file supplies is never unwrapped; tests may.
+#![deny(clippy::unwrap_used)]
+
 use relm4::adw::prelude::*;
 use relm4::gtk::{gio, glib};
 use relm4::{adw, Component, ComponentController};

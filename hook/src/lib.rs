@@ -1,6 +1,9 @@
 //! `ferry-hook`: runs as root when a drive appears, validates it, and records what it offers
 //! for the desktop agent, `ferryctl` and Flatpak. See `run` for the steps of each command.
 
+// What a drive, peer or file supplies is never unwrapped; tests may.
+#![deny(clippy::unwrap_used)]
+
 pub mod beneath;
 pub mod device;
 pub mod kiosk;

@@ -1,5 +1,8 @@
 //! `ferry-hook`: started by `ferry-hook@.service` when udev sees a drive, or by hand.
 
+// What a drive, peer or file supplies is never unwrapped; tests may.
+#![deny(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

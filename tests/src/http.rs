@@ -12,6 +12,8 @@ use crate::error::{FixtureError, Result};
 /// Moves the calling thread into a network namespace of its own with only loopback up. Servers
 /// it starts and processes it spawns afterwards share it, so a listing that browses for
 /// computers nearby (DNS-SD multicast) reaches nothing beyond this test. Needs root.
+// unshare(CLONE_NEWNET) is unsafe in rustix: it changes what the thread's sockets reach.
+#[allow(unsafe_code)]
 pub fn isolate_network() -> Result<()> {
     // SAFETY: CLONE_NEWNET changes only which network stack this thread's new sockets use; no
     // file descriptor table or memory is shared differently afterwards.

@@ -226,6 +226,8 @@ pub fn free_bytes(path: &Path) -> Result<u64> {
 /// Cuts the mounted ext4 filesystem at `mountpoint` off its device, as pulling the drive out
 /// does: every later open, read and directory listing on it fails with EIO, while the mount
 /// stays until it is unmounted (`EXT4_IOC_SHUTDOWN`, without flushing the journal).
+// The ioctl has no safe wrapper.
+#[allow(unsafe_code)]
 pub fn shut_down_ext4(mountpoint: &Path) -> Result<()> {
     use rustix::ioctl::{ioctl, opcode, Opcode, Setter};
     // EXT4_IOC_SHUTDOWN is _IOR('X', 125, __u32); EXT4_GOING_FLAGS_NOLOGFLUSH is 2.

@@ -73,6 +73,8 @@ impl ZonedUrl {
 }
 
 /// The index of interface `zone`, given by name or as a decimal index.
+// if_nametoindex has no safe wrapper in the crates used here.
+#[allow(unsafe_code)]
 fn interface_index(zone: &str) -> Option<u32> {
     if let Ok(index) = zone.parse::<u32>() {
         return (index != 0).then_some(index);

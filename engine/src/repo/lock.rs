@@ -215,6 +215,8 @@ impl Repo {
 /// Sets (or with None, releases) the OFD lock over the whole file without waiting, like
 /// libostree's `do_repo_lock` with `LOCK_NB`: `fcntl(F_OFD_SETLK)`, or `flock` when the
 /// kernel lacks OFD locks. Waiting is done by [`Repo::lock`], so it can be cancelled.
+// F_OFD_SETLK (open file description locks) has no safe wrapper in rustix.
+#[allow(unsafe_code)]
 fn set_lock(fd: BorrowedFd<'_>, kind: Option<LockKind>) -> io::Result<()> {
     let lock_type = match kind {
         Some(LockKind::Shared) => libc::F_RDLCK,

@@ -1,6 +1,9 @@
 //! Accessible labels for widgets whose visible text is not enough ("Install" → "Install
 //! GNOME Text Editor"). GTK has had `gtk_accessible_update_property_value` since 4.0, but
-//! gtk4-rs only binds it from 4.10 on, above what Ferry requires; so it is declared here.
+//! gtk4-rs only binds it from 4.10 on, above what Ferry requires; so it is declared here,
+//! which is why this module allows unsafe code.
+
+#![allow(unsafe_code)]
 
 use std::ffi::c_int;
 
