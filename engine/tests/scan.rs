@@ -235,10 +235,7 @@ impl Drop for Mount {
 
 #[test]
 fn refuses_a_repository_on_another_filesystem() {
-    if !is_root() {
-        eprintln!("mounting a second filesystem needs root; skipping");
-        return;
-    }
+    require_root("mounting a second filesystem");
     let work = TempDir::new().expect("tempdir");
     let drive = work.path().join("drive");
     let mount_point = drive.join("mnt");

@@ -27,6 +27,15 @@ pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+/// Fails the test, with what needs root, unless it runs as root: a test never passes for
+/// having checked less.
+pub fn require_root(what: &str) {
+    assert!(
+        is_root(),
+        "{what} needs root: run the tests as root (scripts/test.sh does)"
+    );
+}
+
 /// Runs `ostree ARGS` and returns its output, whatever its status.
 pub fn ostree_output(args: &[&str]) -> Output {
     Command::new("ostree")
