@@ -38,3 +38,7 @@ fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
+# Finds dependencies a crate declares but does not use (scripts/test.sh runs it).
+if ! cargo machete --version >/dev/null 2>&1; then
+  cargo install --locked cargo-machete
+fi

@@ -2,7 +2,8 @@
 # Ferry's test command. On Debian 12, as root:
 #   1. installs what is missing (scripts/install-deps.sh: apt packages, cargo-nextest);
 #   2. builds every crate and target;
-#   3. checks formatting (cargo fmt) and lints (cargo clippy -D warnings);
+#   3. checks formatting (cargo fmt), lints (cargo clippy -D warnings) and unused
+#      dependencies (cargo machete);
 #   4. runs every test with cargo-nextest (settings in .config/nextest.toml).
 # Exits non-zero when any step fails. Root is required: tests attach loop devices, mount
 # filesystems, and deploy fake sysroots with `ostree admin`.
@@ -34,9 +35,9 @@ export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 # A one-off build gains nothing from incremental caches, which take gigabytes; set
 # CARGO_INCREMENTAL=1 to keep them between runs.
 export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
-for tool in fmt clippy nextest; do
+for tool in fmt clippy nextest machete; do
   if ! cargo "$tool" --version >/dev/null 2>&1; then
-    echo "cargo $tool is missing: install it (rustup component add rustfmt clippy; cargo install cargo-nextest)" >&2
+    echo "cargo $tool is missing: install it (rustup component add rustfmt clippy; cargo install cargo-nextest cargo-machete)" >&2
     exit 1
   fi
 done
@@ -45,6 +46,7 @@ done
 step "build" cargo build --workspace --all-targets || exit 1
 step "format" cargo fmt --all -- --check
 step "lint" cargo clippy --workspace --all-targets -- -D warnings
+step "unused dependencies" cargo machete
 # Last, so the test runner's own summary closes the output when everything passed.
 printf '\n==> test\n'
 cargo nextest run --workspace || failed+=("test")
