@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
+use ferry_engine::object::FlatpakRef;
 use ferry_engine::resolve::sources::{self, MachineListing};
 use ferry_engine::schema::{
     DriveInstallState, DriveRecord, Problem, ProblemKind, SourceInfo, SourceKind, TargetKind,
@@ -410,11 +411,10 @@ pub fn display_name(update: &Update) -> String {
     if update.target == TargetKind::Os {
         return tr("Operating System");
     }
-    let parts: Vec<&str> = update.ref_name.split('/').collect();
-    match parts.as_slice() {
-        ["app", id, _arch, _branch] => (*id).to_owned(),
-        ["runtime", id, _arch, branch] => format!("{id} {branch}"),
-        _ => update.ref_name.clone(),
+    match FlatpakRef::parse(&update.ref_name) {
+        Some(app) if app.is_app => app.id.to_owned(),
+        Some(runtime) => format!("{} {}", runtime.id, runtime.branch),
+        None => update.ref_name.clone(),
     }
 }
 

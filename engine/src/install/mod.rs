@@ -21,6 +21,7 @@ use std::sync::Arc;
 use crate::cancel::CancelToken;
 use crate::deploy::{self, DeployError};
 use crate::event::{Event, MessageLevel, Phase, Reporter, SilentReporter};
+use crate::object::FlatpakRef;
 use crate::pull::{pull, PullError, PullOptions, PullRequest, PullStatus, PullTrust, RefTarget};
 use crate::repo::{Repo, RepoError};
 use crate::schema::{InstallResult, InstallStatus, Problem, TargetKind, Update, UpdateList};
@@ -216,8 +217,7 @@ fn names_ref(name: &str, ref_name: &str) -> bool {
     if name == ref_name {
         return true;
     }
-    let parts: Vec<&str> = ref_name.split('/').collect();
-    matches!(parts.as_slice(), [kind, id, _, _] if (*kind == "app" || *kind == "runtime") && *id == name)
+    FlatpakRef::parse(ref_name).is_some_and(|parsed| parsed.id == name)
 }
 
 /// The target an update goes into.
@@ -522,12 +522,11 @@ fn refresh_appstream(
         if update.target != TargetKind::Flatpak || result.status != InstallStatus::Installed {
             continue;
         }
-        let parts: Vec<&str> = update.ref_name.split('/').collect();
-        if let [_, _, arch, _] = parts.as_slice() {
+        if let Some(parsed) = FlatpakRef::parse(&update.ref_name) {
             wanted.insert((
                 update.installation.clone().unwrap_or_default(),
                 update.remote.clone(),
-                (*arch).to_owned(),
+                parsed.arch.to_owned(),
             ));
         }
     }

@@ -28,7 +28,7 @@ pub use dirtree::{DirMeta, DirTree, DirTreeDir, DirTreeFile};
 pub use metadata::{Metadata, MetadataValue};
 pub use names::{
     validate_collection_id, validate_file_name, validate_ref_name, validate_remote_name,
-    InvalidName, NameKind,
+    FlatpakRef, InvalidName, NameKind,
 };
 pub use summary::{Summary, SummaryRef};
 

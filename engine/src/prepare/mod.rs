@@ -784,7 +784,8 @@ fn choose_refs(targets: &[Target], selection: &Selection) -> Result<Vec<Chosen>,
 
 /// `org.example.App` of `app/org.example.App/x86_64/stable` (with `prefix` `app/`).
 fn flatpak_id<'r>(ref_name: &'r str, prefix: &str) -> Option<&'r str> {
-    ref_name.strip_prefix(prefix)?.split('/').next()
+    let parsed = crate::object::FlatpakRef::parse(ref_name)?;
+    (parsed.is_app == (prefix == "app/")).then_some(parsed.id)
 }
 
 /// Adds the objects of `commit`'s closure that `drive` lacks. A commit the drive holds, not

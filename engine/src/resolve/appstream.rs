@@ -16,9 +16,9 @@ use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::{Reader, XmlVersion};
 
-use super::flatpak::FlatpakRef;
 use super::tree::{fetch_file, lookup_file};
 use crate::object::Checksum;
+use crate::object::FlatpakRef;
 use crate::source::Source;
 
 /// Largest AppStream document read, uncompressed.

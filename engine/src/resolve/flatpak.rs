@@ -1,44 +1,13 @@
 //! What a Flatpak commit says about itself: the runtime an app needs (`xa.metadata`) and the
 //! parts of a Flatpak ref.
 
-use crate::object::Commit;
+use crate::object::{Commit, FlatpakRef};
 use crate::repo::KeyFile;
 
 /// Commit metadata key holding the app's or runtime's `metadata` keyfile.
 pub const XA_METADATA_KEY: &str = "xa.metadata";
 /// Commit metadata key with the total archived size of the commit's objects (big-endian `t`).
 pub const XA_DOWNLOAD_SIZE_KEY: &str = "xa.download-size";
-
-/// The parts of `app/ID/ARCH/BRANCH` or `runtime/ID/ARCH/BRANCH`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FlatpakRef<'a> {
-    pub is_app: bool,
-    pub id: &'a str,
-    pub arch: &'a str,
-    pub branch: &'a str,
-}
-
-impl<'a> FlatpakRef<'a> {
-    pub fn parse(ref_name: &'a str) -> Option<Self> {
-        let mut parts = ref_name.split('/');
-        let kind = parts.next()?;
-        let (id, arch, branch) = (parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() || [id, arch, branch].iter().any(|p| p.is_empty()) {
-            return None;
-        }
-        let is_app = match kind {
-            "app" => true,
-            "runtime" => false,
-            _ => return None,
-        };
-        Some(Self {
-            is_app,
-            id,
-            arch,
-            branch,
-        })
-    }
-}
 
 /// The runtime ref (`runtime/ID/ARCH/BRANCH`) an app commit needs, from `[Application]
 /// runtime=ID/ARCH/BRANCH` in its `xa.metadata`. None for runtimes and commits without one.
@@ -75,29 +44,6 @@ mod tests {
             timestamp: 0,
             root_tree: Checksum::from_array([1; 32]),
             root_meta: Checksum::from_array([2; 32]),
-        }
-    }
-
-    #[test]
-    fn parses_refs() {
-        let parsed = FlatpakRef::parse("app/org.example.App/x86_64/stable").expect("app ref");
-        assert!(parsed.is_app);
-        assert_eq!(
-            (parsed.id, parsed.arch, parsed.branch),
-            ("org.example.App", "x86_64", "stable")
-        );
-        assert!(
-            !FlatpakRef::parse("runtime/org.example.Platform/aarch64/23.08")
-                .expect("runtime ref")
-                .is_app
-        );
-        for bad in [
-            "exampleos/x86_64/stable",
-            "app/a/b",
-            "app/a/b/c/d",
-            "app//x/y",
-        ] {
-            assert_eq!(FlatpakRef::parse(bad), None, "{bad}");
         }
     }
 

@@ -60,8 +60,9 @@ use crate::trust::{
 };
 
 use self::appstream::Catalog;
-use self::flatpak::{needed_runtime, FlatpakRef};
+use self::flatpak::needed_runtime;
 use self::size::{download_size, LocalObjects};
+use crate::object::FlatpakRef;
 
 /// How a listing is made.
 #[derive(Debug, Clone, Default)]

@@ -21,7 +21,7 @@ use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::object::Checksum;
+use crate::object::{Checksum, FlatpakRef};
 use crate::schema::{Problem, ProblemKind, TargetKind};
 use crate::trust::Destination;
 
@@ -253,10 +253,11 @@ impl Target {
                     item.runtime = data.runtime;
                     // Flatpak commits rarely carry a version; the app's AppStream data does.
                     if item.version.is_none() {
-                        if let Some(app_id) = found.ref_name.strip_prefix("app/") {
-                            let app_id = app_id.split('/').next().unwrap_or(app_id);
+                        if let Some(app) =
+                            FlatpakRef::parse(&found.ref_name).filter(|parsed| parsed.is_app)
+                        {
                             item.version =
-                                flatpak::installed_app_version(&found.deploy_dir, app_id);
+                                flatpak::installed_app_version(&found.deploy_dir, app.id);
                         }
                     }
                     installed.push(item);

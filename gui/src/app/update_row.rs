@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use ferry_engine::object::FlatpakRef;
 use ferry_engine::schema::{TargetKind, Update};
 use relm4::adw::prelude::*;
 use relm4::factory::{DynamicIndex, FactoryComponent, FactorySender};
@@ -394,7 +395,9 @@ fn icon_for(update: &Update) -> gtk::Image {
         image.set_icon_name(Some("computer"));
         return image;
     }
-    let app_id = update.ref_name.split('/').nth(1).unwrap_or_default();
+    let app_id = FlatpakRef::parse(&update.ref_name)
+        .map(|parsed| parsed.id)
+        .unwrap_or_default();
     let theme_has = |name: &str| {
         gtk::gdk::Display::default()
             .map(|display| gtk::IconTheme::for_display(&display).has_icon(name))
