@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::object::Checksum;
+use crate::object::{Checksum, FlatpakRef};
 
 /// Version of the drive record format in `$FERRY_RUN_DIR/drives/<id>.json`.
 pub const DRIVE_RECORD_VERSION: u32 = 1;
@@ -139,6 +139,30 @@ pub struct Update {
     pub needs: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app: Option<AppInfo>,
+}
+
+impl Update {
+    /// The name a person knows an update by: the AppStream name, else `os_name` (translated
+    /// by the front end) for the operating system, else the app ID (a runtime's with its
+    /// branch, which tells its versions apart), else the ref. The CLI and the app both use it.
+    pub fn display_name(&self, os_name: &str) -> String {
+        if let Some(name) = self
+            .app
+            .as_ref()
+            .and_then(|app| app.name.as_deref())
+            .filter(|name| !name.trim().is_empty())
+        {
+            return name.to_owned();
+        }
+        if self.target == TargetKind::Os {
+            return os_name.to_owned();
+        }
+        match FlatpakRef::parse(&self.ref_name) {
+            Some(app) if app.is_app => app.id.to_owned(),
+            Some(runtime) => format!("{} {}", runtime.id, runtime.branch),
+            None => self.ref_name.clone(),
+        }
+    }
 }
 
 /// What AppStream says about a Flatpak app.

@@ -10,7 +10,6 @@
 
 use std::path::{Path, PathBuf};
 
-use ferry_engine::object::FlatpakRef;
 use ferry_engine::resolve::sources::{self, MachineListing};
 use ferry_engine::schema::{
     DriveInstallState, DriveRecord, Problem, ProblemKind, SourceInfo, SourceKind, TargetKind,
@@ -397,25 +396,9 @@ fn group_for_record(record: DriveRecord) -> SourceGroup {
     }
 }
 
-/// The name a person knows an update by: the AppStream name, else the app ID (a runtime's
-/// with its branch, which tells its versions apart), else the ref.
+/// The name a person knows an update by ([`Update::display_name`]).
 pub fn display_name(update: &Update) -> String {
-    if let Some(name) = update
-        .app
-        .as_ref()
-        .and_then(|app| app.name.as_deref())
-        .filter(|name| !name.trim().is_empty())
-    {
-        return name.to_owned();
-    }
-    if update.target == TargetKind::Os {
-        return tr("Operating System");
-    }
-    match FlatpakRef::parse(&update.ref_name) {
-        Some(app) if app.is_app => app.id.to_owned(),
-        Some(runtime) => format!("{} {}", runtime.id, runtime.branch),
-        None => update.ref_name.clone(),
-    }
+    update.display_name(&tr("Operating System"))
 }
 
 /// The drive records under `run_dir` ([`sources::drive_records`]); those that cannot be

@@ -10,13 +10,9 @@ pub mod serve;
 
 use ferry_engine::schema::Update;
 
-/// An update's app name when AppStream gives one, else its ref.
+/// The name a person knows an update by ([`Update::display_name`]).
 pub fn display_name(update: &Update) -> String {
-    update
-        .app
-        .as_ref()
-        .and_then(|app| app.name.clone())
-        .unwrap_or_else(|| update.ref_name.clone())
+    update.display_name(&crate::i18n::tr("Operating System"))
 }
 
 /// A short, human date for a commit timestamp: `2024-01-02`.
