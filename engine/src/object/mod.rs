@@ -12,6 +12,7 @@ pub mod commit;
 pub mod content;
 pub mod dirtree;
 pub mod metadata;
+pub mod mode;
 pub mod names;
 pub mod summary;
 mod variant;
@@ -26,13 +27,12 @@ pub use content::{
 };
 pub use dirtree::{DirMeta, DirTree, DirTreeDir, DirTreeFile};
 pub use metadata::{Metadata, MetadataValue};
+pub use mode::RepoMode;
 pub use names::{
     validate_collection_id, validate_file_name, validate_ref_name, validate_remote_name,
     FlatpakRef, InvalidName, NameKind,
 };
 pub use summary::{Summary, SummaryRef};
-
-use crate::repo::RepoMode;
 
 /// libostree's `OSTREE_MAX_METADATA_SIZE`: larger metadata objects, summaries and detached
 /// metadata are refused before they are read.
