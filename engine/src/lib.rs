@@ -7,10 +7,12 @@
 //! - [`repo`]: a repository on disk: config, refs, locks, reading and writing objects.
 //! - [`scan`]: finding repositories on a drive without leaving it.
 //! - [`trust`]: keys from the local machine, signature checks, bindings and anti-downgrade.
-//! - [`source`]: where objects come from (drives now, peers later), behind one trait.
+//! - [`source`]: where objects come from (drives, computers nearby, servers), behind one trait.
 //! - [`lan`]: computers nearby: advertising a repository with DNS-SD and finding others.
 //! - [`serve`]: serving an archive repository read-only to computers nearby, within limits.
-//! - [`pull`]: walking a commit's closure and fetching, verifying and storing it.
+//! - [`pull`]: choosing a commit, then fetching its closure from every source at once,
+//!   verifying and storing it.
+//! - [`appstream`]: AppStream catalogs of Flatpak apps (names, summaries, versions).
 //! - [`target`]: what is installed: OS deployments, Flatpak installations, plain repositories.
 //! - [`resolve`]: for each installed ref, the newest commit the machine trusts, over all sources.
 //! - [`install`]: the install transaction: plan, checks, pull, then deploy.
@@ -24,6 +26,7 @@
 // What a drive, peer or file supplies is never unwrapped; tests may.
 #![deny(clippy::unwrap_used)]
 
+pub mod appstream;
 pub mod cancel;
 pub mod deploy;
 pub mod event;

@@ -59,9 +59,9 @@ use crate::trust::{
     CommitCandidate, InstalledCommit, RemotePolicy, TrustError, TrustRoots, UpdateKind, Verdict,
 };
 
-use self::appstream::Catalog;
 use self::flatpak::needed_runtime;
 use self::size::{download_size, LocalObjects};
+use crate::appstream::Catalog;
 use crate::object::FlatpakRef;
 
 /// How a listing is made.

@@ -583,7 +583,7 @@ pub(crate) fn installed_app_version(deploy_dir: &Path, app_id: &str) -> Option<S
                 }),
         );
     for xml in documents {
-        match crate::resolve::appstream::Catalog::parse(&xml) {
+        match crate::appstream::Catalog::parse(&xml) {
             Ok(catalog) => {
                 if let Some(version) = catalog.get(app_id).and_then(|app| app.version.clone()) {
                     return Some(version);
