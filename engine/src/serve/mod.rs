@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::io;
+use std::io::{self, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -49,6 +49,8 @@ pub const MAX_REQUEST_HEAD: usize = 8192;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Bytes read from a file per body frame.
 const CHUNK: usize = 64 * 1024;
+/// Files up to this size are read whole before they are sent.
+const WHOLE_FILE: u64 = 256 * 1024;
 
 /// What each client may hold of the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -359,16 +361,22 @@ async fn answer(
         Some(Servable::File(relative)) => {
             let repo = Arc::clone(repo);
             let relative = relative.to_owned();
-            let opened = tokio::task::spawn_blocking(move || repo.open_file(&relative)).await;
+            let whole = method == Method::GET;
+            // Most objects are small: read in one go on the blocking pool, they cost one
+            // hand-off instead of one per chunk.
+            let opened = tokio::task::spawn_blocking(move || {
+                let (file, length) = repo.open_file(&relative)?;
+                if !whole || length > WHOLE_FILE {
+                    return Some((Content::stream(file, length), length));
+                }
+                let mut bytes = Vec::with_capacity(usize::try_from(length).ok()?);
+                file.take(length).read_to_end(&mut bytes).ok()?;
+                (bytes.len() as u64 == length)
+                    .then(|| (Content::Bytes(Some(Bytes::from(bytes))), length))
+            })
+            .await;
             match opened {
-                Ok(Some((file, length))) => (
-                    Content::File {
-                        file: tokio::fs::File::from_std(file),
-                        remaining: length,
-                        buffer: vec![0; CHUNK].into_boxed_slice(),
-                    },
-                    length,
-                ),
+                Ok(Some(opened)) => opened,
                 _ => return not_found(guard),
             }
         }
@@ -406,6 +414,16 @@ enum Content {
         remaining: u64,
         buffer: Box<[u8]>,
     },
+}
+
+impl Content {
+    fn stream(file: std::fs::File, length: u64) -> Self {
+        Content::File {
+            file: tokio::fs::File::from_std(file),
+            remaining: length,
+            buffer: vec![0; CHUNK].into_boxed_slice(),
+        }
+    }
 }
 
 impl ServeBody {
