@@ -12,6 +12,8 @@ pub struct RemovableMount {
     pub mount_point: PathBuf,
     /// The whole device (`/dev/sdb`), what `udisksctl power-off -b` takes.
     pub device: PathBuf,
+    /// The device holding the filesystem (`/dev/sdb1`), what `udisksctl unmount -b` takes.
+    pub filesystem: PathBuf,
     pub fs_type: String,
 }
 
@@ -47,26 +49,28 @@ pub fn removable_mounts(mountinfo: &str, sys_dev_block: &Path) -> Vec<RemovableM
         let Some(fs_type) = right.split(' ').next() else {
             continue;
         };
-        let Some(device) = removable_disk(sys_dev_block, numbers) else {
+        let Some((device, filesystem)) = removable_disk(sys_dev_block, numbers) else {
             continue;
         };
         found.push(RemovableMount {
             mount_point: PathBuf::from(unescape_mount_path(mount_point)),
             device,
+            filesystem,
             fs_type: fs_type.to_owned(),
         });
     }
     found
 }
 
-/// `/dev/DISK` for a block device `major:minor` that is removable or on USB; for a
-/// partition, its disk decides.
-fn removable_disk(sys_dev_block: &Path, numbers: &str) -> Option<PathBuf> {
+/// `/dev/DISK` and `/dev/NAME` for a block device `major:minor` that is removable or on USB;
+/// for a partition, its disk decides.
+fn removable_disk(sys_dev_block: &Path, numbers: &str) -> Option<(PathBuf, PathBuf)> {
     let (major, minor) = numbers.split_once(':')?;
     if major.parse::<u32>().is_err() || minor.parse::<u32>().is_err() {
         return None;
     }
     let device = std::fs::canonicalize(sys_dev_block.join(numbers)).ok()?;
+    let filesystem = Path::new("/dev").join(device.file_name()?);
     let disk = if device.join("partition").exists() {
         device.parent()?.to_path_buf()
     } else {
@@ -83,7 +87,7 @@ fn removable_disk(sys_dev_block: &Path, numbers: &str) -> Option<PathBuf> {
         return None;
     }
     let name = disk.file_name()?;
-    Some(Path::new("/dev").join(name))
+    Some((Path::new("/dev").join(name), filesystem))
 }
 
 #[cfg(test)]
@@ -138,11 +142,13 @@ garbage line
                 RemovableMount {
                     mount_point: PathBuf::from("/run/media/ann/KINGSTON USB"),
                     device: PathBuf::from("/dev/sdb"),
+                    filesystem: PathBuf::from("/dev/sdb1"),
                     fs_type: "vfat".to_owned(),
                 },
                 RemovableMount {
                     mount_point: PathBuf::from("/media/CARD"),
                     device: PathBuf::from("/dev/mmcblk0"),
+                    filesystem: PathBuf::from("/dev/mmcblk0"),
                     fs_type: "exfat".to_owned(),
                 },
             ]

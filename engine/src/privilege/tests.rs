@@ -253,6 +253,7 @@ fn removable_at(mount_point: &Path) -> Vec<RemovableMount> {
     vec![RemovableMount {
         mount_point: mount_point.to_path_buf(),
         device: PathBuf::from("/dev/sdb"),
+        filesystem: PathBuf::from("/dev/sdb1"),
         fs_type: "vfat".to_owned(),
     }]
 }
