@@ -235,8 +235,31 @@ fn objects_of_the_old_version_are_removed_unless_kept() -> Result<()> {
         snapshot(&drive)? == files_before,
         "the dry run changed the drive"
     );
+    // Its plan, as the app reads it: 2.0 with the bytes it adds, and the object count the
+    // real run then writes.
+    let plan = parse_events(&dry.stdout)?
+        .into_iter()
+        .find_map(|event| match event {
+            Event::DrivePlan(plan) => Some(plan),
+            _ => None,
+        })
+        .context("no drive_plan event")?;
+    let os = plan
+        .refs
+        .iter()
+        .find(|carried| carried.commit == v2)
+        .with_context(|| format!("2.0 is not planned: {plan:?}"))?;
+    ensure!(
+        !os.up_to_date && os.new_bytes > 0 && os.new_bytes <= plan.bytes_to_write,
+        "{plan:?}"
+    );
 
-    objects_written(&prepare(&[], &[&drive, &"--sysroot", &source.path])?)?;
+    let written = objects_written(&prepare(&[], &[&drive, &"--sysroot", &source.path])?)?;
+    ensure!(
+        written == plan.objects_to_write,
+        "planned {}, wrote {written}",
+        plan.objects_to_write
+    );
     // Exactly what ostree itself copies for 2.0 alone.
     let reference = OstreeRepo::init(&tmp.path().join("reference"), RepoMode::Archive, None)?;
     reference.pull_local(&source.path.join("ostree/repo"), &[&v2], &[])?;
