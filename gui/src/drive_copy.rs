@@ -199,7 +199,9 @@ impl CopyFlow {
     pub fn copy_launch(&self, ferryctl: &Path, running_as_root: bool) -> Launch {
         let args = self.copy_args();
         if self.needs_root(running_as_root) {
-            let mut pkexec_args = vec![ferryctl.as_os_str().to_owned()];
+            // pkexec matches the policy's program by its absolute path.
+            let mut pkexec_args =
+                vec![crate::install::request::absolute(ferryctl).into_os_string()];
             pkexec_args.extend(args);
             Launch {
                 program: PathBuf::from("pkexec"),

@@ -198,11 +198,11 @@ impl Polkit {
         let message = output
             .stdout
             .lines()
-            .filter_map(|line| match parse_line(line) {
+            .rev()
+            .find_map(|line| match parse_line(line) {
                 Ok(Event::Message { text, .. }) => Some(text),
                 _ => None,
             })
-            .last()
             .unwrap_or_default();
         Ok((output.code(), message))
     }
