@@ -57,6 +57,8 @@ fn name_of(path: &Path) -> String {
 pub struct CopyItem {
     pub ref_name: String,
     pub target: TargetKind,
+    /// The sysroot or installation (`user`, `system`, an ID) it is read from.
+    pub source: String,
     /// Bytes it adds to the drive (what it shares with an item above counts there).
     pub bytes: u64,
     pub up_to_date: bool,
@@ -120,6 +122,10 @@ pub struct CopyFlow {
     error: Option<String>,
     /// Set after Remove Drive: Ok once powered off, or why not.
     pub removal: Option<Result<(), String>>,
+    /// Runs of the copy still to start after the current one succeeds, last first.
+    pending: Vec<Launch>,
+    /// The current run ended well and the next may start.
+    run_succeeded: bool,
 }
 
 impl Default for CopyFlow {
@@ -142,6 +148,8 @@ impl CopyFlow {
             finished_ok: None,
             error: None,
             removal: None,
+            pending: Vec::new(),
+            run_succeeded: false,
         }
     }
 
@@ -168,19 +176,27 @@ impl CopyFlow {
     /// `ferryctl prepare-drive` arguments for the copy of what is ticked. Everything ticked
     /// is asked as everything, so the run carries what the plan showed.
     pub fn copy_args(&self) -> Vec<OsString> {
+        let listed: Vec<&CopyItem> = self.listed().collect();
+        if listed.iter().all(|item| item.selected) {
+            return self.run_args(&[], &[]);
+        }
+        let selected: Vec<&CopyItem> = listed.into_iter().filter(|i| i.selected).collect();
+        self.run_args(&[], &selected)
+    }
+
+    /// `prepare-drive --json --cancel-on-stdin-eof PLACES SELECTION DRIVE`.
+    fn run_args(&self, places: &[OsString], selected: &[&CopyItem]) -> Vec<OsString> {
         let mut args: Vec<OsString> = ["prepare-drive", "--json", "--cancel-on-stdin-eof"]
             .map(OsString::from)
             .to_vec();
-        let listed: Vec<&CopyItem> = self.listed().collect();
-        if !listed.iter().all(|item| item.selected) {
-            for item in listed.iter().filter(|item| item.selected) {
-                if item.is_os() {
-                    args.push("--os".into());
-                } else if item.ref_name.starts_with("runtime/") {
-                    args.extend(["--runtime".into(), item.ref_name.clone().into()]);
-                } else {
-                    args.extend(["--app".into(), item.ref_name.clone().into()]);
-                }
+        args.extend(places.iter().cloned());
+        for item in selected {
+            if item.is_os() {
+                args.push("--os".into());
+            } else if item.ref_name.starts_with("runtime/") {
+                args.extend(["--runtime".into(), item.ref_name.clone().into()]);
+            } else {
+                args.extend(["--app".into(), item.ref_name.clone().into()]);
             }
         }
         if let Some(destination) = &self.destination {
@@ -189,32 +205,55 @@ impl CopyFlow {
         args
     }
 
+    /// The runs that copy what is ticked: one as this user, or, when the OS needs root, one
+    /// through pkexec (action `io.github.ferry.Ferry.prepare-drive`) for the OS and the
+    /// system's apps (root reads no one's own installation), then one as this user for the
+    /// apps installed only for them.
+    pub fn copy_launches(&self, ferryctl: &Path, running_as_root: bool) -> Vec<Launch> {
+        if !self.needs_root(running_as_root) {
+            return vec![Launch {
+                program: ferryctl.to_path_buf(),
+                args: self.copy_args(),
+                elevated: false,
+            }];
+        }
+        let (own, system): (Vec<&CopyItem>, Vec<&CopyItem>) = self
+            .listed()
+            .filter(|item| item.selected)
+            .partition(|item| !item.is_os() && item.source == "user");
+        let mut places: Vec<OsString> = Vec::new();
+        for item in &system {
+            let option = if item.is_os() {
+                "--sysroot"
+            } else {
+                "--installation"
+            };
+            let place = [OsString::from(option), OsString::from(&item.source)];
+            if !places.chunks(2).any(|pair| pair == place) {
+                places.extend(place);
+            }
+        }
+        // pkexec matches the policy's program by its absolute path.
+        let mut elevated_args = vec![crate::install::request::absolute(ferryctl).into_os_string()];
+        elevated_args.extend(self.run_args(&places, &system));
+        let mut launches = vec![Launch {
+            program: PathBuf::from("pkexec"),
+            args: elevated_args,
+            elevated: true,
+        }];
+        if !own.is_empty() {
+            launches.push(Launch {
+                program: ferryctl.to_path_buf(),
+                args: self.run_args(&["--installation".into(), "user".into()], &own),
+                elevated: false,
+            });
+        }
+        launches
+    }
+
     /// Reading the OS's objects needs root: bare objects keep their modes.
     pub fn needs_root(&self, running_as_root: bool) -> bool {
         !running_as_root && self.listed().any(|item| item.selected && item.is_os())
-    }
-
-    /// The command for the copy: through pkexec (action `io.github.ferry.Ferry.prepare-drive`)
-    /// when it needs root.
-    pub fn copy_launch(&self, ferryctl: &Path, running_as_root: bool) -> Launch {
-        let args = self.copy_args();
-        if self.needs_root(running_as_root) {
-            // pkexec matches the policy's program by its absolute path.
-            let mut pkexec_args =
-                vec![crate::install::request::absolute(ferryctl).into_os_string()];
-            pkexec_args.extend(args);
-            Launch {
-                program: PathBuf::from("pkexec"),
-                args: pkexec_args,
-                elevated: true,
-            }
-        } else {
-            Launch {
-                program: ferryctl.to_path_buf(),
-                args,
-                elevated: false,
-            }
-        }
     }
 
     /// What a person chooses from: the OS, apps and runtimes. Metadata refs (AppStream,
@@ -269,9 +308,27 @@ impl CopyFlow {
         }
     }
 
-    /// The copy is starting.
-    pub fn start_copy(&mut self) {
+    /// The copy is starting: returns its first run and keeps the others.
+    pub fn start_copy(&mut self, ferryctl: &Path, running_as_root: bool) -> Option<Launch> {
+        self.pending = self.copy_launches(ferryctl, running_as_root);
+        self.pending.reverse();
+        self.begin_run();
+        self.pending.pop()
+    }
+
+    /// The next run of the copy, once the one before succeeded.
+    pub fn next_run(&mut self) -> Option<Launch> {
+        if self.stage != CopyStage::Copying || self.cancel_requested || !self.run_succeeded {
+            return None;
+        }
+        let next = self.pending.pop()?;
+        self.begin_run();
+        Some(next)
+    }
+
+    fn begin_run(&mut self) {
         self.stage = CopyStage::Copying;
+        self.run_succeeded = false;
         self.progress = Transfer::default();
         self.objects_done = 0;
         self.objects_total = 0;
@@ -336,6 +393,7 @@ impl CopyFlow {
             .map(|carried| CopyItem {
                 ref_name: carried.ref_name.clone(),
                 target: carried.target,
+                source: carried.source.clone(),
                 bytes: carried.new_bytes,
                 up_to_date: carried.up_to_date,
                 selected: true,
@@ -353,6 +411,7 @@ impl CopyFlow {
     /// The child is gone: decide how this stage ended.
     pub fn child_exited(&mut self, exit: &ChildExit) {
         let ok = exit.success() && self.finished_ok == Some(true);
+        self.run_succeeded = ok;
         let failure = || self.error.clone().unwrap_or_else(|| copy_failure(exit));
         self.stage = match &self.stage {
             CopyStage::Planning if ok && self.listed().next().is_some() => CopyStage::Selecting,
@@ -360,6 +419,7 @@ impl CopyFlow {
                 "This computer has no system or apps that can be copied to a drive.",
             )),
             CopyStage::Planning => CopyStage::Failed(failure()),
+            CopyStage::Copying if ok && !self.pending.is_empty() => CopyStage::Copying,
             CopyStage::Copying if ok => CopyStage::Done,
             CopyStage::Copying if self.cancel_requested => CopyStage::Cancelled,
             CopyStage::Copying => CopyStage::Failed(failure()),
@@ -369,6 +429,7 @@ impl CopyFlow {
 
     /// The child could not be started.
     pub fn failed_to_start(&mut self, message: String) {
+        self.pending.clear();
         self.stage = CopyStage::Failed(message);
     }
 

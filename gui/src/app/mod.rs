@@ -387,7 +387,7 @@ impl Component for App {
             }
             AppMsg::CopyRunner { serial, event } => {
                 if serial == self.copy_serial {
-                    self.copy_event(event);
+                    self.copy_event(event, &sender);
                 }
             }
             AppMsg::CopyRemoveDrive => {
@@ -646,12 +646,13 @@ impl App {
         if self.copy_running.is_some() || !flow.can_copy() {
             return;
         }
-        flow.start_copy();
-        let launch = flow.copy_launch(
+        let launch = flow.start_copy(
             &config::ferryctl_path(),
             rustix::process::geteuid().is_root(),
         );
-        self.copy_spawn(&launch, sender);
+        if let Some(launch) = launch {
+            self.copy_spawn(&launch, sender);
+        }
     }
 
     fn copy_spawn(&mut self, launch: &Launch, sender: &ComponentSender<Self>) {
@@ -674,7 +675,7 @@ impl App {
         }
     }
 
-    fn copy_event(&mut self, event: RunnerEvent) {
+    fn copy_event(&mut self, event: RunnerEvent, sender: &ComponentSender<Self>) {
         let Some(flow) = self.copy.as_mut() else {
             return;
         };
@@ -696,6 +697,10 @@ impl App {
                 self.copy_running = None;
                 if flow.stage == CopyStage::Done {
                     tracing::info!("the drive is written and read back");
+                }
+                // The apps installed only for this user follow the run as root.
+                if let Some(next) = flow.next_run() {
+                    self.copy_spawn(&next, sender);
                 }
             }
         }

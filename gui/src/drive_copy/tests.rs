@@ -13,6 +13,8 @@ fn stick() -> RemovableMount {
     }
 }
 
+const FERRYCTL: &str = "/usr/bin/ferryctl";
+
 fn exit(code: i32) -> ChildExit {
     ChildExit {
         code: Some(code),
@@ -145,26 +147,105 @@ fn everything_ticked_copies_everything_and_a_choice_is_named() {
 #[test]
 fn only_copying_the_os_needs_root_through_pkexec() {
     let mut flow = planned();
-    let ferryctl = Path::new("/usr/bin/ferryctl");
     assert!(flow.needs_root(false));
     assert!(!flow.needs_root(true));
-    let launch = flow.copy_launch(ferryctl, false);
-    assert_eq!(launch.program, PathBuf::from("pkexec"));
-    assert!(launch.elevated);
+    let launches = flow.copy_launches(Path::new(FERRYCTL), false);
+    assert_eq!(launches.len(), 1);
+    assert_eq!(launches[0].program, PathBuf::from("pkexec"));
+    assert!(launches[0].elevated);
+    // Root is told exactly where to read and what.
     assert_eq!(
-        launch.args[..2],
-        ["/usr/bin/ferryctl", "prepare-drive"].map(OsString::from)
+        launches[0].args,
+        [
+            "/usr/bin/ferryctl",
+            "prepare-drive",
+            "--json",
+            "--cancel-on-stdin-eof",
+            "--sysroot",
+            "/",
+            "--installation",
+            "system",
+            "--os",
+            "--app",
+            "app/org.gnome.Maps/x86_64/stable",
+            "--runtime",
+            "runtime/org.gnome.Platform/x86_64/48",
+            "/run/media/ann/KINGSTON"
+        ]
+        .map(OsString::from)
     );
     flow.set_selected(0, false);
-    let launch = flow.copy_launch(ferryctl, false);
-    assert_eq!(launch.program, ferryctl);
-    assert!(!launch.elevated);
+    let launches = flow.copy_launches(Path::new(FERRYCTL), false);
+    assert_eq!(launches.len(), 1);
+    assert_eq!(launches[0].program, PathBuf::from(FERRYCTL));
+    assert!(!launches[0].elevated);
+}
+
+#[test]
+fn apps_of_the_users_own_follow_the_run_as_root_in_a_run_of_their_own() {
+    let mut flow = planned();
+    for item in &mut flow.items {
+        if item.ref_name.starts_with("app/") {
+            item.source = "user".to_owned();
+        }
+    }
+    let first = flow
+        .start_copy(Path::new(FERRYCTL), false)
+        .expect("a first run");
+    assert!(first.elevated);
+    assert!(
+        !first
+            .args
+            .iter()
+            .any(|arg| arg == "app/org.gnome.Maps/x86_64/stable"),
+        "{:?}",
+        first.args
+    );
+    assert!(flow.next_run().is_none(), "not before the first ends");
+    replay(&mut flow, COPY);
+    flow.child_exited(&exit(0));
+    assert_eq!(flow.stage, CopyStage::Copying);
+    let second = flow.next_run().expect("the user's run");
+    assert!(!second.elevated);
+    assert_eq!(
+        second.args,
+        [
+            "prepare-drive",
+            "--json",
+            "--cancel-on-stdin-eof",
+            "--installation",
+            "user",
+            "--app",
+            "app/org.gnome.Maps/x86_64/stable",
+            "/run/media/ann/KINGSTON"
+        ]
+        .map(OsString::from)
+    );
+    assert_eq!(flow.progress, Transfer::default());
+    replay(&mut flow, COPY);
+    flow.child_exited(&exit(0));
+    assert_eq!(flow.stage, CopyStage::Done);
+    assert!(flow.next_run().is_none());
+
+    // A failed or cancelled first run has no second.
+    let mut flow = planned();
+    for item in &mut flow.items {
+        item.source = if item.is_os() {
+            "/".into()
+        } else {
+            "user".into()
+        };
+    }
+    flow.start_copy(Path::new(FERRYCTL), false);
+    flow.child_exited(&exit(1));
+    assert!(matches!(flow.stage, CopyStage::Failed(_)));
+    assert!(flow.next_run().is_none());
 }
 
 #[test]
 fn a_copy_shows_bytes_items_rate_and_time_left_then_safe_to_remove() {
     let mut flow = planned();
-    flow.start_copy();
+    flow.start_copy(Path::new(FERRYCTL), true);
     let lines: Vec<&str> = COPY.lines().collect();
     for line in &lines[..5] {
         flow.apply_line(line).expect("line");
@@ -206,7 +287,7 @@ fn a_folder_is_copied_to_but_cannot_be_removed() {
     ));
     replay(&mut flow, PLAN);
     flow.child_exited(&exit(0));
-    flow.start_copy();
+    flow.start_copy(Path::new(FERRYCTL), true);
     replay(&mut flow, COPY);
     flow.child_exited(&exit(0));
     assert_eq!(flow.stage, CopyStage::Done);
@@ -220,14 +301,14 @@ fn a_folder_is_copied_to_but_cannot_be_removed() {
 #[test]
 fn cancel_errors_and_pkexec_refusals_end_the_copy_with_their_words() {
     let mut flow = planned();
-    flow.start_copy();
+    flow.start_copy(Path::new(FERRYCTL), true);
     flow.request_cancel();
     assert_eq!(flow.title(), "Cancelling…");
     flow.child_exited(&exit(1));
     assert_eq!(flow.stage, CopyStage::Cancelled);
 
     let mut flow = planned();
-    flow.start_copy();
+    flow.start_copy(Path::new(FERRYCTL), true);
     replay(&mut flow, NO_SPACE);
     flow.child_exited(&exit(1));
     assert_eq!(
@@ -237,7 +318,7 @@ fn cancel_errors_and_pkexec_refusals_end_the_copy_with_their_words() {
     assert_eq!(flow.description(), "the drive needs 2.5 GB, 1.0 GB free");
 
     let mut flow = planned();
-    flow.start_copy();
+    flow.start_copy(Path::new(FERRYCTL), true);
     flow.child_exited(&ChildExit {
         code: Some(126),
         elevated: true,
