@@ -443,5 +443,8 @@ fn owned_by_only(dir: &Path, owner: u32) -> bool {
     }
 }
 
+mod pin;
+pub use pin::{pin_drive, PinnedDrive};
+
 #[cfg(test)]
 mod tests;

@@ -15,7 +15,7 @@ use ferry_engine::event::{Event, MessageLevel, Reporter};
 use ferry_engine::prepare::{
     prepare_drive, this_machines_removable_mounts, PrepareOutcome, PrepareRequest, Selection,
 };
-use ferry_engine::privilege::{self, Caller, DriveRequest, Machine, Refusal};
+use ferry_engine::privilege::{self, Caller, DriveRequest, Machine, PinnedDrive, Refusal};
 use ferry_engine::target::{default_targets, HostPaths, InstallationSelector, Target};
 
 use crate::i18n::{tr, trf};
@@ -75,14 +75,19 @@ pub struct PrepareDriveArgs {
 pub fn run(args: PrepareDriveArgs) -> anyhow::Result<ExitCode> {
     let output = Output::new(args.json);
     // Before any thread starts: it edits the environment.
+    // As root, the drive is written through the directory opened at the check (kept open
+    // for the whole run), never by its name again.
+    let mut _pinned = None;
     let (drive, targets) = match privileged_request(&args) {
-        Ok(Some((request, machine))) => {
+        Ok(Some((request, machine, drive))) => {
             let targets = targets_of(
                 request.sysroot.as_ref(),
                 &request.installations,
                 &machine.host,
             )?;
-            (request.drive, targets)
+            let path = drive.path();
+            _pinned = Some(drive);
+            (path, targets)
         }
         Ok(None) => (
             args.drive.clone(),
@@ -152,7 +157,9 @@ pub fn run(args: PrepareDriveArgs) -> anyhow::Result<ExitCode> {
 
 /// None for an ordinary run; for one as root through pkexec, the environment's overrides
 /// removed, the request checked, and the machine's fixed places.
-fn privileged_request(args: &PrepareDriveArgs) -> Result<Option<(DriveRequest, Machine)>, Refusal> {
+fn privileged_request(
+    args: &PrepareDriveArgs,
+) -> Result<Option<(DriveRequest, Machine, PinnedDrive)>, Refusal> {
     let Some(caller) = Caller::detect()? else {
         return Ok(None);
     };
@@ -165,9 +172,10 @@ fn privileged_request(args: &PrepareDriveArgs) -> Result<Option<(DriveRequest, M
         sysroot: args.sysroot.clone(),
         installations: args.installation.clone(),
     };
-    let request =
-        privilege::validate_drive(caller, &asked, &machine, &this_machines_removable_mounts())?;
-    Ok(Some((request, machine)))
+    let removable = this_machines_removable_mounts();
+    let request = privilege::validate_drive(caller, &asked, &machine, &removable)?;
+    let drive = privilege::pin_drive(caller, &request.drive, &removable)?;
+    Ok(Some((request, machine, drive)))
 }
 
 /// The sysroot and installations named, else this machine's OS and every installation.
