@@ -310,7 +310,17 @@ impl Component for App {
         match message {
             AppMsg::CommandLine { background: true } => self.become_agent(&sender),
             AppMsg::CommandLine { background: false } | AppMsg::Activate => window.present(),
-            AppMsg::DrivesChanged => self.reload_listing(&sender),
+            AppMsg::DrivesChanged => {
+                self.reload_listing(&sender);
+                // A drive plugged in while choosing one shows up.
+                if self
+                    .copy
+                    .as_ref()
+                    .is_some_and(|flow| flow.stage == CopyStage::Choosing)
+                {
+                    self.copy_drives = this_machines_removable_mounts();
+                }
+            }
             AppMsg::InstallAll => self.start(InstallRequest::for_all(&self.listing), &sender),
             AppMsg::InstallUpdate(id) => {
                 self.start(InstallRequest::for_ids(&self.listing, &[id]), &sender)
