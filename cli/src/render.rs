@@ -111,6 +111,7 @@ impl Reporter for Terminal {
             )),
             Event::SourceState { .. }
             | Event::Plan { .. }
+            | Event::DrivePlan(_)
             | Event::Result(_)
             | Event::Finished { .. } => {}
         }

@@ -74,6 +74,8 @@ pub enum Event {
     Message { level: MessageLevel, text: String },
     /// How one update ended. An install emits exactly one per planned update.
     Result(InstallResult),
+    /// What `prepare-drive` will write, computed before writing (and all a dry run does).
+    DrivePlan(crate::prepare::DrivePlan),
     /// The operation as a whole is over.
     Finished { ok: bool },
 }

@@ -16,6 +16,11 @@
 //!   action [`ADMIN_ACTION`] (`auth_admin` always), asked with `pkcheck` for the process
 //!   that ran `pkexec` ([`authorize_admin`]).
 //!
+//! - `prepare-drive` has its own action, [`PREPARE_DRIVE_ACTION`], and its own rules
+//!   ([`validate_drive`]): it writes only to a mounted removable drive or a folder the caller
+//!   owns (never through a symlinked `.ostree`), and reads only the running system's sysroot
+//!   and the system Flatpak installations.
+//!
 //! Only pkexec is recognised: `sudo` is used by administrators, who may do all this anyway.
 
 use std::ffi::OsStr;
@@ -23,6 +28,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::prepare::RemovableMount;
 use crate::resolve::sources;
 use crate::schema::Update;
 use crate::target::flatpak::{configured_installations, FlatpakScope};
@@ -33,6 +39,9 @@ use crate::trust::TrustRoots;
 pub const INSTALL_ACTION: &str = "io.github.ferry.Ferry.install";
 /// The polkit action for downgrades and unsigned remotes: an administrator every time.
 pub const ADMIN_ACTION: &str = "io.github.ferry.Ferry.install-downgrade";
+/// The polkit action `pkexec` checks for `ferryctl prepare-drive` (its own, so an
+/// administrator can allow making drives apart from installing).
+pub const PREPARE_DRIVE_ACTION: &str = "io.github.ferry.Ferry.prepare-drive";
 /// Set by pkexec to the UID of the user who ran it.
 pub const ENV_PKEXEC_UID: &str = "PKEXEC_UID";
 
@@ -149,6 +158,12 @@ pub enum Refusal {
          point nor an http(s) URL"
     )]
     Source { uid: u32, source_name: String },
+    #[error(
+        "refused as root for user {uid}: {} is neither a mounted removable drive nor a folder \
+         user {uid} owns",
+        path.display()
+    )]
+    Destination { uid: u32, path: PathBuf },
     #[error("refused as root for user {uid}: {} is not a directory only root can write", path.display())]
     Records { uid: u32, path: PathBuf },
     #[error(
@@ -214,6 +229,66 @@ pub fn validate(caller: Caller, request: &Request, machine: &Machine) -> Result<
         installations,
         from: request.from.clone(),
         allow_downgrade: request.allow_downgrade,
+    })
+}
+
+/// What `ferryctl prepare-drive` asked for: where to write, and what to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DriveRequest {
+    pub drive: PathBuf,
+    pub sysroot: Option<PathBuf>,
+    pub installations: Vec<String>,
+}
+
+/// Checks a `prepare-drive` run on behalf of `caller`. The drive must be the mount point of
+/// one of `removable` (this machine's mounted removable drives) or a directory `caller` owns,
+/// and its `.ostree` and `.ostree/repo`, where they exist, real directories; sources are the
+/// running system's sysroot and system installations only, as for installs. Returns the
+/// request with the drive's canonical path and the machine's names for the sources.
+pub fn validate_drive(
+    caller: Caller,
+    request: &DriveRequest,
+    machine: &Machine,
+    removable: &[RemovableMount],
+) -> Result<DriveRequest, Refusal> {
+    let uid = caller.uid;
+    let refuse = || Refusal::Destination {
+        uid,
+        path: request.drive.clone(),
+    };
+    let drive = std::fs::canonicalize(&request.drive).map_err(|_| refuse())?;
+    let on_removable = removable.iter().any(|mount| {
+        std::fs::canonicalize(&mount.mount_point).is_ok_and(|mount_point| mount_point == drive)
+    });
+    let owned =
+        std::fs::symlink_metadata(&drive).is_ok_and(|meta| meta.is_dir() && meta.uid() == uid);
+    if !on_removable && !owned {
+        return Err(refuse());
+    }
+    // The repository's directories are opened by path later; a symlink there would point
+    // root's writes elsewhere.
+    for inner in [".ostree", ".ostree/repo"] {
+        match std::fs::symlink_metadata(drive.join(inner)) {
+            Ok(meta) if !meta.is_dir() => return Err(refuse()),
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => break,
+            Err(_) => return Err(refuse()),
+        }
+    }
+    let targets = validate(
+        caller,
+        &Request {
+            sysroot: request.sysroot.clone(),
+            installations: request.installations.clone(),
+            from: Vec::new(),
+            allow_downgrade: false,
+        },
+        machine,
+    )?;
+    Ok(DriveRequest {
+        drive,
+        sysroot: targets.sysroot,
+        installations: targets.installations,
     })
 }
 
@@ -367,6 +442,9 @@ fn owned_by_only(dir: &Path, owner: u32) -> bool {
         Err(error) => error.kind() == std::io::ErrorKind::NotFound,
     }
 }
+
+mod pin;
+pub use pin::{pin_drive, PinnedDrive};
 
 #[cfg(test)]
 mod tests;

@@ -3,6 +3,7 @@
 //! - [`listing`]: what can be installed, by source (the engine's resolver, in-process).
 //! - [`model`]: the state of an installation, from `ferryctl install --json` events.
 //! - [`install`]: the installer child process.
+//! - [`drive_copy`]: "Copy Updates to a Drive", from choosing a drive to removing it.
 //! - [`agent`]: the drive watch and the notifications.
 //! - [`app`]: the window.
 
@@ -12,6 +13,7 @@
 pub mod agent;
 pub mod app;
 pub mod config;
+pub mod drive_copy;
 pub mod format;
 pub mod i18n;
 pub mod install;

@@ -363,7 +363,7 @@ impl InstallRun {
                     known.reason = reason;
                 }
             }
-            Event::SourceState { update: None, .. } => {}
+            Event::SourceState { update: None, .. } | Event::DrivePlan(_) => {}
             Event::Result(result) => self.apply_result(result),
             Event::Finished { ok } => self.finished_ok = Some(ok),
         }

@@ -77,7 +77,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let scenarios: [(&str, Scenario); 9] = [
+    let scenarios: [(&str, Scenario); 10] = [
         ("empty state, then a drive appears", empty_then_drive),
         ("a runtime that comes with its app", runtime_with_its_app),
         (
@@ -97,6 +97,10 @@ fn main() -> ExitCode {
         (
             "a per-user app's update from the Internet",
             internet_update_of_a_per_user_app,
+        ),
+        (
+            "copy updates to a drive: choose, copying, done",
+            copy_updates_to_a_drive,
         ),
         // Last: a failure could leave the activated app running, owning the name.
         ("D-Bus activation", dbus_activation),
@@ -489,6 +493,18 @@ impl<'a> World<'a> {
             "/io/github/ferry/Ferry",
             "org.gtk.Actions.Activate",
             &[action, "[]", "{}"],
+        ))?;
+        Ok(())
+    }
+
+    /// Activates an action that takes a string, as the desktop does, over D-Bus.
+    fn activate_with(&self, action: &str, value: &str) -> Result<()> {
+        let parameter = format!("[<'{}'>]", value.replace('\\', "\\\\").replace('\'', "\\'"));
+        stdout_of(&mut gdbus_call(
+            "io.github.ferry.Ferry",
+            "/io/github/ferry/Ferry",
+            "org.gtk.Actions.Activate",
+            &[action, &parameter, "{}"],
         ))?;
         Ok(())
     }
@@ -986,6 +1002,85 @@ fn internet_update_of_a_per_user_app(session: &Session) -> Result<()> {
 
 /// The desktop starts a `DBusActivatable` app by calling `Activate` on its name: the bus
 /// starts `ferry --gapplication-service` from the service file, and the window opens.
+/// The menu's "Copy Updates to a Drive…" through its states, with the fake ferryctl replaying
+/// a recorded dry run and copy of `prepare-drive --json`.
+fn copy_updates_to_a_drive(session: &Session) -> Result<()> {
+    let world = World::new(session, "copy")?;
+    let folder = world.dir.join("for-stick");
+    fs::create_dir_all(&folder)?;
+    world.fake_ctl("prepare-plan.jsonl", None, &[])?;
+    let _app = world.start(&[])?;
+    world.wait_for_app_on_bus()?;
+    world.activate("copy-updates")?;
+    let choose = world.wait_for_frame("the choice of a drive", |text| {
+        text.contains("StatusPage title=\"Copy Updates to a Drive\"")
+    })?;
+    choose.expect(&[
+        "Group title=\"Drives\"",
+        "Button \"Choose a Folder…\" sensitive=true",
+        "Button \"Close\" sensitive=true",
+    ])?;
+    choose.save("copy-choose")?;
+
+    world.activate_with("copy-to", &folder.display().to_string())?;
+    let plan = world.wait_for_frame("the plan", |text| {
+        text.contains("StatusPage title=\"Copy to for-stick\"") && text.contains("Check ")
+    })?;
+    plan.expect(&[
+        "Row title=\"Operating System\" subtitle=\"2.5\u{a0}GB\"",
+        "Row title=\"org.gnome.Maps\" subtitle=\"15.6\u{a0}MB\"",
+        "Row title=\"org.gnome.Platform\" subtitle=\"Already on the drive\"",
+        "description=\"2.5\u{a0}GB to copy, 15.9\u{a0}GB free\"",
+        "Button \"Copy\" sensitive=true",
+    ])?;
+    plan.expect_not(&["appstream2", "Check active=false"])?;
+    plan.save("copy-plan")?;
+    let dry_run = fs::read_to_string(&world.ctl_args)?;
+    ensure!(
+        dry_run.contains(&format!(
+            "prepare-drive\n--json\n--dry-run\n{}\n--\n",
+            folder.display()
+        )),
+        "the dry run was called as:\n{dry_run}"
+    );
+
+    // Paused after two progress events.
+    world.fake_ctl("prepare-copy.jsonl", Some(5), &[])?;
+    world.activate("copy-start")?;
+    let copying = world.wait_for_frame("the copy's progress", |text| {
+        text.contains("StatusPage title=\"Copying to for-stick\"")
+            && text.contains("21800 of 52000 items")
+    })?;
+    copying.expect(&[
+        "ProgressBar fraction=0.418",
+        "Label \"Less than a minute left\"",
+        "Button \"Cancel\" sensitive=true",
+        "31.0\u{a0}MB/s",
+    ])?;
+    copying.save("copy-progress")?;
+
+    world.release_gate()?;
+    let done = world.wait_for_frame("the end of the copy", |text| {
+        text.contains("StatusPage title=\"Updates Copied\"")
+    })?;
+    done.expect(&[
+        "Everything was written to for-stick and read back.",
+        // A folder, not a removable block device.
+        "Button \"Remove Drive\" sensitive=false",
+        "Button \"Close\" sensitive=true",
+    ])?;
+    done.save("copy-done")?;
+    let calls = fs::read_to_string(&world.ctl_args)?;
+    ensure!(
+        calls.ends_with(&format!(
+            "prepare-drive\n--json\n--cancel-on-stdin-eof\n{}\n--\n",
+            folder.display()
+        )),
+        "the copy was called as:\n{calls}"
+    );
+    Ok(())
+}
+
 fn dbus_activation(session: &Session) -> Result<()> {
     let world = World::new(session, "activation")?;
     fs::create_dir_all(&world.drives)?;

@@ -117,6 +117,8 @@ impl InstallBookkeeping {
                 self.sum_progress();
                 true
             }
+            // An install never plans a drive.
+            Event::DrivePlan(_) => false,
             Event::Progress {
                 update,
                 bytes_done,

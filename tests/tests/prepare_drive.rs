@@ -235,8 +235,31 @@ fn objects_of_the_old_version_are_removed_unless_kept() -> Result<()> {
         snapshot(&drive)? == files_before,
         "the dry run changed the drive"
     );
+    // Its plan, as the app reads it: 2.0 with the bytes it adds, and the object count the
+    // real run then writes.
+    let plan = parse_events(&dry.stdout)?
+        .into_iter()
+        .find_map(|event| match event {
+            Event::DrivePlan(plan) => Some(plan),
+            _ => None,
+        })
+        .context("no drive_plan event")?;
+    let os = plan
+        .refs
+        .iter()
+        .find(|carried| carried.commit == v2)
+        .with_context(|| format!("2.0 is not planned: {plan:?}"))?;
+    ensure!(
+        !os.up_to_date && os.new_bytes > 0 && os.new_bytes <= plan.bytes_to_write,
+        "{plan:?}"
+    );
 
-    objects_written(&prepare(&[], &[&drive, &"--sysroot", &source.path])?)?;
+    let written = objects_written(&prepare(&[], &[&drive, &"--sysroot", &source.path])?)?;
+    ensure!(
+        written == plan.objects_to_write,
+        "planned {}, wrote {written}",
+        plan.objects_to_write
+    );
     // Exactly what ostree itself copies for 2.0 alone.
     let reference = OstreeRepo::init(&tmp.path().join("reference"), RepoMode::Archive, None)?;
     reference.pull_local(&source.path.join("ostree/repo"), &[&v2], &[])?;
@@ -617,5 +640,50 @@ fn apps_drive_updates_an_installation_through_flatpak_sideload() -> Result<()> {
         .to_owned();
     let installed = fixture.client.installed_refs()?;
     ensure!(installed.contains(&listed), "{installed:?}");
+    Ok(())
+}
+
+/// A run as root writes a user's folder through the directory pinned at the check: the user
+/// swapping the folder's name for a link to root's directory afterwards changes nothing.
+#[test]
+fn a_pinned_drive_is_written_where_it_was_checked() -> Result<()> {
+    use ferry_engine::cancel::CancelToken;
+    use ferry_engine::event::SilentReporter;
+    use ferry_engine::prepare::{prepare_drive, PrepareRequest, Selection};
+    use ferry_engine::privilege::{pin_drive, Caller};
+    use ferry_engine::target::{BootState, Target};
+
+    ferry_tests::require_root("pinning a mount")?;
+    let tmp = tempfile::tempdir()?;
+    let base = tmp.path().canonicalize()?;
+    let key = GpgKey::generate(&base.join("gnupg"), "OS Vendor <os@example.org>")?;
+    let source = Sysroot::create(&base.join("source"), &key)?;
+    let caller = Caller { uid: 1000 };
+    let folder = base.join("for-stick");
+    std::fs::create_dir(&folder)?;
+    std::os::unix::fs::chown(&folder, Some(caller.uid), None)?;
+    let pinned = pin_drive(caller, &folder, &[])?;
+
+    let roots = base.join("roots");
+    std::fs::create_dir(&roots)?;
+    std::fs::rename(&folder, base.join("moved"))?;
+    std::os::unix::fs::symlink(&roots, &folder)?;
+
+    let targets = [Target::os(&source.path, &BootState::default())?];
+    let request = PrepareRequest {
+        drive: pinned.path(),
+        selection: Selection::default(),
+        dry_run: false,
+        threads: 0,
+        keep_old: false,
+    };
+    let outcome = prepare_drive(&targets, &request, &SilentReporter, &CancelToken::new())?;
+    ensure!(outcome.objects_written > 0 && outcome.refs_written == 1);
+    ensure!(
+        std::fs::read_dir(&roots)?.next().is_none(),
+        "root's directory was written"
+    );
+    let fsck = OstreeRepo::open(&base.join("moved/.ostree/repo")).fsck_output()?;
+    ensure!(fsck.success(), "{fsck:?}");
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! D-Bus, polkitd, Ferry's policy and a rule that lets the user `nobody` through the install
 //! action. Whatever passes polkit must still be refused every target and source the user
 //! could own, and `--allow-downgrade` needs the separate administrator action.
+//! `ferryctl prepare-drive` has an action of its own and its own narrow rules.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::fs::{chown, PermissionsExt};
@@ -29,6 +30,8 @@ struct Polkit {
     rule: PathBuf,
     /// Root-owned copy of ferryctl: pkexec runs only what the policy names.
     ferryctl: PathBuf,
+    /// Whether the rule grants `nobody` the prepare-drive action too.
+    prepare_granted: std::cell::Cell<bool>,
     _bin_dir: tempfile::TempDir,
 }
 
@@ -66,6 +69,7 @@ impl Polkit {
                 std::process::id()
             )),
             ferryctl,
+            prepare_granted: std::cell::Cell::new(false),
             _bin_dir: bin_dir,
         };
         if !Path::new(SYSTEM_BUS).exists() {
@@ -114,11 +118,17 @@ impl Polkit {
     /// The rule: the install action is granted to `nobody`; the administrator action gets
     /// `answer`.
     fn set_downgrade_answer(&self, answer: &str) -> Result<()> {
+        let prepare = if self.prepare_granted.get() {
+            "YES"
+        } else {
+            "NOT_HANDLED"
+        };
         let rule = format!(
             "polkit.addRule(function(action, subject) {{\n\
              if (subject.user != \"{USER}\") return polkit.Result.NOT_HANDLED;\n\
              if (action.id == \"io.github.ferry.Ferry.install\") return polkit.Result.YES;\n\
              if (action.id == \"io.github.ferry.Ferry.install-downgrade\") return polkit.Result.{answer};\n\
+             if (action.id == \"io.github.ferry.Ferry.prepare-drive\") return polkit.Result.{prepare};\n\
              }});\n"
         );
         std::fs::write(&self.rule, rule)?;
@@ -163,6 +173,38 @@ impl Polkit {
         }
         ensure!(finished == Some(false), "no failed finish: {output:?}");
         error.with_context(|| format!("no error message: {output:?}"))
+    }
+}
+
+impl Polkit {
+    /// `pkexec ferryctl prepare-drive --json ARGS…` run by `nobody`: the exit code and the
+    /// last message of the event stream (empty when there was none).
+    fn prepare_as_user(&self, args: &[&OsStr]) -> Result<(Option<i32>, String)> {
+        let output = Tool::new("runuser")
+            .args([
+                "-u",
+                USER,
+                "--",
+                "/bin/sh",
+                "-c",
+                "\"$0\" \"$@\"; exit $?",
+                "pkexec",
+            ])
+            .arg(&self.ferryctl)
+            .args(["prepare-drive", "--json"])
+            .args(args)
+            .current_dir("/")
+            .output()?;
+        let message = output
+            .stdout
+            .lines()
+            .rev()
+            .find_map(|line| match parse_line(line) {
+                Ok(Event::Message { text, .. }) => Some(text),
+                _ => None,
+            })
+            .unwrap_or_default();
+        Ok((output.code(), message))
     }
 }
 
@@ -335,6 +377,89 @@ fn pkexec_uid_set_as_root_ignores_ferry_run_dir() -> Result<()> {
             .stdout
             .contains("refused as root for user 65534: --from"),
         "not refused: {output:?}"
+    );
+    Ok(())
+}
+
+/// pkexec picks the prepare-drive action for `ferryctl prepare-drive` (granting installs does
+/// not grant it), and root then writes only to a folder the user owns (or a removable drive)
+/// and reads only this machine's own repositories.
+#[test]
+fn serial_prepare_drive_through_pkexec_has_its_own_action_and_narrow_rules() -> Result<()> {
+    let polkit = Polkit::start()?;
+    let scratch = tempfile::tempdir()?;
+    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755))?;
+    let user_dir = owned_by_user(scratch.path(), "mine")?;
+    let roots_dir = scratch.path().join("roots");
+    std::fs::create_dir(&roots_dir)?;
+    std::fs::set_permissions(&roots_dir, std::fs::Permissions::from_mode(0o755))?;
+
+    // Only the install action is granted: pkexec refuses (127) before ferryctl runs.
+    let (code, message) = polkit.prepare_as_user(&[user_dir.as_os_str()])?;
+    ensure!(
+        code == Some(127) && message.is_empty(),
+        "prepare-drive ran under the install action: exit {code:?}, {message}"
+    );
+
+    polkit.prepare_granted.set(true);
+    polkit.set_downgrade_answer("NO")?;
+    let destination_refused = format!(
+        "refused as root for user {NOBODY_UID}: {} is neither a mounted removable drive nor a \
+         folder user {NOBODY_UID} owns",
+        roots_dir.display()
+    );
+    let mut last = (None, String::new());
+    wait_for(
+        "polkitd to load the changed rule",
+        Duration::from_secs(20),
+        || {
+            last = polkit.prepare_as_user(&[roots_dir.as_os_str()])?;
+            Ok::<_, anyhow::Error>(last.0 != Some(127))
+        },
+    )
+    .with_context(|| format!("still: {last:?}"))?;
+    ensure!(
+        last == (Some(1), destination_refused.clone()),
+        "a folder of root's was not refused: {last:?}"
+    );
+
+    for (args, option) in [
+        (
+            vec![
+                user_dir.clone().into_os_string(),
+                os("--sysroot"),
+                user_dir.clone().into_os_string(),
+            ],
+            "--sysroot",
+        ),
+        (
+            vec![
+                user_dir.clone().into_os_string(),
+                os("--installation"),
+                os("user"),
+            ],
+            "--installation user",
+        ),
+    ] {
+        let args: Vec<&OsStr> = args.iter().map(OsString::as_os_str).collect();
+        let (code, message) = polkit.prepare_as_user(&args)?;
+        ensure!(
+            code == Some(1) && refused(&message, option),
+            "{args:?} was not refused for {option}: {code:?} {message}"
+        );
+    }
+
+    // The user's own folder and the system installation pass the checks; what happens then
+    // depends on this machine, but it is no refusal.
+    let (_, message) = polkit.prepare_as_user(&[
+        user_dir.as_os_str(),
+        OsStr::new("--installation"),
+        OsStr::new("system"),
+        OsStr::new("--dry-run"),
+    ])?;
+    ensure!(
+        !message.starts_with("refused as root"),
+        "the user's own folder was refused: {message}"
     );
     Ok(())
 }

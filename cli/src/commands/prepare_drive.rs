@@ -1,6 +1,10 @@
 //! `ferryctl prepare-drive DRIVE [--os] [--app ID]... [--all-apps] [--runtime REF]...
 //! [--installation user|system|DIR]... [--sysroot DIR] [--keep-old] [--dry-run] [--json]`:
 //! write this machine's OS and apps to a drive, for other machines to update from.
+//!
+//! Run as root through pkexec (the app does, to read the OS's bare objects), it writes only
+//! to a mounted removable drive or a folder the user owns, and reads only this machine's
+//! own sysroot and system installations (`ferry_engine::privilege::validate_drive`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -8,7 +12,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use ferry_engine::event::{Event, MessageLevel, Reporter};
-use ferry_engine::prepare::{prepare_drive, PrepareOutcome, PrepareRequest, Selection};
+use ferry_engine::prepare::{
+    prepare_drive, this_machines_removable_mounts, PrepareOutcome, PrepareRequest, Selection,
+};
+use ferry_engine::privilege::{self, Caller, DriveRequest, Machine, PinnedDrive, Refusal};
 use ferry_engine::target::{default_targets, HostPaths, InstallationSelector, Target};
 
 use crate::i18n::{tr, trf};
@@ -58,14 +65,55 @@ pub struct PrepareDriveArgs {
     /// Print progress and results as JSON lines on stdout.
     #[arg(long)]
     pub json: bool,
+
+    /// Stop, leaving the drive consistent, when standard input is closed (for a parent that
+    /// cannot signal this process because it runs as root through pkexec).
+    #[arg(long)]
+    pub cancel_on_stdin_eof: bool,
 }
 
 pub fn run(args: PrepareDriveArgs) -> anyhow::Result<ExitCode> {
-    let cancel = signals::install()?;
     let output = Output::new(args.json);
-    let targets = targets(&args)?;
+    // Before any thread starts: it edits the environment.
+    // As root, the drive is written through the directory opened at the check (kept open
+    // for the whole run), never by its name again.
+    let mut _pinned = None;
+    let (drive, targets) = match privileged_request(&args) {
+        Ok(Some((request, machine, drive))) => {
+            let targets = targets_of(
+                request.sysroot.as_ref(),
+                &request.installations,
+                &machine.host,
+            )?;
+            let path = drive.path();
+            _pinned = Some(drive);
+            (path, targets)
+        }
+        Ok(None) => (
+            args.drive.clone(),
+            targets_of(
+                args.sysroot.as_ref(),
+                &args.installation,
+                &HostPaths::from_env(),
+            )?,
+        ),
+        Err(refusal) => {
+            if output.is_json() {
+                output.on_event(Event::Message {
+                    level: MessageLevel::Error,
+                    text: refusal.to_string(),
+                });
+                output.on_event(Event::Finished { ok: false });
+            }
+            return Err(refusal.into());
+        }
+    };
+    let cancel = signals::install()?;
+    if args.cancel_on_stdin_eof {
+        signals::cancel_on_stdin_eof(&cancel)?;
+    }
     let request = PrepareRequest {
-        drive: args.drive.clone(),
+        drive,
         selection: Selection {
             os: args.os,
             apps: args.apps.clone(),
@@ -107,11 +155,37 @@ pub fn run(args: PrepareDriveArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// None for an ordinary run; for one as root through pkexec, the environment's overrides
+/// removed, the request checked, and the machine's fixed places.
+fn privileged_request(
+    args: &PrepareDriveArgs,
+) -> Result<Option<(DriveRequest, Machine, PinnedDrive)>, Refusal> {
+    let Some(caller) = Caller::detect()? else {
+        return Ok(None);
+    };
+    for name in privilege::IGNORED_VARIABLES {
+        std::env::remove_var(name);
+    }
+    let machine = Machine::fixed();
+    let asked = DriveRequest {
+        drive: args.drive.clone(),
+        sysroot: args.sysroot.clone(),
+        installations: args.installation.clone(),
+    };
+    let removable = this_machines_removable_mounts();
+    let request = privilege::validate_drive(caller, &asked, &machine, &removable)?;
+    let drive = privilege::pin_drive(caller, &request.drive, &removable)?;
+    Ok(Some((request, machine, drive)))
+}
+
 /// The sysroot and installations named, else this machine's OS and every installation.
-fn targets(args: &PrepareDriveArgs) -> anyhow::Result<Vec<Target>> {
-    let host = HostPaths::from_env();
-    if args.sysroot.is_none() && args.installation.is_empty() {
-        let found = default_targets(&host);
+fn targets_of(
+    sysroot: Option<&PathBuf>,
+    installations: &[String],
+    host: &HostPaths,
+) -> anyhow::Result<Vec<Target>> {
+    if sysroot.is_none() && installations.is_empty() {
+        let found = default_targets(host);
         if found.targets.is_empty() {
             if let Some(error) = found.errors.into_iter().next() {
                 return Err(error).context(tr("cannot read this machine's OS or apps"));
@@ -120,10 +194,10 @@ fn targets(args: &PrepareDriveArgs) -> anyhow::Result<Vec<Target>> {
         return Ok(found.targets);
     }
     let mut targets = Vec::new();
-    if let Some(sysroot) = &args.sysroot {
+    if let Some(sysroot) = sysroot {
         targets.push(Target::os(sysroot, &host.boot)?);
     }
-    for installation in &args.installation {
+    for installation in installations {
         let selector = InstallationSelector::parse(installation);
         targets.push(Target::flatpak_selected(&selector, &host.flatpak)?);
     }

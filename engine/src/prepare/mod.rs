@@ -16,6 +16,7 @@
 //! - Order of writing: objects, sync, commits, refs, the unsigned summary, sync.
 
 mod drive;
+mod removable;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use flate2::write::DeflateEncoder;
 use flate2::Compression;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cancel::CancelToken;
 use crate::event::{Event, MessageLevel, Reporter};
@@ -43,6 +44,7 @@ use crate::repo::{LockKind, RefLocation, Repo, RepoError, RepoMode};
 use crate::schema::{InstallResult, InstallStatus, TargetKind};
 use crate::target::Target;
 use drive::DriveWriter;
+pub use removable::{removable_mounts, this_machines_removable_mounts, RemovableMount};
 
 /// Where the repository goes on a drive, as `ostree create-usb` puts it.
 pub const DRIVE_REPO_PATH: &str = ".ostree/repo";
@@ -92,7 +94,7 @@ pub struct PrepareRequest {
 }
 
 /// One ref the drive carries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CarriedRef {
     pub collection_id: String,
     #[serde(rename = "ref")]
@@ -103,10 +105,14 @@ pub struct CarriedRef {
     pub source: String,
     /// The drive already has this ref at this commit.
     pub up_to_date: bool,
+    /// Bytes of objects this ref adds that no ref before it in the plan needs (shared
+    /// objects count with the first), as the source stores them.
+    #[serde(default)]
+    pub new_bytes: u64,
 }
 
 /// What a run writes, computed before writing.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DrivePlan {
     pub repo: PathBuf,
     pub refs: Vec<CarriedRef>,
@@ -246,6 +252,15 @@ struct Walk {
     commits: Vec<Planned>,
 }
 
+impl Walk {
+    fn planned_bytes(&self) -> u64 {
+        self.objects
+            .iter()
+            .chain(&self.commits)
+            .fold(0u64, |sum, planned| sum.saturating_add(planned.size))
+    }
+}
+
 /// Plans and, unless `request.dry_run`, writes the drive. `targets` are the sysroot and
 /// installations to read from.
 pub fn prepare_drive(
@@ -315,7 +330,9 @@ pub fn prepare_drive(
             target: targets[item.target].kind,
             source: targets[item.target].installation.clone(),
             up_to_date: on_drive == Some(item.commit),
+            new_bytes: 0,
         });
+        let before = walk.planned_bytes();
         walk_commit(
             source_of(index),
             index,
@@ -323,6 +340,9 @@ pub fn prepare_drive(
             existing.as_ref(),
             &mut walk,
         )?;
+        if let Some(last) = carried.last_mut() {
+            last.new_bytes = walk.planned_bytes().saturating_sub(before);
+        }
     }
 
     let Walk {
@@ -356,6 +376,7 @@ pub fn prepare_drive(
         bytes_to_write,
         free_bytes: space.free,
     };
+    reporter.on_event(Event::DrivePlan(plan.clone()));
     let nothing_new = objects.is_empty() && commits.is_empty();
     match space.free {
         Some(free) if !nothing_new && bytes_to_write > free => {
@@ -982,7 +1003,7 @@ fn mount_type_of(mountinfo: &str, path: &Path) -> Option<String> {
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space).
-fn unescape_mount_path(text: &str) -> String {
+pub(crate) fn unescape_mount_path(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut index = 0;

@@ -241,3 +241,130 @@ fn a_process_start_time_is_read_past_a_name_with_parentheses() {
         ParentProcess::read(Path::new("/proc"), std::process::id() as i32).expect("own process");
     assert_eq!(own.uid, rustix::process::getuid().as_raw());
 }
+
+fn drive_request(drive: &Path) -> DriveRequest {
+    DriveRequest {
+        drive: drive.to_path_buf(),
+        ..DriveRequest::default()
+    }
+}
+
+fn removable_at(mount_point: &Path) -> Vec<RemovableMount> {
+    vec![RemovableMount {
+        mount_point: mount_point.to_path_buf(),
+        device: PathBuf::from("/dev/sdb"),
+        filesystem: PathBuf::from("/dev/sdb1"),
+        fs_type: "vfat".to_owned(),
+    }]
+}
+
+fn chown(path: &Path, uid: u32) {
+    std::os::unix::fs::chown(path, Some(uid), None).expect("chown");
+}
+
+#[test]
+fn a_drive_is_written_only_on_a_removable_mount_or_in_a_folder_the_caller_owns() {
+    let fx = fixture();
+    // Root's, like every directory the fixture made: refused unless it is a removable mount.
+    let asked = drive_request(&fx.drive);
+    assert_eq!(
+        validate_drive(CALLER, &asked, &fx.machine, &[]),
+        Err(Refusal::Destination {
+            uid: 1000,
+            path: fx.drive.clone()
+        })
+    );
+    let valid = validate_drive(CALLER, &asked, &fx.machine, &removable_at(&fx.drive))
+        .expect("a removable drive");
+    assert_eq!(valid.drive, fx.drive);
+
+    // Another user's folder is refused; the caller's own is accepted, by its real path.
+    let folder = fx.base.join("home/user/for-stick");
+    std::fs::create_dir_all(&folder).expect("mkdir");
+    chown(&folder, 1001);
+    assert!(matches!(
+        validate_drive(CALLER, &drive_request(&folder), &fx.machine, &[]),
+        Err(Refusal::Destination { .. })
+    ));
+    chown(&folder, CALLER.uid);
+    let link = fx.base.join("link-to-folder");
+    std::os::unix::fs::symlink(&folder, &link).expect("symlink");
+    let valid = validate_drive(CALLER, &drive_request(&link), &fx.machine, &[])
+        .expect("the caller's folder");
+    assert_eq!(valid.drive, folder);
+
+    // A missing folder, or a file, is no destination.
+    for refused in [fx.base.join("home/user/missing"), fx.base.join("file")] {
+        std::fs::write(fx.base.join("file"), b"x").expect("write");
+        assert!(matches!(
+            validate_drive(CALLER, &drive_request(&refused), &fx.machine, &[]),
+            Err(Refusal::Destination { .. })
+        ));
+    }
+}
+
+#[test]
+fn a_symlinked_repository_in_the_callers_folder_is_refused() {
+    let fx = fixture();
+    let folder = fx.base.join("home/user/for-stick");
+    std::fs::create_dir_all(&folder).expect("mkdir");
+    chown(&folder, CALLER.uid);
+    // `.ostree` pointing at a directory of root's that has a `repo`.
+    let elsewhere = fx.base.join("var/lib/flatpak");
+    std::fs::create_dir_all(elsewhere.join("repo")).expect("mkdir");
+    std::os::unix::fs::symlink(&elsewhere, folder.join(".ostree")).expect("symlink");
+    assert!(matches!(
+        validate_drive(CALLER, &drive_request(&folder), &fx.machine, &[]),
+        Err(Refusal::Destination { .. })
+    ));
+    std::fs::remove_file(folder.join(".ostree")).expect("rm");
+    std::fs::create_dir(folder.join(".ostree")).expect("mkdir");
+    std::os::unix::fs::symlink(elsewhere.join("repo"), folder.join(".ostree/repo"))
+        .expect("symlink");
+    assert!(matches!(
+        validate_drive(CALLER, &drive_request(&folder), &fx.machine, &[]),
+        Err(Refusal::Destination { .. })
+    ));
+    std::fs::remove_file(folder.join(".ostree/repo")).expect("rm");
+    assert!(validate_drive(CALLER, &drive_request(&folder), &fx.machine, &[]).is_ok());
+}
+
+#[test]
+fn a_drive_is_made_only_from_this_machines_own_repositories() {
+    let fx = fixture();
+    let removable = removable_at(&fx.drive);
+    let user_sysroot = fx.base.join("home/user/sysroot");
+    std::fs::create_dir_all(&user_sysroot).expect("mkdir");
+    let asked = DriveRequest {
+        sysroot: Some(user_sysroot.clone()),
+        ..drive_request(&fx.drive)
+    };
+    assert_eq!(
+        validate_drive(CALLER, &asked, &fx.machine, &removable),
+        Err(Refusal::Sysroot {
+            uid: 1000,
+            path: user_sysroot
+        })
+    );
+    for refused in ["user", "no-such-id"] {
+        let asked = DriveRequest {
+            installations: vec![refused.to_owned()],
+            ..drive_request(&fx.drive)
+        };
+        assert!(matches!(
+            validate_drive(CALLER, &asked, &fx.machine, &removable),
+            Err(Refusal::Installation { .. })
+        ));
+    }
+    let asked = DriveRequest {
+        sysroot: Some(fx.machine.host.boot.root.clone()),
+        installations: vec!["system".into(), "extra".into()],
+        ..drive_request(&fx.drive)
+    };
+    let valid = validate_drive(CALLER, &asked, &fx.machine, &removable).expect("own repos");
+    assert_eq!(valid.installations, ["system", "extra"]);
+    assert_eq!(
+        valid.sysroot.as_deref(),
+        Some(fx.machine.host.boot.root.as_path())
+    );
+}

@@ -3,6 +3,7 @@
 //! window and the agent share one process and one app ID.
 
 mod a11y;
+mod copy_page;
 mod progress_card;
 mod restart;
 mod source_group;
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ferry_engine::event::StreamError;
+use ferry_engine::prepare::{this_machines_removable_mounts, RemovableMount};
 use ferry_engine::schema::SourceKind;
 use relm4::adw::prelude::*;
 use relm4::factory::FactoryVecDeque;
@@ -22,10 +24,12 @@ use relm4::{adw, gtk, Component, ComponentParts, ComponentSender, MessageBroker}
 use crate::agent::notify::{self, NotificationAction, Notifier, RESULT_KEY};
 use crate::agent::DriveWatcher;
 use crate::config::{self, APP_ID};
+use crate::drive_copy::{self, CopyFlow, CopyStage, Destination};
 use crate::i18n::{tr, trf};
-use crate::install::{InstallRequest, RunnerEvent, RunningInstall};
+use crate::install::{InstallRequest, Launch, RunnerEvent, RunningInstall};
 use crate::listing::{self, Listing, LoadOptions};
 use crate::model::InstallRun;
+use copy_page::CopyPage;
 use progress_card::ProgressCard;
 use source_group::{problem_row, GroupInit, GroupInput, GroupOutput, SourceGroupView};
 
@@ -59,6 +63,24 @@ pub enum AppMsg {
     WindowClosed,
     Quit,
     About,
+    /// "Copy Updates to a Drive…": the page opens on the choice of a drive.
+    CopyOpen,
+    CopyChooseFolder,
+    /// A drive's mount point or a folder was chosen: plan the copy to it.
+    CopyTo(PathBuf),
+    /// The `index`th listed item was ticked or unticked.
+    CopyToggle(usize, bool),
+    CopyStart,
+    CopyCancel,
+    CopyRunner {
+        serial: u64,
+        event: RunnerEvent,
+    },
+    CopyRemoveDrive,
+    CopyRemoved(Result<(), String>),
+    /// Back to the choice of a drive.
+    CopyBack,
+    CopyClose,
 }
 
 /// A listing made off the main thread, for the reload numbered `request`.
@@ -92,6 +114,11 @@ pub struct App {
     agent: Option<Agent>,
     _watcher: Option<DriveWatcher>,
     restart_error: Option<String>,
+    /// The copy page's flow while it is open.
+    copy: Option<CopyFlow>,
+    copy_drives: Vec<RemovableMount>,
+    copy_running: Option<RunningInstall>,
+    copy_serial: u64,
 }
 
 pub struct AppWidgets {
@@ -101,6 +128,7 @@ pub struct AppWidgets {
     problems_list: gtk::Box,
     problems_generation: u64,
     card: ProgressCard,
+    copy_page: CopyPage,
 }
 
 impl Component for App {
@@ -141,6 +169,10 @@ impl Component for App {
         });
 
         let menu = gio::Menu::new();
+        menu.append(
+            Some(&tr("Copy Updates to a Drive…")),
+            Some("app.copy-updates"),
+        );
         menu.append(Some(&tr("About Ferry")), Some("app.about"));
         let menu_button = gtk::MenuButton::builder()
             .icon_name("open-menu-symbolic")
@@ -203,6 +235,8 @@ impl Component for App {
         stack.add_named(&empty_page, Some("empty"));
         stack.add_named(&problems_page, Some("problems"));
         stack.add_named(&updates_page, Some("updates"));
+        let copy_page = CopyPage::new();
+        stack.add_named(&copy_page.root, Some("copy"));
 
         let content = gtk::Box::builder()
             .orientation(gtk::Orientation::Vertical)
@@ -252,6 +286,10 @@ impl Component for App {
             agent: None,
             _watcher: watcher,
             restart_error: None,
+            copy: None,
+            copy_drives: Vec::new(),
+            copy_running: None,
+            copy_serial: 0,
         };
         // The hook's records show at once; the engine's listing follows.
         model.show_listing(listing::load_records(&model.run_dir));
@@ -263,6 +301,7 @@ impl Component for App {
             problems_list,
             problems_generation: u64::MAX,
             card,
+            copy_page,
         };
         ComponentParts { model, widgets }
     }
@@ -271,7 +310,17 @@ impl Component for App {
         match message {
             AppMsg::CommandLine { background: true } => self.become_agent(&sender),
             AppMsg::CommandLine { background: false } | AppMsg::Activate => window.present(),
-            AppMsg::DrivesChanged => self.reload_listing(&sender),
+            AppMsg::DrivesChanged => {
+                self.reload_listing(&sender);
+                // A drive plugged in while choosing one shows up.
+                if self
+                    .copy
+                    .as_ref()
+                    .is_some_and(|flow| flow.stage == CopyStage::Choosing)
+                {
+                    self.copy_drives = this_machines_removable_mounts();
+                }
+            }
             AppMsg::InstallAll => self.start(InstallRequest::for_all(&self.listing), &sender),
             AppMsg::InstallUpdate(id) => {
                 self.start(InstallRequest::for_ids(&self.listing, &[id]), &sender)
@@ -323,6 +372,69 @@ impl Component for App {
                 }
             }
             AppMsg::About => show_about(window),
+            AppMsg::CopyOpen => {
+                window.present();
+                if self.copy_running.is_none() {
+                    self.copy = Some(CopyFlow::new());
+                    self.copy_drives = this_machines_removable_mounts();
+                }
+            }
+            AppMsg::CopyChooseFolder => choose_folder(window, &sender),
+            AppMsg::CopyTo(path) => self.copy_plan(path, &sender),
+            AppMsg::CopyToggle(index, selected) => {
+                if let Some(flow) = self.copy.as_mut() {
+                    flow.set_selected(index, selected);
+                }
+            }
+            AppMsg::CopyStart => self.copy_start(&sender),
+            AppMsg::CopyCancel => {
+                if let (Some(flow), Some(running)) =
+                    (self.copy.as_mut(), self.copy_running.as_mut())
+                {
+                    flow.request_cancel();
+                    running.cancel();
+                }
+            }
+            AppMsg::CopyRunner { serial, event } => {
+                if serial == self.copy_serial {
+                    self.copy_event(event, &sender);
+                }
+            }
+            AppMsg::CopyRemoveDrive => {
+                let removable = self
+                    .copy
+                    .as_ref()
+                    .filter(|flow| flow.can_remove())
+                    .and_then(|flow| flow.destination.as_ref()?.removable.clone());
+                if let Some(removable) = removable {
+                    let input = sender.input_sender().clone();
+                    let spawned =
+                        std::thread::Builder::new()
+                            .name("power-off".into())
+                            .spawn(move || {
+                                input.emit(AppMsg::CopyRemoved(drive_copy::power_off(&removable)))
+                            });
+                    if let Err(error) = spawned {
+                        sender.input(AppMsg::CopyRemoved(Err(error.to_string())));
+                    }
+                }
+            }
+            AppMsg::CopyRemoved(result) => {
+                if let Some(flow) = self.copy.as_mut() {
+                    flow.removal = Some(result);
+                }
+            }
+            AppMsg::CopyBack => {
+                if self.copy_running.is_none() {
+                    self.copy = Some(CopyFlow::new());
+                    self.copy_drives = this_machines_removable_mounts();
+                }
+            }
+            AppMsg::CopyClose => {
+                if self.copy_running.is_none() {
+                    self.copy = None;
+                }
+            }
         }
     }
 
@@ -337,13 +449,18 @@ impl Component for App {
         }
     }
 
-    fn update_view(&self, widgets: &mut Self::Widgets, _sender: ComponentSender<Self>) {
+    fn update_view(&self, widgets: &mut Self::Widgets, sender: ComponentSender<Self>) {
         let busy = self.running.is_some();
         let installable = self.has_pending();
-        widgets.install_all.set_visible(installable);
+        widgets
+            .install_all
+            .set_visible(installable && self.copy.is_none());
         widgets.install_all.set_sensitive(installable && !busy);
 
-        let page = if self.listing.update_count() > 0 || self.run.is_some() {
+        let page = if let Some(flow) = &self.copy {
+            widgets.copy_page.render(flow, &self.copy_drives, &sender);
+            "copy"
+        } else if self.listing.update_count() > 0 || self.run.is_some() {
             "updates"
         } else if self.listing.only_problems() {
             "problems"
@@ -516,6 +633,89 @@ impl App {
         self.broadcast_run();
     }
 
+    /// Runs the dry run for `path`, to list what can go there.
+    fn copy_plan(&mut self, path: PathBuf, sender: &ComponentSender<Self>) {
+        if self.copy_running.is_some() {
+            return;
+        }
+        let mut flow = CopyFlow::new();
+        flow.choose(Destination::folder(&path, &self.copy_drives));
+        let launch = Launch {
+            program: config::ferryctl_path(),
+            args: flow.plan_args(),
+            elevated: false,
+        };
+        self.copy = Some(flow);
+        self.copy_spawn(&launch, sender);
+    }
+
+    fn copy_start(&mut self, sender: &ComponentSender<Self>) {
+        let Some(flow) = self.copy.as_mut() else {
+            return;
+        };
+        if self.copy_running.is_some() || !flow.can_copy() {
+            return;
+        }
+        let launch = flow.start_copy(
+            &config::ferryctl_path(),
+            rustix::process::geteuid().is_root(),
+        );
+        if let Some(launch) = launch {
+            self.copy_spawn(&launch, sender);
+        }
+    }
+
+    fn copy_spawn(&mut self, launch: &Launch, sender: &ComponentSender<Self>) {
+        self.copy_serial += 1;
+        let serial = self.copy_serial;
+        let input = sender.input_sender().clone();
+        match RunningInstall::spawn(launch, move |event| {
+            input.emit(AppMsg::CopyRunner { serial, event })
+        }) {
+            Ok(running) => self.copy_running = Some(running),
+            Err(error) => {
+                tracing::error!(program = %launch.program.display(), %error, "cannot start ferryctl prepare-drive");
+                if let Some(flow) = self.copy.as_mut() {
+                    flow.failed_to_start(trf(
+                        "Ferry could not start {program} ({error}). Reinstall Ferry, or ask your administrator.",
+                        &[("program", &launch.program.display()), ("error", &error)],
+                    ));
+                }
+            }
+        }
+    }
+
+    fn copy_event(&mut self, event: RunnerEvent, sender: &ComponentSender<Self>) {
+        let Some(flow) = self.copy.as_mut() else {
+            return;
+        };
+        match event {
+            RunnerEvent::Line(line) => {
+                if let Err(StreamError::Version { found }) = flow.apply_line(&line) {
+                    tracing::error!(
+                        found,
+                        "prepare-drive's event stream has another version; stopping it"
+                    );
+                    if let Some(running) = self.copy_running.as_mut() {
+                        running.stop();
+                    }
+                }
+            }
+            RunnerEvent::LineTooLong => tracing::warn!("skipped an overlong line of prepare-drive"),
+            RunnerEvent::Exited(exit) => {
+                flow.child_exited(&exit);
+                self.copy_running = None;
+                if flow.stage == CopyStage::Done {
+                    tracing::info!("the drive is written and read back");
+                }
+                // The apps installed only for this user follow the run as root.
+                if let Some(next) = flow.next_run() {
+                    self.copy_spawn(&next, sender);
+                }
+            }
+        }
+    }
+
     fn is_done(&self, id: &str) -> bool {
         self.run.as_ref().is_some_and(|run| run.is_done(id))
     }
@@ -595,8 +795,50 @@ fn install_app_actions(app: &gtk::Application, sender: &ComponentSender<App>) {
         move |_, _| sender.input(AppMsg::Cancel)
     });
     app.add_action(&cancel);
+    // The copy page's steps, as actions too, so the desktop and tests can drive them.
+    for (name, message) in [
+        ("copy-updates", (|| AppMsg::CopyOpen) as fn() -> AppMsg),
+        ("copy-start", || AppMsg::CopyStart),
+        ("copy-cancel", || AppMsg::CopyCancel),
+    ] {
+        let action = gio::SimpleAction::new(name, None);
+        let sender = sender.clone();
+        action.connect_activate(move |_, _| sender.input(message()));
+        app.add_action(&action);
+    }
+    let copy_to = gio::SimpleAction::new("copy-to", Some(glib::VariantTy::STRING));
+    copy_to.connect_activate({
+        let sender = sender.clone();
+        move |_, path| {
+            if let Some(path) = path.and_then(|path| path.str()) {
+                sender.input(AppMsg::CopyTo(PathBuf::from(path)));
+            }
+        }
+    });
+    app.add_action(&copy_to);
     app.set_accels_for_action("app.quit", &["<Control>q"]);
     app.set_accels_for_action("window.close", &["<Control>w"]);
+}
+
+/// A folder to copy the updates to.
+fn choose_folder(window: &adw::ApplicationWindow, sender: &ComponentSender<App>) {
+    let chooser = gtk::FileChooserNative::builder()
+        .title(tr("Choose a Folder"))
+        .action(gtk::FileChooserAction::SelectFolder)
+        .accept_label(tr("Choose"))
+        .modal(true)
+        .transient_for(window)
+        .build();
+    let sender = sender.clone();
+    chooser.connect_response(move |chooser, response| {
+        if response == gtk::ResponseType::Accept {
+            if let Some(path) = chooser.file().and_then(|file| file.path()) {
+                sender.input(AppMsg::CopyTo(path));
+            }
+        }
+        chooser.destroy();
+    });
+    chooser.show();
 }
 
 fn show_about(window: &adw::ApplicationWindow) {

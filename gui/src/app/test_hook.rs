@@ -130,6 +130,8 @@ fn describe(widget: &gtk::Widget, depth: usize, out: &mut String) {
             quote(button.label().unwrap_or_default().as_str()),
             button.is_sensitive()
         ))
+    } else if let Some(check) = widget.downcast_ref::<gtk::CheckButton>() {
+        Some(format!("Check active={}", check.is_active()))
     } else if let Some(bar) = widget.downcast_ref::<gtk::ProgressBar>() {
         Some(format!(
             "ProgressBar fraction={:.3} size={}x{}",

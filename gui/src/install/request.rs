@@ -173,7 +173,7 @@ pub struct Launch {
     pub elevated: bool,
 }
 
-fn absolute(path: &Path) -> PathBuf {
+pub(crate) fn absolute(path: &Path) -> PathBuf {
     if path.is_absolute() {
         return path.to_path_buf();
     }

@@ -1,0 +1,246 @@
+#!/bin/bash
+# Drive preparation benchmark: the same refs written to a drive by `ferryctl prepare-drive`
+# and by the stock tools (`ostree create-usb` for the OS, then `flatpak create-usb` for the
+# app), alternating, each run ending with `sync` inside the timing (BENCH_SYNC=1) and starting
+# on a freshly made ext4 filesystem on a loop device, with the page cache dropped.
+#
+# The refs: the bench tree (~400 MB, 20,000 files) committed as a bootable OS and deployed in
+# a fake sysroot (its repository is bare, as a machine's own is), and an app with its runtime
+# installed in a per-user Flatpak installation (bare-user-only). Ferry's own time on FAT32
+# (fusefat) and exFAT (exfat-fuse) is reported beside it when those tools are installed, and
+# the drive's raw write rate for the same bytes (`dd` of one file, then `sync`) as the limit.
+#
+#   sudo bash bench/prepare.sh          # BENCH_RUNS=5 rounds; BENCH_DIR to reuse the scene
+#   sudo PREPARE_FUSE=0 bash bench/prepare.sh   # ext4 only
+#
+# Targets: stock/ferry median ≥ 5 (bare source); Ferry's peak RSS ≤ 128 MiB. Exits 0 when
+# both are met, 3 when one is missed, 1 when it could not run.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+[ "$(id -u)" -eq 0 ] || bench_die "needs root (loop devices, mounts)"
+OS_NAME=benchos
+OS_COLLECTION=org.example.BenchOs
+OS_REF=benchos/x86_64/stable
+APP=org.example.PrepareBench
+RUNTIME=org.example.PrepareBenchPlatform
+APP_COLLECTION=org.example.PrepareBenchApps
+REMOTE=bench
+# Large enough for the tree twice over (archive objects are compressed, the runtime small).
+IMAGE_MIB=${PREPARE_IMAGE_MIB:-1536}
+PREPARE_FUSE=${PREPARE_FUSE:-1}
+export BENCH_SYNC=1
+
+bench_init
+bench_tree "$BENCH_DIR/tree"
+ARCH=$(flatpak --default-arch)
+SCENE=$BENCH_DIR/prepare-scene
+SYSROOT=$SCENE/sysroot
+MAKER=$SCENE/maker
+MNT=$BENCH_DIR/prepare-mnt
+IMAGE=$BENCH_DIR/prepare-drive.img
+LOOP=
+
+# fp_env DIR: an isolated Flatpak "machine" under DIR, as bench/install.sh makes them.
+fp_env() {
+  export HOME=$1/home XDG_DATA_HOME=$1/home/share XDG_CACHE_HOME=$1/home/cache \
+    XDG_CONFIG_HOME=$1/home/config XDG_STATE_HOME=$1/home/state XDG_RUNTIME_DIR=$1/runtime \
+    FLATPAK_SYSTEM_DIR=$1/system FLATPAK_SYSTEM_CACHE_DIR=$1/system-cache \
+    FLATPAK_CONFIG_DIR=$1/config FLATPAK_RUN_DIR=$1/run FLATPAK_FANCY_OUTPUT=0
+  mkdir -p "$XDG_DATA_HOME" "$XDG_CACHE_HOME" "$XDG_CONFIG_HOME" "$XDG_STATE_HOME" \
+    "$XDG_RUNTIME_DIR" "$FLATPAK_SYSTEM_DIR" "$FLATPAK_CONFIG_DIR" "$FLATPAK_RUN_DIR"
+  chmod 700 "$XDG_RUNTIME_DIR"
+}
+
+# clear_immutable DIR: `ostree admin deploy` marks deployment roots immutable; rm needs this.
+clear_immutable() {
+  [ -d "$1" ] || return 0
+  find "$1" -maxdepth 6 -path '*/ostree/deploy/*/deploy/*' -type d -prune \
+    -exec chattr -i {} + 2>/dev/null || true
+}
+
+# The scene, built once per tree: the OS deployed in a fake sysroot, and the app with its
+# runtime installed by a "maker" installation from a signed repository with a collection ID.
+scene() {
+  local stamp="$(cat "$BENCH_DIR/tree.stamp") $ARCH"
+  if [ -f "$SCENE.stamp" ] && [ "$(cat "$SCENE.stamp")" = "$stamp" ]; then return 0; fi
+  clear_immutable "$SCENE"
+  rm -rf "$SCENE" "$SCENE.stamp"; mkdir -p "$SCENE"
+
+  # The OS: the tree under /usr/share, with the kernel and /usr/etc `ostree admin deploy`
+  # needs. Hard links: the tree is not copied.
+  local osdata=$SCENE/osdata
+  mkdir -p "$osdata/usr/lib/modules/6.1.0" "$osdata/usr/etc" "$osdata/usr/share"
+  echo "a kernel" > "$osdata/usr/lib/modules/6.1.0/vmlinuz"
+  echo "an initramfs" > "$osdata/usr/lib/modules/6.1.0/initramfs.img"
+  printf 'NAME=BenchOS\nID=benchos\nVERSION_ID=1\n' > "$osdata/usr/etc/os-release"
+  cp -al "$BENCH_DIR/tree" "$osdata/usr/share/bench"
+  ostree init --mode=archive --repo="$SCENE/osrepo" --collection-id="$OS_COLLECTION"
+  echo "bench: committing the OS (deflate-bound, ~25 s)" >&2
+  ostree --repo="$SCENE/osrepo" commit --bootable --generate-sizes \
+    --add-metadata-string=version=1.0 -b "$OS_REF" -s bench "$osdata" >/dev/null
+  rm -rf "$osdata"
+  mkdir -p "$SYSROOT"
+  ostree admin init-fs "$SYSROOT" >/dev/null
+  ostree admin os-init --sysroot="$SYSROOT" "$OS_NAME" >/dev/null
+  ostree --repo="$SYSROOT/ostree/repo" remote add --no-gpg-verify \
+    --collection-id="$OS_COLLECTION" "$OS_NAME" "file://$SCENE/osrepo"
+  ostree --repo="$SYSROOT/ostree/repo" pull-local --remote="$OS_NAME" "$SCENE/osrepo" "$OS_REF"
+  ostree admin deploy --sysroot="$SYSROOT" --os="$OS_NAME" --karg=root=LABEL=ROOT \
+    "$OS_NAME:$OS_REF" >/dev/null
+  rm -rf "$SCENE/osrepo"
+
+  # The runtime: a shell and its libraries, as flatpak's own tests make one.
+  bench_signing_key "$SCENE" 'Ferry Bench <bench@example.org>'
+  local sign=(--gpg-sign="$BENCH_KEY" --gpg-homedir="$GNUPGHOME")
+  local rt=$SCENE/rt b p
+  mkdir -p "$rt/usr/bin" "$rt/usr/lib" "$rt/files"; ln -s lib "$rt/usr/lib64"
+  printf '[Runtime]\nname=%s\nruntime=%s/%s/stable\nsdk=%s/%s/stable\n' \
+    "$RUNTIME" "$RUNTIME" "$ARCH" "$RUNTIME" "$ARCH" > "$rt/metadata"
+  for b in bash cat; do
+    p=$(type -P "$b"); cp "$p" "$rt/usr/bin/"
+    ldd "$p" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }'
+  done | sort -u | while read -r p; do cp "$p" "$rt/usr/lib/"; done
+  ln -s bash "$rt/usr/bin/sh"; cp /sbin/ldconfig "$rt/usr/bin/ldconfig"
+  flatpak build-export --runtime --collection-id="$APP_COLLECTION" "${sign[@]}" \
+    --no-update-summary --disable-sandbox "$SCENE/repo" "$rt" stable >/dev/null
+
+  local app=$SCENE/app
+  mkdir -p "$app/files/bin"
+  printf '[Application]\nname=%s\nruntime=%s/%s/stable\nsdk=%s/%s/stable\n' \
+    "$APP" "$RUNTIME" "$ARCH" "$RUNTIME" "$ARCH" > "$app/metadata"
+  printf '#!/bin/sh\necho "%s"\n' "$APP" > "$app/files/bin/hello.sh"
+  chmod +x "$app/files/bin/hello.sh"
+  flatpak build-finish --command=hello.sh "$app" >/dev/null
+  flatpak build-export --collection-id="$APP_COLLECTION" "${sign[@]}" --no-update-summary \
+    --disable-sandbox "$SCENE/repo" "$app" stable >/dev/null
+  flatpak build-update-repo "${sign[@]}" "$SCENE/repo" >/dev/null
+  ( fp_env "$MAKER"
+    flatpak --user remote-add --gpg-import="$SCENE/vendor.gpg" \
+      --collection-id="$APP_COLLECTION" "$REMOTE" "file://$SCENE/repo"
+    flatpak --user install -y --noninteractive "$REMOTE" "$APP" >/dev/null )
+  rm -rf "$rt" "$app"
+  echo "$stamp" > "$SCENE.stamp"
+}
+
+cleanup() {
+  if mountpoint -q "$MNT" 2>/dev/null; then
+    umount "$MNT" 2>/dev/null || fusermount -u "$MNT" 2>/dev/null || true
+  fi
+  if [ -n "$LOOP" ]; then losetup -d "$LOOP" 2>/dev/null || true; fi
+  rm -f "$IMAGE"
+}
+trap cleanup EXIT
+
+# unmount_drive: whatever is mounted on MNT, kernel or FUSE, and the loop device.
+unmount_drive() {
+  if mountpoint -q "$MNT"; then
+    umount "$MNT" 2>/dev/null || fusermount -u "$MNT"
+  fi
+  if [ -n "$LOOP" ]; then losetup -d "$LOOP"; LOOP=; fi
+}
+
+# fresh_drive KIND: a new, empty filesystem of KIND (ext4, fat32, exfat) on MNT.
+fresh_drive() {
+  unmount_drive
+  rm -f "$IMAGE"; truncate -s "${IMAGE_MIB}M" "$IMAGE"
+  mkdir -p "$MNT"
+  case $1 in
+    ext4)
+      LOOP=$(losetup --find --show "$IMAGE")
+      mkfs.ext4 -q -F "$LOOP"
+      mount "$LOOP" "$MNT" ;;
+    fat32)
+      mkfs.vfat -F 32 "$IMAGE" >/dev/null
+      fusefat -o rw+ "$IMAGE" "$MNT" ;;
+    exfat)
+      LOOP=$(losetup --find --show "$IMAGE")
+      mkfs.exfat "$LOOP" >/dev/null
+      mount.exfat-fuse "$LOOP" "$MNT" ;;
+    *) bench_die "unknown drive kind $1" ;;
+  esac
+}
+
+# check_drive CASE: the drive carries the OS and the app as collection refs.
+check_drive() {
+  local refs
+  refs=$(ostree --repo="$MNT/.ostree/repo" refs --collections) \
+    || bench_die "$1: the drive has no readable repository"
+  grep -q "($OS_COLLECTION, $OS_REF)" <<<"$refs" || bench_die "$1: the OS is not on the drive"
+  grep -q "($APP_COLLECTION, app/$APP/$ARCH/stable)" <<<"$refs" \
+    || bench_die "$1: the app is not on the drive"
+  grep -q "($APP_COLLECTION, runtime/$RUNTIME/$ARCH/stable)" <<<"$refs" \
+    || bench_die "$1: the runtime is not on the drive"
+}
+
+# Ferry: the OS from the sysroot, every app of the maker's installation with its runtime.
+ferry_prepare() {
+  bench_time "$1" "$FERRYCTL" prepare-drive "$MNT" --sysroot "$SYSROOT" \
+    --installation "$MAKER/home/share/flatpak"
+  check_drive "$1"
+}
+setup_ferry() { fresh_drive ext4; }
+run_ferry() {
+  ferry_prepare ferry
+  du -sb "$MNT/.ostree" | cut -f1 > "$BENCH_DIR/prepare-bytes"
+}
+setup_ferry_fat32() { fresh_drive fat32; }
+run_ferry_fat32() { ferry_prepare ferry_fat32; }
+setup_ferry_exfat() { fresh_drive exfat; }
+run_ferry_exfat() { ferry_prepare ferry_exfat; }
+
+# The stock tools, one after the other, in one timed shell.
+setup_stock() { fresh_drive ext4; }
+run_stock() {
+  ( fp_env "$MAKER"
+    bench_time stock sh -c '
+      ostree --repo="$1/ostree/repo" create-usb "$2" "$3" "$4" &&
+      flatpak --user create-usb "$2" "$5"' \
+      stock-create-usb "$SYSROOT" "$MNT" "$OS_COLLECTION" "$OS_REF" "$APP" )
+  check_drive stock
+}
+
+# The limit: one file of the bytes Ferry wrote, then sync.
+setup_raw() { fresh_drive ext4; }
+run_raw() {
+  local mib=$(( ($(cat "$BENCH_DIR/prepare-bytes") + 1048575) / 1048576 ))
+  bench_time raw dd if=/dev/zero of="$MNT/raw" bs=1M count="$mib" status=none
+}
+
+scene
+bench_alternate "$BENCH_RUNS" ferry stock
+bench_alternate "$BENCH_RUNS" raw
+cases=(ferry stock raw)
+if [ "$PREPARE_FUSE" = 1 ]; then
+  if command -v fusefat >/dev/null && command -v mkfs.vfat >/dev/null; then
+    bench_alternate "$BENCH_RUNS" ferry_fat32; cases+=(ferry_fat32)
+  else
+    echo "bench: fusefat or mkfs.vfat missing; no FAT32 figure" >&2
+  fi
+  if command -v mount.exfat-fuse >/dev/null && command -v mkfs.exfat >/dev/null; then
+    bench_alternate "$BENCH_RUNS" ferry_exfat; cases+=(ferry_exfat)
+  else
+    echo "bench: exfat-fuse or mkfs.exfat missing; no exFAT figure" >&2
+  fi
+fi
+unmount_drive
+
+bench_report "${cases[@]}"
+bytes=$(cat "$BENCH_DIR/prepare-bytes")
+speedup=$(bench_ratio stock ferry)
+limit=$(bench_ratio raw ferry)
+rss=$(bench_peak_rss_mib ferry)
+for case in "${cases[@]}"; do
+  [ "$case" = raw ] && continue
+  echo "$case: $(awk -v b="$bytes" -v s="$(bench_median "$case")" \
+    'BEGIN { printf "%.1f", b / 1048576 / s }') MiB/s for $bytes bytes on the drive"
+done
+echo "raw write (dd + sync): $(awk -v b="$bytes" -v s="$(bench_median raw)" \
+  'BEGIN { printf "%.1f", b / 1048576 / s }') MiB/s"
+echo "ferry is ${speedup}x as fast as ostree + flatpak create-usb (target >= 5)"
+echo "ferry reaches ${limit} of the raw write rate (dd time / ferry time)"
+echo "ferry peak RSS: $rss MiB (target <= 128)"
+missed=0
+awk -v r="$speedup" 'BEGIN { exit !(r >= 5) }' || missed=1
+awk -v r="$rss" 'BEGIN { exit !(r <= 128) }' || missed=1
+exit $((missed ? 3 : 0))
