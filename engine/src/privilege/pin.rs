@@ -46,6 +46,8 @@ impl PinnedDrive {
 /// component by component without following links, checks that what was opened is a
 /// directory `caller` owns or one of `removable`'s mount points, and detaches a copy of it
 /// where symlinks are not followed.
+// mount_setattr(2) has no wrapper in rustix.
+#[allow(unsafe_code)]
 pub fn pin_drive(
     caller: Caller,
     drive: &Path,
