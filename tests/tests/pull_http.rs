@@ -10,7 +10,7 @@ use std::fs;
 
 use anyhow::{ensure, Result};
 use ferry_tests::compare::{assert_trees_equal, CompareOptions};
-use ferry_tests::ostree::{CheckoutMode, ObjectKind, RepoMode};
+use ferry_tests::ostree::{CheckoutMode, CommitSpec, ObjectKind, RepoMode};
 use ferry_tests::tamper;
 use ferry_tests::tree::{standard, TreeOptions};
 use pull_support::peer::Peer;
@@ -140,4 +140,52 @@ fn tampered_object_from_a_peer_is_refused() -> Result<()> {
         &None,
         &["no usable source", "unavailable"],
     )
+}
+
+/// The listing and the pull check commits against the same keys: a key found only in the
+/// global keyring under `FERRY_TRUST_ROOT` makes `ferryctl list --repo` offer the update that
+/// `ferryctl pull` then accepts. (The listing once used the machine's default roots.)
+#[test]
+fn listing_and_pull_trust_the_same_keys() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let publisher = Publisher::new(&base.join("publisher"), TreeOptions::full())?;
+    let server = Peer::serve(&publisher.repo.path)?;
+    // The remote verifies signatures but carries no key: only the global keyring has it.
+    let dest = client(&base.join("dest"), RepoMode::BareUser, None)?;
+    dest.ostree()
+        .args(["config", "set", "remote \"origin\".gpg-verify", "true"])
+        .run()?;
+    let keyring = trust_root(base).join("usr/share/ostree/trusted.gpg.d");
+    fs::create_dir_all(&keyring)?;
+    publisher
+        .key
+        .export_public(&keyring.join("publisher.gpg"), false)?;
+    // Version 1.0 installed; 2.0 published.
+    pull_remote(&trust_root(base), &dest.path, &server.url, &[BRANCH])?.require_success()?;
+    let second = publisher.repo.commit(
+        &CommitSpec::new(BRANCH, &publisher.tree.root)
+            .subject("second")
+            .version("2.0")
+            .sign(&publisher.key),
+    )?;
+    publisher.repo.update_summary(Some(&publisher.key))?;
+
+    let listed = pull_support::ferryctl(&trust_root(base))?
+        .args(["list", "--json", "--offline", "--repo"])
+        .arg(&dest.path)
+        .arg("--from")
+        .arg(&server.url)
+        .stdout()?;
+    let listing: ferry_engine::schema::UpdateList = serde_json::from_str(&listed)?;
+    ensure!(
+        listing
+            .updates
+            .iter()
+            .any(|update| update.ref_name == BRANCH && update.signed),
+        "the listing does not offer the signed update: {listed}"
+    );
+    pull_remote(&trust_root(base), &dest.path, &server.url, &[BRANCH])?.require_success()?;
+    ensure!(dest.read_ref(&remote_ref(BRANCH))? == Some(second));
+    Ok(())
 }

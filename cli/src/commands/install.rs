@@ -157,6 +157,11 @@ pub fn run(args: InstallArgs, list_sources: bool) -> anyhow::Result<ExitCode> {
         offline: args.offline,
         only_named: args.only_from,
     };
+    // One value for the listing and the pull, so both check commits against the same keys.
+    let trust_roots = match &privileged {
+        Some(privileged) => privileged.machine.trust_roots.clone(),
+        None => TrustRoots::from_env(),
+    };
     let Gathered {
         targets,
         sources: set,
@@ -168,8 +173,9 @@ pub fn run(args: InstallArgs, list_sources: bool) -> anyhow::Result<ExitCode> {
             choice,
             from,
             None,
+            &trust_roots,
         )?,
-        None => gather(choice, from, None)?,
+        None => gather(choice, from, None, &trust_roots)?,
     };
 
     let selection = if args.all {
@@ -223,10 +229,7 @@ pub fn run(args: InstallArgs, list_sources: bool) -> anyhow::Result<ExitCode> {
 
     let install_options = InstallOptions {
         allow_downgrade: args.allow_downgrade,
-        trust_roots: match &privileged {
-            Some(privileged) => privileged.machine.trust_roots.clone(),
-            None => TrustRoots::from_env(),
-        },
+        trust_roots,
         workers: 0,
     };
     let summary = install::run(

@@ -14,6 +14,7 @@ use anyhow::Context;
 use ferry_engine::resolve::sources;
 use ferry_engine::schema::{Update, UpdateList};
 use ferry_engine::source::source_name;
+use ferry_engine::trust::TrustRoots;
 
 use super::selection::{gather, SourceOptions, TargetOptions};
 use super::{display_name, format_date};
@@ -60,7 +61,13 @@ pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
         offline: args.offline,
         only_named: false,
     };
-    let listing = gather(targets, from, sources::user_icon_cache())?.list;
+    let listing = gather(
+        targets,
+        from,
+        sources::user_icon_cache(),
+        &TrustRoots::from_env(),
+    )?
+    .list;
 
     let text = if args.json {
         let json = serde_json::to_string_pretty(&listing).context("cannot format the listing")?;

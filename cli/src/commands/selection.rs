@@ -8,6 +8,7 @@ use ferry_engine::resolve::sources::{
     self, GatherOptions, Gathered, TargetChoice, NEARBY_TIMEOUT, UPSTREAM_TIMEOUT,
 };
 use ferry_engine::target::{HostPaths, InstallationSelector, Target};
+use ferry_engine::trust::TrustRoots;
 
 /// The target options of a command line; all empty means "this machine's defaults".
 #[derive(Debug, Clone, Copy, Default)]
@@ -35,6 +36,7 @@ pub fn gather(
     targets: TargetOptions<'_>,
     from: SourceOptions<'_>,
     icon_cache: Option<PathBuf>,
+    trust_roots: &TrustRoots,
 ) -> anyhow::Result<Gathered> {
     gather_on(
         &HostPaths::from_env(),
@@ -42,6 +44,7 @@ pub fn gather(
         targets,
         from,
         icon_cache,
+        trust_roots,
     )
 }
 
@@ -53,6 +56,7 @@ pub fn gather_on(
     targets: TargetOptions<'_>,
     from: SourceOptions<'_>,
     icon_cache: Option<PathBuf>,
+    trust_roots: &TrustRoots,
 ) -> anyhow::Result<Gathered> {
     let choice = if targets.sysroot.is_none()
         && targets.installations.is_empty()
@@ -74,6 +78,7 @@ pub fn gather_on(
         nearby: network.then_some(NEARBY_TIMEOUT),
         quick: false,
         icon_cache,
+        trust_roots: trust_roots.clone(),
     };
     Ok(sources::gather(host, choice, set, options))
 }

@@ -13,6 +13,7 @@ use crate::repo::{KeyFile, Repo};
 use crate::schema::{DriveRecord, Problem, ProblemKind, SourceInfo, SourceKind, UpdateList};
 use crate::source::{open_drive, FetchError, HttpSource, Source};
 use crate::target::{default_targets, flatpak, HostPaths, Target};
+use crate::trust::TrustRoots;
 
 /// How long a listing waits for upstream servers' summaries, all together.
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
@@ -371,6 +372,7 @@ pub fn list_machine(
             nearby: options.nearby,
             quick: options.quick,
             icon_cache: user_icon_cache(),
+            trust_roots: TrustRoots::from_env(),
         },
     );
     MachineListing {
@@ -405,6 +407,9 @@ pub struct GatherOptions {
     pub quick: bool,
     /// See [`ResolveOptions::icon_cache`](super::ResolveOptions::icon_cache).
     pub icon_cache: Option<PathBuf>,
+    /// The machine's keys: the same value must reach the install that follows, so the
+    /// listing and the pull check commits against the same keys.
+    pub trust_roots: TrustRoots,
 }
 
 /// Targets, the sources that were opened, and the resolution over them.
@@ -465,7 +470,7 @@ pub fn gather(
         quick: options.quick,
         icon_cache: options.icon_cache,
         known_collections,
-        ..super::ResolveOptions::default()
+        trust_roots: options.trust_roots,
     };
     let mut list = super::resolve(&targets, &sources.sources, &resolve_options);
     problems.append(&mut list.problems);
