@@ -22,6 +22,7 @@
 //! - [`cancel`]: cooperative cancellation.
 
 pub mod cancel;
+pub mod delta;
 pub mod deploy;
 pub mod event;
 pub mod install;
