@@ -107,8 +107,12 @@ pub(crate) fn var_array<'a>(
         return Ok(Vec::new());
     }
     let osz = offset_size(size);
-    let last_end = read_offset(bytes, size.checked_sub(osz).ok_or_else(|| malformed(what))?, osz)
-        .ok_or_else(|| malformed(what))?;
+    let last_end = read_offset(
+        bytes,
+        size.checked_sub(osz).ok_or_else(|| malformed(what))?,
+        osz,
+    )
+    .ok_or_else(|| malformed(what))?;
     if last_end > size || (size - last_end) % osz != 0 {
         return Err(malformed(what));
     }

@@ -56,7 +56,10 @@ pub enum DeltaError {
         actual: Checksum,
     },
     #[error("the superblock's commit hashes to {actual}, not the delta's target {expected}")]
-    CommitMismatch { expected: Checksum, actual: Checksum },
+    CommitMismatch {
+        expected: Checksum,
+        actual: Checksum,
+    },
     #[error("static delta part {index} has unsupported version {version}")]
     PartVersion { index: usize, version: u32 },
     #[error("static delta part uses unknown compression {0:#04x}")]
@@ -168,16 +171,7 @@ impl Superblock {
         let members = frame::tuple(
             WHAT,
             bytes,
-            &[
-                var(8),
-                U64,
-                var(1),
-                var(1),
-                var(8),
-                var(1),
-                var(8),
-                var(8),
-            ],
+            &[var(8), U64, var(1), var(1), var(8), var(1), var(8), var(8)],
         )?;
         let metadata = frame::vardict(WHAT, members[0], MAX_ENTRIES)?;
         let mut swap = false;
@@ -347,7 +341,9 @@ pub fn open_part(
 /// What applying a part did.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Applied {
-    pub objects_written: usize,
+    pub metadata_objects: u64,
+    pub content_objects: u64,
+    /// Bytes of the objects created, unpacked.
     pub bytes_written: u64,
 }
 
@@ -457,6 +453,7 @@ pub fn apply_part(
                     }
                     transaction.write_metadata(object.kind, &object.checksum, bytes)?;
                     applied.bytes_written += length;
+                    applied.metadata_objects += 1;
                 } else {
                     let file_header = content_header(&mut ops, &modes, &xattr_lists)?;
                     let size = ops.varuint()?;
@@ -464,8 +461,8 @@ pub fn apply_part(
                     let bytes = slice(&ops, offset, size)?;
                     write_file(transaction, &object.checksum, file_header, bytes)?;
                     applied.bytes_written += size;
+                    applied.content_objects += 1;
                 }
-                applied.objects_written += 1;
                 next_object += 1;
                 read_source = None;
             }
@@ -503,8 +500,8 @@ pub fn apply_part(
                     .ok_or_else(|| ops.error("no object is open"))?;
                 let bytes = match &read_source {
                     Some(source) => {
-                        let start =
-                            usize::try_from(offset).map_err(|_| ops.error("offset out of range"))?;
+                        let start = usize::try_from(offset)
+                            .map_err(|_| ops.error("offset out of range"))?;
                         let length =
                             usize::try_from(size).map_err(|_| ops.error("length out of range"))?;
                         start
@@ -557,7 +554,7 @@ pub fn apply_part(
                     }
                     write_file(transaction, &done.object, done.header, &done.data)?;
                     applied.bytes_written += done.data.len() as u64;
-                    applied.objects_written += 1;
+                    applied.content_objects += 1;
                     next_object += 1;
                 }
                 read_source = None;
@@ -633,7 +630,11 @@ fn write_file(
                 .to_owned();
             transaction.write_content(object, &header, std::io::empty())?;
         }
-        _ => return Err(DeltaError::Malformed("content is neither a file nor a symlink")),
+        _ => {
+            return Err(DeltaError::Malformed(
+                "content is neither a file nor a symlink",
+            ))
+        }
     }
     Ok(())
 }

@@ -1,0 +1,179 @@
+//! Static deltas in a pull: before the object transfer, a delta from the commit the
+//! destination has (or from scratch on a fresh install) is applied into the pull's
+//! transaction when a source offers one. The transfer then finds those objects present and
+//! fetches only what is left (the delta's fallbacks, or everything if the delta was bad).
+//!
+//! The commit was already verified; the superblock's copy of it must hash to the same
+//! checksum, and every object a part creates is hashed against its name as it is stored.
+
+use std::sync::Arc;
+
+use crate::cancel::CancelToken;
+use crate::delta::{self, Applied, DeltaError, Superblock, MAX_PART_SIZE, MAX_SUPERBLOCK_SIZE};
+use crate::event::{Event, MessageLevel, Reporter};
+use crate::object::Checksum;
+use crate::repo::{Repo, Transaction};
+use crate::source::{FetchError, Interrupt, Source};
+
+use super::progress::Progress;
+
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Delta(#[from] DeltaError),
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("part {0} is missing")]
+    MissingPart(usize),
+}
+
+/// Which delta, on which source.
+struct Located<'a> {
+    source_index: usize,
+    from: Option<&'a Checksum>,
+    to: &'a Checksum,
+}
+
+pub(super) struct DeltaPull<'a> {
+    pub dest: &'a Repo,
+    pub transaction: &'a Transaction<'a>,
+    pub sources: &'a [Arc<dyn Source>],
+    pub names: &'a [String],
+    pub progress: &'a Progress<'a>,
+    pub reporter: &'a dyn Reporter,
+    pub cancel: &'a CancelToken,
+}
+
+impl DeltaPull<'_> {
+    /// Applies a delta to `to` if a source offers a usable one. Failures are reported as
+    /// warnings; the object transfer does the rest.
+    pub(super) fn run(&self, previous: Option<Checksum>, to: &Checksum) -> Applied {
+        let from = match previous {
+            Some(from) => match self.has_complete(&from) {
+                true => Some(from),
+                false => return Applied::default(),
+            },
+            None => None,
+        };
+        let interrupt = Interrupt::on_cancel(self.cancel);
+        let path = delta::superblock_path(from.as_ref(), to);
+        for (index, source) in self.sources.iter().enumerate() {
+            if self.cancel.is_cancelled() {
+                break;
+            }
+            let bytes = match source.fetch_delta_file(&path, MAX_SUPERBLOCK_SIZE, &interrupt) {
+                Ok(Some(bytes)) => bytes,
+                Ok(None) => continue,
+                Err(error) => {
+                    self.warn(index, &error.to_string());
+                    continue;
+                }
+            };
+            self.progress.set_source(index);
+            self.progress.metadata_read(index, bytes.len() as u64);
+            let mut applied = Applied::default();
+            let delta = Located {
+                source_index: index,
+                from: from.as_ref(),
+                to,
+            };
+            match self.apply(source.as_ref(), &bytes, &delta, &interrupt, &mut applied) {
+                Ok(()) => return applied,
+                Err(error) => {
+                    self.warn(index, &error.to_string());
+                    // What the good parts stored stays: each object was verified.
+                    return applied;
+                }
+            }
+        }
+        Applied::default()
+    }
+
+    fn has_complete(&self, commit: &Checksum) -> bool {
+        let object = crate::object::ObjectId::new(*commit, crate::object::ObjectKind::Commit);
+        matches!(self.dest.has_object(object), Ok(true))
+            && matches!(self.dest.is_partial(commit), Ok(false))
+    }
+
+    fn warn(&self, index: usize, reason: &str) {
+        self.reporter.on_event(Event::Message {
+            level: MessageLevel::Warning,
+            text: format!(
+                "the static delta on {} was not used ({reason}); fetching objects instead",
+                self.names[index]
+            ),
+        });
+    }
+
+    fn apply(
+        &self,
+        source: &dyn Source,
+        bytes: &[u8],
+        delta: &Located<'_>,
+        interrupt: &Interrupt,
+        applied: &mut Applied,
+    ) -> Result<(), Failure> {
+        let (from, to) = (delta.from, delta.to);
+        let superblock = Superblock::parse(bytes)?;
+        if superblock.to != *to || superblock.from.as_ref() != from {
+            return Err(DeltaError::Malformed("the superblock is for other commits").into());
+        }
+        let needed: Vec<usize> = (0..superblock.parts.len())
+            .filter(|&index| {
+                superblock.parts[index]
+                    .objects
+                    .iter()
+                    .any(|object| !matches!(self.dest.has_object(*object), Ok(true)))
+            })
+            .collect();
+        let fetch_bytes: u64 = needed
+            .iter()
+            .filter(|&&index| superblock.inline_part(index).is_none())
+            .map(|&index| superblock.parts[index].size)
+            .sum();
+        let objects: u64 = needed
+            .iter()
+            .map(|&index| superblock.parts[index].objects.len() as u64)
+            .sum();
+        self.progress.expect(objects, fetch_bytes);
+        for index in needed {
+            if self.cancel.is_cancelled() {
+                break;
+            }
+            let header = &superblock.parts[index];
+            let fetched = match superblock.inline_part(index) {
+                Some(_) => None,
+                None => {
+                    if header.size > MAX_PART_SIZE {
+                        return Err(DeltaError::TooLarge {
+                            index,
+                            size: header.size,
+                            max: MAX_PART_SIZE,
+                        }
+                        .into());
+                    }
+                    let path = delta::part_path(from, to, index);
+                    let part = source
+                        .fetch_delta_file(&path, header.size, interrupt)?
+                        .ok_or(Failure::MissingPart(index))?;
+                    self.progress
+                        .metadata_read(delta.source_index, part.len() as u64);
+                    self.progress.bytes_read(part.len() as u64);
+                    Some(part)
+                }
+            };
+            let payload = delta::open_part(&superblock, index, fetched.as_deref())?;
+            let done = delta::apply_part(self.transaction, &superblock, index, &payload)?;
+            // Into objects/, where the object transfer looks for what is already present.
+            self.transaction.commit_batch().map_err(DeltaError::from)?;
+            for _ in 0..done.metadata_objects + done.content_objects {
+                self.progress.object_done();
+                self.progress.stored_from(delta.source_index);
+            }
+            applied.metadata_objects += done.metadata_objects;
+            applied.content_objects += done.content_objects;
+            applied.bytes_written += done.bytes_written;
+        }
+        Ok(())
+    }
+}
