@@ -345,3 +345,85 @@ fn delta_over_http_fetches_no_objects_beyond_the_fallback() -> Result<()> {
     );
     check_result(base, &dest, &update, "http")
 }
+
+#[test]
+fn superblock_with_another_commit_is_refused() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let fixture = Fixture::new(base)?;
+    let dest = client(&base.join("dest"), RepoMode::Bare, Some(&fixture.key))?;
+    pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    let update = fixture.update(base, &[&format!("--from={}", fixture.v1)])?;
+    // The embedded commit says version 2.1: it no longer hashes to the delta's target.
+    let superblock = fixture.delta_dir()?.join("superblock");
+    let mut bytes = fs::read(&superblock)?;
+    let at = bytes
+        .windows(4)
+        .position(|w| w == b"2.0\0")
+        .context("no version in the superblock's commit")?;
+    bytes[at + 2] = b'1';
+    fs::write(&superblock, bytes)?;
+
+    let run = pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    let warnings = delta_warnings(&run);
+    ensure!(
+        warnings
+            .iter()
+            .any(|w| w.contains("not the delta's target")),
+        "no warning about the superblock's commit: {warnings:?}"
+    );
+    check_result(base, &dest, &update, "other-commit")
+}
+
+/// A drive whose copy of the delta has a corrupt part, and a peer with a good copy: the
+/// drive's delta is dropped with a warning and the peer's is applied. Neither holds the
+/// content objects the delta carries, so only the peer's delta can complete the pull.
+#[test]
+fn corrupt_delta_on_one_source_good_on_another() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let fixture = Fixture::new(base)?;
+    let dest = client(&base.join("dest"), RepoMode::BareUser, Some(&fixture.key))?;
+    pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    let update = fixture.update(base, &[&format!("--from={}", fixture.v1)])?;
+    fixture.delete_delta_content(&update)?;
+    let drive = base.join("drive-copy");
+    ferry_tests::cmd::Tool::new("cp")
+        .arg("-a")
+        .arg(&fixture.repo.path)
+        .arg(&drive)
+        .run()?;
+    let relative = fixture
+        .delta_dir()?
+        .strip_prefix(&fixture.repo.path)?
+        .to_path_buf();
+    let part = drive.join(relative).join("0");
+    let mut bytes = fs::read(&part)?;
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    fs::write(&part, bytes)?;
+    let server = Peer::serve(&fixture.repo.path)?;
+    let url = format!("{}/", server.url);
+
+    let run = pull(
+        &trust_root(base),
+        &dest.path,
+        &[drive.as_os_str(), OsStr::new(&url)],
+        &["--remote", REMOTE],
+        &[BRANCH],
+    )?
+    .require_success()?;
+    let warnings = delta_warnings(&run);
+    ensure!(
+        warnings
+            .iter()
+            .any(|w| w.contains("hashes to") && w.contains("drive-copy")),
+        "no warning about the drive's part: {warnings:?}"
+    );
+    ensure!(
+        server.requests().iter().any(|r| r.ends_with("/0")),
+        "the peer's part was not fetched: {:?}",
+        server.requests()
+    );
+    check_result(base, &dest, &update, "two-sources")
+}

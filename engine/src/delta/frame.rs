@@ -113,7 +113,7 @@ pub(crate) fn var_array<'a>(
         osz,
     )
     .ok_or_else(|| malformed(what))?;
-    if last_end > size || (size - last_end) % osz != 0 {
+    if last_end > size || !(size - last_end).is_multiple_of(osz) {
         return Err(malformed(what));
     }
     let count = (size - last_end) / osz;
@@ -140,7 +140,7 @@ pub(crate) fn fixed_array<'a>(
     bytes: &'a [u8],
     element: usize,
 ) -> Result<Vec<&'a [u8]>, DeltaError> {
-    if element == 0 || bytes.len() % element != 0 {
+    if element == 0 || !bytes.len().is_multiple_of(element) {
         return Err(malformed(what));
     }
     Ok(bytes.chunks_exact(element).collect())
@@ -166,12 +166,15 @@ pub(crate) fn string<'a>(what: &'static str, bytes: &'a [u8]) -> Result<&'a str,
     }
 }
 
-/// A dictionary `a{sv}` as (key, value bytes, value type) entries.
+/// One entry of an `a{sv}`: key, value bytes, value type string.
+pub(crate) type DictEntry<'a> = (&'a str, &'a [u8], &'a [u8]);
+
+/// A dictionary `a{sv}` as its entries.
 pub(crate) fn vardict<'a>(
     what: &'static str,
     bytes: &'a [u8],
     max_entries: usize,
-) -> Result<Vec<(&'a str, &'a [u8], &'a [u8])>, DeltaError> {
+) -> Result<Vec<DictEntry<'a>>, DeltaError> {
     let mut out = Vec::new();
     for entry in var_array(what, bytes, 8, max_entries)? {
         let members = tuple(what, entry, &[var(1), var(8)])?;

@@ -642,6 +642,119 @@ fn write_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::object::ContentHasher;
+    use crate::repo::{Repo, RepoMode};
+
+    /// A part payload `(a(uuu)aa(ayay)ayay)` with one mode (root, 0644 file), one empty xattr
+    /// list, `payload` and `ops`; framing offsets are one byte (the tests keep it small).
+    fn part_variant(payload: &[u8], ops: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for value in [0u32, 0, S_IFREG | 0o644] {
+            out.extend(value.to_be_bytes());
+        }
+        let modes_end = out.len();
+        out.push(0); // aa(ayay) holding one empty list: its one end offset.
+        let xattrs_end = out.len();
+        out.extend(payload);
+        let payload_end = out.len();
+        out.extend(ops);
+        out.extend([payload_end as u8, xattrs_end as u8, modes_end as u8]);
+        assert!(out.len() < 256);
+        out
+    }
+
+    fn superblock_creating(object: Checksum) -> Superblock {
+        Superblock {
+            from: None,
+            to: Checksum::from_array([0; 32]),
+            commit: Vec::new(),
+            parts: vec![PartHeader {
+                checksum: Checksum::from_array([0; 32]),
+                size: 0,
+                uncompressed_size: 5,
+                objects: vec![ObjectId::new(object, ObjectKind::File)],
+            }],
+            fallbacks: Vec::new(),
+            inline_parts: BTreeMap::new(),
+        }
+    }
+
+    fn hello_checksum() -> Checksum {
+        ContentHasher::checksum(&FileHeader::regular(0, 0, 0o644, 5), b"hello").unwrap()
+    }
+
+    #[test]
+    fn splices_a_file_and_refuses_reads_outside_the_payload() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let repo = Repo::init(dir.path(), RepoMode::Archive, None).unwrap();
+        let transaction = Transaction::begin(&repo, None).unwrap();
+        let superblock = superblock_creating(hello_checksum());
+
+        // Splice 6 bytes at 0, then 5 at 1, of a 5-byte payload; then a write past it.
+        for ops in [
+            &[b'S', 0, 0, 6, 0][..],
+            &[b'S', 0, 0, 5, 1],
+            &[b'o', 0, 0, 5, b'w', 5, 3, b'c'],
+            &[
+                b'S', 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0,
+            ],
+        ] {
+            let error =
+                apply_part(&transaction, &superblock, 0, &part_variant(b"hello", ops)).unwrap_err();
+            assert!(matches!(error, DeltaError::Op { .. }), "{ops:?}: {error}");
+        }
+        // A varint running past the end of the operations.
+        let error = apply_part(
+            &transaction,
+            &superblock,
+            0,
+            &part_variant(b"hello", &[b'S', 0, 0, 0x85]),
+        )
+        .unwrap_err();
+        assert!(matches!(error, DeltaError::Op { .. }), "{error}");
+
+        let done = apply_part(
+            &transaction,
+            &superblock,
+            0,
+            &part_variant(b"hello", &[b'S', 0, 0, 5, 0]),
+        )
+        .unwrap();
+        assert_eq!(done.content_objects, 1);
+        transaction.commit().unwrap();
+        assert!(repo
+            .has_object(ObjectId::new(hello_checksum(), ObjectKind::File))
+            .unwrap());
+    }
+
+    #[test]
+    fn refuses_an_object_that_is_not_what_the_header_names() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let repo = Repo::init(dir.path(), RepoMode::Bare, None).unwrap();
+        let transaction = Transaction::begin(&repo, None).unwrap();
+        let claimed = Checksum::from_array([7; 32]);
+        let superblock = superblock_creating(claimed);
+        let error = apply_part(
+            &transaction,
+            &superblock,
+            0,
+            &part_variant(b"hello", &[b'S', 0, 0, 5, 0]),
+        )
+        .unwrap_err();
+        assert!(matches!(error, DeltaError::Repo(_)), "{error}");
+        transaction.commit().unwrap();
+        assert!(!repo
+            .has_object(ObjectId::new(claimed, ObjectKind::File))
+            .unwrap());
+        // More objects created than the header lists, or fewer, is refused too.
+        let transaction = Transaction::begin(&repo, None).unwrap();
+        let superblock = superblock_creating(hello_checksum());
+        for ops in [&[b'S', 0, 0, 5, 0, b'S', 0, 0, 5, 0][..], &[]] {
+            assert!(
+                apply_part(&transaction, &superblock, 0, &part_variant(b"hello", ops)).is_err()
+            );
+        }
+    }
 
     #[test]
     fn paths_use_modified_base64() {

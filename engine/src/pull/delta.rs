@@ -45,8 +45,9 @@ pub(super) struct DeltaPull<'a> {
 }
 
 impl DeltaPull<'_> {
-    /// Applies a delta to `to` if a source offers a usable one. Failures are reported as
-    /// warnings; the object transfer does the rest.
+    /// Applies a delta to `to` if a source offers a usable one, trying each source that has
+    /// it until one succeeds. Failures are reported as warnings; the object transfer does
+    /// the rest.
     pub(super) fn run(&self, previous: Option<Checksum>, to: &Checksum) -> Applied {
         let from = match previous {
             Some(from) => match self.has_complete(&from) {
@@ -57,6 +58,7 @@ impl DeltaPull<'_> {
         };
         let interrupt = Interrupt::on_cancel(self.cancel);
         let path = delta::superblock_path(from.as_ref(), to);
+        let mut total = Applied::default();
         for (index, source) in self.sources.iter().enumerate() {
             if self.cancel.is_cancelled() {
                 break;
@@ -71,22 +73,19 @@ impl DeltaPull<'_> {
             };
             self.progress.set_source(index);
             self.progress.metadata_read(index, bytes.len() as u64);
-            let mut applied = Applied::default();
             let delta = Located {
                 source_index: index,
                 from: from.as_ref(),
                 to,
             };
-            match self.apply(source.as_ref(), &bytes, &delta, &interrupt, &mut applied) {
-                Ok(()) => return applied,
-                Err(error) => {
-                    self.warn(index, &error.to_string());
-                    // What the good parts stored stays: each object was verified.
-                    return applied;
-                }
+            match self.apply(source.as_ref(), &bytes, &delta, &interrupt, &mut total) {
+                Ok(()) => return total,
+                // What the good parts stored stays (each object was verified); another
+                // source's copy of the delta may provide the rest.
+                Err(error) => self.warn(index, &error.to_string()),
             }
         }
-        Applied::default()
+        total
     }
 
     fn has_complete(&self, commit: &Checksum) -> bool {
