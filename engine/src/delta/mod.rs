@@ -756,6 +756,38 @@ mod tests {
         }
     }
 
+    /// Superblocks written by `ostree static-delta generate` (scripts/fuzz-corpus.sh): one
+    /// from scratch with its part inline, one from a parent with a part file.
+    #[test]
+    fn parses_superblocks_written_by_ostree() {
+        let mut inline = 0;
+        for bytes in [
+            &include_bytes!("../../../fuzz/corpus/delta/1.superblock")[..],
+            &include_bytes!("../../../fuzz/corpus/delta/2.superblock")[..],
+        ] {
+            let superblock = Superblock::parse(bytes).unwrap();
+            assert_eq!(
+                crate::object::metadata_checksum(&superblock.commit),
+                superblock.to
+            );
+            assert_eq!(superblock.parts.len(), 1);
+            assert!(!superblock.parts[0].objects.is_empty());
+            if superblock.inline_part(0).is_some() {
+                inline += 1;
+                assert!(superblock.from.is_none());
+                let payload = open_part(&superblock, 0, None).unwrap();
+                assert!(payload.len() as u64 >= superblock.parts[0].uncompressed_size / 2);
+            } else {
+                assert!(superblock.from.is_some());
+                assert!(open_part(&superblock, 0, None).is_err());
+            }
+            let mut truncated = bytes.to_vec();
+            truncated.truncate(bytes.len() - 1);
+            assert!(Superblock::parse(&truncated).is_err());
+        }
+        assert_eq!(inline, 1);
+    }
+
     #[test]
     fn paths_use_modified_base64() {
         let to = Checksum::from_array([0xff; 32]);
