@@ -427,3 +427,63 @@ fn corrupt_delta_on_one_source_good_on_another() -> Result<()> {
     );
     check_result(base, &dest, &update, "two-sources")
 }
+
+/// `ferryctl delta generate` writes a delta that `ostree static-delta apply-offline` applies
+/// (fsck-clean, same checkout), and that a Ferry pull applies from the drive.
+#[test]
+fn delta_written_by_ferry_is_applied_by_ostree_and_by_ferry() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let fixture = Fixture::new(base)?;
+    let dest = client(&base.join("dest"), RepoMode::BareUser, Some(&fixture.key))?;
+    pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    let update = fixture.update(base, &[&format!("--from={}", fixture.v1)])?;
+    // Only Ferry's delta from here on.
+    fs::remove_dir_all(fixture.repo.path.join("deltas"))?;
+    pull_support::ferryctl(&trust_root(base))?
+        .args(["delta", "generate", "--repo"])
+        .arg(&fixture.repo.path)
+        .arg(format!("--from={}", fixture.v1))
+        .arg(format!("--to={}", update.v2))
+        .run()?;
+    let shown = fixture
+        .repo
+        .ostree()
+        .args([
+            "static-delta",
+            "show",
+            &format!("{}-{}", fixture.v1, update.v2),
+        ])
+        .stdout()?;
+    ensure!(shown.contains("Number of parts: 1"), "{shown}");
+
+    let offline = OstreeRepo::init(&base.join("offline"), RepoMode::BareUser, None)?;
+    offline.pull_local(&fixture.repo.path, &[&fixture.v1], &[])?;
+    offline
+        .ostree()
+        .args(["static-delta", "apply-offline"])
+        .arg(fixture.delta_dir()?)
+        .run()?;
+    offline.fsck()?;
+    let checkout = base.join("co-offline");
+    offline.checkout(&update.v2, &checkout, CheckoutMode::Plain)?;
+    assert_trees_equal(
+        &update.reference,
+        &checkout,
+        &CompareOptions::content_and_modes(),
+    )?;
+
+    // Every new content object is in the delta: a Ferry pull needs nothing else.
+    for object in &update.new_objects {
+        if object.extension() == Some(OsStr::new("filez")) {
+            fs::remove_file(fixture.repo.path.join(object))?;
+        }
+    }
+    let run = pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    ensure!(
+        delta_warnings(&run).is_empty(),
+        "{:?}",
+        delta_warnings(&run)
+    );
+    check_result(base, &dest, &update, "ferry-written")
+}

@@ -13,6 +13,7 @@
 
 mod bspatch;
 mod frame;
+pub mod write;
 
 use std::collections::BTreeMap;
 use std::io::Read;
