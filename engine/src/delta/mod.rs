@@ -31,10 +31,11 @@ use frame::{var, BYTE, U32, U64};
 /// object tree is ~10 MiB.
 pub const MAX_SUPERBLOCK_SIZE: u64 = 32 * 1024 * 1024;
 
-/// Largest part, compressed or not. libostree cuts parts at 32 MiB by default, but a single
-/// large file is never split, so this allows for big files; beyond it the objects are pulled
-/// one by one instead.
-pub const MAX_PART_SIZE: u64 = 512 * 1024 * 1024;
+/// Largest part, compressed or not, and largest object a part creates. libostree cuts parts
+/// at 32 MiB by default, but never splits a file, so this leaves room for big files; a part
+/// held in memory while it is applied costs at most about three times this. Beyond it the
+/// objects are pulled one by one instead.
+pub const MAX_PART_SIZE: u64 = 256 * 1024 * 1024;
 
 /// Most parts, fallbacks or objects of one part a delta may list.
 const MAX_ENTRIES: usize = 1_000_000;
@@ -289,6 +290,13 @@ pub fn open_part(
         .parts
         .get(index)
         .ok_or(DeltaError::Malformed("no such part"))?;
+    if header.size > MAX_PART_SIZE || header.uncompressed_size > MAX_PART_SIZE {
+        return Err(DeltaError::TooLarge {
+            index,
+            size: header.size.max(header.uncompressed_size),
+            max: MAX_PART_SIZE,
+        });
+    }
     let bytes = match (superblock.inline_part(index), fetched) {
         (Some(inline), _) => inline,
         (None, Some(fetched)) => {
@@ -787,6 +795,19 @@ mod tests {
             assert!(Superblock::parse(&truncated).is_err());
         }
         assert_eq!(inline, 1);
+    }
+
+    #[test]
+    fn refuses_parts_of_the_wrong_or_an_oversized_size() {
+        let mut superblock = superblock_creating(hello_checksum());
+        superblock.parts[0].size = 10;
+        let error = open_part(&superblock, 0, Some(&[0; 11])).unwrap_err();
+        assert!(matches!(error, DeltaError::Malformed(_)), "{error}");
+        let error = open_part(&superblock, 0, Some(&[0; 10])).unwrap_err();
+        assert!(matches!(error, DeltaError::PartChecksum { .. }), "{error}");
+        superblock.parts[0].uncompressed_size = MAX_PART_SIZE + 1;
+        let error = open_part(&superblock, 0, Some(&[0; 10])).unwrap_err();
+        assert!(matches!(error, DeltaError::TooLarge { .. }), "{error}");
     }
 
     #[test]

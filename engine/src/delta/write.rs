@@ -1,6 +1,7 @@
 //! Writing static deltas in libostree's format, so `ostree static-delta apply-offline` and
 //! Ferry's own reader apply them: every object of the new commit's closure that the old
-//! commit's closure lacks is spliced whole into xz-compressed parts (no bsdiff yet).
+//! commit's closure lacks is spliced whole into xz-compressed parts (no bsdiff yet); files
+//! too large for a part are listed as fallbacks, fetched on their own.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -12,7 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::object::{Checksum, DirTree, ObjectId, ObjectKind};
 use crate::repo::{Repo, RepoError};
 
-use super::frame::{var, Layout, U32, U64};
+use super::frame::{var, Layout, BYTE, U32, U64};
 use super::{delta_dir, DeltaError, MAX_PART_SIZE};
 
 /// Payload bytes after which a new part is started (libostree's default chunk size).
@@ -23,6 +24,7 @@ const PART_TARGET_SIZE: usize = 32 * 1024 * 1024;
 pub struct Generated {
     pub parts: usize,
     pub objects: usize,
+    pub fallbacks: usize,
     /// Bytes of the part files.
     pub compressed_size: u64,
     /// Bytes of the objects the parts create.
@@ -204,6 +206,7 @@ pub fn generate(
         None => HashSet::new(),
     };
     let mut parts = vec![PartBuilder::default()];
+    let mut fallbacks = Vec::new();
     for object in closure(repo, to)? {
         if old.contains(&object) {
             continue;
@@ -218,6 +221,18 @@ pub fn generate(
             part.add_metadata(object, &bytes);
         } else {
             let (header, mut reader) = repo.open_content(&object.checksum)?;
+            if header.size > MAX_PART_SIZE {
+                // Too big for a part readers accept: fetched on its own.
+                let stored = fs::metadata(repo.object_path(object))
+                    .map_err(|error| RepoError::io("stat", repo.object_path(object), error))?;
+                fallbacks.push(tuple(&[
+                    (BYTE, &[object.kind.ostree_number()]),
+                    (var(1), object.checksum.as_bytes()),
+                    (U64, &stored.len().to_le_bytes()),
+                    (U64, &header.size.to_le_bytes()),
+                ]));
+                continue;
+            }
             let mut data = Vec::new();
             if header.is_symlink() {
                 data.extend_from_slice(header.symlink_target.as_bytes());
@@ -294,9 +309,10 @@ pub fn generate(
         (var(8), &commit),
         (var(1), &[]),
         (var(8), &var_array(8, &headers)),
-        (var(8), &[]),
+        (var(8), &var_array(8, &fallbacks)),
     ]);
     write_file(&dir.join("superblock"), &superblock)?;
+    generated.fallbacks = fallbacks.len();
     Ok(generated)
 }
 
