@@ -179,6 +179,16 @@ fn delta_warnings(run: &PullRun) -> Vec<String> {
         .collect()
 }
 
+/// The last progress event says everything expected was done.
+fn check_progress(run: &PullRun) -> Result<()> {
+    let (done, total, bytes_done, bytes_total) = run.last_progress().context("no progress")?;
+    ensure!(
+        done == total && bytes_done == bytes_total,
+        "progress ends at {done}/{total} objects, {bytes_done}/{bytes_total} bytes"
+    );
+    Ok(())
+}
+
 fn check_result(base: &Path, dest: &OstreeRepo, update: &Update, name: &str) -> Result<()> {
     dest.fsck().with_context(|| format!("fsck of {name}"))?;
     ensure!(dest.read_ref(&remote_ref(BRANCH))? == Some(update.v2.clone()));
@@ -250,6 +260,7 @@ fn update_delta_with_bsdiff_applies_into_every_mode() -> Result<()> {
 
     for (mode, dest) in modes.iter().zip(&dests) {
         let run = pull_from(base, dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+        check_progress(&run)?;
         ensure!(
             delta_warnings(&run).is_empty(),
             "{:?}",
@@ -301,6 +312,7 @@ fn corrupt_part_is_dropped_and_objects_are_fetched_instead() -> Result<()> {
     fs::write(&part, bytes)?;
 
     let run = pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    check_progress(&run)?;
     let warnings = delta_warnings(&run);
     ensure!(
         warnings.iter().any(|w| w.contains("hashes to")),
@@ -413,6 +425,7 @@ fn corrupt_delta_on_one_source_good_on_another() -> Result<()> {
         &[BRANCH],
     )?
     .require_success()?;
+    check_progress(&run)?;
     let warnings = delta_warnings(&run);
     ensure!(
         warnings

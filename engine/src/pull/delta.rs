@@ -27,6 +27,13 @@ enum Failure {
     MissingPart(usize),
 }
 
+/// Progress a delta reported, to take back what it expected and did not deliver.
+#[derive(Default)]
+struct Counted {
+    objects: u64,
+    bytes: u64,
+}
+
 /// Which delta, on which source.
 struct Located<'a> {
     source_index: usize,
@@ -117,25 +124,60 @@ impl DeltaPull<'_> {
         if superblock.to != *to || superblock.from.as_ref() != from {
             return Err(DeltaError::Malformed("the superblock is for other commits").into());
         }
-        let needed: Vec<usize> = (0..superblock.parts.len())
-            .filter(|&index| {
-                superblock.parts[index]
+        // Parts with objects the destination lacks, and how many it lacks.
+        let needed: Vec<(usize, u64)> = (0..superblock.parts.len())
+            .map(|index| {
+                let missing = superblock.parts[index]
                     .objects
                     .iter()
-                    .any(|object| !matches!(self.dest.has_object(*object), Ok(true)))
+                    .filter(|object| !matches!(self.dest.has_object(**object), Ok(true)))
+                    .count();
+                (index, missing as u64)
             })
+            .filter(|(_, missing)| *missing > 0)
             .collect();
         let fetch_bytes: u64 = needed
             .iter()
-            .filter(|&&index| superblock.inline_part(index).is_none())
-            .map(|&index| superblock.parts[index].size)
+            .filter(|(index, _)| superblock.inline_part(*index).is_none())
+            .map(|(index, _)| superblock.parts[*index].size)
             .sum();
-        let objects: u64 = needed
-            .iter()
-            .map(|&index| superblock.parts[index].objects.len() as u64)
-            .sum();
+        let objects: u64 = needed.iter().map(|(_, missing)| missing).sum();
         self.progress.expect(objects, fetch_bytes);
-        for index in needed {
+        let mut counted = Counted::default();
+        let result = self.apply_parts(
+            source,
+            &superblock,
+            delta,
+            &needed,
+            interrupt,
+            applied,
+            &mut counted,
+        );
+        if result.is_err() {
+            self.progress.retract(
+                objects.saturating_sub(counted.objects),
+                fetch_bytes.saturating_sub(counted.bytes),
+            );
+        }
+        result
+    }
+
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one call site, all borrowed state"
+    )]
+    fn apply_parts(
+        &self,
+        source: &dyn Source,
+        superblock: &Superblock,
+        delta: &Located<'_>,
+        needed: &[(usize, u64)],
+        interrupt: &Interrupt,
+        applied: &mut Applied,
+        counted: &mut Counted,
+    ) -> Result<(), Failure> {
+        let (from, to) = (delta.from, delta.to);
+        for &(index, missing) in needed {
             if self.cancel.is_cancelled() {
                 break;
             }
@@ -158,17 +200,21 @@ impl DeltaPull<'_> {
                     self.progress
                         .metadata_read(delta.source_index, part.len() as u64);
                     self.progress.bytes_read(part.len() as u64);
+                    counted.bytes += part.len() as u64;
                     Some(part)
                 }
             };
-            let payload = delta::open_part(&superblock, index, fetched.as_deref())?;
-            let done = delta::apply_part(self.transaction, &superblock, index, &payload)?;
+            let payload = delta::open_part(superblock, index, fetched.as_deref())?;
+            let done = delta::apply_part(self.transaction, superblock, index, &payload)?;
             // Into objects/, where the object transfer looks for what is already present.
             self.transaction.commit_batch().map_err(DeltaError::from)?;
             for _ in 0..done.metadata_objects + done.content_objects {
                 self.progress.object_done();
                 self.progress.stored_from(delta.source_index);
             }
+            let created = done.metadata_objects + done.content_objects;
+            self.progress.retract(missing.saturating_sub(created), 0);
+            counted.objects += missing;
             applied.metadata_objects += done.metadata_objects;
             applied.content_objects += done.content_objects;
             applied.bytes_written += done.bytes_written;
