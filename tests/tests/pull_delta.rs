@@ -500,3 +500,31 @@ fn delta_written_by_ferry_is_applied_by_ostree_and_by_ferry() -> Result<()> {
     );
     check_result(base, &dest, &update, "ferry-written")
 }
+
+/// A FIFO planted where a drive's superblock belongs does not hold up the pull.
+#[test]
+fn fifo_superblock_on_a_drive_does_not_hang_the_pull() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let fixture = Fixture::new(base)?;
+    let dest = client(&base.join("dest"), RepoMode::Bare, Some(&fixture.key))?;
+    pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    let update = fixture.update(base, &[&format!("--from={}", fixture.v1)])?;
+    let superblock = fixture.delta_dir()?.join("superblock");
+    fs::remove_file(&superblock)?;
+    ferry_tests::cmd::Tool::new("mkfifo")
+        .arg(&superblock)
+        .run()?;
+    let run = pull_support::pull_within(
+        std::time::Duration::from_secs(60),
+        &trust_root(base),
+        &dest.path,
+        &[fixture.repo.path.as_os_str()],
+        &["--remote", REMOTE],
+        &[BRANCH],
+    )?
+    .context("the pull hung on the FIFO")?
+    .require_success()?;
+    check_progress(&run)?;
+    check_result(base, &dest, &update, "fifo")
+}

@@ -230,29 +230,10 @@ impl Source for DriveSource {
         max: u64,
         interrupt: &Interrupt,
     ) -> Result<Option<Vec<u8>>, FetchError> {
-        use std::io::Read;
         self.check(interrupt)?;
-        let path = self.repo.path().join(relative_path);
-        let file = match std::fs::File::open(&path) {
-            Ok(file) => file,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => {
-                return Err(self.fetch_error(relative_path, RepoError::io("open", &path, error)))
-            }
-        };
-        let mut bytes = Vec::new();
-        file.take(max + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|error| {
-                self.fetch_error(relative_path, RepoError::io("read", &path, error))
-            })?;
-        if bytes.len() as u64 > max {
-            return Err(FetchError::failed(
-                &self.info,
-                format!("{relative_path} is larger than the {max} bytes allowed"),
-            ));
-        }
-        Ok(Some(bytes))
+        self.repo
+            .read_delta_file(relative_path, max)
+            .map_err(|error| self.fetch_error(relative_path, error))
     }
 
     fn fetch_summary(&self) -> Result<Option<FetchedSummary>, FetchError> {
