@@ -528,3 +528,49 @@ fn fifo_superblock_on_a_drive_does_not_hang_the_pull() -> Result<()> {
     check_progress(&run)?;
     check_result(base, &dest, &update, "fifo")
 }
+
+/// A peer that trickles its superblock is abandoned after the grace time (10 s plus 1 MiB at
+/// 256 KiB/s) and the objects are fetched instead.
+#[test]
+fn trickled_superblock_is_abandoned_for_objects() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let fixture = Fixture::new(base)?;
+    let dest = client(&base.join("dest"), RepoMode::BareUser, Some(&fixture.key))?;
+    pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    let update = fixture.update(base, &[&format!("--from={}", fixture.v1)])?;
+    let relative = fixture
+        .delta_dir()?
+        .strip_prefix(&fixture.repo.path)?
+        .join("superblock");
+    let server = Peer::serve_with(
+        &fixture.repo.path,
+        pull_support::peer::Behaviour::default().trickle_only(
+            std::time::Duration::from_millis(200),
+            [format!("/{}", relative.display())],
+        ),
+    )?;
+    let url = format!("{}/", server.url);
+    let started = std::time::Instant::now();
+    let run = pull_support::pull_within(
+        std::time::Duration::from_secs(60),
+        &trust_root(base),
+        &dest.path,
+        &[OsStr::new(&url)],
+        &["--remote", REMOTE],
+        &[BRANCH],
+    )?
+    .context("the pull waited on the trickled superblock")?
+    .require_success()?;
+    ensure!(
+        started.elapsed() < std::time::Duration::from_secs(40),
+        "took {:?}",
+        started.elapsed()
+    );
+    ensure!(
+        !delta_warnings(&run).is_empty(),
+        "no warning about the abandoned delta"
+    );
+    check_progress(&run)?;
+    check_result(base, &dest, &update, "trickled")
+}

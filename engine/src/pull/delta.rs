@@ -6,7 +6,9 @@
 //! The commit was already verified; the superblock's copy of it must hash to the same
 //! checksum, and every object a part creates is hashed against its name as it is stored.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::cancel::CancelToken;
 use crate::delta::{self, Applied, DeltaError, Superblock, MAX_PART_SIZE, MAX_SUPERBLOCK_SIZE};
@@ -16,6 +18,14 @@ use crate::repo::{Repo, Transaction};
 use crate::source::{FetchError, Interrupt, Source};
 
 use super::progress::Progress;
+
+/// A delta file must arrive within this long plus its size at [`MIN_RATE`]; a source
+/// slower than that is left to the object transfer, which shares work by rate.
+const FETCH_GRACE: Duration = Duration::from_secs(10);
+/// Bytes per second below which a delta file is abandoned (see [`FETCH_GRACE`]).
+const MIN_RATE: u64 = 256 * 1024;
+/// The size a superblock is given time for: real ones are kilobytes to a few MiB.
+const SUPERBLOCK_TIME_FOR: u64 = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 enum Failure {
@@ -63,14 +73,19 @@ impl DeltaPull<'_> {
             },
             None => None,
         };
-        let interrupt = Interrupt::on_cancel(self.cancel);
         let path = delta::superblock_path(from.as_ref(), to);
         let mut total = Applied::default();
         for (index, source) in self.sources.iter().enumerate() {
             if self.cancel.is_cancelled() {
                 break;
             }
-            let bytes = match source.fetch_delta_file(&path, MAX_SUPERBLOCK_SIZE, &interrupt) {
+            let fetched = self.fetch(
+                source.as_ref(),
+                &path,
+                MAX_SUPERBLOCK_SIZE,
+                SUPERBLOCK_TIME_FOR,
+            );
+            let bytes = match fetched {
                 Ok(Some(bytes)) => bytes,
                 Ok(None) => continue,
                 Err(error) => {
@@ -85,7 +100,7 @@ impl DeltaPull<'_> {
                 from: from.as_ref(),
                 to,
             };
-            match self.apply(source.as_ref(), &bytes, &delta, &interrupt, &mut total) {
+            match self.apply(source.as_ref(), &bytes, &delta, &mut total) {
                 Ok(()) => return total,
                 // What the good parts stored stays (each object was verified); another
                 // source's copy of the delta may provide the rest.
@@ -93,6 +108,34 @@ impl DeltaPull<'_> {
             }
         }
         total
+    }
+
+    /// Fetches a delta file of at most `max` bytes, abandoning it when it takes longer than
+    /// [`FETCH_GRACE`] plus `time_for` bytes at [`MIN_RATE`].
+    fn fetch(
+        &self,
+        source: &dyn Source,
+        path: &str,
+        max: u64,
+        time_for: u64,
+    ) -> Result<Option<Vec<u8>>, FetchError> {
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let interrupt = Interrupt::on_cancel_or_abandon(self.cancel, abandoned.clone());
+        let deadline = FETCH_GRACE + Duration::from_secs(time_for / MIN_RATE);
+        let (finished, wait) = crossbeam_channel::bounded::<()>(0);
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                if matches!(
+                    wait.recv_timeout(deadline),
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout)
+                ) {
+                    abandoned.store(true, Ordering::Relaxed);
+                }
+            });
+            let fetched = source.fetch_delta_file(path, max, &interrupt);
+            drop(finished);
+            fetched
+        })
     }
 
     fn has_complete(&self, commit: &Checksum) -> bool {
@@ -116,7 +159,6 @@ impl DeltaPull<'_> {
         source: &dyn Source,
         bytes: &[u8],
         delta: &Located<'_>,
-        interrupt: &Interrupt,
         applied: &mut Applied,
     ) -> Result<(), Failure> {
         let (from, to) = (delta.from, delta.to);
@@ -144,15 +186,7 @@ impl DeltaPull<'_> {
         let objects: u64 = needed.iter().map(|(_, missing)| missing).sum();
         self.progress.expect(objects, fetch_bytes);
         let mut counted = Counted::default();
-        let result = self.apply_parts(
-            source,
-            &superblock,
-            delta,
-            &needed,
-            interrupt,
-            applied,
-            &mut counted,
-        );
+        let result = self.apply_parts(source, &superblock, delta, &needed, applied, &mut counted);
         if result.is_err() {
             self.progress.retract(
                 objects.saturating_sub(counted.objects),
@@ -172,7 +206,6 @@ impl DeltaPull<'_> {
         superblock: &Superblock,
         delta: &Located<'_>,
         needed: &[(usize, u64)],
-        interrupt: &Interrupt,
         applied: &mut Applied,
         counted: &mut Counted,
     ) -> Result<(), Failure> {
@@ -194,8 +227,8 @@ impl DeltaPull<'_> {
                         .into());
                     }
                     let path = delta::part_path(from, to, index);
-                    let part = source
-                        .fetch_delta_file(&path, header.size, interrupt)?
+                    let part = self
+                        .fetch(source, &path, header.size, header.size)?
                         .ok_or(Failure::MissingPart(index))?;
                     self.progress
                         .metadata_read(delta.source_index, part.len() as u64);
