@@ -557,15 +557,14 @@ pub fn apply_part(
             }
             b'c' => {
                 let done = open.take().ok_or_else(|| ops.error("no object is open"))?;
-                {
-                    if done.data.len() as u64 != done.header.size {
-                        return Err(ops.error("object closed before all its bytes were written"));
-                    }
-                    write_file(transaction, &done.object, done.header, &done.data)?;
-                    applied.bytes_written += done.data.len() as u64;
-                    applied.content_objects += 1;
-                    next_object += 1;
+                if done.data.len() as u64 != done.header.size {
+                    return Err(ops.error("object closed before all its bytes were written"));
                 }
+                write_file(transaction, &done.object, done.header, &done.data)?;
+                applied.bytes_written += done.data.len() as u64;
+                applied.content_objects += 1;
+                next_object += 1;
+                // As libostree's close: the read source ends with the object.
                 read_source = None;
             }
             _ => return Err(ops.error("unknown operation")),
