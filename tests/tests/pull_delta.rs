@@ -71,18 +71,19 @@ fn object_files(repo: &Path) -> Result<BTreeSet<PathBuf>> {
 }
 
 impl Fixture {
+    /// The plain tree committed with canonical permissions, which every mode can hold.
     fn new(base: &Path) -> Result<Self> {
+        Self::with(base, TreeOptions::plain())
+    }
+
+    /// The standard tree with `options`; canonical permissions only for the plain tree.
+    fn with(base: &Path, options: TreeOptions) -> Result<Self> {
         let key = GpgKey::generate(&base.join("gnupg"), "Publisher <publisher@example.org>")?;
-        let tree = Tree::standard(&base.join("tree"), TreeOptions::plain())?;
+        let tree = Tree::standard(&base.join("tree"), options)?;
         tree.write_file(LIBRARY, pseudo_random(96 * 1024, 1))?;
         let repo = OstreeRepo::init(&base.join("server"), RepoMode::Archive, Some(COLLECTION))?;
         repo.config_set("core.fsync", "false")?;
-        let v1 = repo.commit(
-            &CommitSpec::new(BRANCH, &tree.root)
-                .version("1.0")
-                .canonical()
-                .sign(&key),
-        )?;
+        let v1 = repo.commit(&Self::spec(&tree, options, "1.0").sign(&key))?;
         repo.update_summary(Some(&key))?;
         Ok(Self {
             key,
@@ -90,6 +91,15 @@ impl Fixture {
             repo,
             v1,
         })
+    }
+
+    fn spec<'a>(tree: &'a Tree, options: TreeOptions, version: &str) -> CommitSpec<'a> {
+        let spec = CommitSpec::new(BRANCH, &tree.root).version(version);
+        if options == TreeOptions::plain() {
+            spec.canonical()
+        } else {
+            spec
+        }
     }
 
     /// Commits v2 and runs `ostree static-delta generate` with `delta_args`.
@@ -102,14 +112,22 @@ impl Fixture {
             *byte ^= 0x5a;
         }
         self.tree.write_file(LIBRARY, library)?;
+        // In the full tree the patched file has an owner and an xattr of its own too.
+        if self.tree.options.foreign_owner {
+            self.tree.chown(
+                LIBRARY,
+                ferry_tests::tree::standard::OWNER_UID,
+                ferry_tests::tree::standard::OWNER_GID,
+            )?;
+        }
+        if self.tree.options.xattrs {
+            self.tree.set_xattr(LIBRARY, "user.delta", b"patched")?;
+        }
         self.tree
             .write_file(BIG_NEW_FILE, pseudo_random(1_100_000, 2))?;
-        let v2 = self.repo.commit(
-            &CommitSpec::new(BRANCH, &self.tree.root)
-                .version("2.0")
-                .canonical()
-                .sign(&self.key),
-        )?;
+        let v2 = self
+            .repo
+            .commit(&Self::spec(&self.tree, self.tree.options, "2.0").sign(&self.key))?;
         self.repo
             .ostree()
             .args(["static-delta", "generate", "--min-fallback-size=1"])
@@ -190,15 +208,28 @@ fn check_progress(run: &PullRun) -> Result<()> {
 }
 
 fn check_result(base: &Path, dest: &OstreeRepo, update: &Update, name: &str) -> Result<()> {
+    check_result_with(
+        base,
+        dest,
+        update,
+        name,
+        &CompareOptions::content_and_modes(),
+    )
+}
+
+fn check_result_with(
+    base: &Path,
+    dest: &OstreeRepo,
+    update: &Update,
+    name: &str,
+    compare: &CompareOptions,
+) -> Result<()> {
     dest.fsck().with_context(|| format!("fsck of {name}"))?;
     ensure!(dest.read_ref(&remote_ref(BRANCH))? == Some(update.v2.clone()));
     let checkout = base.join(format!("co-{name}"));
     dest.checkout(&update.v2, &checkout, CheckoutMode::Plain)?;
-    assert_trees_equal(
-        &update.reference,
-        &checkout,
-        &CompareOptions::content_and_modes(),
-    )?;
+    assert_trees_equal(&update.reference, &checkout, compare)
+        .with_context(|| format!("checkout from {name}"))?;
     fs::remove_dir_all(&checkout)?;
     Ok(())
 }
@@ -573,4 +604,42 @@ fn trickled_superblock_is_abandoned_for_objects() -> Result<()> {
     );
     check_progress(&run)?;
     check_result(base, &dest, &update, "trickled")
+}
+
+/// The full tree (xattrs, a foreign owner, private modes) through a delta into the modes
+/// that keep them: the checkout matches in ownership and xattrs too.
+#[test]
+fn delta_keeps_xattrs_and_ownership() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let fixture = Fixture::with(base, TreeOptions::full())?;
+    let modes = [RepoMode::Bare, RepoMode::BareUser, RepoMode::Archive];
+    let mut dests = Vec::new();
+    for mode in modes {
+        let dest = client(
+            &base.join(format!("dest-{}", mode.as_str())),
+            mode,
+            Some(&fixture.key),
+        )?;
+        pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+        dests.push(dest);
+    }
+    let update = fixture.update(base, &[&format!("--from={}", fixture.v1)])?;
+    fixture.delete_delta_content(&update)?;
+    for (mode, dest) in modes.iter().zip(&dests) {
+        let run = pull_from(base, dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+        ensure!(
+            delta_warnings(&run).is_empty(),
+            "{:?}",
+            delta_warnings(&run)
+        );
+        check_result_with(
+            base,
+            dest,
+            &update,
+            mode.as_str(),
+            &CompareOptions::everything(),
+        )?;
+    }
+    Ok(())
 }
