@@ -50,6 +50,14 @@ for object in $(find "$repo/objects" -type f | sort); do
 done
 seed summary summary "$repo/summary"
 seed commitmeta summary.sig "$repo/summary.sig"
+# Static delta superblocks: one with its part inline (from scratch), one with a part file.
+ostree static-delta generate --repo="$repo" --empty --inline --to=os/x86_64/stable >/dev/null
+ostree static-delta generate --repo="$repo" --from=os/x86_64/stable^ --to=os/x86_64/stable >/dev/null
+n=0
+for superblock in $(find "$repo/deltas" -name superblock | sort); do
+  n=$((n + 1))
+  seed delta "$n.superblock" "$superblock"
+done
 
 # bare-user objects keep their header in user.ostreemeta; the seed is the content size
 # (8 bytes, little-endian) and that xattr.

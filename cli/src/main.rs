@@ -41,6 +41,8 @@ enum Command {
     Serve(commands::serve::ServeArgs),
     /// Write this machine's OS and apps to a drive that other machines update from.
     PrepareDrive(commands::prepare_drive::PrepareDriveArgs),
+    /// Write static deltas (an update as a few compressed parts) into a repository.
+    Delta(commands::delta::DeltaArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
         Command::Install(args) => commands::install::run(args, cli.verbose > 0),
         Command::Serve(args) => commands::serve::run(args),
         Command::PrepareDrive(args) => commands::prepare_drive::run(args),
+        Command::Delta(args) => commands::delta::run(args),
     };
     match result {
         Ok(code) => code,

@@ -28,6 +28,7 @@
 
 pub mod appstream;
 pub mod cancel;
+pub mod delta;
 pub mod deploy;
 pub mod event;
 pub mod install;

@@ -33,6 +33,7 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("drive_record", drive_record),
     ("policy", policy),
     ("events", events),
+    ("delta", delta),
 ];
 
 /// A commit object from a drive or peer, and what trust reads from it.
@@ -225,5 +226,22 @@ pub fn events(data: &[u8]) {
         lines += 1;
         // Each read consumes at least one byte, so the stream ends.
         assert!(lines <= stream.len());
+    }
+}
+
+/// A static delta superblock from a drive or peer. Parts are not inflated here: an inline
+/// part may legitimately inflate to 512 MiB, past the fuzzer's memory limit.
+pub fn delta(data: &[u8]) {
+    let Ok(superblock) = ferry_engine::delta::Superblock::parse(data) else {
+        return;
+    };
+    // Accepted only when its commit is the delta's target.
+    assert_eq!(
+        ferry_engine::object::metadata_checksum(&superblock.commit),
+        superblock.to
+    );
+    let _ = superblock.external_parts_size();
+    for index in 0..superblock.parts.len() {
+        let _ = superblock.inline_part(index);
     }
 }

@@ -272,6 +272,71 @@ fn serves_a_signed_repository_read_only_to_ferry_and_ostree() -> Result<()> {
 }
 
 /// Descriptors the process `pid` has open.
+/// Object files below a repository's `objects/`.
+fn object_files(repo: &Path) -> Result<std::collections::BTreeSet<PathBuf>> {
+    let mut out = std::collections::BTreeSet::new();
+    for dir in std::fs::read_dir(repo.join("objects"))? {
+        for file in std::fs::read_dir(dir?.path())? {
+            out.insert(file?.path());
+        }
+    }
+    Ok(out)
+}
+
+/// An update whose new content objects are gone from the served repository but carried by
+/// an `ostree static-delta generate` delta: `ferryctl serve` hands out the delta and a pull
+/// through it completes, asking for no content object.
+#[test]
+fn serves_static_deltas_that_a_pull_applies() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let publisher = Publisher::new(&base.join("publisher"), TreeOptions::plain())?;
+    let dest = client(&base.join("dest"), RepoMode::BareUser, Some(&publisher.key))?;
+    pull_remote(
+        &trust_root(base),
+        &dest.path,
+        &publisher.repo.path,
+        &[BRANCH],
+    )?
+    .require_success()?;
+    let before = object_files(&publisher.repo.path)?;
+    publisher.tree.modify_for_second_commit(0)?;
+    let v2 = publisher.repo.commit(
+        &CommitSpec::new(BRANCH, &publisher.tree.root)
+            .version("2.0")
+            .sign(&publisher.key),
+    )?;
+    publisher
+        .repo
+        .ostree()
+        .args(["static-delta", "generate"])
+        .arg(format!("--from={}", publisher.commit))
+        .arg(format!("--to={v2}"))
+        .run()?;
+    publisher.repo.update_summary(Some(&publisher.key))?;
+    for object in object_files(&publisher.repo.path)?.difference(&before) {
+        if object.extension() == Some(OsStr::new("filez")) {
+            std::fs::remove_file(object)?;
+        }
+    }
+    let mut server = Server::start(
+        None,
+        &publisher.repo.path,
+        &["--address", "127.0.0.1", "--port", "0", "--no-advertise"],
+        &base.join("serve.log"),
+    )?;
+    pull_remote(&trust_root(base), &dest.path, &server.url, &[BRANCH])?.require_success()?;
+    ensure!(dest.read_ref(&remote_ref(BRANCH))? == Some(v2));
+    dest.fsck()?;
+    let log = server.log_text();
+    ensure!(
+        log.contains("path=/deltas/") && !log.contains(".filez"),
+        "requests:\n{log}"
+    );
+    server.terminate()?;
+    Ok(())
+}
+
 fn open_fds(pid: u32) -> Result<usize> {
     Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count())
 }

@@ -1,5 +1,6 @@
 //! One module per `ferryctl` subcommand.
 
+pub mod delta;
 pub mod install;
 pub mod list;
 pub mod prepare_drive;

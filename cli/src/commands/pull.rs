@@ -52,6 +52,10 @@ pub struct PullArgs {
     #[arg(long)]
     pub allow_downgrade: bool,
 
+    /// Never use static deltas: fetch every object on its own.
+    #[arg(long)]
+    pub no_deltas: bool,
+
     /// Print progress and results as JSON lines on stdout.
     #[arg(long)]
     pub json: bool,
@@ -112,6 +116,7 @@ pub fn run(args: PullArgs, list_sources: bool) -> anyhow::Result<ExitCode> {
         .collect();
     let mut options = PullOptions::new(trust);
     options.allow_downgrade = args.allow_downgrade;
+    options.no_deltas = args.no_deltas;
 
     let outcomes = pull(&dest, &sources, &requests, &options, &output, &cancel);
     output.finish();

@@ -24,6 +24,7 @@
 //! destination's shared lock is held throughout, as libostree holds it, so `ostree` and
 //! `flatpak` can work on the same repository at the same time.
 
+mod delta;
 mod error;
 mod progress;
 mod transfer;
@@ -147,6 +148,8 @@ pub struct PullOptions {
     /// Threads reading each drive; 0 picks a number from the cores. Peers and servers get a
     /// few requests in flight each.
     pub workers: usize,
+    /// Never apply static deltas; fetch every object on its own.
+    pub no_deltas: bool,
 }
 
 impl PullOptions {
@@ -155,6 +158,7 @@ impl PullOptions {
             allow_downgrade: false,
             trust,
             workers: 0,
+            no_deltas: false,
         }
     }
 }
@@ -180,6 +184,8 @@ pub struct PullStats {
     pub bytes: u64,
     /// Objects the destination already had.
     pub already_present: u64,
+    /// Static deltas applied (objects created from delta parts are counted above).
+    pub deltas_used: u64,
 }
 
 impl PullStats {
@@ -441,7 +447,8 @@ impl Context<'_> {
             self.dest.sync()?;
         } else {
             // Committed durably by the transaction.
-            let (stats, sources) = self.store(request, &plan, &chosen, &commit, update_id)?;
+            let (stats, sources) =
+                self.store(request, &plan, &chosen, &commit, previous, update_id)?;
             result.stats = stats;
             result.sources = sources;
         }
@@ -805,6 +812,7 @@ impl Context<'_> {
         plan: &Plan<'_>,
         chosen: &Candidate,
         commit: &Commit,
+        previous: Option<Checksum>,
         update_id: String,
     ) -> Result<(PullStats, Vec<SourceUse>), PullError> {
         self.dest.mark_partial(&chosen.checksum)?;
@@ -814,7 +822,7 @@ impl Context<'_> {
                 other => PullError::Destination(other),
             })?;
         let mirrors = self.mirrors_of(request, plan, chosen);
-        let stored = self.store_in(&transaction, &mirrors, chosen, commit, update_id);
+        let stored = self.store_in(&transaction, &mirrors, chosen, commit, previous, update_id);
         let committed = transaction.commit();
         let stored = stored?;
         committed?;
@@ -827,6 +835,7 @@ impl Context<'_> {
         mirrors: &[usize],
         chosen: &Candidate,
         commit: &Commit,
+        previous: Option<Checksum>,
         update_id: String,
     ) -> Result<(PullStats, Vec<SourceUse>), PullError> {
         let started = Instant::now();
@@ -889,6 +898,23 @@ impl Context<'_> {
                 }
                 Err(error) => return Err(PullError::Destination(error)),
             }
+        }
+
+        if !self.options.no_deltas {
+            let applied = delta::DeltaPull {
+                dest: self.dest,
+                transaction,
+                sources: &sources,
+                names: &names,
+                progress: &progress,
+                reporter: self.reporter,
+                cancel: self.cancel,
+            }
+            .run(previous, &checksum);
+            stats.metadata_objects += applied.metadata_objects;
+            stats.content_objects += applied.content_objects;
+            // Part bytes read count in the transfer's byte total (progress).
+            stats.deltas_used += u64::from(applied.metadata_objects + applied.content_objects > 0);
         }
 
         let transfer = Transfer {

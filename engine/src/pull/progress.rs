@@ -157,6 +157,21 @@ impl<'a> Progress<'a> {
         self.bytes_total.fetch_add(bytes, Ordering::Relaxed);
     }
 
+    /// Objects and bytes expected that will not come this way after all (a static delta
+    /// that failed part-way: the object transfer expects what is still missing itself).
+    pub(super) fn retract(&self, objects: u64, bytes: u64) {
+        let _ = self
+            .objects_total
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |total| {
+                Some(total.saturating_sub(objects))
+            });
+        let _ = self
+            .bytes_total
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |total| {
+                Some(total.saturating_sub(bytes))
+            });
+    }
+
     /// Bytes whose total was not known when the object was expected.
     pub(super) fn expect_bytes(&self, bytes: u64) {
         self.bytes_total.fetch_add(bytes, Ordering::Relaxed);

@@ -241,6 +241,7 @@ impl Transfer<'_, '_> {
             content_objects: counts.content,
             bytes: self.progress.bytes_done(),
             already_present: counts.present,
+            deltas_used: 0,
         })
     }
 

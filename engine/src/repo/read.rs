@@ -306,6 +306,19 @@ impl Repo {
         self.read_top_level_file_at_most("summary", max)
     }
 
+    /// A static delta file (`deltas/…`) when it is at most `max` bytes, read beneath the
+    /// repository and without waiting on a FIFO; None when it does not exist.
+    pub fn read_delta_file(
+        &self,
+        relative_path: &str,
+        max: u64,
+    ) -> Result<Option<Vec<u8>>, RepoError> {
+        if !relative_path.starts_with("deltas/") {
+            return Ok(None);
+        }
+        self.read_top_level_file_at_most(relative_path, max)
+    }
+
     fn read_top_level_file(&self, name: &str) -> Result<Option<Vec<u8>>, RepoError> {
         self.read_top_level_file_at_most(name, MAX_METADATA_SIZE)
     }

@@ -224,6 +224,18 @@ impl Source for DriveSource {
         }))
     }
 
+    fn fetch_delta_file(
+        &self,
+        relative_path: &str,
+        max: u64,
+        interrupt: &Interrupt,
+    ) -> Result<Option<Vec<u8>>, FetchError> {
+        self.check(interrupt)?;
+        self.repo
+            .read_delta_file(relative_path, max)
+            .map_err(|error| self.fetch_error(relative_path, error))
+    }
+
     fn fetch_summary(&self) -> Result<Option<FetchedSummary>, FetchError> {
         let Some(summary) = self
             .repo

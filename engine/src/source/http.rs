@@ -478,6 +478,15 @@ impl Source for HttpSource {
         }))
     }
 
+    fn fetch_delta_file(
+        &self,
+        relative_path: &str,
+        max: u64,
+        interrupt: &Interrupt,
+    ) -> Result<Option<Vec<u8>>, FetchError> {
+        self.get_bytes(relative_path, max, interrupt)
+    }
+
     fn fetch_summary(&self) -> Result<Option<FetchedSummary>, FetchError> {
         Ok(Some(FetchedSummary {
             summary: self.summary_bytes.clone(),

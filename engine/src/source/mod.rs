@@ -264,4 +264,15 @@ pub trait Source: Send + Sync {
     fn fetch_summary(&self) -> Result<Option<FetchedSummary>, FetchError> {
         Ok(None)
     }
+
+    /// A static delta file (`deltas/…/superblock` or a part), at most `max` bytes,
+    /// unverified. `Ok(None)`: the source does not have it, or serves no deltas.
+    fn fetch_delta_file(
+        &self,
+        _relative_path: &str,
+        _max: u64,
+        _interrupt: &Interrupt,
+    ) -> Result<Option<Vec<u8>>, FetchError> {
+        Ok(None)
+    }
 }

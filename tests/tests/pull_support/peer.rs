@@ -49,8 +49,8 @@ pub struct Trigger {
 /// Bodies sent one byte per `every`.
 pub struct Trickle {
     pub every: Duration,
-    /// The object paths trickled; `None` for every object (config and summary stay fast, so
-    /// the peer is taken into the pull).
+    /// The paths trickled (objects or others, such as delta files); `None` for every object
+    /// (config and summary stay fast, so the peer is taken into the pull).
     pub only: Option<HashSet<String>>,
 }
 
@@ -443,8 +443,10 @@ fn answer_requests(stream: &TcpStream, shared: &Shared) {
         }
         let sent = match shared.trickle.as_ref().filter(|t| {
             status == 200
-                && is_object(&path)
-                && t.only.as_ref().is_none_or(|only| only.contains(&path))
+                && match &t.only {
+                    Some(only) => only.contains(&path),
+                    None => is_object(&path),
+                }
         }) {
             Some(trickle) => send_slowly(&mut writer, &body, trickle.every, &shared.gone),
             None => writer.write_all(&body).is_ok(),

@@ -1,0 +1,826 @@
+//! OSTree static deltas, read and applied in libostree's format.
+//!
+//! A delta from commit A to B (or from nothing to B) lives at
+//! `deltas/<b64(A)[0:2]>/<b64(A)[2:]>-<b64(B)>/` (from scratch: `deltas/<b64(B)[0:2]>/<b64(B)[2:]>/`),
+//! with checksums in OSTree's modified base64 (`/` written `_`, no padding). It holds a
+//! `superblock` (metadata, from, to, the whole new commit, part headers, fallback objects)
+//! and numbered parts, unless the parts are inlined in the superblock's metadata.
+//!
+//! A part is a compression byte (`0` none, `x` xz) and `(a(uuu)aa(ayay)ayay)`: modes,
+//! xattrs, payload and an operation stream that creates, in order, the objects its header
+//! names. Every object goes through the repository's normal write path, which hashes it
+//! against its name, so a delta can create nothing an object pull would not.
+
+mod bspatch;
+mod frame;
+pub mod write;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use crate::object::{Checksum, FileHeader, ObjectId, ObjectKind, Xattr, S_IFLNK, S_IFMT, S_IFREG};
+use crate::repo::{RepoError, Transaction};
+
+use frame::{var, BYTE, U32, U64};
+
+/// Largest superblock read. Real ones hold the commit and a few dozen part headers (each
+/// listing the objects of its part, 33 bytes apiece): a from-scratch delta of a 300,000
+/// object tree is ~10 MiB.
+pub const MAX_SUPERBLOCK_SIZE: u64 = 32 * 1024 * 1024;
+
+/// Largest part, compressed or not, and largest object a part creates. libostree cuts parts
+/// at 32 MiB by default, but never splits a file, so this leaves room for big files; a part
+/// held in memory while it is applied costs at most about three times this. Beyond it the
+/// objects are pulled one by one instead.
+pub const MAX_PART_SIZE: u64 = 256 * 1024 * 1024;
+
+/// Most parts, fallbacks or objects of one part a delta may list.
+const MAX_ENTRIES: usize = 1_000_000;
+
+/// The metadata key of the summary's map of deltas to their superblock checksums.
+pub const SUMMARY_STATIC_DELTAS_KEY: &str = "ostree.static-deltas";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeltaError {
+    #[error("malformed static delta: {0}")]
+    Malformed(&'static str),
+    #[error("static delta lists too many entries in {what} ({count})")]
+    TooMany { what: &'static str, count: usize },
+    #[error("static delta part {index} is {size} bytes, more than the {max} allowed")]
+    TooLarge { index: usize, size: u64, max: u64 },
+    #[error("static delta part {index} hashes to {actual}, not {expected}")]
+    PartChecksum {
+        index: usize,
+        expected: Checksum,
+        actual: Checksum,
+    },
+    #[error("the superblock's commit hashes to {actual}, not the delta's target {expected}")]
+    CommitMismatch {
+        expected: Checksum,
+        actual: Checksum,
+    },
+    #[error("static delta part {index} has unsupported version {version}")]
+    PartVersion { index: usize, version: u32 },
+    #[error("static delta part uses unknown compression {0:#04x}")]
+    Compression(u8),
+    #[error("static delta part does not decompress: {0}")]
+    Decompress(String),
+    #[error("static delta operation {op} at {position}: {reason}")]
+    Op {
+        op: char,
+        position: usize,
+        reason: &'static str,
+    },
+    #[error("bsdiff patch in static delta: {0}")]
+    Bspatch(&'static str),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+}
+
+/// OSTree's modified base64 of a checksum: `/` as `_`, no `=` padding.
+fn modified_base64(checksum: &Checksum) -> String {
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .encode(checksum.as_bytes())
+        .replace('/', "_")
+}
+
+/// The delta's directory relative to the repository, e.g. `deltas/ab/cdef…-ghij…`.
+pub fn delta_dir(from: Option<&Checksum>, to: &Checksum) -> String {
+    let to = modified_base64(to);
+    match from {
+        Some(from) => {
+            let from = modified_base64(from);
+            format!("deltas/{}/{}-{}", &from[..2], &from[2..], to)
+        }
+        None => format!("deltas/{}/{}", &to[..2], &to[2..]),
+    }
+}
+
+/// The superblock's path relative to the repository.
+pub fn superblock_path(from: Option<&Checksum>, to: &Checksum) -> String {
+    format!("{}/superblock", delta_dir(from, to))
+}
+
+/// Part `index`'s path relative to the repository.
+pub fn part_path(from: Option<&Checksum>, to: &Checksum, index: usize) -> String {
+    format!("{}/{index}", delta_dir(from, to))
+}
+
+/// The summary's name for a delta: `FROM-TO` or `TO`, in hex.
+pub fn delta_name(from: Option<&Checksum>, to: &Checksum) -> String {
+    match from {
+        Some(from) => format!("{from}-{to}"),
+        None => to.to_hex(),
+    }
+}
+
+/// One part as the superblock describes it.
+#[derive(Debug, Clone)]
+pub struct PartHeader {
+    pub checksum: Checksum,
+    /// Bytes of the part file.
+    pub size: u64,
+    /// Bytes of the objects it creates, unpacked.
+    pub uncompressed_size: u64,
+    /// The objects it creates, in the order its operations create them.
+    pub objects: Vec<ObjectId>,
+}
+
+/// An object the delta leaves to be fetched on its own.
+#[derive(Debug, Clone)]
+pub struct Fallback {
+    pub object: ObjectId,
+    pub compressed_size: u64,
+    pub uncompressed_size: u64,
+}
+
+/// A parsed superblock.
+#[derive(Debug, Clone)]
+pub struct Superblock {
+    pub from: Option<Checksum>,
+    pub to: Checksum,
+    /// The new commit's bytes, as they hash to `to`.
+    pub commit: Vec<u8>,
+    pub parts: Vec<PartHeader>,
+    pub fallbacks: Vec<Fallback>,
+    /// Parts carried inside the superblock (`--inline`), by index.
+    inline_parts: BTreeMap<usize, Vec<u8>>,
+}
+
+fn object_kind(number: u8) -> Result<ObjectKind, DeltaError> {
+    match ObjectKind::from_ostree_number(number) {
+        Some(kind @ (ObjectKind::File | ObjectKind::DirTree | ObjectKind::DirMeta)) => Ok(kind),
+        Some(ObjectKind::Commit) => Ok(ObjectKind::Commit),
+        _ => Err(DeltaError::Malformed("unknown object type")),
+    }
+}
+
+fn checksum(what: &'static str, bytes: &[u8]) -> Result<Checksum, DeltaError> {
+    Checksum::from_slice(bytes).map_err(|_| DeltaError::Malformed(what))
+}
+
+impl Superblock {
+    /// Parses a superblock and checks that its commit hashes to its `to` checksum.
+    pub fn parse(bytes: &[u8]) -> Result<Self, DeltaError> {
+        const WHAT: &str = "superblock";
+        if bytes.len() as u64 > MAX_SUPERBLOCK_SIZE {
+            return Err(DeltaError::Malformed("superblock too large"));
+        }
+        // (a{sv} t ay ay (commit) ay a(uayttay) a(yaytt))
+        let members = frame::tuple(
+            WHAT,
+            bytes,
+            &[var(8), U64, var(1), var(1), var(8), var(1), var(8), var(8)],
+        )?;
+        let metadata = frame::vardict(WHAT, members[0], MAX_ENTRIES)?;
+        let mut swap = false;
+        for (key, value, type_str) in &metadata {
+            if *key == "ostree.endianness" && *type_str == b"y" {
+                swap = value.first() == Some(&b'B');
+            }
+        }
+        let from = match members[2] {
+            [] => None,
+            raw => Some(checksum("from checksum", raw)?),
+        };
+        let to = checksum("to checksum", members[3])?;
+        let commit = members[4].to_vec();
+        let actual = crate::object::metadata_checksum(&commit);
+        if actual != to {
+            return Err(DeltaError::CommitMismatch {
+                expected: to,
+                actual,
+            });
+        }
+        if !members[5].is_empty() {
+            return Err(DeltaError::Malformed("recursive deltas are not supported"));
+        }
+        let u64_of = |raw: &[u8]| {
+            let value = frame::u64_le(raw);
+            if swap {
+                value.swap_bytes()
+            } else {
+                value
+            }
+        };
+        let mut parts = Vec::new();
+        for entry in frame::var_array(WHAT, members[6], 8, MAX_ENTRIES)? {
+            let fields = frame::tuple(WHAT, entry, &[U32, var(1), U64, U64, var(1)])?;
+            let version = frame::u32_le(fields[0]);
+            let version = if swap { version.swap_bytes() } else { version };
+            if version != 0 {
+                return Err(DeltaError::PartVersion {
+                    index: parts.len(),
+                    version,
+                });
+            }
+            let mut objects = Vec::new();
+            for raw in frame::fixed_array(WHAT, fields[4], 33)? {
+                objects.push(ObjectId::new(
+                    checksum("part object", &raw[1..])?,
+                    object_kind(raw[0])?,
+                ));
+            }
+            parts.push(PartHeader {
+                checksum: checksum("part checksum", fields[1])?,
+                size: u64_of(fields[2]),
+                uncompressed_size: u64_of(fields[3]),
+                objects,
+            });
+        }
+        let mut fallbacks = Vec::new();
+        for entry in frame::var_array(WHAT, members[7], 8, MAX_ENTRIES)? {
+            let fields = frame::tuple(WHAT, entry, &[BYTE, var(1), U64, U64])?;
+            fallbacks.push(Fallback {
+                object: ObjectId::new(checksum("fallback", fields[1])?, object_kind(fields[0][0])?),
+                compressed_size: u64_of(fields[2]),
+                uncompressed_size: u64_of(fields[3]),
+            });
+        }
+        let mut inline_parts = BTreeMap::new();
+        let prefix = format!("{}/", delta_dir(from.as_ref(), &to));
+        for (key, value, type_str) in metadata {
+            if let Some(index) = key.strip_prefix(&prefix) {
+                if type_str != b"(yay)" {
+                    continue;
+                }
+                if let Ok(index) = index.parse::<usize>() {
+                    inline_parts.insert(index, value.to_vec());
+                }
+            }
+        }
+        Ok(Self {
+            from,
+            to,
+            commit,
+            parts,
+            fallbacks,
+            inline_parts,
+        })
+    }
+
+    /// The bytes of part `index` when the superblock carries it.
+    pub fn inline_part(&self, index: usize) -> Option<&[u8]> {
+        self.inline_parts.get(&index).map(Vec::as_slice)
+    }
+
+    /// Bytes of the parts to fetch (inline parts cost nothing more).
+    pub fn external_parts_size(&self) -> u64 {
+        self.parts
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| !self.inline_parts.contains_key(index))
+            .map(|(_, part)| part.size)
+            .sum()
+    }
+}
+
+/// Checks a fetched part file against its header and returns its uncompressed payload
+/// variant. Inline parts are part of the superblock, whose commit was verified; they carry
+/// no checksum of their own.
+pub fn open_part(
+    superblock: &Superblock,
+    index: usize,
+    fetched: Option<&[u8]>,
+) -> Result<Vec<u8>, DeltaError> {
+    let header = superblock
+        .parts
+        .get(index)
+        .ok_or(DeltaError::Malformed("no such part"))?;
+    if header.size > MAX_PART_SIZE || header.uncompressed_size > MAX_PART_SIZE {
+        return Err(DeltaError::TooLarge {
+            index,
+            size: header.size.max(header.uncompressed_size),
+            max: MAX_PART_SIZE,
+        });
+    }
+    let bytes = match (superblock.inline_part(index), fetched) {
+        (Some(inline), _) => inline,
+        (None, Some(fetched)) => {
+            if fetched.len() as u64 != header.size {
+                return Err(DeltaError::Malformed("part size differs from its header"));
+            }
+            let actual = Checksum::from_array(Sha256::digest(fetched).into());
+            if actual != header.checksum {
+                return Err(DeltaError::PartChecksum {
+                    index,
+                    expected: header.checksum,
+                    actual,
+                });
+            }
+            fetched
+        }
+        (None, None) => return Err(DeltaError::Malformed("part missing")),
+    };
+    let (compression, body) = bytes
+        .split_first()
+        .ok_or(DeltaError::Malformed("empty part"))?;
+    if body.len() as u64 > MAX_PART_SIZE {
+        return Err(DeltaError::TooLarge {
+            index,
+            size: body.len() as u64,
+            max: MAX_PART_SIZE,
+        });
+    }
+    match compression {
+        0 => Ok(body.to_vec()),
+        b'x' => {
+            let mut out = Vec::new();
+            let decoder = xz2::read::XzDecoder::new(body);
+            decoder
+                .take(MAX_PART_SIZE + 1)
+                .read_to_end(&mut out)
+                .map_err(|error| DeltaError::Decompress(error.to_string()))?;
+            if out.len() as u64 > MAX_PART_SIZE {
+                return Err(DeltaError::TooLarge {
+                    index,
+                    size: out.len() as u64,
+                    max: MAX_PART_SIZE,
+                });
+            }
+            Ok(out)
+        }
+        other => Err(DeltaError::Compression(*other)),
+    }
+}
+
+/// What applying a part did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Applied {
+    pub metadata_objects: u64,
+    pub content_objects: u64,
+    /// Bytes of the objects created, unpacked.
+    pub bytes_written: u64,
+}
+
+struct Ops<'a> {
+    stream: &'a [u8],
+    position: usize,
+    op: char,
+}
+
+impl Ops<'_> {
+    fn error(&self, reason: &'static str) -> DeltaError {
+        DeltaError::Op {
+            op: self.op,
+            position: self.position,
+            reason,
+        }
+    }
+
+    fn varuint(&mut self) -> Result<u64, DeltaError> {
+        let mut value: u64 = 0;
+        for count in 0..10 {
+            let byte = *self
+                .stream
+                .get(self.position)
+                .ok_or_else(|| self.error("varint runs past the end"))?;
+            self.position += 1;
+            value |= u64::from(byte & 0x7f).checked_shl(7 * count).unwrap_or(0);
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(self.error("varint too long"))
+    }
+
+    fn index(&mut self) -> Result<usize, DeltaError> {
+        let value = self.varuint()?;
+        usize::try_from(value).map_err(|_| self.error("value out of range"))
+    }
+}
+
+/// The content object being assembled by open / write / bspatch / close.
+struct Open {
+    object: Checksum,
+    header: FileHeader,
+    data: Vec<u8>,
+}
+
+/// Applies one opened part (from [`open_part`]) whose header is part `index` of
+/// `superblock`, writing the objects it creates through `transaction`. Sizes and offsets
+/// are checked against the payload; an operation that reads outside it is refused.
+pub fn apply_part(
+    transaction: &Transaction<'_>,
+    superblock: &Superblock,
+    index: usize,
+    payload_variant: &[u8],
+) -> Result<Applied, DeltaError> {
+    const WHAT: &str = "part";
+    let header = superblock
+        .parts
+        .get(index)
+        .ok_or(DeltaError::Malformed("no such part"))?;
+    let mut applied = Applied::default();
+    if header.objects.is_empty() {
+        return Ok(applied);
+    }
+    let members = frame::tuple(WHAT, payload_variant, &[var(4), var(1), var(1), var(1)])?;
+    let modes = frame::fixed_array(WHAT, members[0], 12)?;
+    let xattr_lists = frame::var_array(WHAT, members[1], 1, MAX_ENTRIES)?;
+    let payload = members[2];
+    let mut ops = Ops {
+        stream: members[3],
+        position: 0,
+        op: '?',
+    };
+    let repo = transaction.repo();
+    let mut next_object = 0usize;
+    let mut read_source: Option<Vec<u8>> = None;
+    let mut open: Option<Open> = None;
+
+    let slice = |ops: &Ops<'_>, offset: u64, length: u64| -> Result<&[u8], DeltaError> {
+        let start = usize::try_from(offset).map_err(|_| ops.error("offset out of range"))?;
+        let length = usize::try_from(length).map_err(|_| ops.error("length out of range"))?;
+        start
+            .checked_add(length)
+            .and_then(|end| payload.get(start..end))
+            .ok_or_else(|| ops.error("reads outside the part's payload"))
+    };
+
+    while let Some(&opcode) = ops.stream.get(ops.position) {
+        ops.op = char::from(opcode);
+        ops.position += 1;
+        match opcode {
+            b'S' => {
+                if open.is_some() {
+                    return Err(ops.error("an object is already open"));
+                }
+                let object = *header
+                    .objects
+                    .get(next_object)
+                    .ok_or_else(|| ops.error("more objects than the header lists"))?;
+                if object.kind.is_metadata() {
+                    let length = ops.varuint()?;
+                    let offset = ops.varuint()?;
+                    let bytes = slice(&ops, offset, length)?;
+                    if object.kind == ObjectKind::Commit {
+                        return Err(ops.error("a part may not create a commit"));
+                    }
+                    transaction.write_metadata(object.kind, &object.checksum, bytes)?;
+                    applied.bytes_written += length;
+                    applied.metadata_objects += 1;
+                } else {
+                    let file_header = content_header(&mut ops, &modes, &xattr_lists)?;
+                    let size = ops.varuint()?;
+                    let offset = ops.varuint()?;
+                    let bytes = slice(&ops, offset, size)?;
+                    write_file(transaction, &object.checksum, file_header, bytes)?;
+                    applied.bytes_written += size;
+                    applied.content_objects += 1;
+                }
+                next_object += 1;
+                read_source = None;
+            }
+            b'o' => {
+                if open.is_some() {
+                    return Err(ops.error("an object is already open"));
+                }
+                let object = *header
+                    .objects
+                    .get(next_object)
+                    .ok_or_else(|| ops.error("more objects than the header lists"))?;
+                if object.kind != ObjectKind::File {
+                    return Err(ops.error("only content objects are opened"));
+                }
+                let file_header = content_header(&mut ops, &modes, &xattr_lists)?;
+                let size = ops.varuint()?;
+                let size = usize::try_from(size).map_err(|_| ops.error("size out of range"))?;
+                if size as u64 > MAX_PART_SIZE {
+                    return Err(ops.error("object larger than allowed"));
+                }
+                open = Some(Open {
+                    object: object.checksum,
+                    header: FileHeader {
+                        size: size as u64,
+                        ..file_header
+                    },
+                    data: Vec::with_capacity(size.min(payload.len() * 4 + 4096)),
+                });
+            }
+            b'w' => {
+                let size = ops.varuint()?;
+                let offset = ops.varuint()?;
+                let target = open
+                    .as_mut()
+                    .ok_or_else(|| ops.error("no object is open"))?;
+                let bytes = match &read_source {
+                    Some(source) => {
+                        let start = usize::try_from(offset)
+                            .map_err(|_| ops.error("offset out of range"))?;
+                        let length =
+                            usize::try_from(size).map_err(|_| ops.error("length out of range"))?;
+                        start
+                            .checked_add(length)
+                            .and_then(|end| source.get(start..end))
+                            .ok_or_else(|| ops.error("reads outside the source object"))?
+                    }
+                    None => slice(&ops, offset, size)?,
+                };
+                if (target.data.len() + bytes.len()) as u64 > target.header.size {
+                    return Err(ops.error("writes more than the object's size"));
+                }
+                target.data.extend_from_slice(bytes);
+            }
+            b'r' => {
+                let offset = ops.varuint()?;
+                let raw = slice(&ops, offset, 32)?;
+                let source = checksum("read source", raw)?;
+                let (_, mut reader) = repo.open_content(&source)?;
+                let mut data = Vec::new();
+                (&mut reader)
+                    .take(MAX_PART_SIZE + 1)
+                    .read_to_end(&mut data)
+                    .map_err(|_| ops.error("cannot read the source object"))?;
+                if data.len() as u64 > MAX_PART_SIZE {
+                    return Err(ops.error("source object larger than allowed"));
+                }
+                read_source = Some(data);
+            }
+            b'R' => read_source = None,
+            b'B' => {
+                let offset = ops.varuint()?;
+                let length = ops.varuint()?;
+                let patch = slice(&ops, offset, length)?;
+                let target = open
+                    .as_mut()
+                    .ok_or_else(|| ops.error("no object is open"))?;
+                let old = read_source
+                    .as_deref()
+                    .ok_or_else(|| ops.error("no read source is set"))?;
+                let size = usize::try_from(target.header.size)
+                    .map_err(|_| ops.error("size out of range"))?;
+                target.data = bspatch::apply(old, patch, size)?;
+            }
+            b'c' => {
+                let done = open.take().ok_or_else(|| ops.error("no object is open"))?;
+                if done.data.len() as u64 != done.header.size {
+                    return Err(ops.error("object closed before all its bytes were written"));
+                }
+                write_file(transaction, &done.object, done.header, &done.data)?;
+                applied.bytes_written += done.data.len() as u64;
+                applied.content_objects += 1;
+                next_object += 1;
+                // As libostree's close: the read source ends with the object.
+                read_source = None;
+            }
+            _ => return Err(ops.error("unknown operation")),
+        }
+    }
+    if open.is_some() {
+        return Err(ops.error("the operations end with an object open"));
+    }
+    if next_object != header.objects.len() {
+        return Err(DeltaError::Malformed(
+            "a part created fewer objects than its header lists",
+        ));
+    }
+    Ok(applied)
+}
+
+/// Reads the mode and xattr indexes of a content op.
+fn content_header(
+    ops: &mut Ops<'_>,
+    modes: &[&[u8]],
+    xattr_lists: &[&[u8]],
+) -> Result<FileHeader, DeltaError> {
+    let mode_index = ops.index()?;
+    let xattr_index = ops.index()?;
+    let mode = modes
+        .get(mode_index)
+        .ok_or_else(|| ops.error("mode index out of range"))?;
+    let be = |at: usize| {
+        let mut raw = [0u8; 4];
+        raw.copy_from_slice(&mode[at..at + 4]);
+        u32::from_be_bytes(raw)
+    };
+    let raw_xattrs = xattr_lists
+        .get(xattr_index)
+        .ok_or_else(|| ops.error("xattr index out of range"))?;
+    let mut xattrs = Vec::new();
+    for entry in frame::var_array("xattrs", raw_xattrs, 1, MAX_ENTRIES)? {
+        let fields = frame::tuple("xattrs", entry, &[var(1), var(1)])?;
+        let name = match fields[0].split_last() {
+            Some((0, name)) => name,
+            _ => return Err(ops.error("xattr name is not NUL-terminated")),
+        };
+        xattrs.push(Xattr::new(name, fields[1]));
+    }
+    Ok(FileHeader {
+        uid: be(0),
+        gid: be(4),
+        mode: be(8),
+        symlink_target: String::new(),
+        xattrs,
+        size: 0,
+    })
+}
+
+/// Writes a regular file or symlink whose bytes (the target, for a symlink) are `data`.
+fn write_file(
+    transaction: &Transaction<'_>,
+    object: &Checksum,
+    mut header: FileHeader,
+    data: &[u8],
+) -> Result<(), DeltaError> {
+    match header.mode & S_IFMT {
+        S_IFREG => {
+            header.size = data.len() as u64;
+            transaction.write_content(object, &header, data)?;
+        }
+        S_IFLNK => {
+            header.size = 0;
+            header.symlink_target = std::str::from_utf8(data)
+                .map_err(|_| DeltaError::Malformed("symlink target is not UTF-8"))?
+                .to_owned();
+            transaction.write_content(object, &header, std::io::empty())?;
+        }
+        _ => {
+            return Err(DeltaError::Malformed(
+                "content is neither a file nor a symlink",
+            ))
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object::ContentHasher;
+    use crate::repo::{Repo, RepoMode};
+
+    /// A part payload `(a(uuu)aa(ayay)ayay)` with one mode (root, 0644 file), one empty xattr
+    /// list, `payload` and `ops`; framing offsets are one byte (the tests keep it small).
+    fn part_variant(payload: &[u8], ops: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for value in [0u32, 0, S_IFREG | 0o644] {
+            out.extend(value.to_be_bytes());
+        }
+        let modes_end = out.len();
+        out.push(0); // aa(ayay) holding one empty list: its one end offset.
+        let xattrs_end = out.len();
+        out.extend(payload);
+        let payload_end = out.len();
+        out.extend(ops);
+        out.extend([payload_end as u8, xattrs_end as u8, modes_end as u8]);
+        assert!(out.len() < 256);
+        out
+    }
+
+    fn superblock_creating(object: Checksum) -> Superblock {
+        Superblock {
+            from: None,
+            to: Checksum::from_array([0; 32]),
+            commit: Vec::new(),
+            parts: vec![PartHeader {
+                checksum: Checksum::from_array([0; 32]),
+                size: 0,
+                uncompressed_size: 5,
+                objects: vec![ObjectId::new(object, ObjectKind::File)],
+            }],
+            fallbacks: Vec::new(),
+            inline_parts: BTreeMap::new(),
+        }
+    }
+
+    fn hello_checksum() -> Checksum {
+        ContentHasher::checksum(&FileHeader::regular(0, 0, 0o644, 5), b"hello").unwrap()
+    }
+
+    #[test]
+    fn splices_a_file_and_refuses_reads_outside_the_payload() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let repo = Repo::init(dir.path(), RepoMode::Archive, None).unwrap();
+        let transaction = Transaction::begin(&repo, None).unwrap();
+        let superblock = superblock_creating(hello_checksum());
+
+        // Splice 6 bytes at 0, then 5 at 1, of a 5-byte payload; then a write past it.
+        for ops in [
+            &[b'S', 0, 0, 6, 0][..],
+            &[b'S', 0, 0, 5, 1],
+            &[b'o', 0, 0, 5, b'w', 5, 3, b'c'],
+            &[
+                b'S', 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0,
+            ],
+        ] {
+            let error =
+                apply_part(&transaction, &superblock, 0, &part_variant(b"hello", ops)).unwrap_err();
+            assert!(matches!(error, DeltaError::Op { .. }), "{ops:?}: {error}");
+        }
+        // A varint running past the end of the operations.
+        let error = apply_part(
+            &transaction,
+            &superblock,
+            0,
+            &part_variant(b"hello", &[b'S', 0, 0, 0x85]),
+        )
+        .unwrap_err();
+        assert!(matches!(error, DeltaError::Op { .. }), "{error}");
+
+        let done = apply_part(
+            &transaction,
+            &superblock,
+            0,
+            &part_variant(b"hello", &[b'S', 0, 0, 5, 0]),
+        )
+        .unwrap();
+        assert_eq!(done.content_objects, 1);
+        transaction.commit().unwrap();
+        assert!(repo
+            .has_object(ObjectId::new(hello_checksum(), ObjectKind::File))
+            .unwrap());
+    }
+
+    #[test]
+    fn refuses_an_object_that_is_not_what_the_header_names() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let repo = Repo::init(dir.path(), RepoMode::Bare, None).unwrap();
+        let transaction = Transaction::begin(&repo, None).unwrap();
+        let claimed = Checksum::from_array([7; 32]);
+        let superblock = superblock_creating(claimed);
+        let error = apply_part(
+            &transaction,
+            &superblock,
+            0,
+            &part_variant(b"hello", &[b'S', 0, 0, 5, 0]),
+        )
+        .unwrap_err();
+        assert!(matches!(error, DeltaError::Repo(_)), "{error}");
+        transaction.commit().unwrap();
+        assert!(!repo
+            .has_object(ObjectId::new(claimed, ObjectKind::File))
+            .unwrap());
+        // More objects created than the header lists, or fewer, is refused too.
+        let transaction = Transaction::begin(&repo, None).unwrap();
+        let superblock = superblock_creating(hello_checksum());
+        for ops in [&[b'S', 0, 0, 5, 0, b'S', 0, 0, 5, 0][..], &[]] {
+            assert!(
+                apply_part(&transaction, &superblock, 0, &part_variant(b"hello", ops)).is_err()
+            );
+        }
+    }
+
+    /// Superblocks written by `ostree static-delta generate` (scripts/fuzz-corpus.sh): one
+    /// from scratch with its part inline, one from a parent with a part file.
+    #[test]
+    fn parses_superblocks_written_by_ostree() {
+        let mut inline = 0;
+        for bytes in [
+            &include_bytes!("../../../fuzz/corpus/delta/1.superblock")[..],
+            &include_bytes!("../../../fuzz/corpus/delta/2.superblock")[..],
+        ] {
+            let superblock = Superblock::parse(bytes).unwrap();
+            assert_eq!(
+                crate::object::metadata_checksum(&superblock.commit),
+                superblock.to
+            );
+            assert_eq!(superblock.parts.len(), 1);
+            assert!(!superblock.parts[0].objects.is_empty());
+            if superblock.inline_part(0).is_some() {
+                inline += 1;
+                assert!(superblock.from.is_none());
+                let payload = open_part(&superblock, 0, None).unwrap();
+                assert!(payload.len() as u64 >= superblock.parts[0].uncompressed_size / 2);
+            } else {
+                assert!(superblock.from.is_some());
+                assert!(open_part(&superblock, 0, None).is_err());
+            }
+            let mut truncated = bytes.to_vec();
+            truncated.truncate(bytes.len() - 1);
+            assert!(Superblock::parse(&truncated).is_err());
+        }
+        assert_eq!(inline, 1);
+    }
+
+    #[test]
+    fn refuses_parts_of_the_wrong_or_an_oversized_size() {
+        let mut superblock = superblock_creating(hello_checksum());
+        superblock.parts[0].size = 10;
+        let error = open_part(&superblock, 0, Some(&[0; 11])).unwrap_err();
+        assert!(matches!(error, DeltaError::Malformed(_)), "{error}");
+        let error = open_part(&superblock, 0, Some(&[0; 10])).unwrap_err();
+        assert!(matches!(error, DeltaError::PartChecksum { .. }), "{error}");
+        superblock.parts[0].uncompressed_size = MAX_PART_SIZE + 1;
+        let error = open_part(&superblock, 0, Some(&[0; 10])).unwrap_err();
+        assert!(matches!(error, DeltaError::TooLarge { .. }), "{error}");
+    }
+
+    #[test]
+    fn paths_use_modified_base64() {
+        let to = Checksum::from_array([0xff; 32]);
+        let from = Checksum::from_array([0; 32]);
+        let b64_to = format!("{}8", "_".repeat(42));
+        assert_eq!(
+            superblock_path(None, &to),
+            format!("deltas/__/{}/superblock", &b64_to[2..])
+        );
+        assert_eq!(
+            part_path(Some(&from), &to, 3),
+            format!("deltas/AA/{}-{b64_to}/3", "A".repeat(41))
+        );
+    }
+}

@@ -1,0 +1,645 @@
+//! Static deltas made by `ostree static-delta generate`, applied by `ferryctl pull`: an
+//! update (with bsdiff on a changed library and a fallback object) into all four modes, a
+//! from-scratch `--inline` delta, a corrupted part (the pull falls back to objects), and a
+//! delta served over HTTP (no objects fetched beyond the fallback).
+//!
+//! To prove a delta was applied, the content objects it carries are deleted from the source
+//! after it is generated: an object pull would then fail, as `--no-deltas` shows.
+
+mod pull_support;
+
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{ensure, Context, Result};
+use ferry_engine::event::Event;
+use ferry_tests::compare::{assert_trees_equal, CompareOptions};
+use ferry_tests::gpg::GpgKey;
+use ferry_tests::ostree::{CheckoutMode, CommitSpec, OstreeRepo, RepoMode};
+use ferry_tests::tree::{Tree, TreeOptions};
+use pull_support::peer::Peer;
+use pull_support::{client, pull, remote_ref, trust_root, PullRun, BRANCH, COLLECTION, REMOTE};
+use tempfile::TempDir;
+
+/// A library changed slightly all over in v2: ostree encodes it with bsdiff.
+const LIBRARY: &str = "usr/lib/libexample.so";
+/// A file new in v2, larger than `--min-fallback-size=1` (MB): left as a fallback object.
+const BIG_NEW_FILE: &str = "usr/share/big-new.bin";
+
+fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed;
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) as u8
+        })
+        .collect()
+}
+
+/// A publisher's archive repository with v1 of the standard tree plus [`LIBRARY`].
+struct Fixture {
+    key: GpgKey,
+    tree: Tree,
+    repo: OstreeRepo,
+    v1: String,
+}
+
+/// v2 and its delta.
+struct Update {
+    v2: String,
+    /// Objects v2 added to the publisher's repository (paths below it).
+    new_objects: BTreeSet<PathBuf>,
+    /// The fallback object's path below the repository.
+    fallback: PathBuf,
+    /// v2 checked out from the publisher before anything was deleted.
+    reference: PathBuf,
+}
+
+fn object_files(repo: &Path) -> Result<BTreeSet<PathBuf>> {
+    let mut out = BTreeSet::new();
+    for dir in fs::read_dir(repo.join("objects"))? {
+        let dir = dir?.path();
+        for file in fs::read_dir(&dir)? {
+            out.insert(file?.path().strip_prefix(repo)?.to_path_buf());
+        }
+    }
+    Ok(out)
+}
+
+impl Fixture {
+    /// The plain tree committed with canonical permissions, which every mode can hold.
+    fn new(base: &Path) -> Result<Self> {
+        Self::with(base, TreeOptions::plain())
+    }
+
+    /// The standard tree with `options`; canonical permissions only for the plain tree.
+    fn with(base: &Path, options: TreeOptions) -> Result<Self> {
+        let key = GpgKey::generate(&base.join("gnupg"), "Publisher <publisher@example.org>")?;
+        let tree = Tree::standard(&base.join("tree"), options)?;
+        tree.write_file(LIBRARY, pseudo_random(96 * 1024, 1))?;
+        let repo = OstreeRepo::init(&base.join("server"), RepoMode::Archive, Some(COLLECTION))?;
+        repo.config_set("core.fsync", "false")?;
+        let v1 = repo.commit(&Self::spec(&tree, options, "1.0").sign(&key))?;
+        repo.update_summary(Some(&key))?;
+        Ok(Self {
+            key,
+            tree,
+            repo,
+            v1,
+        })
+    }
+
+    fn spec<'a>(tree: &'a Tree, options: TreeOptions, version: &str) -> CommitSpec<'a> {
+        let spec = CommitSpec::new(BRANCH, &tree.root).version(version);
+        if options == TreeOptions::plain() {
+            spec.canonical()
+        } else {
+            spec
+        }
+    }
+
+    /// Commits v2 and runs `ostree static-delta generate` with `delta_args`.
+    fn update(&self, base: &Path, delta_args: &[&str]) -> Result<Update> {
+        let before = object_files(&self.repo.path)?;
+        self.tree.modify_for_second_commit(0)?;
+        let mut library = pseudo_random(96 * 1024, 1);
+        // Small changes all over it: no rolling-checksum chunk survives, bsdiff does well.
+        for byte in library.iter_mut().step_by(1500) {
+            *byte ^= 0x5a;
+        }
+        self.tree.write_file(LIBRARY, library)?;
+        // In the full tree the patched file has an owner and an xattr of its own too.
+        if self.tree.options.foreign_owner {
+            self.tree.chown(
+                LIBRARY,
+                ferry_tests::tree::standard::OWNER_UID,
+                ferry_tests::tree::standard::OWNER_GID,
+            )?;
+        }
+        if self.tree.options.xattrs {
+            self.tree.set_xattr(LIBRARY, "user.delta", b"patched")?;
+        }
+        self.tree
+            .write_file(BIG_NEW_FILE, pseudo_random(1_100_000, 2))?;
+        let v2 = self
+            .repo
+            .commit(&Self::spec(&self.tree, self.tree.options, "2.0").sign(&self.key))?;
+        self.repo
+            .ostree()
+            .args(["static-delta", "generate", "--min-fallback-size=1"])
+            .arg(format!("--to={v2}"))
+            .args(delta_args)
+            .run()?;
+        self.repo.update_summary(Some(&self.key))?;
+        let new_objects: BTreeSet<PathBuf> = object_files(&self.repo.path)?
+            .difference(&before)
+            .cloned()
+            .collect();
+        let fallback_checksum = self.repo.content_checksum(&v2, BIG_NEW_FILE)?;
+        let fallback = PathBuf::from(format!(
+            "objects/{}/{}.filez",
+            &fallback_checksum[..2],
+            &fallback_checksum[2..]
+        ));
+        ensure!(new_objects.contains(&fallback));
+        let reference = base.join("reference");
+        self.repo.checkout(&v2, &reference, CheckoutMode::Plain)?;
+        Ok(Update {
+            v2,
+            new_objects,
+            fallback,
+            reference,
+        })
+    }
+
+    /// Deletes the content objects of v2 that the delta carries (all but the fallback).
+    fn delete_delta_content(&self, update: &Update) -> Result<usize> {
+        let mut deleted = 0;
+        for object in &update.new_objects {
+            if object.extension() == Some(OsStr::new("filez")) && *object != update.fallback {
+                fs::remove_file(self.repo.path.join(object))?;
+                deleted += 1;
+            }
+        }
+        ensure!(deleted >= 3, "only {deleted} content objects are new in v2");
+        Ok(deleted)
+    }
+
+    /// The delta's directory below `deltas/`.
+    fn delta_dir(&self) -> Result<PathBuf> {
+        let deltas = self.repo.path.join("deltas");
+        for prefix in fs::read_dir(&deltas)? {
+            if let Some(entry) = fs::read_dir(prefix?.path())?.next() {
+                return Ok(entry?.path());
+            }
+        }
+        anyhow::bail!("no delta under {}", deltas.display())
+    }
+}
+
+fn pull_from(base: &Path, dest: &OstreeRepo, from: &OsStr, extra: &[&str]) -> Result<PullRun> {
+    let mut args = vec!["--remote", REMOTE];
+    args.extend_from_slice(extra);
+    pull(&trust_root(base), &dest.path, &[from], &args, &[BRANCH])
+}
+
+fn delta_warnings(run: &PullRun) -> Vec<String> {
+    run.events
+        .iter()
+        .filter_map(|event| match event {
+            Event::Message { text, .. } if text.contains("static delta") => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The last progress event says everything expected was done.
+fn check_progress(run: &PullRun) -> Result<()> {
+    let (done, total, bytes_done, bytes_total) = run.last_progress().context("no progress")?;
+    ensure!(
+        done == total && bytes_done == bytes_total,
+        "progress ends at {done}/{total} objects, {bytes_done}/{bytes_total} bytes"
+    );
+    Ok(())
+}
+
+fn check_result(base: &Path, dest: &OstreeRepo, update: &Update, name: &str) -> Result<()> {
+    check_result_with(
+        base,
+        dest,
+        update,
+        name,
+        &CompareOptions::content_and_modes(),
+    )
+}
+
+fn check_result_with(
+    base: &Path,
+    dest: &OstreeRepo,
+    update: &Update,
+    name: &str,
+    compare: &CompareOptions,
+) -> Result<()> {
+    dest.fsck().with_context(|| format!("fsck of {name}"))?;
+    ensure!(dest.read_ref(&remote_ref(BRANCH))? == Some(update.v2.clone()));
+    let checkout = base.join(format!("co-{name}"));
+    dest.checkout(&update.v2, &checkout, CheckoutMode::Plain)?;
+    assert_trees_equal(&update.reference, &checkout, compare)
+        .with_context(|| format!("checkout from {name}"))?;
+    fs::remove_dir_all(&checkout)?;
+    Ok(())
+}
+
+#[test]
+fn update_delta_with_bsdiff_applies_into_every_mode() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let fixture = Fixture::new(base)?;
+    let modes = [
+        RepoMode::Bare,
+        RepoMode::BareUser,
+        RepoMode::BareUserOnly,
+        RepoMode::Archive,
+    ];
+    let mut dests = Vec::new();
+    for mode in modes {
+        let dest = client(
+            &base.join(format!("dest-{}", mode.as_str())),
+            mode,
+            Some(&fixture.key),
+        )?;
+        pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+        ensure!(dest.read_ref(&remote_ref(BRANCH))? == Some(fixture.v1.clone()));
+        dests.push(dest);
+    }
+    let update = fixture.update(base, &[&format!("--from={}", fixture.v1)])?;
+    let shown = fixture
+        .repo
+        .ostree()
+        .args([
+            "static-delta",
+            "show",
+            &format!("{}-{}", fixture.v1, update.v2),
+        ])
+        .stdout()?;
+    // The changed library is a bsdiff patch, the big new file a fallback.
+    ensure!(
+        shown.contains("bspatch=") && !shown.contains("bspatch=0\n"),
+        "no bspatch in the delta: {shown}"
+    );
+    ensure!(
+        shown
+            .lines()
+            .any(|line| line.starts_with("Total Fallback Size: ")
+                && !line.starts_with("Total Fallback Size: 0 ")),
+        "no fallback in the delta: {shown}"
+    );
+    fixture.delete_delta_content(&update)?;
+
+    // Without deltas the objects the delta carries are nowhere: the pull fails.
+    let refused = pull_from(
+        base,
+        &dests[0],
+        fixture.repo.path.as_os_str(),
+        &["--no-deltas"],
+    )?;
+    ensure!(!refused.success(), "an object pull found deleted objects");
+
+    for (mode, dest) in modes.iter().zip(&dests) {
+        let run = pull_from(base, dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+        check_progress(&run)?;
+        ensure!(
+            delta_warnings(&run).is_empty(),
+            "{:?}",
+            delta_warnings(&run)
+        );
+        check_result(base, dest, &update, mode.as_str())?;
+    }
+    Ok(())
+}
+
+#[test]
+fn from_scratch_inline_delta_installs_a_fresh_repository() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let fixture = Fixture::new(base)?;
+    let update = fixture.update(base, &["--empty", "--inline"])?;
+    ensure!(
+        !fixture.delta_dir()?.join("0").exists(),
+        "the part is not inline"
+    );
+    // Every content object of v2 comes from the delta; v1's are not needed either.
+    for object in object_files(&fixture.repo.path)? {
+        if object.extension() == Some(OsStr::new("filez")) && object != update.fallback {
+            fs::remove_file(fixture.repo.path.join(object))?;
+        }
+    }
+    let dest = client(&base.join("dest"), RepoMode::BareUser, Some(&fixture.key))?;
+    let run = pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    ensure!(
+        delta_warnings(&run).is_empty(),
+        "{:?}",
+        delta_warnings(&run)
+    );
+    check_result(base, &dest, &update, "scratch")
+}
+
+#[test]
+fn corrupt_part_is_dropped_and_objects_are_fetched_instead() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let fixture = Fixture::new(base)?;
+    let dest = client(&base.join("dest"), RepoMode::Bare, Some(&fixture.key))?;
+    pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    let update = fixture.update(base, &[&format!("--from={}", fixture.v1)])?;
+    let part = fixture.delta_dir()?.join("0");
+    let mut bytes = fs::read(&part)?;
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    fs::write(&part, bytes)?;
+
+    let run = pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    check_progress(&run)?;
+    let warnings = delta_warnings(&run);
+    ensure!(
+        warnings.iter().any(|w| w.contains("hashes to")),
+        "no warning about the corrupt part: {warnings:?}"
+    );
+    check_result(base, &dest, &update, "fallback")
+}
+
+#[test]
+fn delta_over_http_fetches_no_objects_beyond_the_fallback() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let fixture = Fixture::new(base)?;
+    let dest = client(&base.join("dest"), RepoMode::BareUser, Some(&fixture.key))?;
+    pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    let update = fixture.update(base, &[&format!("--from={}", fixture.v1)])?;
+    let server = Peer::serve(&fixture.repo.path)?;
+    let url = format!("{}/", server.url);
+    let run = pull_from(base, &dest, OsStr::new(&url), &[])?.require_success()?;
+    ensure!(
+        delta_warnings(&run).is_empty(),
+        "{:?}",
+        delta_warnings(&run)
+    );
+    let requests = server.requests();
+    ensure!(
+        requests.iter().any(|r| r.ends_with("/superblock")),
+        "superblock never requested: {requests:?}"
+    );
+    let fallback = format!("/{}", update.fallback.display());
+    let content: Vec<&String> = requests
+        .iter()
+        .filter(|r| r.ends_with(".filez") && **r != fallback)
+        .collect();
+    ensure!(
+        content.is_empty(),
+        "content objects fetched besides the fallback: {content:?}"
+    );
+    ensure!(
+        requests.contains(&fallback),
+        "the fallback was not fetched: {requests:?}"
+    );
+    check_result(base, &dest, &update, "http")
+}
+
+#[test]
+fn superblock_with_another_commit_is_refused() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let fixture = Fixture::new(base)?;
+    let dest = client(&base.join("dest"), RepoMode::Bare, Some(&fixture.key))?;
+    pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    let update = fixture.update(base, &[&format!("--from={}", fixture.v1)])?;
+    // The embedded commit says version 2.1: it no longer hashes to the delta's target.
+    let superblock = fixture.delta_dir()?.join("superblock");
+    let mut bytes = fs::read(&superblock)?;
+    let at = bytes
+        .windows(4)
+        .position(|w| w == b"2.0\0")
+        .context("no version in the superblock's commit")?;
+    bytes[at + 2] = b'1';
+    fs::write(&superblock, bytes)?;
+
+    let run = pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    let warnings = delta_warnings(&run);
+    ensure!(
+        warnings
+            .iter()
+            .any(|w| w.contains("not the delta's target")),
+        "no warning about the superblock's commit: {warnings:?}"
+    );
+    check_result(base, &dest, &update, "other-commit")
+}
+
+/// A drive whose copy of the delta has a corrupt part, and a peer with a good copy: the
+/// drive's delta is dropped with a warning and the peer's is applied. Neither holds the
+/// content objects the delta carries, so only the peer's delta can complete the pull.
+#[test]
+fn corrupt_delta_on_one_source_good_on_another() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let fixture = Fixture::new(base)?;
+    let dest = client(&base.join("dest"), RepoMode::BareUser, Some(&fixture.key))?;
+    pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    let update = fixture.update(base, &[&format!("--from={}", fixture.v1)])?;
+    fixture.delete_delta_content(&update)?;
+    let drive = base.join("drive-copy");
+    ferry_tests::cmd::Tool::new("cp")
+        .arg("-a")
+        .arg(&fixture.repo.path)
+        .arg(&drive)
+        .run()?;
+    let relative = fixture
+        .delta_dir()?
+        .strip_prefix(&fixture.repo.path)?
+        .to_path_buf();
+    let part = drive.join(relative).join("0");
+    let mut bytes = fs::read(&part)?;
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    fs::write(&part, bytes)?;
+    let server = Peer::serve(&fixture.repo.path)?;
+    let url = format!("{}/", server.url);
+
+    let run = pull(
+        &trust_root(base),
+        &dest.path,
+        &[drive.as_os_str(), OsStr::new(&url)],
+        &["--remote", REMOTE],
+        &[BRANCH],
+    )?
+    .require_success()?;
+    check_progress(&run)?;
+    let warnings = delta_warnings(&run);
+    ensure!(
+        warnings
+            .iter()
+            .any(|w| w.contains("hashes to") && w.contains("drive-copy")),
+        "no warning about the drive's part: {warnings:?}"
+    );
+    ensure!(
+        server.requests().iter().any(|r| r.ends_with("/0")),
+        "the peer's part was not fetched: {:?}",
+        server.requests()
+    );
+    check_result(base, &dest, &update, "two-sources")
+}
+
+/// `ferryctl delta generate` writes a delta that `ostree static-delta apply-offline` applies
+/// (fsck-clean, same checkout), and that a Ferry pull applies from the drive.
+#[test]
+fn delta_written_by_ferry_is_applied_by_ostree_and_by_ferry() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let fixture = Fixture::new(base)?;
+    let dest = client(&base.join("dest"), RepoMode::BareUser, Some(&fixture.key))?;
+    pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    let update = fixture.update(base, &[&format!("--from={}", fixture.v1)])?;
+    // Only Ferry's delta from here on.
+    fs::remove_dir_all(fixture.repo.path.join("deltas"))?;
+    pull_support::ferryctl(&trust_root(base))?
+        .args(["delta", "generate", "--repo"])
+        .arg(&fixture.repo.path)
+        .arg(format!("--from={}", fixture.v1))
+        .arg(format!("--to={}", update.v2))
+        .run()?;
+    let shown = fixture
+        .repo
+        .ostree()
+        .args([
+            "static-delta",
+            "show",
+            &format!("{}-{}", fixture.v1, update.v2),
+        ])
+        .stdout()?;
+    ensure!(shown.contains("Number of parts: 1"), "{shown}");
+
+    let offline = OstreeRepo::init(&base.join("offline"), RepoMode::BareUser, None)?;
+    offline.pull_local(&fixture.repo.path, &[&fixture.v1], &[])?;
+    offline
+        .ostree()
+        .args(["static-delta", "apply-offline"])
+        .arg(fixture.delta_dir()?)
+        .run()?;
+    offline.fsck()?;
+    let checkout = base.join("co-offline");
+    offline.checkout(&update.v2, &checkout, CheckoutMode::Plain)?;
+    assert_trees_equal(
+        &update.reference,
+        &checkout,
+        &CompareOptions::content_and_modes(),
+    )?;
+
+    // Every new content object is in the delta: a Ferry pull needs nothing else.
+    for object in &update.new_objects {
+        if object.extension() == Some(OsStr::new("filez")) {
+            fs::remove_file(fixture.repo.path.join(object))?;
+        }
+    }
+    let run = pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    ensure!(
+        delta_warnings(&run).is_empty(),
+        "{:?}",
+        delta_warnings(&run)
+    );
+    check_result(base, &dest, &update, "ferry-written")
+}
+
+/// A FIFO planted where a drive's superblock belongs does not hold up the pull.
+#[test]
+fn fifo_superblock_on_a_drive_does_not_hang_the_pull() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let fixture = Fixture::new(base)?;
+    let dest = client(&base.join("dest"), RepoMode::Bare, Some(&fixture.key))?;
+    pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    let update = fixture.update(base, &[&format!("--from={}", fixture.v1)])?;
+    let superblock = fixture.delta_dir()?.join("superblock");
+    fs::remove_file(&superblock)?;
+    ferry_tests::cmd::Tool::new("mkfifo")
+        .arg(&superblock)
+        .run()?;
+    let run = pull_support::pull_within(
+        std::time::Duration::from_secs(60),
+        &trust_root(base),
+        &dest.path,
+        &[fixture.repo.path.as_os_str()],
+        &["--remote", REMOTE],
+        &[BRANCH],
+    )?
+    .context("the pull hung on the FIFO")?
+    .require_success()?;
+    check_progress(&run)?;
+    check_result(base, &dest, &update, "fifo")
+}
+
+/// A peer that trickles its superblock is abandoned after the grace time (10 s plus 1 MiB at
+/// 256 KiB/s) and the objects are fetched instead.
+#[test]
+fn trickled_superblock_is_abandoned_for_objects() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let fixture = Fixture::new(base)?;
+    let dest = client(&base.join("dest"), RepoMode::BareUser, Some(&fixture.key))?;
+    pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    let update = fixture.update(base, &[&format!("--from={}", fixture.v1)])?;
+    let relative = fixture
+        .delta_dir()?
+        .strip_prefix(&fixture.repo.path)?
+        .join("superblock");
+    let server = Peer::serve_with(
+        &fixture.repo.path,
+        pull_support::peer::Behaviour::default().trickle_only(
+            std::time::Duration::from_millis(200),
+            [format!("/{}", relative.display())],
+        ),
+    )?;
+    let url = format!("{}/", server.url);
+    let started = std::time::Instant::now();
+    let run = pull_support::pull_within(
+        std::time::Duration::from_secs(60),
+        &trust_root(base),
+        &dest.path,
+        &[OsStr::new(&url)],
+        &["--remote", REMOTE],
+        &[BRANCH],
+    )?
+    .context("the pull waited on the trickled superblock")?
+    .require_success()?;
+    ensure!(
+        started.elapsed() < std::time::Duration::from_secs(40),
+        "took {:?}",
+        started.elapsed()
+    );
+    ensure!(
+        !delta_warnings(&run).is_empty(),
+        "no warning about the abandoned delta"
+    );
+    check_progress(&run)?;
+    check_result(base, &dest, &update, "trickled")
+}
+
+/// The full tree (xattrs, a foreign owner, private modes) through a delta into the modes
+/// that keep them: the checkout matches in ownership and xattrs too.
+#[test]
+fn delta_keeps_xattrs_and_ownership() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let fixture = Fixture::with(base, TreeOptions::full())?;
+    let modes = [RepoMode::Bare, RepoMode::BareUser, RepoMode::Archive];
+    let mut dests = Vec::new();
+    for mode in modes {
+        let dest = client(
+            &base.join(format!("dest-{}", mode.as_str())),
+            mode,
+            Some(&fixture.key),
+        )?;
+        pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+        dests.push(dest);
+    }
+    let update = fixture.update(base, &[&format!("--from={}", fixture.v1)])?;
+    fixture.delete_delta_content(&update)?;
+    for (mode, dest) in modes.iter().zip(&dests) {
+        let run = pull_from(base, dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+        ensure!(
+            delta_warnings(&run).is_empty(),
+            "{:?}",
+            delta_warnings(&run)
+        );
+        check_result_with(
+            base,
+            dest,
+            &update,
+            mode.as_str(),
+            &CompareOptions::everything(),
+        )?;
+    }
+    Ok(())
+}
