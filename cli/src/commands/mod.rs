@@ -11,9 +11,10 @@ pub mod serve;
 
 use ferry_engine::schema::Update;
 
-/// The name a person knows an update by ([`Update::display_name`]).
+/// The name a person knows an update by ([`Update::display_name`]); the operating system by
+/// its ref, which tells a terminal user which one it is.
 pub fn display_name(update: &Update) -> String {
-    update.display_name(&crate::i18n::tr("Operating System"))
+    update.display_name(&update.ref_name)
 }
 
 /// A short, human date for a commit timestamp: `2024-01-02`.
