@@ -205,6 +205,7 @@ impl Repo {
         if stat.st_mode & S_IFMT != S_IFREG {
             return Err(self.corrupt_object(object, "it is not a regular file"));
         }
+        read_ahead(&fd, &stat);
         Ok(Some(fd))
     }
 
@@ -457,6 +458,7 @@ impl Repo {
                 let fd = super::open_beneath(&dir, &name, OFlags::RDONLY | OFlags::NOFOLLOW)
                     .map_err(|e| RepoError::io("open", &path, e))?;
                 let stat = rustix::fs::fstat(&fd).map_err(|e| RepoError::io("read", &path, e))?;
+                read_ahead(&fd, &stat);
                 let xattrs = if only_user {
                     Vec::new()
                 } else {
@@ -516,6 +518,18 @@ impl Repo {
 
     fn format_error(&self, object: ObjectId, error: FormatError) -> RepoError {
         self.corrupt_object(object, error.to_string())
+    }
+}
+
+/// Objects at least this large are read ahead whole when opened.
+const READ_AHEAD_MIN: i64 = 256 * 1024;
+
+/// Asks the kernel to read a large object whole at once, in as few requests as the device
+/// takes, instead of growing its readahead window from the first small read; the reads that
+/// follow find it in memory. Only a hint: failure changes nothing.
+fn read_ahead(fd: &OwnedFd, stat: &Stat) {
+    if stat.st_size >= READ_AHEAD_MIN {
+        let _ = rustix::fs::fadvise(fd, 0, None, rustix::fs::Advice::WillNeed);
     }
 }
 
