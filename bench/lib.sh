@@ -208,3 +208,48 @@ bench_report() {
       "$(bench_max "$case")" "$(bench_peak_rss_mib "$case")"
   done
 }
+
+# bench_limits REPO TREE: the machine's limits for the bytes a pull of REPO moves, measured
+# BENCH_RUNS times each, alternating, with caches dropped before every run:
+#   read_limit:  `cat` of every file under REPO/objects to /dev/null (the cold read of the
+#                drive's objects, in directory order);
+#   read_limit_parallel: the same with 8 `cat`s at once (xargs -P 8), the reads in flight a
+#                drive pull keeps on a 2-core machine: what the device gives;
+#   write_limit: TREE (the same content, as files) unpacked from a tar held in memory
+#                (/dev/shm, which dropping caches does not empty) into a new directory, with
+#                BENCH_SYNC's `sync` (the write of the same bytes as files).
+# The tar is removed afterwards. Report with
+# `bench_report read_limit read_limit_parallel write_limit`.
+bench_limits() {
+  local repo=${1%/} tree=${2%/}
+  BENCH_LIMIT_REPO=$repo
+  BENCH_LIMIT_TAR=/dev/shm/ferry-bench-tree.$$.tar
+  tar -C "$tree" -cf "$BENCH_LIMIT_TAR" . || bench_die "cannot pack $tree"
+  setup_read_limit() { :; }
+  run_read_limit() {
+    bench_time read_limit sh -c 'find "$1/objects" -type f -print0 | xargs -0 cat > /dev/null' \
+      read_limit "$BENCH_LIMIT_REPO"
+  }
+  setup_read_limit_parallel() { :; }
+  run_read_limit_parallel() {
+    bench_time read_limit_parallel sh -c \
+      'find "$1/objects" -type f -print0 | xargs -0 -P 8 -n 256 cat > /dev/null' \
+      read_limit_parallel "$BENCH_LIMIT_REPO"
+  }
+  setup_write_limit() { rm -rf "$BENCH_DIR/write_limit"; mkdir -p "$BENCH_DIR/write_limit"; }
+  run_write_limit() {
+    bench_time write_limit tar -C "$BENCH_DIR/write_limit" -xf "$BENCH_LIMIT_TAR"
+  }
+  bench_alternate "$BENCH_RUNS" read_limit read_limit_parallel write_limit
+  rm -rf "$BENCH_LIMIT_TAR" "$BENCH_DIR/write_limit"
+}
+
+# bench_closeness CASE: CASE's median time over the larger of the parallel read's and the
+# write's medians (what a pull that overlapped reading and writing perfectly would take);
+# 1.00 is at the limit.
+bench_closeness() {
+  local read write
+  read=$(bench_median read_limit_parallel); write=$(bench_median write_limit)
+  awk -v a="$(bench_median "$1")" -v r="$read" -v w="$write" 'BEGIN {
+    l = (r > w) ? r : w; if (l <= 0) { print "inf"; exit } printf "%.2f\n", a / l }'
+}

@@ -164,3 +164,64 @@ fn sync_inside_the_timing_keeps_status_output_and_peak_rss() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn limits_read_every_object_and_write_the_tree_then_clean_up() -> Result<()> {
+    let dir = TempDir::new()?;
+    fs::create_dir_all(dir.path().join("results"))?;
+    let repo = dir.path().join("repo");
+    let tree = dir.path().join("tree");
+    fs::create_dir_all(repo.join("objects/ab"))?;
+    fs::create_dir_all(tree.join("sub"))?;
+    fs::write(repo.join("objects/ab/cdef.filez"), vec![7u8; 5000])?;
+    fs::write(tree.join("sub/file"), vec![9u8; 3000])?;
+    let shm_tars = || -> Result<usize> {
+        Ok(fs::read_dir("/dev/shm")?
+            .filter_map(Result::ok)
+            .filter(|entry| {
+                entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("ferry-bench-tree.")
+            })
+            .count())
+    };
+    let tars_before = shm_tars()?;
+    let out = bench_bash(
+        &dir,
+        &format!(
+            r#"
+            BENCH_RUNS=2
+            run_pull() {{ bench_time pull sleep 0.3; }}
+            bench_alternate 1 pull
+            bench_limits '{}' '{}'
+            echo "closeness=$(bench_closeness pull)"
+            "#,
+            repo.display(),
+            tree.display()
+        ),
+    )?;
+    for case in ["read_limit", "read_limit_parallel", "write_limit"] {
+        let rows = fs::read_to_string(dir.path().join(format!("results/{case}.tsv")))?;
+        ensure!(rows.lines().count() == 2, "{case}: {rows}");
+        ensure!(
+            rows.lines().all(|row| row.ends_with("\t0")),
+            "{case} failed: {rows}"
+        );
+    }
+    ensure!(
+        !dir.path().join("write_limit").exists(),
+        "the written copy was left behind"
+    );
+    ensure!(shm_tars()? <= tars_before, "the tar was left in /dev/shm");
+    let closeness: f64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("closeness="))
+        .ok_or_else(|| anyhow::anyhow!("no closeness in:\n{out}"))?
+        .parse()?;
+    ensure!(
+        closeness > 1.0,
+        "a 0.3 s run against tiny limits: {closeness}"
+    );
+    Ok(())
+}

@@ -305,13 +305,14 @@ pub fn pull(
         .collect())
 }
 
-/// Drives read best with a few more threads than cores: reads wait on the disk while others
-/// hash.
+/// Drives read best with many reads in flight: a disk answers several requests at once, and
+/// a thread waiting on one costs little. Cold `cat` of 20,000 objects on the 2-core bench
+/// machine: 1 reader 4.0 s, 3 readers 1.9 s, 8 readers 1.3 s.
 fn default_drive_workers() -> usize {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
-    (cores + 1).clamp(2, 8)
+    (cores * 4).clamp(2, 16)
 }
 
 fn mark(set: &Mutex<HashSet<usize>>, index: usize) {
