@@ -158,6 +158,13 @@ enum Outcome {
     Fatal(PullError),
 }
 
+/// Work found while expanding a dirtree, put on the board at once.
+#[derive(Default)]
+struct NewWork {
+    jobs: Vec<(Job, Option<usize>)>,
+    local: Vec<(Checksum, String)>,
+}
+
 /// Objects already seen in this closure: each is looked at once.
 #[derive(Default)]
 struct Seen {
@@ -308,8 +315,10 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
 
     /// Puts the root's dirmeta and dirtree on the board.
     fn start(&self, commit: &Commit) -> Result<(), PullError> {
-        self.add_meta(commit.root_meta, "/")?;
-        self.add_tree(commit.root_tree, "/")?;
+        let mut work = NewWork::default();
+        self.add_meta(&mut work, commit.root_meta, "/")?;
+        self.add_tree(&mut work, commit.root_tree, "/")?;
+        self.post(work);
         Ok(())
     }
 
@@ -353,31 +362,33 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
         Ok(present)
     }
 
-    fn add_meta(&self, meta: Checksum, path: &str) -> Result<(), PullError> {
+    fn add_meta(&self, work: &mut NewWork, meta: Checksum, path: &str) -> Result<(), PullError> {
         let object = ObjectId::new(meta, ObjectKind::DirMeta);
         if self.first_sight(object) && !self.present(object)? {
-            self.add_job(Job::metadata(object, path));
+            self.add_job(work, Job::metadata(object, path));
         }
         Ok(())
     }
 
-    fn add_tree(&self, tree: Checksum, path: &str) -> Result<(), PullError> {
+    fn add_tree(&self, work: &mut NewWork, tree: Checksum, path: &str) -> Result<(), PullError> {
         let object = ObjectId::new(tree, ObjectKind::DirTree);
         if !self.first_sight(object) {
             return Ok(());
         }
         if self.present(object)? {
-            let mut board = self.lock();
-            board.local.push((tree, path.to_owned()));
-            board.outstanding += 1;
-            self.changed.notify_one();
+            work.local.push((tree, path.to_owned()));
             return Ok(());
         }
-        self.add_job(Job::metadata(object, path));
+        self.add_job(work, Job::metadata(object, path));
         Ok(())
     }
 
-    fn add_file(&self, checksum: Checksum, path: String) -> Result<(), PullError> {
+    fn add_file(
+        &self,
+        work: &mut NewWork,
+        checksum: Checksum,
+        path: String,
+    ) -> Result<(), PullError> {
         let object = ObjectId::new(checksum, ObjectKind::File);
         if !self.first_sight(object) || self.present(object)? {
             return Ok(());
@@ -391,22 +402,44 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
             }
         });
         self.transfer.progress.expect(0, download.unwrap_or(0));
-        self.add_job(Job {
-            object,
-            path,
-            size_known: size.is_some(),
-            unpacked: size.map(|size| size.unpacked),
-            lacking: Vec::new(),
-        });
+        self.add_job(
+            work,
+            Job {
+                object,
+                path,
+                size_known: size.is_some(),
+                unpacked: size.map(|size| size.unpacked),
+                lacking: Vec::new(),
+            },
+        );
         Ok(())
     }
 
-    fn add_job(&self, job: Job) {
+    fn add_job(&self, work: &mut NewWork, job: Job) {
         self.transfer.progress.expect(1, 0);
         let holder = self.holder(&job);
+        work.jobs.push((job, holder));
+    }
+
+    /// Puts new work on the board under one lock, and wakes as many workers as it may keep
+    /// busy.
+    fn post(&self, work: NewWork) {
+        let count = work.jobs.len() + work.local.len();
+        if count == 0 {
+            return;
+        }
         let mut board = self.lock();
-        board.outstanding += 1;
-        self.route(&mut board, job, holder);
+        board.outstanding += count;
+        board.local.extend(work.local);
+        for (job, holder) in work.jobs {
+            self.route(&mut board, job, holder);
+        }
+        drop(board);
+        if count == 1 {
+            self.changed.notify_one();
+        } else {
+            self.changed.notify_all();
+        }
     }
 
     /// The first usable drive holding the object, if any. A drive tells cheaply.
@@ -425,7 +458,7 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
     }
 
     /// Queues a job for its drive, or for the network sources; fails the pull when no
-    /// source is left for it.
+    /// source is left for it. The caller wakes the workers.
     fn route(&self, board: &mut Board, job: Job, holder: Option<usize>) {
         let queue = match holder {
             Some(drive) if board.slots[drive].state != SourceState::Dropped => {
@@ -451,7 +484,6 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
         } else {
             queue.metadata.push_back(job);
         }
-        self.changed.notify_one();
     }
 
     /// Routes a job again after its source failed it (or was dropped), unless the same
@@ -607,7 +639,9 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
                         self.fail_locked(&mut board, error);
                     }
                     board.outstanding -= 1;
-                    self.changed.notify_all();
+                    if board.outstanding == 0 || board.failure.is_some() {
+                        self.changed.notify_all();
+                    }
                 }
                 Task::Fetch {
                     ticket,
@@ -643,8 +677,9 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
                 reason: source.to_string(),
             })
         })?;
+        let mut work = NewWork::default();
         for file in &listing.files {
-            self.add_file(file.checksum, join(path, &file.name))?;
+            self.add_file(&mut work, file.checksum, join(path, &file.name))?;
         }
         for dir in &listing.dirs {
             let child = join(path, &dir.name);
@@ -658,9 +693,10 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
                     ),
                 });
             }
-            self.add_meta(dir.meta, &child)?;
-            self.add_tree(dir.tree, &child)?;
+            self.add_meta(&mut work, dir.meta, &child)?;
+            self.add_tree(&mut work, dir.tree, &child)?;
         }
+        self.post(work);
         Ok(())
     }
 
@@ -669,6 +705,7 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
         let mut board = self.lock();
         // None: the request was abandoned meanwhile, and its job is someone else's now.
         let running = board.running.remove(&ticket);
+        let stored = matches!(outcome, Outcome::Stored { .. });
         match outcome {
             Outcome::Stored { written, .. } => {
                 // A copy stored by a request abandoned meanwhile is not counted twice.
@@ -719,7 +756,13 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
             }
             Outcome::Fatal(error) => self.fail_locked(&mut board, error),
         }
-        self.changed.notify_all();
+        // A stored object frees nobody else's work (its children woke whom they needed):
+        // waking every worker for it would cost a system call per object.
+        let news = !stored || board.outstanding == 0;
+        drop(board);
+        if news {
+            self.changed.notify_all();
+        }
     }
 
     /// Sets a source aside or drops it. A dropped source's requests and a dropped drive's
