@@ -34,42 +34,97 @@ const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 
 type Scenario = fn(&Session) -> Result<()>;
 
-/// The one test this binary holds, as test runners list it.
-const TEST_NAME: &str = "ui_states_notifications_and_screenshots";
+/// Every scenario, each a test of its own as test runners list it: (test name, what it
+/// shows, the scenario).
+const SCENARIOS: [(&str, &str, Scenario); 10] = [
+    (
+        "empty_then_drive",
+        "empty state, then a drive appears",
+        empty_then_drive,
+    ),
+    (
+        "runtime_with_its_app",
+        "a runtime that comes with its app",
+        runtime_with_its_app,
+    ),
+    (
+        "agent_notifies_and_installs",
+        "agent: notification, Install through D-Bus, progress, restart",
+        agent_notifies_and_installs,
+    ),
+    (
+        "failures",
+        "failures: engine message, dead child, unknown stream",
+        failures,
+    ),
+    ("problems_only", "drive with only problems", problems_only),
+    ("german_and_cancel", "German, and cancel", german_and_cancel),
+    (
+        "agent_problems_and_withdrawal",
+        "agent: a drive with only problems, and its removal",
+        agent_problems_and_withdrawal,
+    ),
+    (
+        "internet_update_of_a_per_user_app",
+        "a per-user app's update from the Internet",
+        internet_update_of_a_per_user_app,
+    ),
+    (
+        "copy_updates_to_a_drive",
+        "copy updates to a drive: choose, copying, done",
+        copy_updates_to_a_drive,
+    ),
+    ("dbus_activation", "D-Bus activation", dbus_activation),
+];
+
+/// The scenarios to run in the session, by test name, passed from the outer process.
+const SELECTED: &str = "FERRY_UI_SCENARIOS";
 
 fn main() -> ExitCode {
     // Speak the test harness protocol that `cargo test` and `cargo nextest` use: listing,
-    // filters, and `--ignored` (this test is never ignored).
+    // filters, and `--ignored` (no scenario is ignored).
     let args: Vec<String> = std::env::args().skip(1).collect();
     let ignored = args.iter().any(|arg| arg == "--ignored");
     if args.iter().any(|arg| arg == "--list") {
         if !ignored {
-            println!("{TEST_NAME}: test");
+            for (name, _, _) in SCENARIOS {
+                println!("{name}: test");
+            }
         }
         return ExitCode::SUCCESS;
     }
-    let exact = args.iter().any(|arg| arg == "--exact");
-    let filters: Vec<&String> = args.iter().filter(|arg| !arg.starts_with('-')).collect();
-    let selected = filters.is_empty()
-        || filters.iter().any(|filter| {
-            if exact {
-                *filter == TEST_NAME
-            } else {
-                TEST_NAME.contains(filter.as_str())
-            }
-        });
-    if ignored || !selected {
+    if ignored {
         return ExitCode::SUCCESS;
     }
     if std::env::var_os(SESSION_MARK).is_none() {
+        let exact = args.iter().any(|arg| arg == "--exact");
+        let filters: Vec<&String> = args.iter().filter(|arg| !arg.starts_with('-')).collect();
+        let selected: Vec<&str> = SCENARIOS
+            .iter()
+            .map(|(name, _, _)| *name)
+            .filter(|name| {
+                filters.is_empty()
+                    || filters.iter().any(|filter| {
+                        if exact {
+                            filter.as_str() == *name
+                        } else {
+                            name.contains(filter.as_str())
+                        }
+                    })
+            })
+            .collect();
+        if selected.is_empty() {
+            return ExitCode::SUCCESS;
+        }
         // The window lists online too, which browses for computers nearby: keep that
         // multicast off the host's links. Everything the session starts inherits this.
         if let Err(error) = ferry_tests::http::isolate_network() {
             eprintln!("ui: {error}");
             return ExitCode::FAILURE;
         }
-        return run_in_session();
+        return run_in_session(&selected.join(","));
     }
+    let selected = std::env::var(SELECTED).unwrap_or_default();
     let session = match Session::start() {
         Ok(session) => session,
         Err(error) => {
@@ -77,42 +132,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let scenarios: [(&str, Scenario); 10] = [
-        ("empty state, then a drive appears", empty_then_drive),
-        ("a runtime that comes with its app", runtime_with_its_app),
-        (
-            "agent: notification, Install through D-Bus, progress, restart",
-            agent_notifies_and_installs,
-        ),
-        (
-            "failures: engine message, dead child, unknown stream",
-            failures,
-        ),
-        ("drive with only problems", problems_only),
-        ("German, and cancel", german_and_cancel),
-        (
-            "agent: a drive with only problems, and its removal",
-            agent_problems_and_withdrawal,
-        ),
-        (
-            "a per-user app's update from the Internet",
-            internet_update_of_a_per_user_app,
-        ),
-        (
-            "copy updates to a drive: choose, copying, done",
-            copy_updates_to_a_drive,
-        ),
-        // Last: a failure could leave the activated app running, owning the name.
-        ("D-Bus activation", dbus_activation),
-    ];
     let mut failed = 0;
-    for (name, scenario) in scenarios {
-        eprintln!("ui: {name} ...");
+    // In the listed order: D-Bus activation last, as a failure could leave the activated
+    // app running, owning the name.
+    for (name, what, scenario) in SCENARIOS {
+        if !selected.split(',').any(|chosen| chosen == name) {
+            continue;
+        }
+        eprintln!("ui: {what} ...");
         match scenario(&session) {
-            Ok(()) => eprintln!("ui: {name}: ok"),
+            Ok(()) => eprintln!("ui: {what}: ok"),
             Err(error) => {
                 failed += 1;
-                eprintln!("ui: {name}: FAILED: {error:#}");
+                eprintln!("ui: {what}: FAILED: {error:#}");
             }
         }
     }
@@ -131,7 +163,7 @@ fn main() -> ExitCode {
 }
 
 /// Starts this binary again inside Xvfb and a private session bus.
-fn run_in_session() -> ExitCode {
+fn run_in_session(selected: &str) -> ExitCode {
     for tool in [
         "xvfb-run",
         "dbus-run-session",
@@ -173,6 +205,7 @@ fn run_in_session() -> ExitCode {
         .arg("--")
         .arg(exe)
         .env(SESSION_MARK, "1")
+        .env(SELECTED, selected)
         .env("XDG_DATA_DIRS", bus_data_dirs)
         .status();
     match status {
