@@ -1,63 +1,23 @@
-//! The kiosk install: `ferryctl install --all --yes --json --from <mount>` as a child, with its
-//! JSON event stream turned into the `install` field of the drive record as it runs.
+//! The kiosk install: what `ferryctl install --all --yes --from <mount>` does, run in this
+//! process through the engine, with its events turned into the `install` field of the drive
+//! record as it runs.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::policy::KioskSources;
-use ferry_engine::event::{parse_line, Event, MessageLevel};
+use ferry_engine::cancel::CancelToken;
+use ferry_engine::event::{Event, MessageLevel, Phase, Reporter};
+use ferry_engine::install::{self, InstallOptions, Selection};
+use ferry_engine::resolve::sources::{self, Gathered, SourceOptions, TargetChoice};
 use ferry_engine::schema::{DriveInstall, DriveInstallState, InstallStatus};
+use ferry_engine::target::HostPaths;
+use ferry_engine::trust::TrustRoots;
 
-/// One event line is a few kilobytes; a plan with many updates stays far below this.
-const MAX_EVENT_LINE_BYTES: u64 = 4 * 1024 * 1024;
 /// Progress is written to the record at most this often.
 const PROGRESS_WRITE_INTERVAL: Duration = Duration::from_millis(500);
-
-#[derive(Debug, thiserror::Error)]
-pub enum InstallError {
-    #[error("cannot start {program:?}: {source}; set FERRY_CTL to the path of ferryctl")]
-    Spawn {
-        program: OsString,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot read the progress of {program:?}: {source}")]
-    Read {
-        program: OsString,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// What to run.
-#[derive(Debug, Clone)]
-pub struct InstallCommand {
-    /// `ferryctl`, or a path to it. It inherits the hook's environment, so `OSTREE_SYSROOT`
-    /// and the Flatpak variables choose its targets as they choose the hook's. Restarting
-    /// after an OS update is the hook's decision (`reboot`), not ferryctl's.
-    pub ferryctl: OsString,
-    /// The policy's `kiosk-sources`.
-    pub sources: KioskSources,
-}
-
-impl InstallCommand {
-    pub fn args(&self, mount: &Path) -> Vec<OsString> {
-        let mut args: Vec<OsString> = ["install", "--all", "--yes", "--json"]
-            .into_iter()
-            .map(OsString::from)
-            .collect();
-        if self.sources == KioskSources::InsertedDrive {
-            args.push(OsString::from("--only-from"));
-        }
-        args.push(OsString::from("--from"));
-        args.push(mount.as_os_str().to_owned());
-        args
-    }
-}
 
 /// Turns events into install state.
 #[derive(Debug)]
@@ -65,7 +25,6 @@ pub struct InstallBookkeeping {
     install: DriveInstall,
     progress: BTreeMap<String, (u64, u64)>,
     finished: Option<bool>,
-    unreadable_lines: usize,
 }
 
 impl Default for InstallBookkeeping {
@@ -79,7 +38,6 @@ impl Default for InstallBookkeeping {
             },
             progress: BTreeMap::new(),
             finished: None,
-            unreadable_lines: 0,
         }
     }
 }
@@ -179,37 +137,22 @@ impl InstallBookkeeping {
         self.install.bytes_total = total;
     }
 
-    /// Applies one line of the stream. Lines that are not events are logged and skipped.
-    pub fn apply_line(&mut self, line: &str) -> bool {
-        let line = line.trim();
-        if line.is_empty() {
-            return false;
-        }
-        match parse_line(line) {
-            Ok(event) => self.apply(event),
-            Err(error) => {
-                self.unreadable_lines += 1;
-                tracing::warn!("ignoring a line ferryctl printed: {error}");
-                false
-            }
-        }
-    }
-
-    /// The final state once the child has exited with `exit_ok`.
-    pub fn finish(mut self, exit_ok: bool) -> DriveInstall {
+    /// The final state once the install has ended; `ended_ok` as `ferryctl install`'s exit
+    /// status would be.
+    pub fn finish(mut self, ended_ok: bool) -> DriveInstall {
         let any_failed = self
             .install
             .results
             .iter()
             .any(|r| matches!(r.status, InstallStatus::Failed | InstallStatus::Cancelled));
-        let succeeded = exit_ok && self.finished == Some(true) && !any_failed;
+        let succeeded = ended_ok && self.finished == Some(true) && !any_failed;
         if !succeeded {
             let why = if self.finished.is_none() {
                 "the install stopped before it finished"
             } else if any_failed {
                 "some updates failed"
             } else {
-                "ferryctl reported a failure"
+                "the install reported a failure"
             };
             tracing::error!("kiosk install failed: {why}");
         }
@@ -222,96 +165,167 @@ impl InstallBookkeeping {
     }
 }
 
-/// Runs the install from `mount`, calling `on_change` whenever the record should be
-/// rewritten (first with the `running` state, last with the final one).
-pub fn run_install(
-    command: &InstallCommand,
-    mount: &Path,
-    mut on_change: impl FnMut(&DriveInstall),
-) -> Result<DriveInstall, InstallError> {
-    let mut book = InstallBookkeeping::default();
-    on_change(book.install());
-    let args = command.args(mount);
-    tracing::info!(
-        "running {:?} {}",
-        command.ferryctl,
-        args.iter()
-            .map(|a| a.to_string_lossy())
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
-    let mut child = Command::new(&command.ferryctl)
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|source| InstallError::Spawn {
-            program: command.ferryctl.clone(),
-            source,
-        })?;
-    let read_result = match child.stdout.take() {
-        Some(stdout) => read_stream(stdout, &mut book, &mut on_change),
-        None => Ok(()),
-    };
-    let status = child.wait();
-    read_result.map_err(|source| InstallError::Read {
-        program: command.ferryctl.clone(),
-        source,
-    })?;
-    let exit_ok = match status {
-        Ok(status) => {
-            if !status.success() {
-                tracing::error!("ferryctl install exited with {status}");
-            }
-            status.success()
-        }
-        Err(error) => {
-            tracing::error!("cannot wait for ferryctl: {error}");
-            false
-        }
-    };
-    let install = book.finish(exit_ok);
-    on_change(&install);
-    Ok(install)
+/// A [`Reporter`] that keeps the bookkeeping and calls `on_change` when the record should be
+/// rewritten: at once for anything but progress, which waits [`PROGRESS_WRITE_INTERVAL`].
+pub struct RecordReporter<F> {
+    state: Mutex<RecorderState<F>>,
 }
 
-fn read_stream(
-    stdout: impl Read,
-    book: &mut InstallBookkeeping,
-    on_change: &mut impl FnMut(&DriveInstall),
-) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stdout);
-    let mut last_write = Instant::now();
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let read = (&mut reader)
-            .take(MAX_EVENT_LINE_BYTES)
-            .read_until(b'\n', &mut line)?;
-        if read == 0 {
-            return Ok(());
-        }
-        if line.last() != Some(&b'\n') && read as u64 == MAX_EVENT_LINE_BYTES {
-            tracing::warn!("skipping an event line longer than {MAX_EVENT_LINE_BYTES} bytes");
-            // Drop the rest of the over-long line.
-            let mut rest = Vec::new();
-            loop {
-                rest.clear();
-                let n = (&mut reader)
-                    .take(MAX_EVENT_LINE_BYTES)
-                    .read_until(b'\n', &mut rest)?;
-                if n == 0 || rest.last() == Some(&b'\n') {
-                    break;
-                }
-            }
-            continue;
-        }
-        let text = String::from_utf8_lossy(&line);
-        let write_now = book.apply_line(&text);
-        if write_now || last_write.elapsed() >= PROGRESS_WRITE_INTERVAL {
-            on_change(book.install());
-            last_write = Instant::now();
+struct RecorderState<F> {
+    book: InstallBookkeeping,
+    last_write: Instant,
+    on_change: F,
+}
+
+impl<F: FnMut(&DriveInstall) + Send> RecordReporter<F> {
+    /// Starts with the `running` state, written at once.
+    pub fn new(mut on_change: F) -> Self {
+        let book = InstallBookkeeping::default();
+        on_change(book.install());
+        Self {
+            state: Mutex::new(RecorderState {
+                book,
+                last_write: Instant::now(),
+                on_change,
+            }),
         }
     }
+
+    /// Ends the bookkeeping ([`InstallBookkeeping::finish`]) and writes the final state.
+    pub fn finish(self, ended_ok: bool) -> DriveInstall {
+        let state = self
+            .state
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let RecorderState {
+            book,
+            mut on_change,
+            ..
+        } = state;
+        let install = book.finish(ended_ok);
+        on_change(&install);
+        install
+    }
+}
+
+impl<F: FnMut(&DriveInstall) + Send> Reporter for RecordReporter<F> {
+    fn on_event(&self, event: Event) {
+        let mut guard = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let state = &mut *guard;
+        let write_now = state.book.apply(event);
+        if write_now || state.last_write.elapsed() >= PROGRESS_WRITE_INTERVAL {
+            (state.on_change)(state.book.install());
+            state.last_write = Instant::now();
+        }
+    }
+}
+
+/// Installs everything offered, from the drive at `mount` only or (`KioskSources::All`) from
+/// every drive recorded under `run_dir` and the network too, into this machine's default
+/// targets (`OSTREE_SYSROOT` and the Flatpak variables choose them, as they choose
+/// `ferryctl`'s). Calls `on_change` whenever the record should be rewritten, first with the
+/// `running` state, last with the final one. Restarting is left to the caller.
+pub fn run_install(
+    kiosk_sources: KioskSources,
+    run_dir: &Path,
+    mount: &Path,
+    cancel: &CancelToken,
+    on_change: impl FnMut(&DriveInstall) + Send,
+) -> DriveInstall {
+    let reporter = RecordReporter::new(on_change);
+    let ended_ok = install_into(&reporter, kiosk_sources, run_dir, mount, cancel);
+    reporter.finish(ended_ok)
+}
+
+/// The steps of `ferryctl install --all --yes`, reported as its `--json` stream is; returns
+/// whether it would have exited with success.
+fn install_into(
+    reporter: &dyn Reporter,
+    kiosk_sources: KioskSources,
+    run_dir: &Path,
+    mount: &Path,
+    cancel: &CancelToken,
+) -> bool {
+    tracing::info!(
+        "installing every update from {} ({kiosk_sources:?})",
+        mount.display()
+    );
+    reporter.on_event(Event::Phase {
+        phase: Phase::Resolve,
+        update: None,
+    });
+    let named = [mount.display().to_string()];
+    let from = SourceOptions {
+        named: &named,
+        offline: false,
+        only_named: kiosk_sources == KioskSources::InsertedDrive,
+    };
+    // One value for the listing and the pull, so both check commits against the same keys.
+    let trust_roots = TrustRoots::from_env();
+    let Gathered {
+        targets,
+        sources: set,
+        list,
+    } = sources::gather_from(
+        &HostPaths::from_env(),
+        run_dir,
+        TargetChoice::MachineDefaults,
+        from,
+        None,
+        &trust_roots,
+    );
+    let plan = install::plan(&list, &Selection::All, &targets)
+        .and_then(|plan| install::preflight(&plan, &targets).map(|()| plan));
+    let plan = match plan {
+        Ok(plan) => plan,
+        Err(error) => {
+            reporter.on_event(Event::Message {
+                level: MessageLevel::Error,
+                text: error.to_string(),
+            });
+            reporter.on_event(Event::Finished { ok: false });
+            return false;
+        }
+    };
+    if plan.is_empty() {
+        reporter.on_event(Event::Plan {
+            updates: Vec::new(),
+            problems: plan.problems.clone(),
+        });
+        reporter.on_event(Event::Finished { ok: true });
+        return true;
+    }
+    let options = InstallOptions {
+        allow_downgrade: false,
+        trust_roots,
+        workers: 0,
+    };
+    install::run(&plan, &targets, &set.sources, &options, reporter, cancel).ok()
+}
+
+/// SIGTERM (systemd stopping `ferry-install@.service` when its drive goes away) and SIGINT
+/// cancel the install, so it stops between objects and the record gets its final state. A
+/// second signal exits at once.
+pub fn cancel_on_signals() -> std::io::Result<CancelToken> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let token = CancelToken::new();
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    let trip = token.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut seen = 0usize;
+            for signal in signals.forever() {
+                tracing::info!(signal, "cancelling the kiosk install on signal");
+                trip.cancel();
+                seen += 1;
+                if seen > 1 {
+                    std::process::exit(130);
+                }
+            }
+        })?;
+    Ok(token)
 }

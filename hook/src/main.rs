@@ -12,9 +12,8 @@ use ferry_hook::run::Hook;
 /// Validate a drive's OSTree repositories and record what it offers.
 ///
 /// Environment: FERRY_RUN_DIR (default /run/ferry), FERRY_SIDELOAD_DIR (default
-/// /run/flatpak/sideload-repos), FERRY_CONFIG (default /etc/ferry/ferry.conf), FERRY_CTL
-/// (default ferryctl on PATH), FERRY_ACCEPT_FIXED_DRIVES=1 (treat fixed disks and loop devices
-/// as removable), FERRY_REBOOT_COMMAND (restart command after an OS update, default
+/// /run/flatpak/sideload-repos), FERRY_CONFIG (default /etc/ferry/ferry.conf),
+/// FERRY_ACCEPT_FIXED_DRIVES=1 (treat fixed disks and loop devices as removable), FERRY_REBOOT_COMMAND (restart command after an OS update, default
 /// `systemctl reboot`), OSTREE_SYSROOT (the sysroot whose OS is updated instead of the booted
 /// one), FERRY_LOG (log filter, default info).
 #[derive(Debug, Parser)]

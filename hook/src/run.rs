@@ -1,7 +1,6 @@
 //! What the hook does for each command: the steps between udev, the mount table, validation,
 //! the records and the kiosk install.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::mpsc;
@@ -11,7 +10,7 @@ use anyhow::{bail, Context as _, Result};
 use ferry_engine::schema::DriveRecord;
 
 use crate::device::{self, BlockDevice};
-use crate::kiosk::{self, InstallCommand};
+use crate::kiosk;
 use crate::mountinfo::{self, MountWatcher};
 use crate::policy::{MountMode, OnInsert, Policy};
 use crate::reboot;
@@ -24,7 +23,6 @@ use crate::validate::validate;
 pub const ENV_RUN_DIR: &str = "FERRY_RUN_DIR";
 pub const ENV_SIDELOAD_DIR: &str = "FERRY_SIDELOAD_DIR";
 pub const ENV_CONFIG: &str = "FERRY_CONFIG";
-pub const ENV_FERRYCTL: &str = "FERRY_CTL";
 /// `1` accepts fixed disks and loop devices as if they were removable, whatever the policy.
 pub const ENV_ACCEPT_FIXED: &str = "FERRY_ACCEPT_FIXED_DRIVES";
 
@@ -69,7 +67,6 @@ pub struct Hook {
     /// Running as a systemd unit: mount through systemd and start the kiosk install as
     /// `ferry-install@<device>.service`.
     pub systemd: bool,
-    pub ferryctl: OsString,
     pub accept_fixed: bool,
 }
 
@@ -88,9 +85,6 @@ impl Hook {
             paths,
             policy,
             systemd,
-            ferryctl: std::env::var_os(ENV_FERRYCTL)
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| OsString::from("ferryctl")),
             accept_fixed,
         }
     }
@@ -364,34 +358,22 @@ impl Hook {
 
     fn kiosk_install(&self, mut record: DriveRecord) -> Result<()> {
         let store = self.store();
-        let command = InstallCommand {
-            ferryctl: self.ferryctl.clone(),
-            sources: self.policy.kiosk_sources,
-        };
         let mount = PathBuf::from(&record.mount);
+        let cancel = kiosk::cancel_on_signals().context("cannot watch for SIGTERM")?;
         let mut write_error = None;
-        let install = kiosk::run_install(&command, &mount, |install| {
-            record.install = Some(install.clone());
-            if let Err(error) = store.write(&record) {
-                tracing::error!("{error}");
-                write_error = Some(error);
-            }
-        });
-        let install = match install {
-            Ok(install) => install,
-            Err(error) => {
-                // Keep the failure in the record, so the kiosk's screen can say why.
-                let failed = ferry_engine::schema::DriveInstall {
-                    state: ferry_engine::schema::DriveInstallState::Failed,
-                    bytes_done: 0,
-                    bytes_total: 0,
-                    results: Vec::new(),
-                };
-                record.install = Some(failed);
-                store.write(&record)?;
-                return Err(error.into());
-            }
-        };
+        let install = kiosk::run_install(
+            self.policy.kiosk_sources,
+            &self.paths.run_dir,
+            &mount,
+            &cancel,
+            |install| {
+                record.install = Some(install.clone());
+                if let Err(error) = store.write(&record) {
+                    tracing::error!("{error}");
+                    write_error = Some(error);
+                }
+            },
+        );
         if let Some(error) = write_error {
             return Err(error.into());
         }

@@ -1,6 +1,7 @@
-//! The kiosk policy, `on-insert = install`: the hook runs `ferryctl install` and keeps its
-//! progress and result in the drive record. `ferryctl` is replaced here by a script that
-//! checks its arguments and replays an event stream written with the engine's own types.
+//! The kiosk policy, `on-insert = install`: the hook installs in its own process through the
+//! engine and keeps the progress and result in the drive record. The record keeping is fed
+//! here an event stream written with the engine's own types; the hook itself is run on an
+//! empty drive, with a `ferryctl` that must never be started.
 
 mod common;
 
@@ -8,11 +9,16 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use ferry_engine::event::{to_line, Event, Phase};
+use std::sync::Mutex;
+
+use ferry_engine::event::{Event, Phase, Reporter};
 use ferry_engine::object::checksum::Checksum;
 use ferry_engine::schema::{
-    DriveInstallState, InstallResult, InstallStatus, SourceInfo, SourceKind, TargetKind, Update,
+    DriveInstall, DriveInstallState, InstallResult, InstallStatus, SourceInfo, SourceKind,
+    TargetKind, Update,
 };
+use ferry_hook::kiosk::RecordReporter;
+use ferry_hook::reboot::os_update_needs_restart;
 
 fn update(id: &str, target: TargetKind, ref_name: &str, size: u64) -> Update {
     Update {
@@ -112,170 +118,144 @@ fn stream(app_status: InstallStatus, ok: bool) -> (Vec<Event>, Vec<InstallResult
     (events, results)
 }
 
-/// Writes a fake `ferryctl` that records its arguments and prints `events`.
-fn fake_ferryctl(dir: &Path, events: &[Event], exit_code: i32) -> (PathBuf, PathBuf) {
-    let stream = dir.join("stream.jsonl");
-    let lines: Vec<String> = events.iter().map(to_line).collect();
-    std::fs::write(&stream, lines.join("\n") + "\nthis line is not an event\n").unwrap();
-    let args = dir.join("ferryctl-args");
-    let script = dir.join("ferryctl");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\ncat '{}'\nexit {exit_code}\n",
-            args.display(),
-            stream.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    (script, args)
+/// Feeds `events` to the hook's reporter; returns every state it wrote and the final one.
+fn record(events: &[Event], ended_ok: bool) -> (Vec<DriveInstall>, DriveInstall) {
+    let written = Mutex::new(Vec::new());
+    let reporter = RecordReporter::new(|install: &DriveInstall| {
+        written.lock().unwrap().push(install.clone());
+    });
+    for event in events {
+        reporter.on_event(event.clone());
+    }
+    let install = reporter.finish(ended_ok);
+    (written.into_inner().unwrap(), install)
 }
 
 #[test]
 fn an_install_that_succeeds_ends_succeeded_with_every_result() {
-    let env = HookEnv::new("on-insert = install\nreboot-after-os-update = never\n");
     let (events, results) = stream(InstallStatus::Installed, true);
-    let (output, args, drive) = kiosk_run_with(&env, &events, 0, &[]);
-    assert!(output.status.success(), "{}", output_text(&output));
-
-    assert_eq!(
-        args,
-        [
-            "install",
-            "--all",
-            "--yes",
-            "--json",
-            "--only-from",
-            "--from",
-            drive.to_str().unwrap()
-        ]
-    );
-    let records = env.records();
-    assert_eq!(records.len(), 1);
-    let install = records[0]
-        .install
-        .as_ref()
-        .expect("the record has the install");
+    let (written, install) = record(&events, true);
     assert_eq!(install.state, DriveInstallState::Succeeded);
     assert_eq!(install.results, results);
     assert_eq!((install.bytes_done, install.bytes_total), (5000, 5000));
-    let log = output_text(&output);
-    assert!(log.contains("ignoring a line ferryctl printed"), "{log}");
-    assert!(log.contains("succeeded"), "{log}");
+    assert_eq!(written.first().unwrap().state, DriveInstallState::Running);
+    assert_eq!(written.last().unwrap(), &install);
 }
 
 #[test]
-fn a_failed_update_or_exit_code_ends_failed() {
-    for (app_status, ok, exit_code) in [
-        (InstallStatus::Failed, false, 1),
-        (InstallStatus::Installed, true, 1),
+fn progress_is_written_at_most_twice_a_second_and_everything_else_at_once() {
+    let (events, _) = stream(InstallStatus::Installed, true);
+    let (written, _) = record(&events, true);
+    // Running; the plan, two results and `finished`; the final state. The three progress
+    // events come within 500 ms of a write, so they wait for the next one.
+    assert_eq!(written.len(), 6, "{written:#?}");
+    assert_eq!((written[1].bytes_done, written[1].bytes_total), (0, 5000));
+    // The first result's write carries the progress that came before it.
+    assert_eq!(written[2].bytes_done, 4000);
+    assert_eq!(written[2].results.len(), 1);
+}
+
+#[test]
+fn a_failed_update_or_a_failed_end_ends_failed() {
+    for (app_status, ok, ended_ok) in [
+        (InstallStatus::Failed, false, false),
+        (InstallStatus::Installed, true, false),
+        (InstallStatus::Cancelled, false, false),
     ] {
-        let env = HookEnv::new("on-insert = install\n");
         let (events, results) = stream(app_status, ok);
-        let (output, _) = kiosk_run(&env, &events, exit_code);
-        assert!(!output.status.success(), "{}", output_text(&output));
-        let install = env.records()[0].install.clone().expect("install recorded");
-        assert_eq!(install.state, DriveInstallState::Failed);
+        let (_, install) = record(&events, ended_ok);
+        assert_eq!(install.state, DriveInstallState::Failed, "{app_status:?}");
         assert_eq!(install.results, results);
     }
 }
 
-/// Runs the hook on an empty drive directory with `ferryctl` replaying `events`.
-fn kiosk_run(
-    env: &HookEnv,
-    events: &[Event],
-    exit_code: i32,
-) -> (std::process::Output, Vec<String>) {
-    let (output, args, _) = kiosk_run_with(env, events, exit_code, &[]);
-    (output, args)
-}
-
-/// [`kiosk_run`] with the variables `vars` on top; also returns the drive's path.
-fn kiosk_run_with(
-    env: &HookEnv,
-    events: &[Event],
-    exit_code: i32,
-    vars: &[(&str, &str)],
-) -> (std::process::Output, Vec<String>, PathBuf) {
-    let (ferryctl, args_file) = fake_ferryctl(env.dir.path(), events, exit_code);
-    let (output, drive) = env.run_on_new_drive("KIOSK", &ferryctl, vars);
-    let args = std::fs::read_to_string(&args_file)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    (output, args, drive)
-}
-
 #[test]
-fn a_stream_cut_short_ends_failed_and_the_deployed_os_still_gets_its_restart() {
-    let env = HookEnv::new("on-insert = install\nreboot-after-os-update = always\n");
+fn an_install_cut_short_ends_failed_and_the_deployed_os_still_gets_its_restart() {
     let (events, _) = stream(InstallStatus::Installed, true);
-    // ferryctl killed after the OS result: no app result and no `finished`.
-    let (output, args) = kiosk_run(&env, &events[..7], 0);
-    assert!(!output.status.success(), "{}", output_text(&output));
-    // Restarting is the hook's decision, not ferryctl's.
-    assert!(!args.iter().any(|a| a == "--reboot"), "{args:?}");
-    let install = env.records()[0].install.clone().expect("install recorded");
+    // Ended after the OS result: no app result and no `finished`.
+    let (_, install) = record(&events[..7], true);
     assert_eq!(install.state, DriveInstallState::Failed);
     assert_eq!(install.results.len(), 1);
-    assert_eq!(env.reboots(), 1, "{}", output_text(&output));
+    assert!(os_update_needs_restart(&install.results));
+}
+
+/// A `ferryctl` that leaves `marker` and fails, were it ever started.
+fn tripwire_ferryctl(dir: &Path, marker: &Path) -> PathBuf {
+    let script = dir.join("ferryctl");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh
+touch '{}'
+exit 1
+",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
 }
 
 #[test]
-fn reboot_always_restarts_after_an_os_update_and_only_then() {
-    let env = HookEnv::new("on-insert = install\nreboot-after-os-update = always\n");
-    let (events, _) = stream(InstallStatus::Installed, true);
-    let (output, _) = kiosk_run(&env, &events, 0);
-    assert!(output.status.success(), "{}", output_text(&output));
-    assert_eq!(env.reboots(), 1, "{}", output_text(&output));
-    // The record says the install succeeded before the machine goes down.
-    let install = env.records()[0].install.clone().expect("install recorded");
-    assert_eq!(install.state, DriveInstallState::Succeeded);
-
-    // Only an app updated: nothing to restart for.
-    let env = HookEnv::new("on-insert = install\nreboot-after-os-update = always\n");
-    let (mut events, _) = stream(InstallStatus::Installed, true);
-    for event in &mut events {
-        if let Event::Result(result) = event {
-            result.restart_required = false;
-        }
+fn the_kiosk_install_runs_in_the_hook_without_starting_ferryctl() {
+    let env = HookEnv::new(
+        "on-insert = install
+reboot-after-os-update = always
+",
+    );
+    let marker = env.dir.path().join("ferryctl-ran");
+    let ferryctl = tripwire_ferryctl(env.dir.path(), &marker);
+    // A machine with empty Flatpak installations and no OS target; the drive offers nothing.
+    let flatpak = env.dir.path().join("flatpak");
+    let vars: Vec<(String, PathBuf)> = [
+        "FLATPAK_SYSTEM_DIR",
+        "FLATPAK_USER_DIR",
+        "FLATPAK_CONFIG_DIR",
+    ]
+    .into_iter()
+    .map(|name| (name.to_owned(), flatpak.join(name)))
+    .collect();
+    for (_, dir) in &vars {
+        std::fs::create_dir_all(dir).unwrap();
     }
-    let (output, _) = kiosk_run(&env, &events, 0);
-    assert!(output.status.success(), "{}", output_text(&output));
-    assert_eq!(env.reboots(), 0, "{}", output_text(&output));
-}
-
-#[test]
-fn reboot_never_leaves_the_os_update_for_the_next_boot() {
-    let env = HookEnv::new("on-insert = install\nreboot-after-os-update = never\n");
-    let (events, _) = stream(InstallStatus::Installed, true);
-    let (output, _) = kiosk_run(&env, &events, 0);
-    assert!(output.status.success(), "{}", output_text(&output));
-    assert_eq!(env.reboots(), 0, "{}", output_text(&output));
+    let drive = env.dir.path().join("KIOSK");
+    std::fs::create_dir_all(&drive).unwrap();
+    let output = env
+        .command()
+        .env("FERRY_CTL", &ferryctl)
+        .env(
+            "PATH",
+            format!("{}:/usr/bin:/bin", env.dir.path().display()),
+        )
+        .env_remove("OSTREE_SYSROOT")
+        .envs(vars)
+        .arg("--mount")
+        .arg(&drive)
+        .output()
+        .unwrap();
     let log = output_text(&output);
-    assert!(log.contains("reboot-after-os-update = never"), "{log}");
-}
-
-#[test]
-fn a_failing_restart_command_is_an_error_that_says_so() {
-    let env = HookEnv::new("on-insert = install\nreboot-after-os-update = always\n");
-    let (events, _) = stream(InstallStatus::Installed, true);
-    let (output, _, _) = kiosk_run_with(&env, &events, 0, &[("FERRY_REBOOT_COMMAND", "false")]);
-    assert!(!output.status.success(), "{}", output_text(&output));
-    let log = output_text(&output);
-    assert!(log.contains("restart the machine"), "{log}");
-}
-
-#[test]
-fn a_missing_ferryctl_is_reported_and_recorded_as_failed() {
-    let env = HookEnv::new("on-insert = install\n");
-    let missing = env.dir.path().join("no-such-ferryctl");
-    let (output, _) = env.run_on_new_drive("KIOSK", &missing, &[]);
-    assert!(!output.status.success());
-    let text = output_text(&output);
-    assert!(text.contains("set FERRY_CTL"), "{text}");
+    assert!(!marker.exists(), "ferryctl was started\n{log}");
+    assert!(output.status.success(), "{log}");
     let install = env.records()[0].install.clone().expect("install recorded");
-    assert_eq!(install.state, DriveInstallState::Failed);
+    assert_eq!(install.state, DriveInstallState::Succeeded, "{log}");
+    assert!(install.results.is_empty());
+    assert_eq!(env.reboots(), 0, "{log}");
+}
+
+#[test]
+fn sigterm_cancels_the_install_instead_of_killing_the_hook() {
+    let cancel = ferry_hook::kiosk::cancel_on_signals().unwrap();
+    assert!(!cancel.is_cancelled());
+    // What systemd sends when the drive of ferry-install@.service goes away.
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !cancel.is_cancelled() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(cancel.is_cancelled());
 }

@@ -1,4 +1,5 @@
-//! The kiosk for real: `on-insert = install` with the real `ferryctl`, a fake sysroot at OS 1.0
+//! The kiosk for real: `on-insert = install` (installed by the hook itself, never through
+//! `ferryctl`), a fake sysroot at OS 1.0
 //! (named by OSTREE_SYSROOT, as `ostree admin` takes it) and a per-user Flatpak installation
 //! with an app at v1, and one drive carrying OS 2.0 and the app v2 written by `ostree
 //! create-usb` and `flatpak create-usb`. Afterwards `ostree admin status` and `flatpak info`
@@ -8,12 +9,12 @@ mod common;
 
 use common::*;
 use ferry_engine::schema::{DriveInstallState, InstallStatus, TargetKind};
-use ferry_tests::bins;
 use ferry_tests::flatpak::{app_ref, AppSpec, FlatpakFixture, APP_ID, BRANCH};
 use ferry_tests::sysroot::{Sysroot, OS_REF};
 
 /// `ferry-hook --mount DRIVE` for the fixture machine (its sysroot and per-user installation),
-/// with the real `ferryctl` and machine-wide trust moved under `trust_root`.
+/// with machine-wide trust moved under `trust_root`. `FERRY_CTL` names a `ferryctl` that fails
+/// and leaves [`ferryctl_marker`], so a hook that started one fails the test.
 fn kiosk_hook(
     env: &HookEnv,
     fixture: &FlatpakFixture,
@@ -27,15 +28,31 @@ fn kiosk_hook(
         .envs(fixture.client.vars())
         .env("FLATPAK_USER_DIR", fixture.client.user_installation())
         .env("OSTREE_SYSROOT", &sysroot.path)
-        .env(
-            "FERRY_CTL",
-            bins::binary("ferryctl").expect("ferryctl built"),
-        )
+        .env("FERRY_CTL", tripwire_ferryctl(env))
         .env("FERRY_TRUST_ROOT", trust_root)
         .env("LC_ALL", "C.UTF-8")
         .arg("--mount")
         .arg(drive);
     command
+}
+
+fn ferryctl_marker(env: &HookEnv) -> std::path::PathBuf {
+    env.dir.path().join("ferryctl-ran")
+}
+
+fn tripwire_ferryctl(env: &HookEnv) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let script = env.dir.path().join("ferryctl");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ntouch '{}'\nexit 1\n",
+            ferryctl_marker(env).display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
 }
 
 #[test]
@@ -64,6 +81,10 @@ fn a_drive_with_an_os_and_an_app_update_ends_with_both_installed() {
         .output()
         .unwrap();
     let log = output_text(&output);
+    assert!(
+        !ferryctl_marker(&env).exists(),
+        "ferryctl was started\n{log}"
+    );
     assert!(output.status.success(), "{log}");
 
     // What ostree and flatpak themselves say.
@@ -161,4 +182,10 @@ fn a_kiosk_install_takes_nothing_from_another_recorded_drive() {
     let deployments = sysroot.deployments().unwrap();
     assert_eq!(deployments[0].commit, os_v2, "{deployments:?}\n{log}");
     assert_eq!(deployments[0].version.as_deref(), Some("2.0"));
+    // reboot-after-os-update = never.
+    assert_eq!(env.reboots(), 0, "{log}");
+    assert!(
+        !ferryctl_marker(&env).exists(),
+        "ferryctl was started\n{log}"
+    );
 }

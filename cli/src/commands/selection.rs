@@ -4,9 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use ferry_engine::resolve::sources::{
-    self, GatherOptions, Gathered, TargetChoice, NEARBY_TIMEOUT, UPSTREAM_TIMEOUT,
-};
+pub use ferry_engine::resolve::sources::SourceOptions;
+use ferry_engine::resolve::sources::{self, Gathered, TargetChoice};
 use ferry_engine::target::{HostPaths, InstallationSelector, Target};
 use ferry_engine::trust::TrustRoots;
 
@@ -16,18 +15,6 @@ pub struct TargetOptions<'a> {
     pub sysroot: Option<&'a Path>,
     pub installations: &'a [String],
     pub repo: Option<&'a Path>,
-}
-
-/// Where updates may come from besides the targets themselves.
-#[derive(Debug, Clone, Copy)]
-pub struct SourceOptions<'a> {
-    /// `--from`: drives, repositories and URLs of computers nearby.
-    pub named: &'a [String],
-    /// `--offline`: leave the network out: the remotes' own servers, and computers nearby
-    /// (found with DNS-SD otherwise).
-    pub offline: bool,
-    /// `--only-from`: the named sources and nothing else (no recorded drives, no network).
-    pub only_named: bool,
 }
 
 /// Opens the recorded drives and the named sources, then lists updates for the chosen
@@ -66,21 +53,14 @@ pub fn gather_on(
     } else {
         TargetChoice::Chosen(chosen_targets(targets, host)?)
     };
-    let mut set = if from.only_named {
-        Default::default()
-    } else {
-        sources::recorded_drives(run_dir)
-    };
-    set.extend(sources::named(from.named));
-    let network = !from.offline && !from.only_named;
-    let options = GatherOptions {
-        upstream: network.then_some(UPSTREAM_TIMEOUT),
-        nearby: network.then_some(NEARBY_TIMEOUT),
-        quick: false,
+    Ok(sources::gather_from(
+        host,
+        run_dir,
+        choice,
+        from,
         icon_cache,
-        trust_roots: trust_roots.clone(),
-    };
-    Ok(sources::gather(host, choice, set, options))
+        trust_roots,
+    ))
 }
 
 fn chosen_targets(options: TargetOptions<'_>, host: &HostPaths) -> anyhow::Result<Vec<Target>> {

@@ -482,6 +482,46 @@ pub fn gather(
     }
 }
 
+/// Where updates may come from besides the targets themselves, as a command line or the
+/// kiosk policy names them.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceOptions<'a> {
+    /// Drives, repositories and URLs of computers nearby (`--from`).
+    pub named: &'a [String],
+    /// Leave the network out: the remotes' own servers, and computers nearby.
+    pub offline: bool,
+    /// The named sources and nothing else: no recorded drives, no network (`--only-from`,
+    /// the kiosk's `kiosk-sources = inserted-drive`).
+    pub only_named: bool,
+}
+
+/// Opens the drives recorded under `run_dir` (unless `from.only_named`) and the named
+/// sources, then lists updates for `targets` ([`gather`]).
+pub fn gather_from(
+    host: &HostPaths,
+    run_dir: &Path,
+    targets: TargetChoice,
+    from: SourceOptions<'_>,
+    icon_cache: Option<PathBuf>,
+    trust_roots: &TrustRoots,
+) -> Gathered {
+    let mut set = if from.only_named {
+        SourceSet::default()
+    } else {
+        recorded_drives(run_dir)
+    };
+    set.extend(named(from.named));
+    let network = !from.offline && !from.only_named;
+    let options = GatherOptions {
+        upstream: network.then_some(UPSTREAM_TIMEOUT),
+        nearby: network.then_some(NEARBY_TIMEOUT),
+        quick: false,
+        icon_cache,
+        trust_roots: trust_roots.clone(),
+    };
+    gather(host, targets, set, options)
+}
+
 /// Whether computers nearby could offer anything for `targets`: a peer's refs count only
 /// for installed refs bound to a collection ID (a remote's own server needs none).
 pub(crate) fn peers_could_offer(targets: &[Target]) -> bool {

@@ -168,20 +168,13 @@ impl HookEnv {
         env
     }
 
-    /// Runs the hook with `--mount` on a new empty drive directory `name`, with `ferryctl` as
-    /// its `FERRY_CTL` and the variables `vars` on top; returns the drive's canonical path.
-    pub fn run_on_new_drive(
-        &self,
-        name: &str,
-        ferryctl: &Path,
-        vars: &[(&str, &str)],
-    ) -> (Output, PathBuf) {
+    /// Runs the hook with `--mount` on a new empty drive directory `name`, with the variables
+    /// `vars` on top; returns the drive's canonical path.
+    pub fn run_on_new_drive(&self, name: &str, vars: &[(&str, &str)]) -> (Output, PathBuf) {
         let drive = self.dir.path().join(name);
         std::fs::create_dir_all(&drive).unwrap();
         let mut command = self.command();
-        command
-            .env("FERRY_CTL", ferryctl)
-            .envs(vars.iter().copied());
+        command.envs(vars.iter().copied());
         let output = command.arg("--mount").arg(&drive).output().unwrap();
         (output, std::fs::canonicalize(&drive).unwrap())
     }
