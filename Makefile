@@ -22,6 +22,10 @@ AUTOSTARTDIR ?= $(SYSCONFDIR)/xdg/autostart
 METAINFODIR ?= $(DATADIR)/metainfo
 ICONSDIR ?= $(DATADIR)/icons
 DBUSSERVICESDIR ?= $(DATADIR)/dbus-1/services
+MANDIR ?= $(DATADIR)/man
+BASHCOMPLETIONDIR ?= $(DATADIR)/bash-completion/completions
+ZSHCOMPLETIONDIR ?= $(DATADIR)/zsh/site-functions
+FISHCOMPLETIONDIR ?= $(DATADIR)/fish/vendor_completions.d
 
 CARGO ?= cargo
 CARGO_TARGET_DIR ?= target
@@ -60,6 +64,19 @@ install: data
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR)
 	$(if $(USER_BINARIES),$(INSTALL) -m 0755 $(addprefix $(TARGET_DIR)/,$(USER_BINARIES)) $(DESTDIR)$(BINDIR)/)
 	$(INSTALL) -m 0755 $(TARGET_DIR)/$(HOOK_BINARY) $(DESTDIR)$(LIBEXECDIR)/
+	@# Manual pages and completions come from the binaries' own argument definitions;
+	@# ferry.conf(5) is written by hand.
+	$(INSTALL) -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	$(INSTALL) -m 0644 data/man/ferry.conf.5 $(DESTDIR)$(MANDIR)/man5/
+	$(TARGET_DIR)/$(HOOK_BINARY) --generate-man $(BUILDDIR)/man
+	$(INSTALL) -m 0644 $(BUILDDIR)/man/$(HOOK_BINARY).8 $(DESTDIR)$(MANDIR)/man8/
+	@set -e; if [ -n "$(filter ferryctl,$(USER_BINARIES))" ]; then \
+	  $(TARGET_DIR)/ferryctl generate-man $(BUILDDIR)/man; \
+	  $(INSTALL) -m 0644 $(BUILDDIR)/man/ferryctl*.1 $(DESTDIR)$(MANDIR)/man1/; \
+	  for shell in bash zsh fish; do $(TARGET_DIR)/ferryctl generate-completions $$shell $(BUILDDIR)/completions; done; \
+	  $(INSTALL) -D -m 0644 $(BUILDDIR)/completions/ferryctl.bash $(DESTDIR)$(BASHCOMPLETIONDIR)/ferryctl; \
+	  $(INSTALL) -D -m 0644 $(BUILDDIR)/completions/_ferryctl $(DESTDIR)$(ZSHCOMPLETIONDIR)/_ferryctl; \
+	  $(INSTALL) -D -m 0644 $(BUILDDIR)/completions/ferryctl.fish $(DESTDIR)$(FISHCOMPLETIONDIR)/ferryctl.fish; fi
 	$(INSTALL) -d $(DESTDIR)$(UDEVRULESDIR) $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(TMPFILESDIR)
 	$(INSTALL) -m 0644 $(addprefix udev-rules/,$(UDEV_RULES)) $(DESTDIR)$(UDEVRULESDIR)/
 	@set -e; for u in $(UNITS); do \
@@ -97,6 +114,10 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR)$(ICONSDIR)/,$(ICONS))
 	rm -f $(addprefix $(DESTDIR)$(DBUSSERVICESDIR)/,$(DBUS_SERVICES))
 	rm -f $(DESTDIR)$(LOCALEDIR)/*/LC_MESSAGES/ferry.mo
+	rm -f $(DESTDIR)$(MANDIR)/man1/ferryctl.1 $(DESTDIR)$(MANDIR)/man1/ferryctl-*.1
+	rm -f $(DESTDIR)$(MANDIR)/man5/ferry.conf.5 $(DESTDIR)$(MANDIR)/man8/$(HOOK_BINARY).8
+	rm -f $(DESTDIR)$(BASHCOMPLETIONDIR)/ferryctl $(DESTDIR)$(ZSHCOMPLETIONDIR)/_ferryctl
+	rm -f $(DESTDIR)$(FISHCOMPLETIONDIR)/ferryctl.fish
 	@# The policy goes only if nobody changed it.
 	@if cmp -s data/ferry.conf $(DESTDIR)$(SYSCONFDIR)/ferry/ferry.conf; then \
 	  rm -f $(DESTDIR)$(SYSCONFDIR)/ferry/ferry.conf; rmdir $(DESTDIR)$(SYSCONFDIR)/ferry 2>/dev/null || true; \

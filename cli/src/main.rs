@@ -12,7 +12,7 @@ mod signals;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Carries OSTree OS updates and Flatpak apps from drives and nearby computers.
 #[derive(Debug, Parser)]
@@ -45,6 +45,34 @@ enum Command {
     Delta(commands::delta::DeltaArgs),
 }
 
+/// Packaging helpers, parsed apart from [`Cli`] so that neither the manual pages nor the
+/// completions offer them.
+#[derive(Debug, Parser)]
+#[command(name = "ferryctl")]
+enum Generate {
+    GenerateMan(commands::generate::ManArgs),
+    GenerateCompletions(commands::generate::CompletionArgs),
+}
+
+impl Generate {
+    fn is_requested() -> bool {
+        let first = std::env::args_os().nth(1);
+        matches!(
+            first.as_deref().and_then(|arg| arg.to_str()),
+            Some("generate-man" | "generate-completions")
+        )
+    }
+
+    fn run(self) -> anyhow::Result<ExitCode> {
+        match self {
+            Generate::GenerateMan(args) => commands::generate::man(Cli::command(), args),
+            Generate::GenerateCompletions(args) => {
+                commands::generate::completions(Cli::command(), args)
+            }
+        }
+    }
+}
+
 fn init_logging(verbose: u8) {
     // The OpenPGP library warns about keyring details (trust packets) that are normal in
     // keyrings exported by gpg; only its errors are worth showing.
@@ -66,6 +94,15 @@ fn init_logging(verbose: u8) {
 fn main() -> ExitCode {
     ferry_engine::memory::return_large_buffers();
     i18n::init();
+    if Generate::is_requested() {
+        return match Generate::parse().run() {
+            Ok(code) => code,
+            Err(error) => {
+                eprintln!("{}{error:#}", i18n::tr("error: "));
+                ExitCode::FAILURE
+            }
+        };
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {

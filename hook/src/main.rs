@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{ArgGroup, Parser};
+use clap::{ArgGroup, CommandFactory, Parser};
 use ferry_hook::run::Hook;
 
 /// Validate a drive's OSTree repositories and record what it offers.
@@ -38,6 +38,32 @@ struct Args {
     systemd: bool,
 }
 
+/// `ferry-hook --generate-man DIR` writes ferry-hook.8 for packaging; parsed apart from
+/// [`Args`] so that the page does not list it.
+#[derive(Debug, Parser)]
+#[command(name = "ferry-hook")]
+struct GenerateMan {
+    #[arg(long, value_name = "DIR")]
+    generate_man: PathBuf,
+}
+
+impl GenerateMan {
+    fn is_requested() -> bool {
+        std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new("--generate-man"))
+    }
+
+    fn run(&self) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let dir = &self.generate_man;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        clap_mangen::Man::new(Args::command())
+            .section("8")
+            .generate_to(dir)
+            .with_context(|| format!("cannot write the manual page into {}", dir.display()))?;
+        Ok(())
+    }
+}
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -57,6 +83,15 @@ fn init_logging() {
 
 fn main() -> ExitCode {
     ferry_engine::memory::return_large_buffers();
+    if GenerateMan::is_requested() {
+        return match GenerateMan::parse().run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let args = Args::parse();
     init_logging();
     let hook = Hook::from_env(args.systemd);

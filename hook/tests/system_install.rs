@@ -93,6 +93,8 @@ fn install_puts_every_file_in_place_and_each_one_validates() {
         "usr/lib/systemd/system/ferry-install@.service",
         "usr/lib/tmpfiles.d/ferry.conf",
         "etc/ferry/ferry.conf",
+        "usr/share/man/man8/ferry-hook.8",
+        "usr/share/man/man5/ferry.conf.5",
     ] {
         assert!(dest.join(path).is_file(), "{path} was not installed");
     }
@@ -100,6 +102,32 @@ fn install_puts_every_file_in_place_and_each_one_validates() {
         assert!(
             dest.join("usr/bin").join(binary).is_file(),
             "{binary} was not installed"
+        );
+    }
+    if user_binaries().contains(&"ferryctl") {
+        for path in [
+            "usr/share/man/man1/ferryctl.1",
+            "usr/share/man/man1/ferryctl-install.1",
+            "usr/share/bash-completion/completions/ferryctl",
+            "usr/share/zsh/site-functions/_ferryctl",
+            "usr/share/fish/vendor_completions.d/ferryctl.fish",
+        ] {
+            assert!(dest.join(path).is_file(), "{path} was not installed");
+        }
+    }
+    // Each manual page renders without a warning from man's formatter.
+    for page in files_under(&dest.join("usr/share/man")) {
+        let output = Command::new("man")
+            .args(["--warnings", "-l"])
+            .arg(&page)
+            .env("MANWIDTH", "80")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run man: {e}"));
+        let warnings = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success() && warnings.trim().is_empty(),
+            "{} does not render cleanly:\n{warnings}",
+            page.display()
         );
     }
     let unit =

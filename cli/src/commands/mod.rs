@@ -1,6 +1,7 @@
 //! One module per `ferryctl` subcommand.
 
 pub mod delta;
+pub mod generate;
 pub mod install;
 pub mod list;
 pub mod prepare_drive;
