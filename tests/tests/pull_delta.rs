@@ -181,6 +181,16 @@ impl Fixture {
     }
 }
 
+/// The fixture, a destination of `mode` at 1.0 (pulled through Ferry), and the update to 2.0
+/// with its delta from 1.0.
+fn updated_from_v1(base: &Path, mode: RepoMode) -> Result<(Fixture, OstreeRepo, Update)> {
+    let fixture = Fixture::new(base)?;
+    let dest = client(&base.join("dest"), mode, Some(&fixture.key))?;
+    pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    let update = fixture.update(base, &[&format!("--from={}", fixture.v1)])?;
+    Ok((fixture, dest, update))
+}
+
 fn pull_from(base: &Path, dest: &OstreeRepo, from: &OsStr, extra: &[&str]) -> Result<PullRun> {
     let mut args = vec!["--remote", REMOTE];
     args.extend_from_slice(extra);
@@ -332,10 +342,7 @@ fn from_scratch_inline_delta_installs_a_fresh_repository() -> Result<()> {
 fn corrupt_part_is_dropped_and_objects_are_fetched_instead() -> Result<()> {
     let tmp = TempDir::new()?;
     let base = tmp.path();
-    let fixture = Fixture::new(base)?;
-    let dest = client(&base.join("dest"), RepoMode::Bare, Some(&fixture.key))?;
-    pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
-    let update = fixture.update(base, &[&format!("--from={}", fixture.v1)])?;
+    let (fixture, dest, update) = updated_from_v1(base, RepoMode::Bare)?;
     let part = fixture.delta_dir()?.join("0");
     let mut bytes = fs::read(&part)?;
     let middle = bytes.len() / 2;
@@ -356,10 +363,7 @@ fn corrupt_part_is_dropped_and_objects_are_fetched_instead() -> Result<()> {
 fn delta_over_http_fetches_no_objects_beyond_the_fallback() -> Result<()> {
     let tmp = TempDir::new()?;
     let base = tmp.path();
-    let fixture = Fixture::new(base)?;
-    let dest = client(&base.join("dest"), RepoMode::BareUser, Some(&fixture.key))?;
-    pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
-    let update = fixture.update(base, &[&format!("--from={}", fixture.v1)])?;
+    let (fixture, dest, update) = updated_from_v1(base, RepoMode::BareUser)?;
     let server = Peer::serve(&fixture.repo.path)?;
     let url = format!("{}/", server.url);
     let run = pull_from(base, &dest, OsStr::new(&url), &[])?.require_success()?;
@@ -393,10 +397,7 @@ fn delta_over_http_fetches_no_objects_beyond_the_fallback() -> Result<()> {
 fn superblock_with_another_commit_is_refused() -> Result<()> {
     let tmp = TempDir::new()?;
     let base = tmp.path();
-    let fixture = Fixture::new(base)?;
-    let dest = client(&base.join("dest"), RepoMode::Bare, Some(&fixture.key))?;
-    pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
-    let update = fixture.update(base, &[&format!("--from={}", fixture.v1)])?;
+    let (fixture, dest, update) = updated_from_v1(base, RepoMode::Bare)?;
     // The embedded commit says version 2.1: it no longer hashes to the delta's target.
     let superblock = fixture.delta_dir()?.join("superblock");
     let mut bytes = fs::read(&superblock)?;
@@ -425,10 +426,7 @@ fn superblock_with_another_commit_is_refused() -> Result<()> {
 fn corrupt_delta_on_one_source_good_on_another() -> Result<()> {
     let tmp = TempDir::new()?;
     let base = tmp.path();
-    let fixture = Fixture::new(base)?;
-    let dest = client(&base.join("dest"), RepoMode::BareUser, Some(&fixture.key))?;
-    pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
-    let update = fixture.update(base, &[&format!("--from={}", fixture.v1)])?;
+    let (fixture, dest, update) = updated_from_v1(base, RepoMode::BareUser)?;
     fixture.delete_delta_content(&update)?;
     let drive = base.join("drive-copy");
     ferry_tests::cmd::Tool::new("cp")
@@ -478,10 +476,7 @@ fn corrupt_delta_on_one_source_good_on_another() -> Result<()> {
 fn delta_written_by_ferry_is_applied_by_ostree_and_by_ferry() -> Result<()> {
     let tmp = TempDir::new()?;
     let base = tmp.path();
-    let fixture = Fixture::new(base)?;
-    let dest = client(&base.join("dest"), RepoMode::BareUser, Some(&fixture.key))?;
-    pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
-    let update = fixture.update(base, &[&format!("--from={}", fixture.v1)])?;
+    let (fixture, dest, update) = updated_from_v1(base, RepoMode::BareUser)?;
     // Only Ferry's delta from here on.
     fs::remove_dir_all(fixture.repo.path.join("deltas"))?;
     pull_support::ferryctl(&trust_root(base))?
@@ -537,10 +532,7 @@ fn delta_written_by_ferry_is_applied_by_ostree_and_by_ferry() -> Result<()> {
 fn fifo_superblock_on_a_drive_does_not_hang_the_pull() -> Result<()> {
     let tmp = TempDir::new()?;
     let base = tmp.path();
-    let fixture = Fixture::new(base)?;
-    let dest = client(&base.join("dest"), RepoMode::Bare, Some(&fixture.key))?;
-    pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
-    let update = fixture.update(base, &[&format!("--from={}", fixture.v1)])?;
+    let (fixture, dest, update) = updated_from_v1(base, RepoMode::Bare)?;
     let superblock = fixture.delta_dir()?.join("superblock");
     fs::remove_file(&superblock)?;
     ferry_tests::cmd::Tool::new("mkfifo")
@@ -566,10 +558,7 @@ fn fifo_superblock_on_a_drive_does_not_hang_the_pull() -> Result<()> {
 fn trickled_superblock_is_abandoned_for_objects() -> Result<()> {
     let tmp = TempDir::new()?;
     let base = tmp.path();
-    let fixture = Fixture::new(base)?;
-    let dest = client(&base.join("dest"), RepoMode::BareUser, Some(&fixture.key))?;
-    pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
-    let update = fixture.update(base, &[&format!("--from={}", fixture.v1)])?;
+    let (fixture, dest, update) = updated_from_v1(base, RepoMode::BareUser)?;
     let relative = fixture
         .delta_dir()?
         .strip_prefix(&fixture.repo.path)?
