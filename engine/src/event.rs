@@ -110,6 +110,22 @@ impl Reporter for SilentReporter {
     fn on_event(&self, _event: Event) {}
 }
 
+/// Bytes as messages write them: `1.5 GB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 /// Serialises an event as one JSON line, without the trailing newline.
 pub fn to_line(event: &Event) -> String {
     let envelope = Envelope {

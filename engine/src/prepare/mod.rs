@@ -31,7 +31,7 @@ use flate2::Compression;
 use serde::{Deserialize, Serialize};
 
 use crate::cancel::CancelToken;
-use crate::event::{Event, MessageLevel, Reporter};
+use crate::event::{human_bytes, Event, MessageLevel, Reporter};
 use crate::object::summary::{
     build_summary, collection_map_value, SummaryEntry, COLLECTION_MAP_KEY, COMMIT_TIMESTAMP_KEY,
     COMMIT_VERSION_KEY, LAST_MODIFIED_KEY,
@@ -206,22 +206,6 @@ impl PrepareError {
             path,
             source,
         }
-    }
-}
-
-/// Bytes as people read them: `1.5 GB`.
-fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit + 1 < UNITS.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }
 

@@ -30,11 +30,13 @@ use std::time::{Duration, Instant};
 use super::progress::{Counted, Progress};
 use super::{PullError, PullStats};
 use crate::cancel::CancelToken;
+use crate::event::human_bytes;
 use crate::object::{
     metadata_checksum, Checksum, Commit, DirMeta, DirTree, ObjectId, ObjectKind, ObjectSize,
 };
 use crate::repo::{Repo, RepoError, RepoMode, Transaction, WriteOutcome};
 use crate::schema::{SourceKind, SourceState};
+use crate::source::drive::is_gone;
 use crate::source::{source_name, FetchError, Interrupt, Source};
 
 /// A request that receives nothing for this long is given to another source.
@@ -983,8 +985,8 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
                     SourceState::SetAside,
                     format!(
                         "it is much slower than the others ({} against {} per second)",
-                        human(rate),
-                        human(median)
+                        human_bytes(rate),
+                        human_bytes(median)
                     ),
                 );
             }
@@ -1196,23 +1198,6 @@ fn is_malformed(error: &io::Error) -> bool {
         error.kind(),
         io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput | io::ErrorKind::UnexpectedEof
     )
-}
-
-/// Errors that mean a device went away rather than one file being bad.
-fn is_gone(error: &io::Error) -> bool {
-    matches!(
-        error.raw_os_error(),
-        Some(libc::EIO | libc::ENODEV | libc::ENXIO | libc::ESTALE | libc::ENOTCONN)
-    )
-}
-
-fn human(bytes_per_second: u64) -> String {
-    const MIB: u64 = 1024 * 1024;
-    if bytes_per_second >= MIB {
-        format!("{:.1} MiB", bytes_per_second as f64 / MIB as f64)
-    } else {
-        format!("{} KiB", bytes_per_second / 1024)
-    }
 }
 
 /// Sizes of content objects from the commit's `ostree.sizes`. The commit is verified, so

@@ -96,7 +96,7 @@ impl DriveSource {
 }
 
 /// Errors that mean the device went away rather than one file being bad.
-fn is_gone(error: &std::io::Error) -> bool {
+pub(crate) fn is_gone(error: &std::io::Error) -> bool {
     matches!(
         error.raw_os_error(),
         Some(libc::EIO | libc::ENODEV | libc::ENXIO | libc::ESTALE | libc::ENOTCONN)
