@@ -35,6 +35,7 @@ pub mod install;
 pub mod lan;
 pub mod memory;
 pub mod object;
+pub mod policy;
 pub mod prepare;
 pub mod privilege;
 pub mod pull;

@@ -11,10 +11,10 @@ use ferry_engine::lan::discover::parse_txt;
 use ferry_engine::object::{
     Commit, ContentHasher, DirMeta, DirTree, FileHeader, Metadata, MetadataValue, Summary,
 };
+use ferry_engine::policy::Policy;
 use ferry_engine::repo::read_archive_stream;
 use ferry_engine::schema::DriveRecord;
 use ferry_engine::trust::metadata::{CommitFacts, DetachedSignatures};
-use ferry_hook::policy::Policy;
 
 /// A target's entry: takes any bytes, panics only on a bug.
 pub type Entry = fn(&[u8]);

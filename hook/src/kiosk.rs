@@ -1,17 +1,20 @@
-//! The kiosk install: what `ferryctl install --all --yes --from <mount>` does, run in this
-//! process through the engine, with its events turned into the `install` field of the drive
-//! record as it runs.
+//! The unattended installs: the kiosk's (what `ferryctl install --all --yes --from <mount>`
+//! does) and the lab's from computers nearby (`on-nearby = install`), run in this process
+//! through the engine, with their events turned into install state as they run.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::policy::KioskSources;
 use ferry_engine::cancel::CancelToken;
 use ferry_engine::event::{Event, MessageLevel, Phase, Reporter};
 use ferry_engine::install::{self, InstallOptions, Selection};
-use ferry_engine::resolve::sources::{self, Gathered, SourceOptions, TargetChoice};
+use ferry_engine::policy::KioskSources;
+use ferry_engine::resolve::sources::SourceSet;
+use ferry_engine::resolve::sources::{
+    self, GatherOptions, Gathered, SourceOptions, TargetChoice, NEARBY_TIMEOUT,
+};
 use ferry_engine::schema::{DriveInstall, DriveInstallState, InstallStatus};
 use ferry_engine::target::HostPaths;
 use ferry_engine::trust::TrustRoots;
@@ -223,60 +226,95 @@ impl<F: FnMut(&DriveInstall) + Send> Reporter for RecordReporter<F> {
     }
 }
 
-/// Installs everything offered, from the drive at `mount` only or (`KioskSources::All`) from
-/// every drive recorded under `run_dir` and the network too, into this machine's default
-/// targets (`OSTREE_SYSROOT` and the Flatpak variables choose them, as they choose
-/// `ferryctl`'s). Calls `on_change` whenever the record should be rewritten, first with the
-/// `running` state, last with the final one. Restarting is left to the caller.
+/// Where an unattended install takes its updates from.
+#[derive(Debug, Clone, Copy)]
+pub enum InstallScope<'a> {
+    /// A kiosk install after the drive at `mount` was inserted: that drive only or
+    /// (`KioskSources::All`) every drive recorded under `run_dir` and the network too.
+    Drive {
+        mount: &'a Path,
+        sources: KioskSources,
+        run_dir: &'a Path,
+    },
+    /// `on-nearby = install`: what computers nearby offer, and nothing else.
+    Nearby,
+}
+
+/// Installs everything `scope` offers into this machine's default targets (`OSTREE_SYSROOT`
+/// and the Flatpak variables choose them, as they choose `ferryctl`'s). Calls `on_change`
+/// whenever the state should be recorded, first with `running`, last with the final state.
+/// Restarting is left to the caller.
 pub fn run_install(
-    kiosk_sources: KioskSources,
-    run_dir: &Path,
-    mount: &Path,
+    scope: InstallScope<'_>,
     cancel: &CancelToken,
     on_change: impl FnMut(&DriveInstall) + Send,
 ) -> DriveInstall {
     let reporter = RecordReporter::new(on_change);
-    let ended_ok = install_into(&reporter, kiosk_sources, run_dir, mount, cancel);
+    let ended_ok = install_into(&reporter, scope, cancel);
     reporter.finish(ended_ok)
+}
+
+/// Lists what `scope` offers, checked against `trust_roots`.
+fn gather(scope: InstallScope<'_>, trust_roots: &TrustRoots) -> Gathered {
+    let host = HostPaths::from_env();
+    match scope {
+        InstallScope::Drive {
+            mount,
+            sources,
+            run_dir,
+        } => {
+            tracing::info!(
+                "installing every update from {} ({sources:?})",
+                mount.display()
+            );
+            let named = [mount.display().to_string()];
+            let from = SourceOptions {
+                named: &named,
+                offline: false,
+                only_named: sources == KioskSources::InsertedDrive,
+            };
+            sources::gather_from(
+                &host,
+                run_dir,
+                TargetChoice::MachineDefaults,
+                from,
+                None,
+                trust_roots,
+            )
+        }
+        InstallScope::Nearby => {
+            tracing::info!("installing every update that computers nearby offer");
+            let options = GatherOptions {
+                upstream: None,
+                nearby: Some(NEARBY_TIMEOUT),
+                quick: false,
+                icon_cache: None,
+                trust_roots: trust_roots.clone(),
+            };
+            sources::gather(
+                &host,
+                TargetChoice::MachineDefaults,
+                SourceSet::default(),
+                options,
+            )
+        }
+    }
 }
 
 /// The steps of `ferryctl install --all --yes`, reported as its `--json` stream is; returns
 /// whether it would have exited with success.
-fn install_into(
-    reporter: &dyn Reporter,
-    kiosk_sources: KioskSources,
-    run_dir: &Path,
-    mount: &Path,
-    cancel: &CancelToken,
-) -> bool {
-    tracing::info!(
-        "installing every update from {} ({kiosk_sources:?})",
-        mount.display()
-    );
+fn install_into(reporter: &dyn Reporter, scope: InstallScope<'_>, cancel: &CancelToken) -> bool {
     reporter.on_event(Event::Phase {
         phase: Phase::Resolve,
         update: None,
     });
-    let named = [mount.display().to_string()];
-    let from = SourceOptions {
-        named: &named,
-        offline: false,
-        only_named: kiosk_sources == KioskSources::InsertedDrive,
-    };
     // One value for the listing and the pull, so both check commits against the same keys.
     let trust_roots = TrustRoots::from_env();
     let Gathered {
         targets,
         sources: set,
         list,
-    } = sources::gather_from(
-        &HostPaths::from_env(),
-        run_dir,
-        TargetChoice::MachineDefaults,
-        from,
-        None,
-        &trust_roots,
-    );
+    } = gather(scope, &trust_roots);
     let plan = install::plan(&list, &Selection::All, &targets)
         .and_then(|plan| install::preflight(&plan, &targets).map(|()| plan));
     let plan = match plan {

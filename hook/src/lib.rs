@@ -8,7 +8,6 @@ pub mod beneath;
 pub mod device;
 pub mod kiosk;
 pub mod mountinfo;
-pub mod policy;
 pub mod reboot;
 pub mod record;
 pub mod run;

@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use clap::{ArgGroup, CommandFactory, Parser};
 use ferry_hook::run::Hook;
 
-/// Validate a drive's OSTree repositories and record what it offers.
+/// Validate a drive's OSTree repositories and record what it offers; or install what
+/// computers nearby offer, as the policy says.
 ///
 /// Environment: FERRY_RUN_DIR (default /run/ferry), FERRY_SIDELOAD_DIR (default
 /// /run/flatpak/sideload-repos), FERRY_CONFIG (default /etc/ferry/ferry.conf),
@@ -18,7 +19,7 @@ use ferry_hook::run::Hook;
 /// one), FERRY_LOG (log filter, default info).
 #[derive(Debug, Parser)]
 #[command(name = "ferry-hook", version)]
-#[command(group(ArgGroup::new("what").required(true).args(["device", "mount"])))]
+#[command(group(ArgGroup::new("what").required(true).args(["device", "mount", "nearby"])))]
 struct Args {
     /// The block device that appeared, for example /dev/sdb1.
     #[arg(long, value_name = "/dev/NAME")]
@@ -32,6 +33,10 @@ struct Args {
     /// Run the kiosk install for a drive recorded earlier (ferry-install@.service).
     #[arg(long, requires = "device")]
     install: bool,
+    /// Install what computers nearby offer if the policy says `on-nearby = install`
+    /// (ferry-nearby.timer).
+    #[arg(long, conflicts_with_all = ["remove", "install"])]
+    nearby: bool,
     /// Running as a systemd unit: mount with systemd-mount and start the kiosk install as
     /// ferry-install@NAME.service.
     #[arg(long)]
@@ -96,6 +101,7 @@ fn main() -> ExitCode {
     init_logging();
     let hook = Hook::from_env(args.systemd);
     let result = match (&args.device, &args.mount) {
+        _ if args.nearby => hook.nearby(),
         (Some(device), _) if args.remove => hook.remove_device(device),
         (_, Some(mount)) if args.remove => hook.remove_mount(mount),
         (Some(device), _) if args.install => hook.install_device(device),

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context as _, Result};
 use ferry_engine::schema::{InstallResult, InstallStatus};
 
-use crate::policy::RebootPolicy;
+use ferry_engine::policy::RebootPolicy;
 
 /// The command that restarts the machine, split at whitespace; default `systemctl reboot`.
 pub const ENV_REBOOT_COMMAND: &str = "FERRY_REBOOT_COMMAND";

@@ -7,17 +7,17 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
-use ferry_engine::schema::DriveRecord;
+use ferry_engine::schema::{DriveInstall, DriveInstallState, DriveRecord};
 
 use crate::device::{self, BlockDevice};
 use crate::kiosk;
 use crate::mountinfo::{self, MountWatcher};
-use crate::policy::{MountMode, OnInsert, Policy};
 use crate::reboot;
 use crate::record::{drive_id, RecordStore};
 use crate::selfmount::{self, Mounter};
 use crate::sideload;
 use crate::validate::validate;
+use ferry_engine::policy::{MountMode, OnInsert, OnNearby, Policy};
 
 /// Environment variables that move Ferry's paths (tests, other layouts).
 pub const ENV_RUN_DIR: &str = "FERRY_RUN_DIR";
@@ -25,6 +25,32 @@ pub const ENV_SIDELOAD_DIR: &str = "FERRY_SIDELOAD_DIR";
 pub const ENV_CONFIG: &str = "FERRY_CONFIG";
 /// `1` accepts fixed disks and loop devices as if they were removable, whatever the policy.
 pub const ENV_ACCEPT_FIXED: &str = "FERRY_ACCEPT_FIXED_DRIVES";
+
+/// The state of the last install from computers nearby, in the runtime dir.
+pub const NEARBY_STATE_FILE: &str = "nearby.json";
+
+/// Writes `install` as JSON to `path`, mode 0644, through a temporary file so readers in the
+/// session never see half of it.
+fn write_install_state(path: &Path, install: &DriveInstall) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = path.parent().context("the state file has no directory")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let json = serde_json::to_vec_pretty(install)?;
+    let tmp = dir.join(format!(".nearby.json.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        file.write_all(&json)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(error) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(error).with_context(|| format!("cannot write {}", path.display()));
+    }
+    Ok(())
+}
 
 /// Where the hook reads and writes.
 #[derive(Debug, Clone)]
@@ -361,27 +387,67 @@ impl Hook {
         let mount = PathBuf::from(&record.mount);
         let cancel = kiosk::cancel_on_signals().context("cannot watch for SIGTERM")?;
         let mut write_error = None;
-        let install = kiosk::run_install(
-            self.policy.kiosk_sources,
-            &self.paths.run_dir,
-            &mount,
-            &cancel,
-            |install| {
-                record.install = Some(install.clone());
-                if let Err(error) = store.write(&record) {
-                    tracing::error!("{error}");
-                    write_error = Some(error);
-                }
-            },
-        );
+        let scope = kiosk::InstallScope::Drive {
+            mount: &mount,
+            sources: self.policy.kiosk_sources,
+            run_dir: &self.paths.run_dir,
+        };
+        let install = kiosk::run_install(scope, &cancel, |install| {
+            record.install = Some(install.clone());
+            if let Err(error) = store.write(&record) {
+                tracing::error!("{error}");
+                write_error = Some(error);
+            }
+        });
         if let Some(error) = write_error {
             return Err(error.into());
         }
-        let succeeded = install.state == ferry_engine::schema::DriveInstallState::Succeeded;
+        self.after_install(
+            &install,
+            &format!("the kiosk install from {}", mount.display()),
+        )
+    }
+
+    /// `ferry-hook --nearby` (`ferry-nearby.timer`): installs what computers nearby offer when
+    /// the policy says `on-nearby = install`. Its state is kept in `nearby.json` in the
+    /// runtime dir, as a drive record's `install` field is.
+    pub fn nearby(&self) -> Result<()> {
+        match self.policy.on_nearby {
+            OnNearby::Ignore => {
+                tracing::info!("policy says on-nearby = ignore; not looking for computers nearby");
+                return Ok(());
+            }
+            OnNearby::Notify => {
+                tracing::info!(
+                    "policy says on-nearby = notify; the desktop app offers updates from \
+                     computers nearby"
+                );
+                return Ok(());
+            }
+            OnNearby::Install => {}
+        }
+        let cancel = kiosk::cancel_on_signals().context("cannot watch for SIGTERM")?;
+        let state_path = self.paths.run_dir.join(NEARBY_STATE_FILE);
+        let mut write_error = None;
+        let install = kiosk::run_install(kiosk::InstallScope::Nearby, &cancel, |install| {
+            if let Err(error) = write_install_state(&state_path, install) {
+                tracing::error!("{error:#}");
+                write_error = Some(error);
+            }
+        });
+        if let Some(error) = write_error {
+            return Err(error);
+        }
+        self.after_install(&install, "the install from computers nearby")
+    }
+
+    /// Logs how an unattended install ended and restarts as the policy says.
+    fn after_install(&self, install: &DriveInstall, what: &str) -> Result<()> {
+        let succeeded = install.state == DriveInstallState::Succeeded;
         if succeeded {
-            tracing::info!("the kiosk install from {} succeeded", mount.display());
+            tracing::info!("{what} succeeded");
         } else {
-            tracing::error!("the kiosk install from {} failed", mount.display());
+            tracing::error!("{what} failed");
         }
         // An OS deployment that went in needs its restart even when an app failed.
         let decision = reboot::decide(
@@ -397,7 +463,7 @@ impl Hook {
             reboot::Decision::Stay(why) => tracing::info!("not restarting: {why}"),
         }
         if !succeeded {
-            bail!("the kiosk install from {} failed", mount.display());
+            bail!("{what} failed");
         }
         Ok(())
     }

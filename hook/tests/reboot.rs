@@ -2,7 +2,7 @@
 
 use std::cell::Cell;
 
-use ferry_hook::policy::RebootPolicy;
+use ferry_engine::policy::RebootPolicy;
 use ferry_hook::reboot::{
     activity_of, decide, os_update_needs_restart, parse_session_ids, parse_sessions, Activity,
     Decision, Session,

@@ -892,3 +892,99 @@ fn serial_past_32_computers_nearby_the_rest_are_ignored_and_counted() -> Result<
     drop(lan);
     Ok(())
 }
+
+/// `ferry-hook --nearby` on machine B with `on-nearby = POLICY`, the sysroot as its OS.
+fn hook_nearby_in(
+    lan: &Lan,
+    vars: &[(String, OsString)],
+    sysroot: &Sysroot,
+    config: &Path,
+) -> Result<ferry_tests::cmd::Output> {
+    Ok(Tool::new("ip")
+        .args(["netns", "exec", &lan.b])
+        .arg(bins::binary("ferry-hook")?)
+        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_os_str())))
+        .env("FERRY_CONFIG", config)
+        .env("OSTREE_SYSROOT", &sysroot.path)
+        .env("FERRY_LOG", "info,pgp=error")
+        .arg("--nearby")
+        .output()?)
+}
+
+#[test]
+fn serial_on_nearby_install_installs_what_a_computer_nearby_offers_and_notify_does_not(
+) -> Result<()> {
+    require_root("network namespaces")?;
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let key = GpgKey::generate(&base.join("gnupg"), "OS Vendor <os@example.org>")?;
+    let sysroot = Sysroot::create(base, &key)?;
+    let v1 = sysroot.deployments()?[0].commit.clone();
+    let v2 = sysroot.publish("2.0")?;
+    let lan = Lan::create()?;
+    let peer = Server::start(
+        Some(&lan.a),
+        &sysroot.os.repo.path,
+        &["--port", "0"],
+        &base.join("serve-a.log"),
+    )?;
+    peer.port()?;
+    let vars = machine_b(base)?;
+    let run_dir = base.join("machine-b/ferry-run");
+    let config = base.join("ferry.conf");
+
+    // notify (the default) and ignore leave it to the person at the machine.
+    for policy in ["notify", "ignore"] {
+        std::fs::write(&config, format!("[policy]\non-nearby = {policy}\n"))?;
+        let output = hook_nearby_in(&lan, &vars, &sysroot, &config)?;
+        ensure!(output.status.success(), "{output:?}");
+        ensure!(
+            output.stderr.contains(&format!("on-nearby = {policy}")),
+            "{output:?}"
+        );
+        ensure!(sysroot.deployments()?[0].commit == v1);
+        ensure!(!run_dir.join("nearby.json").exists());
+    }
+
+    // install: machine B takes 2.0 from machine A. Announcements take a moment after a
+    // responder starts, so a run that found nobody yet is repeated, as the timer would.
+    std::fs::write(&config, "[policy]\non-nearby = install\n")?;
+    let deadline = Instant::now() + DISCOVERY_WAIT;
+    loop {
+        let output = hook_nearby_in(&lan, &vars, &sysroot, &config)?;
+        ensure!(output.status.success(), "{output:?}");
+        if sysroot.deployments()?[0].commit == v2 {
+            break;
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "machine B never installed from machine A: {}\nA's log:\n{}",
+                output.stderr,
+                peer.log_text()
+            );
+        }
+    }
+    sysroot.repo().fsck()?;
+    let state: ferry_engine::schema::DriveInstall =
+        serde_json::from_slice(&std::fs::read(run_dir.join("nearby.json"))?)?;
+    ensure!(
+        state.state == ferry_engine::schema::DriveInstallState::Succeeded,
+        "{state:?}"
+    );
+    ensure!(
+        state
+            .results
+            .iter()
+            .any(|r| r.ref_name == OS_REF && r.status == InstallStatus::Installed),
+        "{state:?}"
+    );
+    ensure!(
+        peer.log_text()
+            .lines()
+            .any(|l| l.contains(".filez") && l.contains("status=200")),
+        "machine A served no objects"
+    );
+    drop(peer);
+    drop(lan);
+    Ok(())
+}

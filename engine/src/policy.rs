@@ -1,4 +1,5 @@
-//! The machine's drive policy, `/etc/ferry/ferry.conf`.
+//! The machine's policy, `/etc/ferry/ferry.conf`: what happens when a drive is inserted or a
+//! computer nearby offers updates, and whether this machine shares its own.
 //!
 //! A small keyfile: `key = value` lines, `#` or `;` comments, and an optional `[policy]` group
 //! header. Every key and value is checked, and an error names the line, because a typo in a
@@ -21,6 +22,18 @@ pub enum OnInsert {
     /// Install everything the drive offers (kiosks).
     Install,
     /// Do nothing at all.
+    Ignore,
+}
+
+/// What `ferry-hook --nearby` (run by `ferry-nearby.timer`) does with updates that computers
+/// nearby offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnNearby {
+    /// Nothing: the desktop agent tells the user, who installs them.
+    Notify,
+    /// Install everything computers nearby offer (labs, kiosks), verified as always.
+    Install,
+    /// Do not look for computers nearby.
     Ignore,
 }
 
@@ -63,6 +76,9 @@ pub struct Policy {
     /// skipped unless this is false.
     pub removable_only: bool,
     pub kiosk_sources: KioskSources,
+    pub on_nearby: OnNearby,
+    /// Serve this machine's own repositories to computers nearby (`ferry-serve.socket`).
+    pub share_nearby: bool,
 }
 
 impl Default for Policy {
@@ -75,6 +91,8 @@ impl Default for Policy {
             validation_timeout: Duration::from_secs(60),
             removable_only: true,
             kiosk_sources: KioskSources::InsertedDrive,
+            on_nearby: OnNearby::Notify,
+            share_nearby: false,
         }
     }
 }
@@ -140,6 +158,13 @@ const KIOSK_SOURCES: Choice<KioskSources> = Choice {
     names: &[
         ("inserted-drive", KioskSources::InsertedDrive),
         ("all", KioskSources::All),
+    ],
+};
+const ON_NEARBY: Choice<OnNearby> = Choice {
+    names: &[
+        ("notify", OnNearby::Notify),
+        ("install", OnNearby::Install),
+        ("ignore", OnNearby::Ignore),
     ],
 };
 const BOOLEAN: Choice<bool> = Choice {
@@ -213,10 +238,12 @@ impl Policy {
                 }
                 "removable-only" => BOOLEAN.parse(value).map(|v| policy.removable_only = v),
                 "kiosk-sources" => KIOSK_SOURCES.parse(value).map(|v| policy.kiosk_sources = v),
+                "on-nearby" => ON_NEARBY.parse(value).map(|v| policy.on_nearby = v),
+                "share-nearby" => BOOLEAN.parse(value).map(|v| policy.share_nearby = v),
                 _ => Err(format!(
                     "unknown key '{key}'; known keys are on-insert, reboot-after-os-update, \
                      mount, mount-timeout-seconds, validation-timeout-seconds, removable-only, \
-                     kiosk-sources"
+                     kiosk-sources, on-nearby, share-nearby"
                 )),
             };
             result.map_err(|message| error(line_no, format!("{key}: {message}")))?;
@@ -295,9 +322,14 @@ mod tests {
     fn reads_every_key_with_and_without_group() {
         let text = "[policy]\non-insert = install\nreboot-after-os-update=when-idle\n\
                     mount = self\nmount-timeout-seconds = 30\nvalidation-timeout-seconds=5\n\
-                    removable-only = no\nkiosk-sources = all\n";
+                    removable-only = no\nkiosk-sources = all\non-nearby = install\n\
+                    share-nearby = yes\n";
         let policy = parse(text).expect("parse the policy");
         assert_eq!(policy.kiosk_sources, KioskSources::All);
+        assert_eq!(policy.on_nearby, OnNearby::Install);
+        assert!(policy.share_nearby);
+        assert_eq!(Policy::default().on_nearby, OnNearby::Notify);
+        assert!(!Policy::default().share_nearby);
         assert_eq!(Policy::default().kiosk_sources, KioskSources::InsertedDrive);
         assert_eq!(policy.on_insert, OnInsert::Install);
         assert_eq!(policy.reboot_after_os_update, RebootPolicy::WhenIdle);
@@ -333,6 +365,8 @@ mod tests {
             ("mount-timeout-seconds = 0\n", 1, "between 1 and 86400"),
             ("mount-timeout-seconds = -3\n", 1, "between 1 and 86400"),
             ("removable-only = maybe\n", 1, "not one of"),
+            ("on-nearby = always\n", 1, "not one of"),
+            ("share-nearby = perhaps\n", 1, "not one of"),
         ];
         for (text, line, needle) in cases {
             let error = parse(text).expect_err(text);
