@@ -16,6 +16,8 @@
 //! - [`loopdev`]: ext4 images on loop devices, tmpfs mounts (root only).
 //! - [`bins`]: the workspace's own binaries (`ferryctl`, `ferry-hook`).
 //! - [`http::StaticServer`]: a loopback HTTP server standing for upstream or a peer.
+//! - [`lan`]: networks of namespaces (a veth pair, a rate-limited switch) and `ferryctl serve`
+//!   running in them.
 //! - [`generate`]: deterministic trees of random files (tests and benchmarks).
 //! - [`hostile`]: the hostile corpus: crafted drives and peers, and the check of a refusal.
 //! - [`demo`]: the demo scene `scripts/demo.sh` shows.
@@ -32,6 +34,7 @@ pub mod gpg;
 pub mod heavy;
 pub mod hostile;
 pub mod http;
+pub mod lan;
 pub mod loopdev;
 pub mod ostree;
 pub mod sysroot;

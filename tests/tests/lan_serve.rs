@@ -11,10 +11,9 @@ mod install_support;
 mod pull_support;
 
 use std::ffi::{OsStr, OsString};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +22,7 @@ use ferry_engine::schema::{InstallStatus, ProblemKind, SourceKind, UpdateList};
 use ferry_tests::bins;
 use ferry_tests::cmd::{require_root, wait_for, Tool};
 use ferry_tests::gpg::GpgKey;
+use ferry_tests::lan::{ServeOptions, ServeProcess, VethPair, LINK_LOCAL_A};
 use ferry_tests::ostree::{CommitSpec, OstreeRepo, RemoteSpec, RepoMode};
 use ferry_tests::sysroot::{Sysroot, OS_COLLECTION_ID, OS_REF};
 use ferry_tests::tree::TreeOptions;
@@ -35,121 +35,27 @@ const PROCESS_WAIT: Duration = Duration::from_secs(30);
 /// How long machine B keeps listing until machine A's advertisement has been seen.
 const DISCOVERY_WAIT: Duration = Duration::from_secs(40);
 
-/// A running `ferryctl serve`, stopped (SIGTERM, then SIGKILL) when dropped.
-struct Server {
-    child: Child,
-    /// What it printed: `Serving DIR at http://ADDRESS:PORT/`.
-    url: String,
-    log: PathBuf,
+/// `[ip netns exec NAMESPACE] ferryctl -v serve --repo REPO ARGS...`, its log in `log`.
+fn serve(namespace: Option<&str>, repo: &Path, args: &[&str], log: &Path) -> Result<ServeProcess> {
+    serve_as(None, namespace, repo, args, log)
 }
 
-impl Server {
-    /// `[ip netns exec NAMESPACE] ferryctl -v serve --repo REPO ARGS...`, its log in `log`.
-    fn start(namespace: Option<&str>, repo: &Path, args: &[&str], log: &Path) -> Result<Server> {
-        Server::start_as(None, namespace, repo, args, log)
-    }
-
-    /// [`Server::start`], with host name `host` (in a UTS namespace of its own) when given,
-    /// so that it advertises itself as "Ferry on HOST".
-    fn start_as(
-        host: Option<&str>,
-        namespace: Option<&str>,
-        repo: &Path,
-        args: &[&str],
-        log: &Path,
-    ) -> Result<Server> {
-        let ferryctl = bins::binary("ferryctl")?;
-        let mut tool = match host {
-            Some(host) => Tool::new("unshare").args([
-                "--uts",
-                "sh",
-                "-c",
-                "hostname \"$0\" && exec \"$@\"",
-                host,
-            ]),
-            None => Tool::new("env"),
-        };
-        tool = match namespace {
-            Some(name) => tool.args(["ip", "netns", "exec", name]).arg(&ferryctl),
-            None => tool.arg(&ferryctl),
-        };
-        tool = tool
-            .env("FERRY_LOG", "info")
-            .env("NO_COLOR", "1")
-            .env("LC_ALL", "C.UTF-8")
-            .args(["-v", "serve", "--repo"])
-            .arg(repo)
-            .args(args);
-        let mut command = tool.into_command();
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(log)?);
-        let mut child = command.spawn().context("start ferryctl serve")?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let (sender, receiver) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + PROCESS_WAIT;
-        let mut server = Server {
-            child,
-            url: String::new(),
-            log: log.to_owned(),
-        };
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = receiver.recv_timeout(left).with_context(|| {
-                format!(
-                    "ferryctl serve printed no address; its log:\n{}",
-                    server.log_text()
-                )
-            })?;
-            if let Some(at) = line.find("http://") {
-                server.url = line[at..].trim_end_matches('/').to_owned();
-                return Ok(server);
-            }
-        }
-    }
-
-    fn port(&self) -> Result<u16> {
-        let port = self.url.rsplit(':').next().context("no port")?;
-        Ok(port.parse()?)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Sends SIGTERM and waits for the exit status.
-    fn terminate(&mut self) -> Result<std::process::ExitStatus> {
-        // The shell's own `kill`: present wherever `sh` is.
-        Tool::new("sh")
-            .args(["-c", &format!("kill -TERM {}", self.child.id())])
-            .run()?;
-        let mut status = None;
-        wait_for("ferryctl serve to stop", PROCESS_WAIT, || {
-            status = self.child.try_wait().ok().flatten();
-            anyhow::Ok(status.is_some())
-        })?;
-        status.context("no exit status")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.terminate();
-        }
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// [`serve`], with host name `host` when given, so that it advertises itself as "Ferry on HOST".
+fn serve_as(
+    host: Option<&str>,
+    namespace: Option<&str>,
+    repo: &Path,
+    args: &[&str],
+    log: &Path,
+) -> Result<ServeProcess> {
+    let mut all: Vec<&OsStr> = vec![OsStr::new("--repo"), repo.as_os_str()];
+    all.extend(args.iter().map(OsStr::new));
+    let options = ServeOptions {
+        namespace,
+        host,
+        ..ServeOptions::default()
+    };
+    Ok(ServeProcess::start(&options, &all, log)?)
 }
 
 /// The status code of `GET path` (sent as is, unnormalised) and the body.
@@ -193,7 +99,7 @@ fn serves_a_signed_repository_read_only_to_ferry_and_ostree() -> Result<()> {
         "upstream",
         "https://builder:hunter2@updates.example.com/repo",
     ))?;
-    let mut server = Server::start(
+    let mut server = serve(
         None,
         &publisher.repo.path,
         &["--address", "127.0.0.1", "--port", "0", "--no-advertise"],
@@ -319,7 +225,7 @@ fn serves_static_deltas_that_a_pull_applies() -> Result<()> {
             std::fs::remove_file(object)?;
         }
     }
-    let mut server = Server::start(
+    let mut server = serve(
         None,
         &publisher.repo.path,
         &["--address", "127.0.0.1", "--port", "0", "--no-advertise"],
@@ -349,7 +255,7 @@ fn clients_that_trickle_bytes_neither_lock_out_others_nor_hold_descriptors() -> 
     let tmp = TempDir::new()?;
     let base = tmp.path();
     let publisher = Publisher::new(&base.join("publisher"), TreeOptions::plain())?;
-    let mut server = Server::start(
+    let mut server = serve(
         None,
         &publisher.repo.path,
         &[
@@ -443,7 +349,7 @@ fn a_client_that_stops_reading_is_dropped_after_the_idle_timeout() -> Result<()>
     let big = format!("objects/ff/{}.filez", "f".repeat(62));
     std::fs::create_dir_all(publisher.repo.path.join("objects/ff"))?;
     std::fs::write(publisher.repo.path.join(&big), vec![0x5a; 64 << 20])?;
-    let mut server = Server::start(
+    let mut server = serve(
         None,
         &publisher.repo.path,
         &[
@@ -509,71 +415,6 @@ fn refuses_to_serve_what_peers_cannot_use() -> Result<()> {
     Ok(())
 }
 
-/// Two network namespaces, A and B, joined by a veth pair (`veth-a` in A, `veth-b` in B)
-/// created inside them; deleted when dropped, whatever happened.
-struct Lan {
-    a: String,
-    b: String,
-}
-
-/// A's IPv6 link-local address on a link-local-only [`Lan`].
-const LINK_LOCAL_A: &str = "fe80::a";
-
-impl Lan {
-    /// A is 10.201.0.1, B 10.201.0.2.
-    fn create() -> Result<Lan> {
-        Lan::with_addresses(&[
-            ("veth-a", "10.201.0.1/24", false),
-            ("veth-b", "10.201.0.2/24", false),
-        ])
-    }
-
-    /// No IPv4 at all: A is fe80::a, B fe80::b, link-local IPv6 only.
-    fn link_local_only() -> Result<Lan> {
-        Lan::with_addresses(&[
-            ("veth-a", &format!("{LINK_LOCAL_A}/64"), true),
-            ("veth-b", "fe80::b/64", true),
-        ])
-    }
-
-    /// `addresses`: A's then B's (device, address, whether it is IPv6 link-local).
-    fn with_addresses(addresses: &[(&str, &str, bool); 2]) -> Result<Lan> {
-        let id = std::process::id();
-        let lan = Lan {
-            a: format!("ferry-lan-{id}-a"),
-            b: format!("ferry-lan-{id}-b"),
-        };
-        for name in [&lan.a, &lan.b] {
-            Tool::new("ip").args(["netns", "add", name]).run()?;
-        }
-        let ip = |args: &[&str]| Tool::new("ip").args(args).run();
-        ip(&[
-            "-n", &lan.a, "link", "add", "veth-a", "type", "veth", "peer", "name", "veth-b",
-            "netns", &lan.b,
-        ])?;
-        for (name, (dev, address, link_local)) in [&lan.a, &lan.b].into_iter().zip(addresses) {
-            if *link_local {
-                // Exactly the address given, usable at once (no duplicate detection).
-                ip(&["-n", name, "link", "set", dev, "addrgenmode", "none"])?;
-                ip(&["-n", name, "addr", "add", address, "dev", dev, "nodad"])?;
-            } else {
-                ip(&["-n", name, "addr", "add", address, "dev", dev])?;
-            }
-            ip(&["-n", name, "link", "set", "lo", "up"])?;
-            ip(&["-n", name, "link", "set", dev, "multicast", "on", "up"])?;
-        }
-        Ok(lan)
-    }
-}
-
-impl Drop for Lan {
-    fn drop(&mut self) {
-        for name in [&self.a, &self.b] {
-            let _ = Tool::new("ip").args(["netns", "del", name]).run();
-        }
-    }
-}
-
 /// What `ferryctl list` and `install` see of machine B: its own runtime dir, trust roots,
 /// home and Flatpak directories under `base`.
 fn machine_b(base: &Path) -> Result<Vec<(String, OsString)>> {
@@ -623,14 +464,14 @@ fn serial_a_computer_nearby_is_found_listed_and_installed_from() -> Result<()> {
     stale.commit(&CommitSpec::new("other/ref", &sysroot.os.data).subject("other"))?;
     stale.update_summary(None)?;
 
-    let lan = Lan::create()?;
-    let peer = Server::start(
+    let lan = VethPair::create()?;
+    let peer = serve(
         Some(&lan.a),
         &sysroot.os.repo.path,
         &["--port", "0"],
         &base.join("serve-a.log"),
     )?;
-    let stale_server = Server::start(
+    let stale_server = serve(
         Some(&lan.a),
         &stale.path,
         &["--port", "0"],
@@ -754,9 +595,9 @@ fn serial_a_computer_nearby_with_only_a_link_local_address_is_found_and_installe
     let sysroot = Sysroot::create(base, &key)?;
     let v2 = sysroot.publish("2.0")?;
 
-    let lan = Lan::link_local_only()?;
+    let lan = VethPair::link_local_only()?;
     // No address given: it listens on IPv6 as well as IPv4.
-    let peer = Server::start(
+    let peer = serve(
         Some(&lan.a),
         &sysroot.os.repo.path,
         &["--port", "0"],
@@ -840,11 +681,11 @@ fn serial_past_32_computers_nearby_the_rest_are_ignored_and_counted() -> Result<
     let key = GpgKey::generate(&base.join("gnupg"), "OS Vendor <os@example.org>")?;
     let sysroot = Sysroot::create(base, &key)?;
     sysroot.publish("2.0")?;
-    let lan = Lan::create()?;
+    let lan = VethPair::create()?;
     let mut servers = Vec::new();
     for n in 0..SERVERS {
         // Each under a host name of its own, as separate computers would be.
-        servers.push(Server::start_as(
+        servers.push(serve_as(
             Some(&format!("peer-{n}")),
             Some(&lan.a),
             &sysroot.os.repo.path,
@@ -895,7 +736,7 @@ fn serial_past_32_computers_nearby_the_rest_are_ignored_and_counted() -> Result<
 
 /// `ferry-hook --nearby` on machine B with `on-nearby = POLICY`, the sysroot as its OS.
 fn hook_nearby_in(
-    lan: &Lan,
+    lan: &VethPair,
     vars: &[(String, OsString)],
     sysroot: &Sysroot,
     config: &Path,
@@ -921,8 +762,8 @@ fn serial_on_nearby_install_installs_what_a_computer_nearby_offers_and_notify_do
     let sysroot = Sysroot::create(base, &key)?;
     let v1 = sysroot.deployments()?[0].commit.clone();
     let v2 = sysroot.publish("2.0")?;
-    let lan = Lan::create()?;
-    let peer = Server::start(
+    let lan = VethPair::create()?;
+    let peer = serve(
         Some(&lan.a),
         &sysroot.os.repo.path,
         &["--port", "0"],
