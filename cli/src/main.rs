@@ -43,6 +43,8 @@ enum Command {
     PrepareDrive(commands::prepare_drive::PrepareDriveArgs),
     /// Write static deltas (an update as a few compressed parts) into a repository.
     Delta(commands::delta::DeltaArgs),
+    /// Whether this machine shares its updates with computers nearby; switch it on or off.
+    Sharing(commands::sharing::SharingArgs),
 }
 
 /// Packaging helpers, parsed apart from [`Cli`] so that neither the manual pages nor the
@@ -113,6 +115,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => commands::serve::run(args),
         Command::PrepareDrive(args) => commands::prepare_drive::run(args),
         Command::Delta(args) => commands::delta::run(args),
+        Command::Sharing(args) => commands::sharing::run(args),
     };
     match result {
         Ok(code) => code,

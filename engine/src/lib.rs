@@ -44,6 +44,7 @@ pub mod resolve;
 pub mod scan;
 pub mod schema;
 pub mod serve;
+pub mod sharing;
 pub mod source;
 pub mod target;
 pub mod trust;

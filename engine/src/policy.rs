@@ -291,6 +291,38 @@ impl Policy {
     }
 }
 
+/// `text` with `key = value`: the line that sets `key` is replaced, or the line appended when
+/// no line sets it. Comments, blank lines and every other line stay as they were.
+pub fn with_value(text: &str, key: &str, value: &str) -> String {
+    let setting = format!("{key} = {value}");
+    let mut replaced = false;
+    let mut lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let sets_key = line
+                .split_once('=')
+                .is_some_and(|(name, _)| name.trim() == key && !is_comment(line));
+            if sets_key && !replaced {
+                replaced = true;
+                setting.clone()
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect();
+    if !replaced {
+        lines.push(setting);
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out
+}
+
+fn is_comment(line: &str) -> bool {
+    let line = line.trim_start();
+    line.starts_with('#') || line.starts_with(';')
+}
+
 impl fmt::Display for OnInsert {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -307,6 +339,21 @@ mod tests {
 
     fn parse(text: &str) -> Result<Policy, PolicyError> {
         Policy::parse(text, Path::new("/etc/ferry/ferry.conf"))
+    }
+
+    #[test]
+    fn with_value_replaces_the_setting_or_appends_it() {
+        let text = "# share-nearby = yes\n[policy]\nshare-nearby=no\non-insert = notify";
+        assert_eq!(
+            with_value(text, "share-nearby", "yes"),
+            "# share-nearby = yes\n[policy]\nshare-nearby = yes\non-insert = notify\n"
+        );
+        assert_eq!(
+            with_value("[policy]\n", "on-nearby", "install"),
+            "[policy]\non-nearby = install\n"
+        );
+        let policy = parse(&with_value("", "share-nearby", "yes")).expect("parse the policy");
+        assert!(policy.share_nearby);
     }
 
     #[test]

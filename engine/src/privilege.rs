@@ -37,6 +37,8 @@ use crate::trust::TrustRoots;
 
 /// The polkit action `pkexec` checks for `ferryctl`.
 pub const INSTALL_ACTION: &str = "io.github.ferry.Ferry.install";
+/// The polkit action `pkexec` checks for `ferryctl sharing` (the Preferences switch).
+pub const SHARING_ACTION: &str = "io.github.ferry.Ferry.share-nearby";
 /// The polkit action for downgrades and unsigned remotes: an administrator every time.
 pub const ADMIN_ACTION: &str = "io.github.ferry.Ferry.install-downgrade";
 /// The polkit action `pkexec` checks for `ferryctl prepare-drive` (its own, so an
@@ -60,6 +62,9 @@ pub const IGNORED_VARIABLES: &[&str] = &[
     "XDG_CACHE_HOME",
     "FERRY_RUN_DIR",
     "FERRY_TRUST_ROOT",
+    "FERRY_CONFIG",
+    "FERRY_SYSTEMCTL",
+    "FERRY_SERVE_STATS",
     "GNUPGHOME",
 ];
 

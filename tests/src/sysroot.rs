@@ -170,6 +170,21 @@ impl Sysroot {
         Ok(sysroot)
     }
 
+    /// Another machine installed from the same OS at the same version: a copy of this
+    /// sysroot at `path` (hard links kept, as a reinstall from the same image would have
+    /// them), fed by the same OS repository.
+    pub fn copy_to(&self, path: &Path) -> Result<Sysroot> {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).at("create directory", parent)?;
+        }
+        Tool::new("cp").arg("-a").arg(&self.path).arg(path).run()?;
+        Ok(Sysroot {
+            path: path.to_owned(),
+            os: self.os.clone(),
+            v1: self.v1.clone(),
+        })
+    }
+
     /// The sysroot's repository, `ostree/repo` (bare).
     pub fn repo(&self) -> OstreeRepo {
         OstreeRepo::open(&self.path.join("ostree/repo"))

@@ -9,6 +9,7 @@ pub mod pull;
 pub mod scan;
 mod selection;
 pub mod serve;
+pub mod sharing;
 
 use ferry_engine::schema::Update;
 

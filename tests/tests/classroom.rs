@@ -1,0 +1,277 @@
+//! The classroom: twelve machines on one switch, each a network namespace with its own fake
+//! sysroot at OS 1.0 and its own Ferry, every link limited to 100 Mbit. One drive with OS 2.0
+//! goes into machine 1 (kiosk install); every machine shares its own OS repository
+//! (`ferryctl serve` of the sysroot's bare repository) and runs `ferry-hook --nearby` with
+//! `on-nearby = install`, as `ferry-nearby.timer` would. A thirteenth machine shares 2.0 with
+//! forged file contents under the vendor's valid signature.
+//!
+//! All twelve must reach 2.0 (`ostree admin status`), with repositories `ostree fsck` finds
+//! clean and the genuine files checked out.
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use ferry_tests::bins;
+use ferry_tests::cmd::require_root;
+use ferry_tests::gpg::GpgKey;
+use ferry_tests::lan::{ServeOptions, ServeProcess, Switch};
+use ferry_tests::ostree::OstreeRepo;
+use ferry_tests::sysroot::Sysroot;
+use ferry_tests::tamper::tamper_filez;
+use tempfile::TempDir;
+
+const MACHINES: usize = 12;
+/// Files new in 2.0; the forging machine serves every one of them altered.
+const NEW_FILES: usize = 48;
+const GENUINE: &[u8] = b"genuine";
+const FORGED: &[u8] = b"forged!";
+/// Longest the whole room may take to reach 2.0.
+const ROOM_WAIT: Duration = Duration::from_secs(150);
+
+/// Machine `index`'s own directories and environment, as `machine_b` in lan_serve has them.
+struct Machine {
+    index: usize,
+    sysroot: Sysroot,
+    vars: Vec<(String, OsString)>,
+}
+
+impl Machine {
+    fn new(index: usize, sysroot: Sysroot, base: &Path, config: &Path) -> Result<Machine> {
+        let home = base.join(format!("machine-{}", index + 1));
+        let mut vars = Vec::new();
+        for (name, dir) in [
+            ("HOME", "home"),
+            ("FLATPAK_USER_DIR", "flatpak-user"),
+            ("FLATPAK_SYSTEM_DIR", "flatpak-system"),
+            ("FLATPAK_CONFIG_DIR", "flatpak-config"),
+            ("XDG_CACHE_HOME", "cache"),
+            ("FERRY_RUN_DIR", "ferry-run"),
+            ("FERRY_SIDELOAD_DIR", "sideload"),
+            ("FERRY_TRUST_ROOT", "trust-root"),
+        ] {
+            let path = home.join(dir);
+            std::fs::create_dir_all(&path)?;
+            vars.push((name.to_owned(), path.into_os_string()));
+        }
+        vars.push(("FERRY_CONFIG".to_owned(), config.as_os_str().to_owned()));
+        vars.push(("OSTREE_SYSROOT".to_owned(), sysroot.path.clone().into()));
+        vars.push(("LC_ALL".to_owned(), "C.UTF-8".into()));
+        vars.push(("FERRY_LOG".to_owned(), "info,pgp=error".into()));
+        Ok(Machine {
+            index,
+            sysroot,
+            vars,
+        })
+    }
+
+    fn name(&self) -> String {
+        format!("machine-{}", self.index + 1)
+    }
+
+    /// `ferry-hook ARGS` on this machine, in its namespace.
+    fn hook(&self, switch: &Switch, args: &[&OsStr]) -> Result<ferry_tests::Output> {
+        Ok(switch
+            .exec(self.index, bins::binary("ferry-hook")?)
+            .envs(self.vars.iter().map(|(k, v)| (k.as_str(), v.as_os_str())))
+            .args(args)
+            .output()?)
+    }
+
+    /// Shares this machine's OS repository, as `ferry-serve.socket` does.
+    fn share(&self, switch: &Switch, base: &Path) -> Result<ServeProcess> {
+        let name = self.name();
+        let repo = self.sysroot.path.join("ostree/repo");
+        let options = ServeOptions {
+            namespace: Some(switch.machine(self.index)),
+            host: Some(&name),
+            ..ServeOptions::default()
+        };
+        let args = [
+            OsStr::new("--repo"),
+            repo.as_os_str(),
+            OsStr::new("--port"),
+            OsStr::new("0"),
+        ];
+        Ok(ServeProcess::start(
+            &options,
+            &args,
+            &base.join(format!("{name}-serve.log")),
+        )?)
+    }
+
+    fn commit(&self) -> Result<String> {
+        Ok(self.sysroot.default_deployment()?.commit)
+    }
+}
+
+/// Runs `ferry-hook --nearby` on `machine` until it is on `goal` or `deadline` passes;
+/// returns the logs of every run.
+fn until_updated(
+    machine: &Machine,
+    switch: &Switch,
+    goal: &str,
+    deadline: Instant,
+) -> Result<String> {
+    let mut logs = String::new();
+    loop {
+        let output = machine.hook(switch, &[OsStr::new("--nearby")])?;
+        logs.push_str(&output.stderr);
+        ensure!(
+            output.success(),
+            "{}: ferry-hook --nearby failed:\n{logs}",
+            machine.name()
+        );
+        if machine.commit()? == goal {
+            return Ok(logs);
+        }
+        if Instant::now() >= deadline {
+            bail!("{} never reached 2.0:\n{logs}", machine.name());
+        }
+    }
+}
+
+#[test]
+fn serial_a_classroom_updates_itself_from_one_drive_despite_a_forging_machine() -> Result<()> {
+    require_root("network namespaces")?;
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let key = GpgKey::generate(&base.join("gnupg"), "OS Vendor <os@example.org>")?;
+    let first = Sysroot::create(&base.join("machine-1"), &key)?;
+    let v1 = first.v1.clone();
+    // 2.0 brings new files, each an object every machine must fetch from someone.
+    let extra = first.os.data.join("usr/share/exampleos/extra");
+    std::fs::create_dir_all(&extra)?;
+    for n in 0..NEW_FILES {
+        let mut text = format!("{} payload {n}\n", String::from_utf8_lossy(GENUINE));
+        text.push_str(&"lorem ipsum dolor sit amet ".repeat(400 + n));
+        std::fs::write(extra.join(format!("payload-{n}")), text)?;
+    }
+    let v2 = first.publish("2.0")?;
+    let drive = base.join("drive");
+    first.os.create_usb(&drive)?;
+
+    // A machine with the vendor's 2.0, signed, but every new file forged.
+    let forged = base.join("forged-repo");
+    ferry_tests::Tool::new("cp")
+        .arg("-a")
+        .arg(&first.os.repo.path)
+        .arg(&forged)
+        .run()?;
+    let forged_repo = OstreeRepo::open(&forged);
+    for n in 0..NEW_FILES {
+        let path = format!("usr/share/exampleos/extra/payload-{n}");
+        tamper_filez(&forged_repo, &v2, &path, GENUINE, FORGED)?;
+    }
+
+    let config = base.join("ferry.conf");
+    std::fs::write(
+        &config,
+        "[policy]\non-insert = install\non-nearby = install\nshare-nearby = yes\n",
+    )?;
+    let mut sysroots = vec![first];
+    for index in 1..MACHINES {
+        let copy = sysroots[0].copy_to(&base.join(format!("machine-{}/sysroot", index + 1)))?;
+        sysroots.push(copy);
+    }
+    let machines = sysroots
+        .into_iter()
+        .enumerate()
+        .map(|(index, sysroot)| Machine::new(index, sysroot, base, &config))
+        .collect::<Result<Vec<_>>>()?;
+
+    let switch = Switch::create(MACHINES + 1, Some("100mbit"))?;
+    let sharing = machines
+        .iter()
+        .map(|machine| machine.share(&switch, base))
+        .collect::<Result<Vec<_>>>()?;
+    let forger = ServeProcess::start(
+        &ServeOptions {
+            namespace: Some(switch.machine(MACHINES)),
+            host: Some("forger"),
+            ..ServeOptions::default()
+        },
+        &[
+            OsStr::new("--repo"),
+            forged.as_os_str(),
+            OsStr::new("--port"),
+            OsStr::new("0"),
+        ],
+        &base.join("forger-serve.log"),
+    )?;
+
+    let started = Instant::now();
+    let deadline = started + ROOM_WAIT;
+    let logs: Vec<Result<String>> = std::thread::scope(|scope| {
+        let others: Vec<_> = machines[1..]
+            .iter()
+            .map(|machine| scope.spawn(|| until_updated(machine, &switch, &v2, deadline)))
+            .collect();
+        // The drive goes into machine 1: the kiosk install.
+        let kiosk = machines[0]
+            .hook(&switch, &[OsStr::new("--mount"), drive.as_os_str()])
+            .and_then(|output| {
+                ensure!(output.success(), "kiosk install failed:\n{}", output.stderr);
+                Ok(output.stderr)
+            });
+        std::iter::once(kiosk)
+            .chain(others.into_iter().map(|thread| {
+                thread
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a machine's thread panicked")))
+            }))
+            .collect()
+    });
+    let elapsed = started.elapsed();
+    let logs = logs.into_iter().collect::<Result<Vec<String>>>()?;
+    eprintln!("all {MACHINES} machines on 2.0 after {elapsed:?}");
+
+    for machine in &machines {
+        let deployments = machine.sysroot.deployments()?;
+        ensure!(
+            deployments[0].commit == v2 && deployments[0].version.as_deref() == Some("2.0"),
+            "{}: {deployments:?}",
+            machine.name()
+        );
+        ensure!(deployments.iter().any(|d| d.commit == v1));
+        machine.sysroot.repo().fsck()?;
+        let root = machine.sysroot.deployment_dir(&deployments[0]);
+        for n in 0..NEW_FILES {
+            let file: PathBuf = root.join(format!("usr/share/exampleos/extra/payload-{n}"));
+            let text = std::fs::read(&file).with_context(|| format!("{}", file.display()))?;
+            ensure!(
+                text.starts_with(GENUINE),
+                "{}: {} is not genuine",
+                machine.name(),
+                file.display()
+            );
+        }
+    }
+    // Updated machines shared onwards: some machine other than 1 served objects.
+    let served_onwards = sharing[1..].iter().any(|server| {
+        server
+            .log_text()
+            .lines()
+            .any(|l| l.contains("/objects/") && l.contains("status=200"))
+    });
+    ensure!(served_onwards, "only machine 1 served objects");
+    // The forger was asked for forged objects, and whoever got one dropped it.
+    let forger_log = forger.log_text();
+    let forged_served = forger_log
+        .lines()
+        .any(|l| l.contains("/objects/") && l.contains(".filez") && l.contains("status=200"));
+    ensure!(
+        forged_served,
+        "nobody fetched from the forger:\n{forger_log}"
+    );
+    let dropped = logs.iter().any(|log| {
+        log.lines()
+            .any(|l| (l.contains(&forger.url) || l.contains("forger")) && l.contains("Dropped"))
+    });
+    ensure!(dropped, "no machine dropped the forger ({})", forger.url);
+    drop(forger);
+    drop(sharing);
+    drop(switch);
+    Ok(())
+}
