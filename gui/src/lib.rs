@@ -4,6 +4,7 @@
 //! - [`model`]: the state of an installation, from `ferryctl install --json` events.
 //! - [`install`]: the installer child process.
 //! - [`drive_copy`]: "Copy Updates to a Drive", from choosing a drive to removing it.
+//! - [`sharing`]: the Preferences switch that shares this machine's updates nearby.
 //! - [`agent`]: the drive watch and the notifications.
 //! - [`app`]: the window.
 
@@ -19,3 +20,4 @@ pub mod i18n;
 pub mod install;
 pub mod listing;
 pub mod model;
+pub mod sharing;

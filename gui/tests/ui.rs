@@ -36,7 +36,7 @@ type Scenario = fn(&Session) -> Result<()>;
 
 /// Every scenario, each a test of its own as test runners list it: (test name, what it
 /// shows, the scenario).
-const SCENARIOS: [(&str, &str, Scenario); 10] = [
+const SCENARIOS: [(&str, &str, Scenario); 11] = [
     (
         "empty_then_drive",
         "empty state, then a drive appears",
@@ -75,6 +75,11 @@ const SCENARIOS: [(&str, &str, Scenario); 10] = [
         copy_updates_to_a_drive,
     ),
     ("dbus_activation", "D-Bus activation", dbus_activation),
+    (
+        "preferences_share_nearby",
+        "preferences: share updates with computers nearby",
+        preferences_share_nearby,
+    ),
 ];
 
 /// The scenarios to run in the session, by test name, passed from the outer process.
@@ -526,6 +531,17 @@ impl<'a> World<'a> {
             "/io/github/ferry/Ferry",
             "org.gtk.Actions.Activate",
             &[action, "[]", "{}"],
+        ))?;
+        Ok(())
+    }
+
+    /// Activates an action that takes a boolean, over D-Bus.
+    fn activate_with_bool(&self, action: &str, value: bool) -> Result<()> {
+        stdout_of(&mut gdbus_call(
+            "io.github.ferry.Ferry",
+            "/io/github/ferry/Ferry",
+            "org.gtk.Actions.Activate",
+            &[action, &format!("[<{value}>]"), "{}"],
         ))?;
         Ok(())
     }
@@ -1110,6 +1126,45 @@ fn copy_updates_to_a_drive(session: &Session) -> Result<()> {
             folder.display()
         )),
         "the copy was called as:\n{calls}"
+    );
+    Ok(())
+}
+
+fn preferences_share_nearby(session: &Session) -> Result<()> {
+    let world = World::new(session, "preferences")?;
+    let state = world.dir.join("sharing");
+    fs::write(&state, "no\n")?;
+    let state_text = state.display().to_string();
+    world.fake_ctl(
+        "install-all-ok.jsonl",
+        None,
+        &[("FAKE_CTL_SHARING", &state_text)],
+    )?;
+    let _app = world.start(&[])?;
+    world.wait_for_app_on_bus()?;
+    world.activate("preferences")?;
+    let preferences = World {
+        dump: world.dump.join("preferences"),
+        ..world
+    };
+    let off = preferences.wait_for_frame("sharing off", |text| {
+        text.contains("Switch active=false sensitive=true")
+    })?;
+    off.expect(&[
+        "Group title=\"Computers Nearby\"",
+        "Row title=\"Share updates with computers nearby\" subtitle=\"Off.",
+    ])?;
+    preferences.activate_with_bool("share-nearby", true)?;
+    let on = preferences.wait_for_frame("sharing on", |text| {
+        text.contains("Switch active=true sensitive=true")
+    })?;
+    on.expect(&["subtitle=\"On. 3 computers fetched updates from this one today.\""])?;
+    on.save("preferences")?;
+    ensure!(fs::read_to_string(&state)?.trim() == "yes");
+    let calls = fs::read_to_string(&preferences.ctl_args)?;
+    ensure!(
+        calls.contains("sharing\non\n--\n") && calls.contains("sharing\nstatus\n--json\n--\n"),
+        "ferryctl was called as:\n{calls}"
     );
     Ok(())
 }

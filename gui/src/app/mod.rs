@@ -4,6 +4,7 @@
 
 mod a11y;
 mod copy_page;
+mod preferences;
 mod progress_card;
 mod restart;
 mod source_group;
@@ -78,6 +79,15 @@ pub enum AppMsg {
     },
     CopyRemoveDrive,
     CopyRemoved(Result<(), String>),
+    /// The Preferences window.
+    Preferences,
+    PreferencesClosed,
+    /// What `ferryctl sharing status` said.
+    SharingStatus(Result<ferry_engine::sharing::SharingStatus, String>),
+    /// A person moved the sharing switch.
+    SharingSwitch(bool),
+    /// How `ferryctl sharing on|off` ended.
+    SharingSwitched(Result<(), String>),
     /// Back to the choice of a drive.
     CopyBack,
     CopyClose,
@@ -119,6 +129,7 @@ pub struct App {
     copy_drives: Vec<RemovableMount>,
     copy_running: Option<RunningInstall>,
     copy_serial: u64,
+    preferences: Option<preferences::Preferences>,
 }
 
 pub struct AppWidgets {
@@ -173,6 +184,7 @@ impl Component for App {
             Some(&tr("Copy Updates to a Drive…")),
             Some("app.copy-updates"),
         );
+        menu.append(Some(&tr("Preferences")), Some("app.preferences"));
         menu.append(Some(&tr("About Ferry")), Some("app.about"));
         let menu_button = gtk::MenuButton::builder()
             .icon_name("open-menu-symbolic")
@@ -290,6 +302,7 @@ impl Component for App {
             copy_drives: Vec::new(),
             copy_running: None,
             copy_serial: 0,
+            preferences: None,
         };
         // The hook's records show at once; the engine's listing follows.
         model.show_listing(listing::load_records(&model.run_dir));
@@ -372,6 +385,32 @@ impl Component for App {
                 }
             }
             AppMsg::About => show_about(window),
+            AppMsg::Preferences => match &self.preferences {
+                Some(open) => open.window.present(),
+                None => {
+                    window.present();
+                    self.preferences = Some(preferences::Preferences::open(window, &sender));
+                }
+            },
+            AppMsg::PreferencesClosed => self.preferences = None,
+            AppMsg::SharingStatus(status) => {
+                if let Some(open) = &self.preferences {
+                    open.show_status(status);
+                }
+            }
+            AppMsg::SharingSwitch(on) => {
+                if let Some(open) = &self.preferences {
+                    open.switch_to(on, &sender);
+                }
+            }
+            AppMsg::SharingSwitched(result) => {
+                if let Some(open) = &self.preferences {
+                    match result {
+                        Ok(()) => open.refresh(&sender),
+                        Err(error) => open.show_failure(error, &sender),
+                    }
+                }
+            }
             AppMsg::CopyOpen => {
                 window.present();
                 if self.copy_running.is_none() {
@@ -798,6 +837,7 @@ fn install_app_actions(app: &gtk::Application, sender: &ComponentSender<App>) {
     // The copy page's steps, as actions too, so the desktop and tests can drive them.
     for (name, message) in [
         ("copy-updates", (|| AppMsg::CopyOpen) as fn() -> AppMsg),
+        ("preferences", || AppMsg::Preferences),
         ("copy-start", || AppMsg::CopyStart),
         ("copy-cancel", || AppMsg::CopyCancel),
     ] {
@@ -816,7 +856,19 @@ fn install_app_actions(app: &gtk::Application, sender: &ComponentSender<App>) {
         }
     });
     app.add_action(&copy_to);
+    // The Preferences switch, for the desktop and tests (the window must be open).
+    let share_nearby = gio::SimpleAction::new("share-nearby", Some(glib::VariantTy::BOOLEAN));
+    share_nearby.connect_activate({
+        let sender = sender.clone();
+        move |_, on| {
+            if let Some(on) = on.and_then(|on| on.get::<bool>()) {
+                sender.input(AppMsg::SharingSwitch(on));
+            }
+        }
+    });
+    app.add_action(&share_nearby);
     app.set_accels_for_action("app.quit", &["<Control>q"]);
+    app.set_accels_for_action("app.preferences", &["<Control>comma"]);
     app.set_accels_for_action("window.close", &["<Control>w"]);
 }
 

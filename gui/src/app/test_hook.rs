@@ -20,7 +20,8 @@ struct Dumper {
     clock: RefCell<Option<gdk::FrameClock>>,
 }
 
-pub fn install(window: &adw::ApplicationWindow, dir: PathBuf) {
+pub fn install(window: &impl IsA<gtk::Window>, dir: PathBuf) {
+    let window: &gtk::Window = window.upcast_ref();
     if let Err(error) = fs::create_dir_all(&dir) {
         tracing::warn!(dir = %dir.display(), %error, "cannot create the test dump dir");
         return;
@@ -50,7 +51,7 @@ pub fn install(window: &adw::ApplicationWindow, dir: PathBuf) {
 }
 
 impl Dumper {
-    fn dump(&self, window: &adw::ApplicationWindow) {
+    fn dump(&self, window: &gtk::Window) {
         let mut tree = String::new();
         describe(window.upcast_ref(), 0, &mut tree);
         if *self.last.borrow() == tree {
@@ -73,10 +74,7 @@ impl Dumper {
     }
 }
 
-fn render_png(
-    window: &adw::ApplicationWindow,
-    path: &std::path::Path,
-) -> Result<(), glib::BoolError> {
+fn render_png(window: &gtk::Window, path: &std::path::Path) -> Result<(), glib::BoolError> {
     let (width, height) = (window.width(), window.height());
     let paintable = gtk::WidgetPaintable::new(Some(window));
     let snapshot = gtk::Snapshot::new();
@@ -129,6 +127,12 @@ fn describe(widget: &gtk::Widget, depth: usize, out: &mut String) {
             "Button {} sensitive={}",
             quote(button.label().unwrap_or_default().as_str()),
             button.is_sensitive()
+        ))
+    } else if let Some(switch) = widget.downcast_ref::<gtk::Switch>() {
+        Some(format!(
+            "Switch active={} sensitive={}",
+            switch.is_active(),
+            switch.is_sensitive()
         ))
     } else if let Some(check) = widget.downcast_ref::<gtk::CheckButton>() {
         Some(format!("Check active={}", check.is_active()))

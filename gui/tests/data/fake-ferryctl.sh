@@ -7,10 +7,25 @@
 #   FAKE_CTL_PAUSE_AFTER  print this many lines, then wait for a line on FAKE_CTL_GATE (a FIFO)
 #   FAKE_CTL_EXIT         exit status (default 0)
 #   FAKE_CTL_DIE          1: end by SIGKILL, like a child that crashes mid-stream
+#   FAKE_CTL_SHARING      file holding yes or no: `sharing on|off` write it, `sharing status`
+#                         reports it (with 3 computers today when on)
 set -eu
 . "$FAKE_CTL_CONFIG"
 for arg in "$@"; do printf '%s\n' "$arg"; done >>"$FAKE_CTL_ARGS"
 echo -- >>"$FAKE_CTL_ARGS"
+if [ "${1:-}" = sharing ] && [ -n "${FAKE_CTL_SHARING:-}" ]; then
+  case "${2:-}" in
+    on) echo yes >"$FAKE_CTL_SHARING" ;;
+    off) echo no >"$FAKE_CTL_SHARING" ;;
+    status)
+      if [ "$(cat "$FAKE_CTL_SHARING" 2>/dev/null)" = yes ]; then
+        echo '{"enabled":true,"running":true,"computers_today":3,"bytes_today":52000000}'
+      else
+        echo '{"enabled":false,"running":false,"computers_today":0,"bytes_today":0}'
+      fi ;;
+  esac
+  exit 0
+fi
 if [ -n "${FAKE_CTL_PAUSE_AFTER:-}" ]; then
   head -n "$FAKE_CTL_PAUSE_AFTER" "$FAKE_CTL_STREAM"
   read -r _ <"$FAKE_CTL_GATE"
