@@ -7,6 +7,10 @@
 //!
 //! All twelve must reach 2.0 (`ostree admin status`), with repositories `ostree fsck` finds
 //! clean and the genuine files checked out.
+//!
+//! `bench_classroom` (ignored; `bench/classroom.sh` runs it in release mode) times the same
+//! room with a 2.0 that brings about 55 MB, against one machine pulling it from one other,
+//! and against a room where only machine 1 shares.
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -15,6 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use ferry_tests::bins;
 use ferry_tests::cmd::require_root;
+use ferry_tests::generate::{generate_tree, Bucket, GenSpec};
 use ferry_tests::gpg::GpgKey;
 use ferry_tests::lan::{ServeOptions, ServeProcess, Switch};
 use ferry_tests::ostree::OstreeRepo;
@@ -132,9 +137,29 @@ fn until_updated(
     }
 }
 
-#[test]
-fn serial_a_classroom_updates_itself_from_one_drive_despite_a_forging_machine() -> Result<()> {
-    require_root("network namespaces")?;
+/// What 2.0 brings besides its version files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Payload {
+    /// [`NEW_FILES`] small text files, each starting with [`GENUINE`].
+    Small,
+    /// About 55 MB of random files (the benchmark).
+    Bench,
+}
+
+/// One run of the room.
+#[derive(Debug, Clone, Copy)]
+struct Room {
+    machines: usize,
+    payload: Payload,
+    /// Every machine shares; otherwise only machine 1 does.
+    all_share: bool,
+    /// A thirteenth machine shares 2.0 with every small payload file forged.
+    forger: bool,
+}
+
+/// Builds the room, inserts the drive into machine 1 and waits until every machine is on
+/// 2.0; checks each one, and returns the time from insertion until the last reached 2.0.
+fn run_room(room: Room) -> Result<Duration> {
     let tmp = TempDir::new()?;
     let base = tmp.path();
     let key = GpgKey::generate(&base.join("gnupg"), "OS Vendor <os@example.org>")?;
@@ -143,10 +168,26 @@ fn serial_a_classroom_updates_itself_from_one_drive_despite_a_forging_machine() 
     // 2.0 brings new files, each an object every machine must fetch from someone.
     let extra = first.os.data.join("usr/share/exampleos/extra");
     std::fs::create_dir_all(&extra)?;
-    for n in 0..NEW_FILES {
-        let mut text = format!("{} payload {n}\n", String::from_utf8_lossy(GENUINE));
-        text.push_str(&"lorem ipsum dolor sit amet ".repeat(400 + n));
-        std::fs::write(extra.join(format!("payload-{n}")), text)?;
+    match room.payload {
+        Payload::Small => {
+            for n in 0..NEW_FILES {
+                let mut text = format!("{} payload {n}\n", String::from_utf8_lossy(GENUINE));
+                text.push_str(&"lorem ipsum dolor sit amet ".repeat(400 + n));
+                std::fs::write(extra.join(format!("payload-{n}")), text)?;
+            }
+        }
+        Payload::Bench => {
+            let spec = GenSpec {
+                buckets: vec![Bucket {
+                    count: 640,
+                    min: 16 * 1024,
+                    max: 160 * 1024,
+                }],
+                files_per_dir: 64,
+                seed: 2026,
+            };
+            generate_tree(&extra, &spec)?;
+        }
     }
     let v2 = first.publish("2.0")?;
     let drive = base.join("drive");
@@ -154,15 +195,17 @@ fn serial_a_classroom_updates_itself_from_one_drive_despite_a_forging_machine() 
 
     // A machine with the vendor's 2.0, signed, but every new file forged.
     let forged = base.join("forged-repo");
-    ferry_tests::Tool::new("cp")
-        .arg("-a")
-        .arg(&first.os.repo.path)
-        .arg(&forged)
-        .run()?;
-    let forged_repo = OstreeRepo::open(&forged);
-    for n in 0..NEW_FILES {
-        let path = format!("usr/share/exampleos/extra/payload-{n}");
-        tamper_filez(&forged_repo, &v2, &path, GENUINE, FORGED)?;
+    if room.forger {
+        ferry_tests::Tool::new("cp")
+            .arg("-a")
+            .arg(&first.os.repo.path)
+            .arg(&forged)
+            .run()?;
+        let forged_repo = OstreeRepo::open(&forged);
+        for n in 0..NEW_FILES {
+            let path = format!("usr/share/exampleos/extra/payload-{n}");
+            tamper_filez(&forged_repo, &v2, &path, GENUINE, FORGED)?;
+        }
     }
 
     let config = base.join("ferry.conf");
@@ -171,7 +214,7 @@ fn serial_a_classroom_updates_itself_from_one_drive_despite_a_forging_machine() 
         "[policy]\non-insert = install\non-nearby = install\nshare-nearby = yes\n",
     )?;
     let mut sysroots = vec![first];
-    for index in 1..MACHINES {
+    for index in 1..room.machines {
         let copy = sysroots[0].copy_to(&base.join(format!("machine-{}/sysroot", index + 1)))?;
         sysroots.push(copy);
     }
@@ -181,25 +224,30 @@ fn serial_a_classroom_updates_itself_from_one_drive_despite_a_forging_machine() 
         .map(|(index, sysroot)| Machine::new(index, sysroot, base, &config))
         .collect::<Result<Vec<_>>>()?;
 
-    let switch = Switch::create(MACHINES + 1, Some("100mbit"))?;
-    let sharing = machines
+    let switch = Switch::create(room.machines + 1, Some("100mbit"))?;
+    let sharers = if room.all_share { room.machines } else { 1 };
+    let sharing = machines[..sharers]
         .iter()
         .map(|machine| machine.share(&switch, base))
         .collect::<Result<Vec<_>>>()?;
-    let forger = ServeProcess::start(
-        &ServeOptions {
-            namespace: Some(switch.machine(MACHINES)),
-            host: Some("forger"),
-            ..ServeOptions::default()
-        },
-        &[
-            OsStr::new("--repo"),
-            forged.as_os_str(),
-            OsStr::new("--port"),
-            OsStr::new("0"),
-        ],
-        &base.join("forger-serve.log"),
-    )?;
+    let forger = if room.forger {
+        Some(ServeProcess::start(
+            &ServeOptions {
+                namespace: Some(switch.machine(room.machines)),
+                host: Some("forger"),
+                ..ServeOptions::default()
+            },
+            &[
+                OsStr::new("--repo"),
+                forged.as_os_str(),
+                OsStr::new("--port"),
+                OsStr::new("0"),
+            ],
+            &base.join("forger-serve.log"),
+        )?)
+    } else {
+        None
+    };
 
     let started = Instant::now();
     let deadline = started + ROOM_WAIT;
@@ -225,7 +273,10 @@ fn serial_a_classroom_updates_itself_from_one_drive_despite_a_forging_machine() 
     });
     let elapsed = started.elapsed();
     let logs = logs.into_iter().collect::<Result<Vec<String>>>()?;
-    eprintln!("all {MACHINES} machines on 2.0 after {elapsed:?}");
+    eprintln!(
+        "all {} machines on 2.0 after {elapsed:?} ({} sharing)",
+        room.machines, sharers
+    );
 
     for machine in &machines {
         let deployments = machine.sysroot.deployments()?;
@@ -236,42 +287,90 @@ fn serial_a_classroom_updates_itself_from_one_drive_despite_a_forging_machine() 
         );
         ensure!(deployments.iter().any(|d| d.commit == v1));
         machine.sysroot.repo().fsck()?;
-        let root = machine.sysroot.deployment_dir(&deployments[0]);
-        for n in 0..NEW_FILES {
-            let file: PathBuf = root.join(format!("usr/share/exampleos/extra/payload-{n}"));
-            let text = std::fs::read(&file).with_context(|| format!("{}", file.display()))?;
-            ensure!(
-                text.starts_with(GENUINE),
-                "{}: {} is not genuine",
-                machine.name(),
-                file.display()
-            );
+        if room.payload == Payload::Small {
+            let root = machine.sysroot.deployment_dir(&deployments[0]);
+            for n in 0..NEW_FILES {
+                let file: PathBuf = root.join(format!("usr/share/exampleos/extra/payload-{n}"));
+                let text = std::fs::read(&file).with_context(|| format!("{}", file.display()))?;
+                ensure!(
+                    text.starts_with(GENUINE),
+                    "{}: {} is not genuine",
+                    machine.name(),
+                    file.display()
+                );
+            }
         }
     }
-    // Updated machines shared onwards: some machine other than 1 served objects.
-    let served_onwards = sharing[1..].iter().any(|server| {
-        server
-            .log_text()
-            .lines()
-            .any(|l| l.contains("/objects/") && l.contains("status=200"))
-    });
-    ensure!(served_onwards, "only machine 1 served objects");
-    // The forger was asked for forged objects, and whoever got one dropped it.
-    let forger_log = forger.log_text();
-    let forged_served = forger_log
-        .lines()
-        .any(|l| l.contains("/objects/") && l.contains(".filez") && l.contains("status=200"));
-    ensure!(
-        forged_served,
-        "nobody fetched from the forger:\n{forger_log}"
-    );
-    let dropped = logs.iter().any(|log| {
-        log.lines()
-            .any(|l| (l.contains(&forger.url) || l.contains("forger")) && l.contains("Dropped"))
-    });
-    ensure!(dropped, "no machine dropped the forger ({})", forger.url);
+    if room.all_share && room.machines > 2 {
+        // Updated machines shared onwards: some machine other than 1 served objects.
+        let served_onwards = sharing[1..].iter().any(|server| {
+            server
+                .log_text()
+                .lines()
+                .any(|l| l.contains("/objects/") && l.contains("status=200"))
+        });
+        ensure!(served_onwards, "only machine 1 served objects");
+    }
+    if let Some(forger) = &forger {
+        // The forger was asked for forged objects, and whoever got one dropped it.
+        let forger_log = forger.log_text();
+        let forged_served = forger_log.lines().any(|l| {
+            l.contains("/objects/") && l.contains(".filez") && l.contains("status=200")
+        });
+        ensure!(forged_served, "nobody fetched from the forger:\n{forger_log}");
+        let dropped = logs.iter().any(|log| {
+            log.lines().any(|l| {
+                (l.contains(&forger.url) || l.contains("forger")) && l.contains("Dropped")
+            })
+        });
+        ensure!(dropped, "no machine dropped the forger ({})", forger.url);
+    }
     drop(forger);
     drop(sharing);
     drop(switch);
+    Ok(elapsed)
+}
+
+#[test]
+fn serial_a_classroom_updates_itself_from_one_drive_despite_a_forging_machine() -> Result<()> {
+    require_root("network namespaces")?;
+    run_room(Room {
+        machines: MACHINES,
+        payload: Payload::Small,
+        all_share: true,
+        forger: true,
+    })?;
+    Ok(())
+}
+
+/// `bench/classroom.sh`: the room with a 55 MB update, against one machine pulling it from
+/// one other, and against a room where only machine 1 shares. Prints the ratios.
+#[test]
+#[ignore = "a benchmark: bench/classroom.sh runs it"]
+fn bench_classroom() -> Result<()> {
+    require_root("network namespaces")?;
+    let bench = |machines, all_share| {
+        run_room(Room {
+            machines,
+            payload: Payload::Bench,
+            all_share,
+            forger: false,
+        })
+    };
+    let one = bench(2, true)?;
+    let room = bench(MACHINES, true)?;
+    let first_only = bench(MACHINES, false)?;
+    let ratio = |d: Duration| d.as_secs_f64() / one.as_secs_f64();
+    println!("one machine from one peer: {:.2} s", one.as_secs_f64());
+    println!(
+        "all {MACHINES} sharing onwards: {:.2} s, {:.2}x one (target <= 4)",
+        room.as_secs_f64(),
+        ratio(room)
+    );
+    println!(
+        "only machine 1 sharing: {:.2} s, {:.2}x one",
+        first_only.as_secs_f64(),
+        ratio(first_only)
+    );
     Ok(())
 }
