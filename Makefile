@@ -65,9 +65,10 @@ install: data
 	$(if $(USER_BINARIES),$(INSTALL) -m 0755 $(addprefix $(TARGET_DIR)/,$(USER_BINARIES)) $(DESTDIR)$(BINDIR)/)
 	$(INSTALL) -m 0755 $(TARGET_DIR)/$(HOOK_BINARY) $(DESTDIR)$(LIBEXECDIR)/
 	@# Manual pages and completions come from the binaries' own argument definitions;
-	@# ferry.conf(5) is written by hand.
+	@# ferry(1) and ferry.conf(5) are written by hand.
 	$(INSTALL) -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
 	$(INSTALL) -m 0644 data/man/ferry.conf.5 $(DESTDIR)$(MANDIR)/man5/
+	$(if $(filter ferry,$(USER_BINARIES)),$(INSTALL) -m 0644 data/man/ferry.1 $(DESTDIR)$(MANDIR)/man1/)
 	$(TARGET_DIR)/$(HOOK_BINARY) --generate-man $(BUILDDIR)/man
 	$(INSTALL) -m 0644 $(BUILDDIR)/man/$(HOOK_BINARY).8 $(DESTDIR)$(MANDIR)/man8/
 	@set -e; if [ -n "$(filter ferryctl,$(USER_BINARIES))" ]; then \
@@ -115,7 +116,7 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR)$(DBUSSERVICESDIR)/,$(DBUS_SERVICES))
 	rm -f $(DESTDIR)$(LOCALEDIR)/*/LC_MESSAGES/ferry.mo
 	rm -f $(DESTDIR)$(MANDIR)/man1/ferryctl.1 $(DESTDIR)$(MANDIR)/man1/ferryctl-*.1
-	rm -f $(DESTDIR)$(MANDIR)/man5/ferry.conf.5 $(DESTDIR)$(MANDIR)/man8/$(HOOK_BINARY).8
+	rm -f $(DESTDIR)$(MANDIR)/man1/ferry.1 $(DESTDIR)$(MANDIR)/man5/ferry.conf.5 $(DESTDIR)$(MANDIR)/man8/$(HOOK_BINARY).8
 	rm -f $(DESTDIR)$(BASHCOMPLETIONDIR)/ferryctl $(DESTDIR)$(ZSHCOMPLETIONDIR)/_ferryctl
 	rm -f $(DESTDIR)$(FISHCOMPLETIONDIR)/ferryctl.fish
 	@# The policy goes only if nobody changed it.

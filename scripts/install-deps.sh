@@ -18,6 +18,8 @@ packages=(
   fonts-cantarell adwaita-icon-theme
   # drive hook tests and system install: loop devices, mounts, make
   mount make
+  # the Debian package and its checks
+  debhelper lintian
   # FAT32 and exFAT drives through FUSE for prepare-drive tests
   dosfstools fusefat exfatprogs exfat-fuse
 )
