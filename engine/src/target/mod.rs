@@ -537,7 +537,7 @@ fn installed_ref(
 }
 
 /// The repository's mode and remotes.
-fn read_repo_config(
+pub(crate) fn read_repo_config(
     repo: &Path,
     remotes_dir: Option<&Path>,
 ) -> Result<(String, Vec<Remote>), TargetError> {
