@@ -203,3 +203,46 @@ impl AllowedIndex {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn commit(byte: u8) -> Checksum {
+        Checksum::from_slice(&[byte; 32]).expect("checksum")
+    }
+
+    #[test]
+    fn only_refs_of_remotes_with_a_collection_id_and_mirrors_are_advertised() {
+        let fingerprint = Fingerprint {
+            refs: vec![
+                (RefLocation::head("private/stuff"), commit(1)),
+                (RefLocation::remote("plain", "os/stable"), commit(2)),
+                (RefLocation::remote("origin", "os/stable"), commit(3)),
+                (RefLocation::remote("gone", "os/old"), commit(4)),
+                (
+                    RefLocation::mirror("org.example.Apps", "app/stable"),
+                    commit(5),
+                ),
+                (RefLocation::remote("apps", "app/stable"), commit(6)),
+            ],
+            remotes: vec![
+                ("apps".into(), Some("org.example.Apps".into())),
+                ("origin".into(), Some("org.example.Os".into())),
+                ("plain".into(), None),
+            ],
+            deployed: Vec::new(),
+        };
+        let collection_ref = |id: &str, name: &str| CollectionRef {
+            collection_id: Some(id.to_owned()),
+            name: name.to_owned(),
+        };
+        assert_eq!(
+            fingerprint.advertised(),
+            vec![
+                (collection_ref("org.example.Apps", "app/stable"), commit(5)),
+                (collection_ref("org.example.Os", "os/stable"), commit(3)),
+            ]
+        );
+    }
+}

@@ -938,6 +938,30 @@ mod tests {
     }
 
     #[test]
+    fn archive_object_paths_name_objects() {
+        let hex = "ab".repeat(32);
+        let checksum = Checksum::from_hex(&hex).expect("checksum");
+        let path = |extension: &str| format!("objects/ab/{}.{extension}", &hex[2..]);
+        assert_eq!(
+            archive_object(&path("filez")),
+            Some(ObjectId::new(checksum, ObjectKind::File))
+        );
+        assert_eq!(
+            archive_object(&path("commitmeta")),
+            Some(ObjectId::new(checksum, ObjectKind::CommitMeta))
+        );
+        for refused in [
+            path("file"),
+            path("commitpartial"),
+            format!("objects/a/b{}.commit", &hex[2..]),
+            format!("deltas/ab/{}.commit", &hex[2..]),
+            "objects/ab/cd.commit".to_owned(),
+        ] {
+            assert_eq!(archive_object(&refused), None, "{refused}");
+        }
+    }
+
+    #[test]
     fn only_pull_paths_are_servable() {
         let one = |path| servable(path, 1);
         assert_eq!(one("/config"), Some((0, Servable::Config)));
@@ -1000,7 +1024,7 @@ mod tests {
         .expect("mkfifo");
 
         let served = ServedRepo::open(&repo_path, ViewOptions::default(), None).expect("open");
-        let config = String::from_utf8_lossy(served.config_text()).into_owned();
+        let config = String::from_utf8_lossy(&served.config_text()).into_owned();
         assert!(config.contains("mode=archive-z2"), "{config}");
         assert!(config.contains("collection-id=org.example.Os"), "{config}");
         assert!(
