@@ -38,7 +38,7 @@ HOOK_BINARY ?= ferry-hook
 INSTALL ?= install
 
 APP_ID := io.github.ferry.Ferry
-UNITS := $(notdir $(wildcard data/systemd/*.service))
+UNITS := $(notdir $(wildcard data/systemd/*.service data/systemd/*.socket))
 UDEV_RULES := $(notdir $(wildcard udev-rules/*.rules))
 TMPFILES := $(notdir $(wildcard data/tmpfiles.d/*.conf))
 DBUS_SERVICES := $(notdir $(wildcard data/dbus-1/services/*.service))

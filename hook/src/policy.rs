@@ -63,6 +63,9 @@ pub struct Policy {
     /// skipped unless this is false.
     pub removable_only: bool,
     pub kiosk_sources: KioskSources,
+    /// This machine serves its OS and system Flatpak repositories to computers nearby
+    /// (`ferry-serve.socket`).
+    pub share_nearby: bool,
 }
 
 impl Default for Policy {
@@ -75,6 +78,7 @@ impl Default for Policy {
             validation_timeout: Duration::from_secs(60),
             removable_only: true,
             kiosk_sources: KioskSources::InsertedDrive,
+            share_nearby: false,
         }
     }
 }
@@ -213,10 +217,11 @@ impl Policy {
                 }
                 "removable-only" => BOOLEAN.parse(value).map(|v| policy.removable_only = v),
                 "kiosk-sources" => KIOSK_SOURCES.parse(value).map(|v| policy.kiosk_sources = v),
+                "share-nearby" => BOOLEAN.parse(value).map(|v| policy.share_nearby = v),
                 _ => Err(format!(
                     "unknown key '{key}'; known keys are on-insert, reboot-after-os-update, \
                      mount, mount-timeout-seconds, validation-timeout-seconds, removable-only, \
-                     kiosk-sources"
+                     kiosk-sources, share-nearby"
                 )),
             };
             result.map_err(|message| error(line_no, format!("{key}: {message}")))?;
@@ -295,8 +300,10 @@ mod tests {
     fn reads_every_key_with_and_without_group() {
         let text = "[policy]\non-insert = install\nreboot-after-os-update=when-idle\n\
                     mount = self\nmount-timeout-seconds = 30\nvalidation-timeout-seconds=5\n\
-                    removable-only = no\nkiosk-sources = all\n";
+                    removable-only = no\nkiosk-sources = all\nshare-nearby = yes\n";
         let policy = parse(text).expect("parse the policy");
+        assert!(policy.share_nearby);
+        assert!(!Policy::default().share_nearby);
         assert_eq!(policy.kiosk_sources, KioskSources::All);
         assert_eq!(Policy::default().kiosk_sources, KioskSources::InsertedDrive);
         assert_eq!(policy.on_insert, OnInsert::Install);

@@ -494,3 +494,41 @@ fn system_serves_the_os_at_0_and_flatpak_at_1() -> Result<()> {
     ensure!(status == 200, "the deployed commit is not served: {status}");
     Ok(())
 }
+
+/// The socket and service units `make install` installs pass `systemd-analyze verify`, with
+/// the service running `ferryctl serve --system --idle-exit`.
+#[test]
+fn the_serve_units_verify() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let ferryctl = bins::binary("ferryctl")?;
+    let mut units = Vec::new();
+    for name in ["ferry-serve.socket", "ferry-serve.service"] {
+        let text = std::fs::read_to_string(root.join("data/systemd").join(name))?;
+        let text = text.replace("/usr/bin/ferryctl", &ferryctl.display().to_string());
+        let path = tmp.path().join(name);
+        std::fs::write(&path, &text)?;
+        units.push(path);
+    }
+    let service = std::fs::read_to_string(&units[1])?;
+    for needle in [
+        "serve --system --idle-exit",
+        "DynamicUser=yes",
+        "CapabilityBoundingSet=CAP_DAC_READ_SEARCH",
+        "ProtectSystem=strict",
+    ] {
+        ensure!(service.contains(needle), "the service lacks {needle}");
+    }
+    let socket = std::fs::read_to_string(&units[0])?;
+    ensure!(socket.contains("ListenStream=43381"), "{socket}");
+    let output = Tool::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .args(&units)
+        .output()?;
+    ensure!(
+        output.success() && output.stderr.trim().is_empty(),
+        "systemd-analyze verify:\n{}",
+        output.stderr
+    );
+    Ok(())
+}
