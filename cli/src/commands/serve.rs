@@ -305,20 +305,34 @@ async fn serve(
         idle_timeout: args.idle_timeout,
         idle_exit: args.idle_exit.map(Duration::from_secs),
     };
+    let withdraw: Vec<Arc<Advertiser>> =
+        advertisers.iter().map(|(a, _, _)| Arc::clone(a)).collect();
+    // Taken once: on SIGINT or SIGTERM before the server stops, else when it stopped idle.
+    let withdraw_all = move || async move {
+        for refresher in refreshers {
+            refresher.abort();
+        }
+        for advertiser in withdraw {
+            let _ = tokio::task::spawn_blocking(move || advertiser.stop()).await;
+        }
+    };
+    let withdraw_on_stop = Arc::new(tokio::sync::Mutex::new(Some(withdraw_all)));
+    let on_stop = Arc::clone(&withdraw_on_stop);
     let stopped = stop.clone();
     let stop_requested = async move {
         let mut ticks = tokio::time::interval(STOP_POLL);
         while !stopped.is_cancelled() {
             ticks.tick().await;
         }
+        // Peers stop being told about this server before it stops answering.
+        if let Some(withdraw) = on_stop.lock().await.take() {
+            withdraw().await;
+        }
     };
     ferry_engine::serve::serve(listener, served, limits, stop_requested).await;
-    // Peers stop being told about this server once it stops answering.
-    for refresher in refreshers {
-        refresher.abort();
-    }
-    for (advertiser, _, _) in advertisers {
-        let _ = tokio::task::spawn_blocking(move || advertiser.stop()).await;
+    // Stopped on its own (idle): withdraw now.
+    if let Some(withdraw) = withdraw_on_stop.lock().await.take() {
+        withdraw().await;
     }
     Ok(())
 }
