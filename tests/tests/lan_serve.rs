@@ -24,7 +24,7 @@ use ferry_tests::bins;
 use ferry_tests::cmd::{require_root, wait_for, Tool};
 use ferry_tests::gpg::GpgKey;
 use ferry_tests::ostree::{CommitSpec, OstreeRepo, RemoteSpec, RepoMode};
-use ferry_tests::sysroot::{Sysroot, OS_COLLECTION_ID, OS_REF};
+use ferry_tests::sysroot::{Sysroot, OS_COLLECTION_ID, OS_REF, OS_REMOTE};
 use ferry_tests::tree::TreeOptions;
 use install_support::InstallRun;
 use pull_support::{client, pull_remote, remote_ref, trust_root, Publisher, BRANCH, COLLECTION};
@@ -747,6 +747,115 @@ fn serial_past_32_computers_nearby_the_rest_are_ignored_and_counted() -> Result<
         .count();
     ensure!(peers == 32, "{peers} computers nearby used, not 32");
     drop(servers);
+    drop(lan);
+    Ok(())
+}
+
+/// Machine A installed 2.0 from its vendor and shares its own bare OS repository with
+/// `ferryctl serve --system` (and, at `/1/`, its bare-user-only system Flatpak repository,
+/// advertised as well); machine B, at 1.0, finds A, lists 2.0 offered by it at `/0/` and
+/// installs it, the objects converted by A on the fly.
+#[test]
+fn serial_a_computer_nearby_shares_its_own_system_repositories() -> Result<()> {
+    require_root("network namespaces")?;
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let key = GpgKey::generate(&base.join("gnupg"), "OS Vendor <os@example.org>")?;
+    let machine_b_sysroot = Sysroot::create(&base.join("b"), &key)?;
+    let machine_a = Sysroot::create(&base.join("a"), &key)?;
+    let v2 = machine_a.publish("2.0")?;
+    machine_a.repo().pull(OS_REMOTE, &[OS_REF])?;
+    let flatpak_dir = base.join("a/flatpak-system");
+    let publisher = Publisher::new(&base.join("apps"), TreeOptions::plain())?;
+    let apps = OstreeRepo::init(&flatpak_dir.join("repo"), RepoMode::BareUserOnly, None)?;
+    apps.remote_add(
+        &RemoteSpec::file("apps", &publisher.repo.path)
+            .collection_id(COLLECTION)
+            .trust(&publisher.key),
+    )?;
+    apps.pull("apps", &[BRANCH])?;
+
+    let lan = Lan::create()?;
+    let tool = Tool::new("ip")
+        .args(["netns", "exec", &lan.a])
+        .arg(bins::binary("ferryctl")?)
+        .env("FERRY_LOG", "info")
+        .env("NO_COLOR", "1")
+        .env("LC_ALL", "C.UTF-8")
+        .env("FLATPAK_SYSTEM_DIR", &flatpak_dir)
+        .env("FERRY_SERVE_CACHE", base.join("a/cache"))
+        .args(["-v", "serve", "--system", "--port", "0", "--sysroot"])
+        .arg(&machine_a.path);
+    let peer = Server::spawn(tool, &base.join("serve-a.log"))?;
+    let peer_url = format!("http://10.201.0.1:{}/0", peer.port()?);
+
+    let vars = machine_b(base)?;
+    let list_args = [
+        OsStr::new("list"),
+        OsStr::new("--sysroot"),
+        machine_b_sysroot.path.as_os_str(),
+        OsStr::new("--json"),
+    ];
+    let deadline = Instant::now() + DISCOVERY_WAIT;
+    let list = loop {
+        let stdout = ferryctl_in(&lan.b, &vars, &list_args)?.stdout()?;
+        let list: UpdateList =
+            serde_json::from_str(&stdout).with_context(|| format!("not a listing: {stdout}"))?;
+        if !list.updates.is_empty() {
+            break list;
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "machine B never found machine A: {list:#?}\nA's log:\n{}",
+                peer.log_text()
+            );
+        }
+    };
+    ensure!(list.updates.len() == 1, "{:#?}", list.updates);
+    let os = &list.updates[0];
+    ensure!(os.ref_name == OS_REF && os.commit.to_hex() == v2, "{os:#?}");
+    ensure!(
+        os.sources
+            .iter()
+            .any(|s| s.kind == SourceKind::Lan && s.location.trim_end_matches('/') == peer_url),
+        "not offered by {peer_url}: {:#?}",
+        os.sources
+    );
+    let log = peer.log_text();
+    ensure!(
+        log.matches("advertising the repository").count() == 2,
+        "machine A does not advertise both repositories:\n{log}"
+    );
+
+    let output = ferryctl_in(
+        &lan.b,
+        &vars,
+        &[
+            OsStr::new("install"),
+            OsStr::new("--sysroot"),
+            machine_b_sysroot.path.as_os_str(),
+            OsStr::new("--yes"),
+            OsStr::new("--json"),
+            OsStr::new(OS_REF),
+        ],
+    )?
+    .output()?;
+    let run = InstallRun {
+        events: install_support::parse_events(&output.stdout)?,
+        output,
+    };
+    ensure!(run.success(), "install failed:\n{run}");
+    run.expect(OS_REF, InstallStatus::Installed)?;
+    ensure!(machine_b_sysroot.deployments()?[0].commit == v2);
+    machine_b_sysroot.repo().fsck()?;
+    let log = peer.log_text();
+    ensure!(
+        log.lines().any(|l| l.contains("path=/0/objects/")
+            && l.contains(".filez")
+            && l.contains("status=200")),
+        "machine A served no content objects:\n{log}"
+    );
+    drop(peer);
     drop(lan);
     Ok(())
 }
