@@ -15,6 +15,7 @@ use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -639,10 +640,7 @@ fn serial_a_computer_nearby_with_only_a_link_local_address_is_found_and_installe
             break list;
         }
         if Instant::now() >= deadline {
-            bail!(
-                "machine B never found machine A: {list:#?}\nA's log:\n{}",
-                peer.log_text()
-            );
+            bail!("machine B never found machine A: {list:#?}");
         }
     };
     ensure!(list.updates.len() == 1, "{:#?}", list.updates);
@@ -751,10 +749,11 @@ fn serial_past_32_computers_nearby_the_rest_are_ignored_and_counted() -> Result<
     Ok(())
 }
 
-/// Machine A installed 2.0 from its vendor and shares its own bare OS repository with
-/// `ferryctl serve --system` (and, at `/1/`, its bare-user-only system Flatpak repository,
-/// advertised as well); machine B, at 1.0, finds A, lists 2.0 offered by it at `/0/` and
-/// installs it, the objects converted by A on the fly.
+/// Machine A installed 2.0 from its vendor and shares its own bare OS repository the way the
+/// units do: `ferryctl serve --system --no-advertise` serves it (and, at `/1/`, its
+/// bare-user-only system Flatpak repository) and a second process, `--advertise-only`,
+/// announces both; machine B, at 1.0, finds A, lists 2.0 offered by it at `/0/` and installs
+/// it, the objects converted by A on the fly.
 #[test]
 fn serial_a_computer_nearby_shares_its_own_system_repositories() -> Result<()> {
     require_root("network namespaces")?;
@@ -776,84 +775,109 @@ fn serial_a_computer_nearby_shares_its_own_system_repositories() -> Result<()> {
     apps.pull("apps", &[BRANCH])?;
 
     let lan = Lan::create()?;
-    let tool = Tool::new("ip")
-        .args(["netns", "exec", &lan.a])
-        .arg(bins::binary("ferryctl")?)
-        .env("FERRY_LOG", "info")
-        .env("NO_COLOR", "1")
-        .env("LC_ALL", "C.UTF-8")
-        .env("FLATPAK_SYSTEM_DIR", &flatpak_dir)
-        .env("FERRY_SERVE_CACHE", base.join("a/cache"))
-        .args(["-v", "serve", "--system", "--port", "0", "--sysroot"])
-        .arg(&machine_a.path);
-    let peer = Server::spawn(tool, &base.join("serve-a.log"))?;
-    let peer_url = format!("http://10.201.0.1:{}/0", peer.port()?);
-
-    let vars = machine_b(base)?;
-    let list_args = [
-        OsStr::new("list"),
-        OsStr::new("--sysroot"),
-        machine_b_sysroot.path.as_os_str(),
-        OsStr::new("--json"),
-    ];
-    let deadline = Instant::now() + DISCOVERY_WAIT;
-    let list = loop {
-        let stdout = ferryctl_in(&lan.b, &vars, &list_args)?.stdout()?;
-        let list: UpdateList =
-            serde_json::from_str(&stdout).with_context(|| format!("not a listing: {stdout}"))?;
-        if !list.updates.is_empty() {
-            break list;
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "machine B never found machine A: {list:#?}\nA's log:\n{}",
-                peer.log_text()
-            );
-        }
+    let machine_a_serve = |args: &[&str]| -> Result<Tool> {
+        Ok(Tool::new("ip")
+            .args(["netns", "exec", &lan.a])
+            .arg(bins::binary("ferryctl")?)
+            .env("FERRY_LOG", "info")
+            .env("NO_COLOR", "1")
+            .env("LC_ALL", "C.UTF-8")
+            .env("FLATPAK_SYSTEM_DIR", &flatpak_dir)
+            .env("FERRY_SERVE_CACHE", base.join("a/cache"))
+            .args(["-v", "serve", "--system", "--sysroot"])
+            .arg(&machine_a.path)
+            .args(args))
     };
-    ensure!(list.updates.len() == 1, "{:#?}", list.updates);
-    let os = &list.updates[0];
-    ensure!(os.ref_name == OS_REF && os.commit.to_hex() == v2, "{os:#?}");
-    ensure!(
-        os.sources
-            .iter()
-            .any(|s| s.kind == SourceKind::Lan && s.location.trim_end_matches('/') == peer_url),
-        "not offered by {peer_url}: {:#?}",
-        os.sources
-    );
-    let log = peer.log_text();
-    ensure!(
-        log.matches("advertising the repository").count() == 2,
-        "machine A does not advertise both repositories:\n{log}"
-    );
+    let peer = Server::spawn(
+        machine_a_serve(&["--no-advertise", "--port", "0"])?,
+        &base.join("serve-a.log"),
+    )?;
+    let port = peer.port()?.to_string();
+    let mut announcer = machine_a_serve(&["--advertise-only", "--port", &port])?
+        .into_command()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(base.join("advertise-a.log"))?)
+        .spawn()?;
+    let announcer_log =
+        || std::fs::read_to_string(base.join("advertise-a.log")).unwrap_or_default();
+    let result = (|| -> Result<()> {
+        let peer_url = format!("http://10.201.0.1:{port}/0");
 
-    let output = ferryctl_in(
-        &lan.b,
-        &vars,
-        &[
-            OsStr::new("install"),
+        let vars = machine_b(base)?;
+        let list_args = [
+            OsStr::new("list"),
             OsStr::new("--sysroot"),
             machine_b_sysroot.path.as_os_str(),
-            OsStr::new("--yes"),
             OsStr::new("--json"),
-            OsStr::new(OS_REF),
-        ],
-    )?
-    .output()?;
-    let run = InstallRun {
-        events: install_support::parse_events(&output.stdout)?,
-        output,
-    };
-    ensure!(run.success(), "install failed:\n{run}");
-    run.expect(OS_REF, InstallStatus::Installed)?;
-    ensure!(machine_b_sysroot.deployments()?[0].commit == v2);
-    machine_b_sysroot.repo().fsck()?;
-    let log = peer.log_text();
+        ];
+        let deadline = Instant::now() + DISCOVERY_WAIT;
+        let list = loop {
+            let stdout = ferryctl_in(&lan.b, &vars, &list_args)?.stdout()?;
+            let list: UpdateList = serde_json::from_str(&stdout)
+                .with_context(|| format!("not a listing: {stdout}"))?;
+            if !list.updates.is_empty() {
+                break list;
+            }
+            if Instant::now() >= deadline {
+                bail!("machine B never found machine A: {list:#?}");
+            }
+        };
+        ensure!(list.updates.len() == 1, "{:#?}", list.updates);
+        let os = &list.updates[0];
+        ensure!(os.ref_name == OS_REF && os.commit.to_hex() == v2, "{os:#?}");
+        ensure!(
+            os.sources
+                .iter()
+                .any(|s| s.kind == SourceKind::Lan && s.location.trim_end_matches('/') == peer_url),
+            "not offered by {peer_url}: {:#?}",
+            os.sources
+        );
+        let log = announcer_log();
+        ensure!(
+            log.matches("advertising the repository").count() == 2,
+            "machine A does not advertise both repositories:\n{log}"
+        );
+
+        let output = ferryctl_in(
+            &lan.b,
+            &vars,
+            &[
+                OsStr::new("install"),
+                OsStr::new("--sysroot"),
+                machine_b_sysroot.path.as_os_str(),
+                OsStr::new("--yes"),
+                OsStr::new("--json"),
+                OsStr::new(OS_REF),
+            ],
+        )?
+        .output()?;
+        let run = InstallRun {
+            events: install_support::parse_events(&output.stdout)?,
+            output,
+        };
+        ensure!(run.success(), "install failed:\n{run}");
+        run.expect(OS_REF, InstallStatus::Installed)?;
+        ensure!(machine_b_sysroot.deployments()?[0].commit == v2);
+        machine_b_sysroot.repo().fsck()?;
+        let log = peer.log_text();
+        ensure!(
+            log.lines().any(|l| l.contains("path=/0/objects/")
+                && l.contains(".filez")
+                && l.contains("status=200")),
+            "machine A served no content objects:\n{log}"
+        );
+        Ok(())
+    })();
+    Tool::new("kill")
+        .args(["-TERM", &announcer.id().to_string()])
+        .run()?;
+    let stopped = announcer.wait()?;
+    result.with_context(|| format!("the announcer's log:\n{}", announcer_log()))?;
     ensure!(
-        log.lines().any(|l| l.contains("path=/0/objects/")
-            && l.contains(".filez")
-            && l.contains("status=200")),
-        "machine A served no content objects:\n{log}"
+        stopped.success(),
+        "the announcer exited {stopped}:\n{}",
+        announcer_log()
     );
     drop(peer);
     drop(lan);

@@ -495,35 +495,65 @@ fn system_serves_the_os_at_0_and_flatpak_at_1() -> Result<()> {
     Ok(())
 }
 
-/// The socket and service units `make install` installs pass `systemd-analyze verify`, with
-/// the service running `ferryctl serve --system --idle-exit`.
+/// The socket and service units `make install` installs pass `systemd-analyze verify`: the
+/// socket on port 43381 pulls in the announcer, which stops with it; the served process is
+/// socket-activated and exits when idle; both run as one dynamic user holding only
+/// `CAP_DAC_READ_SEARCH`.
 #[test]
 fn the_serve_units_verify() -> Result<()> {
     let tmp = TempDir::new()?;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let ferryctl = bins::binary("ferryctl")?;
     let mut units = Vec::new();
-    for name in ["ferry-serve.socket", "ferry-serve.service"] {
+    for name in [
+        "ferry-serve.socket",
+        "ferry-serve.service",
+        "ferry-serve-advertise.service",
+    ] {
         let text = std::fs::read_to_string(root.join("data/systemd").join(name))?;
         let text = text.replace("/usr/bin/ferryctl", &ferryctl.display().to_string());
         let path = tmp.path().join(name);
         std::fs::write(&path, &text)?;
-        units.push(path);
+        units.push((path, text));
     }
-    let service = std::fs::read_to_string(&units[1])?;
-    for needle in [
-        "serve --system --idle-exit",
+    let expect = |index: usize, needles: &[&str]| -> Result<()> {
+        for needle in needles {
+            ensure!(
+                units[index].1.lines().any(|line| line.trim() == *needle
+                    || line.starts_with(&format!("ExecStart={}", ferryctl.display()))
+                        && line.ends_with(needle)),
+                "{} lacks {needle}",
+                units[index].0.display()
+            );
+        }
+        Ok(())
+    };
+    expect(
+        0,
+        &["ListenStream=43381", "Wants=ferry-serve-advertise.service"],
+    )?;
+    let hardened = [
         "DynamicUser=yes",
+        "User=ferry-serve",
+        "AmbientCapabilities=CAP_DAC_READ_SEARCH",
         "CapabilityBoundingSet=CAP_DAC_READ_SEARCH",
+        "NoNewPrivileges=yes",
         "ProtectSystem=strict",
-    ] {
-        ensure!(service.contains(needle), "the service lacks {needle}");
-    }
-    let socket = std::fs::read_to_string(&units[0])?;
-    ensure!(socket.contains("ListenStream=43381"), "{socket}");
+        "CacheDirectory=ferry",
+    ];
+    expect(1, &hardened)?;
+    expect(1, &["serve --system --no-advertise --idle-exit 300"])?;
+    expect(2, &hardened)?;
+    expect(
+        2,
+        &[
+            "serve --system --advertise-only --port 43381",
+            "BindsTo=ferry-serve.socket",
+        ],
+    )?;
     let output = Tool::new("systemd-analyze")
         .args(["verify", "--man=no"])
-        .args(&units)
+        .args(units.iter().map(|(path, _)| path))
         .output()?;
     ensure!(
         output.success() && output.stderr.trim().is_empty(),

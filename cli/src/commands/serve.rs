@@ -77,8 +77,13 @@ pub struct ServeArgs {
     pub address: Option<IpAddr>,
 
     /// Do not advertise the repository on the local network (DNS-SD).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "advertise_only")]
     pub no_advertise: bool,
+
+    /// Only advertise the repositories, as served on --port by another process (the
+    /// socket-activated service, which exits when idle), and serve nothing.
+    #[arg(long, conflicts_with = "idle_exit")]
+    pub advertise_only: bool,
 
     /// Connections open at once; at the cap a new one displaces the longest idle one.
     #[arg(long, value_name = "N", default_value_t = ServeLimits::default().max_connections)]
@@ -173,6 +178,10 @@ fn open_cache(args: &ServeArgs) -> anyhow::Result<Arc<ConvertCache>> {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
+    anyhow::ensure!(
+        !args.advertise_only || args.port != 0,
+        "--advertise-only needs the --port the repositories are served on"
+    );
     let mut cache = None;
     let mut served = Vec::new();
     for wanted in wanted(&args)? {
@@ -212,6 +221,28 @@ pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     Ok(std::process::ExitCode::SUCCESS)
 }
 
+/// The socket passed by the service manager, else a new one on --address and --port.
+fn listener(args: &ServeArgs) -> anyhow::Result<tokio::net::TcpListener> {
+    let activated = ferry_engine::serve::activation::activated_listener()
+        .context("cannot use the socket passed by the service manager")?;
+    match activated {
+        Some(listener) => {
+            tracing::info!("using the socket passed by the service manager");
+            tokio::net::TcpListener::from_std(listener)
+                .context("cannot use the socket passed by the service manager")
+        }
+        None => ferry_engine::serve::listen(args.address, args.port)
+            .and_then(tokio::net::TcpListener::from_std)
+            .with_context(|| {
+                let address = args.address.map_or("*".to_owned(), |a| a.to_string());
+                format!(
+                    "cannot listen on {address} port {}: choose another --port or --address",
+                    args.port
+                )
+            }),
+    }
+}
+
 /// The instance name of repository `index`: the first one keeps the plain name.
 fn instance_name(index: u16, port: u16) -> AdvertiseOptions {
     let mut options = AdvertiseOptions::for_this_host(port);
@@ -227,27 +258,21 @@ async fn serve(
     advertisements: Vec<Option<Advertisement>>,
     stop: CancelToken,
 ) -> anyhow::Result<()> {
-    let activated = ferry_engine::serve::activation::activated_listener()
-        .context("cannot use the socket passed by the service manager")?;
-    let listener = match activated {
-        Some(listener) => {
-            tracing::info!("using the socket passed by the service manager");
-            tokio::net::TcpListener::from_std(listener)
-                .context("cannot use the socket passed by the service manager")?
-        }
-        None => ferry_engine::serve::listen(args.address, args.port)
-            .and_then(tokio::net::TcpListener::from_std)
-            .with_context(|| {
-                let address = args.address.map_or("*".to_owned(), |a| a.to_string());
-                format!(
-                    "cannot listen on {address} port {}: choose another --port or --address",
-                    args.port
-                )
-            })?,
+    let listener = if args.advertise_only {
+        None
+    } else {
+        Some(listener(&args)?)
     };
-    let bound = listener
-        .local_addr()
-        .context("cannot read the bound address")?;
+    let bound = match &listener {
+        Some(listener) => listener
+            .local_addr()
+            .context("cannot read the bound address")?,
+        None => std::net::SocketAddr::new(
+            args.address
+                .unwrap_or(std::net::Ipv6Addr::UNSPECIFIED.into()),
+            args.port,
+        ),
+    };
     let mut advertisers = Vec::new();
     for (index, advertisement) in advertisements.into_iter().enumerate() {
         let Some(advertisement) = advertisement.filter(|_| !args.no_advertise) else {
@@ -268,7 +293,7 @@ async fn serve(
     }
 
     let mut out = std::io::stdout().lock();
-    for (index, repo) in served.iter().enumerate() {
+    for (index, repo) in served.iter().enumerate().filter(|_| listener.is_some()) {
         let at = if index == 0 {
             format!("{bound}/")
         } else {
@@ -329,7 +354,12 @@ async fn serve(
             withdraw().await;
         }
     };
-    ferry_engine::serve::serve(listener, served, limits, stop_requested).await;
+    match listener {
+        Some(listener) => {
+            ferry_engine::serve::serve(listener, served, limits, stop_requested).await;
+        }
+        None => stop_requested.await,
+    }
     // Stopped on its own (idle): withdraw now.
     if let Some(withdraw) = withdraw_on_stop.lock().await.take() {
         withdraw().await;
