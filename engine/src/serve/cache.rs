@@ -30,6 +30,9 @@ pub const DEFAULT_CACHE_BYTES: u64 = 1 << 30;
 /// many entries.
 const EVICT_TO_PERCENT: u64 = 90;
 
+/// Age past which a temporary file is taken for the leftover of a killed server.
+const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(600);
+
 const MAGIC: &[u8; 8] = b"FERRYZ1\0";
 /// Magic, source size, source mtime seconds and nanoseconds, payload length.
 pub const ENTRY_HEADER: u64 = 8 + 8 + 8 + 8 + 8;
@@ -96,9 +99,18 @@ impl ConvertCache {
     pub fn open(dir: &Path, cap: u64) -> io::Result<Self> {
         std::fs::create_dir_all(dir.join("objects"))?;
         std::fs::create_dir_all(dir.join("tmp"))?;
-        // Temporary files of a run that was killed are never valid entries.
+        // Temporary files of a run that was killed are never valid entries; recent ones may
+        // be another server's, still being written.
         for entry in std::fs::read_dir(dir.join("tmp"))?.flatten() {
-            let _ = std::fs::remove_file(entry.path());
+            let stale = entry
+                .metadata()
+                .and_then(|meta| meta.modified())
+                .ok()
+                .and_then(|time| time.elapsed().ok())
+                .is_some_and(|age| age >= STALE_TMP);
+            if stale {
+                let _ = std::fs::remove_file(entry.path());
+            }
         }
         let cache = Self {
             dir: dir.to_owned(),
@@ -205,8 +217,8 @@ impl ConvertCache {
         Ok((file, length))
     }
 
-    /// Every entry with its size and change time.
-    fn entries(&self) -> Vec<(PathBuf, u64, i64)> {
+    /// Every entry with its size and change time (seconds, nanoseconds).
+    fn entries(&self) -> Vec<(PathBuf, u64, (i64, i64))> {
         let mut found = Vec::new();
         let Ok(dirs) = std::fs::read_dir(self.dir.join("objects")) else {
             return found;
@@ -218,7 +230,7 @@ impl ConvertCache {
             for file in files.flatten() {
                 if let Ok(meta) = file.metadata() {
                     if meta.is_file() {
-                        found.push((file.path(), meta.len(), meta.ctime()));
+                        found.push((file.path(), meta.len(), (meta.ctime(), meta.ctime_nsec())));
                     }
                 }
             }
