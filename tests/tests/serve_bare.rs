@@ -149,21 +149,31 @@ fn serve_and_pull(mode: RepoMode) -> Result<()> {
         "the summary lists {listed:?}"
     );
 
-    // Nothing of the private branch is served.
+    // Nothing of the private branch is served, its signature neither.
+    source
+        .repo
+        .gpg_sign(&source.private_commit, &source.publisher.key)?;
     let private_content = source
         .repo
         .content_checksum(&source.private_commit, PRIVATE_FILE)?;
     for path in [
         archive_path(&source.private_commit, "commit"),
+        archive_path(&source.private_commit, "commitmeta"),
         archive_path(&private_content, "filez"),
         archive_path(&private_content, "file"),
     ] {
         let (status, _) = get(port, &format!("/{path}"))?;
         ensure!(status == 404, "GET /{path}: {status}, not 404");
     }
-    // While an object of the advertised commit is.
+    // While the advertised commit is, its detached metadata byte for byte.
     let (status, _) = get(port, &format!("/0/{}", archive_path(&commit, "commit")))?;
     ensure!(status == 200, "GET the advertised commit: {status}");
+    let (status, served) = get(port, &format!("/0/{}", archive_path(&commit, "commitmeta")))?;
+    let stored = std::fs::read(source.repo.object_path(&commit, ObjectKind::CommitMeta)?)?;
+    ensure!(
+        status == 200 && served == stored,
+        "GET the advertised commit's detached metadata: {status}"
+    );
 
     // libostree pulls with GPG verification, into an archive and a bare-user repository.
     let mut checkouts = Vec::new();

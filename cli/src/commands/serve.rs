@@ -109,22 +109,27 @@ fn wanted(args: &ServeArgs) -> anyhow::Result<Vec<Wanted>> {
     if let Some(repo) = &args.repo {
         return Ok(vec![Wanted {
             path: repo.clone(),
-            options: ViewOptions::default(),
+            options: ViewOptions::for_repo(repo),
         }]);
     }
     let mut found = Vec::new();
     let os_repo = args.sysroot.join("ostree/repo");
     if os_repo.join("config").is_file() {
-        let state =
-            SysrootState::load(&args.sysroot, &BootState::default()).with_context(|| {
-                format!("cannot read the deployments of {}", args.sysroot.display())
-            })?;
-        found.push(Wanted {
-            path: os_repo,
-            options: ViewOptions {
+        let options = match SysrootState::load(&args.sysroot, &BootState::default()) {
+            Ok(state) => ViewOptions {
                 remotes_dir: state.remotes_config_dir(),
                 sysroot: Some(args.sysroot.clone()),
             },
+            Err(error) => {
+                // The repository's refs are still served; only deployed commits are not.
+                tracing::warn!(%error, sysroot = %args.sysroot.display(),
+                    "cannot read the deployments; serving the OS repository's refs only");
+                ViewOptions::for_repo(&os_repo)
+            }
+        };
+        found.push(Wanted {
+            path: os_repo,
+            options,
         });
     } else {
         tracing::info!(sysroot = %args.sysroot.display(), "no OS repository to serve");

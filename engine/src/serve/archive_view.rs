@@ -47,6 +47,18 @@ pub struct ViewOptions {
     pub sysroot: Option<PathBuf>,
 }
 
+impl ViewOptions {
+    /// For a repository named by path: libostree reads `/etc/ostree/remotes.d` for the
+    /// system repository only.
+    pub fn for_repo(repo: &Path) -> Self {
+        Self {
+            remotes_dir: crate::target::is_system_repo(repo)
+                .then(|| PathBuf::from("/etc/ostree/remotes.d")),
+            sysroot: None,
+        }
+    }
+}
+
 /// What is served now; replaced whole when the refs change.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -154,9 +166,16 @@ impl ArchiveView {
         Ok(true)
     }
 
-    /// Whether `object` belongs to an advertised or deployed commit.
+    /// Whether `object` belongs to an advertised or deployed commit. Detached metadata goes
+    /// with its commit, also when it was added (signed) after the index was built.
     pub fn allows(&self, object: &ObjectId) -> bool {
-        self.snapshot().allowed.contains(object)
+        let snapshot = self.snapshot();
+        match object.kind {
+            ObjectKind::CommitMeta => snapshot
+                .allowed
+                .contains(&ObjectId::new(object.checksum, ObjectKind::Commit)),
+            _ => snapshot.allowed.contains(object),
+        }
     }
 
     /// The `.filez` form of content object `checksum`, which must be allowed.

@@ -617,7 +617,7 @@ fn remote_refs(repo: &Path) -> Result<Vec<(String, String, Checksum)>, TargetErr
     Ok(found)
 }
 
-fn is_system_repo(dir: &Path) -> bool {
+pub(crate) fn is_system_repo(dir: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (std::fs::metadata(dir), std::fs::metadata("/ostree/repo")) {
         (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
