@@ -241,6 +241,86 @@ fn a_bare_user_only_repository_is_served_as_an_archive() -> Result<()> {
     serve_and_pull(RepoMode::BareUserOnly)
 }
 
+/// A mirrored ref (`refs/mirrors/COLLECTION/REF`) is advertised next to the remote's ref: the
+/// summary lists each under its collection (one in the main list with
+/// `ostree.summary.collection-id`, the other in `ostree.summary.collection-map`); libostree
+/// pulls the main list's ref and Ferry the collection map's.
+#[test]
+fn mirrored_refs_are_listed_by_collection_and_pulled() -> Result<()> {
+    const MIRROR_COLLECTION: &str = "org.example.Mirror";
+    const MIRROR_REF: &str = "mirror/ref";
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let source = Source::create(base, RepoMode::BareUser, None)?;
+    // A commit bound to the mirror's collection (as one pulled with --mirror would be), then
+    // moved from refs/heads to refs/mirrors.
+    let mirrored = source.repo.commit(
+        &CommitSpec::new(MIRROR_REF, &base.join("private-tree"))
+            .metadata("ostree.collection-binding", MIRROR_COLLECTION),
+    )?;
+    let mirror_ref = source
+        .repo
+        .path
+        .join("refs/mirrors")
+        .join(MIRROR_COLLECTION)
+        .join(MIRROR_REF);
+    std::fs::create_dir_all(mirror_ref.parent().context("no parent")?)?;
+    std::fs::rename(
+        source.repo.path.join("refs/heads").join(MIRROR_REF),
+        &mirror_ref,
+    )?;
+    let server = source.serve(base, &[])?;
+    let port = server.port()?;
+
+    let (status, summary) = get(port, "/summary")?;
+    ensure!(status == 200, "GET /summary: {status}");
+    let summary = Summary::parse(&summary)?;
+    let mut listed: Vec<(Option<&str>, &str, String)> = summary
+        .collection_refs()
+        .map(|(id, r)| (id, r.name.as_str(), r.commit.to_hex()))
+        .collect();
+    listed.sort();
+    ensure!(
+        listed
+            == vec![
+                (Some(MIRROR_COLLECTION), MIRROR_REF, mirrored.clone()),
+                (Some(COLLECTION), BRANCH, source.publisher.commit.clone()),
+            ],
+        "the summary lists {listed:?}"
+    );
+    ensure!(
+        summary.refs.len() == 1 && summary.collection_map.len() == 1,
+        "main list {:?}, collection map {:?}",
+        summary.refs,
+        summary.collection_map
+    );
+
+    // One ref each: the main list takes the first collection by name, the mirror's. A plain
+    // `ostree pull` looks in the main list, as in summaries libostree writes itself.
+    ensure!(
+        summary.collection_id.as_deref() == Some(MIRROR_COLLECTION),
+        "main collection {:?}",
+        summary.collection_id
+    );
+    let theirs = OstreeRepo::init(&base.join("ostree-client"), RepoMode::Archive, None)?;
+    theirs.remote_add(
+        &RemoteSpec::new("peer", &format!("{}/0", server.url)).collection_id(MIRROR_COLLECTION),
+    )?;
+    theirs.pull("peer", &[MIRROR_REF])?;
+    ensure!(theirs.rev_parse(&format!("peer:{MIRROR_REF}"))? == mirrored);
+    theirs.fsck()?;
+    // Ferry asks by collection: it finds the other ref in the collection map.
+    let dest = client(
+        &base.join("dest"),
+        RepoMode::Bare,
+        Some(&source.publisher.key),
+    )?;
+    pull_remote(&trust_root(base), &dest.path, &server.url, &[BRANCH])?.require_success()?;
+    ensure!(dest.read_ref(&remote_ref(BRANCH))? == Some(source.publisher.commit.clone()));
+    dest.fsck()?;
+    Ok(())
+}
+
 /// How the server says it answered `path`: `from="cache"`, `from="converted"`, ….
 fn answered_from(log: &str, path: &str) -> Vec<String> {
     log.lines()
