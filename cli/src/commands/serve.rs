@@ -299,13 +299,15 @@ async fn serve(
 
     let mut out = std::io::stdout().lock();
     for (index, repo) in served.iter().enumerate().filter(|_| listener.is_some()) {
+        // The first repository is also served at `/`, which older peers ask for.
         let at = if index == 0 {
-            format!("{bound}/")
+            bound.to_string()
         } else {
-            format!("{bound}/{index}/")
+            format!("{bound}/{index}")
         };
-        let _ = out
-            .write_all(trf("Serving {} at http://{}\n", &[&repo.path().display(), &at]).as_bytes());
+        let _ = out.write_all(
+            trf("Serving {} at http://{}/\n", &[&repo.path().display(), &at]).as_bytes(),
+        );
     }
     for (advertiser, _, _) in &advertisers {
         let _ = out.write_all(
