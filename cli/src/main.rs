@@ -37,7 +37,8 @@ enum Command {
     List(commands::list::ListArgs),
     /// Install updates: fetch and verify them, then deploy with ostree admin and flatpak.
     Install(commands::install::InstallArgs),
-    /// Serve a repository read-only to computers nearby over HTTP, and advertise it (DNS-SD).
+    /// Serve repositories read-only to computers nearby over HTTP, as archive repositories, and
+    /// advertise them (DNS-SD).
     Serve(commands::serve::ServeArgs),
     /// Write this machine's OS and apps to a drive that other machines update from.
     PrepareDrive(commands::prepare_drive::PrepareDriveArgs),

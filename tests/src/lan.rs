@@ -13,7 +13,7 @@ use crate::cmd::{wait_for, Tool};
 use crate::error::{FixtureError, IoContext, Result};
 
 /// How long a started server may take to print its address, or to stop.
-const PROCESS_WAIT: Duration = Duration::from_secs(30);
+pub const PROCESS_WAIT: Duration = Duration::from_secs(30);
 
 /// A running `ferryctl serve`, stopped (SIGTERM, then SIGKILL) when dropped.
 #[derive(Debug)]
@@ -65,6 +65,11 @@ impl ServeProcess {
             .envs(options.env.iter().copied())
             .args(["-v", "serve"])
             .args(args);
+        Self::spawn(tool, log)
+    }
+
+    /// Starts `tool` (a `ferryctl serve` command line) and waits for the address it prints.
+    pub fn spawn(tool: Tool, log: &Path) -> Result<Self> {
         let mut command = tool.into_command();
         command
             .stdin(Stdio::null())
@@ -146,6 +151,33 @@ impl Drop for ServeProcess {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The status code of `GET path` to 127.0.0.1:`port` (the path sent as is, unnormalised) and
+/// the body as sent.
+pub fn http_get(port: u16, path: &str) -> Result<(u16, Vec<u8>)> {
+    use std::io::{Read, Write};
+    let io = |e: std::io::Error| FixtureError::Unexpected(format!("GET {path}: {e}"));
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(io)?;
+    stream.set_read_timeout(Some(PROCESS_WAIT)).map_err(io)?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(io)?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).map_err(io)?;
+    let status = String::from_utf8_lossy(&response)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| FixtureError::Unexpected(format!("GET {path}: no status line")))?;
+    let body = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|at| response[at + 4..].to_vec())
+        .unwrap_or_default();
+    Ok((status, body))
 }
 
 fn ip(args: &[&str]) -> Result<()> {

@@ -314,14 +314,16 @@ fn run_room(room: Room) -> Result<Duration> {
     if let Some(forger) = &forger {
         // The forger was asked for forged objects, and whoever got one dropped it.
         let forger_log = forger.log_text();
-        let forged_served = forger_log.lines().any(|l| {
-            l.contains("/objects/") && l.contains(".filez") && l.contains("status=200")
-        });
-        ensure!(forged_served, "nobody fetched from the forger:\n{forger_log}");
+        let forged_served = forger_log
+            .lines()
+            .any(|l| l.contains("/objects/") && l.contains(".filez") && l.contains("status=200"));
+        ensure!(
+            forged_served,
+            "nobody fetched from the forger:\n{forger_log}"
+        );
         let dropped = logs.iter().any(|log| {
-            log.lines().any(|l| {
-                (l.contains(&forger.url) || l.contains("forger")) && l.contains("Dropped")
-            })
+            log.lines()
+                .any(|l| (l.contains(&forger.url) || l.contains("forger")) && l.contains("Dropped"))
         });
         ensure!(dropped, "no machine dropped the forger ({})", forger.url);
     }

@@ -9,11 +9,13 @@
 
 mod install_support;
 mod pull_support;
+mod serve_support;
 
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -22,64 +24,17 @@ use ferry_engine::schema::{InstallStatus, ProblemKind, SourceKind, UpdateList};
 use ferry_tests::bins;
 use ferry_tests::cmd::{require_root, wait_for, Tool};
 use ferry_tests::gpg::GpgKey;
-use ferry_tests::lan::{ServeOptions, ServeProcess, VethPair, LINK_LOCAL_A};
+use ferry_tests::lan::{VethPair, LINK_LOCAL_A};
 use ferry_tests::ostree::{CommitSpec, OstreeRepo, RemoteSpec, RepoMode};
-use ferry_tests::sysroot::{Sysroot, OS_COLLECTION_ID, OS_REF};
+use ferry_tests::sysroot::{Sysroot, OS_COLLECTION_ID, OS_REF, OS_REMOTE};
 use ferry_tests::tree::TreeOptions;
 use install_support::InstallRun;
 use pull_support::{client, pull_remote, remote_ref, trust_root, Publisher, BRANCH, COLLECTION};
+use serve_support::{get, start, start_as, Server, PROCESS_WAIT};
 use tempfile::TempDir;
 
-/// How long a server may take to start, and a stopped one to exit.
-const PROCESS_WAIT: Duration = Duration::from_secs(30);
 /// How long machine B keeps listing until machine A's advertisement has been seen.
 const DISCOVERY_WAIT: Duration = Duration::from_secs(40);
-
-/// `[ip netns exec NAMESPACE] ferryctl -v serve --repo REPO ARGS...`, its log in `log`.
-fn serve(namespace: Option<&str>, repo: &Path, args: &[&str], log: &Path) -> Result<ServeProcess> {
-    serve_as(None, namespace, repo, args, log)
-}
-
-/// [`serve`], with host name `host` when given, so that it advertises itself as "Ferry on HOST".
-fn serve_as(
-    host: Option<&str>,
-    namespace: Option<&str>,
-    repo: &Path,
-    args: &[&str],
-    log: &Path,
-) -> Result<ServeProcess> {
-    let mut all: Vec<&OsStr> = vec![OsStr::new("--repo"), repo.as_os_str()];
-    all.extend(args.iter().map(OsStr::new));
-    let options = ServeOptions {
-        namespace,
-        host,
-        ..ServeOptions::default()
-    };
-    Ok(ServeProcess::start(&options, &all, log)?)
-}
-
-/// The status code of `GET path` (sent as is, unnormalised) and the body.
-fn get(port: u16, path: &str) -> Result<(u16, Vec<u8>)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(PROCESS_WAIT))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let text = String::from_utf8_lossy(&response);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .context("no status line")?
-        .parse()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.as_bytes().to_vec())
-        .unwrap_or_default();
-    Ok((status, body))
-}
 
 #[test]
 fn serves_a_signed_repository_read_only_to_ferry_and_ostree() -> Result<()> {
@@ -99,7 +54,7 @@ fn serves_a_signed_repository_read_only_to_ferry_and_ostree() -> Result<()> {
         "upstream",
         "https://builder:hunter2@updates.example.com/repo",
     ))?;
-    let mut server = serve(
+    let mut server = start(
         None,
         &publisher.repo.path,
         &["--address", "127.0.0.1", "--port", "0", "--no-advertise"],
@@ -225,7 +180,7 @@ fn serves_static_deltas_that_a_pull_applies() -> Result<()> {
             std::fs::remove_file(object)?;
         }
     }
-    let mut server = serve(
+    let mut server = start(
         None,
         &publisher.repo.path,
         &["--address", "127.0.0.1", "--port", "0", "--no-advertise"],
@@ -255,7 +210,7 @@ fn clients_that_trickle_bytes_neither_lock_out_others_nor_hold_descriptors() -> 
     let tmp = TempDir::new()?;
     let base = tmp.path();
     let publisher = Publisher::new(&base.join("publisher"), TreeOptions::plain())?;
-    let mut server = serve(
+    let mut server = start(
         None,
         &publisher.repo.path,
         &[
@@ -349,7 +304,7 @@ fn a_client_that_stops_reading_is_dropped_after_the_idle_timeout() -> Result<()>
     let big = format!("objects/ff/{}.filez", "f".repeat(62));
     std::fs::create_dir_all(publisher.repo.path.join("objects/ff"))?;
     std::fs::write(publisher.repo.path.join(&big), vec![0x5a; 64 << 20])?;
-    let mut server = serve(
+    let mut server = start(
         None,
         &publisher.repo.path,
         &[
@@ -391,16 +346,15 @@ fn a_client_that_stops_reading_is_dropped_after_the_idle_timeout() -> Result<()>
 #[test]
 fn refuses_to_serve_what_peers_cannot_use() -> Result<()> {
     let tmp = TempDir::new()?;
-    let bare = OstreeRepo::init(&tmp.path().join("bare"), RepoMode::Bare, None)?;
+    let not_a_repo = tmp.path().join("not-a-repo");
+    std::fs::create_dir_all(&not_a_repo)?;
     let output = bins::ferryctl()?
         .env("LC_ALL", "C.UTF-8")
         .args(["serve", "--no-advertise", "--port", "0", "--repo"])
-        .arg(&bare.path)
+        .arg(&not_a_repo)
         .run_failing()?;
     ensure!(
-        output
-            .stderr
-            .contains("only archive repositories can be served"),
+        output.stderr.contains("cannot open the repository"),
         "{}",
         output.stderr
     );
@@ -465,13 +419,13 @@ fn serial_a_computer_nearby_is_found_listed_and_installed_from() -> Result<()> {
     stale.update_summary(None)?;
 
     let lan = VethPair::create()?;
-    let peer = serve(
+    let peer = start(
         Some(&lan.a),
         &sysroot.os.repo.path,
         &["--port", "0"],
         &base.join("serve-a.log"),
     )?;
-    let stale_server = serve(
+    let stale_server = start(
         Some(&lan.a),
         &stale.path,
         &["--port", "0"],
@@ -597,7 +551,7 @@ fn serial_a_computer_nearby_with_only_a_link_local_address_is_found_and_installe
 
     let lan = VethPair::link_local_only()?;
     // No address given: it listens on IPv6 as well as IPv4.
-    let peer = serve(
+    let peer = start(
         Some(&lan.a),
         &sysroot.os.repo.path,
         &["--port", "0"],
@@ -622,10 +576,7 @@ fn serial_a_computer_nearby_with_only_a_link_local_address_is_found_and_installe
             break list;
         }
         if Instant::now() >= deadline {
-            bail!(
-                "machine B never found machine A: {list:#?}\nA's log:\n{}",
-                peer.log_text()
-            );
+            bail!("machine B never found machine A: {list:#?}");
         }
     };
     ensure!(list.updates.len() == 1, "{:#?}", list.updates);
@@ -685,7 +636,7 @@ fn serial_past_32_computers_nearby_the_rest_are_ignored_and_counted() -> Result<
     let mut servers = Vec::new();
     for n in 0..SERVERS {
         // Each under a host name of its own, as separate computers would be.
-        servers.push(serve_as(
+        servers.push(start_as(
             Some(&format!("peer-{n}")),
             Some(&lan.a),
             &sysroot.os.repo.path,
@@ -734,6 +685,141 @@ fn serial_past_32_computers_nearby_the_rest_are_ignored_and_counted() -> Result<
     Ok(())
 }
 
+/// Machine A installed 2.0 from its vendor and shares its own bare OS repository the way the
+/// units do: `ferryctl serve --system --no-advertise` serves it (and, at `/1/`, its
+/// bare-user-only system Flatpak repository) and a second process, `--advertise-only`,
+/// announces both; machine B, at 1.0, finds A, lists 2.0 offered by it at `/0/` and installs
+/// it, the objects converted by A on the fly.
+#[test]
+fn serial_a_computer_nearby_shares_its_own_system_repositories() -> Result<()> {
+    require_root("network namespaces")?;
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let key = GpgKey::generate(&base.join("gnupg"), "OS Vendor <os@example.org>")?;
+    let machine_b_sysroot = Sysroot::create(&base.join("b"), &key)?;
+    let machine_a = Sysroot::create(&base.join("a"), &key)?;
+    let v2 = machine_a.publish("2.0")?;
+    machine_a.repo().pull(OS_REMOTE, &[OS_REF])?;
+    let flatpak_dir = base.join("a/flatpak-system");
+    let publisher = Publisher::new(&base.join("apps"), TreeOptions::plain())?;
+    let apps = OstreeRepo::init(&flatpak_dir.join("repo"), RepoMode::BareUserOnly, None)?;
+    apps.remote_add(
+        &RemoteSpec::file("apps", &publisher.repo.path)
+            .collection_id(COLLECTION)
+            .trust(&publisher.key),
+    )?;
+    apps.pull("apps", &[BRANCH])?;
+
+    let lan = VethPair::create()?;
+    let machine_a_serve = |args: &[&str]| -> Result<Tool> {
+        Ok(Tool::new("ip")
+            .args(["netns", "exec", &lan.a])
+            .arg(bins::binary("ferryctl")?)
+            .env("FERRY_LOG", "info")
+            .env("NO_COLOR", "1")
+            .env("LC_ALL", "C.UTF-8")
+            .env("FLATPAK_SYSTEM_DIR", &flatpak_dir)
+            .env("FERRY_SERVE_CACHE", base.join("a/cache"))
+            .args(["-v", "serve", "--system", "--sysroot"])
+            .arg(&machine_a.path)
+            .args(args))
+    };
+    let peer = Server::spawn(
+        machine_a_serve(&["--no-advertise", "--port", "0"])?,
+        &base.join("serve-a.log"),
+    )?;
+    let port = peer.port()?.to_string();
+    let mut announcer = machine_a_serve(&["--advertise-only", "--port", &port])?
+        .into_command()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(base.join("advertise-a.log"))?)
+        .spawn()?;
+    let announcer_log =
+        || std::fs::read_to_string(base.join("advertise-a.log")).unwrap_or_default();
+    let result = (|| -> Result<()> {
+        let peer_url = format!("http://10.201.0.1:{port}/0");
+
+        let vars = machine_b(base)?;
+        let list_args = [
+            OsStr::new("list"),
+            OsStr::new("--sysroot"),
+            machine_b_sysroot.path.as_os_str(),
+            OsStr::new("--json"),
+        ];
+        let deadline = Instant::now() + DISCOVERY_WAIT;
+        let list = loop {
+            let stdout = ferryctl_in(&lan.b, &vars, &list_args)?.stdout()?;
+            let list: UpdateList = serde_json::from_str(&stdout)
+                .with_context(|| format!("not a listing: {stdout}"))?;
+            if !list.updates.is_empty() {
+                break list;
+            }
+            if Instant::now() >= deadline {
+                bail!("machine B never found machine A: {list:#?}");
+            }
+        };
+        ensure!(list.updates.len() == 1, "{:#?}", list.updates);
+        let os = &list.updates[0];
+        ensure!(os.ref_name == OS_REF && os.commit.to_hex() == v2, "{os:#?}");
+        ensure!(
+            os.sources
+                .iter()
+                .any(|s| s.kind == SourceKind::Lan && s.location.trim_end_matches('/') == peer_url),
+            "not offered by {peer_url}: {:#?}",
+            os.sources
+        );
+        let log = announcer_log();
+        ensure!(
+            log.matches("advertising the repository").count() == 2,
+            "machine A does not advertise both repositories:\n{log}"
+        );
+
+        let output = ferryctl_in(
+            &lan.b,
+            &vars,
+            &[
+                OsStr::new("install"),
+                OsStr::new("--sysroot"),
+                machine_b_sysroot.path.as_os_str(),
+                OsStr::new("--yes"),
+                OsStr::new("--json"),
+                OsStr::new(OS_REF),
+            ],
+        )?
+        .output()?;
+        let run = InstallRun {
+            events: install_support::parse_events(&output.stdout)?,
+            output,
+        };
+        ensure!(run.success(), "install failed:\n{run}");
+        run.expect(OS_REF, InstallStatus::Installed)?;
+        ensure!(machine_b_sysroot.deployments()?[0].commit == v2);
+        machine_b_sysroot.repo().fsck()?;
+        let log = peer.log_text();
+        ensure!(
+            log.lines().any(|l| l.contains("path=/0/objects/")
+                && l.contains(".filez")
+                && l.contains("status=200")),
+            "machine A served no content objects:\n{log}"
+        );
+        Ok(())
+    })();
+    Tool::new("kill")
+        .args(["-TERM", &announcer.id().to_string()])
+        .run()?;
+    let stopped = announcer.wait()?;
+    result.with_context(|| format!("the announcer's log:\n{}", announcer_log()))?;
+    ensure!(
+        stopped.success(),
+        "the announcer exited {stopped}:\n{}",
+        announcer_log()
+    );
+    drop(peer);
+    drop(lan);
+    Ok(())
+}
+
 /// `ferry-hook --nearby` on machine B with `on-nearby = POLICY`, the sysroot as its OS.
 fn hook_nearby_in(
     lan: &VethPair,
@@ -763,7 +849,7 @@ fn serial_on_nearby_install_installs_what_a_computer_nearby_offers_and_notify_do
     let v1 = sysroot.deployments()?[0].commit.clone();
     let v2 = sysroot.publish("2.0")?;
     let lan = VethPair::create()?;
-    let peer = serve(
+    let peer = start(
         Some(&lan.a),
         &sysroot.os.repo.path,
         &["--port", "0"],

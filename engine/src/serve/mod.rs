@@ -1,12 +1,16 @@
-//! Serving an archive repository read-only over HTTP to computers nearby.
+//! Serving repositories read-only over HTTP to computers nearby, as archive repositories.
 //!
-//! Only what a pull reads is served: a `config` generated here (never the repository's own,
+//! An archive repository is served as it is; a bare, bare-user or bare-user-only one through
+//! an [`archive_view::ArchiveView`]: a generated summary of the advertised refs, and only the
+//! objects of advertised or deployed commits ([`allowed`]), content converted on request
+//! ([`cache`] keeps large conversions). Of an archive repository, only what a pull reads is
+//! served: a `config` generated here (never the repository's own,
 //! whose remote URLs may carry credentials), `summary`, `summary.sig` and regular files under
 //! `objects/`, `deltas/`, `delta-indexes/` and `refs/`. Files are opened from a descriptor of
 //! the repository with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)`
 //! and the opened file is what is streamed, so no symbolic link is followed and nothing can be
-//! swapped between a check and the open. The repository answers both at `/` and at `/0/`, the
-//! path eos-updater's advertisement (`ri` = 0) points libostree to.
+//! swapped between a check and the open. Repository N answers at `/N/`, the path a DNS-SD
+//! advertisement with `ri` = N points libostree to; the first one also at `/`.
 //!
 //! Clients are untrusted; [`ServeLimits`] bounds what each may hold: the request head must
 //! arrive within the header timeout (also the keep-alive idle timeout), a connection that
@@ -16,41 +20,52 @@
 //! clients that trickle bytes cannot lock out an honest one; if every connection is busy
 //! answering, the new one is closed at once.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io::{self, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{ready, Context, Poll};
+use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
+use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
+use crate::lan::advertise::Advertisement;
+use crate::lan::LanError;
+use crate::object::{Checksum, ObjectId, ObjectKind, Summary};
 use crate::repo::{open_beneath_resolving, RepoConfig, RepoError, RepoMode};
 
-/// The repository index advertised (`ri`), and the path prefix it is also served under.
+pub mod activation;
+pub mod allowed;
+pub mod archive_view;
+pub mod cache;
+mod connection;
+
+use archive_view::{ArchiveView, Converted, ViewOptions};
+use cache::ConvertCache;
+pub use connection::ServeBody;
+use connection::{Connections, Content, IdleTimeout, WaitingGuard};
+
+/// The repository index advertised (`ri`) for the first repository served, and the path
+/// prefix it is also served under.
 pub const REPO_INDEX: u16 = 0;
 /// The largest request head read (hyper's smallest buffer): OSTree paths are short.
 pub const MAX_REQUEST_HEAD: usize = 8192;
 /// How long open connections may finish their responses once the server is asked to stop.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// Bytes read from a file per body frame.
-const CHUNK: usize = 64 * 1024;
 /// Files up to this size are read whole before they are sent.
 const WHOLE_FILE: u64 = 256 * 1024;
+/// How often viewed repositories look for changed refs between summary requests.
+const REFRESH_EVERY: Duration = Duration::from_secs(5);
 
 /// What each client may hold of the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +77,9 @@ pub struct ServeLimits {
     pub header_timeout: Duration,
     /// Time a connection may move no byte in either direction.
     pub idle_timeout: Duration,
+    /// Stop once no connection was open and no request came for this long (a
+    /// socket-activated server; the service manager starts it again on the next one).
+    pub idle_exit: Option<Duration>,
 }
 
 impl Default for ServeLimits {
@@ -70,6 +88,7 @@ impl Default for ServeLimits {
             max_connections: 64,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
+            idle_exit: None,
         }
     }
 }
@@ -83,11 +102,12 @@ pub enum ServeError {
         #[source]
         source: RepoError,
     },
-    #[error(
-        "{path} is a {mode} repository; only archive repositories can be served: copy it into \
-         one with `ostree init --mode=archive` and `ostree pull-local`"
-    )]
-    NotArchive { path: PathBuf, mode: RepoMode },
+    #[error("cannot serve the {mode} repository {path}: {reason}")]
+    View {
+        path: PathBuf,
+        mode: RepoMode,
+        reason: String,
+    },
     #[error("cannot open the directory {path}: {source}")]
     Directory {
         path: PathBuf,
@@ -96,29 +116,36 @@ pub enum ServeError {
     },
 }
 
-/// An archive repository opened for serving.
+/// A repository opened for serving.
 #[derive(Debug)]
 pub struct ServedRepo {
     path: PathBuf,
     dir: OwnedFd,
-    config: Bytes,
+    backing: Backing,
+}
+
+#[derive(Debug)]
+enum Backing {
+    /// Served as stored, with a generated config.
+    Archive { config: Bytes },
+    /// A bare mode, viewed as an archive.
+    View(ArchiveView),
 }
 
 impl ServedRepo {
-    /// Opens `path`, which must be an archive repository, and generates the config served.
-    pub fn open(path: &Path) -> Result<Self, ServeError> {
+    /// Opens `path` for serving. A repository that is not an archive is served through a
+    /// view, which converts content with `cache` and reads what is advertised as `options`
+    /// say.
+    pub fn open(
+        path: &Path,
+        options: ViewOptions,
+        cache: Option<Arc<ConvertCache>>,
+    ) -> Result<Self, ServeError> {
         let repo = crate::repo::Repo::open(path).map_err(|source| ServeError::Open {
             path: path.to_owned(),
             source,
         })?;
         let mode = repo.config().mode;
-        if mode != RepoMode::Archive {
-            return Err(ServeError::NotArchive {
-                path: path.to_owned(),
-                mode,
-            });
-        }
-        let config = RepoConfig::new_text(RepoMode::Archive, repo.collection_id());
         let dir = rustix::fs::open(
             path,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -128,12 +155,22 @@ impl ServedRepo {
             path: path.to_owned(),
             source: errno.into(),
         })?;
+        let backing = if mode == RepoMode::Archive {
+            let config = RepoConfig::new_text(RepoMode::Archive, repo.collection_id());
+            Backing::Archive {
+                config: Bytes::from(config),
+            }
+        } else {
+            let view_error = |reason: String| ServeError::View {
+                path: path.to_owned(),
+                mode,
+                reason,
+            };
+            let cache = cache.ok_or_else(|| view_error("no cache to convert objects in".into()))?;
+            Backing::View(ArchiveView::new(repo, options, cache).map_err(view_error)?)
+        };
         let path = path.canonicalize().unwrap_or_else(|_| path.to_owned());
-        Ok(Self {
-            path,
-            dir,
-            config: Bytes::from(config),
-        })
+        Ok(Self { path, dir, backing })
     }
 
     pub fn path(&self) -> &Path {
@@ -141,8 +178,44 @@ impl ServedRepo {
     }
 
     /// The `config` peers are given: `[core]` repo_version, mode and collection ID only.
-    pub fn config_text(&self) -> &[u8] {
-        &self.config
+    pub fn config_text(&self) -> Bytes {
+        match &self.backing {
+            Backing::Archive { config } => config.clone(),
+            Backing::View(view) => view.snapshot().config.clone(),
+        }
+    }
+
+    /// The view, when the repository is not an archive.
+    pub fn view(&self) -> Option<&ArchiveView> {
+        match &self.backing {
+            Backing::View(view) => Some(view),
+            Backing::Archive { .. } => None,
+        }
+    }
+
+    /// Reads the refs again (a viewed repository); true when what is served changed.
+    pub fn refresh(&self) -> Result<bool, String> {
+        match &self.backing {
+            Backing::View(view) => view.refresh(),
+            Backing::Archive { .. } => Ok(false),
+        }
+    }
+
+    /// What to advertise for this repository at index `repo_index`: from its summary file,
+    /// or from the generated summary of a view.
+    pub fn advertisement(&self, repo_index: u16) -> Result<Advertisement, LanError> {
+        match &self.backing {
+            Backing::Archive { .. } => Advertisement::from_repo(&self.path, repo_index),
+            Backing::View(view) => {
+                let summary = Summary::parse(&view.snapshot().summary).map_err(|error| {
+                    LanError::Summary {
+                        path: self.path.display().to_string(),
+                        reason: error.to_string(),
+                    }
+                })?;
+                Ok(Advertisement::from_summary(&summary, 0, repo_index))
+            }
+        }
     }
 
     /// The regular file at `relative`, opened beneath the repository with no symlink
@@ -175,12 +248,21 @@ enum Servable<'a> {
     File(&'a str),
 }
 
-/// Parses `uri_path` (at `/` or below `/<REPO_INDEX>/`) without touching the filesystem.
-fn servable(uri_path: &str) -> Option<Servable<'_>> {
-    let index_prefix = format!("/{REPO_INDEX}/");
-    let relative = match uri_path.strip_prefix(index_prefix.as_str()) {
-        Some(rest) => rest,
-        None => uri_path.strip_prefix('/')?,
+/// Parses `uri_path` (at `/<N>/` for repository N of `repos`, or at `/` for the first)
+/// without touching the filesystem.
+fn servable(uri_path: &str, repos: usize) -> Option<(usize, Servable<'_>)> {
+    let rest = uri_path.strip_prefix('/')?;
+    let (index, relative) = match rest.split_once('/') {
+        Some((first, relative))
+            if !first.is_empty()
+                && first.bytes().all(|b| b.is_ascii_digit())
+                && first.len() <= 4
+                && first.parse::<usize>().is_ok_and(|n| n < repos)
+                && (first == "0" || !first.starts_with('0')) =>
+        {
+            (first.parse::<usize>().ok()?, relative)
+        }
+        _ => (0, rest),
     };
     // Percent-escapes are refused rather than decoded: no OSTree path needs one.
     if relative.is_empty() || relative.contains(['%', '\\', '\0']) {
@@ -194,12 +276,32 @@ fn servable(uri_path: &str) -> Option<Servable<'_>> {
         return None;
     }
     match segments.as_slice() {
-        ["config"] => Some(Servable::Config),
+        ["config"] => Some((index, Servable::Config)),
         ["summary" | "summary.sig"] | ["objects" | "deltas" | "delta-indexes" | "refs", _, ..] => {
-            Some(Servable::File(relative))
+            Some((index, Servable::File(relative)))
         }
         _ => None,
     }
+}
+
+/// The object an `objects/XX/YYY.EXT` path of an archive repository names.
+fn archive_object(relative: &str) -> Option<ObjectId> {
+    let rest = relative.strip_prefix("objects/")?;
+    let (dir, file) = rest.split_once('/')?;
+    let (name, extension) = file.split_once('.')?;
+    if dir.len() != 2 || name.len() != 62 {
+        return None;
+    }
+    let checksum = Checksum::from_hex(&format!("{dir}{name}")).ok()?;
+    let kind = match extension {
+        "filez" => ObjectKind::File,
+        "dirtree" => ObjectKind::DirTree,
+        "dirmeta" => ObjectKind::DirMeta,
+        "commit" => ObjectKind::Commit,
+        "commitmeta" => ObjectKind::CommitMeta,
+        _ => return None,
+    };
+    Some(ObjectId::new(checksum, kind))
 }
 
 /// A listening socket on `address`:`port`, or, with no address, on every address: IPv6
@@ -230,21 +332,31 @@ pub fn listen(address: Option<IpAddr>, port: u16) -> io::Result<std::net::TcpLis
     }
 }
 
-/// Serves `repo` on `listener` until `stop` completes, then lets open responses finish for
-/// a few seconds.
+/// Serves `repos` (repository N at `/N/`, the first also at `/`) on `listener` until `stop`
+/// completes or, with [`ServeLimits::idle_exit`], the server was idle that long; then lets
+/// open responses finish for a few seconds.
 pub async fn serve(
     listener: TcpListener,
-    repo: Arc<ServedRepo>,
+    repos: Vec<Arc<ServedRepo>>,
     limits: ServeLimits,
     stop: impl Future<Output = ()>,
 ) {
+    let repos: Arc<[Arc<ServedRepo>]> = repos.into();
     let table = Arc::new(Connections::default());
     let (shutdown, shutting_down) = watch::channel(false);
+    let refreshers: Vec<_> = repos
+        .iter()
+        .filter(|repo| repo.view().is_some())
+        .map(|repo| tokio::spawn(refresh_periodically(Arc::clone(repo))))
+        .collect();
     tokio::pin!(stop);
+    let idle = idle_exit(limits.idle_exit, Arc::clone(&table));
+    tokio::pin!(idle);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut stop => break,
+            () = &mut idle => break,
         };
         let stream = match accepted {
             Ok((stream, _)) => stream,
@@ -255,6 +367,7 @@ pub async fn serve(
                 continue;
             }
         };
+        table.touch();
         let Some((id, evict)) = table.admit(limits.max_connections) else {
             tracing::warn!(
                 max = limits.max_connections,
@@ -265,7 +378,7 @@ pub async fn serve(
         };
         tokio::spawn(connection(
             stream,
-            Arc::clone(&repo),
+            Arc::clone(&repos),
             limits,
             Arc::clone(&table),
             id,
@@ -274,6 +387,9 @@ pub async fn serve(
         ));
     }
     tracing::info!("stopping the server");
+    for refresher in refreshers {
+        refresher.abort();
+    }
     let _ = shutdown.send(true);
     let deadline = Instant::now() + SHUTDOWN_GRACE;
     while table.count() > 0 && Instant::now() < deadline {
@@ -281,9 +397,41 @@ pub async fn serve(
     }
 }
 
+/// Completes once no connection has been open for `idle` (never without one).
+async fn idle_exit(idle: Option<Duration>, table: Arc<Connections>) {
+    let Some(idle) = idle else {
+        return std::future::pending().await;
+    };
+    let mut ticks = tokio::time::interval(Duration::from_millis(250).min(idle));
+    loop {
+        ticks.tick().await;
+        if table.count() == 0 && table.idle_for() >= idle {
+            tracing::info!(
+                seconds = idle.as_secs(),
+                "no request for the idle time; exiting"
+            );
+            return;
+        }
+    }
+}
+
+/// Looks for changed refs every [`REFRESH_EVERY`], so the index follows them between
+/// summary requests.
+async fn refresh_periodically(repo: Arc<ServedRepo>) {
+    let mut ticks = tokio::time::interval(REFRESH_EVERY);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let repo = Arc::clone(&repo);
+        if let Ok(Err(error)) = tokio::task::spawn_blocking(move || repo.refresh()).await {
+            tracing::warn!(%error, "keeping what was served before");
+        }
+    }
+}
+
 async fn connection(
     stream: TcpStream,
-    repo: Arc<ServedRepo>,
+    repos: Arc<[Arc<ServedRepo>]>,
     limits: ServeLimits,
     table: Arc<Connections>,
     id: u64,
@@ -292,9 +440,9 @@ async fn connection(
 ) {
     let service_table = Arc::clone(&table);
     let service = hyper::service::service_fn(move |request| {
-        let repo = Arc::clone(&repo);
+        let repos = Arc::clone(&repos);
         let guard = WaitingGuard::busy(Arc::clone(&service_table), id);
-        async move { Ok::<_, Infallible>(respond(&repo, request, guard).await) }
+        async move { Ok::<_, Infallible>(respond(&repos, request, guard).await) }
     });
     let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout));
     let connection = hyper::server::conn::http1::Builder::new()
@@ -326,62 +474,72 @@ async fn stopping(shutting_down: &mut watch::Receiver<bool>) {
 }
 
 async fn respond(
-    repo: &Arc<ServedRepo>,
+    repos: &Arc<[Arc<ServedRepo>]>,
     request: Request<Incoming>,
     guard: WaitingGuard,
 ) -> Response<ServeBody> {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let response = answer(repo, &method, &path, guard).await;
-    tracing::info!(%method, %path, status = response.status().as_u16(), "request");
+    let (response, from) = answer(repos, &method, &path, guard).await;
+    tracing::info!(%method, %path, status = response.status().as_u16(), from, "request");
     response
 }
 
+/// Where a response's body came from, for the request log.
+type From = &'static str;
+
+fn not_found(guard: WaitingGuard) -> (Response<ServeBody>, From) {
+    let mut response = Response::new(ServeBody::empty(guard));
+    *response.status_mut() = StatusCode::NOT_FOUND;
+    (response, "none")
+}
+
 async fn answer(
-    repo: &Arc<ServedRepo>,
+    repos: &Arc<[Arc<ServedRepo>]>,
     method: &Method,
     path: &str,
     guard: WaitingGuard,
-) -> Response<ServeBody> {
-    let not_found = |guard| {
-        let mut response = Response::new(ServeBody::empty(guard));
-        *response.status_mut() = StatusCode::NOT_FOUND;
-        response
-    };
+) -> (Response<ServeBody>, From) {
     if method != Method::GET && method != Method::HEAD {
         return not_found(guard);
     }
-    let body = match servable(path) {
-        None => return not_found(guard),
-        Some(Servable::Config) => {
-            let config = repo.config.clone();
-            let length = config.len() as u64;
-            (Content::Bytes(Some(config)), length)
+    let Some((index, servable)) = servable(path, repos.len()) else {
+        return not_found(guard);
+    };
+    let Some(repo) = repos.get(index) else {
+        return not_found(guard);
+    };
+    let whole = method == Method::GET;
+    let found = match servable {
+        Servable::Config => {
+            let repo = Arc::clone(repo);
+            // A peer starting a pull: a good moment to look for changed refs.
+            let config = tokio::task::spawn_blocking(move || {
+                refresh_logged(&repo);
+                repo.config_text()
+            })
+            .await
+            .ok();
+            config.map(|config| {
+                let length = config.len() as u64;
+                (Content::Bytes(Some(config)), length, "generated")
+            })
         }
-        Some(Servable::File(relative)) => {
+        Servable::File(relative) => {
             let repo = Arc::clone(repo);
             let relative = relative.to_owned();
-            let whole = method == Method::GET;
-            // Most objects are small: read in one go on the blocking pool, they cost one
-            // hand-off instead of one per chunk.
-            let opened = tokio::task::spawn_blocking(move || {
-                let (file, length) = repo.open_file(&relative)?;
-                if !whole || length > WHOLE_FILE {
-                    return Some((Content::stream(file, length), length));
-                }
-                let mut bytes = Vec::with_capacity(usize::try_from(length).ok()?);
-                file.take(length).read_to_end(&mut bytes).ok()?;
-                (bytes.len() as u64 == length)
-                    .then(|| (Content::Bytes(Some(Bytes::from(bytes))), length))
+            tokio::task::spawn_blocking(move || match repo.view() {
+                None => read_file(&repo, &relative, whole).map(|(c, l)| (c, l, "file")),
+                Some(view) => view_file(&repo, view, &relative, whole),
             })
-            .await;
-            match opened {
-                Ok(Some(opened)) => opened,
-                _ => return not_found(guard),
-            }
+            .await
+            .ok()
+            .flatten()
         }
     };
-    let (content, length) = body;
+    let Some((content, length, from)) = found else {
+        return not_found(guard);
+    };
     let content = if method == Method::HEAD {
         Content::Empty
     } else {
@@ -397,269 +555,71 @@ async fn answer(
         CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
-    response
+    (response, from)
 }
 
-/// A response body; dropping it (sent or abandoned) marks the connection as waiting again.
-pub struct ServeBody {
-    content: Content,
-    _guard: WaitingGuard,
+fn refresh_logged(repo: &ServedRepo) {
+    if let Err(error) = repo.refresh() {
+        tracing::warn!(%error, "keeping what was served before");
+    }
 }
 
-enum Content {
-    Empty,
-    Bytes(Option<Bytes>),
-    File {
-        file: tokio::fs::File,
-        remaining: u64,
-        buffer: Box<[u8]>,
-    },
+/// A file of the repository as stored. Most objects are small: they are read in one go on
+/// the blocking pool, and cost one hand-off instead of one per chunk.
+fn read_file(repo: &ServedRepo, relative: &str, whole: bool) -> Option<(Content, u64)> {
+    let (file, length) = repo.open_file(relative)?;
+    file_content(file, length, whole)
 }
 
-impl Content {
-    fn stream(file: std::fs::File, length: u64) -> Self {
-        Content::File {
-            file: tokio::fs::File::from_std(file),
-            remaining: length,
-            buffer: vec![0; CHUNK].into_boxed_slice(),
+fn file_content(file: std::fs::File, length: u64, whole: bool) -> Option<(Content, u64)> {
+    if !whole || length > WHOLE_FILE {
+        return Some((Content::stream(file, length), length));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(length).ok()?);
+    file.take(length).read_to_end(&mut bytes).ok()?;
+    (bytes.len() as u64 == length).then(|| (Content::Bytes(Some(Bytes::from(bytes))), length))
+}
+
+/// A path of a viewed repository: the generated summary, or an allowed object (metadata as
+/// stored, content converted).
+fn view_file(
+    repo: &ServedRepo,
+    view: &ArchiveView,
+    relative: &str,
+    whole: bool,
+) -> Option<(Content, u64, From)> {
+    if relative == "summary" {
+        refresh_logged(repo);
+        let summary = view.snapshot().summary.clone();
+        let length = summary.len() as u64;
+        return Some((Content::Bytes(Some(summary)), length, "generated"));
+    }
+    let object = archive_object(relative)?;
+    if !view.allows(&object) {
+        tracing::debug!(%object, "not an object of an advertised commit");
+        return None;
+    }
+    if object.kind != ObjectKind::File {
+        return read_file(repo, relative, whole).map(|(c, l)| (c, l, "file"));
+    }
+    match view.convert(&object.checksum) {
+        Ok(Converted::Memory(bytes)) => {
+            let length = bytes.len() as u64;
+            Some((
+                Content::Bytes(Some(Bytes::from(bytes))),
+                length,
+                "converted",
+            ))
         }
-    }
-}
-
-impl ServeBody {
-    fn empty(guard: WaitingGuard) -> Self {
-        Self {
-            content: Content::Empty,
-            _guard: guard,
+        Ok(Converted::Cached { object, hit }) => {
+            // Positioned at the payload; the stream reads from there.
+            let (content, length) = file_content(object.file, object.length, whole)?;
+            Some((content, length, if hit { "cache" } else { "converted" }))
         }
-    }
-}
-
-impl Body for ServeBody {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        match &mut self.get_mut().content {
-            Content::Empty => Poll::Ready(None),
-            Content::Bytes(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Content::File {
-                file,
-                remaining,
-                buffer,
-            } => {
-                if *remaining == 0 {
-                    return Poll::Ready(None);
-                }
-                let want = usize::try_from(*remaining)
-                    .unwrap_or(usize::MAX)
-                    .min(buffer.len());
-                let mut read = ReadBuf::new(&mut buffer[..want]);
-                ready!(Pin::new(file).poll_read(cx, &mut read))?;
-                let filled = read.filled();
-                if filled.is_empty() {
-                    return Poll::Ready(Some(Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the file shrank while it was served",
-                    ))));
-                }
-                *remaining -= filled.len() as u64;
-                Poll::Ready(Some(Ok(Frame::data(Bytes::copy_from_slice(filled)))))
-            }
+        Err(error) => {
+            tracing::warn!(%error, %object, "cannot convert an object");
+            None
         }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.content {
-            Content::Empty => true,
-            Content::Bytes(bytes) => bytes.is_none(),
-            Content::File { remaining, .. } => *remaining == 0,
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.content {
-            Content::Empty => SizeHint::with_exact(0),
-            Content::Bytes(bytes) => {
-                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
-            }
-            Content::File { remaining, .. } => SizeHint::with_exact(*remaining),
-        }
-    }
-}
-
-/// The open connections, and since when each has been waiting for a request head.
-#[derive(Default)]
-struct Connections {
-    table: Mutex<ConnectionTable>,
-}
-
-#[derive(Default)]
-struct ConnectionTable {
-    next_id: u64,
-    open: HashMap<u64, Connection>,
-}
-
-struct Connection {
-    /// `None` while a request is being answered.
-    waiting_since: Option<Instant>,
-    evict: Arc<Notify>,
-}
-
-impl Connections {
-    fn lock(&self) -> MutexGuard<'_, ConnectionTable> {
-        self.table
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn count(&self) -> usize {
-        self.lock().open.len()
-    }
-
-    /// Registers a new connection, displacing the longest-waiting one at the cap; `None`
-    /// when every open connection is answering a request.
-    fn admit(&self, max: usize) -> Option<(u64, Arc<Notify>)> {
-        let mut table = self.lock();
-        if table.open.len() >= max.max(1) {
-            let longest = table
-                .open
-                .iter()
-                .filter_map(|(id, c)| c.waiting_since.map(|since| (since, *id)))
-                .min()?
-                .1;
-            if let Some(displaced) = table.open.remove(&longest) {
-                displaced.evict.notify_one();
-            }
-        }
-        let id = table.next_id;
-        table.next_id += 1;
-        let evict = Arc::new(Notify::new());
-        table.open.insert(
-            id,
-            Connection {
-                waiting_since: Some(Instant::now()),
-                evict: Arc::clone(&evict),
-            },
-        );
-        Some((id, evict))
-    }
-
-    fn set_waiting(&self, id: u64, waiting: bool) {
-        if let Some(connection) = self.lock().open.get_mut(&id) {
-            connection.waiting_since = waiting.then(Instant::now);
-        }
-    }
-
-    fn remove(&self, id: u64) {
-        self.lock().open.remove(&id);
-    }
-}
-
-/// Marks a connection busy while it lives, and waiting again when dropped.
-struct WaitingGuard {
-    table: Arc<Connections>,
-    id: u64,
-}
-
-impl WaitingGuard {
-    fn busy(table: Arc<Connections>, id: u64) -> Self {
-        table.set_waiting(id, false);
-        Self { table, id }
-    }
-}
-
-impl Drop for WaitingGuard {
-    fn drop(&mut self) {
-        self.table.set_waiting(self.id, true);
-    }
-}
-
-/// A stream that fails with `TimedOut` once no byte has moved for `timeout`.
-struct IdleTimeout {
-    stream: TcpStream,
-    timeout: Duration,
-    deadline: Pin<Box<Sleep>>,
-}
-
-impl IdleTimeout {
-    fn new(stream: TcpStream, timeout: Duration) -> Self {
-        Self {
-            stream,
-            timeout,
-            deadline: Box::pin(tokio::time::sleep(timeout)),
-        }
-    }
-
-    fn moved(&mut self) {
-        let next = Instant::now() + self.timeout;
-        self.deadline.as_mut().reset(next);
-    }
-
-    fn pending<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
-        match self.deadline.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the client moved no byte for too long",
-            ))),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl AsyncRead for IdleTimeout {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        match Pin::new(&mut this.stream).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                if buf.filled().len() > before {
-                    this.moved();
-                }
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
-            Poll::Pending => this.pending(cx),
-        }
-    }
-}
-
-impl AsyncWrite for IdleTimeout {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.stream).poll_write(cx, buf) {
-            Poll::Ready(Ok(written)) => {
-                if written > 0 {
-                    this.moved();
-                }
-                Poll::Ready(Ok(written))
-            }
-            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
-            Poll::Pending => this.pending(cx),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.stream).poll_flush(cx) {
-            Poll::Pending => this.pending(cx),
-            other => other,
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
 }
 
@@ -687,14 +647,42 @@ mod tests {
     }
 
     #[test]
-    fn only_pull_paths_are_servable() {
-        assert_eq!(servable("/config"), Some(Servable::Config));
-        assert_eq!(servable("/0/config"), Some(Servable::Config));
+    fn archive_object_paths_name_objects() {
+        let hex = "ab".repeat(32);
+        let checksum = Checksum::from_hex(&hex).expect("checksum");
+        let path = |extension: &str| format!("objects/ab/{}.{extension}", &hex[2..]);
         assert_eq!(
-            servable("/0/objects/ab/cd.commit"),
-            Some(Servable::File("objects/ab/cd.commit"))
+            archive_object(&path("filez")),
+            Some(ObjectId::new(checksum, ObjectKind::File))
         );
-        assert_eq!(servable("/summary"), Some(Servable::File("summary")));
+        assert_eq!(
+            archive_object(&path("commitmeta")),
+            Some(ObjectId::new(checksum, ObjectKind::CommitMeta))
+        );
+        for refused in [
+            path("file"),
+            path("commitpartial"),
+            format!("objects/a/b{}.commit", &hex[2..]),
+            format!("deltas/ab/{}.commit", &hex[2..]),
+            "objects/ab/cd.commit".to_owned(),
+        ] {
+            assert_eq!(archive_object(&refused), None, "{refused}");
+        }
+    }
+
+    #[test]
+    fn only_pull_paths_are_servable() {
+        let one = |path| servable(path, 1);
+        assert_eq!(one("/config"), Some((0, Servable::Config)));
+        assert_eq!(one("/0/config"), Some((0, Servable::Config)));
+        assert_eq!(
+            one("/0/objects/ab/cd.commit"),
+            Some((0, Servable::File("objects/ab/cd.commit")))
+        );
+        assert_eq!(one("/summary"), Some((0, Servable::File("summary"))));
+        // With two repositories the second answers at /1/ only.
+        assert_eq!(servable("/1/config", 2), Some((1, Servable::Config)));
+        assert_eq!(servable("/01/config", 2), None);
         for refused in [
             "/",
             "/0",
@@ -709,7 +697,7 @@ mod tests {
             "/config/x",
             "/1/config",
         ] {
-            assert!(servable(refused).is_none(), "{refused} was servable");
+            assert!(one(refused).is_none(), "{refused} was servable");
         }
     }
 
@@ -744,8 +732,8 @@ mod tests {
         )
         .expect("mkfifo");
 
-        let served = ServedRepo::open(&repo_path).expect("open");
-        let config = String::from_utf8_lossy(served.config_text()).into_owned();
+        let served = ServedRepo::open(&repo_path, ViewOptions::default(), None).expect("open");
+        let config = String::from_utf8_lossy(&served.config_text()).into_owned();
         assert!(config.contains("mode=archive-z2"), "{config}");
         assert!(config.contains("collection-id=org.example.Os"), "{config}");
         assert!(

@@ -537,7 +537,7 @@ fn installed_ref(
 }
 
 /// The repository's mode and remotes.
-fn read_repo_config(
+pub(crate) fn read_repo_config(
     repo: &Path,
     remotes_dir: Option<&Path>,
 ) -> Result<(String, Vec<Remote>), TargetError> {
@@ -617,7 +617,7 @@ fn remote_refs(repo: &Path) -> Result<Vec<(String, String, Checksum)>, TargetErr
     Ok(found)
 }
 
-fn is_system_repo(dir: &Path) -> bool {
+pub(crate) fn is_system_repo(dir: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (std::fs::metadata(dir), std::fs::metadata("/ostree/repo")) {
         (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),

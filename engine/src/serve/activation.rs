@@ -1,0 +1,67 @@
+//! Socket activation: systemd (or `systemd-socket-activate`) listens on the port and starts
+//! the server with the listening socket as descriptor 3, `LISTEN_FDS=1` and `LISTEN_PID` set
+//! to the server's process ID (`sd_listen_fds(3)`).
+
+use std::os::fd::{FromRawFd, OwnedFd};
+
+/// The first descriptor passed (`SD_LISTEN_FDS_START`).
+const LISTEN_FDS_START: i32 = 3;
+
+/// Why a passed socket cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ActivationError {
+    #[error("LISTEN_FDS={0} is not a number of descriptors")]
+    BadCount(String),
+    #[error("descriptor 3 passed by the service manager is not a listening TCP socket: {0}")]
+    NotListening(String),
+}
+
+/// The listening socket passed by the service manager, when this process was started with
+/// one; the variables are removed so child processes do not take it for theirs.
+pub fn activated_listener() -> Result<Option<std::net::TcpListener>, ActivationError> {
+    let pid = std::env::var("LISTEN_PID").ok();
+    let count = std::env::var("LISTEN_FDS").ok();
+    let (Some(pid), Some(count)) = (pid, count) else {
+        return Ok(None);
+    };
+    if pid.trim().parse::<u32>().ok() != Some(std::process::id()) {
+        return Ok(None);
+    }
+    std::env::remove_var("LISTEN_PID");
+    std::env::remove_var("LISTEN_FDS");
+    std::env::remove_var("LISTEN_FDNAMES");
+    let count: i32 = count
+        .trim()
+        .parse()
+        .map_err(|_| ActivationError::BadCount(count.clone()))?;
+    if count < 1 {
+        return Ok(None);
+    }
+    let fd = take_descriptor(LISTEN_FDS_START);
+    let not_listening = |reason: String| ActivationError::NotListening(reason);
+    let stat = rustix::fs::fstat(&fd).map_err(|e| not_listening(e.to_string()))?;
+    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::Socket {
+        return Err(not_listening("not a socket".to_owned()));
+    }
+    rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC)
+        .map_err(|e| not_listening(e.to_string()))?;
+    let socket = socket2::Socket::from(fd);
+    let stream = socket.r#type().map_err(|e| not_listening(e.to_string()))?;
+    if stream != socket2::Type::STREAM {
+        return Err(not_listening("not a stream socket".to_owned()));
+    }
+    let listener = std::net::TcpListener::from(socket);
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| not_listening(e.to_string()))?;
+    Ok(Some(listener))
+}
+
+/// Takes ownership of descriptor `fd`, which the service manager passed to this process.
+#[allow(unsafe_code)]
+fn take_descriptor(fd: i32) -> OwnedFd {
+    // SAFETY: LISTEN_PID names this process, so by the sd_listen_fds protocol descriptor 3
+    // was opened for it and nothing else in the process owns it; it is taken once, here,
+    // after the variables that announce it were removed.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
