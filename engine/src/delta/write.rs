@@ -10,17 +10,19 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::object::{Checksum, DirTree, ObjectId, ObjectKind};
+use base64::Engine;
+
+use crate::object::{Checksum, DirTree, Metadata, MetadataValue, ObjectId, ObjectKind};
 use crate::repo::{Repo, RepoError};
 
 use super::frame::{var, Layout, BYTE, U32, U64};
-use super::{delta_dir, DeltaError, MAX_PART_SIZE};
+use super::{delta_dir, DeltaError, MAX_PART_SIZE, SUMMARY_STATIC_DELTAS_KEY};
 
 /// Payload bytes after which a new part is started (libostree's default chunk size).
 const PART_TARGET_SIZE: usize = 32 * 1024 * 1024;
 
 /// What [`generate`] wrote.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Generated {
     pub parts: usize,
     pub objects: usize,
@@ -29,6 +31,8 @@ pub struct Generated {
     pub compressed_size: u64,
     /// Bytes of the objects the parts create.
     pub uncompressed_size: u64,
+    /// The sha256 of the superblock, as summaries and delta indexes list it.
+    pub superblock: Checksum,
 }
 
 fn offset_size(content: usize, offsets: usize) -> usize {
@@ -268,7 +272,14 @@ pub fn generate(
 
     let dir = repo.path().join(delta_dir(from, to));
     fs::create_dir_all(&dir).map_err(|error| RepoError::io("create", &dir, error))?;
-    let mut generated = Generated::default();
+    let mut generated = Generated {
+        parts: 0,
+        objects: 0,
+        fallbacks: 0,
+        compressed_size: 0,
+        uncompressed_size: 0,
+        superblock: Checksum::from_array([0; 32]),
+    };
     let mut headers = Vec::new();
     for (index, part) in parts.iter().enumerate() {
         let bytes = part.finish()?;
@@ -313,7 +324,111 @@ pub fn generate(
     ]);
     write_file(&dir.join("superblock"), &superblock)?;
     generated.fallbacks = fallbacks.len();
+    generated.superblock = Checksum::from_array(Sha256::digest(&superblock).into());
+    write_index(repo, from, to, &generated.superblock)?;
     Ok(generated)
+}
+
+/// Lists the delta in `delta-indexes/` for `to`, as `ostree summary -u` does, keeping the
+/// other deltas to `to` the index lists. Readers that find the delta through a summary
+/// need the summary rewritten (see [`summary_value`]).
+fn write_index(
+    repo: &Repo,
+    from: Option<&Checksum>,
+    to: &Checksum,
+    superblock: &Checksum,
+) -> Result<(), DeltaError> {
+    let relative = super::index_path(to);
+    let existing = repo
+        .read_delta_file(&relative, super::MAX_INDEX_SIZE)?
+        .and_then(|bytes| Metadata::parse(&bytes).ok())
+        .and_then(|index| index.get_metadata(SUMMARY_STATIC_DELTAS_KEY))
+        .unwrap_or_default();
+    let mut map = Metadata::new();
+    for (name, value) in existing.entries() {
+        map.insert(name, value.clone()).map_err(format_error)?;
+    }
+    map.insert(
+        &super::delta_name(from, to),
+        MetadataValue::bytes(superblock.as_bytes()),
+    )
+    .map_err(format_error)?;
+    let mut index = Metadata::new();
+    index
+        .insert(
+            SUMMARY_STATIC_DELTAS_KEY,
+            MetadataValue::metadata(&map).map_err(format_error)?,
+        )
+        .map_err(format_error)?;
+    let path = repo.path().join(&relative);
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(|error| RepoError::io("create", parent, error))?;
+    }
+    write_file(&path, &index.to_bytes().map_err(format_error)?)
+}
+
+fn format_error(_: crate::object::FormatError) -> DeltaError {
+    DeltaError::Malformed("the delta listing cannot be written")
+}
+
+/// The `ostree.static-deltas` summary value listing every delta under `repo`'s `deltas/`
+/// whose superblock is readable: delta name to the sha256 of its superblock. `None` when
+/// there are none.
+pub fn summary_value(repo: &Repo) -> Result<Option<MetadataValue>, DeltaError> {
+    let mut map = Metadata::new();
+    let deltas = repo.path().join("deltas");
+    let prefixes = match fs::read_dir(&deltas) {
+        Ok(prefixes) => prefixes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(RepoError::io("read", &deltas, error).into()),
+    };
+    for prefix in prefixes {
+        let prefix = prefix.map_err(|error| RepoError::io("read", &deltas, error))?;
+        let Ok(entries) = fs::read_dir(prefix.path()) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let (Some(head), Some(tail)) = (
+                prefix.file_name().to_str().map(str::to_owned),
+                entry.file_name().to_str().map(str::to_owned),
+            ) else {
+                continue;
+            };
+            let Some(name) = name_of_dir(&head, &tail) else {
+                continue;
+            };
+            let relative = format!("deltas/{head}/{tail}/superblock");
+            let Some(bytes) = repo.read_delta_file(&relative, super::MAX_SUPERBLOCK_SIZE)? else {
+                continue;
+            };
+            let digest: [u8; 32] = Sha256::digest(&bytes).into();
+            map.insert(&name, MetadataValue::bytes(&digest))
+                .map_err(format_error)?;
+        }
+    }
+    if map.is_empty() {
+        return Ok(None);
+    }
+    MetadataValue::metadata(&map)
+        .map(Some)
+        .map_err(format_error)
+}
+
+/// The summary name (`FROM-TO` or `TO` in hex) of the delta directory
+/// `deltas/<head>/<tail>`.
+fn name_of_dir(head: &str, tail: &str) -> Option<String> {
+    let decode = |text: &str| -> Option<Checksum> {
+        let raw = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(text.replace('_', "/"))
+            .ok()?;
+        let raw: [u8; 32] = raw.try_into().ok()?;
+        Some(Checksum::from_array(raw))
+    };
+    let joined = format!("{head}{tail}");
+    match joined.split_once('-') {
+        Some((from, to)) => Some(super::delta_name(Some(&decode(from)?), &decode(to)?)),
+        None => Some(super::delta_name(None, &decode(&joined)?)),
+    }
 }
 
 /// Writes `bytes` to `path` through a temporary file renamed into place.
