@@ -302,6 +302,7 @@ fn install_into(
         allow_downgrade: false,
         trust_roots,
         workers: 0,
+        no_deltas: false,
     };
     install::run(&plan, &targets, &set.sources, &options, reporter, cancel).ok()
 }

@@ -14,7 +14,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
-use ferry_engine::event::Event;
+use ferry_engine::event::{Event, MessageLevel};
 use ferry_tests::compare::{assert_trees_equal, CompareOptions};
 use ferry_tests::gpg::GpgKey;
 use ferry_tests::ostree::{CheckoutMode, CommitSpec, OstreeRepo, RepoMode};
@@ -201,7 +201,10 @@ fn delta_warnings(run: &PullRun) -> Vec<String> {
     run.events
         .iter()
         .filter_map(|event| match event {
-            Event::Message { text, .. } if text.contains("static delta") => Some(text.clone()),
+            Event::Message {
+                level: MessageLevel::Warning,
+                text,
+            } if text.contains("static delta") => Some(text.clone()),
             _ => None,
         })
         .collect()

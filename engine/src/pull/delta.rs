@@ -17,7 +17,7 @@ use crate::delta::{
     self, Applied, DeltaError, PartHeader, Superblock, MAX_INDEX_SIZE, MAX_PART_SIZE,
     MAX_SUPERBLOCK_SIZE,
 };
-use crate::event::{Event, MessageLevel, Reporter};
+use crate::event::{human_bytes, Event, MessageLevel, Reporter};
 use crate::object::{Checksum, Metadata, Summary};
 use crate::repo::{Repo, Transaction};
 use crate::source::{FetchError, Interrupt, Source};
@@ -305,6 +305,16 @@ impl DeltaPull<'_> {
             .map(|(index, _)| superblock.parts[*index].size)
             .sum();
         let objects: u64 = needed.iter().map(|(_, missing)| missing).sum();
+        self.reporter.on_event(Event::Message {
+            level: MessageLevel::Info,
+            text: format!(
+                "applying the static delta on {}: {} of its {} parts, {} to read",
+                self.names[delta.source_index],
+                needed.len(),
+                superblock.parts.len(),
+                human_bytes(fetch_bytes)
+            ),
+        });
         self.progress.expect(objects, fetch_bytes);
         let mut counted = Counted::default();
         let result = self.apply_parts(source, &superblock, delta, &needed, applied, &mut counted);
