@@ -500,6 +500,11 @@ fn delta_written_by_ferry_is_applied_by_ostree_and_by_ferry() -> Result<()> {
         ])
         .stdout()?;
     ensure!(shown.contains("Number of parts: 1"), "{shown}");
+    // The slightly changed library is a bsdiff patch of its old version.
+    ensure!(
+        shown.contains("bspatch=1"),
+        "the changed library was not patched: {shown}"
+    );
 
     // The signed summary still lists ostree's superblock under this name: Ferry's does not
     // hash to it, so it is not used and the objects are fetched instead.

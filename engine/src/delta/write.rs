@@ -1,7 +1,8 @@
 //! Writing static deltas in libostree's format, so `ostree static-delta apply-offline` and
 //! Ferry's own reader apply them: every object of the new commit's closure that the old
-//! commit's closure lacks is spliced whole into xz-compressed parts (no bsdiff yet); files
-//! too large for a part are listed as fallbacks, fetched on their own.
+//! commit's closure lacks goes into xz-compressed parts, spliced whole or, for a file that
+//! replaces another at the same path, as a bsdiff patch of the old one when that is smaller;
+//! files too large for a part are listed as fallbacks, fetched on their own.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -27,6 +28,8 @@ pub struct Generated {
     pub parts: usize,
     pub objects: usize,
     pub fallbacks: usize,
+    /// Objects written as a bsdiff patch of a file of the old commit.
+    pub patched: usize,
     /// Bytes of the part files.
     pub compressed_size: u64,
     /// Bytes of the objects the parts create.
@@ -124,7 +127,8 @@ impl PartBuilder {
         self.uncompressed += bytes.len() as u64;
     }
 
-    fn add_content(&mut self, object: ObjectId, mode: [u8; 12], xattrs: Vec<u8>, data: &[u8]) {
+    /// The indexes of a mode and an xattr list, adding them when new.
+    fn intern(&mut self, mode: [u8; 12], xattrs: Vec<u8>) -> (usize, usize) {
         let next = self.modes.len();
         let mode_index = *self.mode_index.entry(mode).or_insert(next);
         if mode_index == next {
@@ -135,6 +139,11 @@ impl PartBuilder {
         if xattr_index == next {
             self.xattrs.push(xattrs);
         }
+        (mode_index, xattr_index)
+    }
+
+    fn add_content(&mut self, object: ObjectId, mode: [u8; 12], xattrs: Vec<u8>, data: &[u8]) {
+        let (mode_index, xattr_index) = self.intern(mode, xattrs);
         self.ops.push(b'S');
         write_varuint(&mut self.ops, mode_index as u64);
         write_varuint(&mut self.ops, xattr_index as u64);
@@ -143,6 +152,28 @@ impl PartBuilder {
         self.payload.extend_from_slice(data);
         self.objects.push(object);
         self.uncompressed += data.len() as u64;
+    }
+
+    /// A file made of `source` (a content object of the old commit) and a bsdiff patch, with
+    /// libostree's sequence: set read source, open, bspatch, unset read source, close.
+    fn add_patched(&mut self, object: ObjectId, file: FileParts, source: &Checksum, patch: &[u8]) {
+        let (mode_index, xattr_index) = self.intern(file.mode, file.xattrs);
+        let source_offset = self.payload.len();
+        self.payload.extend_from_slice(source.as_bytes());
+        self.ops.push(b'r');
+        write_varuint(&mut self.ops, source_offset as u64);
+        self.ops.push(b'o');
+        write_varuint(&mut self.ops, mode_index as u64);
+        write_varuint(&mut self.ops, xattr_index as u64);
+        write_varuint(&mut self.ops, file.size);
+        self.ops.push(b'B');
+        write_varuint(&mut self.ops, self.payload.len() as u64);
+        write_varuint(&mut self.ops, patch.len() as u64);
+        self.payload.extend_from_slice(patch);
+        self.ops.push(b'R');
+        self.ops.push(b'c');
+        self.objects.push(object);
+        self.uncompressed += file.size;
     }
 
     /// The part file: `x`, then the xz-compressed `(a(uuu)aa(ayay)ayay)`.
@@ -162,6 +193,77 @@ impl PartBuilder {
             .finish()
             .map_err(|error| DeltaError::Decompress(error.to_string()))
     }
+}
+
+/// Files smaller than this are spliced whole: a patch would save next to nothing.
+const MIN_PATCHED_SIZE: usize = 4 * 1024;
+/// Files larger than this are spliced whole: bsdiff needs about 16 bytes of memory per byte
+/// of the old file and time growing faster than its size.
+const MAX_PATCHED_SIZE: usize = 64 * 1024 * 1024;
+
+/// What a content object is made of besides its bytes.
+struct FileParts {
+    mode: [u8; 12],
+    xattrs: Vec<u8>,
+    size: u64,
+}
+
+/// A bsdiff patch turning the regular file `old` into `new`, when it compresses to less
+/// than `new` itself does (both measured with fast deflate, standing for the part's xz).
+fn patch_if_it_pays(
+    repo: &Repo,
+    old: &Checksum,
+    new: &[u8],
+) -> Result<Option<(Checksum, Vec<u8>)>, DeltaError> {
+    if !(MIN_PATCHED_SIZE..=MAX_PATCHED_SIZE).contains(&new.len()) {
+        return Ok(None);
+    }
+    let (header, mut reader) = repo.open_content(old)?;
+    if header.is_symlink() || header.size > MAX_PATCHED_SIZE as u64 {
+        return Ok(None);
+    }
+    let mut old_data = Vec::new();
+    let path = repo.object_path(ObjectId::new(*old, ObjectKind::File));
+    (&mut reader)
+        .take(MAX_PATCHED_SIZE as u64 + 1)
+        .read_to_end(&mut old_data)
+        .map_err(|error| RepoError::io("read", &path, error))?;
+    let mut patch = Vec::new();
+    bsdiff::diff(&old_data, new, &mut patch)
+        .map_err(|error| DeltaError::Decompress(error.to_string()))?;
+    if deflated_size(&patch) < deflated_size(new) {
+        Ok(Some((*old, patch)))
+    } else {
+        Ok(None)
+    }
+}
+
+fn deflated_size(bytes: &[u8]) -> usize {
+    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+    // Writing into a Vec cannot fail.
+    match encoder.write_all(bytes).and_then(|()| encoder.finish()) {
+        Ok(out) => out.len(),
+        Err(_) => usize::MAX,
+    }
+}
+
+/// Every regular file or symlink of `commit`'s tree: path to content object.
+fn files_by_path(repo: &Repo, commit: &Checksum) -> Result<HashMap<String, Checksum>, DeltaError> {
+    let parsed = repo.read_commit(commit)?;
+    let mut files = HashMap::new();
+    let mut pending = vec![(parsed.root_tree, String::new())];
+    while let Some((tree, prefix)) = pending.pop() {
+        let bytes = repo.read_metadata(ObjectKind::DirTree, &tree)?;
+        let parsed = DirTree::parse(&bytes)
+            .map_err(|_| DeltaError::Malformed("a dirtree of the commit is invalid"))?;
+        for file in parsed.files {
+            files.insert(format!("{prefix}/{}", file.name), file.checksum);
+        }
+        for dir in parsed.dirs {
+            pending.push((dir.tree, format!("{prefix}/{}", dir.name)));
+        }
+    }
+    Ok(files)
 }
 
 /// The objects of `commit`'s closure, metadata first, without the commit itself.
@@ -208,6 +310,29 @@ pub fn generate(
     let old: HashSet<ObjectId> = match from {
         Some(from) => closure(repo, from)?.into_iter().collect(),
         None => HashSet::new(),
+    };
+    // New files at a path that held another regular file: candidates for bsdiff.
+    let modified: HashMap<Checksum, Checksum> = match from {
+        Some(from) => {
+            let old_files = files_by_path(repo, from)?;
+            files_by_path(repo, to)?
+                .into_iter()
+                .filter_map(|(path, new)| match old_files.get(&path) {
+                    Some(old) if *old != new => Some((new, *old)),
+                    _ => None,
+                })
+                .collect()
+        }
+        None => HashMap::new(),
+    };
+    let mut generated = Generated {
+        parts: 0,
+        objects: 0,
+        fallbacks: 0,
+        patched: 0,
+        compressed_size: 0,
+        uncompressed_size: 0,
+        superblock: Checksum::from_array([0; 32]),
     };
     let mut parts = vec![PartBuilder::default()];
     let mut fallbacks = Vec::new();
@@ -263,7 +388,23 @@ pub fn generate(
                     tuple(&[(var(1), &name), (var(1), &xattr.value)])
                 })
                 .collect();
-            part.add_content(object, mode, var_array(1, &xattrs), &data);
+            let xattrs = var_array(1, &xattrs);
+            let patched = match modified.get(&object.checksum) {
+                Some(old) if !header.is_symlink() => patch_if_it_pays(repo, old, &data)?,
+                _ => None,
+            };
+            match patched {
+                Some((old, patch)) => {
+                    let file = FileParts {
+                        mode,
+                        xattrs,
+                        size: data.len() as u64,
+                    };
+                    part.add_patched(object, file, &old, &patch);
+                    generated.patched += 1;
+                }
+                None => part.add_content(object, mode, xattrs, &data),
+            }
         }
     }
     if parts.len() == 1 && parts[0].objects.is_empty() {
@@ -272,14 +413,6 @@ pub fn generate(
 
     let dir = repo.path().join(delta_dir(from, to));
     fs::create_dir_all(&dir).map_err(|error| RepoError::io("create", &dir, error))?;
-    let mut generated = Generated {
-        parts: 0,
-        objects: 0,
-        fallbacks: 0,
-        compressed_size: 0,
-        uncompressed_size: 0,
-        superblock: Checksum::from_array([0; 32]),
-    };
     let mut headers = Vec::new();
     for (index, part) in parts.iter().enumerate() {
         let bytes = part.finish()?;
