@@ -17,13 +17,13 @@ use crate::object::{Checksum, DirTree, Metadata, MetadataValue, ObjectId, Object
 use crate::repo::{Repo, RepoError};
 
 use super::frame::{var, Layout, BYTE, U32, U64};
-use super::{delta_dir, DeltaError, MAX_PART_SIZE, SUMMARY_STATIC_DELTAS_KEY};
+use super::{DeltaError, MAX_PART_SIZE, SUMMARY_STATIC_DELTAS_KEY};
 
 /// Payload bytes after which a new part is started (libostree's default chunk size).
 const PART_TARGET_SIZE: usize = 32 * 1024 * 1024;
 
 /// What [`generate`] wrote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Generated {
     pub parts: usize,
     pub objects: usize,
@@ -36,6 +36,8 @@ pub struct Generated {
     pub uncompressed_size: u64,
     /// The sha256 of the superblock, as summaries and delta indexes list it.
     pub superblock: Checksum,
+    /// The objects listed as fallbacks: a reader fetches them on their own.
+    pub fallback_objects: Vec<ObjectId>,
 }
 
 fn offset_size(content: usize, offsets: usize) -> usize {
@@ -267,7 +269,7 @@ fn files_by_path(repo: &Repo, commit: &Checksum) -> Result<HashMap<String, Check
 }
 
 /// The objects of `commit`'s closure, metadata first, without the commit itself.
-fn closure(repo: &Repo, commit: &Checksum) -> Result<Vec<ObjectId>, DeltaError> {
+pub(crate) fn closure(repo: &Repo, commit: &Checksum) -> Result<Vec<ObjectId>, DeltaError> {
     let parsed = repo.read_commit(commit)?;
     let mut seen = HashSet::new();
     let mut metadata = Vec::new();
@@ -299,11 +301,37 @@ fn closure(repo: &Repo, commit: &Checksum) -> Result<Vec<ObjectId>, DeltaError> 
 }
 
 /// Writes the delta from `from` (None: from scratch) to `to` into `repo`'s `deltas/`,
-/// replacing one already there. Both commits' closures must be complete in `repo`.
+/// replacing one already there, and lists it in `delta-indexes/`. Both commits' closures
+/// must be complete in `repo`.
 pub fn generate(
     repo: &Repo,
     from: Option<&Checksum>,
     to: &Checksum,
+) -> Result<Generated, DeltaError> {
+    let root = repo.path().to_path_buf();
+    let generated = generate_with(repo, from, to, &mut |relative, bytes| {
+        let path = root.join(relative);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|error| RepoError::io("create", parent, error))?;
+        }
+        write_file(&path, bytes)
+    })?;
+    write_index(repo, from, to, &generated.superblock)?;
+    Ok(generated)
+}
+
+/// Where [`generate_with`] puts each file: its path relative to a repository
+/// (`deltas/…/N`, then `deltas/…/superblock`) and its bytes.
+pub type Sink<'a> = dyn FnMut(&str, &[u8]) -> Result<(), DeltaError> + 'a;
+
+/// Builds the delta from `from` (None: from scratch) to `to` of `repo`'s commits and hands
+/// each part, as it is finished, then the superblock to `sink`: at most one part is held in
+/// memory. Lists nothing.
+pub fn generate_with(
+    repo: &Repo,
+    from: Option<&Checksum>,
+    to: &Checksum,
+    sink: &mut Sink<'_>,
 ) -> Result<Generated, DeltaError> {
     let commit = repo.read_metadata(ObjectKind::Commit, to)?;
     let timestamp = repo.read_commit(to)?.timestamp;
@@ -333,18 +361,45 @@ pub fn generate(
         compressed_size: 0,
         uncompressed_size: 0,
         superblock: Checksum::from_array([0; 32]),
+        fallback_objects: Vec::new(),
     };
-    let mut parts = vec![PartBuilder::default()];
+    let mut part = PartBuilder::default();
+    let mut headers = Vec::new();
     let mut fallbacks = Vec::new();
+    let mut flush = |part: &PartBuilder, generated: &mut Generated| -> Result<(), DeltaError> {
+        let bytes = part.finish()?;
+        let index = generated.parts;
+        sink(&super::part_path(from, to, index), &bytes)?;
+        let checksum: [u8; 32] = Sha256::digest(&bytes).into();
+        let objects: Vec<u8> = part
+            .objects
+            .iter()
+            .flat_map(|object| {
+                std::iter::once(object.kind.ostree_number())
+                    .chain(object.checksum.as_bytes().iter().copied())
+            })
+            .collect();
+        headers.push(tuple(&[
+            (U32, &0u32.to_le_bytes()),
+            (var(1), &checksum),
+            (U64, &(bytes.len() as u64).to_le_bytes()),
+            (U64, &part.uncompressed.to_le_bytes()),
+            (var(1), &objects),
+        ]));
+        generated.parts += 1;
+        generated.objects += part.objects.len();
+        generated.compressed_size += bytes.len() as u64;
+        generated.uncompressed_size += part.uncompressed;
+        Ok(())
+    };
     for object in closure(repo, to)? {
         if old.contains(&object) {
             continue;
         }
-        let current = parts.len() - 1;
-        if parts[current].payload.len() >= PART_TARGET_SIZE {
-            parts.push(PartBuilder::default());
+        if part.payload.len() >= PART_TARGET_SIZE {
+            flush(&part, &mut generated)?;
+            part = PartBuilder::default();
         }
-        let part = parts.last_mut().ok_or(DeltaError::Malformed("no part"))?;
         if object.kind.is_metadata() {
             let bytes = repo.read_metadata(object.kind, &object.checksum)?;
             part.add_metadata(object, &bytes);
@@ -354,12 +409,14 @@ pub fn generate(
                 // Too big for a part readers accept: fetched on its own.
                 let stored = fs::metadata(repo.object_path(object))
                     .map_err(|error| RepoError::io("stat", repo.object_path(object), error))?;
+                // An estimate for a bare repository, which stores it uncompressed.
                 fallbacks.push(tuple(&[
                     (BYTE, &[object.kind.ostree_number()]),
                     (var(1), object.checksum.as_bytes()),
                     (U64, &stored.len().to_le_bytes()),
                     (U64, &header.size.to_le_bytes()),
                 ]));
+                generated.fallback_objects.push(object);
                 continue;
             }
             let mut data = Vec::new();
@@ -407,37 +464,10 @@ pub fn generate(
             }
         }
     }
-    if parts.len() == 1 && parts[0].objects.is_empty() {
-        parts.clear();
+    if !part.objects.is_empty() {
+        flush(&part, &mut generated)?;
     }
 
-    let dir = repo.path().join(delta_dir(from, to));
-    fs::create_dir_all(&dir).map_err(|error| RepoError::io("create", &dir, error))?;
-    let mut headers = Vec::new();
-    for (index, part) in parts.iter().enumerate() {
-        let bytes = part.finish()?;
-        write_file(&dir.join(index.to_string()), &bytes)?;
-        let checksum: [u8; 32] = Sha256::digest(&bytes).into();
-        let objects: Vec<u8> = part
-            .objects
-            .iter()
-            .flat_map(|object| {
-                std::iter::once(object.kind.ostree_number())
-                    .chain(object.checksum.as_bytes().iter().copied())
-            })
-            .collect();
-        headers.push(tuple(&[
-            (U32, &0u32.to_le_bytes()),
-            (var(1), &checksum),
-            (U64, &(bytes.len() as u64).to_le_bytes()),
-            (U64, &part.uncompressed.to_le_bytes()),
-            (var(1), &objects),
-        ]));
-        generated.parts += 1;
-        generated.objects += part.objects.len();
-        generated.compressed_size += bytes.len() as u64;
-        generated.uncompressed_size += part.uncompressed;
-    }
     // Multi-byte numbers of the part headers are little-endian, as this says.
     let endianness = tuple(&[(var(1), b"ostree.endianness\0"), (var(8), &[b'l', 0, b'y'])]);
     let metadata = var_array(8, &[endianness]);
@@ -455,10 +485,9 @@ pub fn generate(
         (var(8), &var_array(8, &headers)),
         (var(8), &var_array(8, &fallbacks)),
     ]);
-    write_file(&dir.join("superblock"), &superblock)?;
+    sink(&super::superblock_path(from, to), &superblock)?;
     generated.fallbacks = fallbacks.len();
     generated.superblock = Checksum::from_array(Sha256::digest(&superblock).into());
-    write_index(repo, from, to, &generated.superblock)?;
     Ok(generated)
 }
 
