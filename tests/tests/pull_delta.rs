@@ -597,6 +597,37 @@ fn delta_is_used_only_when_its_parts_cost_less_than_the_objects() -> Result<()> 
     check_result(base, &fresh, &update, "fresh")
 }
 
+/// While a part is fetched (held back 1.5 s by the peer), progress is reported with the
+/// part's bytes expected and none read yet: the app's progress covers the delta too.
+#[test]
+fn progress_is_reported_while_a_part_is_fetched() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let (fixture, dest, update) = updated_from_v1(base, RepoMode::BareUser)?;
+    let part = fixture.delta_dir()?.join("0");
+    let part_size = fs::metadata(&part)?.len();
+    let relative = part.strip_prefix(&fixture.repo.path)?.to_path_buf();
+    let server = Peer::serve_with(
+        &fixture.repo.path,
+        pull_support::peer::Behaviour::default().on(
+            pull_support::peer::When::Path(format!("/{}", relative.display())),
+            || std::thread::sleep(std::time::Duration::from_millis(1500)),
+        ),
+    )?;
+    let url = format!("{}/", server.url);
+    let run = pull_from(base, &dest, OsStr::new(&url), &[])?.require_success()?;
+    ensure!(
+        run.events.iter().any(|event| matches!(
+            event,
+            Event::Progress { bytes_done: 0, bytes_total, .. } if *bytes_total >= part_size
+        )),
+        "no progress while the part was fetched: {:?}",
+        run.events
+    );
+    check_progress(&run)?;
+    check_result(base, &dest, &update, "progress")
+}
+
 /// A FIFO planted where a drive's superblock belongs does not hold up the pull.
 #[test]
 fn fifo_superblock_on_a_drive_does_not_hang_the_pull() -> Result<()> {
