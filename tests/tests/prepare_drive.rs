@@ -595,6 +595,15 @@ fn serial_os_delta_on_fat32_updates_a_machine_at_1_1() -> Result<()> {
     );
     let deployed = target_sysroot.join(format!("ostree/deploy/{OS_NAME}/deploy/{v2}.0"));
     ensure!(deployed.is_dir(), "2.0 is not deployed");
+
+    // A run without --delta-from then puts the objects on the same drive.
+    let written = objects_written(&prepare(
+        &[],
+        &[&mountpoint, &"--sysroot", &source.path, &"--os"],
+    )?)?;
+    ensure!(written > 0, "the objects were not added to the delta drive");
+    let fsck = OstreeRepo::open(&repo).fsck_output()?;
+    ensure!(fsck.success(), "ostree fsck refused the drive:\n{fsck:?}");
     fuse.unmount()?;
     ferry_tests::sysroot::release_immutable(&target_sysroot)?;
     Ok(())

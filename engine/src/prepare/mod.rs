@@ -1045,14 +1045,19 @@ fn walk_commit(
             commits.push(planned(meta_id, bytes.len() as u64));
         }
     }
+    let parsed = source.read_commit(commit)?;
+    // A commit carried as a delta (`--delta-from`) is on the drive without its trees.
     let complete_on_drive = match drive {
-        Some(drive) => drive.has_object(commit_id)? && !drive.is_partial(commit)?,
+        Some(drive) => {
+            drive.has_object(commit_id)?
+                && !drive.is_partial(commit)?
+                && drive.has_object(ObjectId::new(parsed.root_tree, ObjectKind::DirTree))?
+        }
         None => false,
     };
     if complete_on_drive {
         return Ok(());
     }
-    let parsed = source.read_commit(commit)?;
     let archived_sizes: HashMap<Checksum, u64> = parsed
         .sizes()
         .ok()
