@@ -604,3 +604,51 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), DeltaError> {
     fs::rename(&temporary, path).map_err(|error| RepoError::io("rename", path, error))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delta_directories_name_their_deltas_and_listings_select_by_target() {
+        let from = Checksum::from_array([0xab; 32]);
+        let to = Checksum::from_array([0x3f; 32]);
+        let other = Checksum::from_array([0x01; 32]);
+        for start in [Some(&from), None] {
+            let dir = super::super::delta_dir(start, &to);
+            let mut parts = dir.trim_start_matches("deltas/").splitn(2, '/');
+            let (head, tail) = (parts.next().unwrap(), parts.next().unwrap());
+            assert_eq!(
+                name_of_dir(head, tail),
+                Some(super::super::delta_name(start, &to))
+            );
+        }
+        assert_eq!(name_of_dir("AB", "not-base64!"), None);
+
+        let mut map = Metadata::new();
+        for (name, superblock) in [
+            (super::super::delta_name(Some(&from), &to), [1u8; 32]),
+            (super::super::delta_name(None, &to), [2; 32]),
+            (super::super::delta_name(Some(&from), &other), [3; 32]),
+        ] {
+            map.insert(&name, MetadataValue::bytes(&superblock))
+                .unwrap();
+        }
+        // A checksum of the wrong length is skipped.
+        map.insert(
+            &super::super::delta_name(Some(&other), &to),
+            MetadataValue::bytes(&[4; 31]),
+        )
+        .unwrap();
+        let listed = super::super::listed_deltas(&map, &to);
+        assert_eq!(listed.len(), 2, "{listed:?}");
+        assert!(listed.contains(&super::super::Listed {
+            from: Some(from),
+            superblock: Checksum::from_array([1; 32]),
+        }));
+        assert!(listed.contains(&super::super::Listed {
+            from: None,
+            superblock: Checksum::from_array([2; 32]),
+        }));
+    }
+}
