@@ -1,7 +1,8 @@
-//! Static deltas in a pull: before the object transfer, a delta from the commit the
-//! destination has (or from scratch on a fresh install) is applied into the pull's
-//! transaction when a source offers one. The transfer then finds those objects present and
-//! fetches only what is left (the delta's fallbacks, or everything if the delta was bad).
+//! Static deltas in a pull: before the object transfer, a delta a source lists (summary
+//! map, else `delta-indexes/`) from a commit the destination holds, or from scratch, is
+//! applied into the pull's transaction, part by part where a part costs less than the
+//! objects it creates. The transfer then finds those objects present and fetches only what
+//! is left (the delta's fallbacks and skipped parts, or everything if the delta was bad).
 //!
 //! The commit was already verified; the superblock's copy of it must hash to the same
 //! checksum, and every object a part creates is hashed against its name as it is stored.
@@ -10,9 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cancel::CancelToken;
 use sha2::{Digest, Sha256};
 
+use crate::cancel::CancelToken;
 use crate::delta::{
     self, Applied, DeltaError, PartHeader, Superblock, MAX_INDEX_SIZE, MAX_PART_SIZE,
     MAX_SUPERBLOCK_SIZE,
