@@ -387,3 +387,36 @@ impl DeltaPull<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object::{ObjectId, ObjectKind};
+
+    fn header(objects: usize, size: u64, uncompressed_size: u64) -> PartHeader {
+        PartHeader {
+            checksum: Checksum::from_array([0; 32]),
+            size,
+            uncompressed_size,
+            objects: (0..objects)
+                .map(|n| ObjectId::new(Checksum::from_array([n as u8; 32]), ObjectKind::File))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_part_pays_only_for_enough_missing_objects() {
+        // 100 objects of 10 kB each, compressed to half.
+        let part = header(100, 500_000, 1_000_000);
+        assert!(part_pays(&part, 100));
+        assert!(part_pays(&part, 50));
+        assert!(!part_pays(&part, 10));
+        // Incompressible data: the part is a little larger than its objects, which the
+        // per-object overhead of an object pull outweighs when all are missing.
+        let random = header(100, 1_010_000, 1_000_000);
+        assert!(part_pays(&random, 100));
+        assert!(!part_pays(&random, 90));
+        // A tiny part whose xz framing outweighs its bytes.
+        assert!(part_pays(&header(2, 217, 77), 2));
+    }
+}
