@@ -18,6 +18,7 @@
 #   BENCH_RUNS    default number of runs for bench_alternate (5)
 #   BENCH_DROP    1 to drop the page cache before every timed run (default 1 as root, else 0)
 #   BENCH_SEED    seed of the generated tree (42)
+#   BENCH_PROFILE release (default) or debug: the build the binaries come from
 #   BENCH_SYNC    1 to end every timed run with `sync`, inside the timing, so a run ends when
 #                 what it wrote is durable (default 0)
 #
@@ -43,12 +44,15 @@ bench_init() {
   export BENCH_DIR BENCH_RUNS BENCH_SEED BENCH_DROP
   mkdir -p "$BENCH_DIR"
   rm -rf "$BENCH_DIR/results"; mkdir -p "$BENCH_DIR/results"
-  echo "bench: building release binaries" >&2
-  (cd "$BENCH_ROOT" && cargo build --release --quiet -p ferryctl -p ferry-tests) \
-    || bench_die "cargo build --release failed"
+  # BENCH_PROFILE=debug: a quick check of a script, not figures.
+  local profile=${BENCH_PROFILE:-release} flags=(--release) dir=release
+  [ "$profile" = debug ] && { flags=(); dir=debug; }
+  echo "bench: building $profile binaries" >&2
+  (cd "$BENCH_ROOT" && cargo build "${flags[@]}" --quiet -p ferryctl -p ferry-tests) \
+    || bench_die "cargo build ($profile) failed"
   local target=${CARGO_TARGET_DIR:-$BENCH_ROOT/target}
-  FERRYCTL=$target/release/ferryctl
-  FERRY_FIXTURE=$target/release/ferry-fixture
+  FERRYCTL=$target/$dir/ferryctl
+  FERRY_FIXTURE=$target/$dir/ferry-fixture
   export FERRYCTL FERRY_FIXTURE
   echo "bench: work directory $BENCH_DIR (runs=$BENCH_RUNS, drop caches=$BENCH_DROP)" >&2
 }

@@ -340,6 +340,7 @@ fn install_into(reporter: &dyn Reporter, scope: InstallScope<'_>, cancel: &Cance
         allow_downgrade: false,
         trust_roots,
         workers: 0,
+        no_deltas: false,
     };
     install::run(&plan, &targets, &set.sources, &options, reporter, cancel).ok()
 }

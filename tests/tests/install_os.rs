@@ -8,6 +8,7 @@ use std::path::Path;
 use anyhow::{ensure, Result};
 use ferry_engine::event::{Event, Phase};
 use ferry_engine::schema::InstallStatus;
+use ferry_tests::cmd::Tool;
 use ferry_tests::compare::{assert_trees_equal, CompareOptions};
 use ferry_tests::gpg::GpgKey;
 use ferry_tests::ostree::{CheckoutMode, UsbDrive};
@@ -172,5 +173,58 @@ fn a_person_reads_what_was_installed_by_name_and_version() -> Result<()> {
         !line.contains(&v2[..10]),
         "a checksum where a version is known: {line}"
     );
+    Ok(())
+}
+
+/// A machine at 1.0 and a drive with 2.0 and a delta from 1.0 (written by `ferryctl delta
+/// generate` in the publisher's repository, copied to the drive with its delta index).
+fn os_1_0_with_a_delta_to_2_0_on_a_drive(base: &Path) -> Result<(Sysroot, UsbDrive, Machine)> {
+    let (sysroot, v2, drive, machine) = os_1_0_with_2_0_on_a_drive(base)?;
+    let publisher = &sysroot.os.repo.path;
+    ferry_tests::bins::ferryctl()?
+        .args(["delta", "generate", "--repo"])
+        .arg(publisher)
+        .arg(format!("--from={}", sysroot.v1))
+        .arg(format!("--to={v2}"))
+        .run()?;
+    for dir in ["deltas", "delta-indexes"] {
+        Tool::new("cp")
+            .arg("-a")
+            .arg(publisher.join(dir))
+            .arg(drive.repo.path.join(dir))
+            .run()?;
+    }
+    Ok((sysroot, drive, machine))
+}
+
+fn delta_messages(run: &install_support::InstallRun) -> Vec<&str> {
+    run.events
+        .iter()
+        .filter_map(|event| match event {
+            Event::Message { text, .. } if text.contains("static delta") => Some(text.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The drive's delta is applied by an install, and not even looked at with `--no-deltas`.
+#[test]
+fn install_uses_a_delta_on_the_drive_unless_told_not_to() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (sysroot, drive, machine) = os_1_0_with_a_delta_to_2_0_on_a_drive(&tmp.path().join("a"))?;
+    let run = machine.install(&os_from_drive(&sysroot.path, &drive.root, &[]))?;
+    ensure!(run.success(), "install failed:\n{run}");
+    let messages = delta_messages(&run);
+    ensure!(
+        messages.len() == 1 && messages[0].starts_with("applying the static delta"),
+        "the delta was not applied: {messages:?}"
+    );
+
+    let (sysroot, drive, machine) = os_1_0_with_a_delta_to_2_0_on_a_drive(&tmp.path().join("b"))?;
+    let run = machine.install(&os_from_drive(&sysroot.path, &drive.root, &["--no-deltas"]))?;
+    ensure!(run.success(), "install failed:\n{run}");
+    run.expect(OS_REF, InstallStatus::Installed)?;
+    let messages = delta_messages(&run);
+    ensure!(messages.is_empty(), "a delta was used: {messages:?}");
     Ok(())
 }

@@ -484,6 +484,131 @@ fn serial_libostrees_mount_finder_pulls_from_an_exfat_drive() -> Result<()> {
     Ok(())
 }
 
+/// Bytes of the files under `dir`.
+fn bytes_under(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current)? {
+            let entry = entry?;
+            let metadata = entry.metadata()?;
+            if metadata.is_dir() {
+                pending.push(entry.path());
+            } else {
+                total += metadata.len();
+            }
+        }
+    }
+    Ok(total)
+}
+
+fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed;
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) as u8
+        })
+        .collect()
+}
+
+/// A sysroot updated from 1.1 to 2.0 (a library changed slightly, the rest as it was)
+/// prepares a FAT32 drive with `--delta-from installed`: the drive gets the 2.0 commit and
+/// a delta from 1.1, listed in its summary, instead of the objects: far fewer bytes than a
+/// full copy. A machine still at 1.1 (a copy of the sysroot from before the update)
+/// installs 2.0 from it through the delta.
+#[test]
+fn serial_os_delta_on_fat32_updates_a_machine_at_1_1() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
+    let source = Sysroot::create(&tmp.path().join("source"), &key)?;
+    let lib = source.os.data.join("usr/lib");
+    std::fs::create_dir_all(&lib)?;
+    std::fs::write(lib.join("big.bin"), pseudo_random(2 << 20, 1))?;
+    let mut library = pseudo_random(128 << 10, 2);
+    std::fs::write(lib.join("libexample.so"), &library)?;
+    let v1_1 = source.publish("1.1")?;
+    upgrade(&source)?;
+    let target_sysroot = tmp.path().join("target-sysroot");
+    ferry_tests::cmd::Tool::new("cp")
+        .arg("-a")
+        .arg(&source.path)
+        .arg(&target_sysroot)
+        .run()?;
+    for byte in library.iter_mut().step_by(1500) {
+        *byte ^= 0x5a;
+    }
+    std::fs::write(lib.join("libexample.so"), &library)?;
+    let v2 = publish_2_0(&source)?;
+    upgrade(&source)?;
+
+    let full = tmp.path().join("full");
+    std::fs::create_dir_all(&full)?;
+    objects_written(&prepare(
+        &[],
+        &[&full, &"--sysroot", &source.path, &"--os"],
+    )?)?;
+    let full_bytes = bytes_under(&full.join(".ostree/repo/objects"))?;
+
+    let image = tmp.path().join("fat32.img");
+    let mountpoint = tmp.path().join("fat32");
+    let fuse = FuseDrive::create(FatKind::Fat32, &image, &mountpoint, 64)?;
+    let output = prepare(
+        &[],
+        &[
+            &mountpoint,
+            &"--sysroot",
+            &source.path,
+            &"--os",
+            &"--delta-from",
+            &"installed",
+        ],
+    )?;
+    objects_written(&output)?;
+    let repo = mountpoint.join(".ostree/repo");
+    let delta_bytes = bytes_under(&repo.join("objects"))? + bytes_under(&repo.join("deltas"))?;
+    ensure!(
+        delta_bytes * 4 < full_bytes,
+        "the delta drive holds {delta_bytes} bytes, the full copy {full_bytes}"
+    );
+    let summary = OstreeRepo::open(&repo)
+        .ostree()
+        .args(["summary", "--view"])
+        .stdout()?;
+    ensure!(
+        summary.contains(&format!("{v1_1}-{v2}")),
+        "the summary does not list the delta: {summary}"
+    );
+
+    let machine = Machine::new(&tmp.path().join("target"), Vec::new())?;
+    let run = machine.install(&os_from_drive(&target_sysroot, &mountpoint, &[]))?;
+    ensure!(run.success(), "install from the delta drive failed:\n{run}");
+    run.expect(OS_REF, InstallStatus::Installed)?;
+    ensure!(
+        run.events.iter().any(|event| matches!(
+            event,
+            Event::Message { text, .. } if text.starts_with("applying the static delta")
+        )),
+        "the delta was not applied:\n{run}"
+    );
+    let deployed = target_sysroot.join(format!("ostree/deploy/{OS_NAME}/deploy/{v2}.0"));
+    ensure!(deployed.is_dir(), "2.0 is not deployed");
+
+    // A run without --delta-from then puts the objects on the same drive.
+    let written = objects_written(&prepare(
+        &[],
+        &[&mountpoint, &"--sysroot", &source.path, &"--os"],
+    )?)?;
+    ensure!(written > 0, "the objects were not added to the delta drive");
+    let fsck = OstreeRepo::open(&repo).fsck_output()?;
+    ensure!(fsck.success(), "ostree fsck refused the drive:\n{fsck:?}");
+    fuse.unmount()?;
+    ferry_tests::sysroot::release_immutable(&target_sysroot)?;
+    Ok(())
+}
+
 #[test]
 fn serial_os_drive_on_fat32_through_fuse() -> Result<()> {
     os_drive_on(FatKind::Fat32, "fat32")
@@ -676,6 +801,7 @@ fn a_pinned_drive_is_written_where_it_was_checked() -> Result<()> {
         dry_run: false,
         threads: 0,
         keep_old: false,
+        delta_from: None,
     };
     let outcome = prepare_drive(&targets, &request, &SilentReporter, &CancelToken::new())?;
     ensure!(outcome.objects_written > 0 && outcome.refs_written == 1);

@@ -14,7 +14,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
-use ferry_engine::event::Event;
+use ferry_engine::event::{Event, MessageLevel};
 use ferry_tests::compare::{assert_trees_equal, CompareOptions};
 use ferry_tests::gpg::GpgKey;
 use ferry_tests::ostree::{CheckoutMode, CommitSpec, OstreeRepo, RepoMode};
@@ -201,7 +201,10 @@ fn delta_warnings(run: &PullRun) -> Vec<String> {
     run.events
         .iter()
         .filter_map(|event| match event {
-            Event::Message { text, .. } if text.contains("static delta") => Some(text.clone()),
+            Event::Message {
+                level: MessageLevel::Warning,
+                text,
+            } if text.contains("static delta") => Some(text.clone()),
             _ => None,
         })
         .collect()
@@ -407,6 +410,8 @@ fn superblock_with_another_commit_is_refused() -> Result<()> {
         .context("no version in the superblock's commit")?;
     bytes[at + 2] = b'1';
     fs::write(&superblock, bytes)?;
+    // Listed as it now is: only the commit inside is wrong.
+    fixture.repo.update_summary(Some(&fixture.key))?;
 
     let run = pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
     let warnings = delta_warnings(&run);
@@ -495,6 +500,29 @@ fn delta_written_by_ferry_is_applied_by_ostree_and_by_ferry() -> Result<()> {
         ])
         .stdout()?;
     ensure!(shown.contains("Number of parts: 1"), "{shown}");
+    // The slightly changed library is a bsdiff patch of its old version.
+    ensure!(
+        shown.contains("bspatch=1"),
+        "the changed library was not patched: {shown}"
+    );
+
+    // The signed summary still lists ostree's superblock under this name: Ferry's does not
+    // hash to it, so it is not used and the objects are fetched instead.
+    let other_path = base.join("dest-other");
+    ferry_tests::cmd::Tool::new("cp")
+        .arg("-a")
+        .arg(&dest.path)
+        .arg(&other_path)
+        .run()?;
+    let other = OstreeRepo::open(&other_path);
+    let run = pull_from(base, &other, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    let warnings = delta_warnings(&run);
+    ensure!(
+        warnings.iter().any(|w| w.contains("listing says")),
+        "the unlisted superblock was used: {warnings:?}"
+    );
+    check_result(base, &other, &update, "unlisted")?;
+    fixture.repo.update_summary(Some(&fixture.key))?;
 
     let offline = OstreeRepo::init(&base.join("offline"), RepoMode::BareUser, None)?;
     offline.pull_local(&fixture.repo.path, &[&fixture.v1], &[])?;
@@ -525,6 +553,79 @@ fn delta_written_by_ferry_is_applied_by_ostree_and_by_ferry() -> Result<()> {
         delta_warnings(&run)
     );
     check_result(base, &dest, &update, "ferry-written")
+}
+
+/// A from-scratch delta whose objects the destination mostly has (it is at 1.0) is not
+/// worth its part: the part is not fetched and the few new objects are. A fresh
+/// destination fetches the part.
+#[test]
+fn delta_is_used_only_when_its_parts_cost_less_than_the_objects() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let fixture = Fixture::new(base)?;
+    let dest = client(&base.join("dest"), RepoMode::BareUser, Some(&fixture.key))?;
+    pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    let update = fixture.update(base, &["--empty"])?;
+    ensure!(
+        fixture.delta_dir()?.join("0").exists(),
+        "the part is inline"
+    );
+    let server = Peer::serve(&fixture.repo.path)?;
+    let url = format!("{}/", server.url);
+    let run = pull_from(base, &dest, OsStr::new(&url), &[])?.require_success()?;
+    check_progress(&run)?;
+    let requests = server.requests();
+    ensure!(
+        requests.iter().any(|r| r.ends_with("/superblock")),
+        "the listed delta was not considered: {requests:?}"
+    );
+    ensure!(
+        !requests.iter().any(|r| r.ends_with("/0")),
+        "the part was fetched for objects the destination has: {requests:?}"
+    );
+    check_result(base, &dest, &update, "not-worth-it")?;
+
+    let fresh = client(&base.join("fresh"), RepoMode::BareUser, Some(&fixture.key))?;
+    let before = server.requests().len();
+    pull_from(base, &fresh, OsStr::new(&url), &[])?.require_success()?;
+    let requests = server.requests();
+    ensure!(
+        requests[before..].iter().any(|r| r.ends_with("/0")),
+        "a fresh destination did not use the delta: {:?}",
+        &requests[before..]
+    );
+    check_result(base, &fresh, &update, "fresh")
+}
+
+/// While a part is fetched (held back 1.5 s by the peer), progress is reported with the
+/// part's bytes expected and none read yet: the app's progress covers the delta too.
+#[test]
+fn progress_is_reported_while_a_part_is_fetched() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let (fixture, dest, update) = updated_from_v1(base, RepoMode::BareUser)?;
+    let part = fixture.delta_dir()?.join("0");
+    let part_size = fs::metadata(&part)?.len();
+    let relative = part.strip_prefix(&fixture.repo.path)?.to_path_buf();
+    let server = Peer::serve_with(
+        &fixture.repo.path,
+        pull_support::peer::Behaviour::default().on(
+            pull_support::peer::When::Path(format!("/{}", relative.display())),
+            || std::thread::sleep(std::time::Duration::from_millis(1500)),
+        ),
+    )?;
+    let url = format!("{}/", server.url);
+    let run = pull_from(base, &dest, OsStr::new(&url), &[])?.require_success()?;
+    ensure!(
+        run.events.iter().any(|event| matches!(
+            event,
+            Event::Progress { bytes_done: 0, bytes_total, .. } if *bytes_total >= part_size
+        )),
+        "no progress while the part was fetched: {:?}",
+        run.events
+    );
+    check_progress(&run)?;
+    check_result(base, &dest, &update, "progress")
 }
 
 /// A FIFO planted where a drive's superblock belongs does not hold up the pull.

@@ -48,9 +48,10 @@ pub fn run(args: DeltaArgs) -> anyhow::Result<ExitCode> {
             let generated =
                 generate(&repo, args.from.as_ref(), &args.to).context("cannot write the delta")?;
             println!(
-                "parts={} objects={} fallbacks={} compressed={} uncompressed={}",
+                "parts={} objects={} patched={} fallbacks={} compressed={} uncompressed={}",
                 generated.parts,
                 generated.objects,
+                generated.patched,
                 generated.fallbacks,
                 generated.compressed_size,
                 generated.uncompressed_size

@@ -66,6 +66,10 @@ pub struct InstallArgs {
     #[arg(long)]
     pub allow_downgrade: bool,
 
+    /// Never use static deltas: fetch every object on its own.
+    #[arg(long)]
+    pub no_deltas: bool,
+
     /// Restart the machine when an update of the running OS was deployed.
     #[arg(long)]
     pub reboot: bool,
@@ -231,6 +235,7 @@ pub fn run(args: InstallArgs, list_sources: bool) -> anyhow::Result<ExitCode> {
         allow_downgrade: args.allow_downgrade,
         trust_roots,
         workers: 0,
+        no_deltas: args.no_deltas,
     };
     let summary = install::run(
         &plan,

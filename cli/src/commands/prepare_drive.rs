@@ -13,7 +13,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use ferry_engine::event::{Event, MessageLevel, Reporter};
 use ferry_engine::prepare::{
-    prepare_drive, this_machines_removable_mounts, PrepareOutcome, PrepareRequest, Selection,
+    prepare_drive, this_machines_removable_mounts, DeltaFrom, PrepareOutcome, PrepareRequest,
+    Selection,
 };
 use ferry_engine::privilege::{self, Caller, DriveRequest, Machine, PinnedDrive, Refusal};
 use ferry_engine::target::{default_targets, HostPaths, InstallationSelector, Target};
@@ -58,6 +59,12 @@ pub struct PrepareDriveArgs {
     #[arg(long)]
     pub keep_old: bool,
 
+    /// Carry the OS as a static delta from this commit instead of its objects: far fewer
+    /// bytes, for machines that have that commit. `installed` is the OS's other
+    /// deployment (what this machine ran before its last update).
+    #[arg(long, value_name = "installed|COMMIT", value_parser = parse_delta_from)]
+    pub delta_from: Option<DeltaFrom>,
+
     /// Show what would be written, and whether it fits, without writing anything.
     #[arg(long)]
     pub dry_run: bool,
@@ -70,6 +77,15 @@ pub struct PrepareDriveArgs {
     /// cannot signal this process because it runs as root through pkexec).
     #[arg(long)]
     pub cancel_on_stdin_eof: bool,
+}
+
+fn parse_delta_from(text: &str) -> Result<DeltaFrom, String> {
+    if text == "installed" {
+        return Ok(DeltaFrom::Installed);
+    }
+    ferry_engine::object::Checksum::from_hex(text)
+        .map(DeltaFrom::Commit)
+        .map_err(|error| format!("neither `installed` nor a commit checksum: {error}"))
 }
 
 pub fn run(args: PrepareDriveArgs) -> anyhow::Result<ExitCode> {
@@ -123,6 +139,7 @@ pub fn run(args: PrepareDriveArgs) -> anyhow::Result<ExitCode> {
         dry_run: args.dry_run,
         threads: 0,
         keep_old: args.keep_old,
+        delta_from: args.delta_from,
     };
     let result = prepare_drive(&targets, &request, &output, &cancel);
     output.finish();

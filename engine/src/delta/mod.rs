@@ -117,6 +117,51 @@ pub fn delta_name(from: Option<&Checksum>, to: &Checksum) -> String {
     }
 }
 
+/// The delta index of `to` relative to the repository (libostree's
+/// `delta-indexes/<b64(to)[0:2]>/<b64(to)[2:]>.index`): an `a{sv}` holding the same
+/// [`SUMMARY_STATIC_DELTAS_KEY`] map as a summary, for the deltas to `to` only.
+pub fn index_path(to: &Checksum) -> String {
+    let to = modified_base64(to);
+    format!("delta-indexes/{}/{}.index", &to[..2], &to[2..])
+}
+
+/// The summary key saying deltas are listed in `delta-indexes/` rather than (only) in the
+/// summary.
+pub const SUMMARY_INDEXED_DELTAS_KEY: &str = "ostree.summary.indexed-deltas";
+
+/// Largest delta index read: one entry per delta to one commit.
+pub const MAX_INDEX_SIZE: u64 = 1024 * 1024;
+
+/// A delta to some commit a listing names: from which commit (None: from scratch), and the
+/// sha256 of its superblock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listed {
+    pub from: Option<Checksum>,
+    pub superblock: Checksum,
+}
+
+/// The deltas to `to` in a `ostree.static-deltas` map (`a{sv}`: delta name to the `ay`
+/// checksum of its superblock). Entries that are malformed are skipped.
+pub fn listed_deltas(map: &crate::object::Metadata, to: &Checksum) -> Vec<Listed> {
+    let to_hex = to.to_hex();
+    let mut out = Vec::new();
+    for (name, value) in map.entries() {
+        let from = match name.split_once('-') {
+            Some((from, target)) if target == to_hex => match Checksum::from_hex(from) {
+                Ok(from) => Some(from),
+                Err(_) => continue,
+            },
+            None if name == to_hex => None,
+            _ => continue,
+        };
+        let Some(Ok(superblock)) = value.as_bytes().map(|raw| checksum("listing", raw)) else {
+            continue;
+        };
+        out.push(Listed { from, superblock });
+    }
+    out
+}
+
 /// One part as the superblock describes it.
 #[derive(Debug, Clone)]
 pub struct PartHeader {

@@ -1,7 +1,8 @@
 //! Writing static deltas in libostree's format, so `ostree static-delta apply-offline` and
 //! Ferry's own reader apply them: every object of the new commit's closure that the old
-//! commit's closure lacks is spliced whole into xz-compressed parts (no bsdiff yet); files
-//! too large for a part are listed as fallbacks, fetched on their own.
+//! commit's closure lacks goes into xz-compressed parts, spliced whole or, for a file that
+//! replaces another at the same path, as a bsdiff patch of the old one when that is smaller;
+//! files too large for a part are listed as fallbacks, fetched on their own.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -10,25 +11,33 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::object::{Checksum, DirTree, ObjectId, ObjectKind};
+use base64::Engine;
+
+use crate::object::{Checksum, DirTree, Metadata, MetadataValue, ObjectId, ObjectKind};
 use crate::repo::{Repo, RepoError};
 
 use super::frame::{var, Layout, BYTE, U32, U64};
-use super::{delta_dir, DeltaError, MAX_PART_SIZE};
+use super::{DeltaError, MAX_PART_SIZE, SUMMARY_STATIC_DELTAS_KEY};
 
 /// Payload bytes after which a new part is started (libostree's default chunk size).
 const PART_TARGET_SIZE: usize = 32 * 1024 * 1024;
 
 /// What [`generate`] wrote.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Generated {
     pub parts: usize,
     pub objects: usize,
     pub fallbacks: usize,
+    /// Objects written as a bsdiff patch of a file of the old commit.
+    pub patched: usize,
     /// Bytes of the part files.
     pub compressed_size: u64,
     /// Bytes of the objects the parts create.
     pub uncompressed_size: u64,
+    /// The sha256 of the superblock, as summaries and delta indexes list it.
+    pub superblock: Checksum,
+    /// The objects listed as fallbacks: a reader fetches them on their own.
+    pub fallback_objects: Vec<ObjectId>,
 }
 
 fn offset_size(content: usize, offsets: usize) -> usize {
@@ -120,7 +129,8 @@ impl PartBuilder {
         self.uncompressed += bytes.len() as u64;
     }
 
-    fn add_content(&mut self, object: ObjectId, mode: [u8; 12], xattrs: Vec<u8>, data: &[u8]) {
+    /// The indexes of a mode and an xattr list, adding them when new.
+    fn intern(&mut self, mode: [u8; 12], xattrs: Vec<u8>) -> (usize, usize) {
         let next = self.modes.len();
         let mode_index = *self.mode_index.entry(mode).or_insert(next);
         if mode_index == next {
@@ -131,6 +141,11 @@ impl PartBuilder {
         if xattr_index == next {
             self.xattrs.push(xattrs);
         }
+        (mode_index, xattr_index)
+    }
+
+    fn add_content(&mut self, object: ObjectId, mode: [u8; 12], xattrs: Vec<u8>, data: &[u8]) {
+        let (mode_index, xattr_index) = self.intern(mode, xattrs);
         self.ops.push(b'S');
         write_varuint(&mut self.ops, mode_index as u64);
         write_varuint(&mut self.ops, xattr_index as u64);
@@ -139,6 +154,28 @@ impl PartBuilder {
         self.payload.extend_from_slice(data);
         self.objects.push(object);
         self.uncompressed += data.len() as u64;
+    }
+
+    /// A file made of `source` (a content object of the old commit) and a bsdiff patch, with
+    /// libostree's sequence: set read source, open, bspatch, unset read source, close.
+    fn add_patched(&mut self, object: ObjectId, file: FileParts, source: &Checksum, patch: &[u8]) {
+        let (mode_index, xattr_index) = self.intern(file.mode, file.xattrs);
+        let source_offset = self.payload.len();
+        self.payload.extend_from_slice(source.as_bytes());
+        self.ops.push(b'r');
+        write_varuint(&mut self.ops, source_offset as u64);
+        self.ops.push(b'o');
+        write_varuint(&mut self.ops, mode_index as u64);
+        write_varuint(&mut self.ops, xattr_index as u64);
+        write_varuint(&mut self.ops, file.size);
+        self.ops.push(b'B');
+        write_varuint(&mut self.ops, self.payload.len() as u64);
+        write_varuint(&mut self.ops, patch.len() as u64);
+        self.payload.extend_from_slice(patch);
+        self.ops.push(b'R');
+        self.ops.push(b'c');
+        self.objects.push(object);
+        self.uncompressed += file.size;
     }
 
     /// The part file: `x`, then the xz-compressed `(a(uuu)aa(ayay)ayay)`.
@@ -160,8 +197,79 @@ impl PartBuilder {
     }
 }
 
+/// Files smaller than this are spliced whole: a patch would save next to nothing.
+const MIN_PATCHED_SIZE: usize = 4 * 1024;
+/// Files larger than this are spliced whole: bsdiff needs about 16 bytes of memory per byte
+/// of the old file and time growing faster than its size.
+const MAX_PATCHED_SIZE: usize = 64 * 1024 * 1024;
+
+/// What a content object is made of besides its bytes.
+struct FileParts {
+    mode: [u8; 12],
+    xattrs: Vec<u8>,
+    size: u64,
+}
+
+/// A bsdiff patch turning the regular file `old` into `new`, when it compresses to less
+/// than `new` itself does (both measured with fast deflate, standing for the part's xz).
+fn patch_if_it_pays(
+    repo: &Repo,
+    old: &Checksum,
+    new: &[u8],
+) -> Result<Option<(Checksum, Vec<u8>)>, DeltaError> {
+    if !(MIN_PATCHED_SIZE..=MAX_PATCHED_SIZE).contains(&new.len()) {
+        return Ok(None);
+    }
+    let (header, mut reader) = repo.open_content(old)?;
+    if header.is_symlink() || header.size > MAX_PATCHED_SIZE as u64 {
+        return Ok(None);
+    }
+    let mut old_data = Vec::new();
+    let path = repo.object_path(ObjectId::new(*old, ObjectKind::File));
+    (&mut reader)
+        .take(MAX_PATCHED_SIZE as u64 + 1)
+        .read_to_end(&mut old_data)
+        .map_err(|error| RepoError::io("read", &path, error))?;
+    let mut patch = Vec::new();
+    bsdiff::diff(&old_data, new, &mut patch)
+        .map_err(|error| DeltaError::Decompress(error.to_string()))?;
+    if deflated_size(&patch) < deflated_size(new) {
+        Ok(Some((*old, patch)))
+    } else {
+        Ok(None)
+    }
+}
+
+fn deflated_size(bytes: &[u8]) -> usize {
+    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+    // Writing into a Vec cannot fail.
+    match encoder.write_all(bytes).and_then(|()| encoder.finish()) {
+        Ok(out) => out.len(),
+        Err(_) => usize::MAX,
+    }
+}
+
+/// Every regular file or symlink of `commit`'s tree: path to content object.
+fn files_by_path(repo: &Repo, commit: &Checksum) -> Result<HashMap<String, Checksum>, DeltaError> {
+    let parsed = repo.read_commit(commit)?;
+    let mut files = HashMap::new();
+    let mut pending = vec![(parsed.root_tree, String::new())];
+    while let Some((tree, prefix)) = pending.pop() {
+        let bytes = repo.read_metadata(ObjectKind::DirTree, &tree)?;
+        let parsed = DirTree::parse(&bytes)
+            .map_err(|_| DeltaError::Malformed("a dirtree of the commit is invalid"))?;
+        for file in parsed.files {
+            files.insert(format!("{prefix}/{}", file.name), file.checksum);
+        }
+        for dir in parsed.dirs {
+            pending.push((dir.tree, format!("{prefix}/{}", dir.name)));
+        }
+    }
+    Ok(files)
+}
+
 /// The objects of `commit`'s closure, metadata first, without the commit itself.
-fn closure(repo: &Repo, commit: &Checksum) -> Result<Vec<ObjectId>, DeltaError> {
+pub(crate) fn closure(repo: &Repo, commit: &Checksum) -> Result<Vec<ObjectId>, DeltaError> {
     let parsed = repo.read_commit(commit)?;
     let mut seen = HashSet::new();
     let mut metadata = Vec::new();
@@ -193,11 +301,37 @@ fn closure(repo: &Repo, commit: &Checksum) -> Result<Vec<ObjectId>, DeltaError> 
 }
 
 /// Writes the delta from `from` (None: from scratch) to `to` into `repo`'s `deltas/`,
-/// replacing one already there. Both commits' closures must be complete in `repo`.
+/// replacing one already there, and lists it in `delta-indexes/`. Both commits' closures
+/// must be complete in `repo`.
 pub fn generate(
     repo: &Repo,
     from: Option<&Checksum>,
     to: &Checksum,
+) -> Result<Generated, DeltaError> {
+    let root = repo.path().to_path_buf();
+    let generated = generate_with(repo, from, to, &mut |relative, bytes| {
+        let path = root.join(relative);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|error| RepoError::io("create", parent, error))?;
+        }
+        write_file(&path, bytes)
+    })?;
+    write_index(repo, from, to, &generated.superblock)?;
+    Ok(generated)
+}
+
+/// Where [`generate_with`] puts each file: its path relative to a repository
+/// (`deltas/…/N`, then `deltas/…/superblock`) and its bytes.
+pub type Sink<'a> = dyn FnMut(&str, &[u8]) -> Result<(), DeltaError> + 'a;
+
+/// Builds the delta from `from` (None: from scratch) to `to` of `repo`'s commits and hands
+/// each part, as it is finished, then the superblock to `sink`: at most one part is held in
+/// memory. Lists nothing.
+pub fn generate_with(
+    repo: &Repo,
+    from: Option<&Checksum>,
+    to: &Checksum,
+    sink: &mut Sink<'_>,
 ) -> Result<Generated, DeltaError> {
     let commit = repo.read_metadata(ObjectKind::Commit, to)?;
     let timestamp = repo.read_commit(to)?.timestamp;
@@ -205,17 +339,67 @@ pub fn generate(
         Some(from) => closure(repo, from)?.into_iter().collect(),
         None => HashSet::new(),
     };
-    let mut parts = vec![PartBuilder::default()];
+    // New files at a path that held another regular file: candidates for bsdiff.
+    let modified: HashMap<Checksum, Checksum> = match from {
+        Some(from) => {
+            let old_files = files_by_path(repo, from)?;
+            files_by_path(repo, to)?
+                .into_iter()
+                .filter_map(|(path, new)| match old_files.get(&path) {
+                    Some(old) if *old != new => Some((new, *old)),
+                    _ => None,
+                })
+                .collect()
+        }
+        None => HashMap::new(),
+    };
+    let mut generated = Generated {
+        parts: 0,
+        objects: 0,
+        fallbacks: 0,
+        patched: 0,
+        compressed_size: 0,
+        uncompressed_size: 0,
+        superblock: Checksum::from_array([0; 32]),
+        fallback_objects: Vec::new(),
+    };
+    let mut part = PartBuilder::default();
+    let mut headers = Vec::new();
     let mut fallbacks = Vec::new();
+    let mut flush = |part: &PartBuilder, generated: &mut Generated| -> Result<(), DeltaError> {
+        let bytes = part.finish()?;
+        let index = generated.parts;
+        sink(&super::part_path(from, to, index), &bytes)?;
+        let checksum: [u8; 32] = Sha256::digest(&bytes).into();
+        let objects: Vec<u8> = part
+            .objects
+            .iter()
+            .flat_map(|object| {
+                std::iter::once(object.kind.ostree_number())
+                    .chain(object.checksum.as_bytes().iter().copied())
+            })
+            .collect();
+        headers.push(tuple(&[
+            (U32, &0u32.to_le_bytes()),
+            (var(1), &checksum),
+            (U64, &(bytes.len() as u64).to_le_bytes()),
+            (U64, &part.uncompressed.to_le_bytes()),
+            (var(1), &objects),
+        ]));
+        generated.parts += 1;
+        generated.objects += part.objects.len();
+        generated.compressed_size += bytes.len() as u64;
+        generated.uncompressed_size += part.uncompressed;
+        Ok(())
+    };
     for object in closure(repo, to)? {
         if old.contains(&object) {
             continue;
         }
-        let current = parts.len() - 1;
-        if parts[current].payload.len() >= PART_TARGET_SIZE {
-            parts.push(PartBuilder::default());
+        if part.payload.len() >= PART_TARGET_SIZE {
+            flush(&part, &mut generated)?;
+            part = PartBuilder::default();
         }
-        let part = parts.last_mut().ok_or(DeltaError::Malformed("no part"))?;
         if object.kind.is_metadata() {
             let bytes = repo.read_metadata(object.kind, &object.checksum)?;
             part.add_metadata(object, &bytes);
@@ -225,12 +409,14 @@ pub fn generate(
                 // Too big for a part readers accept: fetched on its own.
                 let stored = fs::metadata(repo.object_path(object))
                     .map_err(|error| RepoError::io("stat", repo.object_path(object), error))?;
+                // An estimate for a bare repository, which stores it uncompressed.
                 fallbacks.push(tuple(&[
                     (BYTE, &[object.kind.ostree_number()]),
                     (var(1), object.checksum.as_bytes()),
                     (U64, &stored.len().to_le_bytes()),
                     (U64, &header.size.to_le_bytes()),
                 ]));
+                generated.fallback_objects.push(object);
                 continue;
             }
             let mut data = Vec::new();
@@ -259,41 +445,29 @@ pub fn generate(
                     tuple(&[(var(1), &name), (var(1), &xattr.value)])
                 })
                 .collect();
-            part.add_content(object, mode, var_array(1, &xattrs), &data);
+            let xattrs = var_array(1, &xattrs);
+            let patched = match modified.get(&object.checksum) {
+                Some(old) if !header.is_symlink() => patch_if_it_pays(repo, old, &data)?,
+                _ => None,
+            };
+            match patched {
+                Some((old, patch)) => {
+                    let file = FileParts {
+                        mode,
+                        xattrs,
+                        size: data.len() as u64,
+                    };
+                    part.add_patched(object, file, &old, &patch);
+                    generated.patched += 1;
+                }
+                None => part.add_content(object, mode, xattrs, &data),
+            }
         }
     }
-    if parts.len() == 1 && parts[0].objects.is_empty() {
-        parts.clear();
+    if !part.objects.is_empty() {
+        flush(&part, &mut generated)?;
     }
 
-    let dir = repo.path().join(delta_dir(from, to));
-    fs::create_dir_all(&dir).map_err(|error| RepoError::io("create", &dir, error))?;
-    let mut generated = Generated::default();
-    let mut headers = Vec::new();
-    for (index, part) in parts.iter().enumerate() {
-        let bytes = part.finish()?;
-        write_file(&dir.join(index.to_string()), &bytes)?;
-        let checksum: [u8; 32] = Sha256::digest(&bytes).into();
-        let objects: Vec<u8> = part
-            .objects
-            .iter()
-            .flat_map(|object| {
-                std::iter::once(object.kind.ostree_number())
-                    .chain(object.checksum.as_bytes().iter().copied())
-            })
-            .collect();
-        headers.push(tuple(&[
-            (U32, &0u32.to_le_bytes()),
-            (var(1), &checksum),
-            (U64, &(bytes.len() as u64).to_le_bytes()),
-            (U64, &part.uncompressed.to_le_bytes()),
-            (var(1), &objects),
-        ]));
-        generated.parts += 1;
-        generated.objects += part.objects.len();
-        generated.compressed_size += bytes.len() as u64;
-        generated.uncompressed_size += part.uncompressed;
-    }
     // Multi-byte numbers of the part headers are little-endian, as this says.
     let endianness = tuple(&[(var(1), b"ostree.endianness\0"), (var(8), &[b'l', 0, b'y'])]);
     let metadata = var_array(8, &[endianness]);
@@ -311,9 +485,112 @@ pub fn generate(
         (var(8), &var_array(8, &headers)),
         (var(8), &var_array(8, &fallbacks)),
     ]);
-    write_file(&dir.join("superblock"), &superblock)?;
+    sink(&super::superblock_path(from, to), &superblock)?;
     generated.fallbacks = fallbacks.len();
+    generated.superblock = Checksum::from_array(Sha256::digest(&superblock).into());
     Ok(generated)
+}
+
+/// Lists the delta in `delta-indexes/` for `to`, as `ostree summary -u` does, keeping the
+/// other deltas to `to` the index lists. Readers that find the delta through a summary
+/// need the summary rewritten (see [`summary_value`]).
+fn write_index(
+    repo: &Repo,
+    from: Option<&Checksum>,
+    to: &Checksum,
+    superblock: &Checksum,
+) -> Result<(), DeltaError> {
+    let relative = super::index_path(to);
+    let existing = repo
+        .read_delta_file(&relative, super::MAX_INDEX_SIZE)?
+        .and_then(|bytes| Metadata::parse(&bytes).ok())
+        .and_then(|index| index.get_metadata(SUMMARY_STATIC_DELTAS_KEY))
+        .unwrap_or_default();
+    let mut map = Metadata::new();
+    for (name, value) in existing.entries() {
+        map.insert(name, value.clone()).map_err(format_error)?;
+    }
+    map.insert(
+        &super::delta_name(from, to),
+        MetadataValue::bytes(superblock.as_bytes()),
+    )
+    .map_err(format_error)?;
+    let mut index = Metadata::new();
+    index
+        .insert(
+            SUMMARY_STATIC_DELTAS_KEY,
+            MetadataValue::metadata(&map).map_err(format_error)?,
+        )
+        .map_err(format_error)?;
+    let path = repo.path().join(&relative);
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(|error| RepoError::io("create", parent, error))?;
+    }
+    write_file(&path, &index.to_bytes().map_err(format_error)?)
+}
+
+fn format_error(_: crate::object::FormatError) -> DeltaError {
+    DeltaError::Malformed("the delta listing cannot be written")
+}
+
+/// The `ostree.static-deltas` summary value listing every delta under `repo`'s `deltas/`
+/// whose superblock is readable: delta name to the sha256 of its superblock. `None` when
+/// there are none.
+pub fn summary_value(repo: &Repo) -> Result<Option<MetadataValue>, DeltaError> {
+    let mut map = Metadata::new();
+    let deltas = repo.path().join("deltas");
+    let prefixes = match fs::read_dir(&deltas) {
+        Ok(prefixes) => prefixes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(RepoError::io("read", &deltas, error).into()),
+    };
+    for prefix in prefixes {
+        let prefix = prefix.map_err(|error| RepoError::io("read", &deltas, error))?;
+        let Ok(entries) = fs::read_dir(prefix.path()) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let (Some(head), Some(tail)) = (
+                prefix.file_name().to_str().map(str::to_owned),
+                entry.file_name().to_str().map(str::to_owned),
+            ) else {
+                continue;
+            };
+            let Some(name) = name_of_dir(&head, &tail) else {
+                continue;
+            };
+            let relative = format!("deltas/{head}/{tail}/superblock");
+            let Some(bytes) = repo.read_delta_file(&relative, super::MAX_SUPERBLOCK_SIZE)? else {
+                continue;
+            };
+            let digest: [u8; 32] = Sha256::digest(&bytes).into();
+            map.insert(&name, MetadataValue::bytes(&digest))
+                .map_err(format_error)?;
+        }
+    }
+    if map.is_empty() {
+        return Ok(None);
+    }
+    MetadataValue::metadata(&map)
+        .map(Some)
+        .map_err(format_error)
+}
+
+/// The summary name (`FROM-TO` or `TO` in hex) of the delta directory
+/// `deltas/<head>/<tail>`.
+fn name_of_dir(head: &str, tail: &str) -> Option<String> {
+    let decode = |text: &str| -> Option<Checksum> {
+        let raw = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(text.replace('_', "/"))
+            .ok()?;
+        let raw: [u8; 32] = raw.try_into().ok()?;
+        Some(Checksum::from_array(raw))
+    };
+    let joined = format!("{head}{tail}");
+    match joined.split_once('-') {
+        Some((from, to)) => Some(super::delta_name(Some(&decode(from)?), &decode(to)?)),
+        None => Some(super::delta_name(None, &decode(&joined)?)),
+    }
 }
 
 /// Writes `bytes` to `path` through a temporary file renamed into place.
@@ -326,4 +603,52 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), DeltaError> {
         .map_err(|error| RepoError::io("write", &temporary, error))?;
     fs::rename(&temporary, path).map_err(|error| RepoError::io("rename", path, error))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delta_directories_name_their_deltas_and_listings_select_by_target() {
+        let from = Checksum::from_array([0xab; 32]);
+        let to = Checksum::from_array([0x3f; 32]);
+        let other = Checksum::from_array([0x01; 32]);
+        for start in [Some(&from), None] {
+            let dir = super::super::delta_dir(start, &to);
+            let mut parts = dir.trim_start_matches("deltas/").splitn(2, '/');
+            let (head, tail) = (parts.next().unwrap(), parts.next().unwrap());
+            assert_eq!(
+                name_of_dir(head, tail),
+                Some(super::super::delta_name(start, &to))
+            );
+        }
+        assert_eq!(name_of_dir("AB", "not-base64!"), None);
+
+        let mut map = Metadata::new();
+        for (name, superblock) in [
+            (super::super::delta_name(Some(&from), &to), [1u8; 32]),
+            (super::super::delta_name(None, &to), [2; 32]),
+            (super::super::delta_name(Some(&from), &other), [3; 32]),
+        ] {
+            map.insert(&name, MetadataValue::bytes(&superblock))
+                .unwrap();
+        }
+        // A checksum of the wrong length is skipped.
+        map.insert(
+            &super::super::delta_name(Some(&other), &to),
+            MetadataValue::bytes(&[4; 31]),
+        )
+        .unwrap();
+        let listed = super::super::listed_deltas(&map, &to);
+        assert_eq!(listed.len(), 2, "{listed:?}");
+        assert!(listed.contains(&super::super::Listed {
+            from: Some(from),
+            superblock: Checksum::from_array([1; 32]),
+        }));
+        assert!(listed.contains(&super::super::Listed {
+            from: None,
+            superblock: Checksum::from_array([2; 32]),
+        }));
+    }
 }

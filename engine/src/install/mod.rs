@@ -70,6 +70,8 @@ pub struct InstallOptions {
     pub trust_roots: TrustRoots,
     /// Pull threads; 0 lets the pull choose.
     pub workers: usize,
+    /// Never apply static deltas; fetch every object on its own.
+    pub no_deltas: bool,
 }
 
 /// How an install ended.
@@ -365,6 +367,7 @@ fn install_one(
         PullOptions::new(PullTrust::for_target(target, options.trust_roots.clone()));
     pull_options.allow_downgrade = options.allow_downgrade;
     pull_options.workers = options.workers;
+    pull_options.no_deltas = options.no_deltas;
     let request = PullRequest::new(&update.ref_name, RefTarget::Remote(update.remote.clone()))
         .with_collection(update.collection_id.as_deref())
         .with_update_id(update.id.clone());
@@ -556,6 +559,7 @@ fn refresh_appstream(
         let mut pull_options =
             PullOptions::new(PullTrust::for_target(target, options.trust_roots.clone()));
         pull_options.workers = options.workers;
+        pull_options.no_deltas = options.no_deltas;
         let collection_id = target.remote(&remote).and_then(|r| r.collection_id.clone());
         let request = PullRequest::new(&ref_name, RefTarget::Remote(remote.clone()))
             .with_collection(collection_id.as_deref());

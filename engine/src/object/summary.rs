@@ -141,6 +141,18 @@ impl Summary {
             .get_u64_big_endian(LAST_MODIFIED_KEY)
     }
 
+    /// The metadata dictionary of a serialized summary, reading only it (not its refs).
+    pub fn metadata_of(bytes: &[u8]) -> Option<Metadata> {
+        if bytes.len() as u64 > MAX_METADATA_SIZE {
+            return None;
+        }
+        let aligned = copy_to_align(bytes);
+        let (_, metadata) = gv!("(a(s(taya{sv}))a{sv})")
+            .cast(aligned.as_ref())
+            .to_tuple();
+        Metadata::from_dict(metadata, 0).ok()
+    }
+
     /// `ostree.summary.last-modified`, seconds since the Unix epoch.
     pub fn last_modified(&self) -> Option<u64> {
         self.metadata.get_u64_big_endian(LAST_MODIFIED_KEY)

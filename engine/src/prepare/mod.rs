@@ -91,6 +91,25 @@ pub struct PrepareRequest {
     /// Keep objects no ref on the drive needs any more (by default they are removed once
     /// a ref moved).
     pub keep_old: bool,
+    /// Carry each OS ref as a static delta from this commit instead of its objects: the
+    /// drive then updates machines that have that commit.
+    pub delta_from: Option<DeltaFrom>,
+}
+
+/// The commit an OS delta on a drive starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeltaFrom {
+    /// The commit of the newest other deployment of the OS: what this machine ran before its
+    /// last update, and machines that have not updated yet still run.
+    Installed,
+    Commit(Checksum),
+}
+
+/// A delta to write for one OS ref.
+struct DeltaJob {
+    source: usize,
+    from: Checksum,
+    to: Checksum,
 }
 
 /// One ref the drive carries.
@@ -195,6 +214,8 @@ pub enum PrepareError {
     },
     #[error("cannot build the drive's summary: {0}")]
     Summary(#[source] FormatError),
+    #[error("cannot write the static delta: {0}")]
+    Delta(#[from] crate::delta::DeltaError),
     #[error("cancelled")]
     Cancelled,
 }
@@ -297,6 +318,9 @@ pub fn prepare_drive(
     // The closure of every commit the drive does not hold completely yet.
     let mut walk = Walk::default();
     let mut carried = Vec::new();
+    let mut deltas: Vec<DeltaJob> = Vec::new();
+    // Planned bytes of the objects the deltas carry: a delta is about this size or smaller.
+    let mut delta_bytes: u64 = 0;
     for item in &chosen {
         if cancel.is_cancelled() {
             return Err(PrepareError::Cancelled);
@@ -317,15 +341,51 @@ pub fn prepare_drive(
             new_bytes: 0,
         });
         let before = walk.planned_bytes();
-        walk_commit(
-            source_of(index),
-            index,
-            &item.commit,
-            existing.as_ref(),
-            &mut walk,
-        )?;
-        if let Some(last) = carried.last_mut() {
-            last.new_bytes = walk.planned_bytes().saturating_sub(before);
+        let delta_from = match request.delta_from {
+            Some(from) if on_drive != Some(item.commit) => delta_start(
+                &targets[item.target],
+                source_of(index),
+                item,
+                from,
+                reporter,
+            )?,
+            _ => None,
+        };
+        match delta_from {
+            Some(from) => {
+                let estimate = plan_delta(
+                    source_of(index),
+                    index,
+                    &item.commit,
+                    &from,
+                    existing.as_ref(),
+                    &mut walk,
+                )?;
+                delta_bytes = delta_bytes.saturating_add(estimate);
+                deltas.push(DeltaJob {
+                    source: index,
+                    from,
+                    to: item.commit,
+                });
+                if let Some(last) = carried.last_mut() {
+                    last.new_bytes = walk
+                        .planned_bytes()
+                        .saturating_sub(before)
+                        .saturating_add(estimate);
+                }
+            }
+            None => {
+                walk_commit(
+                    source_of(index),
+                    index,
+                    &item.commit,
+                    existing.as_ref(),
+                    &mut walk,
+                )?;
+                if let Some(last) = carried.last_mut() {
+                    last.new_bytes = walk.planned_bytes().saturating_sub(before);
+                }
+            }
         }
     }
 
@@ -350,8 +410,11 @@ pub fn prepare_drive(
         bytes_to_write = bytes_to_write.saturating_add(round(size));
         prefixes.insert(planned.object.checksum.as_bytes()[0]);
     }
-    // New object directories, ref files with their directories, config, summary.
-    let overhead_files = prefixes.len() as u64 + 4 * carried.len() as u64 + 16;
+    bytes_to_write = bytes_to_write.saturating_add(round(delta_bytes));
+    // New object directories, ref files with their directories, config, summary, and a
+    // superblock and directories per delta.
+    let overhead_files =
+        prefixes.len() as u64 + 4 * carried.len() as u64 + 16 + 4 * deltas.len() as u64;
     bytes_to_write = bytes_to_write.saturating_add(overhead_files.saturating_mul(cluster));
     let plan = DrivePlan {
         repo: repo_path.clone(),
@@ -423,8 +486,19 @@ pub fn prepare_drive(
     write_all(
         &writer, &objects, &source_of, &progress, threads, cancel, &written,
     )?;
+    for job in &deltas {
+        write_delta(
+            &writer,
+            source_of(job.source),
+            job,
+            &progress,
+            cancel,
+            &written,
+        )?;
+    }
     writer.sync()?;
-    // Commits last: a commit on the drive means everything it reaches is there.
+    // Commits last: a commit on the drive means everything it reaches is there (or, for a
+    // ref carried as a delta, everything a machine with the delta's start lacks).
     write_all(
         &writer, &commits, &source_of, &progress, 1, cancel, &written,
     )?;
@@ -512,6 +586,143 @@ pub fn prepare_drive(
         summary_written,
         objects_removed,
     })
+}
+
+/// The commit the delta of OS ref `item` starts from, when `from` names one the source
+/// holds complete; otherwise the ref is carried as objects, said so.
+fn delta_start(
+    target: &Target,
+    source: &Repo,
+    item: &Chosen,
+    from: DeltaFrom,
+    reporter: &dyn Reporter,
+) -> Result<Option<Checksum>, PrepareError> {
+    let crate::target::DeployTarget::Os(os) = &target.deploy else {
+        return Ok(None);
+    };
+    let start = match from {
+        DeltaFrom::Commit(commit) => Some(commit),
+        DeltaFrom::Installed => os
+            .state
+            .deployments
+            .iter()
+            .find(|d| d.stateroot == os.stateroot() && d.commit != item.commit)
+            .map(|d| d.commit),
+    };
+    let usable = match start {
+        Some(start) if start != item.commit => {
+            source.has_object(ObjectId::new(start, ObjectKind::Commit))?
+                && !source.is_partial(&start)?
+        }
+        _ => false,
+    };
+    if !usable {
+        reporter.on_event(Event::Message {
+            level: MessageLevel::Warning,
+            text: format!(
+                "no static delta for {}: {} is not a complete commit of {}; its objects are \
+                 put on the drive instead",
+                item.ref_name,
+                start.map_or_else(|| "no earlier deployment".to_owned(), |c| c.to_hex()),
+                target.installation
+            ),
+        });
+        return Ok(None);
+    }
+    Ok(start)
+}
+
+/// Plans OS commit `to` carried as a delta from `from`: its commit and detached metadata
+/// go into `walk`, its other objects into the delta. Returns the planned bytes of the
+/// objects the delta carries (those `from` lacks), which the delta does not exceed by much.
+fn plan_delta(
+    source: &Repo,
+    source_index: usize,
+    to: &Checksum,
+    from: &Checksum,
+    drive: Option<&Repo>,
+    walk: &mut Walk,
+) -> Result<u64, PrepareError> {
+    let mut own = Walk::default();
+    walk_commit(source, source_index, to, drive, &mut own)?;
+    let old: HashSet<ObjectId> = crate::delta::write::closure(source, from)?
+        .into_iter()
+        .collect();
+    for planned in own.commits {
+        if walk.seen.insert(planned.object) {
+            walk.commits.push(planned);
+        }
+    }
+    Ok(own
+        .objects
+        .iter()
+        .filter(|planned| !old.contains(&planned.object))
+        .fold(0u64, |sum, planned| sum.saturating_add(planned.size)))
+}
+
+/// Writes `job`'s delta through `writer`, part by part, then the objects it lists as
+/// fallbacks.
+fn write_delta(
+    writer: &DriveWriter,
+    source: &Repo,
+    job: &DeltaJob,
+    progress: &Progress<'_>,
+    cancel: &CancelToken,
+    written: &Mutex<Vec<Planned>>,
+) -> Result<(), PrepareError> {
+    let mut failed: Option<PrepareError> = None;
+    let generated = crate::delta::write::generate_with(
+        source,
+        Some(&job.from),
+        &job.to,
+        &mut |relative, bytes| {
+            if cancel.is_cancelled() {
+                failed = Some(PrepareError::Cancelled);
+            } else if let Err(error) = writer.write_file(relative, bytes) {
+                failed = Some(error);
+            }
+            if failed.is_some() {
+                return Err(crate::delta::DeltaError::Malformed("not written"));
+            }
+            progress.add_bytes(bytes.len() as u64);
+            Ok(())
+        },
+    );
+    if let Some(error) = failed {
+        return Err(error);
+    }
+    let generated = generated?;
+    progress.reporter.on_event(Event::Message {
+        level: MessageLevel::Info,
+        text: format!(
+            "wrote the static delta from {} to {}: {} parts, {} ({} objects, {} as bsdiff \
+             patches)",
+            job.from.short(),
+            job.to.short(),
+            generated.parts,
+            human_bytes(generated.compressed_size),
+            generated.objects,
+            generated.patched
+        ),
+    });
+    let fallbacks: Vec<Planned> = generated
+        .fallback_objects
+        .iter()
+        .map(|object| Planned {
+            object: *object,
+            source: 0,
+            size: 0,
+        })
+        .collect();
+    write_all(
+        writer,
+        &fallbacks,
+        &|_| source,
+        progress,
+        1,
+        cancel,
+        written,
+    )
 }
 
 /// Removes the object files no ref on the drive reaches (older commits the refs moved
@@ -834,14 +1045,19 @@ fn walk_commit(
             commits.push(planned(meta_id, bytes.len() as u64));
         }
     }
+    let parsed = source.read_commit(commit)?;
+    // A commit carried as a delta (`--delta-from`) is on the drive without its trees.
     let complete_on_drive = match drive {
-        Some(drive) => drive.has_object(commit_id)? && !drive.is_partial(commit)?,
+        Some(drive) => {
+            drive.has_object(commit_id)?
+                && !drive.is_partial(commit)?
+                && drive.has_object(ObjectId::new(parsed.root_tree, ObjectKind::DirTree))?
+        }
         None => false,
     };
     if complete_on_drive {
         return Ok(());
     }
-    let parsed = source.read_commit(commit)?;
     let archived_sizes: HashMap<Checksum, u64> = parsed
         .sizes()
         .ok()
@@ -1039,6 +1255,12 @@ impl<'r> Progress<'r> {
 
     fn add(&self, bytes: u64) {
         self.objects.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.report(false);
+    }
+
+    /// Bytes of a file that is not an object (a delta part or superblock).
+    fn add_bytes(&self, bytes: u64) {
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
         self.report(false);
     }
@@ -1329,16 +1551,23 @@ fn write_summary(drive: &Repo, writer: &DriveWriter) -> Result<bool, PrepareErro
             .or_default()
             .push((name, commit, size, metadata));
     }
-    let previous: Option<BTreeSet<(String, String, Checksum)>> = drive
+    let deltas = crate::delta::write::summary_value(drive)?;
+    let previous = drive
         .read_summary()?
-        .and_then(|bytes| Summary::parse(&bytes).ok())
-        .map(|summary| {
+        .and_then(|bytes| Summary::parse(&bytes).ok());
+    let previous_refs: Option<BTreeSet<(String, String, Checksum)>> =
+        previous.as_ref().map(|summary| {
             summary
                 .collection_refs()
                 .filter_map(|(id, r)| id.map(|id| (id.to_owned(), r.name.clone(), r.commit)))
                 .collect()
         });
-    if previous.as_ref() == Some(&listed) {
+    let previous_deltas = previous.as_ref().and_then(|summary| {
+        summary
+            .metadata
+            .get(crate::delta::SUMMARY_STATIC_DELTAS_KEY)
+    });
+    if previous_refs.as_ref() == Some(&listed) && previous_deltas == deltas.as_ref() {
         return Ok(false);
     }
     let summary_error = PrepareError::Summary;
@@ -1362,6 +1591,11 @@ fn write_summary(drive: &Repo, writer: &DriveWriter) -> Result<bool, PrepareErro
     metadata
         .insert_str("ostree.summary.mode", "archive-z2")
         .map_err(summary_error)?;
+    if let Some(deltas) = deltas {
+        metadata
+            .insert(crate::delta::SUMMARY_STATIC_DELTAS_KEY, deltas)
+            .map_err(summary_error)?;
+    }
     metadata
         .insert(
             "ostree.summary.tombstone-commits",

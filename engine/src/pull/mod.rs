@@ -901,23 +901,15 @@ impl Context<'_> {
             }
         }
 
-        if !self.options.no_deltas {
-            let applied = delta::DeltaPull {
-                dest: self.dest,
-                transaction,
-                sources: &sources,
-                names: &names,
-                progress: &progress,
-                reporter: self.reporter,
-                cancel: self.cancel,
-            }
-            .run(previous, &checksum);
-            stats.metadata_objects += applied.metadata_objects;
-            stats.content_objects += applied.content_objects;
-            // Part bytes read count in the transfer's byte total (progress).
-            stats.deltas_used += u64::from(applied.metadata_objects + applied.content_objects > 0);
-        }
-
+        let deltas = delta::DeltaPull {
+            dest: self.dest,
+            transaction,
+            sources: &sources,
+            names: &names,
+            progress: &progress,
+            reporter: self.reporter,
+            cancel: self.cancel,
+        };
         let transfer = Transfer {
             dest: self.dest,
             transaction,
@@ -928,12 +920,20 @@ impl Context<'_> {
             drive_workers: self.workers,
         };
         let (stop, stopped) = crossbeam_channel::bounded::<()>(1);
-        let fetched = std::thread::scope(|scope| {
+        // The ticker runs through the delta too: its parts are counted like objects.
+        let (applied, fetched) = std::thread::scope(|scope| {
             scope.spawn(|| progress.run_ticker(stopped));
+            let applied = (!self.options.no_deltas).then(|| deltas.run(previous, &checksum));
             let fetched = transfer.fetch_closure(commit);
             drop(stop);
-            fetched
+            (applied, fetched)
         });
+        if let Some(applied) = applied {
+            stats.metadata_objects += applied.metadata_objects;
+            stats.content_objects += applied.content_objects;
+            // Part bytes read count in the transfer's byte total (progress).
+            stats.deltas_used += u64::from(applied.metadata_objects + applied.content_objects > 0);
+        }
         progress.finish(started.elapsed());
         let closure = fetched?;
         stats.metadata_objects += closure.metadata_objects;

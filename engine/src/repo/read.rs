@@ -314,7 +314,7 @@ impl Repo {
         relative_path: &str,
         max: u64,
     ) -> Result<Option<Vec<u8>>, RepoError> {
-        if !relative_path.starts_with("deltas/") {
+        if !relative_path.starts_with("deltas/") && !relative_path.starts_with("delta-indexes/") {
             return Ok(None);
         }
         self.read_top_level_file_at_most(relative_path, max)
