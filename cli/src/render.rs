@@ -4,8 +4,9 @@ use std::io::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use ferry_engine::event::{self, Event, MessageLevel, Phase, Reporter};
-use ferry_engine::schema::{Problem, SourceState, SourceUse};
+use ferry_engine::event::Reporter;
+use ferry_schema::event::{self, Event, MessageLevel, Phase};
+use ferry_schema::{Problem, SourceState, SourceUse};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::i18n::{ntrf, tr, trf};
@@ -308,7 +309,7 @@ pub fn problems(problems: &[Problem]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_engine::schema::{InstallResult, InstallStatus, SourceKind, TargetKind};
+    use ferry_schema::{InstallResult, InstallStatus, SourceKind, TargetKind};
 
     fn used(source: &str, kind: SourceKind, objects: u64, bytes: u64) -> SourceUse {
         SourceUse {

@@ -20,7 +20,8 @@
 //! - [`deploy`]: handing a pulled commit to `ostree admin` and `flatpak`.
 //! - [`privilege`]: what a run as root on a user's behalf (pkexec) may target and read.
 //! - [`event`]: progress and results as a stream of events.
-//! - [`schema`]: the JSON shapes shared with other processes (CLI output, drive records).
+//! - [`schema`]: the JSON shapes shared with other processes (CLI output, drive records),
+//!   re-exported from the `ferry-schema` crate.
 //! - [`cancel`]: cooperative cancellation.
 
 // What a drive, peer or file supplies is never unwrapped; tests may.
@@ -41,8 +42,9 @@ pub mod pull;
 pub mod repo;
 pub mod resolve;
 pub mod scan;
-pub mod schema;
 pub mod serve;
 pub mod source;
 pub mod target;
 pub mod trust;
+
+pub use ferry_schema as schema;

@@ -1,7 +1,7 @@
 //! How numbers look to people: sizes, rates, remaining time, versions and where an update
 //! came from.
 
-use ferry_engine::schema::{SourceKind, SourceUse};
+use ferry_schema::{SourceKind, SourceUse};
 use relm4::gtk::glib;
 
 use crate::i18n::{ntrf, tr, trf};
@@ -131,7 +131,7 @@ fn drive_label(name: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_engine::schema::SourceState;
+    use ferry_schema::SourceState;
 
     fn used(source: &str, kind: SourceKind, objects: u64) -> SourceUse {
         SourceUse {

@@ -11,11 +11,11 @@
 use std::path::{Path, PathBuf};
 
 use ferry_engine::resolve::sources::{self, MachineListing};
-use ferry_engine::schema::{
+use ferry_engine::target::HostPaths;
+use ferry_schema::{
     DriveInstallState, DriveRecord, Problem, ProblemKind, SourceInfo, SourceKind, TargetKind,
     Update,
 };
-use ferry_engine::target::HostPaths;
 
 pub use ferry_engine::resolve::sources::MachineListingOptions as LoadOptions;
 
@@ -639,7 +639,7 @@ mod tests {
 
     #[test]
     fn problems_of_servers_and_computers_nearby_go_to_their_groups() {
-        use ferry_engine::schema::UpdateList;
+        use ferry_schema::UpdateList;
         let problem = |kind, source: &str| Problem {
             kind,
             source: source.to_owned(),

@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
-use ferry_engine::schema::DriveRecord;
+use ferry_schema::DriveRecord;
 
 use crate::device::{self, BlockDevice};
 use crate::kiosk;
@@ -377,7 +377,7 @@ impl Hook {
         if let Some(error) = write_error {
             return Err(error.into());
         }
-        let succeeded = install.state == ferry_engine::schema::DriveInstallState::Succeeded;
+        let succeeded = install.state == ferry_schema::DriveInstallState::Succeeded;
         if succeeded {
             tracing::info!("the kiosk install from {} succeeded", mount.display());
         } else {

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ferry_engine::resolve::{resolve, ResolveOptions};
-use ferry_engine::schema::{Problem, ProblemKind, RepoReport, SourceKind, Update};
 use ferry_engine::source::drive::open_drive;
 use ferry_engine::source::Source;
 use ferry_engine::target::{default_targets, HostPaths};
+use ferry_schema::{Problem, ProblemKind, RepoReport, SourceKind, Update};
 
 use crate::beneath::DriveRoot;
 

@@ -10,7 +10,7 @@ pub mod scan;
 mod selection;
 pub mod serve;
 
-use ferry_engine::schema::Update;
+use ferry_schema::Update;
 
 /// The name a person knows an update by ([`Update::display_name`]); the operating system by
 /// its ref, which tells a terminal user which one it is.

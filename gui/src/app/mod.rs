@@ -13,9 +13,9 @@ mod update_row;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ferry_engine::event::StreamError;
 use ferry_engine::prepare::{this_machines_removable_mounts, RemovableMount};
-use ferry_engine::schema::SourceKind;
+use ferry_schema::event::StreamError;
+use ferry_schema::SourceKind;
 use relm4::adw::prelude::*;
 use relm4::factory::FactoryVecDeque;
 use relm4::gtk::{gio, glib};

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use ferry_engine::schema::{Problem, SourceKind};
+use ferry_schema::{Problem, SourceKind};
 use relm4::adw::prelude::*;
 use relm4::factory::{DynamicIndex, FactoryComponent, FactorySender, FactoryVecDeque};
 use relm4::{adw, gtk};

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use ferry_engine::schema::{SourceKind, TargetKind, Update};
+use ferry_schema::{SourceKind, TargetKind, Update};
 
 use crate::listing::Listing;
 
@@ -222,7 +222,7 @@ fn writable(path: &Path) -> bool {
 mod tests {
     use super::*;
     use crate::listing;
-    use ferry_engine::schema::DriveRecord;
+    use ferry_schema::DriveRecord;
 
     fn kingston() -> Listing {
         let record: DriveRecord =

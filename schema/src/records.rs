@@ -1,14 +1,12 @@
-//! The JSON shapes Ferry shares across processes: `ferryctl scan/list --json`, the drive
-//! records the hook writes under the runtime dir, and install results. Defined once, here, so
-//! no binary formats JSON by hand.
+//! The JSON shapes of listings, scans, drive records and install results.
 
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::object::{Checksum, FlatpakRef};
+use crate::{Checksum, FlatpakRef};
 
 /// Version of the drive record format in `$FERRY_RUN_DIR/drives/<id>.json`.
 pub const DRIVE_RECORD_VERSION: u32 = 1;
@@ -260,11 +258,43 @@ pub struct DriveInstall {
     pub results: Vec<InstallResult>,
 }
 
+/// One ref a drive made by `prepare-drive` carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarriedRef {
+    pub collection_id: String,
+    #[serde(rename = "ref")]
+    pub ref_name: String,
+    pub commit: String,
+    pub target: TargetKind,
+    /// The installation or sysroot it is read from.
+    pub source: String,
+    /// The drive already has this ref at this commit.
+    pub up_to_date: bool,
+    /// Bytes of objects this ref adds that no ref before it in the plan needs (shared
+    /// objects count with the first), as the source stores them.
+    #[serde(default)]
+    pub new_bytes: u64,
+}
+
+/// What a `prepare-drive` run writes, computed before writing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrivePlan {
+    pub repo: PathBuf,
+    pub refs: Vec<CarriedRef>,
+    pub objects_to_write: u64,
+    /// As the drive's filesystem counts them: each file rounded up to its block size.
+    pub bytes_to_write: u64,
+    /// None when the drive's filesystem does not report it.
+    pub free_bytes: Option<u64>,
+}
+
 /// Why a drive record cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum DriveRecordError {
     #[error("cannot read it: {0}")]
     Open(#[source] std::io::Error),
+    #[error("it is not a regular file")]
+    NotAFile,
     #[error("it is larger than the {MAX_DRIVE_RECORD_BYTES} bytes a drive record may have")]
     TooLarge,
     #[error("it is not a drive record Ferry understands: {0}")]
@@ -341,14 +371,20 @@ impl DriveRecord {
         Ok(paths)
     }
 
-    /// Reads the record at `path`: a file, not a symbolic link, of bounded size, in this
-    /// version of the format.
+    /// Reads the record at `path`: a regular file, not a symbolic link, of bounded size, in
+    /// this version of the format.
     pub fn read(path: &Path) -> Result<Self, DriveRecordError> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(path)
-            .map_err(DriveRecordError::Open)?;
+        // The entry itself, unfollowed; then the opened file must be that same entry, so a
+        // link swapped in between is refused too.
+        let entry = std::fs::symlink_metadata(path).map_err(DriveRecordError::Open)?;
+        if !entry.file_type().is_file() {
+            return Err(DriveRecordError::NotAFile);
+        }
+        let file = std::fs::File::open(path).map_err(DriveRecordError::Open)?;
+        let opened = file.metadata().map_err(DriveRecordError::Open)?;
+        if (opened.dev(), opened.ino()) != (entry.dev(), entry.ino()) {
+            return Err(DriveRecordError::NotAFile);
+        }
         let mut bytes = Vec::new();
         file.take(MAX_DRIVE_RECORD_BYTES + 1)
             .read_to_end(&mut bytes)
@@ -406,7 +442,7 @@ mod tests {
         std::os::unix::fs::symlink(&good, &link).expect("symlink");
         assert!(matches!(
             DriveRecord::read(&link),
-            Err(DriveRecordError::Open(_))
+            Err(DriveRecordError::NotAFile)
         ));
         let other = dir.path().join("other.json");
         let future = DriveRecord {
