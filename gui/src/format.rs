@@ -1,7 +1,7 @@
 //! How numbers look to people: sizes, rates, remaining time, versions and where an update
 //! came from.
 
-use ferry_schema::{SourceKind, SourceUse};
+use ferry_schema::{Problem, SourceKind, SourceUse};
 use relm4::gtk::glib;
 
 use crate::i18n::{ntrf, tr, trf};
@@ -122,6 +122,16 @@ pub fn came_from(sources: &[SourceUse]) -> Option<String> {
 
 /// A drive's label in a source name: "KINGSTON" of "KINGSTON (/media/k/.ostree/repo)"; the
 /// whole name when it has no label.
+/// What a problem is about, under its reason: the ref it concerns, else the place it was met
+/// on (a repository path or an address), else what it names when it was met on no source.
+pub fn problem_subject(problem: &Problem) -> String {
+    match (&problem.ref_name, &problem.origin) {
+        (Some(ref_name), _) => ref_name.clone(),
+        (None, Some(origin)) => origin.location.clone(),
+        (None, None) => problem.source.clone(),
+    }
+}
+
 fn drive_label(name: &str) -> &str {
     name.find(" (/")
         .or_else(|| name.ends_with(')').then(|| name.rfind(" (")).flatten())
@@ -150,6 +160,32 @@ mod tests {
             SourceKind::Lan,
             3,
         )
+    }
+
+    #[test]
+    fn a_problem_is_about_its_ref_else_where_it_was_met() {
+        use ferry_schema::{ProblemKind, SourceInfo};
+        let peer = SourceInfo::new(
+            SourceKind::Lan,
+            "http://192.0.2.7:8080/",
+            Some("classroom-1".to_owned()),
+        );
+        let mut problem =
+            Problem::on_source(ProblemKind::Unavailable, &peer, None, "gone".to_owned());
+        assert_eq!(problem.source, "classroom-1 (http://192.0.2.7:8080/)");
+        assert_eq!(problem_subject(&problem), "http://192.0.2.7:8080/");
+        problem.ref_name = Some("app/org.example.App/x86_64/stable".to_owned());
+        assert_eq!(
+            problem_subject(&problem),
+            "app/org.example.App/x86_64/stable"
+        );
+        let installation = Problem::about(
+            ProblemKind::Unreadable,
+            "/var/lib/flatpak",
+            None,
+            "cannot read it".to_owned(),
+        );
+        assert_eq!(problem_subject(&installation), "/var/lib/flatpak");
     }
 
     #[test]

@@ -301,6 +301,7 @@ impl Hook {
         record.repos = validation.repos;
         record.updates = validation.updates;
         record.problems = validation.problems;
+        record.mark_sources();
         // The record first: whatever happens next, removing the drive finds and undoes it.
         record.sideload_links = sideload::link_names(&record.id, validation.sideload.len());
         let store = self.store();

@@ -38,11 +38,11 @@ fn update(id: &str, target: TargetKind, ref_name: &str, size: u64) -> Update {
         body: String::new(),
         download_size: size,
         signed: true,
-        sources: vec![SourceInfo {
-            kind: SourceKind::Drive,
-            location: "/media/stick/.ostree/repo".into(),
-            label: Some("STICK".into()),
-        }],
+        sources: vec![SourceInfo::new(
+            SourceKind::Drive,
+            "/media/stick/.ostree/repo",
+            Some("STICK".into()),
+        )],
         needs: Vec::new(),
         app: None,
     }

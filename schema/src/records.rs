@@ -66,7 +66,7 @@ pub enum SourceKind {
     Upstream,
 }
 
-/// A place holding an update's commit.
+/// A place holding an update's commit, or where a problem was met.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SourceInfo {
     pub kind: SourceKind,
@@ -75,6 +75,30 @@ pub struct SourceInfo {
     /// How a person would name it: a drive label, a host name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// The hook's record of the drive it is on ([`DriveRecord::id`]), for drives the hook
+    /// recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drive: Option<String>,
+}
+
+impl SourceInfo {
+    /// A source of `kind` at `location`, named by `label`, on no recorded drive.
+    pub fn new(kind: SourceKind, location: impl Into<String>, label: Option<String>) -> Self {
+        Self {
+            kind,
+            location: location.into(),
+            label,
+            drive: None,
+        }
+    }
+
+    /// How messages name it: `LABEL (LOCATION)`, or the location when it has no other name.
+    pub fn name(&self) -> String {
+        match &self.label {
+            Some(label) if label != &self.location => format!("{label} ({})", self.location),
+            _ => self.location.clone(),
+        }
+    }
 }
 
 /// Where a source stands in one pull.
@@ -196,11 +220,57 @@ pub enum ProblemKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
     pub kind: ProblemKind,
+    /// What it is about, as messages name it: [`SourceInfo::name`] of its origin, or an
+    /// installation or file that is no update source.
     pub source: String,
+    /// The update source it was met on; None when it is about no one source (an
+    /// installation, a drive record file, looking for computers nearby). Readers group and
+    /// name problems by it, never by parsing `source`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Box<SourceInfo>>,
     #[serde(rename = "ref")]
     pub ref_name: Option<String>,
     /// One sentence a person can act on.
     pub reason: String,
+}
+
+impl Problem {
+    /// A problem met on the update source `origin`.
+    pub fn on_source(
+        kind: ProblemKind,
+        origin: &SourceInfo,
+        ref_name: Option<String>,
+        reason: String,
+    ) -> Self {
+        Self {
+            kind,
+            source: origin.name(),
+            origin: Some(Box::new(origin.clone())),
+            ref_name,
+            reason,
+        }
+    }
+
+    /// A problem with `subject`, which is no update source (an installation, a file).
+    pub fn about(
+        kind: ProblemKind,
+        subject: impl Into<String>,
+        ref_name: Option<String>,
+        reason: String,
+    ) -> Self {
+        Self {
+            kind,
+            source: subject.into(),
+            origin: None,
+            ref_name,
+            reason,
+        }
+    }
+
+    /// The recorded drive it was met on, if any.
+    pub fn drive(&self) -> Option<&str> {
+        self.origin.as_ref()?.drive.as_deref()
+    }
 }
 
 /// `ferryctl list --json`.
@@ -409,6 +479,40 @@ impl DriveRecord {
         serde_json::from_slice(bytes).map_err(DriveRecordError::NotARecord)
     }
 
+    /// The drive as a source: its mount point, named as people know it, with this record's ID.
+    pub fn source_info(&self) -> SourceInfo {
+        SourceInfo {
+            kind: SourceKind::Drive,
+            location: self.mount.clone(),
+            label: Some(self.display_name().to_owned()),
+            drive: Some(self.id.clone()),
+        }
+    }
+
+    /// Marks what was found on this drive as this record's: the drive sources of its updates
+    /// and its problems (one of no source is the drive's own). Records written before sources
+    /// carried a record ID then read like newer ones.
+    pub fn mark_sources(&mut self) {
+        for source in self
+            .updates
+            .iter_mut()
+            .flat_map(|update| &mut update.sources)
+            .filter(|source| source.kind == SourceKind::Drive)
+        {
+            source.drive = Some(self.id.clone());
+        }
+        let drive = self.source_info();
+        for problem in &mut self.problems {
+            match &mut problem.origin {
+                Some(origin) if origin.kind == SourceKind::Drive => {
+                    origin.drive = Some(self.id.clone())
+                }
+                Some(_) => {}
+                None => problem.origin = Some(Box::new(drive.clone())),
+            }
+        }
+    }
+
     /// A name people recognise: the label, else the mount point's last part (udisks mounts
     /// a drive at `/media/USER/LABEL-OR-UUID`), else the mount point.
     pub fn display_name(&self) -> &str {
@@ -471,6 +575,48 @@ mod tests {
             .filter_map(|path| path.file_name()?.to_str().map(str::to_owned))
             .collect();
         assert_eq!(names, ["abc.json", "huge.json", "link.json", "other.json"]);
+    }
+
+    #[test]
+    fn sources_are_named_by_label_and_location_and_problems_keep_them_whole() {
+        let drive = DriveRecord {
+            label: Some("KINGSTON".into()),
+            ..DriveRecord::new("kingston-1", "/media/k")
+        }
+        .source_info();
+        assert_eq!(drive.name(), "KINGSTON (/media/k)");
+        let server = SourceInfo::new(SourceKind::Upstream, "https://example.org/repo", None);
+        assert_eq!(server.name(), "https://example.org/repo");
+        let same = SourceInfo::new(SourceKind::Lan, "http://x/", Some("http://x/".into()));
+        assert_eq!(same.name(), "http://x/");
+
+        let problem = Problem::on_source(ProblemKind::Corrupt, &drive, None, "bad".into());
+        assert_eq!(problem.source, "KINGSTON (/media/k)");
+        assert_eq!(problem.drive(), Some("kingston-1"));
+        let json = serde_json::to_value(&problem).expect("json");
+        assert_eq!(json["origin"]["drive"], "kingston-1");
+        assert_eq!(json["origin"]["kind"], "drive");
+        assert_eq!(
+            serde_json::from_value::<Problem>(json).expect("back"),
+            problem
+        );
+
+        // A problem of no source, and one written before problems had an origin, read as none.
+        let about = Problem::about(
+            ProblemKind::Unreadable,
+            "/var/lib/flatpak",
+            None,
+            "x".into(),
+        );
+        assert!(!serde_json::to_string(&about)
+            .expect("json")
+            .contains("origin"));
+        let old: Problem = serde_json::from_str(
+            r#"{"kind":"unreadable","source":"/media/k","ref":null,"reason":"gone"}"#,
+        )
+        .expect("an older problem");
+        assert_eq!(old.origin, None);
+        assert_eq!(old.drive(), None);
     }
 
     #[test]
