@@ -23,6 +23,7 @@
 //! - [`schema`]: the JSON shapes shared with other processes (CLI output, drive records),
 //!   re-exported from the `ferry-schema` crate.
 //! - [`cancel`]: cooperative cancellation.
+//! - [`paths`]: Ferry's run dir, sideload dir and configuration file, read from the environment once.
 
 // What a drive, peer or file supplies is never unwrapped; tests may.
 #![deny(clippy::unwrap_used)]
@@ -36,6 +37,7 @@ pub mod install;
 pub mod lan;
 pub mod memory;
 pub mod object;
+pub mod paths;
 pub mod prepare;
 pub mod privilege;
 pub mod pull;

@@ -19,45 +19,10 @@ use crate::selfmount::{self, Mounter};
 use crate::sideload;
 use crate::validate::validate;
 
-/// Environment variables that move Ferry's paths (tests, other layouts).
-pub const ENV_RUN_DIR: &str = "FERRY_RUN_DIR";
-pub const ENV_SIDELOAD_DIR: &str = "FERRY_SIDELOAD_DIR";
-pub const ENV_CONFIG: &str = "FERRY_CONFIG";
+pub use ferry_engine::paths::{Paths, ENV_CONFIG, ENV_RUN_DIR, ENV_SIDELOAD_DIR};
+
 /// `1` accepts fixed disks and loop devices as if they were removable, whatever the policy.
 pub const ENV_ACCEPT_FIXED: &str = "FERRY_ACCEPT_FIXED_DRIVES";
-
-/// Where the hook reads and writes.
-#[derive(Debug, Clone)]
-pub struct Paths {
-    pub run_dir: PathBuf,
-    pub sideload_dir: PathBuf,
-    pub config: PathBuf,
-}
-
-impl Paths {
-    pub fn from_env() -> Self {
-        let var = |name: &str, default: &str| {
-            std::env::var_os(name)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(default))
-        };
-        Self {
-            run_dir: var(ENV_RUN_DIR, "/run/ferry"),
-            sideload_dir: var(ENV_SIDELOAD_DIR, "/run/flatpak/sideload-repos"),
-            config: var(ENV_CONFIG, "/etc/ferry/ferry.conf"),
-        }
-    }
-
-    pub fn drives_dir(&self) -> PathBuf {
-        self.run_dir.join("drives")
-    }
-
-    /// Where drives are mounted with `mount = self`.
-    pub fn mount_dir(&self) -> PathBuf {
-        self.run_dir.join("mnt")
-    }
-}
 
 /// Everything a command needs.
 #[derive(Debug, Clone)]

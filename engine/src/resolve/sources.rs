@@ -622,14 +622,6 @@ fn read_bounded_text(path: &Path, max: u64) -> Result<String, String> {
     Ok(text)
 }
 
-/// `$FERRY_RUN_DIR`, else `/run/ferry`.
-pub fn run_dir() -> PathBuf {
-    std::env::var_os("FERRY_RUN_DIR")
-        .filter(|dir| !dir.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/run/ferry"))
-}
-
 /// Where a listing run by a person copies app icons: `$XDG_CACHE_HOME/ferry/icons`, else
 /// `~/.cache/ferry/icons`.
 pub fn user_icon_cache() -> Option<PathBuf> {

@@ -13,6 +13,7 @@ mod update_row;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use ferry_engine::paths::Paths;
 use ferry_engine::prepare::{this_machines_removable_mounts, RemovableMount};
 use ferry_schema::event::StreamError;
 use ferry_schema::SourceKind;
@@ -257,10 +258,11 @@ impl Component for App {
             test_hook::install(&window, dir);
         }
 
-        let run_dir = config::run_dir();
+        let paths = Paths::from_env();
+        let run_dir = paths.run_dir.clone();
         let watcher = {
             let sender = sender.clone();
-            DriveWatcher::start(run_dir.join("drives"), move || {
+            DriveWatcher::start(paths.drives_dir(), move || {
                 sender.input(AppMsg::DrivesChanged)
             })
         };
