@@ -13,12 +13,13 @@ use std::path::Path;
 
 use ferry_engine::resolve::sources;
 use ferry_engine::target::HostPaths;
+use ferry_engine::trust::TrustRoots;
 use ferry_schema::{
     DriveInstallState, DriveRecord, Problem, ProblemKind, SourceInfo, SourceKind, TargetKind,
     Update, UpdateList,
 };
 
-pub use ferry_engine::resolve::sources::MachineListingOptions as LoadOptions;
+pub use ferry_engine::resolve::sources::GatherOptions as LoadOptions;
 
 use crate::i18n::tr;
 
@@ -135,12 +136,24 @@ impl Listing {
     }
 }
 
+/// What the app lists with: every source when `online`, else drives only and quick; this
+/// machine's keys, and this person's icon cache.
+pub fn options(online: bool) -> LoadOptions {
+    let roots = TrustRoots::from_env();
+    let options = if online {
+        LoadOptions::online(roots)
+    } else {
+        LoadOptions::offline_quick(roots)
+    };
+    options.with_icon_cache(sources::user_icon_cache())
+}
+
 /// Reads the current listing, asking the remotes' own servers too (this may take up to
 /// [`sources::UPSTREAM_TIMEOUT`]; call it off the main thread). Unreadable records are logged
 /// and left out; a record the hook is still writing appears with the next change of the
 /// directory.
 pub fn load(run_dir: &Path) -> Listing {
-    load_with(run_dir, LoadOptions::default())
+    load_with(run_dir, options(true))
 }
 
 /// [`load`], offline or quick as `options` say.
@@ -471,7 +484,7 @@ mod tests {
         fs::create_dir(&drives).expect("mkdir");
         write(&drives, "kingston.json", KINGSTON);
         write(&drives, "broken.json", BROKEN_STICK);
-        let offline = LoadOptions::offline_quick();
+        let offline = options(false);
         let listing = load_for(&empty_host(run.path()), run.path(), offline);
         let records = load_records(run.path());
         // /media/user/KINGSTON is not mounted here: the records stand, with their problems
@@ -535,7 +548,7 @@ mod tests {
 
         // Drive and server hold the same v2: once, under the drive, which keeps its record's
         // identity.
-        let listing = load_for(&host, run.path(), LoadOptions::default());
+        let listing = load_for(&host, run.path(), options(true));
         assert_eq!(listing.groups.len(), 1, "{listing:#?}");
         let stick = listing.drive_group("stick-1").expect("the drive's group");
         assert_eq!(stick.title, "KINGSTON");
@@ -552,7 +565,7 @@ mod tests {
         let v3 = fixture
             .publish_app(&AppSpec::new("v3"))
             .expect("publish v3");
-        let listing = load_for(&host, run.path(), LoadOptions::default());
+        let listing = load_for(&host, run.path(), options(true));
         let internet = listing.group(INTERNET_KEY).expect("an Internet group");
         assert_eq!(internet.title, "Internet");
         assert_eq!(internet.kind, SourceKind::Upstream);
@@ -565,7 +578,7 @@ mod tests {
         assert_eq!(listing.update_count(), 1);
 
         // Offline, the drive's v2 is what there is.
-        let offline = LoadOptions::offline_quick();
+        let offline = options(false);
         let listing = load_for(&host, run.path(), offline);
         assert!(listing.group(INTERNET_KEY).is_none(), "{listing:#?}");
         let stick = listing.drive_group("stick-1").expect("the drive's group");

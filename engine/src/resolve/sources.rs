@@ -334,39 +334,6 @@ fn upstream_failure(error: &FetchError) -> String {
     )
 }
 
-/// How [`list_machine`] looks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MachineListingOptions {
-    /// Ask the remotes' own servers, waiting this long for them all; None stays offline.
-    pub upstream: Option<Duration>,
-    /// Browse for computers nearby this long ([`nearby`]); None looks for none.
-    pub nearby: Option<Duration>,
-    /// Sizes from what commits record, without walking their objects
-    /// ([`ResolveOptions::quick`](super::ResolveOptions::quick)).
-    pub quick: bool,
-}
-
-impl MachineListingOptions {
-    /// Drives only, with the sizes commits record: what can be shown at once.
-    pub fn offline_quick() -> Self {
-        Self {
-            upstream: None,
-            nearby: None,
-            quick: true,
-        }
-    }
-}
-
-impl Default for MachineListingOptions {
-    fn default() -> Self {
-        Self {
-            upstream: Some(UPSTREAM_TIMEOUT),
-            nearby: Some(NEARBY_TIMEOUT),
-            quick: false,
-        }
-    }
-}
-
 /// A listing of this machine, and the sources it read.
 #[derive(Debug, Clone, Default)]
 pub struct MachineListing {
@@ -381,24 +348,18 @@ pub struct MachineListing {
 /// ([`default_targets`]) against the drives of `records` and, as `options` say, the targets'
 /// upstream servers and computers nearby. A drive that cannot be read here (mounted where
 /// only root may look) counts with what the hook recorded on it ([`super::add_recorded`]).
-/// Read-only; a person's own listing, so app icons go to [`user_icon_cache`].
+/// Read-only; a person's own listing gives [`user_icon_cache`] as the icon cache.
 pub fn list_machine(
     host: &HostPaths,
     records: &[DriveRecord],
-    options: MachineListingOptions,
+    options: GatherOptions,
 ) -> MachineListing {
     let drives: Vec<DriveToOpen> = records.iter().map(DriveToOpen::recorded).collect();
     let gathered = gather(
         host,
         TargetChoice::MachineDefaults,
         open_drives(&drives),
-        GatherOptions {
-            upstream: options.upstream,
-            nearby: options.nearby,
-            quick: options.quick,
-            icon_cache: user_icon_cache(),
-            trust_roots: TrustRoots::from_env(),
-        },
+        options,
     );
     let sources: Vec<SourceInfo> = gathered
         .sources
@@ -421,8 +382,9 @@ pub enum TargetChoice {
     Chosen(Vec<Target>),
 }
 
-/// How [`gather`] looks.
-#[derive(Debug, Clone, Default)]
+/// How a listing looks beyond its targets and drives: the network, sizes, icons and keys.
+/// The one set of options of [`gather`], [`gather_from`] and [`list_machine`].
+#[derive(Debug, Clone)]
 pub struct GatherOptions {
     /// Ask the targets' upstream servers, waiting this long for them all; None stays offline.
     pub upstream: Option<Duration>,
@@ -435,6 +397,42 @@ pub struct GatherOptions {
     /// The machine's keys: the same value must reach the install that follows, so the
     /// listing and the pull check commits against the same keys.
     pub trust_roots: TrustRoots,
+}
+
+impl GatherOptions {
+    /// Drives and named sources only, with sizes measured; no icons.
+    pub fn offline(trust_roots: TrustRoots) -> Self {
+        Self {
+            upstream: None,
+            nearby: None,
+            quick: false,
+            icon_cache: None,
+            trust_roots,
+        }
+    }
+
+    /// Drives only, with the sizes commits record: what can be shown at once.
+    pub fn offline_quick(trust_roots: TrustRoots) -> Self {
+        Self {
+            quick: true,
+            ..Self::offline(trust_roots)
+        }
+    }
+
+    /// Also the remotes' own servers ([`UPSTREAM_TIMEOUT`]) and computers nearby
+    /// ([`NEARBY_TIMEOUT`]).
+    pub fn online(trust_roots: TrustRoots) -> Self {
+        Self {
+            upstream: Some(UPSTREAM_TIMEOUT),
+            nearby: Some(NEARBY_TIMEOUT),
+            ..Self::offline(trust_roots)
+        }
+    }
+
+    /// App icons copied to `icon_cache`.
+    pub fn with_icon_cache(self, icon_cache: Option<PathBuf>) -> Self {
+        Self { icon_cache, ..self }
+    }
 }
 
 /// Targets, the sources that were opened, and the resolution over them.
@@ -537,13 +535,12 @@ pub fn gather_from(
     };
     set.extend(named(from.named));
     let network = !from.offline && !from.only_named;
-    let options = GatherOptions {
-        upstream: network.then_some(UPSTREAM_TIMEOUT),
-        nearby: network.then_some(NEARBY_TIMEOUT),
-        quick: false,
-        icon_cache,
-        trust_roots: trust_roots.clone(),
-    };
+    let options = if network {
+        GatherOptions::online(trust_roots.clone())
+    } else {
+        GatherOptions::offline(trust_roots.clone())
+    }
+    .with_icon_cache(icon_cache);
     gather(host, targets, set, options)
 }
 

@@ -28,7 +28,7 @@ use crate::config::{self, APP_ID};
 use crate::drive_copy::{self, CopyFlow, CopyStage, Destination};
 use crate::i18n::{tr, trf};
 use crate::install::{InstallRequest, Launch, RunnerEvent, RunningInstall};
-use crate::listing::{self, Listing, LoadOptions};
+use crate::listing::{self, Listing};
 use crate::model::InstallRun;
 use copy_page::CopyPage;
 use progress_card::ProgressCard;
@@ -492,10 +492,9 @@ impl App {
         let request = self.listing_request;
         let run_dir = self.run_dir.clone();
         sender.spawn_command(move |out| {
-            let offline = LoadOptions::offline_quick();
-            let listing = listing::load_with(&run_dir, offline);
+            let listing = listing::load_with(&run_dir, listing::options(false));
             out.emit(ListingLoaded { request, listing });
-            let listing = listing::load_with(&run_dir, LoadOptions::default());
+            let listing = listing::load_with(&run_dir, listing::options(true));
             out.emit(ListingLoaded { request, listing });
         });
     }
