@@ -321,6 +321,7 @@ mod tests {
     fn used(source: &str, kind: SourceKind, objects: u64, bytes: u64) -> SourceUse {
         SourceUse {
             source: source.to_owned(),
+            label: None,
             kind,
             objects,
             bytes,

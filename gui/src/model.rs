@@ -681,9 +681,10 @@ mod tests {
         }
     }
 
-    fn share(source: &str, kind: ferry_schema::SourceKind, objects: u64) -> SourceUse {
+    fn share(source: &str, label: &str, kind: ferry_schema::SourceKind, objects: u64) -> SourceUse {
         SourceUse {
             source: source.to_owned(),
+            label: Some(label.to_owned()),
             kind,
             objects,
             bytes: objects * 100,
@@ -708,8 +709,8 @@ mod tests {
             eta_seconds: None,
             source: None,
             sources: vec![
-                share(kingston, SourceKind::Drive, 3),
-                share(peer, SourceKind::Lan, 1),
+                share(kingston, "KINGSTON", SourceKind::Drive, 3),
+                share(peer, "Ferry on lab-2", SourceKind::Lan, 1),
             ],
         });
         assert_eq!(run.sources(OS).len(), 2);
@@ -733,7 +734,7 @@ mod tests {
             status: InstallStatus::Installed,
             message: None,
             restart_required: false,
-            sources: vec![share(kingston, SourceKind::Drive, 10)],
+            sources: vec![share(kingston, "KINGSTON", SourceKind::Drive, 10)],
         }));
         assert_eq!(
             crate::format::came_from(run.sources(OS)).as_deref(),

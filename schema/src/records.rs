@@ -118,6 +118,9 @@ pub enum SourceState {
 pub struct SourceUse {
     /// The source as messages name it, e.g. `KINGSTON (/media/k/.ostree/repo)`.
     pub source: String,
+    /// How a person knows it ([`SourceInfo::label`]): a drive's label, a computer's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
     pub kind: SourceKind,
     /// Objects it handed out that were verified and stored.
     pub objects: u64,
