@@ -4,8 +4,9 @@ use std::io::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use ferry_engine::event::{self, Event, MessageLevel, Phase, Reporter};
-use ferry_engine::schema::{Problem, SourceState, SourceUse};
+use ferry_engine::event::Reporter;
+use ferry_schema::event::{self, Event, MessageLevel, Phase};
+use ferry_schema::{Problem, SourceInfo, SourceState, SourceUse};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::i18n::{ntrf, tr, trf};
@@ -294,25 +295,33 @@ pub fn problems(problems: &[Problem]) -> String {
     }
     text.push_str(&tr("Problems:\n"));
     for problem in problems {
+        let place = problem_place(problem);
         match &problem.ref_name {
-            Some(name) => text.push_str(&format!(
-                "  {} ({name}): {}\n",
-                problem.source, problem.reason
-            )),
-            None => text.push_str(&format!("  {}: {}\n", problem.source, problem.reason)),
+            Some(name) => text.push_str(&format!("  {place} ({name}): {}\n", problem.reason)),
+            None => text.push_str(&format!("  {place}: {}\n", problem.reason)),
         }
     }
     text
 }
 
+/// Where a problem was met, named from its origin (a drive's label and repository, a
+/// computer nearby's name and address, a server's address); without one, what it is about.
+fn problem_place(problem: &Problem) -> String {
+    problem
+        .origin
+        .as_deref()
+        .map_or_else(|| problem.source.clone(), SourceInfo::name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_engine::schema::{InstallResult, InstallStatus, SourceKind, TargetKind};
+    use ferry_schema::{InstallResult, InstallStatus, SourceKind, TargetKind};
 
     fn used(source: &str, kind: SourceKind, objects: u64, bytes: u64) -> SourceUse {
         SourceUse {
             source: source.to_owned(),
+            label: None,
             kind,
             objects,
             bytes,
@@ -333,6 +342,37 @@ mod tests {
             source: None,
             sources,
         }
+    }
+
+    #[test]
+    fn problems_are_named_by_the_source_they_were_met_on() {
+        use ferry_schema::ProblemKind;
+        let drive = SourceInfo::new(
+            SourceKind::Drive,
+            "/media/k/.ostree/repo",
+            Some("KINGSTON".to_owned()),
+        );
+        let on_drive = Problem {
+            // Only the structure counts, whatever the text says.
+            source: "something else".to_owned(),
+            ..Problem::on_source(
+                ProblemKind::Corrupt,
+                &drive,
+                Some("os/x86_64/stable".to_owned()),
+                "damaged".to_owned(),
+            )
+        };
+        let installation = Problem::about(
+            ProblemKind::Unreadable,
+            "/var/lib/flatpak",
+            None,
+            "cannot read it".to_owned(),
+        );
+        assert_eq!(
+            problems(&[on_drive, installation]),
+            "Problems:\n  KINGSTON (/media/k/.ostree/repo) (os/x86_64/stable): damaged\n  \
+             /var/lib/flatpak: cannot read it\n"
+        );
     }
 
     #[test]

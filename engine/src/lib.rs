@@ -20,8 +20,10 @@
 //! - [`deploy`]: handing a pulled commit to `ostree admin` and `flatpak`.
 //! - [`privilege`]: what a run as root on a user's behalf (pkexec) may target and read.
 //! - [`event`]: progress and results as a stream of events.
-//! - [`schema`]: the JSON shapes shared with other processes (CLI output, drive records).
+//! - [`schema`]: the JSON shapes shared with other processes (CLI output, drive records),
+//!   re-exported from the `ferry-schema` crate.
 //! - [`cancel`]: cooperative cancellation.
+//! - [`paths`]: Ferry's run dir, sideload dir and configuration file, read from the environment once.
 
 // What a drive, peer or file supplies is never unwrapped; tests may.
 #![deny(clippy::unwrap_used)]
@@ -35,6 +37,7 @@ pub mod install;
 pub mod lan;
 pub mod memory;
 pub mod object;
+pub mod paths;
 pub mod policy;
 pub mod prepare;
 pub mod privilege;
@@ -42,9 +45,10 @@ pub mod pull;
 pub mod repo;
 pub mod resolve;
 pub mod scan;
-pub mod schema;
 pub mod serve;
 pub mod sharing;
 pub mod source;
 pub mod target;
 pub mod trust;
+
+pub use ferry_schema as schema;

@@ -127,7 +127,7 @@ impl Machine {
                 flatpak,
                 os_sysroot: None,
             },
-            run_dir: PathBuf::from("/run/ferry"),
+            run_dir: crate::paths::Paths::defaults().run_dir,
             trust_roots: TrustRoots::default(),
             records_owner: 0,
         }

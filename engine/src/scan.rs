@@ -107,6 +107,7 @@ impl Scanner {
         self.report.problems.push(Problem {
             kind,
             source: source.display().to_string(),
+            origin: None,
             ref_name,
             reason,
         });

@@ -4,7 +4,7 @@
 mod trust_support;
 
 use ferry_engine::object::Checksum;
-use ferry_engine::schema::ProblemKind;
+use ferry_engine::schema::{ProblemKind, SourceInfo, SourceKind};
 use ferry_engine::trust::{
     CommitCandidate, CommitFacts, InstalledCommit, RemotePolicy, RemoteTrustConfig, TrustError,
     UpdateKind, Verdict,
@@ -243,7 +243,9 @@ fn bytes_that_do_not_match_their_checksum_are_corrupt() {
         })
         .expect_err("altered bytes");
     assert_eq!(err.problem_kind(), ProblemKind::Corrupt);
-    let problem = err.to_problem("/media/stick", Some(STABLE));
+    let stick = SourceInfo::new(SourceKind::Drive, "/media/stick", None);
+    let problem = err.to_problem(&stick, Some(STABLE));
+    assert_eq!(problem.origin.as_deref(), Some(&stick));
     assert_eq!(problem.kind, ProblemKind::Corrupt);
     assert_eq!(problem.ref_name.as_deref(), Some(STABLE));
     assert!(problem

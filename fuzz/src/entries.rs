@@ -6,13 +6,14 @@
 use std::io::{self, BufReader, Read};
 use std::path::Path;
 
-use ferry_engine::event::{parse_line, read_line_bounded, LineRead};
+use ferry_engine::event::parse_line;
 use ferry_engine::lan::discover::parse_txt;
 use ferry_engine::object::{
     Commit, ContentHasher, DirMeta, DirTree, FileHeader, Metadata, MetadataValue, Summary,
 };
 use ferry_engine::policy::Policy;
 use ferry_engine::repo::read_archive_stream;
+use ferry_engine::schema::lines::{read_line_bounded, LineRead};
 use ferry_engine::schema::DriveRecord;
 use ferry_engine::trust::metadata::{CommitFacts, DetachedSignatures};
 

@@ -23,27 +23,11 @@ pub const BINDIR: &str = match option_env!("FERRY_BINDIR") {
     None => "/usr/bin",
 };
 
-/// The runtime directory the drive hook writes its records to.
-pub const DEFAULT_RUN_DIR: &str = "/run/ferry";
-
 /// Catalogue directory: `$FERRY_LOCALEDIR`, else the compiled-in default.
 pub fn locale_dir() -> PathBuf {
     std::env::var_os("FERRY_LOCALEDIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(LOCALEDIR))
-}
-
-/// `$FERRY_RUN_DIR`, else `/run/ferry`.
-pub fn run_dir() -> PathBuf {
-    std::env::var_os("FERRY_RUN_DIR")
-        .filter(|dir| !dir.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_RUN_DIR))
-}
-
-/// The directory holding one JSON record per inserted drive.
-pub fn drives_dir() -> PathBuf {
-    run_dir().join("drives")
 }
 
 /// The `ferryctl` to run for installs: `$FERRY_CTL`, else the one installed next to this

@@ -5,9 +5,10 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use ferry_engine::event::{parse_line, Event, MessageLevel, StreamError};
-use ferry_engine::prepare::{DrivePlan, RemovableMount};
-use ferry_engine::schema::TargetKind;
+use ferry_engine::prepare::RemovableMount;
+use ferry_schema::event::{parse_line, Event, MessageLevel, StreamError};
+use ferry_schema::DrivePlan;
+use ferry_schema::TargetKind;
 
 use crate::format;
 use crate::i18n::{ntrf, tr, trf};

@@ -1,7 +1,7 @@
 //! How numbers look to people: sizes, rates, remaining time, versions and where an update
 //! came from.
 
-use ferry_engine::schema::{SourceKind, SourceUse};
+use ferry_schema::{Problem, SourceKind, SourceUse};
 use relm4::gtk::glib;
 
 use crate::i18n::{ntrf, tr, trf};
@@ -69,7 +69,7 @@ pub fn came_from(sources: &[SourceUse]) -> Option<String> {
     let used = || sources.iter().filter(|s| s.objects > 0 || s.bytes > 0);
     let mut drives: Vec<&str> = Vec::new();
     for source in used().filter(|s| s.kind == SourceKind::Drive) {
-        let label = drive_label(&source.source);
+        let label = source.label.as_deref().unwrap_or(&source.source);
         if !drives.contains(&label) {
             drives.push(label);
         }
@@ -122,20 +122,26 @@ pub fn came_from(sources: &[SourceUse]) -> Option<String> {
 
 /// A drive's label in a source name: "KINGSTON" of "KINGSTON (/media/k/.ostree/repo)"; the
 /// whole name when it has no label.
-fn drive_label(name: &str) -> &str {
-    name.find(" (/")
-        .or_else(|| name.ends_with(')').then(|| name.rfind(" (")).flatten())
-        .map_or(name, |end| &name[..end])
+/// What a problem is about, under its reason: the ref it concerns, else the place it was met
+/// on (a repository path or an address), else what it names when it was met on no source.
+pub fn problem_subject(problem: &Problem) -> String {
+    match (&problem.ref_name, &problem.origin) {
+        (Some(ref_name), _) => ref_name.clone(),
+        (None, Some(origin)) => origin.location.clone(),
+        (None, None) => problem.source.clone(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_engine::schema::SourceState;
+    use ferry_schema::SourceState;
 
-    fn used(source: &str, kind: SourceKind, objects: u64) -> SourceUse {
+    fn used(label: Option<&str>, location: &str, kind: SourceKind, objects: u64) -> SourceUse {
+        let source = ferry_schema::SourceInfo::new(kind, location, label.map(str::to_owned));
         SourceUse {
-            source: source.to_owned(),
+            source: source.name(),
+            label: source.label,
             kind,
             objects,
             bytes: objects * 1000,
@@ -146,15 +152,47 @@ mod tests {
 
     fn peer(n: u32) -> SourceUse {
         used(
-            &format!("Ferry on lab-{n} (http://10.0.0.{n}:43381/0)"),
+            Some(&format!("Ferry on lab-{n}")),
+            &format!("http://10.0.0.{n}:43381/0"),
             SourceKind::Lan,
             3,
         )
     }
 
     #[test]
+    fn a_problem_is_about_its_ref_else_where_it_was_met() {
+        use ferry_schema::{ProblemKind, SourceInfo};
+        let peer = SourceInfo::new(
+            SourceKind::Lan,
+            "http://192.0.2.7:8080/",
+            Some("classroom-1".to_owned()),
+        );
+        let mut problem =
+            Problem::on_source(ProblemKind::Unavailable, &peer, None, "gone".to_owned());
+        assert_eq!(problem.source, "classroom-1 (http://192.0.2.7:8080/)");
+        assert_eq!(problem_subject(&problem), "http://192.0.2.7:8080/");
+        problem.ref_name = Some("app/org.example.App/x86_64/stable".to_owned());
+        assert_eq!(
+            problem_subject(&problem),
+            "app/org.example.App/x86_64/stable"
+        );
+        let installation = Problem::about(
+            ProblemKind::Unreadable,
+            "/var/lib/flatpak",
+            None,
+            "cannot read it".to_owned(),
+        );
+        assert_eq!(problem_subject(&installation), "/var/lib/flatpak");
+    }
+
+    #[test]
     fn an_update_says_which_drive_and_how_many_computers_it_came_from() {
-        let kingston = used("KINGSTON (/media/k/.ostree/repo)", SourceKind::Drive, 10);
+        let kingston = used(
+            Some("KINGSTON"),
+            "/media/k/.ostree/repo",
+            SourceKind::Drive,
+            10,
+        );
         assert_eq!(
             came_from(std::slice::from_ref(&kingston)).as_deref(),
             Some("from KINGSTON")
@@ -171,7 +209,12 @@ mod tests {
             came_from(&[peer(4)]).as_deref(),
             Some("from a computer nearby")
         );
-        let flathub = used("https://dl.flathub.org/repo/", SourceKind::Upstream, 5);
+        let flathub = used(
+            None,
+            "https://dl.flathub.org/repo/",
+            SourceKind::Upstream,
+            5,
+        );
         assert_eq!(
             came_from(std::slice::from_ref(&flathub)).as_deref(),
             Some("from the Internet")
@@ -181,8 +224,18 @@ mod tests {
             Some("from KINGSTON, a computer nearby and the Internet")
         );
         // Two repositories on one drive are one drive; two drives are counted.
-        let other_repo = used("KINGSTON (/media/k/ostree/repo)", SourceKind::Drive, 1);
-        let sandisk = used("SANDISK (/media/s/.ostree/repo)", SourceKind::Drive, 1);
+        let other_repo = used(
+            Some("KINGSTON"),
+            "/media/k/ostree/repo",
+            SourceKind::Drive,
+            1,
+        );
+        let sandisk = used(
+            Some("SANDISK"),
+            "/media/s/.ostree/repo",
+            SourceKind::Drive,
+            1,
+        );
         assert_eq!(
             came_from(&[kingston.clone(), other_repo]).as_deref(),
             Some("from KINGSTON")
@@ -201,12 +254,19 @@ mod tests {
         dropped.state = SourceState::Dropped;
         assert_eq!(came_from(&[]), None);
         assert_eq!(came_from(std::slice::from_ref(&dropped)), None);
-        let unlabelled = used("/run/media/repo", SourceKind::Drive, 2);
+        let unlabelled = used(None, "/run/media/repo", SourceKind::Drive, 2);
         assert_eq!(
             came_from(&[unlabelled, dropped]).as_deref(),
             Some("from /run/media/repo")
         );
-        assert_eq!(drive_label("USB (2) (/media/u/.ostree/repo)"), "USB (2)");
+        // A label is taken whole, however it reads.
+        let odd = used(
+            Some("USB (2)"),
+            "/media/u/.ostree/repo",
+            SourceKind::Drive,
+            1,
+        );
+        assert_eq!(came_from(&[odd]).as_deref(), Some("from USB (2)"));
     }
 
     #[test]

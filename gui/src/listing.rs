@@ -5,19 +5,21 @@
 //! `ferryctl list` does (read-only: installations are world-readable), for this machine's
 //! OS, system and per-user installations against those drives and the remotes' own servers.
 //! Every update appears once, under its preferred (first) source: each drive by label, then
-//! computers nearby, then the Internet. A drive this user cannot read keeps what the hook
-//! recorded for it. [`load_records`] is the instant, records-only view shown first.
+//! computers nearby, then the Internet. A drive this user cannot read counts with what the
+//! hook recorded for it; the engine decides which offer of an update wins, and this module
+//! only places what it returns. [`load_records`] is the instant, records-only view shown first.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use ferry_engine::resolve::sources::{self, MachineListing};
-use ferry_engine::schema::{
-    DriveInstallState, DriveRecord, Problem, ProblemKind, SourceInfo, SourceKind, TargetKind,
-    Update,
-};
+use ferry_engine::resolve::sources;
 use ferry_engine::target::HostPaths;
+use ferry_engine::trust::TrustRoots;
+use ferry_schema::{
+    DriveInstallState, DriveRecord, Problem, ProblemKind, SourceInfo, SourceKind, TargetKind,
+    Update, UpdateList,
+};
 
-pub use ferry_engine::resolve::sources::MachineListingOptions as LoadOptions;
+pub use ferry_engine::resolve::sources::GatherOptions as LoadOptions;
 
 use crate::i18n::tr;
 
@@ -134,12 +136,24 @@ impl Listing {
     }
 }
 
+/// What the app lists with: every source when `online`, else drives only and quick; this
+/// machine's keys, and this person's icon cache.
+pub fn options(online: bool) -> LoadOptions {
+    let roots = TrustRoots::from_env();
+    let options = if online {
+        LoadOptions::online(roots)
+    } else {
+        LoadOptions::offline_quick(roots)
+    };
+    options.with_icon_cache(sources::user_icon_cache())
+}
+
 /// Reads the current listing, asking the remotes' own servers too (this may take up to
 /// [`sources::UPSTREAM_TIMEOUT`]; call it off the main thread). Unreadable records are logged
 /// and left out; a record the hook is still writing appears with the next change of the
 /// directory.
 pub fn load(run_dir: &Path) -> Listing {
-    load_with(run_dir, LoadOptions::default())
+    load_with(run_dir, options(true))
 }
 
 /// [`load`], offline or quick as `options` say.
@@ -150,12 +164,8 @@ pub fn load_with(run_dir: &Path, options: LoadOptions) -> Listing {
 /// [`load_with`] for the machine `host` describes.
 pub fn load_for(host: &HostPaths, run_dir: &Path, options: LoadOptions) -> Listing {
     let records = read_drive_records(run_dir);
-    let drives: Vec<(PathBuf, Option<String>)> = records
-        .iter()
-        .map(|record| (PathBuf::from(&record.mount), record.label.clone()))
-        .collect();
-    let machine = sources::list_machine(host, &drives, options);
-    merge(records, machine)
+    let machine = sources::list_machine(host, &records, options);
+    group(records, machine.list)
 }
 
 /// The drive records alone, as the hook wrote them: instant, for a first view.
@@ -171,39 +181,22 @@ pub fn from_records(records: Vec<DriveRecord>) -> Listing {
     )
 }
 
-/// Groups the resolver's listing by each update's preferred source. A drive the resolver read
-/// gets the updates it found there and the problems met on it; a drive it could not read
-/// (mounted where only root may look, or gone) keeps its record's updates and problems.
-pub fn merge(records: Vec<DriveRecord>, machine: MachineListing) -> Listing {
-    let MachineListing { list, sources } = machine;
-    let mut problems = list.problems;
-    let mut groups = Vec::with_capacity(records.len() + 2);
-    let mut from_record: Vec<bool> = Vec::with_capacity(records.len());
-    for record in records {
-        let mount = PathBuf::from(&record.mount);
-        let read = sources
-            .iter()
-            .any(|source| source.kind == SourceKind::Drive && is_under(&source.location, &mount));
-        let mut group = group_for_record(record);
-        let (own, rest): (Vec<Problem>, Vec<Problem>) = problems
-            .into_iter()
-            .partition(|problem| is_under(problem_location(&problem.source), &mount));
-        problems = rest;
-        if read {
-            group.updates.clear();
-            group.problems = own;
-        } else {
-            for problem in own {
-                tracing::info!(drive = %group.title, reason = %problem.reason, "cannot read the drive; showing what the hook recorded");
-            }
-        }
-        from_record.push(!read);
-        groups.push(group);
-    }
+/// Places the engine's listing: each update under its preferred (first) source, each problem
+/// under the source it was met on. A recorded drive is known by its record ID; the engine
+/// already chose between a drive's record and what it read ([`sources::list_machine`]).
+pub fn group(records: Vec<DriveRecord>, list: UpdateList) -> Listing {
+    let mut groups: Vec<SourceGroup> = records
+        .into_iter()
+        .map(|record| SourceGroup {
+            updates: Vec::new(),
+            problems: Vec::new(),
+            ..group_for_record(record)
+        })
+        .collect();
     let mut nearby = remote_group(NEARBY_KEY, SourceKind::Lan, tr("Computers nearby"));
     let mut internet = remote_group(INTERNET_KEY, SourceKind::Upstream, tr("Internet"));
     for update in list.updates {
-        let Some(first) = update.sources.first().cloned() else {
+        let Some(first) = update.sources.first() else {
             tracing::warn!(id = %update.id, "an update without a source; leaving it out");
             continue;
         };
@@ -211,74 +204,32 @@ pub fn merge(records: Vec<DriveRecord>, machine: MachineListing) -> Listing {
             SourceKind::Lan => nearby.updates.push(update),
             SourceKind::Upstream => internet.updates.push(update),
             SourceKind::Drive => {
-                let known = groups.iter_mut().find(|group| {
-                    group
-                        .drive
-                        .as_ref()
-                        .is_some_and(|drive| is_under(&first.location, Path::new(&drive.mount)))
-                });
-                match known {
-                    Some(group) => group.updates.push(update),
-                    None => {
-                        let title = first.label.clone().unwrap_or(first.location.clone());
-                        let key = format!("drive:{}", first.location);
-                        match groups.iter_mut().find(|group| group.key == key) {
-                            Some(group) => group.updates.push(update),
-                            None => {
-                                from_record.push(false);
-                                groups.push(SourceGroup {
-                                    key,
-                                    kind: SourceKind::Drive,
-                                    title,
-                                    drive: Some(DriveInfo {
-                                        id: first.location.clone(),
-                                        mount: first.location.clone(),
-                                        device: None,
-                                        installing_by_system: false,
-                                    }),
-                                    updates: vec![update],
-                                    problems: Vec::new(),
-                                });
-                            }
-                        }
-                    }
-                }
+                let first = first.clone();
+                drive_group(&mut groups, &first).updates.push(update);
             }
         }
     }
-    // An update both a record and the resolver offer appears once: the newer commit wins,
-    // the drive on a tie (as the resolver itself prefers drives).
-    for remote in [&mut nearby, &mut internet] {
-        remote.updates.retain(|resolved| {
-            let mut keep = true;
-            for (group, _) in groups.iter_mut().zip(&from_record).filter(|(_, r)| **r) {
-                group.updates.retain(|recorded| {
-                    if recorded.id != resolved.id {
-                        return true;
-                    }
-                    if resolved.timestamp > recorded.timestamp {
-                        false
-                    } else {
-                        keep = false;
-                        true
-                    }
-                });
-            }
-            keep
-        });
+    let mut problems = Vec::new();
+    for problem in list.problems {
+        let Some(origin) = &problem.origin else {
+            problems.push(problem);
+            continue;
+        };
+        match origin.kind {
+            SourceKind::Lan => nearby.problems.push(problem),
+            SourceKind::Upstream => internet.problems.push(problem),
+            SourceKind::Drive => match groups
+                .iter_mut()
+                .find(|group| group.drive_id().is_some() && group.drive_id() == problem.drive())
+            {
+                Some(group) => group.problems.push(problem),
+                None => problems.push(problem),
+            },
+        }
     }
     for group in &mut groups {
         sort_updates(&mut group.updates);
     }
-    let mut rest = Vec::new();
-    for problem in problems {
-        match remote_kind(&problem, &sources) {
-            Some(SourceKind::Lan) => nearby.problems.push(problem),
-            Some(SourceKind::Upstream) => internet.problems.push(problem),
-            Some(SourceKind::Drive) | None => rest.push(problem),
-        }
-    }
-    let problems = rest;
     for mut remote in [nearby, internet] {
         if worth_showing(&remote) {
             sort_updates(&mut remote.updates);
@@ -295,22 +246,33 @@ pub fn merge(records: Vec<DriveRecord>, machine: MachineListing) -> Listing {
     sorted(groups, problems)
 }
 
-/// Which remote group a problem of no drive belongs to: a computer nearby (`NAME (URL)`, or
-/// a source read as one) or a remote's server (its bare URL). None for the rest, such as an
-/// installation that could not be read.
-fn remote_kind(problem: &Problem, sources: &[SourceInfo]) -> Option<SourceKind> {
-    let location = problem_location(&problem.source);
-    if let Some(source) = sources.iter().find(|source| source.location == location) {
-        return (source.kind != SourceKind::Drive).then_some(source.kind);
-    }
-    if !(location.starts_with("http://") || location.starts_with("https://")) {
-        return None;
-    }
-    Some(if location == problem.source {
-        SourceKind::Upstream
-    } else {
-        SourceKind::Lan
-    })
+/// The group of the drive `source` is on: its record's, else one of its own, named by the
+/// source (a drive the hook has not recorded).
+fn drive_group<'a>(groups: &'a mut Vec<SourceGroup>, source: &SourceInfo) -> &'a mut SourceGroup {
+    let key = match &source.drive {
+        Some(id) => format!("drive:{id}"),
+        None => format!("drive:{}", source.location),
+    };
+    let at = match groups.iter().position(|group| group.key == key) {
+        Some(at) => at,
+        None => {
+            groups.push(SourceGroup {
+                key,
+                kind: SourceKind::Drive,
+                title: source.label.clone().unwrap_or(source.location.clone()),
+                drive: Some(DriveInfo {
+                    id: source.location.clone(),
+                    mount: source.location.clone(),
+                    device: None,
+                    installing_by_system: false,
+                }),
+                updates: Vec::new(),
+                problems: Vec::new(),
+            });
+            groups.len() - 1
+        }
+    };
+    &mut groups[at]
 }
 
 /// Whether a remote group is worth showing: it offers updates, or something it offered was
@@ -332,19 +294,6 @@ fn remote_group(key: &str, kind: SourceKind, title: String) -> SourceGroup {
         updates: Vec::new(),
         problems: Vec::new(),
     }
-}
-
-/// Whether `location` (a repository path) lies on the drive mounted at `mount`.
-fn is_under(location: &str, mount: &Path) -> bool {
-    !location.is_empty() && Path::new(location).starts_with(mount)
-}
-
-/// The path or URL in a problem's source: `LABEL (LOCATION)` or `LOCATION`.
-fn problem_location(source: &str) -> &str {
-    source
-        .strip_suffix(')')
-        .and_then(|inner| inner.rsplit_once(" ("))
-        .map_or(source, |(_, location)| location)
 }
 
 fn sorted(mut groups: Vec<SourceGroup>, problems: Vec<Problem>) -> Listing {
@@ -535,7 +484,7 @@ mod tests {
         fs::create_dir(&drives).expect("mkdir");
         write(&drives, "kingston.json", KINGSTON);
         write(&drives, "broken.json", BROKEN_STICK);
-        let offline = LoadOptions::offline_quick();
+        let offline = options(false);
         let listing = load_for(&empty_host(run.path()), run.path(), offline);
         let records = load_records(run.path());
         // /media/user/KINGSTON is not mounted here: the records stand, with their problems
@@ -599,7 +548,7 @@ mod tests {
 
         // Drive and server hold the same v2: once, under the drive, which keeps its record's
         // identity.
-        let listing = load_for(&host, run.path(), LoadOptions::default());
+        let listing = load_for(&host, run.path(), options(true));
         assert_eq!(listing.groups.len(), 1, "{listing:#?}");
         let stick = listing.drive_group("stick-1").expect("the drive's group");
         assert_eq!(stick.title, "KINGSTON");
@@ -616,7 +565,7 @@ mod tests {
         let v3 = fixture
             .publish_app(&AppSpec::new("v3"))
             .expect("publish v3");
-        let listing = load_for(&host, run.path(), LoadOptions::default());
+        let listing = load_for(&host, run.path(), options(true));
         let internet = listing.group(INTERNET_KEY).expect("an Internet group");
         assert_eq!(internet.title, "Internet");
         assert_eq!(internet.kind, SourceKind::Upstream);
@@ -629,7 +578,7 @@ mod tests {
         assert_eq!(listing.update_count(), 1);
 
         // Offline, the drive's v2 is what there is.
-        let offline = LoadOptions::offline_quick();
+        let offline = options(false);
         let listing = load_for(&host, run.path(), offline);
         assert!(listing.group(INTERNET_KEY).is_none(), "{listing:#?}");
         let stick = listing.drive_group("stick-1").expect("the drive's group");
@@ -638,66 +587,74 @@ mod tests {
     }
 
     #[test]
-    fn problems_of_servers_and_computers_nearby_go_to_their_groups() {
-        use ferry_engine::schema::UpdateList;
-        let problem = |kind, source: &str| Problem {
-            kind,
-            source: source.to_owned(),
-            ref_name: None,
-            reason: format!("{source} said no"),
+    fn problems_go_to_the_source_they_were_met_on() {
+        let server = SourceInfo::new(SourceKind::Upstream, "https://dl.example.org/repo", None);
+        let peer = SourceInfo::new(
+            SourceKind::Lan,
+            "http://192.0.2.7:8080/",
+            Some("classroom-1".to_owned()),
+        );
+        let on = |kind, origin: &SourceInfo| {
+            Problem::on_source(kind, origin, None, format!("{} said no", origin.name()))
         };
-        let server = "https://dl.example.org/repo";
-        let peer = "classroom-1 (http://192.0.2.7:8080/)";
-        let installation = problem(ProblemKind::Unreadable, "/var/lib/flatpak");
-        let offline = MachineListing {
-            list: UpdateList {
-                updates: Vec::new(),
-                problems: vec![
-                    problem(ProblemKind::Unavailable, server),
-                    problem(ProblemKind::Unavailable, peer),
-                    installation.clone(),
-                ],
-            },
-            sources: Vec::new(),
+        let installation = Problem::about(
+            ProblemKind::Unreadable,
+            "/var/lib/flatpak",
+            None,
+            "cannot read it".to_owned(),
+        );
+        let offline = UpdateList {
+            updates: Vec::new(),
+            problems: vec![
+                on(ProblemKind::Unavailable, &server),
+                on(ProblemKind::Unavailable, &peer),
+                installation.clone(),
+            ],
         };
         // Nobody answered: no news, so the empty state rather than a page of problems.
-        let listing = merge(Vec::new(), offline.clone());
+        let listing = group(Vec::new(), offline.clone());
         assert!(listing.is_empty(), "{listing:#?}");
         assert_eq!(listing.problems, std::slice::from_ref(&installation));
 
-        // The server answered with a commit signed by a key this machine does not trust.
+        // The server answered with a commit signed by a key this machine does not trust, and
+        // the peer offered an older commit: each under its own group, by kind, not by name.
         let mut refused = offline;
-        refused.list.problems[0].kind = ProblemKind::UntrustedSignature;
-        let listing = merge(Vec::new(), refused);
-        assert_eq!(listing.groups.len(), 1, "{listing:#?}");
+        refused.problems[0].kind = ProblemKind::UntrustedSignature;
+        refused.problems[1].kind = ProblemKind::Downgrade;
+        let listing = group(Vec::new(), refused);
+        assert_eq!(listing.groups.len(), 2, "{listing:#?}");
         let internet = listing.group(INTERNET_KEY).expect("an Internet group");
         assert_eq!(internet.problems.len(), 1);
-        assert_eq!(internet.problems[0].source, server);
+        assert_eq!(internet.problems[0].origin.as_deref(), Some(&server));
+        let nearby = listing.group(NEARBY_KEY).expect("a nearby group");
+        assert_eq!(nearby.problems[0].origin.as_deref(), Some(&peer));
         assert!(listing.only_problems());
         assert_eq!(listing.problems, [installation]);
 
-        // A peer that was read is known by its location.
-        let sources = [SourceInfo {
-            kind: SourceKind::Lan,
-            location: "http://192.0.2.7:8080/".to_owned(),
-            label: Some("classroom-1".to_owned()),
-        }];
-        let read = problem(ProblemKind::Downgrade, "http://192.0.2.7:8080/");
-        assert_eq!(remote_kind(&read, &sources), Some(SourceKind::Lan));
-        assert_eq!(remote_kind(&read, &[]), Some(SourceKind::Upstream));
-    }
-
-    #[test]
-    fn problem_sources_name_their_location() {
-        assert_eq!(
-            problem_location("KINGSTON (/media/k/.ostree/repo)"),
-            "/media/k/.ostree/repo"
-        );
-        assert_eq!(problem_location("/media/k"), "/media/k");
-        assert_eq!(problem_location("http://example.org"), "http://example.org");
-        assert!(is_under("/media/k/.ostree/repo", Path::new("/media/k")));
-        assert!(!is_under("/media/kk/.ostree/repo", Path::new("/media/k")));
-        assert!(!is_under("", Path::new("/media/k")));
+        // A drive's problem goes to its record's group by ID, wherever its repository lies;
+        // one of a drive the hook never recorded is the listing's own.
+        let record: DriveRecord = serde_json::from_str(KINGSTON).expect("record");
+        let elsewhere = SourceInfo {
+            drive: Some(record.id.clone()),
+            ..SourceInfo::new(
+                SourceKind::Drive,
+                "/somewhere/else",
+                Some("KINGSTON".into()),
+            )
+        };
+        let unrecorded = SourceInfo::new(SourceKind::Drive, "/media/user/KINGSTON", None);
+        let list = UpdateList {
+            updates: Vec::new(),
+            problems: vec![
+                on(ProblemKind::Corrupt, &elsewhere),
+                on(ProblemKind::Corrupt, &unrecorded),
+            ],
+        };
+        let listing = group(vec![record], list);
+        let kingston = listing.drive_group("kingston-1234").expect("the drive");
+        assert_eq!(kingston.problems.len(), 1, "{listing:#?}");
+        assert_eq!(kingston.problems[0].origin.as_deref(), Some(&elsewhere));
+        assert_eq!(listing.problems.len(), 1);
     }
 
     #[test]

@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
-use ferry_engine::event::{Event, MessageLevel, Phase, StreamError};
-use ferry_engine::schema::{InstallResult, InstallStatus, SourceUse, TargetKind, Update};
+use ferry_schema::event::{Event, MessageLevel, Phase, StreamError};
+use ferry_schema::{InstallResult, InstallStatus, SourceUse, TargetKind, Update};
 
 use crate::i18n::{ntrf, tr, trf};
 
@@ -248,7 +248,7 @@ impl InstallRun {
         if self.refused.is_some() || line.trim().is_empty() {
             return Ok(());
         }
-        match ferry_engine::event::parse_line(line) {
+        match ferry_schema::event::parse_line(line) {
             Ok(event) => {
                 self.apply(event);
                 Ok(())
@@ -630,7 +630,7 @@ impl InstallRun {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_engine::event::{parse_line, to_line};
+    use ferry_schema::event::{parse_line, to_line};
 
     const ALL_OK: &str = include_str!("../tests/data/streams/install-all-ok.jsonl");
     const ONE_FAILS: &str = include_str!("../tests/data/streams/install-one-fails.jsonl");
@@ -645,7 +645,7 @@ mod tests {
     const TOOL: &str = "flatpak:user:app/org.example.Tool/x86_64/stable";
 
     fn kingston_updates() -> Vec<Update> {
-        let record: ferry_engine::schema::DriveRecord =
+        let record: ferry_schema::DriveRecord =
             serde_json::from_str(include_str!("../tests/data/drives/kingston.json"))
                 .expect("record");
         record.updates
@@ -681,20 +681,21 @@ mod tests {
         }
     }
 
-    fn share(source: &str, kind: ferry_engine::schema::SourceKind, objects: u64) -> SourceUse {
+    fn share(source: &str, label: &str, kind: ferry_schema::SourceKind, objects: u64) -> SourceUse {
         SourceUse {
             source: source.to_owned(),
+            label: Some(label.to_owned()),
             kind,
             objects,
             bytes: objects * 100,
-            state: ferry_engine::schema::SourceState::Active,
+            state: ferry_schema::SourceState::Active,
             reason: None,
         }
     }
 
     #[test]
     fn each_row_knows_its_sources_from_progress_drops_and_its_result() {
-        use ferry_engine::schema::{SourceKind, SourceState};
+        use ferry_schema::{SourceKind, SourceState};
         let kingston = "KINGSTON (/media/k/.ostree/repo)";
         let peer = "Ferry on lab-2 (http://[fe80::2%25eth0]:43381/0)";
         let mut run = InstallRun::new(&kingston_updates());
@@ -708,8 +709,8 @@ mod tests {
             eta_seconds: None,
             source: None,
             sources: vec![
-                share(kingston, SourceKind::Drive, 3),
-                share(peer, SourceKind::Lan, 1),
+                share(kingston, "KINGSTON", SourceKind::Drive, 3),
+                share(peer, "Ferry on lab-2", SourceKind::Lan, 1),
             ],
         });
         assert_eq!(run.sources(OS).len(), 2);
@@ -733,7 +734,7 @@ mod tests {
             status: InstallStatus::Installed,
             message: None,
             restart_required: false,
-            sources: vec![share(kingston, SourceKind::Drive, 10)],
+            sources: vec![share(kingston, "KINGSTON", SourceKind::Drive, 10)],
         }));
         assert_eq!(
             crate::format::came_from(run.sources(OS)).as_deref(),

@@ -8,16 +8,16 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ferry_engine::cancel::CancelToken;
-use ferry_engine::event::{Event, MessageLevel, Phase, Reporter};
+use ferry_engine::event::Reporter;
 use ferry_engine::install::{self, InstallOptions, Selection};
 use ferry_engine::policy::KioskSources;
-use ferry_engine::resolve::sources::SourceSet;
 use ferry_engine::resolve::sources::{
-    self, GatherOptions, Gathered, SourceOptions, TargetChoice, NEARBY_TIMEOUT,
+    self, GatherOptions, Gathered, SourceOptions, SourceSet, TargetChoice, NEARBY_TIMEOUT,
 };
-use ferry_engine::schema::{DriveInstall, DriveInstallState, InstallStatus};
 use ferry_engine::target::HostPaths;
 use ferry_engine::trust::TrustRoots;
+use ferry_schema::event::{Event, MessageLevel, Phase};
+use ferry_schema::{DriveInstall, DriveInstallState, InstallStatus};
 
 /// Progress is written to the record at most this often.
 const PROGRESS_WRITE_INTERVAL: Duration = Duration::from_millis(500);

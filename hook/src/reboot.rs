@@ -10,7 +10,7 @@ use std::ffi::OsString;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context as _, Result};
-use ferry_engine::schema::{InstallResult, InstallStatus};
+use ferry_schema::{InstallResult, InstallStatus};
 
 use ferry_engine::policy::RebootPolicy;
 

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use ferry_engine::schema::DriveRecord;
+use ferry_schema::DriveRecord;
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]

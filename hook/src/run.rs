@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
-use ferry_engine::schema::{DriveInstall, DriveInstallState, DriveRecord};
+use ferry_schema::{DriveInstall, DriveInstallState, DriveRecord};
 
 use crate::device::{self, BlockDevice};
 use crate::kiosk;
@@ -19,10 +19,8 @@ use crate::sideload;
 use crate::validate::validate;
 use ferry_engine::policy::{MountMode, OnInsert, OnNearby, Policy};
 
-/// Environment variables that move Ferry's paths (tests, other layouts).
-pub const ENV_RUN_DIR: &str = "FERRY_RUN_DIR";
-pub const ENV_SIDELOAD_DIR: &str = "FERRY_SIDELOAD_DIR";
-pub const ENV_CONFIG: &str = "FERRY_CONFIG";
+pub use ferry_engine::paths::{Paths, ENV_CONFIG, ENV_RUN_DIR, ENV_SIDELOAD_DIR};
+
 /// `1` accepts fixed disks and loop devices as if they were removable, whatever the policy.
 pub const ENV_ACCEPT_FIXED: &str = "FERRY_ACCEPT_FIXED_DRIVES";
 
@@ -50,39 +48,6 @@ fn write_install_state(path: &Path, install: &DriveInstall) -> Result<()> {
         return Err(error).with_context(|| format!("cannot write {}", path.display()));
     }
     Ok(())
-}
-
-/// Where the hook reads and writes.
-#[derive(Debug, Clone)]
-pub struct Paths {
-    pub run_dir: PathBuf,
-    pub sideload_dir: PathBuf,
-    pub config: PathBuf,
-}
-
-impl Paths {
-    pub fn from_env() -> Self {
-        let var = |name: &str, default: &str| {
-            std::env::var_os(name)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(default))
-        };
-        Self {
-            run_dir: var(ENV_RUN_DIR, "/run/ferry"),
-            sideload_dir: var(ENV_SIDELOAD_DIR, "/run/flatpak/sideload-repos"),
-            config: var(ENV_CONFIG, "/etc/ferry/ferry.conf"),
-        }
-    }
-
-    pub fn drives_dir(&self) -> PathBuf {
-        self.run_dir.join("drives")
-    }
-
-    /// Where drives are mounted with `mount = self`.
-    pub fn mount_dir(&self) -> PathBuf {
-        self.run_dir.join("mnt")
-    }
 }
 
 /// Everything a command needs.
@@ -327,6 +292,7 @@ impl Hook {
         record.repos = validation.repos;
         record.updates = validation.updates;
         record.problems = validation.problems;
+        record.mark_sources();
         // The record first: whatever happens next, removing the drive finds and undoes it.
         record.sideload_links = sideload::link_names(&record.id, validation.sideload.len());
         let store = self.store();

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ferry_engine::resolve::{resolve, ResolveOptions};
-use ferry_engine::schema::{Problem, ProblemKind, RepoReport, SourceKind, Update};
 use ferry_engine::source::drive::open_drive;
 use ferry_engine::source::Source;
 use ferry_engine::target::{default_targets, HostPaths};
+use ferry_schema::{Problem, ProblemKind, RepoReport, SourceKind, Update};
 
 use crate::beneath::DriveRoot;
 
@@ -26,13 +26,10 @@ pub struct Validation {
     pub sideload: Vec<PathBuf>,
 }
 
+/// A problem with the drive as a whole, or a path on it; the record it goes into marks it as
+/// the drive's ([`ferry_schema::DriveRecord::mark_sources`]).
 fn problem(kind: ProblemKind, source: &Path, reason: String) -> Problem {
-    Problem {
-        kind,
-        source: source.display().to_string(),
-        ref_name: None,
-        reason,
-    }
+    Problem::about(kind, source.display().to_string(), None, reason)
 }
 
 /// Validates the drive mounted at `mount` against the machine's installed targets (the booted
@@ -46,7 +43,7 @@ pub fn validate(mount: &Path, label: Option<&str>) -> Validation {
             format!("the drive could not be read: {error}"),
         )
     };
-    let opened = match open_drive(mount, label) {
+    let opened = match open_drive(mount, label, None) {
         Ok(opened) => opened,
         Err(error) => {
             validation.problems.push(unreadable(&error));

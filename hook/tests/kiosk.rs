@@ -11,14 +11,15 @@ use std::path::{Path, PathBuf};
 use common::*;
 use std::sync::Mutex;
 
-use ferry_engine::event::{Event, Phase, Reporter};
+use ferry_engine::event::Reporter;
 use ferry_engine::object::checksum::Checksum;
-use ferry_engine::schema::{
+use ferry_hook::kiosk::RecordReporter;
+use ferry_hook::reboot::os_update_needs_restart;
+use ferry_schema::event::{Event, Phase};
+use ferry_schema::{
     DriveInstall, DriveInstallState, InstallResult, InstallStatus, SourceInfo, SourceKind,
     TargetKind, Update,
 };
-use ferry_hook::kiosk::RecordReporter;
-use ferry_hook::reboot::os_update_needs_restart;
 
 fn update(id: &str, target: TargetKind, ref_name: &str, size: u64) -> Update {
     Update {
@@ -37,11 +38,11 @@ fn update(id: &str, target: TargetKind, ref_name: &str, size: u64) -> Update {
         body: String::new(),
         download_size: size,
         signed: true,
-        sources: vec![SourceInfo {
-            kind: SourceKind::Drive,
-            location: "/media/stick/.ostree/repo".into(),
-            label: Some("STICK".into()),
-        }],
+        sources: vec![SourceInfo::new(
+            SourceKind::Drive,
+            "/media/stick/.ostree/repo",
+            Some("STICK".into()),
+        )],
         needs: Vec::new(),
         app: None,
     }

@@ -8,7 +8,7 @@
 mod common;
 
 use common::*;
-use ferry_engine::schema::{DriveInstallState, InstallStatus, TargetKind};
+use ferry_schema::{DriveInstallState, InstallStatus, TargetKind};
 use ferry_tests::flatpak::{app_ref, AppSpec, FlatpakFixture, APP_ID, BRANCH};
 use ferry_tests::sysroot::{Sysroot, OS_REF};
 

@@ -11,7 +11,7 @@ use std::process::Command;
 
 use common::*;
 use ferry_engine::object::{MAX_COMMIT_SIZE, MAX_DETACHED_METADATA_SIZE};
-use ferry_engine::schema::{Problem, ProblemKind, UpdateList};
+use ferry_schema::{Problem, ProblemKind, UpdateList};
 use ferry_tests::flatpak::{app_ref, FlatpakFixture, APP_ID, BRANCH, COLLECTION_ID};
 use ferry_tests::heavy::{run_measuring_memory, write_padded_commit, Padding};
 use ferry_tests::ostree::{OstreeRepo, RepoMode};

@@ -5,7 +5,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use ferry_engine::schema::ProblemKind;
+use ferry_schema::ProblemKind;
 
 #[test]
 fn an_empty_drive_gets_a_record_without_repos_or_links() {

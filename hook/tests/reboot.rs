@@ -115,7 +115,7 @@ fn each_policy_decides_as_it_says() {
 
 #[test]
 fn only_an_installed_update_that_needs_it_asks_for_a_restart() {
-    use ferry_engine::schema::{InstallResult, InstallStatus, TargetKind};
+    use ferry_schema::{InstallResult, InstallStatus, TargetKind};
     let result = |status, restart_required| InstallResult {
         update: "os:/:exampleos:exampleos/x86_64/stable".into(),
         ref_name: "exampleos/x86_64/stable".into(),

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use ferry_engine::schema::{DriveRecord, ProblemKind, SourceKind};
+use ferry_schema::{DriveRecord, ProblemKind, SourceKind};
 use ferry_tests::flatpak::{app_ref, AppSpec, FlatpakFixture, APP_ID, BRANCH};
 use ferry_tests::ostree::{ObjectKind, UsbDrive};
 use ferry_tests::tamper::truncate_object;

@@ -5,7 +5,7 @@
 mod install_support;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use ferry_engine::event::{parse_line, Event};
 use ferry_engine::schema::InstallStatus;
+use ferry_engine::schema::JsonLines;
 use ferry_tests::generate::{generate_tree, Bucket, GenSpec};
 use ferry_tests::gpg::GpgKey;
 use ferry_tests::sysroot::{Sysroot, OS_REF};
@@ -110,7 +111,7 @@ fn follow(child: &mut Child) -> Result<(Vec<Event>, bool)> {
     let mut stdin = Some(child.stdin.take().context("stdin is not piped")?);
     let (sender, receiver) = mpsc::channel();
     std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
+        for line in JsonLines::new(BufReader::new(stdout)) {
             if sender.send(line).is_err() {
                 return;
             }

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use ferry_engine::delta::write::generate;
-use ferry_engine::object::Checksum;
 use ferry_engine::repo::Repo;
+use ferry_schema::Checksum;
 
 #[derive(Debug, clap::Args)]
 pub struct DeltaArgs {

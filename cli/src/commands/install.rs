@@ -17,14 +17,15 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use ferry_engine::deploy;
-use ferry_engine::event::{Event, MessageLevel, Phase, Reporter};
+use ferry_engine::event::Reporter;
 use ferry_engine::install::{self, InstallOptions, Plan, Selection, Summary};
 use ferry_engine::object::validate_ref_name;
 use ferry_engine::privilege::{self, Caller, Machine, Refusal, Request};
-use ferry_engine::schema::{InstallStatus, Problem, TargetKind};
 use ferry_engine::source::source_name;
 use ferry_engine::target::Target;
 use ferry_engine::trust::TrustRoots;
+use ferry_schema::event::{Event, MessageLevel, Phase};
+use ferry_schema::{InstallStatus, Problem, TargetKind};
 
 use super::display_name;
 use super::selection::{gather, gather_on, SourceOptions, TargetOptions};

@@ -12,9 +12,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use ferry_engine::resolve::sources;
-use ferry_engine::schema::{Update, UpdateList};
 use ferry_engine::source::source_name;
 use ferry_engine::trust::TrustRoots;
+use ferry_schema::{Update, UpdateList};
 
 use super::selection::{gather, SourceOptions, TargetOptions};
 use super::{display_name, format_date};

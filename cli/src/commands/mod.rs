@@ -11,7 +11,7 @@ mod selection;
 pub mod serve;
 pub mod sharing;
 
-use ferry_engine::schema::Update;
+use ferry_schema::Update;
 
 /// The name a person knows an update by ([`Update::display_name`]); the operating system by
 /// its ref, which tells a terminal user which one it is.

@@ -11,13 +11,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use ferry_engine::event::{Event, MessageLevel, Reporter};
+use ferry_engine::event::Reporter;
 use ferry_engine::prepare::{
     prepare_drive, this_machines_removable_mounts, DeltaFrom, PrepareOutcome, PrepareRequest,
     Selection,
 };
 use ferry_engine::privilege::{self, Caller, DriveRequest, Machine, PinnedDrive, Refusal};
 use ferry_engine::target::{default_targets, HostPaths, InstallationSelector, Target};
+use ferry_schema::event::{Event, MessageLevel};
 
 use crate::i18n::{tr, trf};
 use crate::render::{human_bytes, Output};

@@ -9,15 +9,16 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use ferry_engine::cancel::CancelToken;
-use ferry_engine::event::{Event, MessageLevel, Reporter};
+use ferry_engine::event::Reporter;
 use ferry_engine::object::{validate_collection_id, validate_ref_name, validate_remote_name};
 use ferry_engine::pull::{
     pull, PullOptions, PullRequest, PullStatus, PullTrust, PulledRef, RefOutcome, RefTarget,
 };
 use ferry_engine::repo::Repo;
-use ferry_engine::schema::{InstallResult, InstallStatus, SourceKind, TargetKind};
 use ferry_engine::source::{open_drive, HttpSource, Source};
 use ferry_engine::trust::{Signer, TrustRoots, Verdict};
+use ferry_schema::event::{Event, MessageLevel};
+use ferry_schema::{InstallResult, InstallStatus, SourceKind, TargetKind};
 
 use crate::i18n::{tr, trf};
 use crate::render::{describe_sources, human_bytes, Output};
@@ -150,7 +151,7 @@ fn open_sources(
             }
             continue;
         }
-        let drive = open_drive(std::path::Path::new(location), None)
+        let drive = open_drive(std::path::Path::new(location), None, None)
             .map_err(|error| anyhow::anyhow!("{error}"))?;
         for problem in &drive.report.problems {
             let text = match &problem.ref_name {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use ferry_engine::scan::scan;
-use ferry_engine::schema::ScanReport;
+use ferry_schema::ScanReport;
 
 use super::format_date;
 use crate::i18n::{tr, trf};

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use ferry_engine::paths::Paths;
 pub use ferry_engine::resolve::sources::SourceOptions;
 use ferry_engine::resolve::sources::{self, Gathered, TargetChoice};
 use ferry_engine::target::{HostPaths, InstallationSelector, Target};
@@ -27,7 +28,7 @@ pub fn gather(
 ) -> anyhow::Result<Gathered> {
     gather_on(
         &HostPaths::from_env(),
-        &sources::run_dir(),
+        &Paths::from_env().run_dir,
         targets,
         from,
         icon_cache,

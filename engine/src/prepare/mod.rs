@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use flate2::write::DeflateEncoder;
 use flate2::Compression;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::cancel::CancelToken;
 use crate::event::{human_bytes, Event, MessageLevel, Reporter};
@@ -112,35 +112,7 @@ struct DeltaJob {
     to: Checksum,
 }
 
-/// One ref the drive carries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CarriedRef {
-    pub collection_id: String,
-    #[serde(rename = "ref")]
-    pub ref_name: String,
-    pub commit: String,
-    pub target: TargetKind,
-    /// The installation or sysroot it is read from.
-    pub source: String,
-    /// The drive already has this ref at this commit.
-    pub up_to_date: bool,
-    /// Bytes of objects this ref adds that no ref before it in the plan needs (shared
-    /// objects count with the first), as the source stores them.
-    #[serde(default)]
-    pub new_bytes: u64,
-}
-
-/// What a run writes, computed before writing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DrivePlan {
-    pub repo: PathBuf,
-    pub refs: Vec<CarriedRef>,
-    pub objects_to_write: u64,
-    /// As the drive's filesystem counts them: each file rounded up to its block size.
-    pub bytes_to_write: u64,
-    /// None when the drive's filesystem does not report it.
-    pub free_bytes: Option<u64>,
-}
+pub use crate::schema::{CarriedRef, DrivePlan};
 
 /// How a run ended.
 #[derive(Debug, Clone, Serialize)]

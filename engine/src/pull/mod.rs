@@ -44,7 +44,7 @@ use crate::event::{Event, MessageLevel, Phase, Reporter};
 use crate::lan::discover::MAX_PEERS;
 use crate::object::{Checksum, Commit, ObjectId, ObjectKind};
 use crate::repo::{LockKind, RefLocation, Repo, RepoError, Transaction};
-use crate::schema::{SourceKind, SourceUse};
+use crate::schema::{SourceInfo, SourceKind, SourceUse};
 use crate::source::{FetchError, Interrupt, OfferedRef, Source};
 use crate::target::{Target, TargetError};
 use crate::trust::{
@@ -845,15 +845,8 @@ impl Context<'_> {
             .map(|&index| self.sources[index].clone())
             .collect();
         let names: Vec<String> = mirrors.iter().map(|&i| self.names[i].clone()).collect();
-        let progress = Progress::new(
-            self.reporter,
-            Some(update_id),
-            sources
-                .iter()
-                .zip(&names)
-                .map(|(source, name)| (name.clone(), source.info().kind))
-                .collect(),
-        );
+        let infos: Vec<&SourceInfo> = sources.iter().map(|source| source.info()).collect();
+        let progress = Progress::new(self.reporter, Some(update_id), &infos);
         // The commit's source is mirrors[0].
         progress.set_source(0);
         let checksum = chosen.checksum;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::event::{Event, Reporter};
-use crate::schema::{SourceKind, SourceState, SourceUse};
+use crate::schema::{SourceInfo, SourceKind, SourceState, SourceUse};
 use crate::source::Interrupt;
 
 /// How often progress is reported at most.
@@ -27,6 +27,7 @@ pub(super) struct Progress<'a> {
     reporter: &'a dyn Reporter,
     update: Option<String>,
     source_names: Vec<String>,
+    source_labels: Vec<Option<String>>,
     objects_done: AtomicU64,
     objects_total: AtomicU64,
     bytes_done: AtomicU64,
@@ -53,16 +54,16 @@ struct Snapshot {
 }
 
 impl<'a> Progress<'a> {
-    /// `sources`: the name and kind of each source, by index.
+    /// `sources`: each source, by index.
     pub(super) fn new(
         reporter: &'a dyn Reporter,
         update: Option<String>,
-        sources: Vec<(String, SourceKind)>,
+        sources: &[&SourceInfo],
     ) -> Self {
         let shares = sources
             .iter()
-            .map(|(_, kind)| Share {
-                kind: *kind,
+            .map(|source| Share {
+                kind: source.kind,
                 objects: AtomicU64::new(0),
                 bytes: AtomicU64::new(0),
                 state: Mutex::new((SourceState::Active, None)),
@@ -71,7 +72,8 @@ impl<'a> Progress<'a> {
         Self {
             reporter,
             update,
-            source_names: sources.into_iter().map(|(name, _)| name).collect(),
+            source_names: sources.iter().map(|source| source.name()).collect(),
+            source_labels: sources.iter().map(|source| source.label.clone()).collect(),
             shares,
             objects_done: AtomicU64::new(0),
             objects_total: AtomicU64::new(0),
@@ -123,13 +125,15 @@ impl<'a> Progress<'a> {
         self.shares
             .iter()
             .zip(&self.source_names)
-            .map(|(share, name)| {
+            .zip(&self.source_labels)
+            .map(|((share, name), label)| {
                 let (state, reason) = match share.state.lock() {
                     Ok(slot) => slot.clone(),
                     Err(poisoned) => poisoned.into_inner().clone(),
                 };
                 SourceUse {
                     source: name.clone(),
+                    label: label.clone(),
                     kind: share.kind,
                     objects: share.objects.load(Ordering::Relaxed),
                     bytes: share.bytes.load(Ordering::Relaxed),

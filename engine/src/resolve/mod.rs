@@ -50,7 +50,8 @@ use crate::object::{
 };
 use crate::repo::Repo;
 use crate::schema::{
-    AppInfo, Problem, ProblemKind, SourceInfo, SourceKind, TargetKind, Update, UpdateList,
+    AppInfo, DriveRecord, Problem, ProblemKind, SourceInfo, SourceKind, TargetKind, Update,
+    UpdateList,
 };
 use crate::source::SourceRank;
 use crate::source::{source_name, FetchError, Interrupt, OfferedRef, Source};
@@ -254,6 +255,7 @@ impl<'a> Resolver<'a> {
                 self.problems.push(Problem {
                     kind: ProblemKind::Unavailable,
                     source: self.targets[want.target].repo.display().to_string(),
+                    origin: None,
                     ref_name: Some(want.ref_name.clone()),
                     reason: format!(
                         "{} is needed by an update but is not installed, and no source offers \
@@ -367,9 +369,14 @@ impl<'a> Resolver<'a> {
             .sources
             .first()
             .map_or_else(|| remote_url.clone(), |&index| self.names[index].clone());
+        let origin = winner
+            .sources
+            .first()
+            .map(|&index| Box::new(self.sources[index].info().clone()));
         let problem = |kind: ProblemKind, reason: String| Problem {
             kind,
             source: source.clone(),
+            origin: origin.clone(),
             ref_name: Some(want.ref_name.clone()),
             reason,
         };
@@ -448,6 +455,7 @@ impl<'a> Resolver<'a> {
                     self.problems.push(Problem {
                         kind: fetch_problem_kind(&error),
                         source: self.names[index].clone(),
+                        origin: Some(Box::new(self.sources[index].info().clone())),
                         ref_name: None,
                         reason: format!("{error}: check the drive or connection and try again"),
                     });
@@ -506,6 +514,7 @@ impl<'a> Resolver<'a> {
                 found.push(Problem {
                     kind: ProblemKind::UnknownCollection,
                     source: self.names[index].clone(),
+                    origin: Some(Box::new(self.sources[index].info().clone())),
                     ref_name: None,
                     reason: self.unknown_collection_reason(collection_id),
                 });
@@ -514,6 +523,7 @@ impl<'a> Resolver<'a> {
                 found.push(Problem {
                     kind: ProblemKind::UnknownCollection,
                     source: self.names[index].clone(),
+                    origin: Some(Box::new(self.sources[index].info().clone())),
                     ref_name: Some(ref_name.to_owned()),
                     reason: format!(
                         "{ref_name} on {} has no collection ID, so Ferry cannot tell which remote \
@@ -761,6 +771,7 @@ impl<'a> Resolver<'a> {
             self.problems.push(Problem {
                 kind: error.problem_kind(),
                 source: target.repo.display().to_string(),
+                origin: None,
                 ref_name: None,
                 reason: error.to_string(),
             });
@@ -772,9 +783,11 @@ impl<'a> Resolver<'a> {
     /// problem saying why it was refused.
     fn check(&self, want: &Want, candidate: &Candidate) -> Result<Option<(u64, Verdict)>, Problem> {
         let source = &self.names[candidate.source];
+        let origin = self.sources[candidate.source].info();
         let problem = |kind: ProblemKind, reason: String| Problem {
             kind,
             source: source.clone(),
+            origin: Some(Box::new(origin.clone())),
             ref_name: Some(want.ref_name.clone()),
             reason,
         };
@@ -809,7 +822,7 @@ impl<'a> Resolver<'a> {
                     .or_else(|| refusals.first())
                     .map(|(_, error)| error);
                 return match error {
-                    Some(error) => Err(error.to_problem(source, Some(&want.ref_name))),
+                    Some(error) => Err(error.to_problem(origin, Some(&want.ref_name))),
                     None => Ok(None),
                 };
             }
@@ -833,7 +846,7 @@ impl<'a> Resolver<'a> {
         ) {
             Ok(accepted) if accepted.update == UpdateKind::UpToDate => Ok(None),
             Ok(accepted) => Ok(Some((accepted.timestamp, accepted.verdict))),
-            Err(error) => Err(error.to_problem(source, Some(&want.ref_name))),
+            Err(error) => Err(error.to_problem(origin, Some(&want.ref_name))),
         }
     }
 
@@ -926,6 +939,7 @@ impl<'a> Resolver<'a> {
             let problem = measured.incomplete.map(|reason| Problem {
                 kind: ProblemKind::Corrupt,
                 source: names[preferred].clone(),
+                origin: Some(Box::new(sources[preferred].info().clone())),
                 ref_name: Some(want.ref_name.clone()),
                 reason: format!(
                     "the size of commit {}… could not be measured fully ({reason}); fetching it \
@@ -1069,6 +1083,68 @@ fn push_once(wants: &mut Vec<Want>, want: Want) {
     };
     if !wants.iter().any(same) {
         wants.push(want);
+    }
+}
+
+/// The one rule between two listed offers of the same update, for listings that meet after
+/// resolution ([`add_recorded`]): the newer commit wins; on a tie, the offer whose preferred
+/// source is closer (a drive, then a computer nearby, then upstream), as [`resolve`] decides
+/// among candidates. `Greater` when `a` is preferred.
+pub fn compare_offers(a: &Update, b: &Update) -> std::cmp::Ordering {
+    let closest = |update: &Update| {
+        std::cmp::Reverse(
+            update
+                .sources
+                .first()
+                .map_or(SourceKind::Upstream, |s| s.kind),
+        )
+    };
+    a.timestamp
+        .cmp(&b.timestamp)
+        .then_with(|| closest(a).cmp(&closest(b)))
+}
+
+/// Adds to `list` what the hook recorded on drives this listing did not read (`read` holds
+/// every source it read; a drive is read when one of them carries its record ID), for
+/// example drives mounted where only root may look. Each recorded update competes with the
+/// listed one of the same ID by [`compare_offers`]; the same commit on both keeps every
+/// source, the preferred first. Such a drive's recorded problems replace those this listing
+/// met trying to read it. Records are expected marked ([`DriveRecord::mark_sources`]).
+pub fn add_recorded(list: &mut UpdateList, records: &[DriveRecord], read: &[SourceInfo]) {
+    for record in records {
+        if read
+            .iter()
+            .any(|source| source.drive.as_ref() == Some(&record.id))
+        {
+            continue;
+        }
+        list.problems.retain(|problem| {
+            let unread = problem.drive() == Some(record.id.as_str());
+            if unread {
+                tracing::info!(drive = %record.display_name(), reason = %problem.reason, "cannot read the drive; using what the hook recorded");
+            }
+            !unread
+        });
+        list.problems.extend(record.problems.iter().cloned());
+        for recorded in &record.updates {
+            let Some(listed) = list.updates.iter_mut().find(|u| u.id == recorded.id) else {
+                list.updates.push(recorded.clone());
+                continue;
+            };
+            let same_commit = listed.commit == recorded.commit;
+            let other_sources = if compare_offers(recorded, listed).is_gt() {
+                std::mem::replace(listed, recorded.clone()).sources
+            } else {
+                recorded.sources.clone()
+            };
+            if same_commit {
+                for source in other_sources {
+                    if !listed.sources.contains(&source) {
+                        listed.sources.push(source);
+                    }
+                }
+            }
+        }
     }
 }
 

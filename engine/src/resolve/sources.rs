@@ -50,45 +50,70 @@ impl SourceSet {
     }
 }
 
+/// A drive or repository to open as sources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriveToOpen {
+    /// A mount point or a repository.
+    pub path: PathBuf,
+    /// The name people know it by.
+    pub label: Option<String>,
+    /// The hook's record of the drive ([`DriveRecord::id`]), when it has one.
+    pub record: Option<String>,
+}
+
+impl DriveToOpen {
+    /// A path named on a command line: no label, no record.
+    pub fn named(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            label: None,
+            record: None,
+        }
+    }
+
+    /// The drive `record` describes, named as people know it even when it has no label.
+    pub fn recorded(record: &DriveRecord) -> Self {
+        Self {
+            path: PathBuf::from(&record.mount),
+            label: Some(record.display_name().to_owned()),
+            record: Some(record.id.clone()),
+        }
+    }
+}
+
 /// The drives the hook recorded under `run_dir`, each scanned again and opened.
 pub fn recorded_drives(run_dir: &Path) -> SourceSet {
     let (records, problems) = drive_records(run_dir);
-    let drives: Vec<(PathBuf, Option<String>)> = records
-        .into_iter()
-        .map(|record| {
-            // Named as people know the drive, even when it has no label.
-            let name = record.display_name().to_owned();
-            (PathBuf::from(record.mount), Some(name))
-        })
-        .collect();
+    let drives: Vec<DriveToOpen> = records.iter().map(DriveToOpen::recorded).collect();
     let mut set = open_drives(&drives);
     set.problems.splice(0..0, problems);
     set
 }
 
-/// Drives or repositories at `drives` (a mount point or a repository, with the label people
-/// know it by), scanned and opened in parallel.
-pub fn open_drives(drives: &[(PathBuf, Option<String>)]) -> SourceSet {
-    let opened = parallel::map(drives, 8, |(path, label)| {
-        open_drive(path, label.as_deref())
+/// Drives or repositories at `drives`, scanned and opened in parallel.
+pub fn open_drives(drives: &[DriveToOpen]) -> SourceSet {
+    let opened = parallel::map(drives, 8, |drive| {
+        open_drive(&drive.path, drive.label.as_deref(), drive.record.as_deref())
     });
     let mut set = SourceSet::default();
-    for ((path, label), result) in drives.iter().zip(opened) {
+    for (drive, result) in drives.iter().zip(opened) {
         let opened = match result {
             Ok(opened) => opened,
             Err(error) => {
-                let name = match label {
-                    Some(label) => format!("{label} ({})", path.display()),
-                    None => path.display().to_string(),
+                let origin = SourceInfo {
+                    drive: drive.record.clone(),
+                    ..SourceInfo::new(
+                        SourceKind::Drive,
+                        drive.path.display().to_string(),
+                        drive.label.clone(),
+                    )
                 };
-                set.problems.push(Problem {
-                    kind: ProblemKind::Unreadable,
-                    source: name,
-                    ref_name: None,
-                    reason: format!(
-                        "{error}: check that the drive is still mounted, then try again"
-                    ),
-                });
+                set.problems.push(Problem::on_source(
+                    ProblemKind::Unreadable,
+                    &origin,
+                    None,
+                    format!("{error}: check that the drive is still mounted, then try again"),
+                ));
                 continue;
             }
         };
@@ -114,10 +139,10 @@ pub fn open_drives(drives: &[(PathBuf, Option<String>)]) -> SourceSet {
 /// `http://` or `https://` URLs of computers nearby.
 pub fn named(locations: &[String]) -> SourceSet {
     let is_url = |s: &str| s.starts_with("http://") || s.starts_with("https://");
-    let paths: Vec<(PathBuf, Option<String>)> = locations
+    let paths: Vec<DriveToOpen> = locations
         .iter()
         .filter(|s| !is_url(s))
-        .map(|s| (PathBuf::from(s), None))
+        .map(DriveToOpen::named)
         .collect();
     let mut set = open_drives(&paths);
     let urls: Vec<&String> = locations.iter().filter(|s| is_url(s)).collect();
@@ -130,12 +155,12 @@ pub fn named(locations: &[String]) -> SourceSet {
                 sources: vec![Arc::new(source)],
                 problems: Vec::new(),
             }),
-            Err(error) => set.problems.push(Problem {
-                kind: ProblemKind::Unavailable,
-                source: url.clone(),
-                ref_name: None,
-                reason: format!("{error}: check the address and that the computer is on"),
-            }),
+            Err(error) => set.problems.push(Problem::on_source(
+                ProblemKind::Unavailable,
+                &SourceInfo::new(SourceKind::Lan, url.as_str(), None),
+                None,
+                format!("{error}: check the address and that the computer is on"),
+            )),
         }
     }
     set
@@ -155,14 +180,12 @@ pub fn nearby(timeout: Duration) -> SourceSet {
     let browsed = match crate::lan::discover::browse(timeout) {
         Ok(browsed) => browsed,
         Err(error) => {
-            set.problems.push(Problem {
-                kind: ProblemKind::Unavailable,
-                source: "computers nearby".to_owned(),
-                ref_name: None,
-                reason: format!(
-                    "{error}: computers nearby are not listed; check that the network is up"
-                ),
-            });
+            set.problems.push(Problem::about(
+                ProblemKind::Unavailable,
+                "computers nearby",
+                None,
+                format!("{error}: computers nearby are not listed; check that the network is up"),
+            ));
             return set;
         }
     };
@@ -177,14 +200,16 @@ pub fn nearby(timeout: Duration) -> SourceSet {
 /// [`MAX_PEERS`](crate::lan::discover::MAX_PEERS) used; None when none were.
 pub fn ignored_peers(ignored: usize) -> Option<Problem> {
     use crate::lan::discover::MAX_PEERS;
-    (ignored > 0).then(|| Problem {
-        kind: ProblemKind::Other,
-        source: "computers nearby".to_owned(),
-        ref_name: None,
-        reason: format!(
-            "{ignored} more computers nearby advertise updates; only the {MAX_PEERS} with the \
-             newest summaries are used"
-        ),
+    (ignored > 0).then(|| {
+        Problem::about(
+            ProblemKind::Other,
+            "computers nearby",
+            None,
+            format!(
+                "{ignored} more computers nearby advertise updates; only the {MAX_PEERS} with \
+                 the newest summaries are used"
+            ),
+        )
     })
 }
 
@@ -208,14 +233,12 @@ pub fn connect_peers(peers: &[crate::lan::discover::Peer]) -> SourceSet {
             }),
             Err(error) => {
                 tracing::info!(url = %peer.url, %error, "dropping a computer nearby");
-                set.problems.push(Problem {
-                    kind: ProblemKind::Unavailable,
-                    source: format!("{} ({})", peer.name, peer.url),
-                    ref_name: None,
-                    reason: format!(
-                        "{error}: updates from it are not listed; it may have stopped serving"
-                    ),
-                });
+                set.problems.push(Problem::on_source(
+                    ProblemKind::Unavailable,
+                    &SourceInfo::new(SourceKind::Lan, peer.url.as_str(), Some(peer.name.clone())),
+                    None,
+                    format!("{error}: updates from it are not listed; it may have stopped serving"),
+                ));
             }
         }
     }
@@ -279,25 +302,25 @@ pub fn upstream(targets: &[Target], timeout: Duration) -> SourceSet {
         answered.insert(url.clone());
         match result {
             Ok(source) => set.sources.push(Arc::new(source)),
-            Err(error) => set.problems.push(Problem {
-                kind: ProblemKind::Unavailable,
-                source: url,
-                ref_name: None,
-                reason: upstream_failure(&error),
-            }),
+            Err(error) => set.problems.push(Problem::on_source(
+                ProblemKind::Unavailable,
+                &SourceInfo::new(SourceKind::Upstream, url, None),
+                None,
+                upstream_failure(&error),
+            )),
         }
     }
     for url in urls.keys().filter(|url| !answered.contains(*url)) {
-        set.problems.push(Problem {
-            kind: ProblemKind::Unavailable,
-            source: url.clone(),
-            ref_name: None,
-            reason: format!(
+        set.problems.push(Problem::on_source(
+            ProblemKind::Unavailable,
+            &SourceInfo::new(SourceKind::Upstream, url.as_str(), None),
+            None,
+            format!(
                 "{url} did not answer within {} seconds: updates from it are not listed; \
                  check the network connection, or use --offline",
                 timeout.as_secs()
             ),
-        });
+        ));
     }
     // Answers arrive in any order; list servers in a stable one.
     set.sources
@@ -311,79 +334,42 @@ fn upstream_failure(error: &FetchError) -> String {
     )
 }
 
-/// How [`list_machine`] looks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MachineListingOptions {
-    /// Ask the remotes' own servers, waiting this long for them all; None stays offline.
-    pub upstream: Option<Duration>,
-    /// Browse for computers nearby this long ([`nearby`]); None looks for none.
-    pub nearby: Option<Duration>,
-    /// Sizes from what commits record, without walking their objects
-    /// ([`ResolveOptions::quick`](super::ResolveOptions::quick)).
-    pub quick: bool,
-}
-
-impl MachineListingOptions {
-    /// Drives only, with the sizes commits record: what can be shown at once.
-    pub fn offline_quick() -> Self {
-        Self {
-            upstream: None,
-            nearby: None,
-            quick: true,
-        }
-    }
-}
-
-impl Default for MachineListingOptions {
-    fn default() -> Self {
-        Self {
-            upstream: Some(UPSTREAM_TIMEOUT),
-            nearby: Some(NEARBY_TIMEOUT),
-            quick: false,
-        }
-    }
-}
-
 /// A listing of this machine, and the sources it read.
 #[derive(Debug, Clone, Default)]
 pub struct MachineListing {
-    /// The updates; its problems start with those of finding targets and opening sources.
+    /// The updates, each once, from its preferred source; its problems start with those of
+    /// finding targets and opening sources.
     pub list: UpdateList,
     /// Every source that was opened and read, drives and servers alike.
     pub sources: Vec<SourceInfo>,
 }
 
 /// What `ferryctl list` shows without target options: the machine's default targets
-/// ([`default_targets`]) against `drives` (mount points or repositories, with their labels,
-/// as [`open_drives`] takes them) and, as `options` say, the targets' upstream servers and
-/// computers nearby. Read-only; a person's own listing, so app icons go to
-/// [`user_icon_cache`].
+/// ([`default_targets`]) against the drives of `records` and, as `options` say, the targets'
+/// upstream servers and computers nearby. A drive that cannot be read here (mounted where
+/// only root may look) counts with what the hook recorded on it ([`super::add_recorded`]).
+/// Read-only; a person's own listing gives [`user_icon_cache`] as the icon cache.
 pub fn list_machine(
     host: &HostPaths,
-    drives: &[(PathBuf, Option<String>)],
-    options: MachineListingOptions,
+    records: &[DriveRecord],
+    options: GatherOptions,
 ) -> MachineListing {
+    let drives: Vec<DriveToOpen> = records.iter().map(DriveToOpen::recorded).collect();
     let gathered = gather(
         host,
         TargetChoice::MachineDefaults,
-        open_drives(drives),
-        GatherOptions {
-            upstream: options.upstream,
-            nearby: options.nearby,
-            quick: options.quick,
-            icon_cache: user_icon_cache(),
-            trust_roots: TrustRoots::from_env(),
-        },
+        open_drives(&drives),
+        options,
     );
-    MachineListing {
-        sources: gathered
-            .sources
-            .sources
-            .iter()
-            .map(|s| s.info().clone())
-            .collect(),
-        list: gathered.list,
-    }
+    let sources: Vec<SourceInfo> = gathered
+        .sources
+        .sources
+        .iter()
+        .map(|s| s.info().clone())
+        .collect();
+    let mut list = gathered.list;
+    super::add_recorded(&mut list, records, &sources);
+    MachineListing { list, sources }
 }
 
 /// Which targets [`gather`] resolves for.
@@ -396,8 +382,9 @@ pub enum TargetChoice {
     Chosen(Vec<Target>),
 }
 
-/// How [`gather`] looks.
-#[derive(Debug, Clone, Default)]
+/// How a listing looks beyond its targets and drives: the network, sizes, icons and keys.
+/// The one set of options of [`gather`], [`gather_from`] and [`list_machine`].
+#[derive(Debug, Clone)]
 pub struct GatherOptions {
     /// Ask the targets' upstream servers, waiting this long for them all; None stays offline.
     pub upstream: Option<Duration>,
@@ -410,6 +397,42 @@ pub struct GatherOptions {
     /// The machine's keys: the same value must reach the install that follows, so the
     /// listing and the pull check commits against the same keys.
     pub trust_roots: TrustRoots,
+}
+
+impl GatherOptions {
+    /// Drives and named sources only, with sizes measured; no icons.
+    pub fn offline(trust_roots: TrustRoots) -> Self {
+        Self {
+            upstream: None,
+            nearby: None,
+            quick: false,
+            icon_cache: None,
+            trust_roots,
+        }
+    }
+
+    /// Drives only, with the sizes commits record: what can be shown at once.
+    pub fn offline_quick(trust_roots: TrustRoots) -> Self {
+        Self {
+            quick: true,
+            ..Self::offline(trust_roots)
+        }
+    }
+
+    /// Also the remotes' own servers ([`UPSTREAM_TIMEOUT`]) and computers nearby
+    /// ([`NEARBY_TIMEOUT`]).
+    pub fn online(trust_roots: TrustRoots) -> Self {
+        Self {
+            upstream: Some(UPSTREAM_TIMEOUT),
+            nearby: Some(NEARBY_TIMEOUT),
+            ..Self::offline(trust_roots)
+        }
+    }
+
+    /// App icons copied to `icon_cache`.
+    pub fn with_icon_cache(self, icon_cache: Option<PathBuf>) -> Self {
+        Self { icon_cache, ..self }
+    }
 }
 
 /// Targets, the sources that were opened, and the resolution over them.
@@ -512,13 +535,12 @@ pub fn gather_from(
     };
     set.extend(named(from.named));
     let network = !from.offline && !from.only_named;
-    let options = GatherOptions {
-        upstream: network.then_some(UPSTREAM_TIMEOUT),
-        nearby: network.then_some(NEARBY_TIMEOUT),
-        quick: false,
-        icon_cache,
-        trust_roots: trust_roots.clone(),
-    };
+    let options = if network {
+        GatherOptions::online(trust_roots.clone())
+    } else {
+        GatherOptions::offline(trust_roots.clone())
+    }
+    .with_icon_cache(icon_cache);
     gather(host, targets, set, options)
 }
 
@@ -597,14 +619,6 @@ fn read_bounded_text(path: &Path, max: u64) -> Result<String, String> {
     Ok(text)
 }
 
-/// `$FERRY_RUN_DIR`, else `/run/ferry`.
-pub fn run_dir() -> PathBuf {
-    std::env::var_os("FERRY_RUN_DIR")
-        .filter(|dir| !dir.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/run/ferry"))
-}
-
 /// Where a listing run by a person copies app icons: `$XDG_CACHE_HOME/ferry/icons`, else
 /// `~/.cache/ferry/icons`.
 pub fn user_icon_cache() -> Option<PathBuf> {
@@ -619,8 +633,9 @@ pub fn user_icon_cache() -> Option<PathBuf> {
     Some(cache.join("ferry/icons"))
 }
 
-/// The drive records in `<run_dir>/drives/*.json`, sorted by file name, and the problems of
-/// those that cannot be read.
+/// The drive records in `<run_dir>/drives/*.json`, sorted by file name, each with its sources
+/// and problems marked as its own ([`DriveRecord::mark_sources`]), and the problems of those
+/// that cannot be read.
 pub fn drive_records(run_dir: &Path) -> (Vec<DriveRecord>, Vec<Problem>) {
     let dir = run_dir.join("drives");
     let mut problems = Vec::new();
@@ -630,25 +645,28 @@ pub fn drive_records(run_dir: &Path) -> (Vec<DriveRecord>, Vec<Problem>) {
             return (Vec::new(), problems)
         }
         Err(error) => {
-            problems.push(Problem {
-                kind: ProblemKind::Unreadable,
-                source: dir.display().to_string(),
-                ref_name: None,
-                reason: format!("cannot list the drive records: {error}"),
-            });
+            problems.push(Problem::about(
+                ProblemKind::Unreadable,
+                dir.display().to_string(),
+                None,
+                format!("cannot list the drive records: {error}"),
+            ));
             return (Vec::new(), problems);
         }
     };
     let mut records = Vec::new();
     for path in paths {
         match DriveRecord::read(&path) {
-            Ok(record) => records.push(record),
-            Err(error) => problems.push(Problem {
-                kind: ProblemKind::Unreadable,
-                source: path.display().to_string(),
-                ref_name: None,
-                reason: error.to_string(),
-            }),
+            Ok(mut record) => {
+                record.mark_sources();
+                records.push(record);
+            }
+            Err(error) => problems.push(Problem::about(
+                ProblemKind::Unreadable,
+                path.display().to_string(),
+                None,
+                error.to_string(),
+            )),
         }
     }
     (records, problems)
@@ -771,6 +789,8 @@ mod tests {
         assert!(set
             .problems
             .iter()
-            .any(|p| p.kind == ProblemKind::Unreadable && p.source.starts_with("KINGSTON")));
+            .any(|p| p.kind == ProblemKind::Unreadable
+                && p.source.starts_with("KINGSTON")
+                && p.drive() == Some("abc")));
     }
 }

@@ -231,11 +231,7 @@ impl Upstream {
     fn open(path: &Path) -> Self {
         Self {
             inner: DriveSource::open(path, None).expect("open upstream"),
-            info: SourceInfo {
-                kind: SourceKind::Upstream,
-                location: URL.to_owned(),
-                label: Some(REMOTE.to_owned()),
-            },
+            info: SourceInfo::new(SourceKind::Upstream, URL, Some(REMOTE.to_owned())),
         }
     }
 }
@@ -990,4 +986,101 @@ fn computers_nearby_are_looked_for_only_for_refs_bound_to_a_collection() {
     )));
     assert!(super::sources::peers_could_offer(&[unbound, bound]));
     assert!(!super::sources::peers_could_offer(&[]));
+}
+
+/// An update of `id` to a commit named by `digit`, made at `timestamp`, offered by `sources`.
+fn offer(id: &str, digit: char, timestamp: u64, sources: &[&SourceInfo]) -> Update {
+    Update {
+        id: id.to_owned(),
+        target: TargetKind::Os,
+        installation: None,
+        remote: REMOTE.to_owned(),
+        collection_id: Some(COLLECTION.to_owned()),
+        ref_name: REF.to_owned(),
+        current_commit: None,
+        commit: Checksum::from_hex(&digit.to_string().repeat(64)).expect("checksum"),
+        current_version: None,
+        version: None,
+        timestamp,
+        subject: String::new(),
+        body: String::new(),
+        download_size: 0,
+        signed: true,
+        sources: sources.iter().map(|s| (*s).clone()).collect(),
+        needs: Vec::new(),
+        app: None,
+    }
+}
+
+#[test]
+fn recorded_drives_nobody_could_read_compete_by_the_one_rule() {
+    let mut stick = DriveRecord::new("stick", "/media/k");
+    stick.label = Some("KINGSTON".to_owned());
+    let on_stick = SourceInfo::new(SourceKind::Drive, "/media/k/.ostree/repo", None);
+    stick.updates = vec![
+        offer("newer", 'a', 20, &[&on_stick]),
+        offer("tie", 'b', 10, &[&on_stick]),
+        offer("older", 'c', 5, &[&on_stick]),
+        offer("same", 'd', 10, &[&on_stick]),
+        offer("only-here", 'e', 1, &[&on_stick]),
+    ];
+    stick.problems = vec![Problem::about(
+        ProblemKind::Corrupt,
+        "/media/k/.ostree/repo",
+        None,
+        "recorded by the hook".to_owned(),
+    )];
+    stick.mark_sources();
+    let server = SourceInfo::new(SourceKind::Upstream, URL, None);
+    let listed = UpdateList {
+        updates: vec![
+            offer("newer", '1', 10, &[&server]),
+            offer("tie", '2', 10, &[&server]),
+            offer("older", '3', 10, &[&server]),
+            offer("same", 'd', 10, &[&server]),
+        ],
+        problems: vec![Problem::on_source(
+            ProblemKind::Unreadable,
+            &stick.source_info(),
+            None,
+            "permission denied".to_owned(),
+        )],
+    };
+
+    let mut list = listed.clone();
+    add_recorded(
+        &mut list,
+        std::slice::from_ref(&stick),
+        std::slice::from_ref(&server),
+    );
+    let by_id = |id: &str| list.updates.iter().find(|u| u.id == id).expect("listed");
+    let kinds = |update: &Update| -> Vec<SourceKind> {
+        update.sources.iter().map(|source| source.kind).collect()
+    };
+    // The newer commit wins; on a tie the drive does; the same commit keeps both sources.
+    assert_eq!(by_id("newer").timestamp, 20);
+    assert_eq!(kinds(by_id("newer")), [SourceKind::Drive]);
+    assert_eq!(by_id("tie").commit.to_hex(), "b".repeat(64));
+    assert_eq!(by_id("older").commit.to_hex(), "3".repeat(64));
+    assert_eq!(kinds(by_id("older")), [SourceKind::Upstream]);
+    assert_eq!(
+        kinds(by_id("same")),
+        [SourceKind::Drive, SourceKind::Upstream]
+    );
+    assert_eq!(by_id("same").sources[0].drive.as_deref(), Some("stick"));
+    assert_eq!(by_id("only-here").commit.to_hex(), "e".repeat(64));
+    assert_eq!(list.updates.len(), 5);
+    // The record speaks for the drive: its problems replace the failure to read it.
+    assert_eq!(list.problems.len(), 1, "{:#?}", list.problems);
+    assert_eq!(list.problems[0].reason, "recorded by the hook");
+    assert_eq!(list.problems[0].drive(), Some("stick"));
+
+    // A drive the listing read is left as the listing found it.
+    let mut list = listed.clone();
+    let read = SourceInfo {
+        drive: Some("stick".to_owned()),
+        ..on_stick
+    };
+    add_recorded(&mut list, &[stick], &[read]);
+    assert_eq!(list, listed);
 }

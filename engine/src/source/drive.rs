@@ -48,11 +48,7 @@ impl DriveSource {
             .ok()
             .flatten()
             .and_then(|bytes| Summary::last_modified_of(&bytes));
-        let info = SourceInfo {
-            kind: SourceKind::Drive,
-            location: path.display().to_string(),
-            label,
-        };
+        let info = SourceInfo::new(SourceKind::Drive, path.display().to_string(), label);
         Ok(Self {
             repo,
             info,
@@ -265,17 +261,37 @@ pub struct OpenedDrive {
 
 /// Scans `path` (a drive's root or a repository) and opens every repository found. A
 /// repository that resolves off the drive is refused by the scan and only listed as a problem.
-pub fn open_drive(path: &Path, label: Option<&str>) -> Result<OpenedDrive, ScanError> {
+/// `record` is the hook's record of the drive ([`DriveRecord::id`](crate::schema::DriveRecord)),
+/// when it has one: every source and problem found carries it.
+pub fn open_drive(
+    path: &Path,
+    label: Option<&str>,
+    record: Option<&str>,
+) -> Result<OpenedDrive, ScanError> {
     let mut report = scan(path)?;
+    let on_drive = |location: &str| SourceInfo {
+        drive: record.map(str::to_owned),
+        ..SourceInfo::new(SourceKind::Drive, location, label.map(str::to_owned))
+    };
+    // The scan names the paths it refused; they are on this drive.
+    for problem in &mut report.problems {
+        problem.origin = Some(Box::new(on_drive(&problem.source)));
+    }
     let mut sources = Vec::new();
     for repo in &report.repos {
         match DriveSource::open(Path::new(&repo.path), label.map(str::to_owned)) {
-            Ok(source) => sources.push(source),
+            Ok(mut source) => {
+                source.info.drive = record.map(str::to_owned);
+                sources.push(source);
+            }
             Err(error) => report.problems.push(Problem {
-                kind: ProblemKind::Unreadable,
                 source: repo.path.clone(),
-                ref_name: None,
-                reason: error.to_string(),
+                ..Problem::on_source(
+                    ProblemKind::Unreadable,
+                    &on_drive(&repo.path),
+                    None,
+                    error.to_string(),
+                )
             }),
         }
     }

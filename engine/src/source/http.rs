@@ -288,11 +288,7 @@ impl HttpSource {
 }
 
 fn info(kind: SourceKind, url: &str, label: Option<String>) -> SourceInfo {
-    SourceInfo {
-        kind,
-        location: url.to_owned(),
-        label,
-    }
+    SourceInfo::new(kind, url, label)
 }
 
 /// Runs `future` to completion on `runtime`, looking at `interrupt` every

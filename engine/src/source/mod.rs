@@ -194,10 +194,7 @@ impl FetchError {
 
 /// How messages name a source: its label and location, e.g. `KINGSTON (/media/k/.ostree/repo)`.
 pub fn source_name(source: &SourceInfo) -> String {
-    match &source.label {
-        Some(label) if label != &source.location => format!("{label} ({})", source.location),
-        _ => source.location.clone(),
-    }
+    source.name()
 }
 
 /// A place objects can be read from.

@@ -196,12 +196,14 @@ impl Target {
             Some(Err(detail)) => problems.push(Problem {
                 kind: ProblemKind::Unreadable,
                 source: deployment.origin_path().display().to_string(),
+                origin: None,
                 ref_name: None,
                 reason: format!("{detail}: fix the deployment's origin file"),
             }),
             None => problems.push(Problem {
                 kind: ProblemKind::Unavailable,
                 source: deployment.origin_path().display().to_string(),
+                origin: None,
                 ref_name: None,
                 reason: format!(
                     "deployment {}.{} has no origin refspec, so Ferry cannot tell what to \
@@ -478,6 +480,7 @@ impl TargetError {
         Problem {
             kind,
             source: self.path().display().to_string(),
+            origin: None,
             ref_name: None,
             reason: self.to_string(),
         }
@@ -488,6 +491,7 @@ fn problem(source: &str, ref_name: &str, reason: String) -> Problem {
     Problem {
         kind: ProblemKind::Unreadable,
         source: source.to_owned(),
+        origin: None,
         ref_name: Some(ref_name.to_owned()),
         reason,
     }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::object::Checksum;
-use crate::schema::{Problem, ProblemKind};
+use crate::schema::{Problem, ProblemKind, SourceInfo};
 
 /// What a signature covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -336,13 +336,13 @@ impl TrustError {
     }
 
     /// A listing entry for this refusal.
-    pub fn to_problem(&self, source: &str, ref_name: Option<&str>) -> Problem {
-        Problem {
-            kind: self.problem_kind(),
-            source: source.to_owned(),
-            ref_name: ref_name.map(str::to_owned),
-            reason: self.to_string(),
-        }
+    pub fn to_problem(&self, origin: &SourceInfo, ref_name: Option<&str>) -> Problem {
+        Problem::on_source(
+            self.problem_kind(),
+            origin,
+            ref_name.map(str::to_owned),
+            self.to_string(),
+        )
     }
 }
 

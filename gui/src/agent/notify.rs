@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ferry_engine::schema::{TargetKind, Update};
+use ferry_schema::{TargetKind, Update};
 use notify_rust::{Hint, Notification, NotificationResponse, Timeout};
 use tokio::sync::oneshot;
 
@@ -314,7 +314,7 @@ async fn deliver(
 mod tests {
     use super::*;
     use crate::listing;
-    use ferry_engine::schema::DriveRecord;
+    use ferry_schema::DriveRecord;
 
     fn group(json: &str) -> SourceGroup {
         let record: DriveRecord = serde_json::from_str(json).expect("record");

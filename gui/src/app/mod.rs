@@ -14,9 +14,10 @@ mod update_row;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ferry_engine::event::StreamError;
+use ferry_engine::paths::Paths;
 use ferry_engine::prepare::{this_machines_removable_mounts, RemovableMount};
-use ferry_engine::schema::SourceKind;
+use ferry_schema::event::StreamError;
+use ferry_schema::SourceKind;
 use relm4::adw::prelude::*;
 use relm4::factory::FactoryVecDeque;
 use relm4::gtk::{gio, glib};
@@ -28,7 +29,7 @@ use crate::config::{self, APP_ID};
 use crate::drive_copy::{self, CopyFlow, CopyStage, Destination};
 use crate::i18n::{tr, trf};
 use crate::install::{InstallRequest, Launch, RunnerEvent, RunningInstall};
-use crate::listing::{self, Listing, LoadOptions};
+use crate::listing::{self, Listing};
 use crate::model::InstallRun;
 use copy_page::CopyPage;
 use progress_card::ProgressCard;
@@ -269,10 +270,11 @@ impl Component for App {
             test_hook::install(&window, dir);
         }
 
-        let run_dir = config::run_dir();
+        let paths = Paths::from_env();
+        let run_dir = paths.run_dir.clone();
         let watcher = {
             let sender = sender.clone();
-            DriveWatcher::start(run_dir.join("drives"), move || {
+            DriveWatcher::start(paths.drives_dir(), move || {
                 sender.input(AppMsg::DrivesChanged)
             })
         };
@@ -529,10 +531,9 @@ impl App {
         let request = self.listing_request;
         let run_dir = self.run_dir.clone();
         sender.spawn_command(move |out| {
-            let offline = LoadOptions::offline_quick();
-            let listing = listing::load_with(&run_dir, offline);
+            let listing = listing::load_with(&run_dir, listing::options(false));
             out.emit(ListingLoaded { request, listing });
-            let listing = listing::load_with(&run_dir, LoadOptions::default());
+            let listing = listing::load_with(&run_dir, listing::options(true));
             out.emit(ListingLoaded { request, listing });
         });
     }

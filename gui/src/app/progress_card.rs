@@ -1,7 +1,7 @@
 //! The card above the lists: the whole installation's progress, remaining time and Cancel
 //! while it runs; then how it ended, with Restart when the system update needs one.
 
-use ferry_engine::event::Phase;
+use ferry_schema::event::Phase;
 use relm4::adw::prelude::*;
 use relm4::{adw, gtk};
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use ferry_engine::schema::{Problem, SourceKind};
+use ferry_schema::{Problem, SourceKind};
 use relm4::adw::prelude::*;
 use relm4::factory::{DynamicIndex, FactoryComponent, FactorySender, FactoryVecDeque};
 use relm4::{adw, gtk};
@@ -157,10 +157,7 @@ fn problems_row(problems: &[Problem]) -> adw::ExpanderRow {
 
 /// One problem: the reason a person can act on, and what it is about.
 pub fn problem_row(problem: &Problem) -> adw::ActionRow {
-    let about = problem
-        .ref_name
-        .clone()
-        .unwrap_or_else(|| problem.source.clone());
+    let about = crate::format::problem_subject(problem);
     adw::ActionRow::builder()
         .title(gtk::glib::markup_escape_text(&problem.reason))
         .title_lines(0)

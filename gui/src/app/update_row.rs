@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use ferry_engine::object::FlatpakRef;
-use ferry_engine::schema::{TargetKind, Update};
+use ferry_schema::FlatpakRef;
+use ferry_schema::{TargetKind, Update};
 use relm4::adw::prelude::*;
 use relm4::factory::{DynamicIndex, FactoryComponent, FactorySender};
 use relm4::{adw, gtk};

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use ferry_engine::schema::{SourceKind, TargetKind, Update};
+use ferry_schema::{SourceKind, TargetKind, Update};
 
 use crate::listing::Listing;
 
@@ -29,7 +29,12 @@ impl InstallRequest {
                 continue;
             }
             updates.push(update.clone());
-            for group in groups {
+            // Every recorded drive holding the commit, not only the one it is listed under.
+            let holders = update
+                .sources
+                .iter()
+                .filter_map(|source| listing.drive_group(source.drive.as_deref()?));
+            for group in groups.into_iter().chain(holders) {
                 if let Some(drive) = &group.drive {
                     sources.insert(drive.mount.clone());
                 }
@@ -222,7 +227,7 @@ fn writable(path: &Path) -> bool {
 mod tests {
     use super::*;
     use crate::listing;
-    use ferry_engine::schema::DriveRecord;
+    use ferry_schema::DriveRecord;
 
     fn kingston() -> Listing {
         let record: DriveRecord =
@@ -259,6 +264,38 @@ mod tests {
                 "app/org.gnome.TextEditor/x86_64/stable",
                 "app/org.example.Tool/x86_64/stable",
             ]
+        );
+    }
+
+    #[test]
+    fn every_recorded_drive_holding_the_commit_is_a_source() {
+        let kingston: DriveRecord =
+            serde_json::from_str(include_str!("../../tests/data/drives/kingston.json"))
+                .expect("record");
+        let sandisk = DriveRecord {
+            label: Some("SANDISK".to_owned()),
+            ..DriveRecord::new("sandisk-1", "/media/user/SANDISK")
+        };
+        let mut update = kingston.updates[0].clone();
+        let mut on_sandisk = sandisk.source_info();
+        on_sandisk.location = "/media/user/SANDISK/.ostree/repo".to_owned();
+        update.sources[0].drive = Some(kingston.id.clone());
+        update.sources.push(on_sandisk);
+        let id = update.id.clone();
+        let list = ferry_schema::UpdateList {
+            updates: vec![update],
+            problems: Vec::new(),
+        };
+        let listing = listing::group(vec![kingston, sandisk], list);
+        assert_eq!(
+            listing.find_update(&id).map(|(_, groups)| groups.len()),
+            Some(1),
+            "listed once, under its preferred drive"
+        );
+        let request = InstallRequest::for_ids(&listing, &[id]);
+        assert_eq!(
+            request.sources,
+            ["/media/user/KINGSTON", "/media/user/SANDISK"]
         );
     }
 

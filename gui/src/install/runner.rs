@@ -11,13 +11,12 @@ use std::time::Duration;
 
 use rustix::process::{Pid, Signal, WaitId, WaitIdOptions};
 
-use ferry_engine::event::{read_line_bounded, LineRead};
+use ferry_schema::lines::{read_line_bounded, LineRead};
+use ferry_schema::{JsonLines, LineError};
 
 use super::Launch;
 use crate::model::ChildExit;
 
-/// Longest event line accepted; a plan listing many updates stays far below it.
-const MAX_LINE_BYTES: usize = 8 * 1024 * 1024;
 /// How many of the child's last stderr lines are kept to explain a failure.
 const STDERR_TAIL_LINES: usize = 16;
 const MAX_STDERR_LINE_BYTES: usize = 4096;
@@ -205,19 +204,11 @@ fn reap(mut child: Child, pid: Pid, state: &ExitState) -> ChildExit {
 }
 
 fn read_events(stdout: impl Read, on_event: &mut impl FnMut(RunnerEvent)) {
-    let mut reader = BufReader::new(stdout);
-    let mut line = Vec::new();
-    loop {
-        match read_line_bounded(&mut reader, &mut line, MAX_LINE_BYTES) {
-            Ok(LineRead::Eof) => return,
-            Ok(LineRead::TooLong) => on_event(RunnerEvent::LineTooLong),
-            Ok(LineRead::Line) => {
-                let text = String::from_utf8_lossy(&line);
-                let text = text.strip_suffix('\r').unwrap_or(&text);
-                on_event(RunnerEvent::Line(text.to_owned()));
-            }
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            Err(error) => {
+    for line in JsonLines::new(BufReader::new(stdout)) {
+        match line {
+            Ok(text) => on_event(RunnerEvent::Line(text)),
+            Err(LineError::TooLong { .. }) => on_event(RunnerEvent::LineTooLong),
+            Err(LineError::Io(error)) => {
                 tracing::warn!(%error, "reading the installer's output failed");
                 return;
             }
@@ -241,7 +232,6 @@ fn collect_stderr(stderr: impl Read) -> Vec<String> {
                 }
                 tail.push_back(text);
             }
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         }
     }
@@ -297,8 +287,8 @@ mod tests {
         }
     }
 
-    fn kingston_updates() -> Vec<ferry_engine::schema::Update> {
-        let record: ferry_engine::schema::DriveRecord =
+    fn kingston_updates() -> Vec<ferry_schema::Update> {
+        let record: ferry_schema::DriveRecord =
             serde_json::from_str(include_str!("../../tests/data/drives/kingston.json"))
                 .expect("record");
         record.updates

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use ferry_engine::schema::DriveRecord;
+use ferry_schema::DriveRecord;
 
 pub const COLLECTION: &str = "org.example.Os";
 pub const REF: &str = "os/x86_64/stable";

@@ -9,13 +9,14 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use ferry_engine::event::{parse_line, Event};
+use ferry_engine::schema::JsonLines;
 use ferry_engine::schema::{InstallResult, InstallStatus};
 use ferry_tests::bins;
 use ferry_tests::cmd::{Output, Tool};
@@ -165,7 +166,7 @@ pub fn kill_after_progress(mut child: Child, count: usize, timeout: Duration) ->
     let stdout = child.stdout.take().context("stdout is not piped")?;
     let deadline = Instant::now() + timeout;
     let mut seen = 0;
-    let mut lines = BufReader::new(stdout).lines();
+    let mut lines = JsonLines::new(BufReader::new(stdout));
     loop {
         ensure!(Instant::now() < deadline, "no progress within {timeout:?}");
         let Some(line) = lines.next() else {

@@ -9,7 +9,7 @@
 pub mod peer;
 
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use ferry_engine::event::{parse_line, Event};
 use ferry_engine::schema::InstallResult;
+use ferry_engine::schema::JsonLines;
 use ferry_tests::cmd::{Output, Tool};
 use ferry_tests::gpg::GpgKey;
 use ferry_tests::ostree::{CommitSpec, OstreeRepo, RefLocation, RemoteSpec, RepoMode};
@@ -277,7 +278,7 @@ impl RunningPull {
         let stdout = child.stdout.take().context("no stdout")?;
         let (send, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
+            for line in JsonLines::new(BufReader::new(stdout)) {
                 let Ok(line) = line else { break };
                 if send.send(line).is_err() {
                     break;

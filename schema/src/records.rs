@@ -1,14 +1,12 @@
-//! The JSON shapes Ferry shares across processes: `ferryctl scan/list --json`, the drive
-//! records the hook writes under the runtime dir, and install results. Defined once, here, so
-//! no binary formats JSON by hand.
+//! The JSON shapes of listings, scans, drive records and install results.
 
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::object::{Checksum, FlatpakRef};
+use crate::{Checksum, FlatpakRef};
 
 /// Version of the drive record format in `$FERRY_RUN_DIR/drives/<id>.json`.
 pub const DRIVE_RECORD_VERSION: u32 = 1;
@@ -68,7 +66,7 @@ pub enum SourceKind {
     Upstream,
 }
 
-/// A place holding an update's commit.
+/// A place holding an update's commit, or where a problem was met.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SourceInfo {
     pub kind: SourceKind,
@@ -77,6 +75,30 @@ pub struct SourceInfo {
     /// How a person would name it: a drive label, a host name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// The hook's record of the drive it is on ([`DriveRecord::id`]), for drives the hook
+    /// recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drive: Option<String>,
+}
+
+impl SourceInfo {
+    /// A source of `kind` at `location`, named by `label`, on no recorded drive.
+    pub fn new(kind: SourceKind, location: impl Into<String>, label: Option<String>) -> Self {
+        Self {
+            kind,
+            location: location.into(),
+            label,
+            drive: None,
+        }
+    }
+
+    /// How messages name it: `LABEL (LOCATION)`, or the location when it has no other name.
+    pub fn name(&self) -> String {
+        match &self.label {
+            Some(label) if label != &self.location => format!("{label} ({})", self.location),
+            _ => self.location.clone(),
+        }
+    }
 }
 
 /// Where a source stands in one pull.
@@ -96,6 +118,9 @@ pub enum SourceState {
 pub struct SourceUse {
     /// The source as messages name it, e.g. `KINGSTON (/media/k/.ostree/repo)`.
     pub source: String,
+    /// How a person knows it ([`SourceInfo::label`]): a drive's label, a computer's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
     pub kind: SourceKind,
     /// Objects it handed out that were verified and stored.
     pub objects: u64,
@@ -198,11 +223,57 @@ pub enum ProblemKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
     pub kind: ProblemKind,
+    /// What it is about, as messages name it: [`SourceInfo::name`] of its origin, or an
+    /// installation or file that is no update source.
     pub source: String,
+    /// The update source it was met on; None when it is about no one source (an
+    /// installation, a drive record file, looking for computers nearby). Readers group and
+    /// name problems by it, never by parsing `source`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Box<SourceInfo>>,
     #[serde(rename = "ref")]
     pub ref_name: Option<String>,
     /// One sentence a person can act on.
     pub reason: String,
+}
+
+impl Problem {
+    /// A problem met on the update source `origin`.
+    pub fn on_source(
+        kind: ProblemKind,
+        origin: &SourceInfo,
+        ref_name: Option<String>,
+        reason: String,
+    ) -> Self {
+        Self {
+            kind,
+            source: origin.name(),
+            origin: Some(Box::new(origin.clone())),
+            ref_name,
+            reason,
+        }
+    }
+
+    /// A problem with `subject`, which is no update source (an installation, a file).
+    pub fn about(
+        kind: ProblemKind,
+        subject: impl Into<String>,
+        ref_name: Option<String>,
+        reason: String,
+    ) -> Self {
+        Self {
+            kind,
+            source: subject.into(),
+            origin: None,
+            ref_name,
+            reason,
+        }
+    }
+
+    /// The recorded drive it was met on, if any.
+    pub fn drive(&self) -> Option<&str> {
+        self.origin.as_ref()?.drive.as_deref()
+    }
 }
 
 /// `ferryctl list --json`.
@@ -260,11 +331,43 @@ pub struct DriveInstall {
     pub results: Vec<InstallResult>,
 }
 
+/// One ref a drive made by `prepare-drive` carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarriedRef {
+    pub collection_id: String,
+    #[serde(rename = "ref")]
+    pub ref_name: String,
+    pub commit: String,
+    pub target: TargetKind,
+    /// The installation or sysroot it is read from.
+    pub source: String,
+    /// The drive already has this ref at this commit.
+    pub up_to_date: bool,
+    /// Bytes of objects this ref adds that no ref before it in the plan needs (shared
+    /// objects count with the first), as the source stores them.
+    #[serde(default)]
+    pub new_bytes: u64,
+}
+
+/// What a `prepare-drive` run writes, computed before writing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrivePlan {
+    pub repo: PathBuf,
+    pub refs: Vec<CarriedRef>,
+    pub objects_to_write: u64,
+    /// As the drive's filesystem counts them: each file rounded up to its block size.
+    pub bytes_to_write: u64,
+    /// None when the drive's filesystem does not report it.
+    pub free_bytes: Option<u64>,
+}
+
 /// Why a drive record cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum DriveRecordError {
     #[error("cannot read it: {0}")]
     Open(#[source] std::io::Error),
+    #[error("it is not a regular file")]
+    NotAFile,
     #[error("it is larger than the {MAX_DRIVE_RECORD_BYTES} bytes a drive record may have")]
     TooLarge,
     #[error("it is not a drive record Ferry understands: {0}")]
@@ -341,14 +444,20 @@ impl DriveRecord {
         Ok(paths)
     }
 
-    /// Reads the record at `path`: a file, not a symbolic link, of bounded size, in this
-    /// version of the format.
+    /// Reads the record at `path`: a regular file, not a symbolic link, of bounded size, in
+    /// this version of the format.
     pub fn read(path: &Path) -> Result<Self, DriveRecordError> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(path)
-            .map_err(DriveRecordError::Open)?;
+        // The entry itself, unfollowed; then the opened file must be that same entry, so a
+        // link swapped in between is refused too.
+        let entry = std::fs::symlink_metadata(path).map_err(DriveRecordError::Open)?;
+        if !entry.file_type().is_file() {
+            return Err(DriveRecordError::NotAFile);
+        }
+        let file = std::fs::File::open(path).map_err(DriveRecordError::Open)?;
+        let opened = file.metadata().map_err(DriveRecordError::Open)?;
+        if (opened.dev(), opened.ino()) != (entry.dev(), entry.ino()) {
+            return Err(DriveRecordError::NotAFile);
+        }
         let mut bytes = Vec::new();
         file.take(MAX_DRIVE_RECORD_BYTES + 1)
             .read_to_end(&mut bytes)
@@ -371,6 +480,40 @@ impl DriveRecord {
             return Err(DriveRecordError::OtherVersion(version.v));
         }
         serde_json::from_slice(bytes).map_err(DriveRecordError::NotARecord)
+    }
+
+    /// The drive as a source: its mount point, named as people know it, with this record's ID.
+    pub fn source_info(&self) -> SourceInfo {
+        SourceInfo {
+            kind: SourceKind::Drive,
+            location: self.mount.clone(),
+            label: Some(self.display_name().to_owned()),
+            drive: Some(self.id.clone()),
+        }
+    }
+
+    /// Marks what was found on this drive as this record's: the drive sources of its updates
+    /// and its problems (one of no source is the drive's own). Records written before sources
+    /// carried a record ID then read like newer ones.
+    pub fn mark_sources(&mut self) {
+        for source in self
+            .updates
+            .iter_mut()
+            .flat_map(|update| &mut update.sources)
+            .filter(|source| source.kind == SourceKind::Drive)
+        {
+            source.drive = Some(self.id.clone());
+        }
+        let drive = self.source_info();
+        for problem in &mut self.problems {
+            match &mut problem.origin {
+                Some(origin) if origin.kind == SourceKind::Drive => {
+                    origin.drive = Some(self.id.clone())
+                }
+                Some(_) => {}
+                None => problem.origin = Some(Box::new(drive.clone())),
+            }
+        }
     }
 
     /// A name people recognise: the label, else the mount point's last part (udisks mounts
@@ -406,7 +549,7 @@ mod tests {
         std::os::unix::fs::symlink(&good, &link).expect("symlink");
         assert!(matches!(
             DriveRecord::read(&link),
-            Err(DriveRecordError::Open(_))
+            Err(DriveRecordError::NotAFile)
         ));
         let other = dir.path().join("other.json");
         let future = DriveRecord {
@@ -435,6 +578,48 @@ mod tests {
             .filter_map(|path| path.file_name()?.to_str().map(str::to_owned))
             .collect();
         assert_eq!(names, ["abc.json", "huge.json", "link.json", "other.json"]);
+    }
+
+    #[test]
+    fn sources_are_named_by_label_and_location_and_problems_keep_them_whole() {
+        let drive = DriveRecord {
+            label: Some("KINGSTON".into()),
+            ..DriveRecord::new("kingston-1", "/media/k")
+        }
+        .source_info();
+        assert_eq!(drive.name(), "KINGSTON (/media/k)");
+        let server = SourceInfo::new(SourceKind::Upstream, "https://example.org/repo", None);
+        assert_eq!(server.name(), "https://example.org/repo");
+        let same = SourceInfo::new(SourceKind::Lan, "http://x/", Some("http://x/".into()));
+        assert_eq!(same.name(), "http://x/");
+
+        let problem = Problem::on_source(ProblemKind::Corrupt, &drive, None, "bad".into());
+        assert_eq!(problem.source, "KINGSTON (/media/k)");
+        assert_eq!(problem.drive(), Some("kingston-1"));
+        let json = serde_json::to_value(&problem).expect("json");
+        assert_eq!(json["origin"]["drive"], "kingston-1");
+        assert_eq!(json["origin"]["kind"], "drive");
+        assert_eq!(
+            serde_json::from_value::<Problem>(json).expect("back"),
+            problem
+        );
+
+        // A problem of no source, and one written before problems had an origin, read as none.
+        let about = Problem::about(
+            ProblemKind::Unreadable,
+            "/var/lib/flatpak",
+            None,
+            "x".into(),
+        );
+        assert!(!serde_json::to_string(&about)
+            .expect("json")
+            .contains("origin"));
+        let old: Problem = serde_json::from_str(
+            r#"{"kind":"unreadable","source":"/media/k","ref":null,"reason":"gone"}"#,
+        )
+        .expect("an older problem");
+        assert_eq!(old.origin, None);
+        assert_eq!(old.drive(), None);
     }
 
     #[test]
