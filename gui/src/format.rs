@@ -122,7 +122,7 @@ pub fn came_from(sources: &[SourceUse]) -> Option<String> {
 
 /// A drive's label in a source name: "KINGSTON" of "KINGSTON (/media/k/.ostree/repo)"; the
 /// whole name when it has no label.
-fn drive_label(name: &str) -> &str {
+pub(crate) fn drive_label(name: &str) -> &str {
     name.find(" (/")
         .or_else(|| name.ends_with(')').then(|| name.rfind(" (")).flatten())
         .map_or(name, |end| &name[..end])
