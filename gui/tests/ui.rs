@@ -870,6 +870,8 @@ fn agent_notifies_and_installs(session: &Session) -> Result<()> {
         "Label \"Restart to finish\"",
         "Label \"The system update is ready. Restart the computer to start using it.\"",
         "Label \"Installed\"",
+        // The way back, through History and a confirmation (`history_and_go_back`).
+        "Button \"Go Back…\" sensitive=true",
     ])?;
     done.expect_not(&["Button \"Cancel\"", "ProgressBar"])?;
     done.save("done")?;
@@ -1203,7 +1205,8 @@ fn history_and_go_back(session: &Session) -> Result<()> {
     ])?;
     page.save("history")?;
 
-    // Going back asks first; nothing runs until the answer.
+    // Going back asks first (the update card's button is this action too); nothing runs
+    // until the answer.
     world.activate("go-back")?;
     let confirm = World {
         dump: world.dump.join("confirm"),

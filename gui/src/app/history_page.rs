@@ -27,6 +27,8 @@ pub struct HistoryState {
     /// None while `ferryctl history` runs.
     pub entries: Option<Result<Vec<HistoryEntry>, String>>,
     pub go_back: GoBack,
+    /// Ask to go back as soon as the entries are read (the update card's button).
+    pub ask_go_back: bool,
 }
 
 pub struct HistoryPage {

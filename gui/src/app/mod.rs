@@ -95,6 +95,8 @@ pub enum AppMsg {
     CopyClose,
     /// The History page, read from `ferryctl history --json`.
     HistoryOpen,
+    /// The History page, then the confirmation to go back (after an OS update).
+    HistoryOpenToGoBack,
     HistoryLoaded(Result<Vec<ferry_engine::history::HistoryEntry>, String>),
     /// "Go Back to the Previous Version": ask first.
     HistoryGoBack,
@@ -501,7 +503,7 @@ impl Component for App {
                     self.copy = None;
                 }
             }
-            AppMsg::HistoryOpen => {
+            AppMsg::HistoryOpen | AppMsg::HistoryOpenToGoBack => {
                 window.present();
                 if self.copy_running.is_none() {
                     self.copy = None;
@@ -509,6 +511,7 @@ impl Component for App {
                 let go_back = self.history.take().map(|h| h.go_back).unwrap_or_default();
                 self.history = Some(HistoryState {
                     entries: None,
+                    ask_go_back: matches!(message, AppMsg::HistoryOpenToGoBack),
                     go_back,
                 });
                 load_history(&sender);
@@ -516,6 +519,9 @@ impl Component for App {
             AppMsg::HistoryLoaded(entries) => {
                 if let Some(history) = self.history.as_mut() {
                     history.entries = Some(entries);
+                    if std::mem::take(&mut history.ask_go_back) {
+                        sender.input(AppMsg::HistoryGoBack);
+                    }
                 }
             }
             AppMsg::HistoryGoBack => {
@@ -943,7 +949,7 @@ fn install_app_actions(app: &gtk::Application, sender: &ComponentSender<App>) {
         ("copy-updates", (|| AppMsg::CopyOpen) as fn() -> AppMsg),
         ("preferences", || AppMsg::Preferences),
         ("history", || AppMsg::HistoryOpen),
-        ("go-back", || AppMsg::HistoryGoBack),
+        ("go-back", || AppMsg::HistoryOpenToGoBack),
         ("go-back-answer", || AppMsg::HistoryAnswerGoBack),
         ("copy-start", || AppMsg::CopyStart),
         ("copy-cancel", || AppMsg::CopyCancel),
