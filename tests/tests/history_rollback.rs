@@ -110,6 +110,21 @@ fn an_os_install_is_journalled_and_rolled_back() -> Result<()> {
     ensure!(rolled[0].value("FERRY_TO_VERSION").as_deref() == Some("1.0"));
     received.extend(rolled);
 
+    // Going back once more is going forward: 2.0 is the default again, 1.0 second.
+    let output = rollback(&sysroot.path, &sink, &["--yes"])?.output()?;
+    ensure!(output.success(), "second rollback failed:\n{output:?}");
+    let deployments = sysroot.deployments()?;
+    ensure!(
+        deployments.len() == 2
+            && deployments[0].commit == v2
+            && deployments[1].commit == sysroot.v1,
+        "{}",
+        sysroot.status()?
+    );
+    sysroot.repo().fsck()?;
+    let forward = sink.receive(Duration::from_secs(5))?;
+    ensure!(forward.len() == 1, "{forward:?}");
+
     // Read back from real journal files, newest first.
     let journal_dir = base.join("journal-files");
     write_journal_files(&journal_dir, &received)?;
