@@ -11,7 +11,7 @@ packages=(
   ostree flatpak bubblewrap gnupg attr e2fsprogs util-linux iproute2 openssl time
   python3
   # system integration checks
-  udev systemd desktop-file-utils appstream libxml2-utils policykit-1 man-db
+  udev systemd systemd-journal-remote desktop-file-utils appstream libxml2-utils policykit-1 man-db
   # GUI tests and screenshots
   xvfb xauth x11-utils dbus dbus-x11 dunst imagemagick libnotify-bin at-spi2-core libglib2.0-bin librsvg2-common
   # fonts and icons so screenshots look like a desktop

@@ -46,6 +46,10 @@ enum Command {
     Delta(commands::delta::DeltaArgs),
     /// Whether this machine shares its updates with computers nearby; switch it on or off.
     Sharing(commands::sharing::SharingArgs),
+    /// What was installed and rolled back, when, and from where (from the systemd journal).
+    History(commands::history::HistoryArgs),
+    /// Make the previous OS deployment the default again.
+    Rollback(commands::rollback::RollbackArgs),
 }
 
 /// Packaging helpers, parsed apart from [`Cli`] so that neither the manual pages nor the
@@ -117,6 +121,8 @@ fn main() -> ExitCode {
         Command::PrepareDrive(args) => commands::prepare_drive::run(args),
         Command::Delta(args) => commands::delta::run(args),
         Command::Sharing(args) => commands::sharing::run(args),
+        Command::History(args) => commands::history::run(args),
+        Command::Rollback(args) => commands::rollback::run(args),
     };
     match result {
         Ok(code) => code,

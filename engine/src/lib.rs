@@ -33,6 +33,7 @@ pub mod cancel;
 pub mod delta;
 pub mod deploy;
 pub mod event;
+pub mod history;
 pub mod install;
 pub mod lan;
 pub mod memory;

@@ -39,6 +39,9 @@ use crate::trust::TrustRoots;
 pub const INSTALL_ACTION: &str = "io.github.ferry.Ferry.install";
 /// The polkit action `pkexec` checks for `ferryctl sharing` (the Preferences switch).
 pub const SHARING_ACTION: &str = "io.github.ferry.Ferry.share-nearby";
+/// The polkit action `pkexec` checks for `ferryctl rollback` (the app's "Go Back to the
+/// Previous Version").
+pub const ROLLBACK_ACTION: &str = "io.github.ferry.Ferry.rollback";
 /// The polkit action for downgrades and unsigned remotes: an administrator every time.
 pub const ADMIN_ACTION: &str = "io.github.ferry.Ferry.install-downgrade";
 /// The polkit action `pkexec` checks for `ferryctl prepare-drive` (its own, so an
@@ -66,6 +69,8 @@ pub const IGNORED_VARIABLES: &[&str] = &[
     "FERRY_SYSTEMCTL",
     "FERRY_SERVE_STATS",
     "GNUPGHOME",
+    "FERRY_JOURNAL_SOCKET",
+    "FERRY_JOURNAL_DIR",
 ];
 
 /// The user a privileged run acts for.

@@ -120,8 +120,6 @@ pub fn came_from(sources: &[SourceUse]) -> Option<String> {
     })
 }
 
-/// A drive's label in a source name: "KINGSTON" of "KINGSTON (/media/k/.ostree/repo)"; the
-/// whole name when it has no label.
 /// What a problem is about, under its reason: the ref it concerns, else the place it was met
 /// on (a repository path or an address), else what it names when it was met on no source.
 pub fn problem_subject(problem: &Problem) -> String {
@@ -130,6 +128,14 @@ pub fn problem_subject(problem: &Problem) -> String {
         (None, Some(origin)) => origin.location.clone(),
         (None, None) => problem.source.clone(),
     }
+}
+
+/// A drive's label in a source name: "KINGSTON" of "KINGSTON (/media/k/.ostree/repo)"; the
+/// whole name when it has no label.
+pub(crate) fn drive_label(name: &str) -> &str {
+    name.find(" (/")
+        .or_else(|| name.ends_with(')').then(|| name.rfind(" (")).flatten())
+        .map_or(name, |end| &name[..end])
 }
 
 #[cfg(test)]

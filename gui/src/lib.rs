@@ -5,6 +5,7 @@
 //! - [`install`]: the installer child process.
 //! - [`drive_copy`]: "Copy Updates to a Drive", from choosing a drive to removing it.
 //! - [`sharing`]: the Preferences switch that shares this machine's updates nearby.
+//! - [`history`]: the History page's entries, and going back to the previous OS version.
 //! - [`agent`]: the drive watch and the notifications.
 //! - [`app`]: the window.
 
@@ -16,6 +17,7 @@ pub mod app;
 pub mod config;
 pub mod drive_copy;
 pub mod format;
+pub mod history;
 pub mod i18n;
 pub mod install;
 pub mod listing;

@@ -36,7 +36,7 @@ type Scenario = fn(&Session) -> Result<()>;
 
 /// Every scenario, each a test of its own as test runners list it: (test name, what it
 /// shows, the scenario).
-const SCENARIOS: [(&str, &str, Scenario); 11] = [
+const SCENARIOS: [(&str, &str, Scenario); 12] = [
     (
         "empty_then_drive",
         "empty state, then a drive appears",
@@ -79,6 +79,11 @@ const SCENARIOS: [(&str, &str, Scenario); 11] = [
         "preferences_share_nearby",
         "preferences: share updates with computers nearby",
         preferences_share_nearby,
+    ),
+    (
+        "history_and_go_back",
+        "history page, then going back to the previous OS version",
+        history_and_go_back,
     ),
 ];
 
@@ -377,6 +382,7 @@ fn data_dirs() -> OsString {
 
 /// One scenario's world: a runtime dir with drive records, the fake ferryctl's settings, and
 /// the window's dump dir.
+#[derive(Clone)]
 struct World<'a> {
     session: &'a Session,
     dir: PathBuf,
@@ -864,6 +870,8 @@ fn agent_notifies_and_installs(session: &Session) -> Result<()> {
         "Label \"Restart to finish\"",
         "Label \"The system update is ready. Restart the computer to start using it.\"",
         "Label \"Installed\"",
+        // The way back, through History and a confirmation (`history_and_go_back`).
+        "Button \"Go Back…\" sensitive=true",
     ])?;
     done.expect_not(&["Button \"Cancel\"", "ProgressBar"])?;
     done.save("done")?;
@@ -1164,6 +1172,62 @@ fn preferences_share_nearby(session: &Session) -> Result<()> {
     let calls = fs::read_to_string(&preferences.ctl_args)?;
     ensure!(
         calls.contains("sharing\non\n--\n") && calls.contains("sharing\nstatus\n--json\n--\n"),
+        "ferryctl was called as:\n{calls}"
+    );
+    Ok(())
+}
+
+fn history_and_go_back(session: &Session) -> Result<()> {
+    let world = World::new(session, "history")?;
+    let history = data("history.json").display().to_string();
+    world.fake_ctl(
+        "install-all-ok.jsonl",
+        None,
+        &[("FAKE_CTL_HISTORY", &history)],
+    )?;
+    let _app = world.start(&[])?;
+    world.wait_for_app_on_bus()?;
+    world.activate("history")?;
+    let page = world.wait_for_frame("the history", |text| {
+        text.contains("Go Back to the Previous Version")
+    })?;
+    page.expect(&[
+        "Group title=\"Operating System\"",
+        "Row title=\"Version 12.5 is installed\" subtitle=\"If something does not work since \
+         the update, you can go back to 12.4.\"",
+        "Group title=\"Installed Updates\"",
+        "Row title=\"Text Editor\"",
+        "Installed 45.1 → 45.2 from the computer classroom-7\"",
+        "Row title=\"Operating System\"",
+        "Installed 12.4 → 12.5 from the drive KINGSTON\"",
+        "Row title=\"Maps\"",
+        "Could not be installed from the drive KINGSTON\"",
+    ])?;
+    page.save("history")?;
+
+    // Going back asks first (the update card's button is this action too); nothing runs
+    // until the answer.
+    world.activate("go-back")?;
+    let confirm = World {
+        dump: world.dump.join("confirm"),
+        ..world.clone()
+    };
+    let question = confirm.wait_for_frame("the confirmation", |text| {
+        text.contains("Go back to the previous version?")
+    })?;
+    question.expect(&["starts 12.4 from the next restart", "Button \"Go Back\""])?;
+    ensure!(
+        !fs::read_to_string(&world.ctl_args)?.contains("rollback"),
+        "rollback ran before the answer"
+    );
+    world.activate("go-back-answer")?;
+    let done = world.wait_for_frame("gone back", |text| {
+        text.contains("12.4 is the default again. Restart the computer to use it.")
+    })?;
+    done.expect_not(&["Go Back to the Previous Version"])?;
+    let calls = fs::read_to_string(&world.ctl_args)?;
+    ensure!(
+        calls.contains("history\n--json\n--\n") && calls.contains("rollback\n--yes\n--\n"),
         "ferryctl was called as:\n{calls}"
     );
     Ok(())

@@ -21,6 +21,8 @@
 //! - [`generate`]: deterministic trees of random files (tests and benchmarks).
 //! - [`hostile`]: the hostile corpus: crafted drives and peers, and the check of a refusal.
 //! - [`demo`]: the demo scene `scripts/demo.sh` shows.
+//! - [`journal`]: a socket receiving the journal entries Ferry writes, and real journal files
+//!   made from them (`systemd-journal-remote`).
 
 pub mod bins;
 pub mod cmd;
@@ -34,6 +36,7 @@ pub mod gpg;
 pub mod heavy;
 pub mod hostile;
 pub mod http;
+pub mod journal;
 pub mod lan;
 pub mod loopdev;
 pub mod ostree;

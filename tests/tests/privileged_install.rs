@@ -2,7 +2,8 @@
 //! D-Bus, polkitd, Ferry's policy and a rule that lets the user `nobody` through the install
 //! action. Whatever passes polkit must still be refused every target and source the user
 //! could own, and `--allow-downgrade` needs the separate administrator action.
-//! `ferryctl prepare-drive` has an action of its own and its own narrow rules.
+//! `ferryctl prepare-drive` has an action of its own and its own narrow rules, and so has
+//! `ferryctl rollback`.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::fs::{chown, PermissionsExt};
@@ -32,6 +33,8 @@ struct Polkit {
     ferryctl: PathBuf,
     /// Whether the rule grants `nobody` the prepare-drive action too.
     prepare_granted: std::cell::Cell<bool>,
+    /// Whether the rule grants `nobody` the rollback action too.
+    rollback_granted: std::cell::Cell<bool>,
     _bin_dir: tempfile::TempDir,
 }
 
@@ -70,6 +73,7 @@ impl Polkit {
             )),
             ferryctl,
             prepare_granted: std::cell::Cell::new(false),
+            rollback_granted: std::cell::Cell::new(false),
             _bin_dir: bin_dir,
         };
         if !Path::new(SYSTEM_BUS).exists() {
@@ -123,12 +127,18 @@ impl Polkit {
         } else {
             "NOT_HANDLED"
         };
+        let rollback = if self.rollback_granted.get() {
+            "YES"
+        } else {
+            "NOT_HANDLED"
+        };
         let rule = format!(
             "polkit.addRule(function(action, subject) {{\n\
              if (subject.user != \"{USER}\") return polkit.Result.NOT_HANDLED;\n\
              if (action.id == \"io.github.ferry.Ferry.install\") return polkit.Result.YES;\n\
              if (action.id == \"io.github.ferry.Ferry.install-downgrade\") return polkit.Result.{answer};\n\
              if (action.id == \"io.github.ferry.Ferry.prepare-drive\") return polkit.Result.{prepare};\n\
+             if (action.id == \"io.github.ferry.Ferry.rollback\") return polkit.Result.{rollback};\n\
              }});\n"
         );
         std::fs::write(&self.rule, rule)?;
@@ -205,6 +215,26 @@ impl Polkit {
             })
             .unwrap_or_default();
         Ok((output.code(), message))
+    }
+
+    /// `pkexec ferryctl rollback ARGS…` run by `nobody`: the exit code and stderr.
+    fn rollback_as_user(&self, args: &[&OsStr]) -> Result<(Option<i32>, String)> {
+        let output = Tool::new("runuser")
+            .args([
+                "-u",
+                USER,
+                "--",
+                "/bin/sh",
+                "-c",
+                "\"$0\" \"$@\"; exit $?",
+                "pkexec",
+            ])
+            .arg(&self.ferryctl)
+            .arg("rollback")
+            .args(args)
+            .current_dir("/")
+            .output()?;
+        Ok((output.code(), output.stderr))
     }
 }
 
@@ -460,6 +490,51 @@ fn serial_prepare_drive_through_pkexec_has_its_own_action_and_narrow_rules() -> 
     ensure!(
         !message.starts_with("refused as root"),
         "the user's own folder was refused: {message}"
+    );
+    Ok(())
+}
+
+/// pkexec picks the rollback action for `ferryctl rollback` (granting installs does not grant
+/// it), and root then acts on the running system's sysroot `/` only.
+#[test]
+fn serial_rollback_through_pkexec_has_its_own_action_and_acts_on_root_only() -> Result<()> {
+    let polkit = Polkit::start()?;
+    let scratch = tempfile::tempdir()?;
+    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755))?;
+    let sysroot = owned_by_user(scratch.path(), "sysroot")?;
+    let args = [
+        OsStr::new("--sysroot"),
+        sysroot.as_os_str(),
+        OsStr::new("--yes"),
+    ];
+
+    // Only the install action is granted: pkexec refuses (127) before ferryctl runs.
+    let (code, said) = polkit.rollback_as_user(&args)?;
+    ensure!(
+        code == Some(127),
+        "rollback ran under the install action: exit {code:?}, {said}"
+    );
+
+    polkit.rollback_granted.set(true);
+    polkit.set_downgrade_answer("NO")?;
+    let mut last = (None, String::new());
+    wait_for(
+        "polkitd to load the changed rule",
+        Duration::from_secs(20),
+        || {
+            last = polkit.rollback_as_user(&args)?;
+            Ok::<_, anyhow::Error>(last.0 != Some(127))
+        },
+    )
+    .with_context(|| format!("still: {last:?}"))?;
+    let refusal = format!(
+        "refused as root for user {NOBODY_UID}: --sysroot {} is not the running system's \
+         sysroot /",
+        sysroot.display()
+    );
+    ensure!(
+        last.0 == Some(1) && last.1.contains(&refusal),
+        "a sysroot of the user's was not refused: {last:?}"
     );
     Ok(())
 }

@@ -2,10 +2,12 @@
 
 pub mod delta;
 pub mod generate;
+pub mod history;
 pub mod install;
 pub mod list;
 pub mod prepare_drive;
 pub mod pull;
+pub mod rollback;
 pub mod scan;
 mod selection;
 pub mod serve;

@@ -105,7 +105,7 @@ pub fn reboot() -> Result<(), DeployError> {
 
 /// Runs `command` to completion, with stdin closed and stdout discarded (the event stream
 /// is Ferry's own); a failure carries the tool's stderr.
-fn run(mut command: Command, package: &'static str) -> Result<(), DeployError> {
+pub(crate) fn run(mut command: Command, package: &'static str) -> Result<(), DeployError> {
     let shown = show(&command);
     tracing::info!(command = %shown, "running");
     command
@@ -144,7 +144,7 @@ fn run(mut command: Command, package: &'static str) -> Result<(), DeployError> {
     })
 }
 
-fn path_option(option: &str, path: &Path) -> OsString {
+pub(crate) fn path_option(option: &str, path: &Path) -> OsString {
     let mut text = OsString::from(option);
     text.push("=");
     text.push(path);

@@ -10,6 +10,7 @@
 //!    One update failing does not stop the others; an app whose runtime could not be
 //!    installed is skipped. Flatpak installations also get the remote's AppStream data from
 //!    the sources when they carry a newer verified commit.
+//!    Each update's result is written to the systemd journal ([`crate::history`]).
 //!
 //! Everything is reported as [`Event`]s: the plan, phases and progress, one
 //! [`InstallResult`] per planned update, and `finished`.
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use crate::cancel::CancelToken;
 use crate::deploy::{self, DeployError};
 use crate::event::{Event, MessageLevel, Phase, Reporter, SilentReporter};
+use crate::history::{self, HistoryEntry};
 use crate::object::FlatpakRef;
 use crate::pull::{pull, PullError, PullOptions, PullRequest, PullStatus, PullTrust, RefTarget};
 use crate::repo::{Repo, RepoError};
@@ -301,6 +303,7 @@ pub fn run(
         let result = install_one(
             update, plan, &summary, targets, sources, options, reporter, cancel,
         );
+        history::record(&HistoryEntry::for_install(update, &result));
         reporter.on_event(Event::Result(result.clone()));
         summary.results.push(result);
     }

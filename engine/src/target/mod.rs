@@ -15,7 +15,7 @@ pub mod flatpak;
 pub mod remotes;
 pub mod sysroot;
 
-mod commit;
+pub(crate) mod commit;
 
 use std::ffi::OsString;
 use std::io::Read;

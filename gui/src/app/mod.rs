@@ -4,6 +4,7 @@
 
 mod a11y;
 mod copy_page;
+mod history_page;
 mod preferences;
 mod progress_card;
 mod restart;
@@ -32,6 +33,7 @@ use crate::install::{InstallRequest, Launch, RunnerEvent, RunningInstall};
 use crate::listing::{self, Listing};
 use crate::model::InstallRun;
 use copy_page::CopyPage;
+use history_page::{GoBack, HistoryPage, HistoryState};
 use progress_card::ProgressCard;
 use source_group::{problem_row, GroupInit, GroupInput, GroupOutput, SourceGroupView};
 
@@ -92,6 +94,22 @@ pub enum AppMsg {
     /// Back to the choice of a drive.
     CopyBack,
     CopyClose,
+    /// The History page, read from `ferryctl history --json`.
+    HistoryOpen,
+    /// The History page, then the confirmation to go back (after an OS update).
+    HistoryOpenToGoBack,
+    HistoryLoaded(Result<Vec<ferry_engine::history::HistoryEntry>, String>),
+    /// "Go Back to the Previous Version": ask first.
+    HistoryGoBack,
+    /// The confirmation's "Go Back" response.
+    HistoryGoBackConfirmed,
+    /// Answers the open confirmation with "Go Back", as its button does (an action, for
+    /// the desktop and tests; nothing happens without the confirmation open).
+    HistoryAnswerGoBack,
+    HistoryDialogClosed,
+    /// How `ferryctl rollback` ended.
+    HistoryWentBack(Result<(), String>),
+    HistoryClose,
 }
 
 /// A listing made off the main thread, for the reload numbered `request`.
@@ -131,6 +149,10 @@ pub struct App {
     copy_running: Option<RunningInstall>,
     copy_serial: u64,
     preferences: Option<preferences::Preferences>,
+    /// The History page while it is open.
+    history: Option<HistoryState>,
+    /// The confirmation before going back, while it is open.
+    go_back_dialog: Option<gtk::MessageDialog>,
 }
 
 pub struct AppWidgets {
@@ -141,6 +163,7 @@ pub struct AppWidgets {
     problems_generation: u64,
     card: ProgressCard,
     copy_page: CopyPage,
+    history_page: HistoryPage,
 }
 
 impl Component for App {
@@ -185,6 +208,7 @@ impl Component for App {
             Some(&tr("Copy Updates to a Drive…")),
             Some("app.copy-updates"),
         );
+        menu.append(Some(&tr("History")), Some("app.history"));
         menu.append(Some(&tr("Preferences")), Some("app.preferences"));
         menu.append(Some(&tr("About Ferry")), Some("app.about"));
         let menu_button = gtk::MenuButton::builder()
@@ -250,6 +274,8 @@ impl Component for App {
         stack.add_named(&updates_page, Some("updates"));
         let copy_page = CopyPage::new();
         stack.add_named(&copy_page.root, Some("copy"));
+        let history_page = HistoryPage::new();
+        stack.add_named(&history_page.root, Some("history"));
 
         let content = gtk::Box::builder()
             .orientation(gtk::Orientation::Vertical)
@@ -305,6 +331,8 @@ impl Component for App {
             copy_running: None,
             copy_serial: 0,
             preferences: None,
+            history: None,
+            go_back_dialog: None,
         };
         // The hook's records show at once; the engine's listing follows.
         model.show_listing(listing::load_records(&model.run_dir));
@@ -317,6 +345,7 @@ impl Component for App {
             problems_generation: u64::MAX,
             card,
             copy_page,
+            history_page,
         };
         ComponentParts { model, widgets }
     }
@@ -476,6 +505,84 @@ impl Component for App {
                     self.copy = None;
                 }
             }
+            AppMsg::HistoryOpen | AppMsg::HistoryOpenToGoBack => {
+                window.present();
+                if self.copy_running.is_none() {
+                    self.copy = None;
+                }
+                let go_back = self.history.take().map(|h| h.go_back).unwrap_or_default();
+                self.history = Some(HistoryState {
+                    entries: None,
+                    ask_go_back: matches!(message, AppMsg::HistoryOpenToGoBack),
+                    go_back,
+                });
+                load_history(&sender);
+            }
+            AppMsg::HistoryLoaded(entries) => {
+                if let Some(history) = self.history.as_mut() {
+                    history.entries = Some(entries);
+                    if std::mem::take(&mut history.ask_go_back) {
+                        sender.input(AppMsg::HistoryGoBack);
+                    }
+                }
+            }
+            AppMsg::HistoryGoBack => {
+                let offer = self
+                    .history
+                    .as_ref()
+                    .and_then(|h| h.entries.as_ref()?.as_ref().ok())
+                    .and_then(|entries| crate::history::rollback_offer(entries));
+                if offer.is_some() && self.go_back_dialog.is_none() {
+                    self.go_back_dialog = Some(history_page::confirm(window, offer, &sender));
+                }
+            }
+            AppMsg::HistoryAnswerGoBack => {
+                if let Some(dialog) = self.go_back_dialog.take() {
+                    dialog.response(gtk::ResponseType::Accept);
+                }
+            }
+            AppMsg::HistoryGoBackConfirmed => {
+                let Some(history) = self.history.as_mut() else {
+                    return;
+                };
+                if history.go_back == GoBack::Running {
+                    return;
+                }
+                history.go_back = GoBack::Running;
+                let elevate = !rustix::process::geteuid().is_root();
+                let launch = crate::history::rollback_launch(&config::ferryctl_path(), elevate);
+                let input = sender.input_sender().clone();
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("rollback".into())
+                        .spawn(move || {
+                            let outcome = crate::history::run(&launch).map(drop);
+                            input.emit(AppMsg::HistoryWentBack(outcome));
+                        });
+                if let Err(error) = spawned {
+                    sender.input(AppMsg::HistoryWentBack(Err(error.to_string())));
+                }
+            }
+            AppMsg::HistoryDialogClosed => self.go_back_dialog = None,
+            AppMsg::HistoryWentBack(outcome) => {
+                if let Some(history) = self.history.as_mut() {
+                    let done = outcome.is_ok();
+                    history.go_back = GoBack::Done(outcome);
+                    if done {
+                        // The rollback is in the history now.
+                        load_history(&sender);
+                    }
+                }
+            }
+            AppMsg::HistoryClose => {
+                if !self
+                    .history
+                    .as_ref()
+                    .is_some_and(|h| h.go_back == GoBack::Running)
+                {
+                    self.history = None;
+                }
+            }
         }
     }
 
@@ -495,10 +602,13 @@ impl Component for App {
         let installable = self.has_pending();
         widgets
             .install_all
-            .set_visible(installable && self.copy.is_none());
+            .set_visible(installable && self.copy.is_none() && self.history.is_none());
         widgets.install_all.set_sensitive(installable && !busy);
 
-        let page = if let Some(flow) = &self.copy {
+        let page = if let Some(history) = &self.history {
+            widgets.history_page.render(history, &sender);
+            "history"
+        } else if let Some(flow) = &self.copy {
             widgets.copy_page.render(flow, &self.copy_drives, &sender);
             "copy"
         } else if self.listing.update_count() > 0 || self.run.is_some() {
@@ -839,6 +949,9 @@ fn install_app_actions(app: &gtk::Application, sender: &ComponentSender<App>) {
     for (name, message) in [
         ("copy-updates", (|| AppMsg::CopyOpen) as fn() -> AppMsg),
         ("preferences", || AppMsg::Preferences),
+        ("history", || AppMsg::HistoryOpen),
+        ("go-back", || AppMsg::HistoryOpenToGoBack),
+        ("go-back-answer", || AppMsg::HistoryAnswerGoBack),
         ("copy-start", || AppMsg::CopyStart),
         ("copy-cancel", || AppMsg::CopyCancel),
     ] {
@@ -892,6 +1005,21 @@ fn choose_folder(window: &adw::ApplicationWindow, sender: &ComponentSender<App>)
         chooser.destroy();
     });
     chooser.show();
+}
+
+/// Reads `ferryctl history --json` off the main thread.
+fn load_history(sender: &ComponentSender<App>) {
+    let input = sender.input_sender().clone();
+    let launch = crate::history::list_launch(&config::ferryctl_path());
+    let spawned = std::thread::Builder::new()
+        .name("history".into())
+        .spawn(move || {
+            let entries = crate::history::run(&launch).and_then(|out| crate::history::parse(&out));
+            input.emit(AppMsg::HistoryLoaded(entries));
+        });
+    if let Err(error) = spawned {
+        sender.input(AppMsg::HistoryLoaded(Err(error.to_string())));
+    }
 }
 
 fn show_about(window: &adw::ApplicationWindow) {

@@ -1,5 +1,7 @@
 //! The card above the lists: the whole installation's progress, remaining time and Cancel
-//! while it runs; then how it ended, with Restart when the system update needs one.
+//! while it runs; then how it ended, with Restart when the system update needs one, and Go
+//! Back to the Previous Version beside it (the `app.go-back` action: History, then a
+//! confirmation).
 
 use ferry_schema::event::Phase;
 use relm4::adw::prelude::*;
@@ -20,6 +22,7 @@ pub struct ProgressCard {
     bar: gtk::ProgressBar,
     pub cancel: gtk::Button,
     pub restart: gtk::Button,
+    go_back: gtk::Button,
 }
 
 impl ProgressCard {
@@ -66,11 +69,20 @@ impl ProgressCard {
             &tr("Restart the computer to finish the system update"),
         );
 
+        let go_back = gtk::Button::builder()
+            .label(tr("Go Back…"))
+            .tooltip_text(tr("Go Back to the Previous Version"))
+            .valign(gtk::Align::Center)
+            .action_name("app.go-back")
+            .build();
+        a11y::set_label(&go_back, &tr("Go Back to the Previous Version"));
+
         let top = gtk::Box::builder().spacing(12).build();
         top.append(&spinner);
         top.append(&icon);
         top.append(&texts);
         top.append(&cancel);
+        top.append(&go_back);
         top.append(&restart);
 
         let bar = gtk::ProgressBar::new();
@@ -96,6 +108,7 @@ impl ProgressCard {
             bar,
             cancel,
             restart,
+            go_back,
         }
     }
 
@@ -118,6 +131,7 @@ impl ProgressCard {
         self.icon.set_visible(false);
         self.bar.set_visible(true);
         self.restart.set_visible(false);
+        self.go_back.set_visible(false);
         self.cancel.set_visible(true);
         let count = run.planned().len() as u64;
         if run.cancel_requested() {
@@ -233,6 +247,8 @@ impl ProgressCard {
             _ => self.detail.set_label(&detail),
         }
         self.restart.set_visible(restart);
+        // An OS update was deployed: going back to the deployment before it is possible.
+        self.go_back.set_visible(restart);
     }
 }
 

@@ -9,6 +9,7 @@
 #   FAKE_CTL_DIE          1: end by SIGKILL, like a child that crashes mid-stream
 #   FAKE_CTL_SHARING      file holding yes or no: `sharing on|off` write it, `sharing status`
 #                         reports it (with 3 computers today when on)
+#   FAKE_CTL_HISTORY      file `history --json` prints; `rollback` then exits FAKE_CTL_EXIT
 set -eu
 . "$FAKE_CTL_CONFIG"
 for arg in "$@"; do printf '%s\n' "$arg"; done >>"$FAKE_CTL_ARGS"
@@ -25,6 +26,12 @@ if [ "${1:-}" = sharing ] && [ -n "${FAKE_CTL_SHARING:-}" ]; then
       fi ;;
   esac
   exit 0
+fi
+if [ -n "${FAKE_CTL_HISTORY:-}" ]; then
+  case "${1:-}" in
+    history) cat "$FAKE_CTL_HISTORY"; exit 0 ;;
+    rollback) exit "${FAKE_CTL_EXIT:-0}" ;;
+  esac
 fi
 if [ -n "${FAKE_CTL_PAUSE_AFTER:-}" ]; then
   head -n "$FAKE_CTL_PAUSE_AFTER" "$FAKE_CTL_STREAM"
