@@ -815,7 +815,21 @@ fn serial_a_computer_nearby_shares_its_own_system_repositories() -> Result<()> {
         "the announcer exited {stopped}:\n{}",
         announcer_log()
     );
+    // The server counted machine B for the Preferences switch, kept once it stopped.
     drop(peer);
+    let config = base.join("a/ferry.conf");
+    std::fs::write(&config, "[policy]\nshare-nearby = yes\n")?;
+    let status = bins::ferryctl()?
+        .env("FERRY_CONFIG", &config)
+        .env("FERRY_SERVE_STATS", base.join("a/cache/today.json"))
+        .env("FERRY_SYSTEMCTL", "false")
+        .args(["sharing", "status", "--json"])
+        .stdout()?;
+    let status: ferry_engine::sharing::SharingStatus = serde_json::from_str(&status)?;
+    ensure!(
+        status.enabled && status.computers_today == 1 && status.bytes_today > 0,
+        "{status:?}"
+    );
     drop(lan);
     Ok(())
 }

@@ -19,6 +19,7 @@ use ferry_engine::serve::archive_view::ViewOptions;
 use ferry_engine::serve::cache::{
     ConvertCache, CACHE_DIR_ENV, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_DIR,
 };
+use ferry_engine::serve::stats::ServeStats;
 use ferry_engine::serve::{ServeLimits, ServedRepo};
 use ferry_engine::target::{BootState, FlatpakPaths, SysrootState};
 
@@ -182,6 +183,9 @@ fn open_cache(args: &ServeArgs) -> anyhow::Result<Arc<ConvertCache>> {
     }
 }
 
+/// The day's count, in the cache directory (`ferryctl sharing status` reads it).
+const STATS_FILE: &str = "today.json";
+
 pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     anyhow::ensure!(
         !args.advertise_only || args.port != 0,
@@ -201,6 +205,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
             .with_context(|| format!("check the repository {}", wanted.path.display()))?;
         served.push(Arc::new(repo));
     }
+    // What the service serves is counted for the Preferences switch ("fetched today"),
+    // beside the cache of converted objects.
+    let stats = if args.system && !args.advertise_only {
+        let dir = match &cache {
+            Some(cache) => cache.dir().to_path_buf(),
+            None => open_cache(&args)?.dir().to_path_buf(),
+        };
+        Some(Arc::new(ServeStats::open(&dir.join(STATS_FILE))))
+    } else {
+        None
+    };
     let mut advertisements = Vec::new();
     for (index, repo) in served.iter().enumerate() {
         let index = u16::try_from(index).context("too many repositories")?;
@@ -222,7 +237,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the server")?;
-    runtime.block_on(serve(args, served, advertisements, stop))?;
+    runtime.block_on(serve(args, served, advertisements, stats, stop))?;
     Ok(std::process::ExitCode::SUCCESS)
 }
 
@@ -261,6 +276,7 @@ async fn serve(
     args: ServeArgs,
     served: Vec<Arc<ServedRepo>>,
     advertisements: Vec<Option<Advertisement>>,
+    stats: Option<Arc<ServeStats>>,
     stop: CancelToken,
 ) -> anyhow::Result<()> {
     let listener = if args.advertise_only {
@@ -363,7 +379,7 @@ async fn serve(
     };
     match listener {
         Some(listener) => {
-            ferry_engine::serve::serve(listener, served, limits, stop_requested).await;
+            ferry_engine::serve::serve(listener, served, limits, stats, stop_requested).await;
         }
         None => stop_requested.await,
     }

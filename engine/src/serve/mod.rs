@@ -49,6 +49,7 @@ pub mod allowed;
 pub mod archive_view;
 pub mod cache;
 mod connection;
+pub mod stats;
 
 use archive_view::{ArchiveView, Converted, ViewOptions};
 use cache::ConvertCache;
@@ -339,6 +340,7 @@ pub async fn serve(
     listener: TcpListener,
     repos: Vec<Arc<ServedRepo>>,
     limits: ServeLimits,
+    stats: Option<Arc<stats::ServeStats>>,
     stop: impl Future<Output = ()>,
 ) {
     let repos: Arc<[Arc<ServedRepo>]> = repos.into();
@@ -358,8 +360,8 @@ pub async fn serve(
             () = &mut stop => break,
             () = &mut idle => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, client) = match accepted {
+            Ok((stream, address)) => (stream, address.ip()),
             Err(error) => {
                 // Out of descriptors or similar: wait instead of spinning.
                 tracing::warn!(%error, "cannot accept a connection");
@@ -378,6 +380,8 @@ pub async fn serve(
         };
         tokio::spawn(connection(
             stream,
+            client,
+            stats.clone(),
             Arc::clone(&repos),
             limits,
             Arc::clone(&table),
@@ -394,6 +398,9 @@ pub async fn serve(
     let deadline = Instant::now() + SHUTDOWN_GRACE;
     while table.count() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if let Some(stats) = stats {
+        let _ = tokio::task::spawn_blocking(move || stats.flush()).await;
     }
 }
 
@@ -429,8 +436,14 @@ async fn refresh_periodically(repo: Arc<ServedRepo>) {
     }
 }
 
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one connection's whole context, passed once"
+)]
 async fn connection(
     stream: TcpStream,
+    client: IpAddr,
+    stats: Option<Arc<stats::ServeStats>>,
     repos: Arc<[Arc<ServedRepo>]>,
     limits: ServeLimits,
     table: Arc<Connections>,
@@ -441,8 +454,15 @@ async fn connection(
     let service_table = Arc::clone(&table);
     let service = hyper::service::service_fn(move |request| {
         let repos = Arc::clone(&repos);
+        let stats = stats.clone();
         let guard = WaitingGuard::busy(Arc::clone(&service_table), id);
-        async move { Ok::<_, Infallible>(respond(&repos, request, guard).await) }
+        async move {
+            let response = respond(&repos, request, guard).await;
+            if let Some(stats) = stats {
+                count_object(&stats, client, &response);
+            }
+            Ok::<_, Infallible>(response)
+        }
     });
     let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout));
     let connection = hyper::server::conn::http1::Builder::new()
@@ -473,6 +493,28 @@ async fn stopping(shutting_down: &mut watch::Receiver<bool>) {
     let _ = shutting_down.wait_for(|stop| *stop).await;
 }
 
+/// Counts a successful object response towards the day's figures.
+fn count_object(stats: &stats::ServeStats, client: IpAddr, response: &Response<ServeBody>) {
+    if response.status() != StatusCode::OK {
+        return;
+    }
+    let is_object = response.extensions().get::<ObjectResponse>().is_some();
+    if !is_object {
+        return;
+    }
+    let bytes = response
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0);
+    stats.record(client, bytes);
+}
+
+/// Marks a response that carries an object (`/objects/…`), which the day's figures count.
+#[derive(Debug, Clone, Copy)]
+struct ObjectResponse;
+
 async fn respond(
     repos: &Arc<[Arc<ServedRepo>]>,
     request: Request<Incoming>,
@@ -480,8 +522,11 @@ async fn respond(
 ) -> Response<ServeBody> {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let (response, from) = answer(repos, &method, &path, guard).await;
+    let (mut response, from) = answer(repos, &method, &path, guard).await;
     tracing::info!(%method, %path, status = response.status().as_u16(), from, "request");
+    if method == Method::GET && path.contains("/objects/") {
+        response.extensions_mut().insert(ObjectResponse);
+    }
     response
 }
 
