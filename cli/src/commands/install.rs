@@ -27,8 +27,8 @@ use ferry_engine::trust::TrustRoots;
 use ferry_schema::event::{Event, MessageLevel, Phase};
 use ferry_schema::{InstallStatus, Problem, TargetKind};
 
-use super::display_name;
 use super::selection::{gather, gather_on, SourceOptions, TargetOptions};
+use super::{display_name, shown_version, version_or_branch};
 use crate::i18n::{tr, trf};
 use crate::render::{self, human_bytes, Output};
 use crate::signals;
@@ -338,10 +338,7 @@ fn describe_plan(plan: &Plan) -> String {
         &[&plan.updates.len(), &human_bytes(plan.download_size())],
     );
     for update in &plan.updates {
-        let new = update
-            .version
-            .clone()
-            .unwrap_or_else(|| update.commit.short());
+        let new = version_or_branch(update);
         let current = update
             .current_version
             .clone()
@@ -383,13 +380,13 @@ fn describe_results(plan: &Plan, summary: &Summary, sources: Option<&Output>) ->
                 .as_deref()
                 .filter(|message| !message.is_empty()),
         };
-        let version = update
-            .version
-            .clone()
-            .unwrap_or_else(|| update.commit.short());
+        let what = match shown_version(update) {
+            Some(version) => format!("{}: {version}", display_name(update)),
+            None => display_name(update),
+        };
         text.push_str(&match detail {
-            Some(detail) => format!("{} {version}: {status}: {detail}\n", display_name(update)),
-            None => format!("{} {version}: {status}\n", display_name(update)),
+            Some(detail) => format!("{what} {status}: {detail}\n"),
+            None => format!("{what} {status}\n"),
         });
         if let Some(output) = sources {
             let used = if result.sources.is_empty() {

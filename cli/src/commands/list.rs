@@ -17,7 +17,7 @@ use ferry_engine::trust::TrustRoots;
 use ferry_schema::{Update, UpdateList};
 
 use super::selection::{gather, SourceOptions, TargetOptions};
-use super::{display_name, format_date};
+use super::{display_name, format_date, version_or_branch};
 use crate::i18n::{tr, trf};
 use crate::render::{self, human_bytes};
 
@@ -123,7 +123,7 @@ fn row(update: &Update) -> [String; 5] {
         &update.current_version,
         update.current_commit.map(|c| c.short()),
     );
-    let new = version(&update.version, Some(update.commit.short()));
+    let new = version_or_branch(update);
     let mut name = display_name(update);
     if !update.signed {
         name = trf("{} (unsigned)", &[&name]);
