@@ -120,6 +120,64 @@ pub fn came_from(sources: &[SourceUse]) -> Option<String> {
     })
 }
 
+/// A failure as a person reads it: `message` with every object name (a 64-digit checksum,
+/// with its `.file`/`.dirtree`/… kind) replaced by "an object", and the message as it was
+/// for the Details when anything was replaced.
+pub fn in_words(message: &str) -> (String, Option<String>) {
+    let mut words = String::with_capacity(message.len());
+    let mut replaced = false;
+    let mut rest = message;
+    while let Some(start) = find_checksum(rest) {
+        words.push_str(&rest[..start]);
+        let mut end = start + 64;
+        let kind_len = rest[end..]
+            .strip_prefix('.')
+            .map(|tail| tail.chars().take_while(|c| c.is_ascii_alphabetic()).count())
+            .filter(|len| *len > 0)
+            .map_or(0, |len| len + 1);
+        end += kind_len;
+        // "Object <checksum>" reads as "an object" too.
+        let lead = ["Object ", "object "]
+            .iter()
+            .find(|lead| words.ends_with(**lead))
+            .map(|lead| lead.len());
+        let capital = match lead {
+            Some(len) => {
+                let capital = words.ends_with("Object ");
+                words.truncate(words.len() - len);
+                capital
+            }
+            None => false,
+        };
+        words.push_str(&if capital || words.is_empty() {
+            tr("An object")
+        } else {
+            tr("an object")
+        });
+        replaced = true;
+        rest = &rest[end..];
+    }
+    words.push_str(rest);
+    (words, replaced.then(|| message.to_owned()))
+}
+
+/// Where the first run of exactly 64 hex digits starts.
+fn find_checksum(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut run = 0usize;
+    for (index, byte) in bytes.iter().enumerate() {
+        if byte.is_ascii_hexdigit() {
+            run += 1;
+            continue;
+        }
+        if run == 64 {
+            return Some(index - 64);
+        }
+        run = 0;
+    }
+    (run == 64).then(|| bytes.len() - 64)
+}
+
 /// What a problem is about, under its reason: the ref it concerns, else the place it was met
 /// on (a repository path or an address), else what it names when it was met on no source.
 pub fn problem_subject(problem: &Problem) -> String {
@@ -141,6 +199,25 @@ pub(crate) fn drive_label(name: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_name_objects_in_words_and_keep_the_checksum_for_details() {
+        let sum = "5f3ca1e0c2a7e3b6a5f0a0d9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9";
+        let message = format!("Object {sum}.file from KINGSTON is corrupt.");
+        let (words, details) = in_words(&message);
+        assert_eq!(words, "An object from KINGSTON is corrupt.");
+        assert_eq!(details.as_deref(), Some(message.as_str()));
+        let (words, _) = in_words(&format!("it handed out {sum}.dirtree (usr), twice"));
+        assert_eq!(words, "it handed out an object (usr), twice");
+        // Nothing to hide: no details.
+        assert_eq!(
+            in_words("The drive went away"),
+            ("The drive went away".into(), None)
+        );
+        // 63 or 65 digits are not a checksum.
+        let (_, details) = in_words(&format!("{}0 and {}", sum, &sum[1..]));
+        assert_eq!(details, None);
+    }
     use ferry_schema::SourceState;
 
     fn used(label: Option<&str>, location: &str, kind: SourceKind, objects: u64) -> SourceUse {

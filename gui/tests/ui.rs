@@ -896,11 +896,14 @@ fn failures(session: &Session) -> Result<()> {
         text.contains("Label \"Some updates could not be installed\"")
     })?;
     failed.expect(&[
-        "is corrupt: its checksum does not match. Copy the app to the drive again.",
+        // In words, the object's checksum only under Details.
+        "subtitle=\"An object from KINGSTON is corrupt: its checksum does not match. Copy the app to the drive again.",
+        "MenuButton \"Details\" sensitive=true",
         "Button \"Try Again\" sensitive=true",
         "Label \"Restart to finish\"",
         "Button \"Install All\" sensitive=true",
     ])?;
+    failed.expect_not(&["5f3ca1e0c2a7"])?;
     failed.save("failed")?;
 
     // Only what failed is left to install; what was installed stays so.

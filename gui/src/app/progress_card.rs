@@ -232,7 +232,8 @@ impl ProgressCard {
                 } else {
                     tr("Some updates could not be installed")
                 },
-                message.clone(),
+                // The row that failed has the checksum under its Details.
+                crate::format::in_words(message).0,
                 *restart_required,
             ),
         };

@@ -122,6 +122,12 @@ fn describe(widget: &gtk::Widget, depth: usize, out: &mut String) {
         ))
     } else if let Some(title) = widget.downcast_ref::<adw::WindowTitle>() {
         Some(format!("WindowTitle {}", quote(title.title().as_str())))
+    } else if let Some(menu) = widget.downcast_ref::<gtk::MenuButton>() {
+        Some(format!(
+            "MenuButton {} sensitive={}",
+            quote(menu.label().unwrap_or_default().as_str()),
+            menu.is_sensitive()
+        ))
     } else if let Some(button) = widget.downcast_ref::<gtk::Button>() {
         Some(format!(
             "Button {} sensitive={}",

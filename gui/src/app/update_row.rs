@@ -62,6 +62,9 @@ pub struct UpdateRowWidgets {
     status_label: gtk::Label,
     size: Option<gtk::Label>,
     failed_icon: gtk::Image,
+    /// "Details": the failure as the installer said it, object checksums and all.
+    details: gtk::MenuButton,
+    details_text: gtk::Label,
 }
 
 impl FactoryComponent for UpdateRow {
@@ -180,6 +183,20 @@ impl FactoryComponent for UpdateRow {
             .build();
         a11y::set_label(&failed_icon, &tr("Failed"));
         row.add_suffix(&failed_icon);
+        let details_text = gtk::Label::builder()
+            .wrap(true)
+            .selectable(true)
+            .max_width_chars(60)
+            .xalign(0.0)
+            .build();
+        let details = gtk::MenuButton::builder()
+            .label(tr("Details"))
+            .valign(gtk::Align::Center)
+            .css_classes(["flat"])
+            .popover(&gtk::Popover::builder().child(&details_text).build())
+            .visible(false)
+            .build();
+        row.add_suffix(&details);
 
         let suffix = gtk::Stack::builder()
             .transition_type(gtk::StackTransitionType::Crossfade)
@@ -202,6 +219,8 @@ impl FactoryComponent for UpdateRow {
             status_label,
             size,
             failed_icon,
+            details,
+            details_text,
         };
         self.render(&mut widgets);
         widgets
@@ -228,6 +247,7 @@ impl UpdateRow {
             self.update.current_version.as_deref(),
             self.update.version.as_deref(),
         );
+        let mut details: Option<String> = None;
         let mut subtitle = match (self.update.target, versions) {
             (TargetKind::Os, Some(versions)) => {
                 // Translators: subtitle of the operating system's row.
@@ -331,7 +351,9 @@ impl UpdateRow {
                 }
             }
             Some(RowStatus::Failed(message)) => {
-                subtitle = message.clone();
+                let (words, full) = format::in_words(message);
+                subtitle = words;
+                details = full;
             }
             Some(RowStatus::Cancelled) => {
                 // Translators: a row's subtitle after the person cancelled its installation.
@@ -348,6 +370,10 @@ impl UpdateRow {
         widgets
             .failed_icon
             .set_visible(matches!(status, Some(RowStatus::Failed(_))));
+        widgets.details.set_visible(details.is_some());
+        widgets
+            .details_text
+            .set_label(details.as_deref().unwrap_or_default());
     }
 }
 
