@@ -6,7 +6,6 @@
 //! someone is using the machine. When logind cannot be asked, nobody can tell, so the machine
 //! is not restarted: the update then completes at the next boot.
 
-use std::ffi::OsString;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context as _, Result};
@@ -14,9 +13,7 @@ use ferry_schema::{InstallResult, InstallStatus};
 
 use ferry_engine::policy::RebootPolicy;
 
-/// The command that restarts the machine, split at whitespace; default `systemctl reboot`.
-pub const ENV_REBOOT_COMMAND: &str = "FERRY_REBOOT_COMMAND";
-const DEFAULT_REBOOT_COMMAND: [&str; 2] = ["systemctl", "reboot"];
+pub use ferry_engine::deploy::ENV_REBOOT_COMMAND;
 /// loginctl's answer is a few lines per session; anything past this is not read.
 const MAX_LOGINCTL_OUTPUT: usize = 1024 * 1024;
 /// More sessions than this are not looked at one by one: the machine is in use.
@@ -209,31 +206,8 @@ pub fn decide(
     }
 }
 
-/// The restart command: `FERRY_REBOOT_COMMAND` split at whitespace, else `systemctl reboot`.
-pub fn reboot_command() -> Vec<OsString> {
-    let configured: Vec<OsString> = std::env::var(ENV_REBOOT_COMMAND)
-        .ok()
-        .map(|text| text.split_whitespace().map(OsString::from).collect())
-        .unwrap_or_default();
-    if configured.is_empty() {
-        DEFAULT_REBOOT_COMMAND.map(OsString::from).to_vec()
-    } else {
-        configured
-    }
-}
-
-/// Runs the restart command.
-pub fn restart(command: &[OsString]) -> Result<()> {
-    let Some((program, args)) = command.split_first() else {
-        bail!("the restart command is empty; set {ENV_REBOOT_COMMAND} or leave it unset");
-    };
-    let status = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .status()
-        .with_context(|| format!("cannot run {program:?} to restart the machine"))?;
-    if !status.success() {
-        bail!("{program:?} failed ({status}); restart the machine to complete the update");
-    }
-    Ok(())
+/// Restarts the machine ([`ferry_engine::deploy::reboot`], the one restart path).
+pub fn restart() -> Result<()> {
+    ferry_engine::deploy::reboot()
+        .context("cannot restart the machine; restart it to complete the update")
 }

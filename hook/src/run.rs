@@ -424,7 +424,7 @@ impl Hook {
         match decision {
             reboot::Decision::Restart => {
                 tracing::info!("an OS update is deployed: restarting the machine");
-                reboot::restart(&reboot::reboot_command())?;
+                reboot::restart()?;
             }
             reboot::Decision::Stay(why) => tracing::info!("not restarting: {why}"),
         }

@@ -34,6 +34,9 @@ pub enum DeployError {
         status: String,
         stderr: String,
     },
+
+    #[error("the restart command is empty; set FERRY_REBOOT_COMMAND to a command, or unset it")]
+    EmptyRebootCommand,
 }
 
 /// `ostree admin deploy` of `remote:ref_name` for the OS of `os`, keeping its kernel
@@ -96,11 +99,34 @@ pub fn deploy_flatpak(
     )
 }
 
-/// `systemctl reboot`, for kiosks that restart into a new OS deployment when done.
+/// Replaces the restart command (tests, machines without systemd), split at whitespace.
+pub const ENV_REBOOT_COMMAND: &str = "FERRY_REBOOT_COMMAND";
+const DEFAULT_REBOOT_COMMAND: [&str; 2] = ["systemctl", "reboot"];
+
+/// The one way Ferry restarts the machine into a new OS deployment (`ferryctl install
+/// --reboot`, the hook's kiosk and nearby installs): `FERRY_REBOOT_COMMAND`, else
+/// `systemctl reboot`.
 pub fn reboot() -> Result<(), DeployError> {
-    let mut command = Command::new("systemctl");
-    command.arg("reboot");
+    let command = reboot_command();
+    let Some((program, args)) = command.split_first() else {
+        return Err(DeployError::EmptyRebootCommand);
+    };
+    let mut command = Command::new(program);
+    command.args(args);
     run(command, "systemd")
+}
+
+/// The restart command [`reboot`] runs.
+pub fn reboot_command() -> Vec<std::ffi::OsString> {
+    let configured: Vec<std::ffi::OsString> = std::env::var(ENV_REBOOT_COMMAND)
+        .ok()
+        .map(|text| text.split_whitespace().map(Into::into).collect())
+        .unwrap_or_default();
+    if configured.is_empty() {
+        DEFAULT_REBOOT_COMMAND.map(Into::into).to_vec()
+    } else {
+        configured
+    }
 }
 
 /// Runs `command` to completion, with stdin closed and stdout discarded (the event stream
