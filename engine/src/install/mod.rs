@@ -141,7 +141,8 @@ pub enum InstallError {
 }
 
 /// Picks the updates `selection` names from `listing`, with the runtimes they need, runtimes
-/// first. A name matching no update but an installed ref of `targets` is up to date; one
+/// first. A name matching no update nor installed ref but an app the listing offers
+/// ([`UpdateList::available`]) installs that app with its missing runtimes. A name matching no update but an installed ref of `targets` is up to date; one
 /// matching nothing is an error.
 pub fn plan(
     listing: &UpdateList,
@@ -149,6 +150,7 @@ pub fn plan(
     targets: &[Target],
 ) -> Result<Plan, InstallError> {
     let mut chosen: Vec<usize> = Vec::new();
+    let mut new_apps: Vec<Update> = Vec::new();
     let mut up_to_date = Vec::new();
     match selection {
         Selection::All => chosen.extend(0..listing.updates.len()),
@@ -169,6 +171,14 @@ pub fn plan(
                         .any(|installed| names_ref(name, &installed.ref_name))
                 }) {
                     up_to_date.push(name.clone());
+                } else if let Some(offered) = listing
+                    .available
+                    .iter()
+                    .find(|offered| names_update(name, &offered.app))
+                {
+                    // A new app: its missing runtimes, then the app.
+                    new_apps.extend(offered.runtimes.iter().cloned());
+                    new_apps.push(offered.app.clone());
                 } else {
                     return Err(InstallError::NotFound {
                         wanted: name.clone(),
@@ -198,6 +208,11 @@ pub fn plan(
         .into_iter()
         .map(|index| listing.updates[index].clone())
         .collect();
+    for update in new_apps {
+        if !updates.iter().any(|u| u.id == update.id) {
+            updates.push(update);
+        }
+    }
     updates.sort_by_key(|update| !is_runtime(update));
     Ok(Plan {
         updates,
