@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use ferry_engine::resolve::sources::{self, MachineListing};
 use ferry_engine::schema::{
-    DriveInstallState, DriveRecord, Problem, ProblemKind, SourceInfo, SourceKind, TargetKind,
-    Update,
+    AvailableApp, DriveInstallState, DriveRecord, Problem, ProblemKind, SourceInfo, SourceKind,
+    TargetKind, Update,
 };
 use ferry_engine::target::HostPaths;
 
@@ -94,6 +94,10 @@ pub struct Listing {
     /// Problems of no source, such as installations that could not be read. Logged; those of
     /// a drive, a computer nearby or a server are in its group.
     pub problems: Vec<Problem>,
+    /// Apps the drives offer that this machine does not have ("Also on this drive").
+    pub available: Vec<AvailableApp>,
+    /// Apps on the drives from collections no remote here knows.
+    pub unknown_available: u64,
 }
 
 impl Listing {
@@ -177,6 +181,7 @@ pub fn from_records(records: Vec<DriveRecord>) -> Listing {
 pub fn merge(records: Vec<DriveRecord>, machine: MachineListing) -> Listing {
     let MachineListing { list, sources } = machine;
     let mut problems = list.problems;
+    let (available, unknown_available) = (list.available, list.unknown_available);
     let mut groups = Vec::with_capacity(records.len() + 2);
     let mut from_record: Vec<bool> = Vec::with_capacity(records.len());
     for record in records {
@@ -292,7 +297,11 @@ pub fn merge(records: Vec<DriveRecord>, machine: MachineListing) -> Listing {
     for problem in &problems {
         tracing::info!(source = %problem.source, reason = %problem.reason, "listing problem");
     }
-    sorted(groups, problems)
+    Listing {
+        available,
+        unknown_available,
+        ..sorted(groups, problems)
+    }
 }
 
 /// Which remote group a problem of no drive belongs to: a computer nearby (`NAME (URL)`, or
@@ -360,7 +369,11 @@ fn sorted(mut groups: Vec<SourceGroup>, problems: Vec<Problem>) -> Listing {
         };
         key(a).cmp(&key(b))
     });
-    Listing { groups, problems }
+    Listing {
+        groups,
+        problems,
+        ..Listing::default()
+    }
 }
 
 /// The operating system first, then apps by name, as GNOME Software orders them.

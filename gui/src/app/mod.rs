@@ -4,6 +4,7 @@
 
 mod a11y;
 mod copy_page;
+mod new_apps;
 mod preferences;
 mod progress_card;
 mod restart;
@@ -49,6 +50,8 @@ pub enum AppMsg {
     DrivesChanged,
     InstallAll,
     InstallUpdate(String),
+    /// Install an app this machine does not have yet, by its update id.
+    InstallNewApp(String),
     InstallDrive(String),
     Cancel,
     Runner {
@@ -130,6 +133,10 @@ pub struct App {
     copy_running: Option<RunningInstall>,
     copy_serial: u64,
     preferences: Option<preferences::Preferences>,
+    updates_page: adw::PreferencesPage,
+    /// "Also on this drive", kept after the groups.
+    new_apps: new_apps::NewApps,
+    sender: ComponentSender<App>,
 }
 
 pub struct AppWidgets {
@@ -303,7 +310,11 @@ impl Component for App {
             copy_running: None,
             copy_serial: 0,
             preferences: None,
+            updates_page: updates_page.clone(),
+            new_apps: new_apps::NewApps::new(),
+            sender: sender.clone(),
         };
+        updates_page.add(&model.new_apps.group);
         // The hook's records show at once; the engine's listing follows.
         model.show_listing(listing::load_records(&model.run_dir));
         model.reload_listing(&sender);
@@ -337,6 +348,9 @@ impl Component for App {
             AppMsg::InstallAll => self.start(InstallRequest::for_all(&self.listing), &sender),
             AppMsg::InstallUpdate(id) => {
                 self.start(InstallRequest::for_ids(&self.listing, &[id]), &sender)
+            }
+            AppMsg::InstallNewApp(id) => {
+                self.start(InstallRequest::for_new_app(&self.listing, &id), &sender)
             }
             AppMsg::InstallDrive(drive) => {
                 self.start(InstallRequest::for_drive(&self.listing, &drive), &sender)
@@ -499,7 +513,10 @@ impl Component for App {
         let page = if let Some(flow) = &self.copy {
             widgets.copy_page.render(flow, &self.copy_drives, &sender);
             "copy"
-        } else if self.listing.update_count() > 0 || self.run.is_some() {
+        } else if self.listing.update_count() > 0
+            || !self.listing.available.is_empty()
+            || self.run.is_some()
+        {
             "updates"
         } else if self.listing.only_problems() {
             "problems"
@@ -556,6 +573,14 @@ impl App {
                     busy,
                 });
             }
+            drop(guard);
+            // After the groups, which were just added again.
+            self.updates_page.remove(&self.new_apps.group);
+            self.updates_page.add(&self.new_apps.group);
+            let input = self.sender.input_sender().clone();
+            self.new_apps.show(&self.listing, move |id| {
+                input.emit(AppMsg::InstallNewApp(id))
+            });
         }
         if let Some(agent) = self.agent.as_mut() {
             agent.notifier.sync_drives(&self.listing);
