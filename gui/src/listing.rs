@@ -670,6 +670,7 @@ mod tests {
                     problem(ProblemKind::Unavailable, peer),
                     installation.clone(),
                 ],
+                ..UpdateList::default()
             },
             sources: Vec::new(),
         };

@@ -843,6 +843,16 @@ fn install_app_actions(app: &gtk::Application, sender: &ComponentSender<App>) {
         move |_, _| sender.input(AppMsg::InstallAll)
     });
     app.add_action(&install_all);
+    let install_new_app = gio::SimpleAction::new("install-new-app", Some(glib::VariantTy::STRING));
+    install_new_app.connect_activate({
+        let sender = sender.clone();
+        move |_, id| {
+            if let Some(id) = id.and_then(|id| id.str()) {
+                sender.input(AppMsg::InstallNewApp(id.to_owned()));
+            }
+        }
+    });
+    app.add_action(&install_new_app);
     let install_drive = gio::SimpleAction::new("install-drive", Some(glib::VariantTy::STRING));
     install_drive.connect_activate({
         let sender = sender.clone();
