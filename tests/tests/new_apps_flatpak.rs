@@ -177,7 +177,7 @@ fn apps_of_unknown_collections_and_unsigned_apps_are_not_offered() -> Result<()>
     );
     let text = machine.list_text(&args)?;
     ensure!(
-        text.contains("1 apps from sources this computer does not know"),
+        text.contains("1 app from sources this computer does not know"),
         "{text}"
     );
 

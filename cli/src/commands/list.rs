@@ -19,7 +19,7 @@ use ferry_engine::trust::TrustRoots;
 
 use super::selection::{gather, SourceOptions, TargetOptions};
 use super::{display_name, format_date};
-use crate::i18n::{tr, trf};
+use crate::i18n::{ntrf, tr, trf};
 use crate::render::{self, human_bytes};
 
 #[derive(Debug, clap::Args)]
@@ -132,8 +132,10 @@ fn human_available(listing: &UpdateList) -> String {
         text.push_str(&render::table(&headings, &rows, ""));
     }
     if listing.unknown_available > 0 {
-        text.push_str(&trf(
+        text.push_str(&ntrf(
+            "{} app from sources this computer does not know.\n",
             "{} apps from sources this computer does not know.\n",
+            listing.unknown_available,
             &[&listing.unknown_available],
         ));
     }
