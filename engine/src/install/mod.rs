@@ -32,10 +32,10 @@ use crate::trust::TrustRoots;
 /// Which updates to install.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selection {
-    /// Everything the listing offers.
+    /// Every update the listing offers (not the new apps in `UpdateList::available`).
     All,
     /// Updates named by ref (`app/org.example.App/x86_64/stable`), by update ID, or by the
-    /// app or runtime ID (`org.example.App`).
+    /// app or runtime ID (`org.example.App`); a new app in `UpdateList::available` too.
     Refs(Vec<String>),
 }
 
@@ -613,6 +613,65 @@ fn refresh_appstream(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::object::Checksum;
+    use crate::schema::AvailableApp;
+
+    fn update(ref_name: &str, needs: &[&str]) -> Update {
+        Update {
+            id: format!("flatpak:user:{ref_name}"),
+            target: TargetKind::Flatpak,
+            installation: Some("user".to_owned()),
+            remote: "example".to_owned(),
+            collection_id: Some("org.example.Apps".to_owned()),
+            ref_name: ref_name.to_owned(),
+            current_commit: None,
+            commit: Checksum::from_array([7; 32]),
+            current_version: None,
+            version: None,
+            timestamp: 0,
+            subject: String::new(),
+            body: String::new(),
+            download_size: 1,
+            signed: true,
+            sources: Vec::new(),
+            needs: needs.iter().map(|n| (*n).to_owned()).collect(),
+            app: None,
+        }
+    }
+
+    #[test]
+    fn a_new_app_is_planned_with_its_runtime_first_and_only_when_named() {
+        let runtime = "runtime/org.example.Platform/x86_64/v2";
+        let notes = "app/org.example.Notes/x86_64/stable";
+        let listing = UpdateList {
+            updates: vec![update("app/org.example.App/x86_64/stable", &[])],
+            available: vec![AvailableApp {
+                app: update(notes, &[runtime]),
+                runtimes: vec![update(runtime, &[])],
+                download_size: 2,
+            }],
+            ..UpdateList::default()
+        };
+        let named = plan(
+            &listing,
+            &Selection::Refs(vec!["org.example.Notes".to_owned()]),
+            &[],
+        )
+        .expect("plan");
+        let refs: Vec<&str> = named.updates.iter().map(|u| u.ref_name.as_str()).collect();
+        assert_eq!(refs, [runtime, notes]);
+        // "Everything" means every update, not every app a drive happens to carry.
+        let all = plan(&listing, &Selection::All, &[]).expect("plan");
+        assert!(all.updates.iter().all(|u| u.ref_name != notes));
+        assert!(matches!(
+            plan(
+                &listing,
+                &Selection::Refs(vec!["org.example.Other".to_owned()]),
+                &[]
+            ),
+            Err(InstallError::NotFound { .. })
+        ));
+    }
 
     #[test]
     fn refs_are_named_by_themselves_and_by_their_id() {
