@@ -1100,9 +1100,10 @@ fn new_app_from_a_drive(session: &Session) -> Result<()> {
 
     let app_ref = ferry_tests::flatpak::app_ref(NEW_APP_ID, "stable")?;
     world.activate_with("install-new-app", &format!("flatpak:user:{app_ref}"))?;
-    world.wait_for_frame("the new app installed", |text| {
+    let done = world.wait_for_frame("the new app installed", |text| {
         text.contains("Label \"Updates installed\"")
     })?;
+    done.expect(&["Button \"Installed\" sensitive=false"])?;
     let called = fs::read_to_string(&world.ctl_args)?;
     ensure!(
         called.contains("install\n--json\n")

@@ -535,6 +535,7 @@ impl Component for App {
         widgets
             .card
             .render(self.run.as_deref(), self.restart_error.as_deref());
+        self.new_apps.follow(busy, |id| self.is_done(id));
     }
 }
 

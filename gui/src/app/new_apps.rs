@@ -15,7 +15,8 @@ use crate::listing::{display_name, Listing};
 /// The section and the rows it shows now.
 pub struct NewApps {
     pub group: adw::PreferencesGroup,
-    rows: Vec<gtk::Widget>,
+    /// Each row with its app's update id and Install button.
+    rows: Vec<(gtk::Widget, String, gtk::Button)>,
 }
 
 impl NewApps {
@@ -32,13 +33,14 @@ impl NewApps {
 
     /// Shows `listing`'s new apps; `install` is called with an app's update id.
     pub fn show(&mut self, listing: &Listing, install: impl Fn(String) + Clone + 'static) {
-        for row in self.rows.drain(..) {
+        for (row, _, _) in self.rows.drain(..) {
             self.group.remove(&row);
         }
         for offered in &listing.available {
-            let row = app_row(offered, install.clone());
+            let (row, button) = app_row(offered, install.clone());
             self.group.add(&row);
-            self.rows.push(row.upcast());
+            self.rows
+                .push((row.upcast(), offered.app.id.clone(), button));
         }
         let unknown = listing.unknown_available;
         let description = (unknown > 0).then(|| {
@@ -53,9 +55,26 @@ impl NewApps {
         self.group
             .set_visible(!listing.available.is_empty() || unknown > 0);
     }
+
+    /// Install buttons follow the installation: usable when nothing runs, "Installed" once
+    /// their app is.
+    pub fn follow(&self, busy: bool, done: impl Fn(&str) -> bool) {
+        for (_, id, button) in &self.rows {
+            if done(id) {
+                button.set_label(&tr("Installed"));
+                button.set_sensitive(false);
+            } else {
+                button.set_label(&tr("Install"));
+                button.set_sensitive(!busy);
+            }
+        }
+    }
 }
 
-fn app_row(offered: &AvailableApp, install: impl Fn(String) + 'static) -> adw::ActionRow {
+fn app_row(
+    offered: &AvailableApp,
+    install: impl Fn(String) + 'static,
+) -> (adw::ActionRow, gtk::Button) {
     let app = &offered.app;
     let name = display_name(app);
     let summary = app
@@ -79,10 +98,7 @@ fn app_row(offered: &AvailableApp, install: impl Fn(String) + 'static) -> adw::A
         .build();
     a11y::set_label(&button, &trf("Install {name}", &[("name", &name)]));
     let id = app.id.clone();
-    button.connect_clicked(move |button| {
-        button.set_sensitive(false);
-        install(id.clone());
-    });
+    button.connect_clicked(move |_| install(id.clone()));
     row.add_suffix(&button);
-    row
+    (row, button)
 }
