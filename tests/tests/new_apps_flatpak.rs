@@ -137,6 +137,17 @@ fn apps_of_unknown_collections_and_unsigned_apps_are_not_offered() -> Result<()>
     // The commit's signatures are gone from the drive.
     let unsigned = scene.drive_from_peer("peer", &tmp.path().join("unsigned"), &[NEW_APP_ID])?;
     remove_object(&unsigned.repo, &notes_commit, ObjectKind::CommitMeta)?;
+    // Signed, but the commit's bytes were changed after signing.
+    let tampered = scene.drive_from_peer("peer2", &tmp.path().join("tampered"), &[NEW_APP_ID])?;
+    let object = tampered
+        .repo
+        .object_path(&notes_commit, ObjectKind::Commit)?;
+    let mut bytes = std::fs::read(&object)?;
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    // A new file: the object may be a hard link shared with the other drive.
+    std::fs::remove_file(&object)?;
+    std::fs::write(&object, bytes)?;
 
     // Another publisher, whose remote this machine does not have.
     let other_key = GpgKey::generate(&tmp.path().join("other-gnupg"), "Other <other@example.org>")?;
@@ -160,8 +171,10 @@ fn apps_of_unknown_collections_and_unsigned_apps_are_not_offered() -> Result<()>
 
     let machine = list_support::Machine::new(tmp.path(), scene.client.vars())?;
     let mut args = listing_args(&unsigned.root);
-    args.push(OsStr::new("--from"));
-    args.push(foreign.root.as_os_str());
+    for drive in [&foreign.root, &tampered.root] {
+        args.push(OsStr::new("--from"));
+        args.push(drive.as_os_str());
+    }
     let list = machine.list(&args)?;
     ensure!(list.available.is_empty(), "{:#?}", list.available);
     // One app of an unknown collection (its runtime is not an app).
@@ -172,6 +185,15 @@ fn apps_of_unknown_collections_and_unsigned_apps_are_not_offered() -> Result<()>
             .iter()
             .any(|p| p.ref_name.as_deref() == Some(notes_ref.as_str())
                 && p.kind == ProblemKind::UnsignedCommit),
+        "{:#?}",
+        list.problems
+    );
+    ensure!(
+        list.problems
+            .iter()
+            .any(|p| p.ref_name.as_deref() == Some(notes_ref.as_str())
+                && p.kind == ProblemKind::Corrupt
+                && p.source.contains("tampered")),
         "{:#?}",
         list.problems
     );
