@@ -263,12 +263,20 @@ impl<'a> Resolver<'a> {
                 self.problems.push(refusal);
                 *winner = None;
             } else if winner.is_none() {
+                let by_update = found.iter().zip(&needs).any(|((app, _), app_needs)| {
+                    !app.offered && app.target == want.target && app_needs.contains(&want.ref_name)
+                });
+                let needed_by = if by_update {
+                    "an update"
+                } else {
+                    "an app a drive offers"
+                };
                 self.problems.push(Problem {
                     kind: ProblemKind::Unavailable,
                     source: self.targets[want.target].repo.display().to_string(),
                     ref_name: Some(want.ref_name.clone()),
                     reason: format!(
-                        "{} is needed by an update but is not installed, and no source offers \
+                        "{} is needed by {needed_by} but is not installed, and no source offers \
                          a usable commit of it: insert a drive that carries it, or go online",
                         want.ref_name
                     ),
