@@ -15,8 +15,8 @@ use ferry_engine::resolve::sources;
 use ferry_engine::target::HostPaths;
 use ferry_engine::trust::TrustRoots;
 use ferry_schema::{
-    DriveInstallState, DriveRecord, Problem, ProblemKind, SourceInfo, SourceKind, TargetKind,
-    Update, UpdateList,
+    AvailableApp, DriveInstallState, DriveRecord, Problem, ProblemKind, SourceInfo, SourceKind,
+    TargetKind, Update, UpdateList,
 };
 
 pub use ferry_engine::resolve::sources::GatherOptions as LoadOptions;
@@ -96,6 +96,10 @@ pub struct Listing {
     /// Problems of no source, such as installations that could not be read. Logged; those of
     /// a drive, a computer nearby or a server are in its group.
     pub problems: Vec<Problem>,
+    /// Apps the drives offer that this machine does not have ("Also on this drive").
+    pub available: Vec<AvailableApp>,
+    /// Apps on the drives from collections no remote here knows.
+    pub unknown_available: u64,
 }
 
 impl Listing {
@@ -185,6 +189,7 @@ pub fn from_records(records: Vec<DriveRecord>) -> Listing {
 /// under the source it was met on. A recorded drive is known by its record ID; the engine
 /// already chose between a drive's record and what it read ([`sources::list_machine`]).
 pub fn group(records: Vec<DriveRecord>, list: UpdateList) -> Listing {
+    let (available, unknown_available) = (list.available, list.unknown_available);
     let mut groups: Vec<SourceGroup> = records
         .into_iter()
         .map(|record| SourceGroup {
@@ -243,7 +248,11 @@ pub fn group(records: Vec<DriveRecord>, list: UpdateList) -> Listing {
     for problem in &problems {
         tracing::info!(source = %problem.source, reason = %problem.reason, "listing problem");
     }
-    sorted(groups, problems)
+    Listing {
+        available,
+        unknown_available,
+        ..sorted(groups, problems)
+    }
 }
 
 /// The group of the drive `source` is on: its record's, else one of its own, named by the
@@ -309,7 +318,11 @@ fn sorted(mut groups: Vec<SourceGroup>, problems: Vec<Problem>) -> Listing {
         };
         key(a).cmp(&key(b))
     });
-    Listing { groups, problems }
+    Listing {
+        groups,
+        problems,
+        ..Listing::default()
+    }
 }
 
 /// The operating system first, then apps by name, as GNOME Software orders them.
@@ -610,6 +623,7 @@ mod tests {
                 on(ProblemKind::Unavailable, &peer),
                 installation.clone(),
             ],
+            ..UpdateList::default()
         };
         // Nobody answered: no news, so the empty state rather than a page of problems.
         let listing = group(Vec::new(), offline.clone());
@@ -649,6 +663,7 @@ mod tests {
                 on(ProblemKind::Corrupt, &elsewhere),
                 on(ProblemKind::Corrupt, &unrecorded),
             ],
+            ..UpdateList::default()
         };
         let listing = group(vec![record], list);
         let kingston = listing.drive_group("kingston-1234").expect("the drive");

@@ -19,6 +19,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context as _, Result};
 use ferry_tests::cmd::wait_for;
 use ferry_tests::flatpak::{AppSpec, FlatpakFixture, APP_NAME, REMOTE};
+
+/// The app a drive offers that the machine does not have.
+const NEW_APP_ID: &str = "org.example.Notes";
+const NEW_APP_NAME: &str = "Example Notes";
 use ferry_tests::http::StaticServer;
 use inotify::{Inotify, WatchMask};
 use rustix::event::{PollFd, PollFlags, Timespec};
@@ -36,7 +40,7 @@ type Scenario = fn(&Session) -> Result<()>;
 
 /// Every scenario, each a test of its own as test runners list it: (test name, what it
 /// shows, the scenario).
-const SCENARIOS: [(&str, &str, Scenario); 12] = [
+const SCENARIOS: [(&str, &str, Scenario); 13] = [
     (
         "empty_then_drive",
         "empty state, then a drive appears",
@@ -73,6 +77,11 @@ const SCENARIOS: [(&str, &str, Scenario); 12] = [
         "copy_updates_to_a_drive",
         "copy updates to a drive: choose, copying, done",
         copy_updates_to_a_drive,
+    ),
+    (
+        "new_app_from_a_drive",
+        "also on this drive: a new app with its runtime, installed",
+        new_app_from_a_drive,
     ),
     ("dbus_activation", "D-Bus activation", dbus_activation),
     (
@@ -1057,6 +1066,64 @@ fn internet_update_of_a_per_user_app(session: &Session) -> Result<()> {
         server.requests()
     );
     frame.save("internet")?;
+    Ok(())
+}
+
+/// A drive written by `flatpak create-usb` carries an app this machine does not have, and
+/// one of a publisher it does not know: "Also on this drive" shows the first with its
+/// AppStream name and size, counts the second, and Install runs `ferryctl install` on it.
+fn new_app_from_a_drive(session: &Session) -> Result<()> {
+    let mut world = World::new(session, "new-app")?;
+    let fixture = FlatpakFixture::new(&world.dir.join("flatpak"))?;
+    fixture.publish_runtime("v2")?;
+    let notes = AppSpec::new("v1")
+        .id(NEW_APP_ID)
+        .name(NEW_APP_NAME)
+        .runtime_branch("v2");
+    fixture.publish_app(&notes)?;
+    let stick = world.dir.join("stick");
+    fixture.drive_from_peer("peer", &stick, &[NEW_APP_ID])?;
+    world.machine = fixture
+        .client
+        .vars()
+        .into_iter()
+        .filter(|(name, _)| !matches!(name.as_str(), "XDG_CONFIG_HOME" | "XDG_RUNTIME_DIR"))
+        .collect();
+    world.machine.push((
+        "FLATPAK_USER_DIR".to_owned(),
+        fixture.client.user_installation().into_os_string(),
+    ));
+    let record = format!(
+        r#"{{"v":1,"id":"notes-stick","label":"NOTES","device":null,"mount":"{}","repos":[],"updates":[],"problems":[]}}"#,
+        stick.display()
+    );
+    world.add_record("notes-stick.json", &record)?;
+    world.fake_ctl("install-new-app.jsonl", None, &[])?;
+    let _app = world.start(&[])?;
+    let frame = world.wait_for_frame("the new app on the drive", |text| {
+        text.contains("Group title=\"Also on this drive\"") && text.contains(NEW_APP_NAME)
+    })?;
+    frame.expect(&[
+        &format!("Row title=\"{NEW_APP_NAME}\""),
+        "Button \"Install\" sensitive=true",
+    ])?;
+    frame.save("new-apps")?;
+
+    let app_ref = ferry_tests::flatpak::app_ref(NEW_APP_ID, "stable")?;
+    world.activate_with("install-new-app", &format!("flatpak:user:{app_ref}"))?;
+    let done = world.wait_for_frame("the new app installed", |text| {
+        text.contains("Label \"Updates installed\"")
+    })?;
+    done.expect(&["Button \"Installed\" sensitive=false"])?;
+    let called = fs::read_to_string(&world.ctl_args)?;
+    ensure!(
+        called.contains("install\n--json\n")
+            && called.contains(&format!("\n{app_ref}\n"))
+            && called.contains(&format!("--from\n{}\n", stick.display()))
+            && called.contains("--installation\nuser\n")
+            && !called.contains("runtime/"),
+        "ferryctl was called as:\n{called}"
+    );
     Ok(())
 }
 

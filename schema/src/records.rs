@@ -281,6 +281,33 @@ impl Problem {
 pub struct UpdateList {
     pub updates: Vec<Update>,
     pub problems: Vec<Problem>,
+    /// Apps the sources offer that this machine does not have, from collections its remotes
+    /// know, verified as updates are.
+    #[serde(default)]
+    pub available: Vec<AvailableApp>,
+    /// Apps on drives and computers nearby whose collection no remote here knows.
+    #[serde(default)]
+    pub unknown_available: u64,
+}
+
+/// An app a source offers that is not installed: `ferryctl install APP-ID` installs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AvailableApp {
+    /// The app's commit, as an update with no current commit; `needs` names its missing
+    /// runtimes.
+    pub app: Update,
+    /// The runtimes it needs that are not installed, installed before it.
+    #[serde(default)]
+    pub runtimes: Vec<Update>,
+    /// Bytes to transfer for the app and its missing runtimes.
+    pub download_size: u64,
+}
+
+impl AvailableApp {
+    /// The app ID (`org.example.App`), else the ref.
+    pub fn app_id(&self) -> &str {
+        FlatpakRef::parse(&self.app.ref_name).map_or(self.app.ref_name.as_str(), |r| r.id)
+    }
 }
 
 /// How one update of an install ended.

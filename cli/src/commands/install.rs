@@ -90,7 +90,8 @@ pub struct InstallArgs {
     pub cancel_on_stdin_eof: bool,
 
     /// What to install: refs (app/ID/ARCH/BRANCH, an OS ref), update IDs from
-    /// `ferryctl list --json`, or app IDs.
+    /// `ferryctl list --json`, or app IDs. An app that is not installed yet, from
+    /// `ferryctl list --available`, comes with the runtimes it needs.
     #[arg(value_name = "REF", value_parser = parse_name)]
     pub refs: Vec<String>,
 }

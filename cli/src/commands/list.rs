@@ -1,5 +1,6 @@
 //! `ferryctl list [--sysroot DIR] [--installation user|system|DIR]... [--repo DIR]
-//! [--from SOURCE]... [--offline] [--json]`: what can be updated, and from where.
+//! [--from SOURCE]... [--offline] [--available] [--json]`: what can be updated, and from
+//! where; with `--available`, the apps the drives offer that are not installed.
 //!
 //! Without target options it looks at the booted OS (when `/run/ostree-booted` exists) and
 //! at the system and per-user Flatpak installations. Sources are the drives the hook recorded
@@ -14,11 +15,11 @@ use anyhow::Context;
 use ferry_engine::resolve::sources;
 use ferry_engine::source::source_name;
 use ferry_engine::trust::TrustRoots;
-use ferry_schema::{Update, UpdateList};
+use ferry_schema::{AvailableApp, Update, UpdateList};
 
 use super::selection::{gather, SourceOptions, TargetOptions};
 use super::{display_name, format_date, version_or_branch};
-use crate::i18n::{tr, trf};
+use crate::i18n::{ntrf, tr, trf};
 use crate::render::{self, human_bytes};
 
 #[derive(Debug, clap::Args)]
@@ -45,9 +46,15 @@ pub struct ListArgs {
     #[arg(long)]
     pub offline: bool,
 
-    /// Print the listing as one JSON object (`updates`, `problems`).
+    /// Print the listing as one JSON object (`updates`, `problems`, `available`,
+    /// `unknown_available`).
     #[arg(long)]
     pub json: bool,
+
+    /// Show the apps the drives and computers nearby offer that are not installed, rather
+    /// than the updates.
+    #[arg(long)]
+    pub available: bool,
 }
 
 pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
@@ -72,6 +79,8 @@ pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
     let text = if args.json {
         let json = serde_json::to_string_pretty(&listing).context("cannot format the listing")?;
         format!("{json}\n")
+    } else if args.available {
+        human_available(&listing)
     } else {
         human(&listing)
     };
@@ -110,6 +119,50 @@ fn human(listing: &UpdateList) -> String {
     }
     text.push_str(&render::problems(&listing.problems));
     text
+}
+
+/// The apps that can be installed, the apps of unknown collections, then the problems.
+fn human_available(listing: &UpdateList) -> String {
+    let mut text = String::new();
+    if listing.available.is_empty() {
+        text.push_str(&tr("No new apps found.\n"));
+    } else {
+        let headings = [tr("APP"), tr("ID"), tr("SUMMARY"), tr("SIZE"), tr("FROM")];
+        let rows: Vec<[String; 5]> = listing.available.iter().map(available_row).collect();
+        text.push_str(&render::table(&headings, &rows, ""));
+    }
+    if listing.unknown_available > 0 {
+        text.push_str(&ntrf(
+            "{} app from sources this computer does not know.\n",
+            "{} apps from sources this computer does not know.\n",
+            listing.unknown_available,
+            &[&listing.unknown_available],
+        ));
+    }
+    text.push_str(&render::problems(&listing.problems));
+    text
+}
+
+fn available_row(offered: &AvailableApp) -> [String; 5] {
+    let summary = offered
+        .app
+        .app
+        .as_ref()
+        .and_then(|app| app.summary.clone())
+        .unwrap_or_default();
+    let from = offered
+        .app
+        .sources
+        .first()
+        .map(|source| source.label.clone().unwrap_or_else(|| source_name(source)))
+        .unwrap_or_default();
+    [
+        display_name(&offered.app),
+        offered.app_id().to_owned(),
+        summary,
+        human_bytes(offered.download_size),
+        from,
+    ]
 }
 
 fn row(update: &Update) -> [String; 5] {

@@ -34,10 +34,10 @@ use crate::trust::TrustRoots;
 /// Which updates to install.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selection {
-    /// Everything the listing offers.
+    /// Every update the listing offers (not the new apps in `UpdateList::available`).
     All,
     /// Updates named by ref (`app/org.example.App/x86_64/stable`), by update ID, or by the
-    /// app or runtime ID (`org.example.App`).
+    /// app or runtime ID (`org.example.App`); a new app in `UpdateList::available` too.
     Refs(Vec<String>),
 }
 
@@ -143,7 +143,8 @@ pub enum InstallError {
 }
 
 /// Picks the updates `selection` names from `listing`, with the runtimes they need, runtimes
-/// first. A name matching no update but an installed ref of `targets` is up to date; one
+/// first. A name matching no update nor installed ref but an app the listing offers
+/// ([`UpdateList::available`]) installs that app with its missing runtimes. A name matching no update but an installed ref of `targets` is up to date; one
 /// matching nothing is an error.
 pub fn plan(
     listing: &UpdateList,
@@ -151,6 +152,7 @@ pub fn plan(
     targets: &[Target],
 ) -> Result<Plan, InstallError> {
     let mut chosen: Vec<usize> = Vec::new();
+    let mut new_apps: Vec<Update> = Vec::new();
     let mut up_to_date = Vec::new();
     match selection {
         Selection::All => chosen.extend(0..listing.updates.len()),
@@ -171,6 +173,14 @@ pub fn plan(
                         .any(|installed| names_ref(name, &installed.ref_name))
                 }) {
                     up_to_date.push(name.clone());
+                } else if let Some(offered) = listing
+                    .available
+                    .iter()
+                    .find(|offered| names_update(name, &offered.app))
+                {
+                    // A new app: its missing runtimes, then the app.
+                    new_apps.extend(offered.runtimes.iter().cloned());
+                    new_apps.push(offered.app.clone());
                 } else {
                     return Err(InstallError::NotFound {
                         wanted: name.clone(),
@@ -200,6 +210,11 @@ pub fn plan(
         .into_iter()
         .map(|index| listing.updates[index].clone())
         .collect();
+    for update in new_apps {
+        if !updates.iter().any(|u| u.id == update.id) {
+            updates.push(update);
+        }
+    }
     updates.sort_by_key(|update| !is_runtime(update));
     Ok(Plan {
         updates,
@@ -601,6 +616,65 @@ fn refresh_appstream(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::object::Checksum;
+    use crate::schema::AvailableApp;
+
+    fn update(ref_name: &str, needs: &[&str]) -> Update {
+        Update {
+            id: format!("flatpak:user:{ref_name}"),
+            target: TargetKind::Flatpak,
+            installation: Some("user".to_owned()),
+            remote: "example".to_owned(),
+            collection_id: Some("org.example.Apps".to_owned()),
+            ref_name: ref_name.to_owned(),
+            current_commit: None,
+            commit: Checksum::from_array([7; 32]),
+            current_version: None,
+            version: None,
+            timestamp: 0,
+            subject: String::new(),
+            body: String::new(),
+            download_size: 1,
+            signed: true,
+            sources: Vec::new(),
+            needs: needs.iter().map(|n| (*n).to_owned()).collect(),
+            app: None,
+        }
+    }
+
+    #[test]
+    fn a_new_app_is_planned_with_its_runtime_first_and_only_when_named() {
+        let runtime = "runtime/org.example.Platform/x86_64/v2";
+        let notes = "app/org.example.Notes/x86_64/stable";
+        let listing = UpdateList {
+            updates: vec![update("app/org.example.App/x86_64/stable", &[])],
+            available: vec![AvailableApp {
+                app: update(notes, &[runtime]),
+                runtimes: vec![update(runtime, &[])],
+                download_size: 2,
+            }],
+            ..UpdateList::default()
+        };
+        let named = plan(
+            &listing,
+            &Selection::Refs(vec!["org.example.Notes".to_owned()]),
+            &[],
+        )
+        .expect("plan");
+        let refs: Vec<&str> = named.updates.iter().map(|u| u.ref_name.as_str()).collect();
+        assert_eq!(refs, [runtime, notes]);
+        // "Everything" means every update, not every app a drive happens to carry.
+        let all = plan(&listing, &Selection::All, &[]).expect("plan");
+        assert!(all.updates.iter().all(|u| u.ref_name != notes));
+        assert!(matches!(
+            plan(
+                &listing,
+                &Selection::Refs(vec!["org.example.Other".to_owned()]),
+                &[]
+            ),
+            Err(InstallError::NotFound { .. })
+        ));
+    }
 
     #[test]
     fn refs_are_named_by_themselves_and_by_their_id() {

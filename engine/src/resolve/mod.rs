@@ -50,8 +50,8 @@ use crate::object::{
 };
 use crate::repo::Repo;
 use crate::schema::{
-    AppInfo, DriveRecord, Problem, ProblemKind, SourceInfo, SourceKind, TargetKind, Update,
-    UpdateList,
+    AppInfo, AvailableApp, DriveRecord, Problem, ProblemKind, SourceInfo, SourceKind, TargetKind,
+    Update, UpdateList,
 };
 use crate::source::SourceRank;
 use crate::source::{source_name, FetchError, Interrupt, OfferedRef, Source};
@@ -79,6 +79,9 @@ pub struct ResolveOptions {
     /// example installations left out of this listing): drive refs of these collections are
     /// not reported as unknown.
     pub known_collections: BTreeSet<String>,
+    /// Also list the apps drives and computers nearby offer that no target has installed
+    /// ([`UpdateList::available`]), and count those of unknown collections.
+    pub available: bool,
 }
 
 /// Lists the updates `sources` offer for `targets`, and every problem met on the way. Also
@@ -113,6 +116,8 @@ struct Want {
     ref_name: String,
     /// Index into the target's installed refs; None for a ref not installed yet.
     installed: Option<usize>,
+    /// An app no target has installed, offered to be installed ([`UpdateList::available`]).
+    offered: bool,
 }
 
 /// A commit a source offers for a [`Want`].
@@ -232,7 +237,13 @@ impl<'a> Resolver<'a> {
             .map(|target| Repo::open(&target.repo).ok())
             .collect();
 
-        let wants = self.installed_wants();
+        let mut wants = self.installed_wants();
+        let mut unknown_available = 0;
+        if self.options.available {
+            let (offered, unknown) = self.available_wants();
+            wants.extend(offered);
+            unknown_available = unknown;
+        }
         let mut found: Vec<(Want, Winner)> = self
             .evaluate_wants(wants)
             .into_iter()
@@ -252,13 +263,21 @@ impl<'a> Resolver<'a> {
                 self.problems.push(refusal);
                 *winner = None;
             } else if winner.is_none() {
+                let by_update = found.iter().zip(&needs).any(|((app, _), app_needs)| {
+                    !app.offered && app.target == want.target && app_needs.contains(&want.ref_name)
+                });
+                let needed_by = if by_update {
+                    "an update"
+                } else {
+                    "an app a drive offers"
+                };
                 self.problems.push(Problem {
                     kind: ProblemKind::Unavailable,
                     source: self.targets[want.target].repo.display().to_string(),
                     origin: None,
                     ref_name: Some(want.ref_name.clone()),
                     reason: format!(
-                        "{} is needed by an update but is not installed, and no source offers \
+                        "{} is needed by {needed_by} but is not installed, and no source offers \
                          a usable commit of it: insert a drive that carries it, or go online",
                         want.ref_name
                     ),
@@ -275,27 +294,157 @@ impl<'a> Resolver<'a> {
         let apps = self.app_infos(&found[..installed_updates], &appstream);
         let sizes = self.measure(&found);
 
-        // Per target: installed refs first, then the runtimes their updates need.
-        let mut order: Vec<usize> = (0..found.len()).collect();
-        order.sort_by_key(|&index| (found[index].0.target, index));
-        let updates = order
-            .into_iter()
+        // Runtimes only apps not installed need go with those apps, not into the updates.
+        let needed_by_updates = |index: usize| {
+            let (runtime, _) = &found[index];
+            (0..installed_updates).any(|i| {
+                !found[i].0.offered
+                    && found[i].0.target == runtime.target
+                    && needs[i].contains(&runtime.ref_name)
+            })
+        };
+        let in_updates: Vec<bool> = (0..found.len())
+            .map(|index| {
+                if index < installed_updates {
+                    !found[index].0.offered
+                } else {
+                    needed_by_updates(index)
+                }
+            })
+            .collect();
+        let all: Vec<Update> = (0..found.len())
             .map(|index| {
                 let (want, winner) = &found[index];
                 let app = apps.get(index).cloned().flatten();
-                self.update(
-                    want,
-                    winner,
-                    sizes[index],
-                    std::mem::take(&mut needs[index]),
-                    app,
-                )
+                self.update(want, winner, sizes[index], needs[index].clone(), app)
             })
             .collect();
+        let available = self.available_apps(&found, &all, &sizes, installed_updates);
+
+        // Per target: installed refs first, then the runtimes their updates need.
+        let mut order: Vec<usize> = (0..found.len()).filter(|&i| in_updates[i]).collect();
+        order.sort_by_key(|&index| (found[index].0.target, index));
+        let updates = order.into_iter().map(|index| all[index].clone()).collect();
         UpdateList {
             updates,
             problems: dedup_problems(std::mem::take(&mut self.problems)),
+            available,
+            unknown_available,
         }
+    }
+
+    /// Apps on drives and computers nearby that no target has installed, for the Flatpak
+    /// target whose enabled remote has their collection ID (the system installation first),
+    /// and how many app refs belong to collections no remote here knows.
+    fn available_wants(&self) -> (Vec<Want>, u64) {
+        let installed_apps: HashSet<&str> = self
+            .targets
+            .iter()
+            .filter(|t| t.kind == TargetKind::Flatpak)
+            .flat_map(|t| t.installed.iter().map(|i| i.ref_name.as_str()))
+            .collect();
+        // Collection ID → (target, remote), the system installation preferred.
+        let mut homes: HashMap<&str, (usize, &str)> = HashMap::new();
+        let mut flatpak_targets: Vec<usize> = (0..self.targets.len())
+            .filter(|&i| self.targets[i].kind == TargetKind::Flatpak)
+            .collect();
+        flatpak_targets.sort_by_key(|&i| (self.targets[i].installation != "system", i));
+        for &index in &flatpak_targets {
+            for remote in &self.targets[index].remotes {
+                if let (Some(collection_id), false) =
+                    (remote.collection_id.as_deref(), remote.disabled)
+                {
+                    homes
+                        .entry(collection_id)
+                        .or_insert((index, remote.name.as_str()));
+                }
+            }
+        }
+        let known_elsewhere = |collection_id: &str| {
+            self.options.known_collections.contains(collection_id)
+                || self.targets.iter().any(|t| {
+                    t.remotes
+                        .iter()
+                        .any(|r| r.collection_id.as_deref() == Some(collection_id))
+                })
+        };
+        let mut wants: Vec<Want> = Vec::new();
+        let mut unknown: BTreeSet<(&str, &str)> = BTreeSet::new();
+        for (index, offers) in self.offers.iter().enumerate() {
+            let Some(offers) = offers else { continue };
+            // A server's whole catalogue is not "on this drive".
+            if self.sources[index].info().kind == SourceKind::Upstream {
+                continue;
+            }
+            for (ref_name, entries) in offers {
+                if !FlatpakRef::parse(ref_name).is_some_and(|r| r.is_app)
+                    || installed_apps.contains(ref_name.as_str())
+                {
+                    continue;
+                }
+                for (collection_id, _) in entries {
+                    let Some(collection_id) = collection_id.as_deref() else {
+                        continue;
+                    };
+                    match homes.get(collection_id) {
+                        Some(&(target, remote)) => push_once(
+                            &mut wants,
+                            Want {
+                                target,
+                                remote: remote.to_owned(),
+                                collection_id: Some(collection_id.to_owned()),
+                                ref_name: ref_name.clone(),
+                                installed: None,
+                                offered: true,
+                            },
+                        ),
+                        None if !known_elsewhere(collection_id) => {
+                            unknown.insert((collection_id, ref_name.as_str()));
+                        }
+                        None => {}
+                    }
+                }
+            }
+        }
+        wants.sort_by(|a, b| a.ref_name.cmp(&b.ref_name));
+        (wants, unknown.len() as u64)
+    }
+
+    /// The offered apps among `found` (with their updates in `all`), each with the missing
+    /// runtimes it needs; an app whose runtime no source offers is left out (the problem
+    /// says why).
+    fn available_apps(
+        &self,
+        found: &[(Want, Winner)],
+        all: &[Update],
+        sizes: &[u64],
+        first_runtime: usize,
+    ) -> Vec<AvailableApp> {
+        let mut apps = Vec::new();
+        for index in 0..first_runtime.min(found.len()) {
+            let (want, _) = &found[index];
+            if !want.offered {
+                continue;
+            }
+            let app = &all[index];
+            let mut runtimes = Vec::new();
+            let mut download_size = sizes[index];
+            for need in &app.needs {
+                let runtime = (first_runtime..found.len())
+                    .find(|&i| found[i].0.target == want.target && &found[i].0.ref_name == need);
+                let Some(runtime) = runtime else { break };
+                runtimes.push(all[runtime].clone());
+                download_size = download_size.saturating_add(sizes[runtime]);
+            }
+            if runtimes.len() == app.needs.len() {
+                apps.push(AvailableApp {
+                    app: app.clone(),
+                    runtimes,
+                    download_size,
+                });
+            }
+        }
+        apps
     }
 
     /// Runtimes the new app commits in `found` need but their installation lacks: what each
@@ -332,6 +481,7 @@ impl<'a> Resolver<'a> {
                 wants.push(Want {
                     ref_name: runtime,
                     installed: None,
+                    offered: false,
                     ..want.clone()
                 });
             }
@@ -419,6 +569,7 @@ impl<'a> Resolver<'a> {
                     Want {
                         ref_name: format!("{branch}/{}", app.arch),
                         installed: None,
+                        offered: false,
                         ..want.clone()
                     },
                 );
@@ -586,6 +737,7 @@ impl<'a> Resolver<'a> {
                     collection_id: installed.collection_id.clone(),
                     ref_name: installed.ref_name.clone(),
                     installed: Some(installed_index),
+                    offered: false,
                 });
             }
         }

@@ -494,6 +494,8 @@ pub fn gather(
         icon_cache: options.icon_cache,
         known_collections,
         trust_roots: options.trust_roots,
+        // A person's listing always shows what else the drives carry.
+        available: true,
     };
     let mut list = super::resolve(&targets, &sources.sources, &resolve_options);
     problems.append(&mut list.problems);

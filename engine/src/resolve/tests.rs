@@ -831,6 +831,84 @@ fn a_missing_runtime_is_listed_and_needed() {
 }
 
 #[test]
+fn apps_not_installed_are_offered_with_their_missing_runtime_and_unknown_ones_counted() {
+    let mut machine = Machine::new();
+    let signer = key(1);
+    let installed_runtime = InstalledRef {
+        ref_name: RUNTIME.to_owned(),
+        ..machine.installed_ref()
+    };
+    let target = machine.target(TargetKind::Flatpak, vec![installed_runtime]);
+    let foreign_app = Spec {
+        ref_name: "app/org.other.Game/x86_64/stable",
+        collection: "org.other.Apps",
+        ..Spec::new("1.0", 1_700_000_100)
+    };
+    let (path, commits) = drive(
+        machine.path(),
+        "apps",
+        &[
+            app_spec("2.0", 1_700_000_100, NEXT_RUNTIME, &signer),
+            Spec {
+                ref_name: NEXT_RUNTIME,
+                ..signed("next", 1_700_000_050, &signer)
+            },
+            foreign_app,
+        ],
+    );
+
+    // Only when asked for.
+    let list = machine.resolve(&target, vec![open(&path, "APPS")]);
+    assert!(list.available.is_empty());
+    assert_eq!(list.unknown_available, 0);
+
+    machine.options.available = true;
+    let list = machine.resolve(&target, vec![open(&path, "APPS")]);
+    // The runtime only a new app needs is not an update of what is installed.
+    assert!(list.updates.is_empty(), "{:#?}", list.updates);
+    assert_eq!(list.unknown_available, 1);
+    assert_eq!(list.available.len(), 1, "{:#?}", list.available);
+    let offered = &list.available[0];
+    assert_eq!(offered.app.ref_name, APP);
+    assert_eq!(offered.app.commit, commits[0]);
+    assert_eq!(offered.app.current_commit, None);
+    assert_eq!(offered.app.needs, vec![NEXT_RUNTIME.to_owned()]);
+    assert_eq!(offered.runtimes.len(), 1);
+    assert_eq!(offered.runtimes[0].commit, commits[1]);
+    assert_eq!(
+        offered.download_size,
+        offered.app.download_size + offered.runtimes[0].download_size
+    );
+    assert!(offered.runtimes[0].download_size > 0);
+
+    // Without its runtime anywhere the app is not offered, and the problem says why.
+    let (lonely, _) = drive(
+        machine.path(),
+        "lonely",
+        &[app_spec("2.0", 1_700_000_100, NEXT_RUNTIME, &signer)],
+    );
+    let list = machine.resolve(&target, vec![open(&lonely, "LONELY")]);
+    assert!(list.available.is_empty());
+    assert_eq!(problem_kinds(&list), vec![ProblemKind::Unavailable]);
+    assert!(
+        list.problems[0].reason.contains("an app a drive offers"),
+        "{}",
+        list.problems[0].reason
+    );
+
+    // Signed by a key the remote does not trust: refused, not offered.
+    let (forged, _) = drive(
+        machine.path(),
+        "forged",
+        &[app_spec("2.0", 1_700_000_100, RUNTIME, &key(9))],
+    );
+    let list = machine.resolve(&target, vec![open(&forged, "FORGED")]);
+    assert!(list.available.is_empty());
+    assert_eq!(list.problems.len(), 1, "{:#?}", list.problems);
+    assert_eq!(list.problems[0].ref_name.as_deref(), Some(APP));
+}
+
+#[test]
 fn a_missing_runtime_from_a_drive_must_be_as_new_as_what_upstream_offers() {
     let machine = Machine::new();
     let signer = key(1);
@@ -1045,6 +1123,7 @@ fn recorded_drives_nobody_could_read_compete_by_the_one_rule() {
             None,
             "permission denied".to_owned(),
         )],
+        ..UpdateList::default()
     };
 
     let mut list = listed.clone();

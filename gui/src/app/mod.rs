@@ -5,6 +5,7 @@
 mod a11y;
 mod copy_page;
 mod history_page;
+mod new_apps;
 mod preferences;
 mod progress_card;
 mod restart;
@@ -52,6 +53,8 @@ pub enum AppMsg {
     DrivesChanged,
     InstallAll,
     InstallUpdate(String),
+    /// Install an app this machine does not have yet, by its update id.
+    InstallNewApp(String),
     InstallDrive(String),
     Cancel,
     Runner {
@@ -153,6 +156,10 @@ pub struct App {
     history: Option<HistoryState>,
     /// The confirmation before going back, while it is open.
     go_back_dialog: Option<gtk::MessageDialog>,
+    updates_page: adw::PreferencesPage,
+    /// "Also on this drive", kept after the groups.
+    new_apps: new_apps::NewApps,
+    sender: ComponentSender<App>,
 }
 
 pub struct AppWidgets {
@@ -333,7 +340,11 @@ impl Component for App {
             preferences: None,
             history: None,
             go_back_dialog: None,
+            updates_page: updates_page.clone(),
+            new_apps: new_apps::NewApps::new(),
+            sender: sender.clone(),
         };
+        updates_page.add(&model.new_apps.group);
         // The hook's records show at once; the engine's listing follows.
         model.show_listing(listing::load_records(&model.run_dir));
         model.reload_listing(&sender);
@@ -368,6 +379,9 @@ impl Component for App {
             AppMsg::InstallAll => self.start(InstallRequest::for_all(&self.listing), &sender),
             AppMsg::InstallUpdate(id) => {
                 self.start(InstallRequest::for_ids(&self.listing, &[id]), &sender)
+            }
+            AppMsg::InstallNewApp(id) => {
+                self.start(InstallRequest::for_new_app(&self.listing, &id), &sender)
             }
             AppMsg::InstallDrive(drive) => {
                 self.start(InstallRequest::for_drive(&self.listing, &drive), &sender)
@@ -611,7 +625,10 @@ impl Component for App {
         } else if let Some(flow) = &self.copy {
             widgets.copy_page.render(flow, &self.copy_drives, &sender);
             "copy"
-        } else if self.listing.update_count() > 0 || self.run.is_some() {
+        } else if self.listing.update_count() > 0
+            || !self.listing.available.is_empty()
+            || self.run.is_some()
+        {
             "updates"
         } else if self.listing.only_problems() {
             "problems"
@@ -630,6 +647,7 @@ impl Component for App {
         widgets
             .card
             .render(self.run.as_deref(), self.restart_error.as_deref());
+        self.new_apps.follow(busy, |id| self.is_done(id));
     }
 }
 
@@ -667,6 +685,14 @@ impl App {
                     busy,
                 });
             }
+            drop(guard);
+            // After the groups, which were just added again.
+            self.updates_page.remove(&self.new_apps.group);
+            self.updates_page.add(&self.new_apps.group);
+            let input = self.sender.input_sender().clone();
+            self.new_apps.show(&self.listing, move |id| {
+                input.emit(AppMsg::InstallNewApp(id))
+            });
         }
         if let Some(agent) = self.agent.as_mut() {
             agent.notifier.sync_drives(&self.listing);
@@ -929,6 +955,16 @@ fn install_app_actions(app: &gtk::Application, sender: &ComponentSender<App>) {
         move |_, _| sender.input(AppMsg::InstallAll)
     });
     app.add_action(&install_all);
+    let install_new_app = gio::SimpleAction::new("install-new-app", Some(glib::VariantTy::STRING));
+    install_new_app.connect_activate({
+        let sender = sender.clone();
+        move |_, id| {
+            if let Some(id) = id.and_then(|id| id.str()) {
+                sender.input(AppMsg::InstallNewApp(id.to_owned()));
+            }
+        }
+    });
+    app.add_action(&install_new_app);
     let install_drive = gio::SimpleAction::new("install-drive", Some(glib::VariantTy::STRING));
     install_drive.connect_activate({
         let sender = sender.clone();

@@ -414,7 +414,7 @@ fn came_from_in(update: &Update, run: Option<&InstallRun>) -> Option<String> {
 
 /// The app's own icon when the icon theme has it (installed Flatpaks export theirs), else the
 /// small icon the drive carries, else a generic one.
-fn icon_for(update: &Update) -> gtk::Image {
+pub(super) fn icon_for(update: &Update) -> gtk::Image {
     let image = gtk::Image::builder().pixel_size(32).build();
     a11y::set_label(&image, &display_name(update));
     if update.target == TargetKind::Os {

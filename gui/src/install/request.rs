@@ -46,6 +46,39 @@ impl InstallRequest {
         }
     }
 
+    /// A new app the listing offers (by its update id): `ferryctl` installs the runtimes it
+    /// needs with it, so only the app is named.
+    pub fn for_new_app(listing: &Listing, id: &str) -> Self {
+        let Some(offered) = listing
+            .available
+            .iter()
+            .find(|offered| offered.app.id == id)
+        else {
+            return Self {
+                updates: Vec::new(),
+                sources: Vec::new(),
+            };
+        };
+        let sources: BTreeSet<String> = offered
+            .app
+            .sources
+            .iter()
+            .filter(|source| source.kind == SourceKind::Drive)
+            .filter_map(|source| {
+                listing
+                    .groups
+                    .iter()
+                    .filter_map(|group| group.drive.as_ref())
+                    .find(|drive| Path::new(&source.location).starts_with(&drive.mount))
+                    .map(|drive| drive.mount.clone())
+            })
+            .collect();
+        Self {
+            updates: vec![offered.app.clone()],
+            sources: sources.into_iter().collect(),
+        }
+    }
+
     /// Everything one drive offers.
     pub fn for_drive(listing: &Listing, drive_id: &str) -> Self {
         let ids: Vec<String> = listing
@@ -285,6 +318,7 @@ mod tests {
         let list = ferry_schema::UpdateList {
             updates: vec![update],
             problems: Vec::new(),
+            ..ferry_schema::UpdateList::default()
         };
         let listing = listing::group(vec![kingston, sandisk], list);
         assert_eq!(
