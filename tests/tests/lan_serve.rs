@@ -5,7 +5,10 @@
 //! with no address given, lists it under a computer nearby and installs it from there, while a
 //! computer that advertises a repository without a summary is dropped as a problem; a computer
 //! with only an IPv6 link-local address is found and installed from the same way; and past 32
-//! computers nearby the others are ignored and counted.
+//! computers nearby the others are ignored and counted. With avahi-daemon running in both
+//! namespaces (each on a private system bus), serving publishes and listing browses through
+//! it, and libostree's own LAN finder (`ostree find-remotes --finders=lan --pull`) finds and
+//! pulls from a machine that shares its bare repository.
 
 mod install_support;
 mod pull_support;
@@ -1071,6 +1074,31 @@ fn serial_with_avahi_running_a_computer_nearby_publishes_and_browses_through_it(
             .any(|l| l.contains("path=/0/objects/") && l.contains("status=200")),
         "machine A served no objects:\n{log}"
     );
+
+    // A new summary on machine A changes the TXT records avahi announces (`st`, `rb`).
+    let before: Vec<String> = seen
+        .iter()
+        .filter(|line| line.contains(&published))
+        .cloned()
+        .collect();
+    sysroot.publish("3.0")?;
+    wait_for(
+        "machine A to refresh its advertisement",
+        DISCOVERY_WAIT,
+        || anyhow::Ok(peer.log_text().contains("advertisement refreshed")),
+    )?;
+    wait_for(
+        "B's avahi-daemon to see the new TXT records",
+        DISCOVERY_WAIT,
+        || {
+            seen = avahi_browse(&lan.b, &avahi_b)?;
+            anyhow::Ok(
+                seen.iter()
+                    .any(|line| line.contains(&published) && !before.contains(line)),
+            )
+        },
+    )
+    .with_context(|| format!("avahi-browse in B saw: {seen:#?}\nbefore: {before:#?}"))?;
     drop(peer);
     drop(avahi_b);
     drop(avahi_a);

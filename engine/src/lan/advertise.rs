@@ -202,13 +202,20 @@ enum Publisher {
 }
 
 impl Advertiser {
-    /// Announces `advertisement` through avahi-daemon when it runs, else through a built-in
-    /// mDNS responder ([`Responder::choose`]).
+    /// Announces `advertisement` through avahi-daemon when it runs, else (or when avahi
+    /// refuses) through a built-in mDNS responder ([`Responder::choose`]).
     pub fn start(
         advertisement: &Advertisement,
         options: AdvertiseOptions,
     ) -> Result<Self, LanError> {
-        Self::start_with(Responder::choose(), advertisement, options)
+        match Responder::choose() {
+            Responder::Avahi => Self::start_with(Responder::Avahi, advertisement, options.clone())
+                .or_else(|error| {
+                    tracing::warn!(%error, "publishing with the built-in responder instead");
+                    Self::start_with(Responder::Builtin, advertisement, options)
+                }),
+            Responder::Builtin => Self::start_with(Responder::Builtin, advertisement, options),
+        }
     }
 
     /// Announces `advertisement` through `responder`.

@@ -173,9 +173,15 @@ pub fn rank_peers(peers: &mut Vec<Peer>, max: usize, now: u64) -> usize {
 /// Browses for `timeout` and returns the repositories advertised, ranked and bounded
 /// ([`rank_peers`], [`MAX_PEERS`]). A service withdrawn meanwhile is left out; one whose TXT
 /// records are malformed is logged and skipped. Goes through avahi-daemon when it runs
-/// ([`Responder::choose`]).
+/// ([`Responder::choose`]); should browsing through it fail, the built-in responder browses.
 pub fn browse(timeout: Duration) -> Result<Browsed, LanError> {
-    browse_with(Responder::choose(), timeout)
+    match Responder::choose() {
+        Responder::Avahi => browse_with(Responder::Avahi, timeout).or_else(|error| {
+            tracing::warn!(%error, "browsing with the built-in responder instead");
+            browse_with(Responder::Builtin, timeout)
+        }),
+        Responder::Builtin => browse_with(Responder::Builtin, timeout),
+    }
 }
 
 /// Browses for `timeout` through `responder`.
