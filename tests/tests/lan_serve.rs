@@ -1203,3 +1203,92 @@ fn serial_ostree_find_remotes_finds_and_pulls_from_a_machine_sharing_its_bare_re
     drop(lan);
     Ok(())
 }
+
+/// Cloned classroom machines share one host name, so their instance names ("Ferry on HOST")
+/// collide: through avahi, a second server on the same machine, and a server on another
+/// machine, take avahi's alternative names ("… #2") and all three stay announced.
+#[test]
+fn serial_with_avahi_servers_with_one_name_take_alternative_names() -> Result<()> {
+    require_root("network namespaces")?;
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let repo = OstreeRepo::init(
+        &base.join("repo"),
+        RepoMode::Archive,
+        Some(OS_COLLECTION_ID),
+    )?;
+    let tree = base.join("tree");
+    std::fs::create_dir_all(&tree)?;
+    std::fs::write(tree.join("file"), "content")?;
+    repo.commit(&CommitSpec::new(OS_REF, &tree).subject("one"))?;
+    repo.update_summary(None)?;
+
+    let lan = VethPair::create()?;
+    let avahi_a = Avahi::start(&lan.a, "veth-a", "ferry-a", &base.join("avahi-a"))?;
+    let avahi_b = Avahi::start(&lan.b, "veth-b", "ferry-b", &base.join("avahi-b"))?;
+    let bus_a = OsString::from(avahi_a.bus_address());
+    let bus_b = OsString::from(avahi_b.bus_address());
+    let serve = |namespace: &str, bus: &OsStr, log: &str| {
+        Server::start(
+            &ServeOptions {
+                namespace: Some(namespace),
+                host: Some("classroom"),
+                env: vec![
+                    ("DBUS_SYSTEM_BUS_ADDRESS", bus),
+                    ("FERRY_LOG", OsStr::new("info,ferry_engine::lan=debug")),
+                ],
+            },
+            &[
+                OsStr::new("--repo"),
+                repo.path.as_os_str(),
+                OsStr::new("--port"),
+                OsStr::new("0"),
+            ],
+            &base.join(log),
+        )
+    };
+    let servers = [
+        serve(&lan.a, &bus_a, "serve-a1.log")?,
+        serve(&lan.a, &bus_a, "serve-a2.log")?,
+        serve(&lan.b, &bus_b, "serve-b.log")?,
+    ];
+    let mut names = std::collections::BTreeSet::new();
+    let mut seen = Vec::new();
+    wait_for("all three servers to be announced", DISCOVERY_WAIT, || {
+        seen = avahi_browse(&lan.b, &avahi_b)?;
+        names = seen
+            .iter()
+            .filter_map(|line| line.split(';').nth(3).map(str::to_owned))
+            .collect();
+        anyhow::Ok(names.len() == 3)
+    })
+    .with_context(|| {
+        let logs: Vec<String> = servers.iter().map(Server::log_text).collect();
+        format!("avahi-browse in B saw: {seen:#?}\nservers' logs: {logs:#?}")
+    })?;
+    ensure!(
+        names
+            .iter()
+            .all(|name| name.starts_with("Ferry\\032on\\032classroom")),
+        "{names:?}"
+    );
+    ensure!(
+        names.contains("Ferry\\032on\\032classroom")
+            // avahi-browse -p escapes ' ' and '#' as \032 and \035.
+            && names.contains("Ferry\\032on\\032classroom\\032\\0352")
+            && names.contains("Ferry\\032on\\032classroom\\032\\0353"),
+        "{names:?}"
+    );
+    for server in &servers {
+        let port = server.port()?;
+        ensure!(
+            seen.iter().any(|line| line.contains(&format!(";{port};"))),
+            "the server on port {port} is not announced: {seen:#?}"
+        );
+    }
+    drop(servers);
+    drop(avahi_b);
+    drop(avahi_a);
+    drop(lan);
+    Ok(())
+}

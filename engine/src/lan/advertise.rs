@@ -242,7 +242,7 @@ impl Advertiser {
                     options.port,
                     advertisement.txt_records(),
                 )?;
-                let fullname = format!("{}.{SERVICE_TYPE}", options.instance_name);
+                let fullname = format!("{}.{SERVICE_TYPE}", published.name());
                 (Publisher::Avahi(published), fullname)
             }
         };

@@ -23,6 +23,12 @@ const ENTRY_GROUP: &str = "org.freedesktop.Avahi.EntryGroup";
 const SERVICE_BROWSER: &str = "org.freedesktop.Avahi.ServiceBrowser";
 /// `AVAHI_IF_UNSPEC` and `AVAHI_PROTO_UNSPEC`: every interface, both IPv4 and IPv6.
 const UNSPECIFIED: i32 = -1;
+/// How many alternative names are tried when the name is taken.
+const MAX_RENAMES: usize = 16;
+/// `AVAHI_ENTRY_GROUP_ESTABLISHED`, `_COLLISION` and `_FAILURE`.
+const ESTABLISHED: i32 = 2;
+const COLLISION: i32 = 3;
+const FAILURE: i32 = 4;
 /// The service type as avahi spells it: without the domain.
 pub const AVAHI_SERVICE_TYPE: &str = "_ostree_repo._tcp";
 const DOMAIN: &str = "local";
@@ -55,6 +61,36 @@ where
     Ok(connection
         .call_method(Some(AVAHI), path, Some(interface), method, body)
         .await?)
+}
+
+/// Waits for the committed entry group's state: Ok(true) on a name collision, Ok(false) once
+/// established (or when avahi says nothing within [`CALL_TIMEOUT`]: probing takes about a
+/// second).
+async fn established(
+    runtime: &zruntime::SharedRuntime,
+    states: &mut MessageStream,
+) -> Result<bool, LanError> {
+    let deadline = Instant::now() + CALL_TIMEOUT;
+    loop {
+        let next = std::future::poll_fn(|cx| Pin::new(&mut *states).poll_next(cx));
+        let message = match runtime.timeout_at(deadline, next).await {
+            Ok(Some(Ok(message))) => message,
+            other => {
+                tracing::debug!(?other, "no entry group state");
+                return Ok(false);
+            }
+        };
+        let Ok((state, error)) = message.body().deserialize::<(i32, String)>() else {
+            continue;
+        };
+        tracing::debug!(state, "avahi entry group state");
+        match state {
+            ESTABLISHED => return Ok(false),
+            COLLISION => return Ok(true),
+            FAILURE => return Err(LanError::Avahi(format!("publishing failed: {error}"))),
+            _ => {}
+        }
+    }
 }
 
 /// Whether avahi-daemon runs: its name has an owner on the system bus. No system bus, or
@@ -95,39 +131,88 @@ pub struct Published {
 
 impl Published {
     /// Publishes `name` on `port` with `txt` ("key=value" records) on every interface avahi
-    /// serves.
+    /// serves. When another service has that name, here or on the network (two machines with
+    /// one host name), avahi's alternative name is taken ("NAME #2"), as GNOME's services do.
     pub fn start(name: &str, port: u16, txt: Vec<Vec<u8>>) -> Result<Self, LanError> {
         zbus::block_on(async {
+            let runtime = zruntime::SharedRuntime::current()
+                .map_err(|error| LanError::Avahi(error.to_string()))?;
             let connection = connect().await?;
             let group: OwnedObjectPath = call(&connection, "/", SERVER, "EntryGroupNew", &())
                 .await?
                 .body()
                 .deserialize()?;
-            call(
-                &connection,
-                group.as_str(),
-                ENTRY_GROUP,
-                "AddService",
-                &(
-                    UNSPECIFIED,
-                    UNSPECIFIED,
-                    0u32,
-                    name,
-                    AVAHI_SERVICE_TYPE,
-                    "",
-                    "",
-                    port,
-                    txt,
-                ),
-            )
-            .await?;
-            call(&connection, group.as_str(), ENTRY_GROUP, "Commit", &()).await?;
-            Ok(Self {
-                connection,
-                group,
-                name: name.to_owned(),
-            })
+            let rule = MatchRule::builder()
+                .msg_type(MessageType::Signal)
+                .sender(AVAHI)
+                .path(group.as_str())
+                .interface(ENTRY_GROUP)
+                .member("StateChanged")
+                .build()?;
+            let mut states = MessageStream::for_match_rule(rule, &connection, None).await?;
+            let mut name = name.to_owned();
+            for _ in 0..MAX_RENAMES {
+                let added = connection
+                    .call_method(
+                        Some(AVAHI),
+                        group.as_str(),
+                        Some(ENTRY_GROUP),
+                        "AddService",
+                        &(
+                            UNSPECIFIED,
+                            UNSPECIFIED,
+                            0u32,
+                            name.as_str(),
+                            AVAHI_SERVICE_TYPE,
+                            "",
+                            "",
+                            port,
+                            &txt,
+                        ),
+                    )
+                    .await;
+                let collided = match added {
+                    Ok(_) => {
+                        call(&connection, group.as_str(), ENTRY_GROUP, "Commit", &()).await?;
+                        established(&runtime, &mut states).await?
+                    }
+                    Err(zbus::Error::MethodError(error, _, _))
+                        if error.as_str() == "org.freedesktop.Avahi.CollisionError" =>
+                    {
+                        true
+                    }
+                    Err(error) => return Err(error.into()),
+                };
+                if !collided {
+                    return Ok(Self {
+                        connection,
+                        group,
+                        name,
+                    });
+                }
+                call(&connection, group.as_str(), ENTRY_GROUP, "Reset", &()).await?;
+                let alternative: String = call(
+                    &connection,
+                    "/",
+                    SERVER,
+                    "GetAlternativeServiceName",
+                    &(name.as_str(),),
+                )
+                .await?
+                .body()
+                .deserialize()?;
+                tracing::info!(taken = %name, instead = %alternative, "the name is taken nearby");
+                name = alternative;
+            }
+            Err(LanError::Avahi(format!(
+                "every name up to {name:?} is taken on the network"
+            )))
         })
+    }
+
+    /// The instance name published (avahi's alternative when the one asked for was taken).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Replaces the TXT records.
