@@ -66,7 +66,7 @@ where
 /// Waits for the committed entry group's state: Ok(true) on a name collision, Ok(false) once
 /// established (or when avahi says nothing within [`CALL_TIMEOUT`]: probing takes about a
 /// second).
-async fn established(
+async fn collided_while_probing(
     runtime: &zruntime::SharedRuntime,
     states: &mut MessageStream,
 ) -> Result<bool, LanError> {
@@ -174,7 +174,7 @@ impl Published {
                 let collided = match added {
                     Ok(_) => {
                         call(&connection, group.as_str(), ENTRY_GROUP, "Commit", &()).await?;
-                        established(&runtime, &mut states).await?
+                        collided_while_probing(&runtime, &mut states).await?
                     }
                     Err(zbus::Error::MethodError(error, _, _))
                         if error.as_str() == "org.freedesktop.Avahi.CollisionError" =>
