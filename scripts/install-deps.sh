@@ -9,6 +9,8 @@ packages=(
   build-essential pkg-config libudev-dev libgtk-4-dev libadwaita-1-dev gettext
   # the real tools Ferry interoperates with and is tested against
   ostree flatpak bubblewrap gnupg attr e2fsprogs util-linux iproute2 openssl time
+  # the desktop's mDNS responder, run in the LAN tests' own network namespaces
+  avahi-daemon avahi-utils
   python3
   # system integration checks
   udev systemd systemd-journal-remote desktop-file-utils appstream libxml2-utils policykit-1 man-db

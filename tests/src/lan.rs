@@ -379,3 +379,123 @@ impl Drop for Switch {
         }
     }
 }
+
+/// avahi-daemon running in a network namespace, on a private system bus of its own: a
+/// dbus-daemon whose socket is in `dir`, so that clients reach it through
+/// `DBUS_SYSTEM_BUS_ADDRESS` ([`Avahi::bus_address`]). avahi-daemon runs in a mount namespace
+/// of its own, where `dir` provides `/run` (its pid file and socket) and an empty
+/// `/etc/avahi/services`. Both processes are killed on drop.
+#[derive(Debug)]
+pub struct Avahi {
+    /// None until started: a failure to start it still stops the bus.
+    avahi: Option<Child>,
+    bus: Child,
+    dir: PathBuf,
+}
+
+impl Avahi {
+    /// Starts the bus and avahi-daemon in namespace `namespace`, as host `host_name` on
+    /// `interface` (IPv4 only), and returns once avahi-daemon has started up.
+    pub fn start(namespace: &str, interface: &str, host_name: &str, dir: &Path) -> Result<Self> {
+        for sub in ["services", "run"] {
+            std::fs::create_dir_all(dir.join(sub)).at("create", dir)?;
+        }
+        let socket = dir.join("bus.sock");
+        let bus_config = dir.join("bus.conf");
+        std::fs::write(
+            &bus_config,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN" "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig><type>system</type><listen>unix:path={}</listen><auth>EXTERNAL</auth>
+  <policy context="default"><allow user="*"/><allow own="*"/><allow send_destination="*"/><allow receive_sender="*"/></policy>
+</busconfig>
+"#,
+                socket.display()
+            ),
+        )
+        .at("write", &bus_config)?;
+        let config = dir.join("avahi-daemon.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nhost-name={host_name}\ndomain-name=local\nuse-ipv4=yes\nuse-ipv6=no\n\
+                 allow-interfaces={interface}\nenable-dbus=yes\n\
+                 ratelimit-interval-usec=1000000\nratelimit-burst=1000\n\
+                 [wide-area]\nenable-wide-area=no\n\
+                 [publish]\npublish-hinfo=no\npublish-workstation=no\n[reflector]\n[rlimits]\n"
+            ),
+        )
+        .at("write", &config)?;
+        let bus = Tool::new("ip")
+            .args([
+                "netns",
+                "exec",
+                namespace,
+                "dbus-daemon",
+                "--nofork",
+                "--nopidfile",
+            ])
+            .arg(format!("--config-file={}", bus_config.display()))
+            .spawn()?;
+        let mut started = Avahi {
+            avahi: None,
+            bus,
+            dir: dir.to_owned(),
+        };
+        wait_for("the private system bus", PROCESS_WAIT, || {
+            Ok::<_, FixtureError>(socket.exists())
+        })?;
+        let log = dir.join("avahi-daemon.log");
+        let mut command = Tool::new("ip")
+            .args(["netns", "exec", namespace, "unshare", "-m", "--propagation", "private"])
+            .args([
+                "sh",
+                "-c",
+                "mount --bind \"$0/services\" /etc/avahi/services && mount --bind \"$0/run\" /run \
+                 && exec avahi-daemon -f \"$0/avahi-daemon.conf\" --no-drop-root --no-chroot --no-rlimits",
+            ])
+            .arg(dir)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", started.bus_address())
+            .into_command();
+        let log_file = std::fs::File::create(&log).at("create", &log)?;
+        command
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().at("open", &log)?)
+            .stderr(log_file);
+        let avahi = command.spawn().map_err(|source| FixtureError::Spawn {
+            command: "avahi-daemon".into(),
+            source,
+        })?;
+        let avahi = started.avahi.insert(avahi);
+        let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+        wait_for("avahi-daemon to start up", PROCESS_WAIT, || {
+            if let Ok(Some(status)) = avahi.try_wait() {
+                return Err(FixtureError::Unexpected(format!(
+                    "avahi-daemon exited ({status}):\n{}",
+                    log_text()
+                )));
+            }
+            Ok(log_text().contains("Server startup complete"))
+        })?;
+        Ok(started)
+    }
+
+    /// The `DBUS_SYSTEM_BUS_ADDRESS` of its bus.
+    pub fn bus_address(&self) -> String {
+        format!("unix:path={}", self.dir.join("bus.sock").display())
+    }
+
+    /// What avahi-daemon logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.join("avahi-daemon.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Avahi {
+    fn drop(&mut self) {
+        for child in self.avahi.iter_mut().chain([&mut self.bus]) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -5,7 +5,10 @@
 //! with no address given, lists it under a computer nearby and installs it from there, while a
 //! computer that advertises a repository without a summary is dropped as a problem; a computer
 //! with only an IPv6 link-local address is found and installed from the same way; and past 32
-//! computers nearby the others are ignored and counted.
+//! computers nearby the others are ignored and counted. With avahi-daemon running in both
+//! namespaces (each on a private system bus), serving publishes and listing browses through
+//! it, and libostree's own LAN finder (`ostree find-remotes --finders=lan --pull`) finds and
+//! pulls from a machine that shares its bare repository.
 
 mod install_support;
 mod pull_support;
@@ -24,7 +27,7 @@ use ferry_engine::schema::{InstallStatus, ProblemKind, SourceKind, UpdateList};
 use ferry_tests::bins;
 use ferry_tests::cmd::{require_root, wait_for, Tool};
 use ferry_tests::gpg::GpgKey;
-use ferry_tests::lan::{VethPair, LINK_LOCAL_A};
+use ferry_tests::lan::{Avahi, ServeOptions, VethPair, LINK_LOCAL_A};
 use ferry_tests::ostree::{CommitSpec, OstreeRepo, RemoteSpec, RepoMode};
 use ferry_tests::sysroot::{Sysroot, OS_COLLECTION_ID, OS_REF, OS_REMOTE};
 use ferry_tests::tree::TreeOptions;
@@ -926,6 +929,380 @@ fn serial_on_nearby_install_installs_what_a_computer_nearby_offers_and_notify_do
         "machine A served no objects"
     );
     drop(peer);
+    drop(lan);
+    Ok(())
+}
+
+/// Machine B's variables with B's private system bus, where its avahi-daemon runs, and the
+/// LAN module's debug log (which says which responder browses).
+fn machine_b_with_avahi(base: &Path, avahi: &Avahi) -> Result<Vec<(String, OsString)>> {
+    let mut vars = machine_b(base)?;
+    vars.retain(|(name, _)| name != "FERRY_LOG");
+    vars.push((
+        "FERRY_LOG".to_owned(),
+        "warn,pgp=error,ferry_engine::lan=debug".into(),
+    ));
+    vars.push((
+        "DBUS_SYSTEM_BUS_ADDRESS".to_owned(),
+        avahi.bus_address().into(),
+    ));
+    Ok(vars)
+}
+
+/// `avahi-browse -rpt _ostree_repo._tcp` in `namespace` through `avahi`: its resolved lines.
+fn avahi_browse(namespace: &str, avahi: &Avahi) -> Result<Vec<String>> {
+    let output = Tool::new("ip")
+        .args(["netns", "exec", namespace, "timeout", "20"])
+        .args(["avahi-browse", "-rpt", "_ostree_repo._tcp"])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", avahi.bus_address())
+        .output()?;
+    Ok(output
+        .stdout
+        .lines()
+        .filter(|line| line.starts_with("=;"))
+        .map(str::to_owned)
+        .collect())
+}
+
+/// With avahi-daemon running on both machines (each on a system bus of its own), machine A's
+/// `ferryctl serve` publishes through its avahi-daemon: B's avahi resolves the advert to A's
+/// avahi host name, which the built-in responder never announces. Machine B lists and
+/// installs A's update, browsing through its own avahi-daemon.
+#[test]
+fn serial_with_avahi_running_a_computer_nearby_publishes_and_browses_through_it() -> Result<()> {
+    require_root("network namespaces")?;
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let key = GpgKey::generate(&base.join("gnupg"), "OS Vendor <os@example.org>")?;
+    let sysroot = Sysroot::create(base, &key)?;
+    let v2 = sysroot.publish("2.0")?;
+
+    let lan = VethPair::create()?;
+    let avahi_a = Avahi::start(&lan.a, "veth-a", "ferry-a", &base.join("avahi-a"))?;
+    let avahi_b = Avahi::start(&lan.b, "veth-b", "ferry-b", &base.join("avahi-b"))?;
+    let bus_a = OsString::from(avahi_a.bus_address());
+    let peer = Server::start(
+        &ServeOptions {
+            namespace: Some(&lan.a),
+            host: None,
+            env: vec![("DBUS_SYSTEM_BUS_ADDRESS", &bus_a)],
+        },
+        &[
+            OsStr::new("--repo"),
+            sysroot.os.repo.path.as_os_str(),
+            OsStr::new("--port"),
+            OsStr::new("0"),
+        ],
+        &base.join("serve-a.log"),
+    )?;
+    let port = peer.port()?;
+    let peer_url = format!("http://10.201.0.1:{port}/0");
+    let published = format!(";ferry-a.local;10.201.0.1;{port};");
+    let mut seen = Vec::new();
+    wait_for(
+        "B's avahi-daemon to resolve A's advert",
+        DISCOVERY_WAIT,
+        || {
+            seen = avahi_browse(&lan.b, &avahi_b)?;
+            anyhow::Ok(seen.iter().any(|line| line.contains(&published)))
+        },
+    )
+    .with_context(|| {
+        format!(
+            "avahi-browse in B saw: {seen:#?}\nA's avahi:\n{}",
+            avahi_a.log_text()
+        )
+    })?;
+    ensure!(
+        peer.log_text()
+            .lines()
+            .any(|l| l.contains("advertising the repository") && l.contains("avahi-daemon")),
+        "machine A does not publish through avahi-daemon:\n{}",
+        peer.log_text()
+    );
+
+    let vars = machine_b_with_avahi(base, &avahi_b)?;
+    let list_args = [
+        OsStr::new("list"),
+        OsStr::new("--sysroot"),
+        sysroot.path.as_os_str(),
+        OsStr::new("--json"),
+    ];
+    let deadline = Instant::now() + DISCOVERY_WAIT;
+    let (list, log) = loop {
+        let output = ferryctl_in(&lan.b, &vars, &list_args)?.run()?;
+        let list: UpdateList = serde_json::from_str(&output.stdout)
+            .with_context(|| format!("not a listing: {}", output.stdout))?;
+        if !list.updates.is_empty() {
+            break (list, output.stderr);
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "machine B never found machine A: {list:#?}\n{}",
+                output.stderr
+            );
+        }
+    };
+    ensure!(
+        log.lines()
+            .any(|l| l.contains("browsing for computers nearby") && l.contains("avahi-daemon")),
+        "machine B did not browse through avahi-daemon:\n{log}"
+    );
+    ensure!(list.updates.len() == 1, "{:#?}", list.updates);
+    let os = &list.updates[0];
+    ensure!(os.ref_name == OS_REF && os.commit.to_hex() == v2, "{os:#?}");
+    ensure!(
+        os.sources.iter().any(|s| s.kind == SourceKind::Lan
+            && s.location.trim_end_matches('/') == peer_url
+            && s.label
+                .as_deref()
+                .is_some_and(|l| l.starts_with("Ferry on"))),
+        "not offered by {peer_url} under its name: {:#?}",
+        os.sources
+    );
+
+    let output = ferryctl_in(
+        &lan.b,
+        &vars,
+        &[
+            OsStr::new("install"),
+            OsStr::new("--sysroot"),
+            sysroot.path.as_os_str(),
+            OsStr::new("--yes"),
+            OsStr::new("--json"),
+            OsStr::new(OS_REF),
+        ],
+    )?
+    .output()?;
+    let run = InstallRun {
+        events: install_support::parse_events(&output.stdout)?,
+        output,
+    };
+    ensure!(run.success(), "install failed:\n{run}");
+    run.expect(OS_REF, InstallStatus::Installed)?;
+    ensure!(sysroot.deployments()?[0].commit == v2);
+    sysroot.repo().fsck()?;
+    let log = peer.log_text();
+    ensure!(
+        log.lines()
+            .any(|l| l.contains("path=/0/objects/") && l.contains("status=200")),
+        "machine A served no objects:\n{log}"
+    );
+
+    // A new summary on machine A changes the TXT records avahi announces (`st`, `rb`).
+    let before: Vec<String> = seen
+        .iter()
+        .filter(|line| line.contains(&published))
+        .cloned()
+        .collect();
+    sysroot.publish("3.0")?;
+    wait_for(
+        "machine A to refresh its advertisement",
+        DISCOVERY_WAIT,
+        || anyhow::Ok(peer.log_text().contains("advertisement refreshed")),
+    )?;
+    wait_for(
+        "B's avahi-daemon to see the new TXT records",
+        DISCOVERY_WAIT,
+        || {
+            seen = avahi_browse(&lan.b, &avahi_b)?;
+            anyhow::Ok(
+                seen.iter()
+                    .any(|line| line.contains(&published) && !before.contains(line)),
+            )
+        },
+    )
+    .with_context(|| format!("avahi-browse in B saw: {seen:#?}\nbefore: {before:#?}"))?;
+    drop(peer);
+    drop(avahi_b);
+    drop(avahi_a);
+    drop(lan);
+    Ok(())
+}
+
+/// Interoperability with libostree's own LAN finder (`OstreeRepoFinderAvahi`): machine A
+/// shares its bare OS repository with `ferryctl serve --repo`, published through its
+/// avahi-daemon; on machine B, `ostree find-remotes --finders=lan --pull` (which browses
+/// through B's avahi-daemon) finds it by collection ID and ref, and pulls the signed commit.
+#[test]
+fn serial_ostree_find_remotes_finds_and_pulls_from_a_machine_sharing_its_bare_repo() -> Result<()> {
+    require_root("network namespaces")?;
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let key = GpgKey::generate(&base.join("gnupg"), "OS Vendor <os@example.org>")?;
+    let machine_a = Sysroot::create(&base.join("a"), &key)?;
+    let v2 = machine_a.publish("2.0")?;
+    machine_a.repo().pull(OS_REMOTE, &[OS_REF])?;
+    let bare = machine_a.repo();
+    ensure!(bare.mode()? == RepoMode::Bare, "{:?}", bare.mode()?);
+
+    let lan = VethPair::create()?;
+    let avahi_a = Avahi::start(&lan.a, "veth-a", "ferry-a", &base.join("avahi-a"))?;
+    let avahi_b = Avahi::start(&lan.b, "veth-b", "ferry-b", &base.join("avahi-b"))?;
+    let bus_a = OsString::from(avahi_a.bus_address());
+    let cache = base.join("a/cache");
+    let peer = Server::start(
+        &ServeOptions {
+            namespace: Some(&lan.a),
+            host: None,
+            env: vec![
+                ("DBUS_SYSTEM_BUS_ADDRESS", &bus_a),
+                ("FERRY_SERVE_CACHE", cache.as_os_str()),
+            ],
+        },
+        &[
+            OsStr::new("--repo"),
+            bare.path.as_os_str(),
+            OsStr::new("--port"),
+            OsStr::new("0"),
+        ],
+        &base.join("serve-a.log"),
+    )?;
+
+    // B knows the vendor's key and collection ID, but no reachable URL.
+    let client = OstreeRepo::init(&base.join("client"), RepoMode::BareUser, None)?;
+    client.remote_add(
+        &RemoteSpec::new("origin", "http://127.0.0.1:1/offline")
+            .collection_id(OS_COLLECTION_ID)
+            .trust(&key),
+    )?;
+    let mut last = None;
+    wait_for(
+        "ostree find-remotes to pull from machine A",
+        DISCOVERY_WAIT,
+        || {
+            let output = Tool::new("ip")
+                .args(["netns", "exec", &lan.b, "ostree"])
+                .arg(format!("--repo={}", client.path.display()))
+                .args([
+                    "find-remotes",
+                    "--finders=lan",
+                    "--pull",
+                    OS_COLLECTION_ID,
+                    OS_REF,
+                ])
+                .env("DBUS_SYSTEM_BUS_ADDRESS", avahi_b.bus_address())
+                .output()?;
+            let pulled = output.success() && output.stdout.contains("Pulled 1/1 refs successfully");
+            last = Some(output);
+            anyhow::Ok(pulled)
+        },
+    )
+    .with_context(|| format!("last attempt: {last:#?}\nA's log:\n{}", peer.log_text()))?;
+    let found = last.map(|output| output.stdout).unwrap_or_default();
+    ensure!(
+        found.contains(&format!("http://10.201.0.1:{}/0", peer.port()?))
+            && found.contains("OstreeRepoFinderAvahi"),
+        "{found}"
+    );
+    ensure!(
+        client
+            .collection_refs()?
+            .contains(&(OS_COLLECTION_ID.to_owned(), OS_REF.to_owned())),
+        "{:?}",
+        client.collection_refs()?
+    );
+    ensure!(client.rev_parse(OS_REF)? == v2);
+    client.fsck()?;
+    let log = peer.log_text();
+    ensure!(
+        log.lines().any(|l| l.contains("path=/0/objects/")
+            && l.contains(".filez")
+            && l.contains("status=200")),
+        "machine A converted no objects:\n{log}"
+    );
+    drop(peer);
+    drop(avahi_b);
+    drop(avahi_a);
+    drop(lan);
+    Ok(())
+}
+
+/// Cloned classroom machines share one host name, so their instance names ("Ferry on HOST")
+/// collide: through avahi, a second server on the same machine, and a server on another
+/// machine, take avahi's alternative names ("… #2") and all three stay announced.
+#[test]
+fn serial_with_avahi_servers_with_one_name_take_alternative_names() -> Result<()> {
+    require_root("network namespaces")?;
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let repo = OstreeRepo::init(
+        &base.join("repo"),
+        RepoMode::Archive,
+        Some(OS_COLLECTION_ID),
+    )?;
+    let tree = base.join("tree");
+    std::fs::create_dir_all(&tree)?;
+    std::fs::write(tree.join("file"), "content")?;
+    repo.commit(&CommitSpec::new(OS_REF, &tree).subject("one"))?;
+    repo.update_summary(None)?;
+
+    let lan = VethPair::create()?;
+    let avahi_a = Avahi::start(&lan.a, "veth-a", "ferry-a", &base.join("avahi-a"))?;
+    let avahi_b = Avahi::start(&lan.b, "veth-b", "ferry-b", &base.join("avahi-b"))?;
+    let bus_a = OsString::from(avahi_a.bus_address());
+    let bus_b = OsString::from(avahi_b.bus_address());
+    let serve = |namespace: &str, bus: &OsStr, log: &str| {
+        Server::start(
+            &ServeOptions {
+                namespace: Some(namespace),
+                host: Some("classroom"),
+                env: vec![
+                    ("DBUS_SYSTEM_BUS_ADDRESS", bus),
+                    ("FERRY_LOG", OsStr::new("info,ferry_engine::lan=debug")),
+                ],
+            },
+            &[
+                OsStr::new("--repo"),
+                repo.path.as_os_str(),
+                OsStr::new("--port"),
+                OsStr::new("0"),
+            ],
+            &base.join(log),
+        )
+    };
+    let servers = [
+        serve(&lan.a, &bus_a, "serve-a1.log")?,
+        serve(&lan.a, &bus_a, "serve-a2.log")?,
+        serve(&lan.b, &bus_b, "serve-b.log")?,
+    ];
+    let mut names = std::collections::BTreeSet::new();
+    let mut seen = Vec::new();
+    wait_for("all three servers to be announced", DISCOVERY_WAIT, || {
+        seen = avahi_browse(&lan.b, &avahi_b)?;
+        names = seen
+            .iter()
+            .filter_map(|line| line.split(';').nth(3).map(str::to_owned))
+            .collect();
+        anyhow::Ok(names.len() == 3)
+    })
+    .with_context(|| {
+        let logs: Vec<String> = servers.iter().map(Server::log_text).collect();
+        format!("avahi-browse in B saw: {seen:#?}\nservers' logs: {logs:#?}")
+    })?;
+    ensure!(
+        names
+            .iter()
+            .all(|name| name.starts_with("Ferry\\032on\\032classroom")),
+        "{names:?}"
+    );
+    ensure!(
+        names.contains("Ferry\\032on\\032classroom")
+            // avahi-browse -p escapes ' ' and '#' as \032 and \035.
+            && names.contains("Ferry\\032on\\032classroom\\032\\0352")
+            && names.contains("Ferry\\032on\\032classroom\\032\\0353"),
+        "{names:?}"
+    );
+    for server in &servers {
+        let port = server.port()?;
+        ensure!(
+            seen.iter().any(|line| line.contains(&format!(";{port};"))),
+            "the server on port {port} is not announced: {seen:#?}"
+        );
+    }
+    drop(servers);
+    drop(avahi_b);
+    drop(avahi_a);
     drop(lan);
     Ok(())
 }

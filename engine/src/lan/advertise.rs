@@ -8,6 +8,8 @@ use std::path::Path;
 use mdns_sd::{ServiceDaemon, ServiceInfo, TxtProperty};
 use siphasher::sip::SipHasher24;
 
+use super::avahi::Published;
+use super::responder::Responder;
 use super::{LanError, SERVICE_TYPE, TXT_VERSION};
 use crate::object::{Summary, MAX_METADATA_SIZE};
 
@@ -89,6 +91,26 @@ impl Advertisement {
 
     /// The TXT records: `v`, `rb`, `st`, `ri`, each a serialized GVariant.
     pub fn txt_properties(&self) -> Vec<TxtProperty> {
+        self.txt_pairs()
+            .into_iter()
+            .map(|(key, value)| TxtProperty::from((key, value)))
+            .collect()
+    }
+
+    /// The same TXT records as "key=value" strings, as avahi takes them.
+    pub fn txt_records(&self) -> Vec<Vec<u8>> {
+        self.txt_pairs()
+            .into_iter()
+            .map(|(key, value)| {
+                let mut record = key.as_bytes().to_vec();
+                record.push(b'=');
+                record.extend(value);
+                record
+            })
+            .collect()
+    }
+
+    fn txt_pairs(&self) -> Vec<(&'static str, Vec<u8>)> {
         let mut bloom = vec![BLOOM_HASHES, BLOOM_HASH_ID];
         bloom.extend(bloom_filter(
             &self.collection_refs,
@@ -96,10 +118,10 @@ impl Advertisement {
             BLOOM_HASHES,
         ));
         vec![
-            TxtProperty::from(("v", [TXT_VERSION])),
-            TxtProperty::from(("rb", bloom)),
-            TxtProperty::from(("st", self.summary_timestamp.to_be_bytes())),
-            TxtProperty::from(("ri", self.repo_index.to_be_bytes())),
+            ("v", vec![TXT_VERSION]),
+            ("rb", bloom),
+            ("st", self.summary_timestamp.to_be_bytes().to_vec()),
+            ("ri", self.repo_index.to_be_bytes().to_vec()),
         ]
     }
 }
@@ -167,26 +189,66 @@ pub fn host_name() -> String {
     }
 }
 
-/// A running advertisement; dropped or [`stop`](Advertiser::stop)ped, it says goodbye.
+/// A running advertisement; [`stop`](Advertiser::stop)ped, it says goodbye.
 pub struct Advertiser {
-    daemon: ServiceDaemon,
+    publisher: Publisher,
     options: AdvertiseOptions,
     fullname: String,
 }
 
+enum Publisher {
+    Builtin(ServiceDaemon),
+    Avahi(Published),
+}
+
 impl Advertiser {
-    /// Starts an mDNS responder announcing `advertisement`.
+    /// Announces `advertisement` through avahi-daemon when it runs, else (or when avahi
+    /// refuses) through a built-in mDNS responder ([`Responder::choose`]).
     pub fn start(
         advertisement: &Advertisement,
         options: AdvertiseOptions,
     ) -> Result<Self, LanError> {
-        let daemon = ServiceDaemon::new()?;
-        let info = service_info(advertisement, &options)?;
-        let fullname = info.get_fullname().to_owned();
-        daemon.register(info)?;
-        tracing::info!(service = %fullname, port = options.port, "advertising the repository");
+        match Responder::choose() {
+            Responder::Avahi => Self::start_with(Responder::Avahi, advertisement, options.clone())
+                .or_else(|error| {
+                    tracing::warn!(%error, "publishing with the built-in responder instead");
+                    Self::start_with(Responder::Builtin, advertisement, options)
+                }),
+            Responder::Builtin => Self::start_with(Responder::Builtin, advertisement, options),
+        }
+    }
+
+    /// Announces `advertisement` through `responder`.
+    pub fn start_with(
+        responder: Responder,
+        advertisement: &Advertisement,
+        options: AdvertiseOptions,
+    ) -> Result<Self, LanError> {
+        let (publisher, fullname) = match responder {
+            Responder::Builtin => {
+                let daemon = ServiceDaemon::new()?;
+                let info = service_info(advertisement, &options)?;
+                let fullname = info.get_fullname().to_owned();
+                daemon.register(info)?;
+                (Publisher::Builtin(daemon), fullname)
+            }
+            Responder::Avahi => {
+                if !options.addresses.is_empty() {
+                    // Avahi announces the addresses of the interfaces it is configured for.
+                    tracing::info!("avahi-daemon announces its own interfaces' addresses");
+                }
+                let published = Published::start(
+                    &options.instance_name,
+                    options.port,
+                    advertisement.txt_records(),
+                )?;
+                let fullname = format!("{}.{SERVICE_TYPE}", published.name());
+                (Publisher::Avahi(published), fullname)
+            }
+        };
+        tracing::info!(service = %fullname, port = options.port, %responder, "advertising the repository");
         Ok(Self {
-            daemon,
+            publisher,
             options,
             fullname,
         })
@@ -197,10 +259,22 @@ impl Advertiser {
         &self.fullname
     }
 
+    /// The responder that publishes.
+    pub fn responder(&self) -> Responder {
+        match self.publisher {
+            Publisher::Builtin(_) => Responder::Builtin,
+            Publisher::Avahi(_) => Responder::Avahi,
+        }
+    }
+
     /// Announces new TXT records (after the summary changed).
     pub fn refresh(&self, advertisement: &Advertisement) -> Result<(), LanError> {
-        self.daemon
-            .register(service_info(advertisement, &self.options)?)?;
+        match &self.publisher {
+            Publisher::Builtin(daemon) => {
+                daemon.register(service_info(advertisement, &self.options)?)?;
+            }
+            Publisher::Avahi(published) => published.update_txt(advertisement.txt_records())?,
+        }
         tracing::info!(
             service = %self.fullname,
             summary_timestamp = advertisement.summary_timestamp,
@@ -211,12 +285,17 @@ impl Advertiser {
 
     /// Withdraws the advertisement and stops the responder, waiting a little for the goodbye.
     pub fn stop(&self) {
-        let timeout = std::time::Duration::from_secs(1);
-        if let Ok(done) = self.daemon.unregister(&self.fullname) {
-            let _ = done.recv_timeout(timeout);
-        }
-        if let Ok(done) = self.daemon.shutdown() {
-            let _ = done.recv_timeout(timeout);
+        match &self.publisher {
+            Publisher::Builtin(daemon) => {
+                let timeout = std::time::Duration::from_secs(1);
+                if let Ok(done) = daemon.unregister(&self.fullname) {
+                    let _ = done.recv_timeout(timeout);
+                }
+                if let Ok(done) = daemon.shutdown() {
+                    let _ = done.recv_timeout(timeout);
+                }
+            }
+            Publisher::Avahi(published) => published.stop(),
         }
     }
 }

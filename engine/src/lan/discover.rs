@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use mdns_sd::{ResolvedService, ScopedIp, ServiceDaemon, ServiceEvent};
 
+use super::responder::Responder;
 use super::{LanError, SERVICE_TYPE, TXT_VERSION};
 
 /// A computer nearby that advertises a repository. Nothing here is trusted: it only says
@@ -171,8 +172,29 @@ pub fn rank_peers(peers: &mut Vec<Peer>, max: usize, now: u64) -> usize {
 
 /// Browses for `timeout` and returns the repositories advertised, ranked and bounded
 /// ([`rank_peers`], [`MAX_PEERS`]). A service withdrawn meanwhile is left out; one whose TXT
-/// records are malformed is logged and skipped.
+/// records are malformed is logged and skipped. Goes through avahi-daemon when it runs
+/// ([`Responder::choose`]); should browsing through it fail, the built-in responder browses.
 pub fn browse(timeout: Duration) -> Result<Browsed, LanError> {
+    match Responder::choose() {
+        Responder::Avahi => browse_with(Responder::Avahi, timeout).or_else(|error| {
+            tracing::warn!(%error, "browsing with the built-in responder instead");
+            browse_with(Responder::Builtin, timeout)
+        }),
+        Responder::Builtin => browse_with(Responder::Builtin, timeout),
+    }
+}
+
+/// Browses for `timeout` through `responder`.
+pub fn browse_with(responder: Responder, timeout: Duration) -> Result<Browsed, LanError> {
+    tracing::debug!(%responder, "browsing for computers nearby");
+    let (peers, unremembered) = match responder {
+        Responder::Builtin => browse_builtin(timeout)?,
+        Responder::Avahi => super::avahi::browse(Instant::now() + timeout, MAX_ADVERTISED)?,
+    };
+    Ok(ranked(peers, unremembered))
+}
+
+fn browse_builtin(timeout: Duration) -> Result<(Vec<Peer>, usize), LanError> {
     let daemon = ServiceDaemon::new()?;
     let events = daemon.browse(SERVICE_TYPE)?;
     let deadline = Instant::now() + timeout;
@@ -211,7 +233,11 @@ pub fn browse(timeout: Duration) -> Result<Browsed, LanError> {
     if let Ok(done) = daemon.shutdown() {
         let _ = done.recv_timeout(Duration::from_secs(1));
     }
-    let mut peers: Vec<Peer> = found.into_values().collect();
+    Ok((found.into_values().collect(), unremembered))
+}
+
+/// Deduplicated by URL, ranked and bounded; `unremembered` were not even kept.
+fn ranked(mut peers: Vec<Peer>, unremembered: usize) -> Browsed {
     peers.sort_by(|a, b| a.url.cmp(&b.url));
     peers.dedup_by(|a, b| a.url == b.url);
     let now = std::time::SystemTime::now()
@@ -224,7 +250,7 @@ pub fn browse(timeout: Duration) -> Result<Browsed, LanError> {
             "ignoring computers nearby beyond the best {MAX_PEERS}"
         );
     }
-    Ok(Browsed { peers, ignored })
+    Browsed { peers, ignored }
 }
 
 #[cfg(test)]
@@ -240,6 +266,27 @@ mod tests {
             collection_refs: vec![("org.example.Os".into(), "os/x86_64/stable".into())],
             repo_index: 3,
         }
+    }
+
+    #[test]
+    fn avahi_gets_the_same_txt_bytes_as_the_built_in_responder() {
+        let advertisement = advertisement();
+        let built_in: Vec<Vec<u8>> = advertisement
+            .txt_properties()
+            .iter()
+            .map(|property| {
+                let mut record = property.key().as_bytes().to_vec();
+                record.push(b'=');
+                record.extend(property.val().unwrap_or_default());
+                record
+            })
+            .collect();
+        assert_eq!(advertisement.txt_records(), built_in);
+        let records = advertisement.txt_records();
+        let map = super::super::avahi::txt_map(&records);
+        let advertised = parse_txt(|key| map.get(key).copied()).expect("valid TXT");
+        assert_eq!(advertised.repo_index, 3);
+        assert_eq!(advertised.summary_timestamp, Some(1_700_000_123));
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //! type. Peers are untrusted transport: whatever they serve is verified like any source.
 
 pub mod advertise;
+pub mod avahi;
 pub mod discover;
+pub mod responder;
 pub mod zone;
 
 /// The DNS-SD service type OSTree repositories are advertised under.
@@ -27,6 +29,8 @@ pub enum LanError {
     Summary { path: String, reason: String },
     #[error("DNS-SD (mDNS) failed: {0}")]
     Mdns(String),
+    #[error("avahi-daemon (over D-Bus) failed: {0}")]
+    Avahi(String),
 }
 
 impl From<mdns_sd::Error> for LanError {
