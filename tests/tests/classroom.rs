@@ -121,13 +121,9 @@ fn until_updated(
 ) -> Result<String> {
     let mut logs = String::new();
     loop {
+        // A run can fail (its only source went away mid-pull); the timer runs it again.
         let output = machine.hook(switch, &[OsStr::new("--nearby")])?;
         logs.push_str(&output.stderr);
-        ensure!(
-            output.success(),
-            "{}: ferry-hook --nearby failed:\n{logs}",
-            machine.name()
-        );
         if machine.commit()? == goal {
             return Ok(logs);
         }

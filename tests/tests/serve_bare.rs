@@ -124,7 +124,19 @@ fn check_filez(bytes: &[u8], checksum: &str) -> Result<()> {
 fn serve_and_pull(mode: RepoMode) -> Result<()> {
     let tmp = TempDir::new()?;
     let base = tmp.path();
-    let source = Source::create(base, mode, None)?;
+    let options = if mode == RepoMode::BareUserOnly {
+        TreeOptions::plain()
+    } else {
+        TreeOptions::full()
+    };
+    let tree = Tree::standard(&base.join("tree"), options)?;
+    // Large enough to be framed as several stored blocks while it is sent, and of no round
+    // size.
+    let large: Vec<u8> = (0..200_003u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    tree.write_file("usr/share/large.bin", &large)?;
+    let source = Source::create(base, mode, Some(tree))?;
     let commit = source.publisher.commit.clone();
     let mut server = source.serve(base, &[])?;
     let port = server.port()?;
@@ -354,7 +366,7 @@ fn converted_objects_are_cached_and_never_served_stale() -> Result<()> {
         .repo
         .content_checksum(&commit, "/usr/share/big.bin")?;
     let path = format!("/{}", archive_path(&big_checksum, "filez"));
-    let server = source.serve(base, &[])?;
+    let server = source.serve(base, &["--cache-size", "1073741824"])?;
     let port = server.port()?;
 
     let (status, first) = get(port, &path)?;

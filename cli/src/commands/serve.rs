@@ -17,7 +17,7 @@ use ferry_engine::lan::advertise::{AdvertiseOptions, Advertisement, Advertiser};
 use ferry_engine::lan::DEFAULT_PORT;
 use ferry_engine::serve::archive_view::ViewOptions;
 use ferry_engine::serve::cache::{
-    ConvertCache, CACHE_DIR_ENV, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_DIR,
+    ConvertCache, CACHE_DIR_ENV, DEFAULT_CACHE_DIR,
 };
 use ferry_engine::serve::stats::ServeStats;
 use ferry_engine::serve::{ServeLimits, ServedRepo};
@@ -59,8 +59,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
 
-    /// The most bytes the cache may hold; the oldest entries go first.
-    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_CACHE_BYTES)]
+    /// The most bytes the cache of converted objects may hold, the oldest entries going
+    /// first; 0 (default) keeps none: objects of 64 KiB and more are framed as stored deflate
+    /// blocks while they are sent, which costs less than writing a cache file
+    /// (1073741824 is 1 GiB).
+    #[arg(long, value_name = "BYTES", default_value_t = 0)]
     pub cache_size: u64,
 
     /// Exit after this many seconds without a request (for socket activation).

@@ -53,6 +53,17 @@ impl ContentReader {
             inner: Inner::Empty,
         }
     }
+
+    /// The open file and the bytes it holds, when the content is a plain file (bare modes), so
+    /// it can be sent without this reader; None for a symlink or an archive object.
+    pub fn into_plain_file(self) -> Option<(File, u64)> {
+        match self.inner {
+            Inner::Plain {
+                file, remaining, ..
+            } => Some((file, remaining)),
+            Inner::Empty | Inner::Archive(_) => None,
+        }
+    }
 }
 
 fn corrupt(path: &std::path::Path, reason: &str) -> io::Error {

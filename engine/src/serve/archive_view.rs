@@ -12,12 +12,11 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-use flate2::write::DeflateEncoder;
-use flate2::Compression;
 use hyper::body::Bytes;
 
 use super::allowed::{AllowedIndex, Fingerprint};
 use super::cache::{CachedObject, ConvertCache, SourceStamp};
+use super::stored;
 use crate::object::summary::{
     build_summary, collection_map_value, SummaryEntry, COLLECTION_ID_KEY, COLLECTION_MAP_KEY,
     COMMIT_TIMESTAMP_KEY, COMMIT_VERSION_KEY, LAST_MODIFIED_KEY,
@@ -25,18 +24,17 @@ use crate::object::summary::{
 use crate::object::{Checksum, Metadata, MetadataValue, ObjectId, ObjectKind};
 use crate::repo::{CollectionRef, Repo, RepoConfig, RepoMode};
 
-/// Content objects at least this large go through the on-disk cache; smaller ones convert
-/// faster than a cache file is written and read.
+/// Content objects at least this large are framed while they are sent (or, with a cache,
+/// go through it); smaller ones are converted in memory, in one hand-off.
 pub const CACHE_MIN: u64 = 64 * 1024;
 /// The largest object converted in memory when the cache cannot take it.
 const MEMORY_MAX: u64 = 64 * 1024 * 1024;
 
-/// Stored deflate blocks, not level 1. Measured with this flate2 (zlib-rs), one core: on
-/// 123 MiB of /usr/bin, stored 958 MB/s vs level 1 140 MB/s (37.7 % of the size); on random
-/// bytes like the bench tree's, 816 vs 42 MB/s (level 1 saves nothing). Four clients at once
-/// must stay under one core, and a LAN link moves the extra bytes faster than level 1 saves
-/// them.
-const CONVERT_LEVEL: Compression = Compression::none();
+// Stored deflate blocks ([`stored`]), not level 1. Measured with flate2 (zlib-rs), one core:
+// on 123 MiB of /usr/bin, stored 958 MB/s vs level 1 140 MB/s (37.7 % of the size); on random
+// bytes like the bench tree's, 816 vs 42 MB/s (level 1 saves nothing). Four clients at once
+// must stay under one core, and a LAN link moves the extra bytes faster than level 1 saves
+// them.
 
 /// Where the view finds what decides the advertised refs, beyond the repository itself.
 #[derive(Debug, Clone, Default)]
@@ -74,6 +72,13 @@ pub struct Snapshot {
 pub enum Converted {
     Memory(Vec<u8>),
     Cached { object: CachedObject, hit: bool },
+    /// A large plain file, framed as stored blocks while it is sent: `head` (the archive
+    /// header), then [`stored::framed_len`]`(length)` bytes made of `file`'s `length` bytes.
+    Framed {
+        head: Vec<u8>,
+        file: std::fs::File,
+        length: u64,
+    },
 }
 
 /// Why a content object could not be converted.
@@ -182,8 +187,16 @@ impl ArchiveView {
     pub fn convert(&self, checksum: &Checksum) -> Result<Converted, ConvertError> {
         let object = ObjectId::new(*checksum, ObjectKind::File);
         let stamp = SourceStamp::of(&std::fs::symlink_metadata(self.repo.object_path(object))?);
-        let cacheable = stamp.size >= CACHE_MIN;
-        if cacheable {
+        let large = stamp.size >= CACHE_MIN;
+        if large && !self.cache.is_enabled() {
+            // Stored blocks cost no CPU to make: a cache file would only add a disk write.
+            let (header, content) = self.repo.open_content(checksum)?;
+            if let Some((file, length)) = content.into_plain_file() {
+                let head = header.archive_header_bytes()?;
+                return Ok(Converted::Framed { head, file, length });
+            }
+        }
+        if large && self.cache.is_enabled() {
             if let Some(cached) = self.cache.get(checksum, stamp) {
                 return Ok(Converted::Cached {
                     object: cached,
@@ -223,10 +236,7 @@ impl ArchiveView {
             .archive_header_bytes()
             .map_err(|error| invalid(error.to_string()))?;
         out.write_all(&head)?;
-        let mut encoder = DeflateEncoder::new(out, CONVERT_LEVEL);
-        io::copy(&mut content, &mut encoder)?;
-        encoder.finish()?;
-        Ok(())
+        stored::write_framed(&mut content, header.size, out)
     }
 }
 

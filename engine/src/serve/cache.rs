@@ -123,6 +123,11 @@ impl ConvertCache {
         Ok(cache)
     }
 
+    /// Whether anything is cached at all (`--cache-size 0` turns the cache off).
+    pub fn is_enabled(&self) -> bool {
+        self.cap > 0
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -32,9 +32,40 @@ pub(super) enum Content {
         remaining: u64,
         buffer: Box<[u8]>,
     },
+    /// A header, then a file's bytes framed as stored deflate blocks as they are read.
+    Framed {
+        head: Option<Bytes>,
+        file: tokio::fs::File,
+        /// File bytes not yet sent.
+        remaining: u64,
+        /// Framed bytes not yet sent (the size hint).
+        left: u64,
+        /// The final block went out (an empty file still sends one).
+        done: bool,
+        /// The block being read: header room, then its bytes; empty between blocks.
+        block: Vec<u8>,
+        /// Bytes of `block` read so far, past its header.
+        filled: usize,
+    },
 }
 
 impl Content {
+    /// `head`, then `length` bytes of `file` as stored blocks; the body's length is returned
+    /// beside it.
+    pub(super) fn framed(head: Vec<u8>, file: std::fs::File, length: u64) -> (Self, u64) {
+        let total = head.len() as u64 + super::stored::framed_len(length);
+        let content = Content::Framed {
+            head: Some(Bytes::from(head)),
+            file: tokio::fs::File::from_std(file),
+            remaining: length,
+            left: total,
+            done: false,
+            block: Vec::new(),
+            filled: 0,
+        };
+        (content, total)
+    }
+
     pub(super) fn stream(file: std::fs::File, length: u64) -> Self {
         Content::File {
             file: tokio::fs::File::from_std(file),
@@ -87,6 +118,52 @@ impl Body for ServeBody {
                 *remaining -= filled.len() as u64;
                 Poll::Ready(Some(Ok(Frame::data(Bytes::copy_from_slice(filled)))))
             }
+            Content::Framed {
+                head,
+                file,
+                remaining,
+                left,
+                done,
+                block,
+                filled,
+            } => {
+                if let Some(head) = head.take() {
+                    *left = left.saturating_sub(head.len() as u64);
+                    return Poll::Ready(Some(Ok(Frame::data(head))));
+                }
+                if *done {
+                    return Poll::Ready(None);
+                }
+                use super::stored::{block_header, HEADER, MAX_BLOCK};
+                if block.is_empty() {
+                    let take = usize::try_from(*remaining)
+                        .unwrap_or(MAX_BLOCK)
+                        .min(MAX_BLOCK);
+                    *block = vec![0u8; HEADER + take];
+                    *filled = 0;
+                }
+                let take = block.len() - HEADER;
+                // One whole block per frame: its header carries its length. A read that is
+                // not ready leaves what was read in `block`.
+                while *filled < take {
+                    let mut read = ReadBuf::new(&mut block[HEADER + *filled..]);
+                    ready!(Pin::new(&mut *file).poll_read(cx, &mut read))?;
+                    let got = read.filled().len();
+                    if got == 0 {
+                        return Poll::Ready(Some(Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the file shrank while it was served",
+                        ))));
+                    }
+                    *filled += got;
+                }
+                *remaining -= take as u64;
+                *done = *remaining == 0;
+                block[..HEADER].copy_from_slice(&block_header(take, *done));
+                let out = std::mem::take(block);
+                *left = left.saturating_sub(out.len() as u64);
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))))
+            }
         }
     }
 
@@ -95,6 +172,7 @@ impl Body for ServeBody {
             Content::Empty => true,
             Content::Bytes(bytes) => bytes.is_none(),
             Content::File { remaining, .. } => *remaining == 0,
+            Content::Framed { head, done, .. } => head.is_none() && *done,
         }
     }
 
@@ -105,6 +183,7 @@ impl Body for ServeBody {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
             Content::File { remaining, .. } => SizeHint::with_exact(*remaining),
+            Content::Framed { left, .. } => SizeHint::with_exact(*left),
         }
     }
 }

@@ -50,6 +50,7 @@ pub mod archive_view;
 pub mod cache;
 mod connection;
 pub mod stats;
+pub mod stored;
 
 use archive_view::{ArchiveView, Converted, ViewOptions};
 use cache::ConvertCache;
@@ -655,6 +656,10 @@ fn view_file(
                 length,
                 "converted",
             ))
+        }
+        Ok(Converted::Framed { head, file, length }) => {
+            let (content, total) = Content::framed(head, file, length);
+            Some((content, total, "converted"))
         }
         Ok(Converted::Cached { object, hit }) => {
             // Positioned at the payload; the stream reads from there.

@@ -204,9 +204,20 @@ impl HttpSource {
             .base
             .join(path)
             .map_err(|error| FetchError::failed(&self.info, format!("bad path {path}: {error}")))?;
-        let request = self.client.get(url).send();
-        let response = wait(self.runtime.handle(), interrupt, &self.info, path, request)?
-            .map_err(|error| self.request_error(path, &error))?;
+        // A kept-alive connection the server closed meanwhile (at its connection cap, or
+        // idle) fails the request before any answer: a GET is retried once, on a new one.
+        let mut retried = false;
+        let response = loop {
+            let request = self.client.get(url.clone()).send();
+            match wait(self.runtime.handle(), interrupt, &self.info, path, request)? {
+                Ok(response) => break response,
+                Err(error) if !retried && !error.is_connect() && !error.is_timeout() => {
+                    tracing::debug!(%error, path, "retrying a request on a new connection");
+                    retried = true;
+                }
+                Err(error) => return Err(self.request_error(path, &error)),
+            }
+        };
         interrupt.note_activity();
         let status = response.status();
         if status == reqwest::StatusCode::NOT_FOUND {
