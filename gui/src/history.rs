@@ -2,9 +2,7 @@
 //! `ferryctl rollback --yes` (through pkexec and the `io.github.ferry.Ferry.rollback` action
 //! unless the app runs as root) makes the previous OS version the default again.
 
-use std::ffi::OsString;
 use std::path::Path;
-use std::process::Command;
 
 use ferry_engine::history::{HistoryAction, HistoryEntry, HistoryStatus};
 use ferry_engine::object::FlatpakRef;
@@ -20,66 +18,17 @@ const MAX_OUTPUT: usize = 16 * 1024 * 1024;
 
 /// The command that lists the history; it needs no privilege.
 pub fn list_launch(ferryctl: &Path) -> Launch {
-    Launch {
-        program: ferryctl.to_path_buf(),
-        args: ["history", "--json"].map(OsString::from).to_vec(),
-        elevated: false,
-    }
+    Launch::ferryctl(ferryctl, &["history", "--json"], false)
 }
 
-/// `ferryctl rollback --yes`; through pkexec (with the absolute path its policy names) when
-/// `elevate`.
+/// `ferryctl rollback --yes`; through pkexec when `elevate`.
 pub fn rollback_launch(ferryctl: &Path, elevate: bool) -> Launch {
-    let args = ["rollback", "--yes"].map(OsString::from);
-    if elevate {
-        let absolute = std::path::absolute(ferryctl).unwrap_or_else(|_| ferryctl.to_path_buf());
-        let mut pkexec_args = vec![absolute.into_os_string()];
-        pkexec_args.extend(args);
-        Launch {
-            program: "pkexec".into(),
-            args: pkexec_args,
-            elevated: true,
-        }
-    } else {
-        Launch {
-            program: ferryctl.to_path_buf(),
-            args: args.to_vec(),
-            elevated: false,
-        }
-    }
+    Launch::ferryctl(ferryctl, &["rollback", "--yes"], elevate)
 }
 
 /// Runs `launch` to its end; its standard output, or a sentence saying why it failed.
 pub fn run(launch: &Launch) -> Result<String, String> {
-    let output = Command::new(&launch.program)
-        .args(&launch.args)
-        .output()
-        .map_err(|error| format!("{}: {error}", launch.program.display()))?;
-    if output.status.success() {
-        if output.stdout.len() > MAX_OUTPUT {
-            return Err(tr("The history is too large to show."));
-        }
-        return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
-    }
-    if launch.elevated {
-        match output.status.code() {
-            Some(126) => return Err(tr("Authentication was cancelled; nothing was changed.")),
-            Some(127) => {
-                return Err(tr(
-                    "You are not allowed to change this. Ask an administrator.",
-                ))
-            }
-            _ => {}
-        }
-    }
-    let said = String::from_utf8_lossy(&output.stderr);
-    Err(said
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|line| !line.is_empty())
-        .map(|line| line.strip_prefix("error: ").unwrap_or(line).to_owned())
-        .unwrap_or_else(|| tr("ferryctl failed without saying why.")))
+    launch.run_to_end(MAX_OUTPUT)
 }
 
 /// Reads `ferryctl history --json`'s output.

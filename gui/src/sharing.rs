@@ -2,9 +2,7 @@
 //! --json` tells its state, and `ferryctl sharing on|off` (through pkexec and the
 //! `io.github.ferry.Ferry.share-nearby` action unless the app runs as root) changes it.
 
-use std::ffi::OsString;
 use std::path::Path;
-use std::process::Command;
 
 use ferry_engine::sharing::SharingStatus;
 
@@ -13,64 +11,25 @@ use crate::install::Launch;
 
 /// The command that reads the state; it needs no privilege.
 pub fn status_launch(ferryctl: &Path) -> Launch {
-    Launch {
-        program: ferryctl.to_path_buf(),
-        args: ["sharing", "status", "--json"].map(OsString::from).to_vec(),
-        elevated: false,
-    }
+    Launch::ferryctl(ferryctl, &["sharing", "status", "--json"], false)
 }
 
-/// The command that switches sharing `on` or off; through pkexec (with the absolute path
-/// its policy names) when `elevate`.
+/// The command that switches sharing `on` or off; through pkexec when `elevate`.
 pub fn switch_launch(ferryctl: &Path, on: bool, elevate: bool) -> Launch {
-    let args = ["sharing", if on { "on" } else { "off" }].map(OsString::from);
-    if elevate {
-        let absolute = std::path::absolute(ferryctl).unwrap_or_else(|_| ferryctl.to_path_buf());
-        let mut pkexec_args = vec![absolute.into_os_string()];
-        pkexec_args.extend(args);
-        Launch {
-            program: "pkexec".into(),
-            args: pkexec_args,
-            elevated: true,
-        }
-    } else {
-        Launch {
-            program: ferryctl.to_path_buf(),
-            args: args.to_vec(),
-            elevated: false,
-        }
-    }
+    Launch::ferryctl(
+        ferryctl,
+        &["sharing", if on { "on" } else { "off" }],
+        elevate,
+    )
 }
 
 /// Runs `launch` to its end; its standard output, or a sentence saying why it failed.
 pub fn run(launch: &Launch) -> Result<String, String> {
-    let output = Command::new(&launch.program)
-        .args(&launch.args)
-        .output()
-        .map_err(|error| format!("{}: {error}", launch.program.display()))?;
-    if output.status.success() {
-        return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
-    }
-    if launch.elevated {
-        match output.status.code() {
-            Some(126) => return Err(tr("Authentication was cancelled; nothing was changed.")),
-            Some(127) => {
-                return Err(tr(
-                    "You are not allowed to change this. Ask an administrator.",
-                ))
-            }
-            _ => {}
-        }
-    }
-    let said = String::from_utf8_lossy(&output.stderr);
-    Err(said
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|line| !line.is_empty())
-        .map(|line| line.strip_prefix("error: ").unwrap_or(line).to_owned())
-        .unwrap_or_else(|| tr("ferryctl sharing failed.")))
+    launch.run_to_end(MAX_OUTPUT)
 }
+
+/// `ferryctl sharing status --json` prints one short line.
+const MAX_OUTPUT: usize = 64 * 1024;
 
 /// Reads `ferryctl sharing status --json`'s output.
 pub fn parse_status(stdout: &str) -> Result<SharingStatus, String> {

@@ -16,9 +16,7 @@ use ferry_engine::cancel::CancelToken;
 use ferry_engine::lan::advertise::{AdvertiseOptions, Advertisement, Advertiser};
 use ferry_engine::lan::DEFAULT_PORT;
 use ferry_engine::serve::archive_view::ViewOptions;
-use ferry_engine::serve::cache::{
-    ConvertCache, CACHE_DIR_ENV, DEFAULT_CACHE_DIR,
-};
+use ferry_engine::serve::cache::{ConvertCache, CACHE_DIR_ENV, DEFAULT_CACHE_DIR};
 use ferry_engine::serve::stats::ServeStats;
 use ferry_engine::serve::{ServeLimits, ServedRepo};
 use ferry_engine::target::{BootState, FlatpakPaths, SysrootState};

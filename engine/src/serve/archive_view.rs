@@ -71,7 +71,10 @@ pub struct Snapshot {
 /// A converted content object.
 pub enum Converted {
     Memory(Vec<u8>),
-    Cached { object: CachedObject, hit: bool },
+    Cached {
+        object: CachedObject,
+        hit: bool,
+    },
     /// A large plain file, framed as stored blocks while it is sent: `head` (the archive
     /// header), then [`stored::framed_len`]`(length)` bytes made of `file`'s `length` bytes.
     Framed {

@@ -30,7 +30,9 @@ pub fn write_framed(mut content: impl Read, length: u64, out: &mut dyn Write) ->
     let mut buffer = vec![0; MAX_BLOCK.min(usize::try_from(length).unwrap_or(MAX_BLOCK))];
     let mut remaining = length;
     loop {
-        let take = usize::try_from(remaining).unwrap_or(MAX_BLOCK).min(MAX_BLOCK);
+        let take = usize::try_from(remaining)
+            .unwrap_or(MAX_BLOCK)
+            .min(MAX_BLOCK);
         let block = &mut buffer[..take];
         content.read_exact(block)?;
         remaining -= take as u64;
@@ -57,7 +59,15 @@ mod tests {
 
     #[test]
     fn stored_blocks_inflate_back_and_have_the_announced_length() {
-        for size in [0usize, 1, 100, MAX_BLOCK - 1, MAX_BLOCK, MAX_BLOCK + 1, 3 * MAX_BLOCK + 7] {
+        for size in [
+            0usize,
+            1,
+            100,
+            MAX_BLOCK - 1,
+            MAX_BLOCK,
+            MAX_BLOCK + 1,
+            3 * MAX_BLOCK + 7,
+        ] {
             let content: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
             let mut framed = Vec::new();
             write_framed(&content[..], size as u64, &mut framed).expect("frame");

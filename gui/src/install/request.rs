@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use ferry_schema::{SourceKind, TargetKind, Update};
 
+use crate::i18n::tr;
 use crate::listing::Listing;
 
 /// A set of updates to install together, and the drives they come from.
@@ -209,6 +210,63 @@ pub struct Launch {
     pub program: PathBuf,
     pub args: Vec<OsString>,
     pub elevated: bool,
+}
+
+impl Launch {
+    /// `ferryctl ARGS`, or through pkexec (with the absolute path its policy names) when
+    /// `elevate`.
+    pub fn ferryctl(ferryctl: &Path, args: &[&str], elevate: bool) -> Launch {
+        let args = args.iter().map(OsString::from);
+        if elevate {
+            Launch {
+                program: PathBuf::from("pkexec"),
+                args: std::iter::once(absolute(ferryctl).into_os_string())
+                    .chain(args)
+                    .collect(),
+                elevated: true,
+            }
+        } else {
+            Launch {
+                program: ferryctl.to_path_buf(),
+                args: args.collect(),
+                elevated: false,
+            }
+        }
+    }
+
+    /// Runs to the end; its standard output (at most `max_output` bytes), or a sentence
+    /// saying why it failed: pkexec's refusals in words, else the child's last stderr line.
+    pub fn run_to_end(&self, max_output: usize) -> Result<String, String> {
+        let output = std::process::Command::new(&self.program)
+            .args(&self.args)
+            .output()
+            .map_err(|error| format!("{}: {error}", self.program.display()))?;
+        if output.status.success() {
+            if output.stdout.len() > max_output {
+                return Err(tr("ferryctl said more than can be shown."));
+            }
+            return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
+        }
+        if self.elevated {
+            match output.status.code() {
+                Some(126) => return Err(tr("Authentication was cancelled; nothing was changed.")),
+                Some(127) => {
+                    return Err(tr(
+                        "You are not allowed to change this. Ask an administrator.",
+                    ))
+                }
+                _ => {}
+            }
+        }
+        let said = String::from_utf8_lossy(&output.stderr);
+        Err(said
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|line| !line.is_empty())
+            .map(|line| line.strip_prefix("error: ").unwrap_or(line).to_owned())
+            .unwrap_or_else(|| tr("ferryctl failed without saying why.")))
+    }
 }
 
 pub(crate) fn absolute(path: &Path) -> PathBuf {
