@@ -292,9 +292,12 @@ fn root_accepts(update: &Update) -> bool {
 fn update_needs_root(update: &Update) -> bool {
     let target_dir = match (update.target, update.installation.as_deref()) {
         (TargetKind::Flatpak, Some("user")) => return false,
-        (TargetKind::Flatpak, Some("system") | None) => std::env::var_os("FLATPAK_SYSTEM_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/var/lib/flatpak")),
+        // `system`, an installation ID of installations.d, or a directory: found as the
+        // engine's target model finds them; one it does not know is taken to need root.
+        (TargetKind::Flatpak, label) => match flatpak_installation_dir(label) {
+            Some(dir) => dir,
+            None => return true,
+        },
         (TargetKind::Os, sysroot) => {
             let sysroot = PathBuf::from(sysroot.unwrap_or("/"));
             let repo = sysroot.join("ostree/repo");
@@ -308,6 +311,21 @@ fn update_needs_root(update: &Update) -> bool {
         (TargetKind::Repo, None) => return false,
     };
     !writable(&target_dir)
+}
+
+/// The directory of the Flatpak installation an update names (`None`: the default system
+/// one), as the engine resolves `user`, `system`, IDs and directories.
+fn flatpak_installation_dir(label: Option<&str>) -> Option<PathBuf> {
+    use ferry_engine::target::flatpak::{system_installations, user_installation};
+    let paths = ferry_engine::target::HostPaths::from_env().flatpak;
+    let label = label.unwrap_or("system");
+    let (mut installations, _) = system_installations(&paths);
+    installations.push(user_installation(&paths));
+    installations
+        .into_iter()
+        .find(|installation| installation.label() == label)
+        .map(|installation| installation.path)
+        .or_else(|| Path::new(label).is_absolute().then(|| PathBuf::from(label)))
 }
 
 fn writable(path: &Path) -> bool {
@@ -472,6 +490,37 @@ mod tests {
             as_root.updates.len() + own.updates.len(),
             listing.groups[0].updates.len()
         );
+    }
+
+    #[test]
+    fn an_installation_id_is_found_through_installations_d_not_taken_as_a_path() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("config");
+        let extra = dir.path().join("extra-installation");
+        std::fs::create_dir_all(config.join("installations.d")).expect("mkdir");
+        std::fs::create_dir_all(&extra).expect("mkdir");
+        std::fs::write(
+            config.join("installations.d/extra.conf"),
+            format!("[Installation \"extra\"]\nPath={}\n", extra.display()),
+        )
+        .expect("write");
+        // Only this process reads it; every test runs in its own process.
+        std::env::set_var("FLATPAK_CONFIG_DIR", &config);
+        let app = |installation: &str| Update {
+            target: TargetKind::Flatpak,
+            installation: Some(installation.into()),
+            ..kingston().groups[0].updates[0].clone()
+        };
+        assert_eq!(
+            flatpak_installation_dir(Some("extra")),
+            Some(extra.clone()),
+            "the ID names the configured directory"
+        );
+        // A directory this test made is writable: no root needed for it.
+        assert!(!update_needs_root(&app("extra")));
+        // An ID nobody configured is not a relative path here: it is taken to need root.
+        assert_eq!(flatpak_installation_dir(Some("nowhere")), None);
+        assert!(update_needs_root(&app("nowhere")));
     }
 
     #[test]
