@@ -498,28 +498,7 @@ fn serial_a_computer_nearby_is_found_listed_and_installed_from() -> Result<()> {
         "{offline:#?}"
     );
 
-    let output = ferryctl_in(
-        &lan.b,
-        &vars,
-        &[
-            OsStr::new("install"),
-            OsStr::new("--sysroot"),
-            sysroot.path.as_os_str(),
-            OsStr::new("--yes"),
-            OsStr::new("--json"),
-            OsStr::new(OS_REF),
-        ],
-    )?
-    .output()?;
-    let run = InstallRun {
-        events: install_support::parse_events(&output.stdout)?,
-        output,
-    };
-    ensure!(run.success(), "install failed:\n{run}");
-    run.expect(OS_REF, InstallStatus::Installed)?;
-    let deployments = sysroot.deployments()?;
-    ensure!(deployments[0].commit == v2, "{deployments:?}");
-    sysroot.repo().fsck()?;
+    install_os_on_b(&lan.b, &vars, &sysroot, &v2)?;
     // The objects came from machine A.
     let log = peer.log_text();
     ensure!(
@@ -594,27 +573,7 @@ fn serial_a_computer_nearby_with_only_a_link_local_address_is_found_and_installe
     );
     ensure!(list.problems.is_empty(), "{:#?}", list.problems);
 
-    let output = ferryctl_in(
-        &lan.b,
-        &vars,
-        &[
-            OsStr::new("install"),
-            OsStr::new("--sysroot"),
-            sysroot.path.as_os_str(),
-            OsStr::new("--yes"),
-            OsStr::new("--json"),
-            OsStr::new(OS_REF),
-        ],
-    )?
-    .output()?;
-    let run = InstallRun {
-        events: install_support::parse_events(&output.stdout)?,
-        output,
-    };
-    ensure!(run.success(), "install failed:\n{run}");
-    run.expect(OS_REF, InstallStatus::Installed)?;
-    ensure!(sysroot.deployments()?[0].commit == v2);
-    sysroot.repo().fsck()?;
+    install_os_on_b(&lan.b, &vars, &sysroot, &v2)?;
     let log = peer.log_text();
     ensure!(
         log.lines()
@@ -778,27 +737,7 @@ fn serial_a_computer_nearby_shares_its_own_system_repositories() -> Result<()> {
             "machine A does not advertise both repositories:\n{log}"
         );
 
-        let output = ferryctl_in(
-            &lan.b,
-            &vars,
-            &[
-                OsStr::new("install"),
-                OsStr::new("--sysroot"),
-                machine_b_sysroot.path.as_os_str(),
-                OsStr::new("--yes"),
-                OsStr::new("--json"),
-                OsStr::new(OS_REF),
-            ],
-        )?
-        .output()?;
-        let run = InstallRun {
-            events: install_support::parse_events(&output.stdout)?,
-            output,
-        };
-        ensure!(run.success(), "install failed:\n{run}");
-        run.expect(OS_REF, InstallStatus::Installed)?;
-        ensure!(machine_b_sysroot.deployments()?[0].commit == v2);
-        machine_b_sysroot.repo().fsck()?;
+        install_os_on_b(&lan.b, &vars, &machine_b_sysroot, &v2)?;
         let log = peer.log_text();
         ensure!(
             log.lines().any(|l| l.contains("path=/0/objects/")
@@ -1061,27 +1000,7 @@ fn serial_with_avahi_running_a_computer_nearby_publishes_and_browses_through_it(
         os.sources
     );
 
-    let output = ferryctl_in(
-        &lan.b,
-        &vars,
-        &[
-            OsStr::new("install"),
-            OsStr::new("--sysroot"),
-            sysroot.path.as_os_str(),
-            OsStr::new("--yes"),
-            OsStr::new("--json"),
-            OsStr::new(OS_REF),
-        ],
-    )?
-    .output()?;
-    let run = InstallRun {
-        events: install_support::parse_events(&output.stdout)?,
-        output,
-    };
-    ensure!(run.success(), "install failed:\n{run}");
-    run.expect(OS_REF, InstallStatus::Installed)?;
-    ensure!(sysroot.deployments()?[0].commit == v2);
-    sysroot.repo().fsck()?;
+    install_os_on_b(&lan.b, &vars, &sysroot, &v2)?;
     let log = peer.log_text();
     ensure!(
         log.lines()
@@ -1304,5 +1223,38 @@ fn serial_with_avahi_servers_with_one_name_take_alternative_names() -> Result<()
     drop(avahi_b);
     drop(avahi_a);
     drop(lan);
+    Ok(())
+}
+
+/// `ferryctl install --sysroot SYSROOT --yes --json OS_REF` in namespace `namespace` on
+/// machine B; requires the OS update installed, deployed as `commit` and `ostree fsck`-clean.
+fn install_os_on_b(
+    namespace: &str,
+    vars: &[(String, OsString)],
+    sysroot: &Sysroot,
+    commit: &str,
+) -> Result<()> {
+    let output = ferryctl_in(
+        namespace,
+        vars,
+        &[
+            OsStr::new("install"),
+            OsStr::new("--sysroot"),
+            sysroot.path.as_os_str(),
+            OsStr::new("--yes"),
+            OsStr::new("--json"),
+            OsStr::new(OS_REF),
+        ],
+    )?
+    .output()?;
+    let run = InstallRun {
+        events: install_support::parse_events(&output.stdout)?,
+        output,
+    };
+    ensure!(run.success(), "install failed:\n{run}");
+    run.expect(OS_REF, InstallStatus::Installed)?;
+    let deployments = sysroot.deployments()?;
+    ensure!(deployments[0].commit == commit, "{deployments:?}");
+    sysroot.repo().fsck()?;
     Ok(())
 }

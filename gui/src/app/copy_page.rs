@@ -21,15 +21,7 @@ pub struct CopyPage {
 
 impl CopyPage {
     pub fn new() -> Self {
-        let content = gtk::Box::builder()
-            .orientation(gtk::Orientation::Vertical)
-            .vexpand(true)
-            .build();
-        let root = gtk::ScrolledWindow::builder()
-            .hscrollbar_policy(gtk::PolicyType::Never)
-            .vexpand(true)
-            .child(&content)
-            .build();
+        let (root, content) = super::scrolled_column();
         Self {
             root,
             content,

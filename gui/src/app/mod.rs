@@ -1022,6 +1022,20 @@ fn install_app_actions(app: &gtk::Application, sender: &ComponentSender<App>) {
     app.set_accels_for_action("window.close", &["<Control>w"]);
 }
 
+/// A page's frame: a vertical box that scrolls up and down, never sideways.
+fn scrolled_column() -> (gtk::ScrolledWindow, gtk::Box) {
+    let content = gtk::Box::builder()
+        .orientation(gtk::Orientation::Vertical)
+        .vexpand(true)
+        .build();
+    let root = gtk::ScrolledWindow::builder()
+        .hscrollbar_policy(gtk::PolicyType::Never)
+        .vexpand(true)
+        .child(&content)
+        .build();
+    (root, content)
+}
+
 /// A folder to copy the updates to.
 fn choose_folder(window: &adw::ApplicationWindow, sender: &ComponentSender<App>) {
     let chooser = gtk::FileChooserNative::builder()
