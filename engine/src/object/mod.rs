@@ -14,6 +14,7 @@ pub mod dirtree;
 pub mod metadata;
 pub mod mode;
 pub mod names;
+pub mod stored;
 pub mod summary;
 mod variant;
 

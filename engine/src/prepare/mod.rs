@@ -32,6 +32,7 @@ use serde::Serialize;
 
 use crate::cancel::CancelToken;
 use crate::event::{human_bytes, Event, MessageLevel, Reporter};
+use crate::object::stored::{self, looks_incompressible};
 use crate::object::summary::{
     build_summary, collection_map_value, SummaryEntry, COLLECTION_MAP_KEY, COMMIT_TIMESTAMP_KEY,
     COMMIT_VERSION_KEY, LAST_MODIFIED_KEY,
@@ -56,6 +57,11 @@ const FAT32_MAX_FILE: u64 = (4 << 30) - 1;
 const MSDOS_SUPER_MAGIC: u64 = 0x4d44;
 /// Header bytes allowed per archived object when estimating the size of a bare one.
 const ARCHIVE_HEADER_ESTIMATE: u64 = 512;
+/// Workers reading, compressing and writing objects, and reading them back. Far more than
+/// cores: most of a worker's time is spent waiting on cold reads of small files, and the
+/// device serves many at once (bench/prepare.sh: the writing phase took 1.5–2.0 s with 32,
+/// 2.35 s with 8, ~5 s with one per core). Each holds about 1 MiB of buffers.
+const WORKERS: usize = 32;
 /// How often progress is reported.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
 const CHUNK: usize = 128 * 1024;
@@ -86,7 +92,7 @@ pub struct PrepareRequest {
     pub selection: Selection,
     /// Plan only: nothing is created or written.
     pub dry_run: bool,
-    /// Worker threads for writing objects; 0 means one per core.
+    /// Worker threads for writing objects; 0 means [`WORKERS`].
     pub threads: usize,
     /// Keep objects no ref on the drive needs any more (by default they are removed once
     /// a ref moved).
@@ -450,7 +456,7 @@ pub fn prepare_drive(
         &request.drive,
     );
     let threads = if request.threads == 0 {
-        std::thread::available_parallelism().map_or(1, usize::from)
+        WORKERS
     } else {
         request.threads
     };
@@ -1277,36 +1283,40 @@ impl<'r> Progress<'r> {
     }
 }
 
-/// Runs `work` on every item on `threads` workers; the first error (or a cancellation)
-/// stops them all.
-fn for_each_parallel<T: Sync>(
+/// Runs `work` on every item on `threads` workers, each with its own state from `init`; the
+/// first error (or a cancellation) stops them all.
+fn for_each_parallel<T: Sync, S>(
     items: &[T],
     threads: usize,
     cancel: &CancelToken,
-    work: impl Fn(&T) -> Result<(), PrepareError> + Sync,
+    init: impl Fn() -> S + Sync,
+    work: impl Fn(&mut S, &T) -> Result<(), PrepareError> + Sync,
 ) -> Result<(), PrepareError> {
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let first_error: Mutex<Option<PrepareError>> = Mutex::new(None);
-    let worker = || loop {
-        if failed.load(Ordering::Relaxed) {
-            return;
-        }
-        let index = next.fetch_add(1, Ordering::Relaxed);
-        let Some(item) = items.get(index) else {
-            return;
-        };
-        let result = if cancel.is_cancelled() {
-            Err(PrepareError::Cancelled)
-        } else {
-            work(item)
-        };
-        if let Err(error) = result {
-            failed.store(true, Ordering::Relaxed);
-            if let Ok(mut slot) = first_error.lock() {
-                slot.get_or_insert(error);
+    let worker = || {
+        let mut state = init();
+        loop {
+            if failed.load(Ordering::Relaxed) {
+                return;
             }
-            return;
+            let index = next.fetch_add(1, Ordering::Relaxed);
+            let Some(item) = items.get(index) else {
+                return;
+            };
+            let result = if cancel.is_cancelled() {
+                Err(PrepareError::Cancelled)
+            } else {
+                work(&mut state, item)
+            };
+            if let Err(error) = result {
+                failed.store(true, Ordering::Relaxed);
+                if let Ok(mut slot) = first_error.lock() {
+                    slot.get_or_insert(error);
+                }
+                return;
+            }
         }
     };
     let threads = threads.clamp(1, items.len().max(1));
@@ -1323,6 +1333,41 @@ fn for_each_parallel<T: Sync>(
     }
 }
 
+/// What a writing worker keeps between objects. Allocated per object, the buffers (at the
+/// allocator's mmap threshold) and the compressor's state cost more system time in page
+/// faults and unmapping than the writes themselves.
+struct Scratch {
+    /// Bytes for the drive, written in large pieces.
+    output: Vec<u8>,
+    deflater: Deflater,
+}
+
+/// Buffers and compressor for turning content into raw deflate.
+struct Deflater {
+    /// Content read from the source, a chunk at a time.
+    input: Vec<u8>,
+    /// One stored block with its header.
+    block: Vec<u8>,
+    /// The compressor for content that compresses; reset between objects.
+    encoder: DeflateEncoder<Vec<u8>>,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        Self {
+            output: Vec::with_capacity(2 * CHUNK),
+            deflater: Deflater {
+                input: vec![0; CHUNK],
+                block: Vec::with_capacity(stored::HEADER + stored::MAX_BLOCK),
+                encoder: DeflateEncoder::new(
+                    Vec::with_capacity(CHUNK),
+                    Compression::new(ZLIB_LEVEL),
+                ),
+            },
+        }
+    }
+}
+
 /// Writes `objects` on `threads` workers, adding each object written to `written`.
 fn write_all<'s>(
     writer: &DriveWriter,
@@ -1333,15 +1378,22 @@ fn write_all<'s>(
     cancel: &CancelToken,
     written: &Mutex<Vec<Planned>>,
 ) -> Result<(), PrepareError> {
-    for_each_parallel(objects, threads, cancel, |planned| {
-        if let Some(bytes) = write_object(writer, source_of(planned.source), planned.object)? {
-            progress.add(bytes);
-            if let Ok(mut list) = written.lock() {
-                list.push(*planned);
+    for_each_parallel(
+        objects,
+        threads,
+        cancel,
+        Scratch::new,
+        |scratch, planned| {
+            let source = source_of(planned.source);
+            if let Some(bytes) = write_object(writer, source, planned.object, scratch)? {
+                progress.add(bytes);
+                if let Ok(mut list) = written.lock() {
+                    list.push(*planned);
+                }
             }
-        }
-        Ok(())
-    })
+            Ok(())
+        },
+    )
 }
 
 /// Reads `objects` back from `drive` past the page cache and hashes them again. Returns
@@ -1353,8 +1405,9 @@ pub fn verify_objects(
     cancel: &CancelToken,
 ) -> Result<Vec<ObjectId>, PrepareError> {
     let bad: Mutex<Vec<ObjectId>> = Mutex::new(Vec::new());
-    for_each_parallel(objects, threads, cancel, |object| {
-        if !read_back_matches(drive, *object) {
+    let buffer = || vec![0u8; CHUNK];
+    for_each_parallel(objects, threads, cancel, buffer, |buffer, object| {
+        if !read_back_matches(drive, *object, buffer) {
             if let Ok(mut list) = bad.lock() {
                 list.push(*object);
             }
@@ -1368,7 +1421,7 @@ pub fn verify_objects(
 
 /// Whether an object on the drive, read from the device rather than the page cache, still
 /// hashes to its name (detached metadata, which has no name of its own, must parse).
-fn read_back_matches(drive: &Repo, object: ObjectId) -> bool {
+fn read_back_matches(drive: &Repo, object: ObjectId, buffer: &mut [u8]) -> bool {
     // Pages of a synced file are clean, so DONTNEED drops them and the next read goes to
     // the device. A filesystem without fadvise is read as it is.
     if let Ok(file) = File::open(drive.object_path(object)) {
@@ -1382,9 +1435,8 @@ fn read_back_matches(drive: &Repo, object: ObjectId) -> bool {
             let Ok(mut hasher) = ContentHasher::new(&header) else {
                 return false;
             };
-            let mut buffer = vec![0u8; CHUNK];
             loop {
-                match content.read(&mut buffer) {
+                match content.read(buffer) {
                     Ok(0) => break,
                     Ok(read) => hasher.update(&buffer[..read]),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -1402,12 +1454,96 @@ fn read_back_matches(drive: &Repo, object: ObjectId) -> bool {
     }
 }
 
+/// A reader that hashes what passes through it.
+struct Hashing<'h, R> {
+    inner: R,
+    hasher: &'h mut ContentHasher,
+}
+
+impl<R: Read> Read for Hashing<'_, R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        self.hasher.update(&buffer[..read]);
+        Ok(read)
+    }
+}
+
+/// Collects bytes for `file` and writes them in pieces of at least [`CHUNK`], so a small
+/// object is one `write`.
+struct Batched<'a> {
+    file: &'a mut File,
+    pending: &'a mut Vec<u8>,
+}
+
+impl Write for Batched<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.pending.extend_from_slice(bytes);
+        if self.pending.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.write_all(self.pending)?;
+        self.pending.clear();
+        Ok(())
+    }
+}
+
+/// Reads into `buffer` until it is full or `content` ends; returns the bytes read.
+fn read_up_to(content: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match content.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(read) => filled += read,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Writes a regular file's `size` content bytes from `content` as raw deflate: stored
+/// blocks when its first chunk looks incompressible, the fast zlib level otherwise.
+fn deflate_content(
+    content: &mut impl Read,
+    size: u64,
+    out: &mut Batched<'_>,
+    scratch: &mut Deflater,
+) -> io::Result<()> {
+    let first = read_up_to(content, &mut scratch.input)?;
+    if looks_incompressible(&scratch.input[..first]) {
+        let rest = io::Cursor::new(&scratch.input[..first]).chain(content);
+        return stored::write_framed_with(rest, size, out, &mut scratch.block);
+    }
+    let mut filled = first;
+    loop {
+        scratch.encoder.write_all(&scratch.input[..filled])?;
+        out.write_all(scratch.encoder.get_ref())?;
+        scratch.encoder.get_mut().clear();
+        filled = read_up_to(content, &mut scratch.input)?;
+        if filled == 0 {
+            break;
+        }
+    }
+    scratch.encoder.try_finish()?;
+    out.write_all(scratch.encoder.get_ref())?;
+    // Ready for the next object, keeping the compressor's state and buffer allocated.
+    let mut output = std::mem::take(scratch.encoder.get_mut());
+    output.clear();
+    scratch.encoder.reset(output)?;
+    Ok(())
+}
+
 /// Copies one object from `source` into the drive. Returns the bytes written, or None when
 /// it was there already.
 fn write_object(
     writer: &DriveWriter,
     source: &Repo,
     object: ObjectId,
+    scratch: &mut Scratch,
 ) -> Result<Option<u64>, PrepareError> {
     let write_error = |path: PathBuf| move |e: io::Error| PrepareError::io("write", path, e);
     match object.kind {
@@ -1420,31 +1556,27 @@ fn write_object(
             })
         }
         ObjectKind::File => {
-            let (header, mut content) = source.open_content(&object.checksum)?;
+            let (header, content) = source.open_content(&object.checksum)?;
             let format = |source| PrepareError::Format { object, source };
             let header_bytes = header.archive_header_bytes().map_err(format)?;
             let mut hasher = ContentHasher::new(&header).map_err(format)?;
             writer.write_object(object, |file| {
                 let path = source.object_path(object);
-                let mut out = io::BufWriter::with_capacity(CHUNK, file);
+                let mut content = Hashing {
+                    inner: content,
+                    hasher: &mut hasher,
+                };
+                let mut out = Batched {
+                    file,
+                    pending: &mut scratch.output,
+                };
+                out.pending.clear();
                 out.write_all(&header_bytes)
                     .map_err(write_error(path.clone()))?;
                 if header.is_regular() {
-                    let mut encoder = DeflateEncoder::new(out, Compression::new(ZLIB_LEVEL));
-                    let mut buffer = vec![0u8; CHUNK];
-                    loop {
-                        let read = match content.read(&mut buffer) {
-                            Ok(0) => break,
-                            Ok(read) => read,
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                            Err(e) => return Err(PrepareError::io("read", path, e)),
-                        };
-                        hasher.update(&buffer[..read]);
-                        encoder
-                            .write_all(&buffer[..read])
-                            .map_err(write_error(path.clone()))?;
-                    }
-                    out = encoder.finish().map_err(write_error(path.clone()))?;
+                    // Reading the source and writing the drive fail alike here.
+                    deflate_content(&mut content, header.size, &mut out, &mut scratch.deflater)
+                        .map_err(|e| PrepareError::io("copy", path.clone(), e))?;
                 }
                 out.flush().map_err(write_error(path.clone()))?;
                 if hasher.finish() != object.checksum {
@@ -1583,6 +1715,81 @@ fn write_summary(drive: &Repo, writer: &DriveWriter) -> Result<bool, PrepareErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Raw deflate of `content` as one worker writes it, with `scratch` kept from before.
+    fn deflated(content: &[u8], scratch: &mut Scratch) -> Vec<u8> {
+        let path = std::env::temp_dir().join(format!("ferry-deflate-{}", rand::random::<u64>()));
+        let mut file = File::create(&path).expect("create");
+        let mut out = Batched {
+            file: &mut file,
+            pending: &mut scratch.output,
+        };
+        deflate_content(
+            &mut &content[..],
+            content.len() as u64,
+            &mut out,
+            &mut scratch.deflater,
+        )
+        .expect("deflate");
+        out.flush().expect("flush");
+        let bytes = std::fs::read(&path).expect("read");
+        let _ = std::fs::remove_file(&path);
+        bytes
+    }
+
+    #[test]
+    fn one_worker_deflates_object_after_object_each_on_its_own() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut random = |len: usize| -> Vec<u8> {
+            (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    (state >> 32) as u8
+                })
+                .collect()
+        };
+        let text = |len: usize| -> Vec<u8> {
+            b"an object that compresses well; "
+                .iter()
+                .copied()
+                .cycle()
+                .take(len)
+                .collect()
+        };
+        let contents = [
+            text(333),
+            random(3 * CHUNK + 17),
+            text(0),
+            text(2 * CHUNK + 5),
+            random(700),
+            text(40),
+        ];
+        let mut scratch = Scratch::new();
+        for content in &contents {
+            let deflated = deflated(content, &mut scratch);
+            let mut inflated = Vec::new();
+            flate2::read::DeflateDecoder::new(&deflated[..])
+                .read_to_end(&mut inflated)
+                .expect("inflate");
+            assert_eq!(inflated.len(), content.len());
+            assert!(
+                inflated == *content,
+                "{} bytes came back different",
+                content.len()
+            );
+            if looks_incompressible(&content[..content.len().min(CHUNK)]) {
+                // Stored blocks: the content and 5 bytes per block.
+                assert_eq!(
+                    deflated.len() as u64,
+                    stored::framed_len(content.len() as u64)
+                );
+            } else if content.len() > 1000 {
+                assert!(deflated.len() < content.len() / 4, "text was compressed");
+            }
+        }
+    }
 
     #[test]
     fn flatpak_ids_come_from_the_second_component() {

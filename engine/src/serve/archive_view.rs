@@ -16,7 +16,7 @@ use hyper::body::Bytes;
 
 use super::allowed::{AllowedIndex, Fingerprint};
 use super::cache::{CachedObject, ConvertCache, SourceStamp};
-use super::stored;
+use crate::object::stored;
 use crate::object::summary::{
     build_summary, collection_map_value, SummaryEntry, COLLECTION_ID_KEY, COLLECTION_MAP_KEY,
     COMMIT_TIMESTAMP_KEY, COMMIT_VERSION_KEY, LAST_MODIFIED_KEY,

@@ -53,7 +53,7 @@ impl Content {
     /// `head`, then `length` bytes of `file` as stored blocks; the body's length is returned
     /// beside it.
     pub(super) fn framed(head: Vec<u8>, file: std::fs::File, length: u64) -> (Self, u64) {
-        let total = head.len() as u64 + super::stored::framed_len(length);
+        let total = head.len() as u64 + crate::object::stored::framed_len(length);
         let content = Content::Framed {
             head: Some(Bytes::from(head)),
             file: tokio::fs::File::from_std(file),
@@ -134,7 +134,7 @@ impl Body for ServeBody {
                 if *done {
                     return Poll::Ready(None);
                 }
-                use super::stored::{block_header, HEADER, MAX_BLOCK};
+                use crate::object::stored::{block_header, HEADER, MAX_BLOCK};
                 if block.is_empty() {
                     let take = usize::try_from(*remaining)
                         .unwrap_or(MAX_BLOCK)

@@ -50,7 +50,6 @@ pub mod archive_view;
 pub mod cache;
 mod connection;
 pub mod stats;
-pub mod stored;
 
 use archive_view::{ArchiveView, Converted, ViewOptions};
 use cache::ConvertCache;
