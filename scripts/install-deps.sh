@@ -8,7 +8,7 @@ packages=(
   # build
   build-essential pkg-config libudev-dev libgtk-4-dev libadwaita-1-dev gettext
   # the real tools Ferry interoperates with and is tested against
-  ostree flatpak bubblewrap gnupg attr e2fsprogs util-linux iproute2 openssl time
+  ostree flatpak bubblewrap gnupg attr e2fsprogs util-linux iproute2 openssl time curl
   # the desktop's mDNS responder, run in the LAN tests' own network namespaces
   avahi-daemon avahi-utils
   python3

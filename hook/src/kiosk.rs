@@ -12,13 +12,16 @@ use ferry_engine::event::Reporter;
 use ferry_engine::install::{self, InstallOptions, Selection};
 use ferry_engine::policy::KioskSources;
 use ferry_engine::resolve::sources::{
-    self, GatherOptions, Gathered, SourceOptions, SourceSet, TargetChoice, NEARBY_TIMEOUT,
+    self, GatherOptions, Gathered, SourceOptions, TargetChoice, NEARBY_TIMEOUT,
 };
 use ferry_engine::target::HostPaths;
 use ferry_engine::trust::TrustRoots;
 use ferry_schema::event::{Event, MessageLevel, Phase};
 use ferry_schema::{DriveInstall, DriveInstallState, InstallStatus};
 
+/// How long `on-nearby = install` waits for computers nearby that are busy sharing with
+/// others (ferry-nearby.timer looks again later anyway).
+const NEARBY_PATIENCE: Duration = Duration::from_secs(600);
 /// Progress is written to the record at most this often.
 const PROGRESS_WRITE_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -255,7 +258,7 @@ pub fn run_install(
 }
 
 /// Lists what `scope` offers, checked against `trust_roots`.
-fn gather(scope: InstallScope<'_>, trust_roots: &TrustRoots) -> Gathered {
+fn gather(scope: InstallScope<'_>, trust_roots: &TrustRoots, cancel: &CancelToken) -> Gathered {
     let host = HostPaths::from_env();
     match scope {
         InstallScope::Drive {
@@ -291,12 +294,7 @@ fn gather(scope: InstallScope<'_>, trust_roots: &TrustRoots) -> Gathered {
                 icon_cache: None,
                 trust_roots: trust_roots.clone(),
             };
-            sources::gather(
-                &host,
-                TargetChoice::MachineDefaults,
-                SourceSet::default(),
-                options,
-            )
+            sources::gather_nearby(&host, &options, NEARBY_PATIENCE, cancel)
         }
     }
 }
@@ -314,7 +312,7 @@ fn install_into(reporter: &dyn Reporter, scope: InstallScope<'_>, cancel: &Cance
         targets,
         sources: set,
         list,
-    } = gather(scope, &trust_roots);
+    } = gather(scope, &trust_roots, cancel);
     let plan = install::plan(&list, &Selection::All, &targets)
         .and_then(|plan| install::preflight(&plan, &targets).map(|()| plan));
     let plan = match plan {

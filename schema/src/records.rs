@@ -216,6 +216,8 @@ pub enum ProblemKind {
     Unreadable,
     Unsafe,
     Unavailable,
+    /// A computer nearby serving others, asked again shortly.
+    Busy,
     Other,
 }
 

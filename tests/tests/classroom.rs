@@ -98,6 +98,9 @@ impl Machine {
             repo.as_os_str(),
             OsStr::new("--port"),
             OsStr::new("0"),
+            // One computer at a time, as `serve --system` (the service) admits them.
+            OsStr::new("--max-clients"),
+            OsStr::new("1"),
         ];
         Ok(ServeProcess::start(
             &options,

@@ -597,6 +597,72 @@ fn system_serves_the_os_at_0_and_flatpak_at_1() -> Result<()> {
     Ok(())
 }
 
+/// `curl` of `url` from the local address `from` (every 127.x address is this machine's, so
+/// each stands for another computer): the status and the `Retry-After` header.
+fn get_from(from: &str, url: &str) -> Result<(u16, Option<String>)> {
+    let output = Tool::new("curl")
+        .args([
+            "--silent",
+            "--show-error",
+            "--output",
+            "/dev/null",
+            "--dump-header",
+            "-",
+        ])
+        .args(["--interface", from, url])
+        .run()?;
+    let mut lines = output.stdout.lines();
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .context("no status line")?;
+    let retry_after = lines
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.eq_ignore_ascii_case("retry-after"))
+        .map(|(_, value)| value.trim().to_owned());
+    Ok((status, retry_after))
+}
+
+/// `--max-clients 1`: while one computer pulls, another that starts a pull (`config`, the
+/// summary) is asked to come back with 503 and `Retry-After`; the one pulling is still
+/// served, and so is the other once the first has been quiet for a few seconds.
+#[test]
+fn a_server_at_its_client_limit_asks_new_computers_to_come_back() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let source = Source::create(base, RepoMode::BareUser, None)?;
+    let server = source.serve(base, &["--max-clients", "1"])?;
+    let commit = format!(
+        "{}/{}",
+        server.url,
+        archive_path(&source.publisher.commit, "commit")
+    );
+    let first = "127.0.0.2";
+    let second = "127.0.0.3";
+    ensure!(get_from(first, &format!("{}/config", server.url))?.0 == 200);
+    ensure!(get_from(first, &commit)?.0 == 200);
+    for path in ["config", "summary"] {
+        let (status, retry_after) = get_from(second, &format!("{}/{path}", server.url))?;
+        ensure!(status == 503, "{path} for the second computer: {status}");
+        ensure!(
+            retry_after.as_deref() == Some("3"),
+            "{path}: Retry-After {retry_after:?}"
+        );
+    }
+    ensure!(get_from(first, &format!("{}/summary", server.url))?.0 == 200);
+    // The first one is done; once it has been quiet for the idle time, the second gets in.
+    wait_for("the second computer to be let in", PROCESS_WAIT, || {
+        Ok::<_, anyhow::Error>(get_from(second, &format!("{}/config", server.url))?.0 == 200)
+    })?;
+    let (status, _) = get_from(first, &format!("{}/config", server.url))?;
+    ensure!(
+        status == 503,
+        "the first came back while the second pulls: {status}"
+    );
+    Ok(())
+}
+
 /// The socket and service units `make install` installs pass `systemd-analyze verify`: the
 /// socket on port 43381 pulls in the announcer, which stops with it; the served process is
 /// socket-activated and exits when idle; both run as one dynamic user holding only

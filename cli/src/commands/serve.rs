@@ -91,6 +91,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = ServeLimits::default().max_connections)]
     pub max_connections: usize,
 
+    /// Computers pulling at once; others are asked to come back shortly (503), and pull from
+    /// a computer that has finished meanwhile. 0 lets everyone in. Default: 1 with
+    /// `--system` (a room fans out: each round doubles the sources), 0 otherwise.
+    #[arg(long, value_name = "N")]
+    pub max_clients: Option<usize>,
+
     /// Time a client has to send a whole request head (and an idle connection is kept).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_timeout: Duration,
@@ -353,6 +359,12 @@ async fn serve(
         header_timeout: args.header_timeout,
         idle_timeout: args.idle_timeout,
         idle_exit: args.idle_exit.map(Duration::from_secs),
+        max_clients: match args.max_clients {
+            Some(0) => None,
+            Some(max) => Some(max),
+            None if args.system => Some(1),
+            None => None,
+        },
     };
     let withdraw: Vec<Arc<Advertiser>> =
         advertisers.iter().map(|(a, _, _)| Arc::clone(a)).collect();

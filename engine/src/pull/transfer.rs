@@ -1127,6 +1127,8 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
         match error {
             FetchError::NotFound { .. } => Outcome::Lacking,
             FetchError::Unavailable { reason, .. } => Outcome::Gone(reason),
+            // Mid-pull it only answers 503 to a summary; treated as a peer that went away.
+            FetchError::Busy { .. } => Outcome::Gone("busy with other computers".to_owned()),
             FetchError::Interrupted { .. } => Outcome::Interrupted,
             FetchError::Failed { reason, .. } => Outcome::Bad(format!(
                 "{} ({}) cannot be read there ({reason}): the copy is damaged or has been \

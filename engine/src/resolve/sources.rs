@@ -233,11 +233,23 @@ pub fn connect_peers(peers: &[crate::lan::discover::Peer]) -> SourceSet {
             }),
             Err(error) => {
                 tracing::info!(url = %peer.url, %error, "dropping a computer nearby");
+                let origin =
+                    SourceInfo::new(SourceKind::Lan, peer.url.as_str(), Some(peer.name.clone()));
+                let (kind, advice) = match error {
+                    FetchError::Busy { .. } => (
+                        ProblemKind::Busy,
+                        "it is asked again shortly, or another computer that has its updates is",
+                    ),
+                    _ => (
+                        ProblemKind::Unavailable,
+                        "updates from it are not listed; it may have stopped serving",
+                    ),
+                };
                 set.problems.push(Problem::on_source(
-                    ProblemKind::Unavailable,
-                    &SourceInfo::new(SourceKind::Lan, peer.url.as_str(), Some(peer.name.clone())),
+                    kind,
+                    &origin,
                     None,
-                    format!("{error}: updates from it are not listed; it may have stopped serving"),
+                    format!("{error}: {advice}"),
                 ));
             }
         }
@@ -443,6 +455,53 @@ pub struct Gathered {
     pub sources: SourceSet,
     /// Problems of finding targets and opening sources come first.
     pub list: UpdateList,
+}
+
+/// Pause between looks while computers nearby are busy ([`gather_nearby`]).
+const BUSY_PAUSE: Duration = Duration::from_secs(2);
+
+/// What computers nearby offer this machine's default targets, for an unattended install.
+/// While nothing is on offer but some computer answered that it is busy sharing with
+/// others, looks again after a short pause, for up to `patience` or until `cancel`: in a
+/// room where every computer shares what it installed, a turned-away computer soon finds
+/// one that has finished.
+pub fn gather_nearby(
+    host: &HostPaths,
+    options: &GatherOptions,
+    patience: Duration,
+    cancel: &CancelToken,
+) -> Gathered {
+    let until = Instant::now() + patience;
+    loop {
+        let gathered = gather(
+            host,
+            TargetChoice::MachineDefaults,
+            SourceSet::default(),
+            options.clone(),
+        );
+        let busy = gathered
+            .list
+            .problems
+            .iter()
+            .filter(|problem| problem.kind == ProblemKind::Busy)
+            .count();
+        if busy == 0 || !gathered.list.updates.is_empty() || Instant::now() >= until {
+            return gathered;
+        }
+        tracing::info!(
+            busy,
+            "computers nearby are busy sharing; looking again shortly"
+        );
+        // A little spread, so that the computers turned away do not all come back at once.
+        let pause = BUSY_PAUSE + Duration::from_millis(rand::random::<u64>() % 1000);
+        let resume = Instant::now() + pause;
+        while Instant::now() < resume {
+            if cancel.is_cancelled() {
+                return gathered;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 /// The one way to list updates: chooses the targets, adds their upstream servers (unless

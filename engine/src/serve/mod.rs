@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
@@ -45,6 +45,7 @@ use crate::object::{Checksum, ObjectId, ObjectKind, Summary};
 use crate::repo::{open_beneath_resolving, RepoConfig, RepoError, RepoMode};
 
 pub mod activation;
+pub mod admission;
 pub mod allowed;
 pub mod archive_view;
 pub mod cache;
@@ -81,6 +82,9 @@ pub struct ServeLimits {
     /// Stop once no connection was open and no request came for this long (a
     /// socket-activated server; the service manager starts it again on the next one).
     pub idle_exit: Option<Duration>,
+    /// Computers pulling at once ([`admission`]); others are asked to come back (503 for
+    /// `config` and the summary). None lets everyone in.
+    pub max_clients: Option<usize>,
 }
 
 impl Default for ServeLimits {
@@ -90,6 +94,7 @@ impl Default for ServeLimits {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             idle_exit: None,
+            max_clients: None,
         }
     }
 }
@@ -345,6 +350,7 @@ pub async fn serve(
 ) {
     let repos: Arc<[Arc<ServedRepo>]> = repos.into();
     let table = Arc::new(Connections::default());
+    let admission = Arc::new(admission::Admission::new(limits.max_clients));
     let (shutdown, shutting_down) = watch::channel(false);
     let refreshers: Vec<_> = repos
         .iter()
@@ -381,6 +387,7 @@ pub async fn serve(
         tokio::spawn(connection(
             stream,
             client,
+            Arc::clone(&admission),
             stats.clone(),
             Arc::clone(&repos),
             limits,
@@ -443,6 +450,7 @@ async fn refresh_periodically(repo: Arc<ServedRepo>) {
 async fn connection(
     stream: TcpStream,
     client: IpAddr,
+    admission: Arc<admission::Admission>,
     stats: Option<Arc<stats::ServeStats>>,
     repos: Arc<[Arc<ServedRepo>]>,
     limits: ServeLimits,
@@ -456,8 +464,9 @@ async fn connection(
         let repos = Arc::clone(&repos);
         let stats = stats.clone();
         let guard = WaitingGuard::busy(Arc::clone(&service_table), id);
+        let admission = Arc::clone(&admission);
         async move {
-            let response = respond(&repos, request, guard).await;
+            let response = respond(&repos, request, guard, client, &admission).await;
             if let Some(stats) = stats {
                 count_object(&stats, client, &response);
             }
@@ -519,9 +528,28 @@ async fn respond(
     repos: &Arc<[Arc<ServedRepo>]>,
     request: Request<Incoming>,
     guard: WaitingGuard,
+    client: IpAddr,
+    admission: &admission::Admission,
 ) -> Response<ServeBody> {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let now = std::time::Instant::now();
+    let starts_a_pull = ["/config", "/summary", "/summary.sig"]
+        .iter()
+        .any(|end| path.ends_with(end));
+    if starts_a_pull && !admission.start(client, now) {
+        tracing::info!(%method, %path, %client, "busy with other computers; asked to come back");
+        let mut response = Response::new(ServeBody::empty(guard));
+        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        response.headers_mut().insert(
+            RETRY_AFTER,
+            HeaderValue::from(admission::PULL_IDLE.as_secs()),
+        );
+        return response;
+    }
+    if !starts_a_pull {
+        admission.touch(client, now);
+    }
     let (mut response, from) = answer(repos, &method, &path, guard).await;
     tracing::info!(%method, %path, status = response.status().as_u16(), from, "request");
     if method == Method::GET && path.contains("/objects/") {

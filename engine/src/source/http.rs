@@ -223,6 +223,11 @@ impl HttpSource {
         if status == reqwest::StatusCode::NOT_FOUND {
             return Ok(Fetched::NotFound);
         }
+        if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            return Err(FetchError::Busy {
+                source_name: crate::source::source_name(&self.info),
+            });
+        }
         if !status.is_success() {
             return Err(self.unavailable(&format!("it answered {status} for {path}")));
         }

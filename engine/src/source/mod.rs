@@ -158,6 +158,10 @@ pub enum FetchError {
     /// It is not asked again during this operation.
     #[error("{source_name} is unavailable: {reason}")]
     Unavailable { source_name: String, reason: String },
+    /// The source is serving other computers and asked this one to come back later (HTTP
+    /// 503 when a pull starts). Not a fault: it is asked again on a later look.
+    #[error("{source_name} is busy sharing with other computers")]
+    Busy { source_name: String },
     /// Something the source holds could not be read or is malformed.
     #[error("{source_name}: {reason}")]
     Failed { source_name: String, reason: String },
