@@ -294,7 +294,7 @@ fn gather(scope: InstallScope<'_>, trust_roots: &TrustRoots, cancel: &CancelToke
                 icon_cache: None,
                 trust_roots: trust_roots.clone(),
             };
-            sources::gather_nearby(&host, &options, NEARBY_PATIENCE, cancel)
+            sources::gather_nearby(&host, &options, NEARBY_TIMEOUT, NEARBY_PATIENCE, cancel)
         }
     }
 }

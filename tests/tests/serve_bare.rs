@@ -646,7 +646,7 @@ fn a_server_at_its_client_limit_asks_new_computers_to_come_back() -> Result<()> 
         let (status, retry_after) = get_from(second, &format!("{}/{path}", server.url))?;
         ensure!(status == 503, "{path} for the second computer: {status}");
         ensure!(
-            retry_after.as_deref() == Some("3"),
+            retry_after.as_deref() == Some("2"),
             "{path}: Retry-After {retry_after:?}"
         );
     }

@@ -177,15 +177,10 @@ pub const NEARBY_TIMEOUT: Duration = Duration::from_secs(2);
 /// connection or serve no summary are left out, as [`ProblemKind::Unavailable`] problems.
 pub fn nearby(timeout: Duration) -> SourceSet {
     let mut set = SourceSet::default();
-    let browsed = match crate::lan::discover::browse(timeout) {
+    let browsed = match nearby_browse(timeout) {
         Ok(browsed) => browsed,
-        Err(error) => {
-            set.problems.push(Problem::about(
-                ProblemKind::Unavailable,
-                "computers nearby",
-                None,
-                format!("{error}: computers nearby are not listed; check that the network is up"),
-            ));
+        Err(problem) => {
+            set.problems.push(problem);
             return set;
         }
     };
@@ -457,28 +452,42 @@ pub struct Gathered {
     pub list: UpdateList,
 }
 
-/// Pause between looks while computers nearby are busy ([`gather_nearby`]).
-const BUSY_PAUSE: Duration = Duration::from_secs(2);
+/// Pause between looks while computers nearby are busy ([`gather_nearby`]), before a
+/// spread of up to as long again.
+const BUSY_PAUSE: Duration = Duration::from_millis(500);
+/// How often [`gather_nearby`] browses again for computers that appeared meanwhile; between
+/// browses it asks again only those it found.
+const REBROWSE_EVERY: Duration = Duration::from_secs(30);
 
-/// What computers nearby offer this machine's default targets, for an unattended install.
-/// While nothing is on offer but some computer answered that it is busy sharing with
-/// others, looks again after a short pause, for up to `patience` or until `cancel`: in a
-/// room where every computer shares what it installed, a turned-away computer soon finds
-/// one that has finished.
+/// What computers nearby offer this machine's default targets, for an unattended install,
+/// browsing for `timeout`. While nothing is on offer but some computer answered that it is
+/// busy sharing with others, asks the computers found again after a short pause, for up to
+/// `patience` or until `cancel`: in a room where every computer shares what it installed, a
+/// turned-away computer soon finds one that has finished.
 pub fn gather_nearby(
     host: &HostPaths,
     options: &GatherOptions,
+    timeout: Duration,
     patience: Duration,
     cancel: &CancelToken,
 ) -> Gathered {
     let until = Instant::now() + patience;
+    let mut browsed_at = Instant::now();
+    let mut browsed = nearby_browse(timeout);
     loop {
-        let gathered = gather(
-            host,
-            TargetChoice::MachineDefaults,
-            SourceSet::default(),
-            options.clone(),
-        );
+        let mut found = match &browsed {
+            Ok(peers) => connect_peers(&peers.peers),
+            Err(problem) => SourceSet {
+                sources: Vec::new(),
+                problems: vec![problem.clone()],
+            },
+        };
+        if let Some(problem) = browsed.as_ref().ok().and_then(|b| ignored_peers(b.ignored)) {
+            found.problems.push(problem);
+        }
+        let mut once = options.clone();
+        once.nearby = None;
+        let gathered = gather(host, TargetChoice::MachineDefaults, found, once);
         let busy = gathered
             .list
             .problems
@@ -490,18 +499,34 @@ pub fn gather_nearby(
         }
         tracing::info!(
             busy,
-            "computers nearby are busy sharing; looking again shortly"
+            "computers nearby are busy sharing; asking again shortly"
         );
-        // A little spread, so that the computers turned away do not all come back at once.
-        let pause = BUSY_PAUSE + Duration::from_millis(rand::random::<u64>() % 1000);
+        // A spread, so that the computers turned away do not all come back at once.
+        let pause = BUSY_PAUSE + BUSY_PAUSE.mul_f64(rand::random::<f64>());
         let resume = Instant::now() + pause;
         while Instant::now() < resume {
             if cancel.is_cancelled() {
                 return gathered;
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if browsed_at.elapsed() >= REBROWSE_EVERY {
+            browsed_at = Instant::now();
+            browsed = nearby_browse(timeout);
         }
     }
+}
+
+/// Browses for computers nearby, or the problem saying why it could not.
+fn nearby_browse(timeout: Duration) -> Result<crate::lan::discover::Browsed, Problem> {
+    crate::lan::discover::browse(timeout).map_err(|error| {
+        Problem::about(
+            ProblemKind::Unavailable,
+            "computers nearby",
+            None,
+            format!("{error}: computers nearby are not listed; check that the network is up"),
+        )
+    })
 }
 
 /// The one way to list updates: chooses the targets, adds their upstream servers (unless

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// A computer that asked for nothing for this long has finished (or given up) its pull.
-pub const PULL_IDLE: Duration = Duration::from_secs(3);
+pub const PULL_IDLE: Duration = Duration::from_millis(1500);
 
 /// Computers pulling now, by address, with the time of their last request.
 #[derive(Debug)]

@@ -543,7 +543,7 @@ async fn respond(
         *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
         response.headers_mut().insert(
             RETRY_AFTER,
-            HeaderValue::from(admission::PULL_IDLE.as_secs()),
+            HeaderValue::from(admission::PULL_IDLE.as_secs() + 1),
         );
         return response;
     }
