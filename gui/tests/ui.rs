@@ -2,7 +2,9 @@
 //! the notification server. A fake `ferryctl` (tests/data/fake-ferryctl.sh) replays recorded
 //! event streams. The window's test hook (`FERRY_TEST_DUMP_DIR`) writes its widget tree and a
 //! rendering after every visible change; the tests wait on those files with inotify, assert on
-//! the tree, and keep the renderings as screenshots in target/screenshots/.
+//! the tree, and keep the renderings as screenshots in target/screenshots/. The
+//! `accessibility` scenario reads the window as a screen reader does, over AT-SPI
+//! (tests/atspi_support).
 //!
 //! Run with `cargo test -p ferry --test ui`. Without a display it starts itself again under
 //! `xvfb-run` and `dbus-run-session`. `FERRY_UI_KEEP=1` keeps the scratch directory (logs,
@@ -27,7 +29,10 @@ use ferry_tests::http::StaticServer;
 use inotify::{Inotify, WatchMask};
 use rustix::event::{PollFd, PollFlags, Timespec};
 
+mod atspi_support;
 mod session_support;
+
+use atspi_support::{A11yBus, Tree, STATE_FOCUSABLE, STATE_SENSITIVE};
 
 use session_support::{gdbus_call, gdbus_wait, stdout_of};
 
@@ -40,7 +45,7 @@ type Scenario = fn(&Session) -> Result<()>;
 
 /// Every scenario, each a test of its own as test runners list it: (test name, what it
 /// shows, the scenario).
-const SCENARIOS: [(&str, &str, Scenario); 13] = [
+const SCENARIOS: [(&str, &str, Scenario); 14] = [
     (
         "empty_then_drive",
         "empty state, then a drive appears",
@@ -82,6 +87,11 @@ const SCENARIOS: [(&str, &str, Scenario); 13] = [
         "new_app_from_a_drive",
         "also on this drive: a new app with its runtime, installed",
         new_app_from_a_drive,
+    ),
+    (
+        "accessibility",
+        "accessibility: the AT-SPI tree in each state, and Install through it",
+        accessibility,
     ),
     ("dbus_activation", "D-Bus activation", dbus_activation),
     (
@@ -496,6 +506,8 @@ impl<'a> World<'a> {
             .env("FERRY_LOCALEDIR", &self.session.locale_dir)
             .env("FERRY_LOG", "info")
             .env("GDK_BACKEND", "x11")
+            // Registered on the accessibility bus, whatever the caller's environment says.
+            .env("GTK_A11Y", "atspi")
             .env("XDG_CONFIG_HOME", self.session.root.path().join("config"))
             .env("XDG_DATA_DIRS", data_dirs())
             .env("LANG", "C.UTF-8")
@@ -1099,7 +1111,7 @@ fn new_app_from_a_drive(session: &Session) -> Result<()> {
     );
     world.add_record("notes-stick.json", &record)?;
     world.fake_ctl("install-new-app.jsonl", None, &[])?;
-    let _app = world.start(&[])?;
+    let app = world.start(&[])?;
     let frame = world.wait_for_frame("the new app on the drive", |text| {
         text.contains("Group title=\"Also on this drive\"") && text.contains(NEW_APP_NAME)
     })?;
@@ -1108,6 +1120,20 @@ fn new_app_from_a_drive(session: &Session) -> Result<()> {
         "Button \"Install\" sensitive=true",
     ])?;
     frame.save("new-apps")?;
+    // A screen reader says which app each button installs, before and after.
+    let bus = A11yBus::connect()?;
+    let application = bus.application(app.0.id(), DEADLINE)?;
+    let named = |name: &str| -> Result<()> {
+        let tree = bus.walk(&application)?;
+        ensure!(
+            tree.in_window(MAIN_WINDOW)
+                .any(|node| node.is_interactive() && node.name == name),
+            "no button named {name:?}:\n{}",
+            tree.dump(MAIN_WINDOW)
+        );
+        Ok(())
+    };
+    named(&format!("Install {NEW_APP_NAME}"))?;
 
     let app_ref = ferry_tests::flatpak::app_ref(NEW_APP_ID, "stable")?;
     world.activate_with("install-new-app", &format!("flatpak:user:{app_ref}"))?;
@@ -1115,6 +1141,7 @@ fn new_app_from_a_drive(session: &Session) -> Result<()> {
         text.contains("Label \"Updates installed\"")
     })?;
     done.expect(&["Button \"Installed\" sensitive=false"])?;
+    named(&format!("{NEW_APP_NAME} is installed"))?;
     let called = fs::read_to_string(&world.ctl_args)?;
     ensure!(
         called.contains("install\n--json\n")
@@ -1125,6 +1152,210 @@ fn new_app_from_a_drive(session: &Session) -> Result<()> {
         "ferryctl was called as:\n{called}"
     );
     Ok(())
+}
+
+/// The main window's accessible name.
+const MAIN_WINDOW: &str = "Ferry";
+
+/// What a screen reader gets, over AT-SPI: in each state (updates, installing, finished with
+/// a failure, and Preferences) every button and switch has a name that says what it does,
+/// the update rows say which update they are, and installing works through the Action
+/// interface as a screen reader's user would start it.
+fn accessibility(session: &Session) -> Result<()> {
+    let world = World::new(session, "a11y")?;
+    world.add_drive("kingston.json")?;
+    let sharing = world.dir.join("sharing");
+    fs::write(&sharing, "no\n")?;
+    let sharing = sharing.display().to_string();
+    world.fake_ctl(
+        "install-one-fails.jsonl",
+        Some(11),
+        &[("FAKE_CTL_EXIT", "1"), ("FAKE_CTL_SHARING", &sharing)],
+    )?;
+    let app = world.start(&[])?;
+    world.wait_for_frame("the updates", |text| {
+        text.contains("Button \"Install All\" sensitive=true")
+    })?;
+    let bus = A11yBus::connect()?;
+    let application = bus.application(app.0.id(), DEADLINE)?;
+
+    let updates = bus.walk(&application)?;
+    expect_named(&updates, MAIN_WINDOW, "updates")?;
+    for name in ["Operating System", "GNOME Text Editor", "org.example.Tool"] {
+        let install = row_button(&updates, name, "Install")?;
+        ensure!(
+            install.has_state(STATE_FOCUSABLE) && install.has_state(STATE_SENSITIVE),
+            "the keyboard cannot reach {install}"
+        );
+    }
+    let install_all = updates
+        .in_window(MAIN_WINDOW)
+        .find(|node| node.is_interactive() && node.name == "Install All")
+        .with_context(|| format!("no Install All:\n{}", updates.dump(MAIN_WINDOW)))?;
+    ensure!(
+        install_all.has_state(STATE_FOCUSABLE),
+        "the keyboard cannot reach {install_all}"
+    );
+
+    // Activated through AT-SPI, Install All runs what the button's click runs (`failures`).
+    bus.do_action(install_all, "click")?;
+    world.wait_for_frame("the installation in progress", |text| {
+        text.contains("Button \"Cancel\" sensitive=true") && text.contains("Label \"Downloaded\"")
+    })?;
+    let installing = bus.walk(&application)?;
+    expect_named(&installing, MAIN_WINDOW, "installing")?;
+    let progress = installing
+        .in_window(MAIN_WINDOW)
+        .find(|node| node.role == "progress bar" && node.name == "Overall progress")
+        .with_context(|| format!("no named progress:\n{}", installing.dump(MAIN_WINDOW)))?;
+    ensure!(progress.is_named());
+    let cancel = installing
+        .in_window(MAIN_WINDOW)
+        .find(|node| node.is_interactive() && node.name == "Cancel the installation")
+        .with_context(|| format!("no Cancel:\n{}", installing.dump(MAIN_WINDOW)))?;
+    ensure!(
+        cancel.has_state(STATE_FOCUSABLE),
+        "the keyboard cannot reach {cancel}"
+    );
+    let args = fs::read_to_string(&world.ctl_args)?;
+    ensure!(
+        args.contains("exampleos/x86_64/stable\napp/org.gnome.TextEditor/x86_64/stable\napp/org.example.Tool/x86_64/stable\n"),
+        "ferryctl was called as:\n{args}"
+    );
+
+    world.release_gate()?;
+    world.wait_for_frame("the failure", |text| {
+        text.contains("Label \"Some updates could not be installed\"")
+    })?;
+    let failed = bus.walk(&application)?;
+    expect_named(&failed, MAIN_WINDOW, "failed")?;
+    let retry = row_button(&failed, "org.example.Tool", "Try")?;
+    row_button(&failed, "org.example.Tool", "Details")?;
+    failed
+        .in_window(MAIN_WINDOW)
+        .find(|node| node.is_interactive() && node.name.contains("Restart"))
+        .with_context(|| format!("no Restart:\n{}", failed.dump(MAIN_WINDOW)))?;
+
+    // The row's own button, through AT-SPI: only the failed update runs again.
+    world.fake_ctl(
+        "install-tool-killed.jsonl",
+        None,
+        &[("FAKE_CTL_DIE", "1"), ("FAKE_CTL_SHARING", &sharing)],
+    )?;
+    bus.do_action(retry, "click")?;
+    world.wait_for_frame("the second failure", |text| {
+        text.contains("The drive went away")
+    })?;
+    let args = fs::read_to_string(&world.ctl_args)?;
+    let second_run = args.split("--\n").nth(1).unwrap_or_default();
+    ensure!(
+        second_run.lines().last() == Some("app/org.example.Tool/x86_64/stable")
+            && !second_run.contains("exampleos"),
+        "the row's button asked for more than its update:\n{second_run}"
+    );
+
+    world.wait_for_app_on_bus()?;
+    world.activate("preferences")?;
+    let preferences = World {
+        dump: world.dump.join("preferences"),
+        ..world.clone()
+    };
+    preferences.wait_for_frame("the preferences", |text| {
+        text.contains("Switch active=false sensitive=true")
+    })?;
+    let tree = bus.walk(&application)?;
+    expect_named(&tree, "Preferences", "preferences")?;
+    let switch = tree
+        .in_window("Preferences")
+        .find(|node| node.is_interactive() && node.name == "Share updates with computers nearby")
+        .with_context(|| format!("no named switch:\n{}", tree.dump("Preferences")))?;
+    ensure!(
+        switch.has_state(STATE_FOCUSABLE),
+        "the keyboard cannot reach {switch}"
+    );
+    Ok(())
+}
+
+/// Every button, switch and the like in `window` has a name made of words. The tree is kept
+/// next to the screenshots as `a11y-STATE.txt`.
+fn expect_named(tree: &Tree, window: &str, state: &str) -> Result<()> {
+    fs::write(
+        screenshots_dir().join(format!("a11y-{state}.txt")),
+        tree.dump(window),
+    )?;
+    let interactive: Vec<_> = tree
+        .in_window(window)
+        .filter(|node| node.is_interactive())
+        .collect();
+    ensure!(
+        !interactive.is_empty(),
+        "nothing to act on in {window:?}:\n{}",
+        tree.dump(window)
+    );
+    // The keyboard reaches every action: a control is focusable itself, or holds the one
+    // that is (a menu button holds a toggle button).
+    let unreachable: Vec<String> = tree
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(index, node)| {
+            node.window == window
+                && node.is_interactive()
+                && node.has_state(STATE_SENSITIVE)
+                && !node.has_state(STATE_FOCUSABLE)
+                && !tree
+                    .descendants(*index)
+                    .any(|inner| inner.is_interactive() && inner.has_state(STATE_FOCUSABLE))
+        })
+        .map(|(_, node)| node.to_string())
+        .collect();
+    ensure!(
+        unreachable.is_empty(),
+        "the keyboard cannot reach {unreachable:?} in {window:?}:\n{}",
+        tree.dump(window)
+    );
+    let unnamed: Vec<String> = interactive
+        .iter()
+        .filter(|node| !node.is_named())
+        .map(|node| node.to_string())
+        .collect();
+    ensure!(
+        unnamed.is_empty(),
+        "unnamed in {window:?}: {unnamed:?}\n{}",
+        tree.dump(window)
+    );
+    Ok(())
+}
+
+/// The update row named `update`, and in it the button the keyboard reaches whose name
+/// starts with `verb`: that name must say which update it acts on.
+fn row_button<'a>(tree: &'a Tree, update: &str, verb: &str) -> Result<&'a atspi_support::Node> {
+    let (row, _) = tree
+        .nodes
+        .iter()
+        .enumerate()
+        .find(|(_, node)| {
+            node.window == MAIN_WINDOW && node.role == "list item" && node.name == update
+        })
+        .with_context(|| format!("no row named {update:?}:\n{}", tree.dump(MAIN_WINDOW)))?;
+    let button = tree
+        .descendants(row)
+        .find(|node| {
+            node.is_interactive() && node.has_state(STATE_FOCUSABLE) && node.name.starts_with(verb)
+        })
+        .with_context(|| {
+            format!(
+                "no {verb} button in the row {update:?}:\n{}",
+                tree.dump(MAIN_WINDOW)
+            )
+        })?;
+    ensure!(
+        button.name.contains(update),
+        "the row {update:?} has a button a screen reader reads as {:?}: it does not say which \
+         update",
+        button.name
+    );
+    Ok(button)
 }
 
 /// The desktop starts a `DBusActivatable` app by calling `Activate` on its name: the bus
