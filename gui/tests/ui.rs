@@ -32,7 +32,7 @@ use rustix::event::{PollFd, PollFlags, Timespec};
 mod atspi_support;
 mod session_support;
 
-use atspi_support::{A11yBus, Tree, STATE_FOCUSABLE, STATE_SENSITIVE};
+use atspi_support::{A11yBus, Tree, STATE_FOCUSABLE, STATE_FOCUSED, STATE_SENSITIVE};
 
 use session_support::{gdbus_call, gdbus_wait, stdout_of};
 
@@ -1154,6 +1154,13 @@ fn new_app_from_a_drive(session: &Session) -> Result<()> {
     Ok(())
 }
 
+/// X11's keysym of the Tab key.
+const TAB_KEYSYM: u32 = 0xff09;
+
+/// The title bar's window buttons: GTK keeps them out of the Tab chain (the window
+/// manager's keys do what they do).
+const WINDOW_CONTROLS: [&str; 3] = ["Minimize", "Maximize", "Close"];
+
 /// The main window's accessible name.
 const MAIN_WINDOW: &str = "Ferry";
 
@@ -1197,6 +1204,24 @@ fn accessibility(session: &Session) -> Result<()> {
         "the keyboard cannot reach {install_all}"
     );
 
+    // Tab, as a keyboard user would: focus goes round every action in the window.
+    let cycle = tab_cycle(&bus, &updates, MAIN_WINDOW)?;
+    let missed: Vec<String> = updates
+        .in_window(MAIN_WINDOW)
+        .filter(|node| {
+            node.is_interactive()
+                && node.has_state(STATE_FOCUSABLE)
+                && node.has_state(STATE_SENSITIVE)
+                && !WINDOW_CONTROLS.contains(&node.name.as_str())
+                && !cycle.contains(&node.name)
+        })
+        .map(|node| node.to_string())
+        .collect();
+    ensure!(
+        missed.is_empty(),
+        "Tab never reaches {missed:?}; it goes round {cycle:?}"
+    );
+
     // Activated through AT-SPI, Install All runs what the button's click runs (`failures`).
     bus.do_action(install_all, "click")?;
     world.wait_for_frame("the installation in progress", |text| {
@@ -1208,7 +1233,12 @@ fn accessibility(session: &Session) -> Result<()> {
         .in_window(MAIN_WINDOW)
         .find(|node| node.role == "progress bar" && node.name == "Overall progress")
         .with_context(|| format!("no named progress:\n{}", installing.dump(MAIN_WINDOW)))?;
-    ensure!(progress.is_named());
+    // The same fraction the bar draws (`ProgressBar fraction=0.389` in `agent_notifies_and_installs`).
+    let fraction = bus.current_value(progress)?;
+    ensure!(
+        (fraction - 0.389).abs() < 0.001,
+        "the progress bar reports {fraction}"
+    );
     let cancel = installing
         .in_window(MAIN_WINDOW)
         .find(|node| node.is_interactive() && node.name == "Cancel the installation")
@@ -1269,11 +1299,64 @@ fn accessibility(session: &Session) -> Result<()> {
         .in_window("Preferences")
         .find(|node| node.is_interactive() && node.name == "Share updates with computers nearby")
         .with_context(|| format!("no named switch:\n{}", tree.dump("Preferences")))?;
+    let cycle = tab_cycle(&bus, &tree, "Preferences")?;
     ensure!(
-        switch.has_state(STATE_FOCUSABLE),
-        "the keyboard cannot reach {switch}"
+        cycle.contains(&switch.name),
+        "Tab never reaches {switch}; it goes round {cycle:?}"
     );
     Ok(())
+}
+
+/// Presses Tab until the focus comes back where it started; the names of what it went
+/// through, in order.
+fn tab_cycle(bus: &A11yBus, tree: &Tree, window: &str) -> Result<Vec<String>> {
+    let focusable: Vec<&atspi_support::Node> = tree
+        .in_window(window)
+        .filter(|node| node.has_state(STATE_FOCUSABLE))
+        .collect();
+    let focused = || -> Result<Option<usize>> {
+        for (index, node) in focusable.iter().enumerate() {
+            let states = bus.states(node)?;
+            if states
+                .first()
+                .is_some_and(|bits| bits & (1 << STATE_FOCUSED) != 0)
+            {
+                return Ok(Some(index));
+            }
+        }
+        Ok(None)
+    };
+    let mut visited: Vec<usize> = Vec::new();
+    let mut previous = focused()?;
+    for _ in 0..=2 * focusable.len() {
+        bus.press_key(TAB_KEYSYM)?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let now = loop {
+            let now = focused()?;
+            if now.is_some() && now != previous {
+                break now;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "Tab moved the focus nowhere after {:?}",
+                visited
+                    .iter()
+                    .map(|index| &focusable[*index].name)
+                    .collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        previous = now;
+        let Some(index) = now else { continue };
+        if visited.first() == Some(&index) {
+            return Ok(visited
+                .iter()
+                .map(|index| focusable[*index].name.clone())
+                .collect());
+        }
+        visited.push(index);
+    }
+    bail!("the focus never came back round in {window:?}")
 }
 
 /// Every button, switch and the like in `window` has a name made of words. The tree is kept

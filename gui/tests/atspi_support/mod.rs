@@ -12,6 +12,7 @@ const REGISTRY: &str = "org.a11y.atspi.Registry";
 const ROOT: &str = "/org/a11y/atspi/accessible/root";
 const ACCESSIBLE: &str = "org.a11y.atspi.Accessible";
 const ACTION: &str = "org.a11y.atspi.Action";
+const VALUE: &str = "org.a11y.atspi.Value";
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// A window has a few hundred accessibles; more means a cycle or a runaway tree.
 const MAX_NODES: usize = 5_000;
@@ -19,6 +20,7 @@ const MAX_DEPTH: usize = 64;
 
 /// Bits of `GetState`, numbered as at-spi2-core's `AtspiStateType`.
 pub const STATE_FOCUSABLE: u32 = 11;
+pub const STATE_FOCUSED: u32 = 12;
 pub const STATE_SENSITIVE: u32 = 24;
 
 /// Roles whose accessibles a person acts on, by `GetRoleName`.
@@ -237,25 +239,56 @@ impl A11yBus {
         Ok(())
     }
 
+    /// The state bits of `node` now.
+    pub fn states(&self, node: &Node) -> Result<Vec<u32>> {
+        self.call(&node.bus_name, &node.path, ACCESSIBLE, "GetState")
+    }
+
+    /// Presses and releases the key `keysym` (X11 keysym, e.g. 0xff09 for Tab) through the
+    /// registry's device event controller, which synthesizes it on the X server.
+    pub fn press_key(&self, keysym: u32) -> Result<()> {
+        // AtspiKeySynthType: ATSPI_KEY_SYM presses and releases the keysym.
+        const KEY_SYM: u32 = 3;
+        let keysym = i32::try_from(keysym)?;
+        self.call_on::<(), _>(
+            REGISTRY,
+            "/org/a11y/atspi/registry/deviceeventcontroller",
+            "org.a11y.atspi.DeviceEventController",
+            "GenerateKeyboardEvent",
+            &(keysym, "", KEY_SYM),
+        )
+    }
+
     fn children(&self, bus_name: &str, path: &str) -> Result<Vec<(String, OwnedObjectPath)>> {
         self.call(bus_name, path, ACCESSIBLE, "GetChildren")
     }
 
+    /// What a progress bar or slider reports through the Value interface.
+    pub fn current_value(&self, node: &Node) -> Result<f64> {
+        let value = self.property(&node.bus_name, &node.path, VALUE, "CurrentValue")?;
+        Ok(f64::try_from(value)?)
+    }
+
     fn name(&self, bus_name: &str, path: &str) -> Result<String> {
-        zbus::block_on(async {
-            let reply = self
-                .connection
-                .call_method(
-                    Some(bus_name),
-                    path,
-                    Some("org.freedesktop.DBus.Properties"),
-                    "Get",
-                    &(ACCESSIBLE, "Name"),
-                )
-                .await?;
-            let name: OwnedVariant = reply.body().deserialize()?;
-            Ok(String::try_from(name)?)
-        })
+        let name = self.property(bus_name, path, ACCESSIBLE, "Name")?;
+        Ok(String::try_from(name)?)
+    }
+
+    fn property(
+        &self,
+        bus_name: &str,
+        path: &str,
+        interface: &str,
+        property: &str,
+    ) -> Result<OwnedVariant> {
+        self.call_on(
+            bus_name,
+            path,
+            "org.freedesktop.DBus.Properties",
+            "Get",
+            &(interface, property),
+        )
+        .with_context(|| format!("{interface}.{property} of {path}"))
     }
 
     fn pid_of(&self, bus_name: &str) -> Result<u32> {
