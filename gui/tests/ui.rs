@@ -1165,9 +1165,9 @@ const WINDOW_CONTROLS: [&str; 3] = ["Minimize", "Maximize", "Close"];
 const MAIN_WINDOW: &str = "Ferry";
 
 /// What a screen reader gets, over AT-SPI: in each state (updates, installing, finished with
-/// a failure, and Preferences) every button and switch has a name that says what it does,
-/// the update rows say which update they are, and installing works through the Action
-/// interface as a screen reader's user would start it.
+/// a failure, and Preferences) every button and switch has a name that says what it does and
+/// Tab reaches it, the update rows say which update they are, progress is signalled, and
+/// installing works through the Action interface as a screen reader's user would start it.
 fn accessibility(session: &Session) -> Result<()> {
     let world = World::new(session, "a11y")?;
     world.add_drive("kingston.json")?;
@@ -1222,6 +1222,7 @@ fn accessibility(session: &Session) -> Result<()> {
         "Tab never reaches {missed:?}; it goes round {cycle:?}"
     );
 
+    let mut name_changes = bus.listen("accessible-name")?;
     // Activated through AT-SPI, Install All runs what the button's click runs (`failures`).
     bus.do_action(install_all, "click")?;
     world.wait_for_frame("the installation in progress", |text| {
@@ -1233,6 +1234,42 @@ fn accessibility(session: &Session) -> Result<()> {
         .in_window(MAIN_WINDOW)
         .find(|node| node.role == "progress bar" && node.name == "Overall progress")
         .with_context(|| format!("no named progress:\n{}", installing.dump(MAIN_WINDOW)))?;
+    // What changed while it installed reached a screen reader as events: the progress text
+    // did, and controls whose names stayed the same did not (a screen reader reads a focused
+    // control's name again on each). GTK 4.8 sends no value events for progress bars.
+    let changed = name_changes.take();
+    let changed: Vec<&atspi_support::Node> = changed
+        .iter()
+        .filter_map(|path| {
+            installing
+                .nodes
+                .iter()
+                .find(|node| node.path.as_str() == path)
+        })
+        .collect();
+    ensure!(
+        changed
+            .iter()
+            .any(|node| node.role == "label" && node.name.contains(" of ")),
+        "no change of the progress text was signalled: {changed:?}"
+    );
+    let mut repeated: Vec<String> = changed
+        .iter()
+        .filter(|node| {
+            node.is_interactive()
+                && updates
+                    .nodes
+                    .iter()
+                    .any(|before| before.path == node.path && before.name == node.name)
+        })
+        .map(|node| node.to_string())
+        .collect();
+    repeated.sort();
+    repeated.dedup();
+    ensure!(
+        repeated.is_empty(),
+        "signalled as renamed while their names stayed the same: {repeated:?}"
+    );
     // The same fraction the bar draws (`ProgressBar fraction=0.389` in `agent_notifies_and_installs`).
     let fraction = bus.current_value(progress)?;
     ensure!(

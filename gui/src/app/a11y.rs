@@ -50,8 +50,13 @@ pub fn set_label(widget: &impl IsA<gtk::Widget>, label: &str) {
     }
 }
 
-/// Sets a button's visible label and the longer name screen readers announce for it.
+/// Sets a button's visible label and the longer name screen readers announce for it, which
+/// follows from the visible one. Only on a change: GTK signals every update of the name, and a
+/// screen reader reads a focused button's name again on each.
 pub fn set_button_label(button: &gtk::Button, visible: &str, announced: &str) {
+    if button.label().as_deref() == Some(visible) {
+        return;
+    }
     button.set_label(visible);
     set_label(button, announced);
 }

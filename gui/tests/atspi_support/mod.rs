@@ -3,10 +3,14 @@
 //! and GTK registers the app there unless `GTK_A11Y=none`).
 
 use std::fmt;
+use std::num::NonZeroUsize;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
-use zbus::{Connection, OwnedObjectPath, OwnedVariant};
+use zbus::export::futures_core::Stream;
+use zbus::{Connection, MatchRule, MessageStream, OwnedObjectPath, OwnedVariant};
 
 const REGISTRY: &str = "org.a11y.atspi.Registry";
 const ROOT: &str = "/org/a11y/atspi/accessible/root";
@@ -259,6 +263,23 @@ impl A11yBus {
         )
     }
 
+    /// Starts recording the `PropertyChange` events with `detail` ("accessible-value",
+    /// "accessible-name") that applications send, as a screen reader listens to them.
+    pub fn listen(&self, detail: &'static str) -> Result<Events> {
+        let rule = MatchRule::builder()
+            .msg_type(zbus::message::Type::Signal)
+            .interface("org.a11y.atspi.Event.Object")
+            .member("PropertyChange")
+            .arg(0, detail)
+            .build()?;
+        let stream = zbus::block_on(MessageStream::for_match_rule(
+            rule,
+            &self.connection,
+            NonZeroUsize::new(4096),
+        ))?;
+        Ok(Events { stream })
+    }
+
     fn children(&self, bus_name: &str, path: &str) -> Result<Vec<(String, OwnedObjectPath)>> {
         self.call(bus_name, path, ACCESSIBLE, "GetChildren")
     }
@@ -329,5 +350,28 @@ impl A11yBus {
                 .await?;
             Ok(reply.body().deserialize::<T>()?)
         })
+    }
+}
+
+/// Events received since [`A11yBus::listen`].
+pub struct Events {
+    stream: MessageStream,
+}
+
+impl Events {
+    /// The object paths of the events received so far, in order. An event an application
+    /// sent before it answered a method call has arrived by the time the answer has.
+    pub fn take(&mut self) -> Vec<String> {
+        let mut paths = Vec::new();
+        let mut context = Context::from_waker(Waker::noop());
+        while let Poll::Ready(Some(message)) = Pin::new(&mut self.stream).poll_next(&mut context) {
+            if let Some(path) = message
+                .ok()
+                .and_then(|message| message.header().path().map(|path| path.to_string()))
+            {
+                paths.push(path);
+            }
+        }
+        paths
     }
 }
