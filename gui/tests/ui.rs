@@ -1188,6 +1188,15 @@ fn accessibility(session: &Session) -> Result<()> {
 
     let updates = bus.walk(&application)?;
     expect_named(&updates, MAIN_WINDOW, "updates")?;
+    let idle_progress: Vec<String> = updates
+        .in_window(MAIN_WINDOW)
+        .filter(|node| node.role == "progress bar")
+        .map(|node| node.to_string())
+        .collect();
+    ensure!(
+        idle_progress.is_empty(),
+        "progress bars before anything runs: {idle_progress:?}"
+    );
     for name in ["Operating System", "GNOME Text Editor", "org.example.Tool"] {
         let install = row_button(&updates, name, "Install")?;
         ensure!(
@@ -1222,7 +1231,6 @@ fn accessibility(session: &Session) -> Result<()> {
         "Tab never reaches {missed:?}; it goes round {cycle:?}"
     );
 
-    let mut name_changes = bus.listen("accessible-name")?;
     // Activated through AT-SPI, Install All runs what the button's click runs (`failures`).
     bus.do_action(install_all, "click")?;
     world.wait_for_frame("the installation in progress", |text| {
@@ -1234,42 +1242,6 @@ fn accessibility(session: &Session) -> Result<()> {
         .in_window(MAIN_WINDOW)
         .find(|node| node.role == "progress bar" && node.name == "Overall progress")
         .with_context(|| format!("no named progress:\n{}", installing.dump(MAIN_WINDOW)))?;
-    // What changed while it installed reached a screen reader as events: the progress text
-    // did, and controls whose names stayed the same did not (a screen reader reads a focused
-    // control's name again on each). GTK 4.8 sends no value events for progress bars.
-    let changed = name_changes.take();
-    let changed: Vec<&atspi_support::Node> = changed
-        .iter()
-        .filter_map(|path| {
-            installing
-                .nodes
-                .iter()
-                .find(|node| node.path.as_str() == path)
-        })
-        .collect();
-    ensure!(
-        changed
-            .iter()
-            .any(|node| node.role == "label" && node.name.contains(" of ")),
-        "no change of the progress text was signalled: {changed:?}"
-    );
-    let mut repeated: Vec<String> = changed
-        .iter()
-        .filter(|node| {
-            node.is_interactive()
-                && updates
-                    .nodes
-                    .iter()
-                    .any(|before| before.path == node.path && before.name == node.name)
-        })
-        .map(|node| node.to_string())
-        .collect();
-    repeated.sort();
-    repeated.dedup();
-    ensure!(
-        repeated.is_empty(),
-        "signalled as renamed while their names stayed the same: {repeated:?}"
-    );
     // The same fraction the bar draws (`ProgressBar fraction=0.389` in `agent_notifies_and_installs`).
     let fraction = bus.current_value(progress)?;
     ensure!(
@@ -1290,12 +1262,49 @@ fn accessibility(session: &Session) -> Result<()> {
         "ferryctl was called as:\n{args}"
     );
 
+    let mut name_changes = bus.listen("accessible-name")?;
     world.release_gate()?;
     world.wait_for_frame("the failure", |text| {
         text.contains("Label \"Some updates could not be installed\"")
     })?;
     let failed = bus.walk(&application)?;
     expect_named(&failed, MAIN_WINDOW, "failed")?;
+    // What changed while it installed reached a screen reader as events: the progress text
+    // did, and controls whose names stayed the same did not (a screen reader reads a focused
+    // control's name again on each). GTK 4.8 sends no value events for progress bars, and
+    // events only for what an assistive technology has seen (walked) before.
+    let seen = |path: &str| {
+        installing
+            .nodes
+            .iter()
+            .chain(&updates.nodes)
+            .find(|node| node.path.as_str() == path)
+    };
+    let changed: Vec<&atspi_support::Node> = name_changes
+        .take()
+        .iter()
+        .filter_map(|path| seen(path))
+        .collect();
+    ensure!(
+        changed
+            .iter()
+            .any(|node| node.role == "label" && node.name.contains(" of ")),
+        "no change of the progress text was signalled: {changed:?}"
+    );
+    let mut repeated = Vec::new();
+    for node in changed.iter().filter(|node| node.is_interactive()) {
+        let before = updates.nodes.iter().find(|before| before.path == node.path);
+        if before.is_some_and(|before| before.name == node.name) && bus.name_of(node)? == node.name
+        {
+            repeated.push(node.to_string());
+        }
+    }
+    repeated.sort();
+    repeated.dedup();
+    ensure!(
+        repeated.is_empty(),
+        "signalled as renamed while their names stayed the same: {repeated:?}"
+    );
     let retry = row_button(&failed, "org.example.Tool", "Try")?;
     row_button(&failed, "org.example.Tool", "Details")?;
     failed
@@ -1341,6 +1350,54 @@ fn accessibility(session: &Session) -> Result<()> {
         cycle.contains(&switch.name),
         "Tab never reaches {switch}; it goes round {cycle:?}"
     );
+    // One app per session bus name: this one goes before the next starts.
+    drop(app);
+    accessibility_when_done(session, &bus)
+}
+
+/// The window after everything installed: the way on (Restart) and back (Go Back) are named
+/// and on the Tab round.
+fn accessibility_when_done(session: &Session, bus: &A11yBus) -> Result<()> {
+    let world = World::new(session, "a11y-done")?;
+    world.add_drive("kingston.json")?;
+    let app = world.start(&[])?;
+    world.wait_for_frame("the updates", |text| {
+        text.contains("Button \"Install All\" sensitive=true")
+    })?;
+    let application = bus.application(app.0.id(), DEADLINE)?;
+    let updates = bus.walk(&application)?;
+    let install_all = updates
+        .in_window(MAIN_WINDOW)
+        .find(|node| node.is_interactive() && node.name == "Install All")
+        .with_context(|| format!("no Install All:\n{}", updates.dump(MAIN_WINDOW)))?;
+    bus.do_action(install_all, "click")?;
+    world.wait_for_frame("the end of the installation", |text| {
+        text.contains("Button \"Restart\" sensitive=true") && !text.contains("Try Again")
+    })?;
+    let done = bus.walk(&application)?;
+    expect_named(&done, MAIN_WINDOW, "done")?;
+    // Installed rows say so, and offer nothing to install or progress to follow.
+    let stale: Vec<String> = done
+        .in_window(MAIN_WINDOW)
+        .filter(|node| node.name.starts_with("Install ") || node.role == "progress bar")
+        .map(|node| node.to_string())
+        .collect();
+    ensure!(
+        stale.is_empty(),
+        "a screen reader finds {stale:?} in the finished window:\n{}",
+        done.dump(MAIN_WINDOW)
+    );
+    let cycle = tab_cycle(bus, &done, MAIN_WINDOW)?;
+    for action in [
+        "Restart the computer to finish the system update",
+        "Go Back to the Previous Version",
+    ] {
+        ensure!(
+            cycle.iter().any(|name| name == action),
+            "Tab never reaches {action:?}; it goes round {cycle:?}\n{}",
+            done.dump(MAIN_WINDOW)
+        );
+    }
     Ok(())
 }
 

@@ -290,6 +290,13 @@ impl UpdateRow {
             ) => ("progress", false),
             Some(_) => ("status", false),
         };
+        // Only the page shown is visible: GTK lists a stack's hidden pages to screen readers
+        // too ("Install" on a row that is installed).
+        for name in ["install", "progress", "status"] {
+            if let Some(child) = widgets.suffix.child_by_name(name) {
+                child.set_visible(name == page);
+            }
+        }
         widgets.suffix.set_visible_child_name(page);
         // While it downloads, the progress says how much; afterwards the size is history.
         if let Some(size) = &widgets.size {

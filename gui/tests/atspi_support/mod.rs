@@ -290,6 +290,11 @@ impl A11yBus {
         Ok(f64::try_from(value)?)
     }
 
+    /// The name `node` has now.
+    pub fn name_of(&self, node: &Node) -> Result<String> {
+        self.name(&node.bus_name, &node.path)
+    }
+
     fn name(&self, bus_name: &str, path: &str) -> Result<String> {
         let name = self.property(bus_name, path, ACCESSIBLE, "Name")?;
         Ok(String::try_from(name)?)
