@@ -1165,7 +1165,7 @@ const WINDOW_CONTROLS: [&str; 3] = ["Minimize", "Maximize", "Close"];
 const MAIN_WINDOW: &str = "Ferry";
 
 /// What a screen reader gets, over AT-SPI: in each state (updates, installing, finished with
-/// a failure, and Preferences) every button and switch has a name that says what it does and
+/// a failure, Preferences, and finished in `accessibility_when_done`) every button and switch has a name that says what it does and
 /// Tab reaches it, the update rows say which update they are, progress is signalled, and
 /// installing works through the Action interface as a screen reader's user would start it.
 fn accessibility(session: &Session) -> Result<()> {
