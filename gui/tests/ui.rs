@@ -1180,6 +1180,7 @@ fn accessibility(session: &Session) -> Result<()> {
         &[("FAKE_CTL_EXIT", "1"), ("FAKE_CTL_SHARING", &sharing)],
     )?;
     let app = world.start(&[])?;
+    let _gate = OpenGateOnDrop(&world);
     world.wait_for_frame("the updates", |text| {
         text.contains("Button \"Install All\" sensitive=true")
     })?;
@@ -1353,6 +1354,24 @@ fn accessibility(session: &Session) -> Result<()> {
     // One app per session bus name: this one goes before the next starts.
     drop(app);
     accessibility_when_done(session, &bus)
+}
+
+/// Lets a fake ferryctl that waits at the gate go on when a scenario ends early, so that it
+/// does not outlive the scenario.
+struct OpenGateOnDrop<'a>(&'a World<'a>);
+
+impl Drop for OpenGateOnDrop<'_> {
+    fn drop(&mut self) {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // Non-blocking: with nobody reading, opening fails at once instead of waiting.
+        if let Ok(mut gate) = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open(&self.0.gate)
+        {
+            let _ = gate.write_all(b"go\n");
+        }
+    }
 }
 
 /// The window after everything installed: the way on (Restart) and back (Go Back) are named
