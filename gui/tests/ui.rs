@@ -2,7 +2,9 @@
 //! the notification server. A fake `ferryctl` (tests/data/fake-ferryctl.sh) replays recorded
 //! event streams. The window's test hook (`FERRY_TEST_DUMP_DIR`) writes its widget tree and a
 //! rendering after every visible change; the tests wait on those files with inotify, assert on
-//! the tree, and keep the renderings as screenshots in target/screenshots/.
+//! the tree, and keep the renderings as screenshots in target/screenshots/. The
+//! `accessibility` scenario reads the window as a screen reader does, over AT-SPI
+//! (tests/atspi_support).
 //!
 //! Run with `cargo test -p ferry --test ui`. Without a display it starts itself again under
 //! `xvfb-run` and `dbus-run-session`. `FERRY_UI_KEEP=1` keeps the scratch directory (logs,
@@ -27,7 +29,10 @@ use ferry_tests::http::StaticServer;
 use inotify::{Inotify, WatchMask};
 use rustix::event::{PollFd, PollFlags, Timespec};
 
+mod atspi_support;
 mod session_support;
+
+use atspi_support::{A11yBus, Tree, STATE_FOCUSABLE, STATE_FOCUSED, STATE_SENSITIVE};
 
 use session_support::{gdbus_call, gdbus_wait, stdout_of};
 
@@ -40,7 +45,7 @@ type Scenario = fn(&Session) -> Result<()>;
 
 /// Every scenario, each a test of its own as test runners list it: (test name, what it
 /// shows, the scenario).
-const SCENARIOS: [(&str, &str, Scenario); 13] = [
+const SCENARIOS: [(&str, &str, Scenario); 14] = [
     (
         "empty_then_drive",
         "empty state, then a drive appears",
@@ -82,6 +87,11 @@ const SCENARIOS: [(&str, &str, Scenario); 13] = [
         "new_app_from_a_drive",
         "also on this drive: a new app with its runtime, installed",
         new_app_from_a_drive,
+    ),
+    (
+        "accessibility",
+        "accessibility: the AT-SPI tree in each state, and Install through it",
+        accessibility,
     ),
     ("dbus_activation", "D-Bus activation", dbus_activation),
     (
@@ -496,6 +506,8 @@ impl<'a> World<'a> {
             .env("FERRY_LOCALEDIR", &self.session.locale_dir)
             .env("FERRY_LOG", "info")
             .env("GDK_BACKEND", "x11")
+            // Registered on the accessibility bus, whatever the caller's environment says.
+            .env("GTK_A11Y", "atspi")
             .env("XDG_CONFIG_HOME", self.session.root.path().join("config"))
             .env("XDG_DATA_DIRS", data_dirs())
             .env("LANG", "C.UTF-8")
@@ -1099,7 +1111,7 @@ fn new_app_from_a_drive(session: &Session) -> Result<()> {
     );
     world.add_record("notes-stick.json", &record)?;
     world.fake_ctl("install-new-app.jsonl", None, &[])?;
-    let _app = world.start(&[])?;
+    let app = world.start(&[])?;
     let frame = world.wait_for_frame("the new app on the drive", |text| {
         text.contains("Group title=\"Also on this drive\"") && text.contains(NEW_APP_NAME)
     })?;
@@ -1108,6 +1120,20 @@ fn new_app_from_a_drive(session: &Session) -> Result<()> {
         "Button \"Install\" sensitive=true",
     ])?;
     frame.save("new-apps")?;
+    // A screen reader says which app each button installs, before and after.
+    let bus = A11yBus::connect()?;
+    let application = bus.application(app.0.id(), DEADLINE)?;
+    let named = |name: &str| -> Result<()> {
+        let tree = bus.walk(&application)?;
+        ensure!(
+            tree.in_window(MAIN_WINDOW)
+                .any(|node| node.is_interactive() && node.name == name),
+            "no button named {name:?}:\n{}",
+            tree.dump(MAIN_WINDOW)
+        );
+        Ok(())
+    };
+    named(&format!("Install {NEW_APP_NAME}"))?;
 
     let app_ref = ferry_tests::flatpak::app_ref(NEW_APP_ID, "stable")?;
     world.activate_with("install-new-app", &format!("flatpak:user:{app_ref}"))?;
@@ -1115,6 +1141,7 @@ fn new_app_from_a_drive(session: &Session) -> Result<()> {
         text.contains("Label \"Updates installed\"")
     })?;
     done.expect(&["Button \"Installed\" sensitive=false"])?;
+    named(&format!("{NEW_APP_NAME} is installed"))?;
     let called = fs::read_to_string(&world.ctl_args)?;
     ensure!(
         called.contains("install\n--json\n")
@@ -1125,6 +1152,406 @@ fn new_app_from_a_drive(session: &Session) -> Result<()> {
         "ferryctl was called as:\n{called}"
     );
     Ok(())
+}
+
+/// X11's keysym of the Tab key.
+const TAB_KEYSYM: u32 = 0xff09;
+
+/// The title bar's window buttons: GTK keeps them out of the Tab chain (the window
+/// manager's keys do what they do).
+const WINDOW_CONTROLS: [&str; 3] = ["Minimize", "Maximize", "Close"];
+
+/// The main window's accessible name.
+const MAIN_WINDOW: &str = "Ferry";
+
+/// What a screen reader gets, over AT-SPI: in each state (updates, installing, finished with
+/// a failure, Preferences, and finished in `accessibility_when_done`) every button and switch has a name that says what it does and
+/// Tab reaches it, the update rows say which update they are, progress is signalled, and
+/// installing works through the Action interface as a screen reader's user would start it.
+fn accessibility(session: &Session) -> Result<()> {
+    let world = World::new(session, "a11y")?;
+    world.add_drive("kingston.json")?;
+    let sharing = world.dir.join("sharing");
+    fs::write(&sharing, "no\n")?;
+    let sharing = sharing.display().to_string();
+    world.fake_ctl(
+        "install-one-fails.jsonl",
+        Some(11),
+        &[("FAKE_CTL_EXIT", "1"), ("FAKE_CTL_SHARING", &sharing)],
+    )?;
+    let app = world.start(&[])?;
+    let _gate = OpenGateOnDrop(&world);
+    world.wait_for_frame("the updates", |text| {
+        text.contains("Button \"Install All\" sensitive=true")
+    })?;
+    let bus = A11yBus::connect()?;
+    let application = bus.application(app.0.id(), DEADLINE)?;
+
+    let updates = bus.walk(&application)?;
+    expect_named(&updates, MAIN_WINDOW, "updates")?;
+    let idle_progress: Vec<String> = updates
+        .in_window(MAIN_WINDOW)
+        .filter(|node| node.role == "progress bar")
+        .map(|node| node.to_string())
+        .collect();
+    ensure!(
+        idle_progress.is_empty(),
+        "progress bars before anything runs: {idle_progress:?}"
+    );
+    for name in ["Operating System", "GNOME Text Editor", "org.example.Tool"] {
+        let install = row_button(&updates, name, "Install")?;
+        ensure!(
+            install.has_state(STATE_FOCUSABLE) && install.has_state(STATE_SENSITIVE),
+            "the keyboard cannot reach {install}"
+        );
+    }
+    let install_all = updates
+        .in_window(MAIN_WINDOW)
+        .find(|node| node.is_interactive() && node.name == "Install All")
+        .with_context(|| format!("no Install All:\n{}", updates.dump(MAIN_WINDOW)))?;
+    ensure!(
+        install_all.has_state(STATE_FOCUSABLE),
+        "the keyboard cannot reach {install_all}"
+    );
+
+    // Tab, as a keyboard user would: focus goes round every action in the window.
+    let cycle = tab_cycle(&bus, &updates, MAIN_WINDOW)?;
+    let missed: Vec<String> = updates
+        .in_window(MAIN_WINDOW)
+        .filter(|node| {
+            node.is_interactive()
+                && node.has_state(STATE_FOCUSABLE)
+                && node.has_state(STATE_SENSITIVE)
+                && !WINDOW_CONTROLS.contains(&node.name.as_str())
+                && !cycle.contains(&node.name)
+        })
+        .map(|node| node.to_string())
+        .collect();
+    ensure!(
+        missed.is_empty(),
+        "Tab never reaches {missed:?}; it goes round {cycle:?}"
+    );
+
+    // Activated through AT-SPI, Install All runs what the button's click runs (`failures`).
+    bus.do_action(install_all, "click")?;
+    world.wait_for_frame("the installation in progress", |text| {
+        text.contains("Button \"Cancel\" sensitive=true") && text.contains("Label \"Downloaded\"")
+    })?;
+    let installing = bus.walk(&application)?;
+    expect_named(&installing, MAIN_WINDOW, "installing")?;
+    let progress = installing
+        .in_window(MAIN_WINDOW)
+        .find(|node| node.role == "progress bar" && node.name == "Overall progress")
+        .with_context(|| format!("no named progress:\n{}", installing.dump(MAIN_WINDOW)))?;
+    // The same fraction the bar draws (`ProgressBar fraction=0.389` in `agent_notifies_and_installs`).
+    let fraction = bus.current_value(progress)?;
+    ensure!(
+        (fraction - 0.389).abs() < 0.001,
+        "the progress bar reports {fraction}"
+    );
+    let cancel = installing
+        .in_window(MAIN_WINDOW)
+        .find(|node| node.is_interactive() && node.name == "Cancel the installation")
+        .with_context(|| format!("no Cancel:\n{}", installing.dump(MAIN_WINDOW)))?;
+    ensure!(
+        cancel.has_state(STATE_FOCUSABLE),
+        "the keyboard cannot reach {cancel}"
+    );
+    let args = fs::read_to_string(&world.ctl_args)?;
+    ensure!(
+        args.contains("exampleos/x86_64/stable\napp/org.gnome.TextEditor/x86_64/stable\napp/org.example.Tool/x86_64/stable\n"),
+        "ferryctl was called as:\n{args}"
+    );
+
+    let mut name_changes = bus.listen("accessible-name")?;
+    world.release_gate()?;
+    world.wait_for_frame("the failure", |text| {
+        text.contains("Label \"Some updates could not be installed\"")
+    })?;
+    let failed = bus.walk(&application)?;
+    expect_named(&failed, MAIN_WINDOW, "failed")?;
+    // What changed while it installed reached a screen reader as events: the progress text
+    // did, and controls whose names stayed the same did not (a screen reader reads a focused
+    // control's name again on each). GTK 4.8 sends no value events for progress bars, and
+    // events only for what an assistive technology has seen (walked) before.
+    let seen = |path: &str| {
+        installing
+            .nodes
+            .iter()
+            .chain(&updates.nodes)
+            .find(|node| node.path.as_str() == path)
+    };
+    let changed: Vec<&atspi_support::Node> = name_changes
+        .take()
+        .iter()
+        .filter_map(|path| seen(path))
+        .collect();
+    ensure!(
+        changed
+            .iter()
+            .any(|node| node.role == "label" && node.name.contains(" of ")),
+        "no change of the progress text was signalled: {changed:?}"
+    );
+    let mut repeated = Vec::new();
+    for node in changed.iter().filter(|node| node.is_interactive()) {
+        let before = updates.nodes.iter().find(|before| before.path == node.path);
+        if before.is_some_and(|before| before.name == node.name) && bus.name_of(node)? == node.name
+        {
+            repeated.push(node.to_string());
+        }
+    }
+    repeated.sort();
+    repeated.dedup();
+    ensure!(
+        repeated.is_empty(),
+        "signalled as renamed while their names stayed the same: {repeated:?}"
+    );
+    let retry = row_button(&failed, "org.example.Tool", "Try")?;
+    row_button(&failed, "org.example.Tool", "Details")?;
+    failed
+        .in_window(MAIN_WINDOW)
+        .find(|node| node.is_interactive() && node.name.contains("Restart"))
+        .with_context(|| format!("no Restart:\n{}", failed.dump(MAIN_WINDOW)))?;
+
+    // The row's own button, through AT-SPI: only the failed update runs again.
+    world.fake_ctl(
+        "install-tool-killed.jsonl",
+        None,
+        &[("FAKE_CTL_DIE", "1"), ("FAKE_CTL_SHARING", &sharing)],
+    )?;
+    bus.do_action(retry, "click")?;
+    world.wait_for_frame("the second failure", |text| {
+        text.contains("The drive went away")
+    })?;
+    let args = fs::read_to_string(&world.ctl_args)?;
+    let second_run = args.split("--\n").nth(1).unwrap_or_default();
+    ensure!(
+        second_run.lines().last() == Some("app/org.example.Tool/x86_64/stable")
+            && !second_run.contains("exampleos"),
+        "the row's button asked for more than its update:\n{second_run}"
+    );
+
+    world.wait_for_app_on_bus()?;
+    world.activate("preferences")?;
+    let preferences = World {
+        dump: world.dump.join("preferences"),
+        ..world.clone()
+    };
+    preferences.wait_for_frame("the preferences", |text| {
+        text.contains("Switch active=false sensitive=true")
+    })?;
+    let tree = bus.walk(&application)?;
+    expect_named(&tree, "Preferences", "preferences")?;
+    let switch = tree
+        .in_window("Preferences")
+        .find(|node| node.is_interactive() && node.name == "Share updates with computers nearby")
+        .with_context(|| format!("no named switch:\n{}", tree.dump("Preferences")))?;
+    let cycle = tab_cycle(&bus, &tree, "Preferences")?;
+    ensure!(
+        cycle.contains(&switch.name),
+        "Tab never reaches {switch}; it goes round {cycle:?}"
+    );
+    // One app per session bus name: this one goes before the next starts.
+    drop(app);
+    accessibility_when_done(session, &bus)
+}
+
+/// Lets a fake ferryctl that waits at the gate go on when a scenario ends early, so that it
+/// does not outlive the scenario.
+struct OpenGateOnDrop<'a>(&'a World<'a>);
+
+impl Drop for OpenGateOnDrop<'_> {
+    fn drop(&mut self) {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // Non-blocking: with nobody reading, opening fails at once instead of waiting.
+        if let Ok(mut gate) = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open(&self.0.gate)
+        {
+            let _ = gate.write_all(b"go\n");
+        }
+    }
+}
+
+/// The window after everything installed: the way on (Restart) and back (Go Back) are named
+/// and on the Tab round.
+fn accessibility_when_done(session: &Session, bus: &A11yBus) -> Result<()> {
+    let world = World::new(session, "a11y-done")?;
+    world.add_drive("kingston.json")?;
+    let app = world.start(&[])?;
+    world.wait_for_frame("the updates", |text| {
+        text.contains("Button \"Install All\" sensitive=true")
+    })?;
+    let application = bus.application(app.0.id(), DEADLINE)?;
+    let updates = bus.walk(&application)?;
+    let install_all = updates
+        .in_window(MAIN_WINDOW)
+        .find(|node| node.is_interactive() && node.name == "Install All")
+        .with_context(|| format!("no Install All:\n{}", updates.dump(MAIN_WINDOW)))?;
+    bus.do_action(install_all, "click")?;
+    world.wait_for_frame("the end of the installation", |text| {
+        text.contains("Button \"Restart\" sensitive=true") && !text.contains("Try Again")
+    })?;
+    let done = bus.walk(&application)?;
+    expect_named(&done, MAIN_WINDOW, "done")?;
+    // Installed rows say so, and offer nothing to install or progress to follow.
+    let stale: Vec<String> = done
+        .in_window(MAIN_WINDOW)
+        .filter(|node| node.name.starts_with("Install ") || node.role == "progress bar")
+        .map(|node| node.to_string())
+        .collect();
+    ensure!(
+        stale.is_empty(),
+        "a screen reader finds {stale:?} in the finished window:\n{}",
+        done.dump(MAIN_WINDOW)
+    );
+    let cycle = tab_cycle(bus, &done, MAIN_WINDOW)?;
+    for action in [
+        "Restart the computer to finish the system update",
+        "Go Back to the Previous Version",
+    ] {
+        ensure!(
+            cycle.iter().any(|name| name == action),
+            "Tab never reaches {action:?}; it goes round {cycle:?}\n{}",
+            done.dump(MAIN_WINDOW)
+        );
+    }
+    Ok(())
+}
+
+/// Presses Tab until the focus comes back where it started; the names of what it went
+/// through, in order.
+fn tab_cycle(bus: &A11yBus, tree: &Tree, window: &str) -> Result<Vec<String>> {
+    let focusable: Vec<&atspi_support::Node> = tree
+        .in_window(window)
+        .filter(|node| node.has_state(STATE_FOCUSABLE))
+        .collect();
+    let focused = || -> Result<Option<usize>> {
+        for (index, node) in focusable.iter().enumerate() {
+            let states = bus.states(node)?;
+            if states
+                .first()
+                .is_some_and(|bits| bits & (1 << STATE_FOCUSED) != 0)
+            {
+                return Ok(Some(index));
+            }
+        }
+        Ok(None)
+    };
+    let mut visited: Vec<usize> = Vec::new();
+    let mut previous = focused()?;
+    for _ in 0..=2 * focusable.len() {
+        bus.press_key(TAB_KEYSYM)?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let now = loop {
+            let now = focused()?;
+            if now.is_some() && now != previous {
+                break now;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "Tab moved the focus nowhere after {:?}",
+                visited
+                    .iter()
+                    .map(|index| &focusable[*index].name)
+                    .collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        previous = now;
+        let Some(index) = now else { continue };
+        if visited.first() == Some(&index) {
+            return Ok(visited
+                .iter()
+                .map(|index| focusable[*index].name.clone())
+                .collect());
+        }
+        visited.push(index);
+    }
+    bail!("the focus never came back round in {window:?}")
+}
+
+/// Every button, switch and the like in `window` has a name made of words. The tree is kept
+/// next to the screenshots as `a11y-STATE.txt`.
+fn expect_named(tree: &Tree, window: &str, state: &str) -> Result<()> {
+    fs::write(
+        screenshots_dir().join(format!("a11y-{state}.txt")),
+        tree.dump(window),
+    )?;
+    let interactive: Vec<_> = tree
+        .in_window(window)
+        .filter(|node| node.is_interactive())
+        .collect();
+    ensure!(
+        !interactive.is_empty(),
+        "nothing to act on in {window:?}:\n{}",
+        tree.dump(window)
+    );
+    // The keyboard reaches every action: a control is focusable itself, or holds the one
+    // that is (a menu button holds a toggle button).
+    let unreachable: Vec<String> = tree
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(index, node)| {
+            node.window == window
+                && node.is_interactive()
+                && node.has_state(STATE_SENSITIVE)
+                && !node.has_state(STATE_FOCUSABLE)
+                && !tree
+                    .descendants(*index)
+                    .any(|inner| inner.is_interactive() && inner.has_state(STATE_FOCUSABLE))
+        })
+        .map(|(_, node)| node.to_string())
+        .collect();
+    ensure!(
+        unreachable.is_empty(),
+        "the keyboard cannot reach {unreachable:?} in {window:?}:\n{}",
+        tree.dump(window)
+    );
+    let unnamed: Vec<String> = interactive
+        .iter()
+        .filter(|node| !node.is_named())
+        .map(|node| node.to_string())
+        .collect();
+    ensure!(
+        unnamed.is_empty(),
+        "unnamed in {window:?}: {unnamed:?}\n{}",
+        tree.dump(window)
+    );
+    Ok(())
+}
+
+/// The update row named `update`, and in it the button the keyboard reaches whose name
+/// starts with `verb`: that name must say which update it acts on.
+fn row_button<'a>(tree: &'a Tree, update: &str, verb: &str) -> Result<&'a atspi_support::Node> {
+    let (row, _) = tree
+        .nodes
+        .iter()
+        .enumerate()
+        .find(|(_, node)| {
+            node.window == MAIN_WINDOW && node.role == "list item" && node.name == update
+        })
+        .with_context(|| format!("no row named {update:?}:\n{}", tree.dump(MAIN_WINDOW)))?;
+    let button = tree
+        .descendants(row)
+        .find(|node| {
+            node.is_interactive() && node.has_state(STATE_FOCUSABLE) && node.name.starts_with(verb)
+        })
+        .with_context(|| {
+            format!(
+                "no {verb} button in the row {update:?}:\n{}",
+                tree.dump(MAIN_WINDOW)
+            )
+        })?;
+    ensure!(
+        button.name.contains(update),
+        "the row {update:?} has a button a screen reader reads as {:?}: it does not say which \
+         update",
+        button.name
+    );
+    Ok(button)
 }
 
 /// The desktop starts a `DBusActivatable` app by calling `Activate` on its name: the bus

@@ -15,8 +15,8 @@ use crate::listing::{display_name, Listing};
 /// The section and the rows it shows now.
 pub struct NewApps {
     pub group: adw::PreferencesGroup,
-    /// Each row with its app's update id and Install button.
-    rows: Vec<(gtk::Widget, String, gtk::Button)>,
+    /// Each row with its app's update id, Install button and name.
+    rows: Vec<(gtk::Widget, String, gtk::Button, String)>,
 }
 
 impl NewApps {
@@ -33,14 +33,18 @@ impl NewApps {
 
     /// Shows `listing`'s new apps; `install` is called with an app's update id.
     pub fn show(&mut self, listing: &Listing, install: impl Fn(String) + Clone + 'static) {
-        for (row, _, _) in self.rows.drain(..) {
+        for (row, _, _, _) in self.rows.drain(..) {
             self.group.remove(&row);
         }
         for offered in &listing.available {
             let (row, button) = app_row(offered, install.clone());
             self.group.add(&row);
-            self.rows
-                .push((row.upcast(), offered.app.id.clone(), button));
+            self.rows.push((
+                row.upcast(),
+                offered.app.id.clone(),
+                button,
+                display_name(&offered.app),
+            ));
         }
         let unknown = listing.unknown_available;
         let description = (unknown > 0).then(|| {
@@ -59,12 +63,17 @@ impl NewApps {
     /// Install buttons follow the installation: usable when nothing runs, "Installed" once
     /// their app is.
     pub fn follow(&self, busy: bool, done: impl Fn(&str) -> bool) {
-        for (_, id, button) in &self.rows {
+        for (_, id, button, name) in &self.rows {
+            let name: [(&str, &dyn std::fmt::Display); 1] = [("name", name)];
             if done(id) {
-                button.set_label(&tr("Installed"));
+                a11y::set_button_label(
+                    button,
+                    &tr("Installed"),
+                    &trf("{name} is installed", &name),
+                );
                 button.set_sensitive(false);
             } else {
-                button.set_label(&tr("Install"));
+                a11y::set_button_label(button, &tr("Install"), &trf("Install {name}", &name));
                 button.set_sensitive(!busy);
             }
         }

@@ -196,6 +196,10 @@ impl FactoryComponent for UpdateRow {
             .popover(&gtk::Popover::builder().child(&details_text).build())
             .visible(false)
             .build();
+        a11y::set_menu_button_label(
+            &details,
+            &trf("Details about {name}", &[("name", &self.name)]),
+        );
         row.add_suffix(&details);
 
         let suffix = gtk::Stack::builder()
@@ -286,16 +290,32 @@ impl UpdateRow {
             ) => ("progress", false),
             Some(_) => ("status", false),
         };
+        // Only the page shown is visible: GTK lists a stack's hidden pages to screen readers
+        // too ("Install" on a row that is installed).
+        for name in ["install", "progress", "status"] {
+            if let Some(child) = widgets.suffix.child_by_name(name) {
+                child.set_visible(name == page);
+            }
+        }
         widgets.suffix.set_visible_child_name(page);
         // While it downloads, the progress says how much; afterwards the size is history.
         if let Some(size) = &widgets.size {
             size.set_visible(page == "install");
         }
-        widgets.install.set_label(&if retry {
-            tr("Try Again")
+        let name: [(&str, &dyn std::fmt::Display); 1] = [("name", &self.name)];
+        if retry {
+            a11y::set_button_label(
+                &widgets.install,
+                &tr("Try Again"),
+                &trf("Try installing {name} again", &name),
+            );
         } else {
-            tr("Install")
-        });
+            a11y::set_button_label(
+                &widgets.install,
+                &tr("Install"),
+                &trf("Install {name}", &name),
+            );
+        }
         widgets.install.set_sensitive(!self.blocked);
 
         match status {
