@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use ferry_engine::object::{Checksum, FileHeader, ObjectKind, Xattr};
 use ferry_engine::repo::{RefLocation, Repo, RepoError, RepoMode, WriteOutcome};
+use ferry_tests::tree::standard;
 use repo_support::*;
 use tempfile::TempDir;
 
@@ -29,8 +30,11 @@ fn make_source(work: &std::path::Path, mode: RepoMode) -> Source {
     make_tree(&plain_tree, false);
     let path = work.join(format!("source-{mode}"));
     init_repo(&path, mode, None);
-    let full = commit(&path, "os/full", &tree, &["--subject=full"]);
-    let plain = commit(&path, "os/plain", &plain_tree, &["--subject=plain"]);
+    let full = commit(&path, CommitSpec::new("os/full", &tree).subject("full"));
+    let plain = commit(
+        &path,
+        CommitSpec::new("os/plain", &plain_tree).subject("plain"),
+    );
     Source {
         path,
         full: Checksum::from_hex(&full).expect("hex"),
@@ -73,8 +77,8 @@ fn closures_copied_into_every_mode_check_out_identically() {
             checkout(&dest_path, branch, &actual);
             assert_same_tree(&expected, &actual);
             if dest_mode != RepoMode::BareUserOnly {
-                let xattrs = fs::read(actual.join("usr/share/xattr.txt")).expect("read");
-                assert_eq!(xattrs, b"with xattrs\n");
+                let xattrs = fs::read(actual.join(standard::XATTR_FILE)).expect("read");
+                assert_eq!(xattrs, standard::XATTR_FILE_CONTENT.as_bytes());
             }
 
             // Copying again writes nothing: every object is already there.
