@@ -20,7 +20,8 @@ use ferry_tests::ostree::{CheckoutMode, OstreeRepo};
 use ferry_tests::tree::{Tree, TreeOptions};
 use ferry_tests::{Output, Tool};
 
-pub use ferry_tests::is_root;
+// A test that needs root fails, with what needs it, unless it runs as root.
+pub use ferry_tests::{assert_root as require_root, is_root};
 
 pub const ALL_MODES: [RepoMode; 4] = [
     RepoMode::Archive,
@@ -28,14 +29,6 @@ pub const ALL_MODES: [RepoMode; 4] = [
     RepoMode::BareUser,
     RepoMode::BareUserOnly,
 ];
-
-/// Fails the test, with what needs root, unless it runs as root: a test never passes for
-/// having checked less.
-pub fn require_root(what: &str) {
-    if let Err(error) = ferry_tests::require_root(what) {
-        panic!("{error}");
-    }
-}
 
 /// Runs `ostree ARGS` and returns its output, whatever its status.
 pub fn ostree_output(args: &[&str]) -> Output {
