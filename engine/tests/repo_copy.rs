@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use ferry_engine::object::{Checksum, FileHeader, ObjectKind, Xattr};
 use ferry_engine::repo::{RefLocation, Repo, RepoError, RepoMode, WriteOutcome};
+use ferry_tests::assert_root;
 use ferry_tests::tree::standard;
 use repo_support::*;
 use tempfile::TempDir;
@@ -50,7 +51,7 @@ fn closures_copied_into_every_mode_check_out_identically() {
         let source_repo = Repo::open(&source.path).expect("open source");
         for dest_mode in ALL_MODES {
             if dest_mode == RepoMode::Bare {
-                require_root("a bare destination");
+                assert_root("a bare destination");
             }
             let (commit, branch) = if dest_mode == RepoMode::BareUserOnly {
                 (source.plain, "os/plain")
@@ -223,7 +224,7 @@ fn wrong_checksums_and_sizes_store_nothing() {
     let work = TempDir::new().expect("tempdir");
     for mode in ALL_MODES {
         if mode == RepoMode::Bare {
-            require_root("a bare repository");
+            assert_root("a bare repository");
         }
         let repo = Repo::init(&work.path().join(format!("repo-{mode}")), mode, None).expect("init");
         let content = b"real content\n";

@@ -8,6 +8,7 @@ use std::fs;
 
 use ferry_engine::object::{Checksum, Summary};
 use ferry_engine::repo::{CollectionRef, RefLocation, Repo, RepoMode};
+use ferry_tests::assert_root;
 use repo_support::*;
 use tempfile::TempDir;
 
@@ -22,7 +23,7 @@ fn every_object_of_real_repositories_verifies_in_each_mode() {
     make_tree(&plain_tree, false);
     for mode in ALL_MODES {
         if mode == RepoMode::Bare {
-            require_root("a bare repository");
+            assert_root("a bare repository");
         }
         let path = work.path().join(format!("repo-{mode}"));
         init_repo(&path, mode, Some(COLLECTION));

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use ferry_engine::repo::{Repo, RepoMode};
 use ferry_engine::scan::scan;
 use ferry_engine::schema::ProblemKind;
+use ferry_tests::assert_root;
 use ferry_tests::loopdev::Mount;
 use repo_support::*;
 use tempfile::TempDir;
@@ -222,7 +223,7 @@ fn finds_repositories_in_order_once_and_refuses_escapes() {
 
 #[test]
 fn refuses_a_repository_on_another_filesystem() {
-    require_root("mounting a second filesystem");
+    assert_root("mounting a second filesystem");
     let work = TempDir::new().expect("tempdir");
     let drive = work.path().join("drive");
     let mount_point = drive.join("mnt");

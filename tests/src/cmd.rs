@@ -282,6 +282,7 @@ pub fn require_root(what: &str) -> Result<()> {
 
 /// Panics with [`require_root`]'s message unless running as root: for tests that do not
 /// return a `Result`. A test that needs root never passes for having checked less.
+#[track_caller]
 pub fn assert_root(what: &str) {
     if let Err(error) = require_root(what) {
         panic!("{error}");

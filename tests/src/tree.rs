@@ -141,7 +141,7 @@ impl Tree {
         self.write_file("etc/group-writable", "gw\n")?;
         self.set_mode("etc/group-writable", 0o664)?;
         let mut large = vec![0u8; 600_000];
-        ChaCha8Rng::seed_from_u64(0x0b1e_c7).fill_bytes(&mut large);
+        ChaCha8Rng::seed_from_u64(0x00b1_ec70).fill_bytes(&mut large);
         self.write_file(LARGE_FILE, &large)?;
         for index in 0..20 {
             self.write_file(

@@ -20,8 +20,7 @@ use ferry_tests::ostree::{CheckoutMode, OstreeRepo};
 use ferry_tests::tree::{Tree, TreeOptions};
 use ferry_tests::{Output, Tool};
 
-// A test that needs root fails, with what needs it, unless it runs as root.
-pub use ferry_tests::{assert_root as require_root, is_root};
+pub use ferry_tests::is_root;
 
 pub const ALL_MODES: [RepoMode; 4] = [
     RepoMode::Archive,
