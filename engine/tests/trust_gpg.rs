@@ -142,17 +142,7 @@ fn expired_signature_is_refused() {
 #[test]
 fn revoked_signing_subkey_is_refused() {
     let world = World::new();
-    let mut key = world.key(
-        "sub",
-        "Sub <sub@example.org>",
-        "ed25519",
-        "cert",
-        "never",
-        &[],
-    );
-    let subkey = key
-        .add_subkey("ed25519", "sign", "never")
-        .expect("add a subkey");
+    let (key, subkey) = world.key_signing_with_subkey("sub", "Sub <sub@example.org>");
     let commit = world.commit_by(&key, "sub");
 
     // Before the revocation the subkey's signature counts.
@@ -196,17 +186,7 @@ fn subkey_without_signing_flag_is_refused() {
     // gpg will not sign with a subkey that lacks the sign flag, so the subkey signs first and
     // its owner then re-binds it for authentication only (`change-usage`): the newest binding
     // signature, which is what counts, no longer allows signing.
-    let mut key = world.key(
-        "usage",
-        "Usage <usage@example.org>",
-        "ed25519",
-        "cert",
-        "never",
-        &[],
-    );
-    let subkey = key
-        .add_subkey("ed25519", "sign", "never")
-        .expect("add a subkey");
+    let (key, subkey) = world.key_signing_with_subkey("usage", "Usage <usage@example.org>");
     let commit = world.commit_by(&key, "usage");
     key.edit_key(&["key 1", "change-usage", "S", "A", "Q", "save"])
         .expect("gpg --edit-key");
@@ -525,41 +505,21 @@ fn summary_signature_is_checked() {
 
 #[test]
 fn subkey_bound_by_another_primary_is_refused() {
-    use pgp::composed::{Deserializable, SignedPublicKey};
-    use pgp::ser::Serialize;
-
     let world = World::new();
-    let mut thief = world.key(
-        "thief",
-        "Thief <t@example.org>",
-        "ed25519",
-        "cert",
-        "never",
-        &[],
-    );
-    let stolen = thief
-        .add_subkey("ed25519", "sign", "never")
-        .expect("add a subkey");
+    let (thief, stolen) = world.key_signing_with_subkey("thief", "Thief <t@example.org>");
     let commit = world.commit_by(&thief, "graft");
 
     // A keyring that claims the thief's signing subkey belongs to the trusted publisher. The
     // subkey's binding signature was made by the thief's primary key, so it binds nothing to
     // the publisher's.
-    let parse = |bytes: Vec<u8>| {
-        SignedPublicKey::from_bytes(&bytes[..]).expect("gpg --export output parses")
-    };
-    let publisher = parse(fs::read(world.publisher.export(&world.path("p.gpg"))).expect("read"));
-    let thief_key = parse(fs::read(thief.export(&world.path("t.gpg"))).expect("read"));
-    let grafted = SignedPublicKey {
-        public_subkeys: thief_key.public_subkeys.clone(),
-        ..publisher
-    };
     world.client.add_remote("grafted", &world.server.url(), &[]);
-    fs::write(
-        world.client.repo.path.join("grafted.trustedkeys.gpg"),
-        grafted.to_bytes().expect("serialises"),
-    )
-    .expect("keyring written");
+    world
+        .publisher
+        .graft_subkeys_of(
+            &thief,
+            &world.client.repo.path.join("grafted.trustedkeys.gpg"),
+        )
+        .expect("keyring written");
 
     let policy = world
         .client

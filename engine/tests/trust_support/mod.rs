@@ -258,6 +258,16 @@ impl World {
             .unwrap_or_else(|error| panic!("{error}"))
     }
 
+    /// A certify-only ed25519 key with an ed25519 signing subkey (gpg signs with the
+    /// subkey); returns the key and the subkey's fingerprint.
+    pub fn key_signing_with_subkey(&self, name: &str, uid: &str) -> (GpgKey, String) {
+        let mut key = self.key(name, uid, "ed25519", "cert", "never", &[]);
+        let subkey = key
+            .add_subkey("ed25519", "sign", "never")
+            .unwrap_or_else(|error| panic!("{error}"));
+        (key, subkey)
+    }
+
     /// An ed25519 signing key that never expires: what most tests need.
     pub fn signing_key(&self, name: &str, uid: &str) -> GpgKey {
         self.key(name, uid, "ed25519", "sign", "never", &[])
