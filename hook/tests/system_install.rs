@@ -225,6 +225,7 @@ fn install_puts_every_file_in_place_and_each_one_validates() {
 
 #[test]
 fn installed_units_pass_systemd_analyze_and_are_hardened() {
+    assert_root("systemd-tmpfiles giving the runtime folders their owners");
     // Installed under a real prefix (no DESTDIR) so the units' ExecStart= paths exist.
     let tmp = tempfile::tempdir().unwrap();
     let prefix = tmp.path().join("usr");
