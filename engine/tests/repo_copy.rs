@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use ferry_engine::object::{Checksum, FileHeader, ObjectKind, Xattr};
 use ferry_engine::repo::{RefLocation, Repo, RepoError, RepoMode, WriteOutcome};
+use ferry_tests::assert_root;
+use ferry_tests::tree::standard;
 use repo_support::*;
 use tempfile::TempDir;
 
@@ -29,8 +31,11 @@ fn make_source(work: &std::path::Path, mode: RepoMode) -> Source {
     make_tree(&plain_tree, false);
     let path = work.join(format!("source-{mode}"));
     init_repo(&path, mode, None);
-    let full = commit(&path, "os/full", &tree, &["--subject=full"]);
-    let plain = commit(&path, "os/plain", &plain_tree, &["--subject=plain"]);
+    let full = commit(&path, CommitSpec::new("os/full", &tree).subject("full"));
+    let plain = commit(
+        &path,
+        CommitSpec::new("os/plain", &plain_tree).subject("plain"),
+    );
     Source {
         path,
         full: Checksum::from_hex(&full).expect("hex"),
@@ -46,7 +51,7 @@ fn closures_copied_into_every_mode_check_out_identically() {
         let source_repo = Repo::open(&source.path).expect("open source");
         for dest_mode in ALL_MODES {
             if dest_mode == RepoMode::Bare {
-                require_root("a bare destination");
+                assert_root("a bare destination");
             }
             let (commit, branch) = if dest_mode == RepoMode::BareUserOnly {
                 (source.plain, "os/plain")
@@ -73,8 +78,8 @@ fn closures_copied_into_every_mode_check_out_identically() {
             checkout(&dest_path, branch, &actual);
             assert_same_tree(&expected, &actual);
             if dest_mode != RepoMode::BareUserOnly {
-                let xattrs = fs::read(actual.join("usr/share/xattr.txt")).expect("read");
-                assert_eq!(xattrs, b"with xattrs\n");
+                let xattrs = fs::read(actual.join(standard::XATTR_FILE)).expect("read");
+                assert_eq!(xattrs, standard::XATTR_FILE_CONTENT.as_bytes());
             }
 
             // Copying again writes nothing: every object is already there.
@@ -219,7 +224,7 @@ fn wrong_checksums_and_sizes_store_nothing() {
     let work = TempDir::new().expect("tempdir");
     for mode in ALL_MODES {
         if mode == RepoMode::Bare {
-            require_root("a bare repository");
+            assert_root("a bare repository");
         }
         let repo = Repo::init(&work.path().join(format!("repo-{mode}")), mode, None).expect("init");
         let content = b"real content\n";

@@ -65,7 +65,7 @@ fn source_commit(work: &Path) -> (Repo, Checksum) {
     make_tree(&tree, false);
     let path = work.join("source");
     init_repo(&path, RepoMode::Archive, None);
-    let checksum = commit(&path, "main", &tree, &["--subject=durable"]);
+    let checksum = commit(&path, CommitSpec::new("main", &tree).subject("durable"));
     let repo = Repo::open(&path).expect("open the source");
     (repo, checksum.parse().expect("a checksum"))
 }
@@ -237,7 +237,10 @@ fn ostree_never_deletes_a_held_staging_dir() {
     let (source, commit) = source_commit(work.path());
     let tree = work.path().join("tree");
     fs::write(tree.join("usr/share/extra"), b"only in the other branch\n").expect("write");
-    let other = crate::commit(source.path(), "other", &tree, &["--subject=other"]);
+    let other = crate::commit(
+        source.path(),
+        CommitSpec::new("other", &tree).subject("other"),
+    );
     let dest_path = work.path().join("dest");
     let dest = Repo::init(&dest_path, RepoMode::BareUser, None).expect("init");
 

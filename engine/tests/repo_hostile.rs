@@ -19,7 +19,7 @@ fn source_repo(work: &std::path::Path) -> (Repo, Checksum) {
     make_tree(&tree, false);
     let path = work.join("source");
     init_repo(&path, RepoMode::Archive, None);
-    let head = commit(&path, "os/stable", &tree, &[]);
+    let head = commit(&path, CommitSpec::new("os/stable", &tree));
     (
         Repo::open(&path).expect("open"),
         Checksum::from_hex(&head).expect("hex"),

@@ -27,9 +27,15 @@ fn ferry_and_ostree_pull_local_write_one_repository_together() {
     make_tree(&tree, true);
     let source_path = work.path().join("source");
     init_repo(&source_path, RepoMode::Archive, None);
-    let ferry_commit = commit(&source_path, "for/ferry", &tree, &["--subject=ferry"]);
+    let ferry_commit = commit(
+        &source_path,
+        CommitSpec::new("for/ferry", &tree).subject("ferry"),
+    );
     std::fs::write(tree.join("usr/share/extra"), b"only in the ostree branch\n").expect("write");
-    commit(&source_path, "for/ostree", &tree, &["--subject=ostree"]);
+    commit(
+        &source_path,
+        CommitSpec::new("for/ostree", &tree).subject("ostree"),
+    );
 
     let dest_path = work.path().join("dest");
     let dest = Repo::init(&dest_path, RepoMode::BareUser, None).expect("init");
@@ -77,7 +83,7 @@ fn an_exclusive_lock_keeps_ostree_out_until_released() {
     make_tree(&tree, false);
     let source_path = work.path().join("source");
     init_repo(&source_path, RepoMode::Archive, None);
-    commit(&source_path, "main", &tree, &[]);
+    commit(&source_path, CommitSpec::new("main", &tree));
     let dest_path = work.path().join("dest");
     init_repo(&dest_path, RepoMode::BareUser, None);
     set_lock_timeout(&dest_path, "1");
@@ -96,7 +102,7 @@ fn an_exclusive_lock_keeps_ostree_out_until_released() {
         !output.status.success(),
         "ostree pulled while Ferry held the exclusive lock"
     );
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = &output.stderr;
     assert!(stderr.to_lowercase().contains("lock"), "{stderr}");
     assert!(
         started.elapsed() >= Duration::from_millis(900),

@@ -8,6 +8,7 @@ use std::fs;
 
 use ferry_engine::object::{Checksum, Summary};
 use ferry_engine::repo::{CollectionRef, RefLocation, Repo, RepoMode};
+use ferry_tests::assert_root;
 use repo_support::*;
 use tempfile::TempDir;
 
@@ -22,7 +23,7 @@ fn every_object_of_real_repositories_verifies_in_each_mode() {
     make_tree(&plain_tree, false);
     for mode in ALL_MODES {
         if mode == RepoMode::Bare {
-            require_root("a bare repository");
+            assert_root("a bare repository");
         }
         let path = work.path().join(format!("repo-{mode}"));
         init_repo(&path, mode, Some(COLLECTION));
@@ -34,16 +35,16 @@ fn every_object_of_real_repositories_verifies_in_each_mode() {
         };
         let first = commit(
             &path,
-            "os/stable",
-            source_tree,
-            &[
-                "--subject=first",
-                "--add-metadata-string=version=1.0",
-                "--generate-sizes",
-            ],
+            CommitSpec::new("os/stable", source_tree)
+                .subject("first")
+                .version("1.0")
+                .generate_sizes(),
         );
         fs::write(source_tree.join("usr/share/second.txt"), b"second\n").expect("write");
-        let second = commit(&path, "os/stable", source_tree, &["--subject=second"]);
+        let second = commit(
+            &path,
+            CommitSpec::new("os/stable", source_tree).subject("second"),
+        );
         fs::remove_file(source_tree.join("usr/share/second.txt")).expect("remove");
 
         let repo = Repo::open(&path).expect("open");
@@ -107,7 +108,7 @@ fn archive_symlink_and_xattr_headers_match_ostree() {
     make_tree(&tree, true);
     let path = work.path().join("repo");
     init_repo(&path, RepoMode::Archive, None);
-    commit(&path, "main", &tree, &[]);
+    commit(&path, CommitSpec::new("main", &tree));
     let repo = Repo::open(&path).expect("open");
     // `ostree ls -C` prints each file's content checksum: find the symlink and xattr file.
     let listing = ostree(&["ls", &repo_arg(&path), "-R", "-C", "-X", "main"]);
@@ -143,13 +144,8 @@ fn summaries_with_collection_ids_and_maps_parse() {
     make_tree(&tree, false);
     let path = work.path().join("repo");
     init_repo(&path, RepoMode::Archive, Some(COLLECTION));
-    let stable = commit(
-        &path,
-        "os/stable",
-        &tree,
-        &["--add-metadata-string=version=2.5"],
-    );
-    let beta = commit(&path, "os/beta", &tree, &["--subject=beta"]);
+    let stable = commit(&path, CommitSpec::new("os/stable", &tree).version("2.5"));
+    let beta = commit(&path, CommitSpec::new("os/beta", &tree).subject("beta"));
     ostree(&["summary", &repo_arg(&path), "-u"]);
 
     let bytes = fs::read(path.join("summary")).expect("summary");
@@ -256,7 +252,7 @@ fn config_remotes_and_refs_written_by_ostree_read_back() {
     ]);
     let tree = work.path().join("tree");
     make_tree(&tree, false);
-    let head = commit(&path, "local/ref", &tree, &[]);
+    let head = commit(&path, CommitSpec::new("local/ref", &tree));
     ostree(&["refs", &repo_arg(&path), "--create=origin:os/stable", &head]);
 
     let repo = Repo::open(&path).expect("open");
@@ -338,7 +334,8 @@ fn partial_markers_summary_files_and_free_space() {
     make_tree(&tree, false);
     let path = work.path().join("repo");
     init_repo(&path, RepoMode::Archive, Some(COLLECTION));
-    let head = Checksum::from_hex(&commit(&path, "os/stable", &tree, &[])).expect("hex");
+    let head =
+        Checksum::from_hex(&commit(&path, CommitSpec::new("os/stable", &tree))).expect("hex");
     let repo = Repo::open(&path).expect("open");
 
     // ostree sees Ferry's commitpartial marker.

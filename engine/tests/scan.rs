@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use ferry_engine::repo::{Repo, RepoMode};
 use ferry_engine::scan::scan;
 use ferry_engine::schema::ProblemKind;
+use ferry_tests::assert_root;
+use ferry_tests::loopdev::Mount;
 use repo_support::*;
 use tempfile::TempDir;
 
@@ -45,13 +47,8 @@ fn source_repo(work: &Path) -> (PathBuf, String, String) {
     make_tree(&tree, false);
     let path = work.join("source");
     init_repo(&path, RepoMode::Archive, Some(COLLECTION));
-    let stable = commit(
-        &path,
-        "os/stable",
-        &tree,
-        &["--add-metadata-string=version=3.1"],
-    );
-    let beta = commit(&path, "os/beta", &tree, &["--subject=beta"]);
+    let stable = commit(&path, CommitSpec::new("os/stable", &tree).version("3.1"));
+    let beta = commit(&path, CommitSpec::new("os/beta", &tree).subject("beta"));
     (path, stable, beta)
 }
 
@@ -224,32 +221,15 @@ fn finds_repositories_in_order_once_and_refuses_escapes() {
     assert!(!report.repos.iter().any(|r| r.path == canonical(&source)));
 }
 
-/// Unmounts on drop.
-struct Mount(PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
-    }
-}
-
 #[test]
 fn refuses_a_repository_on_another_filesystem() {
-    require_root("mounting a second filesystem");
+    assert_root("mounting a second filesystem");
     let work = TempDir::new().expect("tempdir");
     let drive = work.path().join("drive");
     let mount_point = drive.join("mnt");
     fs::create_dir_all(&mount_point).expect("mount point");
     fs::create_dir_all(drive.join(".ostree/repos.d")).expect("repos.d");
-    rustix::mount::mount(
-        "ferry-test",
-        &mount_point,
-        "tmpfs",
-        rustix::mount::MountFlags::empty(),
-        None,
-    )
-    .expect("mount a tmpfs");
-    let _mount = Mount(mount_point.clone());
+    let _mount = Mount::tmpfs(&mount_point, "8m").expect("mount a tmpfs");
     Repo::init(&mount_point.join("repo"), RepoMode::Archive, None).expect("init");
     symlink("../../mnt/repo", drive.join(".ostree/repos.d/00-mounted")).expect("symlink");
     let report = scan(&drive).expect("scan");

@@ -6,85 +6,54 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use ferry_engine::schema::TargetKind;
 use ferry_engine::target::{
     default_targets, BootState, FlatpakPaths, FlatpakScope, HostPaths, InstallationSelector,
     Target, TargetError,
 };
+use ferry_tests::flatpak::{AppSpec, FlatpakEnv, FlatpakRepo, BRANCH};
+use ferry_tests::gpg::GpgKey;
+use ferry_tests::Tool;
 
-const COLLECTION: &str = "org.example.Apps";
-const APP: &str = "org.example.App";
+use ferry_tests::flatpak::{APP_ID as APP, COLLECTION_ID as COLLECTION, REMOTE};
+
 const APP_REF: &str = "app/org.example.App/x86_64/stable";
 const RUNTIME_REF: &str = "runtime/org.example.Platform/x86_64/stable";
-const REMOTE: &str = "example";
 
-/// Runs a command and returns its stdout; fails the test with its stderr otherwise.
-fn run(command: &mut Command) -> String {
-    let output = command
-        .output()
-        .unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8 output")
+/// Runs a tool and returns its stdout, failing the test with its output otherwise.
+fn run(tool: Tool) -> String {
+    tool.stdout().unwrap_or_else(|error| panic!("{error}"))
 }
 
-/// An isolated Flatpak "machine": every place flatpak reads or writes lies under `root`.
+/// An isolated Flatpak "machine" (ferry-tests' [`FlatpakEnv`]: every place flatpak reads or
+/// writes lies under its root), and the paths Ferry derives from its environment.
 struct FlatpakMachine {
+    env: FlatpakEnv,
     root: PathBuf,
-    env: Vec<(&'static str, PathBuf)>,
 }
 
 impl FlatpakMachine {
     fn new(root: &Path) -> Self {
-        let home = root.join("home");
-        let env = vec![
-            ("HOME", home.clone()),
-            ("XDG_DATA_HOME", home.join("share")),
-            ("XDG_CACHE_HOME", home.join("cache")),
-            ("XDG_CONFIG_HOME", home.join("config")),
-            ("XDG_STATE_HOME", home.join("state")),
-            ("XDG_RUNTIME_DIR", root.join("runtime")),
-            ("FLATPAK_SYSTEM_DIR", root.join("system")),
-            ("FLATPAK_SYSTEM_CACHE_DIR", root.join("system-cache")),
-            ("FLATPAK_CONFIG_DIR", root.join("config")),
-            ("FLATPAK_RUN_DIR", root.join("run")),
-        ];
-        for (_, dir) in &env {
-            std::fs::create_dir_all(dir).expect("mkdir");
-        }
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(root.join("runtime"), std::fs::Permissions::from_mode(0o700))
-            .expect("chmod runtime dir");
+        let env = FlatpakEnv::new(root).unwrap_or_else(|error| panic!("{error}"));
         Self {
-            root: root.to_owned(),
+            root: env.root.clone(),
             env,
         }
     }
 
-    fn var(&self, name: &str) -> Option<OsString> {
-        self.env
-            .iter()
-            .find(|(key, _)| *key == name)
-            .map(|(_, value)| value.clone().into_os_string())
-    }
-
     /// The paths Ferry derives from this machine's environment.
     fn paths(&self) -> FlatpakPaths {
-        FlatpakPaths::from_vars(|name| self.var(name))
+        let vars = self.env.vars();
+        FlatpakPaths::from_vars(|name| {
+            vars.iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+        })
     }
 
-    fn command(&self, program: &str) -> Command {
-        let mut command = Command::new(program);
-        command
-            .env_remove("FLATPAK_USER_DIR")
-            .env("FLATPAK_FANCY_OUTPUT", "0")
-            .envs(self.env.iter().map(|(key, value)| (key, value)));
-        command
+    fn command(&self, program: &str) -> Tool {
+        self.env.command(program).env_remove("FLATPAK_USER_DIR")
     }
 
     fn flatpak<I, S>(&self, args: I) -> String
@@ -96,131 +65,37 @@ impl FlatpakMachine {
     }
 }
 
-/// A publisher: a GPG key and a signed Flatpak repository with a collection ID, holding a
-/// hand-made runtime and an app that runs on it.
+/// A publisher: ferry-tests' signed [`FlatpakRepo`] with a collection ID, holding the
+/// hand-made runtime and app v1.
 struct Publisher {
-    machine: FlatpakMachine,
-    gnupg: PathBuf,
-    key_id: String,
+    flatpak: FlatpakRepo,
     public_key: PathBuf,
     repo: PathBuf,
 }
 
 impl Publisher {
     fn new(root: &Path) -> Self {
-        let machine = FlatpakMachine::new(&root.join("publisher"));
-        let gnupg = root.join("gnupg");
-        std::fs::create_dir(&gnupg).expect("mkdir");
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&gnupg, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-        let gpg = |args: &[&str]| {
-            run(Command::new("gpg")
-                .env("GNUPGHOME", &gnupg)
-                .args(["--batch", "--passphrase", ""])
-                .args(args))
-        };
-        gpg(&[
-            "--quick-gen-key",
-            "Ferry Test <test@example.org>",
-            "ed25519",
-            "sign",
-            "never",
-        ]);
-        let key_id = gpg(&["--list-keys", "--with-colons"])
-            .lines()
-            .find_map(|line| {
-                line.strip_prefix("fpr:")
-                    .map(|rest| rest.trim_matches(':').to_owned())
-            })
-            .expect("key fingerprint");
-        let public_key = root.join("pub.gpg");
-        let exported = Command::new("gpg")
-            .env("GNUPGHOME", &gnupg)
-            .args(["--batch", "--export"])
-            .output()
-            .expect("gpg --export");
-        std::fs::write(&public_key, exported.stdout).expect("write key");
+        let key = GpgKey::generate(&root.join("gnupg"), "Ferry Test <test@example.org>")
+            .unwrap_or_else(|error| panic!("{error}"));
+        let repo = root.join("repo");
+        let flatpak = FlatpakRepo::new(&repo, &root.join("publisher"), COLLECTION, &key)
+            .unwrap_or_else(|error| panic!("{error}"));
         let publisher = Self {
-            machine,
-            gnupg,
-            key_id,
-            public_key,
-            repo: root.join("repo"),
+            public_key: key.public_keyring.clone(),
+            flatpak,
+            repo,
         };
-        publisher.export_runtime();
+        if let Err(error) = publisher.flatpak.publish_runtime(BRANCH) {
+            panic!("{error}");
+        }
         publisher.export_app("v1");
         publisher
     }
 
-    fn signing_args(&self) -> [String; 2] {
-        [
-            format!("--gpg-sign={}", self.key_id),
-            format!("--gpg-homedir={}", self.gnupg.display()),
-        ]
-    }
-
-    fn export(&self, dir: &Path, runtime: bool) {
-        let mut command = self.machine.command("flatpak");
-        command.arg("build-export");
-        if runtime {
-            command.arg("--runtime");
-        }
-        command
-            .arg(format!("--collection-id={COLLECTION}"))
-            .args(self.signing_args())
-            .args(["--no-update-summary", "--disable-sandbox"])
-            .arg(&self.repo)
-            .arg(dir)
-            .arg("stable");
-        run(&mut command);
-    }
-
-    fn export_runtime(&self) {
-        let dir = self.machine.root.join("runtime-build");
-        std::fs::create_dir_all(dir.join("usr/bin")).expect("mkdir");
-        std::fs::create_dir_all(dir.join("files")).expect("mkdir");
-        std::fs::write(
-            dir.join("metadata"),
-            "[Runtime]\nname=org.example.Platform\nruntime=org.example.Platform/x86_64/stable\n\
-             sdk=org.example.Platform/x86_64/stable\n",
-        )
-        .expect("write");
-        std::fs::write(dir.join("usr/bin/tool"), "a tool\n").expect("write");
-        self.export(&dir, true);
-    }
-
     fn export_app(&self, version: &str) {
-        let dir = self.machine.root.join("app-build");
-        let first = !dir.exists();
-        std::fs::create_dir_all(dir.join("files/bin")).expect("mkdir");
-        std::fs::write(
-            dir.join("files/bin/hello.sh"),
-            format!("#!/bin/sh\necho \"Hello from {APP} {version}\"\n"),
-        )
-        .expect("write");
-        if first {
-            std::fs::write(
-                dir.join("metadata"),
-                format!(
-                    "[Application]\nname={APP}\nruntime=org.example.Platform/x86_64/stable\n\
-                     sdk=org.example.Platform/x86_64/stable\n"
-                ),
-            )
-            .expect("write");
-            // Finishing is done once; later versions only change files.
-            run(self
-                .machine
-                .command("flatpak")
-                .args(["build-finish", "--command=hello.sh"])
-                .arg(&dir));
+        if let Err(error) = self.flatpak.publish_app(&AppSpec::new(version)) {
+            panic!("{error}");
         }
-        self.export(&dir, false);
-        run(self
-            .machine
-            .command("flatpak")
-            .arg("build-update-repo")
-            .args(self.signing_args())
-            .arg(&self.repo));
     }
 
     /// Adds the publisher's repository as remote `example` to an installation of `machine`
@@ -236,40 +111,31 @@ impl Publisher {
     }
 }
 
-impl Drop for Publisher {
-    fn drop(&mut self) {
-        let _ = Command::new("gpgconf")
-            .env("GNUPGHOME", &self.gnupg)
-            .args(["--kill", "all"])
-            .status();
-    }
-}
-
 /// Checks a target's installed refs against `flatpak info` run with the target's own
 /// options and environment, which the deploy step will use.
 fn assert_matches_flatpak_info(machine: &FlatpakMachine, target: &Target) {
     let installation = target.flatpak_installation().expect("a Flatpak target");
     for installed in &target.installed {
-        let mut command = machine.command("flatpak");
-        command
+        let command = machine
+            .command("flatpak")
             .args(installation.flatpak_args())
             .envs(installation.flatpak_env())
             .args(["info", "--show-commit", &installed.ref_name]);
         assert_eq!(
-            run(&mut command).trim(),
+            run(command).trim(),
             installed.commit.to_hex(),
             "{}",
             installed.ref_name
         );
 
-        let mut command = machine.command("flatpak");
-        command
+        let command = machine
+            .command("flatpak")
             .args(installation.flatpak_args())
             .envs(installation.flatpak_env())
             .args(["info", "--show-origin", &installed.ref_name]);
-        assert_eq!(Some(run(&mut command).trim()), installed.remote.as_deref());
+        assert_eq!(Some(run(command).trim()), installed.remote.as_deref());
 
-        let shown = run(Command::new("ostree")
+        let shown = run(Tool::new("ostree")
             .arg(format!("--repo={}", target.repo.display()))
             .args(["show", &installed.commit.to_hex()]));
         let date = shown
@@ -278,7 +144,7 @@ fn assert_matches_flatpak_info(machine: &FlatpakMachine, target: &Target) {
             .expect("Date line")
             .trim()
             .to_owned();
-        let ours = run(Command::new("date")
+        let ours = run(Tool::new("date")
             .arg("-u")
             .arg(format!("--date=@{}", installed.timestamp))
             .arg("+%Y-%m-%d %H:%M:%S +0000"));
@@ -288,11 +154,11 @@ fn assert_matches_flatpak_info(machine: &FlatpakMachine, target: &Target) {
 
 /// `flatpak remotes` of an installation: (name, collection ID).
 fn flatpak_remotes(machine: &FlatpakMachine, args: &[OsString]) -> Vec<(String, Option<String>)> {
-    let mut command = machine.command("flatpak");
-    command
+    let command = machine
+        .command("flatpak")
         .args(args)
         .args(["remotes", "--columns=name,collection"]);
-    run(&mut command)
+    run(command)
         .lines()
         .filter_map(|line| {
             let mut columns = line.split('\t');
@@ -328,7 +194,7 @@ fn user_installation_lists_app_and_runtime_with_origin_and_collection() {
     assert_eq!(target.kind, TargetKind::Flatpak);
     assert_eq!(target.installation, "user");
     assert_eq!(target.repo, paths.user_dir.join("repo"));
-    let mode = run(Command::new("ostree")
+    let mode = run(Tool::new("ostree")
         .arg(format!("--repo={}", target.repo.display()))
         .args(["config", "get", "core.mode"]));
     assert_eq!(target.repo_mode, mode.trim());
@@ -351,7 +217,15 @@ fn user_installation_lists_app_and_runtime_with_origin_and_collection() {
     for installed in &target.installed {
         assert_eq!(installed.remote.as_deref(), Some(REMOTE));
         assert_eq!(installed.collection_id.as_deref(), Some(COLLECTION));
-        assert_eq!(installed.version, None, "flatpak commits carry no version");
+        // flatpak build-export records the version of the app's metainfo release; the runtime
+        // has none.
+        let expected = (installed.ref_name == APP_REF).then_some("v1");
+        assert_eq!(
+            installed.version.as_deref(),
+            expected,
+            "{}",
+            installed.ref_name
+        );
         assert!(installed.subpaths.is_empty());
     }
     let app = target

@@ -3,70 +3,44 @@
 //! `ostree admin status`, `ostree show` and `ostree refs` report.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use ferry_engine::object::Checksum;
 use ferry_engine::schema::TargetKind;
 use ferry_engine::target::{
     default_targets, BootState, FlatpakPaths, HostPaths, Target, TargetError,
 };
+use ferry_tests::gpg::GpgKey;
+use ferry_tests::ostree::{OstreeRepo, RemoteSpec};
+use ferry_tests::sysroot::{
+    parse_status, release_immutable, OsRepo, OS_COLLECTION_ID as OS_COLLECTION, OS_NAME as OS,
+    OS_REF,
+};
+use ferry_tests::Tool;
 
-const OS: &str = "exampleos";
-const OS_REF: &str = "exampleos/x86_64/stable";
-const OS_COLLECTION: &str = "org.example.Os";
-
-/// Runs a command and returns its stdout; fails the test with its stderr otherwise.
-fn run(command: &mut Command) -> String {
-    let output = command
-        .output()
-        .unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8 output")
-}
-
+/// Runs `ostree ARGS` and returns its stdout, failing the test with its output otherwise.
 fn ostree(args: &[&str]) -> String {
-    run(Command::new("ostree").args(args))
+    Tool::new("ostree")
+        .args(args)
+        .stdout()
+        .unwrap_or_else(|error| panic!("{error}"))
 }
 
-/// A temporary directory holding an OS repository and a sysroot deployed from it with
-/// `ostree admin init-fs`, `os-init` and `deploy`. Dropping it clears the immutable flag
-/// ostree sets on deployments so the directory can be removed.
+/// A temporary directory holding ferry-tests' OS repository and a sysroot made from it with
+/// `ostree admin init-fs` and `os-init`, its remote not verifying signatures; versions are
+/// deployed with [`OsFixture::deploy_version`]. Dropping it clears the immutable flag ostree
+/// sets on deployments so the directory can be removed.
 struct OsFixture {
+    os: OsRepo,
     dir: tempfile::TempDir,
 }
 
 impl OsFixture {
     fn new() -> Self {
-        let fixture = Self {
-            dir: tempfile::tempdir().expect("temp dir"),
-        };
-        let osrepo = fixture.osrepo();
-        ostree(&[
-            "init",
-            "--mode=archive",
-            &format!("--repo={}", osrepo.display()),
-            &format!("--collection-id={OS_COLLECTION}"),
-        ]);
-        let data = fixture.path().join("osdata");
-        for dir in ["usr/bin", "usr/lib/modules/6.1.0", "usr/etc"] {
-            std::fs::create_dir_all(data.join(dir)).expect("mkdir");
-        }
-        std::fs::write(data.join("usr/lib/modules/6.1.0/vmlinuz"), "a kernel\n").expect("write");
-        std::fs::write(
-            data.join("usr/lib/modules/6.1.0/initramfs.img"),
-            "an initramfs\n",
-        )
-        .expect("write");
-        std::fs::write(
-            data.join("usr/etc/os-release"),
-            "NAME=ExampleOS\nID=exampleos\nVERSION_ID=1\n",
-        )
-        .expect("write");
-
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key = GpgKey::generate(&dir.path().join("gnupg"), "ExampleOS <os@example.org>")
+            .unwrap_or_else(|error| panic!("{error}"));
+        let os = OsRepo::create(dir.path(), &key).unwrap_or_else(|error| panic!("{error}"));
+        let fixture = Self { os, dir };
         let sysroot = fixture.sysroot();
         std::fs::create_dir(&sysroot).expect("mkdir");
         ostree(&["admin", "init-fs", &sysroot.display().to_string()]);
@@ -76,15 +50,10 @@ impl OsFixture {
             &format!("--sysroot={}", sysroot.display()),
             OS,
         ]);
-        ostree(&[
-            &format!("--repo={}", fixture.sysroot_repo().display()),
-            "remote",
-            "add",
-            "--no-gpg-verify",
-            &format!("--collection-id={OS_COLLECTION}"),
-            OS,
-            &format!("file://{}", osrepo.display()),
-        ]);
+        let remote = RemoteSpec::file(OS, &fixture.osrepo()).collection_id(OS_COLLECTION);
+        if let Err(error) = OstreeRepo::open(&fixture.sysroot_repo()).remote_add(&remote) {
+            panic!("{error}");
+        }
         fixture
     }
 
@@ -93,7 +62,7 @@ impl OsFixture {
     }
 
     fn osrepo(&self) -> PathBuf {
-        self.path().join("osrepo")
+        self.os.repo.path.clone()
     }
 
     fn sysroot(&self) -> PathBuf {
@@ -106,41 +75,23 @@ impl OsFixture {
 
     /// Commits a new OS version, pulls it into the sysroot and deploys it; returns the commit.
     fn deploy_version(&self, version: &str, kargs: &[&str]) -> Checksum {
-        std::fs::write(
-            self.path().join("osdata/usr/bin/tool"),
-            format!("tool {version}\n"),
-        )
-        .expect("write");
-        let commit = ostree(&[
-            &format!("--repo={}", self.osrepo().display()),
-            "commit",
-            "--bootable",
-            &format!("--add-metadata-string=version={version}"),
-            "-b",
-            OS_REF,
-            "-s",
-            &format!("v{version}"),
-            &self.path().join("osdata").display().to_string(),
-        ]);
-        ostree(&[
-            &format!("--repo={}", self.sysroot_repo().display()),
-            "pull",
-            OS,
-            OS_REF,
-        ]);
-        let mut deploy = Command::new("ostree");
-        deploy.args([
-            "admin",
-            "deploy",
-            &format!("--sysroot={}", self.sysroot().display()),
-            &format!("--os={OS}"),
-        ]);
-        for karg in kargs {
-            deploy.arg(format!("--karg={karg}"));
+        let commit = self
+            .os
+            .commit_version(version)
+            .unwrap_or_else(|error| panic!("{error}"));
+        if let Err(error) = OstreeRepo::open(&self.sysroot_repo()).pull(OS, &[OS_REF]) {
+            panic!("{error}");
         }
-        deploy.arg(format!("{OS}:{OS_REF}"));
-        run(&mut deploy);
-        Checksum::from_hex(commit.trim()).expect("commit checksum")
+        let deploy = Tool::new("ostree")
+            .args(["admin", "deploy"])
+            .arg(format!("--sysroot={}", self.sysroot().display()))
+            .arg(format!("--os={OS}"))
+            .args(kargs.iter().map(|karg| format!("--karg={karg}")))
+            .arg(format!("{OS}:{OS_REF}"));
+        if let Err(error) = deploy.run() {
+            panic!("{error}");
+        }
+        Checksum::from_hex(&commit).expect("commit checksum")
     }
 
     /// `ostree admin status`: (stateroot, commit, serial) in its order.
@@ -150,17 +101,12 @@ impl OsFixture {
             "status",
             &format!("--sysroot={}", self.sysroot().display()),
         ]);
-        status
-            .lines()
-            .filter_map(|line| {
-                let mut words = line.trim_start_matches(['*', ' ']).split_whitespace();
-                let stateroot = words.next()?;
-                let (commit, serial) = words.next()?.split_once('.')?;
-                Some((
-                    stateroot.to_owned(),
-                    Checksum::from_hex(commit).ok()?,
-                    serial.parse().ok()?,
-                ))
+        parse_status(&status)
+            .unwrap_or_else(|error| panic!("{error}"))
+            .into_iter()
+            .map(|deployment| {
+                let commit = Checksum::from_hex(&deployment.commit).expect("commit checksum");
+                (deployment.os, commit, deployment.serial)
             })
             .collect()
     }
@@ -229,33 +175,19 @@ impl OsFixture {
 
 impl Drop for OsFixture {
     fn drop(&mut self) {
-        let stateroots = self.sysroot().join("ostree/deploy");
-        let Ok(stateroots) = std::fs::read_dir(stateroots) else {
-            return;
-        };
-        for stateroot in stateroots.flatten() {
-            let Ok(deployments) = std::fs::read_dir(stateroot.path().join("deploy")) else {
-                continue;
-            };
-            for deployment in deployments.flatten() {
-                if deployment.path().is_dir() {
-                    let _ = Command::new("chattr")
-                        .arg("-i")
-                        .arg(deployment.path())
-                        .status();
-                }
-            }
-        }
+        let _ = release_immutable(&self.sysroot());
     }
 }
 
 fn utc_date(timestamp: u64) -> String {
-    run(Command::new("date")
+    Tool::new("date")
         .arg("-u")
         .arg(format!("--date=@{timestamp}"))
-        .arg("+%Y-%m-%d %H:%M:%S +0000"))
-    .trim()
-    .to_owned()
+        .arg("+%Y-%m-%d %H:%M:%S +0000")
+        .stdout()
+        .unwrap_or_else(|error| panic!("{error}"))
+        .trim()
+        .to_owned()
 }
 
 #[test]

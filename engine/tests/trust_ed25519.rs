@@ -16,7 +16,7 @@ use ferry_engine::trust::{
     DetachedSignatures, Rejection, SignatureKind, Signer, SummaryVerdict, TrustError, Verdict,
 };
 use gvariant::{gv, Marker, VariantWrap};
-use trust_support::{refusal, run, verify, OstreeRepo, World};
+use trust_support::{refusal, run, verify, ServerRepo, World};
 
 const STABLE: &str = "os/x86_64/stable";
 
@@ -43,7 +43,7 @@ fn detached_metadata(gpg: &[Vec<u8>], ed25519: &[Vec<u8>]) -> Vec<u8> {
 
 /// Adds ed25519 signatures by `keys` to the commit's detached metadata, keeping its GPG
 /// signatures, and checks libostree reads back exactly what was written.
-fn sign_commit(repo: &OstreeRepo, commit: &Checksum, keys: &[&SigningKey]) {
+fn sign_commit(repo: &ServerRepo, commit: &Checksum, keys: &[&SigningKey]) {
     let bytes = repo.commit_bytes(commit);
     let existing = DetachedSignatures::parse_optional(repo.commitmeta_bytes(commit).as_deref())
         .expect("existing metadata parses");

@@ -10,7 +10,7 @@ use ferry_engine::trust::{
     Destination, Rejection, RemotePolicy, SignatureKind, Signer, SummaryVerdict, TrustError,
     Verdict,
 };
-use trust_support::{import, refusal, run, verify, World, PUBLISHER};
+use trust_support::{import, refusal, run, verify, ExportTo, World, PUBLISHER};
 
 fn untrusted(err: &TrustError) -> &Rejection {
     match err {
@@ -142,15 +142,7 @@ fn expired_signature_is_refused() {
 #[test]
 fn revoked_signing_subkey_is_refused() {
     let world = World::new();
-    let key = world.key(
-        "sub",
-        "Sub <sub@example.org>",
-        "ed25519",
-        "cert",
-        "never",
-        &[],
-    );
-    let subkey = key.add_subkey("ed25519", "sign", "never");
+    let (key, subkey) = world.key_signing_with_subkey("sub", "Sub <sub@example.org>");
     let commit = world.commit_by(&key, "sub");
 
     // Before the revocation the subkey's signature counts.
@@ -161,7 +153,8 @@ fn revoked_signing_subkey_is_refused() {
     };
     assert!(matches!(&signers[0], Signer::Gpg(s) if s.signing_fingerprint == subkey));
 
-    key.edit_key(&["key 1", "revkey", "y", "0", "", "y", "save"]);
+    key.edit_key(&["key 1", "revkey", "y", "0", "", "y", "save"])
+        .expect("gpg --edit-key");
     let after = world.trust("after", &key);
     let err = refusal(verify(&after, &world.server, &commit));
     assert!(
@@ -177,7 +170,7 @@ fn revoked_primary_key_is_refused() {
     let world = World::new();
     let key = world.signing_key("rev", "Revoked <rev@example.org>");
     let commit = world.commit_by(&key, "rev");
-    key.revoke_primary();
+    key.revoke().expect("revoke the key");
 
     let err = refusal(world.verify_as("rev", &key, &commit));
     assert!(
@@ -193,17 +186,10 @@ fn subkey_without_signing_flag_is_refused() {
     // gpg will not sign with a subkey that lacks the sign flag, so the subkey signs first and
     // its owner then re-binds it for authentication only (`change-usage`): the newest binding
     // signature, which is what counts, no longer allows signing.
-    let key = world.key(
-        "usage",
-        "Usage <usage@example.org>",
-        "ed25519",
-        "cert",
-        "never",
-        &[],
-    );
-    let subkey = key.add_subkey("ed25519", "sign", "never");
+    let (key, subkey) = world.key_signing_with_subkey("usage", "Usage <usage@example.org>");
     let commit = world.commit_by(&key, "usage");
-    key.edit_key(&["key 1", "change-usage", "S", "A", "Q", "save"]);
+    key.edit_key(&["key 1", "change-usage", "S", "A", "Q", "save"])
+        .expect("gpg --edit-key");
     let listing = run(key.command().args(["--list-keys", "--with-colons"]));
     assert!(
         listing
@@ -273,9 +259,10 @@ fn signature_over_a_different_commit_is_refused() {
 fn signature_from_the_future_is_refused() {
     let world = World::new();
     let key = world.signing_key("future", "Future <f@example.org>");
-    key.set_conf(&["faked-system-time 20990101T000000"]);
+    key.set_conf(&["faked-system-time 20990101T000000"])
+        .expect("gpg.conf");
     let commit = world.commit_by(&key, "future");
-    key.set_conf(&[]);
+    key.set_conf(&[]).expect("gpg.conf");
 
     let err = refusal(world.verify_as("future", &key, &commit));
     assert!(
@@ -296,7 +283,10 @@ fn one_valid_signature_suffices() {
         .server
         .ostree()
         .arg("gpg-sign")
-        .arg(format!("--gpg-homedir={}", world.publisher.home.display()))
+        .arg(ferry_tests::cmd::opt_path(
+            "--gpg-homedir",
+            &world.publisher.homedir,
+        ))
         .arg(commit.to_hex())
         .arg(&world.publisher.fingerprint));
 
@@ -443,7 +433,10 @@ fn summary_signature_is_checked() {
         .ostree()
         .args(["summary", "-u"])
         .arg(format!("--gpg-sign={}", world.publisher.fingerprint))
-        .arg(format!("--gpg-homedir={}", world.publisher.home.display())));
+        .arg(ferry_tests::cmd::opt_path(
+            "--gpg-homedir",
+            &world.publisher.homedir,
+        )));
     let summary = fs::read(world.server.path.join("summary")).expect("summary");
     let summary_sig = fs::read(world.server.path.join("summary.sig")).expect("summary.sig");
     let location = world.server.path.display().to_string();
@@ -498,8 +491,7 @@ fn summary_signature_is_checked() {
         .server
         .ostree()
         .args(["summary", "-u"])
-        .arg(format!("--gpg-sign={}", stranger.fingerprint))
-        .arg(format!("--gpg-homedir={}", stranger.home.display())));
+        .args(stranger.sign_args()));
     let summary = fs::read(world.server.path.join("summary")).expect("summary");
     let summary_sig = fs::read(world.server.path.join("summary.sig")).expect("summary.sig");
     let err = policy
@@ -513,39 +505,21 @@ fn summary_signature_is_checked() {
 
 #[test]
 fn subkey_bound_by_another_primary_is_refused() {
-    use pgp::composed::{Deserializable, SignedPublicKey};
-    use pgp::ser::Serialize;
-
     let world = World::new();
-    let thief = world.key(
-        "thief",
-        "Thief <t@example.org>",
-        "ed25519",
-        "cert",
-        "never",
-        &[],
-    );
-    let stolen = thief.add_subkey("ed25519", "sign", "never");
+    let (thief, stolen) = world.key_signing_with_subkey("thief", "Thief <t@example.org>");
     let commit = world.commit_by(&thief, "graft");
 
     // A keyring that claims the thief's signing subkey belongs to the trusted publisher. The
     // subkey's binding signature was made by the thief's primary key, so it binds nothing to
     // the publisher's.
-    let parse = |bytes: Vec<u8>| {
-        SignedPublicKey::from_bytes(&bytes[..]).expect("gpg --export output parses")
-    };
-    let publisher = parse(fs::read(world.publisher.export(&world.path("p.gpg"))).expect("read"));
-    let thief_key = parse(fs::read(thief.export(&world.path("t.gpg"))).expect("read"));
-    let grafted = SignedPublicKey {
-        public_subkeys: thief_key.public_subkeys.clone(),
-        ..publisher
-    };
     world.client.add_remote("grafted", &world.server.url(), &[]);
-    fs::write(
-        world.client.repo.path.join("grafted.trustedkeys.gpg"),
-        grafted.to_bytes().expect("serialises"),
-    )
-    .expect("keyring written");
+    world
+        .publisher
+        .graft_subkeys_of(
+            &thief,
+            &world.client.repo.path.join("grafted.trustedkeys.gpg"),
+        )
+        .expect("keyring written");
 
     let policy = world
         .client

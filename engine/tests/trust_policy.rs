@@ -9,13 +9,13 @@ use ferry_engine::trust::{
     CommitCandidate, CommitFacts, InstalledCommit, RemotePolicy, RemoteTrustConfig, TrustError,
     UpdateKind, Verdict,
 };
-use trust_support::{import, verify, OstreeRepo, World};
+use trust_support::{import, verify, ExportTo, ServerRepo, World};
 
 const STABLE: &str = "os/x86_64/stable";
 
 fn check_for_ref(
     policy: &RemotePolicy,
-    repo: &OstreeRepo,
+    repo: &ServerRepo,
     commit: &Checksum,
     ref_name: &str,
     installed: Option<InstalledCommit>,
@@ -37,7 +37,7 @@ fn check_for_ref(
     )
 }
 
-fn installed(repo: &OstreeRepo, commit: &Checksum) -> InstalledCommit {
+fn installed(repo: &ServerRepo, commit: &Checksum) -> InstalledCommit {
     let facts = CommitFacts::parse(&repo.commit_bytes(commit)).expect("commit parses");
     InstalledCommit {
         checksum: *commit,
@@ -65,7 +65,7 @@ fn gpg_verify_false_gives_unsigned_verdict() {
 #[test]
 fn collection_binding_naming_another_collection_is_refused() {
     let world = World::new();
-    let other = OstreeRepo::init(&world.path("other-server"), Some("org.other.Os"));
+    let other = ServerRepo::init(&world.path("other-server"), Some("org.other.Os"));
     let commit = other.commit_signed(STABLE, "other", &world.publisher, &[]);
     let policy = world.origin();
 

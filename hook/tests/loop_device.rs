@@ -4,12 +4,14 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
+use ferry_tests::assert_root;
 use ferry_tests::flatpak::{app_ref, AppSpec, FlatpakFixture, APP_ID, BRANCH};
+use ferry_tests::loopdev::{LoopDevice, LoopImage, Mount};
 
 /// An ext4 image labelled `label` holding `content`, attached to a loop device.
 fn drive_image(dir: &Path, label: &str, content: &Path) -> (LoopDevice, String) {
@@ -23,33 +25,22 @@ fn drive_image_with(
     content: &Path,
     options: &[&str],
 ) -> (LoopDevice, String) {
-    let image = dir.join(format!("{label}.img"));
-    run(Command::new("truncate").args(["-s", "64M"]).arg(&image));
-    run(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", label])
-        .args(options)
-        .arg("-d")
-        .arg(content)
-        .arg(&image));
-    let uuid = run(Command::new("blkid")
-        .args(["-o", "value", "-s", "UUID"])
-        .arg(&image))
-    .trim()
-    .to_owned();
-    (LoopDevice::attach(&image), uuid)
+    let mut mkfs_args: Vec<&OsStr> = options.iter().map(OsStr::new).collect();
+    mkfs_args.extend([OsStr::new("-d"), content.as_os_str()]);
+    let image =
+        LoopImage::create_with(&dir.join(format!("{label}.img")), 64, label, &mkfs_args).unwrap();
+    (image.attach().unwrap(), image.uuid().unwrap())
 }
 
 fn usb_content(dir: &Path) -> PathBuf {
-    let key = GpgKey::new(dir);
-    let repo = signed_repo(dir, &key);
     let content = dir.join("usb");
-    create_usb(&repo, &content, None);
+    signed_os_repo(dir).create_usb(&content).unwrap();
     content
 }
 
 #[test]
 fn serial_notices_the_mount_records_the_drive_links_it_and_forgets_it_on_removal() {
-    assert_root();
+    assert_root("attaching loop devices and mounting filesystems");
     let env = HookEnv::new("[policy]\nmount-timeout-seconds = 60\n");
     // This machine has app v1 from a signed remote; the stick carries v2.
     let fixture = FlatpakFixture::new(&env.dir.path().join("flatpak")).unwrap();
@@ -69,9 +60,9 @@ fn serial_notices_the_mount_records_the_drive_links_it_and_forgets_it_on_removal
     assert!(
         wants
             .iter()
-            .any(|v| v.contains(&format!("ferry-hook@{}.service", device.name()))),
+            .any(|v| v.contains(&format!("ferry-hook@{}.service", device.kernel_name()))),
         "the rule did not want ferry-hook@{}.service: {properties:?}",
-        device.name()
+        device.kernel_name()
     );
 
     let mut command = env.command();
@@ -79,7 +70,7 @@ fn serial_notices_the_mount_records_the_drive_links_it_and_forgets_it_on_removal
         .envs(fixture.client.vars())
         .env("FERRY_ACCEPT_FIXED_DRIVES", "1")
         .arg("--device")
-        .arg(&device.node);
+        .arg(&device.device);
     let mut hook = Background::spawn(command);
     hook.wait_for_line("to be mounted", Duration::from_secs(30));
     assert!(
@@ -88,7 +79,9 @@ fn serial_notices_the_mount_records_the_drive_links_it_and_forgets_it_on_removal
     );
 
     let mount_point = env.dir.path().join("media/FERRYTEST");
-    let mounted = Mounted::mount(&device.node, &mount_point, "ro,nosuid,nodev");
+    let mounted = device
+        .mount(&mount_point, &["ro", "nosuid", "nodev"])
+        .unwrap();
     let (ok, log) = hook.wait(Duration::from_secs(60));
     assert!(ok, "the hook failed:\n{log}");
 
@@ -101,10 +94,10 @@ fn serial_notices_the_mount_records_the_drive_links_it_and_forgets_it_on_removal
     assert_eq!(record.fs_type.as_deref(), Some("ext4"));
     assert_eq!(
         record.device.as_deref(),
-        Some(device.node.to_str().unwrap())
+        Some(device.device.to_str().unwrap())
     );
-    assert_eq!(Path::new(&record.mount), mounted.point);
-    let repo_path = mounted.point.join(".ostree/repo");
+    assert_eq!(Path::new(&record.mount), mounted.target);
+    let repo_path = mounted.target.join(".ostree/repo");
     assert_eq!(record.repos.len(), 1, "{record:?}");
     assert_eq!(Path::new(&record.repos[0].path), repo_path);
 
@@ -126,7 +119,7 @@ fn serial_notices_the_mount_records_the_drive_links_it_and_forgets_it_on_removal
     assert_eq!(record.sideload_links, vec![link_name.clone()]);
     assert_eq!(env.sideload_links(), vec![(link_name, repo_path)]);
 
-    let output = env.hook([Path::new("--remove"), Path::new("--device"), &device.node]);
+    let output = env.hook([Path::new("--remove"), Path::new("--device"), &device.device]);
     assert!(output.status.success(), "{}", output_text(&output));
     assert!(env.records().is_empty());
     assert!(env.sideload_links().is_empty());
@@ -134,12 +127,12 @@ fn serial_notices_the_mount_records_the_drive_links_it_and_forgets_it_on_removal
 
 #[test]
 fn serial_mounts_the_drive_itself_with_mount_self_and_unmounts_it_on_removal() {
-    assert_root();
+    assert_root("attaching loop devices and mounting filesystems");
     let env = HookEnv::new("mount = self\nremovable-only = false\nmount-timeout-seconds = 30\n");
     let content = usb_content(env.dir.path());
     let (device, _) = drive_image(env.dir.path(), "KIOSKSTICK", &content);
 
-    let output = env.hook([Path::new("--device"), &device.node]);
+    let output = env.hook([Path::new("--device"), &device.device]);
     assert!(output.status.success(), "{}", output_text(&output));
     let records = env.records();
     assert_eq!(records.len(), 1, "{}", output_text(&output));
@@ -162,7 +155,7 @@ fn serial_mounts_the_drive_itself_with_mount_self_and_unmounts_it_on_removal() {
     assert!(records[0].updates.is_empty());
     assert!(env.sideload_links().is_empty());
 
-    let output = env.hook([Path::new("--remove"), Path::new("--device"), &device.node]);
+    let output = env.hook([Path::new("--remove"), Path::new("--device"), &device.device]);
     assert!(output.status.success(), "{}", output_text(&output));
     let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!table.contains(mount.to_str().unwrap()), "still mounted");
@@ -173,12 +166,12 @@ fn serial_mounts_the_drive_itself_with_mount_self_and_unmounts_it_on_removal() {
 
 #[test]
 fn serial_skips_fixed_disks_quietly_unless_told_otherwise() {
-    assert_root();
+    assert_root("attaching loop devices and mounting filesystems");
     let env = HookEnv::new("mount-timeout-seconds = 1\n");
     let content = env.dir.path().join("empty");
     std::fs::create_dir_all(&content).unwrap();
     let (device, _) = drive_image(env.dir.path(), "FIXED", &content);
-    let output = env.hook([Path::new("--device"), &device.node]);
+    let output = env.hook([Path::new("--device"), &device.device]);
     assert!(output.status.success(), "{}", output_text(&output));
     let text = output_text(&output);
     assert!(text.contains("not removable media"), "{text}");
@@ -188,7 +181,7 @@ fn serial_skips_fixed_disks_quietly_unless_told_otherwise() {
 
 #[test]
 fn serial_gives_up_quietly_when_nobody_mounts_the_drive() {
-    assert_root();
+    assert_root("attaching loop devices and mounting filesystems");
     let env = HookEnv::new("mount-timeout-seconds = 1\n");
     let content = env.dir.path().join("empty");
     std::fs::create_dir_all(&content).unwrap();
@@ -197,7 +190,7 @@ fn serial_gives_up_quietly_when_nobody_mounts_the_drive() {
     command
         .env("FERRY_ACCEPT_FIXED_DRIVES", "1")
         .arg("--device")
-        .arg(&device.node);
+        .arg(&device.device);
     let started = std::time::Instant::now();
     let output = command.output().unwrap();
     assert!(output.status.success(), "{}", output_text(&output));
@@ -208,32 +201,27 @@ fn serial_gives_up_quietly_when_nobody_mounts_the_drive() {
 
 #[test]
 fn serial_a_mount_that_only_names_the_device_is_not_taken_for_it() {
-    assert_root();
+    assert_root("attaching loop devices and mounting filesystems");
     let env = HookEnv::new("mount-timeout-seconds = 1\n");
     let content = usb_content(env.dir.path());
     let (device, _) = drive_image(env.dir.path(), "NAMEDONLY", &content);
     // tmpfs takes any source name: this mount claims to be the loop device.
     let point = env.dir.path().join("media/NAMEDONLY");
-    std::fs::create_dir_all(&point).unwrap();
-    run(Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1M"])
-        .arg(&device.node)
-        .arg(&point));
-    let mounted = Mounted { point };
+    let mounted = Mount::new(&device.device, &point, Some("tmpfs"), &["size=1M"]).unwrap();
     let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
         table
             .lines()
-            .any(|l| l.contains(&format!(" {} tmpfs {} ", "-", device.node.display()))),
+            .any(|l| l.contains(&format!(" {} tmpfs {} ", "-", device.device.display()))),
         "the tmpfs does not name {}:\n{table}",
-        device.node.display()
+        device.device.display()
     );
 
     let mut command = env.command();
     command
         .env("FERRY_ACCEPT_FIXED_DRIVES", "1")
         .arg("--device")
-        .arg(&device.node);
+        .arg(&device.device);
     let output = command.output().unwrap();
     let text = output_text(&output);
     assert!(output.status.success(), "{text}");
@@ -241,7 +229,7 @@ fn serial_a_mount_that_only_names_the_device_is_not_taken_for_it() {
     assert!(env.records().is_empty(), "{text}");
 
     // Named by its mount point, it is a plain directory drive: no device, no UUID.
-    let output = env.hook([Path::new("--mount"), &mounted.point]);
+    let output = env.hook([Path::new("--mount"), &mounted.target]);
     assert!(output.status.success(), "{}", output_text(&output));
     let records = env.records();
     assert_eq!(records.len(), 1, "{}", output_text(&output));
@@ -252,7 +240,7 @@ fn serial_a_mount_that_only_names_the_device_is_not_taken_for_it() {
 
 #[test]
 fn serial_a_drive_with_a_copied_uuid_neither_overwrites_nor_removes_the_other() {
-    assert_root();
+    assert_root("attaching loop devices and mounting filesystems");
     let env = HookEnv::new("mount-timeout-seconds = 5\n");
     let content = usb_content(env.dir.path());
     let uuid = "0b6c3a53-5d0e-4a8f-9a0e-3b2f7c1d9e44";
@@ -261,22 +249,24 @@ fn serial_a_drive_with_a_copied_uuid_neither_overwrites_nor_removes_the_other() 
     let mut rule = RuntimeUdevRule::install(&udev_rule_source(), "90-ferry-test-uuid.rules");
     rule.test_add(&first);
     rule.test_add(&second);
-    let first_mount = Mounted::mount(
-        &first.node,
-        &env.dir.path().join("media/FIRST"),
-        "ro,nosuid,nodev",
-    );
-    let second_mount = Mounted::mount(
-        &second.node,
-        &env.dir.path().join("media/SECOND"),
-        "ro,nosuid,nodev",
-    );
+    let first_mount = first
+        .mount(
+            &env.dir.path().join("media/FIRST"),
+            &["ro", "nosuid", "nodev"],
+        )
+        .unwrap();
+    let second_mount = second
+        .mount(
+            &env.dir.path().join("media/SECOND"),
+            &["ro", "nosuid", "nodev"],
+        )
+        .unwrap();
     let insert = |device: &LoopDevice| {
         let mut command = env.command();
         command
             .env("FERRY_ACCEPT_FIXED_DRIVES", "1")
             .arg("--device")
-            .arg(&device.node);
+            .arg(&device.device);
         let output = command.output().unwrap();
         assert!(output.status.success(), "{}", output_text(&output));
     };
@@ -292,17 +282,17 @@ fn serial_a_drive_with_a_copied_uuid_neither_overwrites_nor_removes_the_other() 
     let of = |device: &LoopDevice| {
         env.records()
             .into_iter()
-            .find(|r| r.device.as_deref() == device.node.to_str())
-            .unwrap_or_else(|| panic!("no record of {}", device.node.display()))
+            .find(|r| r.device.as_deref() == device.device.to_str())
+            .unwrap_or_else(|| panic!("no record of {}", device.device.display()))
     };
     let first_record = of(&first);
     assert_eq!(first_record.id, uuid);
-    assert_eq!(Path::new(&first_record.mount), first_mount.point);
+    assert_eq!(Path::new(&first_record.mount), first_mount.target);
     assert_ne!(of(&second).id, uuid);
-    assert_eq!(Path::new(&of(&second).mount), second_mount.point);
+    assert_eq!(Path::new(&of(&second).mount), second_mount.target);
 
     // Removing the second drive leaves the first one's record alone.
-    let output = env.hook([Path::new("--remove"), Path::new("--device"), &second.node]);
+    let output = env.hook([Path::new("--remove"), Path::new("--device"), &second.device]);
     assert!(output.status.success(), "{}", output_text(&output));
     assert_eq!(env.records(), vec![first_record]);
     drop(second_mount);

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use ferry_schema::ProblemKind;
+use ferry_tests::sysroot::OS_REF;
 
 #[test]
 fn an_empty_drive_gets_a_record_without_repos_or_links() {
@@ -31,19 +32,17 @@ fn an_empty_drive_gets_a_record_without_repos_or_links() {
 #[test]
 fn repos_d_entries_are_found_and_a_symlink_out_of_the_drive_is_refused() {
     let env = HookEnv::new("");
-    let key = GpgKey::new(env.dir.path());
-    let repo = signed_repo(env.dir.path(), &key);
+    let os = signed_os_repo(env.dir.path());
     let drive = std::fs::canonicalize(env.dir.path()).unwrap().join("STICK");
-    create_usb(&repo, &drive, Some("updates/os"));
+    create_usb_at(&os, &drive, "updates/os");
     let generated = drive.join(".ostree/repos.d/00-generated");
     assert!(
         std::fs::symlink_metadata(&generated).unwrap().is_symlink(),
         "ostree create-usb made no repos.d link"
     );
     // A second entry pointing at a valid repository outside the drive.
-    std::os::unix::fs::symlink(&repo, drive.join(".ostree/repos.d/01-escape")).unwrap();
-    std::os::unix::fs::symlink("../../../server-repo", drive.join(".ostree/repos.d/02-up"))
-        .unwrap();
+    std::os::unix::fs::symlink(&os.repo.path, drive.join(".ostree/repos.d/01-escape")).unwrap();
+    std::os::unix::fs::symlink("../../../osrepo", drive.join(".ostree/repos.d/02-up")).unwrap();
 
     let output = env.hook([Path::new("--mount"), &drive]);
     assert!(output.status.success(), "{}", output_text(&output));
@@ -59,7 +58,10 @@ fn repos_d_entries_are_found_and_a_symlink_out_of_the_drive_is_refused() {
         .collect();
     assert_eq!(accepted, vec![inside.clone()], "{record:?}");
     assert_eq!(record.repos[0].refs.len(), 1);
-    assert_eq!(record.repos[0].refs[0].commit.to_hex(), ref_commit(&repo));
+    assert_eq!(
+        record.repos[0].refs[0].commit.to_hex(),
+        os.repo.rev_parse(OS_REF).unwrap()
+    );
 
     let refused: Vec<&str> = record
         .problems
@@ -83,12 +85,11 @@ fn repos_d_entries_are_found_and_a_symlink_out_of_the_drive_is_refused() {
 #[test]
 fn remove_deletes_the_record_and_links_and_stale_records_are_cleaned() {
     let env = HookEnv::new("");
-    let key = GpgKey::new(env.dir.path());
-    let repo = signed_repo(env.dir.path(), &key);
+    let os = signed_os_repo(env.dir.path());
     let first = env.dir.path().join("FIRST");
     let second = env.dir.path().join("SECOND");
-    create_usb(&repo, &first, None);
-    create_usb(&repo, &second, None);
+    os.create_usb(&first).unwrap();
+    os.create_usb(&second).unwrap();
     for drive in [&first, &second] {
         let output = env.hook([Path::new("--mount"), drive]);
         assert!(output.status.success(), "{}", output_text(&output));
@@ -142,10 +143,9 @@ fn on_insert_ignore_records_nothing() {
 #[test]
 fn the_hook_never_writes_to_the_drive() {
     let env = HookEnv::new("");
-    let key = GpgKey::new(env.dir.path());
-    let repo = signed_repo(env.dir.path(), &key);
+    let os = signed_os_repo(env.dir.path());
     let drive = env.dir.path().join("READONLY");
-    create_usb(&repo, &drive, None);
+    os.create_usb(&drive).unwrap();
     let before = tree_listing(&drive);
     let output = env.hook([Path::new("--mount"), &drive]);
     assert!(output.status.success(), "{}", output_text(&output));

@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
+use ferry_tests::assert_root;
+use ferry_tests::loopdev::LoopImage;
+use ferry_tests::Tool;
 
 /// The binaries built next to this test's `ferry-hook`: `ferryctl` and `ferry` are there
 /// after a workspace build (scripts/test.sh), not after `cargo test -p ferry-hook`.
@@ -23,8 +26,7 @@ fn user_binaries() -> Vec<&'static str> {
 /// Runs `make TARGET` in the repository with the binaries this test was built with.
 fn make(target: &str, vars: &[(&str, &Path)], build: &Path) -> String {
     let hook = Path::new(env!("CARGO_BIN_EXE_ferry-hook"));
-    let mut command = Command::new("make");
-    command
+    let mut command = Tool::new("make")
         .arg("-C")
         .arg(repo_root())
         .arg(target)
@@ -32,9 +34,9 @@ fn make(target: &str, vars: &[(&str, &Path)], build: &Path) -> String {
         .arg(format!("USER_BINARIES={}", user_binaries().join(" ")))
         .arg(format!("BUILDDIR={}", build.display()));
     for (name, value) in vars {
-        command.arg(format!("{name}={}", value.display()));
+        command = command.arg(format!("{name}={}", value.display()));
     }
-    run(&mut command)
+    command.stdout().unwrap()
 }
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
@@ -223,6 +225,7 @@ fn install_puts_every_file_in_place_and_each_one_validates() {
 
 #[test]
 fn installed_units_pass_systemd_analyze_and_are_hardened() {
+    assert_root("systemd-tmpfiles giving the runtime folders their owners");
     // Installed under a real prefix (no DESTDIR) so the units' ExecStart= paths exist.
     let tmp = tempfile::tempdir().unwrap();
     let prefix = tmp.path().join("usr");
@@ -293,10 +296,12 @@ fn installed_units_pass_systemd_analyze_and_are_hardened() {
     // tmpfiles.d: the runtime directories come out as the hook needs them.
     let root = tmp.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
-    run(Command::new("systemd-tmpfiles")
+    Tool::new("systemd-tmpfiles")
         .arg("--create")
         .arg(format!("--root={}", root.display()))
-        .arg(prefix.join("lib/tmpfiles.d/ferry.conf")));
+        .arg(prefix.join("lib/tmpfiles.d/ferry.conf"))
+        .run()
+        .unwrap();
     use std::os::unix::fs::PermissionsExt;
     for (dir, mode) in [
         ("run/ferry", 0o755),
@@ -309,18 +314,20 @@ fn installed_units_pass_systemd_analyze_and_are_hardened() {
         assert!(meta.is_dir());
         assert_eq!(meta.permissions().mode() & 0o777, mode, "/{dir}");
     }
-    run(Command::new("make")
+    Tool::new("make")
         .arg("-C")
         .arg(repo_root())
         .arg("uninstall")
         .arg(format!("PREFIX={}", prefix.display()))
         .arg(format!("SYSCONFDIR={}", etc.display()))
-        .arg(format!("USER_BINARIES={}", user_binaries().join(" "))));
+        .arg(format!("USER_BINARIES={}", user_binaries().join(" ")))
+        .run()
+        .unwrap();
 }
 
 #[test]
 fn serial_the_installed_udev_rule_wants_the_hook_for_filesystems_only() {
-    assert_root();
+    assert_root("attaching loop devices and mounting filesystems");
     let tmp = tempfile::tempdir().unwrap();
     let dest = tmp.path().join("dest");
     make(
@@ -329,14 +336,10 @@ fn serial_the_installed_udev_rule_wants_the_hook_for_filesystems_only() {
         &tmp.path().join("build"),
     );
     let installed = dest.join("usr/lib/udev/rules.d/90-ferry.rules");
-    let with_fs = tmp.path().join("fs.img");
-    let without_fs = tmp.path().join("raw.img");
-    for image in [&with_fs, &without_fs] {
-        run(Command::new("truncate").args(["-s", "16M"]).arg(image));
-    }
-    run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&with_fs));
-    let fs_device = LoopDevice::attach(&with_fs);
-    let raw_device = LoopDevice::attach(&without_fs);
+    let with_fs = LoopImage::create(&tmp.path().join("fs.img"), 16, "WITHFS").unwrap();
+    let without_fs = LoopImage::unformatted(&tmp.path().join("raw.img"), 16).unwrap();
+    let fs_device = with_fs.attach().unwrap();
+    let raw_device = without_fs.attach().unwrap();
     let mut rule = RuntimeUdevRule::install(&installed, "90-ferry-test-install.rules");
 
     let wants = |properties: &[(String, String)]| -> String {
@@ -348,7 +351,7 @@ fn serial_the_installed_udev_rule_wants_the_hook_for_filesystems_only() {
             .join(" ")
     };
     let properties = rule.test_add(&fs_device);
-    let expected = format!("ferry-hook@{}.service", fs_device.name());
+    let expected = format!("ferry-hook@{}.service", fs_device.kernel_name());
     assert!(wants(&properties).contains(&expected), "{properties:?}");
     assert!(
         properties

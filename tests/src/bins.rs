@@ -1,4 +1,5 @@
-//! Locating Ferry's own binaries (`ferryctl`, `ferry-hook`, `ferry`) from a test.
+//! Locating Ferry's own binaries (`ferryctl`, `ferry-hook`, `ferry`) from a test, and reading
+//! the events they print.
 //!
 //! Cargo gives integration tests the paths of their own package's binaries only, so the
 //! binaries are found next to the running test executable: `target/<profile>/deps/<test>`
@@ -50,4 +51,17 @@ pub fn ferryctl() -> Result<Tool> {
 /// `ferry-hook`, ready for arguments.
 pub fn ferry_hook() -> Result<Tool> {
     Ok(Tool::new(binary("ferry-hook")?))
+}
+
+/// The events of a `--json` run's standard output, one JSON line each (blank lines skipped).
+pub fn parse_events(stdout: &str) -> Result<Vec<ferry_engine::event::Event>> {
+    stdout
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            ferry_engine::event::parse_line(line).map_err(|error| {
+                FixtureError::Unexpected(format!("not an event line ({error}): {line}"))
+            })
+        })
+        .collect()
 }

@@ -280,6 +280,15 @@ pub fn require_root(what: &str) -> Result<()> {
     }
 }
 
+/// Panics with [`require_root`]'s message unless running as root: for tests that do not
+/// return a `Result`. A test that needs root never passes for having checked less.
+#[track_caller]
+pub fn assert_root(what: &str) {
+    if let Err(error) = require_root(what) {
+        panic!("{error}");
+    }
+}
+
 /// Polls `check` every 20 ms until it returns `true`, failing after `timeout` with a message
 /// naming `what`. Tests use it instead of fixed sleeps: waiting for a record file, a mount, a
 /// child process reaching some point.

@@ -43,11 +43,23 @@ impl GpgKey {
     /// Like [`GpgKey::generate`] with another algorithm (`rsa3072`, …) or expiry (`1d`,
     /// `seconds=2`, an ISO date), as `gpg --quick-gen-key` takes them.
     pub fn generate_with(homedir: &Path, uid: &str, algo: &str, expire: &str) -> Result<GpgKey> {
+        Self::generate_with_usage(homedir, uid, algo, "sign", expire)
+    }
+
+    /// Like [`GpgKey::generate_with`] with the primary key's usage as well: `cert` makes a
+    /// primary key that cannot sign, for tests that sign with a subkey ([`GpgKey::add_subkey`]).
+    pub fn generate_with_usage(
+        homedir: &Path,
+        uid: &str,
+        algo: &str,
+        usage: &str,
+        expire: &str,
+    ) -> Result<GpgKey> {
         fs::create_dir_all(homedir).at("create GNUPGHOME", homedir)?;
         fs::set_permissions(homedir, fs::Permissions::from_mode(0o700)).at("chmod 700", homedir)?;
         Self::gpg(homedir)
             .args(["--batch", "--passphrase", "", "--quick-gen-key", uid, algo])
-            .args(["sign", expire])
+            .args([usage, expire])
             .run()?;
         let listing = Self::gpg(homedir)
             .args(["--list-keys", "--with-colons"])

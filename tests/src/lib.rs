@@ -44,5 +44,5 @@ pub mod sysroot;
 pub mod tamper;
 pub mod tree;
 
-pub use cmd::{is_root, require_root, wait_for, Output, Tool};
+pub use cmd::{assert_root, is_root, require_root, wait_for, Output, Tool};
 pub use error::{FixtureError, Result};

@@ -2,6 +2,7 @@
 //! small tmpfs mounts. All of it needs root; these helpers fail (not skip) without it, since
 //! the test command and CI run as root.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -29,6 +30,32 @@ impl LoopImage {
         label: &str,
         root_percent: u8,
     ) -> Result<LoopImage> {
+        let reserve = root_percent.to_string();
+        LoopImage::create_with(image, size_mib, label, &["-m".as_ref(), reserve.as_ref()])
+    }
+
+    /// As [`LoopImage::create`], with more `mkfs.ext4` arguments: `-d DIR` to fill the
+    /// filesystem from a directory, `-U UUID` to give it a chosen UUID.
+    pub fn create_with(
+        image: &Path,
+        size_mib: u64,
+        label: &str,
+        mkfs_args: &[&OsStr],
+    ) -> Result<LoopImage> {
+        let blank = LoopImage::unformatted(image, size_mib)?;
+        Tool::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", label])
+            .args(mkfs_args)
+            .arg(&blank.image)
+            .run()?;
+        Ok(LoopImage {
+            label: label.to_string(),
+            ..blank
+        })
+    }
+
+    /// A sparse `size_mib` MiB image with no filesystem at all (an empty label).
+    pub fn unformatted(image: &Path, size_mib: u64) -> Result<LoopImage> {
         require_root("a loop-mounted drive image")?;
         if let Some(parent) = image.parent() {
             fs::create_dir_all(parent).at("create directory", parent)?;
@@ -36,17 +63,19 @@ impl LoopImage {
         let file = fs::File::create(image).at("create image", image)?;
         file.set_len(size_mib * 1024 * 1024)
             .at("size image", image)?;
-        drop(file);
-        Tool::new("mkfs.ext4")
-            .args(["-q", "-F", "-L", label])
-            .arg("-m")
-            .arg(root_percent.to_string())
-            .arg(image)
-            .run()?;
         Ok(LoopImage {
             image: image.to_path_buf(),
-            label: label.to_string(),
+            label: String::new(),
         })
+    }
+
+    /// The filesystem's UUID as `blkid` reads it.
+    pub fn uuid(&self) -> Result<String> {
+        let out = Tool::new("blkid")
+            .args(["-o", "value", "-s", "UUID"])
+            .arg(&self.image)
+            .stdout()?;
+        Ok(out.trim().to_string())
     }
 
     /// Attaches the image to a free loop device (`losetup -f --show`).
@@ -113,6 +142,16 @@ impl LoopDevice {
 
 impl Drop for LoopDevice {
     fn drop(&mut self) {
+        // Whatever is still mounted from it (a failed test, a mount made by the program under
+        // test) would keep the device busy: detach those mounts lazily first.
+        if let Ok(table) = fs::read_to_string("/proc/self/mountinfo") {
+            let source = format!(" {} ", self.device.display());
+            for line in table.lines().rev().filter(|line| line.contains(&source)) {
+                if let Some(point) = line.split(' ').nth(4) {
+                    let _ = Tool::new("umount").arg("-l").arg(point).output();
+                }
+            }
+        }
         let _ = Tool::new("losetup").arg("-d").arg(&self.device).output();
     }
 }

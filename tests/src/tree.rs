@@ -5,6 +5,9 @@ use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
 use crate::cmd::is_root;
 use crate::error::{IoContext, Result};
 use crate::generate::{generate_tree, rewrite_files, GenSpec, GenStats};
@@ -21,6 +24,7 @@ pub mod standard {
     pub const ABSOLUTE_SYMLINK_TARGET: &str = "/usr/bin";
     pub const EMPTY_DIR: &str = "usr/share/empty";
     pub const XATTR_FILE: &str = "usr/share/xattr.txt";
+    pub const XATTR_FILE_CONTENT: &str = "x\n";
     pub const XATTR_NAME: &str = "user.test";
     pub const XATTR_VALUE_V1: &[u8] = b"value1";
     pub const XATTR_VALUE_V2: &[u8] = b"value2";
@@ -33,6 +37,14 @@ pub mod standard {
     pub const ADDED_IN_V2: &str = "usr/share/added-in-v2.txt";
     /// Sub-directory of the "many files" tree holding the generated files.
     pub const DATA_DIR: &str = "usr/share/data";
+    /// Added by [`super::Tree::add_storage_edge_cases`]: spans many compression chunks.
+    pub const LARGE_FILE: &str = "usr/lib/big.bin";
+    /// Added by [`super::Tree::add_storage_edge_cases`]: a symlink across directories.
+    pub const RELATIVE_SYMLINK: &str = "usr/bin/relative-link";
+    pub const RELATIVE_SYMLINK_TARGET: &str = "../share/hello.txt";
+    /// Added by [`super::Tree::add_storage_edge_cases`]: a second xattr, with a binary value.
+    pub const BINARY_XATTR_NAME: &str = "user.other";
+    pub const BINARY_XATTR_VALUE: &[u8] = b"\x00\x01binary";
 }
 
 /// What the standard tree contains beyond plain files.
@@ -93,7 +105,7 @@ impl Tree {
         tree.write_file(PRIVATE_FILE, "secret=1\n")?;
         tree.set_mode(PRIVATE_FILE, 0o600)?;
         tree.write_file("etc/os-config", "setting=1\n")?;
-        tree.write_file(XATTR_FILE, "x\n")?;
+        tree.write_file(XATTR_FILE, XATTR_FILE_CONTENT)?;
         if options.xattrs {
             tree.set_xattr(XATTR_FILE, XATTR_NAME, XATTR_VALUE_V1)?;
         }
@@ -116,6 +128,32 @@ impl Tree {
         let stats = generate_tree(&dir.join(standard::DATA_DIR), &spec)?;
         tree.generated = Some((spec, stats));
         Ok(tree)
+    }
+
+    /// Adds what stresses object storage: an empty 0600 file, a group-writable file, a
+    /// 600 KB incompressible file (many compression chunks), twenty small files of growing
+    /// size, a relative symlink across directories and, with xattrs, a second xattr with a
+    /// binary value.
+    pub fn add_storage_edge_cases(&self) -> Result<()> {
+        use standard::*;
+        self.write_file("etc/empty-file", "")?;
+        self.set_mode("etc/empty-file", 0o600)?;
+        self.write_file("etc/group-writable", "gw\n")?;
+        self.set_mode("etc/group-writable", 0o664)?;
+        let mut large = vec![0u8; 600_000];
+        ChaCha8Rng::seed_from_u64(0x00b1_ec70).fill_bytes(&mut large);
+        self.write_file(LARGE_FILE, &large)?;
+        for index in 0..20 {
+            self.write_file(
+                format!("usr/lib/many/file{index:02}"),
+                format!("file {index}\n").repeat(index + 1),
+            )?;
+        }
+        self.symlink(RELATIVE_SYMLINK, RELATIVE_SYMLINK_TARGET)?;
+        if self.options.xattrs {
+            self.set_xattr(XATTR_FILE, BINARY_XATTR_NAME, BINARY_XATTR_VALUE)?;
+        }
+        Ok(())
     }
 
     /// Changes for a second commit: new content for `hello.txt`, a file added, the deep file

@@ -638,3 +638,132 @@ fn serial_tmpfs_mount_runs_out_of_space() -> Result<()> {
     ensure!(!fs::read_to_string("/proc/self/mountinfo")?.contains(&mnt.display().to_string()));
     Ok(())
 }
+
+#[test]
+fn storage_edge_cases_survive_a_commit_and_checkout() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let options = TreeOptions {
+        xattrs: true,
+        foreign_owner: false,
+    };
+    let tree = Tree::standard(&tmp.path().join("tree"), options)?;
+    tree.add_storage_edge_cases()?;
+    let repo = OstreeRepo::init(&tmp.path().join("repo"), RepoMode::Archive, None)?;
+    let commit = repo.commit(&CommitSpec::new(BRANCH, &tree.root))?;
+    let out = tmp.path().join("out");
+    repo.checkout(&commit, &out, CheckoutMode::Plain)?;
+    assert_trees_equal(
+        &tree.root,
+        &out,
+        &CompareOptions::content_and_modes().with_xattrs(),
+    )?;
+
+    ensure!(fs::metadata(out.join(standard::LARGE_FILE))?.len() == 600_000);
+    // Incompressible: it spans many of the archive's compression chunks.
+    let large = repo.content_checksum(&commit, &format!("/{}", standard::LARGE_FILE))?;
+    let stored = fs::metadata(repo.object_path(&large, ObjectKind::Content)?)?.len();
+    ensure!(
+        stored > 590_000,
+        "the large file compressed to {stored} bytes"
+    );
+    ensure!(fs::read_dir(out.join("usr/lib/many"))?.count() == 20);
+    ensure!(fs::metadata(out.join("etc/empty-file"))?.len() == 0);
+    ensure!(
+        fs::read_link(out.join(standard::RELATIVE_SYMLINK))?
+            == Path::new(standard::RELATIVE_SYMLINK_TARGET)
+    );
+    let binary = xattr_of(&out.join(standard::XATTR_FILE), standard::BINARY_XATTR_NAME)?;
+    ensure!(binary == standard::BINARY_XATTR_VALUE, "{binary:?}");
+    Ok(())
+}
+
+fn xattr_of(path: &Path, name: &str) -> Result<Vec<u8>> {
+    let mut value = vec![0u8; 256];
+    let size = rustix::fs::lgetxattr(path, name, &mut value[..])
+        .with_context(|| format!("{name} of {}", path.display()))?;
+    value.truncate(size);
+    Ok(value)
+}
+
+#[test]
+fn a_key_made_for_certification_only_signs_through_its_subkey() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let mut key = GpgKey::generate_with_usage(
+        &tmp.path().join("gnupg"),
+        "Cert <c@example.org>",
+        "ed25519",
+        "cert",
+        "never",
+    )?;
+    let listing = key
+        .command()
+        .args(["--list-keys", "--with-colons"])
+        .stdout()?;
+    let primary = listing
+        .lines()
+        .find(|line| line.starts_with("pub:"))
+        .context("no primary key listed")?;
+    // Field 12 holds the key's capabilities: certification only, no signing.
+    ensure!(primary.split(':').nth(11) == Some("cC"), "{primary}");
+    let subkey = key.add_subkey("ed25519", "sign", "never")?;
+
+    let tree = Tree::standard(&tmp.path().join("tree"), TreeOptions::plain())?;
+    let repo = OstreeRepo::init(&tmp.path().join("repo"), RepoMode::Archive, None)?;
+    let commit = repo.commit(&CommitSpec::new(BRANCH, &tree.root).sign(&key))?;
+    let shown = repo.ostree().args(["show", &commit]).stdout()?;
+    ensure!(
+        shown.contains(&subkey[subkey.len() - 16..]),
+        "the commit is not signed by the subkey {subkey}:\n{shown}"
+    );
+    Ok(())
+}
+
+#[test]
+fn serial_loop_image_takes_mkfs_arguments_and_a_dropped_device_leaves_no_mount() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let content = tmp.path().join("content");
+    fs::create_dir_all(&content)?;
+    fs::write(content.join("hello.txt"), "hello\n")?;
+    let uuid = "0b6c3a53-5d0e-4a8f-9a0e-3b2f7c1d9e45";
+    let image = LoopImage::create_with(
+        &tmp.path().join("drive.img"),
+        16,
+        "WITHARGS",
+        &[
+            "-U".as_ref(),
+            uuid.as_ref(),
+            "-d".as_ref(),
+            content.as_os_str(),
+        ],
+    )?;
+    ensure!(image.uuid()? == uuid);
+
+    let device = image.attach()?;
+    let mnt = tmp.path().join("mnt");
+    let mount = device.mount(&mnt, &["ro"])?;
+    ensure!(fs::read_to_string(mnt.join("hello.txt"))? == "hello\n");
+    // Dropping the device while its filesystem is still mounted (a failed test, a mount the
+    // program under test made) detaches the mount too.
+    std::mem::forget(mount);
+    drop(device);
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
+    ensure!(
+        !mountinfo.contains(&mnt.display().to_string()),
+        "{mountinfo}"
+    );
+    let attached = ferry_tests::Tool::new("losetup")
+        .arg("-j")
+        .arg(&image.image)
+        .stdout()?;
+    ensure!(attached.trim().is_empty(), "still attached: {attached}");
+
+    let blank = LoopImage::unformatted(&tmp.path().join("blank.img"), 16)?;
+    ensure!(fs::metadata(&blank.image)?.len() == 16 * 1024 * 1024);
+    let probe = ferry_tests::Tool::new("blkid").arg(&blank.image).output()?;
+    ensure!(
+        !probe.success(),
+        "blkid found a filesystem: {}",
+        probe.stdout
+    );
+    Ok(())
+}

@@ -141,7 +141,9 @@ mod tests {
 
     const CALLER: Caller = Caller { uid: 1000 };
 
+    #[track_caller]
     fn users_folder(base: &Path) -> PathBuf {
+        ferry_tests::assert_root("giving a folder to another user (chown)");
         let folder = base.join("for-stick");
         std::fs::create_dir_all(&folder).expect("mkdir");
         std::os::unix::fs::chown(&folder, Some(CALLER.uid), None).expect("chown");

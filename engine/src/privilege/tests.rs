@@ -258,7 +258,9 @@ fn removable_at(mount_point: &Path) -> Vec<RemovableMount> {
     }]
 }
 
+#[track_caller]
 fn chown(path: &Path, uid: u32) {
+    ferry_tests::assert_root("giving a file to another user (chown)");
     std::os::unix::fs::chown(path, Some(uid), None).expect("chown");
 }
 

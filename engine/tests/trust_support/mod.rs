@@ -1,5 +1,7 @@
-//! Fixtures for the trust tests: real `gpg` keys and signatures, real `ostree` repositories,
-//! commits and detached metadata. Every helper asserts the tool succeeded.
+//! Fixtures for the trust tests: `gpg` keys and `ostree` repositories from the `ferry-tests`
+//! builders, and what speaks the engine's trust types: remotes read back as
+//! `RemoteTrustConfig`, policies, and commits verified the way a pull sees them. Every helper
+//! fails the test on error.
 
 #![allow(
     dead_code,
@@ -8,263 +10,120 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use ferry_engine::object::Checksum;
 use ferry_engine::trust::{
     CommitCandidate, Destination, RemotePolicy, RemoteTrustConfig, TrustError, TrustRoots, Verdict,
 };
+use ferry_tests::gpg::GpgKey;
+use ferry_tests::ostree::{object_path_in, CommitSpec, OstreeRepo, RepoMode};
+use ferry_tests::Tool;
 use tempfile::TempDir;
 
-/// Runs a command and returns its stdout, failing the test with its stderr otherwise.
-pub fn run(command: &mut Command) -> String {
-    let output = command.output().expect("the tool runs");
-    assert_success(command, &output);
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+/// Runs a tool and returns its trimmed stdout, failing the test with its output otherwise.
+pub fn run(tool: Tool) -> String {
+    tool.stdout()
+        .unwrap_or_else(|error| panic!("{error}"))
+        .trim()
+        .to_owned()
 }
 
-fn assert_success(command: &Command, output: &Output) {
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+/// Public keys written where a test wants them, after whatever the test did to the key.
+pub trait ExportTo {
+    /// The binary public key (`gpg --export`), into `path`.
+    fn export(&self, path: &Path) -> PathBuf;
+    /// The ASCII-armored public key, into `path`.
+    fn export_armored(&self, path: &Path) -> PathBuf;
 }
 
-/// A throwaway GnuPG home with one primary key.
-pub struct Gpg {
-    pub home: PathBuf,
-    pub fingerprint: String,
-}
-
-impl Gpg {
-    /// A GnuPG home at `home` with a key made by `gpg --quick-gen-key UID ALGO USAGE EXPIRE`,
-    /// e.g. `("ed25519", "sign", "never")`. Lines in `conf` go to `gpg.conf` first
-    /// (`faked-system-time`, `digest-algo`), so they also apply when ostree drives gpg through
-    /// gpgme.
-    pub fn new(
-        home: &Path,
-        uid: &str,
-        algo: &str,
-        usage: &str,
-        expire: &str,
-        conf: &[&str],
-    ) -> Self {
-        let home = home.to_owned();
-        fs::create_dir_all(&home).expect("gnupg home");
-        let mut perms = fs::metadata(&home).expect("home").permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o700);
-        fs::set_permissions(&home, perms).expect("chmod gnupg home");
-        let mut gpg = Self {
-            home,
-            fingerprint: String::new(),
-        };
-        gpg.set_conf(conf);
-        run(gpg.command().args([
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            uid,
-            algo,
-            usage,
-            expire,
-        ]));
-        let listing = run(gpg.command().args(["--list-keys", "--with-colons"]));
-        gpg.fingerprint = listing
-            .lines()
-            .find_map(|line| line.strip_prefix("fpr:::::::::"))
-            .and_then(|rest| rest.split(':').next())
-            .expect("a fingerprint")
-            .to_owned();
-        gpg
-    }
-
-    pub fn command(&self) -> Command {
-        let mut command = Command::new("gpg");
-        command.arg("--homedir").arg(&self.home).args([
-            "--batch",
-            "--no-tty",
-            "--pinentry-mode",
-            "loopback",
-        ]);
-        command
-    }
-
-    /// Replaces `gpg.conf`.
-    pub fn set_conf(&self, lines: &[&str]) {
-        let mut text = lines.join("\n");
-        text.push('\n');
-        fs::write(self.home.join("gpg.conf"), text).expect("gpg.conf");
-    }
-
-    /// Adds a subkey (`--quick-add-key FPR ALGO USAGE EXPIRE`) and returns its fingerprint.
-    pub fn add_subkey(&self, algo: &str, usage: &str, expire: &str) -> String {
-        run(self.command().args([
-            "--passphrase",
-            "",
-            "--quick-add-key",
-            &self.fingerprint,
-            algo,
-            usage,
-            expire,
-        ]));
-        let listing = run(self.command().args(["--list-keys", "--with-colons"]));
-        listing
-            .lines()
-            .rev()
-            .filter_map(|line| line.strip_prefix("fpr:::::::::"))
-            .find_map(|rest| rest.split(':').next())
-            .expect("a subkey fingerprint")
-            .to_owned()
-    }
-
-    /// Runs `--edit-key` with `commands` fed on the command fd, one per line.
-    pub fn edit_key(&self, commands: &[&str]) {
-        let mut child = self
-            .command()
-            .args(["--passphrase", "", "--command-fd", "0", "--status-fd", "2"])
-            .args(["--edit-key", &self.fingerprint])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("gpg --edit-key runs");
-        {
-            use std::io::Write;
-            let mut stdin = child.stdin.take().expect("stdin");
-            stdin
-                .write_all(format!("{}\n", commands.join("\n")).as_bytes())
-                .expect("commands written");
-        }
-        let output = child.wait_with_output().expect("gpg --edit-key ends");
-        assert!(
-            output.status.success(),
-            "gpg --edit-key failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-
-    /// The public key as `gpg --export` writes it (binary), into `path`.
-    pub fn export(&self, path: &Path) -> PathBuf {
-        run(self
-            .command()
-            .arg("--export")
-            .arg("--output")
-            .arg(path)
-            .arg(&self.fingerprint));
+impl ExportTo for GpgKey {
+    fn export(&self, path: &Path) -> PathBuf {
+        self.export_public(path, false)
+            .unwrap_or_else(|error| panic!("{error}"));
         path.to_owned()
     }
 
-    /// The public key ASCII-armored, into `path`.
-    pub fn export_armored(&self, path: &Path) -> PathBuf {
-        run(self
-            .command()
-            .args(["--armor", "--export", "--output"])
-            .arg(path)
-            .arg(&self.fingerprint));
+    fn export_armored(&self, path: &Path) -> PathBuf {
+        self.export_public(path, true)
+            .unwrap_or_else(|error| panic!("{error}"));
         path.to_owned()
     }
+}
 
-    /// Imports the revocation certificate gpg made at key generation, revoking the key.
-    pub fn revoke_primary(&self) {
-        let cert_path = self
-            .home
-            .join("openpgp-revocs.d")
-            .join(format!("{}.rev", self.fingerprint));
-        let text = fs::read_to_string(&cert_path).expect("revocation certificate");
-        // gpg stores it with a leading ':' on the armor line so it is not imported by mistake.
-        let armored = text.replace(
-            ":-----BEGIN PGP PUBLIC KEY BLOCK-----",
-            "-----BEGIN PGP PUBLIC KEY BLOCK-----",
-        );
-        let path = self.home.join("revoke.asc");
-        fs::write(&path, armored).expect("revocation written");
-        run(self.command().arg("--import").arg(&path));
+/// An archive-mode repository made by `ostree`, committing one-file trees and reading
+/// objects back as the engine's types.
+pub struct ServerRepo {
+    pub repo: OstreeRepo,
+}
+
+impl Deref for ServerRepo {
+    type Target = OstreeRepo;
+
+    fn deref(&self) -> &OstreeRepo {
+        &self.repo
     }
 }
 
-impl Drop for Gpg {
-    fn drop(&mut self) {
-        // gpg starts an agent per home; stop it so nothing outlives the test.
-        let _ = Command::new("gpgconf")
-            .arg("--homedir")
-            .arg(&self.home)
-            .args(["--kill", "gpg-agent"])
-            .output();
-    }
-}
-
-/// An archive-mode repository made by `ostree`.
-pub struct OstreeRepo {
-    pub path: PathBuf,
-}
-
-impl OstreeRepo {
+impl ServerRepo {
     pub fn init(path: &Path, collection_id: Option<&str>) -> Self {
-        let mut command = Command::new("ostree");
-        command
-            .arg("init")
-            .arg("--mode=archive")
-            .arg(format!("--repo={}", path.display()));
-        if let Some(id) = collection_id {
-            command.arg(format!("--collection-id={id}"));
-        }
-        run(&mut command);
-        Self {
-            path: path.to_owned(),
-        }
+        let repo = OstreeRepo::init(path, RepoMode::Archive, collection_id)
+            .unwrap_or_else(|error| panic!("{error}"));
+        Self { repo }
     }
 
     pub fn url(&self) -> String {
         format!("file://{}", self.path.display())
     }
 
-    pub fn ostree(&self) -> Command {
-        let mut command = Command::new("ostree");
-        command.arg(format!("--repo={}", self.path.display()));
-        command
-    }
-
-    /// Commits a small tree to `branch` and returns its checksum. `extra` are further
-    /// `ostree commit` arguments (`--gpg-sign=`, `--timestamp=`, `--no-bindings`...).
+    /// Commits a tree holding `usr/share/content.txt` = `content` to `branch`, with subject
+    /// `content`, and returns its checksum. `extra` are further `ostree commit` arguments
+    /// (`--timestamp=`, `--no-bindings`...).
     pub fn commit(&self, branch: &str, content: &str, extra: &[String]) -> Checksum {
-        let tree = self
-            .path
-            .with_extension(format!("tree-{}", branch.replace('/', "_")));
-        fs::create_dir_all(tree.join("usr/share")).expect("tree");
-        fs::write(tree.join("usr/share/content.txt"), content).expect("tree file");
-        let out = run(self
-            .ostree()
-            .args(["commit", "-b", branch, "-s", content])
-            .args(extra)
-            .arg(&tree));
-        Checksum::from_hex(out.trim()).expect("ostree prints the commit checksum")
+        self.commit_spec(branch, content, None, extra)
     }
 
-    /// Commits signed with `gpg`'s key through gpgme (`--gpg-sign`, `--gpg-homedir`).
+    /// Commits signed with `key` through gpgme (`--gpg-sign`, `--gpg-homedir`).
     pub fn commit_signed(
         &self,
         branch: &str,
         content: &str,
-        gpg: &Gpg,
+        key: &GpgKey,
         extra: &[String],
     ) -> Checksum {
-        let mut args = vec![
-            format!("--gpg-sign={}", gpg.fingerprint),
-            format!("--gpg-homedir={}", gpg.home.display()),
-        ];
-        args.extend_from_slice(extra);
-        self.commit(branch, content, &args)
+        self.commit_spec(branch, content, Some(key), extra)
     }
 
+    fn commit_spec(
+        &self,
+        branch: &str,
+        content: &str,
+        key: Option<&GpgKey>,
+        extra: &[String],
+    ) -> Checksum {
+        let root = self
+            .path
+            .with_extension(format!("tree-{}", branch.replace('/', "_")));
+        fs::create_dir_all(root.join("usr/share")).expect("tree");
+        fs::write(root.join("usr/share/content.txt"), content).expect("tree file");
+        let mut spec = CommitSpec::new(branch, &root).subject(content);
+        if let Some(key) = key {
+            spec = spec.sign(key);
+        }
+        for arg in extra {
+            spec = spec.arg(arg);
+        }
+        let hex = self
+            .repo
+            .commit(&spec)
+            .unwrap_or_else(|error| panic!("{error}"));
+        Checksum::from_hex(&hex).expect("ostree prints the commit checksum")
+    }
+
+    /// `objects/XX/REST.KIND` (`commit`, `commitmeta`...), whether or not it exists.
     pub fn object_path(&self, checksum: &Checksum, kind: &str) -> PathBuf {
-        let hex = checksum.to_hex();
-        self.path
-            .join("objects")
-            .join(&hex[..2])
-            .join(format!("{}.{kind}", &hex[2..]))
+        object_path_in(&self.path, &checksum.to_hex(), kind)
     }
 
     pub fn commit_bytes(&self, checksum: &Checksum) -> Vec<u8> {
@@ -284,15 +143,9 @@ pub struct Client {
 
 impl Client {
     pub fn init(path: &Path) -> Self {
-        run(Command::new("ostree")
-            .arg("init")
-            .arg("--mode=bare-user-only")
-            .arg(format!("--repo={}", path.display())));
-        Self {
-            repo: OstreeRepo {
-                path: path.to_owned(),
-            },
-        }
+        let repo = OstreeRepo::init(path, RepoMode::BareUserOnly, None)
+            .unwrap_or_else(|error| panic!("{error}"));
+        Self { repo }
     }
 
     /// `ostree remote add [args] NAME URL`.
@@ -337,16 +190,10 @@ impl Client {
     /// Whether libostree itself accepts the commit on `branch` of `source` for `remote`
     /// (`ostree pull-local --remote --gpg-verify`), to check Ferry agrees with it.
     pub fn libostree_accepts(&self, remote: &str, source: &OstreeRepo, branch: &str) -> bool {
-        Command::new("ostree")
-            .arg(format!("--repo={}", self.repo.path.display()))
-            .args(["pull-local", "--gpg-verify"])
-            .arg(format!("--remote={remote}"))
-            .arg(&source.path)
-            .arg(branch)
-            .output()
-            .expect("ostree pull-local runs")
-            .status
-            .success()
+        let remote = format!("--remote={remote}");
+        self.repo
+            .pull_local(&source.path, &[branch], &["--gpg-verify", &remote])
+            .is_ok()
     }
 }
 
@@ -356,8 +203,8 @@ pub const PUBLISHER: &str = "Publisher <publisher@example.org>";
 /// through `<repo>/origin.trustedkeys.gpg` (`ostree remote add --gpg-import`); both the
 /// server and the remote have collection ID `org.example.Os`.
 pub struct World {
-    pub publisher: Gpg,
-    pub server: OstreeRepo,
+    pub publisher: GpgKey,
+    pub server: ServerRepo,
     pub client: Client,
     pub roots: TrustRoots,
     pub dir: TempDir,
@@ -369,15 +216,9 @@ pub const OS_REF: &str = "os/x86_64/stable";
 impl World {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let publisher = Gpg::new(
-            &dir.path().join("gnupg-publisher"),
-            PUBLISHER,
-            "ed25519",
-            "sign",
-            "never",
-            &[],
-        );
-        let server = OstreeRepo::init(&dir.path().join("server"), Some("org.example.Os"));
+        let publisher = GpgKey::generate(&dir.path().join("gnupg-publisher"), PUBLISHER)
+            .unwrap_or_else(|error| panic!("{error}"));
+        let server = ServerRepo::init(&dir.path().join("server"), Some("org.example.Os"));
         let client = Client::init(&dir.path().join("client"));
         let key = publisher.export(&dir.path().join("publisher.gpg"));
         client.add_remote(
@@ -399,7 +240,9 @@ impl World {
         self.dir.path().join(name)
     }
 
-    /// A second key in its own GnuPG home.
+    /// A second key in its own GnuPG home, made by `gpg --quick-gen-key UID ALGO USAGE
+    /// EXPIRE` with `conf` in `gpg.conf` first (`faked-system-time`, `digest-algo`), so the
+    /// lines also apply when ostree signs through gpgme.
     pub fn key(
         &self,
         name: &str,
@@ -408,24 +251,30 @@ impl World {
         usage: &str,
         expire: &str,
         conf: &[&str],
-    ) -> Gpg {
-        Gpg::new(
-            &self.path(&format!("gnupg-{name}")),
-            uid,
-            algo,
-            usage,
-            expire,
-            conf,
-        )
+    ) -> GpgKey {
+        let home = self.path(&format!("gnupg-{name}"));
+        GpgKey::write_conf(&home, conf)
+            .and_then(|()| GpgKey::generate_with_usage(&home, uid, algo, usage, expire))
+            .unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// A certify-only ed25519 key with an ed25519 signing subkey (gpg signs with the
+    /// subkey); returns the key and the subkey's fingerprint.
+    pub fn key_signing_with_subkey(&self, name: &str, uid: &str) -> (GpgKey, String) {
+        let mut key = self.key(name, uid, "ed25519", "cert", "never", &[]);
+        let subkey = key
+            .add_subkey("ed25519", "sign", "never")
+            .unwrap_or_else(|error| panic!("{error}"));
+        (key, subkey)
     }
 
     /// An ed25519 signing key that never expires: what most tests need.
-    pub fn signing_key(&self, name: &str, uid: &str) -> Gpg {
+    pub fn signing_key(&self, name: &str, uid: &str) -> GpgKey {
         self.key(name, uid, "ed25519", "sign", "never", &[])
     }
 
     /// A commit of the OS ref on the server, with `subject`, signed by `key`.
-    pub fn commit_by(&self, key: &Gpg, subject: &str) -> Checksum {
+    pub fn commit_by(&self, key: &GpgKey, subject: &str) -> Checksum {
         self.server.commit_signed(OS_REF, subject, key, &[])
     }
 
@@ -433,7 +282,7 @@ impl World {
     pub fn verify_as(
         &self,
         name: &str,
-        key: &Gpg,
+        key: &GpgKey,
         commit: &Checksum,
     ) -> Result<Verdict, TrustError> {
         verify(&self.trust(name, key), &self.server, commit)
@@ -445,7 +294,7 @@ impl World {
     }
 
     /// Adds remote `name` trusting `key` (exported after whatever the test did to it).
-    pub fn trust(&self, name: &str, key: &Gpg) -> RemotePolicy {
+    pub fn trust(&self, name: &str, key: &GpgKey) -> RemotePolicy {
         let exported = key.export(&self.path(&format!("{name}.gpg")));
         self.client
             .add_remote(name, &self.server.url(), &[import(&exported)]);
@@ -482,7 +331,7 @@ pub fn empty_roots(dir: &Path) -> TrustRoots {
 /// Verifies the commit on `source` as Ferry's pull would see it.
 pub fn verify(
     policy: &RemotePolicy,
-    source: &OstreeRepo,
+    source: &ServerRepo,
     commit: &Checksum,
 ) -> Result<Verdict, TrustError> {
     let bytes = source.commit_bytes(commit);

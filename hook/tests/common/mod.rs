@@ -1,6 +1,7 @@
-//! Shared pieces of the hook's tests: fixture drives made with the real `gpg` and `ostree`,
-//! running `ferry-hook` with its paths moved into a temporary directory, and guards that undo
-//! loop devices, mounts and udev state even when a test fails.
+//! Shared pieces of the hook's tests: a signed OS repository from the `ferry-tests` builders,
+//! running `ferry-hook` with its paths moved into a temporary directory, a hook running in the
+//! background, and a guard that undoes udev state even when a test fails. Loop devices and
+//! mounts are ferry-tests' `loopdev` guards.
 
 #![allow(dead_code)]
 
@@ -12,124 +13,26 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ferry_schema::DriveRecord;
+use ferry_tests::gpg::GpgKey;
+use ferry_tests::loopdev::LoopDevice;
+use ferry_tests::ostree::UsbDrive;
+use ferry_tests::sysroot::{OsRepo, OS_COLLECTION_ID, OS_REF};
 
-pub const COLLECTION: &str = "org.example.Os";
-pub const REF: &str = "os/x86_64/stable";
-
-/// Runs a command and returns its stdout, failing the test with its stderr otherwise.
-pub fn run(command: &mut Command) -> String {
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
-    assert!(
-        output.status.success(),
-        "{command:?} failed ({}):\n{}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+/// A signed OS repository (ferry-tests' [`OsRepo`] under `dir`) with version 1.0 committed
+/// and a signed summary; its key lives in `dir/gnupg`.
+pub fn signed_os_repo(dir: &Path) -> OsRepo {
+    let key = GpgKey::generate(&dir.join("gnupg"), "Ferry Test <test@example.org>").unwrap();
+    let os = OsRepo::create(dir, &key).unwrap();
+    os.commit_version("1.0").unwrap();
+    os
 }
 
-pub fn assert_root() {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "this test attaches loop devices and mounts filesystems: run it as root"
-    );
-}
-
-/// A throwaway GnuPG home with one ed25519 signing key. Its agent is stopped on drop.
-pub struct GpgKey {
-    pub home: PathBuf,
-    pub key_id: String,
-}
-
-impl GpgKey {
-    pub fn new(dir: &Path) -> Self {
-        let home = dir.join("gnupg");
-        std::fs::create_dir_all(&home).unwrap();
-        std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .unwrap();
-        run(Command::new("gpg")
-            .env("GNUPGHOME", &home)
-            .args(["--batch", "--passphrase", "", "--quick-gen-key"])
-            .args(["Ferry Test <test@example.org>", "ed25519", "sign", "never"]));
-        let listing = run(Command::new("gpg")
-            .env("GNUPGHOME", &home)
-            .args(["--list-keys", "--with-colons"]));
-        let key_id = listing
-            .lines()
-            .find(|l| l.starts_with("fpr:"))
-            .and_then(|l| l.split(':').nth(9))
-            .expect("gpg printed a fingerprint")
-            .to_owned();
-        Self { home, key_id }
-    }
-}
-
-impl Drop for GpgKey {
-    fn drop(&mut self) {
-        let _ = Command::new("gpgconf")
-            .env("GNUPGHOME", &self.home)
-            .args(["--kill", "gpg-agent"])
-            .status();
-    }
-}
-
-/// A signed archive repository with one commit on [`REF`] in [`COLLECTION`].
-pub fn signed_repo(dir: &Path, key: &GpgKey) -> PathBuf {
-    let repo = dir.join("server-repo");
-    let tree = dir.join("tree");
-    std::fs::create_dir_all(tree.join("usr/bin")).unwrap();
-    std::fs::write(tree.join("usr/hello.txt"), "hello\n").unwrap();
-    std::fs::write(tree.join("usr/bin/hi"), "#!/bin/sh\necho hi\n").unwrap();
-    run(Command::new("ostree")
-        .arg("init")
-        .arg("--mode=archive")
-        .arg(format!("--repo={}", repo.display()))
-        .arg(format!("--collection-id={COLLECTION}")));
-    run(Command::new("ostree")
-        .arg(format!("--repo={}", repo.display()))
-        .args([
-            "commit",
-            "-b",
-            REF,
-            "-s",
-            "v1",
-            "--add-metadata-string=version=1.0",
-        ])
-        .arg(format!("--gpg-sign={}", key.key_id))
-        .arg(format!("--gpg-homedir={}", key.home.display()))
-        .arg(&tree));
-    run(Command::new("ostree")
-        .arg(format!("--repo={}", repo.display()))
-        .args(["summary", "-u"])
-        .arg(format!("--gpg-sign={}", key.key_id))
-        .arg(format!("--gpg-homedir={}", key.home.display())));
-    repo
-}
-
-/// `ostree create-usb` of the repository's ref onto `drive`, optionally into a non-default
-/// destination (which ostree links from `.ostree/repos.d/`).
-pub fn create_usb(repo: &Path, drive: &Path, destination: Option<&str>) {
-    std::fs::create_dir_all(drive).unwrap();
-    let mut command = Command::new("ostree");
-    command
-        .arg(format!("--repo={}", repo.display()))
-        .arg("create-usb");
-    if let Some(destination) = destination {
-        command.arg(format!("--destination-repo={destination}"));
-    }
-    run(command.arg(drive).args([COLLECTION, REF]));
-}
-
-/// The commit the repository's ref points at.
-pub fn ref_commit(repo: &Path) -> String {
-    run(Command::new("ostree")
-        .arg(format!("--repo={}", repo.display()))
-        .args(["rev-parse", REF]))
-    .trim()
-    .to_owned()
+/// `ostree create-usb --destination-repo=DESTINATION` of the OS ref onto `drive`: ostree links
+/// the repository from `.ostree/repos.d/`.
+pub fn create_usb_at(os: &OsRepo, drive: &Path, destination: &str) -> UsbDrive {
+    os.repo
+        .create_usb_repos_d(drive, destination, &[(OS_COLLECTION_ID, OS_REF)])
+        .unwrap()
 }
 
 /// The hook's runtime paths and policy, all inside one temporary directory.
@@ -354,70 +257,6 @@ impl Drop for Background {
     }
 }
 
-/// A loop device over an image file, detached (and unmounted everywhere) on drop.
-pub struct LoopDevice {
-    pub node: PathBuf,
-}
-
-impl LoopDevice {
-    pub fn attach(image: &Path) -> Self {
-        let node = run(Command::new("losetup")
-            .args(["--find", "--show"])
-            .arg(image));
-        Self {
-            node: PathBuf::from(node.trim()),
-        }
-    }
-
-    pub fn name(&self) -> String {
-        self.node
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned()
-    }
-}
-
-impl Drop for LoopDevice {
-    fn drop(&mut self) {
-        // Anything still mounted from it (a failed test, the hook's own mount).
-        if let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") {
-            for line in table.lines().rev() {
-                if line.contains(&format!(" {} ", self.node.display())) {
-                    if let Some(point) = line.split(' ').nth(4) {
-                        let _ = Command::new("umount").arg("-l").arg(point).status();
-                    }
-                }
-            }
-        }
-        let _ = Command::new("losetup").arg("-d").arg(&self.node).status();
-    }
-}
-
-/// A mount made by a test, undone on drop.
-pub struct Mounted {
-    pub point: PathBuf,
-}
-
-impl Mounted {
-    pub fn mount(device: &Path, point: &Path, options: &str) -> Self {
-        std::fs::create_dir_all(point).unwrap();
-        run(Command::new("mount")
-            .args(["-o", options])
-            .arg(device)
-            .arg(point));
-        Self {
-            point: point.to_path_buf(),
-        }
-    }
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.point).status();
-    }
-}
-
 /// A rules file placed in udev's runtime rules directory, removed on drop, plus the udev
 /// database entries `udevadm test` writes for the devices it was tried on.
 pub struct RuntimeUdevRule {
@@ -441,7 +280,7 @@ impl RuntimeUdevRule {
     /// Runs the rules for an `add` of `device` as udevd would, and returns the properties
     /// udev ends up with. This also fills udev's database, so libudev sees the filesystem.
     pub fn test_add(&mut self, device: &LoopDevice) -> Vec<(String, String)> {
-        let syspath = PathBuf::from("/sys/class/block").join(device.name());
+        let syspath = PathBuf::from("/sys/class/block").join(device.kernel_name());
         self.tested.push(syspath.clone());
         let output = Command::new("udevadm")
             .args(["test", "--action=add"])

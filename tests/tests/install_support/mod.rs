@@ -152,13 +152,7 @@ impl std::fmt::Display for InstallRun {
     }
 }
 
-pub fn parse_events(stdout: &str) -> Result<Vec<Event>> {
-    stdout
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-        .map(|line| parse_line(line).with_context(|| format!("bad event line: {line}")))
-        .collect()
-}
+pub use ferry_tests::bins::parse_events;
 
 /// Reads `child`'s stdout until `count` progress events with transferred bytes arrived, then
 /// kills it with SIGKILL. Fails when the stream ends first or after `timeout`.

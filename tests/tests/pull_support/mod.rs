@@ -155,13 +155,7 @@ pub fn pull_remote(
     )
 }
 
-pub fn parse_events(stdout: &str) -> Result<Vec<Event>> {
-    stdout
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-        .map(|line| parse_line(line).with_context(|| format!("not an event line: {line}")))
-        .collect()
-}
+pub use ferry_tests::bins::parse_events;
 
 /// `refs/remotes/origin/REF`.
 pub fn remote_ref(name: &str) -> RefLocation {
