@@ -23,6 +23,8 @@ mod error;
 mod lock;
 mod read;
 mod refs;
+mod space;
+mod transaction;
 mod write;
 
 use std::fmt;
@@ -42,9 +44,8 @@ pub use read::{
     read_archive_stream, ArchiveContent, ArchiveHeaderError, ArchivedContent, ContentReader,
 };
 pub use refs::{CollectionRef, RefEntry, RefLocation};
-pub use write::{
-    StagingOrigin, Transaction, WriteOutcome, BATCH_BYTES, BATCH_OBJECTS, STAGING_PREFIX,
-};
+pub use transaction::{StagingOrigin, Transaction, BATCH_BYTES, BATCH_OBJECTS, STAGING_PREFIX};
+pub use write::WriteOutcome;
 
 pub use crate::object::RepoMode;
 use crate::object::{validate_collection_id, Checksum, ObjectId};
