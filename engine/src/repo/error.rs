@@ -29,11 +29,14 @@ pub enum RepoError {
     #[error("object {object} is missing from {repo}")]
     Missing { repo: PathBuf, object: ObjectId },
 
-    #[error("object {object} in {repo} is corrupt: {reason}; remove it and pull again")]
+    /// `source` is what is wrong with the object: a parse error, a read error, or a
+    /// description.
+    #[error("object {object} in {repo} is corrupt: {source}; remove it and pull again")]
     Corrupt {
         repo: PathBuf,
         object: ObjectId,
-        reason: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 
     #[error(
@@ -48,11 +51,12 @@ pub enum RepoError {
         source_name: String,
     },
 
-    #[error("cannot read the content of {object} from {source_name}: {reason}")]
+    #[error("cannot read the content of {object} from {source_name}: {source}")]
     ReadContent {
         object: ObjectId,
         source_name: String,
-        reason: String,
+        #[source]
+        source: io::Error,
     },
 
     #[error("cannot store {object} in the {mode} repository {repo}: {reason}")]
@@ -126,10 +130,10 @@ impl RepoError {
                 actual,
                 source_name: name.to_owned(),
             },
-            Self::ReadContent { object, reason, .. } => Self::ReadContent {
+            Self::ReadContent { object, source, .. } => Self::ReadContent {
                 object,
                 source_name: name.to_owned(),
-                reason,
+                source,
             },
             other => other,
         }

@@ -85,8 +85,8 @@ impl DriveSource {
                 &self.info,
                 format!("it stopped answering ({source}); was the drive removed?"),
             ),
-            RepoError::Corrupt { reason, .. } => FetchError::failed(&self.info, reason),
-            other => FetchError::failed(&self.info, other.with_source(&self.name()).to_string()),
+            RepoError::Corrupt { source, .. } => FetchError::failed(&self.info, source),
+            other => FetchError::failed(&self.info, other.with_source(&self.name())),
         }
     }
 }

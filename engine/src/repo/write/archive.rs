@@ -76,10 +76,10 @@ impl Repo {
             return Ok(WriteOutcome::AlreadyPresent);
         }
         let path = self.object_path(object);
-        let read_error = |reason: String| RepoError::ReadContent {
+        let read_error = |source: io::Error| RepoError::ReadContent {
             object,
             source_name: "the source".to_owned(),
-            reason,
+            source,
         };
         // The header is read (and copied) within the budget's first block and the bound on
         // headers; the content's declared size is then charged before any of it is copied.
@@ -103,16 +103,19 @@ impl Repo {
             },
         );
         let header = read_archive_header(&mut tee).map_err(|error| match error {
-            ArchiveHeaderError::Io(error) => read_error(error.to_string()),
+            ArchiveHeaderError::Io(error) => read_error(error),
             ArchiveHeaderError::Format(source) => RepoError::Format { object, source },
         })?;
         // A symlink's entry records its target's length, which its header does not carry.
         let recorded = unpacked.filter(|_| header.is_regular());
         if let Some(unpacked) = recorded.filter(|size| *size != header.size) {
-            return Err(read_error(format!(
-                "its header declares {} bytes, but the signed commit's ostree.sizes records \
-                 {unpacked}",
-                header.size
+            return Err(read_error(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "its header declares {} bytes, but the signed commit's ostree.sizes \
+                     records {unpacked}",
+                    header.size
+                ),
             )));
         }
         charge.reserve(header.size)?;
@@ -140,9 +143,12 @@ impl Repo {
         } else {
             tee
         };
-        let trailing = tee.fill_buf().map_err(|e| read_error(e.to_string()))?.len();
+        let trailing = tee.fill_buf().map_err(read_error)?.len();
         if trailing > 0 {
-            return Err(read_error("data follows the compressed content".to_owned()));
+            return Err(read_error(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "data follows the compressed content",
+            )));
         }
         let Tee { out, error, .. } = tee.into_inner();
         if let Some(error) = error {

@@ -63,9 +63,9 @@ fn temp_name() -> String {
     format!("ferry-{:016x}", rand::random::<u64>())
 }
 
-/// A failure while copying content: from the source, or writing the destination.
+/// A failure while copying content: reading the source, or writing the destination.
 enum CopyError {
-    Source(String),
+    Source(io::Error),
     Sink(io::Error),
 }
 
@@ -82,14 +82,17 @@ fn copy_exact(
         let want = usize::try_from(remaining).unwrap_or(capacity).min(capacity);
         let read = match content.read(&mut buffer[..want]) {
             Ok(0) => {
-                return Err(CopyError::Source(format!(
-                    "the content ended after {} of {size} bytes",
-                    size - remaining
+                return Err(CopyError::Source(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "the content ended after {} of {size} bytes",
+                        size - remaining
+                    ),
                 )))
             }
             Ok(read) => read,
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            Err(error) => return Err(CopyError::Source(error.to_string())),
+            Err(error) => return Err(CopyError::Source(error)),
         };
         sink(&buffer[..read]).map_err(CopyError::Sink)?;
         remaining -= read as u64;
@@ -99,12 +102,13 @@ fn copy_exact(
         match content.read(&mut probe) {
             Ok(0) => return Ok(()),
             Ok(_) => {
-                return Err(CopyError::Source(format!(
-                    "the content is longer than the {size} bytes its header says"
+                return Err(CopyError::Source(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("the content is longer than the {size} bytes its header says"),
                 )))
             }
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            Err(error) => return Err(CopyError::Source(error.to_string())),
+            Err(error) => return Err(CopyError::Source(error)),
         }
     }
 }
@@ -327,10 +331,10 @@ impl Repo {
             ContentHasher::new(header).map_err(|source| RepoError::Format { object, source })?;
         let path = self.object_path(object);
         let write_error = |error: io::Error| RepoError::io("write", &path, error);
-        let read_error = |reason: String| RepoError::ReadContent {
+        let read_error = |source: io::Error| RepoError::ReadContent {
             object,
             source_name: "the source".to_owned(),
-            reason,
+            source,
         };
         let copy_error = |error: CopyError| match error {
             CopyError::Source(reason) => read_error(reason),
@@ -553,6 +557,39 @@ mod tests {
                 .filter(|entry| entry.file_name().to_string_lossy().starts_with("ferry-"))
                 .collect();
             assert!(left.is_empty(), "temporary files were written: {left:?}");
+        }
+    }
+
+    /// A source that hands out a few bytes, then fails as a drive pulled out does.
+    struct Unplugged(bool);
+
+    impl Read for Unplugged {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if std::mem::replace(&mut self.0, true) {
+                return Err(io::Error::from_raw_os_error(libc::EIO));
+            }
+            buf[0] = b'x';
+            Ok(1)
+        }
+    }
+
+    #[test]
+    fn a_failed_read_keeps_its_io_error_as_the_cause() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for mode in [RepoMode::BareUserOnly, RepoMode::Archive] {
+            let repo = Repo::init(&dir.path().join(mode.as_str()), mode, None).expect("init");
+            let header = FileHeader::regular(0, 0, 0o644, 100);
+            let checksum = Checksum::from_hex(&"ab".repeat(32)).expect("checksum");
+            let error = repo
+                .write_content(&checksum, &header, Unplugged(false))
+                .expect_err("a failed read was stored");
+            assert!(matches!(error, RepoError::ReadContent { .. }), "{error}");
+            let cause = std::error::Error::source(&error)
+                .and_then(|cause| cause.downcast_ref::<io::Error>())
+                .unwrap_or_else(|| panic!("{error} does not expose the read error"));
+            assert_eq!(cause.raw_os_error(), Some(libc::EIO));
+            // The message still names the cause, for listings that show one line.
+            assert!(error.to_string().ends_with(&cause.to_string()), "{error}");
         }
     }
 }
