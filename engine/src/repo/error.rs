@@ -20,8 +20,14 @@ pub enum RepoError {
     #[error("{path} is not an OSTree repository: {reason}")]
     NotARepo { path: PathBuf, reason: String },
 
+    /// `reason` is the read error (the file is not text, or too large), or what is wrong in
+    /// it.
     #[error("invalid repository config {path}: {reason}; fix or recreate the file")]
-    Config { path: PathBuf, reason: String },
+    Config {
+        path: PathBuf,
+        #[source]
+        reason: Box<dyn std::error::Error + Send + Sync>,
+    },
 
     #[error("{path}: unsupported {reason}")]
     Unsupported { path: PathBuf, reason: String },
@@ -74,8 +80,13 @@ pub enum RepoError {
         source: FormatError,
     },
 
+    /// `reason` is the read error, or what is wrong with the file.
     #[error("bad ref file {path}: {reason}")]
-    BadRef { path: PathBuf, reason: String },
+    BadRef {
+        path: PathBuf,
+        #[source]
+        reason: Box<dyn std::error::Error + Send + Sync>,
+    },
 
     #[error(transparent)]
     InvalidName(#[from] InvalidName),

@@ -95,7 +95,7 @@ impl Repo {
                 if error.kind() == io::ErrorKind::InvalidData {
                     RepoError::Config {
                         path: config_path.clone(),
-                        reason: error.to_string(),
+                        reason: error.into(),
                     }
                 } else {
                     RepoError::io("read", &config_path, error)
@@ -112,7 +112,7 @@ impl Repo {
         let config = RepoConfig::parse(&text).map_err(|error| match error {
             ConfigError::Invalid(reason) => RepoError::Config {
                 path: config_path.clone(),
-                reason,
+                reason: reason.into(),
             },
             ConfigError::Unsupported(reason) => RepoError::Unsupported {
                 path: path.to_path_buf(),
