@@ -105,7 +105,7 @@ fn main() -> ExitCode {
         return match Generate::parse().run() {
             Ok(code) => code,
             Err(error) => {
-                eprintln!("{}{error:#}", i18n::tr("error: "));
+                eprintln!("{}{}", i18n::tr("error: "), one_line(&error));
                 ExitCode::FAILURE
             }
         };
@@ -133,9 +133,45 @@ fn main() -> ExitCode {
                     eprintln!("  {}{cause}", i18n::tr("caused by: "));
                 }
             } else {
-                eprintln!("{}{error:#}", i18n::tr("error: "));
+                eprintln!("{}{}", i18n::tr("error: "), one_line(&error));
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// An error and its causes on one line. A cause is left out when the message before it
+/// already says it: engine errors name their cause in their own message (listings show that
+/// message alone) and also keep it as their source, which `-v` lists.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.contains(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_names_each_cause_once() {
+        let io = std::io::Error::other("the drive went away");
+        let engine = ferry_engine::repo::RepoError::Io {
+            action: "read",
+            path: "/media/k/repo/config".into(),
+            source: io,
+        };
+        let error = anyhow::Error::from(engine).context("cannot open the drive");
+        assert_eq!(
+            one_line(&error),
+            "cannot open the drive: cannot read /media/k/repo/config: the drive went away"
+        );
+        assert_eq!(error.chain().count(), 3, "the causes are kept for -v");
     }
 }

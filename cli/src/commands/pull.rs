@@ -151,8 +151,7 @@ fn open_sources(
             }
             continue;
         }
-        let drive = open_drive(std::path::Path::new(location), None, None)
-            .map_err(|error| anyhow::anyhow!("{error}"))?;
+        let drive = open_drive(std::path::Path::new(location), None, None)?;
         for problem in &drive.report.problems {
             let text = match &problem.ref_name {
                 Some(name) => format!("{} ({name}): {}", problem.source, problem.reason),

@@ -24,8 +24,7 @@ pub struct ScanArgs {
 }
 
 pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
-    // The scan error already says what failed and why; its cause is not repeated.
-    let report = scan(&args.path).map_err(|error| anyhow::anyhow!("{error}"))?;
+    let report = scan(&args.path)?;
     let mut out = std::io::stdout().lock();
     if args.json {
         let text = serde_json::to_string_pretty(&report).context("cannot format the report")?;

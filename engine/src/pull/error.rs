@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use crate::object::ObjectId;
 use crate::repo::RepoError;
 use crate::schema::ProblemKind;
-use crate::source::FetchError;
+use crate::source::{Cause, FetchError};
 use crate::trust::TrustError;
 
 #[derive(Debug, thiserror::Error)]
@@ -99,13 +99,15 @@ pub enum PullError {
         attempts: Vec<String>,
     },
 
-    /// A source handed out an object that failed verification, or could not be read.
+    /// A source handed out an object that failed verification, or could not be read:
+    /// `reason` is the error storing it met, or a description.
     #[error("{object}{} from {source_name}: {reason}", at_path(path))]
     BadObject {
         object: ObjectId,
         path: Option<String>,
         source_name: String,
-        reason: String,
+        #[source]
+        reason: Cause,
     },
 
     /// The destination cannot store an object as it is (for example xattrs in a

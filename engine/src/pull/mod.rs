@@ -402,7 +402,7 @@ impl Context<'_> {
             object,
             path: None,
             source_name: source_name.clone(),
-            reason: format!("it is invalid ({error}); refused"),
+            reason: format!("it is invalid ({error}); refused").into(),
         })?;
 
         let previous = self.dest.resolve_ref(&plan.location)?;
@@ -756,7 +756,8 @@ impl Context<'_> {
                          another drive or peer",
                         commit.short(),
                         request.ref_name
-                    ),
+                    )
+                    .into(),
                 }))
             }
             Err(FetchError::Interrupted { .. }) => return Err(PullError::Cancelled),
@@ -861,7 +862,7 @@ impl Context<'_> {
                     object: commit_object,
                     path: None,
                     source_name: source_name.clone(),
-                    reason: error.to_string(),
+                    reason: error.into(),
                 })?;
             progress.object_done();
             stats.metadata_objects += 1;

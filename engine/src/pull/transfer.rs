@@ -676,7 +676,7 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
             PullError::Destination(RepoError::Corrupt {
                 repo: self.transfer.dest.path().to_path_buf(),
                 object,
-                reason: source.to_string(),
+                source: Box::new(source),
             })
         })?;
         let mut work = NewWork::default();
@@ -692,7 +692,8 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
                     source_name: self.transfer.names.join(", "),
                     reason: format!(
                         "the tree nests deeper than {MAX_PATH_LENGTH} bytes of path; refused"
-                    ),
+                    )
+                    .into(),
                 });
             }
             self.add_meta(&mut work, dir.meta, &child)?;
@@ -838,7 +839,7 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
                     object: job.object,
                     path,
                     source_name: names[index].clone(),
-                    reason,
+                    reason: reason.into(),
                 };
             }
         }
@@ -1126,7 +1127,7 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
     fn after_fetch_error(&self, job: &Job, error: FetchError) -> Outcome {
         match error {
             FetchError::NotFound { .. } => Outcome::Lacking,
-            FetchError::Unavailable { reason, .. } => Outcome::Gone(reason),
+            FetchError::Unavailable { reason, .. } => Outcome::Gone(reason.to_string()),
             // Mid-pull it only answers 503 to a summary; treated as a peer that went away.
             FetchError::Busy { .. } => Outcome::Gone("busy with other computers".to_owned()),
             FetchError::Interrupted { .. } => Outcome::Interrupted,
@@ -1163,7 +1164,7 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
                  has been tampered with",
                 job.object, job.path
             )),
-            RepoError::ReadContent { reason, .. } => match read_failed {
+            RepoError::ReadContent { source: reason, .. } => match read_failed {
                 Some(failure) if !is_malformed(&failure) && (!drive || is_gone(&failure)) => {
                     Outcome::Gone(if drive {
                         format!("it stopped answering ({failure}); was the drive removed?")

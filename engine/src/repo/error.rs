@@ -20,8 +20,14 @@ pub enum RepoError {
     #[error("{path} is not an OSTree repository: {reason}")]
     NotARepo { path: PathBuf, reason: String },
 
+    /// `reason` is the read error (the file is not text, or too large), or what is wrong in
+    /// it.
     #[error("invalid repository config {path}: {reason}; fix or recreate the file")]
-    Config { path: PathBuf, reason: String },
+    Config {
+        path: PathBuf,
+        #[source]
+        reason: Box<dyn std::error::Error + Send + Sync>,
+    },
 
     #[error("{path}: unsupported {reason}")]
     Unsupported { path: PathBuf, reason: String },
@@ -29,11 +35,14 @@ pub enum RepoError {
     #[error("object {object} is missing from {repo}")]
     Missing { repo: PathBuf, object: ObjectId },
 
-    #[error("object {object} in {repo} is corrupt: {reason}; remove it and pull again")]
+    /// `source` is what is wrong with the object: a parse error, a read error, or a
+    /// description.
+    #[error("object {object} in {repo} is corrupt: {source}; remove it and pull again")]
     Corrupt {
         repo: PathBuf,
         object: ObjectId,
-        reason: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 
     #[error(
@@ -48,11 +57,12 @@ pub enum RepoError {
         source_name: String,
     },
 
-    #[error("cannot read the content of {object} from {source_name}: {reason}")]
+    #[error("cannot read the content of {object} from {source_name}: {source}")]
     ReadContent {
         object: ObjectId,
         source_name: String,
-        reason: String,
+        #[source]
+        source: io::Error,
     },
 
     #[error("cannot store {object} in the {mode} repository {repo}: {reason}")]
@@ -70,8 +80,13 @@ pub enum RepoError {
         source: FormatError,
     },
 
+    /// `reason` is the read error, or what is wrong with the file.
     #[error("bad ref file {path}: {reason}")]
-    BadRef { path: PathBuf, reason: String },
+    BadRef {
+        path: PathBuf,
+        #[source]
+        reason: Box<dyn std::error::Error + Send + Sync>,
+    },
 
     #[error(transparent)]
     InvalidName(#[from] InvalidName),
@@ -126,10 +141,10 @@ impl RepoError {
                 actual,
                 source_name: name.to_owned(),
             },
-            Self::ReadContent { object, reason, .. } => Self::ReadContent {
+            Self::ReadContent { object, source, .. } => Self::ReadContent {
                 object,
                 source_name: name.to_owned(),
-                reason,
+                source,
             },
             other => other,
         }

@@ -23,6 +23,8 @@ mod error;
 mod lock;
 mod read;
 mod refs;
+mod space;
+mod transaction;
 mod write;
 
 use std::fmt;
@@ -42,9 +44,8 @@ pub use read::{
     read_archive_stream, ArchiveContent, ArchiveHeaderError, ArchivedContent, ContentReader,
 };
 pub use refs::{CollectionRef, RefEntry, RefLocation};
-pub use write::{
-    StagingOrigin, Transaction, WriteOutcome, BATCH_BYTES, BATCH_OBJECTS, STAGING_PREFIX,
-};
+pub use transaction::{StagingOrigin, Transaction, BATCH_BYTES, BATCH_OBJECTS, STAGING_PREFIX};
+pub use write::WriteOutcome;
 
 pub use crate::object::RepoMode;
 use crate::object::{validate_collection_id, Checksum, ObjectId};
@@ -94,7 +95,7 @@ impl Repo {
                 if error.kind() == io::ErrorKind::InvalidData {
                     RepoError::Config {
                         path: config_path.clone(),
-                        reason: error.to_string(),
+                        reason: error.into(),
                     }
                 } else {
                     RepoError::io("read", &config_path, error)
@@ -111,7 +112,7 @@ impl Repo {
         let config = RepoConfig::parse(&text).map_err(|error| match error {
             ConfigError::Invalid(reason) => RepoError::Config {
                 path: config_path.clone(),
-                reason,
+                reason: reason.into(),
             },
             ConfigError::Unsupported(reason) => RepoError::Unsupported {
                 path: path.to_path_buf(),

@@ -227,11 +227,16 @@ impl Repo {
         }
     }
 
-    fn corrupt_object(&self, object: ObjectId, reason: impl Into<String>) -> RepoError {
+    /// `source` says what is wrong: the error met reading or parsing, or a description.
+    fn corrupt_object(
+        &self,
+        object: ObjectId,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> RepoError {
         RepoError::Corrupt {
             repo: self.path.clone(),
             object,
-            reason: reason.into(),
+            source: source.into(),
         }
     }
 
@@ -271,7 +276,7 @@ impl Repo {
         };
         read_bounded(fd, max).map_err(|error| {
             if error.kind() == io::ErrorKind::InvalidData {
-                self.corrupt_object(object, error.to_string())
+                self.corrupt_object(object, error)
             } else {
                 RepoError::io("read", self.object_path(object), error)
             }
@@ -406,7 +411,7 @@ impl Repo {
                     self.corrupt_object(object, "truncated header")
                 }
                 ArchiveHeaderError::Io(error) => RepoError::io("read", &path, error),
-                ArchiveHeaderError::Format(error) => self.corrupt_object(object, error.to_string()),
+                ArchiveHeaderError::Format(error) => self.corrupt_object(object, error),
             },
         )?;
         if header.is_symlink() {
@@ -475,7 +480,7 @@ impl Repo {
                 };
                 header
                     .validate()
-                    .map_err(|e| self.corrupt_object(object, e.to_string()))?;
+                    .map_err(|e| self.corrupt_object(object, e))?;
                 Ok((header, ContentReader::empty()))
             }
             S_IFREG => {
@@ -499,7 +504,7 @@ impl Repo {
                 };
                 header
                     .validate()
-                    .map_err(|e| self.corrupt_object(object, e.to_string()))?;
+                    .map_err(|e| self.corrupt_object(object, e))?;
                 Ok(plain_reader(header, fd, &stat, path))
             }
             _ => Err(self.corrupt_object(object, "neither a regular file nor a symlink")),
@@ -541,7 +546,7 @@ impl Repo {
     }
 
     fn format_error(&self, object: ObjectId, error: FormatError) -> RepoError {
-        self.corrupt_object(object, error.to_string())
+        self.corrupt_object(object, error)
     }
 }
 

@@ -142,13 +142,13 @@ impl Repo {
             Err(rustix::io::Errno::ISDIR) => {
                 return Err(RepoError::BadRef {
                     path,
-                    reason: "it is a directory".to_owned(),
+                    reason: "it is a directory".into(),
                 })
             }
             Err(rustix::io::Errno::XDEV) => {
                 return Err(RepoError::BadRef {
                     path,
-                    reason: "it is a symlink leading out of the repository".to_owned(),
+                    reason: "it is a symlink leading out of the repository".into(),
                 })
             }
             Err(error) => return Err(RepoError::io("read", path, error)),
@@ -157,16 +157,19 @@ impl Repo {
         if stat.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Err(RepoError::BadRef {
                 path,
-                reason: "it is not a regular file".to_owned(),
+                reason: "it is not a regular file".into(),
             });
         }
         let bytes = read_bounded(fd, MAX_REF_FILE_SIZE).map_err(|error| RepoError::BadRef {
             path: path.clone(),
-            reason: error.to_string(),
+            reason: error.into(),
         })?;
         parse_ref_contents(&bytes)
             .map(Some)
-            .map_err(|reason| RepoError::BadRef { path, reason })
+            .map_err(|reason| RepoError::BadRef {
+                path,
+                reason: reason.into(),
+            })
     }
 
     /// Every ref file under `refs/heads`, `refs/remotes/*` and `refs/mirrors/*`, each with
@@ -211,7 +214,7 @@ impl Repo {
                     .and_then(|commit| {
                         commit.ok_or_else(|| RepoError::BadRef {
                             path: self.path.join(location.relative_path()),
-                            reason: "it disappeared while being read".to_owned(),
+                            reason: "it disappeared while being read".into(),
                         })
                     });
                 RefEntry { location, commit }
@@ -305,7 +308,7 @@ impl Repo {
         if Checksum::from_hex(location.name()).is_ok() {
             return Err(RepoError::BadRef {
                 path: self.path.join(location.relative_path()),
-                reason: "a ref name may not look like a checksum".to_owned(),
+                reason: "a ref name may not look like a checksum".into(),
             });
         }
         let relative = location.relative_path();
@@ -335,7 +338,7 @@ impl Repo {
                 Err(rustix::io::Errno::ISDIR | rustix::io::Errno::NOTEMPTY) => {
                     Err(RepoError::BadRef {
                         path: path.clone(),
-                        reason: "a directory of other refs is in the way".to_owned(),
+                        reason: "a directory of other refs is in the way".into(),
                     })
                 }
                 Err(error) => Err(RepoError::io("write", &path, error)),

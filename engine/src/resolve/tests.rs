@@ -15,10 +15,10 @@ use super::*;
 use crate::object::metadata::{COLLECTION_BINDING_KEY, ED25519_SIGNATURES_KEY, REF_BINDING_KEY};
 use crate::object::{
     metadata_checksum, ContentHasher, DirMeta, DirTree, DirTreeDir, DirTreeFile, FileHeader,
-    Metadata, MetadataValue, ObjectId, ObjectSize, S_IFDIR,
+    Metadata, MetadataValue, ObjectId, ObjectKind, ObjectSize, S_IFDIR,
 };
 use crate::repo::{RefLocation, RepoMode};
-use crate::source::{DriveSource, FetchedArchive, FetchedContent, Interrupt};
+use crate::source::{DriveSource, FetchedArchive, FetchedContent, Interrupt, OfferedRef};
 use crate::target::DeployTarget;
 use crate::trust::Destination;
 

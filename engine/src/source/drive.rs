@@ -85,8 +85,8 @@ impl DriveSource {
                 &self.info,
                 format!("it stopped answering ({source}); was the drive removed?"),
             ),
-            RepoError::Corrupt { reason, .. } => FetchError::failed(&self.info, reason),
-            other => FetchError::failed(&self.info, other.with_source(&self.name()).to_string()),
+            RepoError::Corrupt { source, .. } => FetchError::failed(&self.info, source),
+            other => FetchError::failed(&self.info, other.with_source(&self.name())),
         }
     }
 }
@@ -296,4 +296,32 @@ pub fn open_drive(
         }
     }
     Ok(OpenedDrive { sources, report })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object::FormatError;
+
+    #[test]
+    fn a_damaged_object_on_a_drive_keeps_its_parse_error_as_the_cause() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("repo");
+        let repo = Repo::init(&path, RepoMode::Archive, None).expect("init");
+        let checksum = Checksum::from_hex(&"ab".repeat(32)).expect("checksum");
+        let object = repo.object_path(ObjectId::new(checksum, ObjectKind::File));
+        std::fs::create_dir_all(object.parent().expect("objects dir")).expect("objects dir");
+        // A header length larger than any content header may be.
+        std::fs::write(&object, [0xff; 8]).expect("write the object");
+        let source = DriveSource::open(&path, None).expect("open");
+        let error = match source.fetch_content(&checksum, &Interrupt::never()) {
+            Ok(_) => panic!("a damaged object was handed out"),
+            Err(error) => error,
+        };
+        assert!(matches!(error, FetchError::Failed { .. }), "{error}");
+        let cause = std::error::Error::source(&error)
+            .and_then(|cause| cause.downcast_ref::<FormatError>())
+            .unwrap_or_else(|| panic!("{error} does not expose the parse error"));
+        assert!(matches!(cause, FormatError::TooLarge { .. }), "{cause}");
+    }
 }

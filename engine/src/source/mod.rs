@@ -148,6 +148,10 @@ pub struct FetchedSummary {
     pub signatures: Option<Vec<u8>>,
 }
 
+/// Why a source failed: the error behind it (a repository error on a drive), or a
+/// description (`String`s convert) when there is no error to keep.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 /// Why a source could not hand out something.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -157,14 +161,22 @@ pub enum FetchError {
     /// The source as a whole failed (drive removed, connection refused, no summary).
     /// It is not asked again during this operation.
     #[error("{source_name} is unavailable: {reason}")]
-    Unavailable { source_name: String, reason: String },
+    Unavailable {
+        source_name: String,
+        #[source]
+        reason: Cause,
+    },
     /// The source is serving other computers and asked this one to come back later (HTTP
     /// 503 when a pull starts). Not a fault: it is asked again on a later look.
     #[error("{source_name} is busy sharing with other computers")]
     Busy { source_name: String },
     /// Something the source holds could not be read or is malformed.
     #[error("{source_name}: {reason}")]
-    Failed { source_name: String, reason: String },
+    Failed {
+        source_name: String,
+        #[source]
+        reason: Cause,
+    },
     /// The fetch was cut short by its [`Interrupt`]: cancelled, or abandoned by the pull.
     #[error("{source_name}: {}", if *cancelled { "cancelled" } else { "abandoned" })]
     Interrupted {
@@ -181,14 +193,16 @@ impl FetchError {
         }
     }
 
-    pub fn unavailable(source: &SourceInfo, reason: impl Into<String>) -> Self {
+    /// `reason` is the error behind the failure, or a description when there is none.
+    pub fn unavailable(source: &SourceInfo, reason: impl Into<Cause>) -> Self {
         Self::Unavailable {
             source_name: source_name(source),
             reason: reason.into(),
         }
     }
 
-    pub fn failed(source: &SourceInfo, reason: impl Into<String>) -> Self {
+    /// `reason` is the error behind the failure, or a description when there is none.
+    pub fn failed(source: &SourceInfo, reason: impl Into<Cause>) -> Self {
         Self::Failed {
             source_name: source_name(source),
             reason: reason.into(),
