@@ -597,6 +597,45 @@ fn system_serves_the_os_at_0_and_flatpak_at_1() -> Result<()> {
     Ok(())
 }
 
+/// `serve --system` serves the commit a Flatpak app is deployed at even when no remote ref
+/// points at it any more (Flatpak's own `deploy/` branch is local, never advertised); the
+/// ref is not listed.
+#[test]
+fn system_serves_the_flatpak_commits_deployed_even_without_a_ref() -> Result<()> {
+    use ferry_tests::flatpak::{app_ref, FlatpakFixture, APP_ID, BRANCH as APP_BRANCH, REMOTE};
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let fixture = FlatpakFixture::new(base)?;
+    let installation = fixture.client.user_installation();
+    let app = app_ref(APP_ID, APP_BRANCH)?;
+    let repo = fixture.client.user_repo();
+    repo.ostree()
+        .args(["refs", "--delete", &format!("{REMOTE}:{app}")])
+        .run()?;
+
+    let tool = serve_tool(base)?
+        .env("FLATPAK_SYSTEM_DIR", &installation)
+        .arg("--system")
+        .arg("--sysroot")
+        .arg(base.join("no-sysroot"));
+    let server = Server::spawn(tool, &base.join("serve.log"))?;
+    let port = server.port()?;
+    let (_, summary) = get(port, "/0/summary")?;
+    ensure!(
+        Summary::parse(&summary)?.refs.iter().all(|r| r.name != app),
+        "the deleted ref is listed"
+    );
+    let (status, _) = get(
+        port,
+        &format!("/0/{}", archive_path(&fixture.app_v1, "commit")),
+    )?;
+    ensure!(
+        status == 200,
+        "the deployed app commit is not served: {status}"
+    );
+    Ok(())
+}
+
 /// `curl` of `url` from the local address `from` (every 127.x address is this machine's, so
 /// each stands for another computer): the status and the `Retry-After` header.
 fn get_from(from: &str, url: &str) -> Result<(u16, Option<String>)> {

@@ -127,6 +127,7 @@ fn wanted(args: &ServeArgs) -> anyhow::Result<Vec<Wanted>> {
             Ok(state) => ViewOptions {
                 remotes_dir: state.remotes_config_dir(),
                 sysroot: Some(args.sysroot.clone()),
+                installation: None,
             },
             Err(error) => {
                 // The repository's refs are still served; only deployed commits are not.
@@ -142,11 +143,15 @@ fn wanted(args: &ServeArgs) -> anyhow::Result<Vec<Wanted>> {
     } else {
         tracing::info!(sysroot = %args.sysroot.display(), "no OS repository to serve");
     }
-    let flatpak_repo = FlatpakPaths::from_env().system_dir.join("repo");
+    let installation = FlatpakPaths::from_env().system_dir;
+    let flatpak_repo = installation.join("repo");
     if flatpak_repo.join("config").is_file() {
         found.push(Wanted {
             path: flatpak_repo.clone(),
-            options: ViewOptions::default(),
+            options: ViewOptions {
+                installation: Some(installation),
+                ..ViewOptions::default()
+            },
         });
     } else {
         tracing::info!(repo = %flatpak_repo.display(), "no system Flatpak repository to serve");

@@ -33,11 +33,12 @@ pub struct Fingerprint {
 
 impl Fingerprint {
     /// Reads the refs of `repo`, its remotes (and those of `remotes_dir`) and the commits
-    /// deployed in `sysroot`.
+    /// deployed in `sysroot` and in the Flatpak `installation`.
     pub fn read(
         repo: &Repo,
         remotes_dir: Option<&Path>,
         sysroot: Option<&Path>,
+        installation: Option<&Path>,
     ) -> Result<Self, String> {
         let refs = repo.list_refs().map_err(|error| error.to_string())?;
         let (_, remotes) = crate::target::read_repo_config(repo.path(), remotes_dir)
@@ -56,9 +57,23 @@ impl Fingerprint {
             if let Some(staged) = &state.staged {
                 deployed.push(staged.commit);
             }
-            deployed.sort();
-            deployed.dedup();
         }
+        if let Some(installation) = installation {
+            let (refs, unreadable) = crate::target::flatpak::deployed_refs(installation)
+                .map_err(|error| error.to_string())?;
+            for error in unreadable {
+                tracing::warn!(%error, "not serving a deployment whose data cannot be read");
+            }
+            // A ref installed in part (a locale extension with some languages) is not whole
+            // in the repository; it is not served.
+            deployed.extend(
+                refs.iter()
+                    .filter(|deployed| deployed.data.subpaths.is_empty())
+                    .map(|deployed| deployed.data.commit),
+            );
+        }
+        deployed.sort();
+        deployed.dedup();
         Ok(Self {
             refs,
             remotes,

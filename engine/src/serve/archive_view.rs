@@ -43,6 +43,9 @@ pub struct ViewOptions {
     pub remotes_dir: Option<PathBuf>,
     /// The sysroot whose deployed commits are served too.
     pub sysroot: Option<PathBuf>,
+    /// The Flatpak installation whose deployed commits are served too (the repository is
+    /// its `repo`).
+    pub installation: Option<PathBuf>,
 }
 
 impl ViewOptions {
@@ -53,6 +56,7 @@ impl ViewOptions {
             remotes_dir: crate::target::is_system_repo(repo)
                 .then(|| PathBuf::from("/etc/ostree/remotes.d")),
             sysroot: None,
+            installation: None,
         }
     }
 }
@@ -119,6 +123,7 @@ impl ArchiveView {
             &repo,
             options.remotes_dir.as_deref(),
             options.sysroot.as_deref(),
+            options.installation.as_deref(),
         )?;
         let snapshot = build_snapshot(&repo, fingerprint)?;
         Ok(Self {
@@ -156,6 +161,7 @@ impl ArchiveView {
             &repo,
             self.options.remotes_dir.as_deref(),
             self.options.sysroot.as_deref(),
+            self.options.installation.as_deref(),
         )?;
         if fingerprint == self.snapshot().fingerprint {
             return Ok(false);
