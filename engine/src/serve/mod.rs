@@ -134,8 +134,8 @@ pub struct ServedRepo {
 enum Backing {
     /// Served as stored, with a generated config.
     Archive { config: Bytes },
-    /// A bare mode, viewed as an archive.
-    View(ArchiveView),
+    /// A bare mode, viewed as an archive (boxed: one per repository, much larger).
+    View(Box<ArchiveView>),
 }
 
 impl ServedRepo {
@@ -173,7 +173,9 @@ impl ServedRepo {
                 reason,
             };
             let cache = cache.ok_or_else(|| view_error("no cache to convert objects in".into()))?;
-            Backing::View(ArchiveView::new(repo, options, cache).map_err(view_error)?)
+            Backing::View(Box::new(
+                ArchiveView::new(repo, options, cache).map_err(view_error)?,
+            ))
         };
         let path = path.canonicalize().unwrap_or_else(|_| path.to_owned());
         Ok(Self { path, dir, backing })
