@@ -233,7 +233,8 @@ pub fn connect_peers(peers: &[crate::lan::discover::Peer]) -> SourceSet {
                 let (kind, advice) = match error {
                     FetchError::Busy { .. } => (
                         ProblemKind::Busy,
-                        "it is asked again shortly, or another computer that has its updates is",
+                        "it can be asked again in a moment, or another computer that has the \
+                         same updates",
                     ),
                     _ => (
                         ProblemKind::Unavailable,
