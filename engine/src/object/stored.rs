@@ -59,6 +59,25 @@ pub fn write_framed_with(
     }
 }
 
+/// Appends the `length` bytes `content` holds to `out` as stored blocks, read straight into
+/// place; fails when it holds fewer.
+pub fn frame_into(mut content: impl Read, length: u64, out: &mut Vec<u8>) -> io::Result<()> {
+    let mut remaining = length;
+    loop {
+        let take = usize::try_from(remaining)
+            .unwrap_or(MAX_BLOCK)
+            .min(MAX_BLOCK);
+        remaining -= take as u64;
+        out.extend_from_slice(&block_header(take, remaining == 0));
+        let start = out.len();
+        out.resize(start + take, 0);
+        content.read_exact(&mut out[start..])?;
+        if remaining == 0 {
+            return Ok(());
+        }
+    }
+}
+
 /// Bits per byte above which a sample is taken for compressed or random data. Text is near 4.5,
 /// machine code near 6, and the estimate from a few KiB of random bytes stays above 7.9.
 const INCOMPRESSIBLE_BITS_PER_BYTE: f64 = 7.5;
@@ -150,6 +169,19 @@ mod tests {
             write_framed_with(&content[..], size as u64, &mut framed, &mut buffer).expect("frame");
             assert_eq!(inflate(&framed), content, "{size}");
         }
+    }
+
+    #[test]
+    fn framing_into_a_vector_appends_what_write_framed_writes() {
+        for size in [0usize, 70, MAX_BLOCK, 2 * MAX_BLOCK + 1] {
+            let content: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
+            let mut written = b"head".to_vec();
+            write_framed(&content[..], size as u64, &mut written).expect("frame");
+            let mut appended = b"head".to_vec();
+            frame_into(&content[..], size as u64, &mut appended).expect("frame");
+            assert_eq!(appended, written, "{size}");
+        }
+        assert!(frame_into(&b"ab"[..], 3, &mut Vec::new()).is_err());
     }
 
     #[test]

@@ -194,18 +194,13 @@ impl ArchiveView {
 
     /// The `.filez` form of content object `checksum`, which must be allowed.
     pub fn convert(&self, checksum: &Checksum) -> Result<Converted, ConvertError> {
+        if !self.cache.is_enabled() {
+            return self.convert_uncached(checksum);
+        }
         let object = ObjectId::new(*checksum, ObjectKind::File);
         let stamp = SourceStamp::of(&std::fs::symlink_metadata(self.repo.object_path(object))?);
         let large = stamp.size >= CACHE_MIN;
-        if large && !self.cache.is_enabled() {
-            // Stored blocks cost no CPU to make: a cache file would only add a disk write.
-            let (header, content) = self.repo.open_content(checksum)?;
-            if let Some((file, length)) = content.into_plain_file() {
-                let head = header.archive_header_bytes()?;
-                return Ok(Converted::Framed { head, file, length });
-            }
-        }
-        if large && self.cache.is_enabled() {
+        if large {
             if let Some(cached) = self.cache.get(checksum, stamp) {
                 return Ok(Converted::Cached {
                     object: cached,
@@ -231,6 +226,30 @@ impl ArchiveView {
         }
         let mut bytes = Vec::with_capacity(usize::try_from(stamp.size).unwrap_or(0) + 256);
         self.write_filez(checksum, &mut bytes)?;
+        Ok(Converted::Memory(bytes))
+    }
+
+    /// [`ArchiveView::convert`] without a cache: the object is opened once, and its header
+    /// gives the size that decides between framing while sent and converting in memory.
+    fn convert_uncached(&self, checksum: &Checksum) -> Result<Converted, ConvertError> {
+        let (header, content) = self.repo.open_content(checksum)?;
+        let head = header.archive_header_bytes()?;
+        if header.size >= CACHE_MIN {
+            // Stored blocks cost no CPU to make: the file is framed as it is sent.
+            if let Some((file, length)) = content.into_plain_file() {
+                return Ok(Converted::Framed { head, file, length });
+            }
+            if header.size > MEMORY_MAX {
+                return Err(io::Error::other("too large to convert in memory").into());
+            }
+            let mut bytes = Vec::new();
+            self.write_filez(checksum, &mut bytes)?;
+            return Ok(Converted::Memory(bytes));
+        }
+        let length = usize::try_from(stored::framed_len(header.size)).unwrap_or(0);
+        let mut bytes = Vec::with_capacity(head.len() + length);
+        bytes.extend_from_slice(&head);
+        stored::frame_into(content, header.size, &mut bytes)?;
         Ok(Converted::Memory(bytes))
     }
 
