@@ -1,7 +1,7 @@
 //! `ferryctl serve`: a repository served read-only over HTTP to computers nearby and
 //! advertised with DNS-SD. On loopback: pulls by `ferryctl pull` and by the real `ostree pull`,
 //! and nothing outside the pull paths is served. Between two network namespaces joined by a
-//! veth pair (tests named `serial_`, run alone): machine B finds machine A's newer OS commit
+//! veth pair (the `serial_` tests, run alone by the nextest `serial` group): machine B finds machine A's newer OS commit
 //! with no address given, lists it under a computer nearby and installs it from there, while a
 //! computer that advertises a repository without a summary is dropped as a problem; a computer
 //! with only an IPv6 link-local address is found and installed from the same way; and past 32
