@@ -42,6 +42,11 @@ impl MachineEnv {
     pub fn vars(&self) -> impl Iterator<Item = (&str, &OsStr)> {
         self.vars.iter().map(|(k, v)| (k.as_str(), v.as_os_str()))
     }
+
+    /// The variables, owned, for helpers that take them as a list.
+    pub fn into_vars(self) -> Vec<(String, OsString)> {
+        self.vars
+    }
 }
 
 impl MachineEnvBuilder {
