@@ -10,6 +10,7 @@ pub use ferry_schema::event::*;
 /// Receives events from the engine. Implementations must be cheap: `on_event` is called from
 /// worker threads, and progress may arrive many times a second.
 pub trait Reporter: Send + Sync {
+    /// Receives one event; called from any thread, so it must not block for long.
     fn on_event(&self, event: Event);
 }
 

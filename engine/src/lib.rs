@@ -27,6 +27,9 @@
 
 // What a drive, peer or file supplies is never unwrapped; tests may.
 #![deny(clippy::unwrap_used)]
+// Every public item says what it is: `[lints] workspace = true` admits no per-crate
+// additions, so the engine asks for this here.
+#![warn(missing_docs)]
 
 pub mod appstream;
 pub mod cancel;

@@ -7,12 +7,16 @@ use std::path::PathBuf;
 /// Environment variables that move Ferry's paths (tests, other layouts). A privileged run
 /// ignores them ([`crate::privilege::IGNORED_VARIABLES`]) and uses [`Paths::defaults`].
 pub const ENV_RUN_DIR: &str = "FERRY_RUN_DIR";
+/// Overrides [`DEFAULT_SIDELOAD_DIR`].
 pub const ENV_SIDELOAD_DIR: &str = "FERRY_SIDELOAD_DIR";
+/// Overrides [`DEFAULT_CONFIG`].
 pub const ENV_CONFIG: &str = "FERRY_CONFIG";
 
+/// Where the hook keeps its records and mounts.
 pub const DEFAULT_RUN_DIR: &str = "/run/ferry";
 /// Where `flatpak` looks for repositories to sideload from.
 pub const DEFAULT_SIDELOAD_DIR: &str = "/run/flatpak/sideload-repos";
+/// The machine's drive policy.
 pub const DEFAULT_CONFIG: &str = "/etc/ferry/ferry.conf";
 
 /// Ferry's own places on this machine.

@@ -49,9 +49,11 @@ pub enum KioskSources {
 /// Whether a kiosk restarts after an OS update was deployed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RebootPolicy {
+    /// Never restart.
     Never,
     /// Restart only when nobody is logged in.
     WhenIdle,
+    /// Restart at once.
     Always,
 }
 
@@ -64,18 +66,25 @@ pub enum MountMode {
     SelfMount,
 }
 
+/// The hook's configuration (`ferry.conf`); each field is one key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
+    /// `on-insert`: what to do with a validated drive.
     pub on_insert: OnInsert,
+    /// `reboot-after-os-update`: whether a kiosk restarts after an OS update.
     pub reboot_after_os_update: RebootPolicy,
+    /// `mount`: who mounts the drive.
     pub mount: MountMode,
+    /// `mount-timeout-seconds`: how long to wait for the drive to be mounted.
     pub mount_timeout: Duration,
     /// Total time allowed to validate one drive once it is mounted.
     pub validation_timeout: Duration,
     /// Only consider removable media (USB, SD cards). Fixed disks and loop devices are
     /// skipped unless this is false.
     pub removable_only: bool,
+    /// `kiosk-sources`: where a kiosk install takes updates from.
     pub kiosk_sources: KioskSources,
+    /// `on-nearby`: what to do with updates computers nearby offer.
     pub on_nearby: OnNearby,
     /// Serve this machine's own repositories to computers nearby (`ferry-serve.socket`).
     pub share_nearby: bool,
@@ -100,14 +109,24 @@ impl Default for Policy {
 /// Why a policy file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
+    /// A line is wrong.
     #[error("{path}:{line}: {message}")]
     Line {
+        /// The policy file.
         path: PathBuf,
+        /// The 1-based line number.
         line: usize,
+        /// What is wrong with the line.
         message: String,
     },
+    /// The file as a whole cannot be used (unreadable, too large, not text).
     #[error("{path}: {message}")]
-    File { path: PathBuf, message: String },
+    File {
+        /// The policy file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 impl PolicyError {

@@ -76,6 +76,7 @@ pub const IGNORED_VARIABLES: &[&str] = &[
 /// The user a privileged run acts for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caller {
+    /// The user's ID, from `PKEXEC_UID`.
     pub uid: u32,
 }
 
@@ -112,9 +113,11 @@ impl Caller {
 /// The places a privileged run uses, whatever the environment says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Machine {
+    /// Where the OS and the system Flatpak installations are.
     pub host: HostPaths,
     /// Holds `drives/`, the hook's records.
     pub run_dir: PathBuf,
+    /// The keys that decide what the machine trusts.
     pub trust_roots: TrustRoots,
     /// Who must own the record directories: root.
     pub records_owner: u32,
@@ -142,46 +145,88 @@ impl Machine {
 /// What the command line asked for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Request {
+    /// `--sysroot`: the sysroot to update; None for the running system.
     pub sysroot: Option<PathBuf>,
+    /// `--installation`: the Flatpak installations to update.
     pub installations: Vec<String>,
+    /// `--from`: the sources to read, as given.
     pub from: Vec<String>,
+    /// `--allow-downgrade`: install updates older than what is installed.
     pub allow_downgrade: bool,
 }
 
 /// Why a privileged run refused. One line each, naming what was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Refusal {
+    /// `PKEXEC_UID` is set but is not a user ID.
     #[error("refused as root: PKEXEC_UID {value:?} is not a user ID")]
-    BadCaller { value: String },
+    BadCaller {
+        /// Its value.
+        value: String,
+    },
+    /// The sysroot asked for is not the running system's.
     #[error(
         "refused as root for user {uid}: --sysroot {} is not the running system's sysroot /",
         path.display()
     )]
-    Sysroot { uid: u32, path: PathBuf },
+    Sysroot {
+        /// The caller.
+        uid: u32,
+        /// The sysroot asked for.
+        path: PathBuf,
+    },
+    /// The installation asked for is not a system one.
     #[error(
         "refused as root for user {uid}: --installation {name} is not a system installation \
          (system, or one configured in /etc/flatpak/installations.d)"
     )]
-    Installation { uid: u32, name: String },
+    Installation {
+        /// The caller.
+        uid: u32,
+        /// The installation asked for.
+        name: String,
+    },
+    /// The source asked for is neither a recorded drive nor an http(s) URL.
     #[error(
         "refused as root for user {uid}: --from {source_name} is neither a recorded drive's mount \
          point nor an http(s) URL"
     )]
-    Source { uid: u32, source_name: String },
+    Source {
+        /// The caller.
+        uid: u32,
+        /// The source asked for.
+        source_name: String,
+    },
+    /// The drive folder is neither a removable drive's mount point nor the caller's own.
     #[error(
         "refused as root for user {uid}: {} is neither a mounted removable drive nor a folder \
          user {uid} owns",
         path.display()
     )]
-    Destination { uid: u32, path: PathBuf },
+    Destination {
+        /// The caller.
+        uid: u32,
+        /// The folder asked for.
+        path: PathBuf,
+    },
+    /// The run directory or its drive records under it can be written by someone other than root.
     #[error("refused as root for user {uid}: {} is not a directory only root can write", path.display())]
-    Records { uid: u32, path: PathBuf },
+    Records {
+        /// The caller.
+        uid: u32,
+        /// The records directory.
+        path: PathBuf,
+    },
+    /// Polkit did not authorize the caller for the action.
     #[error(
         "refused as root for user {uid}: {what} needs an administrator ({ADMIN_ACTION}): {detail}"
     )]
     NotAuthorized {
+        /// The caller.
         uid: u32,
+        /// What needs an administrator, comma-separated.
         what: String,
+        /// Why authorization failed: polkit's answer, or why it could not be asked.
         detail: String,
     },
 }
@@ -245,8 +290,11 @@ pub fn validate(caller: Caller, request: &Request, machine: &Machine) -> Result<
 /// What `ferryctl prepare-drive` asked for: where to write, and what to read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DriveRequest {
+    /// The drive's mount point or folder to write to.
     pub drive: PathBuf,
+    /// `--sysroot`: the sysroot to read the OS from; None for the running system.
     pub sysroot: Option<PathBuf>,
+    /// `--installation`: the Flatpak installations to read apps from.
     pub installations: Vec<String>,
 }
 

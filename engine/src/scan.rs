@@ -24,7 +24,9 @@ const MAX_REPOS_D_ENTRIES: usize = 256;
 #[derive(Debug, thiserror::Error)]
 #[error("cannot scan {path}: {source}")]
 pub struct ScanError {
+    /// The directory being scanned.
     pub path: PathBuf,
+    /// The read error.
     #[source]
     pub source: std::io::Error,
 }

@@ -41,22 +41,35 @@ pub struct SharingStatus {
 /// Why sharing could not be switched.
 #[derive(Debug, thiserror::Error)]
 pub enum SharingError {
+    /// The policy file could not be read.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// A file could not be written.
     #[error("cannot write {}: {source}", path.display())]
     Write {
+        /// The file.
         path: PathBuf,
+        /// The write error.
         #[source]
         source: std::io::Error,
     },
+    /// `systemctl` could not be started.
     #[error("cannot run {program}: {source}")]
     Systemctl {
+        /// The program run.
         program: String,
+        /// The spawn error.
         #[source]
         source: std::io::Error,
     },
+    /// `systemctl` ran and failed.
     #[error("`{command}` failed ({status})")]
-    Unit { command: String, status: String },
+    Unit {
+        /// The command line.
+        command: String,
+        /// Its exit status.
+        status: String,
+    },
 }
 
 /// Turns sharing on or off: writes `share-nearby` into the policy at `config` (keeping the
@@ -181,6 +194,7 @@ pub struct DayStats {
     pub clients: BTreeSet<IpAddr>,
     /// Distinct clients, including those past the remembered ones.
     pub computers: u64,
+    /// Bytes served.
     pub bytes: u64,
 }
 

@@ -15,6 +15,8 @@
 //! - [`fusefs`]: FAT32 and exFAT drives through FUSE (root only).
 //! - [`loopdev`]: ext4 images on loop devices, tmpfs mounts (root only).
 //! - [`bins`]: the workspace's own binaries (`ferryctl`, `ferry-hook`).
+//! - [`machine::MachineEnv`]: an isolated machine (run dir, trust root, home, Flatpak
+//!   directories) for running them.
 //! - [`http::StaticServer`]: a loopback HTTP server standing for upstream or a peer.
 //! - [`lan`]: networks of namespaces (a veth pair, a rate-limited switch) and `ferryctl serve`
 //!   running in them.
@@ -39,6 +41,7 @@ pub mod http;
 pub mod journal;
 pub mod lan;
 pub mod loopdev;
+pub mod machine;
 pub mod ostree;
 pub mod sysroot;
 pub mod tamper;

@@ -12,7 +12,7 @@
 //! room with a 2.0 that brings about 55 MB, against one machine pulling it from one other,
 //! and against a room where only machine 1 shares.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,7 @@ use ferry_tests::cmd::require_root;
 use ferry_tests::generate::{generate_tree, Bucket, GenSpec};
 use ferry_tests::gpg::GpgKey;
 use ferry_tests::lan::{ServeOptions, ServeProcess, Switch};
+use ferry_tests::machine::MachineEnv;
 use ferry_tests::ostree::OstreeRepo;
 use ferry_tests::sysroot::Sysroot;
 use ferry_tests::tamper::tamper_filez;
@@ -35,39 +36,24 @@ const FORGED: &[u8] = b"forged!";
 /// Longest the whole room may take to reach 2.0.
 const ROOM_WAIT: Duration = Duration::from_secs(150);
 
-/// Machine `index`'s own directories and environment, as `machine_b` in lan_serve has them.
+/// Machine `index`'s own directories and environment.
 struct Machine {
     index: usize,
     sysroot: Sysroot,
-    vars: Vec<(String, OsString)>,
+    env: MachineEnv,
 }
 
 impl Machine {
     fn new(index: usize, sysroot: Sysroot, base: &Path, config: &Path) -> Result<Machine> {
-        let home = base.join(format!("machine-{}", index + 1));
-        let mut vars = Vec::new();
-        for (name, dir) in [
-            ("HOME", "home"),
-            ("FLATPAK_USER_DIR", "flatpak-user"),
-            ("FLATPAK_SYSTEM_DIR", "flatpak-system"),
-            ("FLATPAK_CONFIG_DIR", "flatpak-config"),
-            ("XDG_CACHE_HOME", "cache"),
-            ("FERRY_RUN_DIR", "ferry-run"),
-            ("FERRY_SIDELOAD_DIR", "sideload"),
-            ("FERRY_TRUST_ROOT", "trust-root"),
-        ] {
-            let path = home.join(dir);
-            std::fs::create_dir_all(&path)?;
-            vars.push((name.to_owned(), path.into_os_string()));
-        }
-        vars.push(("FERRY_CONFIG".to_owned(), config.as_os_str().to_owned()));
-        vars.push(("OSTREE_SYSROOT".to_owned(), sysroot.path.clone().into()));
-        vars.push(("LC_ALL".to_owned(), "C.UTF-8".into()));
-        vars.push(("FERRY_LOG".to_owned(), "info,pgp=error".into()));
+        let env = MachineEnv::builder(&base.join(format!("machine-{}", index + 1)))
+            .config(config)
+            .sysroot(&sysroot.path)
+            .log("info,pgp=error")
+            .build()?;
         Ok(Machine {
             index,
             sysroot,
-            vars,
+            env,
         })
     }
 
@@ -79,7 +65,7 @@ impl Machine {
     fn hook(&self, switch: &Switch, args: &[&OsStr]) -> Result<ferry_tests::Output> {
         Ok(switch
             .exec(self.index, bins::binary("ferry-hook")?)
-            .envs(self.vars.iter().map(|(k, v)| (k.as_str(), v.as_os_str())))
+            .envs(self.env.vars())
             .args(args)
             .output()?)
     }

@@ -1,8 +1,8 @@
 //! Self-tests of the fixture builders: each builder produces what the real tools accept, and
 //! each hostile edit is caught by the real tools.
 //!
-//! Tests named `serial_*` mount filesystems or attach loop devices; the nextest config runs
-//! them one at a time.
+//! The `serial_*` tests mount filesystems or attach loop devices; `.config/nextest.toml`
+//! names them in its `serial` test group, which runs them one at a time.
 
 use std::fs;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! `ferryctl serve`: a repository served read-only over HTTP to computers nearby and
 //! advertised with DNS-SD. On loopback: pulls by `ferryctl pull` and by the real `ostree pull`,
 //! and nothing outside the pull paths is served. Between two network namespaces joined by a
-//! veth pair (tests named `serial_`, run alone): machine B finds machine A's newer OS commit
+//! veth pair (the `serial_` tests, run alone by the nextest `serial` group): machine B finds machine A's newer OS commit
 //! with no address given, lists it under a computer nearby and installs it from there, while a
 //! computer that advertises a repository without a summary is dropped as a problem; a computer
 //! with only an IPv6 link-local address is found and installed from the same way; and past 32
@@ -28,6 +28,7 @@ use ferry_tests::bins;
 use ferry_tests::cmd::{require_root, wait_for, Tool};
 use ferry_tests::gpg::GpgKey;
 use ferry_tests::lan::{Avahi, ServeOptions, VethPair, LINK_LOCAL_A};
+use ferry_tests::machine::MachineEnv;
 use ferry_tests::ostree::{CommitSpec, OstreeRepo, RemoteSpec, RepoMode};
 use ferry_tests::sysroot::{Sysroot, OS_COLLECTION_ID, OS_REF, OS_REMOTE};
 use ferry_tests::tree::TreeOptions;
@@ -375,23 +376,9 @@ fn refuses_to_serve_what_peers_cannot_use() -> Result<()> {
 /// What `ferryctl list` and `install` see of machine B: its own runtime dir, trust roots,
 /// home and Flatpak directories under `base`.
 fn machine_b(base: &Path) -> Result<Vec<(String, OsString)>> {
-    let mut vars = Vec::new();
-    for (name, dir) in [
-        ("HOME", "home"),
-        ("FLATPAK_USER_DIR", "flatpak-user"),
-        ("FLATPAK_SYSTEM_DIR", "flatpak-system"),
-        ("FLATPAK_CONFIG_DIR", "flatpak-config"),
-        ("XDG_CACHE_HOME", "cache"),
-        ("FERRY_RUN_DIR", "ferry-run"),
-        ("FERRY_TRUST_ROOT", "trust-root"),
-    ] {
-        let path = base.join("machine-b").join(dir);
-        std::fs::create_dir_all(&path)?;
-        vars.push((name.to_owned(), path.into_os_string()));
-    }
-    vars.push(("LC_ALL".to_owned(), "C.UTF-8".into()));
-    vars.push(("FERRY_LOG".to_owned(), "warn,pgp=error".into()));
-    Ok(vars)
+    Ok(MachineEnv::builder(&base.join("machine-b"))
+        .build()?
+        .into_vars())
 }
 
 /// `ferryctl ARGS` run in namespace `namespace` on machine B.
@@ -875,17 +862,11 @@ fn serial_on_nearby_install_installs_what_a_computer_nearby_offers_and_notify_do
 /// Machine B's variables with B's private system bus, where its avahi-daemon runs, and the
 /// LAN module's debug log (which says which responder browses).
 fn machine_b_with_avahi(base: &Path, avahi: &Avahi) -> Result<Vec<(String, OsString)>> {
-    let mut vars = machine_b(base)?;
-    vars.retain(|(name, _)| name != "FERRY_LOG");
-    vars.push((
-        "FERRY_LOG".to_owned(),
-        "warn,pgp=error,ferry_engine::lan=debug".into(),
-    ));
-    vars.push((
-        "DBUS_SYSTEM_BUS_ADDRESS".to_owned(),
-        avahi.bus_address().into(),
-    ));
-    Ok(vars)
+    Ok(MachineEnv::builder(&base.join("machine-b"))
+        .log("warn,pgp=error,ferry_engine::lan=debug")
+        .var("DBUS_SYSTEM_BUS_ADDRESS", avahi.bus_address())
+        .build()?
+        .into_vars())
 }
 
 /// `avahi-browse -rpt _ostree_repo._tcp` in `namespace` through `avahi`: its resolved lines.

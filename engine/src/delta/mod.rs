@@ -43,39 +43,76 @@ const MAX_ENTRIES: usize = 1_000_000;
 /// The metadata key of the summary's map of deltas to their superblock checksums.
 pub const SUMMARY_STATIC_DELTAS_KEY: &str = "ostree.static-deltas";
 
+/// Why a static delta could not be read or applied.
 #[derive(Debug, thiserror::Error)]
 pub enum DeltaError {
+    /// The delta's structure is not what OSTree writes; what is wrong.
     #[error("malformed static delta: {0}")]
     Malformed(&'static str),
+    /// A list in the delta is longer than Ferry reads.
     #[error("static delta lists too many entries in {what} ({count})")]
-    TooMany { what: &'static str, count: usize },
+    TooMany {
+        /// Which list.
+        what: &'static str,
+        /// Its length.
+        count: usize,
+    },
+    /// A part is larger than Ferry reads.
     #[error("static delta part {index} is {size} bytes, more than the {max} allowed")]
-    TooLarge { index: usize, size: u64, max: u64 },
+    TooLarge {
+        /// The part's index in the superblock.
+        index: usize,
+        /// The part's size.
+        size: u64,
+        /// The largest size allowed.
+        max: u64,
+    },
+    /// A part does not hash to the checksum the superblock lists.
     #[error("static delta part {index} hashes to {actual}, not {expected}")]
     PartChecksum {
+        /// The part's index in the superblock.
         index: usize,
+        /// The checksum the superblock lists.
         expected: Checksum,
+        /// The checksum of the bytes read.
         actual: Checksum,
     },
+    /// The commit in the superblock does not hash to the delta's target.
     #[error("the superblock's commit hashes to {actual}, not the delta's target {expected}")]
     CommitMismatch {
+        /// The delta's target commit.
         expected: Checksum,
+        /// The checksum of the commit bytes in the superblock.
         actual: Checksum,
     },
+    /// A part in a format version Ferry does not read.
     #[error("static delta part {index} has unsupported version {version}")]
-    PartVersion { index: usize, version: u32 },
+    PartVersion {
+        /// The part's index in the superblock.
+        index: usize,
+        /// The part's version.
+        version: u32,
+    },
+    /// A part compressed with a method other than none (0) or xz (`x`).
     #[error("static delta part uses unknown compression {0:#04x}")]
     Compression(u8),
+    /// A part's compressed bytes do not decompress; the decoder's error.
     #[error("static delta part does not decompress: {0}")]
     Decompress(String),
+    /// An operation of a part cannot be carried out.
     #[error("static delta operation {op} at {position}: {reason}")]
     Op {
+        /// The operation's code.
         op: char,
+        /// Its offset in the part's operation stream.
         position: usize,
+        /// Why it cannot be carried out.
         reason: &'static str,
     },
+    /// A bsdiff patch in a part is malformed; what is wrong.
     #[error("bsdiff patch in static delta: {0}")]
     Bspatch(&'static str),
+    /// Reading or writing the repository failed.
     #[error(transparent)]
     Repo(#[from] RepoError),
 }
@@ -136,7 +173,9 @@ pub const MAX_INDEX_SIZE: u64 = 1024 * 1024;
 /// sha256 of its superblock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listed {
+    /// The commit the delta starts from; None for a delta from scratch.
     pub from: Option<Checksum>,
+    /// The checksum of the delta's superblock.
     pub superblock: Checksum,
 }
 
@@ -165,6 +204,7 @@ pub fn listed_deltas(map: &crate::object::Metadata, to: &Checksum) -> Vec<Listed
 /// One part as the superblock describes it.
 #[derive(Debug, Clone)]
 pub struct PartHeader {
+    /// The part's checksum, as listed in the superblock.
     pub checksum: Checksum,
     /// Bytes of the part file.
     pub size: u64,
@@ -177,19 +217,26 @@ pub struct PartHeader {
 /// An object the delta leaves to be fetched on its own.
 #[derive(Debug, Clone)]
 pub struct Fallback {
+    /// The object.
     pub object: ObjectId,
+    /// Its size as an archive object, the form the fallback fetches.
     pub compressed_size: u64,
+    /// Its size unpacked.
     pub uncompressed_size: u64,
 }
 
 /// A parsed superblock.
 #[derive(Debug, Clone)]
 pub struct Superblock {
+    /// The commit the delta starts from; None for a delta from scratch.
     pub from: Option<Checksum>,
+    /// The commit the delta leads to.
     pub to: Checksum,
     /// The new commit's bytes, as they hash to `to`.
     pub commit: Vec<u8>,
+    /// The parts, in the order they are applied.
     pub parts: Vec<PartHeader>,
+    /// Objects the delta does not carry.
     pub fallbacks: Vec<Fallback>,
     /// Parts carried inside the superblock (`--inline`), by index.
     inline_parts: BTreeMap<usize, Vec<u8>>,
@@ -395,7 +442,9 @@ pub fn open_part(
 /// What applying a part did.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Applied {
+    /// Metadata objects created (dirtree, dirmeta, commit).
     pub metadata_objects: u64,
+    /// Content (file) objects created.
     pub content_objects: u64,
     /// Bytes of the objects created, unpacked.
     pub bytes_written: u64,

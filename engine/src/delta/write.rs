@@ -25,8 +25,11 @@ const PART_TARGET_SIZE: usize = 32 * 1024 * 1024;
 /// What [`generate`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Generated {
+    /// Part files written.
     pub parts: usize,
+    /// Objects carried in the parts.
     pub objects: usize,
+    /// Objects left to be fetched on their own.
     pub fallbacks: usize,
     /// Objects written as a bsdiff patch of a file of the old commit.
     pub patched: usize,

@@ -32,21 +32,33 @@ use crate::target::FlatpakInstallation;
 /// Files of an AppStream tree counted before a checkout, at most; a larger tree is refused.
 const MAX_TREE_FILES: usize = 1_000_000;
 
+/// Why an installation's AppStream data could not be updated.
 #[derive(Debug, thiserror::Error)]
 pub enum AppstreamError {
+    /// A file of the AppStream data could not be written.
     #[error("cannot update the AppStream data in {}: {error}", path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The write error.
         #[source]
         error: std::io::Error,
     },
 
+    /// A path on the way is a symlink or an unsafe name, so nothing is written there.
     #[error("refusing to update the AppStream data in {}: {reason}", path.display())]
-    Refused { path: PathBuf, reason: String },
+    Refused {
+        /// The path refused.
+        path: PathBuf,
+        /// Why it was refused.
+        reason: String,
+    },
 
+    /// The AppStream commit could not be read.
     #[error("cannot update the AppStream data: {0}")]
     Repo(#[from] RepoError),
 
+    /// The AppStream commit could not be checked out.
     #[error("cannot check out the AppStream data: {0}")]
     Checkout(#[from] DeployError),
 }

@@ -20,21 +20,30 @@ const MAX_STDERR: usize = 16 * 1024;
 /// Why handing over to `ostree admin` or `flatpak` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
+    /// A program could not be started.
     #[error("cannot run {program}: {error}; install it (it is part of the {package} package)")]
     Spawn {
+        /// The program.
         program: String,
+        /// The distribution package that provides it.
         package: &'static str,
+        /// The spawn error.
         #[source]
         error: std::io::Error,
     },
 
+    /// A command ran and exited with an error.
     #[error("`{command}` failed ({status}): {stderr}")]
     Failed {
+        /// The command line.
         command: String,
+        /// Its exit status.
         status: String,
+        /// What it printed on stderr.
         stderr: String,
     },
 
+    /// `FERRY_REBOOT_COMMAND` is set but empty.
     #[error("the restart command is empty; set FERRY_REBOOT_COMMAND to a command, or unset it")]
     EmptyRebootCommand,
 }

@@ -24,18 +24,30 @@ const MAX_OUTPUT_BYTES: u64 = 64 * 1024 * 1024;
 /// Why the journal could not be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
+    /// A journal entry could not be sent.
     #[error("cannot write to the journal at {}: {error}", socket.display())]
     Send {
+        /// The journal's socket.
         socket: PathBuf,
+        /// The send error.
         #[source]
         error: std::io::Error,
     },
+    /// `journalctl` could not be started.
     #[error("cannot run journalctl: {0}; install it (it is part of the systemd package)")]
     Spawn(#[source] std::io::Error),
+    /// `journalctl` exited with an error.
     #[error("journalctl failed ({status}): {stderr}")]
-    Failed { status: String, stderr: String },
+    Failed {
+        /// Its exit status.
+        status: String,
+        /// What it printed on stderr.
+        stderr: String,
+    },
+    /// `journalctl`'s output exceeded the limit.
     #[error("journalctl printed more than {MAX_OUTPUT_BYTES} bytes")]
     TooLarge,
+    /// `journalctl`'s output could not be read.
     #[error("cannot read journalctl's output: {0}")]
     Read(#[source] std::io::Error),
 }

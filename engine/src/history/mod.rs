@@ -19,7 +19,9 @@ pub const MAX_ENTRIES: usize = 1000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HistoryAction {
+    /// An install of an update.
     Install,
+    /// A rollback to the previous OS deployment.
     Rollback,
 }
 
@@ -27,11 +29,17 @@ pub enum HistoryAction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HistoryStatus {
+    /// The update was installed.
     Installed,
+    /// Nothing newer was offered; nothing changed.
     UpToDate,
+    /// The install failed.
     Failed,
+    /// The install was cancelled.
     Cancelled,
+    /// Not attempted, because an update it needs failed.
     Skipped,
+    /// The rollback was made.
     RolledBack,
 }
 
@@ -76,6 +84,7 @@ impl From<InstallStatus> for HistoryStatus {
 /// Where an update came from: a drive, a computer nearby, or upstream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistorySource {
+    /// Drive, computer nearby or upstream server.
     pub kind: SourceKind,
     /// How messages name it, e.g. `KINGSTON (/media/k/.ostree/repo)` or a host name.
     pub name: String,
@@ -86,25 +95,34 @@ pub struct HistorySource {
 pub struct HistoryEntry {
     /// When it was written, seconds since the Unix epoch (0 before it is in the journal).
     pub time: u64,
+    /// Install or rollback.
     pub action: HistoryAction,
+    /// How it ended.
     pub status: HistoryStatus,
+    /// OS, Flatpak installation or plain repository.
     pub target: TargetKind,
     /// The Flatpak installation or the sysroot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub installation: Option<String>,
+    /// The ref updated.
     #[serde(rename = "ref")]
     pub ref_name: String,
     /// The AppStream name, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The commit before, when something was installed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_commit: Option<String>,
+    /// The commit after, when something was installed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_commit: Option<String>,
+    /// The `version` metadata of the commit before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_version: Option<String>,
+    /// The `version` metadata of the commit after.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_version: Option<String>,
+    /// Where the update was fetched from.
     #[serde(default)]
     pub sources: Vec<HistorySource>,
     /// The journal's `MESSAGE`: the entry in words.

@@ -24,22 +24,32 @@ use crate::schema::TargetKind;
 /// Why a rollback cannot be done or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RollbackError {
+    /// The sysroot could not be read.
     #[error(transparent)]
     Sysroot(#[from] TargetError),
+    /// The sysroot has one deployment only.
     #[error(
         "there is no previous version to go back to: sysroot {} has only one deployment",
         sysroot.display()
     )]
-    NoPrevious { sysroot: PathBuf },
+    NoPrevious {
+        /// The sysroot.
+        sysroot: PathBuf,
+    },
+    /// `ostree admin` failed.
     #[error("going back failed: {0}")]
     Deploy(#[from] DeployError),
+    /// `ostree admin` succeeded but left another deployment as the default.
     #[error(
         "`ostree admin` finished, but the default deployment of {} is {found}, not {expected}",
         sysroot.display()
     )]
     NotDefault {
+        /// The sysroot.
         sysroot: PathBuf,
+        /// The commit that should be the default.
         expected: String,
+        /// The commit that is.
         found: String,
     },
 }
@@ -47,7 +57,9 @@ pub enum RollbackError {
 /// One side of a rollback.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Version {
+    /// The deployment's commit.
     pub commit: Checksum,
+    /// The commit's `version` metadata.
     pub version: Option<String>,
     /// The origin's `remote:ref`.
     pub refspec: Option<String>,
@@ -71,8 +83,11 @@ enum Method {
 /// What `ferryctl rollback` will do: from the default (or staged) version to the previous.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RollbackPlan {
+    /// The sysroot rolled back.
     pub sysroot: PathBuf,
+    /// What is the default (or staged) version now.
     pub from: Version,
+    /// The version going back to.
     pub to: Version,
     method: Method,
 }

@@ -58,6 +58,7 @@ impl Plan {
         self.updates.iter().map(|u| u.download_size).sum()
     }
 
+    /// Whether there is nothing to install.
     pub fn is_empty(&self) -> bool {
         self.updates.is_empty()
     }
@@ -100,19 +101,30 @@ impl Summary {
 /// Why an install cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
+    /// Nothing named `wanted` is offered or installed.
     #[error(
         "no update of {wanted} is offered, and it is not installed in any target looked at: \
          check the name with `ferryctl list`"
     )]
-    NotFound { wanted: String },
+    NotFound {
+        /// The name asked for.
+        wanted: String,
+    },
 
+    /// This process cannot write the target's repository.
     #[error(
         "{target} cannot be written by this user ({}): run as root, or through the Ferry \
          app's polkit action",
         path.display()
     )]
-    NotWritable { target: String, path: PathBuf },
+    NotWritable {
+        /// The target, as messages name it.
+        target: String,
+        /// Its repository.
+        path: PathBuf,
+    },
 
+    /// The updates do not fit in the target's free space.
     #[error(
         "not enough free space for {target} ({}): the updates need {needed} bytes, {usable} \
          are usable after the {reserved} bytes the repository keeps free, so {missing} bytes \
@@ -120,24 +132,36 @@ pub enum InstallError {
         path.display()
     )]
     NoSpace {
+        /// The target, as messages name it.
         target: String,
+        /// Its repository.
         path: PathBuf,
+        /// Bytes the updates need.
         needed: u64,
+        /// Bytes free beyond what the repository keeps free.
         usable: u64,
+        /// Bytes the repository keeps free (`min-free-space-*`).
         reserved: u64,
+        /// Bytes missing: `needed` minus `usable`.
         missing: u64,
     },
 
+    /// The target's repository could not be opened.
     #[error("cannot open the repository of {target}: {error}")]
     Repo {
+        /// The target, as messages name it.
         target: String,
+        /// The repository error.
         #[source]
         error: RepoError,
     },
 
+    /// An update names a target that was not discovered.
     #[error("update {update} names a target that was not looked at ({installation})")]
     UnknownTarget {
+        /// The update's ID.
         update: String,
+        /// The installation it names.
         installation: String,
     },
 }

@@ -154,6 +154,7 @@ pub fn bloom_filter(refs: &[(String, String)], bytes: usize, hashes: u8) -> Vec<
 pub struct AdvertiseOptions {
     /// The instance name people see, e.g. "Ferry on classroom-1".
     pub instance_name: String,
+    /// The TCP port the repository is served on.
     pub port: u16,
     /// The addresses to announce; empty announces every address of every interface, and
     /// follows them as they change.

@@ -24,7 +24,9 @@ pub struct Peer {
 /// What the TXT records say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Advertised {
+    /// The repository's index on the peer (`ri`), the `<ri>` of its URL.
     pub repo_index: u16,
+    /// The summary time the peer advertises (`st`), when it does.
     pub summary_timestamp: Option<u64>,
 }
 

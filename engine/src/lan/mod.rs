@@ -25,10 +25,18 @@ pub const TXT_VERSION: u8 = 1;
 /// Why advertising or browsing failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LanError {
+    /// The repository's summary could not be read for the TXT record.
     #[error("cannot read the repository's summary at {path}: {reason}")]
-    Summary { path: String, reason: String },
+    Summary {
+        /// The repository.
+        path: String,
+        /// The read error.
+        reason: String,
+    },
+    /// The built-in mDNS responder failed.
     #[error("DNS-SD (mDNS) failed: {0}")]
     Mdns(String),
+    /// avahi-daemon could not be used over D-Bus.
     #[error("avahi-daemon (over D-Bus) failed: {0}")]
     Avahi(String),
 }

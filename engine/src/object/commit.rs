@@ -12,13 +12,16 @@ use super::{Checksum, FormatError, ObjectKind, MAX_COMMIT_SIZE};
 /// An entry of a commit's related objects (unused by current OSTree, kept for round trips).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelatedObject {
+    /// The ref name recorded.
     pub name: String,
+    /// The commit it pointed at.
     pub checksum: Checksum,
 }
 
 /// One entry of a commit's `ostree.sizes` metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ObjectSize {
+    /// The object's checksum.
     pub checksum: Checksum,
     /// Bytes the object takes in an archive repository (compressed for content).
     pub archived: u64,
@@ -31,14 +34,21 @@ pub struct ObjectSize {
 /// A commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Commit {
+    /// The `a{sv}` metadata (version, bindings, sizes, ...).
     pub metadata: Metadata,
+    /// The parent commit, if any.
     pub parent: Option<Checksum>,
+    /// Related objects (empty in current OSTree).
     pub related: Vec<RelatedObject>,
+    /// The subject line.
     pub subject: String,
+    /// The body text.
     pub body: String,
     /// Seconds since the Unix epoch (stored big-endian; this is the value).
     pub timestamp: u64,
+    /// The root dirtree.
     pub root_tree: Checksum,
+    /// The root dirmeta.
     pub root_meta: Checksum,
 }
 

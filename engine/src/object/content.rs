@@ -21,9 +21,13 @@ use sha2::{Digest, Sha256};
 use super::variant::{ensure_normal_form, serialize};
 use super::{Checksum, FormatError};
 
+/// `st_mode` mask of the file type bits.
 pub const S_IFMT: u32 = 0o170_000;
+/// `st_mode` file type of a regular file.
 pub const S_IFREG: u32 = 0o100_000;
+/// `st_mode` file type of a symlink.
 pub const S_IFLNK: u32 = 0o120_000;
+/// `st_mode` file type of a directory.
 pub const S_IFDIR: u32 = 0o040_000;
 /// Permission bits OSTree accepts: rwx for all, setuid, setgid and sticky.
 const PERMISSION_BITS: u32 = 0o7777;
@@ -39,10 +43,12 @@ pub const MAX_SYMLINK_TARGET_LEN: usize = 4095;
 pub struct Xattr {
     /// The name without a trailing NUL, for example `user.test`.
     pub name: Vec<u8>,
+    /// The value, raw bytes.
     pub value: Vec<u8>,
 }
 
 impl Xattr {
+    /// The extended attribute `name` with `value`.
     pub fn new(name: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
         Self {
             name: name.into(),
@@ -127,7 +133,9 @@ fn canonical_xattrs(what: &'static str, xattrs: &[Xattr]) -> Result<Vec<Xattr>, 
 /// What a content object is: a regular file or a symlink, with ownership, mode and xattrs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileHeader {
+    /// Owner user ID.
     pub uid: u32,
+    /// Owner group ID.
     pub gid: u32,
     /// The full `st_mode`: file type (`S_IFREG` or `S_IFLNK`) and permission bits.
     pub mode: u32,
@@ -164,15 +172,18 @@ impl FileHeader {
         }
     }
 
+    /// The header with `xattrs` as its extended attributes.
     pub fn with_xattrs(mut self, xattrs: Vec<Xattr>) -> Self {
         self.xattrs = xattrs;
         self
     }
 
+    /// Whether the object is a symlink.
     pub fn is_symlink(&self) -> bool {
         self.mode & S_IFMT == S_IFLNK
     }
 
+    /// Whether the object is a regular file.
     pub fn is_regular(&self) -> bool {
         self.mode & S_IFMT == S_IFREG
     }
@@ -490,6 +501,7 @@ impl ContentHasher {
         Ok(Self { hasher, bytes: 0 })
     }
 
+    /// Hashes the next bytes of the file.
     pub fn update(&mut self, data: &[u8]) {
         self.bytes += data.len() as u64;
         self.hasher.update(data);
@@ -500,6 +512,7 @@ impl ContentHasher {
         self.bytes
     }
 
+    /// The content object's checksum.
     pub fn finish(self) -> Checksum {
         Checksum::from_array(self.hasher.finalize().into())
     }

@@ -13,6 +13,7 @@ use super::{Checksum, FormatError, MAX_METADATA_SIZE};
 /// A file entry of a dirtree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirTreeFile {
+    /// The file's name in the directory.
     pub name: String,
     /// The content object.
     pub checksum: Checksum,
@@ -21,6 +22,7 @@ pub struct DirTreeFile {
 /// A subdirectory entry of a dirtree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirTreeDir {
+    /// The subdirectory's name.
     pub name: String,
     /// The subdirectory's dirtree object.
     pub tree: Checksum,
@@ -31,7 +33,9 @@ pub struct DirTreeDir {
 /// A directory listing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DirTree {
+    /// Files, sorted by name.
     pub files: Vec<DirTreeFile>,
+    /// Subdirectories, sorted by name.
     pub dirs: Vec<DirTreeDir>,
 }
 
@@ -161,10 +165,13 @@ impl DirTree {
 /// A directory's ownership, mode and xattrs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirMeta {
+    /// Owner user ID.
     pub uid: u32,
+    /// Owner group ID.
     pub gid: u32,
     /// The full `st_mode`, including `S_IFDIR`.
     pub mode: u32,
+    /// Extended attributes.
     pub xattrs: Vec<Xattr>,
 }
 
@@ -189,6 +196,7 @@ impl DirMeta {
         Ok(meta)
     }
 
+    /// Checks that the dirmeta is a directory with valid permission bits and xattrs.
     pub fn validate(&self) -> Result<(), FormatError> {
         const WHAT: &str = "dirmeta";
         if self.mode & S_IFMT != S_IFDIR {

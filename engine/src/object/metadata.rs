@@ -290,6 +290,7 @@ pub struct Metadata {
 }
 
 impl Metadata {
+    /// Empty metadata.
     pub fn new() -> Self {
         Self::default()
     }
@@ -358,10 +359,12 @@ impl Metadata {
             .collect()
     }
 
+    /// Whether there are no entries.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
+    /// How many entries there are.
     pub fn len(&self) -> usize {
         self.entries.len()
     }

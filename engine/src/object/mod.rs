@@ -135,11 +135,14 @@ impl fmt::Display for ObjectKind {
 /// One object: its checksum and kind. Displays as libostree does, `<checksum>.<kind>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectId {
+    /// The object's SHA-256 name.
     pub checksum: Checksum,
+    /// Commit, dirtree, dirmeta, file or detached metadata.
     pub kind: ObjectKind,
 }
 
 impl ObjectId {
+    /// The object `checksum` of type `kind`.
     pub fn new(checksum: Checksum, kind: ObjectKind) -> Self {
         Self { checksum, kind }
     }
@@ -154,19 +157,32 @@ impl fmt::Display for ObjectId {
 /// Bytes that are not a valid object of the expected format.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FormatError {
+    /// Bytes longer than Ferry reads for their type.
     #[error("{what} is {size} bytes, more than the {max} allowed")]
     TooLarge {
+        /// What was being read.
         what: &'static str,
+        /// Its length.
         size: u64,
+        /// The longest accepted.
         max: u64,
     },
+    /// Bytes that are not a GVariant of the expected type in normal form.
     #[error("{what} is not a well-formed GVariant of type {type_str} (not in normal form)")]
     NotNormalForm {
+        /// What was being read.
         what: &'static str,
+        /// The GVariant type expected.
         type_str: &'static str,
     },
+    /// Bytes that parse but break a rule of the format.
     #[error("{what}: {reason}")]
-    Invalid { what: &'static str, reason: String },
+    Invalid {
+        /// What was being read.
+        what: &'static str,
+        /// The rule broken.
+        reason: String,
+    },
 }
 
 impl FormatError {

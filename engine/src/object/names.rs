@@ -14,9 +14,13 @@ use regex::Regex;
 /// What kind of name was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameKind {
+    /// A ref name.
     Ref,
+    /// A remote name.
     Remote,
+    /// A collection ID.
     CollectionId,
+    /// One path component of a tree.
     FileName,
 }
 
@@ -35,9 +39,11 @@ impl fmt::Display for NameKind {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {kind} {name:?}: {reason}")]
 pub struct InvalidName {
+    /// What kind of name it is.
     pub kind: NameKind,
     /// The name, shortened to 120 characters.
     pub name: String,
+    /// Why it was refused.
     pub reason: &'static str,
 }
 

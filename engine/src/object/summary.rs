@@ -14,11 +14,17 @@ use super::names::{validate_collection_id, validate_ref_name};
 use super::variant::{ensure_normal_form, serialize};
 use super::{Checksum, FormatError, MAX_METADATA_SIZE, MAX_SUMMARY_REFS};
 
+/// Summary metadata key: the collection ID of the refs the summary lists.
 pub const COLLECTION_ID_KEY: &str = "ostree.summary.collection-id";
+/// Summary metadata key: refs of other collections, by collection ID.
 pub const COLLECTION_MAP_KEY: &str = "ostree.summary.collection-map";
+/// Summary metadata key: when the summary was written, seconds since the Unix epoch.
 pub const LAST_MODIFIED_KEY: &str = "ostree.summary.last-modified";
+/// Summary metadata key: when the summary stops being valid.
 pub const EXPIRES_KEY: &str = "ostree.summary.expires";
+/// Per-ref summary metadata key: the commit's timestamp.
 pub const COMMIT_TIMESTAMP_KEY: &str = "ostree.commit.timestamp";
+/// Per-ref summary metadata key: the commit's `version`.
 pub const COMMIT_VERSION_KEY: &str = "ostree.commit.version";
 
 const COLLECTION_MAP_TYPE: &str = "a{sa(s(taya{sv}))}";
@@ -26,7 +32,9 @@ const COLLECTION_MAP_TYPE: &str = "a{sa(s(taya{sv}))}";
 /// One ref listed in a summary.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SummaryRef {
+    /// The ref's name.
     pub name: String,
+    /// The commit it points at.
     pub commit: Checksum,
     /// Size of the commit object in bytes.
     pub commit_size: u64,

@@ -69,9 +69,11 @@ const CHUNK: usize = 128 * 1024;
 /// What to put on the drive. All empty means the OS and every installed app.
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
+    /// Put the OS (every OS ref of the sysroot) on the drive.
     pub os: bool,
     /// App IDs (`org.example.App`) or full refs (`app/org.example.App/x86_64/stable`).
     pub apps: Vec<String>,
+    /// Put every installed app on the drive.
     pub all_apps: bool,
     /// Runtime IDs or full refs (`runtime/org.example.Platform/x86_64/stable`), with their
     /// installed extensions.
@@ -89,6 +91,7 @@ impl Selection {
 pub struct PrepareRequest {
     /// A mount point or a plain folder; the repository goes to `DRIVE/.ostree/repo`.
     pub drive: PathBuf,
+    /// What to put on the drive.
     pub selection: Selection,
     /// Plan only: nothing is created or written.
     pub dry_run: bool,
@@ -108,6 +111,7 @@ pub enum DeltaFrom {
     /// The commit of the newest other deployment of the OS: what this machine ran before its
     /// last update, and machines that have not updated yet still run.
     Installed,
+    /// This commit of the OS ref.
     Commit(Checksum),
 }
 
@@ -123,77 +127,129 @@ pub use crate::schema::{CarriedRef, DrivePlan};
 /// How a run ended.
 #[derive(Debug, Clone, Serialize)]
 pub struct PrepareOutcome {
+    /// What the drive carries, per ref.
     pub plan: DrivePlan,
+    /// Whether this was a plan only (nothing written).
     pub dry_run: bool,
     /// Object files written (commits and detached metadata included).
     pub objects_written: u64,
+    /// Bytes of the object files written.
     pub bytes_written: u64,
+    /// Refs created or moved on the drive.
     pub refs_written: u64,
+    /// Whether the drive's summary was written anew.
     pub summary_written: bool,
     /// Object files removed because no ref on the drive needs them any more.
     pub objects_removed: u64,
 }
 
+/// Why a drive could not be prepared.
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
+    /// A remote of the source has no collection ID, so its refs could not be found on the drive.
     #[error(
         "{refs} cannot be put on a drive: remote '{remote}' of {source_label} has no collection \
          ID. {fix}"
     )]
     NoCollectionId {
+        /// The remote.
         remote: String,
+        /// The refs from it, comma-separated.
         refs: String,
+        /// The installation or repository the refs come from.
         source_label: String,
+        /// What to do about it, as a sentence.
         fix: String,
     },
+    /// An app or runtime asked for is not installed.
     #[error("{0} is not installed in any chosen installation")]
     NotInstalled(String),
+    /// The selection names nothing installed; why.
     #[error("nothing to put on the drive: {0}")]
     NothingSelected(String),
+    /// The drive lacks free space for the objects to write.
     #[error(
         "the drive needs {} ({needed} bytes), {} ({free} bytes) free; free some space or use a \
          larger drive",
         human_bytes(*needed),
         human_bytes(*free)
     )]
-    NoSpace { needed: u64, free: u64 },
+    NoSpace {
+        /// Bytes to write.
+        needed: u64,
+        /// Bytes free on the drive.
+        free: u64,
+    },
+    /// An object exceeds FAT32's 4 GiB file size limit.
     #[error(
         "object {object} is {size} bytes, more than a FAT32 file can hold (4 GiB); format the \
          drive as exFAT"
     )]
-    TooLargeForFat { object: ObjectId, size: u64 },
+    TooLargeForFat {
+        /// The object.
+        object: ObjectId,
+        /// Its size as an archive object file.
+        size: u64,
+    },
+    /// The drive already holds a repository that is not an archive one.
     #[error("{path} is a {mode} repository; a drive needs an archive repository")]
-    NotArchive { path: PathBuf, mode: RepoMode },
+    NotArchive {
+        /// The repository on the drive.
+        path: PathBuf,
+        /// Its mode.
+        mode: RepoMode,
+    },
+    /// An object of the source repository does not hash to its name.
     #[error("object {object} of {repo} does not hash to its name; run `ostree fsck` there")]
-    SourceCorrupt { repo: PathBuf, object: ObjectId },
+    SourceCorrupt {
+        /// The source repository.
+        repo: PathBuf,
+        /// The object.
+        object: ObjectId,
+    },
+    /// A file or directory operation failed.
     #[error("cannot {action} {path}: {source}")]
     Io {
+        /// What was being done, as a verb phrase.
         action: &'static str,
+        /// The path it was done to.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: io::Error,
     },
+    /// A repository operation failed.
     #[error(transparent)]
     Repo(#[from] RepoError),
+    /// An object of the source repository does not parse.
     #[error("invalid object {object}: {source}")]
     Format {
+        /// The object.
         object: ObjectId,
+        /// The parse error.
         #[source]
         source: FormatError,
     },
+    /// Objects read back from the drive differ from what was written.
     #[error(
         "{count} objects read back from {drive} differ from what was written ({objects}); the \
          drive may be failing: use another one"
     )]
     BadDrive {
+        /// The drive's mount point or folder.
         drive: PathBuf,
+        /// How many objects differ.
         count: usize,
+        /// The first ten of them, comma-separated.
         objects: String,
     },
+    /// The drive's summary could not be serialized.
     #[error("cannot build the drive's summary: {0}")]
     Summary(#[source] FormatError),
+    /// A static delta could not be written.
     #[error("cannot write the static delta: {0}")]
     Delta(#[from] crate::delta::DeltaError),
+    /// The run was cancelled through its [`crate::cancel::CancelToken`].
     #[error("cancelled")]
     Cancelled,
 }

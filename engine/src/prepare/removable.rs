@@ -9,11 +9,13 @@ use super::{unescape_mount_path, MAX_MOUNTINFO};
 /// One mounted filesystem of a removable block device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemovableMount {
+    /// Where the filesystem is mounted.
     pub mount_point: PathBuf,
     /// The whole device (`/dev/sdb`), what `udisksctl power-off -b` takes.
     pub device: PathBuf,
     /// The device holding the filesystem (`/dev/sdb1`), what `udisksctl unmount -b` takes.
     pub filesystem: PathBuf,
+    /// The filesystem's type, e.g. `vfat`.
     pub fs_type: String,
 }
 

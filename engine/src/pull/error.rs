@@ -9,6 +9,7 @@ use crate::schema::ProblemKind;
 use crate::source::{Cause, FetchError};
 use crate::trust::TrustError;
 
+/// Why a pull failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
     /// The commit was refused: signature, bindings or anti-downgrade.
@@ -18,7 +19,9 @@ pub enum PullError {
     /// A source offered a commit the trust rules refuse after it verified (anti-downgrade).
     #[error("{source_name} offers {error}")]
     Offered {
+        /// The source, as a person would name it.
         source_name: String,
+        /// The refusal.
         #[source]
         error: Box<TrustError>,
     },
@@ -27,50 +30,73 @@ pub enum PullError {
     #[error(transparent)]
     Destination(#[from] RepoError),
 
+    /// The remote asked for is not configured in the destination repository.
     #[error(
         "remote '{remote}' is not configured in {}: add it first (ostree remote add \
          --repo={} {remote} URL), or pull with --mirror",
         repo.display(),
         repo.display()
     )]
-    UnknownRemote { remote: String, repo: PathBuf },
+    UnknownRemote {
+        /// The remote asked for.
+        remote: String,
+        /// The destination repository.
+        repo: PathBuf,
+    },
 
+    /// The collection ID asked for differs from the one of the remote asked for.
     #[error(
         "ref {ref_name} was asked for in collection {requested}, but remote '{remote}' has \
          collection ID {configured}: drop --collection-id or name the remote of that collection"
     )]
     CollectionMismatch {
+        /// The ref being pulled.
         ref_name: String,
+        /// The remote asked for.
         remote: String,
+        /// The collection ID asked for.
         requested: String,
+        /// The remote's configured collection ID.
         configured: String,
     },
 
+    /// No source gives the ref a collection ID, so no remote can be matched to it.
     #[error(
         "ref {ref_name} has no collection ID on any source, so no remote of this machine can be \
          matched to it: pull it with --remote NAME, or give --collection-id ID"
     )]
-    NoCollection { ref_name: String },
+    NoCollection {
+        /// The ref being pulled.
+        ref_name: String,
+    },
 
+    /// Sources offer the ref in more than one collection.
     #[error(
         "ref {ref_name} is offered in several collections ({}): choose one with --collection-id",
         collections.join(", ")
     )]
     AmbiguousCollection {
+        /// The ref being pulled.
         ref_name: String,
+        /// The collection IDs it is offered in.
         collections: Vec<String>,
     },
 
+    /// No source offers the ref.
     #[error("{wanted} is not offered by {}", list_sources(sources))]
     NotOffered {
+        /// The ref asked for, as a person would name it.
         wanted: String,
+        /// The sources looked at.
         sources: Vec<String>,
     },
 
     /// Every source offering the ref was refused for it; the reasons of each.
     #[error("no usable commit of {wanted}: {}", reasons.join("; "))]
     NoUsableCommit {
+        /// The ref asked for, as a person would name it.
         wanted: String,
+        /// Why each source's commit was refused.
         reasons: Vec<String>,
     },
 
@@ -82,8 +108,11 @@ pub enum PullError {
         sources.join(", ")
     )]
     Missing {
+        /// The missing object.
         object: ObjectId,
+        /// The path of the file or directory in the commit's tree, when known.
         path: Option<String>,
+        /// The sources searched.
         sources: Vec<String>,
     },
 
@@ -94,8 +123,11 @@ pub enum PullError {
         attempts.join("; ")
     )]
     Unfetchable {
+        /// The object that could not be fetched.
         object: ObjectId,
+        /// The path of the file or directory in the commit's tree, when known.
         path: Option<String>,
+        /// Each source tried, and why it failed.
         attempts: Vec<String>,
     },
 
@@ -103,9 +135,13 @@ pub enum PullError {
     /// `reason` is the error storing it met, or a description.
     #[error("{object}{} from {source_name}: {reason}", at_path(path))]
     BadObject {
+        /// The refused object.
         object: ObjectId,
+        /// The path of the file or directory in the commit's tree, when known.
         path: Option<String>,
+        /// The source that handed it out.
         source_name: String,
+        /// The verification or read error.
         #[source]
         reason: Cause,
     },
@@ -114,7 +150,9 @@ pub enum PullError {
     /// bare-user-only repository).
     #[error("{error}{}", at_path(path))]
     Store {
+        /// The path of the file or directory in the commit's tree, when known.
         path: Option<String>,
+        /// Why the destination refused the object.
         #[source]
         error: RepoError,
     },
@@ -125,8 +163,12 @@ pub enum PullError {
 
     /// Every source was dropped during the pull.
     #[error("no source can be read any more: {}", reasons.join("; "))]
-    NoSourceLeft { reasons: Vec<String> },
+    NoSourceLeft {
+        /// Why each source was dropped.
+        reasons: Vec<String>,
+    },
 
+    /// The pull was cancelled; what it stored stays for the next pull.
     #[error("cancelled; the ref is unchanged, and pulling again resumes where this pull stopped")]
     Cancelled,
 }
@@ -156,6 +198,7 @@ impl PullError {
         }
     }
 
+    /// Whether the pull stopped because it was cancelled (and failed for no other reason).
     pub fn is_cancelled(&self) -> bool {
         matches!(
             self,

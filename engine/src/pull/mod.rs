@@ -74,7 +74,9 @@ pub struct PullRequest {
     /// The collection the ref belongs to. None: the remote's collection ID (for
     /// [`RefTarget::Remote`]), or the one collection the sources offer the ref in.
     pub collection_id: Option<String>,
+    /// The ref as the sources name it.
     pub ref_name: String,
+    /// Where the ref is written in the destination.
     pub target: RefTarget,
     /// Names this pull in progress events ([`crate::schema::Update::id`]); None: the
     /// destination ref, e.g. `origin:os/x86_64/stable`.
@@ -82,6 +84,7 @@ pub struct PullRequest {
 }
 
 impl PullRequest {
+    /// Pulls `ref_name` into `target`, in the collection the remote or the sources give it.
     pub fn new(ref_name: &str, target: RefTarget) -> Self {
         Self {
             collection_id: None,
@@ -91,11 +94,13 @@ impl PullRequest {
         }
     }
 
+    /// Pulls the ref from this collection (None: the one the remote or the sources give).
     pub fn with_collection(mut self, collection_id: Option<&str>) -> Self {
         self.collection_id = collection_id.map(str::to_owned);
         self
     }
 
+    /// Names the pull in progress events.
     pub fn with_update_id(mut self, id: impl Into<String>) -> Self {
         self.update_id = Some(id.into());
         self
@@ -113,8 +118,11 @@ impl PullRequest {
 /// The destination's trust configuration: its remotes and where their keys are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullTrust {
+    /// The destination repository and where its remotes are configured.
     pub destination: Destination,
+    /// The destination's remotes and what each requires of signatures.
     pub remotes: Vec<RemoteTrustConfig>,
+    /// Where the machine's keys live outside repositories.
     pub roots: TrustRoots,
 }
 
@@ -144,6 +152,7 @@ impl PullTrust {
 pub struct PullOptions {
     /// Accept commits older than what the destination ref points at.
     pub allow_downgrade: bool,
+    /// The destination's remotes and keys.
     pub trust: PullTrust,
     /// Threads reading each drive; 0 picks a number from the cores. Peers and servers get a
     /// few requests in flight each.
@@ -153,6 +162,7 @@ pub struct PullOptions {
 }
 
 impl PullOptions {
+    /// Pulling with `trust`, deltas on, downgrades refused and the default number of workers.
     pub fn new(trust: PullTrust) -> Self {
         Self {
             allow_downgrade: false,
@@ -198,11 +208,15 @@ impl PullStats {
 /// A ref pulled (or found up to date).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PulledRef {
+    /// Where the ref was written in the destination.
     pub location: RefLocation,
+    /// The commit the ref now points at.
     pub commit: Checksum,
     /// What the ref pointed at before.
     pub previous: Option<Checksum>,
+    /// Whether the ref moved.
     pub status: PullStatus,
+    /// How the commit relates to what the ref pointed at before (new, newer, same time, the same, older).
     pub update: UpdateKind,
     /// Signed, or accepted from a remote that verifies no signatures.
     pub verdict: Verdict,
@@ -212,16 +226,22 @@ pub struct PulledRef {
     pub source: String,
     /// Every source the closure was fetched from, with its share and state.
     pub sources: Vec<SourceUse>,
+    /// The commit's timestamp, seconds since the Unix epoch.
     pub timestamp: u64,
+    /// The commit's `version` metadata.
     pub version: Option<String>,
+    /// The commit's subject line.
     pub subject: String,
+    /// What the pull transferred.
     pub stats: PullStats,
 }
 
 /// How one requested ref ended.
 #[derive(Debug)]
 pub struct RefOutcome {
+    /// The ref asked for.
     pub request: PullRequest,
+    /// What pulling it gave.
     pub result: Result<PulledRef, PullError>,
 }
 

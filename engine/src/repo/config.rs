@@ -241,7 +241,9 @@ pub enum MinFreeSpace {
 /// One `[remote "NAME"]` group: its options in file order, escapes resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteConfig {
+    /// The remote's name.
     pub name: String,
+    /// Its options, in file order.
     pub options: Vec<(String, String)>,
 }
 
@@ -268,6 +270,7 @@ impl RemoteConfig {
         }
     }
 
+    /// The remote's `url`.
     pub fn url(&self) -> Option<&str> {
         self.get("url")
     }
@@ -291,6 +294,7 @@ impl RemoteConfig {
 /// A parsed repository config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepoConfig {
+    /// `[core] mode`.
     pub mode: RepoMode,
     /// `[core] collection-id`: the collection of the repository's own refs.
     pub collection_id: Option<String>,
@@ -298,7 +302,9 @@ pub struct RepoConfig {
     pub fsync: bool,
     /// `[core] per-object-fsync` (default false).
     pub per_object_fsync: bool,
+    /// `[core] min-free-space-percent` or `min-free-space-size`.
     pub min_free_space: MinFreeSpace,
+    /// `[core] locking` and `lock-timeout-secs`.
     pub lock_timeout: LockTimeout,
     /// `[archive] zlib-level`, when set.
     pub zlib_level: Option<u32>,
@@ -513,7 +519,9 @@ fn parse_min_free_space(keyfile: &KeyFile) -> Result<MinFreeSpace, ConfigError> 
 /// A config that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigError {
+    /// A value is not valid; what is wrong.
     Invalid(String),
+    /// A value is valid but names a feature Ferry does not handle.
     Unsupported(String),
 }
 

@@ -88,6 +88,7 @@ pub struct RepoLock {
 }
 
 impl RepoLock {
+    /// Shared or exclusive.
     pub fn kind(&self) -> LockKind {
         self.kind
     }

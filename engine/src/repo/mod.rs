@@ -188,6 +188,7 @@ impl Repo {
         &self.path
     }
 
+    /// The repository's mode, from its config.
     pub fn mode(&self) -> RepoMode {
         self.config.mode
     }

@@ -159,8 +159,10 @@ impl<R: BufRead> Read for ArchiveContent<R> {
 /// Error reading the header of a `.filez` stream.
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveHeaderError {
+    /// The header could not be read.
     #[error("cannot read the header: {0}")]
     Io(#[source] io::Error),
+    /// The header does not parse.
     #[error(transparent)]
     Format(#[from] FormatError),
 }
@@ -181,6 +183,7 @@ pub fn read_archive_stream<R: BufRead>(
 /// An archive `.filez` object exactly as stored, for copying into another archive
 /// repository without inflating and deflating it again.
 pub struct ArchivedContent {
+    /// The `.filez` file, at its start.
     pub file: File,
     /// Its size in bytes.
     pub size: u64,

@@ -23,20 +23,35 @@ const MAX_REFS: usize = 100_000;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RefLocation {
     /// `refs/heads/<name>`: the repository's own ref.
-    Head { name: String },
+    Head {
+        /// The ref's name.
+        name: String,
+    },
     /// `refs/remotes/<remote>/<name>`: a ref pulled from a configured remote.
-    Remote { remote: String, name: String },
+    Remote {
+        /// The remote.
+        remote: String,
+        /// The ref's name.
+        name: String,
+    },
     /// `refs/mirrors/<collection_id>/<name>`: a ref mirrored from another collection.
-    Mirror { collection_id: String, name: String },
+    Mirror {
+        /// The collection.
+        collection_id: String,
+        /// The ref's name.
+        name: String,
+    },
 }
 
 impl RefLocation {
+    /// `refs/heads/<name>`.
     pub fn head(name: &str) -> Self {
         Self::Head {
             name: name.to_owned(),
         }
     }
 
+    /// `refs/remotes/<remote>/<name>`.
     pub fn remote(remote: &str, name: &str) -> Self {
         Self::Remote {
             remote: remote.to_owned(),
@@ -44,6 +59,7 @@ impl RefLocation {
         }
     }
 
+    /// `refs/mirrors/<collection_id>/<name>`.
     pub fn mirror(collection_id: &str, name: &str) -> Self {
         Self::Mirror {
             collection_id: collection_id.to_owned(),
@@ -108,6 +124,7 @@ impl fmt::Display for RefLocation {
 pub struct CollectionRef {
     /// None for refs of a repository (or remote) without a collection ID.
     pub collection_id: Option<String>,
+    /// The ref's name.
     pub name: String,
 }
 
@@ -123,7 +140,9 @@ impl fmt::Display for CollectionRef {
 /// One ref file found while listing, with what it holds or why it cannot be read.
 #[derive(Debug)]
 pub struct RefEntry {
+    /// Where the ref is.
     pub location: RefLocation,
+    /// The commit it points at, or why its file could not be read.
     pub commit: Result<Checksum, RepoError>,
 }
 

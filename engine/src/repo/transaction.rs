@@ -62,7 +62,10 @@ pub enum StagingOrigin {
     /// Left by an earlier transaction of this boot that ended without removing it (a
     /// killed process); its files were discarded, since nothing proves they were complete
     /// and verified when the process died.
-    Adopted { discarded: u64 },
+    Adopted {
+        /// Object files discarded.
+        discarded: u64,
+    },
 }
 
 /// A write transaction, as libostree's `ostree_repo_prepare_transaction`/
@@ -123,6 +126,7 @@ impl<'r> Transaction<'r> {
         self
     }
 
+    /// The repository written to.
     pub fn repo(&self) -> &'r Repo {
         self.repo
     }

@@ -21,7 +21,9 @@ pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
 /// Sources to list from, and the problems met while finding and opening them.
 #[derive(Default)]
 pub struct SourceSet {
+    /// The sources opened.
     pub sources: Vec<Arc<dyn Source>>,
+    /// Sources that could not be opened, and why.
     pub problems: Vec<Problem>,
 }
 
@@ -446,6 +448,7 @@ impl GatherOptions {
 /// Targets, the sources that were opened, and the resolution over them.
 #[derive(Debug)]
 pub struct Gathered {
+    /// The installation targets looked at.
     pub targets: Vec<Target>,
     /// `sources` as given, plus upstream servers; their problems are in `list.problems`.
     pub sources: SourceSet,

@@ -10,8 +10,10 @@ const LISTEN_FDS_START: i32 = 3;
 /// Why a passed socket cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ActivationError {
+    /// `LISTEN_FDS` is not a number.
     #[error("LISTEN_FDS={0} is not a number of descriptors")]
     BadCount(String),
+    /// The passed descriptor is not a listening TCP socket.
     #[error("descriptor 3 passed by the service manager is not a listening TCP socket: {0}")]
     NotListening(String),
 }

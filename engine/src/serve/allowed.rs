@@ -25,9 +25,11 @@ const MAX_DEPTH: usize = 256;
 /// rebuilt.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Fingerprint {
+    /// The repository's refs and the commits they point at.
     pub refs: Vec<(RefLocation, Checksum)>,
     /// Remote name and collection ID.
     pub remotes: Vec<(String, Option<String>)>,
+    /// The commits of the sysroot's deployments.
     pub deployed: Vec<Checksum>,
 }
 
@@ -117,14 +119,24 @@ impl Fingerprint {
 /// Why a commit's objects could not all be indexed.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
+    /// The repository could not be read.
     #[error(transparent)]
     Repo(#[from] RepoError),
+    /// The commit is marked partial: some of its objects are missing.
     #[error("{0} is incomplete (a partial pull)")]
     Partial(Checksum),
+    /// An object does not parse.
     #[error("{object} is damaged: {reason}")]
-    Format { object: ObjectId, reason: String },
+    Format {
+        /// The object.
+        object: ObjectId,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The commits reach more objects than the index holds.
     #[error("more than {MAX_INDEXED_OBJECTS} objects")]
     TooMany,
+    /// The directory tree nests deeper than Ferry walks.
     #[error("directories nest deeper than {MAX_DEPTH} levels")]
     TooDeep,
 }
@@ -136,14 +148,17 @@ pub struct AllowedIndex {
 }
 
 impl AllowedIndex {
+    /// Whether `object` may be served.
     pub fn contains(&self, object: &ObjectId) -> bool {
         self.objects.contains(object)
     }
 
+    /// How many objects may be served.
     pub fn len(&self) -> usize {
         self.objects.len()
     }
 
+    /// Whether nothing may be served.
     pub fn is_empty(&self) -> bool {
         self.objects.is_empty()
     }

@@ -64,9 +64,13 @@ impl ViewOptions {
 /// What is served now; replaced whole when the refs change.
 #[derive(Debug)]
 pub struct Snapshot {
+    /// What the snapshot was built from; a different one means a rebuild.
     pub fingerprint: Fingerprint,
+    /// The repository's `config` as served: archive mode.
     pub config: Bytes,
+    /// The summary as served, listing the advertised refs.
     pub summary: Bytes,
+    /// The objects the advertised refs reach, which alone are served.
     pub allowed: AllowedIndex,
     /// The refs the summary lists.
     pub listed: Vec<(CollectionRef, Checksum)>,
@@ -74,16 +78,23 @@ pub struct Snapshot {
 
 /// A converted content object.
 pub enum Converted {
+    /// Converted in memory: the whole `.filez`.
     Memory(Vec<u8>),
+    /// Converted into a cache file.
     Cached {
+        /// The cache file.
         object: CachedObject,
+        /// Whether the file was in the cache already.
         hit: bool,
     },
     /// A large plain file, framed as stored blocks while it is sent: `head` (the archive
     /// header), then [`stored::framed_len`]`(length)` bytes made of `file`'s `length` bytes.
     Framed {
+        /// The archive header bytes.
         head: Vec<u8>,
+        /// The plain file whose bytes follow.
         file: std::fs::File,
+        /// The file's length.
         length: u64,
     },
 }
@@ -91,10 +102,13 @@ pub enum Converted {
 /// Why a content object could not be converted.
 #[derive(Debug, thiserror::Error)]
 pub enum ConvertError {
+    /// Reading the repository failed.
     #[error("{0}")]
     Repo(#[from] crate::repo::RepoError),
+    /// An object does not parse.
     #[error("{0}")]
     Format(#[from] crate::object::FormatError),
+    /// Reading or writing a file failed.
     #[error("{0}")]
     Io(#[from] io::Error),
 }
@@ -135,10 +149,12 @@ impl ArchiveView {
         })
     }
 
+    /// The viewed repository.
     pub fn path(&self) -> &Path {
         self.repo.path()
     }
 
+    /// What is served now.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         Arc::clone(
             &self

@@ -62,12 +62,16 @@ pub fn private_dir() -> io::Result<PathBuf> {
 /// What identifies the source object an entry was converted from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SourceStamp {
+    /// The source file's size.
     pub size: u64,
+    /// Its modification time, seconds.
     pub mtime_sec: i64,
+    /// Its modification time, nanoseconds within the second.
     pub mtime_nsec: i64,
 }
 
 impl SourceStamp {
+    /// The stamp of a file with metadata `meta`.
     pub fn of(meta: &std::fs::Metadata) -> Self {
         Self {
             size: meta.size(),
@@ -80,7 +84,9 @@ impl SourceStamp {
 /// A valid entry, opened and positioned at its `.filez` bytes.
 #[derive(Debug)]
 pub struct CachedObject {
+    /// The cached `.filez` file, at its start.
     pub file: File,
+    /// Its length.
     pub length: u64,
 }
 
@@ -128,6 +134,7 @@ impl ConvertCache {
         self.cap > 0
     }
 
+    /// The cache directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -102,21 +102,31 @@ impl Default for ServeLimits {
 /// Why a repository cannot be served.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// The repository could not be opened.
     #[error("cannot open the repository {path}: {source}")]
     Open {
+        /// The repository.
         path: PathBuf,
+        /// The repository error.
         #[source]
         source: RepoError,
     },
+    /// A bare repository could not be viewed as an archive one.
     #[error("cannot serve the {mode} repository {path}: {reason}")]
     View {
+        /// The repository.
         path: PathBuf,
+        /// Its mode.
         mode: RepoMode,
+        /// Why it cannot be viewed.
         reason: String,
     },
+    /// The repository's directory could not be opened.
     #[error("cannot open the directory {path}: {source}")]
     Directory {
+        /// The directory.
         path: PathBuf,
+        /// The open error.
         #[source]
         source: io::Error,
     },
@@ -181,6 +191,7 @@ impl ServedRepo {
         Ok(Self { path, dir, backing })
     }
 
+    /// The served repository's path.
     pub fn path(&self) -> &Path {
         &self.path
     }

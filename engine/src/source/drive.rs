@@ -255,7 +255,9 @@ impl Source for DriveSource {
 /// (including repositories it refused and any that could not be opened).
 #[derive(Debug)]
 pub struct OpenedDrive {
+    /// A source for each repository opened.
     pub sources: Vec<DriveSource>,
+    /// What the scan found and refused.
     pub report: ScanReport,
 }
 

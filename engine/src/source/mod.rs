@@ -24,6 +24,7 @@ pub use http::HttpSource;
 /// The summary's timestamp is unsigned, so it only orders sources that offer the same commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SourceRank {
+    /// Drive, computer nearby or upstream server.
     pub kind: SourceKind,
     /// Last-modified time of the source's summary, when it has one. Newer is preferred.
     pub summary_timestamp: Option<u64>,
@@ -78,10 +79,12 @@ impl Interrupt {
         }
     }
 
+    /// Whether the operation was cancelled.
     pub fn is_cancelled(&self) -> bool {
         self.cancel.as_ref().is_some_and(CancelToken::is_cancelled)
     }
 
+    /// Whether the pull gave up on this request (another source delivered it, or this one stalled).
     pub fn is_abandoned(&self) -> bool {
         self.abandoned
             .as_ref()
@@ -123,14 +126,18 @@ impl Interrupt {
 pub struct OfferedRef {
     /// None when the source's repository has no collection ID for this ref.
     pub collection_id: Option<String>,
+    /// The ref, e.g. `app/org.example.App/x86_64/stable`.
     pub ref_name: String,
+    /// The commit the source's ref points at.
     pub commit: Checksum,
 }
 
 /// A content object as a source holds it: its header and a stream of the file's bytes
 /// (nothing for a symlink).
 pub struct FetchedContent {
+    /// The object's header: type, size, mode, owner, xattrs and symlink target.
     pub header: FileHeader,
+    /// The file's bytes.
     pub body: Box<dyn Read + Send>,
 }
 
@@ -139,12 +146,15 @@ pub struct FetchedContent {
 pub struct FetchedArchive {
     /// Its size in bytes, when the source knows it.
     pub size: Option<u64>,
+    /// The `.filez` bytes.
     pub stream: Box<dyn Read + Send>,
 }
 
 /// A source's summary file and its detached signatures (`summary.sig`), unverified.
 pub struct FetchedSummary {
+    /// The summary's bytes.
     pub summary: Vec<u8>,
+    /// The bytes of `summary.sig`, if the source has it.
     pub signatures: Option<Vec<u8>>,
 }
 
@@ -157,35 +167,50 @@ pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 pub enum FetchError {
     /// This source does not have the object. Another source may; keep using this one.
     #[error("{object} is not on {source_name}")]
-    NotFound { object: String, source_name: String },
+    NotFound {
+        /// The object asked for.
+        object: String,
+        /// The source, as messages name it.
+        source_name: String,
+    },
     /// The source as a whole failed (drive removed, connection refused, no summary).
     /// It is not asked again during this operation.
     #[error("{source_name} is unavailable: {reason}")]
     Unavailable {
+        /// The source, as messages name it.
         source_name: String,
+        /// Why it is unavailable.
         #[source]
         reason: Cause,
     },
     /// The source is serving other computers and asked this one to come back later (HTTP
     /// 503 when a pull starts). Not a fault: it is asked again on a later look.
     #[error("{source_name} is busy sharing with other computers")]
-    Busy { source_name: String },
+    Busy {
+        /// The source, as messages name it.
+        source_name: String,
+    },
     /// Something the source holds could not be read or is malformed.
     #[error("{source_name}: {reason}")]
     Failed {
+        /// The source, as messages name it.
         source_name: String,
+        /// What could not be read, or what is malformed.
         #[source]
         reason: Cause,
     },
     /// The fetch was cut short by its [`Interrupt`]: cancelled, or abandoned by the pull.
     #[error("{source_name}: {}", if *cancelled { "cancelled" } else { "abandoned" })]
     Interrupted {
+        /// The source, as messages name it.
         source_name: String,
+        /// True when cancelled; false when the pull abandoned the request.
         cancelled: bool,
     },
 }
 
 impl FetchError {
+    /// The source does not have `object`.
     pub fn not_found(object: impl std::fmt::Display, source: &SourceInfo) -> Self {
         Self::NotFound {
             object: object.to_string(),

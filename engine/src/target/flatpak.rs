@@ -92,8 +92,11 @@ pub enum FlatpakScope {
     System,
     /// A system installation of `installations.d`, `--installation=ID`.
     Configured {
+        /// The installation's ID.
         id: String,
+        /// Its `DisplayName`.
         display_name: Option<String>,
+        /// Its `Priority`.
         priority: i32,
     },
     /// Any other directory: `flatpak` reaches it as a per-user installation with
@@ -104,7 +107,9 @@ pub enum FlatpakScope {
 /// A Flatpak installation directory and how to address it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlatpakInstallation {
+    /// How `flatpak` addresses it.
     pub scope: FlatpakScope,
+    /// The installation directory.
     pub path: PathBuf,
 }
 
@@ -154,13 +159,18 @@ impl FlatpakInstallation {
 /// directory (anything with a `/`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InstallationSelector {
+    /// The per-user installation.
     User,
+    /// The default system installation.
     System,
+    /// A configured installation, by ID.
     Id(String),
+    /// A directory.
     Directory(PathBuf),
 }
 
 impl InstallationSelector {
+    /// What `--installation TEXT` names: `user`, `system`, a directory (containing `/`, or `.` or `..`), else an ID.
     pub fn parse(text: &str) -> Self {
         match text {
             "user" => Self::User,
@@ -399,6 +409,7 @@ pub struct DeployedRef {
     pub ref_name: String,
     /// The active deployment directory, `<installation>/<ref>/<commit>`.
     pub deploy_dir: PathBuf,
+    /// The deployment's `deploy` file.
     pub data: DeployData,
 }
 
@@ -407,10 +418,12 @@ pub struct DeployedRef {
 pub struct DeployData {
     /// The remote the ref was installed from.
     pub origin: String,
+    /// The deployed commit.
     pub commit: Checksum,
     /// The subdirectories installed when only part of the ref was (locale extensions); empty
     /// for a whole ref.
     pub subpaths: Vec<String>,
+    /// Disk space the deployment takes, in bytes, as Flatpak recorded it.
     pub installed_size: u64,
     /// The commit's timestamp, when Flatpak recorded it.
     pub timestamp: Option<u64>,

@@ -41,7 +41,9 @@ pub const ENV_OSTREE_SYSROOT: &str = "OSTREE_SYSROOT";
 /// places, resolved as `ostree` and `flatpak` resolve them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostPaths {
+    /// Which root is running, and whether it was booted from OSTree.
     pub boot: BootState,
+    /// The Flatpak installations' places.
     pub flatpak: FlatpakPaths,
     /// The sysroot whose OS [`default_targets`] lists instead of the booted one: set from a
     /// non-empty `OSTREE_SYSROOT`, as `ostree admin` honours it (image builders, kiosks
@@ -85,7 +87,9 @@ pub struct InstalledRef {
     pub remote: Option<String>,
     /// That remote's collection ID.
     pub collection_id: Option<String>,
+    /// The ref, as in the repository's `refs/`.
     pub ref_name: String,
+    /// The installed commit.
     pub commit: Checksum,
     /// The commit's time, seconds since the Unix epoch.
     pub timestamp: u64,
@@ -111,12 +115,14 @@ pub enum DeployTarget {
 /// The OS of a sysroot and the deployment updates start from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OsTarget {
+    /// The sysroot and its deployments.
     pub state: SysrootState,
     /// Index into `state.deployments`: the booted deployment, else the default one.
     pub current: usize,
 }
 
 impl OsTarget {
+    /// The sysroot's path.
     pub fn sysroot(&self) -> &Path {
         &self.state.sysroot
     }
@@ -145,14 +151,18 @@ impl OsTarget {
 /// A place updates are installed into.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    /// What the target is: OS, Flatpak installation or plain repository.
     pub kind: TargetKind,
     /// `system`, `user`, an installation ID or directory for Flatpak; the sysroot for the
     /// OS; the repository for a plain repo.
     pub installation: String,
+    /// The target's OSTree repository.
     pub repo: PathBuf,
     /// `archive`, `bare`, `bare-user` or `bare-user-only` (`archive-z2` is `archive`).
     pub repo_mode: String,
+    /// The repository's remotes.
     pub remotes: Vec<Remote>,
+    /// The refs installed.
     pub installed: Vec<InstalledRef>,
     /// Installed refs that could not be read, listed rather than dropped.
     pub problems: Vec<Problem>,
@@ -161,6 +171,7 @@ pub struct Target {
     /// Writing needs more rights than this process has (`access(2)` on the repository); the
     /// desktop app then goes through polkit.
     pub needs_root: bool,
+    /// What the deploy step needs.
     pub deploy: DeployTarget,
 }
 
@@ -321,6 +332,7 @@ impl Target {
         })
     }
 
+    /// The remote called `name`.
     pub fn remote(&self, name: &str) -> Option<&Remote> {
         self.remotes.iter().find(|remote| remote.name == name)
     }
@@ -338,6 +350,7 @@ impl Target {
         })
     }
 
+    /// The OS this target deploys, if it is an OS target.
     pub fn os_target(&self) -> Option<&OsTarget> {
         match &self.deploy {
             DeployTarget::Os(os) => Some(os),
@@ -345,6 +358,7 @@ impl Target {
         }
     }
 
+    /// The Flatpak installation, if it is a Flatpak target.
     pub fn flatpak_installation(&self) -> Option<&FlatpakInstallation> {
         match &self.deploy {
             DeployTarget::Flatpak(installation) => Some(installation),
@@ -356,7 +370,9 @@ impl Target {
 /// The targets found without options, and the ones that could not be read.
 #[derive(Debug, Default)]
 pub struct Discovery {
+    /// The targets read.
     pub targets: Vec<Target>,
+    /// The ones that could not be read.
     pub errors: Vec<TargetError>,
 }
 
@@ -398,46 +414,83 @@ pub fn default_targets(host: &HostPaths) -> Discovery {
 /// Why a target could not be read. Each names the file or directory and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
+    /// A file or directory could not be read.
     #[error("cannot read {}: {error}", path.display())]
     Io {
+        /// The path that was read.
         path: PathBuf,
+        /// The read error.
         error: std::io::Error,
     },
+    /// A file is not in the form expected.
     #[error("{}: {detail}", path.display())]
-    Invalid { path: PathBuf, detail: String },
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The directory given as a sysroot has no `ostree/deploy`.
     #[error(
         "{} is not an OSTree sysroot (no ostree/deploy): give --sysroot the directory that \
          holds ostree/ and boot/",
         path.display()
     )]
-    NotASysroot { path: PathBuf },
+    NotASysroot {
+        /// The directory given.
+        path: PathBuf,
+    },
+    /// The sysroot lists no deployment in its bootloader entries.
     #[error(
         "sysroot {} has no deployment in its bootloader entries: deploy an OS with \
          `ostree admin deploy` first",
         sysroot.display()
     )]
-    NoDeployment { sysroot: PathBuf },
+    NoDeployment {
+        /// The sysroot.
+        sysroot: PathBuf,
+    },
+    /// The system is booted from OSTree but none of the sysroot's deployments is the running one.
     #[error(
         "{} exists, but no deployment of sysroot {} is the booted one: the bootloader entries \
          do not match the running system",
         marker.display(),
         sysroot.display()
     )]
-    BootedDeploymentMissing { sysroot: PathBuf, marker: PathBuf },
+    BootedDeploymentMissing {
+        /// The sysroot.
+        sysroot: PathBuf,
+        /// The file saying the system was booted from OSTree (`/run/ostree-booted`).
+        marker: PathBuf,
+    },
+    /// The directory given as a Flatpak installation has no `repo/config`.
     #[error(
         "{} is not a Flatpak installation (no repo/config): install something into it with \
          flatpak first, or name another installation",
         path.display()
     )]
-    NotAnInstallation { path: PathBuf },
+    NotAnInstallation {
+        /// The directory given.
+        path: PathBuf,
+    },
+    /// The directory given as a repository has no `config`.
     #[error("{} is not an OSTree repository (no config): give --repo a repository", path.display())]
-    NotARepository { path: PathBuf },
+    NotARepository {
+        /// The directory given.
+        path: PathBuf,
+    },
+    /// No Flatpak installation with this ID is configured.
     #[error(
         "no Flatpak installation '{id}' is configured in {}: use user, system, one of the IDs \
          configured there, or a directory",
         config_dir.display()
     )]
-    UnknownInstallation { id: String, config_dir: PathBuf },
+    UnknownInstallation {
+        /// The ID asked for.
+        id: String,
+        /// Where installations are configured (`installations.d`).
+        config_dir: PathBuf,
+    },
 }
 
 impl TargetError {

@@ -11,9 +11,11 @@ use crate::trust::RemoteTrustConfig;
 /// A remote configured in a target's repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Remote {
+    /// The remote's name.
     pub name: String,
     /// `collection-id`; an empty value counts as none, as in Flatpak.
     pub collection_id: Option<String>,
+    /// The remote's `url`, if any.
     pub url: Option<String>,
     /// Flatpak's `xa.disable=true`: the remote is kept but not used.
     pub disabled: bool,

@@ -61,10 +61,15 @@ pub struct Deployment {
     pub index: usize,
     /// The stateroot ("OS name") the deployment belongs to.
     pub stateroot: String,
+    /// The deployed commit.
     pub commit: Checksum,
+    /// The deployment's serial: several deployments of one commit differ by it.
     pub deploy_serial: u32,
+    /// The checksum of the deployment's kernel and initramfs (the `boot/` directory name).
     pub boot_checksum: String,
+    /// The serial of the deployments sharing that boot checksum.
     pub boot_serial: u32,
+    /// Whether the running system is this deployment.
     pub booted: bool,
     /// `<sysroot>/ostree/deploy/<stateroot>/deploy/<commit>.<serial>`.
     pub path: PathBuf,
@@ -89,14 +94,18 @@ impl Deployment {
 /// A deployment staged to be finalized at shutdown (`ostree admin deploy --stage`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StagedDeployment {
+    /// The stateroot ("OS name") it belongs to.
     pub stateroot: String,
+    /// The staged commit.
     pub commit: Checksum,
+    /// Its deployment serial.
     pub deploy_serial: u32,
 }
 
 /// What `ostree admin status` knows about a sysroot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SysrootState {
+    /// The sysroot's path.
     pub sysroot: PathBuf,
     /// The boot version (`boot/loader -> loader.N`) the deployments were read from.
     pub boot_version: u8,
@@ -104,6 +113,7 @@ pub struct SysrootState {
     pub deployments: Vec<Deployment>,
     /// Whether the running system is booted from this sysroot.
     pub booted: bool,
+    /// The deployment staged to be finalized at shutdown, if any.
     pub staged: Option<StagedDeployment>,
     /// libostree calls a sysroot physical when it is not a booted or chrooted deployment; only
     /// then are its remotes not read from `<sysroot>/etc/ostree/remotes.d`.
@@ -146,6 +156,7 @@ impl SysrootState {
         })
     }
 
+    /// The deployment the running system is, if any.
     pub fn booted_deployment(&self) -> Option<&Deployment> {
         self.deployments.iter().find(|d| d.booted)
     }

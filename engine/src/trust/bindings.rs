@@ -17,6 +17,7 @@ pub struct Bindings<'a> {
 }
 
 impl CommitFacts {
+    /// The commit's binding metadata.
     pub fn bindings(&self) -> Bindings<'_> {
         Bindings {
             ref_binding: self.ref_binding.as_deref(),

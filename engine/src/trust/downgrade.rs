@@ -8,6 +8,7 @@ use crate::object::Checksum;
 /// What the destination ref points at now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InstalledCommit {
+    /// The installed commit.
     pub checksum: Checksum,
     /// Commit timestamp, seconds since the Unix epoch.
     pub timestamp: u64,

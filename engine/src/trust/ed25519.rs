@@ -12,7 +12,9 @@ use super::error::Rejection;
 use super::keyring::{read_key_file, Ed25519KeySources};
 use super::metadata::{MAX_KEYS_PER_UNNAMED_SIGNATURE, MAX_SIGNATURES_PER_KIND};
 
+/// Bytes of an ed25519 public key.
 pub const ED25519_PUBLIC_KEY_LEN: usize = 32;
+/// Bytes of an ed25519 signature.
 pub const ED25519_SIGNATURE_LEN: usize = 64;
 
 /// Trusted and revoked ed25519 public keys.

@@ -10,7 +10,9 @@ use crate::schema::{Problem, ProblemKind, SourceInfo};
 /// What a signature covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignedObject {
+    /// A commit, named by its checksum.
     Commit(Checksum),
+    /// A repository's summary file.
     Summary,
 }
 
@@ -28,67 +30,93 @@ impl fmt::Display for SignedObject {
 pub enum Rejection {
     /// Made by a key the remote does not trust.
     UnknownKey {
+        /// The key that made the signature.
         key: String,
     },
     /// Made by a trusted key, but over other bytes: the object or the signature was altered.
     BadSignature {
+        /// The key that made the signature.
         key: String,
     },
     /// A digest that can be forged (MD5, SHA-1, RIPEMD-160).
     WeakHash {
+        /// The key that made the signature.
         key: String,
+        /// The digest algorithm the signature uses.
         hash: String,
     },
+    /// Made by a trusted key that has expired.
     KeyExpired {
+        /// The expired key.
         key: String,
+        /// When the key expired, in seconds since the Unix epoch.
         expired_at: u64,
     },
+    /// Made by a trusted key that has been revoked.
     KeyRevoked {
+        /// The revoked key.
         key: String,
+        /// The reason the revocation gives, if any.
         reason: Option<String>,
     },
     /// The key is not allowed to sign (its key flags lack "sign").
     NotForSigning {
+        /// The subkey that made the signature.
         key: String,
     },
     /// A subkey without a valid binding signature from its primary key (or without the
     /// subkey's own back-signature).
     SubkeyNotBound {
+        /// The subkey that made the signature.
         key: String,
     },
+    /// A signature past its own expiry time.
     SignatureExpired {
+        /// The key that made the signature.
         key: String,
+        /// When the signature expired, in seconds since the Unix epoch.
         expired_at: u64,
     },
+    /// A signature dated later than this machine's clock.
     CreatedInFuture {
+        /// The key that made the signature.
         key: String,
+        /// The signature's creation time, in seconds since the Unix epoch.
         created_at: u64,
     },
     /// The signature claims to predate the key that made it.
     KeyNewerThanSignature {
+        /// The key that made the signature.
         key: String,
     },
     /// The trusted key carries no valid self-signature, so its validity cannot be known.
     NoSelfSignature {
+        /// The key without a self-signature.
         key: String,
     },
     /// Not a readable binary-data OpenPGP signature, or an ed25519 signature of the wrong size.
     Malformed {
+        /// What could not be read.
         detail: String,
     },
     /// Made by an ed25519 key this machine lists as revoked.
     Ed25519Revoked {
+        /// The revoked key.
         key: String,
     },
     /// No ed25519 signature matched any trusted key.
     Ed25519NoMatch {
+        /// How many ed25519 signatures were checked.
         signatures: usize,
+        /// How many trusted keys they were checked against.
         keys: usize,
     },
     /// More signatures than [`super::metadata::MAX_SIGNATURES_PER_KIND`]: refused unread, so a
     /// source cannot make verification take long.
     TooManySignatures {
+        /// How many signatures of that kind the object carries.
         count: usize,
+        /// The most Ferry checks.
         max: usize,
     },
 }
@@ -183,7 +211,9 @@ impl Rejection {
 /// The kinds of signature a remote can require.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SignatureKind {
+    /// OpenPGP signatures (`gpg-verify`).
     Gpg,
+    /// ed25519 signatures (`sign-verify`).
     Ed25519,
 }
 
@@ -212,9 +242,11 @@ pub enum TrustError {
     /// Signatures are present but none counts.
     #[error("{object} on {location} {}{}", rejection.describe(remote), others_note(*others))]
     Untrusted {
+        /// What the signatures cover.
         object: SignedObject,
         /// Where the object came from, as a person would name it.
         location: Box<str>,
+        /// The remote whose keys were used.
         remote: Box<str>,
         /// The most telling rejection.
         rejection: Box<Rejection>,
@@ -231,11 +263,15 @@ pub enum TrustError {
         if *summary { "summary" } else { "commits" }
     )]
     Unsigned {
+        /// What lacks the signature.
         object: SignedObject,
         /// Where the object came from, as a person would name it.
         location: Box<str>,
+        /// The remote that requires it.
         remote: Box<str>,
+        /// The kind of signature required.
         kind: SignatureKind,
+        /// Whether the requirement is on the summary (`*-summary`) rather than on commits.
         summary: bool,
     },
 
@@ -246,28 +282,41 @@ pub enum TrustError {
         list_paths(looked_in)
     )]
     NoKeys {
+        /// The remote that requires signatures.
         remote: Box<str>,
+        /// The kind of signature required.
         kind: SignatureKind,
+        /// The keyring files and directories that were searched.
         looked_in: Vec<PathBuf>,
     },
 
     /// The remote's configuration cannot be used as written.
     #[error("remote '{remote}': {detail}: fix the remote's configuration")]
-    Config { remote: Box<str>, detail: String },
+    Config {
+        /// The remote with the unusable configuration.
+        remote: Box<str>,
+        /// What is wrong with it.
+        detail: String,
+    },
 
     /// Commit or detached metadata that cannot be parsed, or bytes that do not match their
     /// checksum.
     #[error("{object} on {location} is damaged ({detail}): use another source")]
     Malformed {
+        /// What is damaged.
         object: SignedObject,
         /// Where the object came from, as a person would name it.
         location: Box<str>,
+        /// What is wrong with it.
         detail: String,
     },
 
+    /// No remote of the repository carries the collection ID asked for.
     #[error("no remote in {} has collection ID {collection_id}: add the remote first", repo.display())]
     UnknownCollection {
+        /// The repository whose remotes were searched.
         repo: PathBuf,
+        /// The collection ID asked for.
         collection_id: String,
     },
 
@@ -282,11 +331,15 @@ pub enum TrustError {
         }
     )]
     CollectionBinding {
+        /// The refused commit.
         commit: Checksum,
         /// Where the object came from, as a person would name it.
         location: Box<str>,
+        /// The remote the commit was pulled for.
         remote: Box<str>,
+        /// The remote's collection ID.
         expected: String,
+        /// The commit's collection binding; None when it carries none.
         found: Option<String>,
     },
 
@@ -294,9 +347,11 @@ pub enum TrustError {
     /// remote has a collection ID.
     #[error("commit {}… on {location} {}", commit.short(), ref_binding_problem(remote, ref_name.as_deref(), bound.as_deref()))]
     RefBinding {
+        /// The refused commit.
         commit: Checksum,
         /// Where the object came from, as a person would name it.
         location: Box<str>,
+        /// The remote the commit was pulled for.
         remote: Box<str>,
         /// The ref being pulled; None when pulling a commit by checksum.
         ref_name: Option<String>,
@@ -311,10 +366,15 @@ pub enum TrustError {
         compare_times(*new_timestamp, *current_timestamp)
     )]
     Downgrade {
+        /// The ref being updated.
         ref_name: String,
+        /// The offered commit.
         new_commit: Checksum,
+        /// The offered commit's timestamp, in seconds since the Unix epoch.
         new_timestamp: u64,
+        /// The installed commit.
         current_commit: Checksum,
+        /// The installed commit's timestamp, in seconds since the Unix epoch.
         current_timestamp: u64,
     },
 }

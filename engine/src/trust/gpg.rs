@@ -78,6 +78,7 @@ impl GpgKeyring {
         keyring
     }
 
+    /// Whether the keyring holds no key.
     pub fn is_empty(&self) -> bool {
         self.certs.is_empty()
     }

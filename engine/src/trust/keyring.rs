@@ -127,6 +127,7 @@ pub struct Ed25519KeySources {
 }
 
 impl Ed25519KeySources {
+    /// Where the remote's ed25519 keys are: its own `verification-ed25519-*` options, else the system's trusted key files under `roots`; revoked key files always.
     pub fn resolve(
         inline_key: Option<&str>,
         key_file: Option<&str>,

@@ -60,6 +60,7 @@ pub struct CommitFacts {
 }
 
 impl CommitFacts {
+    /// The facts of `commit`.
     pub fn from_commit(commit: &Commit) -> Self {
         Self {
             ref_binding: commit.ref_binding(),

@@ -88,6 +88,7 @@ impl TrustRoots {
 /// then the same in each parent repository (`core.parent`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Destination {
+    /// The repository written to.
     pub repo: PathBuf,
     /// libostree's remotes config directory: `<sysroot>/etc/ostree/remotes.d` for the OS
     /// repository, `/etc/flatpak/remotes.d` for the system Flatpak installation (when it

@@ -23,11 +23,14 @@ use crate::object::Checksum;
 /// `config` or a `remotes.d/*.conf` file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RemoteTrustConfig {
+    /// The remote's name.
     pub name: String,
+    /// Its `[remote "NAME"]` options, such as `gpg-verify` or `sign-verify`.
     pub options: BTreeMap<String, String>,
 }
 
 impl RemoteTrustConfig {
+    /// The remote `name` with `options`.
     pub fn new<K: Into<String>, V: Into<String>>(
         name: impl Into<String>,
         options: impl IntoIterator<Item = (K, V)>,
@@ -111,6 +114,7 @@ enum SignVerify {
 /// Which kind of signature an accepted object carried.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Signer {
+    /// An OpenPGP key.
     Gpg(GpgSigner),
     /// The base64 public key.
     Ed25519(String),
@@ -120,7 +124,10 @@ pub enum Signer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Every kind of signature the remote requires was found valid.
-    Signed { signers: Vec<Signer> },
+    Signed {
+        /// The keys whose signatures were valid.
+        signers: Vec<Signer>,
+    },
     /// The remote verifies no signatures (`gpg-verify=false`, no `sign-verify`). Accepted,
     /// with every checksum still checked; listings show it as unsigned.
     Unsigned,
@@ -137,7 +144,10 @@ impl Verdict {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SummaryVerdict {
     /// `summary.sig` carries a valid signature of every required kind.
-    Signed { signers: Vec<Signer> },
+    Signed {
+        /// The keys whose signatures were valid.
+        signers: Vec<Signer>,
+    },
     /// The remote does not ask for summary signatures: use the summary only to locate
     /// commits; each commit's own signature decides.
     NotRequired,
@@ -149,6 +159,7 @@ pub enum SummaryVerdict {
 /// A commit offered by a source.
 #[derive(Debug, Clone, Copy)]
 pub struct CommitCandidate<'a> {
+    /// The commit's checksum.
     pub checksum: Checksum,
     /// The `.commit` object's bytes.
     pub commit: &'a [u8],
@@ -161,7 +172,9 @@ pub struct CommitCandidate<'a> {
 /// A commit that passed every check for a ref.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
+    /// Signed, or from a remote that verifies no signatures.
     pub verdict: Verdict,
+    /// How the commit relates to the installed one.
     pub update: UpdateKind,
     /// The commit's timestamp, now that its signature vouches for it.
     pub timestamp: u64,
@@ -241,10 +254,12 @@ impl RemotePolicy {
         Ok(policy)
     }
 
+    /// The remote's name.
     pub fn remote(&self) -> &str {
         &self.remote
     }
 
+    /// The remote's collection ID, if it has one.
     pub fn collection_id(&self) -> Option<&str> {
         self.collection_id.as_deref()
     }

@@ -20,48 +20,31 @@ use ferry_engine::schema::JsonLines;
 use ferry_engine::schema::{InstallResult, InstallStatus};
 use ferry_tests::bins;
 use ferry_tests::cmd::{Output, Tool};
+use ferry_tests::machine::MachineEnv;
 use ferry_tests::sysroot::OS_REF;
 
 /// What `ferryctl install` sees of the machine.
 pub struct Machine {
-    vars: Vec<(String, OsString)>,
+    env: MachineEnv,
 }
 
 impl Machine {
-    /// A machine under `base` with the variables `vars` (a Flatpak environment's); without
-    /// them, HOME and the Flatpak directories point at empty folders under `base`.
+    /// A machine under `base` with a Flatpak environment's variables `vars`; without them,
+    /// HOME and the Flatpak directories point at empty folders under `base`.
     pub fn new(base: &Path, vars: Vec<(String, OsString)>) -> Result<Machine> {
-        let mut all: Vec<(String, OsString)> = Vec::new();
-        let flatpak_defaults: &[(&str, &str)] = if vars.is_empty() {
-            &[
-                ("HOME", "home"),
-                ("FLATPAK_USER_DIR", "flatpak-user"),
-                ("FLATPAK_SYSTEM_DIR", "flatpak-system"),
-                ("FLATPAK_CONFIG_DIR", "flatpak-config"),
-                ("XDG_CACHE_HOME", "cache"),
-            ]
-        } else {
-            &[]
-        };
-        let own = [
-            ("FERRY_RUN_DIR", "ferry-run"),
-            ("FERRY_TRUST_ROOT", "trust-root"),
-        ];
-        for &(name, dir) in flatpak_defaults.iter().chain(&own) {
-            let path = base.join("machine").join(dir);
-            fs::create_dir_all(&path)?;
-            all.push((name.to_owned(), path.into_os_string()));
+        let mut builder = MachineEnv::builder(&base.join("machine"));
+        if !vars.is_empty() {
+            builder = builder.flatpak(vars);
         }
-        all.extend(vars);
-        all.push(("LC_ALL".to_owned(), "C.UTF-8".into()));
-        all.push(("FERRY_LOG".to_owned(), "warn,pgp=error".into()));
-        Ok(Machine { vars: all })
+        Ok(Machine {
+            env: builder.build()?,
+        })
     }
 
     /// `ferryctl install ARGS` in this machine.
     pub fn command(&self, args: &[&OsStr]) -> Result<Tool> {
         Ok(bins::ferryctl()?
-            .envs(self.vars.iter().map(|(k, v)| (k.as_str(), v.as_os_str())))
+            .envs(self.env.vars())
             .env_remove("FLATPAK_FANCY_OUTPUT")
             .arg("install")
             .args(args))

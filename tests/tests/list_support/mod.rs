@@ -13,58 +13,36 @@ use std::path::{Path, PathBuf};
 use anyhow::{ensure, Context, Result};
 use ferry_engine::schema::{DriveRecord, Problem, ProblemKind, Update, UpdateList};
 use ferry_tests::bins;
+use ferry_tests::machine::MachineEnv;
 
 /// What `ferryctl list` sees of the machine: the runtime dir with drive records, the icon
 /// cache, and the environment (Flatpak directories, HOME) the test sets up.
 pub struct Machine {
     pub run_dir: PathBuf,
     pub cache: PathBuf,
-    vars: Vec<(String, OsString)>,
+    env: MachineEnv,
 }
 
 impl Machine {
-    /// A machine under `base` with the variables `vars` (for example a Flatpak environment's);
-    /// without them, HOME and the Flatpak directories point at empty folders under `base`.
+    /// A machine under `base` with a Flatpak environment's variables `vars`; without them,
+    /// HOME and the Flatpak directories point at empty folders under `base`.
     pub fn new(base: &Path, vars: Vec<(String, OsString)>) -> Result<Machine> {
-        let run_dir = base.join("ferry-run");
-        let cache = base.join("ferry-cache");
-        fs::create_dir_all(run_dir.join("drives"))?;
-        fs::create_dir_all(&cache)?;
-        let mut all: Vec<(String, OsString)> = Vec::new();
-        let defaults: &[(&str, &str)] = if vars.is_empty() {
-            &[
-                ("HOME", "home"),
-                ("FLATPAK_USER_DIR", "flatpak-user"),
-                ("FLATPAK_SYSTEM_DIR", "flatpak-system"),
-                ("FLATPAK_CONFIG_DIR", "flatpak-config"),
-            ]
-        } else {
-            &[]
-        };
-        for &(name, dir) in defaults {
-            let path = base.join("empty").join(dir);
-            fs::create_dir_all(&path)?;
-            all.push((name.to_owned(), path.into_os_string()));
+        let mut builder = MachineEnv::builder(&base.join("machine"));
+        if !vars.is_empty() {
+            builder = builder.flatpak(vars);
         }
-        all.extend(vars);
-        all.push(("FERRY_RUN_DIR".to_owned(), run_dir.clone().into_os_string()));
-        all.push(("XDG_CACHE_HOME".to_owned(), cache.clone().into_os_string()));
-        // Loopback servers must be reached directly, whatever proxy the machine has.
-        for name in ["NO_PROXY", "no_proxy"] {
-            all.push((name.to_owned(), "127.0.0.1,localhost".into()));
-        }
+        let env = builder.build()?;
         Ok(Machine {
-            run_dir,
-            cache,
-            vars: all,
+            run_dir: env.run_dir.clone(),
+            cache: env.cache.clone(),
+            env,
         })
     }
 
     fn command(&self, args: &[&OsStr]) -> Result<ferry_tests::Tool> {
         Ok(bins::ferryctl()?
-            .envs(self.vars.iter().map(|(k, v)| (k.as_str(), v.as_os_str())))
+            .envs(self.env.vars())
             .env_remove("FLATPAK_FANCY_OUTPUT")
-            .env("FERRY_LOG", "warn,pgp=error")
             .arg("list")
             .args(args))
     }

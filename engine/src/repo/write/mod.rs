@@ -31,6 +31,7 @@ const CHUNK: usize = 128 * 1024;
 /// What a write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteOutcome {
+    /// The object was verified and stored.
     Written,
     /// The object was already in the repository; nothing was read or written.
     AlreadyPresent,
