@@ -517,9 +517,42 @@ pub fn prepare_drive(
         request.threads
     };
     let written: Mutex<Vec<Planned>> = Mutex::new(Vec::new());
-    write_all(
-        &writer, &objects, &source_of, &progress, threads, cancel, &written,
-    )?;
+    let written_so_far = || -> Vec<Planned> {
+        written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    };
+    // Objects go in batches. Each batch is synced and read back from the device while the
+    // next one is written, so writeback and read-back overlap the writing instead of
+    // following it.
+    let mut bad: Vec<ObjectId> = Vec::new();
+    std::thread::scope(|scope| -> Result<(), PrepareError> {
+        let mut checking = None;
+        for batch in batches(&objects, CHECK_BATCH_BYTES) {
+            let before = written_so_far().len();
+            write_all(
+                &writer, batch, &source_of, &progress, threads, cancel, &written,
+            )?;
+            let batch_written: Vec<ObjectId> = written_so_far()[before..]
+                .iter()
+                .map(|planned| planned.object)
+                .collect();
+            if let Some(previous) = checking.take() {
+                bad.extend(joined(previous, &request.drive)?);
+            }
+            let (writer, drive_repo) = (&writer, &drive_repo);
+            checking = Some(scope.spawn(move || {
+                writer.sync()?;
+                verify_objects(drive_repo, &batch_written, threads, cancel)
+            }));
+        }
+        if let Some(previous) = checking.take() {
+            bad.extend(joined(previous, &request.drive)?);
+        }
+        Ok(())
+    })?;
+    let checked = written_so_far().len();
     for job in &deltas {
         write_delta(
             &writer,
@@ -563,19 +596,16 @@ pub fn prepare_drive(
 
     // Everything is on the drive; read it back from the device to catch a stick that
     // loses or garbles writes.
+    // Objects were read back batch by batch; deltas and commits are read back now.
     let written: Vec<ObjectId> = written
         .into_inner()
         .unwrap_or_else(|p| p.into_inner())
         .into_iter()
+        .skip(checked)
         .map(|planned| planned.object)
         .collect();
-    if !written.is_empty() {
-        reporter.on_event(Event::Message {
-            level: MessageLevel::Info,
-            text: format!("reading back {} objects from the drive", written.len()),
-        });
-    }
-    let bad = verify_objects(&drive_repo, &written, threads, cancel)?;
+    bad.extend(verify_objects(&drive_repo, &written, threads, cancel)?);
+    bad.sort_by_key(|object| object.checksum);
     if !bad.is_empty() {
         return Err(PrepareError::BadDrive {
             drive: request.drive.clone(),
@@ -1389,6 +1419,43 @@ fn for_each_parallel<T: Sync, S>(
     }
 }
 
+/// Bytes of objects written before they are synced and read back (while the next batch is
+/// written).
+const CHECK_BATCH_BYTES: u64 = 48 << 20;
+
+/// `objects` cut into runs of about `bytes` each, in order.
+fn batches(objects: &[Planned], bytes: u64) -> Vec<&[Planned]> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    let mut size = 0u64;
+    for (index, planned) in objects.iter().enumerate() {
+        size = size.saturating_add(planned.size);
+        if size >= bytes {
+            runs.push(&objects[start..=index]);
+            start = index + 1;
+            size = 0;
+        }
+    }
+    if start < objects.len() {
+        runs.push(&objects[start..]);
+    }
+    runs
+}
+
+/// The objects a read-back thread found bad, or its error.
+fn joined(
+    thread: std::thread::ScopedJoinHandle<'_, Result<Vec<ObjectId>, PrepareError>>,
+    drive: &Path,
+) -> Result<Vec<ObjectId>, PrepareError> {
+    thread.join().unwrap_or_else(|_| {
+        Err(PrepareError::io(
+            "read back",
+            drive.to_path_buf(),
+            io::Error::other("a read-back worker stopped"),
+        ))
+    })
+}
+
 /// What a writing worker keeps between objects. Allocated per object, the buffers (at the
 /// allocator's mmap threshold) and the compressor's state cost more system time in page
 /// faults and unmapping than the writes themselves.
@@ -1845,6 +1912,26 @@ mod tests {
                 assert!(deflated.len() < content.len() / 4, "text was compressed");
             }
         }
+    }
+
+    #[test]
+    fn objects_are_cut_into_batches_of_about_the_size_in_order() {
+        let planned = |size: u64, n: u8| Planned {
+            object: ObjectId::new(Checksum::from_array([n; 32]), ObjectKind::File),
+            source: 0,
+            size,
+        };
+        let objects: Vec<Planned> = [10, 30, 5, 60, 1, 1]
+            .iter()
+            .zip(0u8..)
+            .map(|(s, n)| planned(*s, n))
+            .collect();
+        let runs: Vec<Vec<u64>> = batches(&objects, 40)
+            .iter()
+            .map(|run| run.iter().map(|p| p.size).collect())
+            .collect();
+        assert_eq!(runs, vec![vec![10, 30], vec![5, 60], vec![1, 1]]);
+        assert!(batches(&[], 40).is_empty());
     }
 
     #[test]
