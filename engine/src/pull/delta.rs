@@ -93,6 +93,8 @@ pub(super) struct DeltaPull<'a> {
     pub progress: &'a Progress<'a>,
     pub reporter: &'a dyn Reporter,
     pub cancel: &'a CancelToken,
+    /// Threads building a part's objects (those of the object transfer's drive workers).
+    pub workers: usize,
 }
 
 impl DeltaPull<'_> {
@@ -370,7 +372,8 @@ impl DeltaPull<'_> {
                 }
             };
             let payload = delta::open_part(superblock, index, fetched.as_deref())?;
-            let done = delta::apply_part(self.transaction, superblock, index, &payload)?;
+            let done =
+                delta::apply_part(self.transaction, superblock, index, &payload, self.workers)?;
             // Into objects/, where the object transfer looks for what is already present.
             self.transaction.commit_batch().map_err(DeltaError::from)?;
             for _ in 0..done.metadata_objects + done.content_objects {

@@ -903,6 +903,7 @@ impl Context<'_> {
             progress: &progress,
             reporter: self.reporter,
             cancel: self.cancel,
+            workers: self.workers,
         };
         let transfer = Transfer {
             dest: self.dest,
