@@ -1029,6 +1029,89 @@ mod tests {
             .unwrap());
     }
 
+    fn part_creating(objects: &[Checksum]) -> Superblock {
+        let mut superblock = superblock_creating(objects[0]);
+        superblock.parts[0].objects = objects
+            .iter()
+            .map(|checksum| ObjectId::new(*checksum, ObjectKind::File))
+            .collect();
+        superblock
+    }
+
+    fn checksum_of(data: &[u8]) -> Checksum {
+        ContentHasher::checksum(&FileHeader::regular(0, 0, 0o644, data.len() as u64), data).unwrap()
+    }
+
+    #[test]
+    fn stores_nothing_of_a_part_whose_later_operation_reads_outside_the_payload() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let repo = Repo::init(dir.path(), RepoMode::Archive, None).unwrap();
+        let transaction = Transaction::begin(&repo, None).unwrap();
+        let superblock = part_creating(&[hello_checksum(), checksum_of(b"hello!")]);
+        let ops = [b'S', 0, 0, 5, 0, b'S', 0, 0, 6, 0];
+        let error = apply_part(
+            &transaction,
+            &superblock,
+            0,
+            &part_variant(b"hello", &ops),
+            4,
+        )
+        .unwrap_err();
+        assert!(matches!(error, DeltaError::Op { op: 'S', .. }), "{error}");
+        // The whole operation stream is checked before the first object is written.
+        assert_eq!(transaction.staged_objects(), 0);
+        transaction.commit().unwrap();
+        assert!(!repo
+            .has_object(ObjectId::new(hello_checksum(), ObjectKind::File))
+            .unwrap());
+    }
+
+    #[test]
+    fn builds_objects_from_a_read_source_on_several_threads() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let repo = Repo::init(dir.path(), RepoMode::BareUserOnly, None).unwrap();
+        let source = b"hello, world";
+        let source_checksum = checksum_of(source);
+        repo.write_content(
+            &source_checksum,
+            &FileHeader::regular(0, 0, 0o644, source.len() as u64),
+            &source[..],
+        )
+        .unwrap();
+        let transaction = Transaction::begin(&repo, None).unwrap();
+        // Each object: set the read source, open, copy a range of the source, close.
+        let ranges: [(u8, u8); 4] = [(0, 5), (7, 5), (3, 4), (0, 12)];
+        let mut ops = Vec::new();
+        for (offset, length) in ranges {
+            ops.extend([b'r', 0, b'o', 0, 0, length, b'w', length, offset, b'c']);
+        }
+        let expected: Vec<Checksum> = ranges
+            .iter()
+            .map(|(offset, length)| {
+                checksum_of(&source[usize::from(*offset)..usize::from(offset + length)])
+            })
+            .collect();
+        let superblock = part_creating(&expected);
+        let variant = part_variant(source_checksum.as_bytes(), &ops);
+        let done = apply_part(&transaction, &superblock, 0, &variant, 4).unwrap();
+        assert_eq!(done.content_objects, 4);
+        assert_eq!(done.bytes_written, 26);
+        transaction.commit().unwrap();
+        for checksum in expected {
+            assert!(repo
+                .has_object(ObjectId::new(checksum, ObjectKind::File))
+                .unwrap());
+        }
+
+        // A copy reaching past the end of the source object is refused.
+        let transaction = Transaction::begin(&repo, None).unwrap();
+        let superblock = part_creating(&[checksum_of(b"world!")]);
+        let ops = [b'r', 0, b'o', 0, 0, 6, b'w', 6, 7, b'c'];
+        let variant = part_variant(source_checksum.as_bytes(), &ops);
+        let error = apply_part(&transaction, &superblock, 0, &variant, 4).unwrap_err();
+        assert!(matches!(error, DeltaError::Op { op: 'w', .. }), "{error}");
+    }
+
     #[test]
     fn refuses_an_object_that_is_not_what_the_header_names() {
         let dir = tempfile::TempDir::new().unwrap();
