@@ -362,6 +362,66 @@ fn corrupt_part_is_dropped_and_objects_are_fetched_instead() -> Result<()> {
     check_result(base, &dest, &update, "fallback")
 }
 
+/// A delta of several parts: each is fetched and inflated while the one before it is
+/// applied. All of them apply; with the last one corrupt, the parts before it still apply
+/// and the pull completes from objects.
+#[test]
+fn every_part_of_a_delta_of_several_parts_applies() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let fixture = Fixture::new(base)?;
+    let good = client(
+        &base.join("good"),
+        RepoMode::BareUserOnly,
+        Some(&fixture.key),
+    )?;
+    let bad = client(&base.join("bad"), RepoMode::Bare, Some(&fixture.key))?;
+    for dest in [&good, &bad] {
+        pull_from(base, dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    }
+    // New files below the 1 MB fallback size, more than a 1 MB part holds.
+    for index in 0..4u64 {
+        fixture.tree.write_file(
+            &format!("usr/share/extra-{index}.bin"),
+            pseudo_random(700_000, 10 + index),
+        )?;
+    }
+    let update = fixture.update(
+        base,
+        &[&format!("--from={}", fixture.v1), "--max-chunk-size=1"],
+    )?;
+    let mut parts = 0;
+    while fixture.delta_dir()?.join(parts.to_string()).exists() {
+        parts += 1;
+    }
+    ensure!(parts >= 3, "only {parts} parts");
+
+    let last = fixture.delta_dir()?.join((parts - 1).to_string());
+    let intact = fs::read(&last)?;
+    let mut corrupt = intact.clone();
+    corrupt[intact.len() / 2] ^= 0xff;
+    fs::write(&last, &corrupt)?;
+    let run = pull_from(base, &bad, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    check_progress(&run)?;
+    let warnings = delta_warnings(&run);
+    ensure!(
+        warnings.len() == 1 && warnings[0].contains("hashes to"),
+        "{warnings:?}"
+    );
+    check_result(base, &bad, &update, "corrupt-last-part")?;
+
+    fs::write(&last, &intact)?;
+    fixture.delete_delta_content(&update)?;
+    let run = pull_from(base, &good, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    check_progress(&run)?;
+    ensure!(
+        delta_warnings(&run).is_empty(),
+        "{:?}",
+        delta_warnings(&run)
+    );
+    check_result(base, &good, &update, "parts")
+}
+
 #[test]
 fn delta_over_http_fetches_no_objects_beyond_the_fallback() -> Result<()> {
     let tmp = TempDir::new()?;
