@@ -559,11 +559,39 @@ fn delta_written_by_ferry_is_applied_by_ostree_and_by_ferry() -> Result<()> {
             &format!("{}-{}", fixture.v1, update.v2),
         ])
         .stdout()?;
-    ensure!(shown.contains("Number of parts: 1"), "{shown}");
+    // The data that compresses (metadata, the library's patch) and the data that does not
+    // (the random new file) are in separate parts.
+    ensure!(shown.contains("Number of parts: 2"), "{shown}");
     // The slightly changed library is a bsdiff patch of its old version.
     ensure!(
         shown.contains("bspatch=1"),
         "the changed library was not patched: {shown}"
+    );
+    // `PartMetaN: nobjects=… size=… usize=…`: the part with the patch is small, the one with
+    // the random file about as large as it.
+    let sizes: Vec<(u64, u64)> = shown
+        .lines()
+        .filter(|line| line.starts_with("PartMeta"))
+        .map(|line| {
+            let field = |name: &str| -> Result<u64> {
+                let value = line
+                    .split_whitespace()
+                    .find_map(|word| word.strip_prefix(name))
+                    .with_context(|| format!("no {name} in {line}"))?;
+                Ok(value.parse()?)
+            };
+            Ok((field("size=")?, field("usize=")?))
+        })
+        .collect::<Result<_>>()?;
+    ensure!(sizes.len() == 2, "{shown}");
+    let (small, large) = (sizes[0].0.min(sizes[1].0), sizes[0].0.max(sizes[1].0));
+    ensure!(
+        small < 16 * 1024,
+        "the part with the patch is {small} bytes: {shown}"
+    );
+    ensure!(
+        (1_100_000..1_200_000).contains(&large),
+        "the part with the random file is {large} bytes: {shown}"
     );
 
     // The signed summary still lists ostree's superblock under this name: Ferry's does not
