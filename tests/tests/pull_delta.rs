@@ -382,7 +382,7 @@ fn every_part_of_a_delta_of_several_parts_applies() -> Result<()> {
     // New files below the 1 MB fallback size, more than a 1 MB part holds.
     for index in 0..4u64 {
         fixture.tree.write_file(
-            &format!("usr/share/extra-{index}.bin"),
+            format!("usr/share/extra-{index}.bin"),
             pseudo_random(700_000, 10 + index),
         )?;
     }
