@@ -496,8 +496,9 @@ struct Open<'a> {
     written: u64,
 }
 
-/// Objects up to this size are built on worker threads; larger ones one at a time after
-/// them, so a part of huge patched files holds at most a few of them in memory.
+/// Objects up to this size, from source objects up to this size, are built on worker
+/// threads; larger ones one at a time after them, so a part of huge patched files holds at
+/// most a few of them in memory.
 const PARALLEL_MAX_SIZE: u64 = 8 * 1024 * 1024;
 
 /// Applies one opened part (from [`open_part`]) whose header is part `index` of
@@ -698,7 +699,8 @@ fn plan<'a>(
 }
 
 /// Builds and stores `jobs`: those up to [`PARALLEL_MAX_SIZE`] on up to `workers` threads,
-/// then the larger ones one at a time. The first failure stops the rest.
+/// then the larger ones (or with a larger source) one at a time. The first failure stops
+/// the rest.
 fn run_jobs(
     transaction: &Transaction<'_>,
     jobs: &[Job<'_>],
@@ -706,6 +708,7 @@ fn run_jobs(
 ) -> Result<Applied, DeltaError> {
     let (small, large): (Vec<&Job<'_>>, Vec<&Job<'_>>) =
         jobs.iter().partition(|job| job.size() <= PARALLEL_MAX_SIZE);
+    let deferred: Mutex<Vec<&Job<'_>>> = Mutex::new(Vec::new());
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let first_error: Mutex<Option<DeltaError>> = Mutex::new(None);
@@ -716,10 +719,14 @@ fn run_jobs(
             let Some(job) = small.get(next.fetch_add(1, Ordering::Relaxed)) else {
                 break;
             };
-            if let Err(error) = run_job(transaction, job, &mut applied) {
-                failed.store(true, Ordering::Relaxed);
-                lock(&first_error).get_or_insert(error);
-                break;
+            match run_job(transaction, job, PARALLEL_MAX_SIZE, &mut applied) {
+                Ok(true) => {}
+                Ok(false) => lock(&deferred).push(*job),
+                Err(error) => {
+                    failed.store(true, Ordering::Relaxed);
+                    lock(&first_error).get_or_insert(error);
+                    break;
+                }
             }
         }
         lock(&totals).add(applied);
@@ -736,8 +743,9 @@ fn run_jobs(
         return Err(error);
     }
     let mut applied = *lock(&totals);
-    for job in large {
-        run_job(transaction, job, &mut applied)?;
+    let deferred = std::mem::take(&mut *lock(&deferred));
+    for job in large.into_iter().chain(deferred) {
+        run_job(transaction, job, u64::MAX, &mut applied)?;
     }
     Ok(applied)
 }
@@ -757,12 +765,14 @@ impl Applied {
     }
 }
 
-/// Builds one object from its steps and stores it.
+/// Builds one object from its steps and stores it; `Ok(false)` (nothing done) when one of
+/// its source objects is larger than `source_limit`.
 fn run_job(
     transaction: &Transaction<'_>,
     job: &Job<'_>,
+    source_limit: u64,
     applied: &mut Applied,
-) -> Result<(), DeltaError> {
+) -> Result<bool, DeltaError> {
     match job {
         Job::Metadata {
             kind,
@@ -781,22 +791,27 @@ fn run_job(
             let data = match steps.as_slice() {
                 // Spliced whole: written straight from the payload.
                 [Step::Payload(bytes)] => std::borrow::Cow::Borrowed(*bytes),
-                _ => std::borrow::Cow::Owned(build(transaction.repo(), header.size, steps)?),
+                _ => match build(transaction.repo(), header.size, steps, source_limit)? {
+                    Some(data) => std::borrow::Cow::Owned(data),
+                    None => return Ok(false),
+                },
             };
             write_file(transaction, object, header.clone(), &data)?;
             applied.bytes_written += data.len() as u64;
             applied.content_objects += 1;
         }
     }
-    Ok(())
+    Ok(true)
 }
 
-/// The bytes of `source`, read unless `loaded` holds them already.
+/// The bytes of `source`, read unless `loaded` holds them already; `None` when it is
+/// larger than `limit`.
 fn load_source<'l>(
     repo: &Repo,
     loaded: &'l mut Option<(Checksum, Vec<u8>)>,
     source: &ReadSource,
-) -> Result<&'l [u8], DeltaError> {
+    limit: u64,
+) -> Result<Option<&'l [u8]>, DeltaError> {
     let error = |reason| DeltaError::Op {
         op: 'r',
         position: source.at,
@@ -807,7 +822,10 @@ fn load_source<'l>(
         .is_none_or(|(checksum, _)| *checksum != source.checksum)
     {
         *loaded = None;
-        let (_, mut reader) = repo.open_content(&source.checksum)?;
+        let (header, mut reader) = repo.open_content(&source.checksum)?;
+        if header.size > limit {
+            return Ok(None);
+        }
         let mut bytes = Vec::new();
         (&mut reader)
             .take(MAX_PART_SIZE + 1)
@@ -819,13 +837,19 @@ fn load_source<'l>(
         *loaded = Some((source.checksum, bytes));
     }
     match loaded {
-        Some((_, bytes)) => Ok(bytes),
+        Some((_, bytes)) => Ok(Some(bytes)),
         None => Err(error("cannot read the source object")),
     }
 }
 
-/// The bytes of a content object of `size` bytes made by `steps`.
-fn build(repo: &Repo, size: u64, steps: &[Step<'_>]) -> Result<Vec<u8>, DeltaError> {
+/// The bytes of a content object of `size` bytes made by `steps`; `None` when a source
+/// object is larger than `source_limit`.
+fn build(
+    repo: &Repo,
+    size: u64,
+    steps: &[Step<'_>],
+    source_limit: u64,
+) -> Result<Option<Vec<u8>>, DeltaError> {
     let op_error = |op: char, position: usize, reason: &'static str| DeltaError::Op {
         op,
         position,
@@ -844,7 +868,9 @@ fn build(repo: &Repo, size: u64, steps: &[Step<'_>]) -> Result<Vec<u8>, DeltaErr
                 length,
                 at,
             } => {
-                let old = load_source(repo, &mut loaded, source)?;
+                let Some(old) = load_source(repo, &mut loaded, source, source_limit)? else {
+                    return Ok(None);
+                };
                 let range = usize::try_from(*offset)
                     .ok()
                     .zip(usize::try_from(*length).ok())
@@ -854,7 +880,9 @@ fn build(repo: &Repo, size: u64, steps: &[Step<'_>]) -> Result<Vec<u8>, DeltaErr
                 data.extend_from_slice(range);
             }
             Step::Patch { source, patch } => {
-                let old = load_source(repo, &mut loaded, source)?;
+                let Some(old) = load_source(repo, &mut loaded, source, source_limit)? else {
+                    return Ok(None);
+                };
                 data = bspatch::apply(old, patch, size)?;
             }
         }
@@ -864,7 +892,7 @@ fn build(repo: &Repo, size: u64, steps: &[Step<'_>]) -> Result<Vec<u8>, DeltaErr
             "an object's operations give it a different size",
         ));
     }
-    Ok(data)
+    Ok(Some(data))
 }
 
 /// Reads the mode and xattr indexes of a content op.
@@ -1096,6 +1124,42 @@ mod tests {
         let done = apply_part(&transaction, &superblock, 0, &variant, 4).unwrap();
         assert_eq!(done.content_objects, 4);
         assert_eq!(done.bytes_written, 26);
+        transaction.commit().unwrap();
+        for checksum in expected {
+            assert!(repo
+                .has_object(ObjectId::new(checksum, ObjectKind::File))
+                .unwrap());
+        }
+
+        // An object whose source is larger than the threads take is built after them.
+        let large: Vec<u8> = (0..PARALLEL_MAX_SIZE + 1)
+            .map(|n| (n % 251) as u8)
+            .collect();
+        let large_checksum = checksum_of(&large);
+        repo.write_content(
+            &large_checksum,
+            &FileHeader::regular(0, 0, 0o644, large.len() as u64),
+            &large[..],
+        )
+        .unwrap();
+        let transaction = Transaction::begin(&repo, None).unwrap();
+        let mut payload = large_checksum.as_bytes().to_vec();
+        payload.extend(source_checksum.as_bytes());
+        // From the large source, then from the small one.
+        let ops = [
+            b'r', 0, b'o', 0, 0, 100, b'w', 100, 7, b'c', b'r', 32, b'o', 0, 0, 5, b'w', 5, 0, b'c',
+        ];
+        let expected = [checksum_of(&large[7..107]), checksum_of(b"hello")];
+        let superblock = part_creating(&expected);
+        let done = apply_part(
+            &transaction,
+            &superblock,
+            0,
+            &part_variant(&payload, &ops),
+            4,
+        )
+        .unwrap();
+        assert_eq!(done.content_objects, 2);
         transaction.commit().unwrap();
         for checksum in expected {
             assert!(repo
