@@ -362,6 +362,66 @@ fn corrupt_part_is_dropped_and_objects_are_fetched_instead() -> Result<()> {
     check_result(base, &dest, &update, "fallback")
 }
 
+/// A delta of several parts: each is fetched and inflated while the one before it is
+/// applied. All of them apply; with the last one corrupt, the parts before it still apply
+/// and the pull completes from objects.
+#[test]
+fn every_part_of_a_delta_of_several_parts_applies() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let fixture = Fixture::new(base)?;
+    let good = client(
+        &base.join("good"),
+        RepoMode::BareUserOnly,
+        Some(&fixture.key),
+    )?;
+    let bad = client(&base.join("bad"), RepoMode::Bare, Some(&fixture.key))?;
+    for dest in [&good, &bad] {
+        pull_from(base, dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    }
+    // New files below the 1 MB fallback size, more than a 1 MB part holds.
+    for index in 0..4u64 {
+        fixture.tree.write_file(
+            format!("usr/share/extra-{index}.bin"),
+            pseudo_random(700_000, 10 + index),
+        )?;
+    }
+    let update = fixture.update(
+        base,
+        &[&format!("--from={}", fixture.v1), "--max-chunk-size=1"],
+    )?;
+    let mut parts = 0;
+    while fixture.delta_dir()?.join(parts.to_string()).exists() {
+        parts += 1;
+    }
+    ensure!(parts >= 3, "only {parts} parts");
+
+    let last = fixture.delta_dir()?.join((parts - 1).to_string());
+    let intact = fs::read(&last)?;
+    let mut corrupt = intact.clone();
+    corrupt[intact.len() / 2] ^= 0xff;
+    fs::write(&last, &corrupt)?;
+    let run = pull_from(base, &bad, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    check_progress(&run)?;
+    let warnings = delta_warnings(&run);
+    ensure!(
+        warnings.len() == 1 && warnings[0].contains("hashes to"),
+        "{warnings:?}"
+    );
+    check_result(base, &bad, &update, "corrupt-last-part")?;
+
+    fs::write(&last, &intact)?;
+    fixture.delete_delta_content(&update)?;
+    let run = pull_from(base, &good, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    check_progress(&run)?;
+    ensure!(
+        delta_warnings(&run).is_empty(),
+        "{:?}",
+        delta_warnings(&run)
+    );
+    check_result(base, &good, &update, "parts")
+}
+
 #[test]
 fn delta_over_http_fetches_no_objects_beyond_the_fallback() -> Result<()> {
     let tmp = TempDir::new()?;
@@ -499,11 +559,39 @@ fn delta_written_by_ferry_is_applied_by_ostree_and_by_ferry() -> Result<()> {
             &format!("{}-{}", fixture.v1, update.v2),
         ])
         .stdout()?;
-    ensure!(shown.contains("Number of parts: 1"), "{shown}");
+    // The data that compresses (metadata, the library's patch) and the data that does not
+    // (the random new file) are in separate parts.
+    ensure!(shown.contains("Number of parts: 2"), "{shown}");
     // The slightly changed library is a bsdiff patch of its old version.
     ensure!(
         shown.contains("bspatch=1"),
         "the changed library was not patched: {shown}"
+    );
+    // `PartMetaN: nobjects=… size=… usize=…`: the part with the patch is small, the one with
+    // the random file about as large as it.
+    let sizes: Vec<(u64, u64)> = shown
+        .lines()
+        .filter(|line| line.starts_with("PartMeta"))
+        .map(|line| {
+            let field = |name: &str| -> Result<u64> {
+                let value = line
+                    .split_whitespace()
+                    .find_map(|word| word.strip_prefix(name))
+                    .with_context(|| format!("no {name} in {line}"))?;
+                Ok(value.parse()?)
+            };
+            Ok((field("size=")?, field("usize=")?))
+        })
+        .collect::<Result<_>>()?;
+    ensure!(sizes.len() == 2, "{shown}");
+    let (small, large) = (sizes[0].0.min(sizes[1].0), sizes[0].0.max(sizes[1].0));
+    ensure!(
+        small < 16 * 1024,
+        "the part with the patch is {small} bytes: {shown}"
+    );
+    ensure!(
+        (1_100_000..1_200_000).contains(&large),
+        "the part with the random file is {large} bytes: {shown}"
     );
 
     // The signed summary still lists ostree's superblock under this name: Ferry's does not

@@ -120,9 +120,18 @@ struct PartBuilder {
     ops: Vec<u8>,
     objects: Vec<ObjectId>,
     uncompressed: u64,
+    /// Whether the part's data compresses (see [`compresses`]).
+    compress: bool,
 }
 
 impl PartBuilder {
+    fn new(compress: bool) -> Self {
+        Self {
+            compress,
+            ..Self::default()
+        }
+    }
+
     fn add_metadata(&mut self, object: ObjectId, bytes: &[u8]) {
         self.ops.push(b'S');
         write_varuint(&mut self.ops, bytes.len() as u64);
@@ -181,7 +190,10 @@ impl PartBuilder {
         self.uncompressed += file.size;
     }
 
-    /// The part file: `x`, then the xz-compressed `(a(uuu)aa(ayay)ayay)`.
+    /// The part file: `x`, then the xz-compressed `(a(uuu)aa(ayay)ayay)`. A part of data that
+    /// does not compress is still xz (libostree cannot read uncompressed part files larger
+    /// than 16 KiB: it maps them at offset 1), at the fastest preset: xz then stores its
+    /// chunks as they are and a reader copies them instead of decoding them.
     fn finish(&self) -> Result<Vec<u8>, DeltaError> {
         let modes: Vec<u8> = self.modes.iter().flatten().copied().collect();
         let variant = tuple(&[
@@ -190,7 +202,8 @@ impl PartBuilder {
             (var(1), &self.payload),
             (var(1), &self.ops),
         ]);
-        let mut encoder = xz2::write::XzEncoder::new(vec![b'x'], 6);
+        let preset = if self.compress { 6 } else { 0 };
+        let mut encoder = xz2::write::XzEncoder::new(vec![b'x'], preset);
         encoder
             .write_all(&variant)
             .map_err(|error| DeltaError::Decompress(error.to_string()))?;
@@ -241,6 +254,14 @@ fn patch_if_it_pays(
     } else {
         Ok(None)
     }
+}
+
+/// Whether `bytes` compress: fast deflate saves at least a tenth of them. Data that does not
+/// (random, already compressed) goes into parts of its own: mixed with data that compresses,
+/// xz codes it byte by byte, and a reader decodes that at tens of MB/s; alone, xz stores it
+/// as it is and a reader copies it.
+fn compresses(bytes: &[u8]) -> bool {
+    deflated_size(bytes).saturating_mul(10) < bytes.len().saturating_mul(9)
 }
 
 fn deflated_size(bytes: &[u8]) -> usize {
@@ -366,7 +387,9 @@ pub fn generate_with(
         superblock: Checksum::from_array([0; 32]),
         fallback_objects: Vec::new(),
     };
-    let mut part = PartBuilder::default();
+    // Data that compresses and data that does not go into separate parts (see `compresses`).
+    let mut packed = PartBuilder::new(true);
+    let mut stored = PartBuilder::new(false);
     let mut headers = Vec::new();
     let mut fallbacks = Vec::new();
     let mut flush = |part: &PartBuilder, generated: &mut Generated| -> Result<(), DeltaError> {
@@ -399,13 +422,15 @@ pub fn generate_with(
         if old.contains(&object) {
             continue;
         }
-        if part.payload.len() >= PART_TARGET_SIZE {
-            flush(&part, &mut generated)?;
-            part = PartBuilder::default();
+        for part in [&mut packed, &mut stored] {
+            if part.payload.len() >= PART_TARGET_SIZE {
+                flush(part, &mut generated)?;
+                *part = PartBuilder::new(part.compress);
+            }
         }
         if object.kind.is_metadata() {
             let bytes = repo.read_metadata(object.kind, &object.checksum)?;
-            part.add_metadata(object, &bytes);
+            packed.add_metadata(object, &bytes);
         } else {
             let (header, mut reader) = repo.open_content(&object.checksum)?;
             if header.size > MAX_PART_SIZE {
@@ -460,15 +485,29 @@ pub fn generate_with(
                         xattrs,
                         size: data.len() as u64,
                     };
+                    let part = if compresses(&patch) {
+                        &mut packed
+                    } else {
+                        &mut stored
+                    };
                     part.add_patched(object, file, &old, &patch);
                     generated.patched += 1;
                 }
-                None => part.add_content(object, mode, xattrs, &data),
+                None => {
+                    let part = if compresses(&data) {
+                        &mut packed
+                    } else {
+                        &mut stored
+                    };
+                    part.add_content(object, mode, xattrs, &data);
+                }
             }
         }
     }
-    if !part.objects.is_empty() {
-        flush(&part, &mut generated)?;
+    for part in [&packed, &stored] {
+        if !part.objects.is_empty() {
+            flush(part, &mut generated)?;
+        }
     }
 
     // Multi-byte numbers of the part headers are little-endian, as this says.

@@ -93,6 +93,8 @@ pub(super) struct DeltaPull<'a> {
     pub progress: &'a Progress<'a>,
     pub reporter: &'a dyn Reporter,
     pub cancel: &'a CancelToken,
+    /// Threads building a part's objects (those of the object transfer's drive workers).
+    pub workers: usize,
 }
 
 impl DeltaPull<'_> {
@@ -341,50 +343,100 @@ impl DeltaPull<'_> {
         applied: &mut Applied,
         counted: &mut Counted,
     ) -> Result<(), Failure> {
-        let (from, to) = (delta.from, delta.to);
-        for &(index, missing) in needed {
-            if self.cancel.is_cancelled() {
-                break;
-            }
-            let header = &superblock.parts[index];
-            let fetched = match superblock.inline_part(index) {
-                Some(_) => None,
-                None => {
-                    if header.size > MAX_PART_SIZE {
-                        return Err(DeltaError::TooLarge {
-                            index,
-                            size: header.size,
-                            max: MAX_PART_SIZE,
-                        }
-                        .into());
+        // The next part is fetched, checked and inflated on its own thread while this one
+        // applies the one before it: reading the source and writing objects overlap.
+        // A rendezvous: at most the part being applied and the next one are held.
+        let (parts, opened) = crossbeam_channel::bounded::<(u64, Result<Vec<u8>, Failure>)>(0);
+        std::thread::scope(|scope| -> Result<(), Failure> {
+            // Dropped when this returns, before the scope waits for the fetcher: a fetcher
+            // blocked handing over a part then stops.
+            let opened = opened;
+            scope.spawn(move || {
+                for &(index, _) in needed {
+                    if self.cancel.is_cancelled() {
+                        break;
                     }
-                    let path = delta::part_path(from, to, index);
-                    let part = self
-                        .fetch(source, &path, header.size, header.size)?
-                        .ok_or(Failure::MissingPart(index))?;
-                    self.progress
-                        .metadata_read(delta.source_index, part.len() as u64);
-                    self.progress.bytes_read(part.len() as u64);
-                    counted.bytes += part.len() as u64;
-                    Some(part)
+                    let (read, payload) = self.open_part(source, superblock, delta, index);
+                    let failed = payload.is_err();
+                    // The receiver is gone when applying failed: nothing more is wanted.
+                    if parts.send((read, payload)).is_err() || failed {
+                        break;
+                    }
                 }
-            };
-            let payload = delta::open_part(superblock, index, fetched.as_deref())?;
-            let done = delta::apply_part(self.transaction, superblock, index, &payload)?;
-            // Into objects/, where the object transfer looks for what is already present.
-            self.transaction.commit_batch().map_err(DeltaError::from)?;
-            for _ in 0..done.metadata_objects + done.content_objects {
-                self.progress.object_done();
-                self.progress.stored_from(delta.source_index);
+            });
+            for &(index, missing) in needed {
+                let Ok((read, payload)) = opened.recv() else {
+                    // Cancelled: the fetcher stopped early.
+                    break;
+                };
+                counted.bytes += read;
+                let payload = payload?;
+                let done =
+                    delta::apply_part(self.transaction, superblock, index, &payload, self.workers)?;
+                // Into objects/, where the object transfer looks for what is already present.
+                self.transaction.commit_batch().map_err(DeltaError::from)?;
+                for _ in 0..done.metadata_objects + done.content_objects {
+                    self.progress.object_done();
+                    self.progress.stored_from(delta.source_index);
+                }
+                let created = done.metadata_objects + done.content_objects;
+                self.progress.retract(missing.saturating_sub(created), 0);
+                counted.objects += missing;
+                applied.metadata_objects += done.metadata_objects;
+                applied.content_objects += done.content_objects;
+                applied.bytes_written += done.bytes_written;
             }
-            let created = done.metadata_objects + done.content_objects;
-            self.progress.retract(missing.saturating_sub(created), 0);
-            counted.objects += missing;
-            applied.metadata_objects += done.metadata_objects;
-            applied.content_objects += done.content_objects;
-            applied.bytes_written += done.bytes_written;
-        }
-        Ok(())
+            Ok(())
+        })
+    }
+
+    /// Fetches part `index` (unless the superblock carries it), checks it against its header
+    /// and inflates it. Returns the bytes read from the source (counted even when the part
+    /// turns out bad) and the part's payload.
+    fn open_part(
+        &self,
+        source: &dyn Source,
+        superblock: &Superblock,
+        delta: &Located<'_>,
+        index: usize,
+    ) -> (u64, Result<Vec<u8>, Failure>) {
+        let mut read = 0;
+        let payload = self.fetch_part(source, superblock, delta, index, &mut read);
+        (read, payload)
+    }
+
+    fn fetch_part(
+        &self,
+        source: &dyn Source,
+        superblock: &Superblock,
+        delta: &Located<'_>,
+        index: usize,
+        read: &mut u64,
+    ) -> Result<Vec<u8>, Failure> {
+        let header = &superblock.parts[index];
+        let fetched = match superblock.inline_part(index) {
+            Some(_) => None,
+            None => {
+                if header.size > MAX_PART_SIZE {
+                    return Err(DeltaError::TooLarge {
+                        index,
+                        size: header.size,
+                        max: MAX_PART_SIZE,
+                    }
+                    .into());
+                }
+                let path = delta::part_path(delta.from, delta.to, index);
+                let part = self
+                    .fetch(source, &path, header.size, header.size)?
+                    .ok_or(Failure::MissingPart(index))?;
+                self.progress
+                    .metadata_read(delta.source_index, part.len() as u64);
+                self.progress.bytes_read(part.len() as u64);
+                *read = part.len() as u64;
+                Some(part)
+            }
+        };
+        Ok(delta::open_part(superblock, index, fetched.as_deref())?)
     }
 }
 

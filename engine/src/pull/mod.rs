@@ -923,6 +923,7 @@ impl Context<'_> {
             progress: &progress,
             reporter: self.reporter,
             cancel: self.cancel,
+            workers: self.workers,
         };
         let transfer = Transfer {
             dest: self.dest,
