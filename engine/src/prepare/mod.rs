@@ -1132,6 +1132,7 @@ fn walk_commit(
         .map(|size| (size.checksum, size.archived))
         .collect();
     let mut pending_trees: Vec<(Checksum, Checksum)> = vec![(parsed.root_tree, parsed.root_meta)];
+    let mut files: Vec<ObjectId> = Vec::new();
     while let Some((tree, meta)) = pending_trees.pop() {
         let meta_id = ObjectId::new(meta, ObjectKind::DirMeta);
         if seen.insert(meta_id) && !has(meta_id)? {
@@ -1158,19 +1159,65 @@ fn walk_commit(
         }
         for file in &parsed_tree.files {
             let file_id = ObjectId::new(file.checksum, ObjectKind::File);
-            if !seen.insert(file_id) || has(file_id)? {
-                continue;
+            if seen.insert(file_id) {
+                files.push(file_id);
             }
-            let size = content_estimate(source, file_id, archived_sizes.get(&file.checksum))?;
-            objects.push(planned(file_id, size));
         }
         for dir in &parsed_tree.dirs {
             pending_trees.push((dir.tree, dir.meta));
         }
     }
+    // Looking up every content object is a cold metadata read each: done by many workers.
+    let estimated = estimate_files(source, drive, &files, &archived_sizes)?;
+    objects.extend(
+        files
+            .iter()
+            .zip(estimated)
+            .filter_map(|(file_id, size)| size.map(|size| planned(*file_id, size))),
+    );
     let size = source.metadata_size(commit_id)?.unwrap_or_default();
     commits.push(planned(commit_id, size));
     Ok(())
+}
+
+/// For each of `files`, None when `drive` has it already, else the bytes it will take there
+/// ([`content_estimate`]); in order, looked up by [`WORKERS`] threads.
+fn estimate_files(
+    source: &Repo,
+    drive: Option<&Repo>,
+    files: &[ObjectId],
+    archived_sizes: &HashMap<Checksum, u64>,
+) -> Result<Vec<Option<u64>>, PrepareError> {
+    let estimate = |file_id: &ObjectId| -> Result<Option<u64>, PrepareError> {
+        if let Some(drive) = drive {
+            if drive.has_object(*file_id)? {
+                return Ok(None);
+            }
+        }
+        let archived = archived_sizes.get(&file_id.checksum);
+        content_estimate(source, *file_id, archived).map(Some)
+    };
+    let chunk = files.len().div_ceil(WORKERS).max(64);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(estimate).collect::<Vec<_>>()))
+            .collect();
+        let mut sizes = Vec::with_capacity(files.len());
+        for worker in workers {
+            let part = worker.join().map_err(|_| {
+                PrepareError::io(
+                    "read",
+                    source.path().to_path_buf(),
+                    io::Error::other("a worker looking up objects stopped"),
+                )
+            })?;
+            for size in part {
+                sizes.push(size?);
+            }
+        }
+        Ok(sizes)
+    })
 }
 
 /// The bytes a content object takes in archive form: its file in an archive source, the
