@@ -13,8 +13,10 @@
 #   sudo bash bench/prepare.sh          # BENCH_RUNS=5 rounds; BENCH_DIR to reuse the scene
 #   sudo PREPARE_FUSE=0 bash bench/prepare.sh   # ext4 only
 #
-# Targets: stock/ferry median ≥ 5 (bare source); Ferry's peak RSS ≤ 128 MiB. Exits 0 when
-# both are met, 3 when one is missed, 1 when it could not run.
+# Targets: stock/ferry median ≥ 5 (bare source), ≥ 10 for the archive source (the OS commit
+# in a sysroot whose repository is an archive, against `ostree create-usb` alone); Ferry's
+# peak RSS ≤ 128 MiB. Exits 0 when the targets are met, 3 when one is missed, 1 when it could
+# not run.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -200,6 +202,49 @@ run_stock() {
   check_drive stock
 }
 
+# The archive-source case: the same OS commit in a sysroot whose repository is an archive
+# (as a mirror's or another drive's is), made once from the bare one. Ferry copies its
+# objects as stored; so does `ostree create-usb` of this libostree.
+ARCHIVE_SYSROOT=$SCENE/archive-sysroot
+archive_scene() {
+  local stamp commit
+  stamp="$(cat "$SCENE.stamp") archive"
+  if [ -f "$ARCHIVE_SYSROOT.stamp" ] && [ "$(cat "$ARCHIVE_SYSROOT.stamp")" = "$stamp" ]; then
+    return 0
+  fi
+  clear_immutable "$ARCHIVE_SYSROOT"
+  rm -rf "$ARCHIVE_SYSROOT" "$ARCHIVE_SYSROOT.stamp"; mkdir -p "$ARCHIVE_SYSROOT"
+  ostree admin init-fs "$ARCHIVE_SYSROOT" >/dev/null
+  ostree admin os-init --sysroot="$ARCHIVE_SYSROOT" "$OS_NAME" >/dev/null
+  rm -rf "$ARCHIVE_SYSROOT/ostree/repo"
+  ostree init --mode=archive --repo="$ARCHIVE_SYSROOT/ostree/repo"
+  ostree --repo="$ARCHIVE_SYSROOT/ostree/repo" remote add --no-gpg-verify \
+    --collection-id="$OS_COLLECTION" "$OS_NAME" "file:///nonexistent"
+  commit=$(ostree --repo="$SYSROOT/ostree/repo" rev-parse "$OS_NAME:$OS_REF")
+  echo "bench: compressing the OS into an archive sysroot (~10 s)" >&2
+  ostree --repo="$ARCHIVE_SYSROOT/ostree/repo" pull-local --remote="$OS_NAME" \
+    "$SYSROOT/ostree/repo" "$commit" >/dev/null
+  ostree --repo="$ARCHIVE_SYSROOT/ostree/repo" refs --create="$OS_NAME:$OS_REF" "$commit"
+  ostree admin deploy --sysroot="$ARCHIVE_SYSROOT" --os="$OS_NAME" --karg=root=LABEL=ROOT \
+    "$OS_NAME:$OS_REF" >/dev/null
+  echo "$stamp" > "$ARCHIVE_SYSROOT.stamp"
+}
+check_os_drive() {
+  ostree --repo="$MNT/.ostree/repo" refs --collections | grep -q "($OS_COLLECTION, $OS_REF)" \
+    || bench_die "$1: the OS is not on the drive"
+}
+setup_ferry_archive() { fresh_drive ext4; }
+run_ferry_archive() {
+  bench_time ferry_archive "$FERRYCTL" prepare-drive "$MNT" --sysroot "$ARCHIVE_SYSROOT" --os
+  check_os_drive ferry_archive
+}
+setup_stock_archive() { fresh_drive ext4; }
+run_stock_archive() {
+  bench_time stock_archive ostree --repo="$ARCHIVE_SYSROOT/ostree/repo" create-usb "$MNT" \
+    "$OS_COLLECTION" "$OS_REF"
+  check_os_drive stock_archive
+}
+
 # The limit: one file of the bytes Ferry wrote, then sync.
 setup_raw() { fresh_drive ext4; }
 run_raw() {
@@ -208,9 +253,11 @@ run_raw() {
 }
 
 scene
+archive_scene
 bench_alternate "$BENCH_RUNS" ferry stock
+bench_alternate "$BENCH_RUNS" ferry_archive stock_archive
 bench_alternate "$BENCH_RUNS" raw
-cases=(ferry stock raw)
+cases=(ferry stock ferry_archive stock_archive raw)
 if [ "$PREPARE_FUSE" = 1 ]; then
   if command -v fusefat >/dev/null && command -v mkfs.vfat >/dev/null; then
     bench_alternate "$BENCH_RUNS" ferry_fat32; cases+=(ferry_fat32)
@@ -228,6 +275,7 @@ unmount_drive
 bench_report "${cases[@]}"
 bytes=$(cat "$BENCH_DIR/prepare-bytes")
 speedup=$(bench_ratio stock ferry)
+archive_speedup=$(bench_ratio stock_archive ferry_archive)
 limit=$(bench_ratio raw ferry)
 rss=$(bench_peak_rss_mib ferry)
 for case in "${cases[@]}"; do
@@ -238,9 +286,11 @@ done
 echo "raw write (dd + sync): $(awk -v b="$bytes" -v s="$(bench_median raw)" \
   'BEGIN { printf "%.1f", b / 1048576 / s }') MiB/s"
 echo "ferry is ${speedup}x as fast as ostree + flatpak create-usb (target >= 5)"
+echo "archive source (the OS only): ferry is ${archive_speedup}x as fast as ostree create-usb (target >= 10)"
 echo "ferry reaches ${limit} of the raw write rate (dd time / ferry time)"
 echo "ferry peak RSS: $rss MiB (target <= 128)"
 missed=0
 awk -v r="$speedup" 'BEGIN { exit !(r >= 5) }' || missed=1
+awk -v r="$archive_speedup" 'BEGIN { exit !(r >= 10) }' || missed=1
 awk -v r="$rss" 'BEGIN { exit !(r <= 128) }' || missed=1
 exit $((missed ? 3 : 0))
