@@ -136,8 +136,13 @@ fn a_drive_with_an_os_and_an_app_update_ends_with_both_installed() {
             .all(|r| r.status == InstallStatus::Installed),
         "{install:?}"
     );
-    // reboot-after-os-update = always: the OS update asked for its restart, once.
-    assert_eq!(env.reboots(), 1, "{log}");
+    // reboot-after-os-update = always, but the test's sysroot is not the one this machine
+    // runs from: the engine says no restart is needed, so the kiosk does not restart.
+    assert!(
+        install.results.iter().all(|r| !r.restart_required),
+        "{install:?}"
+    );
+    assert_eq!(env.reboots(), 0, "{log}");
 }
 
 #[test]

@@ -332,7 +332,8 @@ pub struct InstallResult {
     pub status: InstallStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// The OS was deployed and a restart completes it.
+    /// This machine must restart to complete the update: the OS was deployed into the sysroot
+    /// it is running from. A sysroot that is not the running system's never sets it.
     #[serde(default)]
     pub restart_required: bool,
     /// The sources the update was fetched from, and how each fared.

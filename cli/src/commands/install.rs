@@ -252,7 +252,7 @@ pub fn run(args: InstallArgs, list_sources: bool) -> anyhow::Result<ExitCode> {
         let sources = list_sources.then_some(&output);
         print!("{}", describe_results(&plan, &summary, sources));
     }
-    if summary.restart_required() {
+    if args.reboot {
         restart(&args, &plan, &summary, &targets, &output)?;
     }
     Ok(if summary.ok() {
@@ -406,8 +406,8 @@ fn describe_results(plan: &Plan, summary: &Summary, sources: Option<&Output>) ->
     text
 }
 
-/// `--reboot`: restarts when the running OS got a new deployment; a sysroot that is not
-/// the running system is never restarted.
+/// `--reboot`: restarts when the running OS got a new deployment (a result the engine marks
+/// `restart_required`); a sysroot that is not the running system is never restarted.
 fn restart(
     args: &InstallArgs,
     plan: &Plan,
@@ -418,28 +418,22 @@ fn restart(
     if !args.reboot {
         return Ok(());
     }
-    let deployed_os = plan
-        .updates
-        .iter()
-        .zip(&summary.results)
-        .filter(|(update, result)| {
-            update.target == TargetKind::Os && result.status == InstallStatus::Installed
-        })
-        .filter_map(|(update, _)| install::target_of(targets, update));
-    let mut booted = false;
-    for target in deployed_os {
-        match target.os_target() {
-            Some(os) if os.booted() => booted = true,
-            _ => {
-                let text = trf(
-                    "{} is not the running system, so the machine is not restarted for it.",
-                    &[&target.installation],
-                );
-                say(output, MessageLevel::Info, text);
-            }
+    let mut restart = false;
+    for (update, result) in plan.updates.iter().zip(&summary.results) {
+        if update.target != TargetKind::Os || result.status != InstallStatus::Installed {
+            continue;
+        }
+        if result.restart_required {
+            restart = true;
+        } else if let Some(target) = install::target_of(targets, update) {
+            let text = trf(
+                "{} is not the running system, so the machine is not restarted for it.",
+                &[&target.installation],
+            );
+            say(output, MessageLevel::Info, text);
         }
     }
-    if booted {
+    if restart {
         say(
             output,
             MessageLevel::Info,

@@ -474,7 +474,11 @@ fn install_one(
             } else {
                 "deployed as the new default; it runs from the next boot of this sysroot"
             };
-            (format!("{}{version} {how}", pulled.commit.short()), true)
+            // The engine's one answer to "does this machine need a restart".
+            (
+                format!("{}{version} {how}", pulled.commit.short()),
+                os.booted(),
+            )
         }),
         DeployTarget::Flatpak(installation) => deploy::deploy_flatpak(
             installation,
