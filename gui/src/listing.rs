@@ -285,13 +285,14 @@ fn drive_group<'a>(groups: &'a mut Vec<SourceGroup>, source: &SourceInfo) -> &'a
 }
 
 /// Whether a remote group is worth showing: it offers updates, or something it offered was
-/// refused. A server that did not answer is no news on its own (the machine may be offline).
+/// refused. A server that did not answer is no news on its own (the machine may be offline),
+/// nor is a computer nearby busy sharing with others (it is listed once it answers).
 fn worth_showing(group: &SourceGroup) -> bool {
     !group.updates.is_empty()
         || group
             .problems
             .iter()
-            .any(|problem| problem.kind != ProblemKind::Unavailable)
+            .any(|problem| !matches!(problem.kind, ProblemKind::Unavailable | ProblemKind::Busy))
 }
 
 fn remote_group(key: &str, kind: SourceKind, title: String) -> SourceGroup {
@@ -625,6 +626,11 @@ mod tests {
             ],
             ..UpdateList::default()
         };
+        // A computer nearby busy sharing with others is no news either.
+        let mut busy = offline.clone();
+        busy.problems[1].kind = ProblemKind::Busy;
+        let listing = group(Vec::new(), busy);
+        assert!(listing.is_empty(), "{listing:#?}");
         // Nobody answered: no news, so the empty state rather than a page of problems.
         let listing = group(Vec::new(), offline.clone());
         assert!(listing.is_empty(), "{listing:#?}");
