@@ -517,11 +517,22 @@ pub fn prepare_drive(
         request.threads
     };
     let written: Mutex<Vec<Planned>> = Mutex::new(Vec::new());
-    let written_so_far = || -> Vec<Planned> {
+    // The objects written from position `from` on, without copying the whole list.
+    let written_since = |from: usize| -> Vec<ObjectId> {
         written
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+            .get(from..)
+            .unwrap_or_default()
+            .iter()
+            .map(|planned| planned.object)
+            .collect()
+    };
+    let written_count = || {
+        written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
     };
     // Objects go in batches. Each batch is synced and read back from the device while the
     // next one is written, so writeback and read-back overlap the writing instead of
@@ -530,14 +541,11 @@ pub fn prepare_drive(
     std::thread::scope(|scope| -> Result<(), PrepareError> {
         let mut checking = None;
         for batch in batches(&objects, CHECK_BATCH_BYTES) {
-            let before = written_so_far().len();
+            let before = written_count();
             write_all(
                 &writer, batch, &source_of, &progress, threads, cancel, &written,
             )?;
-            let batch_written: Vec<ObjectId> = written_so_far()[before..]
-                .iter()
-                .map(|planned| planned.object)
-                .collect();
+            let batch_written = written_since(before);
             if let Some(previous) = checking.take() {
                 bad.extend(joined(previous, &request.drive)?);
             }
@@ -552,7 +560,7 @@ pub fn prepare_drive(
         }
         Ok(())
     })?;
-    let checked = written_so_far().len();
+    let checked = written_count();
     for job in &deltas {
         write_delta(
             &writer,
