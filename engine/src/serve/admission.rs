@@ -44,13 +44,17 @@ impl Admission {
         false
     }
 
-    /// Notes a request of a pull under way (an object or a delta part).
+    /// Notes a request of a pull under way (an object or a delta part). Only an admitted
+    /// computer's requests count, so the table never holds more than `max` addresses
+    /// whatever peers send.
     pub fn touch(&self, client: IpAddr, now: Instant) {
         if self.max.is_none() {
             return;
         }
         if let Ok(mut pulling) = self.pulling.lock() {
-            pulling.insert(client, now);
+            if let Some(last) = pulling.get_mut(&client) {
+                *last = now;
+            }
         }
     }
 }
@@ -78,6 +82,18 @@ mod tests {
         let later = start + 3 * PULL_IDLE;
         assert!(admission.start(machine(3), later));
         assert!(!admission.start(machine(2), later));
+    }
+
+    #[test]
+    fn requests_of_computers_never_admitted_take_no_place() {
+        let admission = Admission::new(Some(1));
+        let now = Instant::now();
+        for n in 1..=200 {
+            admission.touch(machine(n), now);
+        }
+        assert!(admission.start(machine(201), now));
+        let held = admission.pulling.lock().map(|p| p.len()).unwrap_or(0);
+        assert_eq!(held, 1);
     }
 
     #[test]
