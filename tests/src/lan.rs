@@ -380,6 +380,15 @@ impl Drop for Switch {
     }
 }
 
+/// Which IP family an [`Avahi`] daemon announces and resolves over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AvahiFamily {
+    /// IPv4 only (`use-ipv4=yes`, `use-ipv6=no`).
+    Ipv4,
+    /// IPv6 only: on a link with only link-local addresses, those are what it announces.
+    Ipv6,
+}
+
 /// avahi-daemon running in a network namespace, on a private system bus of its own: a
 /// dbus-daemon whose socket is in `dir`, so that clients reach it through
 /// `DBUS_SYSTEM_BUS_ADDRESS` ([`Avahi::bus_address`]). avahi-daemon runs in a mount namespace
@@ -397,6 +406,21 @@ impl Avahi {
     /// Starts the bus and avahi-daemon in namespace `namespace`, as host `host_name` on
     /// `interface` (IPv4 only), and returns once avahi-daemon has started up.
     pub fn start(namespace: &str, interface: &str, host_name: &str, dir: &Path) -> Result<Self> {
+        Self::start_on(namespace, interface, host_name, dir, AvahiFamily::Ipv4)
+    }
+
+    /// As [`Avahi::start`], announcing and resolving over `family` only.
+    pub fn start_on(
+        namespace: &str,
+        interface: &str,
+        host_name: &str,
+        dir: &Path,
+        family: AvahiFamily,
+    ) -> Result<Self> {
+        let (ipv4, ipv6) = match family {
+            AvahiFamily::Ipv4 => ("yes", "no"),
+            AvahiFamily::Ipv6 => ("no", "yes"),
+        };
         for sub in ["services", "run"] {
             std::fs::create_dir_all(dir.join(sub)).at("create", dir)?;
         }
@@ -418,7 +442,7 @@ impl Avahi {
         std::fs::write(
             &config,
             format!(
-                "[server]\nhost-name={host_name}\ndomain-name=local\nuse-ipv4=yes\nuse-ipv6=no\n\
+                "[server]\nhost-name={host_name}\ndomain-name=local\nuse-ipv4={ipv4}\nuse-ipv6={ipv6}\n\
                  allow-interfaces={interface}\nenable-dbus=yes\n\
                  ratelimit-interval-usec=1000000\nratelimit-burst=1000\n\
                  [wide-area]\nenable-wide-area=no\n\

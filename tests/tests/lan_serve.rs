@@ -7,7 +7,7 @@
 //! with only an IPv6 link-local address is found and installed from the same way; and past 32
 //! computers nearby the others are ignored and counted. With avahi-daemon running in both
 //! namespaces (each on a private system bus), serving publishes and listing browses through
-//! it, and libostree's own LAN finder (`ostree find-remotes --finders=lan --pull`) finds and
+//! it, over IPv4 and over IPv6 link-local addresses alone, and libostree's own LAN finder (`ostree find-remotes --finders=lan --pull`) finds and
 //! pulls from a machine that shares its bare repository.
 
 mod install_support;
@@ -27,7 +27,7 @@ use ferry_engine::schema::{InstallStatus, ProblemKind, SourceKind, UpdateList};
 use ferry_tests::bins;
 use ferry_tests::cmd::{require_root, wait_for, Tool};
 use ferry_tests::gpg::GpgKey;
-use ferry_tests::lan::{Avahi, ServeOptions, VethPair, LINK_LOCAL_A};
+use ferry_tests::lan::{Avahi, AvahiFamily, ServeOptions, VethPair, LINK_LOCAL_A};
 use ferry_tests::machine::MachineEnv;
 use ferry_tests::ostree::{CommitSpec, OstreeRepo, RemoteSpec, RepoMode};
 use ferry_tests::sysroot::{Sysroot, OS_COLLECTION_ID, OS_REF, OS_REMOTE};
@@ -1013,6 +1013,121 @@ fn serial_with_avahi_running_a_computer_nearby_publishes_and_browses_through_it(
         },
     )
     .with_context(|| format!("avahi-browse in B saw: {seen:#?}\nbefore: {before:#?}"))?;
+    drop(peer);
+    drop(avahi_b);
+    drop(avahi_a);
+    drop(lan);
+    Ok(())
+}
+
+/// With avahi-daemon running on both machines over IPv6 alone, on a link where each has only
+/// a link-local address: B's avahi resolves A's advert to `fe80::…` on B's own interface,
+/// and B lists and installs from `http://[fe80::…%25veth-b]:PORT/0`, the interface given by
+/// avahi's index.
+#[test]
+fn serial_with_avahi_over_ipv6_a_link_local_computer_nearby_is_installed_from() -> Result<()> {
+    require_root("network namespaces")?;
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let key = GpgKey::generate(&base.join("gnupg"), "OS Vendor <os@example.org>")?;
+    let sysroot = Sysroot::create(base, &key)?;
+    let v2 = sysroot.publish("2.0")?;
+
+    let lan = VethPair::link_local_only()?;
+    let avahi_a = Avahi::start_on(
+        &lan.a,
+        "veth-a",
+        "ferry-a",
+        &base.join("avahi-a"),
+        AvahiFamily::Ipv6,
+    )?;
+    let avahi_b = Avahi::start_on(
+        &lan.b,
+        "veth-b",
+        "ferry-b",
+        &base.join("avahi-b"),
+        AvahiFamily::Ipv6,
+    )?;
+    let bus_a = OsString::from(avahi_a.bus_address());
+    let peer = Server::start(
+        &ServeOptions {
+            namespace: Some(&lan.a),
+            host: None,
+            env: vec![("DBUS_SYSTEM_BUS_ADDRESS", &bus_a)],
+        },
+        &[
+            OsStr::new("--repo"),
+            sysroot.os.repo.path.as_os_str(),
+            OsStr::new("--port"),
+            OsStr::new("0"),
+        ],
+        &base.join("serve-a.log"),
+    )?;
+    let port = peer.port()?;
+    let peer_url = format!("http://[{LINK_LOCAL_A}%25veth-b]:{port}/0");
+    let published = format!(";ferry-a.local;{LINK_LOCAL_A};{port};");
+    let mut seen = Vec::new();
+    wait_for(
+        "B's avahi-daemon to resolve A's advert over IPv6",
+        DISCOVERY_WAIT,
+        || {
+            seen = avahi_browse(&lan.b, &avahi_b)?;
+            anyhow::Ok(seen.iter().any(|line| line.contains(&published)))
+        },
+    )
+    .with_context(|| {
+        format!(
+            "avahi-browse in B saw: {seen:#?}\nA's avahi:\n{}",
+            avahi_a.log_text()
+        )
+    })?;
+
+    let vars = machine_b_with_avahi(base, &avahi_b)?;
+    let list_args = [
+        OsStr::new("list"),
+        OsStr::new("--sysroot"),
+        sysroot.path.as_os_str(),
+        OsStr::new("--json"),
+    ];
+    let deadline = Instant::now() + DISCOVERY_WAIT;
+    let (list, log) = loop {
+        let output = ferryctl_in(&lan.b, &vars, &list_args)?.run()?;
+        let list: UpdateList = serde_json::from_str(&output.stdout)
+            .with_context(|| format!("not a listing: {}", output.stdout))?;
+        if !list.updates.is_empty() {
+            break (list, output.stderr);
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "machine B never found machine A: {list:#?}\n{}",
+                output.stderr
+            );
+        }
+    };
+    ensure!(
+        log.lines()
+            .any(|l| l.contains("browsing for computers nearby") && l.contains("avahi-daemon")),
+        "machine B did not browse through avahi-daemon:\n{log}"
+    );
+    ensure!(list.updates.len() == 1, "{:#?}", list.updates);
+    let os = &list.updates[0];
+    ensure!(os.ref_name == OS_REF && os.commit.to_hex() == v2, "{os:#?}");
+    ensure!(
+        os.sources
+            .iter()
+            .any(|s| s.kind == SourceKind::Lan && s.location.trim_end_matches('/') == peer_url),
+        "not offered by {peer_url}: {:#?}",
+        os.sources
+    );
+    ensure!(list.problems.is_empty(), "{:#?}", list.problems);
+
+    install_os_on_b(&lan.b, &vars, &sysroot, &v2)?;
+    let log = peer.log_text();
+    ensure!(
+        log.lines()
+            .any(|l| l.contains("path=/0/objects/") && l.contains("status=200")),
+        "machine A served no objects:\n{log}"
+    );
     drop(peer);
     drop(avahi_b);
     drop(avahi_a);
