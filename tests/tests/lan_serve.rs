@@ -426,29 +426,10 @@ fn serial_a_computer_nearby_is_found_listed_and_installed_from() -> Result<()> {
     let stale_url = format!("http://10.201.0.1:{}/0", stale_server.port()?);
 
     let vars = machine_b(base)?;
-    let list_args = [
-        OsStr::new("list"),
-        OsStr::new("--sysroot"),
-        sysroot.path.as_os_str(),
-        OsStr::new("--json"),
-    ];
-    // Announcements take a moment after a responder starts: list until both were seen.
-    let deadline = Instant::now() + DISCOVERY_WAIT;
-    let list = loop {
-        let stdout = ferryctl_in(&lan.b, &vars, &list_args)?.stdout()?;
-        let list: UpdateList =
-            serde_json::from_str(&stdout).with_context(|| format!("not a listing: {stdout}"))?;
-        let stale_seen = list.problems.iter().any(|p| p.source.contains(&stale_url));
-        if !list.updates.is_empty() && stale_seen {
-            break list;
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "machine B never found both computers nearby: {list:#?}\nA's log:\n{}",
-                peer.log_text()
-            );
-        }
-    };
+    let (list, _) = list_on_b_until(&lan.b, &vars, &sysroot, |list| {
+        !list.updates.is_empty() && list.problems.iter().any(|p| p.source.contains(&stale_url))
+    })
+    .with_context(|| format!("A's log:\n{}", peer.log_text()))?;
     ensure!(list.updates.len() == 1, "{:#?}", list.updates);
     let os = &list.updates[0];
     ensure!(os.ref_name == OS_REF && os.commit.to_hex() == v2, "{os:#?}");
@@ -476,8 +457,13 @@ fn serial_a_computer_nearby_is_found_listed_and_installed_from() -> Result<()> {
     );
 
     // --offline leaves computers nearby out.
-    let mut offline_args = list_args.to_vec();
-    offline_args.push(OsStr::new("--offline"));
+    let offline_args = [
+        OsStr::new("list"),
+        OsStr::new("--sysroot"),
+        sysroot.path.as_os_str(),
+        OsStr::new("--json"),
+        OsStr::new("--offline"),
+    ];
     let stdout = ferryctl_in(&lan.b, &vars, &offline_args)?.stdout()?;
     let offline: UpdateList = serde_json::from_str(&stdout)?;
     ensure!(
@@ -530,24 +516,7 @@ fn serial_a_computer_nearby_with_only_a_link_local_address_is_found_and_installe
     let peer_url = format!("http://[{LINK_LOCAL_A}%25veth-b]:{}/0", peer.port()?);
 
     let vars = machine_b(base)?;
-    let list_args = [
-        OsStr::new("list"),
-        OsStr::new("--sysroot"),
-        sysroot.path.as_os_str(),
-        OsStr::new("--json"),
-    ];
-    let deadline = Instant::now() + DISCOVERY_WAIT;
-    let list = loop {
-        let stdout = ferryctl_in(&lan.b, &vars, &list_args)?.stdout()?;
-        let list: UpdateList =
-            serde_json::from_str(&stdout).with_context(|| format!("not a listing: {stdout}"))?;
-        if !list.updates.is_empty() {
-            break list;
-        }
-        if Instant::now() >= deadline {
-            bail!("machine B never found machine A: {list:#?}");
-        }
-    };
+    let (list, _) = list_on_b_until_found(&lan.b, &vars, &sysroot)?;
     ensure!(list.updates.len() == 1, "{:#?}", list.updates);
     let os = &list.updates[0];
     ensure!(os.commit.to_hex() == v2 && os.signed, "{os:#?}");
@@ -884,6 +853,111 @@ fn avahi_browse(namespace: &str, avahi: &Avahi) -> Result<Vec<String>> {
         .collect())
 }
 
+/// Two machines on `lan`, each with its avahi-daemon over `family`, and machine A serving
+/// `repo` on a free port, publishing through its avahi-daemon with `env` added.
+struct AvahiScene {
+    peer: Server,
+    avahi_b: Avahi,
+    avahi_a: Avahi,
+}
+
+impl AvahiScene {
+    fn start(
+        base: &Path,
+        lan: &VethPair,
+        family: AvahiFamily,
+        repo: &Path,
+        env: &[(&'static str, &OsStr)],
+    ) -> Result<Self> {
+        let avahi_a = Avahi::start_on(&lan.a, "veth-a", "ferry-a", &base.join("avahi-a"), family)?;
+        let avahi_b = Avahi::start_on(&lan.b, "veth-b", "ferry-b", &base.join("avahi-b"), family)?;
+        let bus_a = OsString::from(avahi_a.bus_address());
+        let mut vars = vec![("DBUS_SYSTEM_BUS_ADDRESS", bus_a.as_os_str())];
+        vars.extend_from_slice(env);
+        let peer = Server::start(
+            &ServeOptions {
+                namespace: Some(&lan.a),
+                host: None,
+                env: vars,
+            },
+            &[
+                OsStr::new("--repo"),
+                repo.as_os_str(),
+                OsStr::new("--port"),
+                OsStr::new("0"),
+            ],
+            &base.join("serve-a.log"),
+        )?;
+        Ok(AvahiScene {
+            peer,
+            avahi_b,
+            avahi_a,
+        })
+    }
+
+    /// Waits until B's avahi-daemon resolves an advert containing `published`; returns what
+    /// `avahi-browse` printed then.
+    fn wait_until_b_resolves(&self, lan: &VethPair, published: &str) -> Result<Vec<String>> {
+        let mut seen = Vec::new();
+        wait_for(
+            "B's avahi-daemon to resolve A's advert",
+            DISCOVERY_WAIT,
+            || {
+                seen = avahi_browse(&lan.b, &self.avahi_b)?;
+                anyhow::Ok(seen.iter().any(|line| line.contains(published)))
+            },
+        )
+        .with_context(|| {
+            format!(
+                "avahi-browse in B saw: {seen:#?}\nA's avahi:\n{}",
+                self.avahi_a.log_text()
+            )
+        })?;
+        Ok(seen)
+    }
+}
+
+/// `ferryctl list --json` of `sysroot` on machine B, again until `found` holds for the
+/// listing (announcements take a moment after a responder starts) or [`DISCOVERY_WAIT`] has
+/// passed; the listing and what the command logged.
+fn list_on_b_until(
+    namespace: &str,
+    vars: &[(String, OsString)],
+    sysroot: &Sysroot,
+    found: impl Fn(&UpdateList) -> bool,
+) -> Result<(UpdateList, String)> {
+    let list_args = [
+        OsStr::new("list"),
+        OsStr::new("--sysroot"),
+        sysroot.path.as_os_str(),
+        OsStr::new("--json"),
+    ];
+    let deadline = Instant::now() + DISCOVERY_WAIT;
+    loop {
+        let output = ferryctl_in(namespace, vars, &list_args)?.run()?;
+        let list: UpdateList = serde_json::from_str(&output.stdout)
+            .with_context(|| format!("not a listing: {}", output.stdout))?;
+        if found(&list) {
+            return Ok((list, output.stderr));
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "machine B never found what it looked for: {list:#?}\n{}",
+                output.stderr
+            );
+        }
+    }
+}
+
+/// [`list_on_b_until`] it lists an update.
+fn list_on_b_until_found(
+    namespace: &str,
+    vars: &[(String, OsString)],
+    sysroot: &Sysroot,
+) -> Result<(UpdateList, String)> {
+    list_on_b_until(namespace, vars, sysroot, |list| !list.updates.is_empty())
+}
+
 /// With avahi-daemon running on both machines (each on a system bus of its own), machine A's
 /// `ferryctl serve` publishes through its avahi-daemon: B's avahi resolves the advert to A's
 /// avahi host name, which the built-in responder never announces. Machine B lists and
@@ -898,41 +972,12 @@ fn serial_with_avahi_running_a_computer_nearby_publishes_and_browses_through_it(
     let v2 = sysroot.publish("2.0")?;
 
     let lan = VethPair::create()?;
-    let avahi_a = Avahi::start(&lan.a, "veth-a", "ferry-a", &base.join("avahi-a"))?;
-    let avahi_b = Avahi::start(&lan.b, "veth-b", "ferry-b", &base.join("avahi-b"))?;
-    let bus_a = OsString::from(avahi_a.bus_address());
-    let peer = Server::start(
-        &ServeOptions {
-            namespace: Some(&lan.a),
-            host: None,
-            env: vec![("DBUS_SYSTEM_BUS_ADDRESS", &bus_a)],
-        },
-        &[
-            OsStr::new("--repo"),
-            sysroot.os.repo.path.as_os_str(),
-            OsStr::new("--port"),
-            OsStr::new("0"),
-        ],
-        &base.join("serve-a.log"),
-    )?;
+    let scene = AvahiScene::start(base, &lan, AvahiFamily::Ipv4, &sysroot.os.repo.path, &[])?;
+    let peer = &scene.peer;
     let port = peer.port()?;
     let peer_url = format!("http://10.201.0.1:{port}/0");
     let published = format!(";ferry-a.local;10.201.0.1;{port};");
-    let mut seen = Vec::new();
-    wait_for(
-        "B's avahi-daemon to resolve A's advert",
-        DISCOVERY_WAIT,
-        || {
-            seen = avahi_browse(&lan.b, &avahi_b)?;
-            anyhow::Ok(seen.iter().any(|line| line.contains(&published)))
-        },
-    )
-    .with_context(|| {
-        format!(
-            "avahi-browse in B saw: {seen:#?}\nA's avahi:\n{}",
-            avahi_a.log_text()
-        )
-    })?;
+    let mut seen = scene.wait_until_b_resolves(&lan, &published)?;
     ensure!(
         peer.log_text()
             .lines()
@@ -941,28 +986,8 @@ fn serial_with_avahi_running_a_computer_nearby_publishes_and_browses_through_it(
         peer.log_text()
     );
 
-    let vars = machine_b_with_avahi(base, &avahi_b)?;
-    let list_args = [
-        OsStr::new("list"),
-        OsStr::new("--sysroot"),
-        sysroot.path.as_os_str(),
-        OsStr::new("--json"),
-    ];
-    let deadline = Instant::now() + DISCOVERY_WAIT;
-    let (list, log) = loop {
-        let output = ferryctl_in(&lan.b, &vars, &list_args)?.run()?;
-        let list: UpdateList = serde_json::from_str(&output.stdout)
-            .with_context(|| format!("not a listing: {}", output.stdout))?;
-        if !list.updates.is_empty() {
-            break (list, output.stderr);
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "machine B never found machine A: {list:#?}\n{}",
-                output.stderr
-            );
-        }
-    };
+    let vars = machine_b_with_avahi(base, &scene.avahi_b)?;
+    let (list, log) = list_on_b_until_found(&lan.b, &vars, &sysroot)?;
     ensure!(
         log.lines()
             .any(|l| l.contains("browsing for computers nearby") && l.contains("avahi-daemon")),
@@ -1005,7 +1030,7 @@ fn serial_with_avahi_running_a_computer_nearby_publishes_and_browses_through_it(
         "B's avahi-daemon to see the new TXT records",
         DISCOVERY_WAIT,
         || {
-            seen = avahi_browse(&lan.b, &avahi_b)?;
+            seen = avahi_browse(&lan.b, &scene.avahi_b)?;
             anyhow::Ok(
                 seen.iter()
                     .any(|line| line.contains(&published) && !before.contains(line)),
@@ -1013,9 +1038,7 @@ fn serial_with_avahi_running_a_computer_nearby_publishes_and_browses_through_it(
         },
     )
     .with_context(|| format!("avahi-browse in B saw: {seen:#?}\nbefore: {before:#?}"))?;
-    drop(peer);
-    drop(avahi_b);
-    drop(avahi_a);
+    drop(scene);
     drop(lan);
     Ok(())
 }
@@ -1034,76 +1057,13 @@ fn serial_with_avahi_over_ipv6_a_link_local_computer_nearby_is_installed_from() 
     let v2 = sysroot.publish("2.0")?;
 
     let lan = VethPair::link_local_only()?;
-    let avahi_a = Avahi::start_on(
-        &lan.a,
-        "veth-a",
-        "ferry-a",
-        &base.join("avahi-a"),
-        AvahiFamily::Ipv6,
-    )?;
-    let avahi_b = Avahi::start_on(
-        &lan.b,
-        "veth-b",
-        "ferry-b",
-        &base.join("avahi-b"),
-        AvahiFamily::Ipv6,
-    )?;
-    let bus_a = OsString::from(avahi_a.bus_address());
-    let peer = Server::start(
-        &ServeOptions {
-            namespace: Some(&lan.a),
-            host: None,
-            env: vec![("DBUS_SYSTEM_BUS_ADDRESS", &bus_a)],
-        },
-        &[
-            OsStr::new("--repo"),
-            sysroot.os.repo.path.as_os_str(),
-            OsStr::new("--port"),
-            OsStr::new("0"),
-        ],
-        &base.join("serve-a.log"),
-    )?;
-    let port = peer.port()?;
+    let scene = AvahiScene::start(base, &lan, AvahiFamily::Ipv6, &sysroot.os.repo.path, &[])?;
+    let port = scene.peer.port()?;
     let peer_url = format!("http://[{LINK_LOCAL_A}%25veth-b]:{port}/0");
-    let published = format!(";ferry-a.local;{LINK_LOCAL_A};{port};");
-    let mut seen = Vec::new();
-    wait_for(
-        "B's avahi-daemon to resolve A's advert over IPv6",
-        DISCOVERY_WAIT,
-        || {
-            seen = avahi_browse(&lan.b, &avahi_b)?;
-            anyhow::Ok(seen.iter().any(|line| line.contains(&published)))
-        },
-    )
-    .with_context(|| {
-        format!(
-            "avahi-browse in B saw: {seen:#?}\nA's avahi:\n{}",
-            avahi_a.log_text()
-        )
-    })?;
+    scene.wait_until_b_resolves(&lan, &format!(";ferry-a.local;{LINK_LOCAL_A};{port};"))?;
 
-    let vars = machine_b_with_avahi(base, &avahi_b)?;
-    let list_args = [
-        OsStr::new("list"),
-        OsStr::new("--sysroot"),
-        sysroot.path.as_os_str(),
-        OsStr::new("--json"),
-    ];
-    let deadline = Instant::now() + DISCOVERY_WAIT;
-    let (list, log) = loop {
-        let output = ferryctl_in(&lan.b, &vars, &list_args)?.run()?;
-        let list: UpdateList = serde_json::from_str(&output.stdout)
-            .with_context(|| format!("not a listing: {}", output.stdout))?;
-        if !list.updates.is_empty() {
-            break (list, output.stderr);
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "machine B never found machine A: {list:#?}\n{}",
-                output.stderr
-            );
-        }
-    };
+    let vars = machine_b_with_avahi(base, &scene.avahi_b)?;
+    let (list, log) = list_on_b_until_found(&lan.b, &vars, &sysroot)?;
     ensure!(
         log.lines()
             .any(|l| l.contains("browsing for computers nearby") && l.contains("avahi-daemon")),
@@ -1122,15 +1082,13 @@ fn serial_with_avahi_over_ipv6_a_link_local_computer_nearby_is_installed_from() 
     ensure!(list.problems.is_empty(), "{:#?}", list.problems);
 
     install_os_on_b(&lan.b, &vars, &sysroot, &v2)?;
-    let log = peer.log_text();
+    let log = scene.peer.log_text();
     ensure!(
         log.lines()
             .any(|l| l.contains("path=/0/objects/") && l.contains("status=200")),
         "machine A served no objects:\n{log}"
     );
-    drop(peer);
-    drop(avahi_b);
-    drop(avahi_a);
+    drop(scene);
     drop(lan);
     Ok(())
 }
@@ -1152,27 +1110,15 @@ fn serial_ostree_find_remotes_finds_and_pulls_from_a_machine_sharing_its_bare_re
     ensure!(bare.mode()? == RepoMode::Bare, "{:?}", bare.mode()?);
 
     let lan = VethPair::create()?;
-    let avahi_a = Avahi::start(&lan.a, "veth-a", "ferry-a", &base.join("avahi-a"))?;
-    let avahi_b = Avahi::start(&lan.b, "veth-b", "ferry-b", &base.join("avahi-b"))?;
-    let bus_a = OsString::from(avahi_a.bus_address());
     let cache = base.join("a/cache");
-    let peer = Server::start(
-        &ServeOptions {
-            namespace: Some(&lan.a),
-            host: None,
-            env: vec![
-                ("DBUS_SYSTEM_BUS_ADDRESS", &bus_a),
-                ("FERRY_SERVE_CACHE", cache.as_os_str()),
-            ],
-        },
-        &[
-            OsStr::new("--repo"),
-            bare.path.as_os_str(),
-            OsStr::new("--port"),
-            OsStr::new("0"),
-        ],
-        &base.join("serve-a.log"),
+    let scene = AvahiScene::start(
+        base,
+        &lan,
+        AvahiFamily::Ipv4,
+        &bare.path,
+        &[("FERRY_SERVE_CACHE", cache.as_os_str())],
     )?;
+    let peer = &scene.peer;
 
     // B knows the vendor's key and collection ID, but no reachable URL.
     let client = OstreeRepo::init(&base.join("client"), RepoMode::BareUser, None)?;
@@ -1196,7 +1142,7 @@ fn serial_ostree_find_remotes_finds_and_pulls_from_a_machine_sharing_its_bare_re
                     OS_COLLECTION_ID,
                     OS_REF,
                 ])
-                .env("DBUS_SYSTEM_BUS_ADDRESS", avahi_b.bus_address())
+                .env("DBUS_SYSTEM_BUS_ADDRESS", scene.avahi_b.bus_address())
                 .output()?;
             let pulled = output.success() && output.stdout.contains("Pulled 1/1 refs successfully");
             last = Some(output);
@@ -1226,9 +1172,7 @@ fn serial_ostree_find_remotes_finds_and_pulls_from_a_machine_sharing_its_bare_re
             && l.contains("status=200")),
         "machine A converted no objects:\n{log}"
     );
-    drop(peer);
-    drop(avahi_b);
-    drop(avahi_a);
+    drop(scene);
     drop(lan);
     Ok(())
 }
