@@ -6,6 +6,7 @@ mod install_support;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use ferry_engine::event::{Event, Phase};
 use ferry_engine::schema::InstallStatus;
 use ferry_tests::flatpak::{
     app_ref, appstream2_ref, default_arch, greeting, runtime_ref, AppSpec, FlatpakFixture, APP_ID,
@@ -48,6 +49,22 @@ fn app_update_with_a_runtime_it_needs() -> Result<()> {
     // The runtime came first.
     let order: Vec<&str> = run.results().iter().map(|r| r.ref_name.as_str()).collect();
     ensure!(order == [runtime.as_str(), app.as_str()], "{order:?}");
+    // The app was being fetched while the runtime deployed: its pull began before the
+    // runtime's result, which comes after the runtime's `flatpak --no-pull` ended.
+    let position = |wanted: &dyn Fn(&Event) -> bool| run.events.iter().position(wanted);
+    let app_pull = position(
+        &|event| matches!(event, Event::Phase { phase: Phase::Pull, update: Some(id) } if id.ends_with(&app)),
+    );
+    let runtime_deploy = position(
+        &|event| matches!(event, Event::Phase { phase: Phase::Deploy, update: Some(id) } if id.ends_with(&runtime)),
+    );
+    let runtime_result =
+        position(&|event| matches!(event, Event::Result(result) if result.ref_name == runtime));
+    ensure!(
+        matches!((app_pull, runtime_deploy, runtime_result), (Some(pull), Some(_), Some(result)) if pull < result),
+        "the app's pull did not overlap the runtime's deploy (pull at {app_pull:?}, runtime \
+         deploy at {runtime_deploy:?}, its result at {runtime_result:?}):\n{run}"
+    );
 
     ensure!(
         fixture.client.run(APP_ID)? == greeting(&v2),

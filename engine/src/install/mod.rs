@@ -7,8 +7,9 @@
 //! 3. [`run`] then, per update: pulls the commit with the engine into the target's
 //!    repository at `refs/remotes/<remote>/<ref>` (every object re-hashed, the ref written
 //!    last), then hands over to `ostree admin deploy` or `flatpak --no-pull` ([`crate::deploy`]).
-//!    One update failing does not stop the others; an app whose runtime could not be
-//!    installed is skipped. Flatpak installations also get the remote's AppStream data from
+//!    Deploys run in plan order on a thread of their own while the next update is pulled, so
+//!    the disk and the cores stay busy. One update failing does not stop the others; an app
+//!    whose runtime could not be installed is skipped. Flatpak installations also get the remote's AppStream data from
 //!    the sources when they carry a newer verified commit.
 //!    Each update's result is written to the systemd journal ([`crate::history`]).
 //!
@@ -24,7 +25,9 @@ use crate::deploy::{self, DeployError};
 use crate::event::{Event, MessageLevel, Phase, Reporter, SilentReporter};
 use crate::history::{self, HistoryEntry};
 use crate::object::FlatpakRef;
-use crate::pull::{pull, PullError, PullOptions, PullRequest, PullStatus, PullTrust, RefTarget};
+use crate::pull::{
+    pull, PullError, PullOptions, PullRequest, PullStatus, PullTrust, PulledRef, RefTarget,
+};
 use crate::repo::{Repo, RepoError};
 use crate::schema::{InstallResult, InstallStatus, Problem, TargetKind, Update, UpdateList};
 use crate::source::Source;
@@ -324,7 +327,11 @@ pub fn preflight(plan: &Plan, targets: &[Target]) -> Result<(), InstallError> {
 }
 
 /// Installs `plan`: per update a pull from `sources`, then the deploy. Emits the plan, the
-/// phases and progress, one result per update and `finished`.
+/// phases and progress, one result per update (in plan order) and `finished`.
+///
+/// Update N+1 is pulled while update N deploys: the deploys run one after another, in plan
+/// order, on a thread of their own, so a runtime is deployed before the apps that need it.
+/// Pulling holds the repository's shared lock, which `flatpak` and `ostree admin` share.
 pub fn run(
     plan: &Plan,
     targets: &[Target],
@@ -337,15 +344,49 @@ pub fn run(
         updates: plan.updates.clone(),
         problems: plan.problems.clone(),
     });
-    let mut summary = Summary::default();
-    for update in &plan.updates {
-        let result = install_one(
-            update, plan, &summary, targets, sources, options, reporter, cancel,
-        );
-        history::record(&HistoryEntry::for_install(update, &result));
-        reporter.on_event(Event::Result(result.clone()));
-        summary.results.push(result);
-    }
+    let summary = std::thread::scope(|scope| {
+        let (to_deploy, deploy_queue) = std::sync::mpsc::channel::<Fetched>();
+        let deployer = scope.spawn(move || {
+            let mut summary = Summary::default();
+            for fetched in deploy_queue {
+                let update = &plan.updates[summary.results.len()];
+                let result = match fetched {
+                    Fetched::Done(result) => result,
+                    Fetched::Pulled(pulled) => {
+                        deploy_one(update, &pulled, plan, &summary, reporter, cancel)
+                    }
+                };
+                history::record(&HistoryEntry::for_install(update, &result));
+                reporter.on_event(Event::Result(result.clone()));
+                summary.results.push(result);
+            }
+            summary
+        });
+        // What the pulls so far came to: a runtime whose pull failed is known here before
+        // its deploy would be.
+        let mut pulled_so_far: Vec<InstallStatus> = Vec::with_capacity(plan.updates.len());
+        for update in &plan.updates {
+            let fetched = pull_one(
+                update,
+                plan,
+                &pulled_so_far,
+                targets,
+                sources,
+                options,
+                reporter,
+                cancel,
+            );
+            pulled_so_far.push(match &fetched {
+                Fetched::Done(result) => result.status,
+                Fetched::Pulled(_) => InstallStatus::Installed,
+            });
+            if to_deploy.send(fetched).is_err() {
+                break;
+            }
+        }
+        drop(to_deploy);
+        deployer.join().unwrap_or_default()
+    });
     refresh_appstream(plan, &summary, targets, sources, options, reporter, cancel);
     reporter.on_event(Event::Phase {
         phase: Phase::Done,
@@ -355,21 +396,25 @@ pub fn run(
     summary
 }
 
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one step of run(), sharing its context"
-)]
-fn install_one(
-    update: &Update,
-    plan: &Plan,
-    done: &Summary,
-    targets: &[Target],
-    sources: &[Arc<dyn Source>],
-    options: &InstallOptions,
-    reporter: &dyn Reporter,
-    cancel: &CancelToken,
-) -> InstallResult {
-    let result = |status, message: String| InstallResult {
+/// One update after its pull: the commit to deploy, or its final result already.
+enum Fetched<'a> {
+    /// Pulled; the deploy decides the result.
+    Pulled(PulledUpdate<'a>),
+    /// Nothing to deploy: up to date, skipped, failed or cancelled.
+    Done(InstallResult),
+}
+
+/// An update fetched and verified into its target's repository, waiting for its deploy.
+struct PulledUpdate<'a> {
+    pulled: PulledRef,
+    target: &'a Target,
+    /// Whether a commit of the ref is installed (update) or not (install).
+    installed: bool,
+}
+
+/// The result of `update` with `status` and `message`, before any deploy.
+fn result_of(update: &Update, status: InstallStatus, message: String) -> InstallResult {
+    InstallResult {
         update: update.id.clone(),
         ref_name: update.ref_name.clone(),
         target: update.target,
@@ -377,15 +422,32 @@ fn install_one(
         message: Some(message),
         restart_required: false,
         sources: Vec::new(),
-    };
+    }
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one step of run(), sharing its context"
+)]
+fn pull_one<'a>(
+    update: &Update,
+    plan: &Plan,
+    pulled_so_far: &[InstallStatus],
+    targets: &'a [Target],
+    sources: &[Arc<dyn Source>],
+    options: &InstallOptions,
+    reporter: &dyn Reporter,
+    cancel: &CancelToken,
+) -> Fetched<'a> {
+    let done = |status, message: String| Fetched::Done(result_of(update, status, message));
     if cancel.is_cancelled() {
-        return result(
+        return done(
             InstallStatus::Cancelled,
             "cancelled before it started; nothing was changed".to_owned(),
         );
     }
     let Some(target) = target_of(targets, update) else {
-        return result(
+        return done(
             InstallStatus::Failed,
             format!(
                 "its target ({}) was not looked at",
@@ -393,17 +455,16 @@ fn install_one(
             ),
         );
     };
-    if let Some(missing) = missing_need(update, plan, done, target) {
-        return result(
+    if let Some(missing) = missing_need(update, plan, pulled_so_far, target) {
+        return done(
             InstallStatus::Skipped,
             format!("it needs {missing}, which could not be installed; nothing was changed"),
         );
     }
 
-    // Pull.
     let dest = match Repo::open(&target.repo) {
         Ok(repo) => repo,
-        Err(error) => return result(InstallStatus::Failed, error.to_string()),
+        Err(error) => return done(InstallStatus::Failed, error.to_string()),
     };
     let mut pull_options =
         PullOptions::new(PullTrust::for_target(target, options.trust_roots.clone()));
@@ -424,13 +485,13 @@ fn install_one(
     let pulled = match pulled {
         Ok(pulled) => pulled,
         Err(error) if error.is_cancelled() => {
-            return result(
+            return done(
                 InstallStatus::Cancelled,
                 format!("{error}; what is installed was not touched"),
             )
         }
         Err(error) => {
-            return result(
+            return done(
                 InstallStatus::Failed,
                 format!("{error}; what is installed was not touched"),
             )
@@ -442,15 +503,49 @@ fn install_one(
     if pulled.status == PullStatus::UpToDate
         && installed.is_some_and(|current| current.commit == pulled.commit)
     {
-        return result(
+        return done(
             InstallStatus::UpToDate,
             format!("already up to date at {}", pulled.commit.short()),
         );
     }
+    Fetched::Pulled(PulledUpdate {
+        installed: installed.is_some(),
+        target,
+        pulled,
+    })
+}
 
+/// Deploys a pulled update, after the deploys of the updates before it in the plan (their
+/// results are in `done`).
+fn deploy_one(
+    update: &Update,
+    fetched: &PulledUpdate<'_>,
+    plan: &Plan,
+    done: &Summary,
+    reporter: &dyn Reporter,
+    cancel: &CancelToken,
+) -> InstallResult {
+    let PulledUpdate {
+        pulled,
+        target,
+        installed,
+    } = fetched;
+    let statuses: Vec<InstallStatus> = done.results.iter().map(|r| r.status).collect();
+    if let Some(missing) = missing_need(update, plan, &statuses, target) {
+        return result_of(
+            update,
+            InstallStatus::Skipped,
+            format!(
+                "it needs {missing}, which could not be installed; {} was fetched and is kept, \
+                 nothing was deployed",
+                pulled.commit.short()
+            ),
+        );
+    }
     // Deploy: not interrupted once started, so check for cancellation just before.
     if cancel.is_cancelled() {
-        return result(
+        return result_of(
+            update,
             InstallStatus::Cancelled,
             format!(
                 "cancelled after fetching {}; it is kept, and installing again deploys it",
@@ -480,29 +575,28 @@ fn install_one(
                 os.booted(),
             )
         }),
-        DeployTarget::Flatpak(installation) => deploy::deploy_flatpak(
-            installation,
-            &update.remote,
-            &update.ref_name,
-            installed.is_some(),
-        )
-        .map(|()| {
-            (
-                format!("{} installed{version}", pulled.commit.short()),
-                false,
+        DeployTarget::Flatpak(installation) => {
+            deploy::deploy_flatpak(installation, &update.remote, &update.ref_name, *installed).map(
+                |()| {
+                    (
+                        format!("{} installed{version}", pulled.commit.short()),
+                        false,
+                    )
+                },
             )
-        }),
+        }
         DeployTarget::Repo => Ok((format!("{} pulled{version}", pulled.commit.short()), false)),
     };
     match deployed {
         Ok((message, restart_required)) => InstallResult {
             restart_required,
             sources: pulled.sources.clone(),
-            ..result(InstallStatus::Installed, message)
+            ..result_of(update, InstallStatus::Installed, message)
         },
         Err(error) => InstallResult {
             sources: pulled.sources.clone(),
-            ..result(
+            ..result_of(
+                update,
                 InstallStatus::Failed,
                 format!(
                     "{} was fetched and verified, but deploying it failed: {error}",
@@ -513,8 +607,14 @@ fn install_one(
     }
 }
 
-/// A runtime `update` needs that is neither installed nor installed by this plan.
-fn missing_need(update: &Update, plan: &Plan, done: &Summary, target: &Target) -> Option<String> {
+/// A runtime `update` needs that is neither installed nor installed by this plan. `done`
+/// holds the statuses of the plan's first updates, in plan order.
+fn missing_need(
+    update: &Update,
+    plan: &Plan,
+    done: &[InstallStatus],
+    target: &Target,
+) -> Option<String> {
     update
         .needs
         .iter()
@@ -525,8 +625,8 @@ fn missing_need(update: &Update, plan: &Plan, done: &Summary, target: &Target) -
                     && other.installation == update.installation
             });
             match planned {
-                Some(index) => !done.results.get(index).is_some_and(|r| {
-                    matches!(r.status, InstallStatus::Installed | InstallStatus::UpToDate)
+                Some(index) => !done.get(index).is_some_and(|status| {
+                    matches!(status, InstallStatus::Installed | InstallStatus::UpToDate)
                 }),
                 None => target.installed_ref(None, need).is_none(),
             }
@@ -667,6 +767,47 @@ mod tests {
             sources: Vec::new(),
             needs: needs.iter().map(|n| (*n).to_owned()).collect(),
             app: None,
+        }
+    }
+
+    #[test]
+    fn an_app_whose_planned_runtime_failed_misses_it_and_one_whose_runtime_installed_does_not() {
+        let runtime = update("runtime/org.example.Platform/x86_64/1", &[]);
+        let app = update(
+            "app/org.example.App/x86_64/stable",
+            &["runtime/org.example.Platform/x86_64/1"],
+        );
+        let plan = Plan {
+            updates: vec![runtime, app.clone()],
+            ..Plan::default()
+        };
+        let repo = std::path::PathBuf::from("/nonexistent");
+        let target = Target {
+            kind: TargetKind::Flatpak,
+            installation: "user".to_owned(),
+            repo: repo.clone(),
+            repo_mode: "bare-user-only".to_owned(),
+            remotes: Vec::new(),
+            installed: Vec::new(),
+            problems: Vec::new(),
+            trust: crate::trust::Destination::plain(repo),
+            needs_root: false,
+            deploy: DeployTarget::Repo,
+        };
+        let runtime_name = "runtime/org.example.Platform/x86_64/1".to_owned();
+        for (statuses, missing) in [
+            (vec![InstallStatus::Failed], Some(runtime_name.clone())),
+            (vec![InstallStatus::Skipped], Some(runtime_name.clone())),
+            // Not decided yet: the app must wait, so it is missing too.
+            (vec![], Some(runtime_name.clone())),
+            (vec![InstallStatus::Installed], None),
+            (vec![InstallStatus::UpToDate], None),
+        ] {
+            assert_eq!(
+                missing_need(&app, &plan, &statuses, &target),
+                missing,
+                "{statuses:?}"
+            );
         }
     }
 
