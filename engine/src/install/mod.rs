@@ -399,7 +399,7 @@ pub fn run(
 /// One update after its pull: the commit to deploy, or its final result already.
 enum Fetched<'a> {
     /// Pulled; the deploy decides the result.
-    Pulled(PulledUpdate<'a>),
+    Pulled(Box<PulledUpdate<'a>>),
     /// Nothing to deploy: up to date, skipped, failed or cancelled.
     Done(InstallResult),
 }
@@ -508,11 +508,11 @@ fn pull_one<'a>(
             format!("already up to date at {}", pulled.commit.short()),
         );
     }
-    Fetched::Pulled(PulledUpdate {
+    Fetched::Pulled(Box::new(PulledUpdate {
         installed: installed.is_some(),
         target,
         pulled,
-    })
+    }))
 }
 
 /// Deploys a pulled update, after the deploys of the updates before it in the plan (their
