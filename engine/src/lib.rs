@@ -41,6 +41,7 @@ pub mod install;
 pub mod lan;
 pub mod memory;
 pub mod object;
+mod parallel;
 pub mod paths;
 pub mod policy;
 pub mod prepare;

@@ -1205,27 +1205,14 @@ fn estimate_files(
         let archived = archived_sizes.get(&file_id.checksum);
         content_estimate(source, *file_id, archived).map(Some)
     };
-    let chunk = files.len().div_ceil(WORKERS).max(64);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = files
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(estimate).collect::<Vec<_>>()))
-            .collect();
-        let mut sizes = Vec::with_capacity(files.len());
-        for worker in workers {
-            let part = worker.join().map_err(|_| {
-                PrepareError::io(
-                    "read",
-                    source.path().to_path_buf(),
-                    io::Error::other("a worker looking up objects stopped"),
-                )
-            })?;
-            for size in part {
-                sizes.push(size?);
-            }
-        }
-        Ok(sizes)
-    })
+    let sizes = crate::parallel::map_chunked(files, WORKERS, 64, estimate).ok_or_else(|| {
+        PrepareError::io(
+            "read",
+            source.path().to_path_buf(),
+            io::Error::other("a worker looking up objects stopped"),
+        )
+    })?;
+    sizes.into_iter().collect()
 }
 
 /// The bytes a content object takes in archive form: its file in an archive source, the

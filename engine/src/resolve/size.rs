@@ -12,6 +12,7 @@ use super::flatpak::recorded_download_size;
 use super::tree::fetch_metadata;
 use crate::object::{Checksum, Commit, DirTree, ObjectId, ObjectKind};
 use crate::repo::Repo;
+use crate::schema::SourceKind;
 use crate::source::{Interrupt, Source};
 
 /// Objects visited by one walk at most; a tree larger than this is not measured further.
@@ -71,21 +72,34 @@ pub(crate) fn download_size(
         local,
         seen: HashSet::new(),
         bytes: own,
+        files: Vec::new(),
     };
-    match walk.tree(commit.root_tree, commit.root_meta) {
-        Ok(()) => done(walk.bytes),
+    let walked = walk.tree(commit.root_tree, commit.root_meta);
+    // What the walk found of the files, even when it stopped early.
+    let files = walk.files_size();
+    let bytes = walk.bytes;
+    match walked.and(files) {
+        Ok(()) => done(bytes),
         Err(reason) => Measured {
-            bytes: walk.bytes,
+            bytes,
             incomplete: Some(reason),
         },
     }
 }
+
+/// Threads looking up content objects' sizes on a drive: their inodes are read cold, and a
+/// drive answers many such reads at once.
+const DRIVE_LOOKUP_THREADS: usize = 16;
+/// The same over the network: as many as a pull keeps in flight per peer.
+const NETWORK_LOOKUP_THREADS: usize = 4;
 
 struct Walk<'a> {
     source: &'a dyn Source,
     local: &'a LocalObjects<'a>,
     seen: HashSet<ObjectId>,
     bytes: u64,
+    /// Content objects met, looked up together after the metadata walk.
+    files: Vec<Checksum>,
 }
 
 impl Walk<'_> {
@@ -113,10 +127,11 @@ impl Walk<'_> {
             self.add(bytes.len() as u64);
             let listing = DirTree::parse(&bytes).map_err(|error| format!("{tree_id}: {error}"))?;
             for file in &listing.files {
-                let file_id = ObjectId::new(file.checksum, ObjectKind::File);
-                if self.seen.insert(file_id) && self.local.missing(file_id) {
-                    let size = self.stored_size(&file.checksum)?;
-                    self.add(size);
+                if self
+                    .seen
+                    .insert(ObjectId::new(file.checksum, ObjectKind::File))
+                {
+                    self.files.push(file.checksum);
                 }
             }
             pending.extend(listing.dirs.iter().map(|dir| (dir.tree, dir.meta)));
@@ -124,24 +139,44 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// A content object's size as the source stores it: the `.filez` size of an archive
-    /// repository, else the file's own size.
-    fn stored_size(&self, checksum: &Checksum) -> Result<u64, String> {
-        if let Ok(Some(archived)) = self
-            .source
-            .fetch_archived_content(checksum, &Interrupt::never())
-        {
-            if let Some(size) = archived.size {
-                return Ok(size);
+    /// Adds the stored size of every content object met that the target lacks, looked up
+    /// on a few threads; the first failure ends the count.
+    fn files_size(&mut self) -> Result<(), String> {
+        let files = std::mem::take(&mut self.files);
+        let (source, local) = (self.source, self.local);
+        let threads = match source.info().kind {
+            SourceKind::Drive => DRIVE_LOOKUP_THREADS,
+            SourceKind::Lan | SourceKind::Upstream => NETWORK_LOOKUP_THREADS,
+        };
+        let sizes = crate::parallel::map_chunked(&files, threads, 64, |checksum| {
+            if local.missing(ObjectId::new(*checksum, ObjectKind::File)) {
+                stored_size(source, checksum)
+            } else {
+                Ok(0)
             }
+        })
+        .ok_or_else(|| "a thread looking up object sizes stopped".to_owned())?;
+        for size in sizes {
+            self.add(size?);
         }
-        self.source
-            .fetch_content(checksum, &Interrupt::never())
-            .map(|fetched| fetched.header.size)
-            .map_err(|error| error.to_string())
+        Ok(())
     }
 
     fn add(&mut self, bytes: u64) {
         self.bytes = self.bytes.saturating_add(bytes);
     }
+}
+
+/// A content object's size as the source stores it: the `.filez` size of an archive
+/// repository, else the file's own size.
+fn stored_size(source: &dyn Source, checksum: &Checksum) -> Result<u64, String> {
+    if let Ok(Some(archived)) = source.fetch_archived_content(checksum, &Interrupt::never()) {
+        if let Some(size) = archived.size {
+            return Ok(size);
+        }
+    }
+    source
+        .fetch_content(checksum, &Interrupt::never())
+        .map(|fetched| fetched.header.size)
+        .map_err(|error| error.to_string())
 }
