@@ -7,7 +7,7 @@
 //! The commit was already verified; the superblock's copy of it must hash to the same
 //! checksum, and every object a part creates is hashed against its name as it is stored.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -20,7 +20,7 @@ use crate::delta::{
     MAX_SUPERBLOCK_SIZE,
 };
 use crate::event::{human_bytes, Event, MessageLevel, Reporter};
-use crate::object::{Checksum, Metadata, Summary};
+use crate::object::{Checksum, Metadata, ObjectId, ObjectKind, ObjectSize, Summary};
 use crate::repo::{Repo, Transaction};
 use crate::source::{FetchError, Interrupt, Source};
 
@@ -45,16 +45,41 @@ const PARTS_IN_MEMORY: usize = 2;
 /// How often a fetcher waiting for a part to fetch looks at the cancel token.
 const CANCEL_POLL: Duration = Duration::from_millis(100);
 
+/// What fetching a part's `missing` objects one by one would read: each object's archived
+/// size where the commit's `ostree.sizes` records it, else its share of the part's unpacked
+/// payload; plus [`OBJECT_OVERHEAD`] each. The payload holds only what a part adds to the
+/// old files its patches and splices read from the destination, so a file built that way
+/// is much larger than its share of the payload: where the sizes are known, they count
+/// the bytes taken from old files too. Objects an object pull fetches are compressed; file
+/// data that compresses well compresses about as well in a part.
+fn replaced_bytes(
+    header: &PartHeader,
+    missing: &[ObjectId],
+    sizes: Option<&HashMap<Checksum, ObjectSize>>,
+) -> u128 {
+    let objects = u128::from((header.objects.len() as u64).max(1));
+    let payload_share = u128::from(header.uncompressed_size) / objects;
+    missing
+        .iter()
+        .map(|object| {
+            let recorded = match object.kind {
+                ObjectKind::File => sizes.and_then(|sizes| sizes.get(&object.checksum)),
+                _ => None,
+            };
+            recorded.map_or(payload_share, |size| u128::from(size.archived))
+                + u128::from(OBJECT_OVERHEAD)
+        })
+        .sum()
+}
+
 /// Whether fetching a part file of `header.size` bytes costs less than fetching the
-/// `missing` objects of it the destination lacks. The superblock gives only the unpacked
-/// size of the part's objects together, so each missing object is taken to be of the
-/// average size; objects an object pull fetches are compressed too, but file data that
-/// compresses well compresses about as well in a part.
-fn part_pays(header: &PartHeader, missing: u64) -> bool {
-    let objects = (header.objects.len() as u64).max(1);
-    let replaced = u128::from(header.uncompressed_size) * u128::from(missing) / u128::from(objects)
-        + u128::from(missing) * u128::from(OBJECT_OVERHEAD);
-    u128::from(header.size) <= replaced
+/// `missing` objects of it the destination lacks (see [`replaced_bytes`]).
+fn part_pays(
+    header: &PartHeader,
+    missing: &[ObjectId],
+    sizes: Option<&HashMap<Checksum, ObjectSize>>,
+) -> bool {
+    u128::from(header.size) <= replaced_bytes(header, missing, sizes)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +157,8 @@ pub(super) struct DeltaPull<'a> {
     pub cancel: &'a CancelToken,
     /// Threads building a part's objects (those of the object transfer's drive workers).
     pub workers: usize,
+    /// Content objects' sizes from the verified commit's `ostree.sizes`, when it has them.
+    pub sizes: Option<HashMap<Checksum, ObjectSize>>,
 }
 
 impl DeltaPull<'_> {
@@ -371,18 +398,16 @@ impl DeltaPull<'_> {
         }
         // Parts with objects the destination lacks, and how many it lacks.
         let needed: Vec<(usize, u64)> = (0..superblock.parts.len())
-            .map(|index| {
-                let missing = superblock.parts[index]
+            .filter_map(|index| {
+                let missing: Vec<ObjectId> = superblock.parts[index]
                     .objects
                     .iter()
                     .filter(|object| !matches!(self.dest.has_object(**object), Ok(true)))
-                    .count();
-                (index, missing as u64)
-            })
-            .filter(|(index, missing)| {
-                *missing > 0
-                    && (superblock.inline_part(*index).is_some()
-                        || part_pays(&superblock.parts[*index], *missing))
+                    .copied()
+                    .collect();
+                let pays = superblock.inline_part(index).is_some()
+                    || part_pays(&superblock.parts[index], &missing, self.sizes.as_ref());
+                (!missing.is_empty() && pays).then_some((index, missing.len() as u64))
             })
             .collect();
         if needed.is_empty() {
@@ -693,7 +718,6 @@ impl PartQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::object::{ObjectId, ObjectKind};
 
     fn header(objects: usize, size: u64, uncompressed_size: u64) -> PartHeader {
         PartHeader {
@@ -706,19 +730,62 @@ mod tests {
         }
     }
 
+    /// The first `count` objects of `part`.
+    fn first(part: &PartHeader, count: usize) -> Vec<ObjectId> {
+        part.objects[..count].to_vec()
+    }
+
+    fn pays(part: &PartHeader, missing: usize) -> bool {
+        part_pays(part, &first(part, missing), None)
+    }
+
     #[test]
     fn a_part_pays_only_for_enough_missing_objects() {
         // 100 objects of 10 kB each, compressed to half.
         let part = header(100, 500_000, 1_000_000);
-        assert!(part_pays(&part, 100));
-        assert!(part_pays(&part, 50));
-        assert!(!part_pays(&part, 10));
+        assert!(pays(&part, 100));
+        assert!(pays(&part, 50));
+        assert!(!pays(&part, 10));
         // Incompressible data: the part is a little larger than its objects, which the
         // per-object overhead of an object pull outweighs when all are missing.
         let random = header(100, 1_010_000, 1_000_000);
-        assert!(part_pays(&random, 100));
-        assert!(!part_pays(&random, 90));
+        assert!(pays(&random, 100));
+        assert!(!pays(&random, 90));
         // A tiny part whose xz framing outweighs its bytes.
-        assert!(part_pays(&header(2, 217, 77), 2));
+        assert!(pays(&header(2, 217, 77), 2));
+    }
+
+    /// A part of two files: a 4 MB library patched from its old version (a 40 kB patch)
+    /// and a new 60 kB file. The destination has the new file already (from another
+    /// commit) and lacks the library. Its share of the payload is 50 kB, less than the
+    /// part; counted at its recorded size (what its old file brings), the part pays.
+    #[test]
+    fn a_file_a_patch_builds_from_an_old_file_counts_at_its_recorded_size() {
+        let part = header(2, 60_000, 100_000);
+        let library = part.objects[0];
+        assert!(!part_pays(&part, &[library], None));
+        let sizes = HashMap::from([(
+            library.checksum,
+            ObjectSize {
+                checksum: library.checksum,
+                archived: 1_500_000,
+                unpacked: 4_000_000,
+                kind: ObjectKind::File,
+            },
+        )]);
+        assert!(part_pays(&part, &[library], Some(&sizes)));
+        // Lacking only the new file, which holds most of the payload, recorded small: the
+        // part does not pay.
+        let new_file = part.objects[1];
+        let small = HashMap::from([(
+            new_file.checksum,
+            ObjectSize {
+                checksum: new_file.checksum,
+                archived: 30_000,
+                unpacked: 60_000,
+                kind: ObjectKind::File,
+            },
+        )]);
+        assert!(!part_pays(&part, &[new_file], Some(&small)));
     }
 }
