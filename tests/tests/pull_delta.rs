@@ -1,7 +1,8 @@
 //! Static deltas made by `ostree static-delta generate`, applied by `ferryctl pull`: an
 //! update (with bsdiff on a changed library and a fallback object) into all four modes, a
 //! from-scratch `--inline` delta, a corrupted part (the pull falls back to objects), and a
-//! delta served over HTTP (no objects fetched beyond the fallback).
+//! delta served over HTTP (no objects fetched beyond the fallback), and one listed by two
+//! peers (its parts fetched from both; a peer serving corrupt parts dropped).
 //!
 //! To prove a delta was applied, the content objects it carries are deleted from the source
 //! after it is generated: an object pull would then fail, as `--no-deltas` shows.
@@ -485,8 +486,10 @@ fn superblock_with_another_commit_is_refused() -> Result<()> {
 }
 
 /// A drive whose copy of the delta has a corrupt part, and a peer with a good copy: the
-/// drive's delta is dropped with a warning and the peer's is applied. Neither holds the
-/// content objects the delta carries, so only the peer's delta can complete the pull.
+/// peer's part is applied; the drive, if it was asked for the part (both list the delta
+/// alike, so whichever fetcher is first takes the delta's one part), is dropped with a
+/// warning. Neither holds the content objects the delta carries, so only the peer's part
+/// can complete the pull.
 #[test]
 fn corrupt_delta_on_one_source_good_on_another() -> Result<()> {
     let tmp = TempDir::new()?;
@@ -524,8 +527,8 @@ fn corrupt_delta_on_one_source_good_on_another() -> Result<()> {
     ensure!(
         warnings
             .iter()
-            .any(|w| w.contains("hashes to") && w.contains("drive-copy")),
-        "no warning about the drive's part: {warnings:?}"
+            .all(|w| w.contains("hashes to") && w.contains("drive-copy")),
+        "a warning not about the drive's part: {warnings:?}"
     );
     ensure!(
         server.requests().iter().any(|r| r.ends_with("/0")),
@@ -533,6 +536,139 @@ fn corrupt_delta_on_one_source_good_on_another() -> Result<()> {
         server.requests()
     );
     check_result(base, &dest, &update, "two-sources")
+}
+
+/// Parts of a delta whose paths are in `requests`.
+fn part_requests(requests: &[String]) -> Vec<&String> {
+    requests
+        .iter()
+        .filter(|r| {
+            r.contains("/deltas/")
+                && r.rsplit('/')
+                    .next()
+                    .is_some_and(|last| last.parse::<u32>().is_ok())
+        })
+        .collect()
+}
+
+/// The fixture at 2.0 with a delta from 1.0 of at least four parts (new files below the
+/// 1 MB fallback size, more than a 1 MB part holds), the content it carries deleted from
+/// the server, and a destination of `mode` at 1.0.
+fn updated_in_parts(base: &Path, mode: RepoMode) -> Result<(Fixture, OstreeRepo, Update, usize)> {
+    let fixture = Fixture::new(base)?;
+    let dest = client(&base.join("dest"), mode, Some(&fixture.key))?;
+    pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    for index in 0..6u64 {
+        fixture.tree.write_file(
+            format!("usr/share/extra-{index}.bin"),
+            pseudo_random(700_000, 10 + index),
+        )?;
+    }
+    let update = fixture.update(
+        base,
+        &[&format!("--from={}", fixture.v1), "--max-chunk-size=1"],
+    )?;
+    let mut parts = 0;
+    while fixture.delta_dir()?.join(parts.to_string()).exists() {
+        parts += 1;
+    }
+    ensure!(parts >= 4, "only {parts} parts");
+    fixture.delete_delta_content(&update)?;
+    Ok((fixture, dest, update, parts))
+}
+
+/// Two peers list the same delta: its parts are fetched from both, and each part once.
+#[test]
+fn parts_of_a_delta_two_peers_list_are_fetched_from_both() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let (fixture, dest, update, parts) = updated_in_parts(base, RepoMode::BareUser)?;
+    let first = Peer::serve(&fixture.repo.path)?;
+    let second = Peer::serve(&fixture.repo.path)?;
+    let urls = [format!("{}/", first.url), format!("{}/", second.url)];
+
+    let run = pull(
+        &trust_root(base),
+        &dest.path,
+        &[OsStr::new(&urls[0]), OsStr::new(&urls[1])],
+        &["--remote", REMOTE],
+        &[BRANCH],
+    )?
+    .require_success()?;
+    check_progress(&run)?;
+    ensure!(
+        delta_warnings(&run).is_empty(),
+        "{:?}",
+        delta_warnings(&run)
+    );
+    let (from_first, from_second) = (first.requests(), second.requests());
+    let (from_first, from_second) = (part_requests(&from_first), part_requests(&from_second));
+    ensure!(
+        !from_first.is_empty() && !from_second.is_empty(),
+        "parts not fetched from both peers: {from_first:?} and {from_second:?}"
+    );
+    let mut all: Vec<&String> = from_first.iter().chain(&from_second).copied().collect();
+    all.sort();
+    all.dedup();
+    ensure!(
+        all.len() == parts && from_first.len() + from_second.len() == parts,
+        "{parts} parts, fetched: {from_first:?} and {from_second:?}"
+    );
+    check_result(base, &dest, &update, "two-peers")
+}
+
+/// Of two peers listing the same delta, one serves corrupt copies of its parts: it is named
+/// and dropped, the other serves every part, and the pull completes (the server holds none
+/// of the delta's content objects, so only the delta can complete it).
+#[test]
+fn one_of_two_peers_serving_corrupt_parts_is_dropped() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let (fixture, dest, update, parts) = updated_in_parts(base, RepoMode::Bare)?;
+    let copy = base.join("bad-copy");
+    ferry_tests::cmd::Tool::new("cp")
+        .arg("-a")
+        .arg(&fixture.repo.path)
+        .arg(&copy)
+        .run()?;
+    let delta_dir = copy.join(fixture.delta_dir()?.strip_prefix(&fixture.repo.path)?);
+    for part in 0..parts {
+        let path = delta_dir.join(part.to_string());
+        let mut bytes = fs::read(&path)?;
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        fs::write(&path, bytes)?;
+    }
+    let bad = Peer::serve(&copy)?;
+    let good = Peer::serve(&fixture.repo.path)?;
+    let urls = [format!("{}/", bad.url), format!("{}/", good.url)];
+
+    let run = pull(
+        &trust_root(base),
+        &dest.path,
+        &[OsStr::new(&urls[0]), OsStr::new(&urls[1])],
+        &["--remote", REMOTE],
+        &[BRANCH],
+    )?
+    .require_success()?;
+    check_progress(&run)?;
+    let warnings = delta_warnings(&run);
+    ensure!(
+        warnings.len() == 1 && warnings[0].contains("hashes to") && warnings[0].contains(&bad.url),
+        "expected one warning naming {}: {warnings:?}",
+        bad.url
+    );
+    let from_bad = bad.requests();
+    ensure!(
+        part_requests(&from_bad).len() == 1,
+        "the bad peer was asked for more than one part: {from_bad:?}"
+    );
+    let from_good = good.requests();
+    ensure!(
+        part_requests(&from_good).len() == parts,
+        "the good peer did not serve every part: {from_good:?}"
+    );
+    check_result(base, &dest, &update, "one-bad-peer")
 }
 
 /// `ferryctl delta generate` writes a delta that `ostree static-delta apply-offline` applies

@@ -924,6 +924,7 @@ impl Context<'_> {
             reporter: self.reporter,
             cancel: self.cancel,
             workers: self.workers,
+            sizes: transfer::content_sizes(commit),
         };
         let transfer = Transfer {
             dest: self.dest,

@@ -1207,7 +1207,7 @@ fn is_malformed(error: &io::Error) -> bool {
 /// an object whose header declares another unpacked size is refused before it is written.
 /// (Archived sizes are only used for progress: a drive made from an installed, bare
 /// repository holds the same objects compressed anew, whose lengths differ.)
-fn content_sizes(commit: &Commit) -> Option<HashMap<Checksum, ObjectSize>> {
+pub(super) fn content_sizes(commit: &Commit) -> Option<HashMap<Checksum, ObjectSize>> {
     let sizes = commit.sizes().ok().flatten()?;
     Some(
         sizes
