@@ -12,7 +12,7 @@
 //! Connections are kept alive and reused (reqwest's pool). Proxies are taken from the usual
 //! environment variables (`http_proxy`, `https_proxy`, `no_proxy`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io::{self, BufReader, Read};
 use std::time::{Duration, Instant};
@@ -80,7 +80,8 @@ enum Body {
     Streamed(reqwest::Response),
     /// Already read on the runtime: the bytes, then why reading stopped early, if it did.
     Read {
-        bytes: bytes::Bytes,
+        /// The chunks as they arrived (not copied into one buffer).
+        chunks: VecDeque<bytes::Bytes>,
         failed: Option<reqwest::Error>,
     },
 }
@@ -137,17 +138,19 @@ async fn send_and_read(
         ));
     }
     let mut response = response;
-    let mut bytes = bytes::BytesMut::new();
+    let mut chunks = VecDeque::new();
+    let mut read = 0u64;
     let mut failed = None;
     loop {
         match response.chunk().await {
             Ok(Some(chunk)) => {
                 interrupt.note_activity();
+                read += chunk.len() as u64;
                 // hyper stops at the declared length; the bound keeps that a promise.
-                if (bytes.len() + chunk.len()) as u64 > WHOLE_BODY {
+                if read > WHOLE_BODY {
                     break;
                 }
-                bytes.extend_from_slice(&chunk);
+                chunks.push_back(chunk);
             }
             Ok(None) => break,
             Err(error) => {
@@ -156,10 +159,7 @@ async fn send_and_read(
             }
         }
     }
-    let body = Body::Read {
-        bytes: bytes.freeze(),
-        failed,
-    };
+    let body = Body::Read { chunks, failed };
     Ok((
         status,
         Answer {
@@ -372,9 +372,9 @@ impl HttpSource {
     }
 
     fn body(&self, answer: Answer, path: &str, interrupt: &Interrupt) -> HttpBody {
-        let (response, chunk, failed) = match answer.body {
-            Body::Streamed(response) => (Some(response), bytes::Bytes::new(), None),
-            Body::Read { bytes, failed } => (None, bytes, failed),
+        let (response, queued, failed) = match answer.body {
+            Body::Streamed(response) => (Some(response), VecDeque::new(), None),
+            Body::Read { chunks, failed } => (None, chunks, failed),
         };
         HttpBody {
             runtime: self.runtime.handle().clone(),
@@ -382,7 +382,8 @@ impl HttpSource {
             path: path.to_owned(),
             interrupt: interrupt.clone(),
             response,
-            chunk,
+            chunk: bytes::Bytes::new(),
+            queued,
             failed,
             stopped: None,
         }
@@ -454,9 +455,11 @@ struct HttpBody {
     info: SourceInfo,
     path: String,
     interrupt: Interrupt,
-    /// None once the whole body was read on the runtime (it is then in `chunk`).
+    /// None once the whole body was read on the runtime (it is then in `queued`).
     response: Option<reqwest::Response>,
     chunk: bytes::Bytes,
+    /// Chunks read on the runtime, after `chunk`.
+    queued: VecDeque<bytes::Bytes>,
     /// Why reading on the runtime stopped early, reported once `chunk` is used up.
     failed: Option<reqwest::Error>,
     /// Why reading stopped early, in the source's terms (the `io::Error` only carries text).
@@ -466,6 +469,10 @@ struct HttpBody {
 impl Read for HttpBody {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.chunk.is_empty() {
+            if let Some(next) = self.queued.pop_front() {
+                self.chunk = next;
+                continue;
+            }
             let Some(response) = self.response.as_mut() else {
                 return match self.failed.take() {
                     Some(error) => Err(io::Error::other(error)),
