@@ -611,6 +611,11 @@ async fn answer(
                 (Content::Bytes(Some(config)), length, "generated")
             })
         }
+        // A small object of a repository served as stored is read right here: a hand-off to
+        // the blocking pool and back cost more than the read.
+        Servable::File(relative) if repo.view().is_none() => {
+            read_file(repo, relative, whole).map(|(c, l)| (c, l, "file"))
+        }
         Servable::File(relative) => {
             let repo = Arc::clone(repo);
             let relative = relative.to_owned();

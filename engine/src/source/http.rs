@@ -12,7 +12,7 @@
 //! Connections are kept alive and reused (reqwest's pool). Proxies are taken from the usual
 //! environment variables (`http_proxy`, `https_proxy`, `no_proxy`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io::{self, BufReader, Read};
 use std::time::{Duration, Instant};
@@ -37,6 +37,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Idle connections kept open per server, for requests in flight at once.
 const POOL_PER_HOST: usize = 16;
+/// Bodies that declare at most this many bytes are read whole on the runtime as they arrive,
+/// so a small object costs one hand-off to the caller instead of one per chunk.
+const WHOLE_BODY: u64 = 256 * 1024;
 
 /// An archive repository at an `http://` or `https://` URL.
 pub struct HttpSource {
@@ -62,8 +65,108 @@ impl std::fmt::Debug for HttpSource {
 
 /// What a request came back with.
 enum Fetched {
-    Found(reqwest::Response),
+    Found(Answer),
     NotFound,
+}
+
+/// A successful response: its declared length and its body.
+struct Answer {
+    content_length: Option<u64>,
+    body: Body,
+}
+
+enum Body {
+    /// Read as the caller reads.
+    Streamed(reqwest::Response),
+    /// Already read on the runtime: the bytes, then why reading stopped early, if it did.
+    Read {
+        /// The chunks as they arrived (not copied into one buffer).
+        chunks: VecDeque<bytes::Bytes>,
+        failed: Option<reqwest::Error>,
+    },
+}
+
+/// Aborts a task on the source's runtime when its caller stops waiting (cancel, abandon).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+/// Sends a GET, retried once as [`HttpSource::get`] says, and reads a small body whole.
+async fn send_and_read(
+    client: reqwest::Client,
+    url: reqwest::Url,
+    interrupt: Interrupt,
+) -> Result<(reqwest::StatusCode, Answer), reqwest::Error> {
+    let mut retried = false;
+    let response = loop {
+        match client.get(url.clone()).send().await {
+            Ok(response) => break response,
+            Err(error) if !retried && !error.is_connect() && !error.is_timeout() => {
+                tracing::debug!(%error, %url, "retrying a request on a new connection");
+                retried = true;
+            }
+            Err(error) => return Err(error),
+        }
+    };
+    interrupt.note_activity();
+    let status = response.status();
+    let content_length = response.content_length();
+    let small = content_length.is_some_and(|length| length <= WHOLE_BODY);
+    if !status.is_success() || !small {
+        let body = Body::Streamed(response);
+        return Ok((
+            status,
+            Answer {
+                content_length,
+                body,
+            },
+        ));
+    }
+    let mut response = response;
+    let mut chunks = VecDeque::new();
+    let mut read = 0u64;
+    let mut failed = None;
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                interrupt.note_activity();
+                read += chunk.len() as u64;
+                // hyper stops at the declared length; the bound keeps that a promise.
+                if read > WHOLE_BODY {
+                    break;
+                }
+                chunks.push_back(chunk);
+            }
+            Ok(None) => break,
+            Err(error) => {
+                failed = Some(error);
+                break;
+            }
+        }
+    }
+    let body = Body::Read { chunks, failed };
+    Ok((
+        status,
+        Answer {
+            content_length,
+            body,
+        },
+    ))
 }
 
 impl HttpSource {
@@ -198,7 +301,8 @@ impl HttpSource {
         self.unavailable(&format!("{what} fetching {path}: {error}"))
     }
 
-    /// Starts a GET of `path` below the base URL and waits for the response headers.
+    /// Starts a GET of `path` below the base URL and waits for the response headers (and a
+    /// small body). The request runs as one task on the runtime, beside its connection.
     fn get(&self, path: &str, interrupt: &Interrupt) -> Result<Fetched, FetchError> {
         let url = self
             .base
@@ -206,20 +310,19 @@ impl HttpSource {
             .map_err(|error| FetchError::failed(&self.info, format!("bad path {path}: {error}")))?;
         // A kept-alive connection the server closed meanwhile (at its connection cap, or
         // idle) fails the request before any answer: a GET is retried once, on a new one.
-        let mut retried = false;
-        let response = loop {
-            let request = self.client.get(url.clone()).send();
-            match wait(self.runtime.handle(), interrupt, &self.info, path, request)? {
-                Ok(response) => break response,
-                Err(error) if !retried && !error.is_connect() && !error.is_timeout() => {
-                    tracing::debug!(%error, path, "retrying a request on a new connection");
-                    retried = true;
-                }
-                Err(error) => return Err(self.request_error(path, &error)),
+        let task = AbortOnDrop(self.runtime.spawn(send_and_read(
+            self.client.clone(),
+            url,
+            interrupt.clone(),
+        )));
+        let (status, answer) = match wait(self.runtime.handle(), interrupt, &self.info, path, task)?
+        {
+            Ok(Ok(answered)) => answered,
+            Ok(Err(error)) => return Err(self.request_error(path, &error)),
+            Err(error) => {
+                return Err(self.unavailable(&format!("fetching {path} stopped: {error}")))
             }
         };
-        interrupt.note_activity();
-        let status = response.status();
         if status == reqwest::StatusCode::NOT_FOUND {
             return Ok(Fetched::NotFound);
         }
@@ -231,7 +334,7 @@ impl HttpSource {
         if !status.is_success() {
             return Err(self.unavailable(&format!("it answered {status} for {path}")));
         }
-        Ok(Fetched::Found(response))
+        Ok(Fetched::Found(answer))
     }
 
     /// The whole body of `path`, at most `max` bytes; None for a 404.
@@ -245,7 +348,7 @@ impl HttpSource {
             Fetched::Found(response) => response,
             Fetched::NotFound => return Ok(None),
         };
-        if response.content_length().is_some_and(|length| length > max) {
+        if response.content_length.is_some_and(|length| length > max) {
             return Err(FetchError::failed(
                 &self.info,
                 format!("{path} is larger than the {max} bytes allowed"),
@@ -268,7 +371,11 @@ impl HttpSource {
         Ok(Some(bytes))
     }
 
-    fn body(&self, response: reqwest::Response, path: &str, interrupt: &Interrupt) -> HttpBody {
+    fn body(&self, answer: Answer, path: &str, interrupt: &Interrupt) -> HttpBody {
+        let (response, queued, failed) = match answer.body {
+            Body::Streamed(response) => (Some(response), VecDeque::new(), None),
+            Body::Read { chunks, failed } => (None, chunks, failed),
+        };
         HttpBody {
             runtime: self.runtime.handle().clone(),
             info: self.info.clone(),
@@ -276,6 +383,8 @@ impl HttpSource {
             interrupt: interrupt.clone(),
             response,
             chunk: bytes::Bytes::new(),
+            queued,
+            failed,
             stopped: None,
         }
     }
@@ -294,7 +403,7 @@ impl HttpSource {
         &self,
         object: ObjectId,
         interrupt: &Interrupt,
-    ) -> Result<(reqwest::Response, String), FetchError> {
+    ) -> Result<(Answer, String), FetchError> {
         let path = Self::object_path(object);
         match self.get(&path, interrupt)? {
             Fetched::Found(response) => Ok((response, path)),
@@ -346,8 +455,13 @@ struct HttpBody {
     info: SourceInfo,
     path: String,
     interrupt: Interrupt,
-    response: reqwest::Response,
+    /// None once the whole body was read on the runtime (it is then in `queued`).
+    response: Option<reqwest::Response>,
     chunk: bytes::Bytes,
+    /// Chunks read on the runtime, after `chunk`.
+    queued: VecDeque<bytes::Bytes>,
+    /// Why reading on the runtime stopped early, reported once `chunk` is used up.
+    failed: Option<reqwest::Error>,
     /// Why reading stopped early, in the source's terms (the `io::Error` only carries text).
     stopped: Option<FetchError>,
 }
@@ -355,7 +469,17 @@ struct HttpBody {
 impl Read for HttpBody {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.chunk.is_empty() {
-            let next = self.response.chunk();
+            if let Some(next) = self.queued.pop_front() {
+                self.chunk = next;
+                continue;
+            }
+            let Some(response) = self.response.as_mut() else {
+                return match self.failed.take() {
+                    Some(error) => Err(io::Error::other(error)),
+                    None => Ok(0),
+                };
+            };
+            let next = response.chunk();
             let chunk = match wait(&self.runtime, &self.interrupt, &self.info, &self.path, next) {
                 Ok(chunk) => chunk.map_err(io::Error::other)?,
                 Err(error) => {
@@ -483,7 +607,7 @@ impl Source for HttpSource {
     ) -> Result<Option<FetchedArchive>, FetchError> {
         let (response, path) =
             self.get_object(ObjectId::new(*checksum, ObjectKind::File), interrupt)?;
-        let size = response.content_length();
+        let size = response.content_length;
         Ok(Some(FetchedArchive {
             size,
             stream: Box::new(self.body(response, &path, interrupt)),
