@@ -15,6 +15,7 @@
 //! Everything is reported as [`Event`]s: the plan, phases and progress, one
 //! [`InstallResult`] per planned update, and `finished`.
 
+use crate::causes::Causes;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -403,7 +404,7 @@ fn install_one(
     // Pull.
     let dest = match Repo::open(&target.repo) {
         Ok(repo) => repo,
-        Err(error) => return result(InstallStatus::Failed, error.to_string()),
+        Err(error) => return result(InstallStatus::Failed, crate::causes::text(&error)),
     };
     let mut pull_options =
         PullOptions::new(PullTrust::for_target(target, options.trust_roots.clone()));
@@ -426,13 +427,13 @@ fn install_one(
         Err(error) if error.is_cancelled() => {
             return result(
                 InstallStatus::Cancelled,
-                format!("{error}; what is installed was not touched"),
+                format!("{}; what is installed was not touched", Causes(&error)),
             )
         }
         Err(error) => {
             return result(
                 InstallStatus::Failed,
-                format!("{error}; what is installed was not touched"),
+                format!("{}; what is installed was not touched", Causes(&error)),
             )
         }
     };
@@ -505,8 +506,9 @@ fn install_one(
             ..result(
                 InstallStatus::Failed,
                 format!(
-                    "{} was fetched and verified, but deploying it failed: {error}",
-                    pulled.commit.short()
+                    "{} was fetched and verified, but deploying it failed: {}",
+                    pulled.commit.short(),
+                    Causes(&error)
                 ),
             )
         },
@@ -625,7 +627,8 @@ fn refresh_appstream(
                 if !error.is_cancelled() {
                     warn(format!(
                         "the AppStream data of remote '{remote}' in {installation} was not \
-                         updated: {error}"
+                         updated: {}",
+                        Causes(&error)
                     ));
                 }
                 continue;
@@ -635,7 +638,8 @@ fn refresh_appstream(
             Ok(changed) => tracing::info!(remote, arch, changed, "AppStream data deployed"),
             Err(error) => warn(format!(
                 "the AppStream data of remote '{remote}' in {installation} was not updated: \
-                 {error}"
+                 {}",
+                Causes(&error)
             )),
         }
     }

@@ -273,7 +273,7 @@ pub fn pull(
                 }
                 reporter.on_event(Event::Message {
                     level: MessageLevel::Warning,
-                    text: error.to_string(),
+                    text: crate::causes::text(&error),
                 });
                 offers.push(Vec::new());
             }

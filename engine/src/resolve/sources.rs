@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::parallel;
 use crate::cancel::CancelToken;
+use crate::causes::Causes;
 use crate::repo::{KeyFile, Repo};
 use crate::schema::{DriveRecord, Problem, ProblemKind, SourceInfo, SourceKind, UpdateList};
 use crate::source::{open_drive, FetchError, HttpSource, Source};
@@ -114,7 +115,10 @@ pub fn open_drives(drives: &[DriveToOpen]) -> SourceSet {
                     ProblemKind::Unreadable,
                     &origin,
                     None,
-                    format!("{error}: check that the drive is still mounted, then try again"),
+                    format!(
+                        "{}: check that the drive is still mounted, then try again",
+                        Causes(&error)
+                    ),
                 ));
                 continue;
             }
@@ -161,7 +165,10 @@ pub fn named(locations: &[String]) -> SourceSet {
                 ProblemKind::Unavailable,
                 &SourceInfo::new(SourceKind::Lan, url.as_str(), None),
                 None,
-                format!("{error}: check the address and that the computer is on"),
+                format!(
+                    "{}: check the address and that the computer is on",
+                    Causes(&error)
+                ),
             )),
         }
     }
@@ -247,7 +254,7 @@ pub fn connect_peers(peers: &[crate::lan::discover::Peer]) -> SourceSet {
                     kind,
                     &origin,
                     None,
-                    format!("{error}: {advice}"),
+                    format!("{}: {advice}", Causes(&error)),
                 ));
             }
         }
@@ -340,7 +347,8 @@ pub fn upstream(targets: &[Target], timeout: Duration) -> SourceSet {
 
 fn upstream_failure(error: &FetchError) -> String {
     format!(
-        "{error}: updates from it are not listed; check the network connection, or use --offline"
+        "{}: updates from it are not listed; check the network connection, or use --offline",
+        Causes(error)
     )
 }
 
@@ -528,7 +536,10 @@ fn nearby_browse(timeout: Duration) -> Result<crate::lan::discover::Browsed, Pro
             ProblemKind::Unavailable,
             "computers nearby",
             None,
-            format!("{error}: computers nearby are not listed; check that the network is up"),
+            format!(
+                "{}: computers nearby are not listed; check that the network is up",
+                Causes(&error)
+            ),
         )
     })
 }
@@ -755,7 +766,7 @@ pub fn drive_records(run_dir: &Path) -> (Vec<DriveRecord>, Vec<Problem>) {
                 ProblemKind::Unreadable,
                 path.display().to_string(),
                 None,
-                error.to_string(),
+                crate::causes::text(&error),
             )),
         }
     }

@@ -292,7 +292,7 @@ pub fn open_drive(
                     ProblemKind::Unreadable,
                     &on_drive(&repo.path),
                     None,
-                    error.to_string(),
+                    crate::causes::text(&error),
                 )
             }),
         }
