@@ -877,6 +877,13 @@ mod tests {
         assert_eq!(records, vec![record]);
         assert_eq!(problems.len(), 2, "{problems:#?}");
         assert!(problems[0].source.ends_with("bad.json"));
+        // What failed, then why (the JSON error, from the record error's source), once.
+        let reason = &problems[0].reason;
+        assert!(
+            reason.starts_with("it is not a drive record Ferry understands: "),
+            "{reason}"
+        );
+        assert_eq!(reason.matches("line 1 column").count(), 1, "{reason}");
         assert!(problems[1].source.ends_with("future.json"));
         assert!(
             problems[1].reason.contains("install matching versions"),
