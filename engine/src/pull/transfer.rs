@@ -1033,8 +1033,10 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
         };
         if let Err(error) = parsed {
             return Outcome::Bad(format!(
-                "it handed out {} ({}), which is invalid ({error}); refused",
-                job.object, job.path
+                "it handed out {} ({}), which is invalid ({}); refused",
+                job.object,
+                job.path,
+                crate::causes::Causes(&error)
             ));
         }
         match self
@@ -1160,9 +1162,11 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
                 job.object, job.path
             )),
             RepoError::Format { source, .. } => Outcome::Bad(format!(
-                "it handed out {} ({}), which is invalid ({source}): the source is corrupt or \
+                "it handed out {} ({}), which is invalid ({}): the source is corrupt or \
                  has been tampered with",
-                job.object, job.path
+                job.object,
+                job.path,
+                crate::causes::Causes(&source)
             )),
             RepoError::ReadContent { source: reason, .. } => match read_failed {
                 Some(failure) if !is_malformed(&failure) && (!drive || is_gone(&failure)) => {

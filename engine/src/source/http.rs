@@ -154,8 +154,12 @@ impl HttpSource {
         let summary_bytes = source
             .get_bytes("summary", MAX_METADATA_SIZE, &interrupt)?
             .ok_or_else(|| source.unavailable("it has no summary"))?;
-        let summary = Summary::parse(&summary_bytes)
-            .map_err(|error| source.unavailable(&format!("its summary is invalid: {error}")))?;
+        let summary = Summary::parse(&summary_bytes).map_err(|error| {
+            source.unavailable(&format!(
+                "its summary is invalid: {}",
+                crate::causes::Causes(&error)
+            ))
+        })?;
         source.summary_signatures =
             source.get_bytes("summary.sig", MAX_METADATA_SIZE, &interrupt)?;
         source.rank.summary_timestamp = summary.last_modified();
