@@ -254,7 +254,7 @@ pub fn deploy_appstream(
     }) {
         // Removes a symlink itself, never what it points at.
         if let Err(error) = fs::remove_dir_all(arch_dir.path.join(&old)) {
-            tracing::warn!(%error, old, "cannot remove the previous AppStream checkout");
+            tracing::warn!(error = %crate::causes::Causes(&error), old, "cannot remove the previous AppStream checkout");
         }
     }
     touch_timestamp(&arch_dir)?;
@@ -270,7 +270,7 @@ pub fn deploy_appstream(
         },
     );
     if let Err(error) = touched {
-        tracing::debug!(%error, "cannot touch the AppStream directory");
+        tracing::debug!(error = %crate::causes::Causes(&error), "cannot touch the AppStream directory");
     }
     Ok(true)
 }

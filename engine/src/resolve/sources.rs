@@ -236,7 +236,7 @@ pub fn connect_peers(peers: &[crate::lan::discover::Peer]) -> SourceSet {
                 problems: Vec::new(),
             }),
             Err(error) => {
-                tracing::info!(url = %peer.url, %error, "dropping a computer nearby");
+                tracing::info!(url = %peer.url, error = %crate::causes::Causes(&error), "dropping a computer nearby");
                 let origin =
                     SourceInfo::new(SourceKind::Lan, peer.url.as_str(), Some(peer.name.clone()));
                 let (kind, advice) = match error {
@@ -304,7 +304,7 @@ pub fn upstream(targets: &[Target], timeout: Duration) -> SourceSet {
                 let _ = sender.send((url, result));
             });
         if let Err(error) = spawned {
-            tracing::warn!(%error, "cannot start a thread to reach an upstream server");
+            tracing::warn!(error = %crate::causes::Causes(&error), "cannot start a thread to reach an upstream server");
         }
     }
     drop(sender);
@@ -575,7 +575,7 @@ pub fn gather(
         std::thread::Builder::new()
             .name("ferry-nearby".into())
             .spawn(move || nearby(timeout))
-            .map_err(|error| tracing::warn!(%error, "cannot start looking for computers nearby"))
+            .map_err(|error| tracing::warn!(error = %crate::causes::Causes(&error), "cannot start looking for computers nearby"))
             .ok()
     });
     if let Some(timeout) = options.upstream {

@@ -216,7 +216,7 @@ impl HttpSource {
             match wait(self.runtime.handle(), interrupt, &self.info, path, request)? {
                 Ok(response) => break response,
                 Err(error) if !retried && !error.is_connect() && !error.is_timeout() => {
-                    tracing::debug!(%error, path, "retrying a request on a new connection");
+                    tracing::debug!(error = %crate::causes::Causes(&error), path, "retrying a request on a new connection");
                     retried = true;
                 }
                 Err(error) => return Err(self.request_error(path, &error)),
