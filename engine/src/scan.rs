@@ -22,7 +22,7 @@ const MAX_REPOS_D_ENTRIES: usize = 256;
 
 /// The path given to [`scan`] cannot be scanned at all.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot scan {path}: {source}")]
+#[error("cannot scan {path}")]
 pub struct ScanError {
     /// The directory being scanned.
     pub path: PathBuf,

@@ -36,7 +36,7 @@ const MAX_TREE_FILES: usize = 1_000_000;
 #[derive(Debug, thiserror::Error)]
 pub enum AppstreamError {
     /// A file of the AppStream data could not be written.
-    #[error("cannot update the AppStream data in {}: {error}", path.display())]
+    #[error("cannot update the AppStream data in {}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
@@ -55,11 +55,11 @@ pub enum AppstreamError {
     },
 
     /// The AppStream commit could not be read.
-    #[error("cannot update the AppStream data: {0}")]
+    #[error("cannot update the AppStream data")]
     Repo(#[from] RepoError),
 
     /// The AppStream commit could not be checked out.
-    #[error("cannot check out the AppStream data: {0}")]
+    #[error("cannot check out the AppStream data")]
     Checkout(#[from] DeployError),
 }
 

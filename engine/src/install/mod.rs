@@ -148,7 +148,7 @@ pub enum InstallError {
     },
 
     /// The target's repository could not be opened.
-    #[error("cannot open the repository of {target}: {error}")]
+    #[error("cannot open the repository of {target}")]
     Repo {
         /// The target, as messages name it.
         target: String,

@@ -160,7 +160,7 @@ impl<R: BufRead> Read for ArchiveContent<R> {
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveHeaderError {
     /// The header could not be read.
-    #[error("cannot read the header: {0}")]
+    #[error("cannot read the header")]
     Io(#[source] io::Error),
     /// The header does not parse.
     #[error(transparent)]

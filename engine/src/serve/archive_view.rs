@@ -120,13 +120,13 @@ pub enum ViewError {
 #[derive(Debug, thiserror::Error)]
 pub enum ConvertError {
     /// Reading the repository failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Repo(#[from] crate::repo::RepoError),
     /// An object does not parse.
-    #[error("{0}")]
+    #[error(transparent)]
     Format(#[from] crate::object::FormatError),
     /// Reading or writing a file failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] io::Error),
 }
 
