@@ -5,6 +5,26 @@
 use std::error::Error;
 use std::fmt;
 
+/// What failed, with the error behind it as its source: for errors whose variant holds a cause
+/// but whose caller knows what was being done.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}")]
+pub struct Because {
+    what: String,
+    #[source]
+    source: Box<dyn Error + Send + Sync>,
+}
+
+impl Because {
+    /// `what` failed because of `source`.
+    pub fn new(what: impl Into<String>, source: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
+        Self {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+}
+
 /// Displays an error followed by each of its causes, separated by `": "`. A cause whose text
 /// the line already holds is left out, so an error that still names its cause in its own
 /// message does not print it twice.

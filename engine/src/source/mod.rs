@@ -162,24 +162,7 @@ pub struct FetchedSummary {
 /// description (`String`s convert) when there is no error to keep.
 pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
-/// What failed, with the error behind it as its source: a [`Cause`] that says both.
-#[derive(Debug, thiserror::Error)]
-#[error("{what}")]
-pub struct Because {
-    what: String,
-    #[source]
-    source: Cause,
-}
-
-impl Because {
-    /// `what` failed because of `source`.
-    pub fn new(what: impl Into<String>, source: impl Into<Cause>) -> Self {
-        Self {
-            what: what.into(),
-            source: source.into(),
-        }
-    }
-}
+pub use crate::causes::Because;
 
 /// Why a source could not hand out something. The message names the source; what failed,
 /// and why, are its causes (see [`crate::causes`]).

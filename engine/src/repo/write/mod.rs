@@ -430,7 +430,7 @@ impl Repo {
             RepoMode::BareUser => {
                 let meta = header
                     .ostreemeta_bytes()
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
                 rustix::fs::fsetxattr(fd, c"user.ostreemeta", &meta, XattrFlags::empty())?;
                 let mode = if header.is_regular() {
                     (header.permissions() & 0o775) | 0o400
