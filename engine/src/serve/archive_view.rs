@@ -292,14 +292,13 @@ impl ArchiveView {
 
     /// Writes the archive header and the raw deflate stream of `checksum` to `out`.
     fn write_filez(&self, checksum: &Checksum, out: &mut dyn Write) -> io::Result<()> {
-        let invalid = |error: String| io::Error::new(io::ErrorKind::InvalidData, error);
         let (header, mut content) = self
             .repo
             .open_content(checksum)
-            .map_err(|error| invalid(error.to_string()))?;
+            .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
         let head = header
             .archive_header_bytes()
-            .map_err(|error| invalid(error.to_string()))?;
+            .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
         out.write_all(&head)?;
         stored::write_framed(&mut content, header.size, out)
     }
