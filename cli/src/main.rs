@@ -127,32 +127,40 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            if cli.verbose > 0 {
-                eprintln!("{}{error}", i18n::tr("error: "));
-                for cause in error.chain().skip(1) {
-                    eprintln!("  {}{cause}", i18n::tr("caused by: "));
-                }
-            } else {
-                eprintln!("{}{}", i18n::tr("error: "), one_line(&error));
-            }
+            print_error(None, error.as_ref(), cli.verbose > 0);
             ExitCode::FAILURE
         }
     }
 }
 
-/// An error and its causes on one line. A cause is left out when the message before it
-/// already says it: engine errors name their cause in their own message (listings show that
-/// message alone) and also keep it as their source, which `-v` lists.
+/// An error and its causes on one line, each cause once.
 fn one_line(error: &anyhow::Error) -> String {
-    let mut line = error.to_string();
-    for cause in error.chain().skip(1) {
-        let cause = cause.to_string();
-        if !line.contains(&cause) {
-            line.push_str(": ");
-            line.push_str(&cause);
+    ferry_engine::causes::text(error.as_ref())
+}
+
+/// Prints a failure on stderr, after `subject` (what failed, such as a ref) when given: with
+/// `verbose` the message, then each cause on a line of its own; otherwise one line naming each
+/// cause once.
+pub(crate) fn print_error(
+    subject: Option<&str>,
+    error: &(dyn std::error::Error + 'static),
+    verbose: bool,
+) {
+    let subject = subject.map(|s| format!("{s}: ")).unwrap_or_default();
+    if verbose {
+        eprintln!("{}{subject}{error}", i18n::tr("error: "));
+        let mut cause = error.source();
+        while let Some(current) = cause {
+            eprintln!("  {}{current}", i18n::tr("caused by: "));
+            cause = current.source();
         }
+    } else {
+        eprintln!(
+            "{}{subject}{}",
+            i18n::tr("error: "),
+            ferry_engine::causes::Causes(error)
+        );
     }
-    line
 }
 
 #[cfg(test)]

@@ -45,7 +45,7 @@ pub fn cancel_on_stdin_eof(token: &CancelToken) -> anyhow::Result<()> {
                     Ok(_) => continue,
                     Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(error) => {
-                        tracing::warn!(%error, "cannot read standard input; cancelling");
+                        tracing::warn!(error = %ferry_engine::causes::Causes(&error), "cannot read standard input; cancelling");
                         break;
                     }
                 }

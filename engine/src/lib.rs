@@ -23,6 +23,7 @@
 //! - [`schema`]: the JSON shapes shared with other processes (CLI output, drive records),
 //!   re-exported from the `ferry-schema` crate.
 //! - [`cancel`]: cooperative cancellation.
+//! - [`causes`]: an error and its causes as one line of text.
 //! - [`paths`]: Ferry's run dir, sideload dir and configuration file, read from the environment once.
 
 // What a drive, peer or file supplies is never unwrapped; tests may.
@@ -33,6 +34,7 @@
 
 pub mod appstream;
 pub mod cancel;
+pub mod causes;
 pub mod delta;
 pub mod deploy;
 pub mod event;

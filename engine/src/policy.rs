@@ -119,7 +119,16 @@ pub enum PolicyError {
         /// What is wrong with the line.
         message: String,
     },
-    /// The file as a whole cannot be used (unreadable, too large, not text).
+    /// The file cannot be read.
+    #[error("{path}: cannot read it")]
+    Unreadable {
+        /// The policy file.
+        path: PathBuf,
+        /// The read error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file as a whole cannot be used (too large, not text).
     #[error("{path}: {message}")]
     File {
         /// The policy file.
@@ -134,7 +143,7 @@ impl PolicyError {
     pub fn line(&self) -> Option<usize> {
         match self {
             Self::Line { line, .. } => Some(*line),
-            Self::File { .. } => None,
+            Self::File { .. } | Self::Unreadable { .. } => None,
         }
     }
 }
@@ -280,12 +289,20 @@ impl Policy {
         let file = match std::fs::File::open(path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(e) => return Err(file_error(format!("cannot read it: {e}"))),
+            Err(source) => {
+                return Err(PolicyError::Unreadable {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
         };
         let mut bytes = Vec::new();
         file.take(MAX_POLICY_BYTES + 1)
             .read_to_end(&mut bytes)
-            .map_err(|e| file_error(format!("cannot read it: {e}")))?;
+            .map_err(|source| PolicyError::Unreadable {
+                path: path.to_path_buf(),
+                source,
+            })?;
         if bytes.len() as u64 > MAX_POLICY_BYTES {
             return Err(file_error(format!(
                 "larger than {MAX_POLICY_BYTES} bytes; is this the right file?"

@@ -22,7 +22,7 @@ const MAX_REPOS_D_ENTRIES: usize = 256;
 
 /// The path given to [`scan`] cannot be scanned at all.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot scan {path}: {source}")]
+#[error("cannot scan {path}")]
 pub struct ScanError {
     /// The directory being scanned.
     pub path: PathBuf,
@@ -202,7 +202,7 @@ impl Scanner {
                     RepoError::Unsupported { .. } => ProblemKind::Other,
                     _ => ProblemKind::Unreadable,
                 };
-                self.problem(kind, candidate, None, error.to_string());
+                self.problem(kind, candidate, None, crate::causes::text(&error));
                 return;
             }
         };
@@ -233,7 +233,12 @@ impl Scanner {
         let entries = match repo.ref_entries() {
             Ok(entries) => entries,
             Err(error) => {
-                self.problem(ProblemKind::Unreadable, &source, None, error.to_string());
+                self.problem(
+                    ProblemKind::Unreadable,
+                    &source,
+                    None,
+                    crate::causes::text(&error),
+                );
                 return Vec::new();
             }
         };
@@ -256,7 +261,7 @@ impl Scanner {
                         ProblemKind::Corrupt,
                         &source,
                         Some(entry.location.name().to_owned()),
-                        error.to_string(),
+                        crate::causes::text(&error),
                     );
                     continue;
                 }
@@ -300,9 +305,9 @@ impl Scanner {
         let bytes = match repo.read_metadata(ObjectKind::Commit, commit) {
             Ok(bytes) => bytes,
             Err(error @ RepoError::Missing { .. }) => {
-                return Err((ProblemKind::Unavailable, error.to_string()))
+                return Err((ProblemKind::Unavailable, crate::causes::text(&error)))
             }
-            Err(error) => return Err((ProblemKind::Corrupt, error.to_string())),
+            Err(error) => return Err((ProblemKind::Corrupt, crate::causes::text(&error))),
         };
         let actual = crate::object::metadata_checksum(&bytes);
         if actual != *commit {
@@ -311,9 +316,9 @@ impl Scanner {
                 actual,
                 source_name: repo.path().display().to_string(),
             };
-            return Err((ProblemKind::Corrupt, error.to_string()));
+            return Err((ProblemKind::Corrupt, crate::causes::text(&error)));
         }
         Commit::peek_timestamp_and_version(&bytes)
-            .map_err(|error| (ProblemKind::Corrupt, error.to_string()))
+            .map_err(|error| (ProblemKind::Corrupt, crate::causes::text(&error)))
     }
 }

@@ -45,7 +45,7 @@ pub enum SharingError {
     #[error(transparent)]
     Policy(#[from] PolicyError),
     /// A file could not be written.
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}", path.display())]
     Write {
         /// The file.
         path: PathBuf,
@@ -54,7 +54,7 @@ pub enum SharingError {
         source: std::io::Error,
     },
     /// `systemctl` could not be started.
-    #[error("cannot run {program}: {source}")]
+    #[error("cannot run {program}")]
     Systemctl {
         /// The program run.
         program: String,

@@ -85,7 +85,7 @@ fn dirtrees_naming_escapes_are_refused() {
                 .expect("read");
             let error = DirTree::parse(&read).expect_err("refused");
             assert!(
-                matches!(&error, FormatError::Invalid { reason, .. } if reason.contains("file name")),
+                matches!(&error, FormatError::Name { source, .. } if source.to_string().contains("file name")),
                 "{hostile:?}: {error}"
             );
             let error = dest

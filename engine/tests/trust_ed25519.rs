@@ -269,7 +269,7 @@ fn system_keys_apply_only_when_the_remote_names_none() {
     );
     assert!(matches!(
         world.client.policy("missing", &world.roots),
-        Err(TrustError::Config { .. })
+        Err(TrustError::Keys { .. })
     ));
 }
 

@@ -360,8 +360,12 @@ fn keyring_via_gpgkeypath_file_directory_and_list() {
         .client
         .policy("missing", &world.roots)
         .expect_err("a missing gpgkeypath is a configuration error");
-    assert!(matches!(err, TrustError::Config { .. }));
-    assert!(err.to_string().contains("nowhere.asc"), "{err}");
+    assert!(matches!(err, TrustError::Keys { .. }), "{err:?}");
+    // The message names the remote; its cause the file, and why.
+    let cause = std::error::Error::source(&err).expect("the key file's error is kept");
+    assert!(cause.to_string().contains("nowhere.asc"), "{cause}");
+    let line = ferry_engine::causes::text(&err);
+    assert!(line.contains("No such file"), "{line}");
 }
 
 #[test]

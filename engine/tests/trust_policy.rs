@@ -283,7 +283,7 @@ fn unusable_configuration_is_reported() {
             ("verification-ed25519-key", "x"),
             ("sign-verify", "true")
         ]),
-        Err(TrustError::Config { .. })
+        Err(TrustError::Keys { .. })
     ));
     let open = load(&[("gpg-verify", "false")]).expect("nothing to verify");
     assert!(!open.requires_signatures());

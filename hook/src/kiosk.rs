@@ -320,7 +320,7 @@ fn install_into(reporter: &dyn Reporter, scope: InstallScope<'_>, cancel: &Cance
         Err(error) => {
             reporter.on_event(Event::Message {
                 level: MessageLevel::Error,
-                text: error.to_string(),
+                text: ferry_engine::causes::text(&error),
             });
             reporter.on_event(Event::Finished { ok: false });
             return false;

@@ -152,7 +152,11 @@ fn read_record(path: &Path) -> Option<DriveRecord> {
         Ok(record) => Some(record),
         Err(error) if error.is_missing() => None,
         Err(error) => {
-            tracing::warn!("ignoring {}: {error}", path.display());
+            tracing::warn!(
+                "ignoring {}: {}",
+                path.display(),
+                ferry_engine::causes::Causes(&error)
+            );
             None
         }
     }

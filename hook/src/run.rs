@@ -68,7 +68,8 @@ impl Hook {
         let (policy, error) = Policy::read_or_default(&paths.config);
         if let Some(error) = error {
             tracing::error!(
-                "{error}; using the default policy (on-insert = notify) until the file is fixed"
+                "{}; using the default policy (on-insert = notify) until the file is fixed",
+                ferry_engine::causes::Causes(&error)
             );
         }
         let accept_fixed = std::env::var(ENV_ACCEPT_FIXED).is_ok_and(|v| v == "1");

@@ -36,11 +36,14 @@ fn problem(kind: ProblemKind, source: &Path, reason: String) -> Problem {
 /// OS and the Flatpak installations `ferryctl list` looks at without options).
 pub fn validate(mount: &Path, label: Option<&str>) -> Validation {
     let mut validation = Validation::default();
-    let unreadable = |error: &dyn std::fmt::Display| {
+    let unreadable = |error: &(dyn std::error::Error + 'static)| {
         problem(
             ProblemKind::Unreadable,
             mount,
-            format!("the drive could not be read: {error}"),
+            format!(
+                "the drive could not be read: {}",
+                ferry_engine::causes::Causes(error)
+            ),
         )
     };
     let opened = match open_drive(mount, label, None) {
@@ -117,7 +120,7 @@ fn accept_contained(
             Err(error) => validation.problems.push(problem(
                 ProblemKind::Unsafe,
                 path,
-                format!("refused: {error}"),
+                format!("refused: {}", ferry_engine::causes::Causes(&error)),
             )),
         }
     }

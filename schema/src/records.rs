@@ -394,13 +394,13 @@ pub struct DrivePlan {
 /// Why a drive record cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum DriveRecordError {
-    #[error("cannot read it: {0}")]
+    #[error("cannot read it")]
     Open(#[source] std::io::Error),
     #[error("it is not a regular file")]
     NotAFile,
     #[error("it is larger than the {MAX_DRIVE_RECORD_BYTES} bytes a drive record may have")]
     TooLarge,
-    #[error("it is not a drive record Ferry understands: {0}")]
+    #[error("it is not a drive record Ferry understands")]
     NotARecord(#[source] serde_json::Error),
     #[error(
         "record format {0} is not supported (expected {DRIVE_RECORD_VERSION}); install matching versions of ferry, ferryctl and ferry-hook"

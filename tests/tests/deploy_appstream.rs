@@ -212,7 +212,8 @@ fn serial_appstream_data_larger_than_what_the_reserve_leaves_is_not_deployed() -
     let result = deploy_appstream(&installation, REMOTE, ARCH, &Checksum::from_hex(&commit)?);
     let error = match result {
         Ok(_) => anyhow::bail!("deployed into the reserve"),
-        Err(error) => error.to_string(),
+        // What failed, then why (the repository's refusal is the cause).
+        Err(error) => ferry_engine::causes::text(&error),
     };
     ensure!(error.contains("not enough free space"), "{error}");
     let arch_dir = installation.path.join("appstream").join(REMOTE).join(ARCH);

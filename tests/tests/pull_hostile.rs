@@ -326,3 +326,48 @@ fn symlinked_repo_leaving_the_drive_is_refused() -> Result<()> {
         &["no usable source", "outside the drive"],
     )
 }
+
+/// A destination whose config cannot be read: the error says the destination cannot be opened,
+/// then which file could not be read, then why, each once; `-v` lists the causes on lines of
+/// their own.
+#[test]
+fn unreadable_destination_config_names_each_cause_once() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let (publisher, dest, _) = setup(tmp.path(), false)?;
+    // A directory in place of the config file: opened, but reading it fails (EISDIR), even
+    // as root.
+    let config = dest.path.join("config");
+    fs::remove_file(&config)?;
+    fs::create_dir(&config)?;
+    let why = "Is a directory (os error 21)";
+    for verbose in [false, true] {
+        let mut tool = ferryctl(&trust_root(tmp.path()))?;
+        if verbose {
+            tool = tool.arg("-v");
+        }
+        let output = tool
+            .args(["pull", "--repo"])
+            .arg(&dest.path)
+            .arg("--from")
+            .arg(&publisher.repo.path)
+            .args(["--remote", "origin", BRANCH])
+            .output()?;
+        let stderr = &output.stderr;
+        ensure!(output.code() == Some(1), "{stderr}");
+        ensure!(stderr.contains("cannot open the destination"), "{stderr}");
+        ensure!(
+            stderr.matches(&format!("{}", config.display())).count() == 1,
+            "{stderr}"
+        );
+        ensure!(stderr.matches(why).count() == 1, "{stderr}");
+        if verbose {
+            ensure!(
+                stderr
+                    .lines()
+                    .any(|line| line.trim_start() == format!("caused by: {why}")),
+                "the read error is not listed as a cause:\n{stderr}"
+            );
+        }
+    }
+    Ok(())
+}

@@ -20,8 +20,8 @@ use ferry_tests::ostree::{object_path_in, CommitSpec, OstreeRepo, RefLocation, R
 use ferry_tests::tree::{Tree, TreeOptions};
 use pull_support::peer::Peer;
 use pull_support::{
-    assert_refused, client, pull, pull_remote, remote_ref, trust_root, PullRun, BRANCH, COLLECTION,
-    REMOTE,
+    assert_refused, client, ferryctl, pull, pull_args, pull_remote, remote_ref, trust_root,
+    PullRun, BRANCH, COLLECTION, REMOTE,
 };
 use tempfile::TempDir;
 
@@ -575,4 +575,53 @@ fn mirror_and_head_refs_are_vouched_for_by_the_remote_of_their_collection() -> R
         &[BRANCH],
     )?;
     assert_refused(&run, &world.dest, &mirror, &before, &["does not trust"])
+}
+
+/// A keyring that cannot be read: the error says which remote's keys failed, its causes say
+/// which file and why, each once; `-v` puts each cause on a line of its own.
+#[test]
+fn unreadable_keyring_names_each_cause_once() -> Result<()> {
+    let world = World::new()?;
+    world.commit(CommitSpec::new(BRANCH, &world.tree.root).sign(&world.key))?;
+    // A directory where the keyring file should be: found, but reading it fails (EISDIR),
+    // even as root.
+    let keyring = world.dest.path.join("origin.trustedkeys.gpg");
+    fs::remove_file(&keyring)?;
+    fs::create_dir(&keyring)?;
+    let why = "Is a directory";
+
+    let run = world.pull(&[BRANCH])?;
+    assert_refused(
+        &run,
+        &world.dest,
+        &remote_ref(BRANCH),
+        &None,
+        &["remote 'origin'", "origin.trustedkeys.gpg", why],
+    )?;
+    let stderr = &run.output.stderr;
+    ensure!(stderr.matches(why).count() == 1, "{stderr}");
+    ensure!(
+        stderr.matches("origin.trustedkeys.gpg").count() == 1,
+        "{stderr}"
+    );
+
+    let verbose = ferryctl(&trust_root(world.tmp.path()))?
+        .arg("-v")
+        .args(pull_args(
+            &world.dest.path,
+            &[world.server.path.as_os_str()],
+            &["--remote", REMOTE],
+            &[BRANCH],
+        ))
+        .output()?;
+    let stderr = &verbose.stderr;
+    ensure!(!verbose.success(), "{stderr}");
+    ensure!(stderr.matches(why).count() == 1, "{stderr}");
+    ensure!(
+        stderr
+            .lines()
+            .any(|line| line.trim_start() == format!("caused by: {why} (os error 21)")),
+        "the read error is not listed as a cause:\n{stderr}"
+    );
+    Ok(())
 }

@@ -197,7 +197,7 @@ pub fn run(args: InstallArgs, list_sources: bool) -> anyhow::Result<ExitCode> {
             if output.is_json() {
                 output.on_event(Event::Message {
                     level: MessageLevel::Error,
-                    text: error.to_string(),
+                    text: ferry_engine::causes::text(&error),
                 });
                 output.on_event(Event::Finished { ok: false });
             }

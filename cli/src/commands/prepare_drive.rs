@@ -150,7 +150,7 @@ pub fn run(args: PrepareDriveArgs) -> anyhow::Result<ExitCode> {
             if output.is_json() {
                 output.on_event(Event::Message {
                     level: MessageLevel::Error,
-                    text: error.to_string(),
+                    text: ferry_engine::causes::text(&error),
                 });
                 output.on_event(Event::Finished { ok: false });
             }

@@ -147,7 +147,7 @@ fn open_sources(
         if is_url(location) {
             match HttpSource::connect(location, SourceKind::Lan, None, cancel) {
                 Ok(source) => sources.push(Arc::new(source)),
-                Err(error) => problems.push(error.to_string()),
+                Err(error) => problems.push(ferry_engine::causes::text(&error)),
             }
             continue;
         }
@@ -208,8 +208,8 @@ fn report(outcomes: &[RefOutcome], output: &Output, list_sources: bool) -> anyho
                 } else {
                     InstallStatus::Failed
                 };
-                eprintln!("{}{}: {error}", tr("error: "), outcome.request.ref_name);
-                (status, error.to_string())
+                crate::print_error(Some(&outcome.request.ref_name), error, list_sources);
+                (status, ferry_engine::causes::text(error))
             }
         };
         // The pull's own account when it finished; what progress said when it failed.

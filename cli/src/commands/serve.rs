@@ -131,7 +131,7 @@ fn wanted(args: &ServeArgs) -> anyhow::Result<Vec<Wanted>> {
             },
             Err(error) => {
                 // The repository's refs are still served; only deployed commits are not.
-                tracing::warn!(%error, sysroot = %args.sysroot.display(),
+                tracing::warn!(error = %ferry_engine::causes::Causes(&error), sysroot = %args.sysroot.display(),
                     "cannot read the deployments; serving the OS repository's refs only");
                 ViewOptions::for_repo(&os_repo)
             }
@@ -181,7 +181,7 @@ fn open_cache(args: &ServeArgs) -> anyhow::Result<Arc<ConvertCache>> {
         Err(error) if !explicit => {
             let fallback = ferry_engine::serve::cache::private_dir()
                 .context("cannot create a private cache directory")?;
-            tracing::warn!(%error, dir = %dir.display(), fallback = %fallback.display(),
+            tracing::warn!(error = %ferry_engine::causes::Causes(&error), dir = %dir.display(), fallback = %fallback.display(),
                 "cannot use the cache directory");
             Ok(Arc::new(
                 ConvertCache::open(&fallback, args.cache_size).with_context(|| {
@@ -234,7 +234,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
         match (repo.advertisement(index), args.no_advertise) {
             (Ok(advertisement), _) => advertisements.push(Some(advertisement)),
             (Err(error), true) => {
-                tracing::warn!(%error, "computers nearby will not list this repository");
+                tracing::warn!(error = %ferry_engine::causes::Causes(&error), "computers nearby will not list this repository");
                 advertisements.push(None);
             }
             (Err(error), false) => {
@@ -428,7 +428,9 @@ async fn refresh_advertisement(
             let refreshing = Arc::clone(&repo);
             match tokio::task::spawn_blocking(move || refreshing.refresh()).await {
                 Ok(Ok(_)) => {}
-                Ok(Err(error)) => tracing::warn!(%error, "keeping the previous advertisement"),
+                Ok(Err(error)) => {
+                    tracing::warn!(error = %ferry_engine::causes::Causes(&error), "keeping the previous advertisement")
+                }
                 Err(_) => continue,
             }
         } else {
@@ -441,12 +443,14 @@ async fn refresh_advertisement(
         match repo.advertisement(current.repo_index) {
             Ok(fresh) if fresh != current => {
                 if let Err(error) = advertiser.refresh(&fresh) {
-                    tracing::warn!(%error, "cannot refresh the advertisement");
+                    tracing::warn!(error = %ferry_engine::causes::Causes(&error), "cannot refresh the advertisement");
                 }
                 current = fresh;
             }
             Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "keeping the previous advertisement"),
+            Err(error) => {
+                tracing::warn!(error = %ferry_engine::causes::Causes(&error), "keeping the previous advertisement")
+            }
         }
     }
 }

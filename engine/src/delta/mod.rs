@@ -98,9 +98,15 @@ pub enum DeltaError {
     /// A part compressed with a method other than none (0) or xz (`x`).
     #[error("static delta part uses unknown compression {0:#04x}")]
     Compression(u8),
-    /// A part's compressed bytes do not decompress; the decoder's error.
-    #[error("static delta part does not decompress: {0}")]
-    Decompress(String),
+    /// A part's compressed bytes do not decompress.
+    #[error("static delta part does not decompress")]
+    Decompress(#[source] std::io::Error),
+    /// A part being written could not be compressed.
+    #[error("cannot compress a static delta part")]
+    Compress(#[source] std::io::Error),
+    /// A bsdiff patch between two versions of a file could not be made.
+    #[error("cannot make a bsdiff patch")]
+    Bsdiff(#[source] std::io::Error),
     /// An operation of a part cannot be carried out.
     #[error("static delta operation {op} at {position}: {reason}")]
     Op {
@@ -427,7 +433,7 @@ pub fn open_part(
             decoder
                 .take(MAX_PART_SIZE + 1)
                 .read_to_end(&mut out)
-                .map_err(|error| DeltaError::Decompress(error.to_string()))?;
+                .map_err(DeltaError::Decompress)?;
             if out.len() as u64 > MAX_PART_SIZE {
                 return Err(DeltaError::TooLarge {
                     index,

@@ -204,12 +204,8 @@ impl PartBuilder {
         ]);
         let preset = if self.compress { 6 } else { 0 };
         let mut encoder = xz2::write::XzEncoder::new(vec![b'x'], preset);
-        encoder
-            .write_all(&variant)
-            .map_err(|error| DeltaError::Decompress(error.to_string()))?;
-        encoder
-            .finish()
-            .map_err(|error| DeltaError::Decompress(error.to_string()))
+        encoder.write_all(&variant).map_err(DeltaError::Compress)?;
+        encoder.finish().map_err(DeltaError::Compress)
     }
 }
 
@@ -247,8 +243,7 @@ fn patch_if_it_pays(
         .read_to_end(&mut old_data)
         .map_err(|error| RepoError::io("read", &path, error))?;
     let mut patch = Vec::new();
-    bsdiff::diff(&old_data, new, &mut patch)
-        .map_err(|error| DeltaError::Decompress(error.to_string()))?;
+    bsdiff::diff(&old_data, new, &mut patch).map_err(DeltaError::Bsdiff)?;
     if deflated_size(&patch) < deflated_size(new) {
         Ok(Some((*old, patch)))
     } else {

@@ -36,7 +36,7 @@ const MAX_TREE_FILES: usize = 1_000_000;
 #[derive(Debug, thiserror::Error)]
 pub enum AppstreamError {
     /// A file of the AppStream data could not be written.
-    #[error("cannot update the AppStream data in {}: {error}", path.display())]
+    #[error("cannot update the AppStream data in {}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
@@ -55,11 +55,11 @@ pub enum AppstreamError {
     },
 
     /// The AppStream commit could not be read.
-    #[error("cannot update the AppStream data: {0}")]
+    #[error("cannot update the AppStream data")]
     Repo(#[from] RepoError),
 
     /// The AppStream commit could not be checked out.
-    #[error("cannot check out the AppStream data: {0}")]
+    #[error("cannot check out the AppStream data")]
     Checkout(#[from] DeployError),
 }
 
@@ -254,7 +254,7 @@ pub fn deploy_appstream(
     }) {
         // Removes a symlink itself, never what it points at.
         if let Err(error) = fs::remove_dir_all(arch_dir.path.join(&old)) {
-            tracing::warn!(%error, old, "cannot remove the previous AppStream checkout");
+            tracing::warn!(error = %crate::causes::Causes(&error), old, "cannot remove the previous AppStream checkout");
         }
     }
     touch_timestamp(&arch_dir)?;
@@ -270,7 +270,7 @@ pub fn deploy_appstream(
         },
     );
     if let Err(error) = touched {
-        tracing::debug!(%error, "cannot touch the AppStream directory");
+        tracing::debug!(error = %crate::causes::Causes(&error), "cannot touch the AppStream directory");
     }
     Ok(true)
 }

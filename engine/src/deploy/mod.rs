@@ -21,7 +21,7 @@ const MAX_STDERR: usize = 16 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
     /// A program could not be started.
-    #[error("cannot run {program}: {error}; install it (it is part of the {package} package)")]
+    #[error("cannot run {program}; install it (it is part of the {package} package)")]
     Spawn {
         /// The program.
         program: String,

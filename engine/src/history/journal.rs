@@ -25,7 +25,7 @@ const MAX_OUTPUT_BYTES: u64 = 64 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     /// A journal entry could not be sent.
-    #[error("cannot write to the journal at {}: {error}", socket.display())]
+    #[error("cannot write to the journal at {}", socket.display())]
     Send {
         /// The journal's socket.
         socket: PathBuf,
@@ -34,7 +34,7 @@ pub enum JournalError {
         error: std::io::Error,
     },
     /// `journalctl` could not be started.
-    #[error("cannot run journalctl: {0}; install it (it is part of the systemd package)")]
+    #[error("cannot run journalctl; install it (it is part of the systemd package)")]
     Spawn(#[source] std::io::Error),
     /// `journalctl` exited with an error.
     #[error("journalctl failed ({status}): {stderr}")]
@@ -48,7 +48,7 @@ pub enum JournalError {
     #[error("journalctl printed more than {MAX_OUTPUT_BYTES} bytes")]
     TooLarge,
     /// `journalctl`'s output could not be read.
-    #[error("cannot read journalctl's output: {0}")]
+    #[error("cannot read journalctl's output")]
     Read(#[source] std::io::Error),
 }
 

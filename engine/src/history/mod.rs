@@ -340,7 +340,9 @@ pub fn record(entry: &HistoryEntry) {
     let socket = journal::socket_path();
     match journal::send(&socket, &entry.journal_fields()) {
         Ok(()) => tracing::debug!(message = %entry.message, "recorded in the journal"),
-        Err(error) => tracing::info!(%error, "the install is not in the journal"),
+        Err(error) => {
+            tracing::info!(error = %crate::causes::Causes(&error), "the install is not in the journal")
+        }
     }
 }
 

@@ -37,7 +37,7 @@ pub enum RollbackError {
         sysroot: PathBuf,
     },
     /// `ostree admin` failed.
-    #[error("going back failed: {0}")]
+    #[error("going back failed")]
     Deploy(#[from] DeployError),
     /// `ostree admin` succeeded but left another deployment as the default.
     #[error(

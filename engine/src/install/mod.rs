@@ -16,6 +16,7 @@
 //! Everything is reported as [`Event`]s: the plan, phases and progress, one
 //! [`InstallResult`] per planned update, and `finished`.
 
+use crate::causes::Causes;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -150,7 +151,7 @@ pub enum InstallError {
     },
 
     /// The target's repository could not be opened.
-    #[error("cannot open the repository of {target}: {error}")]
+    #[error("cannot open the repository of {target}")]
     Repo {
         /// The target, as messages name it.
         target: String,
@@ -464,7 +465,7 @@ fn pull_one<'a>(
 
     let dest = match Repo::open(&target.repo) {
         Ok(repo) => repo,
-        Err(error) => return done(InstallStatus::Failed, error.to_string()),
+        Err(error) => return done(InstallStatus::Failed, crate::causes::text(&error)),
     };
     let mut pull_options =
         PullOptions::new(PullTrust::for_target(target, options.trust_roots.clone()));
@@ -487,13 +488,13 @@ fn pull_one<'a>(
         Err(error) if error.is_cancelled() => {
             return done(
                 InstallStatus::Cancelled,
-                format!("{error}; what is installed was not touched"),
+                format!("{}; what is installed was not touched", Causes(&error)),
             )
         }
         Err(error) => {
             return done(
                 InstallStatus::Failed,
-                format!("{error}; what is installed was not touched"),
+                format!("{}; what is installed was not touched", Causes(&error)),
             )
         }
     };
@@ -599,8 +600,9 @@ fn deploy_one(
                 update,
                 InstallStatus::Failed,
                 format!(
-                    "{} was fetched and verified, but deploying it failed: {error}",
-                    pulled.commit.short()
+                    "{} was fetched and verified, but deploying it failed: {}",
+                    pulled.commit.short(),
+                    Causes(&error)
                 ),
             )
         },
@@ -725,7 +727,8 @@ fn refresh_appstream(
                 if !error.is_cancelled() {
                     warn(format!(
                         "the AppStream data of remote '{remote}' in {installation} was not \
-                         updated: {error}"
+                         updated: {}",
+                        Causes(&error)
                     ));
                 }
                 continue;
@@ -735,7 +738,8 @@ fn refresh_appstream(
             Ok(changed) => tracing::info!(remote, arch, changed, "AppStream data deployed"),
             Err(error) => warn(format!(
                 "the AppStream data of remote '{remote}' in {installation} was not updated: \
-                 {error}"
+                 {}",
+                Causes(&error)
             )),
         }
     }

@@ -37,15 +37,14 @@ impl Advertisement {
     /// would drop it anyway.
     pub fn from_repo(repo: &Path, repo_index: u16) -> Result<Self, LanError> {
         let path = repo.join("summary");
-        let failed = |reason: String| LanError::Summary {
+        let failed = |source: Box<dyn std::error::Error + Send + Sync>| LanError::Summary {
             path: path.display().to_string(),
-            reason,
+            source,
         };
-        let file = std::fs::File::open(&path).map_err(|error| {
-            failed(format!(
-                "{error}; run `ostree summary --update --repo={}` first",
-                repo.display()
-            ))
+        let file = std::fs::File::open(&path).map_err(|source| LanError::NoSummary {
+            path: path.display().to_string(),
+            repo: repo.display().to_string(),
+            source,
         })?;
         let modified = file
             .metadata()
@@ -56,13 +55,14 @@ impl Advertisement {
         let mut bytes = Vec::new();
         file.take(MAX_METADATA_SIZE + 1)
             .read_to_end(&mut bytes)
-            .map_err(|error| failed(error.to_string()))?;
+            .map_err(|error| failed(error.into()))?;
         if bytes.len() as u64 > MAX_METADATA_SIZE {
-            return Err(failed(format!(
-                "it is larger than the {MAX_METADATA_SIZE} bytes allowed"
-            )));
+            return Err(LanError::SummaryTooLarge {
+                path: path.display().to_string(),
+                max: MAX_METADATA_SIZE,
+            });
         }
-        let summary = Summary::parse(&bytes).map_err(|error| failed(error.to_string()))?;
+        let summary = Summary::parse(&bytes).map_err(|error| failed(error.into()))?;
         Ok(Self::from_summary(
             &summary,
             modified.unwrap_or(0),
@@ -212,7 +212,7 @@ impl Advertiser {
         match Responder::choose() {
             Responder::Avahi => Self::start_with(Responder::Avahi, advertisement, options.clone())
                 .or_else(|error| {
-                    tracing::warn!(%error, "publishing with the built-in responder instead");
+                    tracing::warn!(error = %crate::causes::Causes(&error), "publishing with the built-in responder instead");
                     Self::start_with(Responder::Builtin, advertisement, options)
                 }),
             Responder::Builtin => Self::start_with(Responder::Builtin, advertisement, options),

@@ -37,7 +37,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl From<zbus::Error> for LanError {
     fn from(error: zbus::Error) -> Self {
-        LanError::Avahi(error.to_string())
+        LanError::AvahiBus(error.into())
     }
 }
 
@@ -136,7 +136,7 @@ impl Published {
     pub fn start(name: &str, port: u16, txt: Vec<Vec<u8>>) -> Result<Self, LanError> {
         zbus::block_on(async {
             let runtime = zruntime::SharedRuntime::current()
-                .map_err(|error| LanError::Avahi(error.to_string()))?;
+                .map_err(|error| LanError::AvahiBus(error.into()))?;
             let connection = connect().await?;
             let group: OwnedObjectPath = call(&connection, "/", SERVER, "EntryGroupNew", &())
                 .await?
@@ -291,8 +291,8 @@ const MAX_ADDRESSES: usize = 16;
 /// are kept; the number of further ones is returned as well.
 pub fn browse(deadline: Instant, max: usize) -> Result<(Vec<Peer>, usize), LanError> {
     zbus::block_on(async {
-        let runtime = zruntime::SharedRuntime::current()
-            .map_err(|error| LanError::Avahi(error.to_string()))?;
+        let runtime =
+            zruntime::SharedRuntime::current().map_err(|error| LanError::AvahiBus(error.into()))?;
         let connection = connect().await?;
         // Subscribed before the browser exists: avahi may signal its first items at once.
         let rule = MatchRule::builder()
@@ -346,7 +346,7 @@ pub fn browse(deadline: Instant, max: usize) -> Result<(Vec<Peer>, usize), LanEr
                             instance.txt = txt;
                         }
                         Ok(Err(error)) => {
-                            tracing::info!(service = %item.2, %error, "cannot resolve an advertised repository");
+                            tracing::info!(service = %item.2, error = %crate::causes::Causes(&error), "cannot resolve an advertised repository");
                         }
                         Err(_) => break,
                     }

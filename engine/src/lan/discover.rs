@@ -179,7 +179,7 @@ pub fn rank_peers(peers: &mut Vec<Peer>, max: usize, now: u64) -> usize {
 pub fn browse(timeout: Duration) -> Result<Browsed, LanError> {
     match Responder::choose() {
         Responder::Avahi => browse_with(Responder::Avahi, timeout).or_else(|error| {
-            tracing::warn!(%error, "browsing with the built-in responder instead");
+            tracing::warn!(error = %crate::causes::Causes(&error), "browsing with the built-in responder instead");
             browse_with(Responder::Builtin, timeout)
         }),
         Responder::Builtin => browse_with(Responder::Builtin, timeout),

@@ -25,24 +25,44 @@ pub const TXT_VERSION: u8 = 1;
 /// Why advertising or browsing failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LanError {
-    /// The repository's summary could not be read for the TXT record.
-    #[error("cannot read the repository's summary at {path}: {reason}")]
-    Summary {
-        /// The repository.
+    /// The repository has no summary to read the TXT record from.
+    #[error(
+        "cannot read the repository's summary at {path}; run `ostree summary --update \
+         --repo={repo}` first"
+    )]
+    NoSummary {
+        /// The summary file.
         path: String,
-        /// The read error.
-        reason: String,
+        /// The repository.
+        repo: String,
+        /// The open error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The repository's summary could not be read for the TXT record.
+    #[error("cannot read the repository's summary at {path}")]
+    Summary {
+        /// The summary file, or the repository.
+        path: String,
+        /// The read or parse error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The repository's summary is larger than any summary Ferry reads.
+    #[error("the repository's summary at {path} is larger than the {max} bytes allowed")]
+    SummaryTooLarge {
+        /// The summary file.
+        path: String,
+        /// The largest accepted.
+        max: u64,
     },
     /// The built-in mDNS responder failed.
-    #[error("DNS-SD (mDNS) failed: {0}")]
-    Mdns(String),
-    /// avahi-daemon could not be used over D-Bus.
+    #[error("DNS-SD (mDNS) failed")]
+    Mdns(#[from] mdns_sd::Error),
+    /// avahi-daemon could not be reached or answered in a way Ferry does not understand.
+    #[error("avahi-daemon (over D-Bus) cannot be used")]
+    AvahiBus(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// avahi-daemon refused; says what it refused, in avahi's words where it gave any.
     #[error("avahi-daemon (over D-Bus) failed: {0}")]
     Avahi(String),
-}
-
-impl From<mdns_sd::Error> for LanError {
-    fn from(error: mdns_sd::Error) -> Self {
-        LanError::Mdns(error.to_string())
-    }
 }

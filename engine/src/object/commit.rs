@@ -65,7 +65,7 @@ impl Commit {
                 .cast(aligned.as_ref())
                 .to_tuple();
         let metadata = Metadata::from_dict(metadata, 0)
-            .map_err(|error| FormatError::invalid(WHAT, error.to_string()))?;
+            .map_err(|error| FormatError::part(WHAT, "its metadata", error))?;
         let raw_related: Vec<(&str, &[u8])> = related
             .iter()
             .map(|entry| {

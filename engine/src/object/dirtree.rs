@@ -95,8 +95,7 @@ impl DirTree {
     pub fn validate(&self) -> Result<(), FormatError> {
         const WHAT: &str = "dirtree";
         for name in self.names() {
-            validate_file_name(name)
-                .map_err(|error| FormatError::invalid(WHAT, error.to_string()))?;
+            validate_file_name(name).map_err(|error| FormatError::name(WHAT, error))?;
         }
         let sorted = |names: &mut dyn Iterator<Item = &str>| {
             let names: Vec<&str> = names.collect();

@@ -339,7 +339,7 @@ impl Metadata {
                 data: data.to_vec(),
             };
             value.check(depth).map_err(|error| {
-                FormatError::invalid("metadata dictionary", format!("key {key:?}: {error}"))
+                FormatError::part("metadata dictionary", format!("key {key:?}"), error)
             })?;
             entries.push((key.to_owned(), value));
         }

@@ -175,6 +175,26 @@ pub enum FormatError {
         /// The GVariant type expected.
         type_str: &'static str,
     },
+    /// A name in the bytes (a ref, a collection ID, a file name) that libostree would refuse.
+    #[error("{what} holds an invalid name")]
+    Name {
+        /// What was being read.
+        what: &'static str,
+        /// The name and the rule it breaks.
+        #[source]
+        source: Box<InvalidName>,
+    },
+    /// A part of the bytes (a metadata dictionary, one of its values) that is not valid.
+    #[error("{what}: {part} is invalid")]
+    Part {
+        /// What was being read.
+        what: &'static str,
+        /// Which part, as a person would name it.
+        part: String,
+        /// What is wrong with it.
+        #[source]
+        source: Box<FormatError>,
+    },
     /// Bytes that parse but break a rule of the format.
     #[error("{what}: {reason}")]
     Invalid {
@@ -190,6 +210,21 @@ impl FormatError {
         Self::Invalid {
             what,
             reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn name(what: &'static str, source: InvalidName) -> Self {
+        Self::Name {
+            what,
+            source: Box::new(source),
+        }
+    }
+
+    pub(crate) fn part(what: &'static str, part: impl Into<String>, source: FormatError) -> Self {
+        Self::Part {
+            what,
+            part: part.into(),
+            source: Box::new(source),
         }
     }
 

@@ -83,7 +83,7 @@ impl Summary {
             .cast(aligned.as_ref())
             .to_tuple();
         let metadata = Metadata::from_dict(metadata, 0)
-            .map_err(|error| FormatError::invalid(WHAT, error.to_string()))?;
+            .map_err(|error| FormatError::part(WHAT, "its metadata", error))?;
         // Counted before any ref is read: the array's length comes from its framing.
         if refs.len() > max_refs {
             return Err(too_many_refs(refs.len(), max_refs));
@@ -95,8 +95,9 @@ impl Summary {
                 let (name, details) = entry.to_tuple();
                 (name.to_str(), details.to_tuple())
             };
-            let ref_metadata = Metadata::from_dict(ref_metadata, 0)
-                .map_err(|error| FormatError::invalid(WHAT, format!("ref {name:?}: {error}")))?;
+            let ref_metadata = Metadata::from_dict(ref_metadata, 0).map_err(|error| {
+                FormatError::part(WHAT, format!("the metadata of ref {name:?}"), error)
+            })?;
             raw_refs.push((name, *size, checksum, ref_metadata));
         }
         let again = with_ref_items(&raw_refs, |items| {
@@ -117,8 +118,7 @@ impl Summary {
                 let id = value.as_str().ok_or_else(|| {
                     FormatError::invalid(WHAT, format!("{COLLECTION_ID_KEY} is not a string"))
                 })?;
-                validate_collection_id(id)
-                    .map_err(|error| FormatError::invalid(WHAT, error.to_string()))?;
+                validate_collection_id(id).map_err(|error| FormatError::name(WHAT, error))?;
                 Some(id.to_owned())
             }
         };
@@ -202,7 +202,7 @@ fn summary_ref(
     checksum: &[u8],
     metadata: Metadata,
 ) -> Result<SummaryRef, FormatError> {
-    validate_ref_name(name).map_err(|error| FormatError::invalid(what, error.to_string()))?;
+    validate_ref_name(name).map_err(|error| FormatError::name(what, error))?;
     let commit = Checksum::from_slice(checksum).map_err(|_| {
         FormatError::invalid(
             what,
@@ -293,8 +293,7 @@ fn parse_collection_map(
         ensure_normal_form(WHAT, COLLECTION_MAP_TYPE, value.data(), &again)?;
     }
     for (collection_id, list) in raw {
-        validate_collection_id(collection_id)
-            .map_err(|error| FormatError::invalid(WHAT, error.to_string()))?;
+        validate_collection_id(collection_id).map_err(|error| FormatError::name(WHAT, error))?;
         let mut refs = Vec::new();
         for (name, size, checksum, metadata) in list {
             refs.push(summary_ref(WHAT, name, size, checksum, metadata)?);

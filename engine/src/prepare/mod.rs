@@ -208,7 +208,7 @@ pub enum PrepareError {
         object: ObjectId,
     },
     /// A file or directory operation failed.
-    #[error("cannot {action} {path}: {source}")]
+    #[error("cannot {action} {path}")]
     Io {
         /// What was being done, as a verb phrase.
         action: &'static str,
@@ -222,7 +222,7 @@ pub enum PrepareError {
     #[error(transparent)]
     Repo(#[from] RepoError),
     /// An object of the source repository does not parse.
-    #[error("invalid object {object}: {source}")]
+    #[error("invalid object {object}")]
     Format {
         /// The object.
         object: ObjectId,
@@ -244,10 +244,10 @@ pub enum PrepareError {
         objects: String,
     },
     /// The drive's summary could not be serialized.
-    #[error("cannot build the drive's summary: {0}")]
+    #[error("cannot build the drive's summary")]
     Summary(#[source] FormatError),
     /// A static delta could not be written.
-    #[error("cannot write the static delta: {0}")]
+    #[error("cannot write the static delta")]
     Delta(#[from] crate::delta::DeltaError),
     /// The run was cancelled through its [`crate::cancel::CancelToken`].
     #[error("cancelled")]

@@ -191,7 +191,7 @@ impl DeltaPull<'_> {
                     Ok(false) => {}
                     // What the good parts stored stays (each object was verified); another
                     // delta or source may provide the rest.
-                    Err(error) => self.warn(index, &error.to_string()),
+                    Err(error) => self.warn(index, &crate::causes::text(&error)),
                 }
             }
         }
@@ -214,7 +214,7 @@ impl DeltaPull<'_> {
         let summary = match source.fetch_summary() {
             Ok(summary) => summary,
             Err(error) => {
-                self.warn(index, &error.to_string());
+                self.warn(index, &crate::causes::text(&error));
                 return Vec::new();
             }
         };
@@ -260,7 +260,7 @@ impl DeltaPull<'_> {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return Vec::new(),
             Err(error) => {
-                self.warn(index, &error.to_string());
+                self.warn(index, &crate::causes::text(&error));
                 return Vec::new();
             }
         };

@@ -273,7 +273,7 @@ pub fn pull(
                 }
                 reporter.on_event(Event::Message {
                     level: MessageLevel::Warning,
-                    text: error.to_string(),
+                    text: crate::causes::text(&error),
                 });
                 offers.push(Vec::new());
             }
@@ -422,7 +422,7 @@ impl Context<'_> {
             object,
             path: None,
             source_name: source_name.clone(),
-            reason: format!("it is invalid ({error}); refused").into(),
+            reason: format!("it is invalid ({}); refused", crate::causes::Causes(&error)).into(),
         })?;
 
         let previous = self.dest.resolve_ref(&plan.location)?;

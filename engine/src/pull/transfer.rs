@@ -1033,8 +1033,10 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
         };
         if let Err(error) = parsed {
             return Outcome::Bad(format!(
-                "it handed out {} ({}), which is invalid ({error}); refused",
-                job.object, job.path
+                "it handed out {} ({}), which is invalid ({}); refused",
+                job.object,
+                job.path,
+                crate::causes::Causes(&error)
             ));
         }
         match self
@@ -1127,14 +1129,16 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
     fn after_fetch_error(&self, job: &Job, error: FetchError) -> Outcome {
         match error {
             FetchError::NotFound { .. } => Outcome::Lacking,
-            FetchError::Unavailable { reason, .. } => Outcome::Gone(reason.to_string()),
+            FetchError::Unavailable { reason, .. } => Outcome::Gone(crate::causes::text(&*reason)),
             // Mid-pull it only answers 503 to a summary; treated as a peer that went away.
             FetchError::Busy { .. } => Outcome::Gone("busy with other computers".to_owned()),
             FetchError::Interrupted { .. } => Outcome::Interrupted,
             FetchError::Failed { reason, .. } => Outcome::Bad(format!(
-                "{} ({}) cannot be read there ({reason}): the copy is damaged or has been \
+                "{} ({}) cannot be read there ({}): the copy is damaged or has been \
                  tampered with",
-                job.object, job.path
+                job.object,
+                job.path,
+                crate::causes::Causes(&*reason)
             )),
         }
     }
@@ -1160,9 +1164,11 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
                 job.object, job.path
             )),
             RepoError::Format { source, .. } => Outcome::Bad(format!(
-                "it handed out {} ({}), which is invalid ({source}): the source is corrupt or \
+                "it handed out {} ({}), which is invalid ({}): the source is corrupt or \
                  has been tampered with",
-                job.object, job.path
+                job.object,
+                job.path,
+                crate::causes::Causes(&source)
             )),
             RepoError::ReadContent { source: reason, .. } => match read_failed {
                 Some(failure) if !is_malformed(&failure) && (!drive || is_gone(&failure)) => {

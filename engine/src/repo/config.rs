@@ -361,7 +361,7 @@ impl RepoConfig {
         };
         let collection_id = match core("collection-id")? {
             Some(id) if !id.is_empty() => {
-                validate_collection_id(&id).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+                validate_collection_id(&id).map_err(ConfigError::Name)?;
                 Some(id)
             }
             _ => None,
@@ -521,6 +521,8 @@ fn parse_min_free_space(keyfile: &KeyFile) -> Result<MinFreeSpace, ConfigError> 
 pub enum ConfigError {
     /// A value is not valid; what is wrong.
     Invalid(String),
+    /// A name in the config (the collection ID) that libostree would refuse.
+    Name(crate::object::InvalidName),
     /// A value is valid but names a feature Ferry does not handle.
     Unsupported(String),
 }

@@ -1,4 +1,5 @@
-//! Errors of repository operations. Each says what failed, where, and what to do.
+//! Errors of repository operations. Each says what failed, where, and what to do; the
+//! underlying error, when there is one, is its source (see [`crate::causes`]).
 
 use std::io;
 use std::path::PathBuf;
@@ -11,7 +12,7 @@ use super::RepoMode;
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
     /// A file or directory operation failed.
-    #[error("cannot {action} {path}: {source}")]
+    #[error("cannot {action} {path}")]
     Io {
         /// What was being done, as a verb phrase ("open", "rename").
         action: &'static str,
@@ -33,7 +34,7 @@ pub enum RepoError {
 
     /// `reason` is the read error (the file is not text, or too large), or what is wrong in
     /// it.
-    #[error("invalid repository config {path}: {reason}; fix or recreate the file")]
+    #[error("invalid repository config {path}; fix or recreate the file")]
     Config {
         /// The config file.
         path: PathBuf,
@@ -62,7 +63,7 @@ pub enum RepoError {
 
     /// `source` is what is wrong with the object: a parse error, a read error, or a
     /// description.
-    #[error("object {object} in {repo} is corrupt: {source}; remove it and pull again")]
+    #[error("object {object} in {repo} is corrupt; remove it and pull again")]
     Corrupt {
         /// The repository holding the object.
         repo: PathBuf,
@@ -89,7 +90,7 @@ pub enum RepoError {
     },
 
     /// The content of an object could not be read from where it came from.
-    #[error("cannot read the content of {object} from {source_name}: {source}")]
+    #[error("cannot read the content of {object} from {source_name}")]
     ReadContent {
         /// The object being read.
         object: ObjectId,
@@ -114,7 +115,7 @@ pub enum RepoError {
     },
 
     /// An object's bytes do not parse as its type.
-    #[error("invalid object {object}: {source}")]
+    #[error("invalid object {object}")]
     Format {
         /// The object.
         object: ObjectId,
@@ -124,7 +125,7 @@ pub enum RepoError {
     },
 
     /// `reason` is the read error, or what is wrong with the file.
-    #[error("bad ref file {path}: {reason}")]
+    #[error("bad ref file {path}")]
     BadRef {
         /// The ref file.
         path: PathBuf,

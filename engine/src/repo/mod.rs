@@ -114,6 +114,10 @@ impl Repo {
                 path: config_path.clone(),
                 reason: reason.into(),
             },
+            ConfigError::Name(error) => RepoError::Config {
+                path: config_path.clone(),
+                reason: Box::new(error),
+            },
             ConfigError::Unsupported(reason) => RepoError::Unsupported {
                 path: path.to_path_buf(),
                 reason,

@@ -160,7 +160,7 @@ impl<R: BufRead> Read for ArchiveContent<R> {
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveHeaderError {
     /// The header could not be read.
-    #[error("cannot read the header: {0}")]
+    #[error("cannot read the header")]
     Io(#[source] io::Error),
     /// The header does not parse.
     #[error(transparent)]
@@ -534,8 +534,12 @@ impl Repo {
         let mode = FileHeader::ostreemeta_mode(&meta).map_err(|e| self.format_error(object, e))?;
         let is_symlink = mode & S_IFMT == S_IFLNK;
         if is_symlink {
-            let bytes = read_bounded(fd, MAX_SYMLINK_TARGET_LEN as u64 + 1)
-                .map_err(|e| self.corrupt_object(object, format!("symlink target: {e}")))?;
+            let bytes = read_bounded(fd, MAX_SYMLINK_TARGET_LEN as u64 + 1).map_err(|e| {
+                self.corrupt_object(
+                    object,
+                    crate::causes::Because::new("cannot read the symlink target", e),
+                )
+            })?;
             let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
             let target = std::str::from_utf8(&bytes[..end])
                 .map_err(|_| self.corrupt_object(object, "symlink target is not UTF-8"))?;

@@ -37,7 +37,10 @@ impl Resolver<'_> {
                         source: self.names[index].clone(),
                         origin: Some(Box::new(self.sources[index].info().clone())),
                         ref_name: None,
-                        reason: format!("{error}: check the drive or connection and try again"),
+                        reason: format!(
+                            "{}: check the drive or connection and try again",
+                            crate::causes::Causes(&error)
+                        ),
                     });
                     self.offers.push(None);
                 }

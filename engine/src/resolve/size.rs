@@ -125,7 +125,8 @@ impl Walk<'_> {
             }
             let bytes = fetch_metadata(self.source, ObjectKind::DirTree, &tree)?;
             self.add(bytes.len() as u64);
-            let listing = DirTree::parse(&bytes).map_err(|error| format!("{tree_id}: {error}"))?;
+            let listing = DirTree::parse(&bytes)
+                .map_err(|error| format!("{tree_id}: {}", crate::causes::Causes(&error)))?;
             for file in &listing.files {
                 if self
                     .seen

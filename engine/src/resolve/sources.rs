@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::parallel;
 use crate::cancel::CancelToken;
+use crate::causes::Causes;
 use crate::repo::{KeyFile, Repo};
 use crate::schema::{DriveRecord, Problem, ProblemKind, SourceInfo, SourceKind, UpdateList};
 use crate::source::{open_drive, FetchError, HttpSource, Source};
@@ -114,7 +115,10 @@ pub fn open_drives(drives: &[DriveToOpen]) -> SourceSet {
                     ProblemKind::Unreadable,
                     &origin,
                     None,
-                    format!("{error}: check that the drive is still mounted, then try again"),
+                    format!(
+                        "{}: check that the drive is still mounted, then try again",
+                        Causes(&error)
+                    ),
                 ));
                 continue;
             }
@@ -161,7 +165,10 @@ pub fn named(locations: &[String]) -> SourceSet {
                 ProblemKind::Unavailable,
                 &SourceInfo::new(SourceKind::Lan, url.as_str(), None),
                 None,
-                format!("{error}: check the address and that the computer is on"),
+                format!(
+                    "{}: check the address and that the computer is on",
+                    Causes(&error)
+                ),
             )),
         }
     }
@@ -229,7 +236,7 @@ pub fn connect_peers(peers: &[crate::lan::discover::Peer]) -> SourceSet {
                 problems: Vec::new(),
             }),
             Err(error) => {
-                tracing::info!(url = %peer.url, %error, "dropping a computer nearby");
+                tracing::info!(url = %peer.url, error = %crate::causes::Causes(&error), "dropping a computer nearby");
                 let origin =
                     SourceInfo::new(SourceKind::Lan, peer.url.as_str(), Some(peer.name.clone()));
                 let (kind, advice) = match error {
@@ -247,7 +254,7 @@ pub fn connect_peers(peers: &[crate::lan::discover::Peer]) -> SourceSet {
                     kind,
                     &origin,
                     None,
-                    format!("{error}: {advice}"),
+                    format!("{}: {advice}", Causes(&error)),
                 ));
             }
         }
@@ -297,7 +304,7 @@ pub fn upstream(targets: &[Target], timeout: Duration) -> SourceSet {
                 let _ = sender.send((url, result));
             });
         if let Err(error) = spawned {
-            tracing::warn!(%error, "cannot start a thread to reach an upstream server");
+            tracing::warn!(error = %crate::causes::Causes(&error), "cannot start a thread to reach an upstream server");
         }
     }
     drop(sender);
@@ -340,7 +347,8 @@ pub fn upstream(targets: &[Target], timeout: Duration) -> SourceSet {
 
 fn upstream_failure(error: &FetchError) -> String {
     format!(
-        "{error}: updates from it are not listed; check the network connection, or use --offline"
+        "{}: updates from it are not listed; check the network connection, or use --offline",
+        Causes(error)
     )
 }
 
@@ -528,7 +536,10 @@ fn nearby_browse(timeout: Duration) -> Result<crate::lan::discover::Browsed, Pro
             ProblemKind::Unavailable,
             "computers nearby",
             None,
-            format!("{error}: computers nearby are not listed; check that the network is up"),
+            format!(
+                "{}: computers nearby are not listed; check that the network is up",
+                Causes(&error)
+            ),
         )
     })
 }
@@ -564,7 +575,7 @@ pub fn gather(
         std::thread::Builder::new()
             .name("ferry-nearby".into())
             .spawn(move || nearby(timeout))
-            .map_err(|error| tracing::warn!(%error, "cannot start looking for computers nearby"))
+            .map_err(|error| tracing::warn!(error = %crate::causes::Causes(&error), "cannot start looking for computers nearby"))
             .ok()
     });
     if let Some(timeout) = options.upstream {
@@ -755,7 +766,7 @@ pub fn drive_records(run_dir: &Path) -> (Vec<DriveRecord>, Vec<Problem>) {
                 ProblemKind::Unreadable,
                 path.display().to_string(),
                 None,
-                error.to_string(),
+                crate::causes::text(&error),
             )),
         }
     }
@@ -866,6 +877,13 @@ mod tests {
         assert_eq!(records, vec![record]);
         assert_eq!(problems.len(), 2, "{problems:#?}");
         assert!(problems[0].source.ends_with("bad.json"));
+        // What failed, then why (the JSON error, from the record error's source), once.
+        let reason = &problems[0].reason;
+        assert!(
+            reason.starts_with("it is not a drive record Ferry understands: "),
+            "{reason}"
+        );
+        assert_eq!(reason.matches("line 1 column").count(), 1, "{reason}");
         assert!(problems[1].source.ends_with("future.json"));
         assert!(
             problems[1].reason.contains("install matching versions"),

@@ -34,8 +34,9 @@ pub(crate) fn fetch_dirtree(source: &dyn Source, checksum: &Checksum) -> Result<
     let bytes = fetch_metadata(source, ObjectKind::DirTree, checksum)?;
     DirTree::parse(&bytes).map_err(|error| {
         format!(
-            "{checksum}.dirtree on {}: {error}",
-            source_name(source.info())
+            "{checksum}.dirtree on {}: {}",
+            source_name(source.info()),
+            crate::causes::Causes(&error)
         )
     })
 }

@@ -11,6 +11,7 @@
 //! read and checked together hold at most [`VERIFY_MEMORY_BUDGET`] bytes, so a drive cannot
 //! make a listing use more memory than that.
 
+use crate::causes::Causes;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -169,7 +170,7 @@ impl Resolver<'_> {
                 source: target.repo.display().to_string(),
                 origin: None,
                 ref_name: None,
-                reason: error.to_string(),
+                reason: crate::causes::text(error),
             });
         }
         self.policies.insert(key, policy);
@@ -362,8 +363,9 @@ fn read_commit(
         only(Fetched::Failed {
             kind: fetch_problem_kind(&error),
             reason: format!(
-                "cannot read {what} of commit {}… from {name}: {error}",
-                commit.short()
+                "cannot read {what} of commit {}… from {name}: {}",
+                commit.short(),
+                Causes(&error)
             ),
         })
     };
@@ -425,8 +427,9 @@ fn read_commit(
         Err(error) => only(Fetched::Failed {
             kind: ProblemKind::Corrupt,
             reason: format!(
-                "commit {}… on {name} is damaged ({error}): use another source",
-                commit.short()
+                "commit {}… on {name} is damaged ({}): use another source",
+                commit.short(),
+                Causes(&error)
             ),
         }),
     }

@@ -13,9 +13,12 @@ pub enum ActivationError {
     /// `LISTEN_FDS` is not a number.
     #[error("LISTEN_FDS={0} is not a number of descriptors")]
     BadCount(String),
-    /// The passed descriptor is not a listening TCP socket.
+    /// The passed descriptor is not a listening TCP socket; says what it is instead.
     #[error("descriptor 3 passed by the service manager is not a listening TCP socket: {0}")]
-    NotListening(String),
+    NotListening(&'static str),
+    /// The passed descriptor could not be examined or set up.
+    #[error("descriptor 3 passed by the service manager cannot be used as a listening socket")]
+    Unusable(#[source] std::io::Error),
 }
 
 /// The listening socket passed by the service manager, when this process was started with
@@ -40,22 +43,19 @@ pub fn activated_listener() -> Result<Option<std::net::TcpListener>, ActivationE
         return Ok(None);
     }
     let fd = take_descriptor(LISTEN_FDS_START);
-    let not_listening = |reason: String| ActivationError::NotListening(reason);
-    let stat = rustix::fs::fstat(&fd).map_err(|e| not_listening(e.to_string()))?;
+    let unusable = |error: std::io::Error| ActivationError::Unusable(error);
+    let stat = rustix::fs::fstat(&fd).map_err(|e| unusable(e.into()))?;
     if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::Socket {
-        return Err(not_listening("not a socket".to_owned()));
+        return Err(ActivationError::NotListening("not a socket"));
     }
-    rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC)
-        .map_err(|e| not_listening(e.to_string()))?;
+    rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC).map_err(|e| unusable(e.into()))?;
     let socket = socket2::Socket::from(fd);
-    let stream = socket.r#type().map_err(|e| not_listening(e.to_string()))?;
+    let stream = socket.r#type().map_err(unusable)?;
     if stream != socket2::Type::STREAM {
-        return Err(not_listening("not a stream socket".to_owned()));
+        return Err(ActivationError::NotListening("not a stream socket"));
     }
     let listener = std::net::TcpListener::from(socket);
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| not_listening(e.to_string()))?;
+    listener.set_nonblocking(true).map_err(unusable)?;
     Ok(Some(listener))
 }
 

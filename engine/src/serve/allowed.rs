@@ -11,9 +11,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
-use crate::object::{Checksum, DirTree, ObjectId, ObjectKind};
+use crate::object::{Checksum, DirTree, FormatError, ObjectId, ObjectKind};
 use crate::repo::{CollectionRef, RefLocation, Repo, RepoError};
-use crate::target::{BootState, SysrootState};
+use crate::target::{BootState, SysrootState, TargetError};
 
 /// Objects indexed at most: far more than an OS and its apps hold, so a damaged or hostile
 /// tree cannot make the index grow without end.
@@ -41,10 +41,10 @@ impl Fingerprint {
         remotes_dir: Option<&Path>,
         sysroot: Option<&Path>,
         installation: Option<&Path>,
-    ) -> Result<Self, String> {
-        let refs = repo.list_refs().map_err(|error| error.to_string())?;
+    ) -> Result<Self, FingerprintError> {
+        let refs = repo.list_refs()?;
         let (_, remotes) = crate::target::read_repo_config(repo.path(), remotes_dir)
-            .map_err(|error| error.to_string())?;
+            .map_err(FingerprintError::Remotes)?;
         let mut remotes: Vec<(String, Option<String>)> = remotes
             .into_iter()
             .filter(|remote| !remote.disabled)
@@ -54,7 +54,7 @@ impl Fingerprint {
         let mut deployed = Vec::new();
         if let Some(sysroot) = sysroot {
             let state = SysrootState::load(sysroot, &BootState::default())
-                .map_err(|error| error.to_string())?;
+                .map_err(FingerprintError::Deployed)?;
             deployed.extend(state.deployments.iter().map(|d| d.commit));
             if let Some(staged) = &state.staged {
                 deployed.push(staged.commit);
@@ -62,9 +62,9 @@ impl Fingerprint {
         }
         if let Some(installation) = installation {
             let (refs, unreadable) = crate::target::flatpak::deployed_refs(installation)
-                .map_err(|error| error.to_string())?;
+                .map_err(FingerprintError::Deployed)?;
             for error in unreadable {
-                tracing::warn!(%error, "not serving a deployment whose data cannot be read");
+                tracing::warn!(error = %crate::causes::Causes(&error), "not serving a deployment whose data cannot be read");
             }
             // A ref installed in part (a locale extension with some languages) is not whole
             // in the repository; it is not served.
@@ -116,6 +116,20 @@ impl Fingerprint {
     }
 }
 
+/// Why what a repository serves could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FingerprintError {
+    /// Its refs could not be listed.
+    #[error("cannot list the refs")]
+    Refs(#[from] RepoError),
+    /// Its remotes' configuration could not be read.
+    #[error("cannot read the remotes")]
+    Remotes(#[source] TargetError),
+    /// The deployments of the sysroot or installation could not be read.
+    #[error("cannot read what is deployed")]
+    Deployed(#[source] TargetError),
+}
+
 /// Why a commit's objects could not all be indexed.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -126,12 +140,13 @@ pub enum IndexError {
     #[error("{0} is incomplete (a partial pull)")]
     Partial(Checksum),
     /// An object does not parse.
-    #[error("{object} is damaged: {reason}")]
+    #[error("{object} is damaged")]
     Format {
         /// The object.
         object: ObjectId,
         /// What is wrong with it.
-        reason: String,
+        #[source]
+        source: FormatError,
     },
     /// The commits reach more objects than the index holds.
     #[error("more than {MAX_INDEXED_OBJECTS} objects")]
@@ -218,10 +233,8 @@ impl AllowedIndex {
                 continue;
             }
             let bytes = repo.read_metadata(ObjectKind::DirTree, &tree)?;
-            let parsed = DirTree::parse(&bytes).map_err(|error| IndexError::Format {
-                object,
-                reason: error.to_string(),
-            })?;
+            let parsed =
+                DirTree::parse(&bytes).map_err(|source| IndexError::Format { object, source })?;
             for file in &parsed.files {
                 self.insert(ObjectId::new(file.checksum, ObjectKind::File), added)?;
             }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use hyper::body::Bytes;
 
-use super::allowed::{AllowedIndex, Fingerprint};
+use super::allowed::{AllowedIndex, Fingerprint, FingerprintError};
 use super::cache::{CachedObject, ConvertCache, SourceStamp};
 use crate::object::stored;
 use crate::object::summary::{
@@ -99,17 +99,34 @@ pub enum Converted {
     },
 }
 
+/// Why a repository cannot be viewed as an archive one, or its view not refreshed.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    /// There is nowhere to keep converted objects.
+    #[error("there is no cache to convert objects in")]
+    NoCache,
+    /// The repository could not be opened again.
+    #[error("cannot open the repository again")]
+    Reopen(#[source] crate::repo::RepoError),
+    /// What it serves (refs, remotes, deployments) could not be read.
+    #[error("cannot read what it serves")]
+    Fingerprint(#[from] FingerprintError),
+    /// The summary peers read could not be generated.
+    #[error("cannot generate the summary")]
+    Summary(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
 /// Why a content object could not be converted.
 #[derive(Debug, thiserror::Error)]
 pub enum ConvertError {
     /// Reading the repository failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Repo(#[from] crate::repo::RepoError),
     /// An object does not parse.
-    #[error("{0}")]
+    #[error(transparent)]
     Format(#[from] crate::object::FormatError),
     /// Reading or writing a file failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] io::Error),
 }
 
@@ -132,7 +149,11 @@ impl std::fmt::Debug for ArchiveView {
 
 impl ArchiveView {
     /// Views `repo` (not an archive) and builds its first snapshot.
-    pub fn new(repo: Repo, options: ViewOptions, cache: Arc<ConvertCache>) -> Result<Self, String> {
+    pub fn new(
+        repo: Repo,
+        options: ViewOptions,
+        cache: Arc<ConvertCache>,
+    ) -> Result<Self, ViewError> {
         let fingerprint = Fingerprint::read(
             &repo,
             options.remotes_dir.as_deref(),
@@ -166,13 +187,13 @@ impl ArchiveView {
 
     /// Reads the refs again and rebuilds the summary and index when they changed. True when
     /// they did.
-    pub fn refresh(&self) -> Result<bool, String> {
+    pub fn refresh(&self) -> Result<bool, ViewError> {
         let _one_at_a_time = self
             .refreshing
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Opened again so a changed config (remotes, collection IDs) is read.
-        let repo = Repo::open(self.repo.path()).map_err(|error| error.to_string())?;
+        let repo = Repo::open(self.repo.path()).map_err(ViewError::Reopen)?;
         let fingerprint = Fingerprint::read(
             &repo,
             self.options.remotes_dir.as_deref(),
@@ -234,7 +255,7 @@ impl ArchiveView {
                     })
                 }
                 Err(error) if stamp.size <= MEMORY_MAX => {
-                    tracing::warn!(%error, dir = %self.cache.dir().display(),
+                    tracing::warn!(error = %crate::causes::Causes(&error), dir = %self.cache.dir().display(),
                         "cannot cache a converted object; converting in memory");
                 }
                 Err(error) => return Err(error.into()),
@@ -271,34 +292,36 @@ impl ArchiveView {
 
     /// Writes the archive header and the raw deflate stream of `checksum` to `out`.
     fn write_filez(&self, checksum: &Checksum, out: &mut dyn Write) -> io::Result<()> {
-        let invalid = |error: String| io::Error::new(io::ErrorKind::InvalidData, error);
         let (header, mut content) = self
             .repo
             .open_content(checksum)
-            .map_err(|error| invalid(error.to_string()))?;
+            .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
         let head = header
             .archive_header_bytes()
-            .map_err(|error| invalid(error.to_string()))?;
+            .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
         out.write_all(&head)?;
         stored::write_framed(&mut content, header.size, out)
     }
 }
 
 /// Indexes the advertised and deployed commits and generates config and summary.
-fn build_snapshot(repo: &Repo, fingerprint: Fingerprint) -> Result<Snapshot, String> {
+fn build_snapshot(repo: &Repo, fingerprint: Fingerprint) -> Result<Snapshot, ViewError> {
     let mut allowed = AllowedIndex::default();
     let mut listed = Vec::new();
     for (collection_ref, commit) in fingerprint.advertised() {
         match allowed.add_commit(repo, &commit) {
             Ok(()) => listed.push((collection_ref, commit)),
             Err(error) => tracing::warn!(
-                %error, %collection_ref, %commit, "not advertising a ref whose commit is not whole"
+                error = %crate::causes::Causes(&error),
+                %collection_ref,
+                %commit,
+                "not advertising a ref whose commit is not whole"
             ),
         }
     }
     for commit in &fingerprint.deployed {
         if let Err(error) = allowed.add_commit(repo, commit) {
-            tracing::warn!(%error, %commit, "not serving a deployed commit");
+            tracing::warn!(error = %crate::causes::Causes(&error), %commit, "not serving a deployed commit");
         }
     }
     let main_collection = main_collection(&listed);
@@ -337,18 +360,17 @@ fn generate_summary(
     repo: &Repo,
     listed: &[(CollectionRef, Checksum)],
     main_collection: Option<&str>,
-) -> Result<Vec<u8>, String> {
-    let failed = |error: &dyn std::fmt::Display| format!("cannot generate the summary: {error}");
+) -> Result<Vec<u8>, ViewError> {
+    fn failed(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> ViewError {
+        ViewError::Summary(error.into())
+    }
     let mut main: Vec<SummaryEntry> = Vec::new();
     let mut others: BTreeMap<String, Vec<SummaryEntry>> = BTreeMap::new();
     let mut newest = 0u64;
     for (collection_ref, commit) in listed {
         let object = ObjectId::new(*commit, ObjectKind::Commit);
-        let size = repo
-            .metadata_size(object)
-            .map_err(|e| failed(&e))?
-            .unwrap_or(0);
-        let parsed = repo.read_commit(commit).map_err(|e| failed(&e))?;
+        let size = repo.metadata_size(object).map_err(failed)?.unwrap_or(0);
+        let parsed = repo.read_commit(commit).map_err(failed)?;
         newest = newest.max(parsed.timestamp);
         let mut metadata = Metadata::new();
         metadata
@@ -356,11 +378,11 @@ fn generate_summary(
                 COMMIT_TIMESTAMP_KEY,
                 MetadataValue::u64_big_endian(parsed.timestamp),
             )
-            .map_err(|e| failed(&e))?;
+            .map_err(failed)?;
         if let Some(version) = parsed.version() {
             metadata
                 .insert_str(COMMIT_VERSION_KEY, version)
-                .map_err(|e| failed(&e))?;
+                .map_err(failed)?;
         }
         let entry = (collection_ref.name.clone(), *commit, size, metadata);
         match collection_ref.collection_id.as_deref() {
@@ -376,20 +398,18 @@ fn generate_summary(
     }
     let mut metadata = Metadata::new();
     if let Some(id) = main_collection {
-        metadata
-            .insert_str(COLLECTION_ID_KEY, id)
-            .map_err(|e| failed(&e))?;
+        metadata.insert_str(COLLECTION_ID_KEY, id).map_err(failed)?;
     }
     if !others.is_empty() {
         metadata
             .insert(
                 COLLECTION_MAP_KEY,
-                collection_map_value(&others).map_err(|e| failed(&e))?,
+                collection_map_value(&others).map_err(failed)?,
             )
-            .map_err(|e| failed(&e))?;
+            .map_err(failed)?;
     }
     metadata
         .insert(LAST_MODIFIED_KEY, MetadataValue::u64_big_endian(newest))
-        .map_err(|e| failed(&e))?;
-    build_summary(&main, &metadata).map_err(|e| failed(&e))
+        .map_err(failed)?;
+    build_summary(&main, &metadata).map_err(failed)
 }

@@ -52,7 +52,7 @@ pub mod cache;
 mod connection;
 pub mod stats;
 
-use archive_view::{ArchiveView, Converted, ViewOptions};
+use archive_view::{ArchiveView, Converted, ViewError, ViewOptions};
 use cache::ConvertCache;
 pub use connection::ServeBody;
 use connection::{Connections, Content, IdleTimeout, WaitingGuard};
@@ -103,7 +103,7 @@ impl Default for ServeLimits {
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// The repository could not be opened.
-    #[error("cannot open the repository {path}: {source}")]
+    #[error("cannot open the repository {path}")]
     Open {
         /// The repository.
         path: PathBuf,
@@ -112,17 +112,18 @@ pub enum ServeError {
         source: RepoError,
     },
     /// A bare repository could not be viewed as an archive one.
-    #[error("cannot serve the {mode} repository {path}: {reason}")]
+    #[error("cannot serve the {mode} repository {path}")]
     View {
         /// The repository.
         path: PathBuf,
         /// Its mode.
         mode: RepoMode,
         /// Why it cannot be viewed.
-        reason: String,
+        #[source]
+        source: Box<ViewError>,
     },
     /// The repository's directory could not be opened.
-    #[error("cannot open the directory {path}: {source}")]
+    #[error("cannot open the directory {path}")]
     Directory {
         /// The directory.
         path: PathBuf,
@@ -177,12 +178,12 @@ impl ServedRepo {
                 config: Bytes::from(config),
             }
         } else {
-            let view_error = |reason: String| ServeError::View {
+            let view_error = |source: ViewError| ServeError::View {
                 path: path.to_owned(),
                 mode,
-                reason,
+                source: Box::new(source),
             };
-            let cache = cache.ok_or_else(|| view_error("no cache to convert objects in".into()))?;
+            let cache = cache.ok_or_else(|| view_error(ViewError::NoCache))?;
             Backing::View(Box::new(
                 ArchiveView::new(repo, options, cache).map_err(view_error)?,
             ))
@@ -213,7 +214,7 @@ impl ServedRepo {
     }
 
     /// Reads the refs again (a viewed repository); true when what is served changed.
-    pub fn refresh(&self) -> Result<bool, String> {
+    pub fn refresh(&self) -> Result<bool, ViewError> {
         match &self.backing {
             Backing::View(view) => view.refresh(),
             Backing::Archive { .. } => Ok(false),
@@ -229,7 +230,7 @@ impl ServedRepo {
                 let summary = Summary::parse(&view.snapshot().summary).map_err(|error| {
                     LanError::Summary {
                         path: self.path.display().to_string(),
-                        reason: error.to_string(),
+                        source: error.into(),
                     }
                 })?;
                 Ok(Advertisement::from_summary(&summary, 0, repo_index))
@@ -345,7 +346,7 @@ pub fn listen(address: Option<IpAddr>, port: u16) -> io::Result<std::net::TcpLis
     match address {
         Some(address) => bind(SocketAddr::new(address, port), false),
         None => bind(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port), true).or_else(|error| {
-            tracing::info!(%error, "no IPv6 here; listening on IPv4 only");
+            tracing::info!(error = %crate::causes::Causes(&error), "no IPv6 here; listening on IPv4 only");
             bind(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port), false)
         }),
     }
@@ -383,7 +384,7 @@ pub async fn serve(
             Ok((stream, address)) => (stream, address.ip()),
             Err(error) => {
                 // Out of descriptors or similar: wait instead of spinning.
-                tracing::warn!(%error, "cannot accept a connection");
+                tracing::warn!(error = %crate::causes::Causes(&error), "cannot accept a connection");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -451,7 +452,7 @@ async fn refresh_periodically(repo: Arc<ServedRepo>) {
         ticks.tick().await;
         let repo = Arc::clone(&repo);
         if let Ok(Err(error)) = tokio::task::spawn_blocking(move || repo.refresh()).await {
-            tracing::warn!(%error, "keeping what was served before");
+            tracing::warn!(error = %crate::causes::Causes(&error), "keeping what was served before");
         }
     }
 }
@@ -496,7 +497,7 @@ async fn connection(
     tokio::select! {
         result = connection.as_mut() => {
             if let Err(error) = result {
-                tracing::debug!(%error, "connection ended");
+                tracing::debug!(error = %crate::causes::Causes(&error), "connection ended");
             }
         }
         () = evict.notified() => {
@@ -651,7 +652,7 @@ async fn answer(
 
 fn refresh_logged(repo: &ServedRepo) {
     if let Err(error) = repo.refresh() {
-        tracing::warn!(%error, "keeping what was served before");
+        tracing::warn!(error = %crate::causes::Causes(&error), "keeping what was served before");
     }
 }
 
@@ -712,7 +713,7 @@ fn view_file(
             Some((content, length, if hit { "cache" } else { "converted" }))
         }
         Err(error) => {
-            tracing::warn!(%error, %object, "cannot convert an object");
+            tracing::warn!(error = %crate::causes::Causes(&error), %object, "cannot convert an object");
             None
         }
     }

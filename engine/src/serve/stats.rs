@@ -62,7 +62,7 @@ impl ServeStats {
 
     fn write(&self, state: &mut State) {
         if let Err(error) = state.day.write(&self.path) {
-            tracing::warn!(%error, path = %self.path.display(), "cannot keep the day's count");
+            tracing::warn!(error = %crate::causes::Causes(&error), path = %self.path.display(), "cannot keep the day's count");
         }
         state.last_write = Some(Instant::now());
         state.unwritten = false;

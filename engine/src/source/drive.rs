@@ -9,8 +9,8 @@ use std::fmt::Display;
 use std::path::Path;
 
 use super::{
-    source_name, FetchError, FetchedArchive, FetchedContent, FetchedSummary, Interrupt, OfferedRef,
-    Source, SourceRank,
+    source_name, Because, FetchError, FetchedArchive, FetchedContent, FetchedSummary, Interrupt,
+    OfferedRef, Source, SourceRank,
 };
 use crate::object::{Checksum, ObjectId, ObjectKind, Summary};
 use crate::repo::{CollectionRef, RefLocation, Repo, RepoError, RepoMode};
@@ -83,7 +83,7 @@ impl DriveSource {
             RepoError::Missing { .. } => FetchError::not_found(object, &self.info),
             RepoError::Io { source, .. } if is_gone(&source) => FetchError::unavailable(
                 &self.info,
-                format!("it stopped answering ({source}); was the drive removed?"),
+                Because::new("it stopped answering; was the drive removed?", source),
             ),
             RepoError::Corrupt { source, .. } => FetchError::failed(&self.info, source),
             other => FetchError::failed(&self.info, other.with_source(&self.name())),
@@ -292,7 +292,7 @@ pub fn open_drive(
                     ProblemKind::Unreadable,
                     &on_drive(&repo.path),
                     None,
-                    error.to_string(),
+                    crate::causes::text(&error),
                 )
             }),
         }

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use flate2::bufread::DeflateDecoder;
 
 use super::{
-    source_name, FetchError, FetchedArchive, FetchedContent, FetchedSummary, Interrupt, OfferedRef,
-    Source, SourceRank,
+    source_name, Because, Cause, FetchError, FetchedArchive, FetchedContent, FetchedSummary,
+    Interrupt, OfferedRef, Source, SourceRank,
 };
 use crate::cancel::CancelToken;
 use crate::object::{
@@ -117,7 +117,7 @@ async fn send_and_read(
         match client.get(url.clone()).send().await {
             Ok(response) => break response,
             Err(error) if !retried && !error.is_connect() && !error.is_timeout() => {
-                tracing::debug!(%error, %url, "retrying a request on a new connection");
+                tracing::debug!(error = %crate::causes::Causes(&error), %url, "retrying a request on a new connection");
                 retried = true;
             }
             Err(error) => return Err(error),
@@ -188,7 +188,7 @@ impl HttpSource {
         let mut base = reqwest::Url::parse(parsed).map_err(|error| {
             FetchError::failed(
                 &info(kind, url, label.clone()),
-                format!("{url} is not a valid URL: {error}"),
+                Because::new(format!("{url} is not a valid URL"), error),
             )
         })?;
         let info = info(kind, url, label);
@@ -207,7 +207,7 @@ impl HttpSource {
             .thread_name("ferry-http")
             .enable_all()
             .build()
-            .map_err(|error| FetchError::failed(&info, format!("cannot start: {error}")))?;
+            .map_err(|error| FetchError::failed(&info, Because::new("cannot start", error)))?;
         let mut client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .pool_max_idle_per_host(POOL_PER_HOST)
@@ -219,7 +219,7 @@ impl HttpSource {
         }
         let client = client
             .build()
-            .map_err(|error| FetchError::failed(&info, format!("cannot start: {error}")))?;
+            .map_err(|error| FetchError::failed(&info, Because::new("cannot start", error)))?;
         let mut source = Self {
             info,
             base,
@@ -257,8 +257,9 @@ impl HttpSource {
         let summary_bytes = source
             .get_bytes("summary", MAX_METADATA_SIZE, &interrupt)?
             .ok_or_else(|| source.unavailable("it has no summary"))?;
-        let summary = Summary::parse(&summary_bytes)
-            .map_err(|error| source.unavailable(&format!("its summary is invalid: {error}")))?;
+        let summary = Summary::parse(&summary_bytes).map_err(|error| {
+            FetchError::unavailable(&source.info, Because::new("its summary is invalid", error))
+        })?;
         source.summary_signatures =
             source.get_bytes("summary.sig", MAX_METADATA_SIZE, &interrupt)?;
         source.rank.summary_timestamp = summary.last_modified();
@@ -290,7 +291,7 @@ impl HttpSource {
         FetchError::unavailable(&self.info, reason)
     }
 
-    fn request_error(&self, path: &str, error: &reqwest::Error) -> FetchError {
+    fn request_error(&self, path: &str, error: reqwest::Error) -> FetchError {
         let what = if error.is_connect() {
             "cannot connect"
         } else if error.is_timeout() {
@@ -298,16 +299,18 @@ impl HttpSource {
         } else {
             "request failed"
         };
-        self.unavailable(&format!("{what} fetching {path}: {error}"))
+        FetchError::unavailable(
+            &self.info,
+            Because::new(format!("{what} fetching {path}"), error),
+        )
     }
 
     /// Starts a GET of `path` below the base URL and waits for the response headers (and a
     /// small body). The request runs as one task on the runtime, beside its connection.
     fn get(&self, path: &str, interrupt: &Interrupt) -> Result<Fetched, FetchError> {
-        let url = self
-            .base
-            .join(path)
-            .map_err(|error| FetchError::failed(&self.info, format!("bad path {path}: {error}")))?;
+        let url = self.base.join(path).map_err(|error| {
+            FetchError::failed(&self.info, Because::new(format!("bad path {path}"), error))
+        })?;
         // A kept-alive connection the server closed meanwhile (at its connection cap, or
         // idle) fails the request before any answer: a GET is retried once, on a new one.
         let task = AbortOnDrop(self.runtime.spawn(send_and_read(
@@ -318,9 +321,12 @@ impl HttpSource {
         let (status, answer) = match wait(self.runtime.handle(), interrupt, &self.info, path, task)?
         {
             Ok(Ok(answered)) => answered,
-            Ok(Err(error)) => return Err(self.request_error(path, &error)),
+            Ok(Err(error)) => return Err(self.request_error(path, error)),
             Err(error) => {
-                return Err(self.unavailable(&format!("fetching {path} stopped: {error}")))
+                return Err(FetchError::unavailable(
+                    &self.info,
+                    Because::new(format!("fetching {path} stopped"), error),
+                ))
             }
         };
         if status == reqwest::StatusCode::NOT_FOUND {
@@ -357,10 +363,12 @@ impl HttpSource {
         let mut body = self.body(response, path, interrupt);
         let mut bytes = Vec::new();
         if let Err(error) = (&mut body).take(max + 1).read_to_end(&mut bytes) {
-            return Err(body
-                .stopped
-                .take()
-                .unwrap_or_else(|| self.unavailable(&format!("reading {path} failed: {error}"))));
+            return Err(body.stopped.take().unwrap_or_else(|| {
+                FetchError::unavailable(
+                    &self.info,
+                    Because::new(format!("reading {path} failed"), error),
+                )
+            }));
         }
         if bytes.len() as u64 > max {
             return Err(FetchError::failed(
@@ -483,7 +491,7 @@ impl Read for HttpBody {
             let chunk = match wait(&self.runtime, &self.interrupt, &self.info, &self.path, next) {
                 Ok(chunk) => chunk.map_err(io::Error::other)?,
                 Err(error) => {
-                    let text = error.to_string();
+                    let text = crate::causes::text(&error);
                     self.stopped = Some(error);
                     return Err(io::Error::new(io::ErrorKind::TimedOut, text));
                 }
@@ -584,7 +592,7 @@ impl Source for HttpSource {
             }
             FetchError::failed(
                 &self.info,
-                format!("{object} from {}: {reason}", source_name(&self.info)),
+                Because::new(format!("{object} from {}", source_name(&self.info)), reason),
             )
         })?;
         let body: Box<dyn Read + Send> = if header.is_regular() {
@@ -632,15 +640,15 @@ impl Source for HttpSource {
 }
 
 /// Reads the length-prefixed archive header at the start of a `.filez` stream.
-fn read_header(reader: &mut impl Read) -> Result<FileHeader, String> {
+fn read_header(reader: &mut impl Read) -> Result<FileHeader, Cause> {
     let mut prefix = [0u8; 8];
     reader
         .read_exact(&mut prefix)
-        .map_err(|error| format!("cannot read the header: {error}"))?;
-    let length = FileHeader::prefix_length(prefix).map_err(|error| error.to_string())?;
+        .map_err(|error| Because::new("cannot read the header", error))?;
+    let length = FileHeader::prefix_length(prefix)?;
     let mut variant = vec![0u8; length as usize];
     reader
         .read_exact(&mut variant)
-        .map_err(|error| format!("cannot read the header: {error}"))?;
-    FileHeader::parse_archive(&variant).map_err(|error| error.to_string())
+        .map_err(|error| Because::new("cannot read the header", error))?;
+    Ok(FileHeader::parse_archive(&variant)?)
 }

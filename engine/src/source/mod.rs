@@ -162,7 +162,10 @@ pub struct FetchedSummary {
 /// description (`String`s convert) when there is no error to keep.
 pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
-/// Why a source could not hand out something.
+pub use crate::causes::Because;
+
+/// Why a source could not hand out something. The message names the source; what failed,
+/// and why, are its causes (see [`crate::causes`]).
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     /// This source does not have the object. Another source may; keep using this one.
@@ -175,7 +178,7 @@ pub enum FetchError {
     },
     /// The source as a whole failed (drive removed, connection refused, no summary).
     /// It is not asked again during this operation.
-    #[error("{source_name} is unavailable: {reason}")]
+    #[error("{source_name} is unavailable")]
     Unavailable {
         /// The source, as messages name it.
         source_name: String,
@@ -191,7 +194,7 @@ pub enum FetchError {
         source_name: String,
     },
     /// Something the source holds could not be read or is malformed.
-    #[error("{source_name}: {reason}")]
+    #[error("{source_name}")]
     Failed {
         /// The source, as messages name it.
         source_name: String,

@@ -36,7 +36,7 @@ pub(crate) fn read_commit(repo: &Path, commit: &Checksum) -> Result<CommitSummar
 }
 
 fn parse_commit(bytes: &[u8]) -> Result<CommitSummary, String> {
-    let commit = Commit::parse(bytes).map_err(|error| error.to_string())?;
+    let commit = Commit::parse(bytes).map_err(|error| crate::causes::text(&error))?;
     Ok(CommitSummary {
         timestamp: commit.timestamp,
         version: commit.version().map(str::to_owned),

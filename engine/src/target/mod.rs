@@ -415,11 +415,12 @@ pub fn default_targets(host: &HostPaths) -> Discovery {
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
     /// A file or directory could not be read.
-    #[error("cannot read {}: {error}", path.display())]
+    #[error("cannot read {}", path.display())]
     Io {
         /// The path that was read.
         path: PathBuf,
         /// The read error.
+        #[source]
         error: std::io::Error,
     },
     /// A file is not in the form expected.
@@ -535,7 +536,7 @@ impl TargetError {
             source: self.path().display().to_string(),
             origin: None,
             ref_name: None,
-            reason: self.to_string(),
+            reason: crate::causes::text(self),
         }
     }
 }

@@ -9,7 +9,7 @@ use base64::Engine as _;
 use ed25519_dalek::{Signature, VerifyingKey};
 
 use super::error::Rejection;
-use super::keyring::{read_key_file, Ed25519KeySources};
+use super::keyring::{read_key_file, Ed25519KeySources, KeySourceError};
 use super::metadata::{MAX_KEYS_PER_UNNAMED_SIGNATURE, MAX_SIGNATURES_PER_KIND};
 
 /// Bytes of an ed25519 public key.
@@ -27,35 +27,41 @@ pub struct Ed25519Keys {
 impl Ed25519Keys {
     /// Loads keys as libostree does: the remote's inline key and key file must be readable and
     /// hold a key; unreadable system files are skipped. Revoked lists apply to every key.
-    pub fn load(sources: &Ed25519KeySources) -> Result<Self, String> {
+    pub fn load(sources: &Ed25519KeySources) -> Result<Self, KeySourceError> {
         let mut keys = Self::default();
         if let Some(inline) = &sources.inline_key {
             let key = decode_public_key(inline).ok_or_else(|| {
-                "verification-ed25519-key is not a base64-encoded 32-byte ed25519 public key"
-                    .to_owned()
+                KeySourceError::Invalid(
+                    "verification-ed25519-key is not a base64-encoded 32-byte ed25519 public key"
+                        .to_owned(),
+                )
             })?;
             keys.add_trusted(key);
         }
         if let Some(path) = &sources.key_file {
             let found = read_key_list(path)?;
             if found.is_empty() {
-                return Err(format!(
+                return Err(KeySourceError::Invalid(format!(
                     "verification-ed25519-file {} holds no ed25519 public key",
                     path.display()
-                ));
+                )));
             }
             found.into_iter().for_each(|key| keys.add_trusted(key));
         }
         for path in &sources.system_trusted {
             match read_key_list(path) {
                 Ok(found) => found.into_iter().for_each(|key| keys.add_trusted(key)),
-                Err(e) => tracing::debug!(error = %e, "skipping ed25519 key file"),
+                Err(e) => {
+                    tracing::debug!(error = %crate::causes::Causes(&e), "skipping ed25519 key file")
+                }
             }
         }
         for path in &sources.revoked {
             match read_key_list(path) {
                 Ok(found) => keys.revoked.extend(found),
-                Err(e) => tracing::warn!(error = %e, "unreadable revoked ed25519 key file"),
+                Err(e) => {
+                    tracing::warn!(error = %crate::causes::Causes(&e), "unreadable revoked ed25519 key file")
+                }
             }
         }
         Ok(keys)
@@ -147,7 +153,7 @@ impl Ed25519Keys {
 
 /// One base64 key per line; blank lines and `#` comments are skipped, lines that are not a
 /// 32-byte key are skipped with a warning.
-fn read_key_list(path: &Path) -> Result<Vec<[u8; ED25519_PUBLIC_KEY_LEN]>, String> {
+fn read_key_list(path: &Path) -> Result<Vec<[u8; ED25519_PUBLIC_KEY_LEN]>, KeySourceError> {
     let bytes = read_key_file(path)?;
     let text = String::from_utf8_lossy(&bytes);
     let mut keys = Vec::new();

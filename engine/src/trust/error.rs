@@ -299,6 +299,16 @@ pub enum TrustError {
         detail: String,
     },
 
+    /// The keys the remote's configuration points at cannot be read or used.
+    #[error("remote '{remote}': its trusted keys cannot be loaded; fix the remote's configuration or its key files")]
+    Keys {
+        /// The remote whose keys these are.
+        remote: Box<str>,
+        /// Which file and why.
+        #[source]
+        source: super::keyring::KeySourceError,
+    },
+
     /// Commit or detached metadata that cannot be parsed, or bytes that do not match their
     /// checksum.
     #[error("{object} on {location} is damaged ({detail}): use another source")]
@@ -391,7 +401,7 @@ impl TrustError {
             }
             Self::Downgrade { .. } => ProblemKind::Downgrade,
             Self::Malformed { .. } => ProblemKind::Corrupt,
-            Self::Config { .. } => ProblemKind::Other,
+            Self::Config { .. } | Self::Keys { .. } => ProblemKind::Other,
         }
     }
 

@@ -4,8 +4,9 @@
 //! ostree-sign-ed25519.c). Keys never come from the source being pulled.
 
 use std::fs;
-use std::io::Read;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::{Destination, TrustRoots};
 
@@ -13,6 +14,58 @@ use super::{Destination, TrustRoots};
 pub const MAX_KEY_FILE_SIZE: u64 = 32 * 1024 * 1024;
 /// Directory entries beyond this many are not read.
 pub const MAX_KEY_DIR_ENTRIES: usize = 4096;
+
+/// Why the keys a remote trusts cannot be read from where its configuration says they are.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum KeySourceError {
+    /// A key file or directory could not be read.
+    #[error("{} cannot be read", path.display())]
+    Unreadable {
+        /// The file or directory.
+        path: PathBuf,
+        /// The read error (shared: trust errors are cloned into each verdict).
+        #[source]
+        source: Arc<io::Error>,
+    },
+    /// A file far larger than any keyring.
+    #[error("{} is larger than {MAX_KEY_FILE_SIZE} bytes; it is not a key file", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A setting that cannot be used as written; says which and why.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl KeySourceError {
+    fn unreadable(path: &Path, source: io::Error) -> Self {
+        Self::Unreadable {
+            path: path.to_path_buf(),
+            source: Arc::new(source),
+        }
+    }
+}
+
+// Trust errors compare equal by what they say; the read error by its kind.
+impl PartialEq for KeySourceError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (
+                Self::Unreadable { path, source },
+                Self::Unreadable {
+                    path: other_path,
+                    source: other_source,
+                },
+            ) => path == other_path && source.kind() == other_source.kind(),
+            (Self::TooLarge { path }, Self::TooLarge { path: other_path }) => path == other_path,
+            (Self::Invalid(text), Self::Invalid(other_text)) => text == other_text,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for KeySourceError {}
 
 /// The files holding a remote's trusted GPG keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,7 +91,7 @@ impl GpgKeySources {
         gpgkeypath: Option<&str>,
         destination: &Destination,
         roots: &TrustRoots,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, KeySourceError> {
         let keyring_name = format!("{remote}.trustedkeys.gpg");
         let mut sources = Self::default();
 
@@ -81,14 +134,13 @@ impl GpgKeySources {
 
     /// Reads every source: `(path, bytes)` per key file. A missing `gpgkeypath=` entry is an
     /// error, as in libostree; a missing global directory is not.
-    pub fn read_all(&self) -> Result<Vec<(PathBuf, Vec<u8>)>, String> {
+    pub fn read_all(&self) -> Result<Vec<(PathBuf, Vec<u8>)>, KeySourceError> {
         let mut files = Vec::new();
         if let Some(path) = &self.remote_keyring {
             files.push((path.clone(), read_key_file(path)?));
         }
         for path in &self.key_paths {
-            let meta = fs::metadata(path)
-                .map_err(|e| format!("gpgkeypath {} cannot be read: {e}", path.display()))?;
+            let meta = fs::metadata(path).map_err(|e| KeySourceError::unreadable(path, e))?;
             if meta.is_dir() {
                 for file in regular_files(path, |_| true)? {
                     let bytes = read_key_file(&file)?;
@@ -132,7 +184,7 @@ impl Ed25519KeySources {
         inline_key: Option<&str>,
         key_file: Option<&str>,
         roots: &TrustRoots,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, KeySourceError> {
         let mut sources = Self {
             inline_key: inline_key.map(str::to_owned),
             key_file: key_file.map(PathBuf::from),
@@ -166,7 +218,7 @@ impl Ed25519KeySources {
 }
 
 /// `<dir>/<name>` when it exists, then every entry of `<dir>/<name>.d/` in name order.
-fn key_list_files(dir: &Path, name: &str) -> Result<Vec<PathBuf>, String> {
+fn key_list_files(dir: &Path, name: &str) -> Result<Vec<PathBuf>, KeySourceError> {
     let mut files = Vec::new();
     let single = dir.join(name);
     if path_exists(&single)? {
@@ -180,14 +232,14 @@ fn key_list_files(dir: &Path, name: &str) -> Result<Vec<PathBuf>, String> {
 }
 
 /// `;`- or `,`-separated paths; mixing both separators is refused, like libostree does.
-fn split_path_list(value: &str) -> Result<Vec<PathBuf>, String> {
+fn split_path_list(value: &str) -> Result<Vec<PathBuf>, KeySourceError> {
     let has_semicolon = value.contains(';');
     let has_comma = value.contains(',');
     let separator = match (has_semicolon, has_comma) {
         (true, true) => {
-            return Err(format!(
+            return Err(KeySourceError::Invalid(format!(
                 "gpgkeypath={value} mixes ';' and ',' separators; use only one"
-            ))
+            )))
         }
         (true, false) => Some(';'),
         (false, true) => Some(','),
@@ -207,22 +259,21 @@ fn split_path_list(value: &str) -> Result<Vec<PathBuf>, String> {
 
 /// Whether `path` exists, following symlinks (a dangling link counts as absent, as it does
 /// for libostree's `openat`).
-fn path_exists(path: &Path) -> Result<bool, String> {
+fn path_exists(path: &Path) -> Result<bool, KeySourceError> {
     match fs::metadata(path) {
         Ok(_) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(format!("{} cannot be read: {e}", path.display())),
+        Err(e) => Err(KeySourceError::unreadable(path, e)),
     }
 }
 
 /// Regular files directly in `dir` (symlinks and subdirectories skipped, as libostree
 /// does), sorted by name, filtered by `keep(name)`.
-fn regular_files(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<PathBuf>, String> {
-    let entries =
-        fs::read_dir(dir).map_err(|e| format!("{} cannot be read: {e}", dir.display()))?;
+fn regular_files(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<PathBuf>, KeySourceError> {
+    let entries = fs::read_dir(dir).map_err(|e| KeySourceError::unreadable(dir, e))?;
     let mut files = Vec::new();
     for entry in entries.take(MAX_KEY_DIR_ENTRIES) {
-        let entry = entry.map_err(|e| format!("{} cannot be read: {e}", dir.display()))?;
+        let entry = entry.map_err(|e| KeySourceError::unreadable(dir, e))?;
         let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
         let name = entry.file_name();
         if is_file && name.to_str().is_some_and(&keep) {
@@ -234,18 +285,16 @@ fn regular_files(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<PathBuf>
 }
 
 /// Reads a key file, refusing anything larger than [`MAX_KEY_FILE_SIZE`].
-pub(crate) fn read_key_file(path: &Path) -> Result<Vec<u8>, String> {
-    let file =
-        fs::File::open(path).map_err(|e| format!("{} cannot be read: {e}", path.display()))?;
+pub(crate) fn read_key_file(path: &Path) -> Result<Vec<u8>, KeySourceError> {
+    let file = fs::File::open(path).map_err(|e| KeySourceError::unreadable(path, e))?;
     let mut bytes = Vec::new();
     file.take(MAX_KEY_FILE_SIZE + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| format!("{} cannot be read: {e}", path.display()))?;
+        .map_err(|e| KeySourceError::unreadable(path, e))?;
     if bytes.len() as u64 > MAX_KEY_FILE_SIZE {
-        return Err(format!(
-            "{} is larger than {MAX_KEY_FILE_SIZE} bytes; it is not a key file",
-            path.display()
-        ));
+        return Err(KeySourceError::TooLarge {
+            path: path.to_path_buf(),
+        });
     }
     Ok(bytes)
 }

@@ -13,7 +13,7 @@ use super::downgrade::{check_timestamp, InstalledCommit, UpdateKind};
 use super::ed25519::Ed25519Keys;
 use super::error::{Rejection, SignatureKind, SignedObject, TrustError};
 use super::gpg::{GpgKeyring, GpgSigner};
-use super::keyring::{Ed25519KeySources, GpgKeySources};
+use super::keyring::{Ed25519KeySources, GpgKeySources, KeySourceError};
 use super::metadata::{CommitFacts, DetachedSignatures};
 use super::{Destination, TrustRoots};
 use crate::object::Checksum;
@@ -92,6 +92,13 @@ impl RemoteTrustConfig {
             Err(self.config_error(format!(
                 "{key}={value} names no signature type Ferry can verify (Ferry verifies ed25519)"
             )))
+        }
+    }
+
+    fn keys_error(&self, source: KeySourceError) -> TrustError {
+        TrustError::Keys {
+            remote: self.name.as_str().into(),
+            source,
         }
     }
 
@@ -226,10 +233,10 @@ impl RemotePolicy {
         if gpg_commits || gpg_summary {
             let sources =
                 GpgKeySources::resolve(&config.name, config.get("gpgkeypath"), destination, roots)
-                    .map_err(|detail| config.config_error(detail))?;
+                    .map_err(|error| config.keys_error(error))?;
             let files = sources
                 .read_all()
-                .map_err(|detail| config.config_error(detail))?;
+                .map_err(|error| config.keys_error(error))?;
             policy.gpg = GpgKeyring::from_files(files);
             policy.gpg_looked_in = sources.looked_in;
         }
@@ -246,9 +253,9 @@ impl RemotePolicy {
                 ));
             }
             let sources = Ed25519KeySources::resolve(inline_key, key_file, roots)
-                .map_err(|detail| config.config_error(detail))?;
+                .map_err(|error| config.keys_error(error))?;
             policy.ed25519 =
-                Ed25519Keys::load(&sources).map_err(|detail| config.config_error(detail))?;
+                Ed25519Keys::load(&sources).map_err(|error| config.keys_error(error))?;
             policy.ed25519_looked_in = sources.looked_in(roots);
         }
         Ok(policy)

@@ -430,7 +430,7 @@ impl Repo {
             RepoMode::BareUser => {
                 let meta = header
                     .ostreemeta_bytes()
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
                 rustix::fs::fsetxattr(fd, c"user.ostreemeta", &meta, XattrFlags::empty())?;
                 let mode = if header.is_regular() {
                     (header.permissions() & 0o775) | 0o400
@@ -589,8 +589,12 @@ mod tests {
                 .and_then(|cause| cause.downcast_ref::<io::Error>())
                 .unwrap_or_else(|| panic!("{error} does not expose the read error"));
             assert_eq!(cause.raw_os_error(), Some(libc::EIO));
-            // The message still names the cause, for listings that show one line.
-            assert!(error.to_string().ends_with(&cause.to_string()), "{error}");
+            // The message says what failed; the cause follows it once where errors become
+            // one line of text.
+            assert!(!error.to_string().contains(&cause.to_string()), "{error}");
+            let line = crate::causes::text(&error);
+            assert!(line.ends_with(&format!(": {cause}")), "{line}");
+            assert_eq!(line.matches(&cause.to_string()).count(), 1, "{line}");
         }
     }
 }
