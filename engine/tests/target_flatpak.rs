@@ -339,7 +339,12 @@ fn configured_system_and_user_installations_are_found_by_default() {
     assert_eq!(
         labels,
         ["extra", "system", "user"],
-        "highest priority first, user last"
+        "highest priority first, user last; errors: {:?}",
+        found
+            .errors
+            .iter()
+            .map(|e| ferry_engine::causes::text(e))
+            .collect::<Vec<_>>()
     );
     assert!(found.targets.iter().all(|t| t.kind == TargetKind::Flatpak));
     let reasons: Vec<String> = found.errors.iter().map(ToString::to_string).collect();

@@ -380,21 +380,7 @@ fn every_part_of_a_delta_of_several_parts_applies() -> Result<()> {
     for dest in [&good, &bad] {
         pull_from(base, dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
     }
-    // New files below the 1 MB fallback size, more than a 1 MB part holds.
-    for index in 0..4u64 {
-        fixture.tree.write_file(
-            format!("usr/share/extra-{index}.bin"),
-            pseudo_random(700_000, 10 + index),
-        )?;
-    }
-    let update = fixture.update(
-        base,
-        &[&format!("--from={}", fixture.v1), "--max-chunk-size=1"],
-    )?;
-    let mut parts = 0;
-    while fixture.delta_dir()?.join(parts.to_string()).exists() {
-        parts += 1;
-    }
+    let (update, parts) = update_in_parts(base, &fixture, 4)?;
     ensure!(parts >= 3, "only {parts} parts");
 
     let last = fixture.delta_dir()?.join((parts - 1).to_string());
@@ -558,7 +544,16 @@ fn updated_in_parts(base: &Path, mode: RepoMode) -> Result<(Fixture, OstreeRepo,
     let fixture = Fixture::new(base)?;
     let dest = client(&base.join("dest"), mode, Some(&fixture.key))?;
     pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
-    for index in 0..6u64 {
+    let (update, parts) = update_in_parts(base, &fixture, 6)?;
+    ensure!(parts >= 4, "only {parts} parts");
+    fixture.delete_delta_content(&update)?;
+    Ok((fixture, dest, update, parts))
+}
+
+/// Publishes 2.0 with `files` new files below the 1 MB fallback size, more than a 1 MB part
+/// holds, and a delta from 1.0 in 1 MB parts; the update and its number of parts.
+fn update_in_parts(base: &Path, fixture: &Fixture, files: u64) -> Result<(Update, usize)> {
+    for index in 0..files {
         fixture.tree.write_file(
             format!("usr/share/extra-{index}.bin"),
             pseudo_random(700_000, 10 + index),
@@ -572,9 +567,7 @@ fn updated_in_parts(base: &Path, mode: RepoMode) -> Result<(Fixture, OstreeRepo,
     while fixture.delta_dir()?.join(parts.to_string()).exists() {
         parts += 1;
     }
-    ensure!(parts >= 4, "only {parts} parts");
-    fixture.delete_delta_content(&update)?;
-    Ok((fixture, dest, update, parts))
+    Ok((update, parts))
 }
 
 /// Two peers list the same delta: its parts are fetched from both, and each part once.
