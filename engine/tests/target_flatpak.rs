@@ -286,10 +286,16 @@ fn configured_system_and_user_installations_are_found_by_default() {
         ),
     )
     .expect("write");
-    // Entries Flatpak ignores are reported; they do not hide the good ones.
+    // Entries Flatpak ignores are reported; they do not hide the good ones. The second
+    // "extra" names the same directory: flatpak keeps whichever file it reads first (in
+    // directory order), and either must leave the test inside its temporary directory.
     std::fs::write(
         installations_d.join("zz-broken.conf"),
-        "[Installation noquotes]\nPath=/nowhere\n[Installation \"extra\"]\nPath=/elsewhere\n",
+        format!(
+            "[Installation noquotes]\nPath={}\n[Installation \"extra\"]\nPath={}\n",
+            machine.root.join("nowhere").display(),
+            extra_dir.display()
+        ),
     )
     .expect("write");
     std::fs::write(installations_d.join("ignored.txt"), "not a config").expect("write");
