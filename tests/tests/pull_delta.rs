@@ -550,6 +550,20 @@ fn updated_in_parts(base: &Path, mode: RepoMode) -> Result<(Fixture, OstreeRepo,
     Ok((fixture, dest, update, parts))
 }
 
+/// A successful `ferryctl pull` of the branch into `dest` from `peers` at once.
+fn pull_from_peers(base: &Path, dest: &OstreeRepo, peers: &[&Peer]) -> Result<PullRun> {
+    let urls: Vec<String> = peers.iter().map(|peer| format!("{}/", peer.url)).collect();
+    let from: Vec<&OsStr> = urls.iter().map(OsStr::new).collect();
+    pull(
+        &trust_root(base),
+        &dest.path,
+        &from,
+        &["--remote", REMOTE],
+        &[BRANCH],
+    )?
+    .require_success()
+}
+
 /// Publishes 2.0 with `files` new files below the 1 MB fallback size, more than a 1 MB part
 /// holds, and a delta from 1.0 in 1 MB parts; the update and its number of parts.
 fn update_in_parts(base: &Path, fixture: &Fixture, files: u64) -> Result<(Update, usize)> {
@@ -578,16 +592,7 @@ fn parts_of_a_delta_two_peers_list_are_fetched_from_both() -> Result<()> {
     let (fixture, dest, update, parts) = updated_in_parts(base, RepoMode::BareUser)?;
     let first = Peer::serve(&fixture.repo.path)?;
     let second = Peer::serve(&fixture.repo.path)?;
-    let urls = [format!("{}/", first.url), format!("{}/", second.url)];
-
-    let run = pull(
-        &trust_root(base),
-        &dest.path,
-        &[OsStr::new(&urls[0]), OsStr::new(&urls[1])],
-        &["--remote", REMOTE],
-        &[BRANCH],
-    )?
-    .require_success()?;
+    let run = pull_from_peers(base, &dest, &[&first, &second])?;
     check_progress(&run)?;
     ensure!(
         delta_warnings(&run).is_empty(),
@@ -634,16 +639,7 @@ fn one_of_two_peers_serving_corrupt_parts_is_dropped() -> Result<()> {
     }
     let bad = Peer::serve(&copy)?;
     let good = Peer::serve(&fixture.repo.path)?;
-    let urls = [format!("{}/", bad.url), format!("{}/", good.url)];
-
-    let run = pull(
-        &trust_root(base),
-        &dest.path,
-        &[OsStr::new(&urls[0]), OsStr::new(&urls[1])],
-        &["--remote", REMOTE],
-        &[BRANCH],
-    )?
-    .require_success()?;
+    let run = pull_from_peers(base, &dest, &[&bad, &good])?;
     check_progress(&run)?;
     let warnings = delta_warnings(&run);
     ensure!(
