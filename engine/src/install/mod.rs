@@ -386,7 +386,24 @@ pub fn run(
             }
         }
         drop(to_deploy);
-        deployer.join().unwrap_or_default()
+        deployer.join().unwrap_or_else(|_| {
+            // A deploy thread that stopped must not read as success: every update fails.
+            let results: Vec<InstallResult> = plan
+                .updates
+                .iter()
+                .map(|update| {
+                    result_of(
+                        update,
+                        InstallStatus::Failed,
+                        "the deploy step stopped unexpectedly; run the install again".to_owned(),
+                    )
+                })
+                .collect();
+            for result in &results {
+                reporter.on_event(Event::Result(result.clone()));
+            }
+            Summary { results }
+        })
     });
     refresh_appstream(plan, &summary, targets, sources, options, reporter, cancel);
     reporter.on_event(Event::Phase {
