@@ -152,6 +152,22 @@ impl Output {
         matches!(self.sink, Sink::Json(_))
     }
 
+    /// Ends a failed command: in JSON, the error (with its causes) and `finished` are the
+    /// stream's last words. Returns the error for `main` to print.
+    pub fn fail<E>(&self, error: E) -> anyhow::Error
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        if self.is_json() {
+            self.on_event(Event::Message {
+                level: MessageLevel::Error,
+                text: ferry_engine::causes::text(&error),
+            });
+            self.on_event(Event::Finished { ok: false });
+        }
+        error.into()
+    }
+
     pub fn finish(&self) {
         if let Sink::Terminal(terminal) = &self.sink {
             terminal.finish();

@@ -124,13 +124,13 @@ pub fn run(args: InstallArgs, list_sources: bool) -> anyhow::Result<ExitCode> {
     // Before any thread starts: it edits the environment.
     let privileged = match privileged_request(&args) {
         Ok(privileged) => privileged,
-        Err(refusal) => return Err(refuse(&output, refusal)),
+        Err(refusal) => return Err(output.fail(refusal)),
     };
     // Asked before anything is read, so a refusal costs nothing.
     if let Some(privileged) = &privileged {
         let reasons = privilege::admin_reasons(privileged.request.allow_downgrade, []);
         if let Err(refusal) = privilege::authorize_admin(privileged.caller, &reasons) {
-            return Err(refuse(&output, refusal));
+            return Err(output.fail(refusal));
         }
     }
     let cancel = signals::install()?;
@@ -193,16 +193,7 @@ pub fn run(args: InstallArgs, list_sources: bool) -> anyhow::Result<ExitCode> {
         .and_then(|plan| install::preflight(&plan, &targets).map(|()| plan));
     let plan = match plan {
         Ok(plan) => plan,
-        Err(error) => {
-            if output.is_json() {
-                output.on_event(Event::Message {
-                    level: MessageLevel::Error,
-                    text: ferry_engine::causes::text(&error),
-                });
-                output.on_event(Event::Finished { ok: false });
-            }
-            return Err(error.into());
-        }
+        Err(error) => return Err(output.fail(error)),
     };
 
     if plan.is_empty() {
@@ -222,7 +213,7 @@ pub fn run(args: InstallArgs, list_sources: bool) -> anyhow::Result<ExitCode> {
     if let Some(privileged) = &privileged {
         let reasons = privilege::admin_reasons(false, &plan.updates);
         if let Err(refusal) = privilege::authorize_admin(privileged.caller, &reasons) {
-            return Err(refuse(&output, refusal));
+            return Err(output.fail(refusal));
         }
     }
 
@@ -291,18 +282,6 @@ fn privileged_request(args: &InstallArgs) -> Result<Option<Privileged>, Refusal>
         request,
         machine,
     }))
-}
-
-/// Reports a refusal as the event stream's last words, and returns it as the error.
-fn refuse(output: &Output, refusal: Refusal) -> anyhow::Error {
-    if output.is_json() {
-        output.on_event(Event::Message {
-            level: MessageLevel::Error,
-            text: refusal.to_string(),
-        });
-        output.on_event(Event::Finished { ok: false });
-    }
-    refusal.into()
 }
 
 /// Asks on the terminal; refuses when there is none to ask on.

@@ -114,16 +114,7 @@ pub fn run(args: PrepareDriveArgs) -> anyhow::Result<ExitCode> {
                 &HostPaths::from_env(),
             )?,
         ),
-        Err(refusal) => {
-            if output.is_json() {
-                output.on_event(Event::Message {
-                    level: MessageLevel::Error,
-                    text: refusal.to_string(),
-                });
-                output.on_event(Event::Finished { ok: false });
-            }
-            return Err(refusal.into());
-        }
+        Err(refusal) => return Err(output.fail(refusal)),
     };
     let cancel = signals::install()?;
     if args.cancel_on_stdin_eof {
@@ -146,16 +137,7 @@ pub fn run(args: PrepareDriveArgs) -> anyhow::Result<ExitCode> {
     output.finish();
     let outcome = match result {
         Ok(outcome) => outcome,
-        Err(error) => {
-            if output.is_json() {
-                output.on_event(Event::Message {
-                    level: MessageLevel::Error,
-                    text: ferry_engine::causes::text(&error),
-                });
-                output.on_event(Event::Finished { ok: false });
-            }
-            return Err(error.into());
-        }
+        Err(error) => return Err(output.fail(error)),
     };
     // The JSON stream is never translated.
     let text = describe(&outcome, !output.is_json());

@@ -264,34 +264,8 @@ fn parse_collection_map(
         }
         raw.push((collection_id, list));
     }
-    {
-        let entries: Vec<Vec<Entries<'_>>> = raw
-            .iter()
-            .map(|(_, list)| list.iter().map(|r| r.3.serializable()).collect())
-            .collect();
-        let details: Vec<Vec<RefDetails<'_>>> = raw
-            .iter()
-            .zip(&entries)
-            .map(|((_, list), entries)| {
-                list.iter()
-                    .zip(entries)
-                    .map(|(r, e)| (r.1, r.2, e))
-                    .collect()
-            })
-            .collect();
-        let items: Vec<Vec<RefItem<'_>>> = raw
-            .iter()
-            .zip(&details)
-            .map(|((_, list), details)| list.iter().zip(details).map(|(r, d)| (r.0, d)).collect())
-            .collect();
-        let outer: Vec<(&str, &Vec<RefItem<'_>>)> = raw
-            .iter()
-            .zip(&items)
-            .map(|((id, _), list)| (*id, list))
-            .collect();
-        let again = serialize(WHAT, gv!("a{sa(s(taya{sv}))}"), &outer)?;
-        ensure_normal_form(WHAT, COLLECTION_MAP_TYPE, value.data(), &again)?;
-    }
+    let again = serialize_collection_map(WHAT, &raw)?;
+    ensure_normal_form(WHAT, COLLECTION_MAP_TYPE, value.data(), &again)?;
     for (collection_id, list) in raw {
         validate_collection_id(collection_id).map_err(|error| FormatError::name(WHAT, error))?;
         let mut refs = Vec::new();
@@ -353,6 +327,15 @@ pub fn collection_map_value(
             (id.as_str(), list)
         })
         .collect();
+    let data = serialize_collection_map("summary collection map", &raw)?;
+    MetadataValue::from_parts(COLLECTION_MAP_TYPE, data)
+}
+
+/// Serialises a collection map (`a{sa(s(taya{sv}))}`): each collection ID with its refs.
+fn serialize_collection_map(
+    what: &'static str,
+    raw: &[(&str, Vec<RawRef<'_>>)],
+) -> Result<Vec<u8>, FormatError> {
     let entries: Vec<Vec<Entries<'_>>> = raw
         .iter()
         .map(|(_, list)| list.iter().map(|r| r.3.serializable()).collect())
@@ -377,8 +360,7 @@ pub fn collection_map_value(
         .zip(&items)
         .map(|((id, _), list)| (*id, list))
         .collect();
-    let data = serialize("summary collection map", gv!("a{sa(s(taya{sv}))}"), &outer)?;
-    MetadataValue::from_parts(COLLECTION_MAP_TYPE, data)
+    serialize(what, gv!("a{sa(s(taya{sv}))}"), &outer)
 }
 
 /// A ref as read from a summary: name, commit size, checksum bytes, metadata.
