@@ -12,6 +12,8 @@
 //! - [`flatpak`]: isolated installations, a hand-made runtime and app, signed repos, drives
 //!   written by `flatpak create-usb` from a peer.
 //! - [`sysroot::Sysroot`]: a fake sysroot with OS v1 deployed by `ostree admin`.
+//! - [`booted::BootedSystem`]: one of its deployments run as the booted system, in mount and
+//!   PID namespaces (root only).
 //! - [`fusefs`]: FAT32 and exFAT drives through FUSE (root only).
 //! - [`loopdev`]: ext4 images on loop devices, tmpfs mounts (root only).
 //! - [`bins`]: the workspace's own binaries (`ferryctl`, `ferry-hook`).
@@ -27,6 +29,7 @@
 //!   made from them (`systemd-journal-remote`).
 
 pub mod bins;
+pub mod booted;
 pub mod cmd;
 pub mod compare;
 pub mod demo;

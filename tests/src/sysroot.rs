@@ -17,6 +17,15 @@ pub const OS_REMOTE: &str = "exampleos";
 pub const KERNEL_VERSION: &str = "6.1.0";
 /// Kernel argument given at the first deployment.
 pub const KARG: &str = "root=LABEL=ROOT";
+/// Directories [`OsRepo::add_root_layout`] adds for mounts.
+const ROOT_MOUNT_POINTS: [&str; 7] = ["sysroot", "boot", "var", "proc", "run", "dev", "tmp"];
+/// Links [`OsRepo::add_root_layout`] adds, as merged-/usr systems and OSTree OSes have them.
+const ROOT_LINKS: [(&str, &str); 4] = [
+    ("ostree", "sysroot/ostree"),
+    ("lib", "usr/lib"),
+    ("lib64", "usr/lib64"),
+    ("sbin", "usr/sbin"),
+];
 /// File in the OS tree whose content is `VERSION\n`.
 pub const VERSION_FILE: &str = "usr/share/exampleos/version";
 /// `core.min-free-space-size` of the fixture sysroot's repository.
@@ -95,6 +104,22 @@ impl OsRepo {
         Ok(commit)
     }
 
+    /// Adds what a real OS tree has so that its deployments can be a running root: the
+    /// mount points `sysroot`, `boot`, `var`, `proc`, `run`, `dev` and `tmp`, `ostree ->
+    /// sysroot/ostree` (libostree finds the booted sysroot's deployments through it), and
+    /// `lib`, `lib64` and `sbin` links into `usr`. Commits made after this carry them.
+    pub fn add_root_layout(&self) -> Result<()> {
+        for dir in ROOT_MOUNT_POINTS {
+            let path = self.data.join(dir);
+            fs::create_dir_all(&path).at("create directory", &path)?;
+        }
+        for (name, target) in ROOT_LINKS {
+            let path = self.data.join(name);
+            symlink(target, &path).at("create symlink", &path)?;
+        }
+        Ok(())
+    }
+
     /// `ostree create-usb DRIVE org.example.Os exampleos/x86_64/stable`.
     pub fn create_usb(&self, drive: &Path) -> Result<UsbDrive> {
         self.repo.create_usb(drive, &[(OS_COLLECTION_ID, OS_REF)])
@@ -130,7 +155,13 @@ impl Sysroot {
     /// collection ID and GPG verification on (trusting `key`), a verified pull and
     /// `ostree admin deploy --karg=root=LABEL=ROOT`.
     pub fn create(base: &Path, key: &GpgKey) -> Result<Sysroot> {
-        let os = OsRepo::create(base, key)?;
+        Self::create_from(base, OsRepo::create(base, key)?)
+    }
+
+    /// Like [`Sysroot::create`], from an OS repository made by [`OsRepo::create`] (and
+    /// adjusted, such as by [`OsRepo::add_root_layout`]) with nothing committed yet.
+    pub fn create_from(base: &Path, os: OsRepo) -> Result<Sysroot> {
+        let key = os.key.clone();
         let v1 = os.commit_version("1.0")?;
         let path = base.join("sysroot");
         fs::create_dir_all(&path).at("create directory", &path)?;
@@ -158,7 +189,7 @@ impl Sysroot {
         repo.remote_add(
             &RemoteSpec::file(OS_REMOTE, &sysroot.os.repo.path)
                 .collection_id(OS_COLLECTION_ID)
-                .trust(key),
+                .trust(&key),
         )?;
         repo.pull(OS_REMOTE, &[OS_REF])?;
         sysroot

@@ -2,7 +2,8 @@
 //!
 //! ostree 2022.7 (Debian 12) has no `ostree admin rollback` or `set-default`, so this does
 //! with `ostree admin` what they do:
-//! - an update staged for the next boot (a booted system) is dropped: `undeploy 0`;
+//! - an update staged for the next boot (a booted system) is dropped: `undeploy 0`; the
+//!   first deployment, usually the booted one, is the default again;
 //! - otherwise the previous deployment's commit is deployed again as the default, with its
 //!   own origin and kernel arguments (`deploy --retain --origin-file --karg-none
 //!   --karg-append`), and the old copy of it is removed (`undeploy`) unless it is the booted
@@ -101,18 +102,20 @@ pub fn plan(sysroot: &Path, boot: &BootState) -> Result<RollbackPlan, RollbackEr
         version: read_commit(&repo, &commit).ok().and_then(|c| c.version),
         refspec,
     };
-    if let (Some(staged), Some(booted)) = (&state.staged, state.booted_deployment()) {
-        return Ok(RollbackPlan {
-            sysroot: sysroot.to_owned(),
-            from: version_of(staged.commit, booted.refspec.clone()),
-            to: version_of(booted.commit, booted.refspec.clone()),
-            method: Method::DropStaged,
-        });
-    }
     let no_previous = || RollbackError::NoPrevious {
         sysroot: sysroot.to_owned(),
     };
     let default = state.deployments.first().ok_or_else(no_previous)?;
+    if let Some(staged) = &state.staged {
+        // Without the staged update the first deployment boots next. That is the booted one
+        // unless another was made the default after booting.
+        return Ok(RollbackPlan {
+            sysroot: sysroot.to_owned(),
+            from: version_of(staged.commit, default.refspec.clone()),
+            to: version_of(default.commit, default.refspec.clone()),
+            method: Method::DropStaged,
+        });
+    }
     let previous: &Deployment = state
         .deployments
         .iter()
@@ -180,16 +183,12 @@ fn apply(plan: &RollbackPlan, boot: &BootState) -> Result<(), RollbackError> {
             let mut undeploy = admin("undeploy");
             undeploy.arg("0");
             deploy::run(undeploy, "ostree")?;
-            // The booted deployment is the default again once nothing is staged.
             let state = SysrootState::load(&plan.sysroot, boot)?;
-            if let Some(staged) = state.staged {
-                return Err(RollbackError::NotDefault {
-                    sysroot: plan.sysroot.clone(),
-                    expected: plan.to.commit.to_hex(),
-                    found: staged.commit.to_hex(),
-                });
-            }
-            Ok(())
+            let found = match state.staged {
+                Some(staged) => Some(staged.commit),
+                None => state.deployments.first().map(|d| d.commit),
+            };
+            check_default(plan, found)
         }
         Method::Redeploy {
             stateroot,
@@ -214,15 +213,19 @@ fn apply(plan: &RollbackPlan, boot: &BootState) -> Result<(), RollbackError> {
                 deploy::run(undeploy, "ostree")?;
             }
             let state = SysrootState::load(&plan.sysroot, boot)?;
-            let found = state.deployments.first().map(|d| d.commit);
-            if found != Some(plan.to.commit) {
-                return Err(RollbackError::NotDefault {
-                    sysroot: plan.sysroot.clone(),
-                    expected: plan.to.commit.to_hex(),
-                    found: found.map_or_else(|| "none".to_owned(), |c| c.to_hex()),
-                });
-            }
-            Ok(())
+            check_default(plan, state.deployments.first().map(|d| d.commit))
         }
     }
+}
+
+/// Fails unless `found`, what boots next, is the commit the plan went back to.
+fn check_default(plan: &RollbackPlan, found: Option<Checksum>) -> Result<(), RollbackError> {
+    if found == Some(plan.to.commit) {
+        return Ok(());
+    }
+    Err(RollbackError::NotDefault {
+        sysroot: plan.sysroot.clone(),
+        expected: plan.to.commit.to_hex(),
+        found: found.map_or_else(|| "none".to_owned(), |c| c.to_hex()),
+    })
 }
