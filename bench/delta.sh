@@ -185,15 +185,10 @@ grep -q "applying the static delta" "$BENCH_DIR/results/http_ferry.1.out" \
 # commits of an OS repository, deployed by `ostree admin`.
 SCENE=$BENCH_DIR/delta-scene-$PRESET
 SYSROOT=$SCENE/sysroot
-clear_immutable() {
-  [ -d "$1" ] || return 0
-  find "$1" -maxdepth 6 -path '*/ostree/deploy/*/deploy/*' -type d -prune \
-    -exec chattr -i {} + 2>/dev/null || true
-}
 scene() {
   local stamp; stamp=$(cat "$SRC.stamp")
   if [ -f "$SCENE.stamp" ] && [ "$(cat "$SCENE.stamp")" = "$stamp" ]; then return 0; fi
-  clear_immutable "$SCENE"; rm -rf "$SCENE" "$SCENE.stamp"; mkdir -p "$SCENE"
+  bench_clear_immutable "$SCENE"; rm -rf "$SCENE" "$SCENE.stamp"; mkdir -p "$SCENE"
   ostree init --mode=archive --repo="$SCENE/osrepo" --collection-id="$COLLECTION"
   local version tree osdata
   for version in 1 2; do

@@ -44,11 +44,7 @@ STAMP="files=$FILES v1"
 
 setup_scene() {
   if [ -f "$CACHE.stamp" ] && [ "$(cat "$CACHE.stamp")" = "$STAMP" ]; then return 0; fi
-  if [ -d "$CACHE" ]; then
-    # ostree marks deployments immutable.
-    find "$CACHE" -maxdepth 6 -path '*/ostree/deploy/*/deploy/*' -type d -prune \
-      -exec chattr -i {} + 2>/dev/null || true
-  fi
+  bench_clear_immutable "$CACHE"
   rm -rf "$CACHE" "$CACHE.stamp"
   mkdir -p "$CACHE"
   bench_signing_key "$CACHE" 'OS Vendor <os@example.org>'

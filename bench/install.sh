@@ -24,17 +24,6 @@ bench_init
 bench_tree "$BENCH_DIR/tree"
 ARCH=$(flatpak --default-arch)
 
-# fp_env DIR: an isolated Flatpak "machine" under DIR, as flatpak's own tests isolate theirs.
-fp_env() {
-  export HOME=$1/home XDG_DATA_HOME=$1/home/share XDG_CACHE_HOME=$1/home/cache \
-    XDG_CONFIG_HOME=$1/home/config XDG_STATE_HOME=$1/home/state XDG_RUNTIME_DIR=$1/runtime \
-    FLATPAK_SYSTEM_DIR=$1/system FLATPAK_SYSTEM_CACHE_DIR=$1/system-cache \
-    FLATPAK_CONFIG_DIR=$1/config FLATPAK_RUN_DIR=$1/run FLATPAK_FANCY_OUTPUT=0
-  mkdir -p "$XDG_DATA_HOME" "$XDG_CACHE_HOME" "$XDG_CONFIG_HOME" "$XDG_STATE_HOME" \
-    "$XDG_RUNTIME_DIR" "$FLATPAK_SYSTEM_DIR" "$FLATPAK_CONFIG_DIR" "$FLATPAK_RUN_DIR"
-  chmod 700 "$XDG_RUNTIME_DIR"
-}
-
 # The scene, built once per tree: signed repo with a runtime and app v1/v2 (v2 carries the
 # tree), a drive from a peer that installed v2, and a client installation with v1.
 scene() {
@@ -74,7 +63,7 @@ scene() {
   }
   publish v1
 
-  ( fp_env "$s/client-template"
+  ( bench_flatpak_env "$s/client-template"
     flatpak --user remote-add --gpg-import="$s/vendor.gpg" --collection-id="$COLLECTION" \
       "$REMOTE" "file://$s/repo"
     flatpak --user install -y --noninteractive "$REMOTE" "$APP" >/dev/null
@@ -82,7 +71,7 @@ scene() {
     flatpak --user remote-modify --url="file://$s/nonexistent" "$REMOTE" )
 
   publish v2 "$BENCH_DIR/tree"
-  ( fp_env "$s/peer"
+  ( bench_flatpak_env "$s/peer"
     flatpak --user remote-add --gpg-import="$s/vendor.gpg" --collection-id="$COLLECTION" \
       "$REMOTE" "file://$s/repo"
     flatpak --user install -y --noninteractive "$REMOTE" "$APP" >/dev/null
@@ -99,21 +88,21 @@ fresh_client() {
   cp -a "$SCENE/client-template" "$BENCH_DIR/client"
 }
 check_v2() {
-  ( fp_env "$BENCH_DIR/client"
+  ( bench_flatpak_env "$BENCH_DIR/client"
     out=$(flatpak --user run "$APP")
     [ "$out" = "$APP v2" ] || bench_die "$1: the app prints '$out' after the update" )
 }
 
 setup_ferry() { fresh_client; }
 run_ferry() {
-  ( fp_env "$BENCH_DIR/client"
+  ( bench_flatpak_env "$BENCH_DIR/client"
     bench_time ferry env FERRY_RUN_DIR="$BENCH_DIR/ferry-run" "$FERRYCTL" install \
       --installation user --from "$DRIVE" --offline --yes "$APP" )
   check_v2 ferry
 }
 setup_flatpak() { fresh_client; }
 run_flatpak() {
-  ( fp_env "$BENCH_DIR/client"
+  ( bench_flatpak_env "$BENCH_DIR/client"
     bench_time flatpak flatpak --user update -y --noninteractive --sideload-repo="$DRIVE/.ostree/repo" \
       "$APP" )
   check_v2 flatpak

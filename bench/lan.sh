@@ -74,27 +74,15 @@ case " $BENCH_CASES " in *" tamper "*) tampered_copy ;; esac
 NS=ferry-bench-$$
 CLIENT=$NS-client
 PEERS=(1 2 3)
-SERVER_PIDS=()
-NAMESPACES=()
-
-lan_down() {
-  local pid ns
-  for pid in "${SERVER_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${SERVER_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  for ns in "${NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
-}
-trap lan_down EXIT
-trap 'exit 130' INT TERM
+bench_lan_trap
 
 # Peer K is 10.231.K.1 (eth0 in namespace $NS-pK); the client reaches it as 10.231.K.2 on its
 # interface peerK.
 lan_up() {
   local k
-  ip netns add "$CLIENT"; NAMESPACES+=("$CLIENT")
-  ip -n "$CLIENT" link set lo up
+  bench_netns_add "$CLIENT"
   for k in "${PEERS[@]}"; do
-    ip netns add "$NS-p$k"; NAMESPACES+=("$NS-p$k")
-    ip -n "$NS-p$k" link set lo up
+    bench_netns_add "$NS-p$k"
     ip -n "$CLIENT" link add "peer$k" type veth peer name eth0 netns "$NS-p$k"
     ip -n "$CLIENT" addr add "10.231.$k.2/24" dev "peer$k"
     ip -n "$NS-p$k" addr add "10.231.$k.1/24" dev eth0
@@ -138,18 +126,11 @@ tc_bits() {
 # serve NAME K REPO: `ferryctl serve` of REPO in peer K's namespace; sets URL_<NAME> to the
 # repository's URL as the client sees it.
 serve() {
-  local name=$1 k=$2 repo=$3 log=$BENCH_DIR/results/serve-$1.log url="" i
+  local name=$1 k=$2 repo=$3 log=$BENCH_DIR/results/serve-$1.log
   ip netns exec "$NS-p$k" "$FERRYCTL" serve --repo "$repo" --address "10.231.$k.1" --port 0 \
     --no-advertise > "$log" 2>&1 &
   SERVER_PIDS+=($!)
-  for ((i = 0; i < 300; i++)); do
-    url=$(grep -o 'http://[^ ]*' "$log" 2>/dev/null | head -n 1 || true)
-    [ -n "$url" ] && break
-    kill -0 "${SERVER_PIDS[-1]}" 2>/dev/null || bench_die "ferryctl serve $name stopped: $(cat "$log")"
-    sleep 0.1
-  done
-  [ -n "$url" ] || bench_die "ferryctl serve $name printed no address: $(cat "$log")"
-  printf -v "URL_$name" '%s/0' "${url%/}"
+  bench_await_server "$name" "$log" 300
 }
 
 lan_up

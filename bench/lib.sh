@@ -257,3 +257,63 @@ bench_closeness() {
   awk -v a="$(bench_median "$1")" -v r="$read" -v w="$write" 'BEGIN {
     l = (r > w) ? r : w; if (l <= 0) { print "inf"; exit } printf "%.2f\n", a / l }'
 }
+
+# --- LAN benchmarks: network namespaces and `ferryctl serve` processes, ended on exit --------
+# A script adds each server's PID to SERVER_PIDS and makes its namespaces with bench_netns_add.
+SERVER_PIDS=()
+NAMESPACES=()
+
+# bench_lan_down: stops every server in SERVER_PIDS, then deletes every namespace made.
+bench_lan_down() {
+  local pid ns
+  for pid in "${SERVER_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${SERVER_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  for ns in "${NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+}
+
+# bench_lan_trap: bench_lan_down on exit, and an interrupt exits (so it runs then too).
+bench_lan_trap() {
+  trap bench_lan_down EXIT
+  trap 'exit 130' INT TERM
+}
+
+# bench_netns_add NAME: a network namespace with its loopback up, deleted by bench_lan_down.
+bench_netns_add() {
+  ip netns add "$1"; NAMESPACES+=("$1")
+  ip -n "$1" link set lo up
+}
+
+# bench_await_server NAME LOG TRIES: waits up to TRIES x 0.1 s for the server started last
+# (SERVER_PIDS[-1]), logging to LOG, to print its address; sets URL_<NAME> to its repository's
+# URL (`/0`). Dies when the server stops or never prints one.
+bench_await_server() {
+  local name=$1 log=$2 tries=$3 url="" i
+  for ((i = 0; i < tries; i++)); do
+    url=$(grep -o 'http://[^ ]*' "$log" 2>/dev/null | head -n 1 || true)
+    [ -n "$url" ] && break
+    kill -0 "${SERVER_PIDS[-1]}" 2>/dev/null || bench_die "ferryctl serve $name stopped: $(cat "$log")"
+    sleep 0.1
+  done
+  [ -n "$url" ] || bench_die "ferryctl serve $name printed no address: $(cat "$log")"
+  printf -v "URL_$name" '%s/0' "${url%/}"
+}
+
+# bench_flatpak_env DIR: an isolated Flatpak "machine" under DIR (HOME, XDG and Flatpak
+# directories, exported), as flatpak's own tests isolate theirs.
+bench_flatpak_env() {
+  export HOME=$1/home XDG_DATA_HOME=$1/home/share XDG_CACHE_HOME=$1/home/cache \
+    XDG_CONFIG_HOME=$1/home/config XDG_STATE_HOME=$1/home/state XDG_RUNTIME_DIR=$1/runtime \
+    FLATPAK_SYSTEM_DIR=$1/system FLATPAK_SYSTEM_CACHE_DIR=$1/system-cache \
+    FLATPAK_CONFIG_DIR=$1/config FLATPAK_RUN_DIR=$1/run FLATPAK_FANCY_OUTPUT=0
+  mkdir -p "$XDG_DATA_HOME" "$XDG_CACHE_HOME" "$XDG_CONFIG_HOME" "$XDG_STATE_HOME" \
+    "$XDG_RUNTIME_DIR" "$FLATPAK_SYSTEM_DIR" "$FLATPAK_CONFIG_DIR" "$FLATPAK_RUN_DIR"
+  chmod 700 "$XDG_RUNTIME_DIR"
+}
+
+# bench_clear_immutable DIR: `ostree admin deploy` marks deployment roots immutable, which
+# rm needs cleared. Nothing to do when DIR does not exist.
+bench_clear_immutable() {
+  [ -d "$1" ] || return 0
+  find "$1" -maxdepth 6 -path '*/ostree/deploy/*/deploy/*' -type d -prune \
+    -exec chattr -i {} + 2>/dev/null || true
+}

@@ -43,30 +43,12 @@ MNT=$BENCH_DIR/prepare-mnt
 IMAGE=$BENCH_DIR/prepare-drive.img
 LOOP=
 
-# fp_env DIR: an isolated Flatpak "machine" under DIR, as bench/install.sh makes them.
-fp_env() {
-  export HOME=$1/home XDG_DATA_HOME=$1/home/share XDG_CACHE_HOME=$1/home/cache \
-    XDG_CONFIG_HOME=$1/home/config XDG_STATE_HOME=$1/home/state XDG_RUNTIME_DIR=$1/runtime \
-    FLATPAK_SYSTEM_DIR=$1/system FLATPAK_SYSTEM_CACHE_DIR=$1/system-cache \
-    FLATPAK_CONFIG_DIR=$1/config FLATPAK_RUN_DIR=$1/run FLATPAK_FANCY_OUTPUT=0
-  mkdir -p "$XDG_DATA_HOME" "$XDG_CACHE_HOME" "$XDG_CONFIG_HOME" "$XDG_STATE_HOME" \
-    "$XDG_RUNTIME_DIR" "$FLATPAK_SYSTEM_DIR" "$FLATPAK_CONFIG_DIR" "$FLATPAK_RUN_DIR"
-  chmod 700 "$XDG_RUNTIME_DIR"
-}
-
-# clear_immutable DIR: `ostree admin deploy` marks deployment roots immutable; rm needs this.
-clear_immutable() {
-  [ -d "$1" ] || return 0
-  find "$1" -maxdepth 6 -path '*/ostree/deploy/*/deploy/*' -type d -prune \
-    -exec chattr -i {} + 2>/dev/null || true
-}
-
 # The scene, built once per tree: the OS deployed in a fake sysroot, and the app with its
 # runtime installed by a "maker" installation from a signed repository with a collection ID.
 scene() {
   local stamp="$(cat "$BENCH_DIR/tree.stamp") $ARCH"
   if [ -f "$SCENE.stamp" ] && [ "$(cat "$SCENE.stamp")" = "$stamp" ]; then return 0; fi
-  clear_immutable "$SCENE"
+  bench_clear_immutable "$SCENE"
   rm -rf "$SCENE" "$SCENE.stamp"; mkdir -p "$SCENE"
 
   # The OS: the tree under /usr/share, with the kernel and /usr/etc `ostree admin deploy`
@@ -117,7 +99,7 @@ scene() {
   flatpak build-export --collection-id="$APP_COLLECTION" "${sign[@]}" --no-update-summary \
     --disable-sandbox "$SCENE/repo" "$app" stable >/dev/null
   flatpak build-update-repo "${sign[@]}" "$SCENE/repo" >/dev/null
-  ( fp_env "$MAKER"
+  ( bench_flatpak_env "$MAKER"
     flatpak --user remote-add --gpg-import="$SCENE/vendor.gpg" \
       --collection-id="$APP_COLLECTION" "$REMOTE" "file://$SCENE/repo"
     flatpak --user install -y --noninteractive "$REMOTE" "$APP" >/dev/null )
@@ -194,7 +176,7 @@ run_ferry_exfat() { ferry_prepare ferry_exfat; }
 # The stock tools, one after the other, in one timed shell.
 setup_stock() { fresh_drive ext4; }
 run_stock() {
-  ( fp_env "$MAKER"
+  ( bench_flatpak_env "$MAKER"
     bench_time stock sh -c '
       ostree --repo="$1/ostree/repo" create-usb "$2" "$3" "$4" &&
       flatpak --user create-usb "$2" "$5"' \
@@ -212,7 +194,7 @@ archive_scene() {
   if [ -f "$ARCHIVE_SYSROOT.stamp" ] && [ "$(cat "$ARCHIVE_SYSROOT.stamp")" = "$stamp" ]; then
     return 0
   fi
-  clear_immutable "$ARCHIVE_SYSROOT"
+  bench_clear_immutable "$ARCHIVE_SYSROOT"
   rm -rf "$ARCHIVE_SYSROOT" "$ARCHIVE_SYSROOT.stamp"; mkdir -p "$ARCHIVE_SYSROOT"
   ostree admin init-fs "$ARCHIVE_SYSROOT" >/dev/null
   ostree admin os-init --sysroot="$ARCHIVE_SYSROOT" "$OS_NAME" >/dev/null

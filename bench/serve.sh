@@ -59,22 +59,10 @@ CACHE=$BENCH_DIR/serve-cache
 NS=ferry-bench-serve-$$
 SERVER_NS=$NS-server
 CLIENT_NS=$NS-client
-SERVER_PIDS=()
-NAMESPACES=()
+bench_lan_trap
 
-lan_down() {
-  local pid ns
-  for pid in "${SERVER_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${SERVER_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  for ns in "${NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
-}
-trap lan_down EXIT
-trap 'exit 130' INT TERM
-
-ip netns add "$SERVER_NS"; NAMESPACES+=("$SERVER_NS")
-ip netns add "$CLIENT_NS"; NAMESPACES+=("$CLIENT_NS")
-ip -n "$SERVER_NS" link set lo up
-ip -n "$CLIENT_NS" link set lo up
+bench_netns_add "$SERVER_NS"
+bench_netns_add "$CLIENT_NS"
 ip -n "$CLIENT_NS" link add eth0 type veth peer name eth0 netns "$SERVER_NS"
 ip -n "$SERVER_NS" addr add 10.232.0.1/24 dev eth0
 ip -n "$CLIENT_NS" addr add 10.232.0.2/24 dev eth0
@@ -84,20 +72,13 @@ ip -n "$CLIENT_NS" link set eth0 up
 # serve NAME REPO: `ferryctl serve` of REPO in the server namespace (caching in $CACHE); sets
 # URL_<NAME> to its URL and PID_<NAME> to the server's process ID (`ip netns exec` execs it).
 serve() {
-  local name=$1 repo=$2 log=$BENCH_DIR/results/serve-$1.log url="" i
+  local name=$1 repo=$2 log=$BENCH_DIR/results/serve-$1.log
   FERRY_SERVE_CACHE=$CACHE ip netns exec "$SERVER_NS" "$FERRYCTL" serve --repo "$repo" \
     --address 10.232.0.1 --port 0 --no-advertise > "$log" 2>&1 &
   SERVER_PIDS+=($!)
-  for ((i = 0; i < 600; i++)); do
-    url=$(grep -o 'http://[^ ]*' "$log" 2>/dev/null | head -n 1 || true)
-    [ -n "$url" ] && break
-    kill -0 "${SERVER_PIDS[-1]}" 2>/dev/null || bench_die "ferryctl serve $name stopped: $(cat "$log")"
-    sleep 0.1
-  done
-  [ -n "$url" ] || bench_die "ferryctl serve $name printed no address: $(cat "$log")"
+  bench_await_server "$name" "$log" 600
   [ "$(cat "/proc/${SERVER_PIDS[-1]}/comm" 2>/dev/null)" = ferryctl ] \
     || bench_die "cannot find the process of ferryctl serve $name"
-  printf -v "URL_$name" '%s/0' "${url%/}"
   printf -v "PID_$name" '%s' "${SERVER_PIDS[-1]}"
 }
 

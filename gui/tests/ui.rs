@@ -553,35 +553,66 @@ impl<'a> World<'a> {
 
     /// Activates one of the app's actions the way the desktop does, over D-Bus.
     fn activate(&self, action: &str) -> Result<()> {
-        stdout_of(&mut gdbus_call(
-            "io.github.ferry.Ferry",
-            "/io/github/ferry/Ferry",
-            "org.gtk.Actions.Activate",
-            &[action, "[]", "{}"],
-        ))?;
-        Ok(())
+        self.activate_with_parameter(action, "[]")
     }
 
     /// Activates an action that takes a boolean, over D-Bus.
     fn activate_with_bool(&self, action: &str, value: bool) -> Result<()> {
-        stdout_of(&mut gdbus_call(
-            "io.github.ferry.Ferry",
-            "/io/github/ferry/Ferry",
-            "org.gtk.Actions.Activate",
-            &[action, &format!("[<{value}>]"), "{}"],
-        ))?;
-        Ok(())
+        self.activate_with_parameter(action, &format!("[<{value}>]"))
     }
 
     /// Activates an action that takes a string, as the desktop does, over D-Bus.
     fn activate_with(&self, action: &str, value: &str) -> Result<()> {
         let parameter = format!("[<'{}'>]", value.replace('\\', "\\\\").replace('\'', "\\'"));
+        self.activate_with_parameter(action, &parameter)
+    }
+
+    /// `org.gtk.Actions.Activate(action, parameter, {})` on the app, over D-Bus.
+    fn activate_with_parameter(&self, action: &str, parameter: &str) -> Result<()> {
         stdout_of(&mut gdbus_call(
             "io.github.ferry.Ferry",
             "/io/github/ferry/Ferry",
             "org.gtk.Actions.Activate",
-            &[action, &parameter, "{}"],
+            &[action, parameter, "{}"],
         ))?;
+        Ok(())
+    }
+
+    /// Runs the app as the Flatpak fixture's client machine, with the session's GTK settings
+    /// and runtime dir, its per-user installation given as `FLATPAK_USER_DIR`.
+    fn use_flatpak_client(&mut self, fixture: &FlatpakFixture) {
+        self.machine = fixture
+            .client
+            .vars()
+            .into_iter()
+            .filter(|(name, _)| !matches!(name.as_str(), "XDG_CONFIG_HOME" | "XDG_RUNTIME_DIR"))
+            .collect();
+        self.machine.push((
+            "FLATPAK_USER_DIR".to_owned(),
+            fixture.client.user_installation().into_os_string(),
+        ));
+    }
+
+    /// Opens the preferences once the app is on the bus; the world to watch them in.
+    fn open_preferences(&self) -> Result<World<'a>> {
+        self.wait_for_app_on_bus()?;
+        self.activate("preferences")?;
+        Ok(World {
+            dump: self.dump.join("preferences"),
+            ..self.clone()
+        })
+    }
+
+    /// Requires the second `ferryctl install` run to have asked only for the tool app, whose
+    /// update failed (no OS); `complaint` says what asked for more.
+    fn ensure_second_run_asked_only_for_the_tool(&self, complaint: &str) -> Result<()> {
+        let args = fs::read_to_string(&self.ctl_args)?;
+        let second_run = args.split("--\n").nth(1).unwrap_or_default();
+        ensure!(
+            second_run.lines().last() == Some("app/org.example.Tool/x86_64/stable")
+                && !second_run.contains("exampleos"),
+            "{complaint}:\n{second_run}"
+        );
         Ok(())
     }
 
@@ -946,13 +977,9 @@ fn failures(session: &Session) -> Result<()> {
         "only the failed update can be tried again:\n{}",
         died.text
     );
-    let args = fs::read_to_string(&world.ctl_args)?;
-    let second_run = args.split("--\n").nth(1).unwrap_or_default();
-    ensure!(
-        second_run.lines().last() == Some("app/org.example.Tool/x86_64/stable")
-            && !second_run.contains("exampleos"),
-        "the second run asked for more than what failed:\n{second_run}"
-    );
+    world.ensure_second_run_asked_only_for_the_tool(
+        "the second run asked for more than what failed",
+    )?;
     died.save("failed-child-died")?;
 
     world.fake_ctl("stream-version-2.jsonl", None, &[])?;
@@ -1051,17 +1078,7 @@ fn internet_update_of_a_per_user_app(session: &Session) -> Result<()> {
     fixture.publish_app(&AppSpec::new("v2"))?;
     let server = StaticServer::serve(&fixture.repo.repo.path)?;
     fixture.client.set_remote_url(REMOTE, &server.url)?;
-    // The client's machine, but the session's GTK settings and runtime dir.
-    world.machine = fixture
-        .client
-        .vars()
-        .into_iter()
-        .filter(|(name, _)| !matches!(name.as_str(), "XDG_CONFIG_HOME" | "XDG_RUNTIME_DIR"))
-        .collect();
-    world.machine.push((
-        "FLATPAK_USER_DIR".to_owned(),
-        fixture.client.user_installation().into_os_string(),
-    ));
+    world.use_flatpak_client(&fixture);
     fs::create_dir_all(&world.drives)?;
     let _app = world.start(&[])?;
     let frame = world.wait_for_frame("the app update from the Internet", |text| {
@@ -1095,16 +1112,7 @@ fn new_app_from_a_drive(session: &Session) -> Result<()> {
     fixture.publish_app(&notes)?;
     let stick = world.dir.join("stick");
     fixture.drive_from_peer("peer", &stick, &[NEW_APP_ID])?;
-    world.machine = fixture
-        .client
-        .vars()
-        .into_iter()
-        .filter(|(name, _)| !matches!(name.as_str(), "XDG_CONFIG_HOME" | "XDG_RUNTIME_DIR"))
-        .collect();
-    world.machine.push((
-        "FLATPAK_USER_DIR".to_owned(),
-        fixture.client.user_installation().into_os_string(),
-    ));
+    world.use_flatpak_client(&fixture);
     let record = format!(
         r#"{{"v":1,"id":"notes-stick","label":"NOTES","device":null,"mount":"{}","repos":[],"updates":[],"problems":[]}}"#,
         stick.display()
@@ -1205,10 +1213,7 @@ fn accessibility(session: &Session) -> Result<()> {
             "the keyboard cannot reach {install}"
         );
     }
-    let install_all = updates
-        .in_window(MAIN_WINDOW)
-        .find(|node| node.is_interactive() && node.name == "Install All")
-        .with_context(|| format!("no Install All:\n{}", updates.dump(MAIN_WINDOW)))?;
+    let install_all = install_all_button(&updates)?;
     ensure!(
         install_all.has_state(STATE_FOCUSABLE),
         "the keyboard cannot reach {install_all}"
@@ -1323,20 +1328,11 @@ fn accessibility(session: &Session) -> Result<()> {
     world.wait_for_frame("the second failure", |text| {
         text.contains("The drive went away")
     })?;
-    let args = fs::read_to_string(&world.ctl_args)?;
-    let second_run = args.split("--\n").nth(1).unwrap_or_default();
-    ensure!(
-        second_run.lines().last() == Some("app/org.example.Tool/x86_64/stable")
-            && !second_run.contains("exampleos"),
-        "the row's button asked for more than its update:\n{second_run}"
-    );
+    world.ensure_second_run_asked_only_for_the_tool(
+        "the row's button asked for more than its update",
+    )?;
 
-    world.wait_for_app_on_bus()?;
-    world.activate("preferences")?;
-    let preferences = World {
-        dump: world.dump.join("preferences"),
-        ..world.clone()
-    };
+    let preferences = world.open_preferences()?;
     preferences.wait_for_frame("the preferences", |text| {
         text.contains("Switch active=false sensitive=true")
     })?;
@@ -1385,10 +1381,7 @@ fn accessibility_when_done(session: &Session, bus: &A11yBus) -> Result<()> {
     })?;
     let application = bus.application(app.0.id(), DEADLINE)?;
     let updates = bus.walk(&application)?;
-    let install_all = updates
-        .in_window(MAIN_WINDOW)
-        .find(|node| node.is_interactive() && node.name == "Install All")
-        .with_context(|| format!("no Install All:\n{}", updates.dump(MAIN_WINDOW)))?;
+    let install_all = install_all_button(&updates)?;
     bus.do_action(install_all, "click")?;
     world.wait_for_frame("the end of the installation", |text| {
         text.contains("Button \"Restart\" sensitive=true") && !text.contains("Try Again")
@@ -1525,6 +1518,13 @@ fn expect_named(tree: &Tree, window: &str, state: &str) -> Result<()> {
 
 /// The update row named `update`, and in it the button the keyboard reaches whose name
 /// starts with `verb`: that name must say which update it acts on.
+/// The main window's "Install All" button in `tree`.
+fn install_all_button(tree: &Tree) -> Result<&atspi_support::Node> {
+    tree.in_window(MAIN_WINDOW)
+        .find(|node| node.is_interactive() && node.name == "Install All")
+        .with_context(|| format!("no Install All:\n{}", tree.dump(MAIN_WINDOW)))
+}
+
 fn row_button<'a>(tree: &'a Tree, update: &str, verb: &str) -> Result<&'a atspi_support::Node> {
     let (row, _) = tree
         .nodes
@@ -1646,12 +1646,7 @@ fn preferences_share_nearby(session: &Session) -> Result<()> {
         &[("FAKE_CTL_SHARING", &state_text)],
     )?;
     let _app = world.start(&[])?;
-    world.wait_for_app_on_bus()?;
-    world.activate("preferences")?;
-    let preferences = World {
-        dump: world.dump.join("preferences"),
-        ..world
-    };
+    let preferences = world.open_preferences()?;
     let off = preferences.wait_for_frame("sharing off", |text| {
         text.contains("Switch active=false sensitive=true")
     })?;

@@ -18,6 +18,40 @@ fn drive_image(dir: &Path, label: &str, content: &Path) -> (LoopDevice, String) 
     drive_image_with(dir, label, content, &[])
 }
 
+/// `ferry-hook --device DEVICE`, as udev runs it when the drive comes; required to succeed.
+fn hook_added(env: &HookEnv, device: &Path) -> std::process::Output {
+    let output = env.hook([Path::new("--device"), device]);
+    assert!(output.status.success(), "{}", output_text(&output));
+    output
+}
+
+/// `ferry-hook --remove --device DEVICE`, as udev runs it when the drive goes; required to
+/// succeed.
+fn hook_removed(env: &HookEnv, device: &Path) {
+    let output = env.hook([Path::new("--remove"), Path::new("--device"), device]);
+    assert!(output.status.success(), "{}", output_text(&output));
+}
+
+/// [`drive_image`] of a drive carrying the signed OS repository ([`usb_content`]), labelled
+/// `label`, in `env`'s directory.
+fn usb_drive_image(env: &HookEnv, label: &str) -> LoopDevice {
+    let content = usb_content(env.dir.path());
+    drive_image(env.dir.path(), label, &content).0
+}
+
+/// No drive record and no sideload link left in `env`.
+fn expect_nothing_recorded(env: &HookEnv) {
+    assert!(env.records().is_empty());
+    assert!(env.sideload_links().is_empty());
+}
+
+/// [`drive_image`] of an empty file system labelled `label`, in `env`'s directory.
+fn empty_drive_image(env: &HookEnv, label: &str) -> LoopDevice {
+    let content = env.dir.path().join("empty");
+    std::fs::create_dir_all(&content).unwrap();
+    drive_image(env.dir.path(), label, &content).0
+}
+
 /// [`drive_image`] with more `mkfs.ext4` options (`-U UUID`).
 fn drive_image_with(
     dir: &Path,
@@ -119,21 +153,17 @@ fn serial_notices_the_mount_records_the_drive_links_it_and_forgets_it_on_removal
     assert_eq!(record.sideload_links, vec![link_name.clone()]);
     assert_eq!(env.sideload_links(), vec![(link_name, repo_path)]);
 
-    let output = env.hook([Path::new("--remove"), Path::new("--device"), &device.device]);
-    assert!(output.status.success(), "{}", output_text(&output));
-    assert!(env.records().is_empty());
-    assert!(env.sideload_links().is_empty());
+    hook_removed(&env, &device.device);
+    expect_nothing_recorded(&env);
 }
 
 #[test]
 fn serial_mounts_the_drive_itself_with_mount_self_and_unmounts_it_on_removal() {
     assert_root("attaching loop devices and mounting filesystems");
     let env = HookEnv::new("mount = self\nremovable-only = false\nmount-timeout-seconds = 30\n");
-    let content = usb_content(env.dir.path());
-    let (device, _) = drive_image(env.dir.path(), "KIOSKSTICK", &content);
+    let device = usb_drive_image(&env, "KIOSKSTICK");
 
-    let output = env.hook([Path::new("--device"), &device.device]);
-    assert!(output.status.success(), "{}", output_text(&output));
+    let output = hook_added(&env, &device.device);
     let records = env.records();
     assert_eq!(records.len(), 1, "{}", output_text(&output));
     let mount = PathBuf::from(&records[0].mount);
@@ -155,24 +185,19 @@ fn serial_mounts_the_drive_itself_with_mount_self_and_unmounts_it_on_removal() {
     assert!(records[0].updates.is_empty());
     assert!(env.sideload_links().is_empty());
 
-    let output = env.hook([Path::new("--remove"), Path::new("--device"), &device.device]);
-    assert!(output.status.success(), "{}", output_text(&output));
+    hook_removed(&env, &device.device);
     let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!table.contains(mount.to_str().unwrap()), "still mounted");
     assert!(!mount.exists());
-    assert!(env.records().is_empty());
-    assert!(env.sideload_links().is_empty());
+    expect_nothing_recorded(&env);
 }
 
 #[test]
 fn serial_skips_fixed_disks_quietly_unless_told_otherwise() {
     assert_root("attaching loop devices and mounting filesystems");
     let env = HookEnv::new("mount-timeout-seconds = 1\n");
-    let content = env.dir.path().join("empty");
-    std::fs::create_dir_all(&content).unwrap();
-    let (device, _) = drive_image(env.dir.path(), "FIXED", &content);
-    let output = env.hook([Path::new("--device"), &device.device]);
-    assert!(output.status.success(), "{}", output_text(&output));
+    let device = empty_drive_image(&env, "FIXED");
+    let output = hook_added(&env, &device.device);
     let text = output_text(&output);
     assert!(text.contains("not removable media"), "{text}");
     assert!(!text.contains("to be mounted"), "{text}");
@@ -183,9 +208,7 @@ fn serial_skips_fixed_disks_quietly_unless_told_otherwise() {
 fn serial_gives_up_quietly_when_nobody_mounts_the_drive() {
     assert_root("attaching loop devices and mounting filesystems");
     let env = HookEnv::new("mount-timeout-seconds = 1\n");
-    let content = env.dir.path().join("empty");
-    std::fs::create_dir_all(&content).unwrap();
-    let (device, _) = drive_image(env.dir.path(), "NOMOUNT", &content);
+    let device = empty_drive_image(&env, "NOMOUNT");
     let mut command = env.command();
     command
         .env("FERRY_ACCEPT_FIXED_DRIVES", "1")
@@ -203,8 +226,7 @@ fn serial_gives_up_quietly_when_nobody_mounts_the_drive() {
 fn serial_a_mount_that_only_names_the_device_is_not_taken_for_it() {
     assert_root("attaching loop devices and mounting filesystems");
     let env = HookEnv::new("mount-timeout-seconds = 1\n");
-    let content = usb_content(env.dir.path());
-    let (device, _) = drive_image(env.dir.path(), "NAMEDONLY", &content);
+    let device = usb_drive_image(&env, "NAMEDONLY");
     // tmpfs takes any source name: this mount claims to be the loop device.
     let point = env.dir.path().join("media/NAMEDONLY");
     let mounted = Mount::new(&device.device, &point, Some("tmpfs"), &["size=1M"]).unwrap();
@@ -292,8 +314,7 @@ fn serial_a_drive_with_a_copied_uuid_neither_overwrites_nor_removes_the_other() 
     assert_eq!(Path::new(&of(&second).mount), second_mount.target);
 
     // Removing the second drive leaves the first one's record alone.
-    let output = env.hook([Path::new("--remove"), Path::new("--device"), &second.device]);
-    assert!(output.status.success(), "{}", output_text(&output));
+    hook_removed(&env, &second.device);
     assert_eq!(env.records(), vec![first_record]);
     drop(second_mount);
     drop(first_mount);

@@ -12,6 +12,16 @@ use ferry_tests::flatpak::{app_ref, AppSpec, FlatpakFixture, APP_ID, BRANCH};
 use ferry_tests::ostree::{ObjectKind, UsbDrive};
 use ferry_tests::tamper::truncate_object;
 
+/// `fixture` publishes the app's v2 and a peer that installed it writes it to a drive,
+/// `STICK`; the v2 commit and the drive.
+fn app_v2_on_a_stick(env: &HookEnv, fixture: &FlatpakFixture) -> (String, UsbDrive) {
+    let v2 = fixture.publish_app(&AppSpec::new("v2")).unwrap();
+    let drive = fixture
+        .drive_from_peer("peer", &env.dir.path().join("STICK"), &[APP_ID])
+        .unwrap();
+    (v2, drive)
+}
+
 /// Runs `ferry-hook --mount DRIVE` as seen from `fixture`'s installation.
 fn hook_for(env: &HookEnv, fixture: &FlatpakFixture, drive: &UsbDrive) -> DriveRecord {
     let mut command = env.command();
@@ -30,10 +40,7 @@ fn hook_for(env: &HookEnv, fixture: &FlatpakFixture, drive: &UsbDrive) -> DriveR
 fn a_drive_with_a_trusted_newer_app_offers_it_and_is_linked() {
     let env = HookEnv::new("");
     let fixture = FlatpakFixture::new(&env.dir.path().join("flatpak")).unwrap();
-    let v2 = fixture.publish_app(&AppSpec::new("v2")).unwrap();
-    let drive = fixture
-        .drive_from_peer("peer", &env.dir.path().join("STICK"), &[APP_ID])
-        .unwrap();
+    let (v2, drive) = app_v2_on_a_stick(&env, &fixture);
 
     let record = hook_for(&env, &fixture, &drive);
     let app = app_ref(APP_ID, BRANCH).unwrap();
@@ -93,10 +100,7 @@ fn an_untrusted_drive_shows_the_problem_and_gets_no_link() {
 fn a_tampered_drive_shows_the_problem_and_gets_no_link() {
     let env = HookEnv::new("");
     let fixture = FlatpakFixture::new(&env.dir.path().join("flatpak")).unwrap();
-    let v2 = fixture.publish_app(&AppSpec::new("v2")).unwrap();
-    let drive = fixture
-        .drive_from_peer("peer", &env.dir.path().join("STICK"), &[APP_ID])
-        .unwrap();
+    let (v2, drive) = app_v2_on_a_stick(&env, &fixture);
     truncate_object(&drive.repo, &v2, ObjectKind::Commit, 40).unwrap();
 
     let record = hook_for(&env, &fixture, &drive);
@@ -117,10 +121,7 @@ fn a_tampered_drive_shows_the_problem_and_gets_no_link() {
 fn a_repository_behind_repos_d_is_linked_where_it_really_is_and_escapes_are_refused() {
     let env = HookEnv::new("");
     let fixture = FlatpakFixture::new(&env.dir.path().join("flatpak")).unwrap();
-    fixture.publish_app(&AppSpec::new("v2")).unwrap();
-    let drive = fixture
-        .drive_from_peer("peer", &env.dir.path().join("STICK"), &[APP_ID])
-        .unwrap();
+    let (_, drive) = app_v2_on_a_stick(&env, &fixture);
     // The layout `create-usb --destination-repo=updates/apps` writes.
     let moved = drive.root.join("updates/apps");
     std::fs::create_dir_all(moved.parent().unwrap()).unwrap();

@@ -191,14 +191,20 @@ impl Sysroot {
                 .collection_id(OS_COLLECTION_ID)
                 .trust(&key),
         )?;
-        repo.pull(OS_REMOTE, &[OS_REF])?;
-        sysroot
-            .admin("deploy")
+        sysroot.upgrade()?;
+        Ok(sysroot)
+    }
+
+    /// Pulls the newest OS from the vendor's repository and deploys it, as `ostree admin
+    /// upgrade` would.
+    pub fn upgrade(&self) -> Result<()> {
+        self.repo().pull(OS_REMOTE, &[OS_REF])?;
+        self.admin("deploy")
             .arg(format!("--os={OS_NAME}"))
             .arg(format!("--karg={KARG}"))
             .arg(format!("{OS_REMOTE}:{OS_REF}"))
             .run()?;
-        Ok(sysroot)
+        Ok(())
     }
 
     /// Another machine installed from the same OS at the same version: a copy of this

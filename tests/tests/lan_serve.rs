@@ -23,7 +23,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use ferry_engine::schema::{InstallStatus, ProblemKind, SourceKind, UpdateList};
+use ferry_engine::schema::{
+    InstallStatus, ProblemKind, SourceInfo, SourceKind, Update, UpdateList,
+};
 use ferry_tests::bins;
 use ferry_tests::cmd::{require_root, wait_for, Tool};
 use ferry_tests::gpg::GpgKey;
@@ -58,12 +60,7 @@ fn serves_a_signed_repository_read_only_to_ferry_and_ostree() -> Result<()> {
         "upstream",
         "https://builder:hunter2@updates.example.com/repo",
     ))?;
-    let mut server = start(
-        None,
-        &publisher.repo.path,
-        &["--address", "127.0.0.1", "--port", "0", "--no-advertise"],
-        &base.join("serve.log"),
-    )?;
+    let mut server = serve_on_loopback(base, &publisher.repo.path, &[])?;
     let port = server.port()?;
 
     for (path, expected) in [
@@ -136,7 +133,6 @@ fn serves_a_signed_repository_read_only_to_ferry_and_ostree() -> Result<()> {
     Ok(())
 }
 
-/// Descriptors the process `pid` has open.
 /// Object files below a repository's `objects/`.
 fn object_files(repo: &Path) -> Result<std::collections::BTreeSet<PathBuf>> {
     let mut out = std::collections::BTreeSet::new();
@@ -184,12 +180,7 @@ fn serves_static_deltas_that_a_pull_applies() -> Result<()> {
             std::fs::remove_file(object)?;
         }
     }
-    let mut server = start(
-        None,
-        &publisher.repo.path,
-        &["--address", "127.0.0.1", "--port", "0", "--no-advertise"],
-        &base.join("serve.log"),
-    )?;
+    let mut server = serve_on_loopback(base, &publisher.repo.path, &[])?;
     pull_remote(&trust_root(base), &dest.path, &server.url, &[BRANCH])?.require_success()?;
     ensure!(dest.read_ref(&remote_ref(BRANCH))? == Some(v2));
     dest.fsck()?;
@@ -202,6 +193,15 @@ fn serves_static_deltas_that_a_pull_applies() -> Result<()> {
     Ok(())
 }
 
+/// `ferryctl serve` of `repo` on 127.0.0.1 and a free port, not advertised, with `args`
+/// added; its log in `base/serve.log`.
+fn serve_on_loopback(base: &Path, repo: &Path, args: &[&str]) -> Result<Server> {
+    let mut all = vec!["--address", "127.0.0.1", "--port", "0", "--no-advertise"];
+    all.extend_from_slice(args);
+    start(None, repo, &all, &base.join("serve.log"))
+}
+
+/// Descriptors the process `pid` has open.
 fn open_fds(pid: u32) -> Result<usize> {
     Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count())
 }
@@ -214,21 +214,15 @@ fn clients_that_trickle_bytes_neither_lock_out_others_nor_hold_descriptors() -> 
     let tmp = TempDir::new()?;
     let base = tmp.path();
     let publisher = Publisher::new(&base.join("publisher"), TreeOptions::plain())?;
-    let mut server = start(
-        None,
+    let mut server = serve_on_loopback(
+        base,
         &publisher.repo.path,
         &[
-            "--address",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--no-advertise",
             "--max-connections",
             &CAP.to_string(),
             "--header-timeout",
             "3s",
         ],
-        &base.join("serve.log"),
     )?;
     let port = server.port()?;
     let pid = server.child.id();
@@ -308,20 +302,7 @@ fn a_client_that_stops_reading_is_dropped_after_the_idle_timeout() -> Result<()>
     let big = format!("objects/ff/{}.filez", "f".repeat(62));
     std::fs::create_dir_all(publisher.repo.path.join("objects/ff"))?;
     std::fs::write(publisher.repo.path.join(&big), vec![0x5a; 64 << 20])?;
-    let mut server = start(
-        None,
-        &publisher.repo.path,
-        &[
-            "--address",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--no-advertise",
-            "--idle-timeout",
-            "2s",
-        ],
-        &base.join("serve.log"),
-    )?;
+    let mut server = serve_on_loopback(base, &publisher.repo.path, &["--idle-timeout", "2s"])?;
     let port = server.port()?;
     let pid = server.child.id();
     let idle_fds = open_fds(pid)?;
@@ -381,6 +362,78 @@ fn machine_b(base: &Path) -> Result<Vec<(String, OsString)>> {
         .into_vars())
 }
 
+/// The OS vendor's signing key, under `base`.
+fn os_vendor_key(base: &Path) -> Result<GpgKey> {
+    Ok(GpgKey::generate(
+        &base.join("gnupg"),
+        "OS Vendor <os@example.org>",
+    )?)
+}
+
+/// Machine B's sysroot under `base`, deployed at 1.0 and trusting the OS vendor, and the
+/// vendor's repository (`sysroot.os`) with 2.0 published; the sysroot and the 2.0 commit.
+fn machine_b_at_1_0_with_2_0_published(base: &Path) -> Result<(Sysroot, String)> {
+    let sysroot = Sysroot::create(base, &os_vendor_key(base)?)?;
+    let v2 = sysroot.publish("2.0")?;
+    Ok((sysroot, v2))
+}
+
+/// Machine A's sysroot under `base/a`, whose bare OS repository has pulled 2.0 from the
+/// vendor signing with `key`; the sysroot and the 2.0 commit.
+fn machine_a_with_2_0_installed(base: &Path, key: &GpgKey) -> Result<(Sysroot, String)> {
+    let machine_a = Sysroot::create(&base.join("a"), key)?;
+    let v2 = machine_a.publish("2.0")?;
+    machine_a.repo().pull(OS_REMOTE, &[OS_REF])?;
+    Ok((machine_a, v2))
+}
+
+/// `ferryctl serve` of `repo` on a free port in machine A's namespace, advertised by its
+/// built-in responder; its log in `log`.
+fn serve_on_a(lan: &VethPair, repo: &Path, log: &Path) -> Result<Server> {
+    start(Some(&lan.a), repo, &["--port", "0"], log)
+}
+
+/// Requires `list` to hold one update, the OS at `commit`, offered by the computer nearby at
+/// `peer_url`; returns the update and that offer.
+fn expect_os_offered_by<'a>(
+    list: &'a UpdateList,
+    commit: &str,
+    peer_url: &str,
+) -> Result<(&'a Update, &'a SourceInfo)> {
+    ensure!(list.updates.len() == 1, "{:#?}", list.updates);
+    let os = &list.updates[0];
+    ensure!(
+        os.ref_name == OS_REF && os.commit.to_hex() == commit,
+        "{os:#?}"
+    );
+    let offer = os
+        .sources
+        .iter()
+        .find(|s| s.kind == SourceKind::Lan && s.location.trim_end_matches('/') == peer_url)
+        .with_context(|| format!("not offered by {peer_url}: {:#?}", os.sources))?;
+    Ok((os, offer))
+}
+
+/// Which objects [`ensure_a_served_objects`] looks for in machine A's log.
+enum Served {
+    AnyObjects,
+    /// Content objects, which a bare repository's server converts on the fly.
+    ContentObjects,
+}
+
+/// Requires machine A's server log `log` to show objects served from `/0/`.
+fn ensure_a_served_objects(log: &str, served: Served) -> Result<()> {
+    let content_only = matches!(served, Served::ContentObjects);
+    ensure!(
+        log.lines().any(|l| l.contains("path=/0/objects/")
+            && (!content_only || l.contains(".filez"))
+            && l.contains("status=200")),
+        "machine A served no {}objects:\n{log}",
+        if content_only { "content " } else { "" }
+    );
+    Ok(())
+}
+
 /// `ferryctl ARGS` run in namespace `namespace` on machine B.
 fn ferryctl_in(namespace: &str, vars: &[(String, OsString)], args: &[&OsStr]) -> Result<Tool> {
     Ok(Tool::new("ip")
@@ -395,10 +448,8 @@ fn serial_a_computer_nearby_is_found_listed_and_installed_from() -> Result<()> {
     require_root("network namespaces")?;
     let tmp = TempDir::new()?;
     let base = tmp.path();
-    let key = GpgKey::generate(&base.join("gnupg"), "OS Vendor <os@example.org>")?;
-    // Machine B runs 1.0; machine A's repository (the vendor's, served as is) has 2.0.
-    let sysroot = Sysroot::create(base, &key)?;
-    let v2 = sysroot.publish("2.0")?;
+    // Machine A serves the vendor's repository as is.
+    let (sysroot, v2) = machine_b_at_1_0_with_2_0_published(base)?;
     // A second computer advertises a repository whose summary is gone by the time B asks.
     let stale = OstreeRepo::init(
         &base.join("stale"),
@@ -409,18 +460,8 @@ fn serial_a_computer_nearby_is_found_listed_and_installed_from() -> Result<()> {
     stale.update_summary(None)?;
 
     let lan = VethPair::create()?;
-    let peer = start(
-        Some(&lan.a),
-        &sysroot.os.repo.path,
-        &["--port", "0"],
-        &base.join("serve-a.log"),
-    )?;
-    let stale_server = start(
-        Some(&lan.a),
-        &stale.path,
-        &["--port", "0"],
-        &base.join("serve-stale.log"),
-    )?;
+    let peer = serve_on_a(&lan, &sysroot.os.repo.path, &base.join("serve-a.log"))?;
+    let stale_server = serve_on_a(&lan, &stale.path, &base.join("serve-stale.log"))?;
     std::fs::remove_file(stale.path.join("summary"))?;
     let peer_url = format!("http://10.201.0.1:{}/0", peer.port()?);
     let stale_url = format!("http://10.201.0.1:{}/0", stale_server.port()?);
@@ -430,18 +471,9 @@ fn serial_a_computer_nearby_is_found_listed_and_installed_from() -> Result<()> {
         !list.updates.is_empty() && list.problems.iter().any(|p| p.source.contains(&stale_url))
     })
     .with_context(|| format!("A's log:\n{}", peer.log_text()))?;
-    ensure!(list.updates.len() == 1, "{:#?}", list.updates);
-    let os = &list.updates[0];
-    ensure!(os.ref_name == OS_REF && os.commit.to_hex() == v2, "{os:#?}");
+    let (os, _) = expect_os_offered_by(&list, &v2, &peer_url)?;
     ensure!(os.version.as_deref() == Some("2.0"));
     ensure!(os.signed);
-    ensure!(
-        os.sources
-            .iter()
-            .any(|s| s.kind == SourceKind::Lan && s.location.trim_end_matches('/') == peer_url),
-        "not offered by {peer_url}: {:#?}",
-        os.sources
-    );
     ensure!(
         os.sources.iter().any(|s| s
             .label
@@ -473,21 +505,10 @@ fn serial_a_computer_nearby_is_found_listed_and_installed_from() -> Result<()> {
 
     install_os_on_b(&lan.b, &vars, &sysroot, &v2)?;
     // The objects came from machine A.
-    let log = peer.log_text();
-    ensure!(
-        log.lines().any(|l| l.contains("path=/0/objects/")
-            && l.contains(".filez")
-            && l.contains("status=200")),
-        "machine A served no objects:\n{log}"
-    );
+    ensure_a_served_objects(&peer.log_text(), Served::ContentObjects)?;
 
     // A new summary on machine A is announced again (its time is in the TXT records).
-    sysroot.publish("3.0")?;
-    wait_for(
-        "machine A to refresh its advertisement",
-        DISCOVERY_WAIT,
-        || anyhow::Ok(peer.log_text().contains("advertisement refreshed")),
-    )?;
+    publish_3_0_and_wait_for_a_to_refresh(&sysroot, &peer)?;
     drop(stale_server);
     drop(peer);
     drop(lan);
@@ -500,42 +521,22 @@ fn serial_a_computer_nearby_with_only_a_link_local_address_is_found_and_installe
     require_root("network namespaces")?;
     let tmp = TempDir::new()?;
     let base = tmp.path();
-    let key = GpgKey::generate(&base.join("gnupg"), "OS Vendor <os@example.org>")?;
-    let sysroot = Sysroot::create(base, &key)?;
-    let v2 = sysroot.publish("2.0")?;
+    let (sysroot, v2) = machine_b_at_1_0_with_2_0_published(base)?;
 
     let lan = VethPair::link_local_only()?;
     // No address given: it listens on IPv6 as well as IPv4.
-    let peer = start(
-        Some(&lan.a),
-        &sysroot.os.repo.path,
-        &["--port", "0"],
-        &base.join("serve-a.log"),
-    )?;
+    let peer = serve_on_a(&lan, &sysroot.os.repo.path, &base.join("serve-a.log"))?;
     // B reaches A through its own end of the link.
     let peer_url = format!("http://[{LINK_LOCAL_A}%25veth-b]:{}/0", peer.port()?);
 
     let vars = machine_b(base)?;
     let (list, _) = list_on_b_until_found(&lan.b, &vars, &sysroot)?;
-    ensure!(list.updates.len() == 1, "{:#?}", list.updates);
-    let os = &list.updates[0];
-    ensure!(os.commit.to_hex() == v2 && os.signed, "{os:#?}");
-    ensure!(
-        os.sources
-            .iter()
-            .any(|s| s.kind == SourceKind::Lan && s.location.trim_end_matches('/') == peer_url),
-        "not offered by {peer_url}: {:#?}",
-        os.sources
-    );
+    let (os, _) = expect_os_offered_by(&list, &v2, &peer_url)?;
+    ensure!(os.signed, "{os:#?}");
     ensure!(list.problems.is_empty(), "{:#?}", list.problems);
 
     install_os_on_b(&lan.b, &vars, &sysroot, &v2)?;
-    let log = peer.log_text();
-    ensure!(
-        log.lines()
-            .any(|l| l.contains("path=/0/objects/") && l.contains("status=200")),
-        "machine A served no objects:\n{log}"
-    );
+    ensure_a_served_objects(&peer.log_text(), Served::AnyObjects)?;
     drop(peer);
     drop(lan);
     Ok(())
@@ -547,9 +548,7 @@ fn serial_past_32_computers_nearby_the_rest_are_ignored_and_counted() -> Result<
     require_root("network namespaces")?;
     let tmp = TempDir::new()?;
     let base = tmp.path();
-    let key = GpgKey::generate(&base.join("gnupg"), "OS Vendor <os@example.org>")?;
-    let sysroot = Sysroot::create(base, &key)?;
-    sysroot.publish("2.0")?;
+    let (sysroot, _) = machine_b_at_1_0_with_2_0_published(base)?;
     let lan = VethPair::create()?;
     let mut servers = Vec::new();
     for n in 0..SERVERS {
@@ -563,34 +562,11 @@ fn serial_past_32_computers_nearby_the_rest_are_ignored_and_counted() -> Result<
         )?);
     }
     let vars = machine_b(base)?;
-    let list_args = [
-        OsStr::new("list"),
-        OsStr::new("--sysroot"),
-        sysroot.path.as_os_str(),
-        OsStr::new("--json"),
-    ];
     let ignored = format!("{} more computers nearby", SERVERS - 32);
-    let deadline = Instant::now() + DISCOVERY_WAIT;
-    let list = loop {
-        let stdout = ferryctl_in(&lan.b, &vars, &list_args)?.stdout()?;
-        let list: UpdateList =
-            serde_json::from_str(&stdout).with_context(|| format!("not a listing: {stdout}"))?;
-        if list.problems.iter().any(|p| p.reason.starts_with(&ignored)) {
-            break list;
-        }
-        if Instant::now() >= deadline {
-            let seen: Vec<_> = list
-                .updates
-                .iter()
-                .flat_map(|u| u.sources.iter().map(|s| s.location.clone()))
-                .collect();
-            bail!(
-                "machine B never saw all {SERVERS} computers nearby: {} seen: {seen:?}\n{:#?}",
-                seen.len(),
-                list.problems
-            );
-        }
-    };
+    let (list, _) = list_on_b_until(&lan.b, &vars, &sysroot, |list| {
+        list.problems.iter().any(|p| p.reason.starts_with(&ignored))
+    })
+    .with_context(|| format!("machine B never saw all {SERVERS} computers nearby"))?;
     ensure!(list.updates.len() == 1, "{:#?}", list.updates);
     let peers = list.updates[0]
         .sources
@@ -613,20 +589,12 @@ fn serial_a_computer_nearby_shares_its_own_system_repositories() -> Result<()> {
     require_root("network namespaces")?;
     let tmp = TempDir::new()?;
     let base = tmp.path();
-    let key = GpgKey::generate(&base.join("gnupg"), "OS Vendor <os@example.org>")?;
+    let key = os_vendor_key(base)?;
     let machine_b_sysroot = Sysroot::create(&base.join("b"), &key)?;
-    let machine_a = Sysroot::create(&base.join("a"), &key)?;
-    let v2 = machine_a.publish("2.0")?;
-    machine_a.repo().pull(OS_REMOTE, &[OS_REF])?;
+    let (machine_a, v2) = machine_a_with_2_0_installed(base, &key)?;
     let flatpak_dir = base.join("a/flatpak-system");
     let publisher = Publisher::new(&base.join("apps"), TreeOptions::plain())?;
-    let apps = OstreeRepo::init(&flatpak_dir.join("repo"), RepoMode::BareUserOnly, None)?;
-    apps.remote_add(
-        &RemoteSpec::file("apps", &publisher.repo.path)
-            .collection_id(COLLECTION)
-            .trust(&publisher.key),
-    )?;
-    apps.pull("apps", &[BRANCH])?;
+    publisher.pulled_into_system_flatpak(&flatpak_dir)?;
 
     let lan = VethPair::create()?;
     let machine_a_serve = |args: &[&str]| -> Result<Tool> {
@@ -659,34 +627,8 @@ fn serial_a_computer_nearby_shares_its_own_system_repositories() -> Result<()> {
         let peer_url = format!("http://10.201.0.1:{port}/0");
 
         let vars = machine_b(base)?;
-        let list_args = [
-            OsStr::new("list"),
-            OsStr::new("--sysroot"),
-            machine_b_sysroot.path.as_os_str(),
-            OsStr::new("--json"),
-        ];
-        let deadline = Instant::now() + DISCOVERY_WAIT;
-        let list = loop {
-            let stdout = ferryctl_in(&lan.b, &vars, &list_args)?.stdout()?;
-            let list: UpdateList = serde_json::from_str(&stdout)
-                .with_context(|| format!("not a listing: {stdout}"))?;
-            if !list.updates.is_empty() {
-                break list;
-            }
-            if Instant::now() >= deadline {
-                bail!("machine B never found machine A: {list:#?}");
-            }
-        };
-        ensure!(list.updates.len() == 1, "{:#?}", list.updates);
-        let os = &list.updates[0];
-        ensure!(os.ref_name == OS_REF && os.commit.to_hex() == v2, "{os:#?}");
-        ensure!(
-            os.sources
-                .iter()
-                .any(|s| s.kind == SourceKind::Lan && s.location.trim_end_matches('/') == peer_url),
-            "not offered by {peer_url}: {:#?}",
-            os.sources
-        );
+        let (list, _) = list_on_b_until_found(&lan.b, &vars, &machine_b_sysroot)?;
+        expect_os_offered_by(&list, &v2, &peer_url)?;
         let log = announcer_log();
         ensure!(
             log.matches("advertising the repository").count() == 2,
@@ -694,13 +636,7 @@ fn serial_a_computer_nearby_shares_its_own_system_repositories() -> Result<()> {
         );
 
         install_os_on_b(&lan.b, &vars, &machine_b_sysroot, &v2)?;
-        let log = peer.log_text();
-        ensure!(
-            log.lines().any(|l| l.contains("path=/0/objects/")
-                && l.contains(".filez")
-                && l.contains("status=200")),
-            "machine A served no content objects:\n{log}"
-        );
+        ensure_a_served_objects(&peer.log_text(), Served::ContentObjects)?;
         Ok(())
     })();
     Tool::new("kill")
@@ -756,17 +692,10 @@ fn serial_on_nearby_install_installs_what_a_computer_nearby_offers_and_notify_do
     require_root("network namespaces")?;
     let tmp = TempDir::new()?;
     let base = tmp.path();
-    let key = GpgKey::generate(&base.join("gnupg"), "OS Vendor <os@example.org>")?;
-    let sysroot = Sysroot::create(base, &key)?;
+    let (sysroot, v2) = machine_b_at_1_0_with_2_0_published(base)?;
     let v1 = sysroot.deployments()?[0].commit.clone();
-    let v2 = sysroot.publish("2.0")?;
     let lan = VethPair::create()?;
-    let peer = start(
-        Some(&lan.a),
-        &sysroot.os.repo.path,
-        &["--port", "0"],
-        &base.join("serve-a.log"),
-    )?;
+    let peer = serve_on_a(&lan, &sysroot.os.repo.path, &base.join("serve-a.log"))?;
     peer.port()?;
     let vars = machine_b(base)?;
     let run_dir = base.join("machine-b/ferry-run");
@@ -958,6 +887,32 @@ fn list_on_b_until_found(
     list_on_b_until(namespace, vars, sysroot, |list| !list.updates.is_empty())
 }
 
+/// [`list_on_b_until_found`], requiring machine B to have browsed through its avahi-daemon.
+fn list_on_b_through_avahi(
+    namespace: &str,
+    vars: &[(String, OsString)],
+    sysroot: &Sysroot,
+) -> Result<UpdateList> {
+    let (list, log) = list_on_b_until_found(namespace, vars, sysroot)?;
+    ensure!(
+        log.lines()
+            .any(|l| l.contains("browsing for computers nearby") && l.contains("avahi-daemon")),
+        "machine B did not browse through avahi-daemon:\n{log}"
+    );
+    Ok(list)
+}
+
+/// Publishes 3.0 on the vendor's repository, which `peer` (machine A) serves, and waits
+/// until A has refreshed its advertisement for the new summary.
+fn publish_3_0_and_wait_for_a_to_refresh(sysroot: &Sysroot, peer: &Server) -> Result<()> {
+    sysroot.publish("3.0")?;
+    wait_for(
+        "machine A to refresh its advertisement",
+        DISCOVERY_WAIT,
+        || anyhow::Ok(peer.log_text().contains("advertisement refreshed")),
+    )
+}
+
 /// With avahi-daemon running on both machines (each on a system bus of its own), machine A's
 /// `ferryctl serve` publishes through its avahi-daemon: B's avahi resolves the advert to A's
 /// avahi host name, which the built-in responder never announces. Machine B lists and
@@ -967,9 +922,7 @@ fn serial_with_avahi_running_a_computer_nearby_publishes_and_browses_through_it(
     require_root("network namespaces")?;
     let tmp = TempDir::new()?;
     let base = tmp.path();
-    let key = GpgKey::generate(&base.join("gnupg"), "OS Vendor <os@example.org>")?;
-    let sysroot = Sysroot::create(base, &key)?;
-    let v2 = sysroot.publish("2.0")?;
+    let (sysroot, v2) = machine_b_at_1_0_with_2_0_published(base)?;
 
     let lan = VethPair::create()?;
     let scene = AvahiScene::start(base, &lan, AvahiFamily::Ipv4, &sysroot.os.repo.path, &[])?;
@@ -987,32 +940,18 @@ fn serial_with_avahi_running_a_computer_nearby_publishes_and_browses_through_it(
     );
 
     let vars = machine_b_with_avahi(base, &scene.avahi_b)?;
-    let (list, log) = list_on_b_until_found(&lan.b, &vars, &sysroot)?;
+    let list = list_on_b_through_avahi(&lan.b, &vars, &sysroot)?;
+    let (_, from_a) = expect_os_offered_by(&list, &v2, &peer_url)?;
     ensure!(
-        log.lines()
-            .any(|l| l.contains("browsing for computers nearby") && l.contains("avahi-daemon")),
-        "machine B did not browse through avahi-daemon:\n{log}"
-    );
-    ensure!(list.updates.len() == 1, "{:#?}", list.updates);
-    let os = &list.updates[0];
-    ensure!(os.ref_name == OS_REF && os.commit.to_hex() == v2, "{os:#?}");
-    ensure!(
-        os.sources.iter().any(|s| s.kind == SourceKind::Lan
-            && s.location.trim_end_matches('/') == peer_url
-            && s.label
-                .as_deref()
-                .is_some_and(|l| l.starts_with("Ferry on"))),
-        "not offered by {peer_url} under its name: {:#?}",
-        os.sources
+        from_a
+            .label
+            .as_deref()
+            .is_some_and(|l| l.starts_with("Ferry on")),
+        "{peer_url} is not offered under its name: {from_a:#?}"
     );
 
     install_os_on_b(&lan.b, &vars, &sysroot, &v2)?;
-    let log = peer.log_text();
-    ensure!(
-        log.lines()
-            .any(|l| l.contains("path=/0/objects/") && l.contains("status=200")),
-        "machine A served no objects:\n{log}"
-    );
+    ensure_a_served_objects(&peer.log_text(), Served::AnyObjects)?;
 
     // A new summary on machine A changes the TXT records avahi announces (`st`, `rb`).
     let before: Vec<String> = seen
@@ -1020,12 +959,7 @@ fn serial_with_avahi_running_a_computer_nearby_publishes_and_browses_through_it(
         .filter(|line| line.contains(&published))
         .cloned()
         .collect();
-    sysroot.publish("3.0")?;
-    wait_for(
-        "machine A to refresh its advertisement",
-        DISCOVERY_WAIT,
-        || anyhow::Ok(peer.log_text().contains("advertisement refreshed")),
-    )?;
+    publish_3_0_and_wait_for_a_to_refresh(&sysroot, peer)?;
     wait_for(
         "B's avahi-daemon to see the new TXT records",
         DISCOVERY_WAIT,
@@ -1052,9 +986,7 @@ fn serial_with_avahi_over_ipv6_a_link_local_computer_nearby_is_installed_from() 
     require_root("network namespaces")?;
     let tmp = TempDir::new()?;
     let base = tmp.path();
-    let key = GpgKey::generate(&base.join("gnupg"), "OS Vendor <os@example.org>")?;
-    let sysroot = Sysroot::create(base, &key)?;
-    let v2 = sysroot.publish("2.0")?;
+    let (sysroot, v2) = machine_b_at_1_0_with_2_0_published(base)?;
 
     let lan = VethPair::link_local_only()?;
     let scene = AvahiScene::start(base, &lan, AvahiFamily::Ipv6, &sysroot.os.repo.path, &[])?;
@@ -1063,31 +995,12 @@ fn serial_with_avahi_over_ipv6_a_link_local_computer_nearby_is_installed_from() 
     scene.wait_until_b_resolves(&lan, &format!(";ferry-a.local;{LINK_LOCAL_A};{port};"))?;
 
     let vars = machine_b_with_avahi(base, &scene.avahi_b)?;
-    let (list, log) = list_on_b_until_found(&lan.b, &vars, &sysroot)?;
-    ensure!(
-        log.lines()
-            .any(|l| l.contains("browsing for computers nearby") && l.contains("avahi-daemon")),
-        "machine B did not browse through avahi-daemon:\n{log}"
-    );
-    ensure!(list.updates.len() == 1, "{:#?}", list.updates);
-    let os = &list.updates[0];
-    ensure!(os.ref_name == OS_REF && os.commit.to_hex() == v2, "{os:#?}");
-    ensure!(
-        os.sources
-            .iter()
-            .any(|s| s.kind == SourceKind::Lan && s.location.trim_end_matches('/') == peer_url),
-        "not offered by {peer_url}: {:#?}",
-        os.sources
-    );
+    let list = list_on_b_through_avahi(&lan.b, &vars, &sysroot)?;
+    expect_os_offered_by(&list, &v2, &peer_url)?;
     ensure!(list.problems.is_empty(), "{:#?}", list.problems);
 
     install_os_on_b(&lan.b, &vars, &sysroot, &v2)?;
-    let log = scene.peer.log_text();
-    ensure!(
-        log.lines()
-            .any(|l| l.contains("path=/0/objects/") && l.contains("status=200")),
-        "machine A served no objects:\n{log}"
-    );
+    ensure_a_served_objects(&scene.peer.log_text(), Served::AnyObjects)?;
     drop(scene);
     drop(lan);
     Ok(())
@@ -1102,10 +1015,8 @@ fn serial_ostree_find_remotes_finds_and_pulls_from_a_machine_sharing_its_bare_re
     require_root("network namespaces")?;
     let tmp = TempDir::new()?;
     let base = tmp.path();
-    let key = GpgKey::generate(&base.join("gnupg"), "OS Vendor <os@example.org>")?;
-    let machine_a = Sysroot::create(&base.join("a"), &key)?;
-    let v2 = machine_a.publish("2.0")?;
-    machine_a.repo().pull(OS_REMOTE, &[OS_REF])?;
+    let key = os_vendor_key(base)?;
+    let (machine_a, v2) = machine_a_with_2_0_installed(base, &key)?;
     let bare = machine_a.repo();
     ensure!(bare.mode()? == RepoMode::Bare, "{:?}", bare.mode()?);
 
@@ -1165,13 +1076,7 @@ fn serial_ostree_find_remotes_finds_and_pulls_from_a_machine_sharing_its_bare_re
     );
     ensure!(client.rev_parse(OS_REF)? == v2);
     client.fsck()?;
-    let log = peer.log_text();
-    ensure!(
-        log.lines().any(|l| l.contains("path=/0/objects/")
-            && l.contains(".filez")
-            && l.contains("status=200")),
-        "machine A converted no objects:\n{log}"
-    );
+    ensure_a_served_objects(&peer.log_text(), Served::ContentObjects)?;
     drop(scene);
     drop(lan);
     Ok(())

@@ -22,8 +22,49 @@ use ferry_tests::generate::{generate_tree, Bucket, GenSpec};
 use ferry_tests::gpg::GpgKey;
 use ferry_tests::loopdev::Mount;
 use ferry_tests::ostree::{ObjectKind, OstreeRepo, RefLocation, RepoMode};
-use ferry_tests::sysroot::{Sysroot, KARG, OS_COLLECTION_ID, OS_NAME, OS_REF, OS_REMOTE};
+use ferry_tests::sysroot::{Sysroot, OS_COLLECTION_ID, OS_NAME, OS_REF, OS_REMOTE};
 use install_support::{kill_after_progress, os_from_drive, parse_events, snapshot, Machine};
+use tempfile::TempDir;
+
+/// A scratch directory with the OS vendor's key and a sysroot at OS 1.0 in `source`, whose OS
+/// the tests write to drives.
+struct OsSource {
+    tmp: TempDir,
+    key: GpgKey,
+    source: Sysroot,
+}
+
+impl OsSource {
+    fn new() -> Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
+        let source = Sysroot::create(&tmp.path().join("source"), &key)?;
+        Ok(OsSource { tmp, key, source })
+    }
+
+    /// [`OsSource::new`], its sysroot upgraded to 2.0 (pulled and deployed by `ostree admin`);
+    /// the 2.0 commit alongside.
+    fn at_2_0() -> Result<(Self, String)> {
+        let scene = Self::new()?;
+        let v2 = upgrade_to_2_0(&scene.source)?;
+        Ok((scene, v2))
+    }
+
+    /// An empty folder `name` in the scratch directory, to use as a drive.
+    fn empty_folder(&self, name: &str) -> Result<PathBuf> {
+        let folder = self.tmp.path().join(name);
+        std::fs::create_dir_all(&folder)?;
+        Ok(folder)
+    }
+
+    /// `ferryctl prepare-drive DRIVE --sysroot SOURCE ARGS --json`.
+    fn prepare(&self, drive: &Path, args: &[&str]) -> Result<Output> {
+        let mut all: Vec<&dyn AsRef<std::ffi::OsStr>> =
+            vec![&drive, &"--sysroot", &self.source.path];
+        all.extend(args.iter().map(|arg| arg as &dyn AsRef<std::ffi::OsStr>));
+        prepare(&[], &all)
+    }
+}
 
 /// `ferryctl prepare-drive ARGS --json` with the variables `vars`.
 fn prepare(vars: &[(String, OsString)], args: &[&dyn AsRef<std::ffi::OsStr>]) -> Result<Output> {
@@ -65,13 +106,11 @@ fn objects_written(output: &Output) -> Result<u64> {
     Ok(count)
 }
 
-/// A sysroot under `base` at OS 1.0 signed by `key`, upgraded to 2.0 (pulled and deployed by
-/// `ostree admin`). Returns it with the 2.0 commit.
-fn sysroot_at_2_0(base: &Path, key: &GpgKey) -> Result<(Sysroot, String)> {
-    let sysroot = Sysroot::create(base, key)?;
-    let v2 = publish_2_0(&sysroot)?;
-    upgrade(&sysroot)?;
-    Ok((sysroot, v2))
+/// Publishes 2.0 ([`publish_2_0`]) and upgrades `sysroot` to it; returns the 2.0 commit.
+fn upgrade_to_2_0(sysroot: &Sysroot) -> Result<String> {
+    let v2 = publish_2_0(sysroot)?;
+    sysroot.upgrade()?;
+    Ok(v2)
 }
 
 /// Commits 2.0, dated after any 1.0 a test makes (those are dated now).
@@ -79,18 +118,6 @@ fn publish_2_0(sysroot: &Sysroot) -> Result<String> {
     Ok(sysroot
         .os
         .commit_version_with("2.0", |spec| spec.timestamp("2030-01-01 00:00:00"))?)
-}
-
-/// Pulls the newest OS from the vendor and deploys it.
-fn upgrade(sysroot: &Sysroot) -> Result<()> {
-    sysroot.repo().pull(OS_REMOTE, &[OS_REF])?;
-    sysroot
-        .admin("deploy")
-        .arg(format!("--os={OS_NAME}"))
-        .arg(format!("--karg={KARG}"))
-        .arg(format!("{OS_REMOTE}:{OS_REF}"))
-        .run()?;
-    Ok(())
 }
 
 /// Object files under a repository's `objects/`.
@@ -125,9 +152,8 @@ fn os_drive_mirror(drive: &Path) -> Result<Option<String>> {
 
 #[test]
 fn os_drive_from_a_sysroot_at_2_0_updates_a_sysroot_at_1_0() -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
-    let (source, v2) = sysroot_at_2_0(&tmp.path().join("source"), &key)?;
+    let (scene, v2) = OsSource::at_2_0()?;
+    let (tmp, key, source) = (&scene.tmp, &scene.key, &scene.source);
     let drive = tmp.path().join("drive");
     std::fs::create_dir_all(&drive)?;
 
@@ -155,25 +181,22 @@ fn os_drive_from_a_sysroot_at_2_0_updates_a_sysroot_at_1_0() -> Result<()> {
         "{summary}"
     );
 
-    machine_at_1_0_installs_from(&tmp.path().join("target"), &key, &drive, &v2)
+    machine_at_1_0_installs_from(&tmp.path().join("target"), key, &drive, &v2)
 }
 
 #[test]
 fn second_run_writes_only_new_objects_and_a_third_nothing() -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
-    let source = Sysroot::create(&tmp.path().join("source"), &key)?;
-    let drive = tmp.path().join("drive");
-    std::fs::create_dir_all(&drive)?;
+    let scene = OsSource::new()?;
+    let (tmp, source) = (&scene.tmp, &scene.source);
+    let drive = scene.empty_folder("drive")?;
     let repo_path = drive.join(".ostree/repo");
 
-    let first = objects_written(&prepare(&[], &[&drive, &"--sysroot", &source.path])?)?;
+    let first = objects_written(&scene.prepare(&drive, &[])?)?;
     ensure!(first as usize == object_files(&repo_path)?);
     ensure!(os_drive_mirror(&drive)?.as_deref() == Some(source.v1.as_str()));
 
     // What 2.0 adds, as ostree itself counts it: a repository holding 1.0 pulls 2.0.
-    let v2 = publish_2_0(&source)?;
-    upgrade(&source)?;
+    let v2 = upgrade_to_2_0(source)?;
     let reference = OstreeRepo::init(&tmp.path().join("reference"), RepoMode::Archive, None)?;
     reference.pull_local(&source.path.join("ostree/repo"), &[&source.v1], &[])?;
     let before = object_files(&reference.path)?;
@@ -192,7 +215,7 @@ fn second_run_writes_only_new_objects_and_a_third_nothing() -> Result<()> {
     ensure!(os_drive_mirror(&drive)?.as_deref() == Some(v2.as_str()));
 
     let files_before = snapshot(&drive)?;
-    let third = objects_written(&prepare(&[], &[&drive, &"--sysroot", &source.path])?)?;
+    let third = objects_written(&scene.prepare(&drive, &[])?)?;
     ensure!(third == 0, "the third run wrote {third} objects");
     ensure!(
         snapshot(&drive)? == files_before,
@@ -216,15 +239,12 @@ fn object_names(repo: &Path) -> Result<std::collections::BTreeSet<PathBuf>> {
 
 #[test]
 fn objects_of_the_old_version_are_removed_unless_kept() -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
-    let source = Sysroot::create(&tmp.path().join("source"), &key)?;
-    let drive = tmp.path().join("drive");
-    std::fs::create_dir_all(&drive)?;
+    let scene = OsSource::new()?;
+    let (tmp, source) = (&scene.tmp, &scene.source);
+    let drive = scene.empty_folder("drive")?;
     let repo_path = drive.join(".ostree/repo");
-    objects_written(&prepare(&[], &[&drive, &"--sysroot", &source.path])?)?;
-    let v2 = publish_2_0(&source)?;
-    upgrade(&source)?;
+    objects_written(&scene.prepare(&drive, &[])?)?;
+    let v2 = upgrade_to_2_0(source)?;
 
     // The dry run plans 2.0 and changes nothing.
     let files_before = snapshot(&drive)?;
@@ -254,7 +274,7 @@ fn objects_of_the_old_version_are_removed_unless_kept() -> Result<()> {
         "{plan:?}"
     );
 
-    let written = objects_written(&prepare(&[], &[&drive, &"--sysroot", &source.path])?)?;
+    let written = objects_written(&scene.prepare(&drive, &[])?)?;
     ensure!(
         written == plan.objects_to_write,
         "planned {}, wrote {written}",
@@ -278,13 +298,11 @@ fn objects_of_the_old_version_are_removed_unless_kept() -> Result<()> {
 
 #[test]
 fn a_run_killed_mid_write_leaves_a_repository_fsck_accepts_with_the_old_ref() -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
-    let source = Sysroot::create(&tmp.path().join("source"), &key)?;
-    let drive = tmp.path().join("drive");
-    std::fs::create_dir_all(&drive)?;
+    let scene = OsSource::new()?;
+    let (tmp, source) = (&scene.tmp, &scene.source);
+    let drive = scene.empty_folder("drive")?;
     let repo_path = drive.join(".ostree/repo");
-    objects_written(&prepare(&[], &[&drive, &"--sysroot", &source.path])?)?;
+    objects_written(&scene.prepare(&drive, &[])?)?;
     // About 20 MB in 3,000 files: long enough a write to be killed midway.
     let payload = GenSpec {
         buckets: vec![Bucket {
@@ -296,8 +314,7 @@ fn a_run_killed_mid_write_leaves_a_repository_fsck_accepts_with_the_old_ref() ->
         seed: 13,
     };
     generate_tree(&source.os.data.join("usr/share/payload"), &payload)?;
-    let v2 = publish_2_0(&source)?;
-    upgrade(&source)?;
+    let v2 = upgrade_to_2_0(source)?;
 
     let mut command = bins::ferryctl()?
         .arg("prepare-drive")
@@ -322,7 +339,7 @@ fn a_run_killed_mid_write_leaves_a_repository_fsck_accepts_with_the_old_ref() ->
     );
 
     // The next run finishes the job without writing again what is there.
-    let rest = objects_written(&prepare(&[], &[&drive, &"--sysroot", &source.path])?)?;
+    let rest = objects_written(&scene.prepare(&drive, &[])?)?;
     ensure!(os_drive_mirror(&drive)?.as_deref() == Some(v2.as_str()));
     let reference = OstreeRepo::init(&tmp.path().join("reference"), RepoMode::Archive, None)?;
     reference.pull_local(&source.path.join("ostree/repo"), &[&source.v1], &[])?;
@@ -343,9 +360,8 @@ fn a_run_killed_mid_write_leaves_a_repository_fsck_accepts_with_the_old_ref() ->
 
 #[test]
 fn a_remote_without_a_collection_id_is_refused_with_the_fix() -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
-    let source = Sysroot::create(&tmp.path().join("source"), &key)?;
+    let scene = OsSource::new()?;
+    let (tmp, source) = (&scene.tmp, &scene.source);
     source
         .repo()
         .ostree()
@@ -356,7 +372,7 @@ fn a_remote_without_a_collection_id_is_refused_with_the_fix() -> Result<()> {
     let drive = tmp.path().join("drive");
     std::fs::create_dir_all(&drive)?;
 
-    let output = prepare(&[], &[&drive, &"--sysroot", &source.path])?;
+    let output = scene.prepare(&drive, &[])?;
     ensure!(
         !output.success(),
         "a remote without collection ID was carried"
@@ -377,13 +393,12 @@ fn a_remote_without_a_collection_id_is_refused_with_the_fix() -> Result<()> {
 
 #[test]
 fn serial_a_full_drive_is_refused_before_writing() -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
-    let source = Sysroot::create(&tmp.path().join("source"), &key)?;
+    let scene = OsSource::new()?;
+    let tmp = &scene.tmp;
     let drive = tmp.path().join("drive");
     let mount = Mount::tmpfs(&drive, "64k")?;
 
-    let output = prepare(&[], &[&drive, &"--sysroot", &source.path])?;
+    let output = scene.prepare(&drive, &[])?;
     let entries = std::fs::read_dir(&drive)?.count();
     mount.unmount()?;
     ensure!(!output.success(), "a drive too small was written to");
@@ -398,9 +413,8 @@ fn serial_a_full_drive_is_refused_before_writing() -> Result<()> {
 
 #[test]
 fn serial_a_read_only_drive_is_refused_with_the_reason() -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
-    let source = Sysroot::create(&tmp.path().join("source"), &key)?;
+    let scene = OsSource::new()?;
+    let tmp = &scene.tmp;
     let drive = tmp.path().join("drive");
     let mount = Mount::new(
         Path::new("tmpfs"),
@@ -408,7 +422,7 @@ fn serial_a_read_only_drive_is_refused_with_the_reason() -> Result<()> {
         Some("tmpfs"),
         &["ro", "size=8m"],
     )?;
-    let output = prepare(&[], &[&drive, &"--sysroot", &source.path])?;
+    let output = scene.prepare(&drive, &[])?;
     mount.unmount()?;
     ensure!(!output.success(), "a read-only drive was accepted");
     ensure!(
@@ -422,17 +436,16 @@ fn serial_a_read_only_drive_is_refused_with_the_reason() -> Result<()> {
 /// A drive on `kind` prepared from a sysroot at 2.0 updates a machine at 1.0, and fsck
 /// accepts it after it is mounted again.
 fn os_drive_on(kind: FatKind, name: &str) -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
-    let (source, v2) = sysroot_at_2_0(&tmp.path().join("source"), &key)?;
+    let (scene, v2) = OsSource::at_2_0()?;
+    let (tmp, key) = (&scene.tmp, &scene.key);
     let image = tmp.path().join(format!("{name}.img"));
     let mountpoint = tmp.path().join(name);
     let fuse = FuseDrive::create(kind, &image, &mountpoint, 64)?;
 
-    let output = prepare(&[], &[&mountpoint, &"--sysroot", &source.path])?;
+    let output = scene.prepare(&mountpoint, &[])?;
     let written = objects_written(&output)?;
     ensure!(written > 0);
-    let again = objects_written(&prepare(&[], &[&mountpoint, &"--sysroot", &source.path])?)?;
+    let again = objects_written(&scene.prepare(&mountpoint, &[])?)?;
     ensure!(again == 0, "the second run on {name} wrote {again} objects");
     fuse.unmount()?;
 
@@ -442,17 +455,16 @@ fn os_drive_on(kind: FatKind, name: &str) -> Result<()> {
         fsck.success(),
         "ostree fsck refused the {name} drive:\n{fsck:?}"
     );
-    machine_at_1_0_installs_from(&tmp.path().join("target"), &key, &mountpoint, &v2)?;
+    machine_at_1_0_installs_from(&tmp.path().join("target"), key, &mountpoint, &v2)?;
     fuse.unmount()?;
     Ok(())
 }
 
 #[test]
 fn serial_libostrees_mount_finder_pulls_from_an_exfat_drive() -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
-    let target = Sysroot::create(&tmp.path().join("target"), &key)?;
-    let (source, v2) = sysroot_at_2_0(&tmp.path().join("source"), &key)?;
+    let (scene, v2) = OsSource::at_2_0()?;
+    let (tmp, key) = (&scene.tmp, &scene.key);
+    let target = Sysroot::create(&tmp.path().join("target"), key)?;
     // GIO shows root the mounts under /media (not those under a dot directory such as the
     // test's own /tmp/.tmpXXXX).
     let media = tempfile::Builder::new()
@@ -465,7 +477,7 @@ fn serial_libostrees_mount_finder_pulls_from_an_exfat_drive() -> Result<()> {
         &mountpoint,
         64,
     )?;
-    objects_written(&prepare(&[], &[&mountpoint, &"--sysroot", &source.path])?)?;
+    objects_written(&scene.prepare(&mountpoint, &[])?)?;
 
     let found = target
         .repo()
@@ -521,16 +533,15 @@ fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
 /// installs 2.0 from it through the delta.
 #[test]
 fn serial_os_delta_on_fat32_updates_a_machine_at_1_1() -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let key = GpgKey::generate(&tmp.path().join("gnupg"), "OS Vendor <os@example.org>")?;
-    let source = Sysroot::create(&tmp.path().join("source"), &key)?;
+    let scene = OsSource::new()?;
+    let (tmp, source) = (&scene.tmp, &scene.source);
     let lib = source.os.data.join("usr/lib");
     std::fs::create_dir_all(&lib)?;
     std::fs::write(lib.join("big.bin"), pseudo_random(2 << 20, 1))?;
     let mut library = pseudo_random(128 << 10, 2);
     std::fs::write(lib.join("libexample.so"), &library)?;
     let v1_1 = source.publish("1.1")?;
-    upgrade(&source)?;
+    source.upgrade()?;
     let target_sysroot = tmp.path().join("target-sysroot");
     ferry_tests::cmd::Tool::new("cp")
         .arg("-a")
@@ -541,8 +552,7 @@ fn serial_os_delta_on_fat32_updates_a_machine_at_1_1() -> Result<()> {
         *byte ^= 0x5a;
     }
     std::fs::write(lib.join("libexample.so"), &library)?;
-    let v2 = publish_2_0(&source)?;
-    upgrade(&source)?;
+    let v2 = upgrade_to_2_0(source)?;
 
     let full = tmp.path().join("full");
     std::fs::create_dir_all(&full)?;
@@ -555,17 +565,7 @@ fn serial_os_delta_on_fat32_updates_a_machine_at_1_1() -> Result<()> {
     let image = tmp.path().join("fat32.img");
     let mountpoint = tmp.path().join("fat32");
     let fuse = FuseDrive::create(FatKind::Fat32, &image, &mountpoint, 64)?;
-    let output = prepare(
-        &[],
-        &[
-            &mountpoint,
-            &"--sysroot",
-            &source.path,
-            &"--os",
-            &"--delta-from",
-            &"installed",
-        ],
-    )?;
+    let output = scene.prepare(&mountpoint, &["--os", "--delta-from", "installed"])?;
     objects_written(&output)?;
     let repo = mountpoint.join(".ostree/repo");
     let delta_bytes = bytes_under(&repo.join("objects"))? + bytes_under(&repo.join("deltas"))?;

@@ -145,12 +145,10 @@ impl Polkit {
         Ok(())
     }
 
-    /// `pkexec ferryctl install --json --yes --offline ARGS…` run by `nobody`: its last error
-    /// message, after checking it finished with ok false.
-    fn install_as_user(&self, args: &[&OsStr]) -> Result<String> {
-        // A shell of the user's runs pkexec, so pkexec's parent, polkit's subject, is the
-        // user's: runuser's own process stays root.
-        let output = Tool::new("runuser")
+    /// `pkexec ferryctl`, run by `nobody` from a shell of theirs, so that pkexec's parent
+    /// (polkit's subject) is the user's: runuser's own process stays root.
+    fn pkexec_ferryctl(&self) -> Tool {
+        Tool::new("runuser")
             .args([
                 "-u",
                 USER,
@@ -161,6 +159,13 @@ impl Polkit {
                 "pkexec",
             ])
             .arg(&self.ferryctl)
+    }
+
+    /// `pkexec ferryctl install --json --yes --offline ARGS…` run by `nobody`: its last error
+    /// message, after checking it finished with ok false.
+    fn install_as_user(&self, args: &[&OsStr]) -> Result<String> {
+        let output = self
+            .pkexec_ferryctl()
             .args(["install", "--json", "--yes", "--offline"])
             .args(args)
             .current_dir("/")
@@ -190,17 +195,8 @@ impl Polkit {
     /// `pkexec ferryctl prepare-drive --json ARGS…` run by `nobody`: the exit code and the
     /// last message of the event stream (empty when there was none).
     fn prepare_as_user(&self, args: &[&OsStr]) -> Result<(Option<i32>, String)> {
-        let output = Tool::new("runuser")
-            .args([
-                "-u",
-                USER,
-                "--",
-                "/bin/sh",
-                "-c",
-                "\"$0\" \"$@\"; exit $?",
-                "pkexec",
-            ])
-            .arg(&self.ferryctl)
+        let output = self
+            .pkexec_ferryctl()
             .args(["prepare-drive", "--json"])
             .args(args)
             .current_dir("/")
@@ -219,23 +215,32 @@ impl Polkit {
 
     /// `pkexec ferryctl rollback ARGS…` run by `nobody`: the exit code and stderr.
     fn rollback_as_user(&self, args: &[&OsStr]) -> Result<(Option<i32>, String)> {
-        let output = Tool::new("runuser")
-            .args([
-                "-u",
-                USER,
-                "--",
-                "/bin/sh",
-                "-c",
-                "\"$0\" \"$@\"; exit $?",
-                "pkexec",
-            ])
-            .arg(&self.ferryctl)
+        let output = self
+            .pkexec_ferryctl()
             .arg("rollback")
             .args(args)
             .current_dir("/")
             .output()?;
         Ok((output.code(), output.stderr))
     }
+}
+
+/// Runs `pkexec_run` again until pkexec no longer refuses (exit 127) under the rule polkitd
+/// had loaded before; its last exit code and message.
+fn once_the_rule_is_loaded(
+    mut pkexec_run: impl FnMut() -> Result<(Option<i32>, String)>,
+) -> Result<(Option<i32>, String)> {
+    let mut last = (None, String::new());
+    wait_for(
+        "polkitd to load the changed rule",
+        Duration::from_secs(20),
+        || {
+            last = pkexec_run()?;
+            Ok::<_, anyhow::Error>(last.0 != Some(127))
+        },
+    )
+    .with_context(|| format!("still: {last:?}"))?;
+    Ok(last)
 }
 
 fn name_has_owner(name: &str) -> Result<bool> {
@@ -438,16 +443,7 @@ fn serial_prepare_drive_through_pkexec_has_its_own_action_and_narrow_rules() -> 
          folder user {NOBODY_UID} owns",
         roots_dir.display()
     );
-    let mut last = (None, String::new());
-    wait_for(
-        "polkitd to load the changed rule",
-        Duration::from_secs(20),
-        || {
-            last = polkit.prepare_as_user(&[roots_dir.as_os_str()])?;
-            Ok::<_, anyhow::Error>(last.0 != Some(127))
-        },
-    )
-    .with_context(|| format!("still: {last:?}"))?;
+    let last = once_the_rule_is_loaded(|| polkit.prepare_as_user(&[roots_dir.as_os_str()]))?;
     ensure!(
         last == (Some(1), destination_refused.clone()),
         "a folder of root's was not refused: {last:?}"
@@ -517,16 +513,7 @@ fn serial_rollback_through_pkexec_has_its_own_action_and_acts_on_root_only() -> 
 
     polkit.rollback_granted.set(true);
     polkit.set_downgrade_answer("NO")?;
-    let mut last = (None, String::new());
-    wait_for(
-        "polkitd to load the changed rule",
-        Duration::from_secs(20),
-        || {
-            last = polkit.rollback_as_user(&args)?;
-            Ok::<_, anyhow::Error>(last.0 != Some(127))
-        },
-    )
-    .with_context(|| format!("still: {last:?}"))?;
+    let last = once_the_rule_is_loaded(|| polkit.rollback_as_user(&args))?;
     let refusal = format!(
         "refused as root for user {NOBODY_UID}: --sysroot {} is not the running system's \
          sysroot /",

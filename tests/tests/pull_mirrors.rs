@@ -187,41 +187,79 @@ fn blames_the_hash(reason: &str) -> bool {
     reason.contains("hash") || reason.contains("tampered")
 }
 
-/// Runs the pull, failing when it does not end within [`PULL_DEADLINE`].
-fn pull_bounded(base: &Path, dest: &OstreeRepo, from: &[&OsStr]) -> Result<PullRun> {
-    let started = Instant::now();
-    pull_within(
-        PULL_DEADLINE,
-        &trust_root(base),
-        &dest.path,
-        from,
-        &["--remote", REMOTE],
-        &[BRANCH],
-    )?
-    .with_context(|| format!("the pull was still running after {:?}", started.elapsed()))
+/// One test's world: the network isolated, a scratch directory, and the [`publisher`] whose
+/// commit every source mirrors.
+struct Scene {
+    tmp: TempDir,
+    publisher: Publisher,
 }
 
-/// The pull succeeded, the ref points at the commit, `ostree fsck` is clean and the checkout
-/// matches the publisher's byte for byte.
-fn assert_complete(
-    run: PullRun,
-    base: &Path,
-    publisher: &Publisher,
-    dest: &OstreeRepo,
-) -> Result<PullRun> {
-    let run = run.require_success()?;
-    ensure!(
-        dest.read_ref(&remote_ref(BRANCH))? == Some(publisher.commit.clone()),
-        "the ref does not point at the published commit"
-    );
-    dest.fsck().context("ostree fsck of the destination")?;
-    let (theirs, ours) = (base.join("co-publisher"), base.join("co-dest"));
-    publisher
-        .repo
-        .checkout(&publisher.commit, &theirs, CheckoutMode::Plain)?;
-    dest.checkout(&publisher.commit, &ours, CheckoutMode::Plain)?;
-    assert_trees_equal(&theirs, &ours, &CompareOptions::everything())?;
-    Ok(run)
+impl Scene {
+    fn new() -> Result<Self> {
+        ferry_tests::http::isolate_network()?;
+        let tmp = TempDir::new()?;
+        let publisher = publisher(&tmp.path().join("publisher"))?;
+        Ok(Scene { tmp, publisher })
+    }
+
+    fn base(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// A peer serving the publisher's repository, misbehaving as `behaviour` says.
+    fn peer(&self, behaviour: Behaviour) -> Result<Peer> {
+        Peer::serve_with(&self.publisher.repo.path, behaviour)
+    }
+
+    fn honest_peer(&self) -> Result<Peer> {
+        self.peer(Behaviour::default())
+    }
+
+    /// The destination repository, trusting the publisher's key.
+    fn dest(&self, mode: RepoMode) -> Result<OstreeRepo> {
+        client(&self.base().join("dest"), mode, Some(&self.publisher.key))
+    }
+
+    /// Runs the pull, failing when it does not end within [`PULL_DEADLINE`].
+    fn pull(&self, dest: &OstreeRepo, from: &[&OsStr]) -> Result<PullRun> {
+        let started = Instant::now();
+        pull_within(
+            PULL_DEADLINE,
+            &trust_root(self.base()),
+            &dest.path,
+            from,
+            &["--remote", REMOTE],
+            &[BRANCH],
+        )?
+        .with_context(|| format!("the pull was still running after {:?}", started.elapsed()))
+    }
+
+    /// [`Scene::pull`], then [`Scene::assert_complete`].
+    fn pull_completes(&self, dest: &OstreeRepo, from: &[&OsStr]) -> Result<PullRun> {
+        self.assert_complete(self.pull(dest, from)?, dest)
+    }
+
+    /// The pull succeeded, the ref points at the commit, `ostree fsck` is clean and the
+    /// checkout matches the publisher's byte for byte.
+    fn assert_complete(&self, run: PullRun, dest: &OstreeRepo) -> Result<PullRun> {
+        let publisher = &self.publisher;
+        let run = run.require_success()?;
+        ensure!(
+            dest.read_ref(&remote_ref(BRANCH))? == Some(publisher.commit.clone()),
+            "the ref does not point at the published commit"
+        );
+        dest.fsck().context("ostree fsck of the destination")?;
+        let (theirs, ours) = (
+            self.base().join("co-publisher"),
+            self.base().join("co-dest"),
+        );
+        publisher
+            .repo
+            .checkout(&publisher.commit, &theirs, CheckoutMode::Plain)?;
+        dest.checkout(&publisher.commit, &ours, CheckoutMode::Plain)?;
+        assert_trees_equal(&theirs, &ours, &CompareOptions::everything())?;
+        Ok(run)
+    }
 }
 
 fn url(peer: &Peer) -> &OsStr {
@@ -230,26 +268,17 @@ fn url(peer: &Peer) -> &OsStr {
 
 #[test]
 fn tampering_peer_is_dropped_and_the_honest_ones_complete_the_pull() -> Result<()> {
-    ferry_tests::http::isolate_network()?;
-    let tmp = TempDir::new()?;
-    let base = tmp.path();
-    let publisher = publisher(&base.join("publisher"))?;
+    let scene = Scene::new()?;
+    let publisher = &scene.publisher;
     let tampered: HashSet<String> = content_objects(&publisher.repo, &publisher.commit)?
         .iter()
         .filter(|object| object.regular)
         .map(Content::url_path)
         .collect();
-    let liar = Peer::serve_with(
-        &publisher.repo.path,
-        Behaviour::default().tamper(tampered.iter().cloned()),
-    )?;
-    let honest = [
-        Peer::serve(&publisher.repo.path)?,
-        Peer::serve(&publisher.repo.path)?,
-    ];
-    let dest = client(&base.join("dest"), RepoMode::Bare, Some(&publisher.key))?;
-    let run = pull_bounded(base, &dest, &[url(&honest[0]), url(&liar), url(&honest[1])])?;
-    let run = assert_complete(run, base, &publisher, &dest)?;
+    let liar = scene.peer(Behaviour::default().tamper(tampered.iter().cloned()))?;
+    let honest = [scene.honest_peer()?, scene.honest_peer()?];
+    let dest = scene.dest(RepoMode::Bare)?;
+    let run = scene.pull_completes(&dest, &[url(&honest[0]), url(&liar), url(&honest[1])])?;
 
     ensure!(
         liar.served_objects()
@@ -294,23 +323,13 @@ fn tampering_peer_is_dropped_and_the_honest_ones_complete_the_pull() -> Result<(
 
 #[test]
 fn slow_peer_does_not_hold_the_pull() -> Result<()> {
-    ferry_tests::http::isolate_network()?;
-    let tmp = TempDir::new()?;
-    let base = tmp.path();
-    let publisher = publisher(&base.join("publisher"))?;
-    let slow = Peer::serve_with(
-        &publisher.repo.path,
-        Behaviour::default().trickle(Duration::from_secs(3)),
-    )?;
-    let honest = [
-        Peer::serve(&publisher.repo.path)?,
-        Peer::serve(&publisher.repo.path)?,
-    ];
-    let dest = client(&base.join("dest"), RepoMode::Bare, Some(&publisher.key))?;
+    let scene = Scene::new()?;
+    let slow = scene.peer(Behaviour::default().trickle(Duration::from_secs(3)))?;
+    let honest = [scene.honest_peer()?, scene.honest_peer()?];
+    let dest = scene.dest(RepoMode::Bare)?;
     // Any object the slow peer sends takes minutes at its rate: only a pull that takes the
     // work back from it ends before the deadline.
-    let run = pull_bounded(base, &dest, &[url(&slow), url(&honest[0]), url(&honest[1])])?;
-    let run = assert_complete(run, base, &publisher, &dest)?;
+    let run = scene.pull_completes(&dest, &[url(&slow), url(&honest[0]), url(&honest[1])])?;
     ensure!(
         !slow.object_requests().is_empty(),
         "the slow peer was never given work, so nothing was shown: {:?}",
@@ -326,18 +345,12 @@ fn slow_peer_does_not_hold_the_pull() -> Result<()> {
 
 #[test]
 fn sigterm_stops_a_pull_from_a_trickling_peer_within_two_seconds() -> Result<()> {
-    ferry_tests::http::isolate_network()?;
-    let tmp = TempDir::new()?;
-    let base = tmp.path();
-    let publisher = publisher(&base.join("publisher"))?;
-    let slow = Peer::serve_with(
-        &publisher.repo.path,
-        Behaviour::default().trickle(Duration::from_secs(3)),
-    )?;
-    let dest = client(&base.join("dest"), RepoMode::Bare, Some(&publisher.key))?;
+    let scene = Scene::new()?;
+    let slow = scene.peer(Behaviour::default().trickle(Duration::from_secs(3)))?;
+    let dest = scene.dest(RepoMode::Bare)?;
     let before = dest.read_ref(&remote_ref(BRANCH))?;
     let mut running = RunningPull::spawn(
-        &trust_root(base),
+        &trust_root(scene.base()),
         pull_args(&dest.path, &[url(&slow)], &["--remote", REMOTE], &[BRANCH]),
     )?;
     // The peer has started trickling an object: the pull is waiting on its bytes.
@@ -387,15 +400,11 @@ fn sigterm_stops_a_pull_from_a_trickling_peer_within_two_seconds() -> Result<()>
 
 #[test]
 fn vanishing_peer_is_dropped_and_the_others_complete_the_pull() -> Result<()> {
-    ferry_tests::http::isolate_network()?;
-    let tmp = TempDir::new()?;
-    let base = tmp.path();
-    let publisher = publisher(&base.join("publisher"))?;
-    let vanishing = Peer::serve_with(&publisher.repo.path, Behaviour::default().vanish_after(3))?;
-    let honest = Peer::serve(&publisher.repo.path)?;
-    let dest = client(&base.join("dest"), RepoMode::Bare, Some(&publisher.key))?;
-    let run = pull_bounded(base, &dest, &[url(&vanishing), url(&honest)])?;
-    let run = assert_complete(run, base, &publisher, &dest)?;
+    let scene = Scene::new()?;
+    let vanishing = scene.peer(Behaviour::default().vanish_after(3))?;
+    let honest = scene.honest_peer()?;
+    let dest = scene.dest(RepoMode::Bare)?;
+    let run = scene.pull_completes(&dest, &[url(&vanishing), url(&honest)])?;
     ensure!(
         vanishing
             .log()
@@ -414,20 +423,14 @@ fn vanishing_peer_is_dropped_and_the_others_complete_the_pull() -> Result<()> {
 
 #[test]
 fn partial_peer_stays_in_use() -> Result<()> {
-    ferry_tests::http::isolate_network()?;
-    let tmp = TempDir::new()?;
-    let base = tmp.path();
-    let publisher = publisher(&base.join("publisher"))?;
+    let scene = Scene::new()?;
+    let publisher = &scene.publisher;
     let objects = content_objects(&publisher.repo, &publisher.commit)?;
     let lacking: HashSet<String> = objects.iter().step_by(2).map(Content::url_path).collect();
-    let partial = Peer::serve_with(
-        &publisher.repo.path,
-        Behaviour::default().not_found(lacking.iter().cloned()),
-    )?;
-    let full = Peer::serve(&publisher.repo.path)?;
-    let dest = client(&base.join("dest"), RepoMode::Bare, Some(&publisher.key))?;
-    let run = pull_bounded(base, &dest, &[url(&partial), url(&full)])?;
-    let run = assert_complete(run, base, &publisher, &dest)?;
+    let partial = scene.peer(Behaviour::default().not_found(lacking.iter().cloned()))?;
+    let full = scene.honest_peer()?;
+    let dest = scene.dest(RepoMode::Bare)?;
+    let run = scene.pull_completes(&dest, &[url(&partial), url(&full)])?;
 
     let log = partial.log();
     let first_miss = log
@@ -450,17 +453,13 @@ fn partial_peer_stays_in_use() -> Result<()> {
 
 #[test]
 fn past_32_peers_the_rest_are_left_out_and_counted() -> Result<()> {
-    ferry_tests::http::isolate_network()?;
-    let tmp = TempDir::new()?;
-    let base = tmp.path();
-    let publisher = publisher(&base.join("publisher"))?;
+    let scene = Scene::new()?;
     let peers = (0..34)
-        .map(|_| Peer::serve(&publisher.repo.path))
+        .map(|_| scene.honest_peer())
         .collect::<Result<Vec<_>>>()?;
-    let dest = client(&base.join("dest"), RepoMode::Bare, Some(&publisher.key))?;
+    let dest = scene.dest(RepoMode::Bare)?;
     let urls: Vec<&OsStr> = peers.iter().map(url).collect();
-    let run = pull_bounded(base, &dest, &urls)?;
-    let run = assert_complete(run, base, &publisher, &dest)?;
+    let run = scene.pull_completes(&dest, &urls)?;
     let asked = peers
         .iter()
         .filter(|peer| !peer.object_requests().is_empty())
@@ -477,12 +476,10 @@ fn past_32_peers_the_rest_are_left_out_and_counted() -> Result<()> {
 
 #[test]
 fn drive_and_peer_each_give_their_part() -> Result<()> {
-    ferry_tests::http::isolate_network()?;
-    let tmp = TempDir::new()?;
-    let base = tmp.path();
-    let publisher = publisher(&base.join("publisher"))?;
+    let scene = Scene::new()?;
+    let publisher = &scene.publisher;
     let objects = content_objects(&publisher.repo, &publisher.commit)?;
-    let drive = base.join("drive");
+    let drive = scene.base().join("drive");
     let usb = publisher.repo.create_usb(&drive, &[(COLLECTION, BRANCH)])?;
     let mut drive_lacks = BTreeSet::new();
     for object in objects.iter().step_by(2) {
@@ -494,13 +491,9 @@ fn drive_and_peer_each_give_their_part() -> Result<()> {
         .into_iter()
         .filter(|path| !drive_lacks.contains(path))
         .collect();
-    let peer = Peer::serve_with(
-        &publisher.repo.path,
-        Behaviour::default().not_found(drive_has),
-    )?;
-    let dest = client(&base.join("dest"), RepoMode::BareUser, Some(&publisher.key))?;
-    let run = pull_bounded(base, &dest, &[drive.as_os_str(), url(&peer)])?;
-    assert_complete(run, base, &publisher, &dest)?;
+    let peer = scene.peer(Behaviour::default().not_found(drive_has))?;
+    let dest = scene.dest(RepoMode::BareUser)?;
+    scene.pull_completes(&dest, &[drive.as_os_str(), url(&peer)])?;
 
     let asked_set: BTreeSet<String> = peer.object_requests().into_iter().collect();
     ensure!(
@@ -517,10 +510,8 @@ fn drive_and_peer_each_give_their_part() -> Result<()> {
 
 #[test]
 fn serial_drive_pulled_out_mid_pull_is_dropped_and_the_peer_completes_it() -> Result<()> {
-    ferry_tests::http::isolate_network()?;
-    let tmp = TempDir::new()?;
-    let base = tmp.path();
-    let publisher = publisher(&base.join("publisher"))?;
+    let scene = Scene::new()?;
+    let publisher = &scene.publisher;
     let (gate_tree, _) = publisher.repo.dir_checksums(&publisher.commit, GATE_DIR)?;
     let gated: Vec<String> = content_objects(&publisher.repo, &publisher.commit)?
         .into_iter()
@@ -532,8 +523,8 @@ fn serial_drive_pulled_out_mid_pull_is_dropped_and_the_peer_completes_it() -> Re
     // The drive holds everything but the gate directory's dirtree: its files, which the drive
     // also holds, are only found once the peer has sent that dirtree, and the peer pulls the
     // drive out just before it does.
-    let image = LoopImage::create(&base.join("drive.img"), 64, "FERRYDRIVE")?;
-    image.populate(&base.join("fill"), |mountpoint| {
+    let image = LoopImage::create(&scene.base().join("drive.img"), 64, "FERRYDRIVE")?;
+    image.populate(&scene.base().join("fill"), |mountpoint| {
         let usb = publisher
             .repo
             .create_usb(mountpoint, &[(COLLECTION, BRANCH)])?;
@@ -541,24 +532,24 @@ fn serial_drive_pulled_out_mid_pull_is_dropped_and_the_peer_completes_it() -> Re
         Ok(())
     })?;
     let device = image.attach()?;
-    let mountpoint = base.join("drive");
+    let mountpoint = scene.base().join("drive");
     let mount = device.mount(&mountpoint, &["ro"])?;
 
     let pulled_out: Arc<Mutex<Option<Result<(), String>>>> = Arc::default();
     let peer = {
         let (pulled_out, mountpoint) = (pulled_out.clone(), mountpoint.clone());
-        Peer::serve_with(
-            &publisher.repo.path,
-            Behaviour::default().on(When::Path(object_path(&gate_tree, "dirtree")), move || {
+        scene.peer(Behaviour::default().on(
+            When::Path(object_path(&gate_tree, "dirtree")),
+            move || {
                 let outcome = shut_down_ext4(&mountpoint).map_err(|e| e.to_string());
                 if let Ok(mut slot) = pulled_out.lock() {
                     *slot = Some(outcome);
                 }
-            }),
-        )?
+            },
+        ))?
     };
-    let dest = client(&base.join("dest"), RepoMode::BareUser, Some(&publisher.key))?;
-    let run = pull_bounded(base, &dest, &[mountpoint.as_os_str(), url(&peer)]);
+    let dest = scene.dest(RepoMode::BareUser)?;
+    let run = scene.pull(&dest, &[mountpoint.as_os_str(), url(&peer)]);
     drop(peer);
     let unmounted = mount.unmount();
     let detached = device.detach();
@@ -574,7 +565,7 @@ fn serial_drive_pulled_out_mid_pull_is_dropped_and_the_peer_completes_it() -> Re
             run.output.stderr
         ),
     }
-    let run = assert_complete(run, base, &publisher, &dest)?;
+    let run = scene.assert_complete(run, &dest)?;
     let result = the_result(&run)?;
     let drive = mountpoint.to_string_lossy();
     let used = source_use(&result, &drive)?;
@@ -595,28 +586,21 @@ fn serial_drive_pulled_out_mid_pull_is_dropped_and_the_peer_completes_it() -> Re
 /// A drive lacking `hello.txt`'s object, and two peers: one answering 404 for it, the other
 /// as `second` says. Returns the run and the sources' names.
 fn pull_with_every_source_failing_hello(
-    base: &Path,
+    scene: &Scene,
     second: impl FnOnce(String) -> Behaviour,
 ) -> Result<(PullRun, OstreeRepo, Vec<String>, String)> {
-    let publisher = publisher(&base.join("publisher"))?;
+    let publisher = &scene.publisher;
     let hello = publisher
         .repo
         .content_checksum(&publisher.commit, &format!("/{}", standard::HELLO))?;
-    let drive = base.join("drive");
+    let drive = scene.base().join("drive");
     let usb = publisher.repo.create_usb(&drive, &[(COLLECTION, BRANCH)])?;
     tamper::remove_object(&usb.repo, &hello, ObjectKind::Content)?;
     let hello_path = object_path(&hello, "filez");
-    let lacking = Peer::serve_with(
-        &publisher.repo.path,
-        Behaviour::default().not_found([hello_path.clone()]),
-    )?;
-    let other = Peer::serve_with(&publisher.repo.path, second(hello_path))?;
-    let dest = client(&base.join("dest"), RepoMode::BareUser, Some(&publisher.key))?;
-    let run = pull_bounded(
-        base,
-        &dest,
-        &[drive.as_os_str(), url(&lacking), url(&other)],
-    )?;
+    let lacking = scene.peer(Behaviour::default().not_found([hello_path.clone()]))?;
+    let other = scene.peer(second(hello_path))?;
+    let dest = scene.dest(RepoMode::BareUser)?;
+    let run = scene.pull(&dest, &[drive.as_os_str(), url(&lacking), url(&other)])?;
     let names = vec![
         drive.to_string_lossy().into_owned(),
         lacking.url.clone(),
@@ -625,28 +609,33 @@ fn pull_with_every_source_failing_hello(
     Ok((run, dest, names, hello))
 }
 
+/// The pull was refused and changed nothing, its error naming every source and the object.
+fn assert_refused_naming(
+    run: &PullRun,
+    dest: &OstreeRepo,
+    sources: &[String],
+    object: &str,
+) -> Result<()> {
+    let mut needles: Vec<&str> = sources.iter().map(String::as_str).collect();
+    needles.push(object);
+    assert_refused(run, dest, &remote_ref(BRANCH), &None, &needles)
+}
+
 #[test]
 fn every_source_lacking_an_object_fails_naming_each_one() -> Result<()> {
-    ferry_tests::http::isolate_network()?;
-    let tmp = TempDir::new()?;
-    let base = tmp.path();
-    let (run, dest, names, hello) =
-        pull_with_every_source_failing_hello(base, |path| Behaviour::default().not_found([path]))?;
-    let mut needles: Vec<&str> = names.iter().map(String::as_str).collect();
-    needles.push(&hello);
-    assert_refused(&run, &dest, &remote_ref(BRANCH), &None, &needles)
+    let scene = Scene::new()?;
+    let (run, dest, names, hello) = pull_with_every_source_failing_hello(&scene, |path| {
+        Behaviour::default().not_found([path])
+    })?;
+    assert_refused_naming(&run, &dest, &names, &hello)
 }
 
 #[test]
 fn every_source_bad_for_an_object_fails_naming_each_one_and_why() -> Result<()> {
-    ferry_tests::http::isolate_network()?;
-    let tmp = TempDir::new()?;
-    let base = tmp.path();
+    let scene = Scene::new()?;
     let (run, dest, names, hello) =
-        pull_with_every_source_failing_hello(base, |path| Behaviour::default().tamper([path]))?;
-    let mut needles: Vec<&str> = names.iter().map(String::as_str).collect();
-    needles.push(&hello);
-    assert_refused(&run, &dest, &remote_ref(BRANCH), &None, &needles)?;
+        pull_with_every_source_failing_hello(&scene, |path| Behaviour::default().tamper([path]))?;
+    assert_refused_naming(&run, &dest, &names, &hello)?;
     let error = run
         .output
         .stderr
@@ -695,10 +684,8 @@ fn get(peer: &Peer, path: &str, quiet: Duration) -> Result<(u16, Vec<u8>)> {
 /// The fixture itself: each behaviour the tests above rely on does what it says.
 #[test]
 fn test_peer_misbehaves_as_told() -> Result<()> {
-    ferry_tests::http::isolate_network()?;
-    let tmp = TempDir::new()?;
-    let base = tmp.path();
-    let publisher = publisher(&base.join("publisher"))?;
+    let scene = Scene::new()?;
+    let publisher = &scene.publisher;
     let objects: Vec<Content> = content_objects(&publisher.repo, &publisher.commit)?
         .into_iter()
         .filter(|object| object.regular)
@@ -717,8 +704,7 @@ fn test_peer_misbehaves_as_told() -> Result<()> {
     let fired = Arc::new(Mutex::new(false));
     let peer = {
         let fired = fired.clone();
-        Peer::serve_with(
-            &publisher.repo.path,
+        scene.peer(
             Behaviour::default()
                 .tamper([tampered.url_path()])
                 .not_found([missing.url_path()])
@@ -760,7 +746,7 @@ fn test_peer_misbehaves_as_told() -> Result<()> {
     );
     ensure!(peer.served_objects() == vec![honest.url_path(), tampered.url_path()]);
 
-    let vanishing = Peer::serve_with(&publisher.repo.path, Behaviour::default().vanish_after(1))?;
+    let vanishing = scene.peer(Behaviour::default().vanish_after(1))?;
     ensure!(get(&vanishing, &honest.url_path(), quick)?.1 == file(honest)?);
     let (status, body) = get(&vanishing, &tampered.url_path(), quick)?;
     ensure!(

@@ -533,13 +533,7 @@ fn system_serves_the_os_at_0_and_flatpak_at_1() -> Result<()> {
     // collection ID.
     let flatpak_dir = base.join("flatpak-system");
     let publisher = Publisher::new(&base.join("apps"), TreeOptions::plain())?;
-    let apps = OstreeRepo::init(&flatpak_dir.join("repo"), RepoMode::BareUserOnly, None)?;
-    apps.remote_add(
-        &RemoteSpec::file("apps", &publisher.repo.path)
-            .collection_id(COLLECTION)
-            .trust(&publisher.key),
-    )?;
-    apps.pull("apps", &[BRANCH])?;
+    publisher.pulled_into_system_flatpak(&flatpak_dir)?;
 
     let tool = serve_tool(base)?
         .env("FLATPAK_SYSTEM_DIR", &flatpak_dir)

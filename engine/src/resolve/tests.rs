@@ -365,6 +365,19 @@ impl Machine {
         }
     }
 
+    /// A drive under this machine's directory ([`drive`]).
+    fn drive(&self, name: &str, specs: &[Spec<'_>]) -> (PathBuf, Vec<Checksum>) {
+        drive(self.path(), name, specs)
+    }
+
+    /// [`Machine::installed_ref`] under another ref name.
+    fn installed_as(&self, ref_name: &str) -> InstalledRef {
+        InstalledRef {
+            ref_name: ref_name.to_owned(),
+            ..self.installed_ref()
+        }
+    }
+
     fn installed_ref(&self) -> InstalledRef {
         InstalledRef {
             remote: Some(REMOTE.to_owned()),
@@ -410,21 +423,9 @@ fn problem_kinds(list: &UpdateList) -> Vec<ProblemKind> {
 fn the_newest_commit_wins_with_only_the_sources_holding_it() {
     let machine = Machine::new();
     let signer = key(1);
-    let (a, _) = drive(
-        machine.path(),
-        "a",
-        &[signed("2.0", 1_700_000_100, &signer)],
-    );
-    let (b, b_commits) = drive(
-        machine.path(),
-        "b",
-        &[signed("3.0", 1_700_000_200, &signer)],
-    );
-    let (c, _) = drive(
-        machine.path(),
-        "c",
-        &[signed("3.0", 1_700_000_200, &signer)],
-    );
+    let (a, _) = machine.drive("a", &[signed("2.0", 1_700_000_100, &signer)]);
+    let (b, b_commits) = machine.drive("b", &[signed("3.0", 1_700_000_200, &signer)]);
+    let (c, _) = machine.drive("c", &[signed("3.0", 1_700_000_200, &signer)]);
     let target = machine.os_target();
     let list = machine.resolve(&target, vec![open(&a, "A"), open(&b, "B"), open(&c, "C")]);
     assert_eq!(list.problems, vec![], "{:#?}", list.problems);
@@ -450,16 +451,9 @@ fn the_newest_commit_wins_with_only_the_sources_holding_it() {
 fn a_drive_beats_upstream_on_a_tie_and_is_kept_when_upstream_is_newer() {
     let machine = Machine::new();
     let signer = key(1);
-    let (drive_path, drive_commits) = drive(
-        machine.path(),
-        "stick",
-        &[signed("3.0", 1_700_000_300, &signer)],
-    );
-    let (same_path, _) = drive(
-        machine.path(),
-        "server-same",
-        &[signed("3.0", 1_700_000_300, &signer)],
-    );
+    let (drive_path, drive_commits) =
+        machine.drive("stick", &[signed("3.0", 1_700_000_300, &signer)]);
+    let (same_path, _) = machine.drive("server-same", &[signed("3.0", 1_700_000_300, &signer)]);
     let target = machine.os_target();
 
     let list = machine.resolve(
@@ -478,11 +472,8 @@ fn a_drive_beats_upstream_on_a_tie_and_is_kept_when_upstream_is_newer() {
     );
     assert_eq!(list.updates[0].sources[1].kind, SourceKind::Upstream);
 
-    let (newer_path, newer_commits) = drive(
-        machine.path(),
-        "server-newer",
-        &[signed("4.0", 1_700_000_400, &signer)],
-    );
+    let (newer_path, newer_commits) =
+        machine.drive("server-newer", &[signed("4.0", 1_700_000_400, &signer)]);
     let list = machine.resolve(
         &target,
         vec![
@@ -500,17 +491,9 @@ fn a_drive_beats_upstream_on_a_tie_and_is_kept_when_upstream_is_newer() {
 fn a_drive_holding_the_winning_commit_without_a_ref_is_still_a_source() {
     let machine = Machine::new();
     let signer = key(1);
-    let (server, commits) = drive(
-        machine.path(),
-        "server",
-        &[signed("4.0", 1_700_000_400, &signer)],
-    );
+    let (server, commits) = machine.drive("server", &[signed("4.0", 1_700_000_400, &signer)]);
     // The stick carries v4's objects, but its ref still points at v3.
-    let (stick, _) = drive(
-        machine.path(),
-        "stick",
-        &[signed("3.0", 1_700_000_300, &signer)],
-    );
+    let (stick, _) = machine.drive("stick", &[signed("3.0", 1_700_000_300, &signer)]);
     let stick_repo = Repo::open(&stick).expect("open stick");
     write_commit(&stick_repo, &signed("4.0", 1_700_000_400, &signer));
     let list = machine.resolve(
@@ -528,11 +511,7 @@ fn a_drive_holding_the_winning_commit_without_a_ref_is_still_a_source() {
 #[test]
 fn upstream_only_counts_for_remotes_with_its_url() {
     let machine = Machine::new();
-    let (server, _) = drive(
-        machine.path(),
-        "server",
-        &[signed("4.0", 1_700_000_400, &key(1))],
-    );
+    let (server, _) = machine.drive("server", &[signed("4.0", 1_700_000_400, &key(1))]);
     let mut target = machine.os_target();
     target.remotes = vec![machine.remote(Some("https://elsewhere.example.org/"))];
     let list = machine.resolve(&target, vec![Arc::new(Upstream::open(&server))]);
@@ -544,32 +523,16 @@ fn rejected_candidates_are_problems_with_their_reason() {
     let machine = Machine::new();
     let stranger = key(9);
     let trusted = key(1);
-    let (untrusted, _) = drive(
-        machine.path(),
-        "untrusted",
-        &[signed("2.0", 1_700_000_100, &stranger)],
-    );
-    let (unsigned, _) = drive(
-        machine.path(),
-        "unsigned",
-        &[Spec::new("2.0", 1_700_000_100)],
-    );
-    let (older, _) = drive(
-        machine.path(),
-        "older",
-        &[signed("0.9", 1_699_000_000, &trusted)],
-    );
-    let (partial, partial_commits) = drive(
-        machine.path(),
-        "partial",
-        &[signed("2.0", 1_700_000_100, &trusted)],
-    );
+    let (untrusted, _) = machine.drive("untrusted", &[signed("2.0", 1_700_000_100, &stranger)]);
+    let (unsigned, _) = machine.drive("unsigned", &[Spec::new("2.0", 1_700_000_100)]);
+    let (older, _) = machine.drive("older", &[signed("0.9", 1_699_000_000, &trusted)]);
+    let (partial, partial_commits) =
+        machine.drive("partial", &[signed("2.0", 1_700_000_100, &trusted)]);
     Repo::open(&partial)
         .expect("open")
         .mark_partial(&partial_commits[0])
         .expect("mark partial");
-    let (bound, _) = drive(
-        machine.path(),
+    let (bound, _) = machine.drive(
         "bound",
         &[Spec {
             collection: "org.example.Other",
@@ -585,8 +548,7 @@ fn rejected_candidates_are_problems_with_their_reason() {
     bound_repo
         .write_ref(&RefLocation::mirror(COLLECTION, REF), &bound_commit)
         .expect("mirror under our collection");
-    let (unknown, _) = drive(
-        machine.path(),
+    let (unknown, _) = machine.drive(
         "unknown",
         &[Spec {
             collection: "org.example.Unknown",
@@ -666,11 +628,7 @@ fn unknown_path(machine: &Machine) -> PathBuf {
 #[test]
 fn a_damaged_commit_object_is_refused() {
     let machine = Machine::new();
-    let (path, commits) = drive(
-        machine.path(),
-        "damaged",
-        &[signed("2.0", 1_700_000_100, &key(1))],
-    );
+    let (path, commits) = machine.drive("damaged", &[signed("2.0", 1_700_000_100, &key(1))]);
     let repo = Repo::open(&path).expect("open");
     let object = repo.object_path(ObjectId::new(commits[0], ObjectKind::Commit));
     let mut bytes = std::fs::read(&object).expect("read");
@@ -696,7 +654,7 @@ fn download_size_counts_only_objects_missing_locally() {
         sizes: true,
         ..signed("2.0", 1_700_000_100, &signer)
     };
-    let (path, commits) = drive(machine.path(), "sizes", &[with_sizes]);
+    let (path, commits) = machine.drive("sizes", &[with_sizes]);
     let list = machine.resolve(&machine.os_target(), vec![open(&path, "S")]);
     assert_eq!(list.updates.len(), 1, "{:#?}", list.problems);
     let commit_len = Repo::open(&path)
@@ -709,11 +667,7 @@ fn download_size_counts_only_objects_missing_locally() {
 
     // Without ostree.sizes the tree is walked: the commit, the new root dirtree and the
     // new file as archived on the drive.
-    let (walked, walked_commits) = drive(
-        machine.path(),
-        "walk",
-        &[signed("2.0", 1_700_000_100, &signer)],
-    );
+    let (walked, walked_commits) = machine.drive("walk", &[signed("2.0", 1_700_000_100, &signer)]);
     let drive_repo = Repo::open(&walked).expect("open");
     let commit = drive_repo.read_commit(&walked_commits[0]).expect("commit");
     let tree_len = drive_repo
@@ -750,6 +704,14 @@ const APP: &str = "app/org.example.App/x86_64/stable";
 const RUNTIME: &str = "runtime/org.example.Platform/x86_64/stable";
 const NEXT_RUNTIME: &str = "runtime/org.example.Platform/x86_64/next";
 
+/// [`NEXT_RUNTIME`], version "next", signed by `signer`.
+fn next_runtime_spec(timestamp: u64, signer: &SigningKey) -> Spec<'_> {
+    Spec {
+        ref_name: NEXT_RUNTIME,
+        ..signed("next", timestamp, signer)
+    }
+}
+
 fn app_spec<'a>(
     version: &'a str,
     timestamp: u64,
@@ -774,24 +736,14 @@ fn app_spec<'a>(
 fn a_missing_runtime_is_listed_and_needed() {
     let machine = Machine::new();
     let signer = key(1);
-    let installed_app = InstalledRef {
-        ref_name: APP.to_owned(),
-        ..machine.installed_ref()
-    };
-    let installed_runtime = InstalledRef {
-        ref_name: RUNTIME.to_owned(),
-        ..machine.installed_ref()
-    };
+    let installed_app = machine.installed_as(APP);
+    let installed_runtime = machine.installed_as(RUNTIME);
     let target = machine.target(TargetKind::Flatpak, vec![installed_app, installed_runtime]);
-    let (path, commits) = drive(
-        machine.path(),
+    let (path, commits) = machine.drive(
         "apps",
         &[
             app_spec("2.0", 1_700_000_100, NEXT_RUNTIME, &signer),
-            Spec {
-                ref_name: NEXT_RUNTIME,
-                ..signed("next", 1_700_000_050, &signer)
-            },
+            next_runtime_spec(1_700_000_050, &signer),
         ],
     );
     let list = machine.resolve(&target, vec![open(&path, "APPS")]);
@@ -808,8 +760,7 @@ fn a_missing_runtime_is_listed_and_needed() {
     assert_eq!(runtime.id, format!("flatpak:test:{NEXT_RUNTIME}"));
 
     // Without the runtime anywhere the app still says what it needs, and why it cannot come.
-    let (lonely, _) = drive(
-        machine.path(),
+    let (lonely, _) = machine.drive(
         "lonely",
         &[app_spec("2.0", 1_700_000_100, NEXT_RUNTIME, &signer)],
     );
@@ -820,11 +771,8 @@ fn a_missing_runtime_is_listed_and_needed() {
     assert_eq!(list.problems[0].ref_name.as_deref(), Some(NEXT_RUNTIME));
 
     // A runtime already installed is not needed.
-    let (same_runtime, _) = drive(
-        machine.path(),
-        "same",
-        &[app_spec("2.0", 1_700_000_100, RUNTIME, &signer)],
-    );
+    let (same_runtime, _) =
+        machine.drive("same", &[app_spec("2.0", 1_700_000_100, RUNTIME, &signer)]);
     let list = machine.resolve(&target, vec![open(&same_runtime, "SAME")]);
     assert_eq!(list.updates.len(), 1);
     assert!(list.updates[0].needs.is_empty());
@@ -834,25 +782,18 @@ fn a_missing_runtime_is_listed_and_needed() {
 fn apps_not_installed_are_offered_with_their_missing_runtime_and_unknown_ones_counted() {
     let mut machine = Machine::new();
     let signer = key(1);
-    let installed_runtime = InstalledRef {
-        ref_name: RUNTIME.to_owned(),
-        ..machine.installed_ref()
-    };
+    let installed_runtime = machine.installed_as(RUNTIME);
     let target = machine.target(TargetKind::Flatpak, vec![installed_runtime]);
     let foreign_app = Spec {
         ref_name: "app/org.other.Game/x86_64/stable",
         collection: "org.other.Apps",
         ..Spec::new("1.0", 1_700_000_100)
     };
-    let (path, commits) = drive(
-        machine.path(),
+    let (path, commits) = machine.drive(
         "apps",
         &[
             app_spec("2.0", 1_700_000_100, NEXT_RUNTIME, &signer),
-            Spec {
-                ref_name: NEXT_RUNTIME,
-                ..signed("next", 1_700_000_050, &signer)
-            },
+            next_runtime_spec(1_700_000_050, &signer),
             foreign_app,
         ],
     );
@@ -882,8 +823,7 @@ fn apps_not_installed_are_offered_with_their_missing_runtime_and_unknown_ones_co
     assert!(offered.runtimes[0].download_size > 0);
 
     // Without its runtime anywhere the app is not offered, and the problem says why.
-    let (lonely, _) = drive(
-        machine.path(),
+    let (lonely, _) = machine.drive(
         "lonely",
         &[app_spec("2.0", 1_700_000_100, NEXT_RUNTIME, &signer)],
     );
@@ -897,8 +837,7 @@ fn apps_not_installed_are_offered_with_their_missing_runtime_and_unknown_ones_co
     );
 
     // Signed by a key the remote does not trust: refused, not offered.
-    let (forged, _) = drive(
-        machine.path(),
+    let (forged, _) = machine.drive(
         "forged",
         &[app_spec("2.0", 1_700_000_100, RUNTIME, &key(9))],
     );
@@ -912,31 +851,17 @@ fn apps_not_installed_are_offered_with_their_missing_runtime_and_unknown_ones_co
 fn a_missing_runtime_from_a_drive_must_be_as_new_as_what_upstream_offers() {
     let machine = Machine::new();
     let signer = key(1);
-    let installed_app = InstalledRef {
-        ref_name: APP.to_owned(),
-        ..machine.installed_ref()
-    };
+    let installed_app = machine.installed_as(APP);
     let target = machine.target(TargetKind::Flatpak, vec![installed_app]);
-    let (apps, drive_commits) = drive(
-        machine.path(),
+    let (apps, drive_commits) = machine.drive(
         "apps",
         &[
             app_spec("2.0", 1_700_000_100, NEXT_RUNTIME, &signer),
-            Spec {
-                ref_name: NEXT_RUNTIME,
-                ..signed("next", 1_700_000_050, &signer)
-            },
+            next_runtime_spec(1_700_000_050, &signer),
         ],
     );
     let runtime_on = |name: &str, timestamp: u64, signer: &SigningKey| {
-        let (path, _) = drive(
-            machine.path(),
-            name,
-            &[Spec {
-                ref_name: NEXT_RUNTIME,
-                ..signed("next", timestamp, signer)
-            }],
-        );
+        let (path, _) = machine.drive(name, &[next_runtime_spec(timestamp, signer)]);
         Arc::new(Upstream::open(&path)) as Arc<dyn Source>
     };
 
@@ -980,16 +905,7 @@ fn apps_get_their_name_summary_and_icon_from_verified_appstream() {
     let signer = key(1);
     let target = machine.target(
         TargetKind::Flatpak,
-        vec![
-            InstalledRef {
-                ref_name: APP.to_owned(),
-                ..machine.installed_ref()
-            },
-            InstalledRef {
-                ref_name: RUNTIME.to_owned(),
-                ..machine.installed_ref()
-            },
-        ],
+        vec![machine.installed_as(APP), machine.installed_as(RUNTIME)],
     );
     let xml = br#"<?xml version="1.0"?>
 <components version="0.8" origin="flatpak">
@@ -1009,8 +925,7 @@ fn apps_get_their_name_summary_and_icon_from_verified_appstream() {
         ],
         ..signed("appstream", 1_700_000_090, signer)
     };
-    let (path, _) = drive(
-        machine.path(),
+    let (path, _) = machine.drive(
         "apps",
         &[
             app_spec("2.0", 1_700_000_100, RUNTIME, &signer),
@@ -1031,8 +946,7 @@ fn apps_get_their_name_summary_and_icon_from_verified_appstream() {
 
     // AppStream signed by a key the remote does not trust is not used, and says so.
     let stranger = key(9);
-    let (path, _) = drive(
-        machine.path(),
+    let (path, _) = machine.drive(
         "strange",
         &[
             app_spec("2.0", 1_700_000_100, RUNTIME, &signer),

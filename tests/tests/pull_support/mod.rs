@@ -241,6 +241,20 @@ impl Publisher {
             commit,
         })
     }
+
+    /// A system Flatpak installation's repository at `flatpak_dir/repo`: bare-user-only, with
+    /// [`BRANCH`] pulled from this publisher through remote `apps` (collection [`COLLECTION`],
+    /// trusting the publisher's key).
+    pub fn pulled_into_system_flatpak(&self, flatpak_dir: &Path) -> Result<OstreeRepo> {
+        let apps = OstreeRepo::init(&flatpak_dir.join("repo"), RepoMode::BareUserOnly, None)?;
+        apps.remote_add(
+            &RemoteSpec::file("apps", &self.repo.path)
+                .collection_id(COLLECTION)
+                .trust(&self.key),
+        )?;
+        apps.pull("apps", &[BRANCH])?;
+        Ok(apps)
+    }
 }
 
 /// A destination repository with remote `origin` of collection [`COLLECTION`], trusting `key`
