@@ -66,7 +66,27 @@ impl WatchState {
         self.watch.as_ref().map(|(_, path)| path.as_path())
     }
 
+    /// Watches the drives dir, or its nearest existing ancestor. A directory on the way may
+    /// appear between looking for it and watching its parent, unseen by the new watch (the
+    /// writer makes the whole path at once); then the watch moves down until none did.
     fn arm(&mut self) {
+        // Bounded: each round finds the path one level deeper, or it was removed again.
+        for _ in 0..=self.target.components().count() {
+            self.arm_nearest();
+            let Some(watched) = self.watched() else {
+                return;
+            };
+            let below = self
+                .target
+                .ancestors()
+                .find(|dir| dir.parent() == Some(watched));
+            if !below.is_some_and(Path::is_dir) {
+                return;
+            }
+        }
+    }
+
+    fn arm_nearest(&mut self) {
         let mut watches = self.inotify.watches();
         if let Some((descriptor, _)) = self.watch.take() {
             // Already gone when the directory was removed; nothing to undo then.
