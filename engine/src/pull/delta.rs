@@ -22,6 +22,7 @@ use crate::delta::{
 use crate::event::{human_bytes, Event, MessageLevel, Reporter};
 use crate::object::{Checksum, Metadata, ObjectId, ObjectKind, ObjectSize, Summary};
 use crate::repo::{Repo, Transaction};
+use crate::schema::SourceState;
 use crate::source::{FetchError, Interrupt, Source};
 
 use super::progress::Progress;
@@ -131,10 +132,13 @@ struct Attempt<'a> {
     listings: &'a [Vec<Listed>],
 }
 
-/// Why a part could not be applied: its source's copy is bad (another source's may do), or
-/// the delta itself is (the superblock is the same on every source).
+/// Why a part could not be applied: its source could not provide it (another source may),
+/// its source's copy is not the part the superblock lists (the source is not trusted with
+/// anything more in this pull), or the delta itself is bad (the superblock is the same on
+/// every source).
 enum PartFailure {
     Source(Failure),
+    BadCopy(Failure),
     Delta(Failure),
 }
 
@@ -178,6 +182,9 @@ impl DeltaPull<'_> {
         let mut total = Applied::default();
         for (index, candidates) in listings.iter().enumerate() {
             for candidate in candidates {
+                if self.is_dropped(index) {
+                    break;
+                }
                 if self.cancel.is_cancelled() {
                     return total;
                 }
@@ -311,6 +318,7 @@ impl DeltaPull<'_> {
         let mut sharing = vec![index];
         sharing.extend((0..attempt.listings.len()).filter(|other| {
             *other != index
+                && !self.is_dropped(*other)
                 && attempt.listings[*other].iter().any(|listed| {
                     listed.from == candidate.from && listed.superblock == Some(actual)
                 })
@@ -381,6 +389,30 @@ impl DeltaPull<'_> {
                 self.names[index]
             ),
         });
+    }
+
+    /// A source handed out a part that is not the one its superblock lists: as a source
+    /// caught handing out a bad object, it is dropped for the rest of this pull (nothing
+    /// more of the delta, no objects after it), unless no other source of the commit is
+    /// left. That one still serves objects, each verified against its name.
+    fn drop_for_the_pull(&self, index: usize, failure: &Failure) {
+        let others_left = (0..self.sources.len())
+            .any(|other| other != index && self.progress.state(other) != SourceState::Dropped);
+        if !others_left {
+            self.warn_dropped(index, failure);
+            return;
+        }
+        let reason = format!(
+            "it handed out a static delta part that is not the one its superblock lists \
+             ({failure}): the source is corrupt or has been tampered with"
+        );
+        tracing::warn!(source = %self.names[index], "dropping the source: {reason}");
+        self.progress
+            .set_state(index, SourceState::Dropped, Some(reason));
+    }
+
+    fn is_dropped(&self, index: usize) -> bool {
+        self.progress.state(index) == SourceState::Dropped
     }
 
     /// Applies the parts of `bytes`' delta the destination needs. `Ok(false)`: none pays, or
@@ -500,7 +532,10 @@ impl DeltaPull<'_> {
                 needed[position].0,
                 &mut read,
             );
-            let source_failed = matches!(result, Err(PartFailure::Source(_)));
+            let source_failed = matches!(
+                result,
+                Err(PartFailure::Source(_) | PartFailure::BadCopy(_))
+            );
             if source_failed {
                 queue.give_back(position);
             }
@@ -542,6 +577,11 @@ impl DeltaPull<'_> {
                     // Its bytes were read (and counted done); the part is read again.
                     self.progress.expect_bytes(delivery.read);
                     self.warn_dropped(delivery.source_index, &failure);
+                    continue;
+                }
+                Err(PartFailure::BadCopy(failure)) => {
+                    self.progress.expect_bytes(delivery.read);
+                    self.drop_for_the_pull(delivery.source_index, &failure);
                     continue;
                 }
                 Err(PartFailure::Delta(failure)) => {
@@ -608,7 +648,7 @@ impl DeltaPull<'_> {
                 self.progress.bytes_read(size);
                 *read = size;
                 if size != header.size {
-                    return Err(PartFailure::Source(Failure::PartSize {
+                    return Err(PartFailure::BadCopy(Failure::PartSize {
                         index,
                         actual: size,
                         expected: header.size,
@@ -620,7 +660,7 @@ impl DeltaPull<'_> {
         delta::open_part(superblock, index, fetched.as_deref()).map_err(|error| match error {
             // Not the part the superblock lists: this source's copy is bad, another's may
             // be good.
-            DeltaError::PartChecksum { .. } => PartFailure::Source(error.into()),
+            DeltaError::PartChecksum { .. } => PartFailure::BadCopy(error.into()),
             other => PartFailure::Delta(other.into()),
         })
     }
