@@ -841,6 +841,78 @@ fn peer_lacking_the_parts_still_serves_the_objects_after_the_delta() -> Result<(
     check_result(base, &scene.dest, &scene.update, "lacking-parts")
 }
 
+/// A drive folder whose repository has no summary (its delta is found at its path, listed
+/// nowhere), a peer, and a drive with a summary (`ostree create-usb` writes one) hold the
+/// same delta: the delta's parts are fetched from all three. The drive with a summary ranks
+/// first, so the delta is found there, and the drive without one is pooled only if its
+/// superblock is compared.
+#[test]
+fn drive_without_summary_shares_the_parts_of_a_delta_with_a_peer() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let (fixture, dest, update, parts) = updated_in_parts(base, RepoMode::BareUser)?;
+    let listed = base.join("listed");
+    let unlisted = base.join("unlisted");
+    for drive in [&listed, &unlisted] {
+        ferry_tests::cmd::Tool::new("cp")
+            .arg("-a")
+            .arg(&fixture.repo.path)
+            .arg(drive)
+            .run()?;
+    }
+    for file in ["summary", "summary.sig"] {
+        fs::remove_file(unlisted.join(file))?;
+    }
+    if unlisted.join("delta-indexes").exists() {
+        fs::remove_dir_all(unlisted.join("delta-indexes"))?;
+    }
+    let peer = Peer::serve(&fixture.repo.path)?;
+    let url = format!("{}/", peer.url);
+    let run = pull(
+        &trust_root(base),
+        &dest.path,
+        &[listed.as_os_str(), unlisted.as_os_str(), OsStr::new(&url)],
+        &["--remote", REMOTE],
+        &[BRANCH],
+    )?
+    .require_success()?;
+    check_progress(&run)?;
+    ensure!(
+        delta_warnings(&run).is_empty(),
+        "{:?}",
+        delta_warnings(&run)
+    );
+    let applying: Vec<&String> = run
+        .events
+        .iter()
+        .filter_map(|event| match event {
+            Event::Message { text, .. } if text.starts_with("applying the static delta") => {
+                Some(text)
+            }
+            _ => None,
+        })
+        .collect();
+    let sources = [
+        listed.to_string_lossy().into_owned(),
+        unlisted.to_string_lossy().into_owned(),
+        url,
+    ];
+    ensure!(
+        applying.len() == 1
+            && sources
+                .iter()
+                .all(|source| applying[0].contains(&format!("{source},"))
+                    || applying[0].contains(&format!("{source}:"))),
+        "the delta was not fetched from all of {sources:?}: {applying:?}"
+    );
+    let from_peer = peer.requests();
+    ensure!(
+        part_requests(&from_peer).len() < parts,
+        "every one of the {parts} parts came from the peer: {from_peer:?}"
+    );
+    check_result(base, &dest, &update, "drives-and-peer")
+}
+
 /// `ferryctl delta generate` writes a delta that `ostree static-delta apply-offline` applies
 /// (fsck-clean, same checkout), and that a Ferry pull applies from the drive.
 #[test]

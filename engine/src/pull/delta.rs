@@ -314,15 +314,25 @@ impl DeltaPull<'_> {
             return Ok(false);
         }
         // A source that lists this superblock's checksum lists the parts it names, each
-        // with its checksum: any of them can serve any part.
+        // with its checksum: any of them can serve any part. A source without a summary
+        // lists no checksum: its superblock at the same path tells.
         let mut sharing = vec![index];
-        sharing.extend((0..attempt.listings.len()).filter(|other| {
-            *other != index
-                && !self.is_dropped(*other)
-                && attempt.listings[*other].iter().any(|listed| {
-                    listed.from == candidate.from && listed.superblock == Some(actual)
-                })
-        }));
+        for (other, listings) in attempt.listings.iter().enumerate() {
+            if other == index || self.is_dropped(other) {
+                continue;
+            }
+            let same_from = listings
+                .iter()
+                .filter(|listed| listed.from == candidate.from);
+            let (mut listed, mut unlisted) = (false, false);
+            for delta in same_from {
+                listed |= delta.superblock == Some(actual);
+                unlisted |= delta.superblock.is_none();
+            }
+            if listed || (unlisted && self.superblock_checksum(other, &path) == Some(actual)) {
+                sharing.push(other);
+            }
+        }
         for other in &sharing {
             tried.insert((*other, actual));
         }
@@ -332,6 +342,23 @@ impl DeltaPull<'_> {
             to,
         };
         self.apply(&bytes, &delta, total)
+    }
+
+    /// The checksum of the superblock at `path` on source `index`, if it has one there.
+    fn superblock_checksum(&self, index: usize, path: &str) -> Option<Checksum> {
+        let source = self.sources[index].as_ref();
+        match self.fetch(source, path, MAX_SUPERBLOCK_SIZE, SUPERBLOCK_TIME_FOR) {
+            Ok(Some(bytes)) => {
+                self.progress.metadata_read(index, bytes.len() as u64);
+                Some(Checksum::from_array(Sha256::digest(&bytes).into()))
+            }
+            Ok(None) => None,
+            // Left out of this delta; its own attempt, if it comes to it, warns.
+            Err(error) => {
+                tracing::info!(source = %self.names[index], "no superblock to compare: {error}");
+                None
+            }
+        }
     }
 
     /// Fetches a delta file of at most `max` bytes, abandoning it when it takes longer than
