@@ -16,11 +16,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
 use ferry_engine::event::{Event, MessageLevel};
+use ferry_engine::schema::SourceState;
 use ferry_tests::compare::{assert_trees_equal, CompareOptions};
 use ferry_tests::gpg::GpgKey;
 use ferry_tests::ostree::{CheckoutMode, CommitSpec, OstreeRepo, RepoMode};
 use ferry_tests::tree::{Tree, TreeOptions};
-use pull_support::peer::Peer;
+use pull_support::peer::{Behaviour, Peer};
 use pull_support::{client, pull, remote_ref, trust_root, PullRun, BRANCH, COLLECTION, REMOTE};
 use tempfile::TempDir;
 
@@ -140,12 +141,7 @@ impl Fixture {
             .difference(&before)
             .cloned()
             .collect();
-        let fallback_checksum = self.repo.content_checksum(&v2, BIG_NEW_FILE)?;
-        let fallback = PathBuf::from(format!(
-            "objects/{}/{}.filez",
-            &fallback_checksum[..2],
-            &fallback_checksum[2..]
-        ));
+        let fallback = self.content_object(&v2, BIG_NEW_FILE)?;
         ensure!(new_objects.contains(&fallback));
         let reference = base.join("reference");
         self.repo.checkout(&v2, &reference, CheckoutMode::Plain)?;
@@ -157,11 +153,29 @@ impl Fixture {
         })
     }
 
+    /// The path below the repository of the content object of `path` in `commit`.
+    fn content_object(&self, commit: &str, path: &str) -> Result<PathBuf> {
+        let checksum = self.repo.content_checksum(commit, path)?;
+        Ok(PathBuf::from(format!(
+            "objects/{}/{}.filez",
+            &checksum[..2],
+            &checksum[2..]
+        )))
+    }
+
     /// Deletes the content objects of v2 that the delta carries (all but the fallback).
     fn delete_delta_content(&self, update: &Update) -> Result<usize> {
+        self.delete_delta_content_but(update, &[])
+    }
+
+    /// Deletes the new content objects of v2 but the fallback and `keep` (other fallbacks).
+    fn delete_delta_content_but(&self, update: &Update, keep: &[PathBuf]) -> Result<usize> {
         let mut deleted = 0;
         for object in &update.new_objects {
-            if object.extension() == Some(OsStr::new("filez")) && *object != update.fallback {
+            if object.extension() == Some(OsStr::new("filez"))
+                && *object != update.fallback
+                && !keep.contains(object)
+            {
                 fs::remove_file(self.repo.path.join(object))?;
                 deleted += 1;
             }
@@ -541,13 +555,97 @@ fn part_requests(requests: &[String]) -> Vec<&String> {
 /// 1 MB fallback size, more than a 1 MB part holds), the content it carries deleted from
 /// the server, and a destination of `mode` at 1.0.
 fn updated_in_parts(base: &Path, mode: RepoMode) -> Result<(Fixture, OstreeRepo, Update, usize)> {
+    let scene = updated_in_parts_with_fallbacks(base, mode, 0)?;
+    Ok((scene.fixture, scene.dest, scene.update, scene.parts))
+}
+
+/// [`updated_in_parts`], with more files in 2.0 above the fallback size.
+struct InParts {
+    fixture: Fixture,
+    dest: OstreeRepo,
+    update: Update,
+    parts: usize,
+    /// The URL paths of the fallback objects, which the server keeps: what the pull fetches
+    /// as objects after the delta.
+    fallbacks: Vec<String>,
+}
+
+/// [`updated_in_parts`] with `extra` more new files above the 1 MB fallback size.
+fn updated_in_parts_with_fallbacks(base: &Path, mode: RepoMode, extra: u64) -> Result<InParts> {
     let fixture = Fixture::new(base)?;
     let dest = client(&base.join("dest"), mode, Some(&fixture.key))?;
     pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    let names: Vec<String> = (0..extra)
+        .map(|index| format!("usr/share/big-extra-{index}.bin"))
+        .collect();
+    for (seed, name) in (100..).zip(&names) {
+        fixture
+            .tree
+            .write_file(name, pseudo_random(1_100_000, seed))?;
+    }
     let (update, parts) = update_in_parts(base, &fixture, 6)?;
     ensure!(parts >= 4, "only {parts} parts");
-    fixture.delete_delta_content(&update)?;
-    Ok((fixture, dest, update, parts))
+    let mut fallbacks = names
+        .iter()
+        .map(|name| fixture.content_object(&update.v2, name))
+        .collect::<Result<Vec<_>>>()?;
+    fixture.delete_delta_content_but(&update, &fallbacks)?;
+    fallbacks.push(update.fallback.clone());
+    let fallbacks = fallbacks
+        .iter()
+        .map(|path| format!("/{}", path.display()))
+        .collect();
+    Ok(InParts {
+        fixture,
+        dest,
+        update,
+        parts,
+        fallbacks,
+    })
+}
+
+/// A copy of the fixture's repository at `base/bad-copy` with every part of its delta
+/// corrupted.
+fn copy_with_corrupt_parts(base: &Path, fixture: &Fixture, parts: usize) -> Result<PathBuf> {
+    let copy = base.join("bad-copy");
+    ferry_tests::cmd::Tool::new("cp")
+        .arg("-a")
+        .arg(&fixture.repo.path)
+        .arg(&copy)
+        .run()?;
+    let delta_dir = copy.join(fixture.delta_dir()?.strip_prefix(&fixture.repo.path)?);
+    for part in 0..parts {
+        let path = delta_dir.join(part.to_string());
+        let mut bytes = fs::read(&path)?;
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        fs::write(&path, bytes)?;
+    }
+    Ok(copy)
+}
+
+/// The reason of the event that dropped the source whose name contains `name`.
+fn dropped_reason(run: &PullRun, name: &str) -> Option<String> {
+    run.events.iter().find_map(|event| match event {
+        Event::SourceState {
+            source,
+            state: SourceState::Dropped,
+            reason,
+            ..
+        } if source.contains(name) => Some(reason.clone().unwrap_or_default()),
+        _ => None,
+    })
+}
+
+/// The state and reason the pull's result gives the source whose name contains `name`.
+fn source_in_result(run: &PullRun, name: &str) -> Result<(SourceState, Option<String>)> {
+    let results = run.results();
+    let source = results
+        .iter()
+        .flat_map(|result| &result.sources)
+        .find(|source| source.source.contains(name))
+        .with_context(|| format!("no source {name} in the results: {results:?}"))?;
+    Ok((source.state, source.reason.clone()))
 }
 
 /// A successful `ferryctl pull` of the branch into `dest` from `peers` at once.
@@ -623,30 +721,16 @@ fn one_of_two_peers_serving_corrupt_parts_is_dropped() -> Result<()> {
     let tmp = TempDir::new()?;
     let base = tmp.path();
     let (fixture, dest, update, parts) = updated_in_parts(base, RepoMode::Bare)?;
-    let copy = base.join("bad-copy");
-    ferry_tests::cmd::Tool::new("cp")
-        .arg("-a")
-        .arg(&fixture.repo.path)
-        .arg(&copy)
-        .run()?;
-    let delta_dir = copy.join(fixture.delta_dir()?.strip_prefix(&fixture.repo.path)?);
-    for part in 0..parts {
-        let path = delta_dir.join(part.to_string());
-        let mut bytes = fs::read(&path)?;
-        let middle = bytes.len() / 2;
-        bytes[middle] ^= 0xff;
-        fs::write(&path, bytes)?;
-    }
+    let copy = copy_with_corrupt_parts(base, &fixture, parts)?;
     let bad = Peer::serve(&copy)?;
     let good = Peer::serve(&fixture.repo.path)?;
     let run = pull_from_peers(base, &dest, &[&bad, &good])?;
     check_progress(&run)?;
+    // Reported as the peer's drop, not as a delta left aside.
     let warnings = delta_warnings(&run);
-    ensure!(
-        warnings.len() == 1 && warnings[0].contains("hashes to") && warnings[0].contains(&bad.url),
-        "expected one warning naming {}: {warnings:?}",
-        bad.url
-    );
+    ensure!(warnings.is_empty(), "{warnings:?}");
+    let reason = dropped_reason(&run, &bad.url).context("the bad peer was not dropped")?;
+    ensure!(reason.contains("hashes to"), "{reason}");
     let from_bad = bad.requests();
     ensure!(
         part_requests(&from_bad).len() == 1,
@@ -658,6 +742,175 @@ fn one_of_two_peers_serving_corrupt_parts_is_dropped() -> Result<()> {
         "the good peer did not serve every part: {from_good:?}"
     );
     check_result(base, &dest, &update, "one-bad-peer")
+}
+
+/// A peer caught serving a corrupt part is dropped for the rest of the pull, as one serving a
+/// bad object is: the objects left after the delta (files above the fallback size) all come
+/// from the other peer, and the result names the dropped peer and why.
+#[test]
+fn peer_serving_a_corrupt_part_is_not_asked_for_the_objects_after_the_delta() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let scene = updated_in_parts_with_fallbacks(base, RepoMode::BareUser, 8)?;
+    let copy = copy_with_corrupt_parts(base, &scene.fixture, scene.parts)?;
+    let bad = Peer::serve(&copy)?;
+    let good = Peer::serve(&scene.fixture.repo.path)?;
+    let run = pull_from_peers(base, &scene.dest, &[&bad, &good])?;
+    check_progress(&run)?;
+    let from_bad = bad.requests();
+    ensure!(
+        part_requests(&from_bad).len() == 1,
+        "the bad peer was not asked for exactly one part: {from_bad:?}"
+    );
+    let objects: Vec<&String> = from_bad
+        .iter()
+        .filter(|r| {
+            [".filez", ".dirtree", ".dirmeta"]
+                .iter()
+                .any(|e| r.ends_with(e))
+        })
+        .collect();
+    ensure!(
+        objects.is_empty(),
+        "the dropped peer was asked for objects after the delta: {objects:?}"
+    );
+    let served = good.served_objects();
+    for fallback in &scene.fallbacks {
+        ensure!(
+            served.contains(fallback),
+            "{fallback} did not come from the good peer: {served:?}"
+        );
+    }
+    let (state, reason) = source_in_result(&run, &bad.url)?;
+    ensure!(
+        state == SourceState::Dropped
+            && reason.as_deref().is_some_and(
+                |reason| reason.contains("static delta") && reason.contains("hashes to")
+            ),
+        "the result does not give the bad peer as dropped for its part: {state:?} {reason:?}"
+    );
+    ensure!(
+        dropped_reason(&run, &bad.url).is_some(),
+        "no event dropped the bad peer"
+    );
+    ensure!(
+        source_in_result(&run, &good.url)?.0 == SourceState::Active,
+        "the good peer was not kept"
+    );
+    check_result(base, &scene.dest, &scene.update, "dropped-for-the-pull")
+}
+
+/// A peer that lacks a part (a 404) is left out of that delta only: it stays in the pull
+/// and serves objects after the delta.
+#[test]
+fn peer_lacking_the_parts_still_serves_the_objects_after_the_delta() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let scene = updated_in_parts_with_fallbacks(base, RepoMode::BareUser, 8)?;
+    let relative = scene
+        .fixture
+        .delta_dir()?
+        .strip_prefix(&scene.fixture.repo.path)?
+        .to_path_buf();
+    let parts = (0..scene.parts).map(|part| format!("/{}/{part}", relative.display()));
+    let lacking = Peer::serve_with(
+        &scene.fixture.repo.path,
+        Behaviour::default().not_found(parts),
+    )?;
+    let good = Peer::serve(&scene.fixture.repo.path)?;
+    let run = pull_from_peers(base, &scene.dest, &[&lacking, &good])?;
+    check_progress(&run)?;
+    ensure!(
+        part_requests(&lacking.requests()).len() == 1,
+        "the peer lacking the parts was not asked for exactly one: {:?}",
+        lacking.requests()
+    );
+    let (state, reason) = source_in_result(&run, &lacking.url)?;
+    ensure!(
+        state == SourceState::Active,
+        "the peer lacking the parts was not kept: {state:?} {reason:?}"
+    );
+    let served = lacking.served_objects();
+    ensure!(
+        scene
+            .fallbacks
+            .iter()
+            .any(|fallback| served.contains(fallback)),
+        "the peer lacking the parts served none of the objects after the delta: {served:?}"
+    );
+    check_result(base, &scene.dest, &scene.update, "lacking-parts")
+}
+
+/// A drive folder whose repository has no summary (its delta is found at its path, listed
+/// nowhere), a peer, and a drive with a summary (`ostree create-usb` writes one) hold the
+/// same delta: the delta's parts are fetched from all three. The drive with a summary ranks
+/// first, so the delta is found there, and the drive without one is pooled only if its
+/// superblock is compared.
+#[test]
+fn drive_without_summary_shares_the_parts_of_a_delta_with_a_peer() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let (fixture, dest, update, parts) = updated_in_parts(base, RepoMode::BareUser)?;
+    let listed = base.join("listed");
+    let unlisted = base.join("unlisted");
+    for drive in [&listed, &unlisted] {
+        ferry_tests::cmd::Tool::new("cp")
+            .arg("-a")
+            .arg(&fixture.repo.path)
+            .arg(drive)
+            .run()?;
+    }
+    for file in ["summary", "summary.sig"] {
+        fs::remove_file(unlisted.join(file))?;
+    }
+    if unlisted.join("delta-indexes").exists() {
+        fs::remove_dir_all(unlisted.join("delta-indexes"))?;
+    }
+    let peer = Peer::serve(&fixture.repo.path)?;
+    let url = format!("{}/", peer.url);
+    let run = pull(
+        &trust_root(base),
+        &dest.path,
+        &[listed.as_os_str(), unlisted.as_os_str(), OsStr::new(&url)],
+        &["--remote", REMOTE],
+        &[BRANCH],
+    )?
+    .require_success()?;
+    check_progress(&run)?;
+    ensure!(
+        delta_warnings(&run).is_empty(),
+        "{:?}",
+        delta_warnings(&run)
+    );
+    let applying: Vec<&String> = run
+        .events
+        .iter()
+        .filter_map(|event| match event {
+            Event::Message { text, .. } if text.starts_with("applying the static delta") => {
+                Some(text)
+            }
+            _ => None,
+        })
+        .collect();
+    let sources = [
+        listed.to_string_lossy().into_owned(),
+        unlisted.to_string_lossy().into_owned(),
+        url,
+    ];
+    ensure!(
+        applying.len() == 1
+            && sources
+                .iter()
+                .all(|source| applying[0].contains(&format!("{source},"))
+                    || applying[0].contains(&format!("{source}:"))),
+        "the delta was not fetched from all of {sources:?}: {applying:?}"
+    );
+    let from_peer = peer.requests();
+    ensure!(
+        part_requests(&from_peer).len() < parts,
+        "every one of the {parts} parts came from the peer: {from_peer:?}"
+    );
+    check_result(base, &dest, &update, "drives-and-peer")
 }
 
 /// `ferryctl delta generate` writes a delta that `ostree static-delta apply-offline` applies

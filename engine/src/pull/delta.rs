@@ -22,6 +22,7 @@ use crate::delta::{
 use crate::event::{human_bytes, Event, MessageLevel, Reporter};
 use crate::object::{Checksum, Metadata, ObjectId, ObjectKind, ObjectSize, Summary};
 use crate::repo::{Repo, Transaction};
+use crate::schema::SourceState;
 use crate::source::{FetchError, Interrupt, Source};
 
 use super::progress::Progress;
@@ -131,10 +132,13 @@ struct Attempt<'a> {
     listings: &'a [Vec<Listed>],
 }
 
-/// Why a part could not be applied: its source's copy is bad (another source's may do), or
-/// the delta itself is (the superblock is the same on every source).
+/// Why a part could not be applied: its source could not provide it (another source may),
+/// its source's copy is not the part the superblock lists (the source is not trusted with
+/// anything more in this pull), or the delta itself is bad (the superblock is the same on
+/// every source).
 enum PartFailure {
     Source(Failure),
+    BadCopy(Failure),
     Delta(Failure),
 }
 
@@ -178,6 +182,9 @@ impl DeltaPull<'_> {
         let mut total = Applied::default();
         for (index, candidates) in listings.iter().enumerate() {
             for candidate in candidates {
+                if self.is_dropped(index) {
+                    break;
+                }
                 if self.cancel.is_cancelled() {
                     return total;
                 }
@@ -307,14 +314,25 @@ impl DeltaPull<'_> {
             return Ok(false);
         }
         // A source that lists this superblock's checksum lists the parts it names, each
-        // with its checksum: any of them can serve any part.
+        // with its checksum: any of them can serve any part. A source without a summary
+        // lists no checksum: its superblock at the same path tells.
         let mut sharing = vec![index];
-        sharing.extend((0..attempt.listings.len()).filter(|other| {
-            *other != index
-                && attempt.listings[*other].iter().any(|listed| {
-                    listed.from == candidate.from && listed.superblock == Some(actual)
-                })
-        }));
+        for (other, listings) in attempt.listings.iter().enumerate() {
+            if other == index || self.is_dropped(other) {
+                continue;
+            }
+            let same_from = listings
+                .iter()
+                .filter(|listed| listed.from == candidate.from);
+            let (mut listed, mut unlisted) = (false, false);
+            for delta in same_from {
+                listed |= delta.superblock == Some(actual);
+                unlisted |= delta.superblock.is_none();
+            }
+            if listed || (unlisted && self.superblock_checksum(other, &path) == Some(actual)) {
+                sharing.push(other);
+            }
+        }
         for other in &sharing {
             tried.insert((*other, actual));
         }
@@ -324,6 +342,23 @@ impl DeltaPull<'_> {
             to,
         };
         self.apply(&bytes, &delta, total)
+    }
+
+    /// The checksum of the superblock at `path` on source `index`, if it has one there.
+    fn superblock_checksum(&self, index: usize, path: &str) -> Option<Checksum> {
+        let source = self.sources[index].as_ref();
+        match self.fetch(source, path, MAX_SUPERBLOCK_SIZE, SUPERBLOCK_TIME_FOR) {
+            Ok(Some(bytes)) => {
+                self.progress.metadata_read(index, bytes.len() as u64);
+                Some(Checksum::from_array(Sha256::digest(&bytes).into()))
+            }
+            Ok(None) => None,
+            // Left out of this delta; its own attempt, if it comes to it, warns.
+            Err(error) => {
+                tracing::info!(source = %self.names[index], "no superblock to compare: {error}");
+                None
+            }
+        }
     }
 
     /// Fetches a delta file of at most `max` bytes, abandoning it when it takes longer than
@@ -381,6 +416,30 @@ impl DeltaPull<'_> {
                 self.names[index]
             ),
         });
+    }
+
+    /// A source handed out a part that is not the one its superblock lists: as a source
+    /// caught handing out a bad object, it is dropped for the rest of this pull (nothing
+    /// more of the delta, no objects after it), unless no other source of the commit is
+    /// left. That one still serves objects, each verified against its name.
+    fn drop_for_the_pull(&self, index: usize, failure: &Failure) {
+        let others_left = (0..self.sources.len())
+            .any(|other| other != index && self.progress.state(other) != SourceState::Dropped);
+        if !others_left {
+            self.warn_dropped(index, failure);
+            return;
+        }
+        let reason = format!(
+            "it handed out a static delta part that is not the one its superblock lists \
+             ({failure}): the source is corrupt or has been tampered with"
+        );
+        tracing::warn!(source = %self.names[index], "dropping the source: {reason}");
+        self.progress
+            .set_state(index, SourceState::Dropped, Some(reason));
+    }
+
+    fn is_dropped(&self, index: usize) -> bool {
+        self.progress.state(index) == SourceState::Dropped
     }
 
     /// Applies the parts of `bytes`' delta the destination needs. `Ok(false)`: none pays, or
@@ -500,7 +559,10 @@ impl DeltaPull<'_> {
                 needed[position].0,
                 &mut read,
             );
-            let source_failed = matches!(result, Err(PartFailure::Source(_)));
+            let source_failed = matches!(
+                result,
+                Err(PartFailure::Source(_) | PartFailure::BadCopy(_))
+            );
             if source_failed {
                 queue.give_back(position);
             }
@@ -542,6 +604,11 @@ impl DeltaPull<'_> {
                     // Its bytes were read (and counted done); the part is read again.
                     self.progress.expect_bytes(delivery.read);
                     self.warn_dropped(delivery.source_index, &failure);
+                    continue;
+                }
+                Err(PartFailure::BadCopy(failure)) => {
+                    self.progress.expect_bytes(delivery.read);
+                    self.drop_for_the_pull(delivery.source_index, &failure);
                     continue;
                 }
                 Err(PartFailure::Delta(failure)) => {
@@ -608,7 +675,7 @@ impl DeltaPull<'_> {
                 self.progress.bytes_read(size);
                 *read = size;
                 if size != header.size {
-                    return Err(PartFailure::Source(Failure::PartSize {
+                    return Err(PartFailure::BadCopy(Failure::PartSize {
                         index,
                         actual: size,
                         expected: header.size,
@@ -620,7 +687,7 @@ impl DeltaPull<'_> {
         delta::open_part(superblock, index, fetched.as_deref()).map_err(|error| match error {
             // Not the part the superblock lists: this source's copy is bad, another's may
             // be good.
-            DeltaError::PartChecksum { .. } => PartFailure::Source(error.into()),
+            DeltaError::PartChecksum { .. } => PartFailure::BadCopy(error.into()),
             other => PartFailure::Delta(other.into()),
         })
     }

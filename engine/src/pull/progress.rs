@@ -120,6 +120,16 @@ impl<'a> Progress<'a> {
         });
     }
 
+    /// Where source `index` stands now.
+    pub(super) fn state(&self, index: usize) -> SourceState {
+        self.shares
+            .get(index)
+            .map_or(SourceState::Active, |share| match share.state.lock() {
+                Ok(slot) => slot.0,
+                Err(poisoned) => poisoned.into_inner().0,
+            })
+    }
+
     /// Each source's share so far.
     pub(super) fn shares(&self) -> Vec<SourceUse> {
         self.shares

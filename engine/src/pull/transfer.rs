@@ -11,7 +11,8 @@
 //!   to the others;
 //! - it hands out an object that does not hash to its name, is malformed, or is longer than the
 //!   signed commit says: it is dropped for the rest of the pull, what it sent is discarded, and
-//!   everything it was fetching goes to the others;
+//!   everything it was fetching goes to the others; a source the static delta before the
+//!   transfer caught handing out a bad part starts dropped;
 //! - it stalls (nothing for [`STALL`]) or is [`SLOW_FACTOR`] times slower than the others for
 //!   [`SLOW_WINDOW`]: it is set aside, taking no new work while others can, which is no error;
 //! - when nothing is left to hand out, an idle source fetches again what a slower one is still
@@ -271,11 +272,21 @@ impl Transfer<'_, '_> {
 impl<'r, 't, 'a> Run<'r, 't, 'a> {
     fn new(transfer: &'r Transfer<'t, 'a>, sizes: Option<HashMap<Checksum, ObjectSize>>) -> Self {
         let count = transfer.sources.len();
+        // A source dropped earlier in this pull (caught handing out a bad static delta
+        // part) stays dropped.
+        let dropped: Vec<bool> = (0..count)
+            .map(|index| transfer.progress.state(index) == SourceState::Dropped)
+            .collect();
         let slots = transfer
             .sources
             .iter()
-            .map(|source| Slot {
-                state: SourceState::Active,
+            .zip(&dropped)
+            .map(|(source, dropped)| Slot {
+                state: if *dropped {
+                    SourceState::Dropped
+                } else {
+                    SourceState::Active
+                },
                 drive: source.info().kind == SourceKind::Drive,
                 samples: VecDeque::new(),
             })
@@ -296,7 +307,7 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
             changed: Condvar::new(),
             seen: Mutex::new(Seen::default()),
             sizes,
-            dropped: (0..count).map(|_| AtomicBool::new(false)).collect(),
+            dropped: dropped.into_iter().map(AtomicBool::new).collect(),
             counts: Mutex::new(Counts::default()),
         }
     }
