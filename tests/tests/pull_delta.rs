@@ -9,10 +9,11 @@
 
 mod pull_support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use ferry_engine::event::{Event, MessageLevel};
@@ -21,7 +22,7 @@ use ferry_tests::compare::{assert_trees_equal, CompareOptions};
 use ferry_tests::gpg::GpgKey;
 use ferry_tests::ostree::{CheckoutMode, CommitSpec, OstreeRepo, RepoMode};
 use ferry_tests::tree::{Tree, TreeOptions};
-use pull_support::peer::{Behaviour, Peer};
+use pull_support::peer::{Behaviour, Peer, When};
 use pull_support::{client, pull, remote_ref, trust_root, PullRun, BRANCH, COLLECTION, REMOTE};
 use tempfile::TempDir;
 
@@ -551,6 +552,40 @@ fn part_requests(requests: &[String]) -> Vec<&String> {
         .collect()
 }
 
+/// The URL paths of the delta's parts, as a peer serving the fixture's repository has them.
+fn part_paths(fixture: &Fixture, parts: usize) -> Result<Vec<String>> {
+    let delta = fixture.delta_dir()?;
+    let relative = delta
+        .strip_prefix(&fixture.repo.path)?
+        .display()
+        .to_string();
+    Ok((0..parts)
+        .map(|part| format!("/{relative}/{part}"))
+        .collect())
+}
+
+/// A peer serving `root` as `behaviour` says, whose answer to the first part waits until
+/// `other` has been asked for a part: both peers are asked for one, whoever starts first.
+fn peer_answering_after(
+    other: &Peer,
+    root: &Path,
+    parts: &[String],
+    behaviour: Behaviour,
+) -> Result<Peer> {
+    let other_log = other.log_watch();
+    let part_set: HashSet<String> = parts.iter().cloned().collect();
+    let first = parts.first().context("a delta without parts")?.clone();
+    Peer::serve_with(
+        root,
+        behaviour.on(When::Path(first), move || {
+            // On timeout the part is served anyway, and the caller's count fails.
+            let _ = other_log.wait_for(Duration::from_secs(60), |log| {
+                log.iter().any(|request| part_set.contains(&request.path))
+            });
+        }),
+    )
+}
+
 /// The fixture at 2.0 with a delta from 1.0 of at least four parts (new files below the
 /// 1 MB fallback size, more than a 1 MB part holds), the content it carries deleted from
 /// the server, and a destination of `mode` at 1.0.
@@ -723,7 +758,12 @@ fn one_of_two_peers_serving_corrupt_parts_is_dropped() -> Result<()> {
     let (fixture, dest, update, parts) = updated_in_parts(base, RepoMode::Bare)?;
     let copy = copy_with_corrupt_parts(base, &fixture, parts)?;
     let bad = Peer::serve(&copy)?;
-    let good = Peer::serve(&fixture.repo.path)?;
+    let good = peer_answering_after(
+        &bad,
+        &fixture.repo.path,
+        &part_paths(&fixture, parts)?,
+        Behaviour::default(),
+    )?;
     let run = pull_from_peers(base, &dest, &[&bad, &good])?;
     check_progress(&run)?;
     // Reported as the peer's drop, not as a delta left aside.
@@ -754,7 +794,12 @@ fn peer_serving_a_corrupt_part_is_not_asked_for_the_objects_after_the_delta() ->
     let scene = updated_in_parts_with_fallbacks(base, RepoMode::BareUser, 8)?;
     let copy = copy_with_corrupt_parts(base, &scene.fixture, scene.parts)?;
     let bad = Peer::serve(&copy)?;
-    let good = Peer::serve(&scene.fixture.repo.path)?;
+    let good = peer_answering_after(
+        &bad,
+        &scene.fixture.repo.path,
+        &part_paths(&scene.fixture, scene.parts)?,
+        Behaviour::default(),
+    )?;
     let run = pull_from_peers(base, &scene.dest, &[&bad, &good])?;
     check_progress(&run)?;
     let from_bad = bad.requests();
@@ -807,17 +852,19 @@ fn peer_lacking_the_parts_still_serves_the_objects_after_the_delta() -> Result<(
     let tmp = TempDir::new()?;
     let base = tmp.path();
     let scene = updated_in_parts_with_fallbacks(base, RepoMode::BareUser, 8)?;
-    let relative = scene
-        .fixture
-        .delta_dir()?
-        .strip_prefix(&scene.fixture.repo.path)?
-        .to_path_buf();
-    let parts = (0..scene.parts).map(|part| format!("/{}/{part}", relative.display()));
+    let parts = part_paths(&scene.fixture, scene.parts)?;
     let lacking = Peer::serve_with(
         &scene.fixture.repo.path,
-        Behaviour::default().not_found(parts),
+        Behaviour::default().not_found(parts.iter().cloned()),
     )?;
-    let good = Peer::serve(&scene.fixture.repo.path)?;
+    // The good peer lacks half of the objects after the delta: the other must serve them.
+    let (good_lacks, _) = scene.fallbacks.split_at(scene.fallbacks.len() / 2);
+    let good = peer_answering_after(
+        &lacking,
+        &scene.fixture.repo.path,
+        &parts,
+        Behaviour::default().not_found(good_lacks.iter().cloned()),
+    )?;
     let run = pull_from_peers(base, &scene.dest, &[&lacking, &good])?;
     check_progress(&run)?;
     ensure!(

@@ -124,6 +124,36 @@ pub struct Request {
     pub complete: bool,
 }
 
+/// A peer's request log, watched from elsewhere (see [`Peer::log_watch`]).
+pub struct LogWatch {
+    shared: Arc<Shared>,
+}
+
+impl LogWatch {
+    /// Waits until `done` holds for the request log, failing after `timeout`.
+    pub fn wait_for(&self, timeout: Duration, done: impl Fn(&[Request]) -> bool) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut log = lock(&self.shared.log);
+        loop {
+            if done(&log) {
+                return Ok(());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                bail!(
+                    "{}: condition not met within {timeout:?}: {:?}",
+                    self.shared.address,
+                    *log
+                );
+            }
+            log = match self.shared.logged.wait_timeout(log, left) {
+                Ok((log, _)) => log,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+    }
+}
+
 /// Gone: the peer was dropped or vanished. Waiters (trickles) wake when it is set.
 #[derive(Default)]
 struct Gone {
@@ -310,24 +340,13 @@ impl Peer {
 
     /// Waits until `done` holds for the request log, failing after `timeout`.
     pub fn wait_for(&self, timeout: Duration, done: impl Fn(&[Request]) -> bool) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        let mut log = lock(&self.shared.log);
-        loop {
-            if done(&log) {
-                return Ok(());
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                bail!(
-                    "{}: condition not met within {timeout:?}: {:?}",
-                    self.url,
-                    *log
-                );
-            }
-            log = match self.shared.logged.wait_timeout(log, left) {
-                Ok((log, _)) => log,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
+        self.log_watch().wait_for(timeout, done)
+    }
+
+    /// A handle on this peer's request log that another peer's trigger can wait on.
+    pub fn log_watch(&self) -> LogWatch {
+        LogWatch {
+            shared: Arc::clone(&self.shared),
         }
     }
 }
