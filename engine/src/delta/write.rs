@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use base64::Engine;
 
+use crate::object::commit::write_varuint64;
 use crate::object::{Checksum, DirTree, Metadata, MetadataValue, ObjectId, ObjectKind};
 use crate::repo::{Repo, RepoError};
 
@@ -98,18 +99,6 @@ fn var_array(align: usize, elements: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
-fn write_varuint(out: &mut Vec<u8>, mut value: u64) {
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
-
 #[derive(Default)]
 struct PartBuilder {
     modes: Vec<[u8; 12]>,
@@ -134,8 +123,8 @@ impl PartBuilder {
 
     fn add_metadata(&mut self, object: ObjectId, bytes: &[u8]) {
         self.ops.push(b'S');
-        write_varuint(&mut self.ops, bytes.len() as u64);
-        write_varuint(&mut self.ops, self.payload.len() as u64);
+        write_varuint64(&mut self.ops, bytes.len() as u64);
+        write_varuint64(&mut self.ops, self.payload.len() as u64);
         self.payload.extend_from_slice(bytes);
         self.objects.push(object);
         self.uncompressed += bytes.len() as u64;
@@ -159,10 +148,10 @@ impl PartBuilder {
     fn add_content(&mut self, object: ObjectId, mode: [u8; 12], xattrs: Vec<u8>, data: &[u8]) {
         let (mode_index, xattr_index) = self.intern(mode, xattrs);
         self.ops.push(b'S');
-        write_varuint(&mut self.ops, mode_index as u64);
-        write_varuint(&mut self.ops, xattr_index as u64);
-        write_varuint(&mut self.ops, data.len() as u64);
-        write_varuint(&mut self.ops, self.payload.len() as u64);
+        write_varuint64(&mut self.ops, mode_index as u64);
+        write_varuint64(&mut self.ops, xattr_index as u64);
+        write_varuint64(&mut self.ops, data.len() as u64);
+        write_varuint64(&mut self.ops, self.payload.len() as u64);
         self.payload.extend_from_slice(data);
         self.objects.push(object);
         self.uncompressed += data.len() as u64;
@@ -175,14 +164,14 @@ impl PartBuilder {
         let source_offset = self.payload.len();
         self.payload.extend_from_slice(source.as_bytes());
         self.ops.push(b'r');
-        write_varuint(&mut self.ops, source_offset as u64);
+        write_varuint64(&mut self.ops, source_offset as u64);
         self.ops.push(b'o');
-        write_varuint(&mut self.ops, mode_index as u64);
-        write_varuint(&mut self.ops, xattr_index as u64);
-        write_varuint(&mut self.ops, file.size);
+        write_varuint64(&mut self.ops, mode_index as u64);
+        write_varuint64(&mut self.ops, xattr_index as u64);
+        write_varuint64(&mut self.ops, file.size);
         self.ops.push(b'B');
-        write_varuint(&mut self.ops, self.payload.len() as u64);
-        write_varuint(&mut self.ops, patch.len() as u64);
+        write_varuint64(&mut self.ops, self.payload.len() as u64);
+        write_varuint64(&mut self.ops, patch.len() as u64);
         self.payload.extend_from_slice(patch);
         self.ops.push(b'R');
         self.ops.push(b'c');

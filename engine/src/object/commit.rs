@@ -240,7 +240,7 @@ fn read_varuint64(input: &mut &[u8]) -> Option<u64> {
     None
 }
 
-/// Encodes a varint as `ostree.sizes` stores it.
+/// Encodes a varint as `ostree.sizes` and static delta operation streams store it.
 pub(crate) fn write_varuint64(out: &mut Vec<u8>, mut value: u64) {
     loop {
         let byte = (value & 0x7f) as u8;
