@@ -298,7 +298,7 @@ fn refuse(output: &Output, refusal: Refusal) -> anyhow::Error {
     if output.is_json() {
         output.on_event(Event::Message {
             level: MessageLevel::Error,
-            text: refusal.to_string(),
+            text: ferry_engine::causes::text(&refusal),
         });
         output.on_event(Event::Finished { ok: false });
     }

@@ -118,7 +118,7 @@ pub fn run(args: PrepareDriveArgs) -> anyhow::Result<ExitCode> {
             if output.is_json() {
                 output.on_event(Event::Message {
                     level: MessageLevel::Error,
-                    text: refusal.to_string(),
+                    text: ferry_engine::causes::text(&refusal),
                 });
                 output.on_event(Event::Finished { ok: false });
             }

@@ -641,7 +641,10 @@ impl Context<'_> {
         }
         Err(PullError::NoUsableCommit {
             wanted,
-            reasons: refusals.iter().map(ToString::to_string).collect(),
+            reasons: refusals
+                .iter()
+                .map(|error| crate::causes::text(error))
+                .collect(),
         })
     }
 

@@ -445,7 +445,7 @@ impl TrustError {
             self.problem_kind(),
             origin,
             ref_name.map(str::to_owned),
-            self.to_string(),
+            crate::causes::text(self),
         )
     }
 }
