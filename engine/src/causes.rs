@@ -4,6 +4,7 @@
 
 use std::error::Error;
 use std::fmt;
+use std::sync::Arc;
 
 /// What failed, with the error behind it as its source: for errors whose variant holds a cause
 /// but whose caller knows what was being done.
@@ -24,6 +25,45 @@ impl Because {
         }
     }
 }
+
+/// A cause shared by the clones of the error that holds it, for errors that must stay `Clone`
+/// and `Eq` (trust refusals are cloned into each verdict and compared in tests). It stands in
+/// for the error it holds: same text, same causes. Two compare equal when they say the same.
+#[derive(Debug)]
+pub struct Shared<E>(Arc<E>);
+
+impl<E> Shared<E> {
+    /// Shares `error`.
+    pub fn new(error: E) -> Self {
+        Self(Arc::new(error))
+    }
+}
+
+impl<E> Clone for Shared<E> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for Shared<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<E: Error> Error for Shared<E> {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl<E: fmt::Display> PartialEq for Shared<E> {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl<E: fmt::Display> Eq for Shared<E> {}
 
 /// Displays an error followed by each of its causes, separated by `": "`. A cause whose text
 /// the line already holds is left out, so an error that still names its cause in its own

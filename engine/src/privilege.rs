@@ -28,6 +28,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::causes::Shared;
 use crate::prepare::RemovableMount;
 use crate::resolve::sources;
 use crate::schema::Update;
@@ -228,6 +229,9 @@ pub enum Refusal {
         what: String,
         /// Why authorization failed: polkit's answer, or why it could not be asked.
         detail: String,
+        /// The system error that kept polkit from being asked, if one did.
+        #[source]
+        source: Option<Shared<std::io::Error>>,
     },
 }
 
@@ -377,31 +381,43 @@ pub fn admin_reasons<'a>(
 /// subject; its UID must still be the caller's, so a parent that exited (and left us to
 /// init) is refused rather than asked about.
 pub fn authorize_admin(caller: Caller, reasons: &[String]) -> Result<(), Refusal> {
+    ask_polkit(caller, reasons, Path::new("/proc"), OsStr::new("pkcheck"))
+}
+
+/// [`authorize_admin`] with the process table at `proc_dir` and polkit's checker `pkcheck`.
+fn ask_polkit(
+    caller: Caller,
+    reasons: &[String],
+    proc_dir: &Path,
+    pkcheck: &OsStr,
+) -> Result<(), Refusal> {
     if reasons.is_empty() {
         return Ok(());
     }
-    let refuse = |detail: String| Refusal::NotAuthorized {
+    let refuse_because = |detail: String, source: Option<std::io::Error>| Refusal::NotAuthorized {
         uid: caller.uid,
         what: reasons.join(", "),
         detail,
+        source: source.map(Shared::new),
     };
+    let refuse = |detail: String| refuse_because(detail, None);
     let parent = rustix::process::getppid()
         .map(|pid| pid.as_raw_nonzero().get())
         .ok_or_else(|| refuse("no parent process".to_owned()))?;
-    let process = ParentProcess::read(Path::new("/proc"), parent)
-        .map_err(|error| refuse(format!("cannot read process {parent}: {error}")))?;
+    let process = ParentProcess::read(proc_dir, parent)
+        .map_err(|error| refuse_because(format!("cannot read process {parent}"), Some(error)))?;
     if process.uid != caller.uid {
         return Err(refuse(format!(
             "the process that ran pkexec ({parent}) is no longer user {}'s",
             caller.uid
         )));
     }
-    let output = Command::new("pkcheck")
+    let output = Command::new(pkcheck)
         .args(["--action-id", ADMIN_ACTION, "--process"])
         .arg(format!("{parent},{},{}", process.start_time, caller.uid))
         .arg("--allow-user-interaction")
         .output()
-        .map_err(|error| refuse(format!("cannot run pkcheck: {error}")))?;
+        .map_err(|error| refuse_because("cannot run pkcheck".to_owned(), Some(error)))?;
     if output.status.success() {
         return Ok(());
     }

@@ -461,6 +461,32 @@ fn errors_name_the_place() {
     );
 }
 
+/// A remote ref file that holds no checksum: the error names the file and keeps why as its
+/// cause, once.
+#[test]
+fn a_remote_ref_that_is_not_a_checksum_names_the_file_and_why() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let repo = dir.path().join("plain");
+    let repo_arg = format!("--repo={}", repo.display());
+    ostree(&["init", "--mode=bare-user", &repo_arg]);
+    let ref_file = repo.join("refs/remotes/origin/os/x86_64/stable");
+    std::fs::create_dir_all(ref_file.parent().expect("ref dir")).expect("mkdir");
+    std::fs::write(&ref_file, "not a checksum\n").expect("write the ref");
+    let error = Target::repo(&repo).expect_err("a ref that is not a checksum");
+    assert!(matches!(error, TargetError::NotACommit { .. }), "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains(&ref_file.display().to_string()),
+        "{message}"
+    );
+    let cause = std::error::Error::source(&error)
+        .expect("why, as the cause")
+        .to_string();
+    assert!(cause.contains("hex digits"), "{cause}");
+    let line = ferry_engine::causes::text(&error);
+    assert_eq!(line.matches("hex digits").count(), 1, "{line}");
+}
+
 #[test]
 fn plain_repo_lists_remote_refs_with_collection_ids() {
     let fixture = OsFixture::new();

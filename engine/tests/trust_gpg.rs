@@ -535,3 +535,46 @@ fn subkey_bound_by_another_primary_is_refused() {
         "{err}"
     );
 }
+
+/// A signature rPGP cannot parse, and detached metadata that is not a dictionary: each
+/// refusal says what could not be read, and the parser's error follows once as its cause.
+#[test]
+fn unreadable_signatures_keep_the_parser_error_as_the_cause() {
+    use ferry_engine::object::metadata::GPG_SIGNATURES_KEY;
+    use ferry_engine::object::{Metadata, MetadataValue};
+    use ferry_engine::trust::CommitCandidate;
+    use std::error::Error;
+
+    let world = World::new();
+    let commit = world.commit_by(&world.publisher, "v1");
+    let bytes = world.server.commit_bytes(&commit);
+    let mut junk = Metadata::new();
+    junk.insert(
+        GPG_SIGNATURES_KEY,
+        MetadataValue::byte_arrays(&[vec![0x88u8, 0x05, 0x00, 0x01]]),
+    )
+    .expect("insert");
+    let junk = junk.to_bytes().expect("serialises");
+    let not_a_dictionary = vec![0xffu8; 7];
+    for (detached, says) in [
+        (junk, "carries a signature Ferry cannot read"),
+        (not_a_dictionary, "its detached metadata cannot be read"),
+    ] {
+        let err = world
+            .origin()
+            .verify_commit(&CommitCandidate {
+                checksum: commit,
+                commit: &bytes,
+                detached_metadata: Some(&detached),
+                source: "/media/stick",
+            })
+            .expect_err("refused");
+        let message = err.to_string();
+        assert!(message.contains(says), "{message}");
+        let cause = err.source().expect("the parser's error is the cause");
+        let cause = cause.to_string();
+        assert!(!message.contains(&cause), "{message} repeats {cause}");
+        let line = ferry_engine::causes::text(&err);
+        assert_eq!(line.matches(&cause).count(), 1, "{line}");
+    }
+}

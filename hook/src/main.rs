@@ -92,7 +92,7 @@ fn main() -> ExitCode {
         return match GenerateMan::parse().run() {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
-                eprintln!("error: {error:#}");
+                eprintln!("error: {}", ferry_engine::causes::text(error.as_ref()));
                 ExitCode::FAILURE
             }
         };

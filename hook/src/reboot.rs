@@ -128,7 +128,7 @@ pub fn activity_of(sessions: &[Session]) -> Activity {
 pub fn probe_activity() -> Activity {
     let list = match loginctl(&["list-sessions", "--no-legend"]) {
         Ok(list) => list,
-        Err(error) => return Activity::Unknown(format!("{error:#}")),
+        Err(error) => return Activity::Unknown(ferry_engine::causes::text(error.as_ref())),
     };
     let ids = parse_session_ids(&list);
     if ids.is_empty() {
@@ -153,7 +153,7 @@ pub fn probe_activity() -> Activity {
             }
             activity_of(&sessions)
         }
-        Err(error) => Activity::Unknown(format!("{error:#}")),
+        Err(error) => Activity::Unknown(ferry_engine::causes::text(error.as_ref())),
     }
 }
 

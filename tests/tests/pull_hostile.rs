@@ -371,3 +371,52 @@ fn unreadable_destination_config_names_each_cause_once() -> Result<()> {
     }
     Ok(())
 }
+
+/// A tampered object from a drive: the error names the source, the object and why it was
+/// refused, each once; `-v` puts why on a line of its own.
+#[test]
+fn tampered_object_names_each_cause_once() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let (publisher, dest, _) = setup(tmp.path(), true)?;
+    let commit = second_commit(&publisher)?;
+    tamper::tamper_filez(
+        &publisher.repo,
+        &commit,
+        standard::HELLO,
+        b"hello",
+        b"HACKD",
+    )?;
+    let why = "not to its name: the source is corrupt or has been tampered with";
+    for verbose in [false, true] {
+        let mut tool = ferryctl(&trust_root(tmp.path()))?;
+        if verbose {
+            tool = tool.arg("-v");
+        }
+        let output = tool
+            .args(["pull", "--repo"])
+            .arg(&dest.path)
+            .arg("--from")
+            .arg(&publisher.repo.path)
+            .args(["--remote", "origin", BRANCH])
+            .output()?;
+        let stderr = &output.stderr;
+        ensure!(output.code() == Some(1), "{stderr}");
+        // The error's lines, without the warning logged when the source was dropped.
+        let error: Vec<&str> = stderr
+            .lines()
+            .filter(|line| line.starts_with("error: ") || line.starts_with("  caused by: "))
+            .collect();
+        let error = error.join("\n");
+        ensure!(error.matches(why).count() == 1, "{stderr}");
+        ensure!(error.matches("server").count() == 1, "{stderr}");
+        if verbose {
+            ensure!(
+                error
+                    .lines()
+                    .any(|line| line.starts_with("  caused by: ") && line.ends_with(why)),
+                "why the object was refused is not listed as a cause:\n{stderr}"
+            );
+        }
+    }
+    Ok(())
+}

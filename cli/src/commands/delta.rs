@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use ferry_engine::delta::write::generate;
 use ferry_engine::repo::Repo;
-use ferry_schema::Checksum;
+use ferry_schema::{Checksum, InvalidChecksum};
 
 #[derive(Debug, clap::Args)]
 pub struct DeltaArgs {
@@ -36,8 +36,8 @@ pub struct GenerateArgs {
     pub to: Checksum,
 }
 
-fn parse_checksum(text: &str) -> Result<Checksum, String> {
-    Checksum::from_hex(text).map_err(|error| error.to_string())
+fn parse_checksum(text: &str) -> Result<Checksum, InvalidChecksum> {
+    Checksum::from_hex(text)
 }
 
 pub fn run(args: DeltaArgs) -> anyhow::Result<ExitCode> {

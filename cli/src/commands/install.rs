@@ -96,17 +96,16 @@ pub struct InstallArgs {
     pub refs: Vec<String>,
 }
 
-fn parse_name(text: &str) -> Result<String, String> {
+fn parse_name(text: &str) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
     // Update IDs (`flatpak:user:app/…`) contain colons; anything else must be a valid ref.
     if text.contains(':') || !text.contains('/') {
         if text.is_empty() || text.chars().any(char::is_whitespace) {
-            return Err(tr("a name cannot be empty or contain spaces"));
+            return Err(tr("a name cannot be empty or contain spaces").into());
         }
         return Ok(text.to_owned());
     }
-    validate_ref_name(text)
-        .map(|()| text.to_owned())
-        .map_err(|e| e.to_string())
+    validate_ref_name(text)?;
+    Ok(text.to_owned())
 }
 
 /// `list_sources` (`-v`): each update's sources follow its result line.

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use ferry_engine::cancel::CancelToken;
 use ferry_engine::event::Reporter;
-use ferry_engine::object::{validate_collection_id, validate_ref_name, validate_remote_name};
+use ferry_engine::object::{
+    validate_collection_id, validate_ref_name, validate_remote_name, InvalidName,
+};
 use ferry_engine::pull::{
     pull, PullOptions, PullRequest, PullStatus, PullTrust, PulledRef, RefOutcome, RefTarget,
 };
@@ -66,22 +68,16 @@ pub struct PullArgs {
     pub refs: Vec<String>,
 }
 
-fn parse_ref(text: &str) -> Result<String, String> {
-    validate_ref_name(text)
-        .map(|()| text.to_owned())
-        .map_err(|e| e.to_string())
+fn parse_ref(text: &str) -> Result<String, InvalidName> {
+    validate_ref_name(text).map(|()| text.to_owned())
 }
 
-fn parse_remote(text: &str) -> Result<String, String> {
-    validate_remote_name(text)
-        .map(|()| text.to_owned())
-        .map_err(|e| e.to_string())
+fn parse_remote(text: &str) -> Result<String, InvalidName> {
+    validate_remote_name(text).map(|()| text.to_owned())
 }
 
-fn parse_collection_id(text: &str) -> Result<String, String> {
-    validate_collection_id(text)
-        .map(|()| text.to_owned())
-        .map_err(|e| e.to_string())
+fn parse_collection_id(text: &str) -> Result<String, InvalidName> {
+    validate_collection_id(text).map(|()| text.to_owned())
 }
 
 fn is_url(source: &str) -> bool {

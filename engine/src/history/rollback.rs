@@ -163,7 +163,10 @@ pub fn run(plan: &RollbackPlan, boot: &BootState) -> Result<(), RollbackError> {
         to_version: plan.to.version.clone(),
         sources: Vec::new(),
         message: String::new(),
-        detail: outcome.as_ref().err().map(ToString::to_string),
+        detail: outcome
+            .as_ref()
+            .err()
+            .map(|error| crate::causes::text(error)),
     };
     entry.message = entry.describe();
     record(&entry);

@@ -195,6 +195,15 @@ pub enum FormatError {
         #[source]
         source: Box<FormatError>,
     },
+    /// A value GVariant cannot represent, such as a string holding a NUL byte.
+    #[error("{what} cannot be serialised")]
+    Unserialisable {
+        /// What was being written.
+        what: &'static str,
+        /// The serialiser's error (shared: format errors are cloned).
+        #[source]
+        source: crate::causes::Shared<std::io::Error>,
+    },
     /// Bytes that parse but break a rule of the format.
     #[error("{what}: {reason}")]
     Invalid {

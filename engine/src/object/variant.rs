@@ -19,7 +19,10 @@ where
     let mut out = Vec::new();
     marker
         .serialize(value, &mut out)
-        .map_err(|error| FormatError::invalid(what, format!("cannot be serialised: {error}")))?;
+        .map_err(|error| FormatError::Unserialisable {
+            what,
+            source: crate::causes::Shared::new(error),
+        })?;
     Ok(out)
 }
 
@@ -94,6 +97,17 @@ fn parse_one(rest: &[u8], depth: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_gvariant_cannot_hold_keeps_the_serialiser_error_as_its_cause() {
+        let error = serialize("string value", gvariant::gv!("s"), "a\0b").expect_err("a NUL");
+        assert!(
+            matches!(error, FormatError::Unserialisable { .. }),
+            "{error}"
+        );
+        let cause = std::error::Error::source(&error).expect("a cause");
+        assert!(!error.to_string().contains(&cause.to_string()), "{error}");
+    }
 
     #[test]
     fn recognises_complete_types() {

@@ -370,3 +370,37 @@ fn a_drive_is_made_only_from_this_machines_own_repositories() {
         Some(fx.machine.host.boot.root.as_path())
     );
 }
+
+/// When polkit cannot be asked, the refusal says what could not be done and keeps the system
+/// error as its cause, once.
+#[test]
+fn polkit_that_cannot_be_asked_keeps_the_system_error_as_the_cause() {
+    use std::os::unix::fs::MetadataExt;
+    let parent = rustix::process::getppid()
+        .map(|pid| pid.as_raw_nonzero().get())
+        .expect("a parent process");
+    let uid = std::fs::metadata(format!("/proc/{parent}"))
+        .expect("the parent in /proc")
+        .uid();
+    let caller = Caller { uid };
+    let reasons = ["--allow-downgrade".to_owned()];
+    let empty_proc = tempfile::tempdir().expect("tempdir");
+    let missing = OsStr::new("/nonexistent/pkcheck");
+    for (proc_dir, pkcheck, says) in [
+        (
+            empty_proc.path(),
+            OsStr::new("pkcheck"),
+            "cannot read process",
+        ),
+        (Path::new("/proc"), missing, "cannot run pkcheck"),
+    ] {
+        let refusal = ask_polkit(caller, &reasons, proc_dir, pkcheck).expect_err("refused");
+        let message = refusal.to_string();
+        assert!(message.contains(says), "{message}");
+        let cause = std::error::Error::source(&refusal).expect("the system error as the cause");
+        let cause = cause.to_string();
+        assert!(!message.contains(&cause), "{message} repeats {cause}");
+        let line = crate::causes::text(&refusal);
+        assert_eq!(line.matches(&cause).count(), 1, "{line}");
+    }
+}

@@ -17,7 +17,7 @@ pub enum PullError {
     Trust(#[from] TrustError),
 
     /// A source offered a commit the trust rules refuse after it verified (anti-downgrade).
-    #[error("{source_name} offers {error}")]
+    #[error("the commit {source_name} offers is refused")]
     Offered {
         /// The source, as a person would name it.
         source_name: String,
@@ -133,7 +133,7 @@ pub enum PullError {
 
     /// A source handed out an object that failed verification, or could not be read:
     /// `reason` is the error storing it met, or a description.
-    #[error("{object}{} from {source_name}: {reason}", at_path(path))]
+    #[error("{object}{} cannot be pulled from {source_name}", at_path(path))]
     BadObject {
         /// The refused object.
         object: ObjectId,
@@ -148,7 +148,7 @@ pub enum PullError {
 
     /// The destination cannot store an object as it is (for example xattrs in a
     /// bare-user-only repository).
-    #[error("{error}{}", at_path(path))]
+    #[error("the destination cannot store {}", path.as_deref().unwrap_or("an object"))]
     Store {
         /// The path of the file or directory in the commit's tree, when known.
         path: Option<String>,

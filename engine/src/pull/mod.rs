@@ -422,7 +422,7 @@ impl Context<'_> {
             object,
             path: None,
             source_name: source_name.clone(),
-            reason: format!("it is invalid ({}); refused", crate::causes::Causes(&error)).into(),
+            reason: Box::new(error),
         })?;
 
         let previous = self.dest.resolve_ref(&plan.location)?;
@@ -641,7 +641,10 @@ impl Context<'_> {
         }
         Err(PullError::NoUsableCommit {
             wanted,
-            reasons: refusals.iter().map(ToString::to_string).collect(),
+            reasons: refusals
+                .iter()
+                .map(|error| crate::causes::text(error))
+                .collect(),
         })
     }
 

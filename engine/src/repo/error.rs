@@ -112,6 +112,9 @@ pub enum RepoError {
         mode: RepoMode,
         /// What the mode cannot hold.
         reason: String,
+        /// The error writing met, when the refusal came from the system.
+        #[source]
+        source: Option<io::Error>,
     },
 
     /// An object's bytes do not parse as its type.

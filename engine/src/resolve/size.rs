@@ -179,5 +179,5 @@ fn stored_size(source: &dyn Source, checksum: &Checksum) -> Result<u64, String> 
     source
         .fetch_content(checksum, &Interrupt::never())
         .map(|fetched| fetched.header.size)
-        .map_err(|error| error.to_string())
+        .map_err(|error| crate::causes::text(&error))
 }

@@ -17,7 +17,7 @@ pub(crate) fn fetch_metadata(
 ) -> Result<Vec<u8>, String> {
     let bytes = source
         .fetch_metadata(kind, checksum, &Interrupt::never())
-        .map_err(|error| error.to_string())?;
+        .map_err(|error| crate::causes::text(&error))?;
     let actual = metadata_checksum(&bytes);
     if actual != *checksum {
         return Err(format!(
@@ -51,7 +51,7 @@ pub(crate) fn fetch_file(
     let name = || source_name(source.info());
     let fetched = source
         .fetch_content(checksum, &Interrupt::never())
-        .map_err(|error| error.to_string())?;
+        .map_err(|error| crate::causes::text(&error))?;
     let header: FileHeader = fetched.header;
     if !header.is_regular() {
         return Err(format!(
@@ -113,4 +113,28 @@ pub(crate) fn lookup_file(
         .iter()
         .find(|f| f.name == *file_name)
         .map(|f| f.checksum))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object::ObjectId;
+    use crate::object::RepoMode;
+    use crate::repo::Repo;
+    use crate::source::DriveSource;
+
+    #[test]
+    fn a_damaged_file_on_a_drive_says_why() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("repo");
+        let repo = Repo::init(&path, RepoMode::Archive, None).expect("init");
+        let checksum = Checksum::from_hex(&"ab".repeat(32)).expect("checksum");
+        let object = repo.object_path(ObjectId::new(checksum, ObjectKind::File));
+        std::fs::create_dir_all(object.parent().expect("objects dir")).expect("objects dir");
+        // A header length larger than any content header may be.
+        std::fs::write(&object, [0xff; 8]).expect("write the object");
+        let source = DriveSource::open(&path, None).expect("open");
+        let why = fetch_file(&source, &checksum, 1024).expect_err("a damaged object was read");
+        assert!(why.contains("bytes, more than"), "{why}");
+    }
 }

@@ -431,6 +431,15 @@ pub enum TargetError {
         /// What is wrong with it.
         detail: String,
     },
+    /// A ref file that does not hold a commit checksum.
+    #[error("{} does not hold a commit checksum", path.display())]
+    NotACommit {
+        /// The ref file.
+        path: PathBuf,
+        /// What it holds instead.
+        #[source]
+        source: crate::object::InvalidChecksum,
+    },
     /// The directory given as a sysroot has no `ostree/deploy`.
     #[error(
         "{} is not an OSTree sysroot (no ostree/deploy): give --sysroot the directory that \
@@ -514,6 +523,7 @@ impl TargetError {
         match self {
             Self::Io { path, .. }
             | Self::Invalid { path, .. }
+            | Self::NotACommit { path, .. }
             | Self::NotASysroot { path }
             | Self::NotAnInstallation { path }
             | Self::NotARepository { path } => path,
@@ -528,7 +538,7 @@ impl TargetError {
     pub fn to_problem(&self) -> Problem {
         let kind = match self {
             Self::Io { .. } => ProblemKind::Unreadable,
-            Self::Invalid { .. } => ProblemKind::Corrupt,
+            Self::Invalid { .. } | Self::NotACommit { .. } => ProblemKind::Corrupt,
             _ => ProblemKind::Unavailable,
         };
         Problem {
@@ -664,8 +674,12 @@ fn remote_refs(repo: &Path) -> Result<Vec<(String, String, Checksum)>, TargetErr
                 }
                 let path = item.path();
                 let text = read_text(&path, 4096)?;
-                let commit = Checksum::from_hex(text.trim_end_matches('\n'))
-                    .map_err(|error| TargetError::invalid(&path, error.to_string()))?;
+                let commit = Checksum::from_hex(text.trim_end_matches('\n')).map_err(|source| {
+                    TargetError::NotACommit {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
                 let remote = path_parts.remove(0);
                 found.push((remote, path_parts.join("/"), commit));
             }

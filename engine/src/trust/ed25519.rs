@@ -114,12 +114,10 @@ impl Ed25519Keys {
         let mut checked = 0;
         for blob in signatures {
             let Ok(bytes) = <[u8; ED25519_SIGNATURE_LEN]>::try_from(blob.as_slice()) else {
-                rejections.push(Rejection::Malformed {
-                    detail: format!(
-                        "an ed25519 signature of {} bytes instead of {ED25519_SIGNATURE_LEN}",
-                        blob.len()
-                    ),
-                });
+                rejections.push(Rejection::malformed(format!(
+                    "an ed25519 signature of {} bytes instead of {ED25519_SIGNATURE_LEN}",
+                    blob.len()
+                )));
                 continue;
             };
             checked += 1;

@@ -4,7 +4,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::object::Checksum;
+use crate::causes::Shared;
+use crate::object::{Checksum, FormatError};
 use crate::schema::{Problem, ProblemKind, SourceInfo};
 
 /// What a signature covers.
@@ -98,6 +99,8 @@ pub enum Rejection {
     Malformed {
         /// What could not be read.
         detail: String,
+        /// The OpenPGP parser's error, when it is one.
+        cause: Option<Shared<pgp::errors::Error>>,
     },
     /// Made by an ed25519 key this machine lists as revoked.
     Ed25519Revoked {
@@ -122,6 +125,30 @@ pub enum Rejection {
 }
 
 impl Rejection {
+    /// A signature that could not be read, in Ferry's words alone.
+    pub(crate) fn malformed(detail: impl Into<String>) -> Self {
+        Self::Malformed {
+            detail: detail.into(),
+            cause: None,
+        }
+    }
+
+    /// A signature that could not be read, in Ferry's words, with the parser's error.
+    pub(crate) fn unreadable(detail: &str, cause: pgp::errors::Error) -> Self {
+        Self::Malformed {
+            detail: detail.to_owned(),
+            cause: Some(Shared::new(cause)),
+        }
+    }
+
+    /// The parser's error that made the signature unreadable, if any.
+    pub(crate) fn cause(&self) -> Option<&Shared<pgp::errors::Error>> {
+        match self {
+            Self::Malformed { cause, .. } => cause.as_ref(),
+            _ => None,
+        }
+    }
+
     /// How much the rejection tells a person about a key they trust; the most telling one is
     /// shown when several signatures fail.
     pub(crate) fn weight(&self) -> u8 {
@@ -187,7 +214,7 @@ impl Rejection {
                 "is signed by {key}, but that key has no valid self-signature in the keyring \
                  of remote '{remote}': re-import the publisher's key"
             ),
-            Self::Malformed { detail } => {
+            Self::Malformed { detail, .. } => {
                 format!("carries a signature Ferry cannot read ({detail}): use another source")
             }
             Self::Ed25519Revoked { key } => format!(
@@ -252,6 +279,10 @@ pub enum TrustError {
         rejection: Box<Rejection>,
         /// How many other signatures were rejected too.
         others: usize,
+        /// Why the rejected signature could not be read, when a parser said (the rejection's
+        /// cause, shared).
+        #[source]
+        unreadable: Option<Shared<pgp::errors::Error>>,
     },
 
     /// The remote requires a kind of signature the object does not carry.
@@ -319,6 +350,9 @@ pub enum TrustError {
         location: Box<str>,
         /// What is wrong with it.
         detail: String,
+        /// The parse error, when it is one.
+        #[source]
+        source: Option<Box<FormatError>>,
     },
 
     /// No remote of the repository carries the collection ID asked for.
@@ -411,7 +445,7 @@ impl TrustError {
             self.problem_kind(),
             origin,
             ref_name.map(str::to_owned),
-            self.to_string(),
+            crate::causes::text(self),
         )
     }
 }

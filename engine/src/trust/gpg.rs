@@ -5,7 +5,7 @@
 //! One valid signature by a trusted key suffices, as in libostree.
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{self, Read};
 use std::path::PathBuf;
 
 use pgp::armor::Dearmor;
@@ -16,9 +16,13 @@ use pgp::types::{KeyDetails, Tag};
 
 use super::error::Rejection;
 use super::metadata::{MAX_KEYS_PER_UNNAMED_SIGNATURE, MAX_SIGNATURES_PER_KIND};
+use crate::causes::Causes;
 
 /// One OpenPGP signature packet is at most a few kilobytes (RSA-16384 is 2 KiB).
 pub const MAX_SIGNATURE_BLOB: usize = 64 * 1024;
+
+/// What a signature rPGP cannot parse is; rPGP's error says why.
+const UNPARSABLE_SIGNATURE: &str = "not a well-formed OpenPGP signature";
 
 /// The key that made a valid signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +56,7 @@ impl GpgKeyring {
             let parsed = match parse_keys(&bytes) {
                 Ok(keys) => keys,
                 Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "unreadable keyring");
+                    tracing::warn!(path = %path.display(), error = %Causes(&e), "unreadable keyring");
                     continue;
                 }
             };
@@ -60,7 +64,7 @@ impl GpgKeyring {
                 let key = match key {
                     Ok(key) => key,
                     Err(e) => {
-                        tracing::warn!(path = %path.display(), error = %e, "skipping unreadable key");
+                        tracing::warn!(path = %path.display(), error = %Causes(&e), "skipping unreadable key");
                         continue;
                     }
                 };
@@ -116,18 +120,17 @@ impl GpgKeyring {
         for blob in signatures {
             if blob.len() > MAX_SIGNATURE_BLOB {
                 packets_found += 1;
-                rejections.push(Rejection::Malformed {
-                    detail: format!("a {}-byte OpenPGP signature", blob.len()),
-                });
+                rejections.push(Rejection::malformed(format!(
+                    "a {}-byte OpenPGP signature",
+                    blob.len()
+                )));
                 continue;
             }
             let packets = match DetachedSignature::from_bytes_many(&blob[..]) {
                 Ok(packets) => packets,
                 Err(e) => {
                     packets_found += 1;
-                    rejections.push(Rejection::Malformed {
-                        detail: e.to_string(),
-                    });
+                    rejections.push(Rejection::unreadable(UNPARSABLE_SIGNATURE, e));
                     continue;
                 }
             };
@@ -139,9 +142,7 @@ impl GpgKeyring {
                 }
                 match packet {
                     Ok(detached) => readable.push(detached),
-                    Err(e) => rejections.push(Rejection::Malformed {
-                        detail: e.to_string(),
-                    }),
+                    Err(e) => rejections.push(Rejection::unreadable(UNPARSABLE_SIGNATURE, e)),
                 }
             }
         }
@@ -167,12 +168,10 @@ impl GpgKeyring {
         now: u64,
     ) -> Result<GpgSigner, Rejection> {
         if signature.typ() != Some(SignatureType::Binary) {
-            return Err(Rejection::Malformed {
-                detail: format!(
-                    "a {:?} signature, not one over binary data",
-                    signature.typ()
-                ),
-            });
+            return Err(Rejection::malformed(format!(
+                "a {:?} signature, not one over binary data",
+                signature.typ()
+            )));
         }
         let mut best: Option<Rejection> = None;
         let names_issuer =
@@ -212,14 +211,12 @@ impl GpgKeyring {
 /// Parses transferable public keys from binary or ASCII-armored data. GnuPG keyrings (and
 /// those libostree writes with `remote gpg-import`) interleave trust packets, which carry
 /// local trust caches, not key material; they are dropped before the keys are assembled.
-fn parse_keys(bytes: &[u8]) -> Result<Vec<pgp::errors::Result<SignedPublicKey>>, String> {
+fn parse_keys(bytes: &[u8]) -> io::Result<Vec<pgp::errors::Result<SignedPublicKey>>> {
     let binary = if bytes.first().is_some_and(|b| b & 0x80 != 0) {
         bytes.to_vec()
     } else {
         let mut dearmored = Vec::new();
-        Dearmor::new(bytes)
-            .read_to_end(&mut dearmored)
-            .map_err(|e| e.to_string())?;
+        Dearmor::new(bytes).read_to_end(&mut dearmored)?;
         dearmored
     };
     let packets = PacketParser::new(&binary[..])
@@ -289,9 +286,7 @@ fn check_with_component(
         });
     }
     let Some(created) = signature.created().map(|t| u64::from(t.as_secs())) else {
-        return Err(Rejection::Malformed {
-            detail: "a signature without a creation time".to_owned(),
-        });
+        return Err(Rejection::malformed("a signature without a creation time"));
     };
     if created > now {
         return Err(Rejection::CreatedInFuture {

@@ -3,12 +3,11 @@
 //! `_signapi_load_public_keys` in ostree-repo-pull-verify.c, `_ed25519_load_pk` in
 //! ostree-sign-ed25519.c). Keys never come from the source being pulled.
 
+use super::{Destination, TrustRoots};
+use crate::causes::Shared;
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-use super::{Destination, TrustRoots};
 
 /// Key files larger than this are refused; real keyrings are a few kilobytes.
 pub const MAX_KEY_FILE_SIZE: u64 = 32 * 1024 * 1024;
@@ -16,7 +15,7 @@ pub const MAX_KEY_FILE_SIZE: u64 = 32 * 1024 * 1024;
 pub const MAX_KEY_DIR_ENTRIES: usize = 4096;
 
 /// Why the keys a remote trusts cannot be read from where its configuration says they are.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeySourceError {
     /// A key file or directory could not be read.
     #[error("{} cannot be read", path.display())]
@@ -25,7 +24,7 @@ pub enum KeySourceError {
         path: PathBuf,
         /// The read error (shared: trust errors are cloned into each verdict).
         #[source]
-        source: Arc<io::Error>,
+        source: Shared<io::Error>,
     },
     /// A file far larger than any keyring.
     #[error("{} is larger than {MAX_KEY_FILE_SIZE} bytes; it is not a key file", path.display())]
@@ -42,30 +41,10 @@ impl KeySourceError {
     fn unreadable(path: &Path, source: io::Error) -> Self {
         Self::Unreadable {
             path: path.to_path_buf(),
-            source: Arc::new(source),
+            source: Shared::new(source),
         }
     }
 }
-
-// Trust errors compare equal by what they say; the read error by its kind.
-impl PartialEq for KeySourceError {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (
-                Self::Unreadable { path, source },
-                Self::Unreadable {
-                    path: other_path,
-                    source: other_source,
-                },
-            ) => path == other_path && source.kind() == other_source.kind(),
-            (Self::TooLarge { path }, Self::TooLarge { path: other_path }) => path == other_path,
-            (Self::Invalid(text), Self::Invalid(other_text)) => text == other_text,
-            _ => false,
-        }
-    }
-}
-
-impl Eq for KeySourceError {}
 
 /// The files holding a remote's trusted GPG keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //! [`crate::object::Metadata`] and [`crate::object::Commit`].
 
 use crate::object::metadata::{ED25519_SIGNATURES_KEY, GPG_SIGNATURES_KEY};
-use crate::object::{Commit, Metadata};
+use crate::object::{Commit, FormatError, Metadata};
 
 /// Most signatures of one kind (GPG packets, or ed25519 signatures) an object may carry;
 /// with more it is refused before any is checked. Real objects carry one or two (one per
@@ -36,14 +36,12 @@ impl DetachedSignatures {
     }
 
     /// From a serialized `a{sv}`; the error says why it cannot be read.
-    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
-        Metadata::parse(bytes)
-            .map(|metadata| Self::from_metadata(&metadata))
-            .map_err(|e| e.to_string())
+    pub fn parse(bytes: &[u8]) -> Result<Self, FormatError> {
+        Metadata::parse(bytes).map(|metadata| Self::from_metadata(&metadata))
     }
 
     /// From an optional `.commitmeta` object: a commit without one has no signatures.
-    pub fn parse_optional(bytes: Option<&[u8]>) -> Result<Self, String> {
+    pub fn parse_optional(bytes: Option<&[u8]>) -> Result<Self, FormatError> {
         bytes.map_or_else(|| Ok(Self::default()), Self::parse)
     }
 }
@@ -70,10 +68,8 @@ impl CommitFacts {
     }
 
     /// From a serialized commit; the error says why it cannot be read.
-    pub fn parse(commit_bytes: &[u8]) -> Result<Self, String> {
-        Commit::parse(commit_bytes)
-            .map(|commit| Self::from_commit(&commit))
-            .map_err(|e| e.to_string())
+    pub fn parse(commit_bytes: &[u8]) -> Result<Self, FormatError> {
+        Commit::parse(commit_bytes).map(|commit| Self::from_commit(&commit))
     }
 }
 

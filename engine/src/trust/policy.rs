@@ -309,14 +309,16 @@ impl RemotePolicy {
                 object,
                 location: candidate.source.into(),
                 detail: format!("its bytes hash to {}", actual.short()),
+                source: None,
             });
         }
         let verdict = if self.requires_signatures() {
             let signatures = DetachedSignatures::parse_optional(candidate.detached_metadata)
-                .map_err(|detail| TrustError::Malformed {
+                .map_err(|error| TrustError::Malformed {
                     object: object.clone(),
                     location: candidate.source.into(),
-                    detail,
+                    detail: "its detached metadata cannot be read".to_owned(),
+                    source: Some(Box::new(error)),
                 })?;
             let signers = self.check_signatures(
                 &object,
@@ -353,10 +355,11 @@ impl RemotePolicy {
         };
         let object = SignedObject::Summary;
         let signatures =
-            DetachedSignatures::parse(sig_bytes).map_err(|detail| TrustError::Malformed {
+            DetachedSignatures::parse(sig_bytes).map_err(|error| TrustError::Malformed {
                 object: object.clone(),
                 location: source.into(),
-                detail,
+                detail: "its summary.sig cannot be read".to_owned(),
+                source: Some(Box::new(error)),
             })?;
         let signers = self.check_signatures(
             &object,
@@ -381,10 +384,11 @@ impl RemotePolicy {
     ) -> Result<Accepted, TrustError> {
         let verdict = self.verify_commit(candidate)?;
         let facts =
-            CommitFacts::parse(candidate.commit).map_err(|detail| TrustError::Malformed {
+            CommitFacts::parse(candidate.commit).map_err(|error| TrustError::Malformed {
                 object: SignedObject::Commit(candidate.checksum),
                 location: candidate.source.into(),
-                detail,
+                detail: "it cannot be read".to_owned(),
+                source: Some(Box::new(error)),
             })?;
         self.check_verified_facts(
             &candidate.checksum,
@@ -526,13 +530,12 @@ impl RemotePolicy {
             .enumerate()
             .max_by_key(|(index, r)| (r.weight(), std::cmp::Reverse(*index)))
             .map(|(_, r)| r)
-            .unwrap_or(Rejection::Malformed {
-                detail: "no signature could be read".to_owned(),
-            });
+            .unwrap_or_else(|| Rejection::malformed("no signature could be read"));
         TrustError::Untrusted {
             object: object.clone(),
             location: source.into(),
             remote: self.remote.as_str().into(),
+            unreadable: rejection.cause().cloned(),
             rejection: Box::new(rejection),
             others,
         }

@@ -79,6 +79,7 @@ impl Repo {
             object,
             mode: self.mode(),
             reason: format!("{reason}; use a bare-user or archive repository for such content"),
+            source: None,
         })
     }
 

@@ -397,10 +397,9 @@ impl Repo {
                 repo: self.path.clone(),
                 object,
                 mode: self.mode(),
-                reason: format!(
-                    "{error}; bare repositories keep real ownership and can only be written \
-                     as root"
-                ),
+                reason: "bare repositories keep real ownership and can only be written as root"
+                    .to_owned(),
+                source: Some(error),
             };
         }
         RepoError::io("set the metadata of", self.object_path(object), error)
@@ -538,6 +537,28 @@ mod tests {
             buf.fill(0);
             Ok(buf.len())
         }
+    }
+
+    #[test]
+    fn a_bare_write_refused_for_ownership_keeps_the_system_error_as_its_cause() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let repo = Repo::init(&dir.path().join("bare"), RepoMode::Bare, None).expect("init");
+        let object = ObjectId::new(
+            Checksum::from_hex(&"ab".repeat(32)).expect("checksum"),
+            ObjectKind::File,
+        );
+        let denied = io::Error::from(io::ErrorKind::PermissionDenied);
+        let said = denied.to_string();
+        let error = repo.metadata_error(object, denied);
+        assert!(
+            matches!(error, RepoError::Unrepresentable { .. }),
+            "{error}"
+        );
+        let cause = std::error::Error::source(&error).expect("a cause");
+        assert_eq!(cause.to_string(), said);
+        assert!(!error.to_string().contains(&said), "{error}");
+        let line = crate::causes::text(&error);
+        assert_eq!(line.matches(&said).count(), 1, "{line}");
     }
 
     #[test]
