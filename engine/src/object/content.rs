@@ -65,15 +65,13 @@ impl Xattr {
     }
 }
 
-/// Xattrs in the `a(ayay)` shape `gvariant` serialises.
-fn stored_xattrs(xattrs: &[Xattr]) -> Vec<(Vec<u8>, &[u8])> {
-    xattrs
-        .iter()
-        .map(|xattr| (xattr.stored_name(), xattr.value.as_slice()))
-        .collect()
-}
+/// An xattr as the header variants store it: name with its NUL, value.
+type StoredXattr<'a> = (Vec<u8>, &'a [u8]);
+/// A stored xattr in the `(ayay)` shape `gvariant` serialises.
+type XattrItem<'a> = (&'a [u8], &'a [u8]);
 
-fn borrowed<'a>(stored: &'a [(Vec<u8>, &'a [u8])]) -> Vec<(&'a [u8], &'a [u8])> {
+/// Stored xattrs in the `a(ayay)` shape `gvariant` serialises.
+fn borrowed<'a>(stored: &'a [StoredXattr<'a>]) -> Vec<XattrItem<'a>> {
     stored
         .iter()
         .map(|(name, value)| (name.as_slice(), *value))
@@ -249,51 +247,34 @@ impl FileHeader {
     /// The header the content checksum covers: length prefix and `(uuuusa(ayay))` with sorted
     /// xattrs, exactly as libostree's `_ostree_file_header_new` builds it.
     pub fn checksum_header_bytes(&self) -> Result<Vec<u8>, FormatError> {
-        self.validate()?;
-        let xattrs = canonical_xattrs("content header", &self.xattrs)?;
-        let stored = stored_xattrs(&xattrs);
+        let stored = self.stored_sorted_xattrs()?;
+        let xattrs = borrowed(&stored);
         let variant = serialize(
             "content header",
             gv!("(uuuusa(ayay))"),
-            &(
-                self.uid.to_be(),
-                self.gid.to_be(),
-                self.mode.to_be(),
-                0u32,
-                self.target_for_header(),
-                &borrowed(&stored),
-            ),
+            &self.checksum_header_fields(&xattrs),
         )?;
         Ok(length_prefixed(&variant))
     }
 
-    /// The header at the start of an archive `.filez`: length prefix and `(tuuuusa(ayay))`.
+    /// The header at the start of an archive `.filez`: length prefix and `(tuuuusa(ayay))`,
+    /// the checksum header's fields behind the size.
     pub fn archive_header_bytes(&self) -> Result<Vec<u8>, FormatError> {
-        self.validate()?;
-        let xattrs = canonical_xattrs("archive header", &self.xattrs)?;
-        let stored = stored_xattrs(&xattrs);
+        let stored = self.stored_sorted_xattrs()?;
+        let xattrs = borrowed(&stored);
         let size = if self.is_regular() { self.size } else { 0 };
+        let (uid, gid, mode, rdev, target, xattrs) = self.checksum_header_fields(&xattrs);
         let variant = serialize(
             "archive header",
             gv!("(tuuuusa(ayay))"),
-            &(
-                size.to_be(),
-                self.uid.to_be(),
-                self.gid.to_be(),
-                self.mode.to_be(),
-                0u32,
-                self.target_for_header(),
-                &borrowed(&stored),
-            ),
+            &(size.to_be(), uid, gid, mode, rdev, target, xattrs),
         )?;
         Ok(length_prefixed(&variant))
     }
 
     /// The `user.ostreemeta` xattr of a bare-user object: `(uuua(ayay))`, no prefix.
     pub fn ostreemeta_bytes(&self) -> Result<Vec<u8>, FormatError> {
-        self.validate()?;
-        let xattrs = canonical_xattrs("user.ostreemeta", &self.xattrs)?;
-        let stored = stored_xattrs(&xattrs);
+        let stored = self.stored_sorted_xattrs()?;
         serialize(
             "user.ostreemeta",
             gv!("(uuua(ayay))"),
@@ -303,6 +284,34 @@ impl FileHeader {
                 self.mode.to_be(),
                 &borrowed(&stored),
             ),
+        )
+    }
+
+    /// Validates the header and returns its xattrs as every header variant stores them:
+    /// sorted by name, names NUL-terminated.
+    fn stored_sorted_xattrs(&self) -> Result<Vec<StoredXattr<'_>>, FormatError> {
+        self.validate()?;
+        let mut sorted: Vec<&Xattr> = self.xattrs.iter().collect();
+        sorted.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(sorted
+            .into_iter()
+            .map(|xattr| (xattr.stored_name(), xattr.value.as_slice()))
+            .collect())
+    }
+
+    /// The `(uuuusa(ayay))` fields, big-endian: uid, gid, mode, rdev 0, symlink target,
+    /// `xattrs`.
+    fn checksum_header_fields<'a>(
+        &'a self,
+        xattrs: &'a [XattrItem<'a>],
+    ) -> (u32, u32, u32, u32, &'a str, &'a [XattrItem<'a>]) {
+        (
+            self.uid.to_be(),
+            self.gid.to_be(),
+            self.mode.to_be(),
+            0,
+            self.target_for_header(),
+            xattrs,
         )
     }
 
