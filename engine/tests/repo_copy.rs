@@ -49,7 +49,7 @@ fn closures_copied_into_every_mode_check_out_identically() {
     for source_mode in [RepoMode::Archive, RepoMode::BareUser] {
         let source = make_source(work.path(), source_mode);
         let source_repo = Repo::open(&source.path).expect("open source");
-        for dest_mode in ALL_MODES {
+        for dest_mode in RepoMode::ALL {
             if dest_mode == RepoMode::Bare {
                 assert_root("a bare destination");
             }
@@ -222,7 +222,7 @@ fn bare_user_only_refuses_content_it_cannot_represent() {
 #[test]
 fn wrong_checksums_and_sizes_store_nothing() {
     let work = TempDir::new().expect("tempdir");
-    for mode in ALL_MODES {
+    for mode in RepoMode::ALL {
         if mode == RepoMode::Bare {
             assert_root("a bare repository");
         }

@@ -22,13 +22,6 @@ use ferry_tests::{Output, Tool};
 
 pub use ferry_tests::is_root;
 
-pub const ALL_MODES: [RepoMode; 4] = [
-    RepoMode::Archive,
-    RepoMode::Bare,
-    RepoMode::BareUser,
-    RepoMode::BareUserOnly,
-];
-
 /// Runs `ostree ARGS` and returns its output, whatever its status.
 pub fn ostree_output(args: &[&str]) -> Output {
     Tool::new("ostree")
@@ -51,18 +44,9 @@ pub fn repo_arg(repo: &Path) -> String {
     format!("--repo={}", repo.display())
 }
 
-/// The fixture crate's name for an engine repository mode (the two crates each have one).
-pub fn fixture_mode(mode: RepoMode) -> ferry_tests::ostree::RepoMode {
-    ferry_tests::ostree::RepoMode::ALL
-        .into_iter()
-        .find(|fixture| fixture.as_str() == mode.as_str())
-        .unwrap_or_else(|| panic!("no fixture mode named {mode}"))
-}
-
 /// `ostree init` of a repository of `mode`.
 pub fn init_repo(path: &Path, mode: RepoMode, collection_id: Option<&str>) -> OstreeRepo {
-    OstreeRepo::init(path, fixture_mode(mode), collection_id)
-        .unwrap_or_else(|error| panic!("{error}"))
+    OstreeRepo::init(path, mode, collection_id).unwrap_or_else(|error| panic!("{error}"))
 }
 
 /// `ostree commit` of `spec`; returns the commit checksum.
