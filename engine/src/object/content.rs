@@ -69,6 +69,9 @@ impl Xattr {
 type StoredXattr<'a> = (Vec<u8>, &'a [u8]);
 /// A stored xattr in the `(ayay)` shape `gvariant` serialises.
 type XattrItem<'a> = (&'a [u8], &'a [u8]);
+/// The fields of a checksum header `(uuuusa(ayay))` as stored: uid, gid, mode and rdev
+/// (big-endian), symlink target, xattrs.
+type ChecksumHeaderFields<'a> = (u32, u32, u32, u32, &'a str, &'a [XattrItem<'a>]);
 
 /// Stored xattrs in the `a(ayay)` shape `gvariant` serialises.
 fn borrowed<'a>(stored: &'a [StoredXattr<'a>]) -> Vec<XattrItem<'a>> {
@@ -299,12 +302,11 @@ impl FileHeader {
             .collect())
     }
 
-    /// The `(uuuusa(ayay))` fields, big-endian: uid, gid, mode, rdev 0, symlink target,
-    /// `xattrs`.
+    /// The checksum header's fields with `xattrs`; rdev is 0.
     fn checksum_header_fields<'a>(
         &'a self,
         xattrs: &'a [XattrItem<'a>],
-    ) -> (u32, u32, u32, u32, &'a str, &'a [XattrItem<'a>]) {
+    ) -> ChecksumHeaderFields<'a> {
         (
             self.uid.to_be(),
             self.gid.to_be(),
@@ -348,25 +350,15 @@ impl FileHeader {
         let aligned = copy_to_align(variant);
         let (size, uid, gid, mode, rdev, target, xattrs) =
             gv!("(tuuuusa(ayay))").cast(aligned.as_ref()).to_tuple();
-        let stored: Vec<(&[u8], &[u8])> = xattrs.iter().map(|x| x.to_tuple()).collect();
+        let stored: Vec<XattrItem<'_>> = xattrs.iter().map(|x| x.to_tuple()).collect();
         let again = serialize(
             WHAT,
             gv!("(tuuuusa(ayay))"),
             &(*size, *uid, *gid, *mode, *rdev, target.to_str(), &stored),
         )?;
         ensure_normal_form(WHAT, "(tuuuusa(ayay))", variant, &again)?;
-        Self::from_fields(
-            WHAT,
-            Fields {
-                uid: u32::from_be(*uid),
-                gid: u32::from_be(*gid),
-                mode: u32::from_be(*mode),
-                rdev: *rdev,
-                target: target.to_str(),
-                stored_xattrs: stored,
-                size: u64::from_be(*size),
-            },
-        )
+        let fields = (*uid, *gid, *mode, *rdev, target.to_str(), stored.as_slice());
+        Self::from_fields(WHAT, fields, u64::from_be(*size))
     }
 
     /// Parses the `(uuuusa(ayay))` variant of a checksum header (without its prefix). The
@@ -377,26 +369,11 @@ impl FileHeader {
         let aligned = copy_to_align(variant);
         let (uid, gid, mode, rdev, target, xattrs) =
             gv!("(uuuusa(ayay))").cast(aligned.as_ref()).to_tuple();
-        let stored: Vec<(&[u8], &[u8])> = xattrs.iter().map(|x| x.to_tuple()).collect();
-        let again = serialize(
-            WHAT,
-            gv!("(uuuusa(ayay))"),
-            &(*uid, *gid, *mode, *rdev, target.to_str(), &stored),
-        )?;
+        let stored: Vec<XattrItem<'_>> = xattrs.iter().map(|x| x.to_tuple()).collect();
+        let fields = (*uid, *gid, *mode, *rdev, target.to_str(), stored.as_slice());
+        let again = serialize(WHAT, gv!("(uuuusa(ayay))"), &fields)?;
         ensure_normal_form(WHAT, "(uuuusa(ayay))", variant, &again)?;
-        let is_symlink = u32::from_be(*mode) & S_IFMT == S_IFLNK;
-        Self::from_fields(
-            WHAT,
-            Fields {
-                uid: u32::from_be(*uid),
-                gid: u32::from_be(*gid),
-                mode: u32::from_be(*mode),
-                rdev: *rdev,
-                target: target.to_str(),
-                stored_xattrs: stored,
-                size: if is_symlink { 0 } else { size },
-            },
-        )
+        Self::from_fields(WHAT, fields, size)
     }
 
     /// Parses a bare-user object's `user.ostreemeta` xattr. The symlink target of a symlink
@@ -410,27 +387,11 @@ impl FileHeader {
         FormatError::check_size(WHAT, ostreemeta.len(), u64::from(ARCHIVE_HEADER_MAX_SIZE))?;
         let aligned = copy_to_align(ostreemeta);
         let (uid, gid, mode, xattrs) = gv!("(uuua(ayay))").cast(aligned.as_ref()).to_tuple();
-        let stored: Vec<(&[u8], &[u8])> = xattrs.iter().map(|x| x.to_tuple()).collect();
+        let stored: Vec<XattrItem<'_>> = xattrs.iter().map(|x| x.to_tuple()).collect();
         let again = serialize(WHAT, gv!("(uuua(ayay))"), &(*uid, *gid, *mode, &stored))?;
         ensure_normal_form(WHAT, "(uuua(ayay))", ostreemeta, &again)?;
-        let mode = u32::from_be(*mode);
-        let is_symlink = mode & S_IFMT == S_IFLNK;
-        Self::from_fields(
-            WHAT,
-            Fields {
-                uid: u32::from_be(*uid),
-                gid: u32::from_be(*gid),
-                mode,
-                rdev: 0,
-                target: if is_symlink {
-                    symlink_target.unwrap_or("")
-                } else {
-                    ""
-                },
-                stored_xattrs: stored,
-                size: if is_symlink { 0 } else { size },
-            },
-        )
+        let target = symlink_target.unwrap_or("");
+        Self::from_fields(WHAT, (*uid, *gid, *mode, 0, target, &stored), size)
     }
 
     /// The mode recorded in a bare-user object's `user.ostreemeta`, to tell a symlink (whose
@@ -446,26 +407,34 @@ impl FileHeader {
         Ok(u32::from_be(*mode))
     }
 
-    fn from_fields(what: &'static str, fields: Fields<'_>) -> Result<Self, FormatError> {
-        if fields.rdev != 0 {
+    /// The header of the checksum header's `fields` as stored, for content of `size` bytes;
+    /// a symlink has no size and a regular file no target.
+    fn from_fields(
+        what: &'static str,
+        fields: ChecksumHeaderFields<'_>,
+        size: u64,
+    ) -> Result<Self, FormatError> {
+        let (uid, gid, mode, rdev, target, stored_xattrs) = fields;
+        if rdev != 0 {
             return Err(FormatError::invalid(what, "rdev is not zero"));
         }
-        let is_symlink = fields.mode & S_IFMT == S_IFLNK;
-        let mut xattrs = xattrs_from_stored(what, fields.stored_xattrs.into_iter())?;
+        let mode = u32::from_be(mode);
+        let is_symlink = mode & S_IFMT == S_IFLNK;
+        let mut xattrs = xattrs_from_stored(what, stored_xattrs.iter().copied())?;
         // Older OSTree wrote xattrs unsorted; the checksum always covers them sorted.
         xattrs.sort_by(|a, b| a.name.cmp(&b.name));
         let header = Self {
-            uid: fields.uid,
-            gid: fields.gid,
-            mode: fields.mode,
+            uid: u32::from_be(uid),
+            gid: u32::from_be(gid),
+            mode,
             // libostree ignores the target of a regular file, and so does its checksum.
             symlink_target: if is_symlink {
-                fields.target.to_owned()
+                target.to_owned()
             } else {
                 String::new()
             },
             xattrs,
-            size: if is_symlink { 0 } else { fields.size },
+            size: if is_symlink { 0 } else { size },
         };
         header.validate().map_err(|error| match error {
             FormatError::Invalid { reason, .. } => FormatError::Invalid { what, reason },
@@ -473,16 +442,6 @@ impl FileHeader {
         })?;
         Ok(header)
     }
-}
-
-struct Fields<'a> {
-    uid: u32,
-    gid: u32,
-    mode: u32,
-    rdev: u32,
-    target: &'a str,
-    stored_xattrs: Vec<(&'a [u8], &'a [u8])>,
-    size: u64,
 }
 
 fn length_prefixed(variant: &[u8]) -> Vec<u8> {

@@ -137,16 +137,7 @@ impl Summary {
     /// `ostree.summary.last-modified` of a serialized summary, reading only its metadata
     /// (not its refs, nor checking it further): enough to rank sources, cheap on any size.
     pub fn last_modified_of(bytes: &[u8]) -> Option<u64> {
-        if bytes.len() as u64 > MAX_METADATA_SIZE {
-            return None;
-        }
-        let aligned = copy_to_align(bytes);
-        let (_, metadata) = gv!("(a(s(taya{sv}))a{sv})")
-            .cast(aligned.as_ref())
-            .to_tuple();
-        Metadata::from_dict(metadata, 0)
-            .ok()?
-            .get_u64_big_endian(LAST_MODIFIED_KEY)
+        Self::metadata_of(bytes)?.get_u64_big_endian(LAST_MODIFIED_KEY)
     }
 
     /// The metadata dictionary of a serialized summary, reading only it (not its refs).
