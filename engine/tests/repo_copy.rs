@@ -114,11 +114,7 @@ fn archive_objects_copy_without_recompressing() {
                 "copied as is"
             );
         } else {
-            let bytes = source_repo
-                .read_metadata(object.kind, &object.checksum)
-                .expect("read");
-            dest.write_metadata(object.kind, &object.checksum, &bytes)
-                .expect("write");
+            copy_object(&source_repo, &dest, object);
         }
     }
     dest.write_ref(&RefLocation::head("os/full"), &source.full)
@@ -306,18 +302,7 @@ fn several_threads_write_into_one_repository() {
             std::thread::spawn(move || {
                 // Every worker writes every object, so they race on the same names.
                 for object in objects.iter().skip(worker) {
-                    if object.kind == ObjectKind::File {
-                        let (header, reader) =
-                            source_repo.open_content(&object.checksum).expect("open");
-                        dest.write_content(&object.checksum, &header, reader)
-                            .expect("write");
-                    } else {
-                        let bytes = source_repo
-                            .read_metadata(object.kind, &object.checksum)
-                            .expect("read");
-                        dest.write_metadata(object.kind, &object.checksum, &bytes)
-                            .expect("write");
-                    }
+                    copy_object(&source_repo, &dest, *object);
                 }
             })
         })

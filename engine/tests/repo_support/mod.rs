@@ -141,21 +141,7 @@ pub fn copy_commit(source: &Repo, dest: &Repo, commit: &Checksum, ref_name: &str
     dest.mark_partial(commit).expect("mark partial");
     let mut written = 0;
     for object in closure(source, commit) {
-        let outcome = match object.kind {
-            ObjectKind::File => {
-                let (header, reader) = source.open_content(&object.checksum).expect("open content");
-                dest.write_content(&object.checksum, &header, reader)
-                    .unwrap_or_else(|error| panic!("write {object}: {error}"))
-            }
-            kind => {
-                let bytes = source
-                    .read_metadata(kind, &object.checksum)
-                    .expect("read metadata");
-                dest.write_metadata(kind, &object.checksum, &bytes)
-                    .unwrap_or_else(|error| panic!("write {object}: {error}"))
-            }
-        };
-        if outcome == WriteOutcome::Written {
+        if copy_object(source, dest, object) == WriteOutcome::Written {
             written += 1;
         }
     }
@@ -168,6 +154,25 @@ pub fn copy_commit(source: &Repo, dest: &Repo, commit: &Checksum, ref_name: &str
     dest.write_ref(&ferry_engine::repo::RefLocation::head(ref_name), commit)
         .expect("write ref");
     written
+}
+
+/// Copies one object with Ferry's read and write API: content through its header and
+/// reader, metadata as bytes.
+pub fn copy_object(source: &Repo, dest: &Repo, object: ObjectId) -> WriteOutcome {
+    match object.kind {
+        ObjectKind::File => {
+            let (header, reader) = source.open_content(&object.checksum).expect("open content");
+            dest.write_content(&object.checksum, &header, reader)
+                .unwrap_or_else(|error| panic!("write {object}: {error}"))
+        }
+        kind => {
+            let bytes = source
+                .read_metadata(kind, &object.checksum)
+                .expect("read metadata");
+            dest.write_metadata(kind, &object.checksum, &bytes)
+                .unwrap_or_else(|error| panic!("write {object}: {error}"))
+        }
+    }
 }
 
 /// Parses every object file in a repository and checks that each recomputes to its name.
