@@ -28,9 +28,8 @@ use crate::tamper;
 use crate::tree::{standard, Tree, TreeOptions};
 use crate::Tool;
 
-pub const COLLECTION: &str = "org.example.Os";
+pub use crate::publisher::{BRANCH, COLLECTION};
 pub const OTHER_COLLECTION: &str = "org.other.Os";
-pub const BRANCH: &str = "os/x86_64/stable";
 pub const REMOTE: &str = "origin";
 
 /// How long a refusal may take: long enough for a loaded 2-core machine, short enough that a
