@@ -191,12 +191,7 @@ fn rollback_with_one_deployment_fails_cleanly() -> Result<()> {
     );
     // Without --yes and no terminal to ask on: refused, nothing done.
     let v2 = sysroot.publish("2.0")?;
-    sysroot.repo().pull(OS_REMOTE, &[OS_REF])?;
-    sysroot
-        .admin("deploy")
-        .arg(format!("--os={OS_NAME}"))
-        .arg(format!("{OS_REMOTE}:{OS_REF}"))
-        .run()?;
+    sysroot.upgrade()?;
     let output = rollback(&sysroot.path, &sink, &[])?.run_failing()?;
     ensure!(output.stderr.contains("--yes"), "{output:?}");
     ensure!(sysroot.default_deployment()?.commit == v2);
@@ -223,12 +218,7 @@ impl BootedFixture {
         os.add_root_layout()?;
         let sysroot = Sysroot::create_from(base, os)?;
         let v2 = sysroot.publish("2.0")?;
-        sysroot.repo().pull(OS_REMOTE, &[OS_REF])?;
-        sysroot
-            .admin("deploy")
-            .arg(format!("--os={OS_NAME}"))
-            .arg(format!("{OS_REMOTE}:{OS_REF}"))
-            .run()?;
+        sysroot.upgrade()?;
         let sink = JournalSink::bind(&base.join("journal"))?;
         Ok(BootedFixture { sysroot, v2, sink })
     }
