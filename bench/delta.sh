@@ -52,8 +52,7 @@ bench_tree "$TREE1" "$BENCH_SEED" "$PRESET"
 # the middle overwritten or the whole file replaced, by a fixed pseudo-random stream.
 update_tree() {
   local stamp="$(cat "$TREE1.stamp") update 10%"
-  if [ -f "$TREE2.stamp" ] && [ "$(cat "$TREE2.stamp")" = "$stamp" ]; then return 0; fi
-  rm -rf "$TREE2" "$TREE2.stamp"
+  bench_stale "$TREE2" "$stamp" || return 0
   cp -a "$TREE1" "$TREE2"
   local n=0 file size
   # stream N: pseudo-random bytes, the same for the same seed and N (cut off by head).
@@ -78,8 +77,7 @@ update_tree
 
 # The publisher's archive repository with v1 and v2 (built once per tree).
 SRC=$BENCH_DIR/delta-src-$PRESET
-if ! [ -f "$SRC.stamp" ] || [ "$(cat "$SRC.stamp")" != "$(cat "$TREE2.stamp")" ]; then
-  rm -rf "$SRC" "$SRC.stamp"
+if bench_stale "$SRC" "$(cat "$TREE2.stamp")"; then
   ostree init --mode=archive --repo="$SRC" --collection-id="$COLLECTION"
   echo "bench: committing v1 and v2 (deflate-bound)" >&2
   ostree --repo="$SRC" commit -b "$REF" -s v1 --generate-sizes "$TREE1" >/dev/null
@@ -187,8 +185,8 @@ SCENE=$BENCH_DIR/delta-scene-$PRESET
 SYSROOT=$SCENE/sysroot
 scene() {
   local stamp; stamp=$(cat "$SRC.stamp")
-  if [ -f "$SCENE.stamp" ] && [ "$(cat "$SCENE.stamp")" = "$stamp" ]; then return 0; fi
-  bench_clear_immutable "$SCENE"; rm -rf "$SCENE" "$SCENE.stamp"; mkdir -p "$SCENE"
+  bench_stale "$SCENE" "$stamp" || return 0
+  mkdir -p "$SCENE"
   ostree init --mode=archive --repo="$SCENE/osrepo" --collection-id="$COLLECTION"
   local version tree osdata
   for version in 1 2; do

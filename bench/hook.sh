@@ -43,9 +43,7 @@ CACHE=${HOOK_BENCH_CACHE:-$BENCH_ROOT/target/bench-cache/hook}
 STAMP="files=$FILES v1"
 
 setup_scene() {
-  if [ -f "$CACHE.stamp" ] && [ "$(cat "$CACHE.stamp")" = "$STAMP" ]; then return 0; fi
-  bench_clear_immutable "$CACHE"
-  rm -rf "$CACHE" "$CACHE.stamp"
+  bench_stale "$CACHE" "$STAMP" || return 0
   mkdir -p "$CACHE"
   bench_signing_key "$CACHE" 'OS Vendor <os@example.org>'
   local key=$BENCH_KEY

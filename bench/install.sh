@@ -29,8 +29,8 @@ ARCH=$(flatpak --default-arch)
 scene() {
   local s=$BENCH_DIR/install-scene
   local stamp="$(cat "$BENCH_DIR/tree.stamp") $ARCH"
-  if [ -f "$s.stamp" ] && [ "$(cat "$s.stamp")" = "$stamp" ]; then return 0; fi
-  rm -rf "$s" "$s.stamp"; mkdir -p "$s"
+  bench_stale "$s" "$stamp" || return 0
+  mkdir -p "$s"
   bench_signing_key "$s" 'Ferry Bench <bench@example.org>'
   local sign=(--gpg-sign="$BENCH_KEY" --gpg-homedir="$GNUPGHOME")
 

@@ -61,8 +61,7 @@ TAMPERED=$BENCH_DIR/lan-tampered
 tampered_copy() {
   local stamp
   stamp="$(cat "$SRC.stamp") $TAMPERED_FILE"
-  if [ -f "$TAMPERED.stamp" ] && [ "$(cat "$TAMPERED.stamp")" = "$stamp" ]; then return 0; fi
-  rm -rf "$TAMPERED" "$TAMPERED.stamp"
+  bench_stale "$TAMPERED" "$stamp" || return 0
   cp -al "$SRC" "$TAMPERED"
   "$FERRY_FIXTURE" tamper-filez "$TAMPERED" "$REF" "/$TAMPERED_FILE" \
     "$BENCH_DIR/lan-tree/$TAMPERED_FILE" >&2 || bench_die "cannot alter $TAMPERED_FILE"

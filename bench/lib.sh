@@ -64,8 +64,7 @@ bench_init() {
 # preset and seed.
 bench_tree() {
   local dir=${1%/} seed=${2:-$BENCH_SEED} preset=${3:-benchmark}
-  if [ -f "$dir.stamp" ] && [ "$(cat "$dir.stamp")" = "$preset seed $seed" ]; then return 0; fi
-  rm -rf "$dir" "$dir.stamp"
+  bench_stale "$dir" "$preset seed $seed" || return 0
   "$FERRY_FIXTURE" gen-tree --preset "$preset" --seed "$seed" "$dir" >&2 || bench_die "gen-tree failed"
   echo "$preset seed $seed" > "$dir.stamp"
 }
@@ -75,10 +74,7 @@ bench_tree() {
 # holds REF from the same tree (REPO.stamp records it).
 bench_archive_repo() {
   local repo=${1%/} tree=$2 collection=$3 ref=$4
-  if [ -f "$repo.stamp" ] && [ "$(cat "$repo.stamp")" = "$tree $ref $(cat "${tree%/}.stamp" 2>/dev/null)" ]; then
-    return 0
-  fi
-  rm -rf "$repo" "$repo.stamp"
+  bench_stale "$repo" "$tree $ref $(cat "${tree%/}.stamp" 2>/dev/null)" || return 0
   ostree init --mode=archive --repo="$repo" --collection-id="$collection" || bench_die "ostree init failed"
   echo "bench: committing $tree into $repo (deflate-bound, ~25 s for the full tree)" >&2
   ostree --repo="$repo" commit -b "$ref" -s bench --generate-sizes "$tree" >/dev/null \
@@ -308,6 +304,15 @@ bench_flatpak_env() {
   mkdir -p "$XDG_DATA_HOME" "$XDG_CACHE_HOME" "$XDG_CONFIG_HOME" "$XDG_STATE_HOME" \
     "$XDG_RUNTIME_DIR" "$FLATPAK_SYSTEM_DIR" "$FLATPAK_CONFIG_DIR" "$FLATPAK_RUN_DIR"
   chmod 700 "$XDG_RUNTIME_DIR"
+}
+
+# bench_stale DIR STAMP: whether DIR must be built again, because DIR.stamp (written last by
+# the build, `echo STAMP > DIR.stamp`) does not say STAMP. When it must, DIR and DIR.stamp
+# are removed first.
+bench_stale() {
+  if [ -f "$1.stamp" ] && [ "$(cat "$1.stamp")" = "$2" ]; then return 1; fi
+  bench_clear_immutable "$1"
+  rm -rf "$1" "$1.stamp"
 }
 
 # bench_clear_immutable DIR: `ostree admin deploy` marks deployment roots immutable, which

@@ -26,8 +26,7 @@ STAMP="refs=$REFS v1"
 ref_name() { printf 'bench/app%03d/x86_64/stable' "$1"; }
 
 setup_scene() {
-  if [ -f "$SETUP.stamp" ] && [ "$(cat "$SETUP.stamp")" = "$STAMP" ]; then return 0; fi
-  rm -rf "$SETUP" "$SETUP.stamp"
+  bench_stale "$SETUP" "$STAMP" || return 0
   mkdir -p "$SETUP"
   bench_signing_key "$SETUP" 'Bench Vendor <bench@example.org>'
   local key=$BENCH_KEY

@@ -47,9 +47,8 @@ LOOP=
 # runtime installed by a "maker" installation from a signed repository with a collection ID.
 scene() {
   local stamp="$(cat "$BENCH_DIR/tree.stamp") $ARCH"
-  if [ -f "$SCENE.stamp" ] && [ "$(cat "$SCENE.stamp")" = "$stamp" ]; then return 0; fi
-  bench_clear_immutable "$SCENE"
-  rm -rf "$SCENE" "$SCENE.stamp"; mkdir -p "$SCENE"
+  bench_stale "$SCENE" "$stamp" || return 0
+  mkdir -p "$SCENE"
 
   # The OS: the tree under /usr/share, with the kernel and /usr/etc `ostree admin deploy`
   # needs. Hard links: the tree is not copied.
@@ -191,11 +190,8 @@ ARCHIVE_SYSROOT=$SCENE/archive-sysroot
 archive_scene() {
   local stamp commit
   stamp="$(cat "$SCENE.stamp") archive"
-  if [ -f "$ARCHIVE_SYSROOT.stamp" ] && [ "$(cat "$ARCHIVE_SYSROOT.stamp")" = "$stamp" ]; then
-    return 0
-  fi
-  bench_clear_immutable "$ARCHIVE_SYSROOT"
-  rm -rf "$ARCHIVE_SYSROOT" "$ARCHIVE_SYSROOT.stamp"; mkdir -p "$ARCHIVE_SYSROOT"
+  bench_stale "$ARCHIVE_SYSROOT" "$stamp" || return 0
+  mkdir -p "$ARCHIVE_SYSROOT"
   ostree admin init-fs "$ARCHIVE_SYSROOT" >/dev/null
   ostree admin os-init --sysroot="$ARCHIVE_SYSROOT" "$OS_NAME" >/dev/null
   rm -rf "$ARCHIVE_SYSROOT/ostree/repo"

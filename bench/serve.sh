@@ -44,8 +44,7 @@ COMMIT=$(ostree --repo="$ARCHIVE" rev-parse "$REF")
 # The same commit in a bare repository, as a remote ref whose remote has the collection ID
 # (what `ferryctl serve` advertises of a repository that is not an archive).
 BARE=$BENCH_DIR/serve-bare
-if ! [ -f "$BARE.stamp" ] || [ "$(cat "$BARE.stamp")" != "$COMMIT" ]; then
-  rm -rf "$BARE" "$BARE.stamp"
+if bench_stale "$BARE" "$COMMIT"; then
   ostree init --mode=bare --repo="$BARE"
   ostree --repo="$BARE" remote add --no-gpg-verify --collection-id="$COLLECTION" \
     origin "file://$ARCHIVE"

@@ -8,6 +8,7 @@
 //! is listed once. Nothing on the drive is written.
 
 use std::collections::{HashMap, HashSet};
+use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -87,8 +88,11 @@ fn looks_like_repo(path: &Path) -> bool {
     path.join("config").is_file() && path.join("objects").is_dir()
 }
 
+/// The kind of problem and why.
+type Refusal = (ProblemKind, String);
+
 /// A commit's timestamp and version, or the kind of problem and why.
-type Described = Result<(u64, Option<String>), (ProblemKind, String)>;
+type Described = Result<(u64, Option<String>), Refusal>;
 
 struct Scanner {
     root: PathBuf,
@@ -118,68 +122,14 @@ impl Scanner {
     /// Looks at one candidate location. `explicit` candidates (repos.d entries, the root
     /// itself) that are not repositories are reported; missing well-known paths are not.
     fn consider(&mut self, candidate: &Path, explicit: bool) {
-        match std::fs::symlink_metadata(candidate) {
-            Ok(_) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return,
-            Err(error) => {
-                self.problem(
-                    ProblemKind::Unreadable,
-                    candidate,
-                    None,
-                    format!("cannot read it: {error}"),
-                );
-                return;
-            }
-        }
-        let resolved = match std::fs::canonicalize(candidate) {
-            Ok(resolved) => resolved,
-            Err(error) => {
-                self.problem(
-                    ProblemKind::Unreadable,
-                    candidate,
-                    None,
-                    format!("cannot resolve it (a dangling symlink?): {error}"),
-                );
+        let (resolved, metadata) = match self.resolve_on_drive(candidate) {
+            Ok(Some(found)) => found,
+            Ok(None) => return,
+            Err((kind, reason)) => {
+                self.problem(kind, candidate, None, reason);
                 return;
             }
         };
-        if !resolved.starts_with(&self.root) {
-            self.problem(
-                ProblemKind::Unsafe,
-                candidate,
-                None,
-                format!(
-                    "it leads to {}, outside the drive {}; refused",
-                    resolved.display(),
-                    self.root.display()
-                ),
-            );
-            return;
-        }
-        let metadata = match std::fs::metadata(&resolved) {
-            Ok(metadata) => metadata,
-            Err(error) => {
-                self.problem(
-                    ProblemKind::Unreadable,
-                    candidate,
-                    None,
-                    format!("cannot read it: {error}"),
-                );
-                return;
-            }
-        };
-        if metadata.dev() != self.root_dev {
-            self.problem(
-                ProblemKind::Unsafe,
-                candidate,
-                None,
-                format!(
-                    "it is on another filesystem than the drive {}; refused",
-                    self.root.display()
-                ),
-            );
-            return;
-        }
         let identity = (metadata.dev(), metadata.ino());
         if self.seen.contains(&identity) {
             return;
@@ -226,6 +176,46 @@ impl Scanner {
             mode: repo.mode().as_str().to_owned(),
             refs,
         });
+    }
+
+    /// Where `candidate` leads and what is there, when it leads somewhere on the drive's
+    /// filesystem; None when there is nothing at all.
+    fn resolve_on_drive(&self, candidate: &Path) -> Result<Option<(PathBuf, Metadata)>, Refusal> {
+        let unreadable =
+            |error: std::io::Error| (ProblemKind::Unreadable, format!("cannot read it: {error}"));
+        if let Err(error) = std::fs::symlink_metadata(candidate) {
+            if error.kind() == std::io::ErrorKind::NotFound {
+                return Ok(None);
+            }
+            return Err(unreadable(error));
+        }
+        let resolved = std::fs::canonicalize(candidate).map_err(|error| {
+            (
+                ProblemKind::Unreadable,
+                format!("cannot resolve it (a dangling symlink?): {error}"),
+            )
+        })?;
+        if !resolved.starts_with(&self.root) {
+            return Err((
+                ProblemKind::Unsafe,
+                format!(
+                    "it leads to {}, outside the drive {}; refused",
+                    resolved.display(),
+                    self.root.display()
+                ),
+            ));
+        }
+        let metadata = std::fs::metadata(&resolved).map_err(unreadable)?;
+        if metadata.dev() != self.root_dev {
+            return Err((
+                ProblemKind::Unsafe,
+                format!(
+                    "it is on another filesystem than the drive {}; refused",
+                    self.root.display()
+                ),
+            ));
+        }
+        Ok(Some((resolved, metadata)))
     }
 
     fn list_refs(&mut self, repo: &Repo) -> Vec<RefReport> {

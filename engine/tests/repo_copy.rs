@@ -49,7 +49,7 @@ fn closures_copied_into_every_mode_check_out_identically() {
     for source_mode in [RepoMode::Archive, RepoMode::BareUser] {
         let source = make_source(work.path(), source_mode);
         let source_repo = Repo::open(&source.path).expect("open source");
-        for dest_mode in ALL_MODES {
+        for dest_mode in RepoMode::ALL {
             if dest_mode == RepoMode::Bare {
                 assert_root("a bare destination");
             }
@@ -114,11 +114,7 @@ fn archive_objects_copy_without_recompressing() {
                 "copied as is"
             );
         } else {
-            let bytes = source_repo
-                .read_metadata(object.kind, &object.checksum)
-                .expect("read");
-            dest.write_metadata(object.kind, &object.checksum, &bytes)
-                .expect("write");
+            copy_object(&source_repo, &dest, object);
         }
     }
     dest.write_ref(&RefLocation::head("os/full"), &source.full)
@@ -222,7 +218,7 @@ fn bare_user_only_refuses_content_it_cannot_represent() {
 #[test]
 fn wrong_checksums_and_sizes_store_nothing() {
     let work = TempDir::new().expect("tempdir");
-    for mode in ALL_MODES {
+    for mode in RepoMode::ALL {
         if mode == RepoMode::Bare {
             assert_root("a bare repository");
         }
@@ -306,18 +302,7 @@ fn several_threads_write_into_one_repository() {
             std::thread::spawn(move || {
                 // Every worker writes every object, so they race on the same names.
                 for object in objects.iter().skip(worker) {
-                    if object.kind == ObjectKind::File {
-                        let (header, reader) =
-                            source_repo.open_content(&object.checksum).expect("open");
-                        dest.write_content(&object.checksum, &header, reader)
-                            .expect("write");
-                    } else {
-                        let bytes = source_repo
-                            .read_metadata(object.kind, &object.checksum)
-                            .expect("read");
-                        dest.write_metadata(object.kind, &object.checksum, &bytes)
-                            .expect("write");
-                    }
+                    copy_object(&source_repo, &dest, *object);
                 }
             })
         })

@@ -21,7 +21,7 @@ fn every_object_of_real_repositories_verifies_in_each_mode() {
     make_tree(&tree, true);
     let plain_tree = work.path().join("plain-tree");
     make_tree(&plain_tree, false);
-    for mode in ALL_MODES {
+    for mode in RepoMode::ALL {
         if mode == RepoMode::Bare {
             assert_root("a bare repository");
         }
@@ -305,7 +305,7 @@ fn config_remotes_and_refs_written_by_ostree_read_back() {
 #[test]
 fn a_repository_ferry_creates_is_one_ostree_accepts() {
     let work = TempDir::new().expect("tempdir");
-    for mode in ALL_MODES {
+    for mode in RepoMode::ALL {
         let path = work.path().join(format!("ferry-{mode}"));
         let repo = Repo::init(&path, mode, Some(COLLECTION)).expect("init");
         assert_eq!(repo.mode(), mode);

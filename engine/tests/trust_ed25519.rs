@@ -13,7 +13,8 @@ use ed25519_dalek::{Signer as _, SigningKey};
 use ferry_engine::object::Checksum;
 use ferry_engine::schema::ProblemKind;
 use ferry_engine::trust::{
-    DetachedSignatures, Rejection, SignatureKind, Signer, SummaryVerdict, TrustError, Verdict,
+    DetachedSignatures, Rejection, RemotePolicy, SignatureKind, Signer, SummaryVerdict, TrustError,
+    Verdict,
 };
 use gvariant::{gv, Marker, VariantWrap};
 use trust_support::{refusal, run, verify, ServerRepo, World};
@@ -133,6 +134,17 @@ fn add_ed25519_remote(world: &World, name: &str, options: &[&str]) {
     world.client.add_remote(name, &world.server.url(), &args);
 }
 
+/// Adds remote `name` with `options` and loads its policy.
+fn ed25519_policy(world: &World, name: &str, options: &[&str]) -> RemotePolicy {
+    add_ed25519_remote(world, name, options);
+    world.client.policy(name, &world.roots).expect("policy")
+}
+
+/// The remote option trusting `key`.
+fn key_option(key: &SigningKey) -> String {
+    format!("verification-ed25519-key={}", public_b64(key))
+}
+
 fn untrusted(err: &TrustError) -> &Rejection {
     match err {
         TrustError::Untrusted { rejection, .. } => rejection,
@@ -146,14 +158,11 @@ fn accepted_key_is_accepted_and_revoked_key_is_refused() {
     let key = new_key();
     let commit = world.server.commit(STABLE, "ed", &[]);
     sign_commit(&world.server, &commit, &[&key]);
-    let key_option = format!("verification-ed25519-key={}", public_b64(&key));
-    add_ed25519_remote(
+    let policy = ed25519_policy(
         &world,
         "ed",
-        &["gpg-verify=false", "sign-verify=true", &key_option],
+        &["gpg-verify=false", "sign-verify=true", &key_option(&key)],
     );
-
-    let policy = world.client.policy("ed", &world.roots).expect("policy");
     let verdict = verify(&policy, &world.server, &commit).expect("accepted");
     assert_eq!(
         verdict,
@@ -184,13 +193,9 @@ fn system_keys_apply_only_when_the_remote_names_none() {
     let key = new_key();
     let commit = world.server.commit(STABLE, "ed", &[]);
     sign_commit(&world.server, &commit, &[&key]);
-    add_ed25519_remote(&world, "sys", &["gpg-verify=false", "sign-verify=true"]);
+    let policy = ed25519_policy(&world, "sys", &["gpg-verify=false", "sign-verify=true"]);
 
-    let err = refusal(verify(
-        &world.client.policy("sys", &world.roots).expect("policy"),
-        &world.server,
-        &commit,
-    ));
+    let err = refusal(verify(&policy, &world.server, &commit));
     assert!(
         matches!(
             err,
@@ -216,13 +221,15 @@ fn system_keys_apply_only_when_the_remote_names_none() {
 
     // A remote with its own key ignores the system directories.
     let other = new_key();
-    let other_option = format!("verification-ed25519-key={}", public_b64(&other));
-    add_ed25519_remote(
+    let policy = ed25519_policy(
         &world,
         "own",
-        &["gpg-verify=false", "sign-verify=ed25519", &other_option],
+        &[
+            "gpg-verify=false",
+            "sign-verify=ed25519",
+            &key_option(&other),
+        ],
     );
-    let policy = world.client.policy("own", &world.roots).expect("policy");
     let err = refusal(verify(&policy, &world.server, &commit));
     assert!(
         matches!(
@@ -248,12 +255,11 @@ fn system_keys_apply_only_when_the_remote_names_none() {
     )
     .expect("key file");
     let file_option = format!("verification-ed25519-file={}", key_file.display());
-    add_ed25519_remote(
+    let policy = ed25519_policy(
         &world,
         "file",
         &["gpg-verify=false", "sign-verify=ed25519", &file_option],
     );
-    let policy = world.client.policy("file", &world.roots).expect("policy");
     assert!(verify(&policy, &world.server, &commit)
         .expect("accepted")
         .is_signed());
@@ -277,8 +283,7 @@ fn system_keys_apply_only_when_the_remote_names_none() {
 fn gpg_and_ed25519_are_both_required_when_both_are_on() {
     let world = World::new();
     let key = new_key();
-    let key_option = format!("verification-ed25519-key={}", public_b64(&key));
-    add_ed25519_remote(&world, "both", &["sign-verify=true", &key_option]);
+    add_ed25519_remote(&world, "both", &["sign-verify=true", &key_option(&key)]);
     fs::copy(
         world.client.repo.path.join("origin.trustedkeys.gpg"),
         world.client.repo.path.join("both.trustedkeys.gpg"),
@@ -323,13 +328,11 @@ fn malformed_signatures_are_refused() {
         detached_metadata(&[], &[vec![0u8; 63]]),
     )
     .expect("commitmeta");
-    let key_option = format!("verification-ed25519-key={}", public_b64(&key));
-    add_ed25519_remote(
+    let policy = ed25519_policy(
         &world,
         "ed",
-        &["gpg-verify=false", "sign-verify=true", &key_option],
+        &["gpg-verify=false", "sign-verify=true", &key_option(&key)],
     );
-    let policy = world.client.policy("ed", &world.roots).expect("policy");
     let err = refusal(verify(&policy, &world.server, &commit));
     assert!(err.to_string().contains("63 bytes instead of 64"), "{err}");
 }
@@ -348,13 +351,15 @@ fn summary_signature_is_checked() {
     let sig_path = world.server.path.join("summary.sig");
     write_sig(&sig_path, &summary);
     let summary_sig = fs::read(&sig_path).expect("summary.sig");
-    let key_option = format!("verification-ed25519-key={}", public_b64(&key));
-    add_ed25519_remote(
+    let policy = ed25519_policy(
         &world,
         "ed",
-        &["gpg-verify=false", "sign-verify-summary=true", &key_option],
+        &[
+            "gpg-verify=false",
+            "sign-verify-summary=true",
+            &key_option(&key),
+        ],
     );
-    let policy = world.client.policy("ed", &world.roots).expect("policy");
     let location = world.server.path.display().to_string();
 
     assert!(matches!(

@@ -13,6 +13,22 @@ use ferry_tests::assert_root;
 use ferry_tests::flatpak::{app_ref, AppSpec, FlatpakFixture, APP_ID, BRANCH};
 use ferry_tests::loopdev::{LoopDevice, LoopImage, Mount};
 
+/// A hook environment with `config` for a test of loop devices and mounts (root only).
+fn loop_env(config: &str) -> HookEnv {
+    assert_root("attaching loop devices and mounting filesystems");
+    HookEnv::new(config)
+}
+
+/// `ferry-hook --device DEVICE` with fixed drives accepted, as loop devices are fixed.
+fn fixed_drive_hook(env: &HookEnv, device: &Path) -> std::process::Command {
+    let mut command = env.command();
+    command
+        .env("FERRY_ACCEPT_FIXED_DRIVES", "1")
+        .arg("--device")
+        .arg(device);
+    command
+}
+
 /// An ext4 image labelled `label` holding `content`, attached to a loop device.
 fn drive_image(dir: &Path, label: &str, content: &Path) -> (LoopDevice, String) {
     drive_image_with(dir, label, content, &[])
@@ -74,8 +90,7 @@ fn usb_content(dir: &Path) -> PathBuf {
 
 #[test]
 fn serial_notices_the_mount_records_the_drive_links_it_and_forgets_it_on_removal() {
-    assert_root("attaching loop devices and mounting filesystems");
-    let env = HookEnv::new("[policy]\nmount-timeout-seconds = 60\n");
+    let env = loop_env("[policy]\nmount-timeout-seconds = 60\n");
     // This machine has app v1 from a signed remote; the stick carries v2.
     let fixture = FlatpakFixture::new(&env.dir.path().join("flatpak")).unwrap();
     let v2 = fixture.publish_app(&AppSpec::new("v2")).unwrap();
@@ -99,12 +114,8 @@ fn serial_notices_the_mount_records_the_drive_links_it_and_forgets_it_on_removal
         device.kernel_name()
     );
 
-    let mut command = env.command();
-    command
-        .envs(fixture.client.vars())
-        .env("FERRY_ACCEPT_FIXED_DRIVES", "1")
-        .arg("--device")
-        .arg(&device.device);
+    let mut command = fixed_drive_hook(&env, &device.device);
+    command.envs(fixture.client.vars());
     let mut hook = Background::spawn(command);
     hook.wait_for_line("to be mounted", Duration::from_secs(30));
     assert!(
@@ -159,8 +170,7 @@ fn serial_notices_the_mount_records_the_drive_links_it_and_forgets_it_on_removal
 
 #[test]
 fn serial_mounts_the_drive_itself_with_mount_self_and_unmounts_it_on_removal() {
-    assert_root("attaching loop devices and mounting filesystems");
-    let env = HookEnv::new("mount = self\nremovable-only = false\nmount-timeout-seconds = 30\n");
+    let env = loop_env("mount = self\nremovable-only = false\nmount-timeout-seconds = 30\n");
     let device = usb_drive_image(&env, "KIOSKSTICK");
 
     let output = hook_added(&env, &device.device);
@@ -194,8 +204,7 @@ fn serial_mounts_the_drive_itself_with_mount_self_and_unmounts_it_on_removal() {
 
 #[test]
 fn serial_skips_fixed_disks_quietly_unless_told_otherwise() {
-    assert_root("attaching loop devices and mounting filesystems");
-    let env = HookEnv::new("mount-timeout-seconds = 1\n");
+    let env = loop_env("mount-timeout-seconds = 1\n");
     let device = empty_drive_image(&env, "FIXED");
     let output = hook_added(&env, &device.device);
     let text = output_text(&output);
@@ -206,14 +215,9 @@ fn serial_skips_fixed_disks_quietly_unless_told_otherwise() {
 
 #[test]
 fn serial_gives_up_quietly_when_nobody_mounts_the_drive() {
-    assert_root("attaching loop devices and mounting filesystems");
-    let env = HookEnv::new("mount-timeout-seconds = 1\n");
+    let env = loop_env("mount-timeout-seconds = 1\n");
     let device = empty_drive_image(&env, "NOMOUNT");
-    let mut command = env.command();
-    command
-        .env("FERRY_ACCEPT_FIXED_DRIVES", "1")
-        .arg("--device")
-        .arg(&device.device);
+    let mut command = fixed_drive_hook(&env, &device.device);
     let started = std::time::Instant::now();
     let output = command.output().unwrap();
     assert!(output.status.success(), "{}", output_text(&output));
@@ -224,8 +228,7 @@ fn serial_gives_up_quietly_when_nobody_mounts_the_drive() {
 
 #[test]
 fn serial_a_mount_that_only_names_the_device_is_not_taken_for_it() {
-    assert_root("attaching loop devices and mounting filesystems");
-    let env = HookEnv::new("mount-timeout-seconds = 1\n");
+    let env = loop_env("mount-timeout-seconds = 1\n");
     let device = usb_drive_image(&env, "NAMEDONLY");
     // tmpfs takes any source name: this mount claims to be the loop device.
     let point = env.dir.path().join("media/NAMEDONLY");
@@ -239,11 +242,7 @@ fn serial_a_mount_that_only_names_the_device_is_not_taken_for_it() {
         device.device.display()
     );
 
-    let mut command = env.command();
-    command
-        .env("FERRY_ACCEPT_FIXED_DRIVES", "1")
-        .arg("--device")
-        .arg(&device.device);
+    let mut command = fixed_drive_hook(&env, &device.device);
     let output = command.output().unwrap();
     let text = output_text(&output);
     assert!(output.status.success(), "{text}");
@@ -262,8 +261,7 @@ fn serial_a_mount_that_only_names_the_device_is_not_taken_for_it() {
 
 #[test]
 fn serial_a_drive_with_a_copied_uuid_neither_overwrites_nor_removes_the_other() {
-    assert_root("attaching loop devices and mounting filesystems");
-    let env = HookEnv::new("mount-timeout-seconds = 5\n");
+    let env = loop_env("mount-timeout-seconds = 5\n");
     let content = usb_content(env.dir.path());
     let uuid = "0b6c3a53-5d0e-4a8f-9a0e-3b2f7c1d9e44";
     let (first, _) = drive_image_with(env.dir.path(), "FIRST", &content, &["-U", uuid]);
@@ -284,11 +282,7 @@ fn serial_a_drive_with_a_copied_uuid_neither_overwrites_nor_removes_the_other() 
         )
         .unwrap();
     let insert = |device: &LoopDevice| {
-        let mut command = env.command();
-        command
-            .env("FERRY_ACCEPT_FIXED_DRIVES", "1")
-            .arg("--device")
-            .arg(&device.device);
+        let mut command = fixed_drive_hook(&env, &device.device);
         let output = command.output().unwrap();
         assert!(output.status.success(), "{}", output_text(&output));
     };

@@ -25,6 +25,15 @@ pub struct Output {
 }
 
 impl Output {
+    /// What a command that ended with `status` printed, decoded lossily.
+    fn decoded(status: ExitStatus, stdout: &[u8], stderr: &[u8]) -> Self {
+        Output {
+            status,
+            stdout: String::from_utf8_lossy(stdout).into_owned(),
+            stderr: String::from_utf8_lossy(stderr).into_owned(),
+        }
+    }
+
     pub fn success(&self) -> bool {
         self.status.success()
     }
@@ -96,18 +105,12 @@ impl Tool {
     /// Runs to completion whatever the exit status.
     pub fn output(mut self) -> Result<Output> {
         let display = self.display();
-        self.command
-            .stdin(if self.stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = self.command.spawn().map_err(|source| FixtureError::Spawn {
-            command: display.clone(),
-            source,
-        })?;
+        let stdin = if self.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        };
+        let mut child = self.spawn_piped(stdin)?;
         if let (Some(bytes), Some(mut pipe)) = (self.stdin.take(), child.stdin.take()) {
             // A tool that exits without reading everything closes the pipe; its status tells.
             let _ = pipe.write_all(&bytes);
@@ -118,25 +121,27 @@ impl Tool {
                 command: display,
                 source,
             })?;
-        Ok(Output {
-            status: out.status,
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
+        Ok(Output::decoded(out.status, &out.stdout, &out.stderr))
+    }
+
+    /// Starts the command with `stdin` and its output piped.
+    fn spawn_piped(&mut self, stdin: Stdio) -> Result<Child> {
+        self.command
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| FixtureError::Spawn {
+                command: self.display(),
+                source,
+            })
     }
 
     /// Runs to completion whatever the exit status, killing the command when it is still
     /// running after `timeout`: `None` then. For inputs that could make a tool hang.
     pub fn output_within(mut self, timeout: std::time::Duration) -> Result<Option<Output>> {
         let display = self.display();
-        self.command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = self.command.spawn().map_err(|source| FixtureError::Spawn {
-            command: display.clone(),
-            source,
-        })?;
+        let mut child = self.spawn_piped(Stdio::null())?;
         let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
             std::thread::spawn(move || {
                 let mut bytes = Vec::new();
@@ -166,11 +171,7 @@ impl Tool {
         };
         let stdout = stdout.join().unwrap_or_default();
         let stderr = stderr.join().unwrap_or_default();
-        Ok(status.map(|status| Output {
-            status,
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        }))
+        Ok(status.map(|status| Output::decoded(status, &stdout, &stderr)))
     }
 
     /// Runs and requires success.

@@ -197,6 +197,20 @@ pub fn rewrite_files(out: &Path, spec: &GenSpec, count: usize, seed: u64) -> Res
     Ok(changed)
 }
 
+/// `len` bytes from a linear congruential generator seeded with `seed`: incompressible
+/// enough for a file's content, and cheap in an unoptimised test build.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed;
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) as u8
+        })
+        .collect()
+}
+
 fn fill(rng: &mut ChaCha8Rng, buffer: &mut Vec<u8>, size: u64) {
     buffer.resize(usize::try_from(size).unwrap_or(usize::MAX), 0);
     rng.fill_bytes(buffer);

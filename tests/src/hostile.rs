@@ -28,9 +28,8 @@ use crate::tamper;
 use crate::tree::{standard, Tree, TreeOptions};
 use crate::Tool;
 
-pub const COLLECTION: &str = "org.example.Os";
+pub use crate::publisher::{BRANCH, COLLECTION};
 pub const OTHER_COLLECTION: &str = "org.other.Os";
-pub const BRANCH: &str = "os/x86_64/stable";
 pub const REMOTE: &str = "origin";
 
 /// How long a refusal may take: long enough for a loaded 2-core machine, short enough that a
@@ -483,13 +482,25 @@ pub fn with_root_dirtree(
     dirtree: &[u8],
 ) -> Result<String> {
     let commit = tamper::replace_dirtree(&drive.repo, v2, "/", dirtree)?;
+    publish_on_drive(scene, drive, &commit)?;
+    Ok(commit)
+}
+
+/// Signs `commit` by the publisher and puts it on the drive's ref.
+fn publish_on_drive(scene: &Scene, drive: &UsbDrive, commit: &str) -> Result<()> {
     tamper::publish(
         &drive.repo,
         &mirror_ref(COLLECTION),
-        &commit,
+        commit,
         Some(&scene.key),
-    )?;
-    Ok(commit)
+    )
+}
+
+/// The checksum of 2.0's standard file on the drive, as raw bytes for a dirtree entry.
+fn hello_content(drive: &UsbDrive, v2: &str) -> Result<[u8; 32]> {
+    raw(&drive
+        .repo
+        .content_checksum(v2, &format!("/{}", standard::HELLO))?)
 }
 
 /// A root dirtree holding the 2.0 `usr` directory plus `files` (name, content checksum) and
@@ -500,9 +511,7 @@ pub fn root_with_entries(
     files: &[&[u8]],
     dirs: &[&[u8]],
 ) -> Result<Vec<u8>> {
-    let content = raw(&drive
-        .repo
-        .content_checksum(v2, &format!("/{}", standard::HELLO))?)?;
+    let content = hello_content(drive, v2)?;
     let (usr_tree, usr_meta) = drive.repo.dir_checksums(v2, "/usr")?;
     let (usr_tree, usr_meta) = (raw(&usr_tree)?, raw(&usr_meta)?);
     Ok(gv::dirtree(
@@ -540,9 +549,7 @@ pub fn deep_tree(scene: &Scene, levels: usize) -> Result<Case> {
 /// A root dirtree with `entries` files, sorted but for the last, all with one content.
 pub fn many_entries(scene: &Scene, entries: usize) -> Result<Case> {
     let (drive, v2) = scene.drive_with_v2(None)?;
-    let content = raw(&drive
-        .repo
-        .content_checksum(v2.as_str(), &format!("/{}", standard::HELLO))?)?;
+    let content = hello_content(&drive, &v2)?;
     let names = (0..entries.saturating_sub(1))
         .map(|i| format!("{i:09}").into_bytes())
         // '!' sorts before every digit: the very last entry breaks the order.
@@ -555,12 +562,7 @@ pub fn many_entries(scene: &Scene, entries: usize) -> Result<Case> {
     let root = store_by_sha256sum(&drive.repo, &scratch, "dirtree")?;
     let (old_root, _) = drive.repo.root_checksums(&v2)?;
     let commit = tamper::replace_in_commit(&drive.repo, &v2, &old_root, &root)?;
-    tamper::publish(
-        &drive.repo,
-        &mirror_ref(COLLECTION),
-        &commit,
-        Some(&scene.key),
-    )?;
+    publish_on_drive(scene, &drive, &commit)?;
     Ok(scene.drive_case(&drive))
 }
 
@@ -620,7 +622,7 @@ pub fn oversized(scene: &Scene, what: Oversized, len: u64) -> Result<Case> {
             };
             let big = sparse_object(repo, len, extension)?;
             let commit = tamper::replace_in_commit(repo, &v2, &old, &big)?;
-            tamper::publish(repo, &mirror, &commit, Some(&scene.key))?;
+            publish_on_drive(scene, &drive, &commit)?;
         }
         Oversized::DetachedMetadata => {
             let path = object_path_in(&repo.path, &v2, "commitmeta");
@@ -688,7 +690,7 @@ pub fn wrong_type(scene: &Scene, what: WrongType) -> Result<Case> {
             tamper::replace_in_commit(repo, &v2, &root_tree, &root)?
         }
     };
-    tamper::publish(repo, &mirror_ref(COLLECTION), &commit, Some(&scene.key))?;
+    publish_on_drive(scene, &drive, &commit)?;
     Ok(scene.drive_case(&drive))
 }
 

@@ -54,7 +54,7 @@ impl StaticServer {
                     if let Ok(mut log) = log.lock() {
                         log.push(path.clone());
                     }
-                    let response = match resolve(&root, &path).and_then(|p| fs::read(p).ok()) {
+                    let response = match read_below(&root, &path) {
                         Some(bytes) => tiny_http::Response::from_data(bytes),
                         None => tiny_http::Response::from_data(b"not found".to_vec())
                             .with_status_code(404),
@@ -101,6 +101,12 @@ impl Drop for StaticServer {
             let _ = thread.join();
         }
     }
+}
+
+/// The bytes of the file below `root` that a request for `url_path` names; None for `..`,
+/// anything odd, or no such file.
+pub fn read_below(root: &Path, url_path: &str) -> Option<Vec<u8>> {
+    resolve(root, url_path).and_then(|path| fs::read(path).ok())
 }
 
 /// Maps a request path onto a file below `root`, refusing `..` and anything odd.

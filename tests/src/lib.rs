@@ -8,6 +8,7 @@
 //! - [`ostree::OstreeRepo`]: init, commit, summary, remotes, pulls, create-usb, refs, fsck,
 //!   checkout, object paths.
 //! - [`compare`]: byte-for-byte comparison of checkouts, with modes, xattrs and ownership.
+//! - [`publisher::Publisher`]: an OS publisher's signed archive repository holding 1.0.
 //! - [`tamper`]: well-formed tampered objects, truncated and missing objects, forbidden names.
 //! - [`flatpak`]: isolated installations, a hand-made runtime and app, signed repos, drives
 //!   written by `flatpak create-usb` from a peer.
@@ -46,6 +47,7 @@ pub mod lan;
 pub mod loopdev;
 pub mod machine;
 pub mod ostree;
+pub mod publisher;
 pub mod sysroot;
 pub mod tamper;
 pub mod tree;

@@ -7,6 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result};
+use crate::Tool;
 
 /// The directories and environment of one machine.
 #[derive(Debug, Clone)]
@@ -36,6 +37,25 @@ impl MachineEnv {
             extra: Vec::new(),
             log: "warn,pgp=error".to_owned(),
         }
+    }
+
+    /// A machine under `dir` in the Flatpak environment of variables `vars`; without them,
+    /// HOME and the Flatpak directories are empty folders under `dir`.
+    pub fn in_flatpak_env(dir: &Path, vars: Vec<(String, OsString)>) -> Result<MachineEnv> {
+        let builder = MachineEnv::builder(dir);
+        if vars.is_empty() {
+            builder.build()
+        } else {
+            builder.flatpak(vars).build()
+        }
+    }
+
+    /// `ferryctl SUBCOMMAND` on this machine, with Flatpak's progress output plain.
+    pub fn ferryctl(&self, subcommand: &str) -> Result<Tool> {
+        Ok(crate::bins::ferryctl()?
+            .envs(self.vars())
+            .env_remove("FLATPAK_FANCY_OUTPUT")
+            .arg(subcommand))
     }
 
     /// The variables to give every command that stands for this machine.

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -10,47 +9,9 @@ use crate::cmd::{opt_path, Output, Tool};
 use crate::error::{FixtureError, IoContext, Result};
 use crate::gpg::GpgKey;
 
-/// The storage modes of an OSTree repository.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum RepoMode {
-    Archive,
-    Bare,
-    BareUser,
-    BareUserOnly,
-}
-
-impl RepoMode {
-    pub const ALL: [RepoMode; 4] = [
-        RepoMode::Archive,
-        RepoMode::Bare,
-        RepoMode::BareUser,
-        RepoMode::BareUserOnly,
-    ];
-
-    /// The name `ostree init --mode=` takes.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RepoMode::Archive => "archive",
-            RepoMode::Bare => "bare",
-            RepoMode::BareUser => "bare-user",
-            RepoMode::BareUserOnly => "bare-user-only",
-        }
-    }
-
-    /// Extension of content objects in this mode.
-    pub fn content_extension(self) -> &'static str {
-        match self {
-            RepoMode::Archive => "filez",
-            _ => "file",
-        }
-    }
-}
-
-impl fmt::Display for RepoMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The storage modes of an OSTree repository: the engine's, whose names are the ones
+/// `ostree init --mode=` takes.
+pub use ferry_engine::object::RepoMode;
 
 /// Kinds of objects in `objects/XX/<rest>.<extension>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -519,7 +480,7 @@ impl OstreeRepo {
             ObjectKind::CommitMeta => "commitmeta",
             ObjectKind::DirTree => "dirtree",
             ObjectKind::DirMeta => "dirmeta",
-            ObjectKind::Content => self.mode()?.content_extension(),
+            ObjectKind::Content => ferry_engine::object::ObjectKind::File.extension(self.mode()?),
         };
         Ok(object_path_in(&self.path, checksum, extension))
     }

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{FixtureError, IoContext, Result};
 use crate::gpg::GpgKey;
-use crate::ostree::{object_path_in, ObjectKind, OstreeRepo, RefLocation, RepoMode};
+use crate::ostree::{object_path_in, ObjectKind, OstreeRepo, RefLocation};
 
 /// Rewrites the `.filez` object of file `path` in commit `rev` of an archive repository so it
 /// stays well formed (same header, valid raw-deflate stream) but its content has every `old`
@@ -27,39 +27,68 @@ pub fn tamper_filez(
     old: &[u8],
     new: &[u8],
 ) -> Result<PathBuf> {
+    replace_in_content(repo, rev, path, "filez", old, new)
+}
+
+/// Replaces every `old` in the content of file `path` in commit `rev`, stored with
+/// `extension`: `.filez` content is inflated and deflated again, `.file` content edited in
+/// place. Returns the object's path.
+fn replace_in_content(
+    repo: &OstreeRepo,
+    rev: &str,
+    path: &str,
+    extension: &str,
+    old: &[u8],
+    new: &[u8],
+) -> Result<PathBuf> {
     same_length(old, new)?;
     let checksum = repo.content_checksum(rev, path)?;
-    let object = object_path_in(&repo.path, &checksum, "filez");
+    let object = object_path_in(&repo.path, &checksum, extension);
     let bytes = fs::read(&object).at("read", &object)?;
-    let header_len = bytes
-        .get(..4)
-        .and_then(|b| <[u8; 4]>::try_from(b).ok())
-        .map(u32::from_be_bytes)
-        .ok_or_else(|| bad_object(&object, "shorter than its header length"))?;
-    let body_start = 8usize
-        .checked_add(header_len as usize)
-        .filter(|start| *start <= bytes.len())
-        .ok_or_else(|| bad_object(&object, "header longer than the file"))?;
+    let replace = |content: Vec<u8>| {
+        replace_all(&content, old, new)
+            .ok_or_else(|| bad_object(&object, "does not contain the text to replace"))
+    };
+    let out = if extension == "filez" {
+        with_filez_content(&object, &bytes, replace)?
+    } else {
+        replace(bytes)?
+    };
+    rewrite(&object, &out)?;
+    Ok(object)
+}
+
+/// The `.filez` object of file `path` in commit `rev`.
+fn filez_path(repo: &OstreeRepo, rev: &str, path: &str) -> Result<PathBuf> {
+    let checksum = repo.content_checksum(rev, path)?;
+    Ok(object_path_in(&repo.path, &checksum, "filez"))
+}
+
+/// The bytes of `.filez` object `object` with its content inflated, passed through `change`
+/// and deflated again behind the same header.
+fn with_filez_content(
+    object: &Path,
+    bytes: &[u8],
+    change: impl FnOnce(Vec<u8>) -> Result<Vec<u8>>,
+) -> Result<Vec<u8>> {
+    let body_start = filez_body_start(object, bytes)?;
     let mut content = Vec::new();
     DeflateDecoder::new(&bytes[body_start..])
         .read_to_end(&mut content)
-        .at("inflate", &object)?;
-    let content = replace_all(&content, old, new)
-        .ok_or_else(|| bad_object(&object, "does not contain the text to replace"))?;
+        .at("inflate", object)?;
+    let content = change(content)?;
     let mut encoder = DeflateEncoder::new(Vec::new(), Compression::new(6));
-    encoder.write_all(&content).at("deflate", &object)?;
+    encoder.write_all(&content).at("deflate", object)?;
     let mut out = bytes[..body_start].to_vec();
-    out.extend(encoder.finish().at("deflate", &object)?);
-    rewrite(&object, &out)?;
-    Ok(object)
+    out.extend(encoder.finish().at("deflate", object)?);
+    Ok(out)
 }
 
 /// Rewrites the size the `.filez` header of file `path` in commit `rev` declares (the `t`
 /// at the start of its `(tuuuusa(ayay))`), leaving the compressed content as it was: a
 /// header that lies about what follows. Returns the object's path.
 pub fn set_filez_size(repo: &OstreeRepo, rev: &str, path: &str, size: u64) -> Result<PathBuf> {
-    let checksum = repo.content_checksum(rev, path)?;
-    let object = object_path_in(&repo.path, &checksum, "filez");
+    let object = filez_path(repo, rev, path)?;
     let mut bytes = fs::read(&object).at("read", &object)?;
     let field = bytes
         .get_mut(8..16)
@@ -74,8 +103,7 @@ pub fn set_filez_size(repo: &OstreeRepo, rev: &str, path: &str, size: u64) -> Re
 /// still hashes right, but it takes 5 bytes more per block: compressed padding no honest
 /// compressor writes. Returns the object's path.
 pub fn pad_filez(repo: &OstreeRepo, rev: &str, path: &str, blocks: usize) -> Result<PathBuf> {
-    let checksum = repo.content_checksum(rev, path)?;
-    let object = object_path_in(&repo.path, &checksum, "filez");
+    let object = filez_path(repo, rev, path)?;
     let bytes = fs::read(&object).at("read", &object)?;
     let body_start = filez_body_start(&object, &bytes)?;
     let mut out = bytes[..body_start].to_vec();
@@ -94,20 +122,13 @@ pub fn pad_filez(repo: &OstreeRepo, rev: &str, path: &str, blocks: usize) -> Res
 /// symlink, an empty file).
 pub fn change_filez_content(bytes: &[u8]) -> Result<Vec<u8>> {
     let object = Path::new("(filez bytes)");
-    let body_start = filez_body_start(object, bytes)?;
-    let mut content = Vec::new();
-    DeflateDecoder::new(&bytes[body_start..])
-        .read_to_end(&mut content)
-        .at("inflate", object)?;
-    let last = content
-        .last_mut()
-        .ok_or_else(|| bad_object(object, "has no content to change"))?;
-    *last ^= 0x01;
-    let mut encoder = DeflateEncoder::new(Vec::new(), Compression::new(6));
-    encoder.write_all(&content).at("deflate", object)?;
-    let mut out = bytes[..body_start].to_vec();
-    out.extend(encoder.finish().at("deflate", object)?);
-    Ok(out)
+    with_filez_content(object, bytes, |mut content| {
+        let last = content
+            .last_mut()
+            .ok_or_else(|| bad_object(object, "has no content to change"))?;
+        *last ^= 0x01;
+        Ok(content)
+    })
 }
 
 /// Where the compressed content of a `.filez` starts: after the 4-byte header length, 4
@@ -133,17 +154,8 @@ pub fn tamper_content(
     old: &[u8],
     new: &[u8],
 ) -> Result<PathBuf> {
-    if repo.mode()? == RepoMode::Archive {
-        return tamper_filez(repo, rev, path, old, new);
-    }
-    same_length(old, new)?;
-    let checksum = repo.content_checksum(rev, path)?;
-    let object = object_path_in(&repo.path, &checksum, "file");
-    let bytes = fs::read(&object).at("read", &object)?;
-    let out = replace_all(&bytes, old, new)
-        .ok_or_else(|| bad_object(&object, "does not contain the text to replace"))?;
-    rewrite(&object, &out)?;
-    Ok(object)
+    let extension = ferry_engine::object::ObjectKind::File.extension(repo.mode()?);
+    replace_in_content(repo, rev, path, extension, old, new)
 }
 
 /// Makes commit `commit` an incomplete copy, as an interrupted pull leaves it: the content

@@ -15,28 +15,22 @@ use ferry_tests::loopdev::{LoopImage, Mount};
 use ferry_tests::ostree::{
     CheckoutMode, CommitSpec, ObjectKind, OstreeRepo, RefLocation, RemoteSpec, RepoMode,
 };
+use ferry_tests::publisher::{Publisher, BRANCH, COLLECTION};
 use ferry_tests::sysroot::{Sysroot, OS_COLLECTION_ID, OS_REF, VERSION_FILE};
 use ferry_tests::tamper;
 use ferry_tests::tree::{standard, Tree, TreeOptions};
 use ferry_tests::{bins, demo};
 use tempfile::TempDir;
 
-const COLLECTION: &str = "org.example.Os";
-const BRANCH: &str = "os/x86_64/stable";
-
-/// A signed archive repo with the standard tree committed as version 1.0.
+/// The publisher's key, tree, signed archive repository and 1.0 commit.
 fn signed_repo(base: &Path) -> Result<(GpgKey, Tree, OstreeRepo, String)> {
-    let key = GpgKey::generate(&base.join("gnupg"), "Test Key <test@example.org>")?;
-    let tree = Tree::standard(&base.join("tree"), TreeOptions::full())?;
-    let repo = OstreeRepo::init(&base.join("repo"), RepoMode::Archive, Some(COLLECTION))?;
-    let commit = repo.commit(
-        &CommitSpec::new(BRANCH, &tree.root)
-            .subject("first")
-            .version("1.0")
-            .sign(&key),
-    )?;
-    repo.update_summary(Some(&key))?;
-    Ok((key, tree, repo, commit))
+    let publisher = Publisher::new(base, TreeOptions::full())?;
+    Ok((
+        publisher.key,
+        publisher.tree,
+        publisher.repo,
+        publisher.commit,
+    ))
 }
 
 #[test]

@@ -16,7 +16,7 @@ use ferry_tests::generate::{Bucket, GenSpec};
 use ferry_tests::ostree::{ObjectKind, RefLocation};
 use ferry_tests::sysroot::{Sysroot, OS_REF};
 use ferry_tests::tamper::{remove_object, tamper_content};
-use install_support::{args, kill_after_progress, Machine};
+use install_support::{args, kill_after_progress, user_app_from_drive, Machine};
 
 fn machine(fixture: &FlatpakFixture) -> Result<Machine> {
     Machine::new(&fixture.base, fixture.client.vars())
@@ -36,13 +36,7 @@ fn app_update_with_a_runtime_it_needs() -> Result<()> {
     let listed = runtime.trim_start_matches("runtime/").to_owned();
     ensure!(!fixture.client.installed_refs()?.contains(&listed));
 
-    let run = machine(&fixture)?.install(&args(&[
-        &"--installation",
-        &"user",
-        &"--from",
-        &drive.root,
-        &APP_ID,
-    ]))?;
+    let run = machine(&fixture)?.install(&user_app_from_drive(&drive.root, APP_ID))?;
     ensure!(run.success(), "install failed:\n{run}");
     run.expect(&runtime, InstallStatus::Installed)?;
     run.expect(&app, InstallStatus::Installed)?;
@@ -112,13 +106,7 @@ fn tampered_drive_fails_naming_the_object_and_changes_nothing() -> Result<()> {
     tamper_content(&drive.repo, &v2, "/files/bin/hello.sh", b"v2", b"XX")?;
     let app = app_ref(APP_ID, BRANCH)?;
 
-    let run = machine(&fixture)?.install(&args(&[
-        &"--installation",
-        &"user",
-        &"--from",
-        &drive.root,
-        &APP_ID,
-    ]))?;
+    let run = machine(&fixture)?.install(&user_app_from_drive(&drive.root, APP_ID))?;
     ensure!(!run.success(), "a tampered drive was installed:\n{run}");
     ensure!(run.finished() == Some(false), "{run}");
     let result = run.expect(&app, InstallStatus::Failed)?;
@@ -162,9 +150,7 @@ fn killed_midway_then_run_again_completes() -> Result<()> {
     let v2_commit = fixture.publish_app(&v2)?;
     let drive = fixture.drive_from_peer("peer", &tmp.path().join("drive"), &[APP_ID])?;
     let machine = machine(&fixture)?;
-    let items: [&dyn AsRef<std::ffi::OsStr>; 5] =
-        [&"--installation", &"user", &"--from", &drive.root, &APP_ID];
-    let install_args = args(&items);
+    let install_args = user_app_from_drive(&drive.root, APP_ID);
 
     let child = machine.spawn(&install_args)?;
     kill_after_progress(child, 1, Duration::from_secs(300))?;

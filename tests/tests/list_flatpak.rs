@@ -130,21 +130,15 @@ fn a_runtime_that_is_not_installed_comes_from_a_drive_only_if_current_or_offline
     let app_ref = flatpak::app_ref(APP_ID, BRANCH)?;
     let runtime_ref = flatpak::runtime_ref(RUNTIME_ID, "next")?;
     let drive_location = location(&drive.repo.path)?;
-    let list_args = |offline: bool| {
-        let mut args = vec![
-            OsStr::new("--installation"),
-            OsStr::new("user"),
-            OsStr::new("--from"),
-            drive.root.as_os_str(),
-        ];
-        if offline {
-            args.push(OsStr::new("--offline"));
-        }
-        args
-    };
+    let list_args = [
+        OsStr::new("--installation"),
+        OsStr::new("user"),
+        OsStr::new("--from"),
+        drive.root.as_os_str(),
+    ];
 
     // The server offers the drive's commit: the drive is as new, and comes first.
-    let list = machine.list(&list_args(false))?;
+    let list = machine.list(&list_args)?;
     ensure!(list.problems.is_empty(), "{:#?}", list.problems);
     let runtime = update(&list, &runtime_ref)?;
     ensure!(runtime.commit.to_hex() == drive_runtime);
@@ -156,7 +150,7 @@ fn a_runtime_that_is_not_installed_comes_from_a_drive_only_if_current_or_offline
 
     // The server moves on: its newer commit is the one taken.
     let server_runtime = scene.publish_runtime("next")?;
-    let list = machine.list(&list_args(false))?;
+    let list = machine.list(&list_args)?;
     let runtime = update(&list, &runtime_ref)?;
     ensure!(runtime.commit.to_hex() == server_runtime);
     ensure!(sources(runtime) == vec![server.url.clone()]);
@@ -170,7 +164,7 @@ fn a_runtime_that_is_not_installed_comes_from_a_drive_only_if_current_or_offline
         .arg(&runtime_ref)
         .run()?;
     scene.repo.update_repo()?;
-    let list = machine.list(&list_args(false))?;
+    let list = machine.list(&list_args)?;
     ensure!(
         list.updates.iter().all(|u| u.ref_name != runtime_ref),
         "{:#?}",
@@ -186,7 +180,7 @@ fn a_runtime_that_is_not_installed_comes_from_a_drive_only_if_current_or_offline
     );
 
     // Offline, by choice or because the server is gone, the drive's runtime is taken.
-    let offline = machine.list(&list_args(true))?;
+    let offline = machine.list_offline(&list_args)?;
     ensure!(offline.problems.is_empty(), "{:#?}", offline.problems);
     ensure!(update(&offline, &runtime_ref)?.commit.to_hex() == drive_runtime);
     let gone = {
@@ -194,7 +188,7 @@ fn a_runtime_that_is_not_installed_comes_from_a_drive_only_if_current_or_offline
         format!("http://127.0.0.1:{}", listener.local_addr()?.port())
     };
     scene.client.set_remote_url(REMOTE, &gone)?;
-    let unreachable = machine.list(&list_args(false))?;
+    let unreachable = machine.list(&list_args)?;
     ensure!(update(&unreachable, &runtime_ref)?.commit.to_hex() == drive_runtime);
     problem(&unreachable, ProblemKind::Unavailable, &gone)?;
     Ok(())

@@ -126,21 +126,15 @@ fn upstream_is_used_when_newer_and_a_drive_is_preferred_on_a_tie() -> Result<()>
         .repo()
         .config_set(&format!("remote \"{OS_REMOTE}\".url"), &server.url)?;
     let machine = Machine::new(tmp.path(), Vec::new())?;
-    let list_args = |offline: bool| {
-        let mut args = vec![
-            OsStr::new("--sysroot"),
-            sysroot.path.as_os_str(),
-            OsStr::new("--from"),
-            drive.root.as_os_str(),
-        ];
-        if offline {
-            args.push(OsStr::new("--offline"));
-        }
-        args
-    };
+    let list_args = [
+        OsStr::new("--sysroot"),
+        sysroot.path.as_os_str(),
+        OsStr::new("--from"),
+        drive.root.as_os_str(),
+    ];
 
     // Both hold v3: the drive comes first, upstream is kept as a fallback.
-    let list = machine.list(&list_args(false))?;
+    let list = machine.list(&list_args)?;
     ensure!(list.problems.is_empty(), "{:#?}", list.problems);
     let os = update(&list, OS_REF)?;
     ensure!(os.commit.to_hex() == v3);
@@ -158,7 +152,7 @@ fn upstream_is_used_when_newer_and_a_drive_is_preferred_on_a_tie() -> Result<()>
 
     // Upstream moves on to v4: it wins, and the drive no longer holds the update.
     let v4 = sysroot.publish("4.0")?;
-    let list = machine.list(&list_args(false))?;
+    let list = machine.list(&list_args)?;
     let os = update(&list, OS_REF)?;
     ensure!(
         os.commit.to_hex() == v4,
@@ -171,7 +165,7 @@ fn upstream_is_used_when_newer_and_a_drive_is_preferred_on_a_tie() -> Result<()>
 
     // Offline, the drive's v3 is what there is, and upstream is not asked.
     server.clear_requests();
-    let list = machine.list(&list_args(true))?;
+    let list = machine.list_offline(&list_args)?;
     let os = update(&list, OS_REF)?;
     ensure!(os.commit.to_hex() == v3);
     ensure!(sources(os) == vec![location(&drive.repo.path)?]);
@@ -179,7 +173,7 @@ fn upstream_is_used_when_newer_and_a_drive_is_preferred_on_a_tie() -> Result<()>
 
     // A server that is gone is a problem, not a failure.
     drop(server);
-    let list = machine.list(&list_args(false))?;
+    let list = machine.list(&list_args)?;
     ensure!(update(&list, OS_REF)?.commit.to_hex() == v3);
     ensure!(
         list.problems

@@ -99,13 +99,7 @@ fn a_new_app_and_the_runtime_it_needs_install_from_a_drive() -> Result<()> {
     );
 
     let run = install_support::Machine::new(&scene.base, scene.client.vars())?.install(
-        &install_support::args(&[
-            &"--installation",
-            &"user",
-            &"--from",
-            &drive.root,
-            &NEW_APP_ID,
-        ]),
+        &install_support::user_app_from_drive(&drive.root, NEW_APP_ID),
     )?;
     ensure!(run.success(), "install failed:\n{run}");
     run.expect(&runtime, InstallStatus::Installed)?;
@@ -205,13 +199,7 @@ fn apps_of_unknown_collections_and_unsigned_apps_are_not_offered() -> Result<()>
 
     // Nor can it be installed by name.
     let run = install_support::Machine::new(&scene.base, scene.client.vars())?.install(
-        &install_support::args(&[
-            &"--installation",
-            &"user",
-            &"--from",
-            &unsigned.root,
-            &NEW_APP_ID,
-        ]),
+        &install_support::user_app_from_drive(&unsigned.root, NEW_APP_ID),
     )?;
     ensure!(!run.success(), "an unsigned app was installed:\n{run}");
     ensure!(!scene

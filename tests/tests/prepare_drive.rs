@@ -18,7 +18,7 @@ use ferry_tests::flatpak::{
     BRANCH, COLLECTION_ID, REMOTE, RUNTIME_ID,
 };
 use ferry_tests::fusefs::{FatKind, FuseDrive};
-use ferry_tests::generate::{generate_tree, Bucket, GenSpec};
+use ferry_tests::generate::{generate_tree, pseudo_random, Bucket, GenSpec};
 use ferry_tests::gpg::GpgKey;
 use ferry_tests::loopdev::Mount;
 use ferry_tests::ostree::{ObjectKind, OstreeRepo, RefLocation, RepoMode};
@@ -514,18 +514,6 @@ fn bytes_under(dir: &Path) -> Result<u64> {
     Ok(total)
 }
 
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed;
-    (0..len)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (state >> 33) as u8
-        })
-        .collect()
-}
-
 /// A sysroot updated from 1.1 to 2.0 (a library changed slightly, the rest as it was)
 /// prepares a FAT32 drive with `--delta-from installed`: the drive gets the 2.0 commit and
 /// a delta from 1.1, listed in its summary, instead of the objects: far fewer bytes than a
@@ -663,13 +651,7 @@ fn apps_drive_updates_an_installation_through_ferry_with_its_runtime() -> Result
     }
 
     let machine = Machine::new(&fixture.base, fixture.client.vars())?;
-    let run = machine.install(&install_support::args(&[
-        &"--installation",
-        &"user",
-        &"--from",
-        &drive,
-        &APP_ID,
-    ]))?;
+    let run = machine.install(&install_support::user_app_from_drive(&drive, APP_ID))?;
     ensure!(run.success(), "install failed:\n{run}");
     run.expect(&runtime, InstallStatus::Installed)?;
     ensure!(fixture.client.installed_commit(APP_ID)? == v2);

@@ -77,7 +77,7 @@ fn publisher(base: &Path) -> Result<Publisher> {
         seed: 11,
     };
     let tree = Tree::with_generated(&base.join("tree"), TreeOptions::plain(), spec)?;
-    Publisher::with(base, key, tree)
+    Ok(Publisher::with(base, key, tree)?)
 }
 
 /// A content object of a commit.

@@ -149,13 +149,8 @@ fn serve_and_pull(mode: RepoMode) -> Result<()> {
             && config.contains(&format!("collection-id={COLLECTION}")),
         "served config ({status}):\n{config}"
     );
-    let (status, summary) = get(port, "/summary")?;
-    ensure!(status == 200, "GET /summary: {status}");
-    let summary = Summary::parse(&summary)?;
-    let listed: Vec<(Option<&str>, &str)> = summary
-        .collection_refs()
-        .map(|(id, r)| (id, r.name.as_str()))
-        .collect();
+    let summary = served_summary(port, "/summary")?;
+    let listed = listed_refs(&summary);
     ensure!(
         listed == vec![(Some(COLLECTION), BRANCH)],
         "the summary lists {listed:?}"
@@ -208,14 +203,7 @@ fn serve_and_pull(mode: RepoMode) -> Result<()> {
     }
 
     // And so does Ferry.
-    let dest = client(
-        &base.join("dest"),
-        RepoMode::Bare,
-        Some(&source.publisher.key),
-    )?;
-    pull_remote(&trust_root(base), &dest.path, &server.url, &[BRANCH])?.require_success()?;
-    ensure!(dest.read_ref(&remote_ref(BRANCH))? == Some(commit.clone()));
-    dest.fsck()?;
+    let dest = ferry_pulls_into_bare(base, &server.url, &source.publisher.key, &commit)?;
     let checkout = base.join("checkout-ferry");
     dest.checkout(&commit, &checkout, CheckoutMode::Plain)?;
     checkouts.push(checkout);
@@ -284,9 +272,7 @@ fn mirrored_refs_are_listed_by_collection_and_pulled() -> Result<()> {
     let server = source.serve(base, &[])?;
     let port = server.port()?;
 
-    let (status, summary) = get(port, "/summary")?;
-    ensure!(status == 200, "GET /summary: {status}");
-    let summary = Summary::parse(&summary)?;
+    let summary = served_summary(port, "/summary")?;
     let mut listed: Vec<(Option<&str>, &str, String)> = summary
         .collection_refs()
         .map(|(id, r)| (id, r.name.as_str(), r.commit.to_hex()))
@@ -322,14 +308,12 @@ fn mirrored_refs_are_listed_by_collection_and_pulled() -> Result<()> {
     ensure!(theirs.rev_parse(&format!("peer:{MIRROR_REF}"))? == mirrored);
     theirs.fsck()?;
     // Ferry asks by collection: it finds the other ref in the collection map.
-    let dest = client(
-        &base.join("dest"),
-        RepoMode::Bare,
-        Some(&source.publisher.key),
+    ferry_pulls_into_bare(
+        base,
+        &server.url,
+        &source.publisher.key,
+        &source.publisher.commit,
     )?;
-    pull_remote(&trust_root(base), &dest.path, &server.url, &[BRANCH])?.require_success()?;
-    ensure!(dest.read_ref(&remote_ref(BRANCH))? == Some(source.publisher.commit.clone()));
-    dest.fsck()?;
     Ok(())
 }
 
@@ -433,8 +417,7 @@ fn converted_objects_are_cached_and_never_served_stale() -> Result<()> {
         "a commit not yet pulled was served: {status}"
     );
     source.repo.pull("origin", &[BRANCH])?;
-    let (_, summary) = get(port, "/summary")?;
-    let summary = Summary::parse(&summary)?;
+    let summary = served_summary(port, "/summary")?;
     ensure!(
         summary.refs.iter().any(|r| r.commit.to_hex() == v2),
         "the summary still lists the old commit"
@@ -544,13 +527,8 @@ fn system_serves_the_os_at_0_and_flatpak_at_1() -> Result<()> {
     let port = server.port()?;
 
     for (index, collection, name) in [(0, OS_COLLECTION_ID, OS_REF), (1, COLLECTION, BRANCH)] {
-        let (status, summary) = get(port, &format!("/{index}/summary"))?;
-        ensure!(status == 200, "GET /{index}/summary: {status}");
-        let summary = Summary::parse(&summary)?;
-        let listed: Vec<(Option<&str>, &str)> = summary
-            .collection_refs()
-            .map(|(id, r)| (id, r.name.as_str()))
-            .collect();
+        let summary = served_summary(port, &format!("/{index}/summary"))?;
+        let listed = listed_refs(&summary);
         ensure!(
             listed == vec![(Some(collection), name)],
             "/{index}/: {listed:?}"
@@ -581,9 +559,8 @@ fn system_serves_the_os_at_0_and_flatpak_at_1() -> Result<()> {
         .ostree()
         .args(["refs", "--delete", &format!("{OS_REMOTE}:{OS_REF}")])
         .run()?;
-    let (_, summary) = get(port, "/0/summary")?;
     ensure!(
-        Summary::parse(&summary)?.refs.is_empty(),
+        served_summary(port, "/0/summary")?.refs.is_empty(),
         "the deleted ref is listed"
     );
     let (status, _) = get(port, &format!("/0/{}", archive_path(&sysroot.v1, "commit")))?;
@@ -614,9 +591,11 @@ fn system_serves_the_flatpak_commits_deployed_even_without_a_ref() -> Result<()>
         .arg(base.join("no-sysroot"));
     let server = Server::spawn(tool, &base.join("serve.log"))?;
     let port = server.port()?;
-    let (_, summary) = get(port, "/0/summary")?;
     ensure!(
-        Summary::parse(&summary)?.refs.iter().all(|r| r.name != app),
+        served_summary(port, "/0/summary")?
+            .refs
+            .iter()
+            .all(|r| r.name != app),
         "the deleted ref is listed"
     );
     let (status, _) = get(
@@ -762,4 +741,29 @@ fn the_serve_units_verify() -> Result<()> {
         output.stderr
     );
     Ok(())
+}
+
+/// The summary the server on `port` serves at `path`, required to be there.
+fn served_summary(port: u16, path: &str) -> Result<Summary> {
+    let (status, bytes) = get(port, path)?;
+    ensure!(status == 200, "GET {path}: {status}");
+    Ok(Summary::parse(&bytes)?)
+}
+
+/// The (collection ID, ref) pairs `summary` lists.
+fn listed_refs(summary: &Summary) -> Vec<(Option<&str>, &str)> {
+    summary
+        .collection_refs()
+        .map(|(id, r)| (id, r.name.as_str()))
+        .collect()
+}
+
+/// Ferry pulls [`BRANCH`] from `url` into a new bare repository trusting `key`: the pull
+/// must succeed and end at `commit`, in a repository `ostree fsck` accepts.
+fn ferry_pulls_into_bare(base: &Path, url: &str, key: &GpgKey, commit: &str) -> Result<OstreeRepo> {
+    let dest = client(&base.join("dest"), RepoMode::Bare, Some(key))?;
+    pull_remote(&trust_root(base), &dest.path, url, &[BRANCH])?.require_success()?;
+    ensure!(dest.read_ref(&remote_ref(BRANCH))? == Some(commit.to_owned()));
+    dest.fsck()?;
+    Ok(dest)
 }

@@ -65,15 +65,16 @@ impl Xattr {
     }
 }
 
-/// Xattrs in the `a(ayay)` shape `gvariant` serialises.
-fn stored_xattrs(xattrs: &[Xattr]) -> Vec<(Vec<u8>, &[u8])> {
-    xattrs
-        .iter()
-        .map(|xattr| (xattr.stored_name(), xattr.value.as_slice()))
-        .collect()
-}
+/// An xattr as the header variants store it: name with its NUL, value.
+type StoredXattr<'a> = (Vec<u8>, &'a [u8]);
+/// A stored xattr in the `(ayay)` shape `gvariant` serialises.
+type XattrItem<'a> = (&'a [u8], &'a [u8]);
+/// The fields of a checksum header `(uuuusa(ayay))` as stored: uid, gid, mode and rdev
+/// (big-endian), symlink target, xattrs.
+type ChecksumHeaderFields<'a> = (u32, u32, u32, u32, &'a str, &'a [XattrItem<'a>]);
 
-fn borrowed<'a>(stored: &'a [(Vec<u8>, &'a [u8])]) -> Vec<(&'a [u8], &'a [u8])> {
+/// Stored xattrs in the `a(ayay)` shape `gvariant` serialises.
+fn borrowed<'a>(stored: &'a [StoredXattr<'a>]) -> Vec<XattrItem<'a>> {
     stored
         .iter()
         .map(|(name, value)| (name.as_slice(), *value))
@@ -249,51 +250,34 @@ impl FileHeader {
     /// The header the content checksum covers: length prefix and `(uuuusa(ayay))` with sorted
     /// xattrs, exactly as libostree's `_ostree_file_header_new` builds it.
     pub fn checksum_header_bytes(&self) -> Result<Vec<u8>, FormatError> {
-        self.validate()?;
-        let xattrs = canonical_xattrs("content header", &self.xattrs)?;
-        let stored = stored_xattrs(&xattrs);
+        let stored = self.stored_sorted_xattrs()?;
+        let xattrs = borrowed(&stored);
         let variant = serialize(
             "content header",
             gv!("(uuuusa(ayay))"),
-            &(
-                self.uid.to_be(),
-                self.gid.to_be(),
-                self.mode.to_be(),
-                0u32,
-                self.target_for_header(),
-                &borrowed(&stored),
-            ),
+            &self.checksum_header_fields(&xattrs),
         )?;
         Ok(length_prefixed(&variant))
     }
 
-    /// The header at the start of an archive `.filez`: length prefix and `(tuuuusa(ayay))`.
+    /// The header at the start of an archive `.filez`: length prefix and `(tuuuusa(ayay))`,
+    /// the checksum header's fields behind the size.
     pub fn archive_header_bytes(&self) -> Result<Vec<u8>, FormatError> {
-        self.validate()?;
-        let xattrs = canonical_xattrs("archive header", &self.xattrs)?;
-        let stored = stored_xattrs(&xattrs);
+        let stored = self.stored_sorted_xattrs()?;
+        let xattrs = borrowed(&stored);
         let size = if self.is_regular() { self.size } else { 0 };
+        let (uid, gid, mode, rdev, target, xattrs) = self.checksum_header_fields(&xattrs);
         let variant = serialize(
             "archive header",
             gv!("(tuuuusa(ayay))"),
-            &(
-                size.to_be(),
-                self.uid.to_be(),
-                self.gid.to_be(),
-                self.mode.to_be(),
-                0u32,
-                self.target_for_header(),
-                &borrowed(&stored),
-            ),
+            &(size.to_be(), uid, gid, mode, rdev, target, xattrs),
         )?;
         Ok(length_prefixed(&variant))
     }
 
     /// The `user.ostreemeta` xattr of a bare-user object: `(uuua(ayay))`, no prefix.
     pub fn ostreemeta_bytes(&self) -> Result<Vec<u8>, FormatError> {
-        self.validate()?;
-        let xattrs = canonical_xattrs("user.ostreemeta", &self.xattrs)?;
-        let stored = stored_xattrs(&xattrs);
+        let stored = self.stored_sorted_xattrs()?;
         serialize(
             "user.ostreemeta",
             gv!("(uuua(ayay))"),
@@ -303,6 +287,33 @@ impl FileHeader {
                 self.mode.to_be(),
                 &borrowed(&stored),
             ),
+        )
+    }
+
+    /// Validates the header and returns its xattrs as every header variant stores them:
+    /// sorted by name, names NUL-terminated.
+    fn stored_sorted_xattrs(&self) -> Result<Vec<StoredXattr<'_>>, FormatError> {
+        self.validate()?;
+        let mut sorted: Vec<&Xattr> = self.xattrs.iter().collect();
+        sorted.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(sorted
+            .into_iter()
+            .map(|xattr| (xattr.stored_name(), xattr.value.as_slice()))
+            .collect())
+    }
+
+    /// The checksum header's fields with `xattrs`; rdev is 0.
+    fn checksum_header_fields<'a>(
+        &'a self,
+        xattrs: &'a [XattrItem<'a>],
+    ) -> ChecksumHeaderFields<'a> {
+        (
+            self.uid.to_be(),
+            self.gid.to_be(),
+            self.mode.to_be(),
+            0,
+            self.target_for_header(),
+            xattrs,
         )
     }
 
@@ -339,25 +350,15 @@ impl FileHeader {
         let aligned = copy_to_align(variant);
         let (size, uid, gid, mode, rdev, target, xattrs) =
             gv!("(tuuuusa(ayay))").cast(aligned.as_ref()).to_tuple();
-        let stored: Vec<(&[u8], &[u8])> = xattrs.iter().map(|x| x.to_tuple()).collect();
+        let stored: Vec<XattrItem<'_>> = xattrs.iter().map(|x| x.to_tuple()).collect();
         let again = serialize(
             WHAT,
             gv!("(tuuuusa(ayay))"),
             &(*size, *uid, *gid, *mode, *rdev, target.to_str(), &stored),
         )?;
         ensure_normal_form(WHAT, "(tuuuusa(ayay))", variant, &again)?;
-        Self::from_fields(
-            WHAT,
-            Fields {
-                uid: u32::from_be(*uid),
-                gid: u32::from_be(*gid),
-                mode: u32::from_be(*mode),
-                rdev: *rdev,
-                target: target.to_str(),
-                stored_xattrs: stored,
-                size: u64::from_be(*size),
-            },
-        )
+        let fields = (*uid, *gid, *mode, *rdev, target.to_str(), stored.as_slice());
+        Self::from_fields(WHAT, fields, u64::from_be(*size))
     }
 
     /// Parses the `(uuuusa(ayay))` variant of a checksum header (without its prefix). The
@@ -368,26 +369,11 @@ impl FileHeader {
         let aligned = copy_to_align(variant);
         let (uid, gid, mode, rdev, target, xattrs) =
             gv!("(uuuusa(ayay))").cast(aligned.as_ref()).to_tuple();
-        let stored: Vec<(&[u8], &[u8])> = xattrs.iter().map(|x| x.to_tuple()).collect();
-        let again = serialize(
-            WHAT,
-            gv!("(uuuusa(ayay))"),
-            &(*uid, *gid, *mode, *rdev, target.to_str(), &stored),
-        )?;
+        let stored: Vec<XattrItem<'_>> = xattrs.iter().map(|x| x.to_tuple()).collect();
+        let fields = (*uid, *gid, *mode, *rdev, target.to_str(), stored.as_slice());
+        let again = serialize(WHAT, gv!("(uuuusa(ayay))"), &fields)?;
         ensure_normal_form(WHAT, "(uuuusa(ayay))", variant, &again)?;
-        let is_symlink = u32::from_be(*mode) & S_IFMT == S_IFLNK;
-        Self::from_fields(
-            WHAT,
-            Fields {
-                uid: u32::from_be(*uid),
-                gid: u32::from_be(*gid),
-                mode: u32::from_be(*mode),
-                rdev: *rdev,
-                target: target.to_str(),
-                stored_xattrs: stored,
-                size: if is_symlink { 0 } else { size },
-            },
-        )
+        Self::from_fields(WHAT, fields, size)
     }
 
     /// Parses a bare-user object's `user.ostreemeta` xattr. The symlink target of a symlink
@@ -401,27 +387,11 @@ impl FileHeader {
         FormatError::check_size(WHAT, ostreemeta.len(), u64::from(ARCHIVE_HEADER_MAX_SIZE))?;
         let aligned = copy_to_align(ostreemeta);
         let (uid, gid, mode, xattrs) = gv!("(uuua(ayay))").cast(aligned.as_ref()).to_tuple();
-        let stored: Vec<(&[u8], &[u8])> = xattrs.iter().map(|x| x.to_tuple()).collect();
+        let stored: Vec<XattrItem<'_>> = xattrs.iter().map(|x| x.to_tuple()).collect();
         let again = serialize(WHAT, gv!("(uuua(ayay))"), &(*uid, *gid, *mode, &stored))?;
         ensure_normal_form(WHAT, "(uuua(ayay))", ostreemeta, &again)?;
-        let mode = u32::from_be(*mode);
-        let is_symlink = mode & S_IFMT == S_IFLNK;
-        Self::from_fields(
-            WHAT,
-            Fields {
-                uid: u32::from_be(*uid),
-                gid: u32::from_be(*gid),
-                mode,
-                rdev: 0,
-                target: if is_symlink {
-                    symlink_target.unwrap_or("")
-                } else {
-                    ""
-                },
-                stored_xattrs: stored,
-                size: if is_symlink { 0 } else { size },
-            },
-        )
+        let target = symlink_target.unwrap_or("");
+        Self::from_fields(WHAT, (*uid, *gid, *mode, 0, target, &stored), size)
     }
 
     /// The mode recorded in a bare-user object's `user.ostreemeta`, to tell a symlink (whose
@@ -437,26 +407,34 @@ impl FileHeader {
         Ok(u32::from_be(*mode))
     }
 
-    fn from_fields(what: &'static str, fields: Fields<'_>) -> Result<Self, FormatError> {
-        if fields.rdev != 0 {
+    /// The header of the checksum header's `fields` as stored, for content of `size` bytes;
+    /// a symlink has no size and a regular file no target.
+    fn from_fields(
+        what: &'static str,
+        fields: ChecksumHeaderFields<'_>,
+        size: u64,
+    ) -> Result<Self, FormatError> {
+        let (uid, gid, mode, rdev, target, stored_xattrs) = fields;
+        if rdev != 0 {
             return Err(FormatError::invalid(what, "rdev is not zero"));
         }
-        let is_symlink = fields.mode & S_IFMT == S_IFLNK;
-        let mut xattrs = xattrs_from_stored(what, fields.stored_xattrs.into_iter())?;
+        let mode = u32::from_be(mode);
+        let is_symlink = mode & S_IFMT == S_IFLNK;
+        let mut xattrs = xattrs_from_stored(what, stored_xattrs.iter().copied())?;
         // Older OSTree wrote xattrs unsorted; the checksum always covers them sorted.
         xattrs.sort_by(|a, b| a.name.cmp(&b.name));
         let header = Self {
-            uid: fields.uid,
-            gid: fields.gid,
-            mode: fields.mode,
+            uid: u32::from_be(uid),
+            gid: u32::from_be(gid),
+            mode,
             // libostree ignores the target of a regular file, and so does its checksum.
             symlink_target: if is_symlink {
-                fields.target.to_owned()
+                target.to_owned()
             } else {
                 String::new()
             },
             xattrs,
-            size: if is_symlink { 0 } else { fields.size },
+            size: if is_symlink { 0 } else { size },
         };
         header.validate().map_err(|error| match error {
             FormatError::Invalid { reason, .. } => FormatError::Invalid { what, reason },
@@ -464,16 +442,6 @@ impl FileHeader {
         })?;
         Ok(header)
     }
-}
-
-struct Fields<'a> {
-    uid: u32,
-    gid: u32,
-    mode: u32,
-    rdev: u32,
-    target: &'a str,
-    stored_xattrs: Vec<(&'a [u8], &'a [u8])>,
-    size: u64,
 }
 
 fn length_prefixed(variant: &[u8]) -> Vec<u8> {

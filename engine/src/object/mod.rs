@@ -72,6 +72,15 @@ pub enum ObjectKind {
 }
 
 impl ObjectKind {
+    /// Every kind of object.
+    pub const ALL: [ObjectKind; 5] = [
+        Self::File,
+        Self::DirTree,
+        Self::DirMeta,
+        Self::Commit,
+        Self::CommitMeta,
+    ];
+
     /// Metadata objects are GVariants named after the SHA-256 of their bytes (except
     /// [`ObjectKind::CommitMeta`], which is named after its commit).
     pub fn is_metadata(self) -> bool {
@@ -89,6 +98,14 @@ impl ObjectKind {
             Self::Commit => "commit",
             Self::CommitMeta => "commitmeta",
         }
+    }
+
+    /// The kind stored with `extension` in a repository of `mode`: the inverse of
+    /// [`ObjectKind::extension`].
+    pub fn from_extension(extension: &str, mode: RepoMode) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.extension(mode) == extension)
     }
 
     /// The name libostree uses in messages and in `ostree fsck` output.
@@ -145,6 +162,20 @@ impl ObjectId {
     /// The object `checksum` of type `kind`.
     pub fn new(checksum: Checksum, kind: ObjectKind) -> Self {
         Self { checksum, kind }
+    }
+
+    /// The object a repository of `mode` stores as `objects/DIR/FILE`, if that names one:
+    /// DIR holds the checksum's first two hex digits, FILE the other 62 and the extension.
+    pub fn from_object_path(dir: &str, file: &str, mode: RepoMode) -> Option<Self> {
+        let (rest, extension) = file.split_once('.')?;
+        if dir.len() != 2 || rest.len() != 62 {
+            return None;
+        }
+        let checksum = Checksum::from_hex(&format!("{dir}{rest}")).ok()?;
+        Some(Self::new(
+            checksum,
+            ObjectKind::from_extension(extension, mode)?,
+        ))
     }
 }
 
@@ -268,14 +299,36 @@ mod tests {
     }
 
     #[test]
-    fn ostree_numbers_round_trip() {
-        for kind in [
-            ObjectKind::File,
-            ObjectKind::DirTree,
-            ObjectKind::DirMeta,
-            ObjectKind::Commit,
-            ObjectKind::CommitMeta,
+    fn object_paths_name_objects_of_their_mode() {
+        let hex = "ab".repeat(32);
+        let checksum = Checksum::from_hex(&hex).expect("checksum");
+        let file = |extension: &str| format!("{}.{extension}", &hex[2..]);
+        for mode in [RepoMode::Archive, RepoMode::BareUser] {
+            for kind in ObjectKind::ALL {
+                assert_eq!(
+                    ObjectId::from_object_path("ab", &file(kind.extension(mode)), mode),
+                    Some(ObjectId::new(checksum, kind))
+                );
+            }
+        }
+        for (dir, file, mode) in [
+            ("ab", file("file"), RepoMode::Archive),
+            ("ab", file("filez"), RepoMode::Bare),
+            ("ab", file("commitpartial"), RepoMode::Archive),
+            ("a", format!("b{}.commit", &hex[2..]), RepoMode::Archive),
+            ("ab", "short.filez".to_owned(), RepoMode::Archive),
         ] {
+            assert_eq!(
+                ObjectId::from_object_path(dir, &file, mode),
+                None,
+                "{dir}/{file}"
+            );
+        }
+    }
+
+    #[test]
+    fn ostree_numbers_round_trip() {
+        for kind in ObjectKind::ALL {
             assert_eq!(
                 ObjectKind::from_ostree_number(kind.ostree_number()),
                 Some(kind)

@@ -17,6 +17,14 @@ pub enum RepoMode {
 }
 
 impl RepoMode {
+    /// Every mode.
+    pub const ALL: [RepoMode; 4] = [
+        RepoMode::Archive,
+        RepoMode::Bare,
+        RepoMode::BareUser,
+        RepoMode::BareUserOnly,
+    ];
+
     /// The name `ostree init --mode` and `scan` use (`archive` for `archive-z2` too).
     pub fn as_str(self) -> &'static str {
         match self {

@@ -137,16 +137,7 @@ impl Summary {
     /// `ostree.summary.last-modified` of a serialized summary, reading only its metadata
     /// (not its refs, nor checking it further): enough to rank sources, cheap on any size.
     pub fn last_modified_of(bytes: &[u8]) -> Option<u64> {
-        if bytes.len() as u64 > MAX_METADATA_SIZE {
-            return None;
-        }
-        let aligned = copy_to_align(bytes);
-        let (_, metadata) = gv!("(a(s(taya{sv}))a{sv})")
-            .cast(aligned.as_ref())
-            .to_tuple();
-        Metadata::from_dict(metadata, 0)
-            .ok()?
-            .get_u64_big_endian(LAST_MODIFIED_KEY)
+        Self::metadata_of(bytes)?.get_u64_big_endian(LAST_MODIFIED_KEY)
     }
 
     /// The metadata dictionary of a serialized summary, reading only it (not its refs).
@@ -278,21 +269,8 @@ fn parse_collection_map(
 }
 
 /// Builds summaries in OSTree's format, for tests and demos; [`Summary::parse`] reads them.
-pub fn build_summary(
-    refs: &[(String, Checksum, u64, Metadata)],
-    metadata: &Metadata,
-) -> Result<Vec<u8>, FormatError> {
-    let raw: Vec<RawRef<'_>> = refs
-        .iter()
-        .map(|(name, commit, size, ref_metadata)| {
-            (
-                name.as_str(),
-                *size,
-                commit.as_bytes().as_slice(),
-                ref_metadata.clone(),
-            )
-        })
-        .collect();
+pub fn build_summary(refs: &[SummaryEntry], metadata: &Metadata) -> Result<Vec<u8>, FormatError> {
+    let raw = raw_refs(refs);
     with_ref_items(&raw, |items| {
         serialize(
             "summary",
@@ -312,20 +290,7 @@ pub fn collection_map_value(
 ) -> Result<MetadataValue, FormatError> {
     let raw: Vec<(&str, Vec<RawRef<'_>>)> = collections
         .iter()
-        .map(|(id, refs)| {
-            let list = refs
-                .iter()
-                .map(|(name, commit, size, metadata)| {
-                    (
-                        name.as_str(),
-                        *size,
-                        commit.as_bytes().as_slice(),
-                        metadata.clone(),
-                    )
-                })
-                .collect();
-            (id.as_str(), list)
-        })
+        .map(|(id, refs)| (id.as_str(), raw_refs(refs)))
         .collect();
     let data = serialize_collection_map("summary collection map", &raw)?;
     MetadataValue::from_parts(COLLECTION_MAP_TYPE, data)
@@ -365,6 +330,20 @@ fn serialize_collection_map(
 
 /// A ref as read from a summary: name, commit size, checksum bytes, metadata.
 type RawRef<'a> = (&'a str, u64, &'a [u8], Metadata);
+
+/// `refs` in the order of the GVariant's fields: name, size, commit bytes, metadata.
+fn raw_refs(refs: &[SummaryEntry]) -> Vec<RawRef<'_>> {
+    refs.iter()
+        .map(|(name, commit, size, metadata)| {
+            (
+                name.as_str(),
+                *size,
+                commit.as_bytes().as_slice(),
+                metadata.clone(),
+            )
+        })
+        .collect()
+}
 /// A metadata dictionary's entries in the shape `gvariant` serialises.
 type Entries<'a> = Vec<(&'a str, &'a MetadataValue)>;
 /// A ref's `(taya{sv})` in the shape `gvariant` serialises.

@@ -814,7 +814,7 @@ fn remove_unreachable(
     }
     let mut removed = 0;
     for (prefix, name) in writer.object_files()? {
-        let Some(object) = parse_object_name(&prefix, &name) else {
+        let Some(object) = ObjectId::from_object_path(&prefix, &name, RepoMode::Archive) else {
             continue;
         };
         if !reachable.contains(&object) {
@@ -862,21 +862,6 @@ fn mark_reachable(
         pending.extend(parsed_tree.dirs.iter().map(|dir| (dir.tree, dir.meta)));
     }
     Ok(())
-}
-
-/// The object `objects/PREFIX/NAME` of an archive repository names, if it names one.
-fn parse_object_name(prefix: &str, name: &str) -> Option<ObjectId> {
-    let (rest, extension) = name.split_once('.')?;
-    let kind = match extension {
-        "filez" => ObjectKind::File,
-        "dirtree" => ObjectKind::DirTree,
-        "dirmeta" => ObjectKind::DirMeta,
-        "commit" => ObjectKind::Commit,
-        "commitmeta" => ObjectKind::CommitMeta,
-        _ => return None,
-    };
-    let checksum = Checksum::from_hex(&format!("{prefix}{rest}")).ok()?;
-    Some(ObjectId::new(checksum, kind))
 }
 
 /// The drive's repository when there is one; refused when it is not an archive one.
@@ -1986,24 +1971,6 @@ mod tests {
             flatpak_id("runtime/org.example.App/x86_64/stable", "app/"),
             None
         );
-    }
-
-    #[test]
-    fn object_names_parse_only_as_archive_objects() {
-        let hex = "ab".repeat(32);
-        let parsed = parse_object_name(&hex[..2], &format!("{}.filez", &hex[2..]));
-        assert_eq!(
-            parsed,
-            Some(ObjectId::new(
-                Checksum::from_hex(&hex).expect("checksum"),
-                ObjectKind::File
-            ))
-        );
-        assert_eq!(
-            parse_object_name(&hex[..2], &format!("{}.file", &hex[2..])),
-            None
-        );
-        assert_eq!(parse_object_name("ab", "short.filez"), None);
     }
 
     #[test]

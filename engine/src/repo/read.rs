@@ -203,7 +203,9 @@ impl Repo {
         }
     }
 
-    fn open_object(&self, object: ObjectId) -> Result<Option<OwnedFd>, RepoError> {
+    /// The object's file and its stat, or None when it is absent; anything but a regular file
+    /// is corrupt.
+    fn open_object(&self, object: ObjectId) -> Result<Option<(OwnedFd, Stat)>, RepoError> {
         // NONBLOCK: opening a FIFO planted on a drive would otherwise wait for a writer forever.
         let fd = match open_beneath(
             &self.objects,
@@ -220,7 +222,13 @@ impl Repo {
             return Err(self.corrupt_object(object, "it is not a regular file"));
         }
         read_ahead(&fd, &stat);
-        Ok(Some(fd))
+        Ok(Some((fd, stat)))
+    }
+
+    /// [`Repo::open_object`] of an object that must be there.
+    fn open_existing_object(&self, object: ObjectId) -> Result<(OwnedFd, Stat), RepoError> {
+        self.open_object(object)?
+            .ok_or_else(|| self.missing(object))
     }
 
     fn missing(&self, object: ObjectId) -> RepoError {
@@ -246,12 +254,9 @@ impl Repo {
     /// The size in bytes of a metadata object's file, or None when it is absent. A cheap
     /// look (one `fstat`), so readers can plan memory before reading.
     pub fn metadata_size(&self, object: ObjectId) -> Result<Option<u64>, RepoError> {
-        let Some(fd) = self.open_object(object)? else {
-            return Ok(None);
-        };
-        rustix::fs::fstat(&fd)
-            .map(|stat| Some(u64::try_from(stat.st_size).unwrap_or(0)))
-            .map_err(|error| RepoError::io("stat", self.object_path(object), error))
+        Ok(self
+            .open_object(object)?
+            .map(|(_, stat)| u64::try_from(stat.st_size).unwrap_or(0)))
     }
 
     /// Reads a metadata object's bytes (dirtree, dirmeta, commit or commitmeta), refusing
@@ -269,9 +274,7 @@ impl Repo {
                 reason: format!("{object} is content; use open_content"),
             });
         }
-        let fd = self
-            .open_object(object)?
-            .ok_or_else(|| self.missing(object))?;
+        let (fd, _) = self.open_existing_object(object)?;
         let max = match kind {
             ObjectKind::Commit => MAX_COMMIT_SIZE,
             ObjectKind::CommitMeta => MAX_DETACHED_METADATA_SIZE,
@@ -385,14 +388,7 @@ impl Repo {
                 reason: "only archive repositories store compressed objects".to_owned(),
             });
         }
-        let fd = self
-            .open_object(object)?
-            .ok_or_else(|| self.missing(object))?;
-        let stat = rustix::fs::fstat(&fd)
-            .map_err(|e| RepoError::io("read", self.object_path(object), e))?;
-        if stat.st_mode & S_IFMT != S_IFREG {
-            return Err(self.corrupt_object(object, "not a regular file"));
-        }
+        let (fd, stat) = self.open_existing_object(object)?;
         Ok(ArchivedContent {
             file: File::from(fd),
             size: stat.st_size as u64,
@@ -404,9 +400,7 @@ impl Repo {
         object: ObjectId,
     ) -> Result<(FileHeader, ContentReader), RepoError> {
         let path = self.object_path(object);
-        let fd = self
-            .open_object(object)?
-            .ok_or_else(|| self.missing(object))?;
+        let (fd, _) = self.open_existing_object(object)?;
         let reader = BufReader::with_capacity(64 * 1024, File::from(fd));
         let (header, content) = read_archive_stream(reader, &path.display().to_string()).map_err(
             |error| match error {
@@ -519,13 +513,7 @@ impl Repo {
         object: ObjectId,
     ) -> Result<(FileHeader, ContentReader), RepoError> {
         let path = self.object_path(object);
-        let fd = self
-            .open_object(object)?
-            .ok_or_else(|| self.missing(object))?;
-        let stat = rustix::fs::fstat(&fd).map_err(|e| RepoError::io("read", &path, e))?;
-        if stat.st_mode & S_IFMT != S_IFREG {
-            return Err(self.corrupt_object(object, "not a regular file"));
-        }
+        let (fd, stat) = self.open_existing_object(object)?;
         let meta = read_xattr(fd.as_fd(), c"user.ostreemeta")
             .map_err(|e| RepoError::io("read user.ostreemeta of", &path, e))?
             .ok_or_else(|| self.corrupt_object(object, "it has no user.ostreemeta xattr"))?;

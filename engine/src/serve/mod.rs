@@ -41,7 +41,7 @@ use tokio::time::Instant;
 
 use crate::lan::advertise::Advertisement;
 use crate::lan::LanError;
-use crate::object::{Checksum, ObjectId, ObjectKind, Summary};
+use crate::object::{ObjectId, ObjectKind, Summary};
 use crate::repo::{open_beneath_resolving, RepoConfig, RepoError, RepoMode};
 
 pub mod activation;
@@ -306,22 +306,8 @@ fn servable(uri_path: &str, repos: usize) -> Option<(usize, Servable<'_>)> {
 
 /// The object an `objects/XX/YYY.EXT` path of an archive repository names.
 fn archive_object(relative: &str) -> Option<ObjectId> {
-    let rest = relative.strip_prefix("objects/")?;
-    let (dir, file) = rest.split_once('/')?;
-    let (name, extension) = file.split_once('.')?;
-    if dir.len() != 2 || name.len() != 62 {
-        return None;
-    }
-    let checksum = Checksum::from_hex(&format!("{dir}{name}")).ok()?;
-    let kind = match extension {
-        "filez" => ObjectKind::File,
-        "dirtree" => ObjectKind::DirTree,
-        "dirmeta" => ObjectKind::DirMeta,
-        "commit" => ObjectKind::Commit,
-        "commitmeta" => ObjectKind::CommitMeta,
-        _ => return None,
-    };
-    Some(ObjectId::new(checksum, kind))
+    let (dir, file) = relative.strip_prefix("objects/")?.split_once('/')?;
+    ObjectId::from_object_path(dir, file, RepoMode::Archive)
 }
 
 /// A listening socket on `address`:`port`, or, with no address, on every address: IPv6
@@ -722,6 +708,7 @@ fn view_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::object::Checksum;
 
     #[test]
     fn with_no_address_one_socket_takes_ipv6_and_ipv4() {

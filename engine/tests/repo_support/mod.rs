@@ -22,13 +22,6 @@ use ferry_tests::{Output, Tool};
 
 pub use ferry_tests::is_root;
 
-pub const ALL_MODES: [RepoMode; 4] = [
-    RepoMode::Archive,
-    RepoMode::Bare,
-    RepoMode::BareUser,
-    RepoMode::BareUserOnly,
-];
-
 /// Runs `ostree ARGS` and returns its output, whatever its status.
 pub fn ostree_output(args: &[&str]) -> Output {
     Tool::new("ostree")
@@ -51,18 +44,9 @@ pub fn repo_arg(repo: &Path) -> String {
     format!("--repo={}", repo.display())
 }
 
-/// The fixture crate's name for an engine repository mode (the two crates each have one).
-pub fn fixture_mode(mode: RepoMode) -> ferry_tests::ostree::RepoMode {
-    ferry_tests::ostree::RepoMode::ALL
-        .into_iter()
-        .find(|fixture| fixture.as_str() == mode.as_str())
-        .unwrap_or_else(|| panic!("no fixture mode named {mode}"))
-}
-
 /// `ostree init` of a repository of `mode`.
 pub fn init_repo(path: &Path, mode: RepoMode, collection_id: Option<&str>) -> OstreeRepo {
-    OstreeRepo::init(path, fixture_mode(mode), collection_id)
-        .unwrap_or_else(|error| panic!("{error}"))
+    OstreeRepo::init(path, mode, collection_id).unwrap_or_else(|error| panic!("{error}"))
 }
 
 /// `ostree commit` of `spec`; returns the commit checksum.
@@ -157,21 +141,7 @@ pub fn copy_commit(source: &Repo, dest: &Repo, commit: &Checksum, ref_name: &str
     dest.mark_partial(commit).expect("mark partial");
     let mut written = 0;
     for object in closure(source, commit) {
-        let outcome = match object.kind {
-            ObjectKind::File => {
-                let (header, reader) = source.open_content(&object.checksum).expect("open content");
-                dest.write_content(&object.checksum, &header, reader)
-                    .unwrap_or_else(|error| panic!("write {object}: {error}"))
-            }
-            kind => {
-                let bytes = source
-                    .read_metadata(kind, &object.checksum)
-                    .expect("read metadata");
-                dest.write_metadata(kind, &object.checksum, &bytes)
-                    .unwrap_or_else(|error| panic!("write {object}: {error}"))
-            }
-        };
-        if outcome == WriteOutcome::Written {
+        if copy_object(source, dest, object) == WriteOutcome::Written {
             written += 1;
         }
     }
@@ -184,6 +154,25 @@ pub fn copy_commit(source: &Repo, dest: &Repo, commit: &Checksum, ref_name: &str
     dest.write_ref(&ferry_engine::repo::RefLocation::head(ref_name), commit)
         .expect("write ref");
     written
+}
+
+/// Copies one object with Ferry's read and write API: content through its header and
+/// reader, metadata as bytes.
+pub fn copy_object(source: &Repo, dest: &Repo, object: ObjectId) -> WriteOutcome {
+    match object.kind {
+        ObjectKind::File => {
+            let (header, reader) = source.open_content(&object.checksum).expect("open content");
+            dest.write_content(&object.checksum, &header, reader)
+                .unwrap_or_else(|error| panic!("write {object}: {error}"))
+        }
+        kind => {
+            let bytes = source
+                .read_metadata(kind, &object.checksum)
+                .expect("read metadata");
+            dest.write_metadata(kind, &object.checksum, &bytes)
+                .unwrap_or_else(|error| panic!("write {object}: {error}"))
+        }
+    }
 }
 
 /// Parses every object file in a repository and checks that each recomputes to its name.

@@ -9,40 +9,23 @@ use relm4::adw::prelude::*;
 use relm4::gtk::glib;
 use relm4::{adw, gtk, ComponentSender};
 
-use super::{App, AppMsg};
+use super::{App, AppMsg, StatePage};
 use crate::drive_copy::{CopyFlow, CopyStage};
 use crate::i18n::tr;
 
-pub struct CopyPage {
-    pub root: gtk::ScrolledWindow,
-    content: gtk::Box,
-    shown: Option<(CopyFlow, Vec<RemovableMount>)>,
-}
+/// What the page shows: the flow and the drives it offers.
+pub type CopyPage = StatePage<(CopyFlow, Vec<RemovableMount>)>;
 
 impl CopyPage {
-    pub fn new() -> Self {
-        let (root, content) = super::scrolled_column();
-        Self {
-            root,
-            content,
-            shown: None,
-        }
-    }
-
     pub fn render(
         &mut self,
         flow: &CopyFlow,
         drives: &[RemovableMount],
         sender: &ComponentSender<App>,
     ) {
-        let state = (flow.clone(), drives.to_vec());
-        if self.shown.as_ref() == Some(&state) {
+        let Some(content) = self.relayout(&(flow.clone(), drives.to_vec())) else {
             return;
-        }
-        self.shown = Some(state);
-        while let Some(child) = self.content.first_child() {
-            self.content.remove(&child);
-        }
+        };
         let icon = match &flow.stage {
             CopyStage::Done => "emblem-ok-symbolic",
             CopyStage::Failed(_) => "dialog-warning-symbolic",
@@ -122,7 +105,7 @@ impl CopyPage {
         page.set_child(Some(
             &adw::Clamp::builder().maximum_size(560).child(&body).build(),
         ));
-        self.content.append(&page);
+        content.append(&page);
     }
 }
 

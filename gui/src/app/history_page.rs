@@ -7,7 +7,7 @@ use relm4::adw::prelude::*;
 use relm4::gtk::glib;
 use relm4::{adw, gtk, ComponentSender};
 
-use super::{a11y, test_hook, App, AppMsg};
+use super::{a11y, test_hook, App, AppMsg, StatePage};
 use crate::config;
 use crate::history;
 use crate::i18n::{tr, trf};
@@ -31,30 +31,13 @@ pub struct HistoryState {
     pub ask_go_back: bool,
 }
 
-pub struct HistoryPage {
-    pub root: gtk::ScrolledWindow,
-    content: gtk::Box,
-    shown: Option<HistoryState>,
-}
+pub type HistoryPage = StatePage<HistoryState>;
 
 impl HistoryPage {
-    pub fn new() -> Self {
-        let (root, content) = super::scrolled_column();
-        Self {
-            root,
-            content,
-            shown: None,
-        }
-    }
-
     pub fn render(&mut self, state: &HistoryState, sender: &ComponentSender<App>) {
-        if self.shown.as_ref() == Some(state) {
+        let Some(content) = self.relayout(state) else {
             return;
-        }
-        self.shown = Some(state.clone());
-        while let Some(child) = self.content.first_child() {
-            self.content.remove(&child);
-        }
+        };
         let body = gtk::Box::builder()
             .orientation(gtk::Orientation::Vertical)
             .spacing(24)
@@ -106,8 +89,7 @@ impl HistoryPage {
             move |_| sender.input(AppMsg::HistoryClose)
         });
         body.append(&close);
-        self.content
-            .append(&adw::Clamp::builder().maximum_size(640).child(&body).build());
+        content.append(&adw::Clamp::builder().maximum_size(640).child(&body).build());
     }
 }
 

@@ -1022,18 +1022,43 @@ fn install_app_actions(app: &gtk::Application, sender: &ComponentSender<App>) {
     app.set_accels_for_action("window.close", &["<Control>w"]);
 }
 
-/// A page's frame: a vertical box that scrolls up and down, never sideways.
-fn scrolled_column() -> (gtk::ScrolledWindow, gtk::Box) {
-    let content = gtk::Box::builder()
-        .orientation(gtk::Orientation::Vertical)
-        .vexpand(true)
-        .build();
-    let root = gtk::ScrolledWindow::builder()
-        .hscrollbar_policy(gtk::PolicyType::Never)
-        .vexpand(true)
-        .child(&content)
-        .build();
-    (root, content)
+/// A page that scrolls up and down, never sideways: a column laid out from the state `S` it
+/// shows, and laid out again only when that state changes.
+struct StatePage<S> {
+    root: gtk::ScrolledWindow,
+    content: gtk::Box,
+    shown: Option<S>,
+}
+
+impl<S: PartialEq + Clone> StatePage<S> {
+    fn new() -> Self {
+        let content = gtk::Box::builder()
+            .orientation(gtk::Orientation::Vertical)
+            .vexpand(true)
+            .build();
+        let root = gtk::ScrolledWindow::builder()
+            .hscrollbar_policy(gtk::PolicyType::Never)
+            .vexpand(true)
+            .child(&content)
+            .build();
+        Self {
+            root,
+            content,
+            shown: None,
+        }
+    }
+
+    /// The emptied column to lay `state` out in, or None when the page already shows it.
+    fn relayout(&mut self, state: &S) -> Option<gtk::Box> {
+        if self.shown.as_ref() == Some(state) {
+            return None;
+        }
+        self.shown = Some(state.clone());
+        while let Some(child) = self.content.first_child() {
+            self.content.remove(&child);
+        }
+        Some(self.content.clone())
+    }
 }
 
 /// A folder to copy the updates to.

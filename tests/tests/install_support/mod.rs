@@ -18,7 +18,6 @@ use anyhow::{bail, ensure, Context, Result};
 use ferry_engine::event::{parse_line, Event};
 use ferry_engine::schema::JsonLines;
 use ferry_engine::schema::{InstallResult, InstallStatus};
-use ferry_tests::bins;
 use ferry_tests::cmd::{Output, Tool};
 use ferry_tests::machine::MachineEnv;
 use ferry_tests::sysroot::OS_REF;
@@ -32,22 +31,14 @@ impl Machine {
     /// A machine under `base` with a Flatpak environment's variables `vars`; without them,
     /// HOME and the Flatpak directories point at empty folders under `base`.
     pub fn new(base: &Path, vars: Vec<(String, OsString)>) -> Result<Machine> {
-        let mut builder = MachineEnv::builder(&base.join("machine"));
-        if !vars.is_empty() {
-            builder = builder.flatpak(vars);
-        }
         Ok(Machine {
-            env: builder.build()?,
+            env: MachineEnv::in_flatpak_env(&base.join("machine"), vars)?,
         })
     }
 
     /// `ferryctl install ARGS` in this machine.
     pub fn command(&self, args: &[&OsStr]) -> Result<Tool> {
-        Ok(bins::ferryctl()?
-            .envs(self.env.vars())
-            .env_remove("FLATPAK_FANCY_OUTPUT")
-            .arg("install")
-            .args(args))
+        Ok(self.env.ferryctl("install")?.args(args))
     }
 
     /// `ferryctl install ARGS --offline --yes --json`, finished, with its events.
@@ -166,6 +157,18 @@ pub fn kill_after_progress(mut child: Child, count: usize, timeout: Duration) ->
 /// `["--sysroot", path]`-style argument lists without the noise.
 pub fn args<'a>(items: &'a [&'a dyn AsRef<OsStr>]) -> Vec<&'a OsStr> {
     items.iter().map(|item| item.as_ref()).collect()
+}
+
+/// `--installation user --from DRIVE APP_ID`: one app into the user's installation, from one
+/// drive.
+pub fn user_app_from_drive<'a>(drive: &'a Path, app_id: &'a str) -> Vec<&'a OsStr> {
+    vec![
+        OsStr::new("--installation"),
+        OsStr::new("user"),
+        OsStr::new("--from"),
+        drive.as_os_str(),
+        OsStr::new(app_id),
+    ]
 }
 
 /// `--sysroot SYSROOT --from DRIVE EXTRA... OS_REF`: the fixture OS, from one drive.

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
 use ferry_engine::schema::{DriveRecord, Problem, ProblemKind, Update, UpdateList};
-use ferry_tests::bins;
 use ferry_tests::machine::MachineEnv;
 
 /// What `ferryctl list` sees of the machine: the runtime dir with drive records, the icon
@@ -27,11 +26,7 @@ impl Machine {
     /// A machine under `base` with a Flatpak environment's variables `vars`; without them,
     /// HOME and the Flatpak directories point at empty folders under `base`.
     pub fn new(base: &Path, vars: Vec<(String, OsString)>) -> Result<Machine> {
-        let mut builder = MachineEnv::builder(&base.join("machine"));
-        if !vars.is_empty() {
-            builder = builder.flatpak(vars);
-        }
-        let env = builder.build()?;
+        let env = MachineEnv::in_flatpak_env(&base.join("machine"), vars)?;
         Ok(Machine {
             run_dir: env.run_dir.clone(),
             cache: env.cache.clone(),
@@ -40,11 +35,14 @@ impl Machine {
     }
 
     fn command(&self, args: &[&OsStr]) -> Result<ferry_tests::Tool> {
-        Ok(bins::ferryctl()?
-            .envs(self.env.vars())
-            .env_remove("FLATPAK_FANCY_OUTPUT")
-            .arg("list")
-            .args(args))
+        Ok(self.env.ferryctl("list")?.args(args))
+    }
+
+    /// `ferryctl list ARGS --offline --json`, parsed.
+    pub fn list_offline(&self, args: &[&OsStr]) -> Result<UpdateList> {
+        let mut offline = args.to_vec();
+        offline.push(OsStr::new("--offline"));
+        self.list(&offline)
     }
 
     /// `ferryctl list ARGS --json`, parsed.

@@ -20,11 +20,13 @@ use ferry_engine::schema::InstallResult;
 use ferry_engine::schema::JsonLines;
 use ferry_tests::cmd::{Output, Tool};
 use ferry_tests::gpg::GpgKey;
-use ferry_tests::ostree::{CommitSpec, OstreeRepo, RefLocation, RemoteSpec, RepoMode};
-use ferry_tests::tree::{Tree, TreeOptions};
+use ferry_tests::ostree::{OstreeRepo, RefLocation, RemoteSpec, RepoMode};
 
-pub const COLLECTION: &str = "org.example.Os";
-pub const BRANCH: &str = "os/x86_64/stable";
+#[allow(
+    unused_imports,
+    reason = "each test file uses a different part of the helpers"
+)]
+pub use ferry_tests::publisher::{Publisher, BRANCH, COLLECTION};
 pub const REMOTE: &str = "origin";
 
 /// `ferryctl`, with the machine-wide trust directories moved under `trust_root` (empty unless a
@@ -207,54 +209,6 @@ pub fn assert_refused(
     );
     dest.fsck().context("ostree fsck of the destination")?;
     Ok(())
-}
-
-/// A publisher: a signing key and an archive repository with collection ID [`COLLECTION`]
-/// holding the standard tree as version 1.0 on [`BRANCH`], signed.
-pub struct Publisher {
-    pub key: GpgKey,
-    pub tree: Tree,
-    pub repo: OstreeRepo,
-    pub commit: String,
-}
-
-impl Publisher {
-    pub fn new(base: &Path, options: TreeOptions) -> Result<Self> {
-        let key = GpgKey::generate(&base.join("gnupg"), "Publisher <publisher@example.org>")?;
-        let tree = Tree::standard(&base.join("tree"), options)?;
-        Self::with(base, key, tree)
-    }
-
-    pub fn with(base: &Path, key: GpgKey, tree: Tree) -> Result<Self> {
-        let repo = OstreeRepo::init(&base.join("server"), RepoMode::Archive, Some(COLLECTION))?;
-        let commit = repo.commit(
-            &CommitSpec::new(BRANCH, &tree.root)
-                .subject("first")
-                .version("1.0")
-                .sign(&key),
-        )?;
-        repo.update_summary(Some(&key))?;
-        Ok(Self {
-            key,
-            tree,
-            repo,
-            commit,
-        })
-    }
-
-    /// A system Flatpak installation's repository at `flatpak_dir/repo`: bare-user-only, with
-    /// [`BRANCH`] pulled from this publisher through remote `apps` (collection [`COLLECTION`],
-    /// trusting the publisher's key).
-    pub fn pulled_into_system_flatpak(&self, flatpak_dir: &Path) -> Result<OstreeRepo> {
-        let apps = OstreeRepo::init(&flatpak_dir.join("repo"), RepoMode::BareUserOnly, None)?;
-        apps.remote_add(
-            &RemoteSpec::file("apps", &self.repo.path)
-                .collection_id(COLLECTION)
-                .trust(&self.key),
-        )?;
-        apps.pull("apps", &[BRANCH])?;
-        Ok(apps)
-    }
 }
 
 /// A destination repository with remote `origin` of collection [`COLLECTION`], trusting `key`

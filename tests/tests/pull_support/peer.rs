@@ -8,10 +8,9 @@
 //! (pull a drive out) at a known point of the pull.
 
 use std::collections::{HashMap, HashSet};
-use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -433,7 +432,7 @@ fn answer_requests(stream: &TcpStream, shared: &Shared) {
             (Some(n), Some(limit)) => n == limit + 1,
             _ => false,
         };
-        let found = resolve(&shared.root, &path).and_then(|p| fs::read(p).ok());
+        let found = ferry_tests::http::read_below(&shared.root, &path);
         let (status, body) = match found {
             Some(_) if shared.not_found.contains(&path) => (404, b"not found".to_vec()),
             Some(bytes) if shared.tamper.contains(&path) => (200, tampered(&path, bytes)),
@@ -506,17 +505,4 @@ fn tampered(path: &str, bytes: Vec<u8>) -> Vec<u8> {
         *last ^= 0x01;
     }
     bytes
-}
-
-/// Maps a request path onto a file below `root`, refusing `..` and anything odd.
-fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
-    let relative = Path::new(url_path.trim_start_matches('/'));
-    if relative
-        .components()
-        .any(|c| !matches!(c, Component::Normal(_)))
-    {
-        return None;
-    }
-    let path = root.join(relative);
-    path.is_file().then_some(path)
 }
