@@ -19,6 +19,7 @@ use anyhow::{ensure, Context, Result};
 use ferry_engine::event::{Event, MessageLevel};
 use ferry_engine::schema::SourceState;
 use ferry_tests::compare::{assert_trees_equal, CompareOptions};
+use ferry_tests::generate::pseudo_random;
 use ferry_tests::gpg::GpgKey;
 use ferry_tests::ostree::{CheckoutMode, CommitSpec, OstreeRepo, RepoMode};
 use ferry_tests::tree::{Tree, TreeOptions};
@@ -30,18 +31,6 @@ use tempfile::TempDir;
 const LIBRARY: &str = "usr/lib/libexample.so";
 /// A file new in v2, larger than `--min-fallback-size=1` (MB): left as a fallback object.
 const BIG_NEW_FILE: &str = "usr/share/big-new.bin";
-
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed;
-    (0..len)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (state >> 33) as u8
-        })
-        .collect()
-}
 
 /// A publisher's archive repository with v1 of the standard tree plus [`LIBRARY`].
 struct Fixture {
