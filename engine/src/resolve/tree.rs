@@ -118,22 +118,12 @@ pub(crate) fn lookup_file(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::object::ObjectId;
-    use crate::object::RepoMode;
-    use crate::repo::Repo;
-    use crate::source::DriveSource;
+    use crate::source::drive::test_drives;
 
     #[test]
     fn a_damaged_file_on_a_drive_says_why() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("repo");
-        let repo = Repo::init(&path, RepoMode::Archive, None).expect("init");
-        let checksum = Checksum::from_hex(&"ab".repeat(32)).expect("checksum");
-        let object = repo.object_path(ObjectId::new(checksum, ObjectKind::File));
-        std::fs::create_dir_all(object.parent().expect("objects dir")).expect("objects dir");
-        // A header length larger than any content header may be.
-        std::fs::write(&object, [0xff; 8]).expect("write the object");
-        let source = DriveSource::open(&path, None).expect("open");
+        let (source, checksum) = test_drives::with_a_damaged_object(dir.path());
         let why = fetch_file(&source, &checksum, 1024).expect_err("a damaged object was read");
         assert!(why.contains("bytes, more than"), "{why}");
     }

@@ -300,6 +300,24 @@ pub fn open_drive(
     Ok(OpenedDrive { sources, report })
 }
 
+/// Drives for other modules' tests.
+#[cfg(test)]
+pub(crate) mod test_drives {
+    use super::*;
+
+    /// An archive repository in `dir` holding one content object whose header declares a
+    /// length larger than any content header may be, opened as a drive.
+    pub(crate) fn with_a_damaged_object(dir: &Path) -> (DriveSource, Checksum) {
+        let path = dir.join("repo");
+        let repo = Repo::init(&path, RepoMode::Archive, None).expect("init");
+        let checksum = Checksum::from_hex(&"ab".repeat(32)).expect("checksum");
+        let object = repo.object_path(ObjectId::new(checksum, ObjectKind::File));
+        std::fs::create_dir_all(object.parent().expect("objects dir")).expect("objects dir");
+        std::fs::write(&object, [0xff; 8]).expect("write the object");
+        (DriveSource::open(&path, None).expect("open"), checksum)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,14 +326,7 @@ mod tests {
     #[test]
     fn a_damaged_object_on_a_drive_keeps_its_parse_error_as_the_cause() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("repo");
-        let repo = Repo::init(&path, RepoMode::Archive, None).expect("init");
-        let checksum = Checksum::from_hex(&"ab".repeat(32)).expect("checksum");
-        let object = repo.object_path(ObjectId::new(checksum, ObjectKind::File));
-        std::fs::create_dir_all(object.parent().expect("objects dir")).expect("objects dir");
-        // A header length larger than any content header may be.
-        std::fs::write(&object, [0xff; 8]).expect("write the object");
-        let source = DriveSource::open(&path, None).expect("open");
+        let (source, checksum) = test_drives::with_a_damaged_object(dir.path());
         let error = match source.fetch_content(&checksum, &Interrupt::never()) {
             Ok(_) => panic!("a damaged object was handed out"),
             Err(error) => error,
