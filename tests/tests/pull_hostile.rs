@@ -327,6 +327,23 @@ fn symlinked_repo_leaving_the_drive_is_refused() -> Result<()> {
     )
 }
 
+/// `ferryctl [-v] pull` of the branch from `from` into `dest`, which must fail: its stderr.
+fn failed_pull(base: &Path, dest: &Path, from: &Path, verbose: bool) -> Result<String> {
+    let mut tool = ferryctl(&trust_root(base))?;
+    if verbose {
+        tool = tool.arg("-v");
+    }
+    let output = tool
+        .args(["pull", "--repo"])
+        .arg(dest)
+        .arg("--from")
+        .arg(from)
+        .args(["--remote", "origin", BRANCH])
+        .output()?;
+    ensure!(output.code() == Some(1), "{}", output.stderr);
+    Ok(output.stderr)
+}
+
 /// A destination whose config cannot be read: the error says the destination cannot be opened,
 /// then which file could not be read, then why, each once; `-v` lists the causes on lines of
 /// their own.
@@ -341,19 +358,7 @@ fn unreadable_destination_config_names_each_cause_once() -> Result<()> {
     fs::create_dir(&config)?;
     let why = "Is a directory (os error 21)";
     for verbose in [false, true] {
-        let mut tool = ferryctl(&trust_root(tmp.path()))?;
-        if verbose {
-            tool = tool.arg("-v");
-        }
-        let output = tool
-            .args(["pull", "--repo"])
-            .arg(&dest.path)
-            .arg("--from")
-            .arg(&publisher.repo.path)
-            .args(["--remote", "origin", BRANCH])
-            .output()?;
-        let stderr = &output.stderr;
-        ensure!(output.code() == Some(1), "{stderr}");
+        let stderr = &failed_pull(tmp.path(), &dest.path, &publisher.repo.path, verbose)?;
         ensure!(stderr.contains("cannot open the destination"), "{stderr}");
         ensure!(
             stderr.matches(&format!("{}", config.display())).count() == 1,
@@ -388,19 +393,7 @@ fn tampered_object_names_each_cause_once() -> Result<()> {
     )?;
     let why = "not to its name: the source is corrupt or has been tampered with";
     for verbose in [false, true] {
-        let mut tool = ferryctl(&trust_root(tmp.path()))?;
-        if verbose {
-            tool = tool.arg("-v");
-        }
-        let output = tool
-            .args(["pull", "--repo"])
-            .arg(&dest.path)
-            .arg("--from")
-            .arg(&publisher.repo.path)
-            .args(["--remote", "origin", BRANCH])
-            .output()?;
-        let stderr = &output.stderr;
-        ensure!(output.code() == Some(1), "{stderr}");
+        let stderr = &failed_pull(tmp.path(), &dest.path, &publisher.repo.path, verbose)?;
         // The error's lines, without the warning logged when the source was dropped.
         let error: Vec<&str> = stderr
             .lines()
