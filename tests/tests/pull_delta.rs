@@ -184,6 +184,33 @@ impl Fixture {
         }
         anyhow::bail!("no delta under {}", deltas.display())
     }
+
+    /// The delta's directory, relative to the repository (and to its URL on a peer).
+    fn delta_relative(&self) -> Result<PathBuf> {
+        Ok(self
+            .delta_dir()?
+            .strip_prefix(&self.repo.path)?
+            .to_path_buf())
+    }
+}
+
+/// A copy of the repository at `from`, at `to` (`cp -a`: hard links and times kept).
+fn copy_repo(from: &Path, to: &Path) -> Result<()> {
+    ferry_tests::cmd::Tool::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .run()?;
+    Ok(())
+}
+
+/// Flips one byte in the middle of the file at `path`.
+fn corrupt(path: &Path) -> Result<()> {
+    let mut bytes = fs::read(path)?;
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    fs::write(path, bytes)?;
+    Ok(())
 }
 
 /// The fixture, a destination of `mode` at 1.0 (pulled through Ferry), and the update to 2.0
@@ -351,11 +378,7 @@ fn corrupt_part_is_dropped_and_objects_are_fetched_instead() -> Result<()> {
     let tmp = TempDir::new()?;
     let base = tmp.path();
     let (fixture, dest, update) = updated_from_v1(base, RepoMode::Bare)?;
-    let part = fixture.delta_dir()?.join("0");
-    let mut bytes = fs::read(&part)?;
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0xff;
-    fs::write(&part, bytes)?;
+    corrupt(&fixture.delta_dir()?.join("0"))?;
 
     let run = pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
     check_progress(&run)?;
@@ -487,31 +510,12 @@ fn corrupt_delta_on_one_source_good_on_another() -> Result<()> {
     let (fixture, dest, update) = updated_from_v1(base, RepoMode::BareUser)?;
     fixture.delete_delta_content(&update)?;
     let drive = base.join("drive-copy");
-    ferry_tests::cmd::Tool::new("cp")
-        .arg("-a")
-        .arg(&fixture.repo.path)
-        .arg(&drive)
-        .run()?;
-    let relative = fixture
-        .delta_dir()?
-        .strip_prefix(&fixture.repo.path)?
-        .to_path_buf();
-    let part = drive.join(relative).join("0");
-    let mut bytes = fs::read(&part)?;
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0xff;
-    fs::write(&part, bytes)?;
+    copy_repo(&fixture.repo.path, &drive)?;
+    corrupt(&drive.join(fixture.delta_relative()?).join("0"))?;
     let server = Peer::serve(&fixture.repo.path)?;
     let url = format!("{}/", server.url);
 
-    let run = pull(
-        &trust_root(base),
-        &dest.path,
-        &[drive.as_os_str(), OsStr::new(&url)],
-        &["--remote", REMOTE],
-        &[BRANCH],
-    )?
-    .require_success()?;
+    let run = pull_all(base, &dest, &[drive.as_os_str(), OsStr::new(&url)])?;
     check_progress(&run)?;
     let warnings = delta_warnings(&run);
     ensure!(
@@ -543,11 +547,7 @@ fn part_requests(requests: &[String]) -> Vec<&String> {
 
 /// The URL paths of the delta's parts, as a peer serving the fixture's repository has them.
 fn part_paths(fixture: &Fixture, parts: usize) -> Result<Vec<String>> {
-    let delta = fixture.delta_dir()?;
-    let relative = delta
-        .strip_prefix(&fixture.repo.path)?
-        .display()
-        .to_string();
+    let relative = fixture.delta_relative()?.display().to_string();
     Ok((0..parts)
         .map(|part| format!("/{relative}/{part}"))
         .collect())
@@ -632,18 +632,10 @@ fn updated_in_parts_with_fallbacks(base: &Path, mode: RepoMode, extra: u64) -> R
 /// corrupted.
 fn copy_with_corrupt_parts(base: &Path, fixture: &Fixture, parts: usize) -> Result<PathBuf> {
     let copy = base.join("bad-copy");
-    ferry_tests::cmd::Tool::new("cp")
-        .arg("-a")
-        .arg(&fixture.repo.path)
-        .arg(&copy)
-        .run()?;
-    let delta_dir = copy.join(fixture.delta_dir()?.strip_prefix(&fixture.repo.path)?);
+    copy_repo(&fixture.repo.path, &copy)?;
+    let delta_dir = copy.join(fixture.delta_relative()?);
     for part in 0..parts {
-        let path = delta_dir.join(part.to_string());
-        let mut bytes = fs::read(&path)?;
-        let middle = bytes.len() / 2;
-        bytes[middle] ^= 0xff;
-        fs::write(&path, bytes)?;
+        corrupt(&delta_dir.join(part.to_string()))?;
     }
     Ok(copy)
 }
@@ -676,10 +668,15 @@ fn source_in_result(run: &PullRun, name: &str) -> Result<(SourceState, Option<St
 fn pull_from_peers(base: &Path, dest: &OstreeRepo, peers: &[&Peer]) -> Result<PullRun> {
     let urls: Vec<String> = peers.iter().map(|peer| format!("{}/", peer.url)).collect();
     let from: Vec<&OsStr> = urls.iter().map(OsStr::new).collect();
+    pull_all(base, dest, &from)
+}
+
+/// A successful `ferryctl pull` of the branch into `dest` from every source in `from`.
+fn pull_all(base: &Path, dest: &OstreeRepo, from: &[&OsStr]) -> Result<PullRun> {
     pull(
         &trust_root(base),
         &dest.path,
-        &from,
+        from,
         &["--remote", REMOTE],
         &[BRANCH],
     )?
@@ -890,11 +887,7 @@ fn drive_without_summary_shares_the_parts_of_a_delta_with_a_peer() -> Result<()>
     let listed = base.join("listed");
     let unlisted = base.join("unlisted");
     for drive in [&listed, &unlisted] {
-        ferry_tests::cmd::Tool::new("cp")
-            .arg("-a")
-            .arg(&fixture.repo.path)
-            .arg(drive)
-            .run()?;
+        copy_repo(&fixture.repo.path, drive)?;
     }
     for file in ["summary", "summary.sig"] {
         fs::remove_file(unlisted.join(file))?;
@@ -904,14 +897,11 @@ fn drive_without_summary_shares_the_parts_of_a_delta_with_a_peer() -> Result<()>
     }
     let peer = Peer::serve(&fixture.repo.path)?;
     let url = format!("{}/", peer.url);
-    let run = pull(
-        &trust_root(base),
-        &dest.path,
+    let run = pull_all(
+        base,
+        &dest,
         &[listed.as_os_str(), unlisted.as_os_str(), OsStr::new(&url)],
-        &["--remote", REMOTE],
-        &[BRANCH],
-    )?
-    .require_success()?;
+    )?;
     check_progress(&run)?;
     ensure!(
         delta_warnings(&run).is_empty(),
@@ -1011,11 +1001,7 @@ fn delta_written_by_ferry_is_applied_by_ostree_and_by_ferry() -> Result<()> {
     // The signed summary still lists ostree's superblock under this name: Ferry's does not
     // hash to it, so it is not used and the objects are fetched instead.
     let other_path = base.join("dest-other");
-    ferry_tests::cmd::Tool::new("cp")
-        .arg("-a")
-        .arg(&dest.path)
-        .arg(&other_path)
-        .run()?;
+    copy_repo(&dest.path, &other_path)?;
     let other = OstreeRepo::open(&other_path);
     let run = pull_from(base, &other, fixture.repo.path.as_os_str(), &[])?.require_success()?;
     let warnings = delta_warnings(&run);
@@ -1108,7 +1094,7 @@ fn progress_is_reported_while_a_part_is_fetched() -> Result<()> {
     let (fixture, dest, update) = updated_from_v1(base, RepoMode::BareUser)?;
     let part = fixture.delta_dir()?.join("0");
     let part_size = fs::metadata(&part)?.len();
-    let relative = part.strip_prefix(&fixture.repo.path)?.to_path_buf();
+    let relative = fixture.delta_relative()?.join("0");
     let server = Peer::serve_with(
         &fixture.repo.path,
         pull_support::peer::Behaviour::default().on(
@@ -1162,10 +1148,7 @@ fn trickled_superblock_is_abandoned_for_objects() -> Result<()> {
     let tmp = TempDir::new()?;
     let base = tmp.path();
     let (fixture, dest, update) = updated_from_v1(base, RepoMode::BareUser)?;
-    let relative = fixture
-        .delta_dir()?
-        .strip_prefix(&fixture.repo.path)?
-        .join("superblock");
+    let relative = fixture.delta_relative()?.join("superblock");
     let server = Peer::serve_with(
         &fixture.repo.path,
         pull_support::peer::Behaviour::default().trickle_only(
