@@ -484,34 +484,40 @@ impl RemotePolicy {
         };
         let untrusted = |rejections: Vec<Rejection>| self.untrusted(object, source, rejections);
 
-        if want_gpg {
-            let blobs = signatures.gpg.as_deref().unwrap_or_default();
+        // Signatures of a kind are checked only when there are some and keys to check them.
+        let checkable = |kind, blobs: &[Vec<u8>], no_keys: bool, looked_in: &[PathBuf]| {
             if blobs.is_empty() {
-                return Err(unsigned(SignatureKind::Gpg));
+                return Err(unsigned(kind));
             }
-            if self.gpg.is_empty() {
+            if no_keys {
                 return Err(TrustError::NoKeys {
                     remote: self.remote.as_str().into(),
-                    kind: SignatureKind::Gpg,
-                    looked_in: self.gpg_looked_in.clone(),
+                    kind,
+                    looked_in: looked_in.to_vec(),
                 });
             }
+            Ok(())
+        };
+        if want_gpg {
+            let blobs = signatures.gpg.as_deref().unwrap_or_default();
+            checkable(
+                SignatureKind::Gpg,
+                blobs,
+                self.gpg.is_empty(),
+                &self.gpg_looked_in,
+            )?;
             signers.push(Signer::Gpg(
                 self.gpg.verify(data, blobs, now).map_err(untrusted)?,
             ));
         }
         if want_ed25519 {
             let blobs = signatures.ed25519.as_deref().unwrap_or_default();
-            if blobs.is_empty() {
-                return Err(unsigned(SignatureKind::Ed25519));
-            }
-            if self.ed25519.is_empty() {
-                return Err(TrustError::NoKeys {
-                    remote: self.remote.as_str().into(),
-                    kind: SignatureKind::Ed25519,
-                    looked_in: self.ed25519_looked_in.clone(),
-                });
-            }
+            checkable(
+                SignatureKind::Ed25519,
+                blobs,
+                self.ed25519.is_empty(),
+                &self.ed25519_looked_in,
+            )?;
             let key = self.ed25519.verify(data, blobs).map_err(untrusted)?;
             signers.push(Signer::Ed25519(key));
         }
