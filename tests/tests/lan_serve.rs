@@ -35,7 +35,9 @@ use ferry_tests::ostree::{CommitSpec, OstreeRepo, RemoteSpec, RepoMode};
 use ferry_tests::sysroot::{Sysroot, OS_COLLECTION_ID, OS_REF, OS_REMOTE};
 use ferry_tests::tree::TreeOptions;
 use install_support::InstallRun;
-use pull_support::{client, pull_remote, remote_ref, trust_root, Publisher, BRANCH, COLLECTION};
+use pull_support::{
+    client, install_published, pull_remote, remote_ref, trust_root, Publisher, BRANCH, COLLECTION,
+};
 use serve_support::{get, start, start_as, Server, PROCESS_WAIT};
 use tempfile::TempDir;
 
@@ -153,13 +155,7 @@ fn serves_static_deltas_that_a_pull_applies() -> Result<()> {
     let base = tmp.path();
     let publisher = Publisher::new(&base.join("publisher"), TreeOptions::plain())?;
     let dest = client(&base.join("dest"), RepoMode::BareUser, Some(&publisher.key))?;
-    pull_remote(
-        &trust_root(base),
-        &dest.path,
-        &publisher.repo.path,
-        &[BRANCH],
-    )?
-    .require_success()?;
+    install_published(base, &dest, &publisher)?;
     let before = object_files(&publisher.repo.path)?;
     publisher.tree.modify_for_second_commit(0)?;
     let v2 = publisher.repo.commit(

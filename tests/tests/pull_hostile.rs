@@ -16,7 +16,8 @@ use ferry_tests::ostree::{object_path_in, ObjectKind, OstreeRepo, RefLocation, R
 use ferry_tests::tamper;
 use ferry_tests::tree::{standard, TreeOptions};
 use pull_support::{
-    assert_refused, client, ferryctl, pull_remote, remote_ref, trust_root, Publisher, BRANCH,
+    assert_refused, client, ferryctl, install_published, pull_remote, remote_ref, trust_root,
+    Publisher, BRANCH,
 };
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
@@ -46,13 +47,7 @@ fn setup(base: &Path, installed: bool) -> Result<(Publisher, OstreeRepo, Option<
     let dest = client(&base.join("dest"), RepoMode::BareUser, Some(&publisher.key))?;
     let mut before = None;
     if installed {
-        pull_remote(
-            &trust_root(base),
-            &dest.path,
-            &publisher.repo.path,
-            &[BRANCH],
-        )?
-        .require_success()?;
+        install_published(base, &dest, &publisher)?;
         before = Some(publisher.commit.clone());
     }
     Ok((publisher, dest, before))

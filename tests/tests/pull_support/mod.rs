@@ -157,6 +157,19 @@ pub fn pull_remote(
     )
 }
 
+/// A destination with the publisher's branch installed: `ferryctl pull` of it from the
+/// publisher's repository, which must succeed.
+pub fn install_published(base: &Path, dest: &OstreeRepo, publisher: &Publisher) -> Result<()> {
+    pull_remote(
+        &trust_root(base),
+        &dest.path,
+        &publisher.repo.path,
+        &[BRANCH],
+    )?
+    .require_success()?;
+    Ok(())
+}
+
 pub use ferry_tests::bins::parse_events;
 
 /// `refs/remotes/origin/REF`.
