@@ -881,7 +881,10 @@ fn load_source<'l>(
         if header.size > limit {
             return Ok(None);
         }
-        let mut bytes = Vec::new();
+        // Sized from the header, so the object is read in one call instead of a dozen
+        // doubling ones; the read below still stops at the bound whatever the header says.
+        let expected = header.size.min(MAX_PART_SIZE + 1);
+        let mut bytes = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
         (&mut reader)
             .take(MAX_PART_SIZE + 1)
             .read_to_end(&mut bytes)

@@ -45,6 +45,9 @@ const OBJECT_OVERHEAD: u64 = 512;
 const PARTS_IN_MEMORY: usize = 2;
 /// How often a fetcher waiting for a part to fetch looks at the cancel token.
 const CANCEL_POLL: Duration = Duration::from_millis(100);
+/// Objects of a part one thread looks up at least, when checking which the destination
+/// lacks (see [`DeltaPull::missing`]).
+const LOOKUPS_PER_THREAD: usize = 256;
 
 /// What fetching a part's `missing` objects one by one would read: each object's archived
 /// size where the commit's `ostree.sizes` records it, else its share of the part's unpacked
@@ -389,6 +392,45 @@ impl DeltaPull<'_> {
         })
     }
 
+    /// The objects of `objects` the destination lacks, in order. A part lists thousands:
+    /// on a cold cache each lookup waits for a block of `objects/`, so up to `workers`
+    /// threads look up a share each and the disk answers several at once.
+    fn missing(&self, objects: &[ObjectId]) -> Vec<ObjectId> {
+        let lacking = |objects: &[ObjectId]| -> Vec<ObjectId> {
+            objects
+                .iter()
+                .filter(|object| !matches!(self.dest.has_object(**object), Ok(true)))
+                .copied()
+                .collect()
+        };
+        let threads = self
+            .workers
+            .clamp(1, objects.len().div_ceil(LOOKUPS_PER_THREAD).max(1));
+        if threads == 1 {
+            return lacking(objects);
+        }
+        let share = objects.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let started: Vec<_> = objects
+                .chunks(share)
+                .map(|chunk| {
+                    let thread = std::thread::Builder::new()
+                        .spawn_scoped(scope, move || lacking(chunk))
+                        .ok();
+                    (chunk, thread)
+                })
+                .collect();
+            started
+                .into_iter()
+                .flat_map(|(chunk, thread)| match thread.map(|thread| thread.join()) {
+                    Some(Ok(missing)) => missing,
+                    // A thread that could not start or failed: looked up here.
+                    _ => lacking(chunk),
+                })
+                .collect()
+        })
+    }
+
     fn has_complete(&self, commit: &Checksum) -> bool {
         let object = crate::object::ObjectId::new(*commit, crate::object::ObjectKind::Commit);
         matches!(self.dest.has_object(object), Ok(true))
@@ -458,12 +500,7 @@ impl DeltaPull<'_> {
         // Parts with objects the destination lacks, and how many it lacks.
         let needed: Vec<(usize, u64)> = (0..superblock.parts.len())
             .filter_map(|index| {
-                let missing: Vec<ObjectId> = superblock.parts[index]
-                    .objects
-                    .iter()
-                    .filter(|object| !matches!(self.dest.has_object(**object), Ok(true)))
-                    .copied()
-                    .collect();
+                let missing = self.missing(&superblock.parts[index].objects);
                 let pays = superblock.inline_part(index).is_some()
                     || part_pays(&superblock.parts[index], &missing, self.sizes.as_ref());
                 (!missing.is_empty() && pays).then_some((index, missing.len() as u64))
