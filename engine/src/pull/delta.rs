@@ -396,39 +396,16 @@ impl DeltaPull<'_> {
     /// on a cold cache each lookup waits for a block of `objects/`, so up to `workers`
     /// threads look up a share each and the disk answers several at once.
     fn missing(&self, objects: &[ObjectId]) -> Vec<ObjectId> {
-        let lacking = |objects: &[ObjectId]| -> Vec<ObjectId> {
-            objects
-                .iter()
-                .filter(|object| !matches!(self.dest.has_object(**object), Ok(true)))
-                .copied()
-                .collect()
-        };
-        let threads = self
-            .workers
-            .clamp(1, objects.len().div_ceil(LOOKUPS_PER_THREAD).max(1));
-        if threads == 1 {
-            return lacking(objects);
-        }
-        let share = objects.len().div_ceil(threads);
-        std::thread::scope(|scope| {
-            let started: Vec<_> = objects
-                .chunks(share)
-                .map(|chunk| {
-                    let thread = std::thread::Builder::new()
-                        .spawn_scoped(scope, move || lacking(chunk))
-                        .ok();
-                    (chunk, thread)
-                })
-                .collect();
-            started
-                .into_iter()
-                .flat_map(|(chunk, thread)| match thread.map(|thread| thread.join()) {
-                    Some(Ok(missing)) => missing,
-                    // A thread that could not start or failed: looked up here.
-                    _ => lacking(chunk),
-                })
-                .collect()
-        })
+        let lacks = |object: &ObjectId| !matches!(self.dest.has_object(*object), Ok(true));
+        let lacking =
+            crate::parallel::map_chunked(objects, self.workers, LOOKUPS_PER_THREAD, lacks)
+                // A lookup thread that failed: looked up here.
+                .unwrap_or_else(|| objects.iter().map(lacks).collect());
+        objects
+            .iter()
+            .zip(lacking)
+            .filter_map(|(object, lacking)| lacking.then_some(*object))
+            .collect()
     }
 
     fn has_complete(&self, commit: &Checksum) -> bool {
