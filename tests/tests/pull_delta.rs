@@ -883,60 +883,116 @@ fn peer_lacking_the_parts_still_serves_the_objects_after_the_delta() -> Result<(
 fn drive_without_summary_shares_the_parts_of_a_delta_with_a_peer() -> Result<()> {
     let tmp = TempDir::new()?;
     let base = tmp.path();
-    let (fixture, dest, update, parts) = updated_in_parts(base, RepoMode::BareUser)?;
-    let listed = base.join("listed");
-    let unlisted = base.join("unlisted");
-    for drive in [&listed, &unlisted] {
-        copy_repo(&fixture.repo.path, drive)?;
-    }
-    for file in ["summary", "summary.sig"] {
-        fs::remove_file(unlisted.join(file))?;
-    }
-    if unlisted.join("delta-indexes").exists() {
-        fs::remove_dir_all(unlisted.join("delta-indexes"))?;
-    }
-    let peer = Peer::serve(&fixture.repo.path)?;
-    let url = format!("{}/", peer.url);
-    let run = pull_all(
-        base,
-        &dest,
-        &[listed.as_os_str(), unlisted.as_os_str(), OsStr::new(&url)],
-    )?;
-    check_progress(&run)?;
+    let scene = DrivesAndPeer::pull(base, false)?;
     ensure!(
-        delta_warnings(&run).is_empty(),
+        delta_warnings(&scene.run).is_empty(),
         "{:?}",
-        delta_warnings(&run)
+        delta_warnings(&scene.run)
     );
-    let applying: Vec<&String> = run
-        .events
-        .iter()
-        .filter_map(|event| match event {
-            Event::Message { text, .. } if text.starts_with("applying the static delta") => {
-                Some(text)
-            }
-            _ => None,
+    scene.expect_applied_from(&[&scene.listed, &scene.unlisted, &scene.url])?;
+    let from_peer = scene.peer.requests();
+    ensure!(
+        part_requests(&from_peer).len() < scene.parts,
+        "every one of the {} parts came from the peer: {from_peer:?}",
+        scene.parts
+    );
+    check_result(base, &scene.dest, &scene.update, "drives-and-peer")
+}
+
+/// The same drives and peer, with the superblock on the drive without a summary altered: it
+/// does not hash to what the others list, so that drive is not given the delta's parts, and
+/// the pull completes from the others.
+#[test]
+fn drive_without_summary_whose_superblock_differs_is_left_out_of_the_delta() -> Result<()> {
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let scene = DrivesAndPeer::pull(base, true)?;
+    scene.expect_applied_from(&[&scene.listed, &scene.url])?;
+    ensure!(
+        !scene.applying()[0].contains(&scene.unlisted),
+        "the drive with the altered superblock shared the delta: {:?}",
+        scene.applying()
+    );
+    check_result(base, &scene.dest, &scene.update, "altered-superblock")
+}
+
+/// A drive with a summary, a drive folder without one (its delta is found at its path,
+/// listed nowhere) and a peer, all holding the same delta, pulled from at once.
+struct DrivesAndPeer {
+    run: PullRun,
+    dest: OstreeRepo,
+    update: Update,
+    parts: usize,
+    peer: Peer,
+    listed: String,
+    unlisted: String,
+    url: String,
+}
+
+impl DrivesAndPeer {
+    /// With `alter_superblock`, one byte of the summary-less drive's superblock is changed.
+    fn pull(base: &Path, alter_superblock: bool) -> Result<Self> {
+        let (fixture, dest, update, parts) = updated_in_parts(base, RepoMode::BareUser)?;
+        let listed = base.join("listed");
+        let unlisted = base.join("unlisted");
+        for drive in [&listed, &unlisted] {
+            copy_repo(&fixture.repo.path, drive)?;
+        }
+        for file in ["summary", "summary.sig"] {
+            fs::remove_file(unlisted.join(file))?;
+        }
+        if unlisted.join("delta-indexes").exists() {
+            fs::remove_dir_all(unlisted.join("delta-indexes"))?;
+        }
+        if alter_superblock {
+            corrupt(&unlisted.join(fixture.delta_relative()?).join("superblock"))?;
+        }
+        let peer = Peer::serve(&fixture.repo.path)?;
+        let url = format!("{}/", peer.url);
+        let run = pull_all(
+            base,
+            &dest,
+            &[listed.as_os_str(), unlisted.as_os_str(), OsStr::new(&url)],
+        )?;
+        check_progress(&run)?;
+        Ok(Self {
+            run,
+            dest,
+            update,
+            parts,
+            peer,
+            listed: listed.to_string_lossy().into_owned(),
+            unlisted: unlisted.to_string_lossy().into_owned(),
+            url,
         })
-        .collect();
-    let sources = [
-        listed.to_string_lossy().into_owned(),
-        unlisted.to_string_lossy().into_owned(),
-        url,
-    ];
-    ensure!(
-        applying.len() == 1
-            && sources
-                .iter()
-                .all(|source| applying[0].contains(&format!("{source},"))
-                    || applying[0].contains(&format!("{source}:"))),
-        "the delta was not fetched from all of {sources:?}: {applying:?}"
-    );
-    let from_peer = peer.requests();
-    ensure!(
-        part_requests(&from_peer).len() < parts,
-        "every one of the {parts} parts came from the peer: {from_peer:?}"
-    );
-    check_result(base, &dest, &update, "drives-and-peer")
+    }
+
+    /// The "applying the static delta" messages, which name the sources the parts come from.
+    fn applying(&self) -> Vec<&String> {
+        self.run
+            .events
+            .iter()
+            .filter_map(|event| match event {
+                Event::Message { text, .. } if text.starts_with("applying the static delta") => {
+                    Some(text)
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn expect_applied_from(&self, sources: &[&String]) -> Result<()> {
+        let applying = self.applying();
+        ensure!(
+            applying.len() == 1
+                && sources
+                    .iter()
+                    .all(|source| applying[0].contains(&format!("{source},"))
+                        || applying[0].contains(&format!("{source}:"))),
+            "the delta was not fetched from all of {sources:?}: {applying:?}"
+        );
+        Ok(())
+    }
 }
 
 /// `ferryctl delta generate` writes a delta that `ostree static-delta apply-offline` applies
