@@ -262,13 +262,50 @@ fn checksum(what: &'static str, bytes: &[u8]) -> Result<Checksum, DeltaError> {
     Checksum::from_slice(bytes).map_err(|_| DeltaError::Malformed(what))
 }
 
+/// The first bytes of a signed superblock: libostree's `OSTREE_STATIC_DELTA_SIGNED_MAGIC`
+/// (`0x4F535453474E4454`), which it stores big-endian.
+const SIGNED_MAGIC: &[u8; 8] = b"OSTSGNDT";
+
+/// The superblock a superblock file holds: the file itself, or, when `ostree static-delta
+/// generate --sign` wrapped it in libostree's signed format (`(taya{sv})`: the magic, the
+/// superblock's bytes, and signatures of those bytes by type), the bytes inside. Ferry does
+/// not rely on the delta's signatures: the superblock's commit is verified like any other
+/// commit, and every object is hashed against its name.
+fn unwrap_signed(bytes: &[u8]) -> Result<&[u8], DeltaError> {
+    const WHAT: &str = "signed superblock";
+    if !bytes.starts_with(SIGNED_MAGIC) {
+        return Ok(bytes);
+    }
+    let members = frame::tuple(WHAT, bytes, &[U64, var(1), var(8)])?;
+    // As libostree, a wrapper must hold at least one signature; the dictionary is read to
+    // make sure the framing is sound even though the signatures are not checked.
+    let signatures = frame::vardict(WHAT, members[2], MAX_ENTRIES)?;
+    if !signatures
+        .iter()
+        .any(|(key, _, _)| key.starts_with("ostree.sign."))
+    {
+        return Err(DeltaError::Malformed(
+            "signed superblock without a signature",
+        ));
+    }
+    let inner = members[1];
+    if inner.starts_with(SIGNED_MAGIC) {
+        return Err(DeltaError::Malformed(
+            "signed superblock inside a signed superblock",
+        ));
+    }
+    Ok(inner)
+}
+
 impl Superblock {
-    /// Parses a superblock and checks that its commit hashes to its `to` checksum.
+    /// Parses a superblock, signed or not, and checks that its commit hashes to its `to`
+    /// checksum.
     pub fn parse(bytes: &[u8]) -> Result<Self, DeltaError> {
         const WHAT: &str = "superblock";
         if bytes.len() as u64 > MAX_SUPERBLOCK_SIZE {
             return Err(DeltaError::Malformed("superblock too large"));
         }
+        let bytes = unwrap_signed(bytes)?;
         // (a{sv} t ay ay (commit) ay a(uayttay) a(yaytt))
         let members = frame::tuple(
             WHAT,
@@ -1299,6 +1336,59 @@ mod tests {
             assert!(Superblock::parse(&truncated).is_err());
         }
         assert_eq!(inline, 1);
+    }
+
+    /// `superblock` wrapped as `ostree static-delta generate --sign` wraps it, with
+    /// `signatures` under their `ostree.sign.*` keys.
+    fn signed(superblock: &[u8], signatures: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut metadata = crate::object::Metadata::new();
+        for (key, signature) in signatures {
+            metadata.insert_byte_arrays(key, &[signature]).unwrap();
+        }
+        let metadata = metadata.to_bytes().unwrap();
+        write::tuple(&[
+            (U64, SIGNED_MAGIC),
+            (var(1), superblock),
+            (var(8), &metadata),
+        ])
+    }
+
+    #[test]
+    fn reads_the_superblock_inside_a_signed_one() {
+        let plain = &include_bytes!("../../../fuzz/corpus/delta/2.superblock")[..];
+        let expected = Superblock::parse(plain).unwrap();
+        let wrapped = signed(plain, &[("ostree.sign.ed25519", &[7; 64])]);
+        assert_eq!(&wrapped[..8], b"OSTSGNDT");
+        let superblock = Superblock::parse(&wrapped).unwrap();
+        assert_eq!(superblock.to, expected.to);
+        assert_eq!(superblock.from, expected.from);
+        assert_eq!(superblock.commit, expected.commit);
+        let checksums = |superblock: &Superblock| -> Vec<Checksum> {
+            superblock.parts.iter().map(|part| part.checksum).collect()
+        };
+        assert_eq!(checksums(&superblock), checksums(&expected));
+
+        // Cut anywhere, the framing or the superblock inside no longer holds.
+        for cut in [1, 9, wrapped.len() / 2, wrapped.len() - 1] {
+            assert!(Superblock::parse(&wrapped[..cut]).is_err(), "cut at {cut}");
+        }
+        // A byte of the commit inside changed: the commit no longer hashes to `to`.
+        let mut altered = wrapped.clone();
+        let commit_at = 8 + plain
+            .windows(expected.commit.len())
+            .position(|window| window == expected.commit.as_slice())
+            .unwrap();
+        altered[commit_at + expected.commit.len() / 2] ^= 0xff;
+        let error = Superblock::parse(&altered).unwrap_err();
+        assert!(
+            matches!(error, DeltaError::CommitMismatch { .. }),
+            "{error}"
+        );
+        // No signature, or a signed superblock inside another: not what libostree writes.
+        assert!(Superblock::parse(&signed(plain, &[])).is_err());
+        assert!(Superblock::parse(&signed(plain, &[("other", &[1])])).is_err());
+        let nested = signed(&wrapped, &[("ostree.sign.ed25519", &[7; 64])]);
+        assert!(Superblock::parse(&nested).is_err());
     }
 
     #[test]

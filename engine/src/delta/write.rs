@@ -67,7 +67,7 @@ fn pad(out: &mut Vec<u8>, align: usize) {
 }
 
 /// A tuple of non-fixed size (each here has at least one variable-size member).
-fn tuple(members: &[(Layout, &[u8])]) -> Vec<u8> {
+pub(super) fn tuple(members: &[(Layout, &[u8])]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut ends = Vec::new();
     for (index, (layout, bytes)) in members.iter().enumerate() {
