@@ -602,21 +602,38 @@ pub fn summary_value(repo: &Repo) -> Result<Option<MetadataValue>, DeltaError> {
         .map_err(format_error)
 }
 
+/// A checksum in OSTree's modified base64, as delta directories and index files name them.
+fn decode_modified_base64(text: &str) -> Option<Checksum> {
+    let raw = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(text.replace('_', "/"))
+        .ok()?;
+    let raw: [u8; 32] = raw.try_into().ok()?;
+    Some(Checksum::from_array(raw))
+}
+
+/// The commits of the delta directory `deltas/<head>/<tail>`: where it starts (None: from
+/// scratch) and where it leads.
+pub(crate) fn delta_of_dir(head: &str, tail: &str) -> Option<(Option<Checksum>, Checksum)> {
+    let joined = format!("{head}{tail}");
+    match joined.split_once('-') {
+        Some((from, to)) => Some((
+            Some(decode_modified_base64(from)?),
+            decode_modified_base64(to)?,
+        )),
+        None => Some((None, decode_modified_base64(&joined)?)),
+    }
+}
+
+/// The commit the delta index `delta-indexes/<head>/<name>` lists deltas to.
+pub(crate) fn commit_of_index(head: &str, name: &str) -> Option<Checksum> {
+    decode_modified_base64(&format!("{head}{}", name.strip_suffix(".index")?))
+}
+
 /// The summary name (`FROM-TO` or `TO` in hex) of the delta directory
 /// `deltas/<head>/<tail>`.
 fn name_of_dir(head: &str, tail: &str) -> Option<String> {
-    let decode = |text: &str| -> Option<Checksum> {
-        let raw = base64::engine::general_purpose::STANDARD_NO_PAD
-            .decode(text.replace('_', "/"))
-            .ok()?;
-        let raw: [u8; 32] = raw.try_into().ok()?;
-        Some(Checksum::from_array(raw))
-    };
-    let joined = format!("{head}{tail}");
-    match joined.split_once('-') {
-        Some((from, to)) => Some(super::delta_name(Some(&decode(from)?), &decode(to)?)),
-        None => Some(super::delta_name(None, &decode(&joined)?)),
-    }
+    let (from, to) = delta_of_dir(head, tail)?;
+    Some(super::delta_name(from.as_ref(), &to))
 }
 
 /// Writes `bytes` to `path` through a temporary file renamed into place.
@@ -650,6 +667,11 @@ mod tests {
             );
         }
         assert_eq!(name_of_dir("AB", "not-base64!"), None);
+        let index = super::super::index_path(&to);
+        let mut parts = index.trim_start_matches("delta-indexes/").splitn(2, '/');
+        let (head, name) = (parts.next().unwrap(), parts.next().unwrap());
+        assert_eq!(commit_of_index(head, name), Some(to));
+        assert_eq!(commit_of_index(head, name.trim_end_matches(".index")), None);
 
         let mut map = Metadata::new();
         for (name, superblock) in [

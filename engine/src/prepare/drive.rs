@@ -73,6 +73,15 @@ fn open_dir(parent: &OwnedFd, name: &str, path: &Path) -> Result<OwnedFd, Prepar
     .map_err(|e| PrepareError::io("open", path.join(name), e.into()))
 }
 
+fn open_dir_at(parent: &OwnedFd, name: &str) -> Result<OwnedFd, Errno> {
+    rustix::fs::openat(
+        parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )
+}
+
 fn make_dir(parent: &OwnedFd, name: &str, path: &Path) -> Result<(), PrepareError> {
     match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o755)) {
         Ok(()) | Err(Errno::EXIST) => Ok(()),
@@ -231,6 +240,78 @@ impl DriveWriter {
         match rustix::fs::unlinkat(&dir, name, AtFlags::empty()) {
             Ok(()) | Err(Errno::NOENT) => Ok(()),
             Err(error) => Err(PrepareError::io("remove", path.join(name), error.into())),
+        }
+    }
+
+    /// The entries of the two-character directories under `top` (`deltas`, `delta-indexes`)
+    /// as (`XX`, `NAME`), read without following symlinks; none when `top` does not exist.
+    pub(super) fn entries_under(&self, top: &str) -> Result<Vec<(String, String)>, PrepareError> {
+        let top_path = self.path.join(top);
+        let top_dir = match open_dir_at(&self.dir, top) {
+            Ok(dir) => dir,
+            Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Ok(Vec::new()),
+            Err(error) => return Err(PrepareError::io("open", top_path, error.into())),
+        };
+        let mut found = Vec::new();
+        for prefix in list_dir(&top_dir, &top_path)? {
+            let dir = match open_dir_at(&top_dir, &prefix) {
+                Ok(dir) => dir,
+                Err(Errno::NOTDIR | Errno::LOOP | Errno::NOENT) => continue,
+                Err(error) => {
+                    return Err(PrepareError::io(
+                        "open",
+                        top_path.join(&prefix),
+                        error.into(),
+                    ))
+                }
+            };
+            for name in list_dir(&dir, &top_path.join(&prefix))? {
+                found.push((prefix.clone(), name));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Removes `top/PREFIX/NAME`, a file or a directory of files (a delta's superblock and
+    /// parts), then `top/PREFIX` when that leaves it empty. A directory holding more than
+    /// files is emptied of its files and left.
+    pub(super) fn remove_under(
+        &self,
+        top: &str,
+        prefix: &str,
+        name: &str,
+    ) -> Result<(), PrepareError> {
+        let prefix_path = self.path.join(top).join(prefix);
+        let prefix_dir = open_dir(&self.dir, &format!("{top}/{prefix}"), &self.path)?;
+        let path = prefix_path.join(name);
+        let removed = match rustix::fs::unlinkat(&prefix_dir, name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(Errno::ISDIR | Errno::PERM) => {
+                let dir = open_dir(&prefix_dir, name, &prefix_path)?;
+                for file in list_dir(&dir, &path)? {
+                    match rustix::fs::unlinkat(&dir, file.as_str(), AtFlags::empty()) {
+                        Ok(()) | Err(Errno::NOENT | Errno::ISDIR | Errno::PERM) => {}
+                        Err(error) => {
+                            return Err(PrepareError::io("remove", path.join(file), error.into()))
+                        }
+                    }
+                }
+                rustix::fs::unlinkat(&prefix_dir, name, AtFlags::REMOVEDIR)
+            }
+            Err(error) => Err(error),
+        };
+        match removed {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(Errno::NOTEMPTY | Errno::EXIST) => {
+                tracing::warn!(path = %path.display(), "left in place: it holds directories");
+            }
+            Err(error) => return Err(PrepareError::io("remove", path, error.into())),
+        }
+        drop(prefix_dir);
+        let top_dir = open_dir(&self.dir, top, &self.path)?;
+        match rustix::fs::unlinkat(&top_dir, prefix, AtFlags::REMOVEDIR) {
+            Ok(()) | Err(Errno::NOENT | Errno::NOTEMPTY | Errno::EXIST) => Ok(()),
+            Err(error) => Err(PrepareError::io("remove", prefix_path, error.into())),
         }
     }
 

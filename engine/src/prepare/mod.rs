@@ -141,6 +141,8 @@ pub struct PrepareOutcome {
     pub summary_written: bool,
     /// Object files removed because no ref on the drive needs them any more.
     pub objects_removed: u64,
+    /// Static deltas removed because no ref on the drive points at their `to` commit.
+    pub deltas_removed: u64,
 }
 
 /// Why a drive could not be prepared.
@@ -485,6 +487,7 @@ pub fn prepare_drive(
             refs_written: 0,
             summary_written: false,
             objects_removed: 0,
+            deltas_removed: 0,
         });
     }
 
@@ -591,16 +594,30 @@ pub fn prepare_drive(
         )?;
         refs_written += 1;
     }
+    // Refs that moved on leave what only their old commits needed: deltas to those commits
+    // go before the summary is written, so that it no longer lists them, and their objects
+    // after it.
+    let prune = !request.keep_old && refs_written > 0;
+    let removing = if prune {
+        Some(drive_repo.lock(LockKind::Exclusive, Some(cancel))?)
+    } else {
+        None
+    };
+    let deltas_removed = if prune {
+        remove_stale_deltas(&drive_repo, &writer)?
+    } else {
+        0
+    };
     let summary_written = write_summary(&drive_repo, &writer)?;
     writer.sync()?;
-    let objects_removed = if request.keep_old || refs_written == 0 {
-        0
-    } else {
-        let _removing = drive_repo.lock(LockKind::Exclusive, Some(cancel))?;
+    let objects_removed = if prune {
         let removed = remove_unreachable(&drive_repo, &writer, cancel)?;
         writer.sync()?;
         removed
+    } else {
+        0
     };
+    drop(removing);
 
     // Everything is on the drive; read it back from the device to catch a stick that
     // loses or garbles writes.
@@ -657,6 +674,7 @@ pub fn prepare_drive(
         refs_written,
         summary_written,
         objects_removed,
+        deltas_removed,
     })
 }
 
@@ -795,6 +813,37 @@ fn write_delta(
         cancel,
         written,
     )
+}
+
+/// Removes the static deltas under `deltas/` to commits no ref on the drive points at, and
+/// the `delta-indexes/` entries of those commits: a pull from the drive only ever wants a
+/// ref's commit. A delta's `from` commit is not looked at; machines hold it, not the drive.
+/// Returns how many deltas were removed.
+fn remove_stale_deltas(drive: &Repo, writer: &DriveWriter) -> Result<u64, PrepareError> {
+    let targets: HashSet<Checksum> = drive
+        .list_refs()?
+        .into_iter()
+        .map(|(_, commit)| commit)
+        .collect();
+    let mut removed = 0;
+    for (prefix, name) in writer.entries_under("deltas")? {
+        let Some((_, to)) = crate::delta::write::delta_of_dir(&prefix, &name) else {
+            continue;
+        };
+        if !targets.contains(&to) {
+            writer.remove_under("deltas", &prefix, &name)?;
+            removed += 1;
+        }
+    }
+    for (prefix, name) in writer.entries_under("delta-indexes")? {
+        let Some(to) = crate::delta::write::commit_of_index(&prefix, &name) else {
+            continue;
+        };
+        if !targets.contains(&to) {
+            writer.remove_under("delta-indexes", &prefix, &name)?;
+        }
+    }
+    Ok(removed)
 }
 
 /// Removes the object files no ref on the drive reaches (older commits the refs moved
