@@ -1391,6 +1391,30 @@ mod tests {
         assert!(Superblock::parse(&nested).is_err());
     }
 
+    /// A superblock listing deltas to apply before it (libostree's recursive deltas, which
+    /// it neither writes nor follows) is refused.
+    #[test]
+    fn refuses_a_superblock_listing_deltas_to_apply_first() {
+        let plain = &include_bytes!("../../../fuzz/corpus/delta/2.superblock")[..];
+        let layouts = [var(8), U64, var(1), var(1), var(8), var(1), var(8), var(8)];
+        let members = frame::tuple("test", plain, &layouts).unwrap();
+        let rebuilt = |recursive: &[u8]| {
+            let mut with: Vec<(frame::Layout, &[u8])> = layouts
+                .iter()
+                .copied()
+                .zip(members.iter().copied())
+                .collect();
+            with[5].1 = recursive;
+            write::tuple(&with)
+        };
+        assert!(Superblock::parse(&rebuilt(&[])).is_ok());
+        let error = Superblock::parse(&rebuilt(&[0xab; 64])).unwrap_err();
+        assert!(
+            matches!(error, DeltaError::Malformed(reason) if reason.contains("recursive")),
+            "{error}"
+        );
+    }
+
     #[test]
     fn refuses_parts_of_the_wrong_or_an_oversized_size() {
         let mut superblock = superblock_creating(hello_checksum());
