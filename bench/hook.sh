@@ -44,12 +44,8 @@ STAMP="files=$FILES v1"
 
 setup_scene() {
   bench_stale "$CACHE" "$STAMP" || return 0
-  mkdir -p "$CACHE"
-  bench_signing_key "$CACHE" 'OS Vendor <os@example.org>'
-  local key=$BENCH_KEY
-
   local vendor=$CACHE/osrepo data=$CACHE/osdata
-  ostree init --mode=archive --repo="$vendor" --collection-id=$COLLECTION
+  bench_signed_repo "$CACHE" 'OS Vendor <os@example.org>' "$vendor" $COLLECTION
   mkdir -p "$data/usr/bin" "$data/usr/lib/modules/6.1.0" "$data/usr/etc"
   echo "a kernel" > "$data/usr/lib/modules/6.1.0/vmlinuz"
   echo "an initramfs" > "$data/usr/lib/modules/6.1.0/initramfs.img"
@@ -58,8 +54,8 @@ setup_scene() {
   commit() {  # commit VERSION
     ostree --repo="$vendor" commit --bootable -b $REF -s "ExampleOS $1" \
       --add-metadata-string=version="$1" \
-      --gpg-sign="$key" --gpg-homedir="$GNUPGHOME" "$data" >/dev/null
-    ostree --repo="$vendor" summary -u --gpg-sign="$key" --gpg-homedir="$GNUPGHOME"
+      --gpg-sign="$BENCH_KEY" --gpg-homedir="$GNUPGHOME" "$data" >/dev/null
+    ostree --repo="$vendor" summary -u --gpg-sign="$BENCH_KEY" --gpg-homedir="$GNUPGHOME"
   }
   commit 1.0
 

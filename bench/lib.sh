@@ -94,6 +94,14 @@ bench_signing_key() {
   gpg --batch --export "$BENCH_KEY" > "$1/vendor.gpg"
 }
 
+# bench_signed_repo DIR NAME REPO COLLECTION: a signing key for NAME in DIR (as
+# bench_signing_key makes it, creating DIR) and an empty archive repository REPO with that
+# collection ID, for a vendor's signed commits.
+bench_signed_repo() {
+  bench_signing_key "$1" "$2"
+  ostree init --mode=archive --repo="$3" --collection-id="$4"
+}
+
 # bench_fresh_repo PATH MODE [COLLECTION]: removes PATH and creates an empty repository there.
 bench_fresh_repo() {
   rm -rf "$1"

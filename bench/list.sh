@@ -27,12 +27,8 @@ ref_name() { printf 'bench/app%03d/x86_64/stable' "$1"; }
 
 setup_scene() {
   bench_stale "$SETUP" "$STAMP" || return 0
-  mkdir -p "$SETUP"
-  bench_signing_key "$SETUP" 'Bench Vendor <bench@example.org>'
-  local key=$BENCH_KEY
-
   local vendor=$SETUP/vendor tree=$SETUP/tree
-  ostree init --mode=archive --repo="$vendor" --collection-id=$COLLECTION
+  bench_signed_repo "$SETUP" 'Bench Vendor <bench@example.org>' "$vendor" $COLLECTION
   mkdir -p "$tree/usr/bin" "$tree/usr/share/doc"
   echo '#!/bin/sh' > "$tree/usr/bin/app"; chmod 755 "$tree/usr/bin/app"
   echo 'shared by every version' > "$tree/usr/share/doc/README"
@@ -44,7 +40,7 @@ setup_scene() {
       echo "app $i version $version" > "$tree/usr/share/doc/version"
       ostree --repo="$vendor" commit -b "$(ref_name "$i")" -s "app $i $version" \
         --add-metadata-string=version="$version" --generate-sizes \
-        --gpg-sign="$key" --gpg-homedir="$GNUPGHOME" "$tree" >/dev/null
+        --gpg-sign="$BENCH_KEY" --gpg-homedir="$GNUPGHOME" "$tree" >/dev/null
     done
   }
   all_refs() { local i; for ((i = 0; i < REFS; i++)); do ref_name "$i"; echo; done; }

@@ -149,20 +149,17 @@ mod tests {
         }
     }
 
+    /// An update installed into `target`, as most entries are.
+    fn installed(target: TargetKind) -> HistoryEntry {
+        entry(HistoryAction::Install, HistoryStatus::Installed, target)
+    }
+
     #[test]
     fn an_os_update_says_what_changed_and_from_which_drive() {
-        let os = entry(
-            HistoryAction::Install,
-            HistoryStatus::Installed,
-            TargetKind::Os,
-        );
+        let os = installed(TargetKind::Os);
         assert_eq!(title(&os), "Operating System");
         assert_eq!(summary(&os), "Installed 1.0 → 2.0 from the drive KINGSTON");
-        let mut app = entry(
-            HistoryAction::Install,
-            HistoryStatus::Installed,
-            TargetKind::Flatpak,
-        );
+        let mut app = installed(TargetKind::Flatpak);
         app.ref_name = "app/org.example.App/x86_64/stable".to_owned();
         app.sources[0] = HistorySource {
             kind: SourceKind::Lan,
@@ -174,16 +171,8 @@ mod tests {
 
     #[test]
     fn going_back_is_offered_after_an_os_update_only() {
-        let os = entry(
-            HistoryAction::Install,
-            HistoryStatus::Installed,
-            TargetKind::Os,
-        );
-        let app = entry(
-            HistoryAction::Install,
-            HistoryStatus::Installed,
-            TargetKind::Flatpak,
-        );
+        let os = installed(TargetKind::Os);
+        let app = installed(TargetKind::Flatpak);
         let back = entry(
             HistoryAction::Rollback,
             HistoryStatus::RolledBack,
@@ -218,11 +207,7 @@ mod tests {
 
     #[test]
     fn history_is_read_from_json_and_garbage_is_an_error() {
-        let os = entry(
-            HistoryAction::Install,
-            HistoryStatus::Installed,
-            TargetKind::Os,
-        );
+        let os = installed(TargetKind::Os);
         let text = serde_json::to_string(&[&os]).expect("json");
         assert_eq!(parse(&text), Ok(vec![os]));
         assert!(parse("no").is_err());

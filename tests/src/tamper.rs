@@ -16,20 +16,6 @@ use crate::error::{FixtureError, IoContext, Result};
 use crate::gpg::GpgKey;
 use crate::ostree::{object_path_in, ObjectKind, OstreeRepo, RefLocation};
 
-/// Rewrites the `.filez` object of file `path` in commit `rev` of an archive repository so it
-/// stays well formed (same header, valid raw-deflate stream) but its content has every `old`
-/// replaced by `new` (same length, so the header's size stays right). Only a checksum check can
-/// notice. Returns the object's path.
-pub fn tamper_filez(
-    repo: &OstreeRepo,
-    rev: &str,
-    path: &str,
-    old: &[u8],
-    new: &[u8],
-) -> Result<PathBuf> {
-    replace_in_content(repo, rev, path, "filez", old, new)
-}
-
 /// Replaces every `old` in the content of file `path` in commit `rev`, stored with
 /// `extension`: `.filez` content is inflated and deflated again, `.file` content edited in
 /// place. Returns the object's path.
@@ -145,8 +131,11 @@ fn filez_body_start(object: &Path, bytes: &[u8]) -> Result<usize> {
         .ok_or_else(|| bad_object(object, "header longer than the file"))
 }
 
-/// Like [`tamper_filez`] for any mode: archive objects are re-deflated, bare objects (`.file`)
-/// are edited in place (their xattrs, such as `user.ostreemeta`, are kept).
+/// Rewrites the content object of file `path` in commit `rev` so it stays well formed but its
+/// content has every `old` replaced by `new` (same length, so the header's size stays right).
+/// Only a checksum check can notice. An archive repository's `.filez` object keeps its header
+/// and gets a valid raw-deflate stream again; a bare one's `.file` is edited in place (its
+/// xattrs, such as `user.ostreemeta`, are kept). Returns the object's path.
 pub fn tamper_content(
     repo: &OstreeRepo,
     rev: &str,

@@ -25,7 +25,7 @@ use ferry_tests::lan::{ServeOptions, ServeProcess, Switch};
 use ferry_tests::machine::MachineEnv;
 use ferry_tests::ostree::OstreeRepo;
 use ferry_tests::sysroot::Sysroot;
-use ferry_tests::tamper::tamper_filez;
+use ferry_tests::tamper::tamper_content;
 use tempfile::TempDir;
 
 const MACHINES: usize = 12;
@@ -189,7 +189,7 @@ fn run_room(room: Room) -> Result<Duration> {
         let forged_repo = OstreeRepo::open(&forged);
         for n in 0..NEW_FILES {
             let path = format!("usr/share/exampleos/extra/payload-{n}");
-            tamper_filez(&forged_repo, &v2, &path, GENUINE, FORGED)?;
+            tamper_content(&forged_repo, &v2, &path, GENUINE, FORGED)?;
         }
     }
 

@@ -277,7 +277,8 @@ fn tampered_objects_are_well_formed_but_fail_fsck() -> Result<()> {
     };
 
     let filez = copy("filez", RepoMode::Archive)?;
-    let object = tamper::tamper_filez(&filez, &commit, "/usr/share/hello.txt", b"hello", b"HACKD")?;
+    let object =
+        tamper::tamper_content(&filez, &commit, "/usr/share/hello.txt", b"hello", b"HACKD")?;
     ensure!(object.extension().is_some_and(|e| e == "filez"));
     let cat = filez
         .ostree()

@@ -429,7 +429,7 @@ fn signature_copied_from_another_commit() -> Result<()> {
 fn altered_file_contents() -> Result<()> {
     refused(|s| {
         let (drive, v2) = s.drive_with_v2(None)?;
-        tamper::tamper_filez(&drive.repo, &v2, "/usr/share/hello.txt", b"hello", b"HACKD")?;
+        tamper::tamper_content(&drive.repo, &v2, "/usr/share/hello.txt", b"hello", b"HACKD")?;
         Ok(s.drive_case(&drive)
             .needle("/usr/share/hello.txt")
             .needle("not to its name"))

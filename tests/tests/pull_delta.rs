@@ -32,12 +32,14 @@ const LIBRARY: &str = "usr/lib/libexample.so";
 /// A file new in v2, larger than `--min-fallback-size=1` (MB): left as a fallback object.
 const BIG_NEW_FILE: &str = "usr/share/big-new.bin";
 
-/// A publisher's archive repository with v1 of the standard tree plus [`LIBRARY`].
+/// A publisher's archive repository with v1 of the standard tree plus [`LIBRARY`], in a
+/// temporary directory of its own, which also holds the test's destinations and checkouts.
 struct Fixture {
     key: GpgKey,
     tree: Tree,
     repo: OstreeRepo,
     v1: String,
+    tmp: TempDir,
 }
 
 /// v2 and its delta.
@@ -64,12 +66,14 @@ fn object_files(repo: &Path) -> Result<BTreeSet<PathBuf>> {
 
 impl Fixture {
     /// The plain tree committed with canonical permissions, which every mode can hold.
-    fn new(base: &Path) -> Result<Self> {
-        Self::with(base, TreeOptions::plain())
+    fn new() -> Result<Self> {
+        Self::with(TreeOptions::plain())
     }
 
     /// The standard tree with `options`; canonical permissions only for the plain tree.
-    fn with(base: &Path, options: TreeOptions) -> Result<Self> {
+    fn with(options: TreeOptions) -> Result<Self> {
+        let tmp = TempDir::new()?;
+        let base = tmp.path();
         let key = GpgKey::generate(&base.join("gnupg"), "Publisher <publisher@example.org>")?;
         let tree = Tree::standard(&base.join("tree"), options)?;
         tree.write_file(LIBRARY, pseudo_random(96 * 1024, 1))?;
@@ -82,7 +86,95 @@ impl Fixture {
             tree,
             repo,
             v1,
+            tmp,
         })
+    }
+
+    /// The test's directory.
+    fn base(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// A destination of `mode` at `base/name`, trusting the publisher's key.
+    fn client(&self, name: &str, mode: RepoMode) -> Result<OstreeRepo> {
+        client(&self.base().join(name), mode, Some(&self.key))
+    }
+
+    /// A destination of `mode` at `base/name`, at 1.0 (pulled through Ferry).
+    fn client_at_v1(&self, name: &str, mode: RepoMode) -> Result<OstreeRepo> {
+        let dest = self.client(name, mode)?;
+        self.pull_published(&dest)?;
+        ensure!(dest.read_ref(&remote_ref(BRANCH))? == Some(self.v1.clone()));
+        Ok(dest)
+    }
+
+    /// A destination at 1.0 in each of `modes`, named after its mode.
+    fn clients_at_v1(&self, modes: &[RepoMode]) -> Result<Vec<OstreeRepo>> {
+        modes
+            .iter()
+            .map(|&mode| self.client_at_v1(&format!("dest-{}", mode.as_str()), mode))
+            .collect()
+    }
+
+    /// `ferryctl pull` of the branch into `dest` from every source in `from`, with `extra`
+    /// arguments.
+    fn pull(&self, dest: &OstreeRepo, from: &[&OsStr], extra: &[&str]) -> Result<PullRun> {
+        let mut args = vec!["--remote", REMOTE];
+        args.extend_from_slice(extra);
+        pull(&trust_root(self.base()), &dest.path, from, &args, &[BRANCH])
+    }
+
+    /// A successful pull of the branch into `dest` from every source in `from`.
+    fn pull_all(&self, dest: &OstreeRepo, from: &[&OsStr]) -> Result<PullRun> {
+        self.pull(dest, from, &[])?.require_success()
+    }
+
+    /// A successful pull into `dest` from the publisher's repository itself.
+    fn pull_published(&self, dest: &OstreeRepo) -> Result<PullRun> {
+        self.pull_all(dest, &[self.repo.path.as_os_str()])
+    }
+
+    /// A successful pull of the branch into `dest` from `peers` at once.
+    fn pull_from_peers(&self, dest: &OstreeRepo, peers: &[&Peer]) -> Result<PullRun> {
+        let urls: Vec<String> = peers.iter().map(|peer| format!("{}/", peer.url)).collect();
+        let from: Vec<&OsStr> = urls.iter().map(OsStr::new).collect();
+        self.pull_all(dest, &from)
+    }
+
+    /// `dest` at v2, fsck-clean, its checkout the same as the publisher's in content and
+    /// modes.
+    fn check_result(&self, dest: &OstreeRepo, update: &Update, name: &str) -> Result<()> {
+        self.check_result_with(dest, update, name, &CompareOptions::content_and_modes())
+    }
+
+    fn check_result_with(
+        &self,
+        dest: &OstreeRepo,
+        update: &Update,
+        name: &str,
+        compare: &CompareOptions,
+    ) -> Result<()> {
+        dest.fsck().with_context(|| format!("fsck of {name}"))?;
+        ensure!(dest.read_ref(&remote_ref(BRANCH))? == Some(update.v2.clone()));
+        let checkout = self.base().join(format!("co-{name}"));
+        dest.checkout(&update.v2, &checkout, CheckoutMode::Plain)?;
+        assert_trees_equal(&update.reference, &checkout, compare)
+            .with_context(|| format!("checkout from {name}"))?;
+        fs::remove_dir_all(&checkout)?;
+        Ok(())
+    }
+
+    /// `ostree static-delta show` of the delta from v1 to `update`.
+    fn show_delta(&self, update: &Update) -> Result<String> {
+        Ok(self
+            .repo
+            .ostree()
+            .args([
+                "static-delta",
+                "show",
+                &format!("{}-{}", self.v1, update.v2),
+            ])
+            .stdout()?)
     }
 
     fn spec<'a>(tree: &'a Tree, options: TreeOptions, version: &str) -> CommitSpec<'a> {
@@ -95,7 +187,7 @@ impl Fixture {
     }
 
     /// Commits v2 and runs `ostree static-delta generate` with `delta_args`.
-    fn update(&self, base: &Path, delta_args: &[&str]) -> Result<Update> {
+    fn update(&self, delta_args: &[&str]) -> Result<Update> {
         let before = object_files(&self.repo.path)?;
         self.tree.modify_for_second_commit(0)?;
         let mut library = pseudo_random(96 * 1024, 1);
@@ -133,7 +225,7 @@ impl Fixture {
             .collect();
         let fallback = self.content_object(&v2, BIG_NEW_FILE)?;
         ensure!(new_objects.contains(&fallback));
-        let reference = base.join("reference");
+        let reference = self.base().join("reference");
         self.repo.checkout(&v2, &reference, CheckoutMode::Plain)?;
         Ok(Update {
             v2,
@@ -215,18 +307,18 @@ fn corrupt(path: &Path) -> Result<()> {
 
 /// The fixture, a destination of `mode` at 1.0 (pulled through Ferry), and the update to 2.0
 /// with its delta from 1.0.
-fn updated_from_v1(base: &Path, mode: RepoMode) -> Result<(Fixture, OstreeRepo, Update)> {
-    let fixture = Fixture::new(base)?;
-    let dest = client(&base.join("dest"), mode, Some(&fixture.key))?;
-    pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
-    let update = fixture.update(base, &[&format!("--from={}", fixture.v1)])?;
+fn updated_from_v1(mode: RepoMode) -> Result<(Fixture, OstreeRepo, Update)> {
+    let fixture = Fixture::new()?;
+    let dest = fixture.client_at_v1("dest", mode)?;
+    let update = fixture.update(&[&format!("--from={}", fixture.v1)])?;
     Ok((fixture, dest, update))
 }
 
-fn pull_from(base: &Path, dest: &OstreeRepo, from: &OsStr, extra: &[&str]) -> Result<PullRun> {
-    let mut args = vec!["--remote", REMOTE];
-    args.extend_from_slice(extra);
-    pull(&trust_root(base), &dest.path, &[from], &args, &[BRANCH])
+/// The pull left no static delta aside.
+fn expect_no_delta_warnings(run: &PullRun) -> Result<()> {
+    let warnings = delta_warnings(run);
+    ensure!(warnings.is_empty(), "{warnings:?}");
+    Ok(())
 }
 
 fn delta_warnings(run: &PullRun) -> Vec<String> {
@@ -252,65 +344,18 @@ fn check_progress(run: &PullRun) -> Result<()> {
     Ok(())
 }
 
-fn check_result(base: &Path, dest: &OstreeRepo, update: &Update, name: &str) -> Result<()> {
-    check_result_with(
-        base,
-        dest,
-        update,
-        name,
-        &CompareOptions::content_and_modes(),
-    )
-}
-
-fn check_result_with(
-    base: &Path,
-    dest: &OstreeRepo,
-    update: &Update,
-    name: &str,
-    compare: &CompareOptions,
-) -> Result<()> {
-    dest.fsck().with_context(|| format!("fsck of {name}"))?;
-    ensure!(dest.read_ref(&remote_ref(BRANCH))? == Some(update.v2.clone()));
-    let checkout = base.join(format!("co-{name}"));
-    dest.checkout(&update.v2, &checkout, CheckoutMode::Plain)?;
-    assert_trees_equal(&update.reference, &checkout, compare)
-        .with_context(|| format!("checkout from {name}"))?;
-    fs::remove_dir_all(&checkout)?;
-    Ok(())
-}
-
 #[test]
 fn update_delta_with_bsdiff_applies_into_every_mode() -> Result<()> {
-    let tmp = TempDir::new()?;
-    let base = tmp.path();
-    let fixture = Fixture::new(base)?;
+    let fixture = Fixture::new()?;
     let modes = [
         RepoMode::Bare,
         RepoMode::BareUser,
         RepoMode::BareUserOnly,
         RepoMode::Archive,
     ];
-    let mut dests = Vec::new();
-    for mode in modes {
-        let dest = client(
-            &base.join(format!("dest-{}", mode.as_str())),
-            mode,
-            Some(&fixture.key),
-        )?;
-        pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
-        ensure!(dest.read_ref(&remote_ref(BRANCH))? == Some(fixture.v1.clone()));
-        dests.push(dest);
-    }
-    let update = fixture.update(base, &[&format!("--from={}", fixture.v1)])?;
-    let shown = fixture
-        .repo
-        .ostree()
-        .args([
-            "static-delta",
-            "show",
-            &format!("{}-{}", fixture.v1, update.v2),
-        ])
-        .stdout()?;
+    let dests = fixture.clients_at_v1(&modes)?;
+    let update = fixture.update(&[&format!("--from={}", fixture.v1)])?;
+    let shown = fixture.show_delta(&update)?;
     // The changed library is a bsdiff patch, the big new file a fallback.
     ensure!(
         shown.contains("bspatch=") && !shown.contains("bspatch=0\n"),
@@ -326,33 +371,26 @@ fn update_delta_with_bsdiff_applies_into_every_mode() -> Result<()> {
     fixture.delete_delta_content(&update)?;
 
     // Without deltas the objects the delta carries are nowhere: the pull fails.
-    let refused = pull_from(
-        base,
+    let refused = fixture.pull(
         &dests[0],
-        fixture.repo.path.as_os_str(),
+        &[fixture.repo.path.as_os_str()],
         &["--no-deltas"],
     )?;
     ensure!(!refused.success(), "an object pull found deleted objects");
 
     for (mode, dest) in modes.iter().zip(&dests) {
-        let run = pull_from(base, dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+        let run = fixture.pull_published(dest)?;
         check_progress(&run)?;
-        ensure!(
-            delta_warnings(&run).is_empty(),
-            "{:?}",
-            delta_warnings(&run)
-        );
-        check_result(base, dest, &update, mode.as_str())?;
+        expect_no_delta_warnings(&run)?;
+        fixture.check_result(dest, &update, mode.as_str())?;
     }
     Ok(())
 }
 
 #[test]
 fn from_scratch_inline_delta_installs_a_fresh_repository() -> Result<()> {
-    let tmp = TempDir::new()?;
-    let base = tmp.path();
-    let fixture = Fixture::new(base)?;
-    let update = fixture.update(base, &["--empty", "--inline"])?;
+    let fixture = Fixture::new()?;
+    let update = fixture.update(&["--empty", "--inline"])?;
     ensure!(
         !fixture.delta_dir()?.join("0").exists(),
         "the part is not inline"
@@ -363,31 +401,25 @@ fn from_scratch_inline_delta_installs_a_fresh_repository() -> Result<()> {
             fs::remove_file(fixture.repo.path.join(object))?;
         }
     }
-    let dest = client(&base.join("dest"), RepoMode::BareUser, Some(&fixture.key))?;
-    let run = pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
-    ensure!(
-        delta_warnings(&run).is_empty(),
-        "{:?}",
-        delta_warnings(&run)
-    );
-    check_result(base, &dest, &update, "scratch")
+    let dest = fixture.client("dest", RepoMode::BareUser)?;
+    let run = fixture.pull_published(&dest)?;
+    expect_no_delta_warnings(&run)?;
+    fixture.check_result(&dest, &update, "scratch")
 }
 
 #[test]
 fn corrupt_part_is_dropped_and_objects_are_fetched_instead() -> Result<()> {
-    let tmp = TempDir::new()?;
-    let base = tmp.path();
-    let (fixture, dest, update) = updated_from_v1(base, RepoMode::Bare)?;
+    let (fixture, dest, update) = updated_from_v1(RepoMode::Bare)?;
     corrupt(&fixture.delta_dir()?.join("0"))?;
 
-    let run = pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    let run = fixture.pull_published(&dest)?;
     check_progress(&run)?;
     let warnings = delta_warnings(&run);
     ensure!(
         warnings.iter().any(|w| w.contains("hashes to")),
         "no warning about the corrupt part: {warnings:?}"
     );
-    check_result(base, &dest, &update, "fallback")
+    fixture.check_result(&dest, &update, "fallback")
 }
 
 /// A delta of several parts: each is fetched and inflated while the one before it is
@@ -395,19 +427,10 @@ fn corrupt_part_is_dropped_and_objects_are_fetched_instead() -> Result<()> {
 /// and the pull completes from objects.
 #[test]
 fn every_part_of_a_delta_of_several_parts_applies() -> Result<()> {
-    let tmp = TempDir::new()?;
-    let base = tmp.path();
-    let fixture = Fixture::new(base)?;
-    let good = client(
-        &base.join("good"),
-        RepoMode::BareUserOnly,
-        Some(&fixture.key),
-    )?;
-    let bad = client(&base.join("bad"), RepoMode::Bare, Some(&fixture.key))?;
-    for dest in [&good, &bad] {
-        pull_from(base, dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
-    }
-    let (update, parts) = update_in_parts(base, &fixture, 4)?;
+    let fixture = Fixture::new()?;
+    let good = fixture.client_at_v1("good", RepoMode::BareUserOnly)?;
+    let bad = fixture.client_at_v1("bad", RepoMode::Bare)?;
+    let (update, parts) = update_in_parts(&fixture, 4)?;
     ensure!(parts >= 3, "only {parts} parts");
 
     let last = fixture.delta_dir()?.join((parts - 1).to_string());
@@ -415,40 +438,29 @@ fn every_part_of_a_delta_of_several_parts_applies() -> Result<()> {
     let mut corrupt = intact.clone();
     corrupt[intact.len() / 2] ^= 0xff;
     fs::write(&last, &corrupt)?;
-    let run = pull_from(base, &bad, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    let run = fixture.pull_published(&bad)?;
     check_progress(&run)?;
     let warnings = delta_warnings(&run);
     ensure!(
         warnings.len() == 1 && warnings[0].contains("hashes to"),
         "{warnings:?}"
     );
-    check_result(base, &bad, &update, "corrupt-last-part")?;
+    fixture.check_result(&bad, &update, "corrupt-last-part")?;
 
     fs::write(&last, &intact)?;
     fixture.delete_delta_content(&update)?;
-    let run = pull_from(base, &good, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    let run = fixture.pull_published(&good)?;
     check_progress(&run)?;
-    ensure!(
-        delta_warnings(&run).is_empty(),
-        "{:?}",
-        delta_warnings(&run)
-    );
-    check_result(base, &good, &update, "parts")
+    expect_no_delta_warnings(&run)?;
+    fixture.check_result(&good, &update, "parts")
 }
 
 #[test]
 fn delta_over_http_fetches_no_objects_beyond_the_fallback() -> Result<()> {
-    let tmp = TempDir::new()?;
-    let base = tmp.path();
-    let (fixture, dest, update) = updated_from_v1(base, RepoMode::BareUser)?;
+    let (fixture, dest, update) = updated_from_v1(RepoMode::BareUser)?;
     let server = Peer::serve(&fixture.repo.path)?;
-    let url = format!("{}/", server.url);
-    let run = pull_from(base, &dest, OsStr::new(&url), &[])?.require_success()?;
-    ensure!(
-        delta_warnings(&run).is_empty(),
-        "{:?}",
-        delta_warnings(&run)
-    );
+    let run = fixture.pull_from_peers(&dest, &[&server])?;
+    expect_no_delta_warnings(&run)?;
     let requests = server.requests();
     ensure!(
         requests.iter().any(|r| r.ends_with("/superblock")),
@@ -467,14 +479,12 @@ fn delta_over_http_fetches_no_objects_beyond_the_fallback() -> Result<()> {
         requests.contains(&fallback),
         "the fallback was not fetched: {requests:?}"
     );
-    check_result(base, &dest, &update, "http")
+    fixture.check_result(&dest, &update, "http")
 }
 
 #[test]
 fn superblock_with_another_commit_is_refused() -> Result<()> {
-    let tmp = TempDir::new()?;
-    let base = tmp.path();
-    let (fixture, dest, update) = updated_from_v1(base, RepoMode::Bare)?;
+    let (fixture, dest, update) = updated_from_v1(RepoMode::Bare)?;
     // The embedded commit says version 2.1: it no longer hashes to the delta's target.
     let superblock = fixture.delta_dir()?.join("superblock");
     let mut bytes = fs::read(&superblock)?;
@@ -487,7 +497,7 @@ fn superblock_with_another_commit_is_refused() -> Result<()> {
     // Listed as it now is: only the commit inside is wrong.
     fixture.repo.update_summary(Some(&fixture.key))?;
 
-    let run = pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    let run = fixture.pull_published(&dest)?;
     let warnings = delta_warnings(&run);
     ensure!(
         warnings
@@ -495,7 +505,7 @@ fn superblock_with_another_commit_is_refused() -> Result<()> {
             .any(|w| w.contains("not the delta's target")),
         "no warning about the superblock's commit: {warnings:?}"
     );
-    check_result(base, &dest, &update, "other-commit")
+    fixture.check_result(&dest, &update, "other-commit")
 }
 
 /// A drive whose copy of the delta has a corrupt part, and a peer with a good copy: the
@@ -505,17 +515,15 @@ fn superblock_with_another_commit_is_refused() -> Result<()> {
 /// can complete the pull.
 #[test]
 fn corrupt_delta_on_one_source_good_on_another() -> Result<()> {
-    let tmp = TempDir::new()?;
-    let base = tmp.path();
-    let (fixture, dest, update) = updated_from_v1(base, RepoMode::BareUser)?;
+    let (fixture, dest, update) = updated_from_v1(RepoMode::BareUser)?;
     fixture.delete_delta_content(&update)?;
-    let drive = base.join("drive-copy");
+    let drive = fixture.base().join("drive-copy");
     copy_repo(&fixture.repo.path, &drive)?;
     corrupt(&drive.join(fixture.delta_relative()?).join("0"))?;
     let server = Peer::serve(&fixture.repo.path)?;
     let url = format!("{}/", server.url);
 
-    let run = pull_all(base, &dest, &[drive.as_os_str(), OsStr::new(&url)])?;
+    let run = fixture.pull_all(&dest, &[drive.as_os_str(), OsStr::new(&url)])?;
     check_progress(&run)?;
     let warnings = delta_warnings(&run);
     ensure!(
@@ -529,7 +537,7 @@ fn corrupt_delta_on_one_source_good_on_another() -> Result<()> {
         "the peer's part was not fetched: {:?}",
         server.requests()
     );
-    check_result(base, &dest, &update, "two-sources")
+    fixture.check_result(&dest, &update, "two-sources")
 }
 
 /// Parts of a delta whose paths are in `requests`.
@@ -578,8 +586,8 @@ fn peer_answering_after(
 /// The fixture at 2.0 with a delta from 1.0 of at least four parts (new files below the
 /// 1 MB fallback size, more than a 1 MB part holds), the content it carries deleted from
 /// the server, and a destination of `mode` at 1.0.
-fn updated_in_parts(base: &Path, mode: RepoMode) -> Result<(Fixture, OstreeRepo, Update, usize)> {
-    let scene = updated_in_parts_with_fallbacks(base, mode, 0)?;
+fn updated_in_parts(mode: RepoMode) -> Result<(Fixture, OstreeRepo, Update, usize)> {
+    let scene = updated_in_parts_with_fallbacks(mode, 0)?;
     Ok((scene.fixture, scene.dest, scene.update, scene.parts))
 }
 
@@ -594,11 +602,17 @@ struct InParts {
     fallbacks: Vec<String>,
 }
 
+impl InParts {
+    /// [`Fixture::check_result`] of the destination.
+    fn check_result(&self, name: &str) -> Result<()> {
+        self.fixture.check_result(&self.dest, &self.update, name)
+    }
+}
+
 /// [`updated_in_parts`] with `extra` more new files above the 1 MB fallback size.
-fn updated_in_parts_with_fallbacks(base: &Path, mode: RepoMode, extra: u64) -> Result<InParts> {
-    let fixture = Fixture::new(base)?;
-    let dest = client(&base.join("dest"), mode, Some(&fixture.key))?;
-    pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+fn updated_in_parts_with_fallbacks(mode: RepoMode, extra: u64) -> Result<InParts> {
+    let fixture = Fixture::new()?;
+    let dest = fixture.client_at_v1("dest", mode)?;
     let names: Vec<String> = (0..extra)
         .map(|index| format!("usr/share/big-extra-{index}.bin"))
         .collect();
@@ -607,7 +621,7 @@ fn updated_in_parts_with_fallbacks(base: &Path, mode: RepoMode, extra: u64) -> R
             .tree
             .write_file(name, pseudo_random(1_100_000, seed))?;
     }
-    let (update, parts) = update_in_parts(base, &fixture, 6)?;
+    let (update, parts) = update_in_parts(&fixture, 6)?;
     ensure!(parts >= 4, "only {parts} parts");
     let mut fallbacks = names
         .iter()
@@ -628,10 +642,10 @@ fn updated_in_parts_with_fallbacks(base: &Path, mode: RepoMode, extra: u64) -> R
     })
 }
 
-/// A copy of the fixture's repository at `base/bad-copy` with every part of its delta
-/// corrupted.
-fn copy_with_corrupt_parts(base: &Path, fixture: &Fixture, parts: usize) -> Result<PathBuf> {
-    let copy = base.join("bad-copy");
+/// A copy of the fixture's repository at `bad-copy` in its directory, with every part of its
+/// delta corrupted.
+fn copy_with_corrupt_parts(fixture: &Fixture, parts: usize) -> Result<PathBuf> {
+    let copy = fixture.base().join("bad-copy");
     copy_repo(&fixture.repo.path, &copy)?;
     let delta_dir = copy.join(fixture.delta_relative()?);
     for part in 0..parts {
@@ -664,38 +678,16 @@ fn source_in_result(run: &PullRun, name: &str) -> Result<(SourceState, Option<St
     Ok((source.state, source.reason.clone()))
 }
 
-/// A successful `ferryctl pull` of the branch into `dest` from `peers` at once.
-fn pull_from_peers(base: &Path, dest: &OstreeRepo, peers: &[&Peer]) -> Result<PullRun> {
-    let urls: Vec<String> = peers.iter().map(|peer| format!("{}/", peer.url)).collect();
-    let from: Vec<&OsStr> = urls.iter().map(OsStr::new).collect();
-    pull_all(base, dest, &from)
-}
-
-/// A successful `ferryctl pull` of the branch into `dest` from every source in `from`.
-fn pull_all(base: &Path, dest: &OstreeRepo, from: &[&OsStr]) -> Result<PullRun> {
-    pull(
-        &trust_root(base),
-        &dest.path,
-        from,
-        &["--remote", REMOTE],
-        &[BRANCH],
-    )?
-    .require_success()
-}
-
 /// Publishes 2.0 with `files` new files below the 1 MB fallback size, more than a 1 MB part
 /// holds, and a delta from 1.0 in 1 MB parts; the update and its number of parts.
-fn update_in_parts(base: &Path, fixture: &Fixture, files: u64) -> Result<(Update, usize)> {
+fn update_in_parts(fixture: &Fixture, files: u64) -> Result<(Update, usize)> {
     for index in 0..files {
         fixture.tree.write_file(
             format!("usr/share/extra-{index}.bin"),
             pseudo_random(700_000, 10 + index),
         )?;
     }
-    let update = fixture.update(
-        base,
-        &[&format!("--from={}", fixture.v1), "--max-chunk-size=1"],
-    )?;
+    let update = fixture.update(&[&format!("--from={}", fixture.v1), "--max-chunk-size=1"])?;
     let mut parts = 0;
     while fixture.delta_dir()?.join(parts.to_string()).exists() {
         parts += 1;
@@ -706,18 +698,12 @@ fn update_in_parts(base: &Path, fixture: &Fixture, files: u64) -> Result<(Update
 /// Two peers list the same delta: its parts are fetched from both, and each part once.
 #[test]
 fn parts_of_a_delta_two_peers_list_are_fetched_from_both() -> Result<()> {
-    let tmp = TempDir::new()?;
-    let base = tmp.path();
-    let (fixture, dest, update, parts) = updated_in_parts(base, RepoMode::BareUser)?;
+    let (fixture, dest, update, parts) = updated_in_parts(RepoMode::BareUser)?;
     let first = Peer::serve(&fixture.repo.path)?;
     let second = Peer::serve(&fixture.repo.path)?;
-    let run = pull_from_peers(base, &dest, &[&first, &second])?;
+    let run = fixture.pull_from_peers(&dest, &[&first, &second])?;
     check_progress(&run)?;
-    ensure!(
-        delta_warnings(&run).is_empty(),
-        "{:?}",
-        delta_warnings(&run)
-    );
+    expect_no_delta_warnings(&run)?;
     let (from_first, from_second) = (first.requests(), second.requests());
     let (from_first, from_second) = (part_requests(&from_first), part_requests(&from_second));
     ensure!(
@@ -731,7 +717,7 @@ fn parts_of_a_delta_two_peers_list_are_fetched_from_both() -> Result<()> {
         all.len() == parts && from_first.len() + from_second.len() == parts,
         "{parts} parts, fetched: {from_first:?} and {from_second:?}"
     );
-    check_result(base, &dest, &update, "two-peers")
+    fixture.check_result(&dest, &update, "two-peers")
 }
 
 /// Of two peers listing the same delta, one serves corrupt copies of its parts: it is named
@@ -739,10 +725,8 @@ fn parts_of_a_delta_two_peers_list_are_fetched_from_both() -> Result<()> {
 /// of the delta's content objects, so only the delta can complete it).
 #[test]
 fn one_of_two_peers_serving_corrupt_parts_is_dropped() -> Result<()> {
-    let tmp = TempDir::new()?;
-    let base = tmp.path();
-    let (fixture, dest, update, parts) = updated_in_parts(base, RepoMode::Bare)?;
-    let copy = copy_with_corrupt_parts(base, &fixture, parts)?;
+    let (fixture, dest, update, parts) = updated_in_parts(RepoMode::Bare)?;
+    let copy = copy_with_corrupt_parts(&fixture, parts)?;
     let bad = Peer::serve(&copy)?;
     let good = peer_answering_after(
         &bad,
@@ -750,7 +734,7 @@ fn one_of_two_peers_serving_corrupt_parts_is_dropped() -> Result<()> {
         &part_paths(&fixture, parts)?,
         Behaviour::default(),
     )?;
-    let run = pull_from_peers(base, &dest, &[&bad, &good])?;
+    let run = fixture.pull_from_peers(&dest, &[&bad, &good])?;
     check_progress(&run)?;
     // Reported as the peer's drop, not as a delta left aside.
     let warnings = delta_warnings(&run);
@@ -767,7 +751,7 @@ fn one_of_two_peers_serving_corrupt_parts_is_dropped() -> Result<()> {
         part_requests(&from_good).len() == parts,
         "the good peer did not serve every part: {from_good:?}"
     );
-    check_result(base, &dest, &update, "one-bad-peer")
+    fixture.check_result(&dest, &update, "one-bad-peer")
 }
 
 /// A peer caught serving a corrupt part is dropped for the rest of the pull, as one serving a
@@ -775,10 +759,8 @@ fn one_of_two_peers_serving_corrupt_parts_is_dropped() -> Result<()> {
 /// from the other peer, and the result names the dropped peer and why.
 #[test]
 fn peer_serving_a_corrupt_part_is_not_asked_for_the_objects_after_the_delta() -> Result<()> {
-    let tmp = TempDir::new()?;
-    let base = tmp.path();
-    let scene = updated_in_parts_with_fallbacks(base, RepoMode::BareUser, 8)?;
-    let copy = copy_with_corrupt_parts(base, &scene.fixture, scene.parts)?;
+    let scene = updated_in_parts_with_fallbacks(RepoMode::BareUser, 8)?;
+    let copy = copy_with_corrupt_parts(&scene.fixture, scene.parts)?;
     let bad = Peer::serve(&copy)?;
     let good = peer_answering_after(
         &bad,
@@ -786,7 +768,7 @@ fn peer_serving_a_corrupt_part_is_not_asked_for_the_objects_after_the_delta() ->
         &part_paths(&scene.fixture, scene.parts)?,
         Behaviour::default(),
     )?;
-    let run = pull_from_peers(base, &scene.dest, &[&bad, &good])?;
+    let run = scene.fixture.pull_from_peers(&scene.dest, &[&bad, &good])?;
     check_progress(&run)?;
     let from_bad = bad.requests();
     ensure!(
@@ -828,16 +810,14 @@ fn peer_serving_a_corrupt_part_is_not_asked_for_the_objects_after_the_delta() ->
         source_in_result(&run, &good.url)?.0 == SourceState::Active,
         "the good peer was not kept"
     );
-    check_result(base, &scene.dest, &scene.update, "dropped-for-the-pull")
+    scene.check_result("dropped-for-the-pull")
 }
 
 /// A peer that lacks a part (a 404) is left out of that delta only: it stays in the pull
 /// and serves objects after the delta.
 #[test]
 fn peer_lacking_the_parts_still_serves_the_objects_after_the_delta() -> Result<()> {
-    let tmp = TempDir::new()?;
-    let base = tmp.path();
-    let scene = updated_in_parts_with_fallbacks(base, RepoMode::BareUser, 8)?;
+    let scene = updated_in_parts_with_fallbacks(RepoMode::BareUser, 8)?;
     let parts = part_paths(&scene.fixture, scene.parts)?;
     let lacking = Peer::serve_with(
         &scene.fixture.repo.path,
@@ -851,7 +831,9 @@ fn peer_lacking_the_parts_still_serves_the_objects_after_the_delta() -> Result<(
         &parts,
         Behaviour::default().not_found(good_lacks.iter().cloned()),
     )?;
-    let run = pull_from_peers(base, &scene.dest, &[&lacking, &good])?;
+    let run = scene
+        .fixture
+        .pull_from_peers(&scene.dest, &[&lacking, &good])?;
     check_progress(&run)?;
     ensure!(
         part_requests(&lacking.requests()).len() == 1,
@@ -871,7 +853,7 @@ fn peer_lacking_the_parts_still_serves_the_objects_after_the_delta() -> Result<(
             .any(|fallback| served.contains(fallback)),
         "the peer lacking the parts served none of the objects after the delta: {served:?}"
     );
-    check_result(base, &scene.dest, &scene.update, "lacking-parts")
+    scene.check_result("lacking-parts")
 }
 
 /// A drive folder whose repository has no summary (its delta is found at its path, listed
@@ -881,22 +863,16 @@ fn peer_lacking_the_parts_still_serves_the_objects_after_the_delta() -> Result<(
 /// superblock is compared.
 #[test]
 fn drive_without_summary_shares_the_parts_of_a_delta_with_a_peer() -> Result<()> {
-    let tmp = TempDir::new()?;
-    let base = tmp.path();
-    let scene = DrivesAndPeer::pull(base, false)?;
-    ensure!(
-        delta_warnings(&scene.run).is_empty(),
-        "{:?}",
-        delta_warnings(&scene.run)
-    );
+    let scene = DrivesAndPeer::pull(false)?;
+    expect_no_delta_warnings(&scene.run)?;
     scene.expect_applied_from(&[&scene.listed, &scene.unlisted, &scene.url])?;
     let from_peer = scene.peer.requests();
     ensure!(
-        part_requests(&from_peer).len() < scene.parts,
+        part_requests(&from_peer).len() < scene.delta.parts,
         "every one of the {} parts came from the peer: {from_peer:?}",
-        scene.parts
+        scene.delta.parts
     );
-    check_result(base, &scene.dest, &scene.update, "drives-and-peer")
+    scene.delta.check_result("drives-and-peer")
 }
 
 /// The same drives and peer, with the superblock on the drive without a summary altered: it
@@ -904,37 +880,34 @@ fn drive_without_summary_shares_the_parts_of_a_delta_with_a_peer() -> Result<()>
 /// the pull completes from the others.
 #[test]
 fn drive_without_summary_whose_superblock_differs_is_left_out_of_the_delta() -> Result<()> {
-    let tmp = TempDir::new()?;
-    let base = tmp.path();
-    let scene = DrivesAndPeer::pull(base, true)?;
+    let scene = DrivesAndPeer::pull(true)?;
     scene.expect_applied_from(&[&scene.listed, &scene.url])?;
     ensure!(
         !scene.applying()[0].contains(&scene.unlisted),
         "the drive with the altered superblock shared the delta: {:?}",
         scene.applying()
     );
-    check_result(base, &scene.dest, &scene.update, "altered-superblock")
+    scene.delta.check_result("altered-superblock")
 }
 
 /// A drive with a summary, a drive folder without one (its delta is found at its path,
 /// listed nowhere) and a peer, all holding the same delta, pulled from at once.
 struct DrivesAndPeer {
     run: PullRun,
-    dest: OstreeRepo,
-    update: Update,
-    parts: usize,
     peer: Peer,
     listed: String,
     unlisted: String,
     url: String,
+    delta: InParts,
 }
 
 impl DrivesAndPeer {
     /// With `alter_superblock`, one byte of the summary-less drive's superblock is changed.
-    fn pull(base: &Path, alter_superblock: bool) -> Result<Self> {
-        let (fixture, dest, update, parts) = updated_in_parts(base, RepoMode::BareUser)?;
-        let listed = base.join("listed");
-        let unlisted = base.join("unlisted");
+    fn pull(alter_superblock: bool) -> Result<Self> {
+        let delta = updated_in_parts_with_fallbacks(RepoMode::BareUser, 0)?;
+        let fixture = &delta.fixture;
+        let listed = fixture.base().join("listed");
+        let unlisted = fixture.base().join("unlisted");
         for drive in [&listed, &unlisted] {
             copy_repo(&fixture.repo.path, drive)?;
         }
@@ -949,21 +922,18 @@ impl DrivesAndPeer {
         }
         let peer = Peer::serve(&fixture.repo.path)?;
         let url = format!("{}/", peer.url);
-        let run = pull_all(
-            base,
-            &dest,
+        let run = fixture.pull_all(
+            &delta.dest,
             &[listed.as_os_str(), unlisted.as_os_str(), OsStr::new(&url)],
         )?;
         check_progress(&run)?;
         Ok(Self {
             run,
-            dest,
-            update,
-            parts,
             peer,
             listed: listed.to_string_lossy().into_owned(),
             unlisted: unlisted.to_string_lossy().into_owned(),
             url,
+            delta,
         })
     }
 
@@ -999,26 +969,16 @@ impl DrivesAndPeer {
 /// (fsck-clean, same checkout), and that a Ferry pull applies from the drive.
 #[test]
 fn delta_written_by_ferry_is_applied_by_ostree_and_by_ferry() -> Result<()> {
-    let tmp = TempDir::new()?;
-    let base = tmp.path();
-    let (fixture, dest, update) = updated_from_v1(base, RepoMode::BareUser)?;
+    let (fixture, dest, update) = updated_from_v1(RepoMode::BareUser)?;
     // Only Ferry's delta from here on.
     fs::remove_dir_all(fixture.repo.path.join("deltas"))?;
-    pull_support::ferryctl(&trust_root(base))?
+    pull_support::ferryctl(&trust_root(fixture.base()))?
         .args(["delta", "generate", "--repo"])
         .arg(&fixture.repo.path)
         .arg(format!("--from={}", fixture.v1))
         .arg(format!("--to={}", update.v2))
         .run()?;
-    let shown = fixture
-        .repo
-        .ostree()
-        .args([
-            "static-delta",
-            "show",
-            &format!("{}-{}", fixture.v1, update.v2),
-        ])
-        .stdout()?;
+    let shown = fixture.show_delta(&update)?;
     // The data that compresses (metadata, the library's patch) and the data that does not
     // (the random new file) are in separate parts.
     ensure!(shown.contains("Number of parts: 2"), "{shown}");
@@ -1056,19 +1016,19 @@ fn delta_written_by_ferry_is_applied_by_ostree_and_by_ferry() -> Result<()> {
 
     // The signed summary still lists ostree's superblock under this name: Ferry's does not
     // hash to it, so it is not used and the objects are fetched instead.
-    let other_path = base.join("dest-other");
+    let other_path = fixture.base().join("dest-other");
     copy_repo(&dest.path, &other_path)?;
     let other = OstreeRepo::open(&other_path);
-    let run = pull_from(base, &other, fixture.repo.path.as_os_str(), &[])?.require_success()?;
+    let run = fixture.pull_published(&other)?;
     let warnings = delta_warnings(&run);
     ensure!(
         warnings.iter().any(|w| w.contains("listing says")),
         "the unlisted superblock was used: {warnings:?}"
     );
-    check_result(base, &other, &update, "unlisted")?;
+    fixture.check_result(&other, &update, "unlisted")?;
     fixture.repo.update_summary(Some(&fixture.key))?;
 
-    let offline = OstreeRepo::init(&base.join("offline"), RepoMode::BareUser, None)?;
+    let offline = OstreeRepo::init(&fixture.base().join("offline"), RepoMode::BareUser, None)?;
     offline.pull_local(&fixture.repo.path, &[&fixture.v1], &[])?;
     offline
         .ostree()
@@ -1076,7 +1036,7 @@ fn delta_written_by_ferry_is_applied_by_ostree_and_by_ferry() -> Result<()> {
         .arg(fixture.delta_dir()?)
         .run()?;
     offline.fsck()?;
-    let checkout = base.join("co-offline");
+    let checkout = fixture.base().join("co-offline");
     offline.checkout(&update.v2, &checkout, CheckoutMode::Plain)?;
     assert_trees_equal(
         &update.reference,
@@ -1090,13 +1050,9 @@ fn delta_written_by_ferry_is_applied_by_ostree_and_by_ferry() -> Result<()> {
             fs::remove_file(fixture.repo.path.join(object))?;
         }
     }
-    let run = pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
-    ensure!(
-        delta_warnings(&run).is_empty(),
-        "{:?}",
-        delta_warnings(&run)
-    );
-    check_result(base, &dest, &update, "ferry-written")
+    let run = fixture.pull_published(&dest)?;
+    expect_no_delta_warnings(&run)?;
+    fixture.check_result(&dest, &update, "ferry-written")
 }
 
 /// A from-scratch delta whose objects the destination mostly has (it is at 1.0) is not
@@ -1104,19 +1060,15 @@ fn delta_written_by_ferry_is_applied_by_ostree_and_by_ferry() -> Result<()> {
 /// destination fetches the part.
 #[test]
 fn delta_is_used_only_when_its_parts_cost_less_than_the_objects() -> Result<()> {
-    let tmp = TempDir::new()?;
-    let base = tmp.path();
-    let fixture = Fixture::new(base)?;
-    let dest = client(&base.join("dest"), RepoMode::BareUser, Some(&fixture.key))?;
-    pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
-    let update = fixture.update(base, &["--empty"])?;
+    let fixture = Fixture::new()?;
+    let dest = fixture.client_at_v1("dest", RepoMode::BareUser)?;
+    let update = fixture.update(&["--empty"])?;
     ensure!(
         fixture.delta_dir()?.join("0").exists(),
         "the part is inline"
     );
     let server = Peer::serve(&fixture.repo.path)?;
-    let url = format!("{}/", server.url);
-    let run = pull_from(base, &dest, OsStr::new(&url), &[])?.require_success()?;
+    let run = fixture.pull_from_peers(&dest, &[&server])?;
     check_progress(&run)?;
     let requests = server.requests();
     ensure!(
@@ -1127,27 +1079,25 @@ fn delta_is_used_only_when_its_parts_cost_less_than_the_objects() -> Result<()> 
         !requests.iter().any(|r| r.ends_with("/0")),
         "the part was fetched for objects the destination has: {requests:?}"
     );
-    check_result(base, &dest, &update, "not-worth-it")?;
+    fixture.check_result(&dest, &update, "not-worth-it")?;
 
-    let fresh = client(&base.join("fresh"), RepoMode::BareUser, Some(&fixture.key))?;
+    let fresh = fixture.client("fresh", RepoMode::BareUser)?;
     let before = server.requests().len();
-    pull_from(base, &fresh, OsStr::new(&url), &[])?.require_success()?;
+    fixture.pull_from_peers(&fresh, &[&server])?;
     let requests = server.requests();
     ensure!(
         requests[before..].iter().any(|r| r.ends_with("/0")),
         "a fresh destination did not use the delta: {:?}",
         &requests[before..]
     );
-    check_result(base, &fresh, &update, "fresh")
+    fixture.check_result(&fresh, &update, "fresh")
 }
 
 /// While a part is fetched (held back 1.5 s by the peer), progress is reported with the
 /// part's bytes expected and none read yet: the app's progress covers the delta too.
 #[test]
 fn progress_is_reported_while_a_part_is_fetched() -> Result<()> {
-    let tmp = TempDir::new()?;
-    let base = tmp.path();
-    let (fixture, dest, update) = updated_from_v1(base, RepoMode::BareUser)?;
+    let (fixture, dest, update) = updated_from_v1(RepoMode::BareUser)?;
     let part = fixture.delta_dir()?.join("0");
     let part_size = fs::metadata(&part)?.len();
     let relative = fixture.delta_relative()?.join("0");
@@ -1158,8 +1108,7 @@ fn progress_is_reported_while_a_part_is_fetched() -> Result<()> {
             || std::thread::sleep(std::time::Duration::from_millis(1500)),
         ),
     )?;
-    let url = format!("{}/", server.url);
-    let run = pull_from(base, &dest, OsStr::new(&url), &[])?.require_success()?;
+    let run = fixture.pull_from_peers(&dest, &[&server])?;
     ensure!(
         run.events.iter().any(|event| matches!(
             event,
@@ -1169,15 +1118,13 @@ fn progress_is_reported_while_a_part_is_fetched() -> Result<()> {
         run.events
     );
     check_progress(&run)?;
-    check_result(base, &dest, &update, "progress")
+    fixture.check_result(&dest, &update, "progress")
 }
 
 /// A FIFO planted where a drive's superblock belongs does not hold up the pull.
 #[test]
 fn fifo_superblock_on_a_drive_does_not_hang_the_pull() -> Result<()> {
-    let tmp = TempDir::new()?;
-    let base = tmp.path();
-    let (fixture, dest, update) = updated_from_v1(base, RepoMode::Bare)?;
+    let (fixture, dest, update) = updated_from_v1(RepoMode::Bare)?;
     let superblock = fixture.delta_dir()?.join("superblock");
     fs::remove_file(&superblock)?;
     ferry_tests::cmd::Tool::new("mkfifo")
@@ -1185,7 +1132,7 @@ fn fifo_superblock_on_a_drive_does_not_hang_the_pull() -> Result<()> {
         .run()?;
     let run = pull_support::pull_within(
         std::time::Duration::from_secs(60),
-        &trust_root(base),
+        &trust_root(fixture.base()),
         &dest.path,
         &[fixture.repo.path.as_os_str()],
         &["--remote", REMOTE],
@@ -1194,16 +1141,14 @@ fn fifo_superblock_on_a_drive_does_not_hang_the_pull() -> Result<()> {
     .context("the pull hung on the FIFO")?
     .require_success()?;
     check_progress(&run)?;
-    check_result(base, &dest, &update, "fifo")
+    fixture.check_result(&dest, &update, "fifo")
 }
 
 /// A peer that trickles its superblock is abandoned after the grace time (10 s plus 1 MiB at
 /// 256 KiB/s) and the objects are fetched instead.
 #[test]
 fn trickled_superblock_is_abandoned_for_objects() -> Result<()> {
-    let tmp = TempDir::new()?;
-    let base = tmp.path();
-    let (fixture, dest, update) = updated_from_v1(base, RepoMode::BareUser)?;
+    let (fixture, dest, update) = updated_from_v1(RepoMode::BareUser)?;
     let relative = fixture.delta_relative()?.join("superblock");
     let server = Peer::serve_with(
         &fixture.repo.path,
@@ -1216,7 +1161,7 @@ fn trickled_superblock_is_abandoned_for_objects() -> Result<()> {
     let started = std::time::Instant::now();
     let run = pull_support::pull_within(
         std::time::Duration::from_secs(60),
-        &trust_root(base),
+        &trust_root(fixture.base()),
         &dest.path,
         &[OsStr::new(&url)],
         &["--remote", REMOTE],
@@ -1234,43 +1179,22 @@ fn trickled_superblock_is_abandoned_for_objects() -> Result<()> {
         "no warning about the abandoned delta"
     );
     check_progress(&run)?;
-    check_result(base, &dest, &update, "trickled")
+    fixture.check_result(&dest, &update, "trickled")
 }
 
 /// The full tree (xattrs, a foreign owner, private modes) through a delta into the modes
 /// that keep them: the checkout matches in ownership and xattrs too.
 #[test]
 fn delta_keeps_xattrs_and_ownership() -> Result<()> {
-    let tmp = TempDir::new()?;
-    let base = tmp.path();
-    let fixture = Fixture::with(base, TreeOptions::full())?;
+    let fixture = Fixture::with(TreeOptions::full())?;
     let modes = [RepoMode::Bare, RepoMode::BareUser, RepoMode::Archive];
-    let mut dests = Vec::new();
-    for mode in modes {
-        let dest = client(
-            &base.join(format!("dest-{}", mode.as_str())),
-            mode,
-            Some(&fixture.key),
-        )?;
-        pull_from(base, &dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
-        dests.push(dest);
-    }
-    let update = fixture.update(base, &[&format!("--from={}", fixture.v1)])?;
+    let dests = fixture.clients_at_v1(&modes)?;
+    let update = fixture.update(&[&format!("--from={}", fixture.v1)])?;
     fixture.delete_delta_content(&update)?;
     for (mode, dest) in modes.iter().zip(&dests) {
-        let run = pull_from(base, dest, fixture.repo.path.as_os_str(), &[])?.require_success()?;
-        ensure!(
-            delta_warnings(&run).is_empty(),
-            "{:?}",
-            delta_warnings(&run)
-        );
-        check_result_with(
-            base,
-            dest,
-            &update,
-            mode.as_str(),
-            &CompareOptions::everything(),
-        )?;
+        let run = fixture.pull_published(dest)?;
+        expect_no_delta_warnings(&run)?;
+        fixture.check_result_with(dest, &update, mode.as_str(), &CompareOptions::everything())?;
     }
     Ok(())
 }

@@ -75,7 +75,7 @@ fn tampered_filez_is_refused_naming_the_object_path_and_source() -> Result<()> {
     let tmp = TempDir::new()?;
     let (publisher, dest, before) = setup(tmp.path(), true)?;
     let commit = second_commit(&publisher)?;
-    tamper::tamper_filez(
+    tamper::tamper_content(
         &publisher.repo,
         &commit,
         "/usr/share/hello.txt",
@@ -379,7 +379,7 @@ fn tampered_object_names_each_cause_once() -> Result<()> {
     let tmp = TempDir::new()?;
     let (publisher, dest, _) = setup(tmp.path(), true)?;
     let commit = second_commit(&publisher)?;
-    tamper::tamper_filez(
+    tamper::tamper_content(
         &publisher.repo,
         &commit,
         standard::HELLO,

@@ -107,7 +107,7 @@ fn tampered_object_from_a_peer_is_refused() -> Result<()> {
     let tmp = TempDir::new()?;
     let base = tmp.path();
     let publisher = Publisher::new(&base.join("publisher"), TreeOptions::full())?;
-    tamper::tamper_filez(
+    tamper::tamper_content(
         &publisher.repo,
         &publisher.commit,
         &format!("/{}", standard::HELLO),

@@ -209,18 +209,8 @@ pub enum PrepareError {
         /// The object.
         object: ObjectId,
     },
-    /// A file or directory operation failed.
-    #[error("cannot {action} {path}")]
-    Io {
-        /// What was being done, as a verb phrase.
-        action: &'static str,
-        /// The path it was done to.
-        path: PathBuf,
-        /// The operating system's error.
-        #[source]
-        source: io::Error,
-    },
-    /// A repository operation failed.
+    /// A repository operation failed, or a file or directory operation
+    /// ([`RepoError::Io`]).
     #[error(transparent)]
     Repo(#[from] RepoError),
     /// An object of the source repository does not parse.
@@ -258,11 +248,7 @@ pub enum PrepareError {
 
 impl PrepareError {
     fn io(action: &'static str, path: PathBuf, source: io::Error) -> Self {
-        Self::Io {
-            action,
-            path,
-            source,
-        }
+        Self::Repo(RepoError::io(action, path, source))
     }
 }
 

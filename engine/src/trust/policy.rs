@@ -383,16 +383,17 @@ impl RemotePolicy {
         allow_downgrade: bool,
     ) -> Result<Accepted, TrustError> {
         let verdict = self.verify_commit(candidate)?;
-        let facts =
-            CommitFacts::parse(candidate.commit).map_err(|error| TrustError::Malformed {
+        let commit = crate::object::Commit::parse(candidate.commit).map_err(|error| {
+            TrustError::Malformed {
                 object: SignedObject::Commit(candidate.checksum),
                 location: candidate.source.into(),
                 detail: "it cannot be read".to_owned(),
                 source: Some(Box::new(error)),
-            })?;
-        self.check_verified_facts(
+            }
+        })?;
+        self.check_verified_commit_for_ref(
             &candidate.checksum,
-            &facts,
+            &commit,
             verdict,
             candidate.source,
             ref_name,
@@ -416,28 +417,6 @@ impl RemotePolicy {
         allow_downgrade: bool,
     ) -> Result<Accepted, TrustError> {
         let facts = CommitFacts::from_commit(commit);
-        self.check_verified_facts(
-            checksum,
-            &facts,
-            verdict,
-            source,
-            ref_name,
-            installed,
-            allow_downgrade,
-        )
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn check_verified_facts(
-        &self,
-        checksum: &Checksum,
-        facts: &CommitFacts,
-        verdict: Verdict,
-        source: &str,
-        ref_name: &str,
-        installed: Option<InstalledCommit>,
-        allow_downgrade: bool,
-    ) -> Result<Accepted, TrustError> {
         check_bindings(
             checksum,
             facts.bindings(),
@@ -484,8 +463,18 @@ impl RemotePolicy {
         };
         let untrusted = |rejections: Vec<Rejection>| self.untrusted(object, source, rejections);
 
-        // Signatures of a kind are checked only when there are some and keys to check them.
-        let checkable = |kind, blobs: &[Vec<u8>], no_keys: bool, looked_in: &[PathBuf]| {
+        // Signatures of a kind are checked only when there are some and keys to check them:
+        // the blobs of `kind` to verify.
+        let checkable = |kind| {
+            let (blobs, no_keys, looked_in) = match kind {
+                SignatureKind::Gpg => (&signatures.gpg, self.gpg.is_empty(), &self.gpg_looked_in),
+                SignatureKind::Ed25519 => (
+                    &signatures.ed25519,
+                    self.ed25519.is_empty(),
+                    &self.ed25519_looked_in,
+                ),
+            };
+            let blobs = blobs.as_deref().unwrap_or_default();
             if blobs.is_empty() {
                 return Err(unsigned(kind));
             }
@@ -493,31 +482,18 @@ impl RemotePolicy {
                 return Err(TrustError::NoKeys {
                     remote: self.remote.as_str().into(),
                     kind,
-                    looked_in: looked_in.to_vec(),
+                    looked_in: looked_in.clone(),
                 });
             }
-            Ok(())
+            Ok(blobs)
         };
         if want_gpg {
-            let blobs = signatures.gpg.as_deref().unwrap_or_default();
-            checkable(
-                SignatureKind::Gpg,
-                blobs,
-                self.gpg.is_empty(),
-                &self.gpg_looked_in,
-            )?;
-            signers.push(Signer::Gpg(
-                self.gpg.verify(data, blobs, now).map_err(untrusted)?,
-            ));
+            let blobs = checkable(SignatureKind::Gpg)?;
+            let signer = self.gpg.verify(data, blobs, now).map_err(untrusted)?;
+            signers.push(Signer::Gpg(signer));
         }
         if want_ed25519 {
-            let blobs = signatures.ed25519.as_deref().unwrap_or_default();
-            checkable(
-                SignatureKind::Ed25519,
-                blobs,
-                self.ed25519.is_empty(),
-                &self.ed25519_looked_in,
-            )?;
+            let blobs = checkable(SignatureKind::Ed25519)?;
             let key = self.ed25519.verify(data, blobs).map_err(untrusted)?;
             signers.push(Signer::Ed25519(key));
         }

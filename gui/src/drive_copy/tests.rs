@@ -105,32 +105,25 @@ fn what_does_not_fit_or_nothing_ticked_cannot_be_copied() {
     assert!(!flow.can_copy());
 }
 
+/// The app's own `ferryctl prepare-drive` onto the stick, naming `choice` (nothing when
+/// everything is ticked).
+fn copy_onto_stick(choice: &[&str]) -> Vec<OsString> {
+    ["prepare-drive", "--json", "--cancel-on-stdin-eof"]
+        .iter()
+        .chain(choice)
+        .chain(&["/run/media/ann/KINGSTON"])
+        .map(OsString::from)
+        .collect()
+}
+
 #[test]
 fn everything_ticked_copies_everything_and_a_choice_is_named() {
     let mut flow = planned();
-    assert_eq!(
-        flow.copy_args(),
-        [
-            "prepare-drive",
-            "--json",
-            "--cancel-on-stdin-eof",
-            "/run/media/ann/KINGSTON"
-        ]
-        .map(OsString::from)
-    );
+    assert_eq!(flow.copy_args(), copy_onto_stick(&[]));
     flow.set_selected(2, false);
     assert_eq!(
         flow.copy_args(),
-        [
-            "prepare-drive",
-            "--json",
-            "--cancel-on-stdin-eof",
-            "--os",
-            "--app",
-            "app/org.gnome.Maps/x86_64/stable",
-            "/run/media/ann/KINGSTON"
-        ]
-        .map(OsString::from)
+        copy_onto_stick(&["--os", "--app", "app/org.gnome.Maps/x86_64/stable"])
     );
     flow.set_selected(0, false);
     flow.set_selected(2, true);

@@ -104,7 +104,7 @@ fn main() -> Result<()> {
             anyhow::ensure!(!old.is_empty(), "{} is empty", original.display());
             let new: Vec<u8> = old.iter().map(|byte| !byte).collect();
             let repo = ferry_tests::ostree::OstreeRepo::open(&repo);
-            let object = ferry_tests::tamper::tamper_filez(&repo, &rev, &path, old, &new)
+            let object = ferry_tests::tamper::tamper_content(&repo, &rev, &path, old, &new)
                 .with_context(|| format!("altering {path} in {}", repo.path.display()))?;
             println!("{}", object.display());
         }
