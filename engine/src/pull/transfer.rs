@@ -55,7 +55,9 @@ const MAX_PATH_LENGTH: usize = 4096;
 /// Requests in flight per peer or server.
 const PEER_REQUESTS: usize = 4;
 /// Requests in flight over all peers and servers, at least: a single peer gets them all.
-const NETWORK_REQUESTS: usize = 8;
+/// Sixteen keep a peer's cold disk and both ends' cores busy; eight left them idle a tenth
+/// of the time (`bench/lan.sh`).
+const NETWORK_REQUESTS: usize = 16;
 /// How often stalls and slowness are looked for.
 const WATCH_EVERY: Duration = Duration::from_millis(250);
 
