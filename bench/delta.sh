@@ -109,7 +109,7 @@ ostree --repo="$TEMPLATE" pull-local --remote=origin "$SRC" "$V1" >/dev/null
 ostree --repo="$TEMPLATE" refs --create="origin:$REF" "$V1"
 DST=$BENCH_DIR/delta-dst
 fresh_destination() {
-  rm -rf "$DST"; cp -a "$TEMPLATE" "$DST"
+  bench_discard "$DST"; cp -a "$TEMPLATE" "$DST"
   if [ -n "${1:-}" ]; then ostree --repo="$DST" remote add --no-gpg-verify \
     --collection-id="$COLLECTION" web "$1"; fi
 }

@@ -84,7 +84,7 @@ SCENE=$BENCH_DIR/install-scene
 DRIVE=$SCENE/drive
 
 fresh_client() {
-  rm -rf "$BENCH_DIR/client"
+  bench_discard "$BENCH_DIR/client"
   cp -a "$SCENE/client-template" "$BENCH_DIR/client"
 }
 check_v2() {

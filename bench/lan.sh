@@ -177,7 +177,7 @@ pull() {
 }
 
 # check_destination CASE: the last destination of CASE, when its last run succeeded, must hold
-# the commit and pass `ostree fsck`; then it is removed.
+# the commit and pass `ostree fsck`; then it is set aside (bench_discard).
 check_destination() {
   local case=$1 dst=$BENCH_DIR/dst/$1 last
   last=$(tail -n 1 "$BENCH_DIR/results/$case.tsv" | cut -f3)
@@ -186,7 +186,7 @@ check_destination() {
       || bench_die "$case: the destination does not hold $COMMIT"
     ostree --repo="$dst" fsck --quiet >/dev/null 2>&1 || bench_die "$case: ostree fsck of the destination failed"
   fi
-  rm -rf "$dst"
+  bench_discard "$dst"
 }
 
 # run_group RATE CASE...: every CASE alternated BENCH_RUNS times with all links at RATE.

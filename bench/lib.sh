@@ -44,6 +44,7 @@ bench_init() {
   export BENCH_DIR BENCH_RUNS BENCH_SEED BENCH_DROP
   mkdir -p "$BENCH_DIR"
   rm -rf "$BENCH_DIR/results"; mkdir -p "$BENCH_DIR/results"
+  bench_empty_discarded
   # BENCH_PROFILE=debug: a quick check of a script, not figures.
   local profile=${BENCH_PROFILE:-release} flags=(--release) dir=release
   [ "$profile" = debug ] && { flags=(); dir=debug; }
@@ -102,9 +103,27 @@ bench_signed_repo() {
   ostree init --mode=archive --repo="$3" --collection-id="$4"
 }
 
-# bench_fresh_repo PATH MODE [COLLECTION]: removes PATH and creates an empty repository there.
+# bench_discard DIR: moves DIR aside, into $BENCH_DIR/discarded/, instead of deleting it.
+# Deleting thousands of files just before a timed run slows that run: when ext4 allocates an
+# inode it passes over those freed in the last minute or more (`recently_deleted`), reading
+# inode tables to find them, so one run's clean-up would be charged to whichever tool runs
+# next. bench_report deletes what was discarded, once every timed run is over.
+bench_discard() {
+  [ -e "$1" ] || return 0
+  mkdir -p "$BENCH_DIR/discarded"
+  mv "$1" "$(mktemp -u "$BENCH_DIR/discarded/XXXXXX")"
+}
+
+# bench_empty_discarded: deletes what bench_discard moved aside (also left by a script that
+# was interrupted, which bench_init clears).
+bench_empty_discarded() {
+  rm -rf "$BENCH_DIR/discarded"
+}
+
+# bench_fresh_repo PATH MODE [COLLECTION]: discards PATH (bench_discard) and creates an empty
+# repository there.
 bench_fresh_repo() {
-  rm -rf "$1"
+  bench_discard "$1"
   if [ -n "${3:-}" ]; then
     ostree init --mode="$2" --repo="$1" --collection-id="$3"
   else
@@ -207,6 +226,7 @@ bench_ratio() {
 # bench_report CASE...: one line per case: runs, median/min/max wall time, peak RSS.
 bench_report() {
   local case file
+  bench_empty_discarded
   printf '%-24s %5s %10s %10s %10s %14s\n' case runs median_s min_s max_s peak_rss_MiB
   for case in "$@"; do
     file="$BENCH_DIR/results/$case.tsv"
@@ -244,12 +264,12 @@ bench_limits() {
       'find "$1/objects" -type f -print0 | xargs -0 -P 8 -n 256 cat > /dev/null' \
       read_limit_parallel "$BENCH_LIMIT_REPO"
   }
-  setup_write_limit() { rm -rf "$BENCH_DIR/write_limit"; mkdir -p "$BENCH_DIR/write_limit"; }
+  setup_write_limit() { bench_discard "$BENCH_DIR/write_limit"; mkdir -p "$BENCH_DIR/write_limit"; }
   run_write_limit() {
     bench_time write_limit tar -C "$BENCH_DIR/write_limit" -xf "$BENCH_LIMIT_TAR"
   }
   bench_alternate "$BENCH_RUNS" read_limit read_limit_parallel write_limit
-  rm -rf "$BENCH_LIMIT_TAR" "$BENCH_DIR/write_limit"
+  rm -rf "$BENCH_LIMIT_TAR"; bench_discard "$BENCH_DIR/write_limit"
 }
 
 # bench_closeness CASE: CASE's median time over the larger of the parallel read's and the

@@ -196,6 +196,9 @@ fn limits_read_every_object_and_write_the_tree_then_clean_up() -> Result<()> {
             bench_alternate 1 pull
             bench_limits '{}' '{}'
             echo "closeness=$(bench_closeness pull)"
+            echo "discarded=$(ls "$BENCH_DIR/discarded" | wc -l)"
+            bench_report pull >/dev/null
+            echo "discarded after report=$(ls "$BENCH_DIR/discarded" 2>/dev/null | wc -l)"
             "#,
             repo.display(),
             tree.display()
@@ -214,6 +217,16 @@ fn limits_read_every_object_and_write_the_tree_then_clean_up() -> Result<()> {
         "the written copy was left behind"
     );
     ensure!(shm_tars()? <= tars_before, "the tar was left in /dev/shm");
+    // Each run's copy is set aside, not deleted, until the timed runs are over (a deletion
+    // would slow the next run's inode allocation); bench_report deletes them.
+    ensure!(
+        out.lines().any(|l| l == "discarded=2"),
+        "two written copies should wait in discarded/:\n{out}"
+    );
+    ensure!(
+        out.lines().any(|l| l == "discarded after report=0"),
+        "bench_report left the discarded copies:\n{out}"
+    );
     let closeness: f64 = out
         .lines()
         .find_map(|l| l.strip_prefix("closeness="))
