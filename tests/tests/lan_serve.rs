@@ -17,7 +17,7 @@ mod serve_support;
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -36,7 +36,7 @@ use ferry_tests::sysroot::{Sysroot, OS_COLLECTION_ID, OS_REF, OS_REMOTE};
 use ferry_tests::tree::TreeOptions;
 use install_support::InstallRun;
 use pull_support::{
-    client, install_published, pull_remote, remote_ref, trust_root, Publisher, BRANCH, COLLECTION,
+    client, pull_remote, remote_ref, trust_root, DeltaUpdate, Publisher, BRANCH, COLLECTION,
 };
 use serve_support::{get, start, start_as, Server, PROCESS_WAIT};
 use tempfile::TempDir;
@@ -136,16 +136,6 @@ fn serves_a_signed_repository_read_only_to_ferry_and_ostree() -> Result<()> {
 }
 
 /// Object files below a repository's `objects/`.
-fn object_files(repo: &Path) -> Result<std::collections::BTreeSet<PathBuf>> {
-    let mut out = std::collections::BTreeSet::new();
-    for dir in std::fs::read_dir(repo.join("objects"))? {
-        for file in std::fs::read_dir(dir?.path())? {
-            out.insert(file?.path());
-        }
-    }
-    Ok(out)
-}
-
 /// An update whose new content objects are gone from the served repository but carried by
 /// an `ostree static-delta generate` delta: `ferryctl serve` hands out the delta and a pull
 /// through it completes, asking for no content object.
@@ -153,29 +143,20 @@ fn object_files(repo: &Path) -> Result<std::collections::BTreeSet<PathBuf>> {
 fn serves_static_deltas_that_a_pull_applies() -> Result<()> {
     let tmp = TempDir::new()?;
     let base = tmp.path();
-    let publisher = Publisher::new(&base.join("publisher"), TreeOptions::plain())?;
-    let dest = client(&base.join("dest"), RepoMode::BareUser, Some(&publisher.key))?;
-    install_published(base, &dest, &publisher)?;
-    let before = object_files(&publisher.repo.path)?;
-    publisher.tree.modify_for_second_commit(0)?;
-    let v2 = publisher.repo.commit(
-        &CommitSpec::new(BRANCH, &publisher.tree.root)
-            .version("2.0")
-            .sign(&publisher.key),
-    )?;
-    publisher
-        .repo
-        .ostree()
-        .args(["static-delta", "generate"])
-        .arg(format!("--from={}", publisher.commit))
-        .arg(format!("--to={v2}"))
-        .run()?;
-    publisher.repo.update_summary(Some(&publisher.key))?;
-    for object in object_files(&publisher.repo.path)?.difference(&before) {
-        if object.extension() == Some(OsStr::new("filez")) {
-            std::fs::remove_file(object)?;
-        }
-    }
+    let DeltaUpdate {
+        publisher,
+        dest,
+        v2,
+        ..
+    } = {
+        let update = DeltaUpdate::new(base)?;
+        update
+            .publisher
+            .repo
+            .update_summary(Some(&update.publisher.key))?;
+        update.leave_only_the_delta()?;
+        update
+    };
     let mut server = serve_on_loopback(base, &publisher.repo.path, &[])?;
     pull_remote(&trust_root(base), &dest.path, &server.url, &[BRANCH])?.require_success()?;
     ensure!(dest.read_ref(&remote_ref(BRANCH))? == Some(v2));

@@ -19,11 +19,8 @@ use ed25519_dalek::{Signer as _, SigningKey};
 use ferry_engine::event::{Event, MessageLevel};
 use ferry_engine::object::Metadata;
 use ferry_tests::lan::{ServeOptions, ServeProcess};
-use ferry_tests::ostree::{CommitSpec, OstreeRepo, RepoMode};
-use ferry_tests::tree::TreeOptions;
-use pull_support::{
-    client, install_published, pull_remote, remote_ref, trust_root, Publisher, PullRun, BRANCH,
-};
+use ferry_tests::ostree::OstreeRepo;
+use pull_support::{pull_remote, remote_ref, trust_root, DeltaUpdate, PullRun, BRANCH};
 use tempfile::TempDir;
 
 /// The magic libostree writes first in a signed superblock (`0x4F535453474E4454`, big-endian).
@@ -32,40 +29,29 @@ const SIGNED_MAGIC: &[u8; 8] = b"OSTSGNDT";
 /// A publisher at 1.0, a destination that installed it, and 2.0 committed with a delta from
 /// 1.0 whose superblock is signed.
 struct SignedUpdate {
-    publisher: Publisher,
-    dest: OstreeRepo,
-    v2: String,
-    /// The content objects 2.0 added to the publisher's repository.
-    new_content: Vec<PathBuf>,
+    delta: DeltaUpdate,
     superblock: PathBuf,
+}
+
+impl std::ops::Deref for SignedUpdate {
+    type Target = DeltaUpdate;
+
+    fn deref(&self) -> &DeltaUpdate {
+        &self.delta
+    }
 }
 
 impl SignedUpdate {
     fn new(base: &Path) -> Result<Self> {
-        let publisher = Publisher::new(&base.join("publisher"), TreeOptions::plain())?;
-        let dest = client(&base.join("dest"), RepoMode::BareUser, Some(&publisher.key))?;
-        install_published(base, &dest, &publisher)?;
-        let before = object_files(&publisher.repo.path)?;
-        publisher.tree.modify_for_second_commit(0)?;
-        let v2 = publisher.repo.commit(
-            &CommitSpec::new(BRANCH, &publisher.tree.root)
-                .version("2.0")
-                .sign(&publisher.key),
-        )?;
-        publisher
-            .repo
-            .ostree()
-            .args(["static-delta", "generate"])
-            .arg(format!("--from={}", publisher.commit))
-            .arg(format!("--to={v2}"))
-            .run()?;
+        let delta = DeltaUpdate::new(base)?;
+        let publisher = &delta.publisher;
         let superblock = superblock_path(&publisher.repo.path)?;
         sign_superblock(&superblock, &SigningKey::from_bytes(&[5u8; 32]))?;
         let shown = publisher
             .repo
             .ostree()
             .args(["static-delta", "show"])
-            .arg(format!("{}-{v2}", publisher.commit))
+            .arg(format!("{}-{}", publisher.commit, delta.v2))
             .stdout()?;
         ensure!(
             shown.contains("Signed: yes"),
@@ -73,27 +59,7 @@ impl SignedUpdate {
         );
         // The summary lists the checksum of the signed file, as `ostree summary -u` computes it.
         publisher.repo.update_summary(Some(&publisher.key))?;
-        let new_content = object_files(&publisher.repo.path)?
-            .into_iter()
-            .filter(|object| !before.contains(object))
-            .filter(|object| object.extension() == Some(OsStr::new("filez")))
-            .collect::<Vec<_>>();
-        ensure!(!new_content.is_empty(), "2.0 adds no content object");
-        Ok(Self {
-            publisher,
-            dest,
-            v2,
-            new_content,
-            superblock,
-        })
-    }
-
-    /// Deletes the content objects 2.0 added: only the delta carries them now.
-    fn leave_only_the_delta(&self) -> Result<()> {
-        for object in &self.new_content {
-            fs::remove_file(object)?;
-        }
-        Ok(())
+        Ok(Self { delta, superblock })
     }
 
     fn check_installed(&self) -> Result<()> {
@@ -101,16 +67,6 @@ impl SignedUpdate {
         self.dest.fsck()?;
         Ok(())
     }
-}
-
-fn object_files(repo: &Path) -> Result<std::collections::BTreeSet<PathBuf>> {
-    let mut out = std::collections::BTreeSet::new();
-    for dir in fs::read_dir(repo.join("objects"))? {
-        for file in fs::read_dir(dir?.path())? {
-            out.insert(file?.path());
-        }
-    }
-    Ok(out)
 }
 
 /// The one superblock under `repo/deltas/`.

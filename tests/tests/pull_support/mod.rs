@@ -288,3 +288,69 @@ impl RunningPull {
 pub fn trust_root(base: &Path) -> PathBuf {
     base.join("trust-root")
 }
+
+/// The object files under `repo/objects/`, by path.
+pub fn object_files(repo: &Path) -> Result<std::collections::BTreeSet<PathBuf>> {
+    let mut out = std::collections::BTreeSet::new();
+    for dir in std::fs::read_dir(repo.join("objects"))? {
+        for file in std::fs::read_dir(dir?.path())? {
+            out.insert(file?.path());
+        }
+    }
+    Ok(out)
+}
+
+/// A publisher at 1.0 that `dest` installed, then 2.0 committed with an `ostree static-delta
+/// generate` delta from 1.0. The publisher's summary is not updated yet.
+pub struct DeltaUpdate {
+    pub publisher: Publisher,
+    pub dest: OstreeRepo,
+    pub v2: String,
+    /// The content objects 2.0 added to the publisher's repository.
+    pub new_content: Vec<PathBuf>,
+}
+
+impl DeltaUpdate {
+    pub fn new(base: &Path) -> Result<Self> {
+        let publisher = Publisher::new(
+            &base.join("publisher"),
+            ferry_tests::tree::TreeOptions::plain(),
+        )?;
+        let dest = client(&base.join("dest"), RepoMode::BareUser, Some(&publisher.key))?;
+        install_published(base, &dest, &publisher)?;
+        let before = object_files(&publisher.repo.path)?;
+        publisher.tree.modify_for_second_commit(0)?;
+        let v2 = publisher.repo.commit(
+            &ferry_tests::ostree::CommitSpec::new(BRANCH, &publisher.tree.root)
+                .version("2.0")
+                .sign(&publisher.key),
+        )?;
+        publisher
+            .repo
+            .ostree()
+            .args(["static-delta", "generate"])
+            .arg(format!("--from={}", publisher.commit))
+            .arg(format!("--to={v2}"))
+            .run()?;
+        let new_content = object_files(&publisher.repo.path)?
+            .into_iter()
+            .filter(|object| !before.contains(object))
+            .filter(|object| object.extension() == Some(OsStr::new("filez")))
+            .collect::<Vec<_>>();
+        ensure!(!new_content.is_empty(), "2.0 adds no content object");
+        Ok(Self {
+            publisher,
+            dest,
+            v2,
+            new_content,
+        })
+    }
+
+    /// Deletes the content objects 2.0 added: only the delta carries them now.
+    pub fn leave_only_the_delta(&self) -> Result<()> {
+        for object in &self.new_content {
+            std::fs::remove_file(object)?;
+        }
+        Ok(())
+    }
+}
