@@ -189,3 +189,44 @@ fn listing_and_pull_trust_the_same_keys() -> Result<()> {
     ensure!(dest.read_ref(&remote_ref(BRANCH))? == Some(second));
     Ok(())
 }
+
+/// A plain-HTTP source is opened without the system's certificates, so it may not move the
+/// pull to https://: a redirect there is refused with a message that says what to do.
+#[test]
+fn http_source_redirecting_to_https_is_refused_with_the_reason() -> Result<()> {
+    use std::io::{Read, Write};
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    // Every request is answered with a redirect to the same path over https://.
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = [0u8; 4096];
+            let read = stream.read(&mut request).unwrap_or(0);
+            let head = String::from_utf8_lossy(&request[..read]);
+            let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 301 Moved Permanently\r\nLocation: https://127.0.0.1:1{path}\r\n\
+                 Content-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    let dest = client(&base.join("dest"), RepoMode::Bare, None)?;
+    let run = pull_remote(
+        &trust_root(base),
+        &dest.path,
+        format!("http://127.0.0.1:{port}/repo/"),
+        &[BRANCH],
+    )?;
+    ensure!(!run.success(), "a pull with no usable source succeeded");
+    let said = format!("{:?}\n{:?}", run.events, run.output);
+    ensure!(
+        said.contains("redirects to https://; use that address instead"),
+        "the reason is not given:\n{said}"
+    );
+    ensure!(dest.read_ref(&remote_ref(BRANCH))?.is_none());
+    Ok(())
+}

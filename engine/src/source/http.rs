@@ -37,6 +37,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Idle connections kept open per server, for requests in flight at once.
 const POOL_PER_HOST: usize = 16;
+/// Redirects followed for one request, as reqwest's default policy.
+const MAX_REDIRECTS: usize = 10;
 /// Bodies that declare at most this many bytes are read whole on the runtime as they arrive,
 /// so a small object costs one hand-off to the caller instead of one per chunk.
 const WHOLE_BODY: u64 = 256 * 1024;
@@ -216,6 +218,22 @@ impl HttpSource {
         if let Some(zoned) = &zoned {
             // No proxy can reach a link-local address.
             client = client.resolve(&zoned.host, zoned.address).no_proxy();
+        }
+        if base.scheme() == "http" {
+            // A plain-HTTP source, as every computer nearby is, needs no certificates: the
+            // system's roots are a few hundred small files, whose cold reads delayed the
+            // pull's first request. Such a source may not redirect to https:// then.
+            client = client.tls_certs_only(std::iter::empty()).redirect(
+                reqwest::redirect::Policy::custom(|attempt| {
+                    if attempt.url().scheme() != "http" {
+                        attempt.error("it redirects to https://; use that address instead")
+                    } else if attempt.previous().len() >= MAX_REDIRECTS {
+                        attempt.error("too many redirects")
+                    } else {
+                        attempt.follow()
+                    }
+                }),
+            );
         }
         let client = client
             .build()
