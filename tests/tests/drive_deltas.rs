@@ -110,7 +110,14 @@ fn deltas_to_a_commit_no_ref_points_at_are_removed_unless_kept() -> Result<()> {
     Tool::new("cp").arg("-a").arg(&drive).arg(&kept).run()?;
     let kept_repo = kept.join(".ostree/repo");
 
-    prepare_with_delta(&drive, &source.path, &[])?;
+    let output = prepare_with_delta(&drive, &source.path, &[])?;
+    ensure!(
+        output
+            .stdout
+            .contains("Removed 1 static deltas to commits no ref on the drive points at"),
+        "the run does not say it removed the old delta:\n{}",
+        output.stdout
+    );
     let new_name = format!("{v1_1}-{v2}");
     let view = summary_view(&repo)?;
     ensure!(
@@ -138,7 +145,12 @@ fn deltas_to_a_commit_no_ref_points_at_are_removed_unless_kept() -> Result<()> {
         "empty directories left under deltas/: {prefixes:?}"
     );
 
-    prepare_with_delta(&kept, &source.path, &["--keep-old"])?;
+    let output = prepare_with_delta(&kept, &source.path, &["--keep-old"])?;
+    ensure!(
+        !output.stdout.contains("static deltas"),
+        "with --keep-old nothing is removed:\n{}",
+        output.stdout
+    );
     let view = summary_view(&kept_repo)?;
     ensure!(
         view.contains(&new_name) && view.contains(&old_name),

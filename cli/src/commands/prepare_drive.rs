@@ -269,6 +269,12 @@ fn describe(outcome: &PrepareOutcome, translate: bool) -> String {
             &[&outcome.objects_removed],
         ));
     }
+    if outcome.deltas_removed > 0 {
+        lines.push(trf(
+            "Removed {} static deltas to commits no ref on the drive points at",
+            &[&outcome.deltas_removed],
+        ));
+    }
     lines.push(summary);
     lines.join("\n")
 }
