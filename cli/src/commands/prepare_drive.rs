@@ -20,7 +20,7 @@ use ferry_engine::privilege::{self, Caller, DriveRequest, Machine, PinnedDrive, 
 use ferry_engine::target::{default_targets, HostPaths, InstallationSelector, Target};
 use ferry_schema::event::{Event, MessageLevel};
 
-use crate::i18n::{tr, trf};
+use crate::i18n::{ntrf, tr, trf};
 use crate::render::{human_bytes, Output};
 use crate::signals;
 
@@ -264,14 +264,18 @@ fn describe(outcome: &PrepareOutcome, translate: bool) -> String {
         )
     };
     if outcome.objects_removed > 0 {
-        lines.push(trf(
+        lines.push(ntrf(
+            "Removed {} object that no ref on the drive needs any more",
             "Removed {} objects that no ref on the drive needs any more",
+            outcome.objects_removed,
             &[&outcome.objects_removed],
         ));
     }
     if outcome.deltas_removed > 0 {
-        lines.push(trf(
+        lines.push(ntrf(
+            "Removed {} static delta to a commit no ref on the drive points at",
             "Removed {} static deltas to commits no ref on the drive points at",
+            outcome.deltas_removed,
             &[&outcome.deltas_removed],
         ));
     }
