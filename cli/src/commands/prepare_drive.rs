@@ -56,7 +56,8 @@ pub struct PrepareDriveArgs {
     #[arg(long, value_name = "DIR")]
     pub sysroot: Option<PathBuf>,
 
-    /// Keep objects that no ref on the drive needs any more (older versions).
+    /// Keep objects that no ref on the drive needs any more (older versions), and static
+    /// deltas to commits no ref points at.
     #[arg(long)]
     pub keep_old: bool,
 
