@@ -266,35 +266,56 @@ fn checksum(what: &'static str, bytes: &[u8]) -> Result<Checksum, DeltaError> {
 /// (`0x4F535453474E4454`), which it stores big-endian.
 const SIGNED_MAGIC: &[u8; 8] = b"OSTSGNDT";
 
-/// The superblock a superblock file holds: the file itself, or, when `ostree static-delta
-/// generate --sign` wrapped it in libostree's signed format (`(taya{sv})`: the magic, the
-/// superblock's bytes, and signatures of those bytes by type), the bytes inside. Ferry does
-/// not rely on the delta's signatures: the superblock's commit is verified like any other
-/// commit, and every object is hashed against its name.
-fn unwrap_signed(bytes: &[u8]) -> Result<&[u8], DeltaError> {
-    const WHAT: &str = "signed superblock";
-    if !bytes.starts_with(SIGNED_MAGIC) {
-        return Ok(bytes);
+/// A superblock file split into the superblock and, when `ostree static-delta generate
+/// --sign` wrapped it in libostree's signed format (`(taya{sv})`: the magic, the superblock's
+/// bytes, and signatures of those bytes by type), the signatures.
+#[derive(Debug, Clone, Copy)]
+pub struct SuperblockFile<'a> {
+    /// The superblock's bytes: the file itself, or the bytes inside the wrapper (what the
+    /// signatures cover).
+    pub superblock: &'a [u8],
+    /// The wrapper's `a{sv}` of `ostree.sign.<type>` signatures; None for a plain file.
+    pub signatures: Option<&'a [u8]>,
+}
+
+impl<'a> SuperblockFile<'a> {
+    /// Splits a superblock file, checking the wrapper's framing. Its signatures are checked
+    /// only where the remote asks (`sign-verify-deltas`, [`crate::trust::RemotePolicy`]):
+    /// the superblock's commit is verified like any other commit, and every object is
+    /// hashed against its name.
+    pub fn split(bytes: &'a [u8]) -> Result<Self, DeltaError> {
+        const WHAT: &str = "signed superblock";
+        if bytes.len() as u64 > MAX_SUPERBLOCK_SIZE {
+            return Err(DeltaError::Malformed("superblock too large"));
+        }
+        if !bytes.starts_with(SIGNED_MAGIC) {
+            return Ok(Self {
+                superblock: bytes,
+                signatures: None,
+            });
+        }
+        let members = frame::tuple(WHAT, bytes, &[U64, var(1), var(8)])?;
+        // As libostree, a wrapper must hold at least one signature.
+        let signatures = frame::vardict(WHAT, members[2], MAX_ENTRIES)?;
+        if !signatures
+            .iter()
+            .any(|(key, _, _)| key.starts_with("ostree.sign."))
+        {
+            return Err(DeltaError::Malformed(
+                "signed superblock without a signature",
+            ));
+        }
+        let inner = members[1];
+        if inner.starts_with(SIGNED_MAGIC) {
+            return Err(DeltaError::Malformed(
+                "signed superblock inside a signed superblock",
+            ));
+        }
+        Ok(Self {
+            superblock: inner,
+            signatures: Some(members[2]),
+        })
     }
-    let members = frame::tuple(WHAT, bytes, &[U64, var(1), var(8)])?;
-    // As libostree, a wrapper must hold at least one signature; the dictionary is read to
-    // make sure the framing is sound even though the signatures are not checked.
-    let signatures = frame::vardict(WHAT, members[2], MAX_ENTRIES)?;
-    if !signatures
-        .iter()
-        .any(|(key, _, _)| key.starts_with("ostree.sign."))
-    {
-        return Err(DeltaError::Malformed(
-            "signed superblock without a signature",
-        ));
-    }
-    let inner = members[1];
-    if inner.starts_with(SIGNED_MAGIC) {
-        return Err(DeltaError::Malformed(
-            "signed superblock inside a signed superblock",
-        ));
-    }
-    Ok(inner)
 }
 
 impl Superblock {
@@ -302,10 +323,7 @@ impl Superblock {
     /// checksum.
     pub fn parse(bytes: &[u8]) -> Result<Self, DeltaError> {
         const WHAT: &str = "superblock";
-        if bytes.len() as u64 > MAX_SUPERBLOCK_SIZE {
-            return Err(DeltaError::Malformed("superblock too large"));
-        }
-        let bytes = unwrap_signed(bytes)?;
+        let bytes = SuperblockFile::split(bytes)?.superblock;
         // (a{sv} t ay ay (commit) ay a(uayttay) a(yaytt))
         let members = frame::tuple(
             WHAT,
@@ -1359,6 +1377,15 @@ mod tests {
         let expected = Superblock::parse(plain).unwrap();
         let wrapped = signed(plain, &[("ostree.sign.ed25519", &[7; 64])]);
         assert_eq!(&wrapped[..8], b"OSTSGNDT");
+        // The signatures cover the superblock's bytes, handed out as they are in the wrapper.
+        let file = SuperblockFile::split(&wrapped).unwrap();
+        assert_eq!(file.superblock, plain);
+        let signatures = crate::object::Metadata::parse(file.signatures.unwrap()).unwrap();
+        assert_eq!(
+            signatures.get_byte_arrays("ostree.sign.ed25519"),
+            Some(vec![vec![7; 64]])
+        );
+        assert!(SuperblockFile::split(plain).unwrap().signatures.is_none());
         let superblock = Superblock::parse(&wrapped).unwrap();
         assert_eq!(superblock.to, expected.to);
         assert_eq!(superblock.from, expected.from);

@@ -6,6 +6,8 @@
 //!
 //! The commit was already verified; the superblock's copy of it must hash to the same
 //! checksum, and every object a part creates is hashed against its name as it is stored.
+//! A remote with `sign-verify-deltas=true` also requires the superblock to carry an ed25519
+//! signature by one of its keys; a delta without one is dropped for objects.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,14 +18,15 @@ use sha2::{Digest, Sha256};
 
 use crate::cancel::CancelToken;
 use crate::delta::{
-    self, Applied, DeltaError, PartHeader, Superblock, MAX_INDEX_SIZE, MAX_PART_SIZE,
-    MAX_SUPERBLOCK_SIZE,
+    self, Applied, DeltaError, PartHeader, Superblock, SuperblockFile, MAX_INDEX_SIZE,
+    MAX_PART_SIZE, MAX_SUPERBLOCK_SIZE,
 };
 use crate::event::{human_bytes, Event, MessageLevel, Reporter};
 use crate::object::{Checksum, Metadata, ObjectId, ObjectKind, ObjectSize, Summary};
 use crate::repo::{Repo, Transaction};
 use crate::schema::SourceState;
 use crate::source::{FetchError, Interrupt, Source};
+use crate::trust::{DeltaCandidate, RemotePolicy, Signer, TrustError};
 
 use super::progress::Progress;
 
@@ -92,6 +95,8 @@ enum Failure {
     Delta(#[from] DeltaError),
     #[error(transparent)]
     Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Signature(#[from] TrustError),
     #[error("part {0} is missing")]
     MissingPart(usize),
     #[error("part {index} is {actual} bytes, not {expected} as its superblock says")]
@@ -166,6 +171,8 @@ pub(super) struct DeltaPull<'a> {
     pub workers: usize,
     /// Content objects' sizes from the verified commit's `ostree.sizes`, when it has them.
     pub sizes: Option<HashMap<Checksum, ObjectSize>>,
+    /// The policy of the remote the pull is for: whether superblocks must be signed.
+    pub policy: &'a RemotePolicy,
 }
 
 impl DeltaPull<'_> {
@@ -470,7 +477,18 @@ impl DeltaPull<'_> {
         applied: &mut Applied,
     ) -> Result<bool, Failure> {
         let (from, to) = (delta.from, delta.to);
-        let superblock = Superblock::parse(bytes)?;
+        let file = SuperblockFile::split(bytes)?;
+        let candidate = DeltaCandidate {
+            from: from.copied(),
+            to: *to,
+            superblock: file.superblock,
+            signatures: file.signatures,
+            source: &self.names[delta.sources[0]],
+        };
+        if let Some(Signer::Ed25519(key)) = self.policy.verify_delta(&candidate)? {
+            tracing::info!(source = %candidate.source, %key, "static delta signed by a trusted key");
+        }
+        let superblock = Superblock::parse(file.superblock)?;
         if superblock.to != *to || superblock.from.as_ref() != from {
             return Err(DeltaError::Malformed("the superblock is for other commits").into());
         }

@@ -468,8 +468,9 @@ impl Context<'_> {
             self.dest.sync()?;
         } else {
             // Committed durably by the transaction.
-            let (stats, sources) =
-                self.store(request, &plan, &chosen, &commit, previous, update_id)?;
+            let (stats, sources) = self.store(
+                request, &plan, &policy, &chosen, &commit, previous, update_id,
+            )?;
             result.stats = stats;
             result.sources = sources;
         }
@@ -831,10 +832,12 @@ impl Context<'_> {
     /// Stores the commit and its closure, with `state/<commit>.commitpartial` in place until
     /// every object is there. Whatever was verified is committed even when the pull fails or
     /// is cancelled, so the next pull need not fetch it again.
+    #[allow(clippy::too_many_arguments)]
     fn store(
         &self,
         request: &PullRequest,
         plan: &Plan<'_>,
+        policy: &RemotePolicy,
         chosen: &Candidate,
         commit: &Commit,
         previous: Option<Checksum>,
@@ -847,17 +850,27 @@ impl Context<'_> {
                 other => PullError::Destination(other),
             })?;
         let mirrors = self.mirrors_of(request, plan, chosen);
-        let stored = self.store_in(&transaction, &mirrors, chosen, commit, previous, update_id);
+        let stored = self.store_in(
+            &transaction,
+            &mirrors,
+            policy,
+            chosen,
+            commit,
+            previous,
+            update_id,
+        );
         let committed = transaction.commit();
         let stored = stored?;
         committed?;
         Ok(stored)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn store_in(
         &self,
         transaction: &Transaction<'_>,
         mirrors: &[usize],
+        policy: &RemotePolicy,
         chosen: &Candidate,
         commit: &Commit,
         previous: Option<Checksum>,
@@ -928,6 +941,7 @@ impl Context<'_> {
             cancel: self.cancel,
             workers: self.workers,
             sizes: transfer::content_sizes(commit),
+            policy,
         };
         let transfer = Transfer {
             dest: self.dest,

@@ -15,6 +15,17 @@ pub enum SignedObject {
     Commit(Checksum),
     /// A repository's summary file.
     Summary,
+    /// A static delta's superblock (boxed: errors carrying this stay small).
+    Delta(Box<DeltaCommits>),
+}
+
+/// The commits a static delta leads from and to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeltaCommits {
+    /// The commit the delta starts from; None for a delta from scratch.
+    pub from: Option<Checksum>,
+    /// The commit the delta leads to.
+    pub to: Checksum,
 }
 
 impl fmt::Display for SignedObject {
@@ -22,6 +33,15 @@ impl fmt::Display for SignedObject {
         match self {
             Self::Commit(checksum) => write!(f, "commit {}…", checksum.short()),
             Self::Summary => f.write_str("the summary"),
+            Self::Delta(delta) => match &delta.from {
+                Some(from) => write!(
+                    f,
+                    "the static delta from commit {}… to {}…",
+                    from.short(),
+                    delta.to.short()
+                ),
+                None => write!(f, "the static delta to commit {}…", delta.to.short()),
+            },
         }
     }
 }
@@ -288,10 +308,9 @@ pub enum TrustError {
     /// The remote requires a kind of signature the object does not carry.
     #[error(
         "{object} on {location} has no {kind} signature, but remote '{remote}' requires one \
-         ({}{}): use a source that carries the publisher's signed {}",
-        kind.option(),
-        if *summary { "-summary" } else { "" },
-        if *summary { "summary" } else { "commits" }
+         ({}): use a source that carries the publisher's signed {}",
+        required_by(*kind, object, *summary),
+        signed_things(object, *summary)
     )]
     Unsigned {
         /// What lacks the signature.
@@ -447,6 +466,24 @@ impl TrustError {
             ref_name.map(str::to_owned),
             crate::causes::text(self),
         )
+    }
+}
+
+/// The option that made a signature of `kind` required on `object`.
+fn required_by(kind: SignatureKind, object: &SignedObject, summary: bool) -> String {
+    match object {
+        SignedObject::Delta(_) => "sign-verify-deltas".to_owned(),
+        _ if summary => format!("{}-summary", kind.option()),
+        _ => kind.option().to_owned(),
+    }
+}
+
+/// What a source should carry signed instead, for messages.
+fn signed_things(object: &SignedObject, summary: bool) -> &'static str {
+    match object {
+        SignedObject::Delta(_) => "static deltas",
+        _ if summary => "summary",
+        _ => "commits",
     }
 }
 

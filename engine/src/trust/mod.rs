@@ -9,7 +9,8 @@
 //! - [`RemotePolicy::verify_commit`] checks `ostree.gpgsigs` ([`gpg`]) and
 //!   `ostree.sign.ed25519` ([`ed25519`]) over the commit bytes and remembers each verdict by
 //!   checksum, so a commit is verified once per policy.
-//! - [`RemotePolicy::verify_summary`] checks `summary.sig` when the remote asks for it.
+//! - [`RemotePolicy::verify_summary`] checks `summary.sig` when the remote asks for it, and
+//!   [`RemotePolicy::verify_delta`] a static delta's signatures (`sign-verify-deltas`).
 //! - [`check_bindings`] and [`check_timestamp`] refuse commits bound to another collection or
 //!   ref, and updates older than what is installed.
 //! - [`RemotePolicy::check_commit_for_ref`] runs all of it for one pulled ref.
@@ -31,13 +32,14 @@ use std::path::{Path, PathBuf};
 pub use bindings::{check_bindings, find_remote_for_collection, Bindings, RemoteCollection};
 pub use downgrade::{check_timestamp, InstalledCommit, UpdateKind};
 pub use ed25519::{Ed25519Keys, ED25519_PUBLIC_KEY_LEN, ED25519_SIGNATURE_LEN};
-pub use error::{Rejection, SignatureKind, SignedObject, TrustError};
+pub use error::{DeltaCommits, Rejection, SignatureKind, SignedObject, TrustError};
 pub use gpg::{GpgKeyring, GpgSigner};
 pub use metadata::{
     CommitFacts, DetachedSignatures, MAX_KEYS_PER_UNNAMED_SIGNATURE, MAX_SIGNATURES_PER_KIND,
 };
 pub use policy::{
-    Accepted, CommitCandidate, RemotePolicy, RemoteTrustConfig, Signer, SummaryVerdict, Verdict,
+    Accepted, CommitCandidate, DeltaCandidate, RemotePolicy, RemoteTrustConfig, Signer,
+    SummaryVerdict, Verdict,
 };
 
 /// Machine-wide places keys live, outside any repository. The defaults are libostree's;

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use super::bindings::check_bindings;
 use super::downgrade::{check_timestamp, InstalledCommit, UpdateKind};
 use super::ed25519::Ed25519Keys;
-use super::error::{Rejection, SignatureKind, SignedObject, TrustError};
+use super::error::{DeltaCommits, Rejection, SignatureKind, SignedObject, TrustError};
 use super::gpg::{GpgKeyring, GpgSigner};
 use super::keyring::{Ed25519KeySources, GpgKeySources, KeySourceError};
 use super::metadata::{CommitFacts, DetachedSignatures};
@@ -176,6 +176,22 @@ pub struct CommitCandidate<'a> {
     pub source: &'a str,
 }
 
+/// A static delta's superblock offered by a source, split from its signed wrapper
+/// ([`crate::delta::SuperblockFile`]).
+#[derive(Debug, Clone, Copy)]
+pub struct DeltaCandidate<'a> {
+    /// The commit the delta starts from; None for a delta from scratch.
+    pub from: Option<Checksum>,
+    /// The commit the delta leads to.
+    pub to: Checksum,
+    /// The superblock's bytes, which the signatures cover.
+    pub superblock: &'a [u8],
+    /// The signed wrapper's `a{sv}` of signatures; None when the superblock is not signed.
+    pub signatures: Option<&'a [u8]>,
+    /// Where it comes from, as a person would name it.
+    pub source: &'a str,
+}
+
 /// A commit that passed every check for a ref.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
@@ -197,6 +213,7 @@ pub struct RemotePolicy {
     gpg_summary: bool,
     ed25519_commits: bool,
     ed25519_summary: bool,
+    ed25519_deltas: bool,
     gpg: GpgKeyring,
     gpg_looked_in: Vec<PathBuf>,
     ed25519: Ed25519Keys,
@@ -215,6 +232,9 @@ impl RemotePolicy {
         let gpg_summary = config.boolean("gpg-verify-summary", false)?;
         let sign_commits = config.sign_verify("sign-verify")?;
         let sign_summary = config.sign_verify("sign-verify-summary")?;
+        // A boolean, as libostree's `core.sign-verify-deltas`; deltas are only ever signed
+        // with ed25519 (libostree has no GPG delta signatures).
+        let sign_deltas = config.boolean("sign-verify-deltas", false)?;
 
         let mut policy = Self {
             remote: config.name.clone(),
@@ -223,6 +243,7 @@ impl RemotePolicy {
             gpg_summary,
             ed25519_commits: sign_commits.is_some(),
             ed25519_summary: sign_summary.is_some(),
+            ed25519_deltas: sign_deltas,
             gpg: GpgKeyring::default(),
             gpg_looked_in: Vec::new(),
             ed25519: Ed25519Keys::default(),
@@ -241,7 +262,7 @@ impl RemotePolicy {
             policy.gpg_looked_in = sources.looked_in;
         }
 
-        if sign_commits.is_some() || sign_summary.is_some() {
+        if sign_commits.is_some() || sign_summary.is_some() || sign_deltas {
             let inline_key = config.get("verification-ed25519-key");
             let key_file = config.get("verification-ed25519-file");
             let listed = [sign_commits, sign_summary].contains(&Some(SignVerify::Listed));
@@ -280,6 +301,12 @@ impl RemotePolicy {
     /// Whether a `summary.sig`, when present, must carry valid signatures.
     pub fn checks_summary(&self) -> bool {
         self.gpg_summary || self.ed25519_summary
+    }
+
+    /// Whether static delta superblocks must carry a valid ed25519 signature
+    /// (`sign-verify-deltas`).
+    pub fn checks_deltas(&self) -> bool {
+        self.ed25519_deltas
     }
 
     /// The GPG keys loaded for this remote.
@@ -371,6 +398,37 @@ impl RemotePolicy {
             true,
         )?;
         Ok(SummaryVerdict::Signed { signers })
+    }
+
+    /// Checks a static delta's superblock signatures when the remote sets
+    /// `sign-verify-deltas`: an unsigned superblock, or one without an ed25519 signature by a
+    /// trusted key over its bytes, is refused. `Ok(None)` when the remote does not ask.
+    pub fn verify_delta(&self, delta: &DeltaCandidate<'_>) -> Result<Option<Signer>, TrustError> {
+        if !self.ed25519_deltas {
+            return Ok(None);
+        }
+        let object = SignedObject::Delta(Box::new(DeltaCommits {
+            from: delta.from,
+            to: delta.to,
+        }));
+        let signatures = DetachedSignatures::parse_optional(delta.signatures).map_err(|error| {
+            TrustError::Malformed {
+                object: object.clone(),
+                location: delta.source.into(),
+                detail: "its signatures cannot be read".to_owned(),
+                source: Some(Box::new(error)),
+            }
+        })?;
+        let signers = self.check_signatures(
+            &object,
+            delta.source,
+            delta.superblock,
+            &signatures,
+            false,
+            true,
+            false,
+        )?;
+        Ok(signers.into_iter().next())
     }
 
     /// Verifies, binds and compares a commit pulled for `ref_name`: the one call a pull makes
@@ -529,4 +587,87 @@ fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+    use ed25519_dalek::{Signer as _, SigningKey};
+
+    fn policy(roots: &Path, options: &[(&str, String)]) -> Result<RemotePolicy, TrustError> {
+        let config = RemoteTrustConfig::new("origin", options.iter().cloned());
+        RemotePolicy::load(
+            &config,
+            &Destination::plain(roots.join("repo")),
+            &TrustRoots::under(roots),
+        )
+    }
+
+    fn signatures(key: &SigningKey, data: &[u8]) -> Vec<u8> {
+        let mut metadata = crate::object::Metadata::new();
+        metadata
+            .insert_byte_arrays("ostree.sign.ed25519", &[key.sign(data).to_bytes()])
+            .unwrap();
+        metadata.to_bytes().unwrap()
+    }
+
+    #[test]
+    fn delta_signatures_count_only_when_the_remote_asks() {
+        let roots = tempfile::TempDir::new().unwrap();
+        let trusted = SigningKey::from_bytes(&[5; 32]);
+        let other = SigningKey::from_bytes(&[6; 32]);
+        let key = (
+            "verification-ed25519-key",
+            STANDARD.encode(trusted.verifying_key().as_bytes()),
+        );
+        let superblock = b"superblock bytes";
+        let by_trusted = signatures(&trusted, superblock);
+        let by_other = signatures(&other, superblock);
+        let delta = |signatures| DeltaCandidate {
+            from: None,
+            to: Checksum::from_array([1; 32]),
+            superblock,
+            signatures,
+            source: "drive",
+        };
+
+        let off = policy(roots.path(), std::slice::from_ref(&key)).unwrap();
+        assert!(!off.checks_deltas());
+        assert_eq!(off.verify_delta(&delta(Some(&by_other))).unwrap(), None);
+        assert_eq!(off.verify_delta(&delta(None)).unwrap(), None);
+
+        let on = policy(
+            roots.path(),
+            &[key, ("sign-verify-deltas", "true".to_owned())],
+        )
+        .unwrap();
+        assert!(on.checks_deltas());
+        assert!(matches!(
+            on.verify_delta(&delta(Some(&by_trusted))),
+            Ok(Some(Signer::Ed25519(_)))
+        ));
+        let error = on.verify_delta(&delta(Some(&by_other))).unwrap_err();
+        assert!(matches!(error, TrustError::Untrusted { .. }), "{error}");
+        let error = on.verify_delta(&delta(None)).unwrap_err();
+        assert!(
+            error.to_string().contains("(sign-verify-deltas)"),
+            "{error}"
+        );
+        // Signed over other bytes: the superblock was altered after signing.
+        let altered = DeltaCandidate {
+            superblock: b"superblock bytez",
+            ..delta(Some(&by_trusted))
+        };
+        assert!(on.verify_delta(&altered).is_err());
+
+        // No key at all: every delta is refused, naming where keys were looked for.
+        let keyless = policy(roots.path(), &[("sign-verify-deltas", "1".to_owned())]).unwrap();
+        let error = keyless.verify_delta(&delta(Some(&by_trusted))).unwrap_err();
+        assert!(matches!(error, TrustError::NoKeys { .. }), "{error}");
+        assert!(policy(roots.path(), &[("sign-verify-deltas", "yes".to_owned())]).is_err());
+    }
 }

@@ -6,6 +6,7 @@
     reason = "each test file uses a different part of the helpers"
 )]
 
+pub mod delta_signing;
 pub mod peer;
 
 use std::ffi::OsStr;
