@@ -7,17 +7,16 @@
 
 mod pull_support;
 
-use std::path::Path;
-
 use anyhow::{ensure, Result};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use ed25519_dalek::SigningKey;
-use ferry_engine::event::{Event, MessageLevel};
-use ferry_tests::cmd::Tool;
+use ferry_engine::event::MessageLevel;
 use ferry_tests::ostree::OstreeRepo;
-use pull_support::delta_signing::{sign_superblock, superblock_path};
-use pull_support::{pull_remote, remote_ref, trust_root, DeltaUpdate, PullRun, BRANCH, REMOTE};
+use pull_support::delta_signing::{
+    delta_messages, expect_delta_applied, sign_superblock, superblock_path, was_applied,
+};
+use pull_support::{DeltaUpdate, REMOTE};
 use tempfile::TempDir;
 
 /// The key the destination's remote trusts.
@@ -52,66 +51,24 @@ fn sign_delta(update: &DeltaUpdate, key: &SigningKey) -> Result<()> {
     Ok(())
 }
 
-/// A copy of the destination at 1.0, so several pulls can start from it.
-fn copy_of_dest(update: &DeltaUpdate, path: &Path) -> Result<OstreeRepo> {
-    Tool::new("cp")
-        .arg("-a")
-        .arg(&update.dest.path)
-        .arg(path)
-        .run()?;
-    Ok(OstreeRepo::open(path))
-}
-
-fn delta_messages(run: &PullRun, level: MessageLevel) -> Vec<String> {
-    run.events
-        .iter()
-        .filter_map(|event| match event {
-            Event::Message { level: got, text }
-                if *got == level && text.contains("static delta") =>
-            {
-                Some(text.clone())
-            }
-            _ => None,
-        })
-        .collect()
-}
-
-fn applied(run: &PullRun) -> bool {
-    delta_messages(run, MessageLevel::Info)
-        .iter()
-        .any(|text| text.contains("applying the static delta"))
-}
-
-/// Pulls 2.0 into `dest` from the publisher's repository, which must succeed and leave 2.0
-/// installed and fsck-clean.
-fn pull_update(base: &Path, update: &DeltaUpdate, dest: &OstreeRepo) -> Result<PullRun> {
-    let run = pull_remote(
-        &trust_root(base),
-        &dest.path,
-        &update.publisher.repo.path,
-        &[BRANCH],
-    )?
-    .require_success()?;
-    ensure!(dest.read_ref(&remote_ref(BRANCH))? == Some(update.v2.clone()));
-    dest.fsck()?;
-    Ok(run)
-}
-
-/// A delta signed by the remote's key is applied; the source no longer holds 2.0's new
-/// content objects, so only the delta can have brought them.
-#[test]
-fn delta_signed_by_the_remotes_key_is_applied() -> Result<()> {
+/// A delta signed by `key`, pulled by a destination whose remote trusts [`trusted_key`] and
+/// sets `sign-verify-deltas` when `verify_deltas`, must be applied; the source no longer
+/// holds 2.0's new content objects, so only the delta can have brought them.
+fn expect_signed_delta_applied(key: &SigningKey, verify_deltas: bool) -> Result<()> {
     let tmp = TempDir::new()?;
     let base = tmp.path();
     let update = DeltaUpdate::new(base)?;
-    sign_delta(&update, &trusted_key())?;
-    configure_remote(&update.dest, true)?;
+    sign_delta(&update, key)?;
+    configure_remote(&update.dest, verify_deltas)?;
     update.leave_only_the_delta()?;
-    let run = pull_update(base, &update, &update.dest)?;
-    let warnings = delta_messages(&run, MessageLevel::Warning);
-    ensure!(warnings.is_empty(), "{warnings:?}");
-    ensure!(applied(&run), "the delta was not applied: {:?}", run.events);
-    Ok(())
+    let run = update.pull_into(base, &update.dest, None)?;
+    expect_delta_applied(&run)
+}
+
+/// A delta signed by the remote's key is applied.
+#[test]
+fn delta_signed_by_the_remotes_key_is_applied() -> Result<()> {
+    expect_signed_delta_applied(&trusted_key(), true)
 }
 
 /// An unsigned delta, then one signed by a key the remote does not trust: each is refused
@@ -141,8 +98,8 @@ fn unsigned_delta_and_delta_signed_by_another_key_are_refused_for_objects() -> R
         if let Some(prepare) = prepare {
             prepare(&update)?;
         }
-        let dest = copy_of_dest(&update, &base.join(format!("dest-{name}")))?;
-        let run = pull_update(base, &update, &dest)?;
+        let dest = update.copy_of_dest(&base.join(format!("dest-{name}")))?;
+        let run = update.pull_into(base, &dest, None)?;
         let warnings = delta_messages(&run, MessageLevel::Warning);
         ensure!(
             warnings
@@ -150,7 +107,7 @@ fn unsigned_delta_and_delta_signed_by_another_key_are_refused_for_objects() -> R
                 .any(|w| w.contains(expected) && w.contains("fetching objects instead")),
             "{name}: no warning saying {expected:?}: {warnings:?}"
         );
-        ensure!(!applied(&run), "{name}: the delta was applied");
+        ensure!(!was_applied(&run), "{name}: the delta was applied");
     }
     Ok(())
 }
@@ -159,15 +116,5 @@ fn unsigned_delta_and_delta_signed_by_another_key_are_refused_for_objects() -> R
 /// delta signed by another key is applied as before: its signatures are not looked at.
 #[test]
 fn delta_signed_by_another_key_is_applied_without_the_option() -> Result<()> {
-    let tmp = TempDir::new()?;
-    let base = tmp.path();
-    let update = DeltaUpdate::new(base)?;
-    sign_delta(&update, &other_key())?;
-    configure_remote(&update.dest, false)?;
-    update.leave_only_the_delta()?;
-    let run = pull_update(base, &update, &update.dest)?;
-    let warnings = delta_messages(&run, MessageLevel::Warning);
-    ensure!(warnings.is_empty(), "{warnings:?}");
-    ensure!(applied(&run), "the delta was not applied: {:?}", run.events);
-    Ok(())
+    expect_signed_delta_applied(&other_key(), false)
 }

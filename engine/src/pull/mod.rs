@@ -54,6 +54,17 @@ use crate::trust::{
 use progress::Progress;
 use transfer::{names_of, Transfer};
 
+/// The commit a pull stores once it has verified it, and what goes with it.
+struct Verified<'c> {
+    chosen: &'c Candidate,
+    commit: &'c Commit,
+    /// The remote's policy, which also says whether static deltas must be signed.
+    policy: &'c RemotePolicy,
+    /// What the destination ref pointed at before, for the delta to start from.
+    previous: Option<Checksum>,
+    update_id: String,
+}
+
 /// A commit a source has not handed out within this long is asked of the next source too.
 const COMMIT_HEDGE_AFTER: Duration = Duration::from_secs(2);
 
@@ -468,9 +479,14 @@ impl Context<'_> {
             self.dest.sync()?;
         } else {
             // Committed durably by the transaction.
-            let (stats, sources) = self.store(
-                request, &plan, &policy, &chosen, &commit, previous, update_id,
-            )?;
+            let verified = Verified {
+                chosen: &chosen,
+                commit: &commit,
+                policy: &policy,
+                previous,
+                update_id,
+            };
+            let (stats, sources) = self.store(request, &plan, verified)?;
             result.stats = stats;
             result.sources = sources;
         }
@@ -832,50 +848,39 @@ impl Context<'_> {
     /// Stores the commit and its closure, with `state/<commit>.commitpartial` in place until
     /// every object is there. Whatever was verified is committed even when the pull fails or
     /// is cancelled, so the next pull need not fetch it again.
-    #[allow(clippy::too_many_arguments)]
     fn store(
         &self,
         request: &PullRequest,
         plan: &Plan<'_>,
-        policy: &RemotePolicy,
-        chosen: &Candidate,
-        commit: &Commit,
-        previous: Option<Checksum>,
-        update_id: String,
+        verified: Verified<'_>,
     ) -> Result<(PullStats, Vec<SourceUse>), PullError> {
-        self.dest.mark_partial(&chosen.checksum)?;
+        self.dest.mark_partial(&verified.chosen.checksum)?;
         let transaction =
             Transaction::begin(self.dest, Some(self.cancel)).map_err(|error| match error {
                 RepoError::Cancelled => PullError::Cancelled,
                 other => PullError::Destination(other),
             })?;
-        let mirrors = self.mirrors_of(request, plan, chosen);
-        let stored = self.store_in(
-            &transaction,
-            &mirrors,
-            policy,
-            chosen,
-            commit,
-            previous,
-            update_id,
-        );
+        let mirrors = self.mirrors_of(request, plan, verified.chosen);
+        let stored = self.store_in(&transaction, &mirrors, verified);
         let committed = transaction.commit();
         let stored = stored?;
         committed?;
         Ok(stored)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn store_in(
         &self,
         transaction: &Transaction<'_>,
         mirrors: &[usize],
-        policy: &RemotePolicy,
-        chosen: &Candidate,
-        commit: &Commit,
-        previous: Option<Checksum>,
-        update_id: String,
+        verified: Verified<'_>,
     ) -> Result<(PullStats, Vec<SourceUse>), PullError> {
+        let Verified {
+            chosen,
+            commit,
+            policy,
+            previous,
+            update_id,
+        } = verified;
         let started = Instant::now();
         let sources: Vec<Arc<dyn Source>> = mirrors
             .iter()

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Result};
 use ed25519_dalek::{Signer as _, SigningKey};
+use ferry_engine::event::{Event, MessageLevel};
 use ferry_engine::object::Metadata;
+
+use super::PullRun;
 
 /// The magic libostree writes first in a signed superblock (`0x4F535453474E4454`, big-endian).
 pub const SIGNED_MAGIC: &[u8; 8] = b"OSTSGNDT";
@@ -58,4 +61,38 @@ pub fn sign_superblock(path: &Path, key: &SigningKey) -> Result<()> {
     out.extend_from_slice(&(superblock_end as u64).to_le_bytes()[..size]);
     fs::write(path, out)?;
     Ok(())
+}
+
+/// The pull's messages at `level` that speak of a static delta.
+pub fn delta_messages(run: &PullRun, level: MessageLevel) -> Vec<String> {
+    run.events
+        .iter()
+        .filter_map(|event| match event {
+            Event::Message { level: got, text }
+                if *got == level && text.contains("static delta") =>
+            {
+                Some(text.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Requires the pull to have applied a static delta, with no warning about one.
+pub fn expect_delta_applied(run: &PullRun) -> Result<()> {
+    let warnings = delta_messages(run, MessageLevel::Warning);
+    ensure!(warnings.is_empty(), "{warnings:?}");
+    ensure!(
+        was_applied(run),
+        "the delta was not applied: {:?}",
+        delta_messages(run, MessageLevel::Info)
+    );
+    Ok(())
+}
+
+/// Whether the pull says it applied a static delta.
+pub fn was_applied(run: &PullRun) -> bool {
+    delta_messages(run, MessageLevel::Info)
+        .iter()
+        .any(|text| text.contains("applying the static delta"))
 }

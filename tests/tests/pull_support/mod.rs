@@ -354,4 +354,30 @@ impl DeltaUpdate {
         }
         Ok(())
     }
+
+    /// A copy of the destination at 1.0 at `path`, so several pulls can start from it.
+    pub fn copy_of_dest(&self, path: &Path) -> Result<OstreeRepo> {
+        Tool::new("cp")
+            .arg("-a")
+            .arg(&self.dest.path)
+            .arg(path)
+            .run()?;
+        Ok(OstreeRepo::open(path))
+    }
+
+    /// Pulls 2.0 into `dest` from `source` (the publisher's repository by default), which
+    /// must succeed and leave 2.0 installed and fsck-clean.
+    pub fn pull_into(
+        &self,
+        base: &Path,
+        dest: &OstreeRepo,
+        source: Option<&OsStr>,
+    ) -> Result<PullRun> {
+        let source = source.unwrap_or(self.publisher.repo.path.as_os_str());
+        let run =
+            pull_remote(&trust_root(base), &dest.path, source, &[BRANCH])?.require_success()?;
+        ensure!(dest.read_ref(&remote_ref(BRANCH))? == Some(self.v2.clone()));
+        dest.fsck()?;
+        Ok(run)
+    }
 }
