@@ -303,12 +303,6 @@ impl RemotePolicy {
         self.gpg_summary || self.ed25519_summary
     }
 
-    /// Whether static delta superblocks must carry a valid ed25519 signature
-    /// (`sign-verify-deltas`).
-    pub fn checks_deltas(&self) -> bool {
-        self.ed25519_deltas
-    }
-
     /// The GPG keys loaded for this remote.
     pub fn gpg_keyring(&self) -> &GpgKeyring {
         &self.gpg
@@ -636,7 +630,6 @@ mod tests {
         };
 
         let off = policy(roots.path(), std::slice::from_ref(&key)).unwrap();
-        assert!(!off.checks_deltas());
         assert_eq!(off.verify_delta(&delta(Some(&by_other))).unwrap(), None);
         assert_eq!(off.verify_delta(&delta(None)).unwrap(), None);
 
@@ -645,7 +638,6 @@ mod tests {
             &[key, ("sign-verify-deltas", "true".to_owned())],
         )
         .unwrap();
-        assert!(on.checks_deltas());
         assert!(matches!(
             on.verify_delta(&delta(Some(&by_trusted))),
             Ok(Some(Signer::Ed25519(_)))
