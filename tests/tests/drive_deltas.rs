@@ -109,6 +109,15 @@ fn deltas_to_a_commit_no_ref_points_at_are_removed_unless_kept() -> Result<()> {
     let kept = base.join("kept");
     Tool::new("cp").arg("-a").arg(&drive).arg(&kept).run()?;
     let kept_repo = kept.join(".ostree/repo");
+    // A hostile copy whose `deltas` is a link to a folder outside the drive holding the same
+    // stale delta: the clean-up must not follow it.
+    let linked = base.join("linked");
+    Tool::new("cp").arg("-a").arg(&drive).arg(&linked).run()?;
+    let outside = base.join("outside-deltas");
+    std::fs::rename(linked.join(".ostree/repo/deltas"), &outside)?;
+    std::os::unix::fs::symlink(&outside, linked.join(".ostree/repo/deltas"))?;
+    let outside_files = walk_files(&outside)?;
+    ensure!(!outside_files.is_empty());
 
     let output = prepare_with_delta(&drive, &source.path, &[])?;
     ensure!(
@@ -145,6 +154,20 @@ fn deltas_to_a_commit_no_ref_points_at_are_removed_unless_kept() -> Result<()> {
         "empty directories left under deltas/: {prefixes:?}"
     );
 
+    // Whether the run on the linked copy succeeds or refuses, nothing outside is removed.
+    let _ = bins::ferryctl()?
+        .env("LC_ALL", "C.UTF-8")
+        .arg("prepare-drive")
+        .arg(&linked)
+        .arg("--sysroot")
+        .arg(&source.path)
+        .args(["--os", "--delta-from", "installed", "--json"])
+        .output()?;
+    ensure!(
+        walk_files(&outside)? == outside_files,
+        "files outside the drive were removed through the link"
+    );
+
     let output = prepare_with_delta(&kept, &source.path, &["--keep-old"])?;
     ensure!(
         !output.stdout.contains("Removed 1 static delta"),
@@ -166,4 +189,21 @@ fn deltas_to_a_commit_no_ref_points_at_are_removed_unless_kept() -> Result<()> {
         "an index was removed despite --keep-old"
     );
     Ok(())
+}
+
+/// Every file below `dir`, recursively.
+fn walk_files(dir: &Path) -> Result<BTreeSet<PathBuf>> {
+    let mut files = BTreeSet::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                pending.push(entry.path());
+            } else {
+                files.insert(entry.path());
+            }
+        }
+    }
+    Ok(files)
 }

@@ -282,7 +282,10 @@ impl DriveWriter {
         name: &str,
     ) -> Result<(), PrepareError> {
         let prefix_path = self.path.join(top).join(prefix);
-        let prefix_dir = open_dir(&self.dir, &format!("{top}/{prefix}"), &self.path)?;
+        // One component at a time, none followed if it is a link: this may run as root on
+        // a drive whose directories can change under it.
+        let top_dir = open_dir(&self.dir, top, &self.path)?;
+        let prefix_dir = open_dir(&top_dir, prefix, &self.path.join(top))?;
         let path = prefix_path.join(name);
         let removed = match rustix::fs::unlinkat(&prefix_dir, name, AtFlags::empty()) {
             Ok(()) | Err(Errno::NOENT) => Ok(()),
@@ -308,7 +311,6 @@ impl DriveWriter {
             Err(error) => return Err(PrepareError::io("remove", path, error.into())),
         }
         drop(prefix_dir);
-        let top_dir = open_dir(&self.dir, top, &self.path)?;
         match rustix::fs::unlinkat(&top_dir, prefix, AtFlags::REMOVEDIR) {
             Ok(()) | Err(Errno::NOENT | Errno::NOTEMPTY | Errno::EXIST) => Ok(()),
             Err(error) => Err(PrepareError::io("remove", prefix_path, error.into())),
