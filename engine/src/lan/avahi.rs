@@ -380,6 +380,9 @@ pub fn browse(deadline: Instant, max: usize) -> Result<(Vec<Peer>, usize), LanEr
 }
 
 /// Resolves one instance to an address (with its interface name for IPv6), port and TXT.
+/// The address is of the family the advert came over: asked for either, avahi answers with
+/// whichever record arrives first, and hosts announce their IPv6 addresses over IPv4 too, so
+/// the same peer would be reached at a different address from one listing to the next.
 async fn resolve(
     connection: &Connection,
     item: &Item,
@@ -396,7 +399,7 @@ async fn resolve(
             name.as_str(),
             kind.as_str(),
             domain.as_str(),
-            UNSPECIFIED,
+            *protocol,
             0u32,
         ),
     )
