@@ -130,12 +130,13 @@ impl DriveWriter {
         ))
     }
 
-    /// Writes an object with `fill` into `tmp/`, then renames it to its place. Returns the
-    /// bytes written, or None when the object appeared meanwhile (nothing is replaced).
+    /// Writes an object with `fill` (which returns the bytes it wrote) into `tmp/`, then
+    /// renames it to its place. Returns the bytes written, or None when the object appeared
+    /// meanwhile (nothing is replaced).
     pub(super) fn write_object(
         &self,
         object: ObjectId,
-        fill: impl FnOnce(&mut File) -> Result<(), PrepareError>,
+        fill: impl FnOnce(&mut File) -> Result<u64, PrepareError>,
     ) -> Result<Option<u64>, PrepareError> {
         let hex = object.checksum.to_hex();
         let name = format!(
@@ -146,11 +147,7 @@ impl DriveWriter {
         );
         let path = self.path.join("objects").join(&name);
         let (mut file, mut temp) = self.temp_file()?;
-        fill(&mut file)?;
-        let size = file
-            .metadata()
-            .map_err(|e| PrepareError::io("write", path.clone(), e))?
-            .len();
+        let size = fill(&mut file)?;
         drop(file);
         let made = &self.made_prefixes[usize::from(object.checksum.as_bytes()[0])];
         if !made.load(Ordering::Relaxed) {

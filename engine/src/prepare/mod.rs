@@ -1607,14 +1607,12 @@ pub fn verify_objects(
 /// Whether an object on the drive, read from the device rather than the page cache, still
 /// hashes to its name (detached metadata, which has no name of its own, must parse).
 fn read_back_matches(drive: &Repo, object: ObjectId, buffer: &mut [u8]) -> bool {
-    // Pages of a synced file are clean, so DONTNEED drops them and the next read goes to
-    // the device. A filesystem without fadvise is read as it is.
-    if let Ok(file) = File::open(drive.object_path(object)) {
-        let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed);
-    }
     match object.kind {
         ObjectKind::File => {
-            let Ok((header, mut content)) = drive.open_content(&object.checksum) else {
+            // Pages of a synced file are clean, so they can be dropped and read again from
+            // the device.
+            let Ok((header, mut content)) = drive.open_content_from_device(&object.checksum)
+            else {
                 return false;
             };
             let Ok(mut hasher) = ContentHasher::new(&header) else {
@@ -1630,12 +1628,19 @@ fn read_back_matches(drive: &Repo, object: ObjectId, buffer: &mut [u8]) -> bool 
             }
             hasher.finish() == object.checksum
         }
-        ObjectKind::CommitMeta => drive
-            .read_metadata(ObjectKind::CommitMeta, &object.checksum)
-            .is_ok_and(|bytes| Metadata::parse(&bytes).is_ok()),
-        kind => drive
-            .read_metadata(kind, &object.checksum)
-            .is_ok_and(|bytes| metadata_checksum(&bytes) == object.checksum),
+        kind => {
+            if let Ok(file) = File::open(drive.object_path(object)) {
+                let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed);
+            }
+            match kind {
+                ObjectKind::CommitMeta => drive
+                    .read_metadata(ObjectKind::CommitMeta, &object.checksum)
+                    .is_ok_and(|bytes| Metadata::parse(&bytes).is_ok()),
+                kind => drive
+                    .read_metadata(kind, &object.checksum)
+                    .is_ok_and(|bytes| metadata_checksum(&bytes) == object.checksum),
+            }
+        }
     }
 }
 
@@ -1658,6 +1663,8 @@ impl<R: Read> Read for Hashing<'_, R> {
 struct Batched<'a> {
     file: &'a mut File,
     pending: &'a mut Vec<u8>,
+    /// Bytes written to `file` so far.
+    written: u64,
 }
 
 impl Write for Batched<'_> {
@@ -1671,6 +1678,7 @@ impl Write for Batched<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.file.write_all(self.pending)?;
+        self.written = self.written.saturating_add(self.pending.len() as u64);
         self.pending.clear();
         Ok(())
     }
@@ -1735,9 +1743,7 @@ fn write_object(
         ObjectKind::File if source.mode() == RepoMode::Archive => {
             let mut stored = source.open_archived_content(&object.checksum)?;
             writer.write_object(object, |file| {
-                io::copy(&mut stored.file, file)
-                    .map(|_| ())
-                    .map_err(write_error(source.object_path(object)))
+                io::copy(&mut stored.file, file).map_err(write_error(source.object_path(object)))
             })
         }
         ObjectKind::File => {
@@ -1754,6 +1760,7 @@ fn write_object(
                 let mut out = Batched {
                     file,
                     pending: &mut scratch.output,
+                    written: 0,
                 };
                 out.pending.clear();
                 out.write_all(&header_bytes)
@@ -1770,7 +1777,7 @@ fn write_object(
                         object,
                     });
                 }
-                Ok(())
+                Ok(out.written)
             })
         }
         kind => {
@@ -1793,6 +1800,7 @@ fn write_object(
             }
             writer.write_object(object, |file| {
                 file.write_all(&bytes)
+                    .map(|()| bytes.len() as u64)
                     .map_err(write_error(source.object_path(object)))
             })
         }
@@ -1908,6 +1916,7 @@ mod tests {
         let mut out = Batched {
             file: &mut file,
             pending: &mut scratch.output,
+            written: 0,
         };
         deflate_content(
             &mut &content[..],
@@ -1917,8 +1926,10 @@ mod tests {
         )
         .expect("deflate");
         out.flush().expect("flush");
+        let written = out.written;
         let bytes = std::fs::read(&path).expect("read");
         let _ = std::fs::remove_file(&path);
+        assert_eq!(written, bytes.len() as u64, "bytes counted as written");
         bytes
     }
 

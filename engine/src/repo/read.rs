@@ -372,10 +372,27 @@ impl Repo {
     ) -> Result<(FileHeader, ContentReader), RepoError> {
         let object = ObjectId::new(*checksum, ObjectKind::File);
         match self.mode() {
-            RepoMode::Archive => self.open_archive_content(object),
+            RepoMode::Archive => self.open_archive_content(object, false),
             RepoMode::Bare | RepoMode::BareUserOnly => self.open_bare_content(object),
             RepoMode::BareUser => self.open_bare_user_content(object),
         }
+    }
+
+    /// As [`Repo::open_content`], with the object's clean pages first dropped from the page
+    /// cache, so that its bytes are read from the device: for checking what was just written
+    /// and synced. A filesystem that keeps its pages is read as it is.
+    pub fn open_content_from_device(
+        &self,
+        checksum: &Checksum,
+    ) -> Result<(FileHeader, ContentReader), RepoError> {
+        let object = ObjectId::new(*checksum, ObjectKind::File);
+        if self.mode() == RepoMode::Archive {
+            return self.open_archive_content(object, true);
+        }
+        if let Ok(Some((fd, _))) = self.open_object(object) {
+            let _ = rustix::fs::fadvise(&fd, 0, None, rustix::fs::Advice::DontNeed);
+        }
+        self.open_content(checksum)
     }
 
     /// Opens an archive repository's `.filez` as stored, for an archive-to-archive copy
@@ -395,12 +412,17 @@ impl Repo {
         })
     }
 
+    /// `from_device`: see [`Repo::open_content_from_device`].
     fn open_archive_content(
         &self,
         object: ObjectId,
+        from_device: bool,
     ) -> Result<(FileHeader, ContentReader), RepoError> {
         let path = self.object_path(object);
         let (fd, _) = self.open_existing_object(object)?;
+        if from_device {
+            let _ = rustix::fs::fadvise(&fd, 0, None, rustix::fs::Advice::DontNeed);
+        }
         let reader = BufReader::with_capacity(64 * 1024, File::from(fd));
         let (header, content) = read_archive_stream(reader, &path.display().to_string()).map_err(
             |error| match error {
@@ -601,31 +623,49 @@ pub(crate) enum XattrSource<'a> {
     Path(&'a std::path::Path),
 }
 
+/// First buffer for an xattr call: most files have no xattrs or a few short ones, and
+/// zeroing the largest size the kernel allows for every object read costs more than the reads.
+const XATTR_FIRST_TRY: usize = 1024;
+
+/// Calls `get` with a small buffer, and again with `max` bytes when that is too small
+/// (`ERANGE`). Returns the buffer cut to what `get` filled.
+fn xattr_call(
+    max: usize,
+    mut get: impl FnMut(&mut [u8]) -> rustix::io::Result<usize>,
+) -> rustix::io::Result<Vec<u8>> {
+    let mut buffer = vec![0u8; XATTR_FIRST_TRY];
+    let size = match get(&mut buffer) {
+        Err(rustix::io::Errno::RANGE) => {
+            buffer = vec![0u8; max];
+            get(&mut buffer)?
+        }
+        other => other?,
+    };
+    buffer.truncate(size);
+    Ok(buffer)
+}
+
 /// All xattrs of a file, sorted by name, as libostree's `glnx_fd_get_all_xattrs` reads them.
 pub(crate) fn read_xattrs(source: XattrSource<'_>) -> io::Result<Vec<Xattr>> {
-    let mut names = vec![0u8; XATTR_LIST_MAX];
-    let length = match &source {
-        XattrSource::Fd(fd) => rustix::fs::flistxattr(fd, &mut names[..]),
-        XattrSource::Path(path) => rustix::fs::llistxattr(*path, &mut names[..]),
-    };
-    let length = match length {
-        Ok(length) => length,
+    let names = xattr_call(XATTR_LIST_MAX, |buffer| match &source {
+        XattrSource::Fd(fd) => rustix::fs::flistxattr(fd, buffer),
+        XattrSource::Path(path) => rustix::fs::llistxattr(*path, buffer),
+    });
+    let names = match names {
+        Ok(names) => names,
         Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
         Err(error) => return Err(error.into()),
     };
     let mut xattrs = Vec::new();
-    let mut value = vec![0u8; XATTR_SIZE_MAX];
-    for name in names[..length].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
         let name_c = std::ffi::CString::new(name)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad xattr name"))?;
-        let got = match &source {
-            XattrSource::Fd(fd) => rustix::fs::fgetxattr(fd, name_c.as_c_str(), &mut value[..]),
-            XattrSource::Path(path) => {
-                rustix::fs::lgetxattr(*path, name_c.as_c_str(), &mut value[..])
-            }
-        };
+        let got = xattr_call(XATTR_SIZE_MAX, |buffer| match &source {
+            XattrSource::Fd(fd) => rustix::fs::fgetxattr(fd, name_c.as_c_str(), buffer),
+            XattrSource::Path(path) => rustix::fs::lgetxattr(*path, name_c.as_c_str(), buffer),
+        });
         match got {
-            Ok(size) => xattrs.push(Xattr::new(name, &value[..size])),
+            Ok(value) => xattrs.push(Xattr::new(name, value)),
             // Removed between listing and reading.
             Err(rustix::io::Errno::NODATA) => {}
             Err(error) => return Err(error.into()),
@@ -637,12 +677,10 @@ pub(crate) fn read_xattrs(source: XattrSource<'_>) -> io::Result<Vec<Xattr>> {
 
 /// One xattr's value; None when the file does not have it.
 pub(crate) fn read_xattr(fd: BorrowedFd<'_>, name: &CStr) -> io::Result<Option<Vec<u8>>> {
-    let mut value = vec![0u8; XATTR_SIZE_MAX];
-    match rustix::fs::fgetxattr(fd, name, &mut value[..]) {
-        Ok(size) => {
-            value.truncate(size);
-            Ok(Some(value))
-        }
+    match xattr_call(XATTR_SIZE_MAX, |buffer| {
+        rustix::fs::fgetxattr(fd, name, buffer)
+    }) {
+        Ok(value) => Ok(Some(value)),
         Err(rustix::io::Errno::NODATA | rustix::io::Errno::NOTSUP) => Ok(None),
         Err(error) => Err(error.into()),
     }
@@ -665,6 +703,68 @@ mod tests {
             .trim()
             .parse()
             .expect("fincore prints a number")
+    }
+
+    /// Sets `xattrs` on a new file in `dir`; None when the filesystem has no user xattrs.
+    fn file_with_xattrs(
+        dir: &std::path::Path,
+        name: &str,
+        xattrs: &[(String, Vec<u8>)],
+    ) -> Option<File> {
+        let file = File::create(dir.join(name)).expect("create");
+        for (name, value) in xattrs {
+            let set =
+                rustix::fs::fsetxattr(&file, name.as_str(), value, rustix::fs::XattrFlags::empty());
+            if set == Err(rustix::io::Errno::NOTSUP) {
+                return None;
+            }
+            set.expect("set an xattr");
+        }
+        Some(file)
+    }
+
+    #[test]
+    fn xattrs_longer_than_the_first_buffer_are_read_whole() {
+        let dir = tempfile::tempdir_in("/var/tmp").expect("temp dir");
+        let long_value: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        let long = [("user.long".to_owned(), long_value.clone())];
+        // Enough names that the list alone outgrows the first buffer.
+        let many: Vec<(String, Vec<u8>)> = (0..40)
+            .map(|i| {
+                (
+                    format!("user.ferry-test-{i:02}-{}", "n".repeat(20)),
+                    vec![i],
+                )
+            })
+            .collect();
+        let (Some(long_file), Some(many_file)) = (
+            file_with_xattrs(dir.path(), "long", &long),
+            file_with_xattrs(dir.path(), "many", &many),
+        ) else {
+            eprintln!("skipped: this filesystem has no user xattrs");
+            return;
+        };
+        let read = read_xattrs(XattrSource::Fd(long_file.as_fd())).expect("read xattrs");
+        assert_eq!(
+            read,
+            vec![Xattr::new(b"user.long".as_slice(), long_value.clone())]
+        );
+        let through_path =
+            read_xattrs(XattrSource::Path(&dir.path().join("long"))).expect("by path");
+        assert_eq!(through_path, read);
+        let one = read_xattr(long_file.as_fd(), c"user.long").expect("read one");
+        assert_eq!(one.as_deref(), Some(long_value.as_slice()));
+        assert_eq!(
+            read_xattr(long_file.as_fd(), c"user.absent").expect("absent"),
+            None
+        );
+
+        let read = read_xattrs(XattrSource::Fd(many_file.as_fd())).expect("read many");
+        let expected: Vec<Xattr> = many
+            .iter()
+            .map(|(name, value)| Xattr::new(name.as_bytes(), value.clone()))
+            .collect();
+        assert_eq!(read, expected);
     }
 
     #[test]
