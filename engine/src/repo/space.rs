@@ -126,12 +126,8 @@ impl<'b> SpaceCharge<'b> {
             .map(|(needed, usable)| self.no_space(needed, usable))
     }
 
-    /// Settles the charge to what the finished `file` takes and keeps it.
-    pub(super) fn settle(self, file: &File) -> Result<(), RepoError> {
-        let size = file
-            .metadata()
-            .map_err(|e| RepoError::io("measure", self.path, e))?
-            .len();
+    /// Settles the charge to what a finished file of `size` bytes takes and keeps it.
+    pub(super) fn settle(self, size: u64) -> Result<(), RepoError> {
         let wanted = self.budget.blocks(size);
         let claimed = self.claimed.get();
         if wanted > claimed {
@@ -170,8 +166,9 @@ impl<'c, 'b> ChargedFile<'c, 'b> {
         }
     }
 
-    pub(super) fn into_inner(self) -> File {
-        self.file
+    /// The file and the bytes written through this wrapper, which is all it holds.
+    pub(super) fn into_parts(self) -> (File, u64) {
+        (self.file, self.written)
     }
 }
 
@@ -218,9 +215,7 @@ mod tests {
         assert_eq!(*budget.remaining(), start, "a dropped charge keeps space");
         let charge = SpaceCharge::begin(&repo, Some(budget)).expect("charge");
         charge.reserve(1 << 20).expect("reserve");
-        let file = tempfile::tempfile().expect("temp file");
-        file.set_len(100).expect("size");
-        charge.settle(&file).expect("settle");
+        charge.settle(100).expect("settle");
         assert_eq!(*budget.remaining(), start - budget.blocks(100));
     }
 }

@@ -154,10 +154,10 @@ impl Repo {
         if let Some(error) = error {
             return Err(write_error(error));
         }
-        let file = out
+        let (file, written) = out
             .into_inner()
             .map_err(|e| write_error(e.into_error()))?
-            .into_inner();
+            .into_parts();
         let actual = hasher.finish();
         if actual != *expected {
             return Err(self.refuse_write_mismatch(object, actual));
@@ -167,7 +167,7 @@ impl Repo {
         if place.is_staged() && self.config.fsync && self.config.per_object_fsync {
             rustix::fs::fsync(&file).map_err(|e| RepoError::io("sync", &path, e))?;
         }
-        charge.settle(&file)?;
+        charge.settle(written)?;
         drop(file);
         self.place_entry(place, temp, object, None, header.size)?;
         Ok(WriteOutcome::Written)

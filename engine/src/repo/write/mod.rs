@@ -378,7 +378,7 @@ impl Repo {
             _ => self.write_bare_body(file, header, &mut content, &mut hasher),
         }
         .map_err(copy_error)?;
-        let file = file.into_inner();
+        let (file, written) = file.into_parts();
         let actual = hasher.finish();
         if actual != *expected {
             // `temp` is dropped here, removing the file; dropping `charge` releases its space.
@@ -386,7 +386,7 @@ impl Repo {
         }
         self.apply_file_metadata(&file, header)
             .map_err(|e| self.metadata_error(object, e))?;
-        charge.settle(&file)?;
+        charge.settle(written)?;
         self.place_entry(place, temp, object, Some(&file), header.size)?;
         Ok(WriteOutcome::Written)
     }
