@@ -1611,8 +1611,7 @@ fn read_back_matches(drive: &Repo, object: ObjectId, buffer: &mut [u8]) -> bool 
         ObjectKind::File => {
             // Pages of a synced file are clean, so they can be dropped and read again from
             // the device.
-            let Ok((header, mut content)) = drive.open_content_from_device(&object.checksum)
-            else {
+            let Ok((header, mut content)) = drive.open_content_from_device(&object.checksum) else {
                 return false;
             };
             let Ok(mut hasher) = ContentHasher::new(&header) else {

@@ -70,14 +70,31 @@ enum CopyError {
     Sink(io::Error),
 }
 
+thread_local! {
+    /// Each writing thread's copy buffer: allocated and zeroed once, not for every object.
+    static COPY_BUFFER: std::cell::RefCell<Box<[u8]>> = std::cell::RefCell::new(vec![0u8; CHUNK].into_boxed_slice());
+}
+
 /// Copies exactly `size` bytes of `content` into `sink`, then checks that nothing follows.
 fn copy_exact(
     content: &mut impl Read,
     size: u64,
     mut sink: impl FnMut(&[u8]) -> io::Result<()>,
 ) -> Result<(), CopyError> {
-    let capacity = usize::try_from(size).unwrap_or(CHUNK).clamp(1, CHUNK);
-    let mut buffer = vec![0u8; capacity];
+    COPY_BUFFER.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buffer) => copy_exact_with(content, size, &mut sink, &mut buffer),
+        // A sink that itself copies: it gets a buffer of its own.
+        Err(_) => copy_exact_with(content, size, &mut sink, &mut vec![0u8; CHUNK]),
+    })
+}
+
+fn copy_exact_with(
+    content: &mut impl Read,
+    size: u64,
+    sink: &mut impl FnMut(&[u8]) -> io::Result<()>,
+    buffer: &mut [u8],
+) -> Result<(), CopyError> {
+    let capacity = buffer.len();
     let mut remaining = size;
     while remaining > 0 {
         let want = usize::try_from(remaining).unwrap_or(capacity).min(capacity);
