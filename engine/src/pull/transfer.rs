@@ -1126,7 +1126,7 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
                     interrupt,
                     read_failed: &mut read_failed,
                 };
-                transaction.write_content(checksum, &content.header, body)
+                transaction.write_new_content(checksum, &content.header, body)
             }
         };
         match written {
