@@ -457,17 +457,24 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
         }
     }
 
-    /// The first usable drive holding the object, if any. A drive tells cheaply.
+    /// The first usable drive holding the object, if any. A drive tells cheaply; when it is
+    /// the only source left, it is not even asked, since it gets the job either way (and a
+    /// miss is handled as from any source).
     fn holder(&self, job: &Job) -> Option<usize> {
-        self.transfer
-            .sources
+        let usable = |index: usize| {
+            !self.dropped[index].load(Ordering::Relaxed) && !job.lacking.contains(&index)
+        };
+        let sources = &self.transfer.sources;
+        let mut left = (0..sources.len()).filter(|index| usable(*index));
+        if let (Some(only), None) = (left.next(), left.next()) {
+            if sources[only].info().kind == SourceKind::Drive {
+                return Some(only);
+            }
+        }
+        sources
             .iter()
             .enumerate()
-            .filter(|(index, source)| {
-                source.info().kind == SourceKind::Drive
-                    && !self.dropped[*index].load(Ordering::Relaxed)
-                    && !job.lacking.contains(index)
-            })
+            .filter(|(index, source)| source.info().kind == SourceKind::Drive && usable(*index))
             .find(|(_, source)| source.has_object(job.object) == Some(true))
             .map(|(index, _)| index)
     }
