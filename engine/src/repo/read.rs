@@ -44,7 +44,8 @@ enum Inner {
         path: PathBuf,
     },
     /// An archive object's compressed content.
-    Archive(Box<ArchiveContent<BufReader<File>>>),
+    /// Read no further than the file's size when opened, so that its end costs no `read`.
+    Archive(Box<ArchiveContent<BufReader<io::Take<File>>>>),
 }
 
 impl ContentReader {
@@ -419,11 +420,12 @@ impl Repo {
         from_device: bool,
     ) -> Result<(FileHeader, ContentReader), RepoError> {
         let path = self.object_path(object);
-        let (fd, _) = self.open_existing_object(object)?;
+        let (fd, stat) = self.open_existing_object(object)?;
         if from_device {
             let _ = rustix::fs::fadvise(&fd, 0, None, rustix::fs::Advice::DontNeed);
         }
-        let reader = BufReader::with_capacity(64 * 1024, File::from(fd));
+        let size = u64::try_from(stat.st_size).unwrap_or(0);
+        let reader = BufReader::with_capacity(64 * 1024, File::from(fd).take(size));
         let (header, content) = read_archive_stream(reader, &path.display().to_string()).map_err(
             |error| match error {
                 ArchiveHeaderError::Io(error) if error.kind() == io::ErrorKind::UnexpectedEof => {
