@@ -1133,7 +1133,7 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
                     interrupt,
                     read_failed: &mut read_failed,
                 };
-                transaction.write_new_content(checksum, &content.header, body)
+                transaction.write_content(checksum, &content.header, body)
             }
         };
         match written {

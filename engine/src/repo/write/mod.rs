@@ -327,24 +327,21 @@ impl Repo {
         header: &FileHeader,
         content: impl Read,
     ) -> Result<WriteOutcome, RepoError> {
-        self.write_content_at(Place::Direct, expected, header, content, true)
+        self.write_content_at(Place::Direct, expected, header, content)
     }
 
-    /// `look_first`: whether to look for the object in `objects/` before writing it (see
-    /// [`Transaction::write_new_content`]).
     fn write_content_at(
         &self,
         place: Place<'_>,
         expected: &Checksum,
         header: &FileHeader,
         mut content: impl Read,
-        look_first: bool,
     ) -> Result<WriteOutcome, RepoError> {
         let object = ObjectId::new(*expected, ObjectKind::File);
         header
             .validate()
             .map_err(|source| RepoError::Format { object, source })?;
-        if look_first && self.has_object(object)? {
+        if self.has_object(object)? {
             return Ok(WriteOutcome::AlreadyPresent);
         }
         self.check_representable(object, header)?;
@@ -518,21 +515,7 @@ impl<'r> Transaction<'r> {
         content: impl Read,
     ) -> Result<WriteOutcome, RepoError> {
         self.repo()
-            .write_content_at(Place::Staged(self), expected, header, content, true)
-    }
-
-    /// [`Transaction::write_content`] of an object the caller found missing from `objects/`
-    /// just before it fetched it, as a pull does: it is not looked for again, which would
-    /// cost a directory search per object. Should it have appeared meanwhile, the copy
-    /// already there is kept when the batch is committed and the staged one removed.
-    pub fn write_new_content(
-        &self,
-        expected: &Checksum,
-        header: &FileHeader,
-        content: impl Read,
-    ) -> Result<WriteOutcome, RepoError> {
-        self.repo()
-            .write_content_at(Place::Staged(self), expected, header, content, false)
+            .write_content_at(Place::Staged(self), expected, header, content)
     }
 
     /// [`Repo::write_archived_content`], staged.
@@ -614,31 +597,6 @@ mod tests {
                 .collect();
             assert!(left.is_empty(), "temporary files were written: {left:?}");
         }
-    }
-
-    #[test]
-    fn new_content_that_appeared_meanwhile_keeps_the_copy_already_there() {
-        use std::os::unix::fs::MetadataExt;
-        let dir = tempfile::tempdir().expect("temp dir");
-        let repo = Repo::init(dir.path(), RepoMode::BareUserOnly, None).expect("init");
-        let data = b"written by another pull";
-        let header = FileHeader::regular(0, 0, 0o644, data.len() as u64);
-        let checksum = ContentHasher::checksum(&header, data).expect("checksum");
-        let transaction = Transaction::begin(&repo, None).expect("begin");
-        // Looked for, found missing, then written by someone else before it is stored.
-        repo.write_content(&checksum, &header, &data[..])
-            .expect("the other write");
-        let path = repo.object_path(ObjectId::new(checksum, ObjectKind::File));
-        let before = std::fs::metadata(&path).expect("stat").ino();
-        let outcome = transaction
-            .write_new_content(&checksum, &header, &data[..])
-            .expect("write");
-        assert_eq!(outcome, WriteOutcome::Written, "not looked for again");
-        let staging = transaction.staging_path();
-        transaction.commit().expect("commit");
-        assert_eq!(std::fs::metadata(&path).expect("stat").ino(), before);
-        assert!(!staging.exists(), "the staged copy was left behind");
-        assert_eq!(std::fs::read(&path).expect("read"), data);
     }
 
     /// A source that hands out a few bytes, then fails as a drive pulled out does.
