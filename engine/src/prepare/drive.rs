@@ -37,6 +37,33 @@ fn list_dir(dir: &OwnedFd, path: &Path) -> Result<Vec<String>, PrepareError> {
     Ok(names)
 }
 
+/// The entries of `top`'s subdirectories whose names `keep` accepts, as (`SUBDIR`, `NAME`),
+/// read without following symlinks; a subdirectory that is a link or gone is skipped.
+fn entries_of(
+    top: &OwnedFd,
+    top_path: &Path,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<(String, String)>, PrepareError> {
+    let mut found = Vec::new();
+    for prefix in list_dir(top, top_path)?.into_iter().filter(|p| keep(p)) {
+        let dir = match open_dir_at(top, &prefix) {
+            Ok(dir) => dir,
+            Err(Errno::NOTDIR | Errno::LOOP | Errno::NOENT) => continue,
+            Err(error) => {
+                return Err(PrepareError::io(
+                    "open",
+                    top_path.join(&prefix),
+                    error.into(),
+                ))
+            }
+        };
+        for name in list_dir(&dir, &top_path.join(&prefix))? {
+            found.push((prefix.clone(), name));
+        }
+    }
+    Ok(found)
+}
+
 /// The open directories of a drive's archive repository, for writing.
 pub(super) struct DriveWriter {
     path: PathBuf,
@@ -201,33 +228,9 @@ impl DriveWriter {
     /// Every object file as (`XX`, `YYYY.ext`), read from `objects/` without following
     /// symlinks.
     pub(super) fn object_files(&self) -> Result<Vec<(String, String)>, PrepareError> {
-        let objects_path = self.path.join("objects");
-        let mut found = Vec::new();
-        for prefix in list_dir(&self.objects, &objects_path)? {
-            if prefix.len() != 2 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
-                continue;
-            }
-            let dir = match rustix::fs::openat(
-                &self.objects,
-                prefix.as_str(),
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-                Mode::empty(),
-            ) {
-                Ok(dir) => dir,
-                Err(Errno::NOTDIR | Errno::LOOP | Errno::NOENT) => continue,
-                Err(error) => {
-                    return Err(PrepareError::io(
-                        "open",
-                        objects_path.join(&prefix),
-                        error.into(),
-                    ))
-                }
-            };
-            for name in list_dir(&dir, &objects_path.join(&prefix))? {
-                found.push((prefix.clone(), name));
-            }
-        }
-        Ok(found)
+        entries_of(&self.objects, &self.path.join("objects"), |prefix| {
+            prefix.len() == 2 && prefix.bytes().all(|b| b.is_ascii_hexdigit())
+        })
     }
 
     /// Removes `objects/PREFIX/NAME`.
@@ -244,29 +247,11 @@ impl DriveWriter {
     /// as (`XX`, `NAME`), read without following symlinks; none when `top` does not exist.
     pub(super) fn entries_under(&self, top: &str) -> Result<Vec<(String, String)>, PrepareError> {
         let top_path = self.path.join(top);
-        let top_dir = match open_dir_at(&self.dir, top) {
-            Ok(dir) => dir,
-            Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Ok(Vec::new()),
-            Err(error) => return Err(PrepareError::io("open", top_path, error.into())),
-        };
-        let mut found = Vec::new();
-        for prefix in list_dir(&top_dir, &top_path)? {
-            let dir = match open_dir_at(&top_dir, &prefix) {
-                Ok(dir) => dir,
-                Err(Errno::NOTDIR | Errno::LOOP | Errno::NOENT) => continue,
-                Err(error) => {
-                    return Err(PrepareError::io(
-                        "open",
-                        top_path.join(&prefix),
-                        error.into(),
-                    ))
-                }
-            };
-            for name in list_dir(&dir, &top_path.join(&prefix))? {
-                found.push((prefix.clone(), name));
-            }
+        match open_dir_at(&self.dir, top) {
+            Ok(top_dir) => entries_of(&top_dir, &top_path, |_| true),
+            Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => Ok(Vec::new()),
+            Err(error) => Err(PrepareError::io("open", top_path, error.into())),
         }
-        Ok(found)
     }
 
     /// Removes `top/PREFIX/NAME`, a file or a directory of files (a delta's superblock and
