@@ -726,6 +726,28 @@ mod tests {
     }
 
     #[test]
+    fn an_xattr_that_outgrows_the_largest_buffer_fails_after_two_calls() {
+        // A value that keeps growing between calls (or a kernel that always says ERANGE) is
+        // an error, not a loop of ever larger buffers.
+        let mut sizes = Vec::new();
+        let got = xattr_call(XATTR_SIZE_MAX, |buffer| {
+            sizes.push(buffer.len());
+            Err(rustix::io::Errno::RANGE)
+        });
+        assert_eq!(got, Err(rustix::io::Errno::RANGE));
+        assert_eq!(sizes, vec![XATTR_FIRST_TRY, XATTR_SIZE_MAX]);
+        // A value that fits the first buffer is read with one call.
+        let mut calls = 0;
+        let got = xattr_call(XATTR_SIZE_MAX, |buffer| {
+            calls += 1;
+            buffer[..3].copy_from_slice(b"abc");
+            Ok(3)
+        });
+        assert_eq!(got.as_deref(), Ok(&b"abc"[..]));
+        assert_eq!(calls, 1);
+    }
+
+    #[test]
     fn xattrs_longer_than_the_first_buffer_are_read_whole() {
         let dir = tempfile::tempdir_in("/var/tmp").expect("temp dir");
         let long_value: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
