@@ -92,7 +92,8 @@ fn looks_like_repo(path: &Path) -> bool {
 type Refusal = (ProblemKind, String);
 
 /// A commit's timestamp and version, or the kind of problem and why.
-type Described = Result<(u64, Option<String>), Refusal>;
+/// Timestamp, version and whether the commit is marked partial.
+type Described = Result<(u64, Option<String>, bool), Refusal>;
 
 struct Scanner {
     root: PathBuf,
@@ -264,7 +265,17 @@ impl Scanner {
                 .or_insert_with(|| Self::describe_commit(repo, &commit))
                 .clone();
             match description {
-                Ok((timestamp, version)) => {
+                // Flatpak refs are carried in part (some languages); anything else marked
+                // partial is an interrupted copy.
+                Ok((_, _, true)) if crate::object::FlatpakRef::parse(&key.name).is_none() => {
+                    self.problem(
+                        ProblemKind::PartialCommit,
+                        &source,
+                        Some(key.name),
+                        format!("commit {} is only partly present", commit.short()),
+                    );
+                }
+                Ok((timestamp, version, partial)) => {
                     seen.insert(key.clone());
                     refs.push(RefReport {
                         collection_id: key.collection_id,
@@ -272,6 +283,7 @@ impl Scanner {
                         commit,
                         timestamp,
                         version,
+                        partial,
                     });
                 }
                 Err((kind, reason)) => {
@@ -284,12 +296,10 @@ impl Scanner {
     }
 
     fn describe_commit(repo: &Repo, commit: &Checksum) -> Described {
-        if repo.is_partial(commit).unwrap_or(false) {
-            return Err((
-                ProblemKind::PartialCommit,
-                format!("commit {} is only partly present", commit.short()),
-            ));
-        }
+        let partial = match repo.is_partial(commit) {
+            Ok(partial) => partial,
+            Err(error) => return Err((ProblemKind::Unreadable, crate::causes::text(&error))),
+        };
         // Read and hashed, but only peeked at: nothing on a drive is parsed in full before it
         // verifies (see `resolve`).
         let bytes = match repo.read_metadata(ObjectKind::Commit, commit) {
@@ -309,6 +319,7 @@ impl Scanner {
             return Err((ProblemKind::Corrupt, crate::causes::text(&error)));
         }
         Commit::peek_timestamp_and_version(&bytes)
+            .map(|(timestamp, version)| (timestamp, version, partial))
             .map_err(|error| (ProblemKind::Corrupt, crate::causes::text(&error)))
     }
 }

@@ -43,6 +43,10 @@ pub struct RefReport {
     /// Commit time, seconds since the Unix epoch.
     pub timestamp: u64,
     pub version: Option<String>,
+    /// Only part of the commit's tree is there (some languages of a Flatpak locale
+    /// extension): it serves installations of those parts only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
 }
 
 /// What kind of installed thing an update applies to.

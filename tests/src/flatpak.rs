@@ -281,6 +281,11 @@ impl AppSpec {
     }
 }
 
+/// What [`FlatpakRepo::publish_locale`] writes for `language` in `version`.
+pub fn locale_text(language: &str, version: &str) -> String {
+    format!("messages in {language}, {version}\n")
+}
+
 /// Stages a runtime directory (`metadata` + `usr/`) with bash, coreutils' `ls`/`cat`/`echo`,
 /// the libraries they link (found with `ldd`) and `ldconfig`, which `flatpak run` uses to
 /// build the sandbox's ld.so.cache. `dir` must not exist.
@@ -461,6 +466,35 @@ impl FlatpakRepo {
         let commit = self.export(&staged, branch, true)?;
         self.update_repo()?;
         Ok(commit)
+    }
+
+    /// Stages and exports `APP_ID.Locale`, the app's locale extension as flatpak-builder
+    /// makes it, with one message file per language under `files/<language>/`, then
+    /// updates the repo. Returns the ref and its commit.
+    pub fn publish_locale(
+        &self,
+        app_id: &str,
+        version: &str,
+        languages: &[&str],
+    ) -> Result<(String, String)> {
+        let arch = default_arch()?;
+        let id = format!("{app_id}.Locale");
+        let dir = unique_dir(&self.staging, &format!("locale-{version}"))?;
+        fs::create_dir_all(dir.join("files")).at("create directory", dir.join("files"))?;
+        fs::write(
+            dir.join("metadata"),
+            format!("[Runtime]\nname={id}\n\n[ExtensionOf]\nref=app/{app_id}/{arch}/{BRANCH}\n"),
+        )
+        .at("write", dir.join("metadata"))?;
+        for language in languages {
+            let messages = dir.join(format!("files/{language}/share/{language}/LC_MESSAGES"));
+            fs::create_dir_all(&messages).at("create directory", &messages)?;
+            let file = messages.join(format!("{app_id}.mo"));
+            fs::write(&file, locale_text(language, version)).at("write", &file)?;
+        }
+        let commit = self.export(&dir, BRANCH, true)?;
+        self.update_repo()?;
+        Ok((runtime_ref(&id, BRANCH)?, commit))
     }
 
     /// Stages and exports an app, then updates the repo.

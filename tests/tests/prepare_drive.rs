@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use ferry_engine::event::{Event, MessageLevel};
-use ferry_engine::schema::InstallStatus;
+use ferry_engine::schema::{InstallStatus, ProblemKind, ScanReport};
 use ferry_tests::bins;
 use ferry_tests::cmd::Output;
 use ferry_tests::flatpak::{
-    app_ref, appstream2_ref, greeting, runtime_ref, AppSpec, FlatpakEnv, FlatpakFixture, APP_ID,
-    BRANCH, COLLECTION_ID, REMOTE, RUNTIME_ID,
+    app_ref, appstream2_ref, greeting, locale_text, runtime_ref, AppSpec, FlatpakEnv,
+    FlatpakFixture, APP_ID, BRANCH, COLLECTION_ID, REMOTE, RUNTIME_ID,
 };
 use ferry_tests::fusefs::{FatKind, FuseDrive};
 use ferry_tests::generate::{generate_tree, pseudo_random, Bucket, GenSpec};
@@ -724,6 +724,187 @@ fn a_runtime_goes_alone_and_a_ref_installed_in_part_stays_behind() -> Result<()>
         output.stdout
     );
     let fsck = OstreeRepo::open(&app_drive.join(".ostree/repo")).fsck_output()?;
+    ensure!(fsck.success(), "{fsck:?}");
+    Ok(())
+}
+
+/// Whether the drive holds directory `path` of `commit` with its listing (`ostree ls`).
+fn drive_lists(drive: &Path, commit: &str, path: &str) -> Result<bool> {
+    Ok(OstreeRepo::open(&drive.join(".ostree/repo"))
+        .ostree()
+        .args(["ls", commit, path])
+        .output()?
+        .success())
+}
+
+/// A locale extension installed with some languages goes on the drive with those languages,
+/// marked partial as `flatpak` leaves it. It updates an installation with the same languages
+/// through Ferry and through `flatpak --sideload-repo`; `--locale` narrows a whole one.
+#[test]
+fn a_locale_extension_installed_in_part_goes_with_its_languages() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let fixture = FlatpakFixture::new(tmp.path())?;
+    let (locale, _) = fixture.repo.publish_locale(APP_ID, "v1", &["de", "fr"])?;
+    // German speakers: flatpak's update deploys the languages installed plus those
+    // configured (all of them when none is, as under LANG=C).
+    let german = |installation: &FlatpakEnv| -> Result<()> {
+        installation
+            .flatpak()
+            .args(["--user", "config", "--set", "languages", "de"])
+            .run()?;
+        Ok(installation.install(REMOTE, &[&locale], &["--subpath=/de"])?)
+    };
+    german(&fixture.client)?;
+    let french = fixture.peer("french")?;
+    french.install(REMOTE, &[&locale], &["--subpath=/fr"])?;
+    let sideloader = fixture.peer("sideloader")?;
+    sideloader.install(REMOTE, &[APP_ID], &[])?;
+    german(&sideloader)?;
+
+    let (_, v2) = fixture.repo.publish_locale(APP_ID, "v2", &["de", "fr"])?;
+    let maker = fixture.peer("maker")?;
+    maker.install(REMOTE, &[APP_ID], &[])?;
+    german(&maker)?;
+    let drive = tmp.path().join("drive");
+    std::fs::create_dir_all(&drive)?;
+    let output = prepare(
+        &maker.vars(),
+        &[
+            &drive,
+            &"--installation",
+            &maker.user_installation(),
+            &"--app",
+            &APP_ID,
+        ],
+    )?;
+    objects_written(&output)?;
+    ensure!(
+        drive_refs(&drive)?.contains(&locale),
+        "{locale} is not on the drive:\n{}",
+        output.stdout
+    );
+    ensure!(
+        output.stdout.contains("with only /de"),
+        "no word of the languages carried:\n{}",
+        output.stdout
+    );
+    let drive_repo = drive.join(".ostree/repo");
+    ensure!(
+        drive_repo
+            .join(format!("state/{v2}.commitpartial"))
+            .exists(),
+        "the locale commit on the drive is not marked partial"
+    );
+    ensure!(drive_lists(&drive, &v2, "/files/de")?);
+    ensure!(!drive_lists(&drive, &v2, "/files/fr")?);
+    let fsck = OstreeRepo::open(&drive_repo).fsck_output()?;
+    ensure!(fsck.success(), "{fsck:?}");
+    // The hook's scan lists it, as partial.
+    let scanned = bins::ferryctl()?
+        .arg("scan")
+        .arg("--json")
+        .arg(&drive)
+        .stdout()?;
+    let report: ScanReport = serde_json::from_str(&scanned).context("scan --json output")?;
+    let listed = report
+        .repos
+        .iter()
+        .flat_map(|repo| &repo.refs)
+        .find(|r| r.ref_name == locale)
+        .with_context(|| format!("{locale} not in {report:?}"))?;
+    ensure!(listed.partial && listed.commit.to_hex() == v2, "{listed:?}");
+
+    // An installation with another language finds the drive lacks it, and says so.
+    let elsewhere = Machine::new(&tmp.path().join("elsewhere"), french.vars())?;
+    let run = elsewhere.install(&[
+        "--installation".as_ref(),
+        "user".as_ref(),
+        "--from".as_ref(),
+        drive.as_os_str(),
+        "--all".as_ref(),
+    ])?;
+    let refused = run
+        .events
+        .iter()
+        .filter_map(|event| match event {
+            Event::Plan { problems, .. } => Some(problems),
+            _ => None,
+        })
+        .flatten()
+        .find(|problem| problem.ref_name.as_deref() == Some(locale.as_str()))
+        .with_context(|| format!("no problem for {locale}:\n{run}"))?;
+    ensure!(
+        refused.kind == ProblemKind::PartialCommit && refused.reason.contains("/fr"),
+        "{refused:?}"
+    );
+    ensure!(french.installed_commit(&locale)? != v2);
+
+    // Through Ferry: the languages installed are updated, and only those.
+    let machine = Machine::new(&fixture.base, fixture.client.vars())?;
+    let run = machine.install(&[
+        "--installation".as_ref(),
+        "user".as_ref(),
+        "--from".as_ref(),
+        drive.as_os_str(),
+        "--all".as_ref(),
+    ])?;
+    ensure!(run.success(), "install failed:\n{run}");
+    let problems: Vec<_> = run
+        .events
+        .iter()
+        .filter_map(|event| match event {
+            Event::Plan { problems, .. } => Some(problems),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    ensure!(problems.is_empty(), "the plan found problems: {problems:?}");
+    run.expect(&locale, InstallStatus::Installed)?;
+    ensure!(fixture.client.installed_commit(&locale)? == v2);
+    let deployed = fixture
+        .client
+        .user_installation()
+        .join(&locale)
+        .join("active/files");
+    let messages = |language: &str| {
+        deployed.join(format!(
+            "{language}/share/{language}/LC_MESSAGES/{APP_ID}.mo"
+        ))
+    };
+    ensure!(std::fs::read_to_string(messages("de"))? == locale_text("de", "v2"));
+    ensure!(
+        !messages("fr").exists(),
+        "a language not installed was deployed"
+    );
+
+    // Through `flatpak --sideload-repo`, with the remote's server gone.
+    sideloader.set_remote_url(REMOTE, "file:///nonexistent")?;
+    let sideload = format!("--sideload-repo={}", drive_repo.display());
+    sideloader.update(&[&sideload])?;
+    ensure!(sideloader.installed_commit(&locale)? == v2);
+
+    // `--locale` carries one language of a locale extension installed whole.
+    let whole = fixture.peer("whole")?;
+    whole.install(REMOTE, &[APP_ID], &[])?;
+    whole.install(REMOTE, &[&locale], &[])?;
+    let french = tmp.path().join("french");
+    std::fs::create_dir_all(&french)?;
+    let output = prepare(
+        &whole.vars(),
+        &[
+            &french,
+            &"--installation",
+            &whole.user_installation(),
+            &"--app",
+            &APP_ID,
+            &"--locale",
+            &"fr",
+        ],
+    )?;
+    objects_written(&output)?;
+    ensure!(drive_lists(&french, &v2, "/files/fr")?);
+    ensure!(!drive_lists(&french, &v2, "/files/de")?);
+    let fsck = OstreeRepo::open(&french.join(".ostree/repo")).fsck_output()?;
     ensure!(fsck.success(), "{fsck:?}");
     Ok(())
 }

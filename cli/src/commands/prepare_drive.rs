@@ -1,5 +1,6 @@
 //! `ferryctl prepare-drive DRIVE [--os] [--app ID]... [--all-apps] [--runtime REF]...
-//! [--installation user|system|DIR]... [--sysroot DIR] [--keep-old] [--dry-run] [--json]`:
+//! [--locale LANG]... [--installation user|system|DIR]... [--sysroot DIR] [--keep-old]
+//! [--dry-run] [--json]`:
 //! write this machine's OS and apps to a drive, for other machines to update from.
 //!
 //! Run as root through pkexec (the app does, to read the OS's bare objects), it writes only
@@ -47,6 +48,11 @@ pub struct PrepareDriveArgs {
     #[arg(long = "runtime", value_name = "REF")]
     pub runtimes: Vec<String>,
 
+    /// Carry only this language (`de`, `pt_BR`) of locale extensions. Repeat for more.
+    /// Without it, every language this machine holds goes on the drive.
+    #[arg(long = "locale", value_name = "LANG", value_parser = parse_language)]
+    pub locales: Vec<String>,
+
     /// A Flatpak installation to read apps from: user, system, an installation ID, or a
     /// directory. Repeat for several.
     #[arg(long, value_name = "INSTALLATION")]
@@ -79,6 +85,14 @@ pub struct PrepareDriveArgs {
     /// cannot signal this process because it runs as root through pkexec).
     #[arg(long)]
     pub cancel_on_stdin_eof: bool,
+}
+
+fn parse_language(text: &str) -> Result<String, String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '@' | '.');
+    if text.is_empty() || text.len() > 64 || !text.chars().all(allowed) || text.starts_with('.') {
+        return Err("a language is a code such as de, pt_BR or sr@latin".to_owned());
+    }
+    Ok(text.to_owned())
 }
 
 fn parse_delta_from(text: &str) -> Result<DeltaFrom, String> {
@@ -128,6 +142,7 @@ pub fn run(args: PrepareDriveArgs) -> anyhow::Result<ExitCode> {
             apps: args.apps.clone(),
             all_apps: args.all_apps,
             runtimes: args.runtimes.clone(),
+            locales: args.locales.clone(),
         },
         dry_run: args.dry_run,
         threads: 0,

@@ -489,9 +489,17 @@ fn pull_one<'a>(
     pull_options.allow_downgrade = options.allow_downgrade;
     pull_options.workers = options.workers;
     pull_options.no_deltas = options.no_deltas;
+    // A ref installed in part (some languages of a locale extension) is updated in part.
+    let subpaths = target
+        .installed
+        .iter()
+        .find(|i| i.ref_name == update.ref_name && i.remote.as_ref() == Some(&update.remote))
+        .map(|i| i.subpaths.as_slice())
+        .unwrap_or_default();
     let request = PullRequest::new(&update.ref_name, RefTarget::Remote(update.remote.clone()))
         .with_collection(update.collection_id.as_deref())
-        .with_update_id(update.id.clone());
+        .with_update_id(update.id.clone())
+        .with_subpaths(subpaths);
     let chosen = sources_of(update, sources);
     let pulled = match pull(&dest, &chosen, &[request], &pull_options, reporter, cancel) {
         Ok(mut outcomes) => match outcomes.pop() {

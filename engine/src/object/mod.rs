@@ -15,6 +15,7 @@ pub mod metadata;
 pub mod mode;
 pub mod names;
 pub mod stored;
+pub mod subdirs;
 pub mod summary;
 mod variant;
 
@@ -33,6 +34,7 @@ pub use names::{
     validate_collection_id, validate_file_name, validate_ref_name, validate_remote_name,
     FlatpakRef, InvalidName, NameKind,
 };
+pub use subdirs::{InvalidSubpath, Reach, Subdirs};
 pub use summary::{Summary, SummaryRef};
 
 /// libostree's `OSTREE_MAX_METADATA_SIZE`: larger metadata objects, summaries and detached

@@ -39,7 +39,7 @@ use crate::object::summary::{
 };
 use crate::object::{
     metadata_checksum, Checksum, ContentHasher, DirTree, FormatError, Metadata, MetadataValue,
-    ObjectId, ObjectKind, Summary,
+    ObjectId, ObjectKind, Reach, Subdirs, Summary,
 };
 use crate::repo::{LockKind, RefLocation, Repo, RepoError, RepoMode};
 use crate::schema::{InstallResult, InstallStatus, TargetKind};
@@ -78,6 +78,9 @@ pub struct Selection {
     /// Runtime IDs or full refs (`runtime/org.example.Platform/x86_64/stable`), with their
     /// installed extensions.
     pub runtimes: Vec<String>,
+    /// Languages (`de`, `pt_BR`) of the locale extensions to carry; empty: every language
+    /// the source holds.
+    pub locales: Vec<String>,
 }
 
 impl Selection {
@@ -259,6 +262,10 @@ struct Chosen {
     collection_id: String,
     ref_name: String,
     commit: Checksum,
+    /// Flatpak subpaths installed (some languages of a locale extension); empty: all.
+    subpaths: Vec<String>,
+    /// The parts of the tree carried; None for all of it.
+    parts: Option<Subdirs>,
 }
 
 /// An object to write, where it is read from, and the bytes it will take.
@@ -273,6 +280,8 @@ struct Planned {
 #[derive(Default)]
 struct Walk {
     seen: HashSet<ObjectId>,
+    /// Trees planned only as the way to a part of a commit (not walked whole).
+    on_the_way: HashSet<ObjectId>,
     /// Dirtrees, dirmeta and content, written first.
     objects: Vec<Planned>,
     /// Commits and their detached metadata, written once everything else is.
@@ -311,24 +320,37 @@ pub fn prepare_drive(
         }
     }
     let source_of = |index: usize| -> &Repo { &sources[index] };
-    // Refs installed in part (Flatpak's locale extensions with some languages) cannot be
-    // carried whole; they are left behind, said so.
-    let mut whole = Vec::with_capacity(chosen.len());
-    for item in chosen {
+    // Refs installed in part (Flatpak's locale extensions with some languages) are carried
+    // in that part, as `flatpak` pulls them; `--locale` narrows locale extensions further.
+    let mut kept = Vec::with_capacity(chosen.len());
+    for mut item in chosen {
         let source = source_of(source_index[&item.target]);
-        if source.is_partial(&item.commit)? {
-            reporter.on_event(Event::Message {
+        let installation = &targets[item.target].installation;
+        match carried_parts(&item, source.is_partial(&item.commit)?, &request.selection) {
+            Ok(parts) => {
+                if let Some(parts) = &parts {
+                    reporter.on_event(Event::Message {
+                        level: MessageLevel::Info,
+                        text: format!(
+                            "{} is put on the drive with only {parts} (of {installation})",
+                            item.ref_name
+                        ),
+                    });
+                }
+                item.parts = parts;
+                kept.push(item);
+            }
+            Err(why) => reporter.on_event(Event::Message {
                 level: MessageLevel::Warning,
                 text: format!(
-                    "{} is installed only in part in {}; it is not put on the drive",
-                    item.ref_name, targets[item.target].installation
+                    "{} is installed only in part in {installation} ({why}); it is not put on \
+                     the drive",
+                    item.ref_name
                 ),
-            });
-        } else {
-            whole.push(item);
+            }),
         }
     }
-    let chosen = whole;
+    let chosen = kept;
     if chosen.is_empty() {
         return Err(PrepareError::NothingSelected(
             "no OS deployment or installed app was found in the chosen places".to_owned(),
@@ -364,7 +386,7 @@ pub fn prepare_drive(
         });
         let before = walk.planned_bytes();
         let delta_from = match request.delta_from {
-            Some(from) if on_drive != Some(item.commit) => delta_start(
+            Some(from) if on_drive != Some(item.commit) && item.parts.is_none() => delta_start(
                 &targets[item.target],
                 source_of(index),
                 item,
@@ -401,6 +423,7 @@ pub fn prepare_drive(
                     source_of(index),
                     index,
                     &item.commit,
+                    item.parts.as_ref(),
                     existing.as_ref(),
                     &mut walk,
                 )?;
@@ -561,8 +584,20 @@ pub fn prepare_drive(
         )?;
     }
     writer.sync()?;
+    // A commit carried in part is marked so before it appears; one now carried whole loses
+    // the mark once everything it reaches is durable.
+    for item in &chosen {
+        let held_whole = drive_repo.has_object(ObjectId::new(item.commit, ObjectKind::Commit))?
+            && !drive_repo.is_partial(&item.commit)?;
+        match &item.parts {
+            Some(_) if !held_whole => drive_repo.mark_partial(&item.commit)?,
+            Some(_) => {}
+            None => drive_repo.clear_partial(&item.commit)?,
+        }
+    }
     // Commits last: a commit on the drive means everything it reaches is there (or, for a
-    // ref carried as a delta, everything a machine with the delta's start lacks).
+    // ref carried as a delta, everything a machine with the delta's start lacks; or, marked
+    // partial, the parts carried).
     write_all(
         &writer, &commits, &source_of, &progress, 1, cancel, &written,
     )?;
@@ -720,7 +755,7 @@ fn plan_delta(
     walk: &mut Walk,
 ) -> Result<u64, PrepareError> {
     let mut own = Walk::default();
-    walk_commit(source, source_index, to, drive, &mut own)?;
+    walk_commit(source, source_index, to, None, drive, &mut own)?;
     let old: HashSet<ObjectId> = crate::delta::write::closure(source, from)?
         .into_iter()
         .collect();
@@ -1025,6 +1060,8 @@ fn choose_refs(targets: &[Target], selection: &Selection) -> Result<Vec<Chosen>,
                 collection_id,
                 ref_name: installed.ref_name.clone(),
                 commit: installed.commit,
+                subpaths: installed.subpaths.clone(),
+                parts: None,
             });
         }
     }
@@ -1083,6 +1120,8 @@ fn choose_refs(targets: &[Target], selection: &Selection) -> Result<Vec<Chosen>,
                     collection_id: collection_id.clone(),
                     ref_name: name.clone(),
                     commit,
+                    subpaths: Vec::new(),
+                    parts: None,
                 });
             }
         }
@@ -1096,20 +1135,72 @@ fn flatpak_id<'r>(ref_name: &'r str, prefix: &str) -> Option<&'r str> {
     (parsed.is_app == (prefix == "app/")).then_some(parsed.id)
 }
 
-/// Adds the objects of `commit`'s closure that `drive` lacks. A commit the drive holds, not
-/// marked partial, is complete there and not walked.
+/// The parts of `item`'s tree to carry (None: all of it), or why it is left behind.
+/// `partial`: the source holds only part of the commit.
+fn carried_parts(
+    item: &Chosen,
+    partial: bool,
+    selection: &Selection,
+) -> Result<Option<Subdirs>, String> {
+    let installed = if partial {
+        if item.subpaths.is_empty() {
+            return Err("its commit is marked partial, with no subpaths recorded".to_owned());
+        }
+        Some(item.subpaths.clone())
+    } else {
+        None
+    };
+    let is_locale = crate::object::FlatpakRef::parse(&item.ref_name)
+        .is_some_and(|parsed| !parsed.is_app && parsed.id.ends_with(".Locale"));
+    let subpaths = match installed {
+        Some(have) if is_locale && !selection.locales.is_empty() => {
+            let narrowed: Vec<String> = have
+                .into_iter()
+                .filter(|subpath| {
+                    let language = subpath.trim_matches('/');
+                    selection.locales.iter().any(|wanted| wanted == language)
+                })
+                .collect();
+            if narrowed.is_empty() {
+                return Err(format!(
+                    "none of the languages {} is installed",
+                    selection.locales.join(", ")
+                ));
+            }
+            Some(narrowed)
+        }
+        None if is_locale && !selection.locales.is_empty() => Some(
+            selection
+                .locales
+                .iter()
+                .map(|language| format!("/{language}"))
+                .collect(),
+        ),
+        other => other,
+    };
+    match subpaths {
+        Some(subpaths) => Subdirs::for_flatpak(&subpaths).map_err(|error| error.to_string()),
+        None => Ok(None),
+    }
+}
+
+/// Adds the objects of `commit`'s closure that `drive` lacks, or of `parts` of it. A commit
+/// the drive holds, not marked partial, is complete there and not walked.
 fn walk_commit(
     source: &Repo,
     source_index: usize,
     commit: &Checksum,
+    parts: Option<&Subdirs>,
     drive: Option<&Repo>,
     walk: &mut Walk,
 ) -> Result<(), PrepareError> {
     let Walk {
         seen,
+        on_the_way,
         objects,
         commits,
     } = walk;
+    let reach = |path: &str| parts.map_or(Reach::Whole, |parts| parts.reach(path));
     let commit_id = ObjectId::new(*commit, ObjectKind::Commit);
     if !seen.insert(commit_id) {
         return Ok(());
@@ -1159,18 +1250,27 @@ fn walk_commit(
         .filter(|size| size.kind == ObjectKind::File)
         .map(|size| (size.checksum, size.archived))
         .collect();
-    let mut pending_trees: Vec<(Checksum, Checksum)> = vec![(parsed.root_tree, parsed.root_meta)];
+    let mut pending_trees: Vec<(Checksum, Checksum, String)> =
+        vec![(parsed.root_tree, parsed.root_meta, "/".to_owned())];
     let mut files: Vec<ObjectId> = Vec::new();
-    while let Some((tree, meta)) = pending_trees.pop() {
+    while let Some((tree, meta, path)) = pending_trees.pop() {
         let meta_id = ObjectId::new(meta, ObjectKind::DirMeta);
         if seen.insert(meta_id) && !has(meta_id)? {
             let size = source.metadata_size(meta_id)?.unwrap_or(0);
             objects.push(planned(meta_id, size));
         }
         let tree_id = ObjectId::new(tree, ObjectKind::DirTree);
-        if !seen.insert(tree_id) {
-            continue;
-        }
+        // A tree on the way to a part is walked for that part alone; met again as a whole,
+        // it is walked again.
+        let along = reach(&path) == Reach::Along;
+        let plan_tree = if along {
+            !seen.contains(&tree_id) && on_the_way.insert(tree_id)
+        } else {
+            if !seen.insert(tree_id) {
+                continue;
+            }
+            !on_the_way.contains(&tree_id)
+        };
         let bytes = source.read_metadata(ObjectKind::DirTree, &tree)?;
         if metadata_checksum(&bytes) != tree {
             return Err(PrepareError::SourceCorrupt {
@@ -1182,17 +1282,30 @@ fn walk_commit(
             object: tree_id,
             source,
         })?;
-        if !has(tree_id)? {
+        if plan_tree && !has(tree_id)? {
             objects.push(planned(tree_id, bytes.len() as u64));
         }
+        // Paths matter only when some parts are carried.
+        let child_path = |name: &str| match parts {
+            Some(_) if path == "/" => format!("/{name}"),
+            Some(_) => format!("{path}/{name}"),
+            None => String::new(),
+        };
         for file in &parsed_tree.files {
+            if along && reach(&child_path(&file.name)) != Reach::Whole {
+                continue;
+            }
             let file_id = ObjectId::new(file.checksum, ObjectKind::File);
             if seen.insert(file_id) {
                 files.push(file_id);
             }
         }
         for dir in &parsed_tree.dirs {
-            pending_trees.push((dir.tree, dir.meta));
+            let child = child_path(&dir.name);
+            if along && reach(&child) == Reach::Outside {
+                continue;
+            }
+            pending_trees.push((dir.tree, dir.meta, child));
         }
     }
     // Looking up every content object is a cold metadata read each: done by many workers.

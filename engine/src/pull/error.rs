@@ -161,6 +161,10 @@ pub enum PullError {
     #[error(transparent)]
     Source(#[from] FetchError),
 
+    /// The request names parts of the tree that are not directories of it.
+    #[error(transparent)]
+    Subpath(#[from] crate::object::InvalidSubpath),
+
     /// Every source was dropped during the pull.
     #[error("no source can be read any more: {}", reasons.join("; "))]
     NoSourceLeft {
@@ -194,6 +198,7 @@ impl PullError {
             Self::NoUsableCommit { .. }
             | Self::Destination(_)
             | Self::Store { .. }
+            | Self::Subpath(_)
             | Self::Cancelled => ProblemKind::Other,
         }
     }

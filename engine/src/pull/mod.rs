@@ -42,7 +42,7 @@ pub use error::PullError;
 use crate::cancel::CancelToken;
 use crate::event::{Event, MessageLevel, Phase, Reporter};
 use crate::lan::discover::MAX_PEERS;
-use crate::object::{Checksum, Commit, ObjectId, ObjectKind};
+use crate::object::{Checksum, Commit, ObjectId, ObjectKind, Subdirs};
 use crate::repo::{LockKind, RefLocation, Repo, RepoError, Transaction};
 use crate::schema::{SourceInfo, SourceKind, SourceUse};
 use crate::source::{FetchError, Interrupt, OfferedRef, Source};
@@ -63,6 +63,8 @@ struct Verified<'c> {
     /// What the destination ref pointed at before, for the delta to start from.
     previous: Option<Checksum>,
     update_id: String,
+    /// The parts of the tree pulled; None for all of it.
+    parts: Option<&'c Subdirs>,
 }
 
 /// A commit a source has not handed out within this long is asked of the next source too.
@@ -92,6 +94,10 @@ pub struct PullRequest {
     /// Names this pull in progress events ([`crate::schema::Update::id`]); None: the
     /// destination ref, e.g. `origin:os/x86_64/stable`.
     pub update_id: Option<String>,
+    /// Flatpak subpaths (`/de`) of a ref installed in part; empty for the whole commit.
+    /// Only `/metadata` and `/files/<subpath>` are pulled, and the commit stays marked
+    /// partial, as `flatpak` leaves it.
+    pub subpaths: Vec<String>,
 }
 
 impl PullRequest {
@@ -102,7 +108,14 @@ impl PullRequest {
             ref_name: ref_name.to_owned(),
             target,
             update_id: None,
+            subpaths: Vec::new(),
         }
+    }
+
+    /// Pulls only these Flatpak subpaths of the tree (none: all of it).
+    pub fn with_subpaths(mut self, subpaths: &[String]) -> Self {
+        self.subpaths = subpaths.to_vec();
+        self
     }
 
     /// Pulls the ref from this collection (None: the one the remote or the sources give).
@@ -416,6 +429,7 @@ impl Context<'_> {
     fn pull_one(&self, request: &PullRequest) -> Result<PulledRef, PullError> {
         let plan = self.plan(request)?;
         plan.location.validate()?;
+        let parts = Subdirs::for_flatpak(&request.subpaths)?;
         let update_id = request
             .update_id
             .clone()
@@ -485,6 +499,7 @@ impl Context<'_> {
                 policy: &policy,
                 previous,
                 update_id,
+                parts: parts.as_ref(),
             };
             let (stats, sources) = self.store(request, &plan, verified)?;
             result.stats = stats;
@@ -493,8 +508,15 @@ impl Context<'_> {
         if self.cancel.is_cancelled() {
             return Err(PullError::Cancelled);
         }
-        // The closure is complete and durable: let a ref point at it.
-        self.dest.clear_partial(&chosen.checksum)?;
+        if parts.is_none() {
+            // The closure is complete and durable: let a ref point at it.
+            self.dest.clear_partial(&chosen.checksum)?;
+        } else if update == UpdateKind::UpToDate
+            && result.stats.metadata_objects + result.stats.content_objects == 0
+        {
+            // The parts were all there: a ref installed in part stays partial.
+            return Ok(result);
+        }
         self.dest.write_ref(&plan.location, &chosen.checksum)?;
         result.status = PullStatus::Updated;
         Ok(result)
@@ -778,28 +800,40 @@ impl Context<'_> {
     ) -> Result<Candidate, PullError> {
         let source = &self.sources[index];
         let name = &self.names[index];
+        let parts = Subdirs::for_flatpak(&request.subpaths)?;
+        let partly_there = || {
+            PullError::Source(FetchError::Failed {
+                source_name: name.clone(),
+                reason: match &parts {
+                    None => format!(
+                        "commit {} of {} is only partly there (an interrupted copy, or some \
+                         languages only); use another drive or peer",
+                        commit.short(),
+                        request.ref_name
+                    ),
+                    Some(parts) => format!(
+                        "commit {} of {} is only partly there, without all of {parts}; use \
+                         another drive or peer",
+                        commit.short(),
+                        request.ref_name
+                    ),
+                }
+                .into(),
+            })
+        };
         let fetched = (|| {
-            if !source.commit_is_complete(commit)? {
+            // A part of the tree is all a ref installed in part needs.
+            let partial = !source.commit_is_complete(commit)?;
+            if partial && parts.is_none() {
                 return Ok(None);
             }
             let bytes = source.fetch_metadata(ObjectKind::Commit, commit, interrupt)?;
             let commitmeta = source.fetch_commitmeta(commit, interrupt)?;
-            Ok(Some((bytes, commitmeta)))
+            Ok(Some((bytes, commitmeta, partial)))
         })();
-        let (bytes, commitmeta) = match fetched {
+        let (bytes, commitmeta, partial) = match fetched {
             Ok(Some(found)) => found,
-            Ok(None) => {
-                return Err(PullError::Source(FetchError::Failed {
-                    source_name: name.clone(),
-                    reason: format!(
-                        "commit {} of {} is only partly there (an interrupted copy); use \
-                         another drive or peer",
-                        commit.short(),
-                        request.ref_name
-                    )
-                    .into(),
-                }))
-            }
+            Ok(None) => return Err(partly_there()),
             Err(FetchError::Interrupted { .. }) => return Err(PullError::Cancelled),
             Err(error) => {
                 if matches!(error, FetchError::Unavailable { .. }) {
@@ -819,6 +853,23 @@ impl Context<'_> {
             None,
             true,
         )?;
+        if let (true, Some(parts)) = (partial, &parts) {
+            // Parsed only now that it verified.
+            let root = Commit::parse(&bytes)
+                .map_err(|error| PullError::BadObject {
+                    object: ObjectId::new(*commit, ObjectKind::Commit),
+                    path: None,
+                    source_name: name.clone(),
+                    reason: Box::new(error),
+                })?
+                .root_tree;
+            match crate::source::holds_parts(source.as_ref(), &root, parts, interrupt) {
+                Ok(true) => {}
+                Ok(false) => return Err(partly_there()),
+                Err(FetchError::Interrupted { .. }) => return Err(PullError::Cancelled),
+                Err(error) => return Err(PullError::Source(error)),
+            }
+        }
         Ok(Candidate {
             source: index,
             checksum: *commit,
@@ -880,6 +931,7 @@ impl Context<'_> {
             policy,
             previous,
             update_id,
+            parts,
         } = verified;
         let started = Instant::now();
         let sources: Vec<Arc<dyn Source>> = mirrors
@@ -956,12 +1008,15 @@ impl Context<'_> {
             cancel: self.cancel,
             progress: &progress,
             drive_workers: self.workers,
+            parts,
         };
         let (stop, stopped) = crossbeam_channel::bounded::<()>(1);
         // The ticker runs through the delta too: its parts are counted like objects.
         let (applied, fetched) = std::thread::scope(|scope| {
             scope.spawn(|| progress.run_ticker(stopped));
-            let applied = (!self.options.no_deltas).then(|| deltas.run(previous, &checksum));
+            // A delta makes the whole tree: not for a ref installed in part.
+            let applied = (!self.options.no_deltas && parts.is_none())
+                .then(|| deltas.run(previous, &checksum));
             let fetched = transfer.fetch_closure(commit);
             drop(stop);
             (applied, fetched)

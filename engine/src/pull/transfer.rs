@@ -33,7 +33,8 @@ use super::{PullError, PullStats};
 use crate::cancel::CancelToken;
 use crate::event::human_bytes;
 use crate::object::{
-    metadata_checksum, Checksum, Commit, DirMeta, DirTree, ObjectId, ObjectKind, ObjectSize,
+    metadata_checksum, Checksum, Commit, DirMeta, DirTree, ObjectId, ObjectKind, ObjectSize, Reach,
+    Subdirs,
 };
 use crate::repo::{Repo, RepoError, RepoMode, Transaction, WriteOutcome};
 use crate::schema::{SourceKind, SourceState};
@@ -190,6 +191,8 @@ pub(super) struct Transfer<'t, 'a> {
     pub(super) progress: &'t Progress<'a>,
     /// Workers per drive.
     pub(super) drive_workers: usize,
+    /// The parts of the tree to fetch; None for all of it.
+    pub(super) parts: Option<&'t Subdirs>,
 }
 
 /// The running state of [`Transfer::fetch_closure`].
@@ -328,6 +331,14 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
         }
     }
 
+    /// Where `path` stands against the parts pulled: everything is whole in a full pull.
+    fn reach(&self, path: &str) -> Reach {
+        match self.transfer.parts {
+            Some(parts) => parts.reach(path),
+            None => Reach::Whole,
+        }
+    }
+
     /// Puts the root's dirmeta and dirtree on the board.
     fn start(&self, commit: &Commit) -> Result<(), PullError> {
         let mut work = NewWork::default();
@@ -387,7 +398,10 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
 
     fn add_tree(&self, work: &mut NewWork, tree: Checksum, path: &str) -> Result<(), PullError> {
         let object = ObjectId::new(tree, ObjectKind::DirTree);
-        if !self.first_sight(object) {
+        // A tree on the way to a part is looked at for that part alone: the same tree met
+        // again as a whole is looked at again.
+        let along = self.reach(path) == Reach::Along;
+        if !along && !self.first_sight(object) {
             return Ok(());
         }
         if self.present(object)? {
@@ -701,10 +715,16 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
         })?;
         let mut work = NewWork::default();
         for file in &listing.files {
-            self.add_file(&mut work, file.checksum, join(path, &file.name))?;
+            let file_path = join(path, &file.name);
+            if self.reach(&file_path) == Reach::Whole {
+                self.add_file(&mut work, file.checksum, file_path)?;
+            }
         }
         for dir in &listing.dirs {
             let child = join(path, &dir.name);
+            if self.reach(&child) == Reach::Outside {
+                continue;
+            }
             if child.len() > MAX_PATH_LENGTH {
                 return Err(PullError::BadObject {
                     object,

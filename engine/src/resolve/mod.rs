@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 use self::size::{download_size, LocalObjects};
 use crate::appstream::Catalog;
-use crate::object::{Checksum, Commit};
+use crate::object::{Checksum, Commit, Subdirs};
 use crate::repo::Repo;
 use crate::schema::{
     AppInfo, DriveRecord, Problem, ProblemKind, SourceInfo, SourceKind, TargetKind, Update,
@@ -127,9 +127,14 @@ struct FetchedCommit {
 #[derive(Debug, Clone)]
 enum Fetched {
     /// Read and found to hash to its name; whether it verified is in `Resolver::verified`,
-    /// and the parsed commit, when it did, in `Resolver::commits`.
-    Read,
-    /// `state/<commit>.commitpartial`: not all of its objects are there.
+    /// and the parsed commit, when it did, in `Resolver::commits`. `partial`:
+    /// `state/<commit>.commitpartial`, not all of its objects are there (an interrupted copy,
+    /// or a locale extension with some languages), read because a ref installed in part
+    /// wants it.
+    Read {
+        partial: bool,
+    },
+    /// `state/<commit>.commitpartial`, and no ref installed in part wants it: not read.
     Partial,
     Failed {
         kind: ProblemKind,
@@ -322,7 +327,18 @@ impl<'a> Resolver<'a> {
         let local = &self.local;
         let quick = self.options.quick;
         let names = &self.names;
-        let results = parallel::map(found, parallel::cpu_threads(), |(want, winner)| {
+        // Refs installed in part are measured in part.
+        let parts: Vec<Option<Subdirs>> = found
+            .iter()
+            .map(|(want, _)| {
+                self.installed(want)
+                    .and_then(|installed| Subdirs::for_flatpak(&installed.subpaths).ok())
+                    .flatten()
+            })
+            .collect();
+        let jobs: Vec<(&(Want, Winner), Option<&Subdirs>)> =
+            found.iter().zip(parts.iter().map(Option::as_ref)).collect();
+        let results = parallel::map(&jobs, parallel::cpu_threads(), |((want, winner), parts)| {
             let Some(&preferred) = winner.sources.first() else {
                 return (0, None);
             };
@@ -333,6 +349,7 @@ impl<'a> Resolver<'a> {
                 &LocalObjects(local[want.target].as_ref()),
                 sources[preferred].as_ref(),
                 quick,
+                *parts,
             );
             let problem = measured.incomplete.map(|reason| Problem {
                 kind: ProblemKind::Corrupt,

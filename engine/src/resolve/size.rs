@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use super::flatpak::recorded_download_size;
 use super::tree::fetch_metadata;
-use crate::object::{Checksum, Commit, DirTree, ObjectId, ObjectKind};
+use crate::object::{Checksum, Commit, DirTree, ObjectId, ObjectKind, Reach, Subdirs};
 use crate::repo::Repo;
 use crate::schema::SourceKind;
 use crate::source::{Interrupt, Source};
@@ -46,6 +46,7 @@ pub(crate) fn download_size(
     local: &LocalObjects<'_>,
     source: &dyn Source,
     quick: bool,
+    parts: Option<&Subdirs>,
 ) -> Measured {
     let own = if local.missing(ObjectId::new(*checksum, ObjectKind::Commit)) {
         commit_len
@@ -56,7 +57,9 @@ pub(crate) fn download_size(
         bytes,
         incomplete: None,
     };
-    if let Ok(Some(sizes)) = commit.sizes() {
+    // A ref installed in part: the few objects of its parts are walked, whatever the commit
+    // records of the whole.
+    if let (Ok(Some(sizes)), None) = (commit.sizes(), parts) {
         let objects: u64 = sizes
             .iter()
             .filter(|size| local.missing(ObjectId::new(size.checksum, size.kind)))
@@ -64,7 +67,7 @@ pub(crate) fn download_size(
             .fold(0, u64::saturating_add);
         return done(own.saturating_add(objects));
     }
-    if quick {
+    if quick && parts.is_none() {
         return done(recorded_download_size(commit).map_or(own, |recorded| recorded.max(own)));
     }
     let mut walk = Walk {
@@ -73,6 +76,7 @@ pub(crate) fn download_size(
         seen: HashSet::new(),
         bytes: own,
         files: Vec::new(),
+        parts,
     };
     let walked = walk.tree(commit.root_tree, commit.root_meta);
     // What the walk found of the files, even when it stopped early.
@@ -100,14 +104,16 @@ struct Walk<'a> {
     bytes: u64,
     /// Content objects met, looked up together after the metadata walk.
     files: Vec<Checksum>,
+    /// The parts of the tree wanted; None for all of it.
+    parts: Option<&'a Subdirs>,
 }
 
 impl Walk<'_> {
     /// Adds what is missing of the tree rooted at (`tree`, `meta`). Trees the target already
     /// has are taken as complete there, as a pull takes them.
     fn tree(&mut self, tree: Checksum, meta: Checksum) -> Result<(), String> {
-        let mut pending = vec![(tree, meta)];
-        while let Some((tree, meta)) = pending.pop() {
+        let mut pending = vec![(tree, meta, "/".to_owned())];
+        while let Some((tree, meta, path)) = pending.pop() {
             if self.seen.len() > MAX_WALKED_OBJECTS {
                 return Err(format!(
                     "the tree has more than {MAX_WALKED_OBJECTS} objects; the size shown is \
@@ -127,15 +133,28 @@ impl Walk<'_> {
             self.add(bytes.len() as u64);
             let listing = DirTree::parse(&bytes)
                 .map_err(|error| format!("{tree_id}: {}", crate::causes::Causes(&error)))?;
+            let reach = |name: &str| match self.parts {
+                Some(parts) => parts.reach(&join(&path, name)),
+                None => Reach::Whole,
+            };
             for file in &listing.files {
-                if self
-                    .seen
-                    .insert(ObjectId::new(file.checksum, ObjectKind::File))
+                if reach(&file.name) == Reach::Whole
+                    && self
+                        .seen
+                        .insert(ObjectId::new(file.checksum, ObjectKind::File))
                 {
                     self.files.push(file.checksum);
                 }
             }
-            pending.extend(listing.dirs.iter().map(|dir| (dir.tree, dir.meta)));
+            for dir in &listing.dirs {
+                if reach(&dir.name) != Reach::Outside {
+                    let child = match self.parts {
+                        Some(_) => join(&path, &dir.name),
+                        None => String::new(),
+                    };
+                    pending.push((dir.tree, dir.meta, child));
+                }
+            }
         }
         Ok(())
     }
@@ -165,6 +184,15 @@ impl Walk<'_> {
 
     fn add(&mut self, bytes: u64) {
         self.bytes = self.bytes.saturating_add(bytes);
+    }
+}
+
+/// `/a/b` of `/a` and `b`.
+fn join(dir: &str, name: &str) -> String {
+    if dir == "/" || dir.is_empty() {
+        format!("/{name}")
+    } else {
+        format!("{dir}/{name}")
     }
 }
 

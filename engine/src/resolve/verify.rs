@@ -3,8 +3,8 @@
 //! A candidate is kept only when its commit object re-hashes to its name, its signature
 //! verifies against the target's own configuration for the remote ([`RemotePolicy`], one
 //! verification per commit checksum and policy), its collection and ref bindings match, its
-//! closure is complete on that source (no `state/<commit>.commitpartial`), and it is not older
-//! than what is installed.
+//! closure is complete on that source (no `state/<commit>.commitpartial`; for a ref installed
+//! in part, its parts are there), and it is not older than what is installed.
 //!
 //! Commits are read and verified in parallel, each once, as soon as they are read; only the
 //! parsed commits that verified are kept (bytes and signatures are dropped), and commits being
@@ -20,13 +20,16 @@ use super::{
     Resolver, Want, Winner, VERIFY_MEMORY_BUDGET,
 };
 use crate::object::{
-    Checksum, Commit, ObjectId, ObjectKind, MAX_COMMIT_SIZE, MAX_DETACHED_METADATA_SIZE,
+    Checksum, Commit, ObjectId, ObjectKind, Subdirs, MAX_COMMIT_SIZE, MAX_DETACHED_METADATA_SIZE,
 };
 use crate::schema::{Problem, ProblemKind, SourceKind};
 use crate::source::{FetchError, Interrupt, Source};
 use crate::trust::{
     CommitCandidate, InstalledCommit, RemotePolicy, TrustError, UpdateKind, Verdict,
 };
+
+/// The policies wanting a (source, commit), and whether a ref installed in part does.
+type ReadJob = (Vec<PolicyKey>, bool);
 
 impl Resolver<'_> {
     /// Each want with its winner, if any.
@@ -69,14 +72,16 @@ impl Resolver<'_> {
     /// detached metadata, verified at once; only what verified is kept. The first source
     /// whose signatures verify vouches for the commit wherever it is.
     fn read_and_verify(&mut self, wants: &[Want], candidates: &[Candidate]) {
-        let mut jobs: HashMap<(usize, Checksum), Vec<PolicyKey>> = HashMap::new();
+        // Per (source, commit): the policies wanting it, and whether a ref installed in part
+        // does (then a commit the source holds in part is read too).
+        let mut jobs: HashMap<(usize, Checksum), ReadJob> = HashMap::new();
         for candidate in candidates {
             let want = &wants[candidate.want];
             let policy_key = (want.target, want.remote.clone());
             let read = (candidate.source, candidate.commit);
             let decided = match self.fetched.get(&read) {
                 None => false,
-                Some(Fetched::Read) => self
+                Some(Fetched::Read { .. }) => self
                     .verified
                     .get(&(policy_key.clone(), candidate.commit))
                     .is_some_and(|v| {
@@ -89,12 +94,16 @@ impl Resolver<'_> {
             if decided {
                 continue;
             }
-            let policies = jobs.entry(read).or_default();
+            let in_part = self
+                .installed(want)
+                .is_some_and(|installed| !installed.subpaths.is_empty());
+            let (policies, any_in_part) = jobs.entry(read).or_default();
+            *any_in_part |= in_part;
             if !policies.contains(&policy_key) {
                 policies.push(policy_key);
             }
         }
-        let mut jobs: Vec<((usize, Checksum), Vec<PolicyKey>)> = jobs.into_iter().collect();
+        let mut jobs: Vec<((usize, Checksum), ReadJob)> = jobs.into_iter().collect();
         jobs.sort_by_key(|job| job.0);
         let sources = self.sources;
         let names = &self.names;
@@ -103,7 +112,7 @@ impl Resolver<'_> {
         let results = parallel::map(
             &jobs,
             parallel::cpu_threads() * 2,
-            |((index, commit), wanted_by)| {
+            |((index, commit), (wanted_by, in_part))| {
                 let wanted: Vec<(&PolicyKey, &RemotePolicy)> = wanted_by
                     .iter()
                     .filter_map(|key| match policies.get(key) {
@@ -117,6 +126,7 @@ impl Resolver<'_> {
                     &names[*index],
                     commit,
                     &wanted,
+                    *in_part,
                     &budget,
                 )
             },
@@ -192,24 +202,35 @@ impl Resolver<'_> {
             ref_name: Some(want.ref_name.clone()),
             reason,
         };
-        match self.fetched.get(&(candidate.source, candidate.commit)) {
-            Some(Fetched::Read) => {}
-            Some(Fetched::Partial) => {
-                return Err(problem(
-                    ProblemKind::PartialCommit,
-                    format!(
-                        "commit {}… of {} on {source} is only partly there (it is marked \
-                         state/{}.commitpartial): copy it onto the drive again, or use another \
-                         source",
-                        candidate.commit.short(),
-                        want.ref_name,
-                        candidate.commit
-                    ),
-                ))
-            }
+        let partly_there = || {
+            problem(
+                ProblemKind::PartialCommit,
+                format!(
+                    "commit {}… of {} on {source} is only partly there (it is marked \
+                     state/{}.commitpartial): copy it onto the drive again, or use another \
+                     source",
+                    candidate.commit.short(),
+                    want.ref_name,
+                    candidate.commit
+                ),
+            )
+        };
+        // A ref installed in part needs only its parts of a commit held in part.
+        let parts = match self
+            .installed(want)
+            .map(|i| Subdirs::for_flatpak(&i.subpaths))
+        {
+            Some(Ok(parts)) => parts,
+            Some(Err(error)) => return Err(problem(ProblemKind::Other, error.to_string())),
+            None => None,
+        };
+        let partial = match self.fetched.get(&(candidate.source, candidate.commit)) {
+            Some(Fetched::Partial) => return Err(partly_there()),
+            Some(Fetched::Read { partial: true }) if parts.is_none() => return Err(partly_there()),
+            Some(Fetched::Read { partial }) => *partial,
             Some(Fetched::Failed { kind, reason }) => return Err(problem(*kind, reason.clone())),
             None => return Ok(None),
-        }
+        };
         let key = (want.target, want.remote.clone());
         let Some(Ok(policy)) = self.policies.get(&key) else {
             return Ok(None);
@@ -232,6 +253,26 @@ impl Resolver<'_> {
         let Some(data) = self.commits.get(&candidate.commit) else {
             return Ok(None);
         };
+        if let (true, Some(parts)) = (partial, &parts) {
+            let held = crate::source::holds_parts(
+                self.sources[candidate.source].as_ref(),
+                &data.commit.root_tree,
+                parts,
+                &Interrupt::never(),
+            );
+            if !matches!(held, Ok(true)) {
+                return Err(problem(
+                    ProblemKind::PartialCommit,
+                    format!(
+                        "commit {}… of {} on {source} holds only some of its parts, not all of \
+                         {parts}: copy it onto the drive again with those languages, or use \
+                         another source",
+                        candidate.commit.short(),
+                        want.ref_name,
+                    ),
+                ));
+            }
+        }
         let installed = self.installed(want).map(|i| InstalledCommit {
             checksum: i.commit,
             timestamp: i.timestamp,
@@ -346,12 +387,14 @@ fn read_cost(source: &dyn Source, commit: &Checksum) -> u64 {
 /// Reads a commit from a source (whether its closure is complete there, its bytes checked
 /// against its name and parsed, its detached metadata) and verifies it at once for each of
 /// the `wanted` remotes' policies. The bytes and signatures are dropped before returning;
-/// the parsed commit is kept only when some policy accepted it.
+/// the parsed commit is kept only when some policy accepted it. A commit the source holds
+/// only in part is read only when `in_part` (a ref installed in part wants it).
 fn read_commit(
     source: &dyn Source,
     name: &str,
     commit: &Checksum,
     wanted: &[(&PolicyKey, &RemotePolicy)],
+    in_part: bool,
     budget: &parallel::MemoryBudget,
 ) -> ReadOutcome {
     let only = |fetched: Fetched| ReadOutcome {
@@ -369,11 +412,12 @@ fn read_commit(
             ),
         })
     };
-    match source.commit_is_complete(commit) {
-        Ok(true) => {}
+    let partial = match source.commit_is_complete(commit) {
+        Ok(true) => false,
+        Ok(false) if in_part => true,
         Ok(false) => return only(Fetched::Partial),
         Err(error) => return failed(error, "the state"),
-    }
+    };
     let _reservation = budget.reserve(read_cost(source, commit));
     let bytes = match source.fetch_metadata(ObjectKind::Commit, commit, &Interrupt::never()) {
         Ok(bytes) => bytes,
@@ -410,14 +454,14 @@ fn read_commit(
     drop(detached_metadata);
     if !verifications.iter().any(|(_, result)| result.is_ok()) {
         return ReadOutcome {
-            fetched: Fetched::Read,
+            fetched: Fetched::Read { partial },
             commit: None,
             verifications,
         };
     }
     match Commit::parse(&bytes) {
         Ok(parsed) => ReadOutcome {
-            fetched: Fetched::Read,
+            fetched: Fetched::Read { partial },
             commit: Some(Arc::new(FetchedCommit {
                 commit: parsed,
                 size: bytes.len() as u64,

@@ -243,6 +243,63 @@ pub fn source_name(source: &SourceInfo) -> String {
     source.name()
 }
 
+/// Whether `source` holds what a pull of `parts` of the tree rooted at `root` needs, at
+/// least at the top: the listings leading to each part, and the part's own listing (or file).
+/// For a commit the source holds only partly (a drive carrying some languages of a locale
+/// extension). Listings read here are hashed against their names before they are parsed;
+/// a part the tree does not have needs nothing.
+pub fn holds_parts(
+    source: &dyn Source,
+    root: &Checksum,
+    parts: &crate::object::Subdirs,
+    interrupt: &Interrupt,
+) -> Result<bool, FetchError> {
+    let listing = |tree: &Checksum| -> Result<Option<crate::object::DirTree>, FetchError> {
+        let bytes = match source.fetch_metadata(ObjectKind::DirTree, tree, interrupt) {
+            Ok(bytes) => bytes,
+            Err(FetchError::NotFound { .. }) => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        if crate::object::metadata_checksum(&bytes) != *tree {
+            return Ok(None);
+        }
+        Ok(crate::object::DirTree::parse(&bytes).ok())
+    };
+    let held = |object: ObjectId| -> Result<bool, FetchError> {
+        match source.has_object(object) {
+            Some(held) => Ok(held),
+            None if object.kind == ObjectKind::DirTree => Ok(listing(&object.checksum)?.is_some()),
+            // A file is fetched when it is pulled; a source that cannot tell is believed.
+            None => Ok(true),
+        }
+    };
+    for part in parts.paths() {
+        let mut tree = *root;
+        let mut components = part.split('/').filter(|c| !c.is_empty()).peekable();
+        while let Some(name) = components.next() {
+            let Some(parsed) = listing(&tree)? else {
+                return Ok(false);
+            };
+            let last = components.peek().is_none();
+            if let Some(dir) = parsed.dirs.iter().find(|dir| dir.name == name) {
+                if last && !held(ObjectId::new(dir.tree, ObjectKind::DirTree))? {
+                    return Ok(false);
+                }
+                tree = dir.tree;
+            } else if let Some(file) = parsed.files.iter().find(|file| file.name == name) {
+                if last && !held(ObjectId::new(file.checksum, ObjectKind::File))? {
+                    return Ok(false);
+                }
+                break;
+            } else {
+                // Not in this tree: nothing of it to pull.
+                break;
+            }
+        }
+    }
+    Ok(true)
+}
+
 /// A place objects can be read from.
 pub trait Source: Send + Sync {
     /// What the source is, for listings and messages.
@@ -277,7 +334,8 @@ pub trait Source: Send + Sync {
     ) -> Result<FetchedContent, FetchError>;
 
     /// Whether the source holds the commit's whole closure. A drive may hold a partial
-    /// commit (`state/<commit>.commitpartial`); such a commit is not a candidate.
+    /// commit (`state/<commit>.commitpartial`); such a commit serves only refs installed in
+    /// part whose parts it holds ([`holds_parts`]).
     fn commit_is_complete(&self, commit: &Checksum) -> Result<bool, FetchError>;
 
     /// The size of a stored metadata object, when the source can tell without fetching it;
