@@ -876,6 +876,20 @@ fn a_locale_extension_installed_in_part_goes_with_its_languages() -> Result<()> 
         !messages("fr").exists(),
         "a language not installed was deployed"
     );
+    // Only the parts were pulled, and the commit stays partial, as flatpak leaves it.
+    let client_repo = fixture.client.user_repo();
+    let lists = |path: &str| -> Result<bool> {
+        Ok(client_repo
+            .ostree()
+            .args(["ls", &v2, path])
+            .output()?
+            .success())
+    };
+    ensure!(lists("/files/de")? && !lists("/files/fr")?);
+    ensure!(client_repo
+        .path
+        .join(format!("state/{v2}.commitpartial"))
+        .exists());
 
     // Through `flatpak --sideload-repo`, with the remote's server gone.
     sideloader.set_remote_url(REMOTE, "file:///nonexistent")?;

@@ -2120,6 +2120,42 @@ mod tests {
     }
 
     #[test]
+    fn locale_extensions_go_with_the_languages_installed_or_asked_for() {
+        let item = |ref_name: &str, subpaths: &[&str]| Chosen {
+            target: 0,
+            collection_id: "org.example.Apps".to_owned(),
+            ref_name: ref_name.to_owned(),
+            commit: Checksum::from_array([7; 32]),
+            subpaths: subpaths.iter().map(|s| (*s).to_owned()).collect(),
+            parts: None,
+        };
+        let asking = |languages: &[&str]| Selection {
+            locales: languages.iter().map(|s| (*s).to_owned()).collect(),
+            ..Selection::default()
+        };
+        let locale = "runtime/org.example.App.Locale/x86_64/stable";
+        let subpaths = |parts: Option<Subdirs>| parts.map(|p| p.flatpak_subpaths());
+        let none = Selection::default();
+
+        // Whole: all of it, unless languages are asked for.
+        assert_eq!(carried_parts(&item(locale, &[]), false, &none), Ok(None));
+        let french = carried_parts(&item(locale, &[]), false, &asking(&["fr"])).map(subpaths);
+        assert_eq!(french, Ok(Some(vec!["/fr".to_owned()])));
+        // In part: the languages installed, narrowed by those asked for.
+        let installed = item(locale, &["/de", "/fr"]);
+        let both = carried_parts(&installed, true, &none).map(subpaths);
+        assert_eq!(both, Ok(Some(vec!["/de".to_owned(), "/fr".to_owned()])));
+        let german = carried_parts(&installed, true, &asking(&["de", "it"])).map(subpaths);
+        assert_eq!(german, Ok(Some(vec!["/de".to_owned()])));
+        assert!(carried_parts(&installed, true, &asking(&["it"])).is_err());
+        // Marked partial with no subpaths: an interrupted pull, left behind.
+        assert!(carried_parts(&item(locale, &[]), true, &none).is_err());
+        // Languages leave other refs whole.
+        let app = item("app/org.example.App/x86_64/stable", &[]);
+        assert_eq!(carried_parts(&app, false, &asking(&["fr"])), Ok(None));
+    }
+
+    #[test]
     fn flatpak_ids_come_from_the_second_component() {
         assert_eq!(
             flatpak_id("app/org.example.App/x86_64/stable", "app/"),
