@@ -813,6 +813,15 @@ fn a_locale_extension_installed_in_part_goes_with_its_languages() -> Result<()> 
         .find(|r| r.ref_name == locale)
         .with_context(|| format!("{locale} not in {report:?}"))?;
     ensure!(listed.partial && listed.commit.to_hex() == v2, "{listed:?}");
+    let human = bins::ferryctl()?
+        .env("LC_ALL", "C.UTF-8")
+        .arg("scan")
+        .arg(&drive)
+        .stdout()?;
+    ensure!(
+        human.contains(&format!("{} (in part)", &v2[..10])),
+        "{human}"
+    );
 
     // An installation with another language finds the drive lacks it, and says so.
     let elsewhere = Machine::new(&tmp.path().join("elsewhere"), french.vars())?;

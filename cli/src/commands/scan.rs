@@ -65,7 +65,12 @@ fn human(path: &std::path::Path, report: &ScanReport) -> String {
                 [
                     r.ref_name.clone(),
                     r.collection_id.clone().unwrap_or_else(|| "-".to_owned()),
-                    r.commit.short(),
+                    if r.partial {
+                        // Some languages of a locale extension.
+                        trf("{} (in part)", &[&r.commit.short()])
+                    } else {
+                        r.commit.short()
+                    },
                     r.version.clone().unwrap_or_else(|| "-".to_owned()),
                     format_date(r.timestamp),
                 ]
