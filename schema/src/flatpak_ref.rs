@@ -29,6 +29,13 @@ impl<'a> FlatpakRef<'a> {
             branch,
         })
     }
+
+    /// Whether `ref_name` names a locale extension (`runtime/<ID>.Locale/…`), which Flatpak
+    /// installs with only the languages in use.
+    pub fn is_locale_extension(ref_name: &str) -> bool {
+        FlatpakRef::parse(ref_name)
+            .is_some_and(|parsed| !parsed.is_app && parsed.id.ends_with(".Locale"))
+    }
 }
 
 #[cfg(test)]

@@ -757,6 +757,13 @@ fn a_locale_extension_installed_in_part_goes_with_its_languages() -> Result<()> 
     german(&fixture.client)?;
     let french = fixture.peer("french")?;
     french.install(REMOTE, &[&locale], &["--subpath=/fr"])?;
+    // German installed, French configured since: flatpak's update deploys both.
+    let bilingual = fixture.peer("bilingual")?;
+    bilingual.install(REMOTE, &[&locale], &["--subpath=/de"])?;
+    bilingual
+        .flatpak()
+        .args(["--user", "config", "--set", "languages", "de;fr"])
+        .run()?;
     let sideloader = fixture.peer("sideloader")?;
     sideloader.install(REMOTE, &[APP_ID], &[])?;
     german(&sideloader)?;
@@ -929,6 +936,43 @@ fn a_locale_extension_installed_in_part_goes_with_its_languages() -> Result<()> 
     ensure!(!drive_lists(&french, &v2, "/files/de")?);
     let fsck = OstreeRepo::open(&french.join(".ostree/repo")).fsck_output()?;
     ensure!(fsck.success(), "{fsck:?}");
+
+    // Ferry pulls the languages flatpak will deploy: those installed and those configured.
+    let everything = tmp.path().join("everything");
+    std::fs::create_dir_all(&everything)?;
+    let output = prepare(
+        &whole.vars(),
+        &[
+            &everything,
+            &"--installation",
+            &whole.user_installation(),
+            &"--app",
+            &APP_ID,
+        ],
+    )?;
+    objects_written(&output)?;
+    let machine = Machine::new(&tmp.path().join("bilingual-machine"), bilingual.vars())?;
+    let run = machine.install(&[
+        "--installation".as_ref(),
+        "user".as_ref(),
+        "--from".as_ref(),
+        everything.as_os_str(),
+        "--all".as_ref(),
+    ])?;
+    ensure!(run.success(), "install failed:\n{run}");
+    run.expect(&locale, InstallStatus::Installed)?;
+    let deployed = bilingual
+        .user_installation()
+        .join(&locale)
+        .join("active/files");
+    for language in ["de", "fr"] {
+        let messages = deployed.join(format!(
+            "{language}/share/{language}/LC_MESSAGES/{APP_ID}.mo"
+        ));
+        let text = std::fs::read_to_string(&messages)
+            .with_context(|| format!("{} was not deployed", messages.display()))?;
+        ensure!(text == locale_text(language, "v2"));
+    }
     Ok(())
 }
 

@@ -489,17 +489,25 @@ fn pull_one<'a>(
     pull_options.allow_downgrade = options.allow_downgrade;
     pull_options.workers = options.workers;
     pull_options.no_deltas = options.no_deltas;
-    // A ref installed in part (some languages of a locale extension) is updated in part.
-    let subpaths = target
+    // A ref installed in part (some languages of a locale extension) is updated in part:
+    // the languages flatpak will deploy.
+    let installed_subpaths = target
         .installed
         .iter()
         .find(|i| i.ref_name == update.ref_name && i.remote.as_ref() == Some(&update.remote))
         .map(|i| i.subpaths.as_slice())
         .unwrap_or_default();
+    let is_locale = crate::object::FlatpakRef::is_locale_extension(&update.ref_name);
+    let subpaths = match &target.deploy {
+        DeployTarget::Flatpak(installation) if is_locale && !installed_subpaths.is_empty() => {
+            deploy::flatpak_locale_subpaths(installation, installed_subpaths)
+        }
+        _ => installed_subpaths.to_vec(),
+    };
     let request = PullRequest::new(&update.ref_name, RefTarget::Remote(update.remote.clone()))
         .with_collection(update.collection_id.as_deref())
         .with_update_id(update.id.clone())
-        .with_subpaths(subpaths);
+        .with_subpaths(&subpaths);
     let chosen = sources_of(update, sources);
     let pulled = match pull(&dest, &chosen, &[request], &pull_options, reporter, cancel) {
         Ok(mut outcomes) => match outcomes.pop() {

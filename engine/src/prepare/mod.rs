@@ -1150,8 +1150,7 @@ fn carried_parts(
     } else {
         None
     };
-    let is_locale = crate::object::FlatpakRef::parse(&item.ref_name)
-        .is_some_and(|parsed| !parsed.is_app && parsed.id.ends_with(".Locale"));
+    let is_locale = crate::object::FlatpakRef::is_locale_extension(&item.ref_name);
     let subpaths = match installed {
         Some(have) if is_locale && !selection.locales.is_empty() => {
             let narrowed: Vec<String> = have
