@@ -243,6 +243,9 @@ pub fn source_name(source: &SourceInfo) -> String {
     source.name()
 }
 
+/// Largest directory listing [`holds_parts`] reads: about 100,000 entries.
+const MAX_PART_LISTING: u64 = 8 * 1024 * 1024;
+
 /// Whether `source` holds what a pull of `parts` of the tree rooted at `root` needs, at
 /// least at the top: the listings leading to each part, and the part's own listing (or file).
 /// For a commit the source holds only partly (a drive carrying some languages of a locale
@@ -255,12 +258,22 @@ pub fn holds_parts(
     interrupt: &Interrupt,
 ) -> Result<bool, FetchError> {
     let listing = |tree: &Checksum| -> Result<Option<crate::object::DirTree>, FetchError> {
+        // The directories on the way to a language are small; a larger one is not read.
+        let object = ObjectId::new(*tree, ObjectKind::DirTree);
+        if source
+            .metadata_size(object)
+            .is_some_and(|size| size > MAX_PART_LISTING)
+        {
+            return Ok(None);
+        }
         let bytes = match source.fetch_metadata(ObjectKind::DirTree, tree, interrupt) {
             Ok(bytes) => bytes,
             Err(FetchError::NotFound { .. }) => return Ok(None),
             Err(error) => return Err(error),
         };
-        if crate::object::metadata_checksum(&bytes) != *tree {
+        if bytes.len() as u64 > MAX_PART_LISTING
+            || crate::object::metadata_checksum(&bytes) != *tree
+        {
             return Ok(None);
         }
         Ok(crate::object::DirTree::parse(&bytes).ok())
