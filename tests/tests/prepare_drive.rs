@@ -976,6 +976,43 @@ fn a_locale_extension_installed_in_part_goes_with_its_languages() -> Result<()> 
     Ok(())
 }
 
+/// A locale extension carried in part is marked so on FAT32 (through FUSE) too; the drive
+/// stays fsck-clean, and a second run writes nothing.
+#[test]
+fn serial_a_locale_extension_in_part_on_fat32_through_fuse() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let fixture = FlatpakFixture::new(tmp.path())?;
+    let (locale, commit) = fixture.repo.publish_locale(APP_ID, "v1", &["de", "fr"])?;
+    fixture
+        .client
+        .install(REMOTE, &[&locale], &["--subpath=/de"])?;
+    let image = tmp.path().join("fat32.img");
+    let mountpoint = tmp.path().join("fat32");
+    let fuse = FuseDrive::create(FatKind::Fat32, &image, &mountpoint, 64)?;
+    let installation = fixture.client.user_installation();
+    let args: [&dyn AsRef<std::ffi::OsStr>; 5] = [
+        &mountpoint,
+        &"--installation",
+        &installation,
+        &"--app",
+        &APP_ID,
+    ];
+    ensure!(objects_written(&prepare(&fixture.client.vars(), &args)?)? > 0);
+    let again = objects_written(&prepare(&fixture.client.vars(), &args)?)?;
+    ensure!(again == 0, "the second run wrote {again} objects");
+    fuse.unmount()?;
+
+    let fuse = FuseDrive::create_existing(FatKind::Fat32, &image, &mountpoint)?;
+    let repo = mountpoint.join(".ostree/repo");
+    ensure!(repo.join(format!("state/{commit}.commitpartial")).exists());
+    ensure!(drive_lists(&mountpoint, &commit, "/files/de")?);
+    ensure!(!drive_lists(&mountpoint, &commit, "/files/fr")?);
+    let fsck = OstreeRepo::open(&repo).fsck_output()?;
+    ensure!(fsck.success(), "ostree fsck refused the drive:\n{fsck:?}");
+    fuse.unmount()?;
+    Ok(())
+}
+
 #[test]
 fn apps_drive_updates_an_installation_through_flatpak_sideload() -> Result<()> {
     let tmp = tempfile::tempdir()?;
