@@ -77,6 +77,17 @@ fn prepare(vars: &[(String, OsString)], args: &[&dyn AsRef<std::ffi::OsStr>]) ->
         .output()?)
 }
 
+/// `ferryctl prepare-drive DRIVE --installation INST --app APP_ID EXTRA... --json` as the
+/// installation's user, DRIVE created first when missing.
+fn prepare_app(installation: &FlatpakEnv, drive: &Path, extra: &[&str]) -> Result<Output> {
+    std::fs::create_dir_all(drive)?;
+    let path = installation.user_installation();
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
+        vec![&drive, &"--installation", &path, &"--app", &APP_ID];
+    args.extend(extra.iter().map(|arg| arg as &dyn AsRef<std::ffi::OsStr>));
+    prepare(&installation.vars(), &args)
+}
+
 /// The number of objects a successful `--json` run reports having written.
 fn objects_written(output: &Output) -> Result<u64> {
     ensure!(output.success(), "prepare-drive failed:\n{output:?}");
@@ -619,18 +630,7 @@ fn app_v2_drive(fixture: &FlatpakFixture, drive: &Path) -> Result<(FlatpakEnv, S
         .flatpak()
         .args(["--user", "update", "--appstream", REMOTE])
         .run()?;
-    std::fs::create_dir_all(drive)?;
-    let output = prepare(
-        &maker.vars(),
-        &[
-            &drive,
-            &"--installation",
-            &maker.user_installation(),
-            &"--app",
-            &APP_ID,
-        ],
-    )?;
-    ensure!(objects_written(&output)? > 0);
+    ensure!(objects_written(&prepare_app(&maker, drive, &[])?)? > 0);
     Ok((maker, v2))
 }
 
@@ -773,17 +773,7 @@ fn a_locale_extension_installed_in_part_goes_with_its_languages() -> Result<()> 
     maker.install(REMOTE, &[APP_ID], &[])?;
     german(&maker)?;
     let drive = tmp.path().join("drive");
-    std::fs::create_dir_all(&drive)?;
-    let output = prepare(
-        &maker.vars(),
-        &[
-            &drive,
-            &"--installation",
-            &maker.user_installation(),
-            &"--app",
-            &APP_ID,
-        ],
-    )?;
+    let output = prepare_app(&maker, &drive, &[])?;
     objects_written(&output)?;
     ensure!(
         drive_refs(&drive)?.contains(&locale),
@@ -832,21 +822,10 @@ fn a_locale_extension_installed_in_part_goes_with_its_languages() -> Result<()> 
 
     // An installation with another language finds the drive lacks it, and says so.
     let elsewhere = Machine::new(&tmp.path().join("elsewhere"), french.vars())?;
-    let run = elsewhere.install(&[
-        "--installation".as_ref(),
-        "user".as_ref(),
-        "--from".as_ref(),
-        drive.as_os_str(),
-        "--all".as_ref(),
-    ])?;
+    let run = elsewhere.install(&install_support::user_updates_from_drive(&drive))?;
     let refused = run
-        .events
-        .iter()
-        .filter_map(|event| match event {
-            Event::Plan { problems, .. } => Some(problems),
-            _ => None,
-        })
-        .flatten()
+        .problems()
+        .into_iter()
         .find(|problem| problem.ref_name.as_deref() == Some(locale.as_str()))
         .with_context(|| format!("no problem for {locale}:\n{run}"))?;
     ensure!(
@@ -857,23 +836,9 @@ fn a_locale_extension_installed_in_part_goes_with_its_languages() -> Result<()> 
 
     // Through Ferry: the languages installed are updated, and only those.
     let machine = Machine::new(&fixture.base, fixture.client.vars())?;
-    let run = machine.install(&[
-        "--installation".as_ref(),
-        "user".as_ref(),
-        "--from".as_ref(),
-        drive.as_os_str(),
-        "--all".as_ref(),
-    ])?;
+    let run = machine.install(&install_support::user_updates_from_drive(&drive))?;
     ensure!(run.success(), "install failed:\n{run}");
-    let problems: Vec<_> = run
-        .events
-        .iter()
-        .filter_map(|event| match event {
-            Event::Plan { problems, .. } => Some(problems),
-            _ => None,
-        })
-        .flatten()
-        .collect();
+    let problems = run.problems();
     ensure!(problems.is_empty(), "the plan found problems: {problems:?}");
     run.expect(&locale, InstallStatus::Installed)?;
     ensure!(fixture.client.installed_commit(&locale)? == v2);
@@ -918,20 +883,7 @@ fn a_locale_extension_installed_in_part_goes_with_its_languages() -> Result<()> 
     whole.install(REMOTE, &[APP_ID], &[])?;
     whole.install(REMOTE, &[&locale], &[])?;
     let french = tmp.path().join("french");
-    std::fs::create_dir_all(&french)?;
-    let output = prepare(
-        &whole.vars(),
-        &[
-            &french,
-            &"--installation",
-            &whole.user_installation(),
-            &"--app",
-            &APP_ID,
-            &"--locale",
-            &"fr",
-        ],
-    )?;
-    objects_written(&output)?;
+    objects_written(&prepare_app(&whole, &french, &["--locale", "fr"])?)?;
     ensure!(drive_lists(&french, &v2, "/files/fr")?);
     ensure!(!drive_lists(&french, &v2, "/files/de")?);
     let fsck = OstreeRepo::open(&french.join(".ostree/repo")).fsck_output()?;
@@ -939,26 +891,9 @@ fn a_locale_extension_installed_in_part_goes_with_its_languages() -> Result<()> 
 
     // Ferry pulls the languages flatpak will deploy: those installed and those configured.
     let everything = tmp.path().join("everything");
-    std::fs::create_dir_all(&everything)?;
-    let output = prepare(
-        &whole.vars(),
-        &[
-            &everything,
-            &"--installation",
-            &whole.user_installation(),
-            &"--app",
-            &APP_ID,
-        ],
-    )?;
-    objects_written(&output)?;
+    objects_written(&prepare_app(&whole, &everything, &[])?)?;
     let machine = Machine::new(&tmp.path().join("bilingual-machine"), bilingual.vars())?;
-    let run = machine.install(&[
-        "--installation".as_ref(),
-        "user".as_ref(),
-        "--from".as_ref(),
-        everything.as_os_str(),
-        "--all".as_ref(),
-    ])?;
+    let run = machine.install(&install_support::user_updates_from_drive(&everything))?;
     ensure!(run.success(), "install failed:\n{run}");
     run.expect(&locale, InstallStatus::Installed)?;
     let deployed = bilingual
@@ -989,16 +924,8 @@ fn serial_a_locale_extension_in_part_on_fat32_through_fuse() -> Result<()> {
     let image = tmp.path().join("fat32.img");
     let mountpoint = tmp.path().join("fat32");
     let fuse = FuseDrive::create(FatKind::Fat32, &image, &mountpoint, 64)?;
-    let installation = fixture.client.user_installation();
-    let args: [&dyn AsRef<std::ffi::OsStr>; 5] = [
-        &mountpoint,
-        &"--installation",
-        &installation,
-        &"--app",
-        &APP_ID,
-    ];
-    ensure!(objects_written(&prepare(&fixture.client.vars(), &args)?)? > 0);
-    let again = objects_written(&prepare(&fixture.client.vars(), &args)?)?;
+    ensure!(objects_written(&prepare_app(&fixture.client, &mountpoint, &[])?)? > 0);
+    let again = objects_written(&prepare_app(&fixture.client, &mountpoint, &[])?)?;
     ensure!(again == 0, "the second run wrote {again} objects");
     fuse.unmount()?;
 

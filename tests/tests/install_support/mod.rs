@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use ferry_engine::event::{parse_line, Event};
 use ferry_engine::schema::JsonLines;
-use ferry_engine::schema::{InstallResult, InstallStatus};
+use ferry_engine::schema::{InstallResult, InstallStatus, Problem};
 use ferry_tests::cmd::{Output, Tool};
 use ferry_tests::machine::MachineEnv;
 use ferry_tests::sysroot::OS_REF;
@@ -79,6 +79,18 @@ impl InstallRun {
                 Event::Result(result) => Some(result),
                 _ => None,
             })
+            .collect()
+    }
+
+    /// The problems the plan listed.
+    pub fn problems(&self) -> Vec<&Problem> {
+        self.events
+            .iter()
+            .filter_map(|event| match event {
+                Event::Plan { problems, .. } => Some(problems),
+                _ => None,
+            })
+            .flatten()
             .collect()
     }
 
@@ -168,6 +180,18 @@ pub fn user_app_from_drive<'a>(drive: &'a Path, app_id: &'a str) -> Vec<&'a OsSt
         OsStr::new("--from"),
         drive.as_os_str(),
         OsStr::new(app_id),
+    ]
+}
+
+/// `--installation user --from DRIVE --all`: every update of the user's installation, from one
+/// drive.
+pub fn user_updates_from_drive(drive: &Path) -> Vec<&OsStr> {
+    vec![
+        OsStr::new("--installation"),
+        OsStr::new("user"),
+        OsStr::new("--from"),
+        drive.as_os_str(),
+        OsStr::new("--all"),
     ]
 }
 
