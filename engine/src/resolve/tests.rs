@@ -1077,3 +1077,63 @@ fn recorded_drives_nobody_could_read_compete_by_the_one_rule() {
     add_recorded(&mut list, &[stick], &[read]);
     assert_eq!(list, listed);
 }
+
+/// A drive holding a commit in part (some languages of a locale extension, marked partial)
+/// serves an installation of those parts, and no other: not one of another language, nor
+/// one of the whole ref.
+#[test]
+fn a_commit_held_in_part_serves_only_installations_of_those_parts() {
+    let machine = Machine::new();
+    let trusted = key(1);
+    let spec = Spec {
+        files: vec![
+            ("metadata", b"[Runtime]\n".to_vec()),
+            ("files/de/messages", b"de".to_vec()),
+            ("files/fr/messages", b"fr".to_vec()),
+        ],
+        ..signed("2.0", 1_700_000_100, &trusted)
+    };
+    let (path, commits) = machine.drive("languages", &[spec]);
+    let drive = Repo::open(&path).expect("open");
+    drive.mark_partial(&commits[0]).expect("mark partial");
+    // French's listing is not on the drive.
+    let listing = |tree: Checksum| {
+        let bytes = drive
+            .read_metadata(ObjectKind::DirTree, &tree)
+            .expect("dirtree");
+        DirTree::parse(&bytes).expect("parse")
+    };
+    let child = |tree: Checksum, name: &str| {
+        listing(tree)
+            .dirs
+            .iter()
+            .find(|dir| dir.name == name)
+            .map(|dir| dir.tree)
+            .expect("subdirectory")
+    };
+    let root = drive.read_commit(&commits[0]).expect("commit").root_tree;
+    let french = child(child(root, "files"), "fr");
+    std::fs::remove_file(drive.object_path(ObjectId::new(french, ObjectKind::DirTree)))
+        .expect("remove the French listing");
+
+    let with = |subpaths: &[&str]| {
+        let installed = InstalledRef {
+            subpaths: subpaths.iter().map(|s| (*s).to_owned()).collect(),
+            ..machine.installed_ref()
+        };
+        let target = machine.target(TargetKind::Repo, vec![installed]);
+        machine.resolve(&target, vec![open(&path, "LANGUAGES")])
+    };
+    let german = with(&["/de"]);
+    assert_eq!(german.updates.len(), 1, "{:#?}", german.problems);
+    assert_eq!(german.updates[0].commit, commits[0]);
+    for (refused, why) in [(with(&["/fr"]), "/fr"), (with(&[]), "commitpartial")] {
+        assert!(refused.updates.is_empty(), "{:#?}", refused.updates);
+        let problem = refused
+            .problems
+            .iter()
+            .find(|p| p.kind == ProblemKind::PartialCommit)
+            .unwrap_or_else(|| panic!("no partial-commit problem: {:#?}", refused.problems));
+        assert!(problem.reason.contains(why), "{}", problem.reason);
+    }
+}
