@@ -79,6 +79,9 @@ impl Resolver<'_> {
             let want = &wants[candidate.want];
             let policy_key = (want.target, want.remote.clone());
             let read = (candidate.source, candidate.commit);
+            let in_part = self
+                .installed(want)
+                .is_some_and(|installed| !installed.subpaths.is_empty());
             let decided = match self.fetched.get(&read) {
                 None => false,
                 Some(Fetched::Read { .. }) => self
@@ -89,14 +92,13 @@ impl Resolver<'_> {
                             || v.as_ref()
                                 .is_err_and(|r| r.iter().any(|(s, _)| *s == read.0))
                     }),
-                Some(_) => true,
+                // Left unread for refs installed whole: read now for one installed in part.
+                Some(Fetched::Partial) => !in_part,
+                Some(Fetched::Failed { .. }) => true,
             };
             if decided {
                 continue;
             }
-            let in_part = self
-                .installed(want)
-                .is_some_and(|installed| !installed.subpaths.is_empty());
             let (policies, any_in_part) = jobs.entry(read).or_default();
             *any_in_part |= in_part;
             if !policies.contains(&policy_key) {
