@@ -34,7 +34,7 @@ pub use names::{
     validate_collection_id, validate_file_name, validate_ref_name, validate_remote_name,
     FlatpakRef, InvalidName, NameKind,
 };
-pub use subdirs::{InvalidSubpath, Reach, Subdirs};
+pub use subdirs::{child_path, InvalidSubpath, Reach, Subdirs};
 pub use summary::{Summary, SummaryRef};
 
 /// libostree's `OSTREE_MAX_METADATA_SIZE`: larger metadata objects, summaries and detached

@@ -106,6 +106,15 @@ impl fmt::Display for Subdirs {
     }
 }
 
+/// The path of entry `name` of directory `dir` (`/` for the root): `/a/b` of `/a` and `b`.
+pub fn child_path(dir: &str, name: &str) -> String {
+    if dir.ends_with('/') || dir.is_empty() {
+        format!("{}/{name}", dir.trim_end_matches('/'))
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
 /// Whether `path` is `ancestor` or below it.
 fn is_within(path: &str, ancestor: &str) -> bool {
     if ancestor == "/" {
@@ -173,6 +182,8 @@ mod tests {
         assert_eq!(parts.reach("/files/fr"), Reach::Outside);
         assert_eq!(parts.reach("/export"), Reach::Outside);
         assert_eq!(langs(&["/"]).reach("/files/fr"), Reach::Whole);
+        assert_eq!(child_path("/", "files"), "/files");
+        assert_eq!(child_path("/files", "de"), "/files/de");
     }
 
     #[test]

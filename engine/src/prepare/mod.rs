@@ -1286,8 +1286,7 @@ fn walk_commit(
         }
         // Paths matter only when some parts are carried.
         let child_path = |name: &str| match parts {
-            Some(_) if path == "/" => format!("/{name}"),
-            Some(_) => format!("{path}/{name}"),
+            Some(_) => crate::object::child_path(&path, name),
             None => String::new(),
         };
         for file in &parsed_tree.files {

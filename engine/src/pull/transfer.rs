@@ -33,8 +33,8 @@ use super::{PullError, PullStats};
 use crate::cancel::CancelToken;
 use crate::event::human_bytes;
 use crate::object::{
-    metadata_checksum, Checksum, Commit, DirMeta, DirTree, ObjectId, ObjectKind, ObjectSize, Reach,
-    Subdirs,
+    child_path, metadata_checksum, Checksum, Commit, DirMeta, DirTree, ObjectId, ObjectKind,
+    ObjectSize, Reach, Subdirs,
 };
 use crate::repo::{Repo, RepoError, RepoMode, Transaction, WriteOutcome};
 use crate::schema::{SourceKind, SourceState};
@@ -715,13 +715,13 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
         })?;
         let mut work = NewWork::default();
         for file in &listing.files {
-            let file_path = join(path, &file.name);
+            let file_path = child_path(path, &file.name);
             if self.reach(&file_path) == Reach::Whole {
                 self.add_file(&mut work, file.checksum, file_path)?;
             }
         }
         for dir in &listing.dirs {
-            let child = join(path, &dir.name);
+            let child = child_path(path, &dir.name);
             if self.reach(&child) == Reach::Outside {
                 continue;
             }
@@ -1262,14 +1262,6 @@ pub(super) fn content_sizes(commit: &Commit) -> Option<HashMap<Checksum, ObjectS
             .map(|size| (size.checksum, size))
             .collect(),
     )
-}
-
-fn join(dir: &str, name: &str) -> String {
-    if dir.ends_with('/') {
-        format!("{dir}{name}")
-    } else {
-        format!("{dir}/{name}")
-    }
 }
 
 /// The name a message gives the source at `index`.

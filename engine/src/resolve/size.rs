@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use super::flatpak::recorded_download_size;
 use super::tree::fetch_metadata;
-use crate::object::{Checksum, Commit, DirTree, ObjectId, ObjectKind, Reach, Subdirs};
+use crate::object::{child_path, Checksum, Commit, DirTree, ObjectId, ObjectKind, Reach, Subdirs};
 use crate::repo::Repo;
 use crate::schema::SourceKind;
 use crate::source::{Interrupt, Source};
@@ -134,7 +134,7 @@ impl Walk<'_> {
             let listing = DirTree::parse(&bytes)
                 .map_err(|error| format!("{tree_id}: {}", crate::causes::Causes(&error)))?;
             let reach = |name: &str| match self.parts {
-                Some(parts) => parts.reach(&join(&path, name)),
+                Some(parts) => parts.reach(&child_path(&path, name)),
                 None => Reach::Whole,
             };
             for file in &listing.files {
@@ -149,7 +149,7 @@ impl Walk<'_> {
             for dir in &listing.dirs {
                 if reach(&dir.name) != Reach::Outside {
                     let child = match self.parts {
-                        Some(_) => join(&path, &dir.name),
+                        Some(_) => child_path(&path, &dir.name),
                         None => String::new(),
                     };
                     pending.push((dir.tree, dir.meta, child));
@@ -184,15 +184,6 @@ impl Walk<'_> {
 
     fn add(&mut self, bytes: u64) {
         self.bytes = self.bytes.saturating_add(bytes);
-    }
-}
-
-/// `/a/b` of `/a` and `b`.
-fn join(dir: &str, name: &str) -> String {
-    if dir == "/" || dir.is_empty() {
-        format!("/{name}")
-    } else {
-        format!("{dir}/{name}")
     }
 }
 
