@@ -381,6 +381,10 @@ pub struct CarriedRef {
     /// objects count with the first), as the source stores them.
     #[serde(default)]
     pub new_bytes: u64,
+    /// Only these Flatpak subpaths of the ref go (`/de`: some languages of a locale
+    /// extension); empty: the whole ref.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subpaths: Vec<String>,
 }
 
 /// What a `prepare-drive` run writes, computed before writing.

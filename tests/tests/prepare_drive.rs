@@ -785,6 +785,14 @@ fn a_locale_extension_installed_in_part_goes_with_its_languages() -> Result<()> 
         "no word of the languages carried:\n{}",
         output.stdout
     );
+    let planned = parse_events(&output.stdout)?
+        .into_iter()
+        .find_map(|event| match event {
+            Event::DrivePlan(plan) => plan.refs.into_iter().find(|r| r.ref_name == locale),
+            _ => None,
+        })
+        .context("the plan does not list the locale extension")?;
+    ensure!(planned.subpaths == ["/de"], "{planned:?}");
     let drive_repo = drive.join(".ostree/repo");
     ensure!(
         drive_repo

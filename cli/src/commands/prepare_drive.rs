@@ -244,11 +244,15 @@ fn describe(outcome: &PrepareOutcome, translate: bool) -> String {
     let plan = &outcome.plan;
     let mut lines = Vec::new();
     for carried in &plan.refs {
-        let state = if carried.up_to_date {
+        let mut state = if carried.up_to_date {
             tr("already on the drive")
         } else {
             tr("new")
         };
+        if !carried.subpaths.is_empty() {
+            // Translators: the subpaths of a locale extension carried, e.g. "/de, /fr".
+            state.push_str(&trf("; only {}", &[&carried.subpaths.join(", ")]));
+        }
         lines.push(format!(
             "  ({}, {}) {} [{}]",
             carried.collection_id,

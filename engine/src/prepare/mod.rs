@@ -383,6 +383,11 @@ pub fn prepare_drive(
             source: targets[item.target].installation.clone(),
             up_to_date: on_drive == Some(item.commit),
             new_bytes: 0,
+            subpaths: item
+                .parts
+                .as_ref()
+                .map(Subdirs::flatpak_subpaths)
+                .unwrap_or_default(),
         });
         let before = walk.planned_bytes();
         let delta_from = match request.delta_from {
