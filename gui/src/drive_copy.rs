@@ -64,6 +64,8 @@ pub struct CopyItem {
     pub bytes: u64,
     pub up_to_date: bool,
     pub selected: bool,
+    /// The languages a locale extension goes with (`de`); empty: all it has.
+    pub languages: Vec<String>,
 }
 
 impl CopyItem {
@@ -85,10 +87,21 @@ impl CopyItem {
 
     /// Its size, or that the drive has it already.
     pub fn subtitle(&self) -> String {
-        if self.up_to_date {
-            return tr("Already on the drive");
+        let state = if self.up_to_date {
+            tr("Already on the drive")
+        } else {
+            format::size(self.bytes)
+        };
+        if self.languages.is_empty() {
+            return state;
         }
-        format::size(self.bytes)
+        let languages = self.languages.join(", ");
+        // Translators: {state} is a size or "Already on the drive"; {languages} are language
+        // codes such as "de, fr".
+        trf(
+            "{state} · only {languages}",
+            &[("state", &state), ("languages", &languages)],
+        )
     }
 }
 
@@ -398,6 +411,11 @@ impl CopyFlow {
                 bytes: carried.new_bytes,
                 up_to_date: carried.up_to_date,
                 selected: true,
+                languages: carried
+                    .subpaths
+                    .iter()
+                    .map(|subpath| subpath.trim_start_matches('/').to_owned())
+                    .collect(),
             })
             .collect();
     }

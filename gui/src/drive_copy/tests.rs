@@ -335,3 +335,20 @@ fn cancel_errors_and_pkexec_refusals_end_the_copy_with_their_words() {
         Err(StreamError::Version { found: 2 })
     ));
 }
+
+#[test]
+fn a_locale_extension_in_part_shows_its_languages() {
+    let mut flow = CopyFlow::new();
+    flow.choose(Destination::drive(&stick()));
+    let plan = r#"{"v":1,"event":"drive_plan","repo":"DRIVE/.ostree/repo","refs":[{"collection_id":"org.gnome.Maps","ref":"runtime/org.gnome.Maps.Locale/x86_64/stable","commit":"ca8aeca7c6e4c5ffdd2a96d98b32c1365141440223a439b7231d84d1234a0699","target":"flatpak","source":"system","up_to_date":false,"new_bytes":120000,"subpaths":["/de","/fr"]}],"objects_to_write":9,"bytes_to_write":131072,"free_bytes":15900000000}"#;
+    flow.apply_line(plan).expect("a version 1 line");
+    let item = flow
+        .listed()
+        .next()
+        .expect("the locale extension is listed");
+    assert_eq!(item.languages, ["de", "fr"]);
+    assert_eq!(
+        item.subtitle(),
+        format!("{} · only de, fr", format::size(120_000))
+    );
+}
