@@ -263,7 +263,8 @@ impl Repo {
     pub fn mark_partial(&self, commit: &Checksum) -> Result<(), RepoError> {
         self.ensure_dir("state")?;
         let name = Self::commitpartial_name(commit);
-        match open_beneath_mode(
+        // No symlink followed, not even one inside the repository: root writes drives' too.
+        match open_no_symlinks(
             &self.dir,
             &name,
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOCTTY,
@@ -278,7 +279,12 @@ impl Repo {
     pub fn clear_partial(&self, commit: &Checksum) -> Result<(), RepoError> {
         let name = Self::commitpartial_name(commit);
         // Removed from `state/` opened beneath the repository, never through a symlink.
-        let state = match open_beneath(&self.dir, "state", OFlags::RDONLY | OFlags::DIRECTORY) {
+        let state = match open_no_symlinks(
+            &self.dir,
+            "state",
+            OFlags::RDONLY | OFlags::DIRECTORY,
+            Mode::empty(),
+        ) {
             Ok(fd) => fd,
             Err(rustix::io::Errno::NOENT) => return Ok(()),
             Err(error) => return Err(RepoError::io("open", self.path.join("state"), error)),

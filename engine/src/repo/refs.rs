@@ -586,5 +586,15 @@ mod tests {
         for name in kept {
             assert!(outside.join(name).is_file(), "{name} was removed");
         }
+
+        // Not even through one that stays inside the repository (a drive's, for root).
+        std::fs::remove_file(repo.path().join("state")).expect("remove the symlink");
+        std::os::unix::fs::symlink("tmp", repo.path().join("state")).expect("symlink");
+        let marker = repo.path().join(format!("tmp/{commit}.commitpartial"));
+        assert!(repo.mark_partial(&commit).is_err());
+        assert!(!marker.exists());
+        std::fs::write(&marker, "kept").expect("write");
+        assert!(repo.clear_partial(&commit).is_err());
+        assert!(marker.is_file());
     }
 }
