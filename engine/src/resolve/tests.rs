@@ -1112,7 +1112,8 @@ fn a_commit_held_in_part_serves_only_installations_of_those_parts() {
             .expect("subdirectory")
     };
     let root = drive.read_commit(&commits[0]).expect("commit").root_tree;
-    let french = child(child(root, "files"), "fr");
+    let files = child(root, "files");
+    let french = child(files, "fr");
     std::fs::remove_file(drive.object_path(ObjectId::new(french, ObjectKind::DirTree)))
         .expect("remove the French listing");
 
@@ -1136,4 +1137,26 @@ fn a_commit_held_in_part_serves_only_installations_of_those_parts() {
             .unwrap_or_else(|| panic!("no partial-commit problem: {:#?}", refused.problems));
         assert!(problem.reason.contains(why), "{}", problem.reason);
     }
+
+    // A listing on the way to German that does not hash to its name, or that is larger than
+    // any such listing, is not read as holding German.
+    let files_listing = drive.object_path(ObjectId::new(files, ObjectKind::DirTree));
+    let original = std::fs::read(&files_listing).expect("read the listing");
+    let mut altered = original.clone();
+    altered[0] ^= 1;
+    for hostile in [altered, vec![0u8; 9 * 1024 * 1024]] {
+        std::fs::write(&files_listing, &hostile).expect("replace the listing");
+        let refused = with(&["/de"]);
+        assert!(refused.updates.is_empty(), "{:#?}", refused.updates);
+        assert!(
+            refused
+                .problems
+                .iter()
+                .any(|p| p.kind == ProblemKind::PartialCommit && p.reason.contains("/de")),
+            "{:#?}",
+            refused.problems
+        );
+    }
+    std::fs::write(&files_listing, &original).expect("restore the listing");
+    assert_eq!(with(&["/de"]).updates.len(), 1);
 }
