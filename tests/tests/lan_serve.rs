@@ -23,13 +23,14 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use ferry_engine::object::Summary;
 use ferry_engine::schema::{
     InstallStatus, ProblemKind, SourceInfo, SourceKind, Update, UpdateList,
 };
 use ferry_tests::bins;
 use ferry_tests::cmd::{require_root, wait_for, Tool};
 use ferry_tests::gpg::GpgKey;
-use ferry_tests::lan::{Avahi, AvahiFamily, ServeOptions, VethPair, LINK_LOCAL_A};
+use ferry_tests::lan::{Avahi, AvahiFamily, ServeOptions, ServeProcess, VethPair, LINK_LOCAL_A};
 use ferry_tests::machine::MachineEnv;
 use ferry_tests::ostree::{CommitSpec, OstreeRepo, RemoteSpec, RepoMode};
 use ferry_tests::sysroot::{Sysroot, OS_COLLECTION_ID, OS_REF, OS_REMOTE};
@@ -328,6 +329,139 @@ fn refuses_to_serve_what_peers_cannot_use() -> Result<()> {
         .arg(&archive.path)
         .run_failing()?;
     ensure!(output.stderr.contains("summary"), "{}", output.stderr);
+    Ok(())
+}
+
+/// A computer that installed a locale extension with some languages serves those parts:
+/// listed apart in its summary, so `ostree` and `flatpak` never see a ref they could not
+/// pull whole, and only the objects of those parts. An installation with the same language
+/// updates from it through Ferry; one with another language is told what is missing.
+#[test]
+fn a_locale_extension_installed_in_part_is_served_in_those_parts() -> Result<()> {
+    use ferry_tests::flatpak::{locale_text, FlatpakEnv, FlatpakFixture, APP_ID, REMOTE};
+    use install_support::Machine;
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let fixture = FlatpakFixture::new(base)?;
+    let (locale, v1) = fixture.repo.publish_locale(APP_ID, "v1", &["de", "fr"])?;
+    let install_german = |installation: &FlatpakEnv| -> Result<()> {
+        installation
+            .flatpak()
+            .args(["--user", "config", "--set", "languages", "de"])
+            .run()?;
+        Ok(installation.install(REMOTE, &[&locale], &["--subpath=/de"])?)
+    };
+    install_german(&fixture.client)?;
+    let french = fixture.peer("french")?;
+    french.install(REMOTE, &[APP_ID], &[])?;
+    french.install(REMOTE, &[&locale], &["--subpath=/fr"])?;
+    let (_, v2) = fixture.repo.publish_locale(APP_ID, "v2", &["de", "fr"])?;
+    let sharer = fixture.peer("sharer")?;
+    sharer.install(REMOTE, &[APP_ID], &[])?;
+    install_german(&sharer)?;
+    ensure!(sharer.installed_commit(&locale)? == v2);
+
+    let installation = sharer.user_installation();
+    let options = ServeOptions {
+        env: vec![("FLATPAK_SYSTEM_DIR", installation.as_os_str())],
+        ..ServeOptions::default()
+    };
+    let no_sysroot = base.join("no-sysroot");
+    let server = ServeProcess::start(
+        &options,
+        &[
+            OsStr::new("--system"),
+            OsStr::new("--sysroot"),
+            no_sysroot.as_os_str(),
+            OsStr::new("--address"),
+            OsStr::new("127.0.0.1"),
+            OsStr::new("--port"),
+            OsStr::new("0"),
+            OsStr::new("--no-advertise"),
+        ],
+        &base.join("serve.log"),
+    )?;
+    let port = server.port()?;
+    let (status, bytes) = get(port, "/0/summary")?;
+    ensure!(status == 200, "summary: {status}");
+    let summary = Summary::parse(&bytes)?;
+    ensure!(
+        summary.collection_refs().all(|(_, r)| r.name != locale),
+        "the ref held in part is among the refs every client reads"
+    );
+    let held: Vec<(&str, String)> = summary
+        .partial_refs()
+        .map(|(_, r)| (r.name.as_str(), r.commit.to_hex()))
+        .collect();
+    ensure!(held == vec![(locale.as_str(), v2.clone())], "{held:?}");
+    // What lies outside the parts is not served, even once the repository holds it: the
+    // French listing, put in the sharer's repository by hand.
+    let dirtree_of = |repo: &OstreeRepo, path: &str| -> Result<String> {
+        // `d00755 0 0 0 TREE META PATH`
+        let line = repo.ostree().args(["ls", "-d", "-C", &v2, path]).stdout()?;
+        line.split_whitespace()
+            .nth(4)
+            .map(str::to_owned)
+            .with_context(|| format!("no dirtree in {line:?}"))
+    };
+    let served = |tree: &str| -> Result<u16> {
+        Ok(get(
+            port,
+            &format!("/0/objects/{}/{}.dirtree", &tree[..2], &tree[2..]),
+        )?
+        .0)
+    };
+    let sharer_repo = sharer.user_repo();
+    ensure!(served(&dirtree_of(&sharer_repo, "/files/de")?)? == 200);
+    let french_tree = dirtree_of(&fixture.repo.repo, "/files/fr")?;
+    let relative = format!(
+        "objects/{}/{}.dirtree",
+        &french_tree[..2],
+        &french_tree[2..]
+    );
+    let copy = sharer_repo.path.join(&relative);
+    std::fs::create_dir_all(copy.parent().context("an object path has a parent")?)?;
+    std::fs::copy(fixture.repo.repo.path.join(&relative), &copy)?;
+    ensure!(
+        served(&french_tree)? == 404,
+        "a listing outside the parts is served"
+    );
+
+    // The same language: updated from the computer nearby, in its parts.
+    let from_sharer = [
+        OsStr::new("--installation"),
+        OsStr::new("user"),
+        OsStr::new("--from"),
+        OsStr::new(&server.url),
+        OsStr::new("--all"),
+    ];
+    let german = Machine::new(base, fixture.client.vars())?;
+    let run = german.install(&from_sharer)?;
+    ensure!(run.success(), "install failed:\n{run}");
+    ensure!(run.problems().is_empty(), "{run}");
+    run.expect(&locale, InstallStatus::Installed)?;
+    ensure!(fixture.client.installed_commit(&locale)? == v2);
+    let messages = fixture
+        .client
+        .user_installation()
+        .join(&locale)
+        .join(format!("active/files/de/share/de/LC_MESSAGES/{APP_ID}.mo"));
+    ensure!(std::fs::read_to_string(&messages)? == locale_text("de", "v2"));
+    fixture.client.user_repo().fsck()?;
+
+    // Another language: not taken, and the problem names it.
+    let elsewhere = Machine::new(&base.join("elsewhere"), french.vars())?;
+    let run = elsewhere.install(&from_sharer)?;
+    let refused = run
+        .problems()
+        .into_iter()
+        .find(|problem| problem.ref_name.as_deref() == Some(locale.as_str()))
+        .with_context(|| format!("no problem for {locale}:\n{run}"))?;
+    ensure!(
+        refused.kind == ProblemKind::PartialCommit && refused.reason.contains("/fr"),
+        "{refused:?}"
+    );
+    ensure!(french.installed_commit(&locale)? == v1);
     Ok(())
 }
 

@@ -73,8 +73,13 @@ impl Advertisement {
     /// The advertisement of a parsed summary; `file_time` stands in for a summary that
     /// records no last-modified time.
     pub fn from_summary(summary: &Summary, file_time: u64, repo_index: u16) -> Self {
+        // Refs held in part are advertised too: peers holding a ref in part look for them.
+        let held_in_part = summary
+            .partial_refs()
+            .map(|(collection, summary_ref)| (Some(collection), summary_ref));
         let mut collection_refs: Vec<(String, String)> = summary
             .collection_refs()
+            .chain(held_in_part)
             .filter_map(|(collection, summary_ref)| {
                 let collection = collection.filter(|c| !c.is_empty())?;
                 Some((collection.to_owned(), summary_ref.name.clone()))

@@ -17,6 +17,8 @@ pub mod names;
 pub mod stored;
 pub mod subdirs;
 pub mod summary;
+#[cfg(test)]
+pub(crate) mod test_trees;
 mod variant;
 
 use std::fmt;

@@ -22,6 +22,11 @@ pub const COLLECTION_MAP_KEY: &str = "ostree.summary.collection-map";
 pub const LAST_MODIFIED_KEY: &str = "ostree.summary.last-modified";
 /// Summary metadata key: when the summary stops being valid.
 pub const EXPIRES_KEY: &str = "ostree.summary.expires";
+/// Summary metadata key (Ferry's own): refs whose commits the server holds only in part (a
+/// locale extension installed with some languages), by collection ID, as
+/// `ostree.summary.collection-map` lists refs. Kept apart so tools that cannot pull a part
+/// never see them; Ferry offers them only to refs installed in part.
+pub const PARTIAL_COLLECTION_MAP_KEY: &str = "ferry.partial-collection-map";
 /// Per-ref summary metadata key: the commit's timestamp.
 pub const COMMIT_TIMESTAMP_KEY: &str = "ostree.commit.timestamp";
 /// Per-ref summary metadata key: the commit's `version`.
@@ -63,6 +68,8 @@ pub struct Summary {
     pub collection_id: Option<String>,
     /// `ostree.summary.collection-map`: refs of other collections (mirrors), by collection.
     pub collection_map: Vec<(String, Vec<SummaryRef>)>,
+    /// [`PARTIAL_COLLECTION_MAP_KEY`]: refs whose commits are held only in part.
+    pub partial_map: Vec<(String, Vec<SummaryRef>)>,
     /// The summary's whole metadata dictionary.
     pub metadata: Metadata,
 }
@@ -126,10 +133,20 @@ impl Summary {
             None => Vec::new(),
             Some(value) => parse_collection_map(value, main_refs.len(), max_refs)?,
         };
+        let listed = main_refs.len()
+            + collection_map
+                .iter()
+                .map(|(_, refs)| refs.len())
+                .sum::<usize>();
+        let partial_map = match metadata.get(PARTIAL_COLLECTION_MAP_KEY) {
+            None => Vec::new(),
+            Some(value) => parse_collection_map(value, listed, max_refs)?,
+        };
         Ok(Self {
             refs: main_refs,
             collection_id,
             collection_map,
+            partial_map,
             metadata,
         })
     }
@@ -171,6 +188,13 @@ impl Summary {
             .iter()
             .flat_map(|(id, refs)| refs.iter().map(move |r| (Some(id.as_str()), r)));
         main.chain(mapped)
+    }
+
+    /// Every ref listed as held only in part, with its collection.
+    pub fn partial_refs(&self) -> impl Iterator<Item = (&str, &SummaryRef)> {
+        self.partial_map
+            .iter()
+            .flat_map(|(id, refs)| refs.iter().map(move |r| (id.as_str(), r)))
     }
 
     /// The commit of `ref_name` in `collection_id` (None: the main list whatever its
@@ -466,5 +490,59 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(Summary::parse(&bytes[..cut]).is_err(), "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn refs_held_in_part_are_listed_apart_and_counted_in_the_limit() {
+        let entry = |name: &str, byte: u8| {
+            (
+                name.to_owned(),
+                Checksum::from_array([byte; 32]),
+                100,
+                ref_metadata(1_700_000_000, None),
+            )
+        };
+        let mut metadata = Metadata::new();
+        metadata
+            .insert_str(COLLECTION_ID_KEY, "org.example.Apps")
+            .expect("cid");
+        let partial = vec![(
+            "org.example.Apps".to_owned(),
+            vec![entry("runtime/org.example.App.Locale/x86_64/stable", 7)],
+        )];
+        metadata
+            .insert(
+                PARTIAL_COLLECTION_MAP_KEY,
+                collection_map_value(&partial).expect("map"),
+            )
+            .expect("partial map");
+        let main = vec![entry("app/org.example.App/x86_64/stable", 6)];
+        let bytes = build_summary(&main, &metadata).expect("build");
+        let summary = Summary::parse(&bytes).expect("parse");
+        // Not among the refs every client reads.
+        assert_eq!(summary.collection_refs().count(), 1);
+        let held_in_part: Vec<(&str, &str)> = summary
+            .partial_refs()
+            .map(|(id, r)| (id, r.name.as_str()))
+            .collect();
+        assert_eq!(
+            held_in_part,
+            vec![(
+                "org.example.Apps",
+                "runtime/org.example.App.Locale/x86_64/stable"
+            )]
+        );
+        let error = Summary::parse_listing_at_most(&bytes, 1)
+            .expect_err("two refs in all, one allowed")
+            .to_string();
+        assert!(error.contains("1 allowed"), "{error}");
+
+        let mut wrong_type = Metadata::new();
+        wrong_type
+            .insert_str(PARTIAL_COLLECTION_MAP_KEY, "not a map")
+            .expect("string");
+        let bytes = build_summary(&main, &wrong_type).expect("build");
+        let error = Summary::parse(&bytes).expect_err("a string").to_string();
+        assert!(error.contains("expected a{sa(s(taya{sv}))}"), "{error}");
     }
 }

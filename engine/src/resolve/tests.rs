@@ -13,9 +13,9 @@ use tempfile::TempDir;
 
 use super::*;
 use crate::object::metadata::{COLLECTION_BINDING_KEY, ED25519_SIGNATURES_KEY, REF_BINDING_KEY};
+use crate::object::test_trees::{write_file, write_meta, write_tree};
 use crate::object::{
-    metadata_checksum, ContentHasher, DirMeta, DirTree, DirTreeDir, DirTreeFile, FileHeader,
-    Metadata, MetadataValue, ObjectId, ObjectKind, ObjectSize, S_IFDIR,
+    ContentHasher, DirTree, FileHeader, Metadata, MetadataValue, ObjectId, ObjectKind, ObjectSize,
 };
 use crate::repo::{RefLocation, RepoMode};
 use crate::source::{DriveSource, FetchedArchive, FetchedContent, Interrupt, OfferedRef};
@@ -59,88 +59,6 @@ impl<'a> Spec<'a> {
             key: None,
         }
     }
-}
-
-fn write_file(repo: &Repo, bytes: &[u8]) -> Checksum {
-    let header = FileHeader::regular(0, 0, 0o644, bytes.len() as u64);
-    let checksum = ContentHasher::checksum(&header, bytes).expect("checksum");
-    repo.write_content(&checksum, &header, bytes)
-        .expect("write content");
-    checksum
-}
-
-fn write_meta(repo: &Repo, kind: ObjectKind, bytes: &[u8]) -> Checksum {
-    let checksum = metadata_checksum(bytes);
-    repo.write_metadata(kind, &checksum, bytes)
-        .expect("write metadata");
-    checksum
-}
-
-fn dirmeta(repo: &Repo) -> Checksum {
-    let meta = DirMeta {
-        uid: 0,
-        gid: 0,
-        mode: S_IFDIR | 0o755,
-        xattrs: Vec::new(),
-    };
-    write_meta(
-        repo,
-        ObjectKind::DirMeta,
-        &meta.to_bytes().expect("dirmeta"),
-    )
-}
-
-/// A directory being built: files and subdirectories by name.
-#[derive(Default)]
-struct Node {
-    files: BTreeMap<String, Checksum>,
-    dirs: BTreeMap<String, Node>,
-}
-
-impl Node {
-    fn write(&self, repo: &Repo, meta: Checksum) -> Checksum {
-        let tree = DirTree {
-            files: self
-                .files
-                .iter()
-                .map(|(name, checksum)| DirTreeFile {
-                    name: name.clone(),
-                    checksum: *checksum,
-                })
-                .collect(),
-            dirs: self
-                .dirs
-                .iter()
-                .map(|(name, node)| DirTreeDir {
-                    name: name.clone(),
-                    tree: node.write(repo, meta),
-                    meta,
-                })
-                .collect(),
-        };
-        write_meta(
-            repo,
-            ObjectKind::DirTree,
-            &tree.to_bytes().expect("dirtree"),
-        )
-    }
-}
-
-/// Writes a tree of files (`/`-separated paths) and returns its root dirtree and dirmeta.
-fn write_tree(repo: &Repo, files: &[(&str, Vec<u8>)]) -> (Checksum, Checksum) {
-    let meta = dirmeta(repo);
-    let mut root = Node::default();
-    for (path, bytes) in files {
-        let checksum = write_file(repo, bytes);
-        let mut parts: Vec<&str> = path.split('/').collect();
-        let name = parts.pop().expect("a file name");
-        let mut node = &mut root;
-        for dir in parts {
-            node = node.dirs.entry(dir.to_owned()).or_default();
-        }
-        node.files.insert(name.to_owned(), checksum);
-    }
-    (root.write(repo, meta), meta)
 }
 
 /// Writes a commit (signed when the spec has a key) and returns its checksum. With

@@ -14,12 +14,12 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use hyper::body::Bytes;
 
-use super::allowed::{AllowedIndex, Fingerprint, FingerprintError};
+use super::allowed::{AllowedIndex, Fingerprint, FingerprintError, IndexError};
 use super::cache::{CachedObject, ConvertCache, SourceStamp};
 use crate::object::stored;
 use crate::object::summary::{
     build_summary, collection_map_value, SummaryEntry, COLLECTION_ID_KEY, COLLECTION_MAP_KEY,
-    COMMIT_TIMESTAMP_KEY, COMMIT_VERSION_KEY, LAST_MODIFIED_KEY,
+    COMMIT_TIMESTAMP_KEY, COMMIT_VERSION_KEY, LAST_MODIFIED_KEY, PARTIAL_COLLECTION_MAP_KEY,
 };
 use crate::object::{Checksum, Metadata, MetadataValue, ObjectId, ObjectKind};
 use crate::repo::{CollectionRef, Repo, RepoConfig, RepoMode};
@@ -74,6 +74,8 @@ pub struct Snapshot {
     pub allowed: AllowedIndex,
     /// The refs the summary lists.
     pub listed: Vec<(CollectionRef, Checksum)>,
+    /// The refs the summary lists apart, as held in part (deployed with some languages).
+    pub listed_in_part: Vec<(CollectionRef, Checksum)>,
 }
 
 /// A converted content object.
@@ -308,9 +310,21 @@ impl ArchiveView {
 fn build_snapshot(repo: &Repo, fingerprint: Fingerprint) -> Result<Snapshot, ViewError> {
     let mut allowed = AllowedIndex::default();
     let mut listed = Vec::new();
+    let mut listed_in_part = Vec::new();
     for (collection_ref, commit) in fingerprint.advertised() {
-        match allowed.add_commit(repo, &commit) {
-            Ok(()) => listed.push((collection_ref, commit)),
+        let result = match (
+            allowed.add_commit(repo, &commit),
+            fingerprint.deployed_parts(&commit),
+        ) {
+            // Deployed with some languages: served in those parts, listed apart so only
+            // peers that want those parts take it.
+            (Err(IndexError::Partial(_)), Some(subpaths)) => allowed
+                .add_commit_in_part(repo, &commit, subpaths)
+                .map(|()| listed_in_part.push((collection_ref.clone(), commit))),
+            (result, _) => result.map(|()| listed.push((collection_ref.clone(), commit))),
+        };
+        match result {
+            Ok(()) => {}
             Err(error) => tracing::warn!(
                 error = %crate::causes::Causes(&error),
                 %collection_ref,
@@ -324,8 +338,13 @@ fn build_snapshot(repo: &Repo, fingerprint: Fingerprint) -> Result<Snapshot, Vie
             tracing::warn!(error = %crate::causes::Causes(&error), %commit, "not serving a deployed commit");
         }
     }
+    for (commit, subpaths) in &fingerprint.deployed_in_part {
+        if let Err(error) = allowed.add_commit_in_part(repo, commit, subpaths) {
+            tracing::warn!(error = %crate::causes::Causes(&error), %commit, "not serving a commit deployed in part");
+        }
+    }
     let main_collection = main_collection(&listed);
-    let summary = generate_summary(repo, &listed, main_collection.as_deref())?;
+    let summary = generate_summary(repo, &listed, &listed_in_part, main_collection.as_deref())?;
     let config = RepoConfig::new_text(RepoMode::Archive, main_collection.as_deref());
     Ok(Snapshot {
         fingerprint,
@@ -333,6 +352,7 @@ fn build_snapshot(repo: &Repo, fingerprint: Fingerprint) -> Result<Snapshot, Vie
         summary: Bytes::from(summary),
         allowed,
         listed,
+        listed_in_part,
     })
 }
 
@@ -359,6 +379,7 @@ fn main_collection(listed: &[(CollectionRef, Checksum)]) -> Option<String> {
 fn generate_summary(
     repo: &Repo,
     listed: &[(CollectionRef, Checksum)],
+    listed_in_part: &[(CollectionRef, Checksum)],
     main_collection: Option<&str>,
 ) -> Result<Vec<u8>, ViewError> {
     fn failed(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> ViewError {
@@ -366,8 +387,13 @@ fn generate_summary(
     }
     let mut main: Vec<SummaryEntry> = Vec::new();
     let mut others: BTreeMap<String, Vec<SummaryEntry>> = BTreeMap::new();
+    let mut in_part: BTreeMap<String, Vec<SummaryEntry>> = BTreeMap::new();
     let mut newest = 0u64;
-    for (collection_ref, commit) in listed {
+    let all = listed
+        .iter()
+        .map(|listed| (listed, false))
+        .chain(listed_in_part.iter().map(|listed| (listed, true)));
+    for ((collection_ref, commit), held_in_part) in all {
         let object = ObjectId::new(*commit, ObjectKind::Commit);
         let size = repo.metadata_size(object).map_err(failed)?.unwrap_or(0);
         let parsed = repo.read_commit(commit).map_err(failed)?;
@@ -386,16 +412,22 @@ fn generate_summary(
         }
         let entry = (collection_ref.name.clone(), *commit, size, metadata);
         match collection_ref.collection_id.as_deref() {
+            Some(id) if held_in_part => in_part.entry(id.to_owned()).or_default().push(entry),
             Some(id) if Some(id) == main_collection => main.push(entry),
             Some(id) => others.entry(id.to_owned()).or_default().push(entry),
             None => {}
         }
     }
     main.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut others: Vec<(String, Vec<SummaryEntry>)> = others.into_iter().collect();
-    for (_, refs) in &mut others {
-        refs.sort_by(|a, b| a.0.cmp(&b.0));
-    }
+    let sorted = |map: BTreeMap<String, Vec<SummaryEntry>>| {
+        let mut collections: Vec<(String, Vec<SummaryEntry>)> = map.into_iter().collect();
+        for (_, refs) in &mut collections {
+            refs.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        collections
+    };
+    let others = sorted(others);
+    let in_part = sorted(in_part);
     let mut metadata = Metadata::new();
     if let Some(id) = main_collection {
         metadata.insert_str(COLLECTION_ID_KEY, id).map_err(failed)?;
@@ -405,6 +437,14 @@ fn generate_summary(
             .insert(
                 COLLECTION_MAP_KEY,
                 collection_map_value(&others).map_err(failed)?,
+            )
+            .map_err(failed)?;
+    }
+    if !in_part.is_empty() {
+        metadata
+            .insert(
+                PARTIAL_COLLECTION_MAP_KEY,
+                collection_map_value(&in_part).map_err(failed)?,
             )
             .map_err(failed)?;
     }

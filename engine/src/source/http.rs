@@ -12,7 +12,7 @@
 //! Connections are kept alive and reused (reqwest's pool). Proxies are taken from the usual
 //! environment variables (`http_proxy`, `https_proxy`, `no_proxy`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::io::{self, BufReader, Read};
 use std::time::{Duration, Instant};
@@ -54,6 +54,8 @@ pub struct HttpSource {
     summary_signatures: Option<Vec<u8>>,
     /// Commit sizes the summary states, by commit: a commit is never read past its size.
     commit_sizes: HashMap<Checksum, u64>,
+    /// Commits the summary lists only as held in part (and nowhere whole).
+    held_in_part: HashSet<Checksum>,
     rank: SourceRank,
 }
 
@@ -247,11 +249,13 @@ impl HttpSource {
                 refs: Vec::new(),
                 collection_id: None,
                 collection_map: Vec::new(),
+                partial_map: Vec::new(),
                 metadata: crate::object::Metadata::new(),
             },
             summary_bytes: Vec::new(),
             summary_signatures: None,
             commit_sizes: HashMap::new(),
+            held_in_part: HashSet::new(),
             rank: SourceRank {
                 kind,
                 summary_timestamp: None,
@@ -283,7 +287,18 @@ impl HttpSource {
         source.rank.summary_timestamp = summary.last_modified();
         source.commit_sizes = summary
             .collection_refs()
-            .map(|(_, summary_ref)| (summary_ref.commit, summary_ref.commit_size))
+            .map(|(_, summary_ref)| summary_ref)
+            .chain(summary.partial_refs().map(|(_, summary_ref)| summary_ref))
+            .map(|summary_ref| (summary_ref.commit, summary_ref.commit_size))
+            .collect();
+        let whole: HashSet<Checksum> = summary
+            .collection_refs()
+            .map(|(_, summary_ref)| summary_ref.commit)
+            .collect();
+        source.held_in_part = summary
+            .partial_refs()
+            .map(|(_, summary_ref)| summary_ref.commit)
+            .filter(|commit| !whole.contains(commit))
             .collect();
         source.summary = summary;
         source.summary_bytes = summary_bytes;
@@ -543,7 +558,13 @@ impl Source for HttpSource {
         // A set, not a scan of what was kept: a summary may list hundreds of thousands of refs.
         let mut seen: std::collections::HashSet<(Option<&str>, &str)> =
             std::collections::HashSet::new();
-        for (collection_id, summary_ref) in self.summary.collection_refs() {
+        // Refs held in part are offered too: only refs installed in part take them
+        // (`commit_is_complete`).
+        let held_in_part = self
+            .summary
+            .partial_refs()
+            .map(|(collection_id, summary_ref)| (Some(collection_id), summary_ref));
+        for (collection_id, summary_ref) in self.summary.collection_refs().chain(held_in_part) {
             if seen.insert((collection_id, summary_ref.name.as_str())) {
                 offered.push(OfferedRef {
                     collection_id: collection_id.map(str::to_owned),
@@ -622,8 +643,8 @@ impl Source for HttpSource {
     }
 
     /// A served repository can only be asked for objects; its summary lists complete commits.
-    fn commit_is_complete(&self, _commit: &Checksum) -> Result<bool, FetchError> {
-        Ok(true)
+    fn commit_is_complete(&self, commit: &Checksum) -> Result<bool, FetchError> {
+        Ok(!self.held_in_part.contains(commit))
     }
 
     fn fetch_archived_content(
