@@ -44,6 +44,7 @@ fn update(id: &str, target: TargetKind, ref_name: &str, size: u64) -> Update {
             Some("STICK".into()),
         )],
         needs: Vec::new(),
+        adds_subpaths: Vec::new(),
         app: None,
     }
 }

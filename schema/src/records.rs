@@ -166,11 +166,24 @@ pub struct Update {
     /// Refs that must be installed with this update (a missing runtime).
     #[serde(default)]
     pub needs: Vec<String>,
+    /// Flatpak subpaths (`/fr`) of a locale extension installed in part that this update
+    /// adds: languages the installation was set for since. With `commit` equal to
+    /// `current_commit`, adding them is the whole update.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adds_subpaths: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app: Option<AppInfo>,
 }
 
 impl Update {
+    /// The languages [`Update::adds_subpaths`] names, without their slash: `fr`.
+    pub fn added_languages(&self) -> Vec<&str> {
+        self.adds_subpaths
+            .iter()
+            .map(|subpath| subpath.trim_start_matches('/'))
+            .collect()
+    }
+
     /// The name a person knows an update by: the AppStream name, else `os_name` (translated
     /// by the front end) for the operating system, else the app ID (a runtime's with its
     /// branch, which tells its versions apart), else the ref. The CLI and the app both use it.

@@ -756,6 +756,10 @@ fn a_locale_extension_installed_in_part_goes_with_its_languages() -> Result<()> 
     };
     german(&fixture.client)?;
     let french = fixture.peer("french")?;
+    french
+        .flatpak()
+        .args(["--user", "config", "--set", "languages", "fr"])
+        .run()?;
     french.install(REMOTE, &[&locale], &["--subpath=/fr"])?;
     // German installed, French configured since: flatpak's update deploys both.
     let bilingual = fixture.peer("bilingual")?;
@@ -916,6 +920,78 @@ fn a_locale_extension_installed_in_part_goes_with_its_languages() -> Result<()> 
             .with_context(|| format!("{} was not deployed", messages.display()))?;
         ensure!(text == locale_text(language, "v2"));
     }
+    Ok(())
+}
+
+/// A language the installation is set for after its locale extension was installed in part
+/// is an update of its own, at the same version, as `flatpak update` makes it: listed as
+/// adding that language, pulled from a drive holding it and deployed beside the others.
+#[test]
+fn a_language_set_since_the_install_is_added_from_a_drive() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let fixture = FlatpakFixture::new(tmp.path())?;
+    let (locale, v1) = fixture.repo.publish_locale(APP_ID, "v1", &["de", "fr"])?;
+    let client = &fixture.client;
+    let set_languages = |languages: &str| -> Result<()> {
+        client
+            .flatpak()
+            .args(["--user", "config", "--set", "languages", languages])
+            .run()?;
+        Ok(())
+    };
+    set_languages("de")?;
+    client.install(REMOTE, &[&locale], &["--subpath=/de"])?;
+    let maker = fixture.peer("maker")?;
+    maker.install(REMOTE, &[APP_ID], &[])?;
+    maker.install(REMOTE, &[&locale], &[])?;
+    let drive = tmp.path().join("drive");
+    objects_written(&prepare_app(&maker, &drive, &[])?)?;
+
+    let machine = Machine::new(&fixture.base, client.vars())?;
+    let run = machine.install(&install_support::user_updates_from_drive(&drive))?;
+    ensure!(run.success(), "{run}");
+    ensure!(
+        run.results().iter().all(|r| r.ref_name != locale),
+        "an update of {locale} with no language to add:\n{run}"
+    );
+
+    set_languages("de;fr")?;
+    // `--installation user --from DRIVE`
+    let listed = machine.list(&install_support::user_updates_from_drive(&drive)[..4])?;
+    let update = listed
+        .updates
+        .iter()
+        .find(|update| update.ref_name == locale)
+        .with_context(|| format!("{locale} is not listed: {listed:?}"))?;
+    ensure!(
+        update.commit.to_hex() == v1
+            && update.current_commit == Some(update.commit)
+            && update.adds_subpaths == ["/fr"],
+        "{update:?}"
+    );
+    let run = machine.install(&install_support::user_updates_from_drive(&drive))?;
+    ensure!(run.success(), "{run}");
+    run.expect(&locale, InstallStatus::Installed)?;
+    let deployed = client
+        .user_installation()
+        .join(&locale)
+        .join("active/files");
+    for language in ["de", "fr"] {
+        let messages = deployed.join(format!(
+            "{language}/share/{language}/LC_MESSAGES/{APP_ID}.mo"
+        ));
+        let text = std::fs::read_to_string(&messages)
+            .with_context(|| format!("{} was not deployed", messages.display()))?;
+        ensure!(text == locale_text(language, "v1"));
+    }
+    ensure!(client.installed_commit(&locale)? == v1);
+    // Nothing is left to add: the next run finds nothing.
+    let run = machine.install(&install_support::user_updates_from_drive(&drive))?;
+    ensure!(
+        run.results().iter().all(|r| r.ref_name != locale),
+        "{locale} again:\n{run}"
+    );
+    client.user_repo().fsck()?;
     Ok(())
 }
 

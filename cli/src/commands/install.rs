@@ -28,7 +28,7 @@ use ferry_schema::event::{Event, MessageLevel, Phase};
 use ferry_schema::{InstallStatus, Problem, TargetKind};
 
 use super::selection::{gather, gather_on, SourceOptions, TargetOptions};
-use super::{display_name, shown_version, version_or_branch};
+use super::{display_name, shown_version, version_change};
 use crate::i18n::{tr, trf};
 use crate::render::{self, human_bytes, Output};
 use crate::signals;
@@ -317,12 +317,6 @@ fn describe_plan(plan: &Plan) -> String {
         &[&plan.updates.len(), &human_bytes(plan.download_size())],
     );
     for update in &plan.updates {
-        let new = version_or_branch(update);
-        let current = update
-            .current_version
-            .clone()
-            .or_else(|| update.current_commit.map(|c| c.short()))
-            .unwrap_or_else(|| tr("not installed"));
         let from = update
             .sources
             .first()
@@ -330,8 +324,9 @@ fn describe_plan(plan: &Plan) -> String {
             .unwrap_or_default();
         let place = update.installation.clone().unwrap_or_default();
         text.push_str(&format!(
-            "  {}  {current} → {new}  {}  {}\n",
+            "  {}  {}  {}  {}\n",
             display_name(update),
+            version_change(update),
             human_bytes(update.download_size),
             trf("into {} from {}", &[&place, &from]),
         ));

@@ -18,7 +18,7 @@ use ferry_engine::trust::TrustRoots;
 use ferry_schema::{AvailableApp, Update, UpdateList};
 
 use super::selection::{gather, SourceOptions, TargetOptions};
-use super::{display_name, format_date, version_or_branch};
+use super::{display_name, format_date, version_change};
 use crate::i18n::{ntrf, tr, trf};
 use crate::render::{self, human_bytes};
 
@@ -166,17 +166,6 @@ fn available_row(offered: &AvailableApp) -> [String; 5] {
 }
 
 fn row(update: &Update) -> [String; 5] {
-    let version = |version: &Option<String>, commit: Option<String>| {
-        version
-            .clone()
-            .or(commit)
-            .unwrap_or_else(|| tr("not installed"))
-    };
-    let current = version(
-        &update.current_version,
-        update.current_commit.map(|c| c.short()),
-    );
-    let new = version_or_branch(update);
     let mut name = display_name(update);
     if !update.signed {
         name = trf("{} (unsigned)", &[&name]);
@@ -192,7 +181,7 @@ fn row(update: &Update) -> [String; 5] {
     };
     [
         name,
-        format!("{current} → {new}"),
+        version_change(update),
         format_date(update.timestamp),
         human_bytes(update.download_size),
         from,

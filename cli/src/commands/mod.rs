@@ -42,6 +42,26 @@ pub fn version_or_branch(update: &Update) -> String {
         .unwrap_or_default()
 }
 
+/// "1.0 → 2.0": the installed version (or commit, or "not installed") and the new one, with
+/// the languages it adds to a locale extension installed in part.
+pub fn version_change(update: &Update) -> String {
+    let current = update
+        .current_version
+        .clone()
+        .or_else(|| update.current_commit.map(|c| c.short()))
+        .unwrap_or_else(|| crate::i18n::tr("not installed"));
+    let new = version_or_branch(update);
+    let languages = update.added_languages();
+    if languages.is_empty() {
+        format!("{current} → {new}")
+    } else {
+        crate::i18n::trf(
+            "{} → {} (adds {})",
+            &[&current, &new, &languages.join(", ")],
+        )
+    }
+}
+
 /// A short, human date for a commit timestamp: `2024-01-02`.
 pub fn format_date(unix_seconds: u64) -> String {
     let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_seconds);
@@ -49,4 +69,40 @@ pub fn format_date(unix_seconds: u64) -> String {
     full.split_once('T')
         .map(|(date, _)| date.to_owned())
         .unwrap_or(full)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_update_adding_languages_says_which() {
+        let commit = "ca8aeca7c6e4c5ffdd2a96d98b32c1365141440223a439b7231d84d1234a0699";
+        let update = |adds: &[&str]| -> Update {
+            serde_json::from_value(serde_json::json!({
+                "id": "flatpak:user:L",
+                "target": "flatpak",
+                "installation": "user",
+                "remote": "flathub",
+                "collection_id": "org.flathub.Stable",
+                "ref": "runtime/org.gnome.Maps.Locale/x86_64/stable",
+                "current_commit": commit,
+                "commit": commit,
+                "current_version": null,
+                "version": "47.1",
+                "timestamp": 1,
+                "subject": "",
+                "download_size": 10,
+                "signed": true,
+                "sources": [],
+                "adds_subpaths": adds,
+            }))
+            .expect("an update")
+        };
+        assert_eq!(
+            version_change(&update(&["/fr", "/pt_BR"])),
+            "ca8aeca7c6 → 47.1 (adds fr, pt_BR)"
+        );
+        assert_eq!(version_change(&update(&[])), "ca8aeca7c6 → 47.1");
+    }
 }

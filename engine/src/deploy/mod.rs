@@ -94,85 +94,6 @@ pub fn flatpak_deploy_command(
     command
 }
 
-/// Most of `flatpak config --list`'s output read: a few short lines.
-const MAX_CONFIG_OUTPUT: u64 = 64 * 1024;
-
-/// The Flatpak subpaths `flatpak update` deploys of a locale extension installed with the
-/// subpaths `installed` (`/de`): those merged with the languages the installation is set
-/// for, or flatpak's default from the locale (`flatpak config --list`, run as the deploy
-/// runs), as flatpak's transaction merges them. Empty: the whole ref (languages `*all*`).
-/// `installed` itself when flatpak cannot say.
-pub fn flatpak_locale_subpaths(
-    installation: &FlatpakInstallation,
-    installed: &[String],
-) -> Vec<String> {
-    let mut command = Command::new("flatpak");
-    command
-        .envs(installation.flatpak_env())
-        .arg("config")
-        .args(installation.flatpak_args())
-        .arg("--list")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .stdout(Stdio::piped());
-    let listed = command.spawn().ok().and_then(|mut child| {
-        let mut text = String::new();
-        let read = child
-            .stdout
-            .take()
-            .map(|out| out.take(MAX_CONFIG_OUTPUT).read_to_string(&mut text));
-        let status = child.wait().ok()?;
-        (status.success() && matches!(read, Some(Ok(_)))).then_some(text)
-    });
-    match listed.as_deref().and_then(configured_languages) {
-        Some(Languages::All) => Vec::new(),
-        Some(Languages::Some(languages)) => {
-            let mut merged: Vec<String> = installed.to_vec();
-            merged.extend(languages.into_iter().map(|language| {
-                if language.starts_with('/') {
-                    language
-                } else {
-                    format!("/{language}")
-                }
-            }));
-            merged.sort();
-            merged.dedup();
-            merged
-        }
-        None => installed.to_vec(),
-    }
-}
-
-/// Languages an installation is set for.
-#[derive(Debug, PartialEq, Eq)]
-enum Languages {
-    All,
-    Some(Vec<String>),
-}
-
-/// The `languages` line of `flatpak config --list`: `languages: de;fr`, or
-/// `languages: *unset* (default: de)`, or `*all*` for every language.
-fn configured_languages(listing: &str) -> Option<Languages> {
-    let line = listing
-        .lines()
-        .find_map(|line| line.strip_prefix("languages: "))?;
-    let (value, default) = match line.split_once(" (default: ") {
-        Some((value, rest)) => (value, rest.strip_suffix(')')),
-        None => (line, None),
-    };
-    let effective = if value == "*unset*" { default? } else { value };
-    if effective == "*all*" || effective.is_empty() {
-        return Some(Languages::All);
-    }
-    let languages: Vec<String> = effective
-        .split(';')
-        .map(str::trim)
-        .filter(|language| !language.is_empty())
-        .map(str::to_owned)
-        .collect();
-    Some(Languages::Some(languages))
-}
-
 /// Deploys the commit pulled to `refs/remotes/<remote>/<ref_name>` of the installation's
 /// repository.
 pub fn deploy_flatpak(
@@ -278,32 +199,4 @@ fn show(command: &Command) -> String {
 /// data of a remote.
 pub fn appstream_dir(installation: &FlatpakInstallation, remote: &str, arch: &str) -> PathBuf {
     installation.path.join("appstream").join(remote).join(arch)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn languages_are_read_as_flatpak_config_lists_them() {
-        let listed =
-            |line: &str| configured_languages(&format!("{line}\nextra-languages: *unset*\n"));
-        let some = |list: &[&str]| {
-            Some(Languages::Some(
-                list.iter().map(|s| (*s).to_owned()).collect(),
-            ))
-        };
-        assert_eq!(
-            listed("languages: de;fr (default: en)"),
-            some(&["de", "fr"])
-        );
-        assert_eq!(listed("languages: *unset* (default: de)"), some(&["de"]));
-        assert_eq!(
-            listed("languages: *unset* (default: *all*)"),
-            Some(Languages::All)
-        );
-        assert_eq!(listed("languages: *all*"), Some(Languages::All));
-        assert_eq!(configured_languages("report-os-info: true\n"), None);
-        assert_eq!(listed("languages: *unset*"), None);
-    }
 }

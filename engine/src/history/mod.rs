@@ -385,6 +385,7 @@ mod tests {
                 drive: None,
             }],
             needs: Vec::new(),
+            adds_subpaths: Vec::new(),
             app: None,
         }
     }

@@ -491,19 +491,12 @@ fn pull_one<'a>(
     pull_options.no_deltas = options.no_deltas;
     // A ref installed in part (some languages of a locale extension) is updated in part:
     // the languages flatpak will deploy.
-    let installed_subpaths = target
+    let subpaths = target
         .installed
         .iter()
         .find(|i| i.ref_name == update.ref_name && i.remote.as_ref() == Some(&update.remote))
-        .map(|i| i.subpaths.as_slice())
+        .map(|i| i.deploy_subpaths.clone())
         .unwrap_or_default();
-    let is_locale = crate::object::FlatpakRef::is_locale_extension(&update.ref_name);
-    let subpaths = match &target.deploy {
-        DeployTarget::Flatpak(installation) if is_locale && !installed_subpaths.is_empty() => {
-            deploy::flatpak_locale_subpaths(installation, installed_subpaths)
-        }
-        _ => installed_subpaths.to_vec(),
-    };
     let request = PullRequest::new(&update.ref_name, RefTarget::Remote(update.remote.clone()))
         .with_collection(update.collection_id.as_deref())
         .with_update_id(update.id.clone())
@@ -534,8 +527,11 @@ fn pull_one<'a>(
     let installed = target
         .installed_ref(update.collection_id.as_deref(), &update.ref_name)
         .or_else(|| target.installed_ref(None, &update.ref_name));
+    // The same commit still goes to deploy when it brings languages set for since.
     if pulled.status == PullStatus::UpToDate
-        && installed.is_some_and(|current| current.commit == pulled.commit)
+        && installed.is_some_and(|current| {
+            current.commit == pulled.commit && current.added_subpaths().is_empty()
+        })
     {
         return done(
             InstallStatus::UpToDate,
@@ -803,6 +799,7 @@ mod tests {
             signed: true,
             sources: Vec::new(),
             needs: needs.iter().map(|n| (*n).to_owned()).collect(),
+            adds_subpaths: Vec::new(),
             app: None,
         }
     }

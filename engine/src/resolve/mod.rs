@@ -332,7 +332,7 @@ impl<'a> Resolver<'a> {
             .iter()
             .map(|(want, _)| {
                 self.installed(want)
-                    .and_then(|installed| Subdirs::for_flatpak(&installed.subpaths).ok())
+                    .and_then(|installed| Subdirs::for_flatpak(&installed.deploy_subpaths).ok())
                     .flatten()
             })
             .collect();
@@ -413,6 +413,9 @@ impl<'a> Resolver<'a> {
             signed: winner.verdict.is_signed(),
             sources,
             needs,
+            adds_subpaths: installed
+                .map(InstalledRef::added_subpaths)
+                .unwrap_or_default(),
             app,
         }
     }

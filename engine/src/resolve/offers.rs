@@ -176,9 +176,13 @@ impl Resolver<'_> {
         wants
     }
 
-    /// The commits each source offers for `want`, leaving out the installed commit.
+    /// The commits each source offers for `want`, leaving out the installed commit unless it
+    /// brings languages the installation was set for since.
     pub(super) fn candidates(&self, want_index: usize, want: &Want) -> Vec<Candidate> {
-        let installed = self.installed(want).map(|i| i.commit);
+        let installed = self
+            .installed(want)
+            .filter(|i| i.added_subpaths().is_empty())
+            .map(|i| i.commit);
         let remote_url = self
             .remote(want)
             .and_then(|r| r.url.as_deref())

@@ -305,6 +305,7 @@ impl Machine {
             timestamp: self.installed_time,
             version: Some("1.0".to_owned()),
             subpaths: Vec::new(),
+            deploy_subpaths: Vec::new(),
             runtime: None,
         }
     }
@@ -918,6 +919,7 @@ fn offer(id: &str, digit: char, timestamp: u64, sources: &[&SourceInfo]) -> Upda
         signed: true,
         sources: sources.iter().map(|s| (*s).clone()).collect(),
         needs: Vec::new(),
+        adds_subpaths: Vec::new(),
         app: None,
     }
 }
@@ -1036,8 +1038,10 @@ fn a_commit_held_in_part_serves_only_installations_of_those_parts() {
         .expect("remove the French listing");
 
     let with = |subpaths: &[&str]| {
+        let subpaths: Vec<String> = subpaths.iter().map(|s| (*s).to_owned()).collect();
         let installed = InstalledRef {
-            subpaths: subpaths.iter().map(|s| (*s).to_owned()).collect(),
+            deploy_subpaths: subpaths.clone(),
+            subpaths,
             ..machine.installed_ref()
         };
         let target = machine.target(TargetKind::Repo, vec![installed]);

@@ -81,7 +81,7 @@ impl Resolver<'_> {
             let read = (candidate.source, candidate.commit);
             let in_part = self
                 .installed(want)
-                .is_some_and(|installed| !installed.subpaths.is_empty());
+                .is_some_and(|installed| !installed.deploy_subpaths.is_empty());
             let decided = match self.fetched.get(&read) {
                 None => false,
                 Some(Fetched::Read { .. }) => self
@@ -204,23 +204,36 @@ impl Resolver<'_> {
             ref_name: Some(want.ref_name.clone()),
             reason,
         };
+        let set_for_all = self
+            .installed(want)
+            .is_some_and(|i| !i.subpaths.is_empty() && i.deploy_subpaths.is_empty());
         let partly_there = || {
             problem(
                 ProblemKind::PartialCommit,
-                format!(
-                    "commit {}… of {} on {source} is only partly there (it is marked \
-                     state/{}.commitpartial): copy it onto the drive again, or use another \
-                     source",
-                    candidate.commit.short(),
-                    want.ref_name,
-                    candidate.commit
-                ),
+                if set_for_all {
+                    format!(
+                        "commit {}… of {} on {source} holds only some languages, and the \
+                         installation is set for all of them (flatpak config languages): \
+                         copy it with every language, or use another source",
+                        candidate.commit.short(),
+                        want.ref_name,
+                    )
+                } else {
+                    format!(
+                        "commit {}… of {} on {source} is only partly there (it is marked \
+                         state/{}.commitpartial): copy it onto the drive again, or use \
+                         another source",
+                        candidate.commit.short(),
+                        want.ref_name,
+                        candidate.commit
+                    )
+                },
             )
         };
-        // A ref installed in part needs only its parts of a commit held in part.
+        // A ref installed in part needs only the parts its update deploys.
         let parts = match self
             .installed(want)
-            .map(|i| Subdirs::for_flatpak(&i.subpaths))
+            .map(|i| Subdirs::for_flatpak(&i.deploy_subpaths))
         {
             Some(Ok(parts)) => parts,
             Some(Err(error)) => return Err(problem(ProblemKind::Other, error.to_string())),
@@ -288,7 +301,16 @@ impl Resolver<'_> {
             installed,
             false,
         ) {
-            Ok(accepted) if accepted.update == UpdateKind::UpToDate => Ok(None),
+            // The installed commit itself, unless it brings languages the installation is
+            // now set for.
+            Ok(accepted)
+                if accepted.update == UpdateKind::UpToDate
+                    && self
+                        .installed(want)
+                        .is_none_or(|i| i.added_subpaths().is_empty()) =>
+            {
+                Ok(None)
+            }
             Ok(accepted) => Ok(Some((accepted.timestamp, accepted.verdict))),
             Err(error) => Err(error.to_problem(origin, Some(&want.ref_name))),
         }

@@ -12,6 +12,7 @@
 //!   the targets `--sysroot`, `--installation` and `--repo` name.
 
 pub mod flatpak;
+pub mod languages;
 pub mod remotes;
 pub mod sysroot;
 
@@ -97,8 +98,28 @@ pub struct InstalledRef {
     pub version: Option<String>,
     /// Flatpak: the only subdirectories installed (locale extensions); empty for a whole ref.
     pub subpaths: Vec<String>,
+    /// Flatpak: the subdirectories its next update deploys: for a locale extension installed
+    /// in part, [`InstalledRef::subpaths`] merged with the languages the installation is set
+    /// for ([`languages`]), else the same as `subpaths`.
+    pub deploy_subpaths: Vec<String>,
     /// Flatpak apps: the runtime ref the installed version runs on.
     pub runtime: Option<String>,
+}
+
+impl InstalledRef {
+    /// The subpaths (languages) its next update deploys that are not deployed yet: those
+    /// the installation was set for since a locale extension was installed in part.
+    pub fn added_subpaths(&self) -> Vec<String> {
+        if self.subpaths.is_empty() {
+            // Whole already: nothing to add.
+            return Vec::new();
+        }
+        self.deploy_subpaths
+            .iter()
+            .filter(|subpath| !self.subpaths.contains(subpath))
+            .cloned()
+            .collect()
+    }
 }
 
 /// What the deploy step needs for a target.
@@ -262,6 +283,7 @@ impl Target {
                 data.timestamp,
             ) {
                 Ok(mut item) => {
+                    item.deploy_subpaths.clone_from(&data.subpaths);
                     item.subpaths = data.subpaths;
                     item.runtime = data.runtime;
                     // Flatpak commits rarely carry a version; the app's AppStream data does.
@@ -276,6 +298,16 @@ impl Target {
                     installed.push(item);
                 }
                 Err(reason) => problems.push(problem(&label, &found.ref_name, reason)),
+            }
+        }
+        // Asked only when some locale extension is installed in part: it runs flatpak.
+        let in_part = |item: &InstalledRef| {
+            !item.subpaths.is_empty() && FlatpakRef::is_locale_extension(&item.ref_name)
+        };
+        if installed.iter().any(in_part) {
+            let set = languages::Languages::configured(&installation);
+            for item in installed.iter_mut().filter(|item| in_part(item)) {
+                item.deploy_subpaths = languages::deploy_subpaths(&item.subpaths, set.as_ref());
             }
         }
         Ok(Self {
@@ -600,6 +632,7 @@ fn installed_ref(
         timestamp,
         version,
         subpaths: Vec::new(),
+        deploy_subpaths: Vec::new(),
         runtime: None,
     })
 }

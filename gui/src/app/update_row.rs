@@ -261,6 +261,18 @@ impl UpdateRow {
             (_, Some(versions)) => versions,
             (_, None) => self.update.subject.clone(),
         };
+        let languages = self.update.added_languages();
+        if !languages.is_empty() {
+            // Translators: {languages} are language codes such as "de, fr", added to an app's
+            // translations installed for some languages only.
+            subtitle = trf(
+                "{subtitle} · adds {languages}",
+                &[
+                    ("subtitle", &subtitle),
+                    ("languages", &languages.join(", ")),
+                ],
+            );
+        }
         if !self.along.is_empty() {
             let runtimes: Vec<String> = self.along.iter().map(display_name).collect();
             // Translators: {runtimes} is one or more runtime names, such as "org.gnome.Platform 45".

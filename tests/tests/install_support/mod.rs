@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use ferry_engine::event::{parse_line, Event};
 use ferry_engine::schema::JsonLines;
-use ferry_engine::schema::{InstallResult, InstallStatus, Problem};
+use ferry_engine::schema::{InstallResult, InstallStatus, Problem, UpdateList};
 use ferry_tests::cmd::{Output, Tool};
 use ferry_tests::machine::MachineEnv;
 use ferry_tests::sysroot::OS_REF;
@@ -48,6 +48,18 @@ impl Machine {
         let output = self.command(&all)?.output()?;
         let events = parse_events(&output.stdout)?;
         Ok(InstallRun { output, events })
+    }
+
+    /// `ferryctl list ARGS --offline --json` in this machine: what it offers.
+    pub fn list(&self, args: &[&OsStr]) -> Result<UpdateList> {
+        let output = self
+            .env
+            .ferryctl("list")?
+            .args(args)
+            .args(["--offline", "--json"])
+            .output()?;
+        ensure!(output.success(), "ferryctl list failed: {}", output.stderr);
+        serde_json::from_str(&output.stdout).context("ferryctl list --json output")
     }
 
     /// Starts `ferryctl install ARGS --offline --yes --json` with stdout piped.
