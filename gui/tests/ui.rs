@@ -45,7 +45,7 @@ type Scenario = fn(&Session) -> Result<()>;
 
 /// Every scenario, each a test of its own as test runners list it: (test name, what it
 /// shows, the scenario).
-const SCENARIOS: [(&str, &str, Scenario); 14] = [
+const SCENARIOS: [(&str, &str, Scenario); 15] = [
     (
         "empty_then_drive",
         "empty state, then a drive appears",
@@ -55,6 +55,11 @@ const SCENARIOS: [(&str, &str, Scenario); 14] = [
         "runtime_with_its_app",
         "a runtime that comes with its app",
         runtime_with_its_app,
+    ),
+    (
+        "a_language_to_add",
+        "translations that get a language set since",
+        a_language_to_add,
     ),
     (
         "agent_notifies_and_installs",
@@ -782,6 +787,44 @@ fn empty_then_drive(session: &Session) -> Result<()> {
         "three rows with an Install button:\n{}",
         updates.text
     );
+    Ok(())
+}
+
+/// The Text Editor's translations, installed in German only, get French: the installation
+/// was set for it since. The same version, so the row says only what it adds.
+fn a_language_to_add(session: &Session) -> Result<()> {
+    let world = World::new(session, "languages")?;
+    let mut record: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(data("drives/kingston.json"))?)?;
+    let updates = record["updates"]
+        .as_array_mut()
+        .context("the record's updates")?;
+    let editor = updates
+        .iter()
+        .find(|update| update["ref"] == "app/org.gnome.TextEditor/x86_64/stable")
+        .context("the Text Editor's update")?;
+    let locale_ref = "runtime/org.gnome.TextEditor.Locale/x86_64/stable";
+    let mut locale = editor.clone();
+    locale["id"] = format!("flatpak:user:{locale_ref}").into();
+    locale["ref"] = locale_ref.into();
+    locale["current_commit"] = editor["current_commit"].clone();
+    locale["commit"] = editor["current_commit"].clone();
+    locale["current_version"] = serde_json::Value::Null;
+    locale["version"] = serde_json::Value::Null;
+    locale["app"] = serde_json::Value::Null;
+    locale["download_size"] = 120_000.into();
+    locale["adds_subpaths"] = serde_json::json!(["/fr", "/pt_BR"]);
+    updates.push(locale);
+    world.add_record("kingston.json", &serde_json::to_string(&record)?)?;
+
+    let _app = world.start(&[])?;
+    let frame = world.wait_for_frame("the drive's updates", |text| {
+        text.contains("Group title=\"KINGSTON\"")
+    })?;
+    frame.expect(&[
+        "Row title=\"org.gnome.TextEditor.Locale stable\" subtitle=\"Adds fr, pt_BR\"",
+    ])?;
+    frame.save("languages")?;
     Ok(())
 }
 

@@ -261,17 +261,20 @@ impl UpdateRow {
             (_, Some(versions)) => versions,
             (_, None) => self.update.subject.clone(),
         };
-        let languages = self.update.added_languages();
+        let languages = self.update.added_languages().join(", ");
         if !languages.is_empty() {
-            // Translators: {languages} are language codes such as "de, fr", added to an app's
-            // translations installed for some languages only.
-            subtitle = trf(
-                "{subtitle} · adds {languages}",
-                &[
-                    ("subtitle", &subtitle),
-                    ("languages", &languages.join(", ")),
-                ],
-            );
+            subtitle = if self.update.current_commit == Some(self.update.commit) {
+                // Translators: {languages} are language codes such as "de, fr": translations
+                // installed for some languages only get the languages set since.
+                trf("Adds {languages}", &[("languages", &languages)])
+            } else {
+                // Translators: {languages} are language codes such as "de, fr", added with a
+                // new version to translations installed for some languages only.
+                trf(
+                    "{subtitle} · adds {languages}",
+                    &[("subtitle", &subtitle), ("languages", &languages)],
+                )
+            };
         }
         if !self.along.is_empty() {
             let runtimes: Vec<String> = self.along.iter().map(display_name).collect();
