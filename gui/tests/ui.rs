@@ -790,10 +790,14 @@ fn empty_then_drive(session: &Session) -> Result<()> {
     Ok(())
 }
 
-/// The Text Editor's translations, installed in German only, get French: the installation
-/// was set for it since. The same version, so the row says only what it adds.
-fn a_language_to_add(session: &Session) -> Result<()> {
-    let world = World::new(session, "languages")?;
+/// Records KINGSTON's listing with one more Flatpak update, `ref_name`, made from the Text
+/// Editor's (not installed, no version, no AppStream data) and then `shaped`, which may
+/// change the Text Editor's update too; then starts the app and waits for the drive's group.
+fn kingston_with_one_more<'s>(
+    world: &World<'s>,
+    ref_name: &str,
+    shaped: impl FnOnce(&mut serde_json::Value, &mut serde_json::Value),
+) -> Result<(Guard, Frame)> {
     let mut record: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(data("drives/kingston.json"))?)?;
     let updates = record["updates"]
@@ -801,25 +805,36 @@ fn a_language_to_add(session: &Session) -> Result<()> {
         .context("the record's updates")?;
     let editor = updates
         .iter()
-        .find(|update| update["ref"] == "app/org.gnome.TextEditor/x86_64/stable")
+        .position(|update| update["ref"] == "app/org.gnome.TextEditor/x86_64/stable")
         .context("the Text Editor's update")?;
-    let locale_ref = "runtime/org.gnome.TextEditor.Locale/x86_64/stable";
-    let mut locale = editor.clone();
-    locale["id"] = format!("flatpak:user:{locale_ref}").into();
-    locale["ref"] = locale_ref.into();
-    locale["current_commit"] = editor["current_commit"].clone();
-    locale["commit"] = editor["current_commit"].clone();
-    locale["current_version"] = serde_json::Value::Null;
-    locale["version"] = serde_json::Value::Null;
-    locale["app"] = serde_json::Value::Null;
-    locale["download_size"] = 120_000.into();
-    locale["adds_subpaths"] = serde_json::json!(["/fr", "/pt_BR"]);
-    updates.push(locale);
+    let mut added = updates[editor].clone();
+    added["id"] = format!("flatpak:user:{ref_name}").into();
+    added["ref"] = ref_name.into();
+    for key in ["current_commit", "current_version", "version", "app"] {
+        added[key] = serde_json::Value::Null;
+    }
+    shaped(&mut added, &mut updates[editor]);
+    updates.push(added);
     world.add_record("kingston.json", &serde_json::to_string(&record)?)?;
 
-    let _app = world.start(&[])?;
+    let app = world.start(&[])?;
     let frame = world.wait_for_frame("the drive's updates", |text| {
         text.contains("Group title=\"KINGSTON\"")
+    })?;
+    Ok((app, frame))
+}
+
+/// The Text Editor's translations, installed in German only, get French and Brazilian
+/// Portuguese: the installation was set for them since. The same version, so the row says
+/// only what it adds.
+fn a_language_to_add(session: &Session) -> Result<()> {
+    let world = World::new(session, "languages")?;
+    let locale_ref = "runtime/org.gnome.TextEditor.Locale/x86_64/stable";
+    let (_app, frame) = kingston_with_one_more(&world, locale_ref, |locale, editor| {
+        locale["current_commit"] = editor["current_commit"].clone();
+        locale["commit"] = editor["current_commit"].clone();
+        locale["download_size"] = 120_000.into();
+        locale["adds_subpaths"] = serde_json::json!(["/fr", "/pt_BR"]);
     })?;
     frame.expect(&[
         "Row title=\"org.gnome.TextEditor.Locale stable\" subtitle=\"Adds fr, pt_BR\"",
@@ -831,31 +846,10 @@ fn a_language_to_add(session: &Session) -> Result<()> {
 /// The Text Editor's update needs a runtime that is not installed: one row, sized with it.
 fn runtime_with_its_app(session: &Session) -> Result<()> {
     let world = World::new(session, "runtime")?;
-    let mut record: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(data("drives/kingston.json"))?)?;
-    let updates = record["updates"]
-        .as_array_mut()
-        .context("the record's updates")?;
-    let editor = updates
-        .iter()
-        .position(|update| update["ref"] == "app/org.gnome.TextEditor/x86_64/stable")
-        .context("the Text Editor's update")?;
     let runtime_ref = "runtime/org.gnome.Platform/x86_64/46";
-    let mut runtime = updates[editor].clone();
-    runtime["id"] = format!("flatpak:user:{runtime_ref}").into();
-    runtime["ref"] = runtime_ref.into();
-    runtime["current_commit"] = serde_json::Value::Null;
-    runtime["current_version"] = serde_json::Value::Null;
-    runtime["version"] = serde_json::Value::Null;
-    runtime["app"] = serde_json::Value::Null;
-    runtime["download_size"] = 250_000_000.into();
-    updates[editor]["needs"] = serde_json::json!([runtime_ref]);
-    updates.push(runtime);
-    world.add_record("kingston.json", &serde_json::to_string(&record)?)?;
-
-    let _app = world.start(&[])?;
-    let frame = world.wait_for_frame("the drive's updates", |text| {
-        text.contains("Group title=\"KINGSTON\"")
+    let (_app, frame) = kingston_with_one_more(&world, runtime_ref, |runtime, editor| {
+        runtime["download_size"] = 250_000_000.into();
+        editor["needs"] = serde_json::json!([runtime_ref]);
     })?;
     frame.expect(&[
         "Group title=\"KINGSTON\" description=\"USB drive · 3 updates · 510.8\u{a0}MB\"",

@@ -193,6 +193,41 @@ impl FlatpakEnv {
             .to_string())
     }
 
+    /// `flatpak --user config --set languages LANGUAGES` (`de;fr`, `*all*`).
+    pub fn set_languages(&self, languages: &str) -> Result<()> {
+        self.flatpak()
+            .args(["--user", "config", "--set", "languages", languages])
+            .run()?;
+        Ok(())
+    }
+
+    /// Sets the installation's languages to `languages`, then installs the locale extension
+    /// `locale` from `remote` with those languages only (`--subpath=/de`), as a person
+    /// speaking them would have it.
+    pub fn install_languages(&self, remote: &str, locale: &str, languages: &[&str]) -> Result<()> {
+        self.set_languages(&languages.join(";"))?;
+        let subpaths: Vec<String> = languages
+            .iter()
+            .map(|language| format!("--subpath=/{language}"))
+            .collect();
+        let subpaths: Vec<&str> = subpaths.iter().map(String::as_str).collect();
+        self.install(remote, &[locale], &subpaths)
+    }
+
+    /// The message file [`FlatpakRepo::publish_locale`] wrote for `language`, as deployed
+    /// here of `app_id`'s locale extension; None when that language is not deployed.
+    pub fn deployed_locale_text(&self, app_id: &str, language: &str) -> Result<Option<String>> {
+        let locale = runtime_ref(&format!("{app_id}.Locale"), BRANCH)?;
+        let path = self.user_installation().join(locale).join(format!(
+            "active/files/{language}/share/{language}/LC_MESSAGES/{app_id}.mo"
+        ));
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error).at("read", &path),
+        }
+    }
+
     /// The active commit of an installed ref (`flatpak --user info --show-commit`).
     pub fn installed_commit(&self, name: &str) -> Result<String> {
         Ok(self

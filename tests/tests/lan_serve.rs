@@ -338,20 +338,13 @@ fn refuses_to_serve_what_peers_cannot_use() -> Result<()> {
 /// updates from it through Ferry; one set for every language is told why it cannot.
 #[test]
 fn a_locale_extension_installed_in_part_is_served_in_those_parts() -> Result<()> {
-    use ferry_tests::flatpak::{locale_text, FlatpakEnv, FlatpakFixture, APP_ID, REMOTE};
+    use ferry_tests::flatpak::{locale_text, FlatpakFixture, APP_ID, REMOTE};
     use install_support::Machine;
     let tmp = TempDir::new()?;
     let base = tmp.path();
     let fixture = FlatpakFixture::new(base)?;
     let (locale, v1) = fixture.repo.publish_locale(APP_ID, "v1", &["de", "fr"])?;
-    let install_german = |installation: &FlatpakEnv| -> Result<()> {
-        installation
-            .flatpak()
-            .args(["--user", "config", "--set", "languages", "de"])
-            .run()?;
-        Ok(installation.install(REMOTE, &[&locale], &["--subpath=/de"])?)
-    };
-    install_german(&fixture.client)?;
+    fixture.client.install_languages(REMOTE, &locale, &["de"])?;
     // French installed, and no language set: flatpak's update would deploy them all.
     let french = fixture.peer("french")?;
     french.install(REMOTE, &[APP_ID], &[])?;
@@ -359,7 +352,7 @@ fn a_locale_extension_installed_in_part_is_served_in_those_parts() -> Result<()>
     let (_, v2) = fixture.repo.publish_locale(APP_ID, "v2", &["de", "fr"])?;
     let sharer = fixture.peer("sharer")?;
     sharer.install(REMOTE, &[APP_ID], &[])?;
-    install_german(&sharer)?;
+    sharer.install_languages(REMOTE, &locale, &["de"])?;
     ensure!(sharer.installed_commit(&locale)? == v2);
 
     let installation = sharer.user_installation();
@@ -442,22 +435,13 @@ fn a_locale_extension_installed_in_part_is_served_in_those_parts() -> Result<()>
     ensure!(run.problems().is_empty(), "{run}");
     run.expect(&locale, InstallStatus::Installed)?;
     ensure!(fixture.client.installed_commit(&locale)? == v2);
-    let messages = fixture
-        .client
-        .user_installation()
-        .join(&locale)
-        .join(format!("active/files/de/share/de/LC_MESSAGES/{APP_ID}.mo"));
-    ensure!(std::fs::read_to_string(&messages)? == locale_text("de", "v2"));
+    ensure!(fixture.client.deployed_locale_text(APP_ID, "de")? == Some(locale_text("de", "v2")));
     fixture.client.user_repo().fsck()?;
 
     // Every language wanted: not taken, and the problem says why.
     let elsewhere = Machine::new(&base.join("elsewhere"), french.vars())?;
     let run = elsewhere.install(&from_sharer)?;
-    let refused = run
-        .problems()
-        .into_iter()
-        .find(|problem| problem.ref_name.as_deref() == Some(locale.as_str()))
-        .with_context(|| format!("no problem for {locale}:\n{run}"))?;
+    let refused = run.problem_of(&locale)?;
     ensure!(
         refused.kind == ProblemKind::PartialCommit && refused.reason.contains("set for all"),
         "{refused:?}"

@@ -747,35 +747,21 @@ fn a_locale_extension_installed_in_part_goes_with_its_languages() -> Result<()> 
     let (locale, _) = fixture.repo.publish_locale(APP_ID, "v1", &["de", "fr"])?;
     // German speakers: flatpak's update deploys the languages installed plus those
     // configured (all of them when none is, as under LANG=C).
-    let german = |installation: &FlatpakEnv| -> Result<()> {
-        installation
-            .flatpak()
-            .args(["--user", "config", "--set", "languages", "de"])
-            .run()?;
-        Ok(installation.install(REMOTE, &[&locale], &["--subpath=/de"])?)
-    };
-    german(&fixture.client)?;
+    fixture.client.install_languages(REMOTE, &locale, &["de"])?;
     let french = fixture.peer("french")?;
-    french
-        .flatpak()
-        .args(["--user", "config", "--set", "languages", "fr"])
-        .run()?;
-    french.install(REMOTE, &[&locale], &["--subpath=/fr"])?;
+    french.install_languages(REMOTE, &locale, &["fr"])?;
     // German installed, French configured since: flatpak's update deploys both.
     let bilingual = fixture.peer("bilingual")?;
     bilingual.install(REMOTE, &[&locale], &["--subpath=/de"])?;
-    bilingual
-        .flatpak()
-        .args(["--user", "config", "--set", "languages", "de;fr"])
-        .run()?;
+    bilingual.set_languages("de;fr")?;
     let sideloader = fixture.peer("sideloader")?;
     sideloader.install(REMOTE, &[APP_ID], &[])?;
-    german(&sideloader)?;
+    sideloader.install_languages(REMOTE, &locale, &["de"])?;
 
     let (_, v2) = fixture.repo.publish_locale(APP_ID, "v2", &["de", "fr"])?;
     let maker = fixture.peer("maker")?;
     maker.install(REMOTE, &[APP_ID], &[])?;
-    german(&maker)?;
+    maker.install_languages(REMOTE, &locale, &["de"])?;
     let drive = tmp.path().join("drive");
     let output = prepare_app(&maker, &drive, &[])?;
     objects_written(&output)?;
@@ -835,11 +821,7 @@ fn a_locale_extension_installed_in_part_goes_with_its_languages() -> Result<()> 
     // An installation with another language finds the drive lacks it, and says so.
     let elsewhere = Machine::new(&tmp.path().join("elsewhere"), french.vars())?;
     let run = elsewhere.install(&install_support::user_updates_from_drive(&drive))?;
-    let refused = run
-        .problems()
-        .into_iter()
-        .find(|problem| problem.ref_name.as_deref() == Some(locale.as_str()))
-        .with_context(|| format!("no problem for {locale}:\n{run}"))?;
+    let refused = run.problem_of(&locale)?;
     ensure!(
         refused.kind == ProblemKind::PartialCommit && refused.reason.contains("/fr"),
         "{refused:?}"
@@ -854,19 +836,10 @@ fn a_locale_extension_installed_in_part_goes_with_its_languages() -> Result<()> 
     ensure!(problems.is_empty(), "the plan found problems: {problems:?}");
     run.expect(&locale, InstallStatus::Installed)?;
     ensure!(fixture.client.installed_commit(&locale)? == v2);
-    let deployed = fixture
-        .client
-        .user_installation()
-        .join(&locale)
-        .join("active/files");
-    let messages = |language: &str| {
-        deployed.join(format!(
-            "{language}/share/{language}/LC_MESSAGES/{APP_ID}.mo"
-        ))
-    };
-    ensure!(std::fs::read_to_string(messages("de"))? == locale_text("de", "v2"));
+    let deployed = |language| fixture.client.deployed_locale_text(APP_ID, language);
+    ensure!(deployed("de")? == Some(locale_text("de", "v2")));
     ensure!(
-        !messages("fr").exists(),
+        deployed("fr")?.is_none(),
         "a language not installed was deployed"
     );
     // Only the parts were pulled, and the commit stays partial, as flatpak leaves it.
@@ -908,17 +881,12 @@ fn a_locale_extension_installed_in_part_goes_with_its_languages() -> Result<()> 
     let run = machine.install(&install_support::user_updates_from_drive(&everything))?;
     ensure!(run.success(), "install failed:\n{run}");
     run.expect(&locale, InstallStatus::Installed)?;
-    let deployed = bilingual
-        .user_installation()
-        .join(&locale)
-        .join("active/files");
     for language in ["de", "fr"] {
-        let messages = deployed.join(format!(
-            "{language}/share/{language}/LC_MESSAGES/{APP_ID}.mo"
-        ));
-        let text = std::fs::read_to_string(&messages)
-            .with_context(|| format!("{} was not deployed", messages.display()))?;
-        ensure!(text == locale_text(language, "v2"));
+        let deployed = bilingual.deployed_locale_text(APP_ID, language)?;
+        ensure!(
+            deployed == Some(locale_text(language, "v2")),
+            "{language}: {deployed:?}"
+        );
     }
     Ok(())
 }
@@ -932,15 +900,7 @@ fn a_language_set_since_the_install_is_added_from_a_drive() -> Result<()> {
     let fixture = FlatpakFixture::new(tmp.path())?;
     let (locale, v1) = fixture.repo.publish_locale(APP_ID, "v1", &["de", "fr"])?;
     let client = &fixture.client;
-    let set_languages = |languages: &str| -> Result<()> {
-        client
-            .flatpak()
-            .args(["--user", "config", "--set", "languages", languages])
-            .run()?;
-        Ok(())
-    };
-    set_languages("de")?;
-    client.install(REMOTE, &[&locale], &["--subpath=/de"])?;
+    client.install_languages(REMOTE, &locale, &["de"])?;
     let maker = fixture.peer("maker")?;
     maker.install(REMOTE, &[APP_ID], &[])?;
     maker.install(REMOTE, &[&locale], &[])?;
@@ -955,7 +915,7 @@ fn a_language_set_since_the_install_is_added_from_a_drive() -> Result<()> {
         "an update of {locale} with no language to add:\n{run}"
     );
 
-    set_languages("de;fr")?;
+    client.set_languages("de;fr")?;
     // `--installation user --from DRIVE`
     let listed = machine.list(&install_support::user_updates_from_drive(&drive)[..4])?;
     let update = listed
@@ -972,17 +932,12 @@ fn a_language_set_since_the_install_is_added_from_a_drive() -> Result<()> {
     let run = machine.install(&install_support::user_updates_from_drive(&drive))?;
     ensure!(run.success(), "{run}");
     run.expect(&locale, InstallStatus::Installed)?;
-    let deployed = client
-        .user_installation()
-        .join(&locale)
-        .join("active/files");
     for language in ["de", "fr"] {
-        let messages = deployed.join(format!(
-            "{language}/share/{language}/LC_MESSAGES/{APP_ID}.mo"
-        ));
-        let text = std::fs::read_to_string(&messages)
-            .with_context(|| format!("{} was not deployed", messages.display()))?;
-        ensure!(text == locale_text(language, "v1"));
+        let deployed = client.deployed_locale_text(APP_ID, language)?;
+        ensure!(
+            deployed == Some(locale_text(language, "v1")),
+            "{language}: {deployed:?}"
+        );
     }
     ensure!(client.installed_commit(&locale)? == v1);
     // Nothing is left to add: the next run finds nothing.

@@ -106,6 +106,14 @@ impl InstallRun {
             .collect()
     }
 
+    /// The first problem the plan listed about `ref_name`.
+    pub fn problem_of(&self, ref_name: &str) -> Result<&Problem> {
+        self.problems()
+            .into_iter()
+            .find(|problem| problem.ref_name.as_deref() == Some(ref_name))
+            .with_context(|| format!("no problem for {ref_name}:\n{self}"))
+    }
+
     /// The one result of `ref_name`.
     pub fn result(&self, ref_name: &str) -> Result<&InstallResult> {
         let found: Vec<&InstallResult> = self
