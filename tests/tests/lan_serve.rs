@@ -388,6 +388,18 @@ fn a_locale_extension_installed_in_part_is_served_in_those_parts() -> Result<()>
         .map(|(_, r)| (r.name.as_str(), r.commit.to_hex()))
         .collect();
     ensure!(held == vec![(locale.as_str(), v2.clone())], "{held:?}");
+    // `--repo` of an installation's repository reads what the installation deployed too.
+    std::fs::create_dir_all(base.join("by-path"))?;
+    let by_path = serve_on_loopback(&base.join("by-path"), &installation.join("repo"), &[])?;
+    let (status, bytes) = get(by_path.port()?, "/summary")?;
+    ensure!(status == 200, "summary of --repo: {status}");
+    ensure!(
+        Summary::parse(&bytes)?
+            .partial_refs()
+            .any(|(_, r)| r.name == locale && r.commit.to_hex() == v2),
+        "--repo does not serve the ref held in part"
+    );
+    drop(by_path);
     // What lies outside the parts is not served, even once the repository holds it: the
     // French listing, put in the sharer's repository by hand.
     let dirtree_of = |repo: &OstreeRepo, path: &str| -> Result<String> {

@@ -50,15 +50,26 @@ pub struct ViewOptions {
 
 impl ViewOptions {
     /// For a repository named by path: libostree reads `/etc/ostree/remotes.d` for the
-    /// system repository only.
+    /// system repository only. The repository of a Flatpak installation (`DIR/repo` beside
+    /// `DIR/app` or `DIR/runtime`) is served with what the installation deployed.
     pub fn for_repo(repo: &Path) -> Self {
         Self {
             remotes_dir: crate::target::is_system_repo(repo)
                 .then(|| PathBuf::from("/etc/ostree/remotes.d")),
             sysroot: None,
-            installation: None,
+            installation: flatpak_installation_of(repo),
         }
     }
+}
+
+/// The Flatpak installation whose repository `repo` is, when it looks like one.
+fn flatpak_installation_of(repo: &Path) -> Option<PathBuf> {
+    let installation = repo.parent()?;
+    let deploys = ["app", "runtime"]
+        .iter()
+        .any(|kind| installation.join(kind).is_dir());
+    (repo.file_name() == Some(std::ffi::OsStr::new("repo")) && deploys)
+        .then(|| installation.to_path_buf())
 }
 
 /// What is served now; replaced whole when the refs change.
