@@ -349,6 +349,9 @@ fn a_locale_extension_installed_in_part_is_served_in_those_parts() -> Result<()>
     let french = fixture.peer("french")?;
     french.install(REMOTE, &[APP_ID], &[])?;
     french.install(REMOTE, &[&locale], &["--subpath=/fr"])?;
+    let whole = fixture.peer("whole")?;
+    whole.install(REMOTE, &[APP_ID], &[])?;
+    whole.install(REMOTE, &[&locale], &[])?;
     let (_, v2) = fixture.repo.publish_locale(APP_ID, "v2", &["de", "fr"])?;
     let sharer = fixture.peer("sharer")?;
     sharer.install(REMOTE, &[APP_ID], &[])?;
@@ -459,6 +462,19 @@ fn a_locale_extension_installed_in_part_is_served_in_those_parts() -> Result<()>
         "{refused:?}"
     );
     ensure!(french.installed_commit(&locale)? == v1);
+
+    // Installed whole: a computer holding the ref in part does not offer it, and that is
+    // no problem to report.
+    let listed =
+        Machine::new(&base.join("whole-machine"), whole.vars())?.list(&from_sharer[..4])?;
+    ensure!(
+        listed.updates.iter().all(|u| u.ref_name != locale)
+            && listed
+                .problems
+                .iter()
+                .all(|p| p.ref_name.as_deref() != Some(&locale)),
+        "{listed:?}"
+    );
     Ok(())
 }
 

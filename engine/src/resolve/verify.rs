@@ -239,7 +239,14 @@ impl Resolver<'_> {
             Some(Err(error)) => return Err(problem(ProblemKind::Other, error.to_string())),
             None => None,
         };
+        // A computer nearby that holds a ref in part (its own languages) just does not offer
+        // it to installations that hold it whole; a drive holding a commit in part was
+        // likely cut short, which is worth saying.
+        let installed_whole = self.installed(want).is_none_or(|i| i.subpaths.is_empty());
         let partial = match self.fetched.get(&(candidate.source, candidate.commit)) {
+            Some(Fetched::Partial) if installed_whole && origin.kind != SourceKind::Drive => {
+                return Ok(None)
+            }
             Some(Fetched::Partial) => return Err(partly_there()),
             Some(Fetched::Read { partial: true }) if parts.is_none() => return Err(partly_there()),
             Some(Fetched::Read { partial }) => *partial,
