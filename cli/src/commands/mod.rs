@@ -43,7 +43,8 @@ pub fn version_or_branch(update: &Update) -> String {
 }
 
 /// "1.0 → 2.0": the installed version (or commit, or "not installed") and the new one, with
-/// the languages it adds to a locale extension installed in part.
+/// the languages it adds to a locale extension installed in part; only those when the
+/// version stays.
 pub fn version_change(update: &Update) -> String {
     let current = update
         .current_version
@@ -51,14 +52,13 @@ pub fn version_change(update: &Update) -> String {
         .or_else(|| update.current_commit.map(|c| c.short()))
         .unwrap_or_else(|| crate::i18n::tr("not installed"));
     let new = version_or_branch(update);
-    let languages = update.added_languages();
+    let languages = update.added_languages().join(", ");
     if languages.is_empty() {
         format!("{current} → {new}")
+    } else if update.current_commit == Some(update.commit) {
+        crate::i18n::trf("{} (adds {})", &[&current, &languages])
     } else {
-        crate::i18n::trf(
-            "{} → {} (adds {})",
-            &[&current, &new, &languages.join(", ")],
-        )
+        crate::i18n::trf("{} → {} (adds {})", &[&current, &new, &languages])
     }
 }
 
@@ -78,7 +78,7 @@ mod tests {
     #[test]
     fn an_update_adding_languages_says_which() {
         let commit = "ca8aeca7c6e4c5ffdd2a96d98b32c1365141440223a439b7231d84d1234a0699";
-        let update = |adds: &[&str]| -> Update {
+        let update = |current: &str, adds: &[&str]| -> Update {
             serde_json::from_value(serde_json::json!({
                 "id": "flatpak:user:L",
                 "target": "flatpak",
@@ -86,7 +86,7 @@ mod tests {
                 "remote": "flathub",
                 "collection_id": "org.flathub.Stable",
                 "ref": "runtime/org.gnome.Maps.Locale/x86_64/stable",
-                "current_commit": commit,
+                "current_commit": current,
                 "commit": commit,
                 "current_version": null,
                 "version": "47.1",
@@ -99,10 +99,15 @@ mod tests {
             }))
             .expect("an update")
         };
+        let older = "d964961bdc3be58569a6b17f358e5e97fefa94b194677387137205df1fd745b8";
         assert_eq!(
-            version_change(&update(&["/fr", "/pt_BR"])),
-            "ca8aeca7c6 → 47.1 (adds fr, pt_BR)"
+            version_change(&update(older, &["/fr", "/pt_BR"])),
+            "d964961bdc → 47.1 (adds fr, pt_BR)"
         );
-        assert_eq!(version_change(&update(&[])), "ca8aeca7c6 → 47.1");
+        assert_eq!(
+            version_change(&update(commit, &["/fr"])),
+            "ca8aeca7c6 (adds fr)"
+        );
+        assert_eq!(version_change(&update(older, &[])), "d964961bdc → 47.1");
     }
 }
