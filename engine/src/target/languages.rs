@@ -6,11 +6,18 @@
 
 use std::io::Read;
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use rustix::process::{Pid, Signal};
 
 use super::FlatpakInstallation;
 
 /// Most of `flatpak config --list`'s output read: a few short lines.
 const MAX_CONFIG_OUTPUT: u64 = 64 * 1024;
+/// How long `flatpak config --list` may take (it may ask AccountsService over D-Bus) before
+/// it is killed and the languages are taken as unknown: listing must not hang on it.
+const CONFIG_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Languages an installation is set for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,21 +36,8 @@ impl Languages {
             .envs(installation.flatpak_env())
             .arg("config")
             .args(installation.flatpak_args())
-            .arg("--list")
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .stdout(Stdio::piped());
-        let mut child = command.spawn().ok()?;
-        let mut text = String::new();
-        let read = child
-            .stdout
-            .take()
-            .map(|out| out.take(MAX_CONFIG_OUTPUT).read_to_string(&mut text));
-        let status = child.wait().ok()?;
-        if !status.success() || !matches!(read, Some(Ok(_))) {
-            return None;
-        }
-        Self::parse(&text)
+            .arg("--list");
+        Self::parse(&output_within(command, CONFIG_TIMEOUT)?)
     }
 
     /// The `languages` line of `flatpak config --list`: `languages: de;fr`, or
@@ -68,6 +62,35 @@ impl Languages {
             .collect();
         Some(Self::Some(languages))
     }
+}
+
+/// What `command` prints (at most [`MAX_CONFIG_OUTPUT`] bytes) when it succeeds within
+/// `timeout`; a command that takes longer is killed.
+fn output_within(mut command: Command, timeout: Duration) -> Option<String> {
+    command
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .stdout(Stdio::piped());
+    let mut child = command.spawn().ok()?;
+    let pid = Pid::from_child(&child);
+    let (finished, finish) = mpsc::channel::<()>();
+    // Kills a tool that takes too long, so the read below ends. The child is reaped only
+    // after the watchdog is done, so its pid cannot have been reused meanwhile.
+    let watchdog = std::thread::spawn(move || {
+        if let Err(mpsc::RecvTimeoutError::Timeout) = finish.recv_timeout(timeout) {
+            tracing::warn!("flatpak config --list did not answer in time; killed");
+            let _ = rustix::process::kill_process(pid, Signal::KILL);
+        }
+    });
+    let mut text = String::new();
+    let read = child
+        .stdout
+        .take()
+        .map(|out| out.take(MAX_CONFIG_OUTPUT).read_to_string(&mut text));
+    let _ = finished.send(());
+    let _ = watchdog.join();
+    let status = child.wait().ok()?;
+    (status.success() && matches!(read, Some(Ok(_)))).then_some(text)
 }
 
 /// The subpaths `flatpak update` deploys of a locale extension installed with `installed`
@@ -117,6 +140,25 @@ mod tests {
         assert_eq!(listed("languages: *all*"), Some(Languages::All));
         assert_eq!(Languages::parse("report-os-info: true\n"), None);
         assert_eq!(listed("languages: *unset*"), None);
+    }
+
+    #[test]
+    fn a_tool_that_does_not_answer_is_killed_in_time() {
+        let started = std::time::Instant::now();
+        let mut slow = Command::new("sh");
+        slow.args(["-c", "echo 'languages: de'; exec sleep 30"]);
+        assert_eq!(output_within(slow, Duration::from_millis(300)), None);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        let mut quick = Command::new("sh");
+        quick.args(["-c", "echo 'languages: de'"]);
+        assert_eq!(
+            output_within(quick, Duration::from_secs(10)).as_deref(),
+            Some("languages: de\n")
+        );
     }
 
     #[test]
