@@ -33,7 +33,8 @@ pub struct Fingerprint {
     pub remotes: Vec<(String, Option<String>)>,
     /// The commits of the sysroot's deployments.
     pub deployed: Vec<Checksum>,
-    /// Commits the installation deployed in part, with their Flatpak subpaths (`/de`).
+    /// Commits the installation deployed in part, with their Flatpak subpaths (`/de`),
+    /// sorted.
     pub deployed_in_part: Vec<(Checksum, Vec<String>)>,
 }
 
@@ -93,9 +94,13 @@ impl Fingerprint {
 
     /// The Flatpak subpaths `commit` is deployed with, when it is deployed in part.
     pub fn deployed_parts(&self, commit: &Checksum) -> Option<&[String]> {
+        // Sorted by commit when read: a search, not a scan per advertised ref.
+        let found = self
+            .deployed_in_part
+            .binary_search_by(|(deployed, _)| deployed.cmp(commit))
+            .ok()?;
         self.deployed_in_part
-            .iter()
-            .find(|(deployed, _)| deployed == commit)
+            .get(found)
             .map(|(_, subpaths)| subpaths.as_slice())
     }
 
