@@ -537,6 +537,26 @@ mod tests {
             .to_string();
         assert!(error.contains("1 allowed"), "{error}");
 
+        // A peer's map is checked as the main list is: names and checksums.
+        let listing = |name: &str| -> Vec<u8> {
+            let mut metadata = Metadata::new();
+            let map =
+                collection_map_value(&[("org.example.Apps".to_owned(), vec![entry(name, 7)])])
+                    .expect("map");
+            metadata
+                .insert(PARTIAL_COLLECTION_MAP_KEY, map)
+                .expect("partial map");
+            build_summary(&main, &metadata).expect("build")
+        };
+        let error = Summary::parse(&listing("../../escape"))
+            .expect_err("a bad ref name")
+            .to_string();
+        assert!(error.contains("invalid name"), "{error}");
+        let whole = listing("runtime/ok/x86_64/stable");
+        assert!(Summary::parse(&whole).is_ok());
+        for cut in 0..whole.len() {
+            assert!(Summary::parse(&whole[..cut]).is_err(), "cut at {cut}");
+        }
         let mut wrong_type = Metadata::new();
         wrong_type
             .insert_str(PARTIAL_COLLECTION_MAP_KEY, "not a map")
