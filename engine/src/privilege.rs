@@ -19,7 +19,8 @@
 //! - `prepare-drive` has its own action, [`PREPARE_DRIVE_ACTION`], and its own rules
 //!   ([`validate_drive`]): it writes only to a mounted removable drive or a folder the caller
 //!   owns (never through a symlinked `.ostree`), and reads only the running system's sysroot
-//!   and the system Flatpak installations.
+//!   and the system Flatpak installations. What it wrote in the user's folder is then given
+//!   to the user ([`PinnedDrive::hand_over`]), so that their own run can add to it.
 //!
 //! Only pkexec is recognised: `sudo` is used by administrators, who may do all this anyway.
 
@@ -517,7 +518,9 @@ fn owned_by_only(dir: &Path, owner: u32) -> bool {
     }
 }
 
+mod hand_over;
 mod pin;
+pub use hand_over::HandOverError;
 pub use pin::{pin_drive, PinnedDrive};
 
 #[cfg(test)]

@@ -525,3 +525,125 @@ fn serial_rollback_through_pkexec_has_its_own_action_and_acts_on_root_only() -> 
     );
     Ok(())
 }
+
+/// A Flatpak installation listed in `/etc/flatpak/installations.d`, as an administrator adds
+/// one, so that a run as root may read it; the file is removed on drop.
+struct ConfiguredInstallation {
+    id: String,
+    conf: PathBuf,
+}
+
+impl ConfiguredInstallation {
+    fn new(path: &Path) -> Result<Self> {
+        let id = format!("ferry-test-{}", std::process::id());
+        let dir = Path::new("/etc/flatpak/installations.d");
+        std::fs::create_dir_all(dir)?;
+        let conf = dir.join(format!("{id}.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "[Installation \"{id}\"]\nPath={}\nStorageType=harddisk\n",
+                path.display()
+            ),
+        )?;
+        Ok(Self { id, conf })
+    }
+}
+
+impl Drop for ConfiguredInstallation {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.conf);
+    }
+}
+
+/// Every entry under `dir` whose owner is not `uid`.
+fn not_owned_by(dir: &Path, uid: u32) -> Result<Vec<PathBuf>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut others = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let meta = std::fs::symlink_metadata(&path)?;
+        if meta.uid() != uid {
+            others.push(path.clone());
+        }
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                pending.push(entry?.path());
+            }
+        }
+    }
+    Ok(others)
+}
+
+/// The app's way to copy a machine's updates to a folder: root writes what only it may read,
+/// then the user's own run adds the apps only they have. Root's files in the user's folder
+/// must be the user's by then, or that second run cannot write.
+#[test]
+fn serial_what_root_writes_in_a_users_folder_is_theirs_for_their_own_run() -> Result<()> {
+    use ferry_tests::flatpak::{app_ref, runtime_ref, FlatpakFixture, APP_ID, BRANCH, RUNTIME_ID};
+    use ferry_tests::ostree::OstreeRepo;
+
+    require_root("running ferryctl as root for a user, then as that user")?;
+    let scratch = tempfile::tempdir()?;
+    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755))?;
+    let fixture = FlatpakFixture::new(&scratch.path().join("flatpak"))?;
+    // The user's own installation (flatpak keeps it to its owner), which an administrator
+    // also listed as a system one.
+    let installation = fixture.client.user_installation();
+    Tool::new("chown")
+        .args(["-R", &format!("{NOBODY_UID}:{NOBODY_UID}")])
+        .arg(&installation)
+        .run()?;
+    let system = ConfiguredInstallation::new(&installation)?;
+    let folder = scratch.path().join("for-stick");
+    std::fs::create_dir(&folder)?;
+    chown(&folder, Some(NOBODY_UID), Some(NOBODY_UID))?;
+    let runtime = runtime_ref(RUNTIME_ID, BRANCH)?;
+
+    // Root, for the user (what pkexec leaves): the runtime, from the configured installation.
+    let as_root = bins::ferryctl()?
+        .args(["prepare-drive", "--json"])
+        .arg(&folder)
+        .args(["--installation", &system.id, "--runtime", &runtime])
+        .env("PKEXEC_UID", NOBODY_UID.to_string())
+        .current_dir("/")
+        .output()?;
+    ensure!(as_root.success(), "the run as root failed: {as_root:?}");
+    let others = not_owned_by(&folder, NOBODY_UID)?;
+    ensure!(others.is_empty(), "left to others: {others:?}");
+
+    // The user: the app, from the same installation read as a folder of theirs.
+    let as_user = Tool::new("setpriv")
+        .args([
+            format!("--reuid={NOBODY_UID}"),
+            format!("--regid={NOBODY_UID}"),
+            "--clear-groups".to_owned(),
+            "--".to_owned(),
+        ])
+        .arg(bins::binary("ferryctl")?)
+        .args(["prepare-drive", "--json"])
+        .arg(&folder)
+        .arg("--installation")
+        .arg(&installation)
+        .args(["--app", APP_ID])
+        .envs(fixture.client.vars())
+        .current_dir("/")
+        .output()?;
+    ensure!(as_user.success(), "the user's own run failed: {as_user:?}");
+
+    let drive = OstreeRepo::open(&folder.join(".ostree/repo"));
+    let refs: Vec<String> = drive
+        .collection_refs()?
+        .into_iter()
+        .map(|(_, name)| name)
+        .collect();
+    for wanted in [app_ref(APP_ID, BRANCH)?, runtime] {
+        ensure!(
+            refs.contains(&wanted),
+            "{wanted} is not on the drive: {refs:?}"
+        );
+    }
+    let fsck = drive.fsck_output()?;
+    ensure!(fsck.success(), "{fsck:?}");
+    Ok(())
+}

@@ -109,7 +109,7 @@ pub fn run(args: PrepareDriveArgs) -> anyhow::Result<ExitCode> {
     // Before any thread starts: it edits the environment.
     // As root, the drive is written through the directory opened at the check (kept open
     // for the whole run), never by its name again.
-    let mut _pinned = None;
+    let mut pinned = None;
     let (drive, targets) = match privileged_request(&args) {
         Ok(Some((request, machine, drive))) => {
             let targets = targets_of(
@@ -118,7 +118,7 @@ pub fn run(args: PrepareDriveArgs) -> anyhow::Result<ExitCode> {
                 &machine.host,
             )?;
             let path = drive.path();
-            _pinned = Some(drive);
+            pinned = Some(drive);
             (path, targets)
         }
         Ok(None) => (
@@ -149,7 +149,19 @@ pub fn run(args: PrepareDriveArgs) -> anyhow::Result<ExitCode> {
         keep_old: args.keep_old,
         delta_from: args.delta_from,
     };
+    let began = std::time::SystemTime::now();
     let result = prepare_drive(&targets, &request, &output, &cancel);
+    // What root wrote in the user's own folder becomes theirs, so that their own run for the
+    // apps only they have can add to it; done after a failure too.
+    if let Some(pinned) = &pinned {
+        if let Err(error) = pinned.hand_over(began) {
+            tracing::warn!(%error, "the drive's new files stay root's");
+            output.on_event(Event::Message {
+                level: MessageLevel::Warning,
+                text: error.to_string(),
+            });
+        }
+    }
     output.finish();
     let outcome = match result {
         Ok(outcome) => outcome,

@@ -30,7 +30,9 @@ struct MountAttr {
 /// A drive directory held open for a privileged run; [`PinnedDrive::path`] reaches it.
 #[derive(Debug)]
 pub struct PinnedDrive {
-    tree: OwnedFd,
+    pub(super) tree: OwnedFd,
+    /// The user the run is for.
+    pub(super) caller: Caller,
     /// The name people know it by, for messages.
     pub shown: PathBuf,
 }
@@ -101,6 +103,7 @@ pub fn pin_drive(
     }
     Ok(PinnedDrive {
         tree,
+        caller,
         shown: drive.to_path_buf(),
     })
 }
