@@ -167,7 +167,8 @@ pub struct Update {
     #[serde(default)]
     pub needs: Vec<String>,
     /// Flatpak subpaths (`/fr`) of a locale extension installed in part that this update
-    /// adds: languages the installation was set for since. With `commit` equal to
+    /// adds: languages the installation was set for since; [`EVERY_SUBPATH`] alone when it
+    /// was set for all of them, so the rest of the ref is added. With `commit` equal to
     /// `current_commit`, adding them is the whole update.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub adds_subpaths: Vec<String>,
@@ -175,13 +176,26 @@ pub struct Update {
     pub app: Option<AppInfo>,
 }
 
+/// The subpath standing for a whole ref in [`Update::adds_subpaths`], as in flatpak's
+/// `--subpath=/`.
+pub const EVERY_SUBPATH: &str = "/";
+
 impl Update {
     /// The languages [`Update::adds_subpaths`] names, without their slash: `fr`.
     pub fn added_languages(&self) -> Vec<&str> {
         self.adds_subpaths
             .iter()
+            .filter(|subpath| *subpath != EVERY_SUBPATH)
             .map(|subpath| subpath.trim_start_matches('/'))
             .collect()
+    }
+
+    /// Whether the update adds every language not deployed yet (the installation was set
+    /// for all of them since it installed some).
+    pub fn adds_every_language(&self) -> bool {
+        self.adds_subpaths
+            .iter()
+            .any(|subpath| subpath == EVERY_SUBPATH)
     }
 
     /// The name a person knows an update by: the AppStream name, else `os_name` (translated

@@ -894,11 +894,14 @@ fn a_locale_extension_installed_in_part_goes_with_its_languages() -> Result<()> 
 /// A language the installation is set for after its locale extension was installed in part
 /// is an update of its own, at the same version, as `flatpak update` makes it: listed as
 /// adding that language, pulled from a drive holding it and deployed beside the others.
+/// Set for every language, it gets the rest of the ref the same way.
 #[test]
 fn a_language_set_since_the_install_is_added_from_a_drive() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let fixture = FlatpakFixture::new(tmp.path())?;
-    let (locale, v1) = fixture.repo.publish_locale(APP_ID, "v1", &["de", "fr"])?;
+    let (locale, v1) = fixture
+        .repo
+        .publish_locale(APP_ID, "v1", &["de", "fr", "es"])?;
     let client = &fixture.client;
     client.install_languages(REMOTE, &locale, &["de"])?;
     let maker = fixture.peer("maker")?;
@@ -940,11 +943,45 @@ fn a_language_set_since_the_install_is_added_from_a_drive() -> Result<()> {
         );
     }
     ensure!(client.installed_commit(&locale)? == v1);
+    ensure!(client.deployed_locale_text(APP_ID, "es")?.is_none());
     // Nothing is left to add: the next run finds nothing.
     let run = machine.install(&install_support::user_updates_from_drive(&drive))?;
     ensure!(
         run.results().iter().all(|r| r.ref_name != locale),
         "{locale} again:\n{run}"
+    );
+
+    // Every language: the rest of the ref, deployed whole as flatpak's update would.
+    client.set_languages("*all*")?;
+    let listed = machine.list(&install_support::user_updates_from_drive(&drive)[..4])?;
+    let update = listed
+        .updates
+        .iter()
+        .find(|update| update.ref_name == locale)
+        .with_context(|| format!("{locale} is not listed: {listed:?}"))?;
+    ensure!(
+        update.current_commit == Some(update.commit) && update.adds_every_language(),
+        "{update:?}"
+    );
+    let run = machine.install(&install_support::user_updates_from_drive(&drive))?;
+    ensure!(run.success(), "{run}");
+    run.expect(&locale, InstallStatus::Installed)?;
+    for language in ["de", "fr", "es"] {
+        let deployed = client.deployed_locale_text(APP_ID, language)?;
+        ensure!(
+            deployed == Some(locale_text(language, "v1")),
+            "{language}: {deployed:?}"
+        );
+    }
+    ensure!(!client
+        .user_repo()
+        .path
+        .join(format!("state/{v1}.commitpartial"))
+        .exists());
+    let run = machine.install(&install_support::user_updates_from_drive(&drive))?;
+    ensure!(
+        run.results().iter().all(|r| r.ref_name != locale),
+        "{locale} once whole:\n{run}"
     );
     client.user_repo().fsck()?;
     Ok(())

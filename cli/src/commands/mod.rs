@@ -52,7 +52,13 @@ pub fn version_change(update: &Update) -> String {
         .or_else(|| update.current_commit.map(|c| c.short()))
         .unwrap_or_else(|| crate::i18n::tr("not installed"));
     let new = version_or_branch(update);
-    let languages = update.added_languages().join(", ");
+    let languages = if update.adds_every_language() {
+        // Translators: what an update of translations installed for some languages adds,
+        // as in "1.0 (adds every language)".
+        crate::i18n::tr("every language")
+    } else {
+        update.added_languages().join(", ")
+    };
     if languages.is_empty() {
         format!("{current} → {new}")
     } else if update.current_commit == Some(update.commit) {
@@ -107,6 +113,10 @@ mod tests {
         assert_eq!(
             version_change(&update(commit, &["/fr"])),
             "ca8aeca7c6 (adds fr)"
+        );
+        assert_eq!(
+            version_change(&update(commit, &["/"])),
+            "ca8aeca7c6 (adds every language)"
         );
         assert_eq!(version_change(&update(older, &[])), "d964961bdc → 47.1");
     }

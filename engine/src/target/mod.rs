@@ -23,7 +23,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::object::{Checksum, FlatpakRef};
-use crate::schema::{Problem, ProblemKind, TargetKind};
+use crate::schema::{Problem, ProblemKind, TargetKind, EVERY_SUBPATH};
 use crate::trust::Destination;
 
 pub use flatpak::{
@@ -108,11 +108,15 @@ pub struct InstalledRef {
 
 impl InstalledRef {
     /// The subpaths (languages) its next update deploys that are not deployed yet: those
-    /// the installation was set for since a locale extension was installed in part.
+    /// the installation was set for since a locale extension was installed in part, or
+    /// [`EVERY_SUBPATH`] when it was set for all of them (flatpak then deploys it whole).
     pub fn added_subpaths(&self) -> Vec<String> {
         if self.subpaths.is_empty() {
             // Whole already: nothing to add.
             return Vec::new();
+        }
+        if self.deploy_subpaths.is_empty() {
+            return vec![EVERY_SUBPATH.to_owned()];
         }
         self.deploy_subpaths
             .iter()

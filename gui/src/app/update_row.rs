@@ -247,43 +247,8 @@ impl FactoryComponent for UpdateRow {
 
 impl UpdateRow {
     fn render(&self, widgets: &mut UpdateRowWidgets) {
-        let versions = format::version_change(
-            self.update.current_version.as_deref(),
-            self.update.version.as_deref(),
-        );
         let mut details: Option<String> = None;
-        let mut subtitle = match (self.update.target, versions) {
-            (TargetKind::Os, Some(versions)) => {
-                // Translators: subtitle of the operating system's row.
-                trf("System update · {versions}", &[("versions", &versions)])
-            }
-            (TargetKind::Os, None) => tr("System update"),
-            (_, Some(versions)) => versions,
-            (_, None) => self.update.subject.clone(),
-        };
-        let languages = self.update.added_languages().join(", ");
-        if !languages.is_empty() {
-            subtitle = if self.update.current_commit == Some(self.update.commit) {
-                // Translators: {languages} are language codes such as "de, fr": translations
-                // installed for some languages only get the languages set since.
-                trf("Adds {languages}", &[("languages", &languages)])
-            } else {
-                // Translators: {languages} are language codes such as "de, fr", added with a
-                // new version to translations installed for some languages only.
-                trf(
-                    "{subtitle} · adds {languages}",
-                    &[("subtitle", &subtitle), ("languages", &languages)],
-                )
-            };
-        }
-        if !self.along.is_empty() {
-            let runtimes: Vec<String> = self.along.iter().map(display_name).collect();
-            // Translators: {runtimes} is one or more runtime names, such as "org.gnome.Platform 45".
-            subtitle = trf(
-                "{subtitle} · with {runtimes}",
-                &[("subtitle", &subtitle), ("runtimes", &runtimes.join(", "))],
-            );
-        }
+        let mut subtitle = subtitle_of(&self.update, &self.along);
         // Where it came from gets a line of its own.
         let came_from = self
             .came_from
@@ -412,6 +377,52 @@ impl UpdateRow {
     }
 }
 
+/// The row's second line: the versions (or the commit's subject), the languages added, and
+/// the runtimes installed along.
+fn subtitle_of(update: &Update, along: &[Update]) -> String {
+    let versions =
+        format::version_change(update.current_version.as_deref(), update.version.as_deref());
+    let mut subtitle = match (update.target, versions) {
+        (TargetKind::Os, Some(versions)) => {
+            // Translators: subtitle of the operating system's row.
+            trf("System update · {versions}", &[("versions", &versions)])
+        }
+        (TargetKind::Os, None) => tr("System update"),
+        (_, Some(versions)) => versions,
+        (_, None) => update.subject.clone(),
+    };
+    let languages = if update.adds_every_language() {
+        // Translators: what an update of translations installed for some languages adds,
+        // as in "Adds every language".
+        tr("every language")
+    } else {
+        update.added_languages().join(", ")
+    };
+    if !languages.is_empty() {
+        subtitle = if update.current_commit == Some(update.commit) {
+            // Translators: {languages} are language codes such as "de, fr": translations
+            // installed for some languages only get the languages set since.
+            trf("Adds {languages}", &[("languages", &languages)])
+        } else {
+            // Translators: {languages} are language codes such as "de, fr", added with a
+            // new version to translations installed for some languages only.
+            trf(
+                "{subtitle} · adds {languages}",
+                &[("subtitle", &subtitle), ("languages", &languages)],
+            )
+        };
+    }
+    if !along.is_empty() {
+        let runtimes: Vec<String> = along.iter().map(display_name).collect();
+        // Translators: {runtimes} is one or more runtime names, such as "org.gnome.Platform 45".
+        subtitle = trf(
+            "{subtitle} · with {runtimes}",
+            &[("subtitle", &subtitle), ("runtimes", &runtimes.join(", "))],
+        );
+    }
+    subtitle
+}
+
 fn set_status(widgets: &UpdateRowWidgets, icon: &str, class: &str, text: &str) {
     widgets.status_icon.set_icon_name(Some(icon));
     for known in ["success", "error", "accent", "dim"] {
@@ -486,4 +497,52 @@ fn small_png(path: &Path) -> bool {
     path.extension().is_some_and(|ext| ext == "png")
         && std::fs::symlink_metadata(path)
             .is_ok_and(|meta| meta.is_file() && meta.len() <= MAX_ICON_BYTES)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::listing::from_records;
+    use ferry_schema::DriveRecord;
+
+    const KINGSTON: &str = include_str!("../../tests/data/drives/kingston.json");
+
+    /// An app's update from the Kingston drive, made into one of its locale extension's that
+    /// adds `subpaths`, at the same commit when `same_commit`.
+    fn locale_update(subpaths: &[&str], same_commit: bool) -> Update {
+        let record: DriveRecord = serde_json::from_str(KINGSTON).expect("record");
+        let group = from_records(vec![record]).groups.remove(0);
+        let mut update = group
+            .updates
+            .into_iter()
+            .find(|u| u.ref_name.starts_with("app/"))
+            .expect("an app");
+        update.ref_name = "runtime/org.example.App.Locale/x86_64/stable".to_owned();
+        update.app = None;
+        update.needs.clear();
+        update.adds_subpaths = subpaths.iter().map(|s| (*s).to_owned()).collect();
+        if same_commit {
+            update.current_commit = Some(update.commit);
+            update.current_version = update.version.clone();
+        }
+        update
+    }
+
+    #[test]
+    fn a_translation_update_says_which_languages_it_adds() {
+        assert_eq!(
+            subtitle_of(&locale_update(&["/fr", "/pt_BR"], true), &[]),
+            "Adds fr, pt_BR"
+        );
+        assert_eq!(
+            subtitle_of(&locale_update(&["/"], true), &[]),
+            "Adds every language"
+        );
+        let newer = locale_update(&["/"], false);
+        let versions = subtitle_of(&locale_update(&[], false), &[]);
+        assert_eq!(
+            subtitle_of(&newer, &[]),
+            format!("{versions} · adds every language")
+        );
+    }
 }
