@@ -220,6 +220,7 @@ impl ArchiveView {
         tracing::info!(
             repo = %self.repo.path().display(),
             refs = snapshot.listed.len(),
+            refs_in_part = snapshot.listed_in_part.len(),
             objects = snapshot.allowed.len(),
             "the refs changed; summary and index rebuilt"
         );
