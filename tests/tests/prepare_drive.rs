@@ -911,78 +911,69 @@ fn a_language_set_since_the_install_is_added_from_a_drive() -> Result<()> {
     objects_written(&prepare_app(&maker, &drive, &[])?)?;
 
     let machine = Machine::new(&fixture.base, client.vars())?;
-    let run = machine.install(&install_support::user_updates_from_drive(&drive))?;
-    ensure!(run.success(), "{run}");
-    ensure!(
-        run.results().iter().all(|r| r.ref_name != locale),
-        "an update of {locale} with no language to add:\n{run}"
-    );
+    let from_drive = install_support::user_updates_from_drive(&drive);
+    // An install from the drive that leaves the locale extension alone.
+    let nothing_for_locale = |why: &str| -> Result<()> {
+        let run = machine.install(&from_drive)?;
+        ensure!(run.success(), "{run}");
+        ensure!(
+            run.results().iter().all(|r| r.ref_name != locale),
+            "{locale} {why}:\n{run}"
+        );
+        Ok(())
+    };
+    // The locale extension's update as `list` shows it (`--installation user --from DRIVE`).
+    let listed_update = || -> Result<ferry_engine::schema::Update> {
+        let listed = machine.list(&from_drive[..4])?;
+        listed
+            .updates
+            .into_iter()
+            .find(|update| update.ref_name == locale)
+            .with_context(|| format!("{locale} is not listed"))
+    };
+    // An install from the drive after which `languages` are deployed, still at v1.
+    let install_deploys = |languages: &[&str]| -> Result<()> {
+        let run = machine.install(&from_drive)?;
+        ensure!(run.success(), "{run}");
+        run.expect(&locale, InstallStatus::Installed)?;
+        for language in languages {
+            let deployed = client.deployed_locale_text(APP_ID, language)?;
+            ensure!(
+                deployed == Some(locale_text(language, "v1")),
+                "{language}: {deployed:?}"
+            );
+        }
+        ensure!(client.installed_commit(&locale)? == v1);
+        Ok(())
+    };
+    nothing_for_locale("with no language to add")?;
 
     client.set_languages("de;fr")?;
-    // `--installation user --from DRIVE`
-    let listed = machine.list(&install_support::user_updates_from_drive(&drive)[..4])?;
-    let update = listed
-        .updates
-        .iter()
-        .find(|update| update.ref_name == locale)
-        .with_context(|| format!("{locale} is not listed: {listed:?}"))?;
+    let update = listed_update()?;
     ensure!(
         update.commit.to_hex() == v1
             && update.current_commit == Some(update.commit)
             && update.adds_subpaths == ["/fr"],
         "{update:?}"
     );
-    let run = machine.install(&install_support::user_updates_from_drive(&drive))?;
-    ensure!(run.success(), "{run}");
-    run.expect(&locale, InstallStatus::Installed)?;
-    for language in ["de", "fr"] {
-        let deployed = client.deployed_locale_text(APP_ID, language)?;
-        ensure!(
-            deployed == Some(locale_text(language, "v1")),
-            "{language}: {deployed:?}"
-        );
-    }
-    ensure!(client.installed_commit(&locale)? == v1);
+    install_deploys(&["de", "fr"])?;
     ensure!(client.deployed_locale_text(APP_ID, "es")?.is_none());
-    // Nothing is left to add: the next run finds nothing.
-    let run = machine.install(&install_support::user_updates_from_drive(&drive))?;
-    ensure!(
-        run.results().iter().all(|r| r.ref_name != locale),
-        "{locale} again:\n{run}"
-    );
+    nothing_for_locale("again")?;
 
     // Every language: the rest of the ref, deployed whole as flatpak's update would.
     client.set_languages("*all*")?;
-    let listed = machine.list(&install_support::user_updates_from_drive(&drive)[..4])?;
-    let update = listed
-        .updates
-        .iter()
-        .find(|update| update.ref_name == locale)
-        .with_context(|| format!("{locale} is not listed: {listed:?}"))?;
+    let update = listed_update()?;
     ensure!(
         update.current_commit == Some(update.commit) && update.adds_every_language(),
         "{update:?}"
     );
-    let run = machine.install(&install_support::user_updates_from_drive(&drive))?;
-    ensure!(run.success(), "{run}");
-    run.expect(&locale, InstallStatus::Installed)?;
-    for language in ["de", "fr", "es"] {
-        let deployed = client.deployed_locale_text(APP_ID, language)?;
-        ensure!(
-            deployed == Some(locale_text(language, "v1")),
-            "{language}: {deployed:?}"
-        );
-    }
+    install_deploys(&["de", "fr", "es"])?;
     ensure!(!client
         .user_repo()
         .path
         .join(format!("state/{v1}.commitpartial"))
         .exists());
-    let run = machine.install(&install_support::user_updates_from_drive(&drive))?;
-    ensure!(
-        run.results().iter().all(|r| r.ref_name != locale),
-        "{locale} once whole:\n{run}"
-    );
+    nothing_for_locale("once whole")?;
     client.user_repo().fsck()?;
     Ok(())
 }

@@ -197,7 +197,7 @@ fn give_file(dir: &OwnedFd, name: &CString, owner: Owner, given: &mut u64) -> Re
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::MetadataExt;
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
     use std::time::Duration;
 
     use super::*;
@@ -210,8 +210,16 @@ mod tests {
         std::fs::symlink_metadata(path).expect("stat").uid()
     }
 
-    /// A folder of the caller's holding what a run as root would write, and traps beside it.
-    fn written_folder(base: &Path) -> std::path::PathBuf {
+    /// A scratch directory (kept while the first value lives), its canonical path, and in it
+    /// a folder of the caller's holding what a run as root would write, with traps beside it.
+    fn scene() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = dir.path().canonicalize().expect("canonical");
+        let folder = written_folder(&base);
+        (dir, base, folder)
+    }
+
+    fn written_folder(base: &Path) -> PathBuf {
         ferry_tests::assert_root("files of several users (chown)");
         let folder = base.join("for-stick");
         let objects = folder.join(".ostree/repo/objects/ab");
@@ -233,9 +241,7 @@ mod tests {
 
     #[test]
     fn what_root_made_in_the_callers_folder_becomes_theirs_and_nothing_else() {
-        let base = tempfile::tempdir().expect("tempdir");
-        let base = base.path().canonicalize().expect("canonical");
-        let folder = written_folder(&base);
+        let (_dir, base, folder) = scene();
         let began = SystemTime::now() - Duration::from_secs(5);
         let pinned = pin_drive(CALLER, &folder, &[]).expect("pinned");
 
@@ -262,9 +268,7 @@ mod tests {
 
     #[test]
     fn nothing_older_than_the_run_and_nothing_on_a_folder_not_the_callers_is_given() {
-        let base = tempfile::tempdir().expect("tempdir");
-        let base = base.path().canonicalize().expect("canonical");
-        let folder = written_folder(&base);
+        let (_dir, base, folder) = scene();
         let pinned = pin_drive(CALLER, &folder, &[]).expect("pinned");
         let later = SystemTime::now() + Duration::from_secs(60);
         assert_eq!(pinned.hand_over(later).expect("handed over"), 0);
@@ -279,10 +283,8 @@ mod tests {
 
     #[test]
     fn folders_nested_past_the_limit_are_refused() {
-        let base = tempfile::tempdir().expect("tempdir");
-        let base = base.path().canonicalize().expect("canonical");
-        let folder = written_folder(&base);
-        let deep: std::path::PathBuf = std::iter::repeat_n("d", MAX_DEPTH + 2).collect();
+        let (_dir, base, folder) = scene();
+        let deep: PathBuf = std::iter::repeat_n("d", MAX_DEPTH + 2).collect();
         std::fs::create_dir_all(folder.join(".ostree").join(deep)).expect("mkdir");
         let pinned = pin_drive(CALLER, &folder, &[]).expect("pinned");
         let began = SystemTime::now() - Duration::from_secs(5);
