@@ -268,7 +268,7 @@ mod tests {
 
     #[test]
     fn nothing_older_than_the_run_and_nothing_on_a_folder_not_the_callers_is_given() {
-        let (_dir, base, folder) = scene();
+        let (_dir, _, folder) = scene();
         let pinned = pin_drive(CALLER, &folder, &[]).expect("pinned");
         let later = SystemTime::now() + Duration::from_secs(60);
         assert_eq!(pinned.hand_over(later).expect("handed over"), 0);
@@ -283,7 +283,7 @@ mod tests {
 
     #[test]
     fn folders_nested_past_the_limit_are_refused() {
-        let (_dir, base, folder) = scene();
+        let (_dir, _, folder) = scene();
         let deep: PathBuf = std::iter::repeat_n("d", MAX_DEPTH + 2).collect();
         std::fs::create_dir_all(folder.join(".ostree").join(deep)).expect("mkdir");
         let pinned = pin_drive(CALLER, &folder, &[]).expect("pinned");
