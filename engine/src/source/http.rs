@@ -14,7 +14,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, Read};
 use std::time::{Duration, Instant};
 
 use flate2::bufread::DeflateDecoder;
@@ -507,8 +507,10 @@ struct HttpBody {
     stopped: Option<FetchError>,
 }
 
-impl Read for HttpBody {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl BufRead for HttpBody {
+    /// The rest of the chunk hyper handed over, or the next one: the body needs no buffer
+    /// of its own (and no copy into one) for the archive reader and inflater above it.
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
         while self.chunk.is_empty() {
             if let Some(next) = self.queued.pop_front() {
                 self.chunk = next;
@@ -517,7 +519,7 @@ impl Read for HttpBody {
             let Some(response) = self.response.as_mut() else {
                 return match self.failed.take() {
                     Some(error) => Err(io::Error::other(error)),
-                    None => Ok(0),
+                    None => Ok(&[]),
                 };
             };
             let next = response.chunk();
@@ -534,12 +536,24 @@ impl Read for HttpBody {
                     self.interrupt.note_activity();
                     self.chunk = chunk;
                 }
-                None => return Ok(0),
+                None => return Ok(&[]),
             }
         }
-        let count = self.chunk.len().min(buf.len());
-        buf[..count].copy_from_slice(&self.chunk[..count]);
-        bytes::Buf::advance(&mut self.chunk, count);
+        Ok(&self.chunk)
+    }
+
+    fn consume(&mut self, amount: usize) {
+        let amount = amount.min(self.chunk.len());
+        bytes::Buf::advance(&mut self.chunk, amount);
+    }
+}
+
+impl Read for HttpBody {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let count = available.len().min(buf.len());
+        buf[..count].copy_from_slice(&available[..count]);
+        self.consume(count);
         Ok(count)
     }
 }
@@ -624,9 +638,9 @@ impl Source for HttpSource {
     ) -> Result<FetchedContent, FetchError> {
         let object = ObjectId::new(*checksum, ObjectKind::File);
         let (response, path) = self.get_object(object, interrupt)?;
-        let mut body = BufReader::with_capacity(64 * 1024, self.body(response, &path, interrupt));
+        let mut body = self.body(response, &path, interrupt);
         let header = read_header(&mut body).map_err(|reason| {
-            if let Some(stopped) = body.get_mut().stopped.take() {
+            if let Some(stopped) = body.stopped.take() {
                 return stopped;
             }
             FetchError::failed(
