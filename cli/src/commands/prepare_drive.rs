@@ -149,7 +149,10 @@ pub fn run(args: PrepareDriveArgs) -> anyhow::Result<ExitCode> {
         keep_old: args.keep_old,
         delta_from: args.delta_from,
     };
-    let began = std::time::SystemTime::now();
+    // Filesystems stamp files from a coarse clock: a second's margin.
+    let began = std::time::SystemTime::now()
+        .checked_sub(std::time::Duration::from_secs(1))
+        .unwrap_or(std::time::UNIX_EPOCH);
     let result = prepare_drive(&targets, &request, &output, &cancel);
     // What root wrote in the user's own folder becomes theirs, so that their own run for the
     // apps only they have can add to it; done after a failure too.

@@ -2,16 +2,17 @@
 //! repository there (the OS's bare objects need root to read), and the user's own run that
 //! follows, for the apps only they have, must be able to add to it.
 //!
-//! Only what this run made is given: entries root owns, changed since the run began, each
-//! changed through a descriptor of the entry itself (so a name swapped meanwhile cannot
-//! redirect it). A file with more than one name is left alone, since it could be a hard link
-//! the user made to a file of root's elsewhere.
+//! Only what this run made is given: entries root owns, born since the run began (their
+//! birth time, which moving an entry in from elsewhere does not change, where the filesystem
+//! keeps one; else their change time), each changed through a descriptor of the entry itself
+//! (so a name swapped meanwhile cannot redirect it). A file with more than one name is left
+//! alone, since it could be a hard link the user made to a file of root's elsewhere.
 
-use std::ffi::CString;
-use std::os::fd::OwnedFd;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Stat, Uid};
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, StatxFlags, Uid};
 use rustix::io::Errno;
 
 use super::PinnedDrive;
@@ -49,16 +50,56 @@ pub enum HandOverError {
 struct Owner {
     uid: Uid,
     gid: Gid,
-    /// Entries changed before this (seconds since the epoch) were not made by this run.
-    since: i64,
+    /// Entries born before this were not made by this run.
+    since: SystemTime,
+}
+
+/// What the hand-over looks at of an entry.
+struct Seen {
+    uid: u32,
+    links: u32,
+    kind: FileType,
+    /// Its birth time, or where the filesystem keeps none, its change time.
+    born: SystemTime,
+}
+
+/// `statx` of `name` in `dir` (or of `dir` itself for an empty name), never following a
+/// symlink.
+fn seen(dir: impl AsFd, name: &CStr) -> Result<Seen, Errno> {
+    let flags = if name.is_empty() {
+        AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW
+    } else {
+        AtFlags::SYMLINK_NOFOLLOW
+    };
+    let stat = rustix::fs::statx(
+        dir,
+        name,
+        flags,
+        StatxFlags::BASIC_STATS | StatxFlags::BTIME,
+    )?;
+    let time = if stat.stx_mask & StatxFlags::BTIME.bits() != 0 {
+        stat.stx_btime
+    } else {
+        stat.stx_ctime
+    };
+    let born = u64::try_from(time.tv_sec).map_or(UNIX_EPOCH, |seconds| {
+        UNIX_EPOCH + Duration::new(seconds, time.tv_nsec.min(999_999_999))
+    });
+    Ok(Seen {
+        uid: stat.stx_uid,
+        links: stat.stx_nlink,
+        kind: FileType::from_raw_mode(u32::from(stat.stx_mode)),
+        born,
+    })
 }
 
 impl PinnedDrive {
-    /// Gives the entries under the drive's `.ostree` that this run made (root's, changed
-    /// since `began`) to the caller, with the drive folder's group, when the folder is the
+    /// Gives the entries under the drive's `.ostree` that this run made (root's, born since
+    /// `since`) to the caller, with the drive folder's group, when the folder is the
     /// caller's. A removable drive's root that is not theirs is left as it is. Returns how
-    /// many entries were given.
-    pub fn hand_over(&self, began: SystemTime) -> Result<u64, HandOverError> {
+    /// many entries were given. Filesystems stamp times from a coarse clock, so `since`
+    /// should be a little before the run began.
+    pub fn hand_over(&self, since: SystemTime) -> Result<u64, HandOverError> {
         let caller = self.caller;
         let error = |path: &str, source: Errno| HandOverError::Io {
             path: format!("{}/{path}", self.shown.display()),
@@ -69,14 +110,10 @@ impl PinnedDrive {
         if folder.st_uid != caller.uid {
             return Ok(0);
         }
-        let since = began
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_secs())
-            .saturating_sub(1);
         let owner = Owner {
             uid: Uid::from_raw(caller.uid),
             gid: Gid::from_raw(folder.st_gid),
-            since: i64::try_from(since).unwrap_or(i64::MAX),
+            since,
         };
         let top = match open_dir(&self.tree, WRITTEN_TOP) {
             Ok(top) => top,
@@ -109,9 +146,9 @@ fn open_dir<P: rustix::path::Arg>(parent: &OwnedFd, name: P) -> Result<OwnedFd, 
     )
 }
 
-/// Whether this run made the entry: root's, and changed since the run began.
-fn made_by_this_run(stat: &Stat, owner: Owner) -> bool {
-    stat.st_uid == 0 && stat.st_ctime >= owner.since
+/// Whether this run made the entry: root's, and born since the run began.
+fn made_by_this_run(seen: &Seen, owner: Owner) -> bool {
+    seen.uid == 0 && seen.born >= owner.since
 }
 
 /// Gives `dir`'s entries, then `dir` itself, so that while its entries are given a folder of
@@ -138,12 +175,12 @@ fn give_dir(
     }
     for name in names {
         let shown = name.to_string_lossy().into_owned();
-        let stat = match rustix::fs::statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
+        let stat = match seen(dir, &name) {
             Ok(stat) => stat,
             Err(Errno::NOENT) => continue,
             Err(e) => return Err(io(&shown, e)),
         };
-        match FileType::from_raw_mode(stat.st_mode) {
+        match stat.kind {
             FileType::Directory => match open_dir(dir, name.as_c_str()) {
                 Ok(sub) => give_dir(&sub, &format!("{path}/{shown}"), owner, depth + 1, given)?,
                 // Gone or swapped for something else since it was listed.
@@ -156,8 +193,8 @@ fn give_dir(
             _ => {}
         }
     }
-    let own = rustix::fs::fstat(dir).map_err(|e| io("", e))?;
-    if made_by_this_run(&own, owner) {
+    let own = seen(dir, c"").map_err(|e| io("", e))?;
+    if own.kind == FileType::Directory && made_by_this_run(&own, owner) {
         rustix::fs::fchown(dir, Some(owner.uid), Some(owner.gid)).map_err(|e| io("", e))?;
         *given += 1;
     }
@@ -176,12 +213,8 @@ fn give_file(dir: &OwnedFd, name: &CString, owner: Owner, given: &mut u64) -> Re
         Err(Errno::NOENT) => return Ok(()),
         Err(e) => return Err(e),
     };
-    let stat = rustix::fs::fstat(&file)?;
-    let single_name = stat.st_nlink == 1;
-    if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile
-        && single_name
-        && made_by_this_run(&stat, owner)
-    {
+    let stat = seen(&file, c"")?;
+    if stat.kind == FileType::RegularFile && stat.links == 1 && made_by_this_run(&stat, owner) {
         rustix::fs::chownat(
             &file,
             c"",
@@ -279,6 +312,41 @@ mod tests {
         let began = SystemTime::now() - Duration::from_secs(5);
         assert_eq!(pinned.hand_over(began).expect("handed over"), 0);
         assert_eq!(owner_of(&folder.join(".ostree/repo/config")), 0);
+    }
+
+    fn born(path: &Path) -> SystemTime {
+        std::fs::metadata(path)
+            .expect("stat")
+            .created()
+            .expect("birth time")
+    }
+
+    /// A file of root's born before the run and moved into the folder during it keeps its
+    /// owner: moving it in changed its change time, not its birth time.
+    #[test]
+    fn what_was_born_before_the_run_stays_as_it_was_though_moved_in() {
+        let (_dir, base, folder) = scene();
+        let old = base.join("roots-older-file");
+        std::fs::write(&old, b"old").expect("write");
+        // The run begins once the filesystem's clock has moved past the old file's birth.
+        let marker = base.join("marker");
+        let since = (0..1_000_000)
+            .find_map(|_| {
+                std::fs::write(&marker, b"").expect("write");
+                let now = born(&marker);
+                std::fs::remove_file(&marker).expect("remove");
+                (now > born(&old)).then_some(now)
+            })
+            .expect("the clock moves");
+        let fresh = folder.join(".ostree/repo/fresh");
+        std::fs::write(&fresh, b"new").expect("write");
+        let moved_in = folder.join(".ostree/repo/moved-in");
+        std::fs::rename(&old, &moved_in).expect("rename");
+        let pinned = pin_drive(CALLER, &folder, &[]).expect("pinned");
+
+        assert_eq!(pinned.hand_over(since).expect("handed over"), 1);
+        assert_eq!(owner_of(&fresh), CALLER.uid);
+        assert_eq!(owner_of(&moved_in), 0);
     }
 
     #[test]
