@@ -182,8 +182,21 @@ impl A11yBus {
         }
     }
 
-    /// Walks the application's tree; the windows are its children.
+    /// Walks the application's tree; the windows are its children. A walk that meets an
+    /// accessible the application dropped meanwhile (a row changing state under it) starts
+    /// again, a few times at most.
     pub fn walk(&self, application: &(String, OwnedObjectPath)) -> Result<Tree> {
+        const ATTEMPTS: usize = 5;
+        let mut attempt = 1;
+        loop {
+            match self.walk_once(application) {
+                Err(error) if attempt < ATTEMPTS && gone_meanwhile(&error) => attempt += 1,
+                walked => return walked,
+            }
+        }
+    }
+
+    fn walk_once(&self, application: &(String, OwnedObjectPath)) -> Result<Tree> {
         let (bus_name, root) = application;
         let mut nodes = Vec::new();
         // Depth first, children in order: (path, depth, window).
@@ -379,4 +392,12 @@ impl Events {
         }
         paths
     }
+}
+
+/// Whether `error` says an accessible no longer exists: GTK answers so for an object it
+/// dropped between a `GetChildren` that listed it and a call on it.
+fn gone_meanwhile(error: &anyhow::Error) -> bool {
+    let text = format!("{error:#}");
+    text.contains("Object does not exist")
+        || text.contains("org.freedesktop.DBus.Error.UnknownObject")
 }
