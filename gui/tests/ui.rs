@@ -869,23 +869,22 @@ fn agent_notifies_and_installs(session: &Session) -> Result<()> {
     world.wait_for_app_on_bus()?;
 
     world.add_drive("kingston.json")?;
-    session.wait_for_bus("the notification for KINGSTON", |log| {
-        log.contains("string \"Updates on KINGSTON\"")
-            && log.contains("string \"2 apps and a system update\"")
-    })?;
-    let log = session.monitor_text();
-    for needle in [
+    // Waited for whole: the monitor prints a call's arguments a line at a time.
+    let notification = [
         "member=Notify",
+        "string \"Updates on KINGSTON\"",
+        "string \"2 apps and a system update\"",
         "string \"install\"",
         "string \"Install\"",
         "string \"show\"",
         "string \"Show\"",
-    ] {
-        ensure!(
-            log.contains(needle),
-            "the notification lacks {needle:?}:\n{log}"
-        );
-    }
+    ];
+    session
+        .wait_for_bus(
+            "the notification for KINGSTON with Install and Show",
+            |log| notification.iter().all(|needle| log.contains(needle)),
+        )
+        .with_context(|| format!("the bus monitor saw:\n{}", session.monitor_text()))?;
     // dunst queues what it received, then shows it.
     wait_for("dunst to show the notification", DEADLINE, || {
         let displayed = stdout_of(Command::new("dunstctl").args(["count", "displayed"]))?;
