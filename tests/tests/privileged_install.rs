@@ -560,16 +560,10 @@ impl Drop for ConfiguredInstallation {
 fn not_owned_by(dir: &Path, uid: u32) -> Result<Vec<PathBuf>> {
     use std::os::unix::fs::MetadataExt;
     let mut others = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(path) = pending.pop() {
-        let meta = std::fs::symlink_metadata(&path)?;
-        if meta.uid() != uid {
-            others.push(path.clone());
-        }
-        if meta.is_dir() {
-            for entry in std::fs::read_dir(&path)? {
-                pending.push(entry?.path());
-            }
+    for entry in walkdir::WalkDir::new(dir).follow_links(false) {
+        let entry = entry?;
+        if entry.metadata()?.uid() != uid {
+            others.push(entry.into_path());
         }
     }
     Ok(others)
