@@ -906,12 +906,19 @@ impl Context<'_> {
         verified: Verified<'_>,
     ) -> Result<(PullStats, Vec<SourceUse>), PullError> {
         self.dest.mark_partial(&verified.chosen.checksum)?;
-        let transaction =
+        let mirrors = self.mirrors_of(request, plan, verified.chosen);
+        let mut transaction =
             Transaction::begin(self.dest, Some(self.cancel)).map_err(|error| match error {
                 RepoError::Cancelled => PullError::Cancelled,
                 other => PullError::Destination(other),
             })?;
-        let mirrors = self.mirrors_of(request, plan, verified.chosen);
+        let destination = self.dest.filesystem();
+        let shares_the_disk = |index: &usize| {
+            destination.is_some() && self.sources[*index].filesystem() == destination
+        };
+        if !mirrors.iter().any(shares_the_disk) {
+            transaction = transaction.with_write_behind();
+        }
         let stored = self.store_in(&transaction, &mirrors, verified);
         let committed = transaction.commit();
         let stored = stored?;

@@ -26,6 +26,7 @@ mod refs;
 mod space;
 mod transaction;
 mod write;
+mod write_behind;
 
 use std::fmt;
 use std::io::{self, Read};
@@ -306,6 +307,13 @@ impl Repo {
         rustix::fs::syncfs(&self.objects).map_err(|e| RepoError::io("sync", &self.path, e))?;
         rustix::fs::fsync(&self.objects)
             .map_err(|e| RepoError::io("sync", self.path.join("objects"), e))
+    }
+
+    /// The device ID (`st_dev`) of the repository's filesystem; `None` when it cannot be read.
+    pub fn filesystem(&self) -> Option<u64> {
+        rustix::fs::fstat(&self.objects)
+            .ok()
+            .map(|stat| stat.st_dev)
     }
 
     /// Free space on the repository's filesystem and what the config reserves.

@@ -232,6 +232,10 @@ impl Source for DriveSource {
             .map_err(|error| self.fetch_error(relative_path, error))
     }
 
+    fn filesystem(&self) -> Option<u64> {
+        self.repo.filesystem()
+    }
+
     fn fetch_summary(&self) -> Result<Option<FetchedSummary>, FetchError> {
         let Some(summary) = self
             .repo

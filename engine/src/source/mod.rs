@@ -379,6 +379,12 @@ pub trait Source: Send + Sync {
         Ok(None)
     }
 
+    /// The filesystem the source reads from (its `st_dev`), for sources on this machine.
+    /// `None` for network sources.
+    fn filesystem(&self) -> Option<u64> {
+        None
+    }
+
     /// A static delta file (`deltas/…/superblock` or a part), at most `max` bytes,
     /// unverified. `Ok(None)`: the source does not have it, or serves no deltas.
     fn fetch_delta_file(
