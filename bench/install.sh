@@ -6,8 +6,8 @@
 # a fresh copy of the same per-user installation (runtime and app v1 installed, the remote's
 # URL unreachable, as on a machine without network). Ferry re-hashes every object; flatpak does
 # not re-hash what it copies from a sideload repository. Then the machine's limits for the same
-# bytes (bench_limits): the cold read of the drive's objects and the write of the tree as
-# files. Prints the median wall-time ratio ferry/flatpak against the target (ratio <= 0.7) and
+# bytes (bench_limits): the cold read of the drive's objects, the write of the tree as files,
+# and both at once. Prints the median wall-time ratio ferry/flatpak against the target (ratio <= 0.7) and
 # how close Ferry gets to the limits.
 #
 #   sudo bash bench/install.sh          # BENCH_RUNS=5 rounds; BENCH_DIR to reuse the scene
@@ -111,8 +111,9 @@ run_flatpak() {
 mkdir -p "$BENCH_DIR/ferry-run"
 bench_alternate "$BENCH_RUNS" ferry flatpak
 bench_limits "$DRIVE/.ostree/repo" "$BENCH_DIR/tree"
-bench_report ferry flatpak read_limit read_limit_parallel write_limit
+bench_report ferry flatpak read_limit read_limit_parallel write_limit read_write_limit
 ratio=$(bench_ratio ferry flatpak)
 echo "ratio ferry/flatpak (median wall time): $ratio (target <= 0.7)"
 echo "ferry peak RSS: $(bench_peak_rss_mib ferry) MiB"
 echo "ferry / max(read_limit_parallel, write_limit): $(bench_closeness ferry) (1.00 = at the limit)"
+echo "ferry / read_write_limit: $(bench_closeness ferry read_write_limit) (1.00 = as fast as reading and writing the same bytes at once)"

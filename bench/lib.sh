@@ -245,9 +245,11 @@ bench_report() {
 #                drive pull keeps on a 2-core machine: what the device gives;
 #   write_limit: TREE (the same content, as files) unpacked from a tar held in memory
 #                (/dev/shm, which dropping caches does not empty) into a new directory, with
-#                BENCH_SYNC's `sync` (the write of the same bytes as files).
+#                BENCH_SYNC's `sync` (the write of the same bytes as files);
+#   read_write_limit: the parallel read and the write at the same time, as a pull does them,
+#                timed until both are done and synced: what the device gives to both at once.
 # The tar is removed afterwards. Report with
-# `bench_report read_limit read_limit_parallel write_limit`.
+# `bench_report read_limit read_limit_parallel write_limit read_write_limit`.
 bench_limits() {
   local repo=${1%/} tree=${2%/}
   BENCH_LIMIT_REPO=$repo
@@ -268,16 +270,26 @@ bench_limits() {
   run_write_limit() {
     bench_time write_limit tar -C "$BENCH_DIR/write_limit" -xf "$BENCH_LIMIT_TAR"
   }
-  bench_alternate "$BENCH_RUNS" read_limit read_limit_parallel write_limit
+  setup_read_write_limit() { setup_write_limit; }
+  run_read_write_limit() {
+    bench_time read_write_limit sh -c \
+      'find "$1/objects" -type f -print0 | xargs -0 -P 8 -n 256 cat > /dev/null & tar -C "$2" -xf "$3"; wait $!' \
+      read_write_limit "$BENCH_LIMIT_REPO" "$BENCH_DIR/write_limit" "$BENCH_LIMIT_TAR"
+  }
+  bench_alternate "$BENCH_RUNS" read_limit read_limit_parallel write_limit read_write_limit
   rm -rf "$BENCH_LIMIT_TAR"; bench_discard "$BENCH_DIR/write_limit"
 }
 
-# bench_closeness CASE: CASE's median time over the larger of the parallel read's and the
-# write's medians (what a pull that overlapped reading and writing perfectly would take);
-# 1.00 is at the limit.
+# bench_closeness CASE [LIMIT]: CASE's median time over LIMIT's median, or, without LIMIT,
+# over the larger of the parallel read's and the write's medians (what a pull that
+# overlapped reading and writing perfectly would take); 1.00 is at the limit.
 bench_closeness() {
   local read write
-  read=$(bench_median read_limit_parallel); write=$(bench_median write_limit)
+  if [ -n "${2:-}" ]; then
+    read=$(bench_median "$2"); write=$read
+  else
+    read=$(bench_median read_limit_parallel); write=$(bench_median write_limit)
+  fi
   awk -v a="$(bench_median "$1")" -v r="$read" -v w="$write" 'BEGIN {
     l = (r > w) ? r : w; if (l <= 0) { print "inf"; exit } printf "%.2f\n", a / l }'
 }

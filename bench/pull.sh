@@ -6,9 +6,9 @@
 # with the page cache dropped before every run and a `sync` inside every timed run
 # (BENCH_SYNC=1), so a run ends when what it wrote is durable. Both re-hash every object.
 # Then the machine's limits for the same bytes (bench_limits): the cold read of the source's
-# objects and the write of the tree as files. Prints the median wall-time ratio ferry/ostree,
-# Ferry's peak RSS and how close Ferry gets to the limits, against the targets (ratio <= 0.45,
-# peak RSS <= 64 MiB).
+# objects, the write of the tree as files, and both at once. Prints the median wall-time
+# ratio ferry/ostree, Ferry's peak RSS and how close Ferry gets to the limits, against the
+# targets (ratio <= 0.45, peak RSS <= 64 MiB).
 #
 #   sudo bash bench/pull.sh            # BENCH_RUNS=5 rounds; BENCH_DIR to reuse the tree
 set -euo pipefail
@@ -51,9 +51,10 @@ ostree --repo="$BENCH_DIR/dst" fsck --quiet >/dev/null || bench_die "fsck of Fer
 
 bench_limits "$BENCH_DIR/src" "$BENCH_DIR/tree"
 
-bench_report ferry ostree read_limit read_limit_parallel write_limit
+bench_report ferry ostree read_limit read_limit_parallel write_limit read_write_limit
 ratio=$(bench_ratio ferry ostree)
 rss=$(bench_peak_rss_mib ferry)
 echo "time ratio ferry/ostree (median): $ratio (target <= 0.45)"
 echo "ferry peak RSS: $rss MiB (target <= 64 MiB)"
 echo "ferry / max(read_limit_parallel, write_limit): $(bench_closeness ferry) (1.00 = at the limit)"
+echo "ferry / read_write_limit: $(bench_closeness ferry read_write_limit) (1.00 = as fast as reading and writing the same bytes at once)"

@@ -196,7 +196,9 @@ fn limits_read_every_object_and_write_the_tree_then_clean_up() -> Result<()> {
             bench_alternate 1 pull
             bench_limits '{}' '{}'
             echo "closeness=$(bench_closeness pull)"
+            echo "closeness to both=$(bench_closeness pull read_write_limit)"
             echo "discarded=$(ls "$BENCH_DIR/discarded" | wc -l)"
+            echo "written copies=$(ls "$BENCH_DIR"/discarded/*/sub/file | wc -l)"
             bench_report pull >/dev/null
             echo "discarded after report=$(ls "$BENCH_DIR/discarded" 2>/dev/null | wc -l)"
             "#,
@@ -204,7 +206,12 @@ fn limits_read_every_object_and_write_the_tree_then_clean_up() -> Result<()> {
             tree.display()
         ),
     )?;
-    for case in ["read_limit", "read_limit_parallel", "write_limit"] {
+    for case in [
+        "read_limit",
+        "read_limit_parallel",
+        "write_limit",
+        "read_write_limit",
+    ] {
         let rows = fs::read_to_string(dir.path().join(format!("results/{case}.tsv")))?;
         ensure!(rows.lines().count() == 2, "{case}: {rows}");
         ensure!(
@@ -220,8 +227,12 @@ fn limits_read_every_object_and_write_the_tree_then_clean_up() -> Result<()> {
     // Each run's copy is set aside, not deleted, until the timed runs are over (a deletion
     // would slow the next run's inode allocation); bench_report deletes them.
     ensure!(
-        out.lines().any(|l| l == "discarded=2"),
-        "two written copies should wait in discarded/:\n{out}"
+        out.lines().any(|l| l == "discarded=4"),
+        "two written copies of each writing case should wait in discarded/:\n{out}"
+    );
+    ensure!(
+        out.lines().any(|l| l == "written copies=4"),
+        "every written copy should hold the tree:\n{out}"
     );
     ensure!(
         out.lines().any(|l| l == "discarded after report=0"),
@@ -235,6 +246,15 @@ fn limits_read_every_object_and_write_the_tree_then_clean_up() -> Result<()> {
     ensure!(
         closeness > 1.0,
         "a 0.3 s run against tiny limits: {closeness}"
+    );
+    let closeness_to_both: f64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("closeness to both="))
+        .ok_or_else(|| anyhow::anyhow!("no closeness to both in:\n{out}"))?
+        .parse()?;
+    ensure!(
+        closeness_to_both > 1.0,
+        "a 0.3 s run against tiny limits: {closeness_to_both}"
     );
     Ok(())
 }
