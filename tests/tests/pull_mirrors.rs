@@ -14,6 +14,11 @@
 //! - `vanishing_peer_is_dropped_and_the_others_complete_the_pull`: a peer that cuts an object
 //!   halfway and disappears (connections closed, port refusing) is dropped; the other peer
 //!   completes the pull.
+//! - `a_connection_broken_mid_body_is_fetched_again_from_the_same_peer`: a lone peer that
+//!   cuts two objects' first answers halfway (closing those connections, then answering
+//!   again) completes the pull and stays active.
+//! - `a_peer_whose_connections_keep_breaking_is_dropped`: one that cuts every object's first
+//!   answer is dropped for it, and an honest peer completes the pull.
 //! - `partial_peer_stays_in_use`: a peer answering 404 for half the objects keeps serving the
 //!   other half after its first 404, and the result reports it active with objects > 0.
 //! - `drive_and_peer_each_give_their_part`: a drive with half the content objects and a peer
@@ -417,6 +422,71 @@ fn vanishing_peer_is_dropped_and_the_others_complete_the_pull() -> Result<()> {
     ensure!(
         used.state == SourceState::Dropped,
         "the vanished peer is not reported dropped: {used:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_connection_broken_mid_body_is_fetched_again_from_the_same_peer() -> Result<()> {
+    let scene = Scene::new()?;
+    let publisher = &scene.publisher;
+    let objects = content_objects(&publisher.repo, &publisher.commit)?;
+    let cut: Vec<String> = objects
+        .iter()
+        .filter(|object| object.regular)
+        .map(Content::url_path)
+        .take(2)
+        .collect();
+    ensure!(cut.len() == 2, "too few regular files: {objects:?}");
+    let peer = scene.peer(Behaviour::default().cut_once(cut.iter().cloned()))?;
+    let dest = scene.dest(RepoMode::Bare)?;
+    // The peer is the only source: dropping it for a broken connection would fail the pull.
+    let run = scene.pull_completes(&dest, &[url(&peer)])?;
+    let log = peer.log();
+    for path in &cut {
+        let answers: Vec<bool> = log
+            .iter()
+            .filter(|r| &r.path == path && r.status == 200)
+            .map(|r| r.complete)
+            .collect();
+        ensure!(
+            answers == [false, true],
+            "{path}: expected one cut answer, then a whole one: {answers:?}"
+        );
+    }
+    let used = source_use(&the_result(&run)?, &peer.url)?;
+    ensure!(
+        used.state == SourceState::Active,
+        "the peer is not reported active: {used:?}"
+    );
+
+    Ok(())
+}
+
+/// Connections that keep breaking are a peer going away: with another source, it is dropped
+/// and the other completes the pull.
+#[test]
+fn a_peer_whose_connections_keep_breaking_is_dropped() -> Result<()> {
+    let scene = Scene::new()?;
+    let publisher = &scene.publisher;
+    let objects = content_objects(&publisher.repo, &publisher.commit)?;
+    let cut: Vec<String> = objects
+        .iter()
+        .filter(|object| object.regular)
+        .map(Content::url_path)
+        .collect();
+    let breaking = scene.peer(Behaviour::default().cut_once(cut))?;
+    let honest = scene.honest_peer()?;
+    let dest = scene.dest(RepoMode::Bare)?;
+    let run = scene.pull_completes(&dest, &[url(&breaking), url(&honest)])?;
+    let used = source_use(&the_result(&run)?, &breaking.url)?;
+    ensure!(
+        used.state == SourceState::Dropped
+            && used
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains("connections broke")),
+        "a peer breaking every body is not dropped for it: {used:?}"
     );
     Ok(())
 }

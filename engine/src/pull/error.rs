@@ -187,7 +187,9 @@ impl PullError {
             Self::Missing { .. } | Self::NotOffered { .. } | Self::NoSourceLeft { .. } => {
                 ProblemKind::Unavailable
             }
-            Self::Source(FetchError::Unavailable { .. }) => ProblemKind::Unavailable,
+            Self::Source(FetchError::Unavailable { .. } | FetchError::Broken { .. }) => {
+                ProblemKind::Unavailable
+            }
             Self::Source(_) => ProblemKind::Unreadable,
             Self::NoCollection { .. } | Self::AmbiguousCollection { .. } => {
                 ProblemKind::UnknownCollection

@@ -61,6 +61,10 @@ const PEER_REQUESTS: usize = 4;
 const NETWORK_REQUESTS: usize = 16;
 /// How often stalls and slowness are looked for.
 const WATCH_EVERY: Duration = Duration::from_millis(250);
+/// A peer or server whose connection breaks mid-body this many times is dropped as gone. A
+/// single break is no proof: a server may close a keep-alive connection as its last response
+/// goes out; a peer switched off breaks every request it has running, then refuses more.
+const MAX_BROKEN_BODIES: u32 = 3;
 
 /// One object to fetch.
 #[derive(Debug, Clone)]
@@ -119,6 +123,8 @@ struct Slot {
     /// Bytes read from it, sampled every [`WATCH_EVERY`] while it is busy, for the slowness
     /// rule: (when, bytes so far, whether it had requests running throughout).
     samples: VecDeque<(Instant, u64, bool)>,
+    /// Bodies that broke off midway (see [`MAX_BROKEN_BODIES`]).
+    broken_bodies: u32,
 }
 
 /// Work handed to a worker.
@@ -157,6 +163,8 @@ enum Outcome {
     Lacking,
     /// The source as a whole stopped answering.
     Gone(String),
+    /// A network source's connection broke off in the body: the object is fetched again.
+    Broken(String),
     /// It handed out a bad object.
     Bad(String),
     Interrupted,
@@ -294,6 +302,7 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
                 },
                 drive: source.info().kind == SourceKind::Drive,
                 samples: VecDeque::new(),
+                broken_bodies: 0,
             })
             .collect();
         Self {
@@ -784,6 +793,19 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
                     self.requeue(&mut board, job, running.twin);
                 }
             }
+            Outcome::Broken(reason) => {
+                let broken = &mut board.slots[source].broken_bodies;
+                *broken += 1;
+                if *broken >= MAX_BROKEN_BODIES {
+                    let reason = format!("{reason} ({MAX_BROKEN_BODIES} connections broke)");
+                    self.set_state(&mut board, source, SourceState::Dropped, reason);
+                } else {
+                    tracing::info!(source = %self.transfer.names[source], "fetching again: {reason}");
+                }
+                if let Some(running) = running {
+                    self.requeue(&mut board, job, running.twin);
+                }
+            }
             Outcome::Bad(reason) => {
                 self.set_state(&mut board, source, SourceState::Dropped, reason);
                 if let Some(running) = running {
@@ -1170,6 +1192,7 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
         match error {
             FetchError::NotFound { .. } => Outcome::Lacking,
             FetchError::Unavailable { reason, .. } => Outcome::Gone(crate::causes::text(&*reason)),
+            FetchError::Broken { reason, .. } => Outcome::Broken(crate::causes::text(&*reason)),
             // Mid-pull it only answers 503 to a summary; treated as a peer that went away.
             FetchError::Busy { .. } => Outcome::Gone("busy with other computers".to_owned()),
             FetchError::Interrupted { .. } => Outcome::Interrupted,
@@ -1212,14 +1235,16 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
             )),
             RepoError::ReadContent { source: reason, .. } => match read_failed {
                 Some(failure) if !is_malformed(&failure) && (!drive || is_gone(&failure)) => {
-                    Outcome::Gone(if drive {
-                        format!("it stopped answering ({failure}); was the drive removed?")
+                    if drive {
+                        Outcome::Gone(format!(
+                            "it stopped answering ({failure}); was the drive removed?"
+                        ))
                     } else {
-                        format!(
+                        Outcome::Broken(format!(
                             "the connection broke while it sent {}: {failure}",
                             job.object
-                        )
-                    })
+                        ))
+                    }
                 }
                 _ => Outcome::Bad(format!(
                     "{} ({}) cannot be read there ({reason}): the copy is damaged or has been \

@@ -509,7 +509,7 @@ fn normalize_url(url: &str) -> String {
 
 fn fetch_problem_kind(error: &FetchError) -> ProblemKind {
     match error {
-        FetchError::Unavailable { .. } => ProblemKind::Unavailable,
+        FetchError::Unavailable { .. } | FetchError::Broken { .. } => ProblemKind::Unavailable,
         FetchError::Busy { .. } => ProblemKind::Busy,
         FetchError::NotFound { .. } => ProblemKind::Corrupt,
         FetchError::Failed { .. } | FetchError::Interrupted { .. } => ProblemKind::Unreadable,

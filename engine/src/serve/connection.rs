@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -213,7 +214,23 @@ struct ConnectionTable {
 struct Connection {
     /// `None` while a request is being answered.
     waiting_since: Option<Instant>,
-    evict: Arc<Notify>,
+    evict: Arc<Eviction>,
+}
+
+/// How a connection learns that a new one displaced it at the cap.
+#[derive(Default)]
+pub(super) struct Eviction {
+    pub(super) notify: Notify,
+    /// Whether it has answered a request: then the last response's final bytes may still be
+    /// on their way out when it is displaced, since it counts as waiting once the body was
+    /// handed over.
+    answered: AtomicBool,
+}
+
+impl Eviction {
+    pub(super) fn has_answered(&self) -> bool {
+        self.answered.load(Ordering::Relaxed)
+    }
 }
 
 impl Connections {
@@ -243,7 +260,7 @@ impl Connections {
 
     /// Registers a new connection, displacing the longest-waiting one at the cap; `None`
     /// when every open connection is answering a request.
-    pub(super) fn admit(&self, max: usize) -> Option<(u64, Arc<Notify>)> {
+    pub(super) fn admit(&self, max: usize) -> Option<(u64, Arc<Eviction>)> {
         let mut table = self.lock();
         if table.open.len() >= max.max(1) {
             let longest = table
@@ -253,12 +270,12 @@ impl Connections {
                 .min()?
                 .1;
             if let Some(displaced) = table.open.remove(&longest) {
-                displaced.evict.notify_one();
+                displaced.evict.notify.notify_one();
             }
         }
         let id = table.next_id;
         table.next_id += 1;
-        let evict = Arc::new(Notify::new());
+        let evict = Arc::new(Eviction::default());
         table.open.insert(
             id,
             Connection {
@@ -272,6 +289,9 @@ impl Connections {
     pub(super) fn set_waiting(&self, id: u64, waiting: bool) {
         if let Some(connection) = self.lock().open.get_mut(&id) {
             connection.waiting_since = waiting.then(Instant::now);
+            if waiting {
+                connection.evict.answered.store(true, Ordering::Relaxed);
+            }
         }
     }
 

@@ -36,7 +36,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::lan::advertise::Advertisement;
@@ -55,7 +55,7 @@ pub mod stats;
 use archive_view::{ArchiveView, Converted, ViewError, ViewOptions};
 use cache::ConvertCache;
 pub use connection::ServeBody;
-use connection::{Connections, Content, IdleTimeout, WaitingGuard};
+use connection::{Connections, Content, Eviction, IdleTimeout, WaitingGuard};
 
 /// The repository index advertised (`ri`) for the first repository served, and the path
 /// prefix it is also served under.
@@ -64,6 +64,8 @@ pub const REPO_INDEX: u16 = 0;
 pub const MAX_REQUEST_HEAD: usize = 8192;
 /// How long open connections may finish their responses once the server is asked to stop.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long a connection displaced at the cap may take to finish sending what it answered.
+const EVICTION_GRACE: Duration = Duration::from_secs(2);
 /// Files up to this size are read whole before they are sent.
 const WHOLE_FILE: u64 = 256 * 1024;
 /// How often viewed repositories look for changed refs between summary requests.
@@ -456,7 +458,7 @@ async fn connection(
     limits: ServeLimits,
     table: Arc<Connections>,
     id: u64,
-    evict: Arc<Notify>,
+    evict: Arc<Eviction>,
     mut shutting_down: watch::Receiver<bool>,
 ) {
     let service_table = Arc::clone(&table);
@@ -486,8 +488,15 @@ async fn connection(
                 tracing::debug!(error = %crate::causes::Causes(&error), "connection ended");
             }
         }
-        () = evict.notified() => {
-            tracing::debug!("closing a connection still waiting for a request, for a new one");
+        () = evict.notify.notified() => {
+            tracing::debug!("closing a connection waiting for a request, for a new one");
+            if evict.has_answered() {
+                // Its last response may not be out yet: a graceful close sends it first (and
+                // closes an idle connection at once), within a bound, so a client that reads
+                // nothing cannot hold on. One that never completed a request closes at once.
+                connection.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(EVICTION_GRACE, connection).await;
+            }
         }
         () = stopping(&mut shutting_down) => {
             connection.as_mut().graceful_shutdown();

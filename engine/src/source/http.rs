@@ -507,6 +507,21 @@ struct HttpBody {
     stopped: Option<FetchError>,
 }
 
+impl HttpBody {
+    /// The transport failed mid-body: kept as [`FetchError::Broken`] for the caller.
+    fn broke(&mut self, error: reqwest::Error) -> io::Error {
+        let failure = io::Error::other(error);
+        self.stopped = Some(FetchError::broken(
+            &self.info,
+            Because::new(
+                format!("reading {}", self.path),
+                crate::causes::text(&failure),
+            ),
+        ));
+        failure
+    }
+}
+
 impl BufRead for HttpBody {
     /// The rest of the chunk hyper handed over, or the next one: the body needs no buffer
     /// of its own (and no copy into one) for the archive reader and inflater above it.
@@ -518,13 +533,14 @@ impl BufRead for HttpBody {
             }
             let Some(response) = self.response.as_mut() else {
                 return match self.failed.take() {
-                    Some(error) => Err(io::Error::other(error)),
+                    Some(error) => Err(self.broke(error)),
                     None => Ok(&[]),
                 };
             };
             let next = response.chunk();
             let chunk = match wait(&self.runtime, &self.interrupt, &self.info, &self.path, next) {
-                Ok(chunk) => chunk.map_err(io::Error::other)?,
+                Ok(Ok(chunk)) => chunk,
+                Ok(Err(error)) => return Err(self.broke(error)),
                 Err(error) => {
                     let text = crate::causes::text(&error);
                     self.stopped = Some(error);

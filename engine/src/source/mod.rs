@@ -186,6 +186,18 @@ pub enum FetchError {
         #[source]
         reason: Cause,
     },
+    /// The answer broke off midway: the connection closed or reset in the body. The source
+    /// may well answer the next request (a server may close a kept-alive connection as a
+    /// response goes out); a pull asks again, and counts the source gone only when it keeps
+    /// happening.
+    #[error("{source_name}: the connection broke")]
+    Broken {
+        /// The source, as messages name it.
+        source_name: String,
+        /// What was being read, and the transport's error.
+        #[source]
+        reason: Cause,
+    },
     /// The source is serving other computers and asked this one to come back later (HTTP
     /// 503 when a pull starts). Not a fault: it is asked again on a later look.
     #[error("{source_name} is busy sharing with other computers")]
@@ -224,6 +236,14 @@ impl FetchError {
     /// `reason` is the error behind the failure, or a description when there is none.
     pub fn unavailable(source: &SourceInfo, reason: impl Into<Cause>) -> Self {
         Self::Unavailable {
+            source_name: source_name(source),
+            reason: reason.into(),
+        }
+    }
+
+    /// `reason` is the transport's error, with what was being read.
+    pub fn broken(source: &SourceInfo, reason: impl Into<Cause>) -> Self {
+        Self::Broken {
             source_name: source_name(source),
             reason: reason.into(),
         }

@@ -66,6 +66,10 @@ pub struct Behaviour {
     /// and the peer then stops listening and closes every connection, as a computer switched
     /// off mid-pull.
     pub vanish_after: Option<usize>,
+    /// Object paths whose first answer is cut halfway through its body, that connection then
+    /// closed, as a server closing a keep-alive connection too early; the peer stays up and
+    /// answers the next request for them in full.
+    pub cut_once: HashSet<String>,
     pub trigger: Option<Trigger>,
 }
 
@@ -96,6 +100,11 @@ impl Behaviour {
             every,
             only: Some(paths.into_iter().collect()),
         });
+        self
+    }
+
+    pub fn cut_once(mut self, paths: impl IntoIterator<Item = String>) -> Self {
+        self.cut_once.extend(paths);
         self
     }
 
@@ -190,6 +199,8 @@ struct Shared {
     not_found: HashSet<String>,
     trickle: Option<Trickle>,
     vanish_after: Option<usize>,
+    /// Paths still to be cut once (see [`Behaviour::cut_once`]).
+    cut_once: Mutex<HashSet<String>>,
     trigger: Mutex<Option<Trigger>>,
     objects_requested: AtomicUsize,
     log: Mutex<Vec<Request>>,
@@ -279,6 +290,7 @@ impl Peer {
             not_found: behaviour.not_found,
             trickle: behaviour.trickle,
             vanish_after: behaviour.vanish_after,
+            cut_once: Mutex::new(behaviour.cut_once),
             trigger: Mutex::new(behaviour.trigger),
             objects_requested: AtomicUsize::new(0),
             log: Mutex::new(Vec::new()),
@@ -457,6 +469,11 @@ fn answer_requests(stream: &TcpStream, shared: &Shared) {
             let _ = writer.write_all(&body[..body.len() / 2]);
             let _ = writer.flush();
             shared.vanish();
+            return;
+        }
+        if status == 200 && lock(&shared.cut_once).remove(&path) {
+            let _ = writer.write_all(&body[..body.len() / 2]);
+            let _ = writer.flush();
             return;
         }
         let sent = match shared.trickle.as_ref().filter(|t| {
