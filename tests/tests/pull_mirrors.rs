@@ -126,6 +126,20 @@ fn content_objects(repo: &OstreeRepo, commit: &str) -> Result<Vec<Content>> {
     Ok(objects)
 }
 
+/// URL paths of the content objects of the scene's commit that are files with content
+/// (whose body can be cut halfway); at least two.
+fn regular_file_objects(scene: &Scene) -> Result<Vec<String>> {
+    let publisher = &scene.publisher;
+    let objects = content_objects(&publisher.repo, &publisher.commit)?;
+    let paths: Vec<String> = objects
+        .iter()
+        .filter(|object| object.regular)
+        .map(Content::url_path)
+        .collect();
+    ensure!(paths.len() >= 2, "too few regular files: {objects:?}");
+    Ok(paths)
+}
+
 /// URL paths of every object file in an archive repository.
 fn all_object_paths(repo: &OstreeRepo) -> Result<BTreeSet<String>> {
     let mut paths = BTreeSet::new();
@@ -429,15 +443,7 @@ fn vanishing_peer_is_dropped_and_the_others_complete_the_pull() -> Result<()> {
 #[test]
 fn a_connection_broken_mid_body_is_fetched_again_from_the_same_peer() -> Result<()> {
     let scene = Scene::new()?;
-    let publisher = &scene.publisher;
-    let objects = content_objects(&publisher.repo, &publisher.commit)?;
-    let cut: Vec<String> = objects
-        .iter()
-        .filter(|object| object.regular)
-        .map(Content::url_path)
-        .take(2)
-        .collect();
-    ensure!(cut.len() == 2, "too few regular files: {objects:?}");
+    let cut: Vec<String> = regular_file_objects(&scene)?.into_iter().take(2).collect();
     let peer = scene.peer(Behaviour::default().cut_once(cut.iter().cloned()))?;
     let dest = scene.dest(RepoMode::Bare)?;
     // The peer is the only source: dropping it for a broken connection would fail the pull.
@@ -459,7 +465,6 @@ fn a_connection_broken_mid_body_is_fetched_again_from_the_same_peer() -> Result<
         used.state == SourceState::Active,
         "the peer is not reported active: {used:?}"
     );
-
     Ok(())
 }
 
@@ -468,14 +473,7 @@ fn a_connection_broken_mid_body_is_fetched_again_from_the_same_peer() -> Result<
 #[test]
 fn a_peer_whose_connections_keep_breaking_is_dropped() -> Result<()> {
     let scene = Scene::new()?;
-    let publisher = &scene.publisher;
-    let objects = content_objects(&publisher.repo, &publisher.commit)?;
-    let cut: Vec<String> = objects
-        .iter()
-        .filter(|object| object.regular)
-        .map(Content::url_path)
-        .collect();
-    let breaking = scene.peer(Behaviour::default().cut_once(cut))?;
+    let breaking = scene.peer(Behaviour::default().cut_once(regular_file_objects(&scene)?))?;
     let honest = scene.honest_peer()?;
     let dest = scene.dest(RepoMode::Bare)?;
     let run = scene.pull_completes(&dest, &[url(&breaking), url(&honest)])?;
