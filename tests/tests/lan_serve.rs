@@ -271,6 +271,57 @@ fn clients_that_trickle_bytes_neither_lock_out_others_nor_hold_descriptors() -> 
 }
 
 #[test]
+fn a_connection_displaced_at_the_cap_still_sends_what_it_answered() -> Result<()> {
+    // Loopback of a namespace of its own, with an Ethernet-sized MTU: the server's socket
+    // buffer then starts at tens of kilobytes (at loopback's 64 KiB MTU it holds megabytes),
+    // and a client that reads nothing leaves most of an answer in the server's own buffer.
+    ferry_tests::http::isolate_network()?;
+    Tool::new("ip")
+        .args(["link", "set", "lo", "mtu", "1500"])
+        .run()?;
+    let tmp = TempDir::new()?;
+    let base = tmp.path();
+    let publisher = Publisher::new(&base.join("publisher"), TreeOptions::plain())?;
+    // Read whole and handed to the connection as one piece (under the server's 256 KiB), and
+    // far more than the socket buffers of a client that reads nothing take: most of it waits
+    // in the server's own buffer once the response counts as sent.
+    let object = format!("objects/ee/{}.filez", "e".repeat(62));
+    let body: Vec<u8> = (0..240 * 1024u32).map(|i| (i % 251) as u8).collect();
+    std::fs::create_dir_all(publisher.repo.path.join("objects/ee"))?;
+    std::fs::write(publisher.repo.path.join(&object), &body)?;
+    let mut server = serve_on_loopback(base, &publisher.repo.path, &["--max-connections", "1"])?;
+    let port = server.port()?;
+
+    let mut first = TcpStream::connect(("127.0.0.1", port))?;
+    rustix::net::sockopt::set_socket_recv_buffer_size(&first, 4096)?;
+    write!(first, "GET /{object} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")?;
+    first.set_read_timeout(Some(PROCESS_WAIT))?;
+    // The start of the answer, so the request is known to be taken; then nothing is read.
+    let mut answer = vec![0u8; 64];
+    first.read_exact(&mut answer)?;
+    // The only slot is the first client's; a second one gets in once the first counts as
+    // waiting for its next request, and displaces it.
+    wait_for("a second client to be answered", PROCESS_WAIT, || {
+        anyhow::Ok(matches!(get(port, "/config"), Ok((200, _))))
+    })?;
+    // The end of the stream, or an error once the server closed it: what arrived is compared.
+    let _ = first.read_to_end(&mut answer);
+    let head_end = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no response head for the first client")?;
+    let received = &answer[head_end + 4..];
+    ensure!(
+        received == body.as_slice(),
+        "the displaced client got {} of the {} bytes it was answered",
+        received.len(),
+        body.len()
+    );
+    server.terminate()?;
+    Ok(())
+}
+
+#[test]
 fn a_client_that_stops_reading_is_dropped_after_the_idle_timeout() -> Result<()> {
     let idle_timeout = Duration::from_secs(2);
     let tmp = TempDir::new()?;
