@@ -16,7 +16,7 @@
 //!   completes the pull.
 //! - `a_connection_broken_mid_body_is_fetched_again_from_the_same_peer`: a lone peer that
 //!   cuts two objects' first answers halfway (closing those connections, then answering
-//!   again) completes the pull and stays active.
+//!   again) completes the pull, into a bare and into an archive repository, and stays active.
 //! - `a_peer_whose_connections_keep_breaking_is_dropped`: one that cuts every object's first
 //!   answer is dropped for it, and an honest peer completes the pull.
 //! - `partial_peer_stays_in_use`: a peer answering 404 for half the objects keeps serving the
@@ -442,29 +442,33 @@ fn vanishing_peer_is_dropped_and_the_others_complete_the_pull() -> Result<()> {
 
 #[test]
 fn a_connection_broken_mid_body_is_fetched_again_from_the_same_peer() -> Result<()> {
-    let scene = Scene::new()?;
-    let cut: Vec<String> = regular_file_objects(&scene)?.into_iter().take(2).collect();
-    let peer = scene.peer(Behaviour::default().cut_once(cut.iter().cloned()))?;
-    let dest = scene.dest(RepoMode::Bare)?;
-    // The peer is the only source: dropping it for a broken connection would fail the pull.
-    let run = scene.pull_completes(&dest, &[url(&peer)])?;
-    let log = peer.log();
-    for path in &cut {
-        let answers: Vec<bool> = log
-            .iter()
-            .filter(|r| &r.path == path && r.status == 200)
-            .map(|r| r.complete)
-            .collect();
+    // A bare destination reads the object's header off the body itself; an archive one
+    // streams the archived object through.
+    for mode in [RepoMode::Bare, RepoMode::Archive] {
+        let scene = Scene::new()?;
+        let cut: Vec<String> = regular_file_objects(&scene)?.into_iter().take(2).collect();
+        let peer = scene.peer(Behaviour::default().cut_once(cut.iter().cloned()))?;
+        let dest = scene.dest(mode)?;
+        // The peer is the only source: dropping it for a broken connection would fail the pull.
+        let run = scene.pull_completes(&dest, &[url(&peer)])?;
+        let log = peer.log();
+        for path in &cut {
+            let answers: Vec<bool> = log
+                .iter()
+                .filter(|r| &r.path == path && r.status == 200)
+                .map(|r| r.complete)
+                .collect();
+            ensure!(
+                answers == [false, true],
+                "{mode:?}, {path}: expected one cut answer, then a whole one: {answers:?}"
+            );
+        }
+        let used = source_use(&the_result(&run)?, &peer.url)?;
         ensure!(
-            answers == [false, true],
-            "{path}: expected one cut answer, then a whole one: {answers:?}"
+            used.state == SourceState::Active,
+            "{mode:?}: the peer is not reported active: {used:?}"
         );
     }
-    let used = source_use(&the_result(&run)?, &peer.url)?;
-    ensure!(
-        used.state == SourceState::Active,
-        "the peer is not reported active: {used:?}"
-    );
     Ok(())
 }
 
