@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::{unescape_mount_path, MAX_MOUNTINFO};
+use super::space::{unescape_mount_path, MAX_MOUNTINFO};
 
 /// One mounted filesystem of a removable block device.
 #[derive(Debug, Clone, PartialEq, Eq)]
