@@ -190,7 +190,7 @@ fn today() -> String {
 pub struct DayStats {
     /// `YYYY-MM-DD`, UTC.
     pub day: String,
-    /// Distinct client addresses seen (the first [`MAX_REMEMBERED_CLIENTS`]).
+    /// Distinct client addresses seen (the first `MAX_REMEMBERED_CLIENTS`).
     pub clients: BTreeSet<IpAddr>,
     /// Distinct clients, including those past the remembered ones.
     pub computers: u64,

@@ -172,7 +172,7 @@ impl InstallBookkeeping {
 }
 
 /// A [`Reporter`] that keeps the bookkeeping and calls `on_change` when the record should be
-/// rewritten: at once for anything but progress, which waits [`PROGRESS_WRITE_INTERVAL`].
+/// rewritten: at once for anything but progress, which waits `PROGRESS_WRITE_INTERVAL`.
 pub struct RecordReporter<F> {
     state: Mutex<RecorderState<F>>,
 }

@@ -167,7 +167,7 @@ pub struct AdvertiseOptions {
 }
 
 impl AdvertiseOptions {
-    /// "Ferry on <host name>" on `port`, on every interface.
+    /// "Ferry on \<host name\>" on `port`, on every interface.
     pub fn for_this_host(port: u16) -> Self {
         Self {
             instance_name: format!("Ferry on {}", host_name()),

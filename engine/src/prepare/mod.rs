@@ -93,7 +93,7 @@ pub struct PrepareRequest {
     pub selection: Selection,
     /// Plan only: nothing is created or written.
     pub dry_run: bool,
-    /// Worker threads for writing objects; 0 means [`WORKERS`].
+    /// Worker threads for writing objects; 0 means the default, `WORKERS`.
     pub threads: usize,
     /// Keep objects no ref on the drive needs any more (by default they are removed once
     /// a ref moved).

@@ -10,7 +10,7 @@
 //!    is a no-op reported as up to date);
 //! 4. `state/<commit>.commitpartial` is written, then the commit and its detached metadata,
 //!    then every dirtree, dirmeta and content object the destination lacks, from every source
-//!    offering that commit at once, each object re-hashed before it is stored ([`transfer`]
+//!    offering that commit at once, each object re-hashed before it is stored (`transfer`
 //!    has the rules for sources that lack, lie, stall or vanish). Objects go through a [`Transaction`]: staged under
 //!    `tmp/staging-<boot-id>-…`, and moved into `objects/` in batches, each only after its
 //!    data is on disk, so a power cut never leaves an incomplete object under its final name
