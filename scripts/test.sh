@@ -2,8 +2,8 @@
 # Ferry's test command. On Debian 12, as root:
 #   1. installs what is missing (scripts/install-deps.sh: apt packages, cargo-nextest);
 #   2. builds every crate and target;
-#   3. checks formatting (cargo fmt), lints (cargo clippy -D warnings) and unused
-#      dependencies (cargo machete);
+#   3. checks formatting (cargo fmt), lints (cargo clippy -D warnings), the API
+#      documentation (cargo doc, warnings as errors) and unused dependencies (cargo machete);
 #   4. runs every test with cargo-nextest (settings in .config/nextest.toml).
 # Exits non-zero when any step fails. Root is required: tests attach loop devices, mount
 # filesystems, and deploy fake sysroots with `ostree admin`.
@@ -46,6 +46,7 @@ done
 step "build" cargo build --workspace --all-targets || exit 1
 step "format" cargo fmt --all -- --check
 step "lint" cargo clippy --workspace --all-targets -- -D warnings
+step "documentation" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 step "unused dependencies" cargo machete
 # Last, so the test runner's own summary closes the output when everything passed.
 printf '\n==> test\n'
