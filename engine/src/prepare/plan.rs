@@ -66,72 +66,14 @@ pub(super) fn choose_refs(
 ) -> Result<Vec<Chosen>, PrepareError> {
     let everything = selection.everything();
     let mut wanted: Vec<(usize, &crate::target::InstalledRef)> = Vec::new();
-    let mut found_apps: HashSet<&str> = HashSet::new();
+    let mut found_names: HashSet<&str> = HashSet::new();
     for (index, target) in targets.iter().enumerate() {
         match target.kind {
             TargetKind::Os if everything || selection.os => {
                 wanted.extend(target.installed.iter().map(|r| (index, r)));
             }
             TargetKind::Flatpak => {
-                let mut names: BTreeSet<String> = BTreeSet::new();
-                for installed in &target.installed {
-                    let Some(runtime_id) = flatpak_id(&installed.ref_name, "runtime/") else {
-                        continue;
-                    };
-                    let named = selection
-                        .runtimes
-                        .iter()
-                        .find(|name| *name == runtime_id || **name == installed.ref_name);
-                    if let Some(name) = named {
-                        found_apps.insert(name.as_str());
-                        names.insert(installed.ref_name.clone());
-                        let prefix = format!("{runtime_id}.");
-                        for other in &target.installed {
-                            if flatpak_id(&other.ref_name, "runtime/")
-                                .is_some_and(|id| id.starts_with(&prefix))
-                            {
-                                names.insert(other.ref_name.clone());
-                            }
-                        }
-                    }
-                }
-                for installed in &target.installed {
-                    let Some(app_id) = flatpak_id(&installed.ref_name, "app/") else {
-                        if everything {
-                            names.insert(installed.ref_name.clone());
-                        }
-                        continue;
-                    };
-                    let named = selection
-                        .apps
-                        .iter()
-                        .find(|app| *app == app_id || **app == installed.ref_name);
-                    if let Some(app) = named {
-                        found_apps.insert(app.as_str());
-                    }
-                    if !(everything || selection.all_apps || named.is_some()) {
-                        continue;
-                    }
-                    names.insert(installed.ref_name.clone());
-                    let mut prefixes = vec![format!("{app_id}.")];
-                    if let Some(runtime) = &installed.runtime {
-                        names.insert(runtime.clone());
-                        if let Some(runtime_id) = flatpak_id(runtime, "runtime/") {
-                            prefixes.push(format!("{runtime_id}."));
-                        }
-                    }
-                    // Extensions and locales: runtimes named after the app or its runtime.
-                    for other in &target.installed {
-                        if let Some(id) = flatpak_id(&other.ref_name, "runtime/") {
-                            if prefixes
-                                .iter()
-                                .any(|prefix| id.starts_with(prefix.as_str()))
-                            {
-                                names.insert(other.ref_name.clone());
-                            }
-                        }
-                    }
-                }
+                let names = flatpak_refs_named(target, selection, &mut found_names);
                 wanted.extend(
                     target
                         .installed
@@ -147,7 +89,7 @@ pub(super) fn choose_refs(
         .apps
         .iter()
         .chain(&selection.runtimes)
-        .find(|name| !found_apps.contains(name.as_str()))
+        .find(|name| !found_names.contains(name.as_str()))
     {
         return Err(PrepareError::NotInstalled(missing.clone()));
     }
@@ -178,67 +120,159 @@ pub(super) fn choose_refs(
         }
     }
     if let Some(((index, remote), refs)) = refused.into_iter().next() {
-        let target = &targets[index];
-        let fix = match target.kind {
-            TargetKind::Flatpak => format!(
-                "Set one with `flatpak remote-modify --collection-id=ID {remote}` (or \
-                 DeploySideloadCollectionID in the remote's .flatpakrepo file)"
-            ),
-            _ => format!(
-                "Set one with `ostree --repo={} config set --group='remote \"{remote}\"' \
-                 collection-id ID`",
-                target.repo.display()
-            ),
-        };
-        let remote = if remote.is_empty() {
-            "(none: deployed from a local branch)".to_owned()
-        } else {
-            remote
-        };
-        return Err(PrepareError::NoCollectionId {
-            remote,
-            refs: refs.join(", "),
-            source_label: target.installation.clone(),
-            fix,
-        });
+        return Err(no_collection_id(&targets[index], remote, &refs));
     }
-
-    // AppStream and ostree-metadata of each remote carried, where the source has them.
     for (index, remote, collection_id) in remotes {
-        let Ok(repo) = Repo::open(&targets[index].repo) else {
-            continue;
-        };
-        for (location, commit) in repo.list_refs()? {
-            let RefLocation::Remote {
-                remote: ref_remote,
-                name,
-            } = &location
-            else {
-                continue;
-            };
-            let extra = name.starts_with("appstream2/")
-                || name.starts_with("appstream/")
-                || name == "ostree-metadata";
-            if *ref_remote != remote || !extra {
-                continue;
-            }
-            // A partial commit (flatpak pulls appstream whole, but be safe) is left behind.
-            if repo.is_partial(&commit)? {
-                continue;
-            }
-            if keys.insert((collection_id.clone(), name.clone())) {
-                chosen.push(Chosen {
-                    target: index,
-                    collection_id: collection_id.clone(),
-                    ref_name: name.clone(),
-                    commit,
-                    subpaths: Vec::new(),
-                    parts: None,
-                });
-            }
-        }
+        add_remote_metadata(
+            index,
+            &targets[index],
+            &remote,
+            &collection_id,
+            &mut keys,
+            &mut chosen,
+        )?;
     }
     Ok(chosen)
+}
+
+/// The refs of Flatpak installation `target` that `selection` names, with the runtime and
+/// the extensions (runtimes named after the app or its runtime, locales among them) of
+/// each app chosen. The app and runtime names of the selection found are added to
+/// `found_names`.
+fn flatpak_refs_named<'s>(
+    target: &Target,
+    selection: &'s Selection,
+    found_names: &mut HashSet<&'s str>,
+) -> BTreeSet<String> {
+    let everything = selection.everything();
+    let mut names: BTreeSet<String> = BTreeSet::new();
+    // Runtimes named after `prefixes`' ids (`org.example.App.` names its extensions).
+    let extensions_of = |prefixes: &[String], names: &mut BTreeSet<String>| {
+        for other in &target.installed {
+            if let Some(id) = flatpak_id(&other.ref_name, "runtime/") {
+                if prefixes
+                    .iter()
+                    .any(|prefix| id.starts_with(prefix.as_str()))
+                {
+                    names.insert(other.ref_name.clone());
+                }
+            }
+        }
+    };
+    for installed in &target.installed {
+        let Some(runtime_id) = flatpak_id(&installed.ref_name, "runtime/") else {
+            continue;
+        };
+        let named = selection
+            .runtimes
+            .iter()
+            .find(|name| *name == runtime_id || **name == installed.ref_name);
+        if let Some(name) = named {
+            found_names.insert(name.as_str());
+            names.insert(installed.ref_name.clone());
+            extensions_of(&[format!("{runtime_id}.")], &mut names);
+        }
+    }
+    for installed in &target.installed {
+        let Some(app_id) = flatpak_id(&installed.ref_name, "app/") else {
+            if everything {
+                names.insert(installed.ref_name.clone());
+            }
+            continue;
+        };
+        let named = selection
+            .apps
+            .iter()
+            .find(|app| *app == app_id || **app == installed.ref_name);
+        if let Some(app) = named {
+            found_names.insert(app.as_str());
+        }
+        if !(everything || selection.all_apps || named.is_some()) {
+            continue;
+        }
+        names.insert(installed.ref_name.clone());
+        let mut prefixes = vec![format!("{app_id}.")];
+        if let Some(runtime) = &installed.runtime {
+            names.insert(runtime.clone());
+            if let Some(runtime_id) = flatpak_id(runtime, "runtime/") {
+                prefixes.push(format!("{runtime_id}."));
+            }
+        }
+        extensions_of(&prefixes, &mut names);
+    }
+    names
+}
+
+/// The refusal for `refs` of `target`, whose `remote` has no collection ID, with how to set
+/// one.
+fn no_collection_id(target: &Target, remote: String, refs: &[String]) -> PrepareError {
+    let fix = match target.kind {
+        TargetKind::Flatpak => format!(
+            "Set one with `flatpak remote-modify --collection-id=ID {remote}` (or \
+             DeploySideloadCollectionID in the remote's .flatpakrepo file)"
+        ),
+        _ => format!(
+            "Set one with `ostree --repo={} config set --group='remote \"{remote}\"' \
+             collection-id ID`",
+            target.repo.display()
+        ),
+    };
+    let remote = if remote.is_empty() {
+        "(none: deployed from a local branch)".to_owned()
+    } else {
+        remote
+    };
+    PrepareError::NoCollectionId {
+        remote,
+        refs: refs.join(", "),
+        source_label: target.installation.clone(),
+        fix,
+    }
+}
+
+/// Adds the AppStream and `ostree-metadata` refs of `remote` that target `index` (`target`)
+/// holds whole, under `collection_id`, unless already chosen.
+fn add_remote_metadata(
+    index: usize,
+    target: &Target,
+    remote: &str,
+    collection_id: &str,
+    keys: &mut HashSet<(String, String)>,
+    chosen: &mut Vec<Chosen>,
+) -> Result<(), PrepareError> {
+    let Ok(repo) = Repo::open(&target.repo) else {
+        return Ok(());
+    };
+    for (location, commit) in repo.list_refs()? {
+        let RefLocation::Remote {
+            remote: ref_remote,
+            name,
+        } = &location
+        else {
+            continue;
+        };
+        let extra = name.starts_with("appstream2/")
+            || name.starts_with("appstream/")
+            || name == "ostree-metadata";
+        if ref_remote != remote || !extra {
+            continue;
+        }
+        // A partial commit (flatpak pulls appstream whole, but be safe) is left behind.
+        if repo.is_partial(&commit)? {
+            continue;
+        }
+        if keys.insert((collection_id.to_owned(), name.clone())) {
+            chosen.push(Chosen {
+                target: index,
+                collection_id: collection_id.to_owned(),
+                ref_name: name.clone(),
+                commit,
+                subpaths: Vec::new(),
+                parts: None,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// `org.example.App` of `app/org.example.App/x86_64/stable` (with `prefix` `app/`).
