@@ -1,7 +1,7 @@
 //! A write transaction, as libostree's `ostree_repo_prepare_transaction`/`commit_transaction`:
 //! verified objects wait in a locked staging directory `tmp/staging-<boot-id>-XXXXXX` until a
 //! batch is committed: the data is synced (`syncfs`, unless `[core] fsync=false`), then the
-//! batch is renamed into `objects/XX/` and those directories are fsynced. So after a power cut
+//! batch is renamed into `objects/XX/` and the filesystem is synced again. So after a power cut
 //! no object under `objects/` has incomplete content, and a ref written after
 //! [`Transaction::commit`] only reaches objects that are durable.
 
@@ -245,14 +245,12 @@ impl<'r> Transaction<'r> {
                 .map_err(|e| RepoError::io("sync", &repo.path, e))?;
         }
         let mut prefixes = [false; 256];
-        let mut created_dir = false;
         for entry in &batch.entries {
             let prefix = &entry.object[..2];
             let index = usize::from_str_radix(prefix, 16).unwrap_or(0) & 0xff;
             if !prefixes[index] {
                 match rustix::fs::mkdirat(&repo.objects, prefix, Mode::from_raw_mode(0o777)) {
-                    Ok(()) => created_dir = true,
-                    Err(rustix::io::Errno::EXIST) => {}
+                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
                     Err(error) => {
                         return Err(RepoError::io(
                             "create",
@@ -265,18 +263,11 @@ impl<'r> Transaction<'r> {
             }
             self.move_into_objects(entry)?;
         }
+        // The renamed entries, and any new `objects/XX`, made durable at once: one sync of
+        // the filesystem instead of one per directory (up to 256, each a device flush).
         if fsync {
-            for (index, _) in prefixes.iter().enumerate().filter(|(_, used)| **used) {
-                let prefix = format!("{index:02x}");
-                let path = || repo.path.join("objects").join(&prefix);
-                let dir = open_beneath(&repo.objects, &prefix, OFlags::RDONLY | OFlags::DIRECTORY)
-                    .map_err(|e| RepoError::io("open", path(), e))?;
-                rustix::fs::fsync(&dir).map_err(|e| RepoError::io("sync", path(), e))?;
-            }
-            if created_dir {
-                rustix::fs::fsync(&repo.objects)
-                    .map_err(|e| RepoError::io("sync", repo.path.join("objects"), e))?;
-            }
+            rustix::fs::syncfs(&self.staging.fd)
+                .map_err(|e| RepoError::io("sync", &repo.path, e))?;
         }
         Ok(())
     }
