@@ -70,6 +70,12 @@ struct Verified<'c> {
 /// A commit a source has not handed out within this long is asked of the next source too.
 const COMMIT_HEDGE_AFTER: Duration = Duration::from_secs(2);
 
+/// Batch limits of a pull whose staged data is written while its sources are read: its
+/// batches are moved into `objects/` as it goes too, so little is left to rename once the
+/// last object arrives.
+const STREAMING_BATCH_OBJECTS: usize = 1024;
+const STREAMING_BATCH_BYTES: u64 = 64 << 20;
+
 /// Where a pulled ref is written in the destination, and so which remote vouches for it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum RefTarget {
@@ -917,7 +923,9 @@ impl Context<'_> {
             destination.is_some() && self.sources[*index].filesystem() == destination
         };
         if !mirrors.iter().any(shares_the_disk) {
-            transaction = transaction.with_write_behind();
+            transaction = transaction
+                .with_write_behind()
+                .with_batch_limits(STREAMING_BATCH_OBJECTS, STREAMING_BATCH_BYTES);
         }
         let stored = self.store_in(&transaction, &mirrors, verified);
         let committed = transaction.commit();
