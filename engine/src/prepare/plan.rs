@@ -163,11 +163,7 @@ fn flatpak_refs_named<'s>(
         let Some(runtime_id) = flatpak_id(&installed.ref_name, "runtime/") else {
             continue;
         };
-        let named = selection
-            .runtimes
-            .iter()
-            .find(|name| *name == runtime_id || **name == installed.ref_name);
-        if let Some(name) = named {
+        if let Some(name) = naming(&selection.runtimes, runtime_id, &installed.ref_name) {
             found_names.insert(name.as_str());
             names.insert(installed.ref_name.clone());
             extensions_of(&[format!("{runtime_id}.")], &mut names);
@@ -180,10 +176,7 @@ fn flatpak_refs_named<'s>(
             }
             continue;
         };
-        let named = selection
-            .apps
-            .iter()
-            .find(|app| *app == app_id || **app == installed.ref_name);
+        let named = naming(&selection.apps, app_id, &installed.ref_name);
         if let Some(app) = named {
             found_names.insert(app.as_str());
         }
@@ -201,6 +194,12 @@ fn flatpak_refs_named<'s>(
         extensions_of(&prefixes, &mut names);
     }
     names
+}
+
+/// The entry of `names` (IDs or full refs, as asked for) that names the ref `ref_name` of
+/// ID `id`.
+fn naming<'n>(names: &'n [String], id: &str, ref_name: &str) -> Option<&'n String> {
+    names.iter().find(|name| *name == id || *name == ref_name)
 }
 
 /// The refusal for `refs` of `target`, whose `remote` has no collection ID, with how to set
