@@ -44,7 +44,11 @@ bench_init() {
   export BENCH_DIR BENCH_RUNS BENCH_SEED BENCH_DROP
   mkdir -p "$BENCH_DIR"
   rm -rf "$BENCH_DIR/results"; mkdir -p "$BENCH_DIR/results"
-  bench_empty_discarded
+  if [ -d "$BENCH_DIR/discarded" ]; then
+    bench_empty_discarded
+    echo "bench: deleted what an interrupted script left in $BENCH_DIR/discarded; for the" \
+      "next minutes ext4 passes over those freed inodes, so the first runs may be slower" >&2
+  fi
   # BENCH_PROFILE=debug: a quick check of a script, not figures.
   local profile=${BENCH_PROFILE:-release} flags=(--release) dir=release
   [ "$profile" = debug ] && { flags=(); dir=debug; }

@@ -119,6 +119,13 @@ fn a_dropped_transaction_leaves_no_object_and_a_committed_one_every_object() {
             files_under(&dest_path.join("objects")).is_empty(),
             "{mode}: objects appeared before the commit"
         );
+        // Writing the staged data ahead of the batch's sync publishes nothing.
+        transaction.write_ahead().expect("write ahead");
+        assert_eq!(transaction.staged_objects(), written, "{mode}");
+        assert!(
+            files_under(&dest_path.join("objects")).is_empty(),
+            "{mode}: objects appeared after writing ahead"
+        );
         drop(transaction);
         assert!(
             files_under(&dest_path.join("objects")).is_empty(),
@@ -177,9 +184,10 @@ fn a_torn_object_left_in_a_staging_dir_is_never_moved_into_objects() {
     let torn = b"only the first bytes";
 
     // What a writer of this boot killed midway leaves: its staging directory and lock file
-    // (unlocked now), an unfinished temporary file, and an object under its final name in
-    // libostree's staging layout with incomplete content. And a staging directory of another
-    // boot, whose data may never have reached the disk.
+    // (unlocked now), unfinished temporary files (libostree's and one in a Ferry writer's
+    // lane), and an object under its final name in libostree's staging layout with
+    // incomplete content. And a staging directory of another boot, whose data may never
+    // have reached the disk.
     let ours = format!("{STAGING_PREFIX}{}-torn01", boot_id());
     let theirs = format!("{STAGING_PREFIX}00000000-0000-0000-0000-000000000000-old001");
     for dir in [&ours, &theirs] {
@@ -187,13 +195,15 @@ fn a_torn_object_left_in_a_staging_dir_is_never_moved_into_objects() {
         fs::create_dir_all(staging.join(&name[..2])).expect("mkdir");
         fs::write(staging.join(&name), torn).expect("write");
         fs::write(staging.join("tmp-unfinished"), torn).expect("write");
+        fs::create_dir_all(staging.join("lane-3")).expect("mkdir");
+        fs::write(staging.join("lane-3/ferry-0123456789abcdef"), torn).expect("write");
         fs::write(dest_path.join("tmp").join(format!("{dir}-lock")), b"").expect("lock file");
     }
 
     let transaction = Transaction::begin(&dest, None).expect("begin");
     assert_eq!(
         transaction.origin(),
-        StagingOrigin::Adopted { discarded: 2 },
+        StagingOrigin::Adopted { discarded: 3 },
         "the leftover directory of this boot is reused and emptied"
     );
     assert_eq!(

@@ -10,6 +10,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags, Timespec, Timestamps};
@@ -30,6 +31,11 @@ pub const BATCH_BYTES: u64 = 256 << 20;
 /// libostree's prefix for transaction staging directories under `tmp/`
 /// (`OSTREE_REPO_TMPDIR_STAGING`).
 pub const STAGING_PREFIX: &str = "staging-";
+
+/// Staged files are spread over this many subdirectories of the staging directory, one per
+/// writing thread (round robin), so that threads creating files do not all queue on one
+/// directory's lock while the filesystem allocates each inode under it.
+const STAGING_LANES: usize = 8;
 
 /// A verified object waiting in the staging directory.
 struct StagedEntry {
@@ -110,6 +116,16 @@ impl<'r> Transaction<'r> {
         let tmp_path = repo.path.join("tmp");
         let prefix = format!("{STAGING_PREFIX}{}-", boot_id()?);
         let (staging, origin, removed_stale) = allocate_staging(tmp, &tmp_path, &prefix)?;
+        for lane in 0..STAGING_LANES {
+            let name = lane_name(lane);
+            match rustix::fs::mkdirat(&staging.fd, name.as_str(), Mode::from_raw_mode(0o700)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(error) => {
+                    let path = tmp_path.join(&staging.name).join(&name);
+                    return Err(RepoError::io("create", path, error));
+                }
+            }
+        }
         let budget = SpaceBudget::measure(repo)?;
         Ok(Self {
             repo,
@@ -159,6 +175,17 @@ impl<'r> Transaction<'r> {
     /// The staging directory, where this transaction's writes make their temporary files.
     pub(super) fn staging_fd(&self) -> BorrowedFd<'_> {
         self.staging.fd.as_fd()
+    }
+
+    /// A new name for a temporary file in the staging directory, in the calling thread's
+    /// lane: `lane-N/ferry-<random>`.
+    pub(super) fn staged_temp_name(&self) -> String {
+        static NEXT_LANE: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static LANE: usize = NEXT_LANE.fetch_add(1, Ordering::Relaxed) % STAGING_LANES;
+        }
+        let lane = LANE.with(|lane| *lane);
+        format!("{}/{}", lane_name(lane), super::write::temp_name())
     }
 
     /// What content written in this transaction may still take.
@@ -212,6 +239,16 @@ impl<'r> Transaction<'r> {
             Some(batch) => self.publish(batch),
             None => Ok(()),
         }
+    }
+
+    /// Starts writing what is staged to the disk ahead of the batch's own sync, when nothing
+    /// else will: a pull whose last objects are all in flight calls it, so the final sync has
+    /// little left to write. Changes no guarantee: objects still move only after that sync.
+    pub fn write_ahead(&self) -> Result<(), RepoError> {
+        if !self.repo.config.fsync || self.write_behind.is_some() {
+            return Ok(());
+        }
+        rustix::fs::syncfs(&self.staging.fd).map_err(|e| RepoError::io("sync", &self.repo.path, e))
     }
 
     /// Commits what is staged now: its data is made durable, then it is renamed into
@@ -326,6 +363,10 @@ impl Drop for Transaction<'_> {
         // The lock goes last, so nobody adopts a directory that is being removed.
         drop(self.staging.lock.take());
     }
+}
+
+fn lane_name(lane: usize) -> String {
+    format!("lane-{lane}")
 }
 
 /// This boot's ID, as libostree reads it (`OSTREE_BOOTID` overrides it, as there).
@@ -481,7 +522,8 @@ fn is_directory(dir: BorrowedFd<'_>, name: &str) -> bool {
     )
 }
 
-/// Removes everything inside a directory; returns how many entries there were.
+/// Removes everything inside a directory; returns how many files it held, counting those
+/// in its subdirectories.
 fn empty_dir(dir: &OwnedFd, path: &Path) -> Result<u64, RepoError> {
     let list_error = |e: rustix::io::Errno| RepoError::io("list", path, e);
     let mut count = 0;
@@ -491,11 +533,12 @@ fn empty_dir(dir: &OwnedFd, path: &Path) -> Result<u64, RepoError> {
         if name.to_bytes() == b"." || name.to_bytes() == b".." {
             continue;
         }
-        count += 1;
         match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
-            Ok(()) => {}
+            Ok(()) => count += 1,
             Err(rustix::io::Errno::ISDIR | rustix::io::Errno::PERM) => {
+                // A lane (or libostree's `XX/`): what counts is the files it held.
                 let child = path.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+                count += std::fs::read_dir(&child).map_or(0, |entries| entries.count() as u64);
                 std::fs::remove_dir_all(&child).map_err(|e| RepoError::io("remove", &child, e))?;
             }
             Err(rustix::io::Errno::NOENT) => {}

@@ -123,11 +123,29 @@ impl Run<'_, '_, '_> {
             if let Some((twin, job)) = Self::hedge(&board, source) {
                 return Some(self.hand_out(&mut board, source, job, Some(twin)));
             }
+            if Self::only_content_in_flight(&board) {
+                board.wrote_ahead = true;
+                return Some(Task::WriteAhead);
+            }
             board = match self.changed.wait_timeout(board, Interrupt::POLL) {
                 Ok((board, _)) => board,
                 Err(poisoned) => poisoned.into_inner().0,
             };
         }
+    }
+
+    /// Whether the walk is over and every object left is being fetched, the first time it
+    /// is seen: the disk may then write what is staged while the last objects arrive.
+    fn only_content_in_flight(board: &Board) -> bool {
+        !board.wrote_ahead
+            && board.local.is_empty()
+            && board.waiting_content == 0
+            && board.shared.metadata.is_empty()
+            && board.drives.iter().all(|queue| queue.metadata.is_empty())
+            && board
+                .running
+                .values()
+                .all(|running| running.job.object.kind == ObjectKind::File)
     }
 
     pub(super) fn hand_out(

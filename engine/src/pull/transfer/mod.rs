@@ -140,6 +140,8 @@ enum Task {
     },
     /// A dirtree the destination already has: its children are looked at.
     Expand { tree: Checksum, path: String },
+    /// Every object left is in flight: what is staged is written to the disk meanwhile.
+    WriteAhead,
 }
 
 /// The shared state of one closure's transfer.
@@ -154,6 +156,8 @@ struct Board {
     slots: Vec<Slot>,
     /// Objects queued or running, and local dirtrees not yet expanded.
     outstanding: usize,
+    /// Whether a worker was sent to write the staged data ahead ([`Task::WriteAhead`]).
+    wrote_ahead: bool,
     failure: Option<PullError>,
 }
 
@@ -320,6 +324,7 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
                 next_ticket: 0,
                 slots,
                 outstanding: 0,
+                wrote_ahead: false,
                 failure: None,
             }),
             changed: Condvar::new(),
@@ -378,6 +383,11 @@ impl<'r, 't, 'a> Run<'r, 't, 'a> {
                     board.outstanding -= 1;
                     if board.outstanding == 0 || board.failure.is_some() {
                         self.changed.notify_all();
+                    }
+                }
+                Task::WriteAhead => {
+                    if let Err(error) = self.transfer.transaction.write_ahead() {
+                        self.fail(PullError::Destination(error));
                     }
                 }
                 Task::Fetch {

@@ -16,7 +16,7 @@ use std::io::{self, Read, Write};
 
 use rustix::fs::{AtFlags, Timespec, Timestamps, XattrFlags};
 
-use super::{copy_exact, temp_name, CopyError, Place, TempEntry, WriteOutcome};
+use super::{copy_exact, CopyError, Place, TempEntry, WriteOutcome};
 use crate::object::{ContentHasher, FileHeader, ObjectId};
 use crate::repo::{Repo, RepoError, RepoMode};
 
@@ -113,8 +113,7 @@ impl Repo {
         object: ObjectId,
         header: &FileHeader,
     ) -> Result<WriteOutcome, RepoError> {
-        let (tmp, tmp_path) = self.temp_dir(place)?;
-        let name = temp_name();
+        let (tmp, tmp_path, name) = self.temp_slot(place)?;
         rustix::fs::symlinkat(header.symlink_target.as_str(), tmp, name.as_str())
             .map_err(|e| RepoError::io("create a symlink in", tmp_path, e))?;
         let temp = TempEntry {

@@ -60,7 +60,7 @@ impl Drop for TempEntry<'_> {
     }
 }
 
-fn temp_name() -> String {
+pub(super) fn temp_name() -> String {
     format!("ferry-{:016x}", rand::random::<u64>())
 }
 
@@ -132,13 +132,18 @@ fn copy_exact_with(
 }
 
 impl Repo {
-    /// The directory temporary files of `place` are made in.
-    fn temp_dir<'p>(&'p self, place: Place<'p>) -> Result<(BorrowedFd<'p>, PathBuf), RepoError> {
+    /// The directory temporary files of `place` are made in, and a new name in it.
+    fn temp_slot<'p>(
+        &'p self,
+        place: Place<'p>,
+    ) -> Result<(BorrowedFd<'p>, PathBuf, String), RepoError> {
         match place {
-            Place::Direct => Ok((self.tmp_dir()?, self.path.join("tmp"))),
-            Place::Staged(transaction) => {
-                Ok((transaction.staging_fd(), transaction.staging_path()))
-            }
+            Place::Direct => Ok((self.tmp_dir()?, self.path.join("tmp"), temp_name())),
+            Place::Staged(transaction) => Ok((
+                transaction.staging_fd(),
+                transaction.staging_path(),
+                transaction.staged_temp_name(),
+            )),
         }
     }
 
@@ -146,8 +151,7 @@ impl Repo {
         &'p self,
         place: Place<'p>,
     ) -> Result<(File, TempEntry<'p>), RepoError> {
-        let (tmp, tmp_path) = self.temp_dir(place)?;
-        let name = temp_name();
+        let (tmp, tmp_path, name) = self.temp_slot(place)?;
         let fd: OwnedFd = open_beneath_mode(
             tmp,
             &name,
