@@ -14,7 +14,8 @@
 //! - A [`Transaction`] stages objects in `tmp/staging-<boot-id>-XXXXXX`, locked by
 //!   `tmp/staging-<boot-id>-XXXXXX-lock` as libostree locks its own, and moves them into
 //!   `objects/` in batches only once their data is synced; libostree neither reuses nor
-//!   deletes such a directory while it is held.
+//!   deletes such a directory while it is held. Each writing thread stages into its own
+//!   subdirectory of it (`lane-N`), which libostree's own commit ignores.
 //!
 //! `Repo` is `Send + Sync`: several threads may read and write objects at once.
 
