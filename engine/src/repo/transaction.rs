@@ -185,7 +185,7 @@ impl<'r> Transaction<'r> {
             static LANE: usize = NEXT_LANE.fetch_add(1, Ordering::Relaxed) % STAGING_LANES;
         }
         let lane = LANE.with(|lane| *lane);
-        format!("{}/{}", lane_name(lane), super::write::temp_name())
+        format!("lane-{lane}/{}", super::write::temp_name())
     }
 
     /// What content written in this transaction may still take.
@@ -365,6 +365,7 @@ impl Drop for Transaction<'_> {
     }
 }
 
+/// Must match the prefix [`Transaction::staged_temp_name`] gives.
 fn lane_name(lane: usize) -> String {
     format!("lane-{lane}")
 }
